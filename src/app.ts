@@ -1,0 +1,105 @@
+import { Elysia, status } from 'elysia'
+import type { Broker } from './broker/types'
+import type { Config } from './config'
+import { anonymousIdentity } from './auth/anonymous'
+import type { Refusal } from './auth/anonymous'
+import type { Conn, Identity } from './hub/connection'
+import { createHub } from './hub/hub'
+import { apiRoutes } from './http/api'
+import { opsRoutes } from './http/ops'
+import type { Check } from './http/ops'
+import { log } from './log'
+import type { Metrics } from './metrics'
+
+/** Resolves who is connecting, from the upgrade request. */
+export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
+
+export interface AppDeps {
+  config: Config
+  broker: Broker
+  metrics: Metrics
+  nodeId: string
+  authenticate?: Authenticate
+  refresh?: (token: string) => Promise<Identity>
+  checks?: Record<string, Check>
+}
+
+interface SocketData {
+  identity: Identity
+  conn: Conn
+  headers: Record<string, string | undefined>
+}
+
+/** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
+export function createApp(deps: AppDeps) {
+  const { config, broker, metrics } = deps
+  const authenticate: Authenticate = deps.authenticate ?? (async ({ query }) => anonymousIdentity(query))
+  const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
+
+  const hub = createHub({
+    config,
+    broker,
+    metrics,
+    nodeId: deps.nodeId,
+    server: () => app.server,
+    refresh: deps.refresh,
+  })
+
+  const app = new Elysia({
+    websocket: {
+      maxPayloadLength: config.MAX_FRAME_BYTES,
+      backpressureLimit: config.MAX_BUFFERED_BYTES,
+      closeOnBackpressureLimit: false,
+      idleTimeout: config.IDLE_TIMEOUT_S,
+      sendPings: true,
+      perMessageDeflate: false,
+    },
+  })
+    .onError(({ code, error }) => {
+      if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })
+      if (code === 'PARSE') return status(400, { error: 'bad_request', reason: 'body: not valid JSON' })
+      if (code === 'VALIDATION') return status(400, { error: 'bad_request', reason: String((error as Error).message).slice(0, 200) })
+      log.error('http error', { code: String(code), err: error })
+      return status(500, { error: 'internal' })
+    })
+    .use(opsRoutes({ metrics, checks: { broker: () => broker.problem(), ...deps.checks }, draining: () => hub.draining }))
+    .use(apiRoutes({ config, hub, broker }))
+    .ws('/ws', {
+      async beforeHandle(ctx) {
+        if (hub.draining) return status(503, { error: 'unavailable', reason: 'draining' })
+        const origin = ctx.headers.origin
+        if (origins && origin !== undefined && !origins.has(origin)) {
+          log.warn('origin refused', { origin })
+          return status(403, { error: 'forbidden', reason: 'origin_not_allowed' })
+        }
+        const who = await authenticate({ query: ctx.query, headers: ctx.headers })
+        if ('reason' in who) {
+          if (who.status && who.status !== 401) return status(who.status as 400, { error: 'bad_request', reason: who.reason })
+          metrics.authRefused.labels({ reason: who.reason }).inc()
+          log.warn('upgrade refused', { reason: who.reason, remote: ctx.server?.requestIP(ctx.request)?.address })
+          return status(401, { error: 'unauthorized', reason: who.reason })
+        }
+        ;(ctx as unknown as SocketData).identity = who
+      },
+      open(ws) {
+        const data = ws.data as unknown as SocketData
+        data.conn = hub.open(ws.raw as never, data.identity, {
+          remote: ws.raw.remoteAddress,
+          userAgent: data.headers['user-agent'] ?? '',
+        })
+      },
+      message(ws, message) {
+        return hub.message((ws.data as unknown as SocketData).conn, message)
+      },
+      close(ws, code, reason) {
+        const conn = (ws.data as unknown as SocketData).conn
+        if (conn) hub.close(conn, code, reason)
+      },
+      pong(ws) {
+        const conn = (ws.data as unknown as SocketData).conn
+        if (conn) hub.pong(conn)
+      },
+    })
+
+  return { app, hub }
+}

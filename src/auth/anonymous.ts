@@ -1,0 +1,14 @@
+import type { Identity } from '../hub/connection'
+
+export const USER_ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,64}$/
+
+export type Refusal = { reason: string; status?: number }
+
+/** With auth off: `?user=<id>&name=<display>`, or a random `anon-…` id. */
+export function anonymousIdentity(query: Record<string, string | undefined>): Identity | Refusal {
+  const id = query.user || `anon-${Bun.randomUUIDv7().slice(-12)}`
+  if (!USER_ID_PATTERN.test(id)) return { reason: 'user: must be 1..64 of A-Z a-z 0-9 _ . : @ -', status: 400 }
+  const name = query.name ?? id
+  if (name.length < 1 || name.length > 64) return { reason: 'name: must be 1..64 characters', status: 400 }
+  return { user: { id, name } }
+}

@@ -1,0 +1,72 @@
+import type { User } from '../protocol/server-frames'
+
+/**
+ * Hands an encoded frame to this node's subscribers of `topic`. `except` names a connection
+ * (by id, cluster-wide) that must not receive it: the sender of a DM or a typing event.
+ */
+export type Deliver = (topic: string, frame: string, except?: string) => void
+
+export interface Position {
+  seq: number
+  epoch: string
+}
+
+export interface Accepted {
+  id: string
+  seq: number
+  /** True when `dedupe` matched an earlier send: nothing new was published. */
+  duplicate: boolean
+}
+
+export interface Replay extends Position {
+  /** Encoded chat frames with seq in (since, seq], in order. */
+  frames: string[]
+  /** False when the log no longer reaches back to `since`. */
+  complete: boolean
+}
+
+export interface Page {
+  frames: string[]
+  more: boolean
+}
+
+/**
+ * Sequencing, the recent log and cross-node fan-out of every room. `memory` serves one
+ * node; `redis` makes many nodes one. The hub does not know which one runs.
+ */
+export interface Broker {
+  readonly kind: 'memory' | 'redis'
+  start(deliver: Deliver): Promise<void>
+  /** Assigns the room's next seq, appends to its log and delivers to every node, as one step. */
+  append(room: string, msgId: string, tail: string, dedupe?: string): Promise<Accepted>
+  /** Delivers a frame that is not sequenced (DM, typing, presence event) to every node. */
+  relay(topic: string, frame: string, except?: string): Promise<void>
+  /** Runs `send` once per `dedupe` key within the dedupe window; a retry gets the first result. */
+  once<T>(dedupe: string, send: () => Promise<T>): Promise<T>
+  /** This node wants (or no longer wants) the topic's traffic. Counted: N watches need N unwatches. */
+  watch(topic: string): Promise<void>
+  unwatch(topic: string): void
+  position(room: string): Promise<Position>
+  since(room: string, seq: number): Promise<Replay>
+  /** Up to `limit` frames with seq < before (or the newest), oldest first. */
+  page(room: string, before: number | undefined, limit: number): Promise<Page>
+  presence: Presence
+  /** Undefined when healthy, else what is wrong (for /readyz). */
+  problem(): string | undefined
+  close(): Promise<void>
+}
+
+/** Who is in which room, cluster-wide. Counted by connection, reported by user. */
+export interface Presence {
+  /** True when this is the user's first connection in the room (a `join` event is due). */
+  add(room: string, user: User, conn: string): Promise<boolean>
+  /** True when this was the user's last connection in the room (a `leave` event is due). */
+  remove(room: string, userId: string, conn: string): Promise<boolean>
+  list(room: string): Promise<User[]>
+}
+
+/** Topic names: one Bun topic (and one Redis channel) per room and per user. */
+export const roomTopic = (room: string) => `r:${room}`
+export const userTopic = (userId: string) => `u:${userId}`
+
+export const DEDUPE_WINDOW_MS = 120_000

@@ -1,0 +1,115 @@
+import { z } from 'zod'
+
+/** Room names everywhere (frames, env, URLs) share this shape. */
+export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
+
+const bool = z
+  .string()
+  .transform((s) => s.trim().toLowerCase())
+  .refine((s) => ['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'].includes(s), 'expected true or false')
+  .transform((s) => s === 'true' || s === '1' || s === 'yes' || s === 'on')
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER, what = 'a whole number') =>
+  z
+    .string()
+    .trim()
+    .refine((s) => /^\d+$/.test(s) && Number(s) >= min && Number(s) <= max, `expected ${what} from ${min} to ${max}`)
+    .transform(Number)
+
+const url = (protocols: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((s) => {
+      try {
+        return protocols.includes(new URL(s).protocol)
+      } catch {
+        return false
+      }
+    }, `expected a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`)
+
+const text = z.string().min(1, 'must not be empty')
+const optional = <T extends z.ZodType>(schema: T) => schema.optional()
+
+/**
+ * Every variable the server reads, with its default and a line of help.
+ * `.env.example` and `--help` are generated from this table, so they cannot drift.
+ */
+export const variables = {
+  APP_ENV: { schema: z.enum(['development', 'production', 'test'], 'expected development, production or test'), default: 'development', help: '`production` turns on strict checks and warns when auth is off' },
+  HOST: { schema: text, default: '0.0.0.0', help: 'listen address' },
+  PORT: { schema: int(0, 65535, 'a port number'), default: '8080', help: 'listen port (0 picks a free one)' },
+  NODE_ID: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'this node\'s name in logs, welcome frames and the cluster (default: random)' },
+  REDIS_URL: { schema: optional(url(['redis:', 'rediss:'])), default: undefined, help: 'unset: one node, in-process hub; set: cluster through Redis' },
+  REDIS_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9_.:-]{0,64}$/, 'expected up to 64 of A-Z a-z 0-9 _ . : -'), default: 'chat:', help: 'prefix of every Redis key and channel (several clusters can share one Redis)' },
+  JWT_SECRET: { schema: optional(z.string().min(16, 'must be at least 16 characters')), default: undefined, help: 'shared secret (HS256/384/512); turns auth on' },
+  JWT_PUBLIC_KEY: { schema: optional(z.string().includes('-----BEGIN', { message: 'expected a PEM public key' })), default: undefined, help: 'PEM public key (RS*, PS*, ES*, EdDSA); turns auth on' },
+  JWT_JWKS_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'remote JSON Web Key Set of an external issuer; turns auth on' },
+  JWT_ISSUER: { schema: optional(text), default: undefined, help: 'required `iss` claim when set' },
+  JWT_AUDIENCE: { schema: optional(text), default: undefined, help: 'required `aud` claim when set' },
+  POSTGRES_DSN: { schema: optional(url(['postgres:', 'postgresql:'])), default: undefined, help: 'PostgreSQL for history, users, sessions, audit' },
+  ENABLE_PERSISTENCE: { schema: optional(bool), default: undefined, help: '`true` when POSTGRES_DSN is set; `true` without a DSN is an error' },
+  MESSAGE_RETENTION_DAYS: { schema: optional(int(1, 36500, 'a number of days')), default: undefined, help: 'prune stored messages older than this (unset: keep forever)' },
+  AUDIT_RETENTION_DAYS: { schema: optional(int(1, 36500, 'a number of days')), default: undefined, help: 'prune audit rows older than this (unset: keep forever)' },
+  DEFAULT_ROOM: { schema: z.string().regex(ROOM_PATTERN, 'expected 1..64 of A-Z a-z 0-9 _ . : -'), default: 'general', help: 'the room every connection joins' },
+  API_KEY: { schema: optional(z.string().min(16, 'must be at least 16 characters')), default: undefined, help: 'bearer key of /api/* (unset: the API answers 403)' },
+  ALLOWED_ORIGINS: { schema: optional(z.string().transform((s) => s.split(',').map((o) => o.trim()).filter(Boolean))), default: undefined, help: 'comma list of allowed Origin headers (unset: any)' },
+  MAX_FRAME_BYTES: { schema: int(256, 16 * 1024 * 1024), default: '65536', help: 'largest client frame; bigger closes with 1009' },
+  MAX_BODY_CHARS: { schema: int(1, 1_000_000), default: '4000', help: 'longest message body' },
+  RATE_LIMIT_PER_SEC: { schema: int(0, 1_000_000, 'a number (0 = no limit)'), default: '20', help: 'frames per second per connection (0 turns the limit off)' },
+  RATE_LIMIT_BURST: { schema: int(1, 1_000_000), default: '40', help: 'burst of frames per connection' },
+  MAX_BUFFERED_BYTES: { schema: int(1024, 1024 * 1024 * 1024), default: '1048576', help: 'slow-consumer cut-off: a socket with more unsent bytes is closed with 4008' },
+  HISTORY_LIMIT: { schema: int(1, 10_000_000), default: '1000', help: 'messages kept per room for recovery without PostgreSQL' },
+  IDLE_TIMEOUT_S: { schema: int(5, 960, 'seconds'), default: '60', help: 'close a connection silent for this long' },
+  SHUTDOWN_GRACE_S: { schema: int(0, 3600, 'seconds'), default: '10', help: 'how long a drain may take on SIGTERM' },
+  LOG_LEVEL: { schema: z.enum(['debug', 'info', 'warn', 'error', 'silent'], 'expected debug, info, warn, error or silent'), default: 'info', help: 'least level logged' },
+  ENABLE_DEMO: { schema: bool, default: 'true', help: 'serve the demo chat page at /' },
+} as const satisfies Record<string, { schema: z.ZodType; default: string | undefined; help: string }>
+
+type Vars = typeof variables
+type Parsed = { [K in keyof Vars]: z.output<Vars[K]['schema']> }
+
+export type Config = Omit<Parsed, 'ENABLE_PERSISTENCE'> & {
+  ENABLE_PERSISTENCE: boolean
+  /** Which kind of key turns auth on, if any. */
+  authMode: 'off' | 'secret' | 'public-key' | 'jwks'
+}
+
+export class ConfigError extends Error {
+  constructor(readonly lines: string[]) {
+    super(lines.join('\n'))
+  }
+}
+
+/** Parses the environment; throws ConfigError with one line per bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const errors: string[] = []
+  const out: Record<string, unknown> = {}
+  for (const [name, spec] of Object.entries(variables) as [keyof Vars, Vars[keyof Vars]][]) {
+    const raw = env[name] === '' ? undefined : env[name]
+    const input = raw ?? spec.default
+    const result = (spec.schema as z.ZodType).safeParse(input)
+    if (result.success) out[name] = result.data
+    else errors.push(`${name}: ${result.error.issues[0]?.message ?? 'invalid'}, got ${JSON.stringify(raw)}`)
+  }
+  const c = out as Parsed
+  if (errors.length === 0) {
+    const keys = (['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_URL'] as const).filter((k) => c[k] !== undefined)
+    if (keys.length > 1) errors.push(`${keys.join(', ')}: set only one of them (auth takes one kind of key)`)
+    if (c.ENABLE_PERSISTENCE === true && !c.POSTGRES_DSN) errors.push('ENABLE_PERSISTENCE: true needs POSTGRES_DSN to be set')
+    if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
+  }
+  if (errors.length > 0) throw new ConfigError(errors)
+  return {
+    ...c,
+    ENABLE_PERSISTENCE: c.ENABLE_PERSISTENCE ?? c.POSTGRES_DSN !== undefined,
+    authMode: c.JWT_SECRET ? 'secret' : c.JWT_PUBLIC_KEY ? 'public-key' : c.JWT_JWKS_URL ? 'jwks' : 'off',
+  }
+}
+
+/** The `.env.example` / `--help` table, generated from `variables`. */
+export function describeVariables(): string {
+  return Object.entries(variables)
+    .map(([name, spec]) => `# ${spec.help}\n${spec.default === undefined ? '# ' : ''}${name}=${spec.default ?? ''}`)
+    .join('\n\n')
+}

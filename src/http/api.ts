@@ -1,0 +1,79 @@
+import { Elysia } from 'elysia'
+import { z } from 'zod'
+import type { Broker } from '../broker/types'
+import type { Config } from '../config'
+import { ROOM_PATTERN } from '../config'
+import type { Hub } from '../hub/hub'
+import { FrameError } from '../hub/hub'
+import { log } from '../log'
+import { safeEqual } from '../auth/compare'
+
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
+
+const API_USER = { id: 'server', name: 'server' }
+
+/** The server-side API: publish, history, presence. Behind `Authorization: Bearer <API_KEY>`. */
+export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker }) {
+  const { config, hub, broker } = deps
+  const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
+  const publishBody = z.object({
+    room: room.optional(),
+    body: z.string('must be a string').min(1, 'must not be empty').max(config.MAX_BODY_CHARS, `must be at most ${config.MAX_BODY_CHARS} characters`),
+    data: z.json().optional(),
+  })
+  const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
+  const pageQuery = z.object({ before: int(1, Number.MAX_SAFE_INTEGER).optional(), limit: int(1, 100).default(50) })
+
+  const invalid = (error: z.ZodError) => {
+    const issue = error.issues[0]!
+    return json(400, { error: 'bad_request', reason: `${issue.path.join('.') || 'body'}: ${issue.message}` })
+  }
+
+  return new Elysia({ prefix: '/api' })
+    .onBeforeHandle(({ headers }) => {
+      if (!config.API_KEY) return json(403, { error: 'api_disabled' })
+      const auth = headers.authorization ?? ''
+      const key = auth.startsWith('Bearer ') ? auth.slice(7) : ''
+      if (!safeEqual(key, config.API_KEY)) return json(401, { error: 'unauthorized', reason: 'bad_api_key' })
+    })
+    .post(
+      '/publish',
+      async ({ body, headers }) => {
+        let input: unknown
+        try {
+          input = JSON.parse(String(body))
+        } catch {
+          return json(400, { error: 'bad_request', reason: 'body: not valid JSON' })
+        }
+        const parsed = publishBody.safeParse(input)
+        if (!parsed.success) return invalid(parsed.error)
+        const target = parsed.data.room ?? config.DEFAULT_ROOM
+        const key = headers['idempotency-key']
+        try {
+          const a = await hub.publish(target, API_USER, parsed.data.body, parsed.data.data, key ? `api:${key.slice(0, 128)}` : undefined)
+          log.info('api publish', { room: target, msg: a.id, seq: a.seq })
+          return { id: a.id, room: target, seq: a.seq }
+        } catch (err) {
+          if (err instanceof FrameError) return json(503, { error: err.code, reason: err.message })
+          throw err
+        }
+      },
+      { parse: 'text' },
+    )
+    .get('/rooms/:room/messages', async ({ params, query }) => {
+      const r = room.safeParse(params.room)
+      if (!r.success) return json(400, { error: 'bad_request', reason: `room: ${r.error.issues[0]!.message}` })
+      const q = pageQuery.safeParse(query)
+      if (!q.success) return invalid(q.error)
+      const page = await broker.page(r.data, q.data.before, q.data.limit)
+      return new Response(`{"room":${JSON.stringify(r.data)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
+        headers: { 'content-type': 'application/json' },
+      })
+    })
+    .get('/rooms/:room/presence', async ({ params }) => {
+      const r = room.safeParse(params.room)
+      if (!r.success) return json(400, { error: 'bad_request', reason: `room: ${r.error.issues[0]!.message}` })
+      return { room: r.data, users: await broker.presence.list(r.data) }
+    })
+}

@@ -1,0 +1,41 @@
+import type { ServerWebSocket } from 'bun'
+import type { User } from '../protocol/server-frames'
+import type { Bucket } from './rate-limit'
+
+/** What authentication (or its absence) says about a connection. */
+export interface Identity {
+  user: User
+  /** Room names or `prefix*` patterns the user may use; undefined = every room. */
+  rooms?: string[]
+  /** Token expiry, epoch ms; undefined = never. */
+  exp?: number
+}
+
+export interface Joining {
+  /** Frames that arrived for the room while its replay was being read. */
+  buffer: string[]
+  done: Promise<void>
+}
+
+/** One client socket. Keyed by `id`: Elysia hands a different wrapper object to each handler. */
+export interface Conn {
+  id: string
+  ws: ServerWebSocket<unknown>
+  identity: Identity
+  /** Rooms this connection is live in, with the seq its live stream started after. */
+  rooms: Map<string, number>
+  joining: Map<string, Joining>
+  bucket: Bucket
+  strikes: number
+  lastStrikeAt: number
+  lastSeen: number
+  remote: string
+  userAgent: string
+  closing: boolean
+}
+
+export function allowed(identity: Identity, room: string): boolean {
+  const rules = identity.rooms
+  if (!rules) return true
+  return rules.some((r) => (r.endsWith('*') ? room.startsWith(r.slice(0, -1)) : r === room))
+}

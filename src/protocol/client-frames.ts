@@ -1,0 +1,65 @@
+import { z } from 'zod'
+import { ROOM_PATTERN } from '../config'
+
+/** The frames a client may send, as zod schemas built for the configured limits. */
+export function clientFrameSchemas(maxBodyChars: number) {
+  const id = z.string().max(64, 'must be at most 64 characters').optional()
+  const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
+  const body = z
+    .string('must be a string')
+    .min(1, 'must not be empty')
+    .max(maxBodyChars, `must be at most ${maxBodyChars} characters`)
+  const seq = z.number().int('must be a whole number').min(0, 'must not be negative')
+  const data = z.json().optional()
+
+  return {
+    chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, id }),
+    join: z.object({ type: z.literal('join'), room, since: seq.optional(), epoch: z.string().max(64).optional(), id }),
+    leave: z.object({ type: z.literal('leave'), room, id }),
+    dm: z.object({ type: z.literal('dm'), to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'), body, data, id }),
+    history: z.object({
+      type: z.literal('history'),
+      room,
+      before: seq.optional(),
+      limit: z.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100').optional(),
+      id,
+    }),
+    presence: z.object({ type: z.literal('presence'), room, id }),
+    typing: z.object({ type: z.literal('typing'), room, id }),
+    refresh: z.object({ type: z.literal('refresh'), token: z.string().min(1, 'must not be empty'), id }),
+    ping: z.object({ type: z.literal('ping'), id }),
+  }
+}
+
+type Schemas = ReturnType<typeof clientFrameSchemas>
+export type ClientFrameType = keyof Schemas
+export type ClientFrame = { [K in ClientFrameType]: z.output<Schemas[K]> }[ClientFrameType]
+export type FrameOf<T extends ClientFrameType> = z.output<Schemas[T]>
+
+export type Decoded =
+  | { ok: true; frame: ClientFrame }
+  | { ok: false; message: string; id?: string; type?: string }
+
+/** Validates an already JSON-parsed frame (Elysia parses text that looks like JSON). */
+export function frameDecoder(maxBodyChars: number) {
+  const schemas = clientFrameSchemas(maxBodyChars)
+  return function decode(raw: unknown): Decoded {
+    if (typeof raw === 'string') return { ok: false, message: 'frame is not valid JSON' }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+      return { ok: false, message: 'frame must be a JSON object' }
+    const obj = raw as Record<string, unknown>
+    const id = typeof obj.id === 'string' && obj.id.length <= 64 ? obj.id : undefined
+    const type = obj.type
+    if (typeof type !== 'string') return { ok: false, message: 'type: missing or not a string', id }
+    const schema = Object.hasOwn(schemas, type) ? schemas[type as ClientFrameType] : undefined
+    if (!schema) return { ok: false, message: `type: unknown frame type ${JSON.stringify(type.slice(0, 32))}`, id }
+    const result = schema.safeParse(obj)
+    if (result.success) return { ok: true, frame: result.data as ClientFrame }
+    const issue = result.error.issues[0]!
+    const field = issue.path.join('.') || 'frame'
+    const given = issue.path.reduce<unknown>((v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k], obj)
+    const message =
+      issue.code !== 'invalid_type' ? issue.message : given === undefined ? 'is required' : issue.expected === 'int' ? 'must be a whole number' : `expected ${issue.expected}, got ${Array.isArray(given) ? 'array' : given === null ? 'null' : typeof given}`
+    return { ok: false, message: `${field}: ${message}`, id, type }
+  }
+}
