@@ -113,3 +113,12 @@ export function describeVariables(): string {
     .map(([name, spec]) => `# ${spec.help}\n${spec.default === undefined ? '# ' : ''}${name}=${spec.default ?? ''}`)
     .join('\n\n')
 }
+
+/** The text of `.env.example`. A test keeps the committed file equal to it. */
+export function envExample(): string {
+  return `# chat-server configuration: every variable with its default.
+# Generated from src/config.ts by \`bun run scripts/env-example.ts\`; a commented line has no default.
+
+${describeVariables()}
+`
+}
