@@ -34,7 +34,11 @@ export function memoryBroker(opts: { historyLimit: number }): Broker {
     async start(d) {
       deliver = d
     },
-    async append(room, msgId, tail): Promise<Accepted> {
+    async append(room, msgId, tail, key): Promise<Accepted> {
+      if (key !== undefined) {
+        const hit = dedupe.get(key)
+        if (hit && hit.at > Date.now() - DEDUPE_WINDOW_MS) return { ...((await hit.result) as Accepted), duplicate: true }
+      }
       const r = log(room)
       const seq = ++r.seq
       const frame = chatFrame(seq, tail)
@@ -46,7 +50,9 @@ export function memoryBroker(opts: { historyLimit: number }): Broker {
         r.first += drop
       }
       deliver(roomTopic(room), frame)
-      return { id: msgId, seq, duplicate: false }
+      const accepted = { id: msgId, seq, duplicate: false }
+      if (key !== undefined) dedupe.set(key, { at: Date.now(), result: Promise.resolve(accepted) })
+      return accepted
     },
     async relay(topic, frame, except) {
       deliver(topic, frame, except)

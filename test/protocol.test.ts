@@ -1,0 +1,46 @@
+import { describe, expect, test } from 'bun:test'
+import { frameDecoder } from '../src/protocol/client-frames'
+import { chatFrame, chatSeq, chatTail } from '../src/protocol/server-frames'
+
+describe('client frame validation', () => {
+  const decode = frameDecoder(10)
+  const bad = (raw: unknown) => {
+    const d = decode(raw)
+    if (d.ok) throw new Error(`accepted ${JSON.stringify(raw)}`)
+    return d.message
+  }
+
+  test('names the field that is wrong', () => {
+    expect(bad('{x')).toBe('frame is not valid JSON')
+    expect(bad(5)).toBe('frame must be a JSON object')
+    expect(bad({})).toMatch(/^type:/)
+    expect(bad({ type: 'nope' })).toMatch(/^type: unknown frame type "nope"/)
+    expect(bad({ type: 'chat' })).toBe('body: is required')
+    expect(bad({ type: 'chat', body: '' })).toBe('body: must not be empty')
+    expect(bad({ type: 'chat', body: 'x'.repeat(11) })).toBe('body: must be at most 10 characters')
+    expect(bad({ type: 'chat', body: 3 })).toBe('body: expected string, got number')
+    expect(bad({ type: 'chat', body: 'hi', room: 'a b' })).toMatch(/^room:/)
+    expect(bad({ type: 'chat', body: 'hi', id: 'x'.repeat(65) })).toMatch(/^id:/)
+    expect(bad({ type: 'join', room: 'a', since: 1.5 })).toBe('since: must be a whole number')
+    expect(bad({ type: 'history', room: 'a', limit: 101 })).toBe('limit: must be 1..100')
+    expect(bad({ type: 'toString' })).toMatch(/^type: unknown/)
+  })
+
+  test('keeps a well-formed frame and its id', () => {
+    const d = decode({ type: 'chat', body: 'hi', data: { a: [1, null] }, id: 'c1' })
+    expect(d).toEqual({ ok: true, frame: { type: 'chat', body: 'hi', data: { a: [1, null] }, id: 'c1' } })
+    const e = decode({ type: 'chat', body: '', id: 'c2' })
+    expect(e.ok).toBe(false)
+    expect(!e.ok && e.id).toBe('c2')
+  })
+})
+
+describe('chat frame encoding', () => {
+  test('is valid JSON with the seq spliced in, and the seq reads back', () => {
+    const tail = chatTail({ id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
+    const f = chatFrame(42, tail)
+    expect(JSON.parse(f)).toEqual({ type: 'chat', seq: 42, id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
+    expect(chatSeq(f)).toBe(42)
+    expect(chatSeq('{"type":"typing"}')).toBe(-1)
+  })
+})
