@@ -222,7 +222,7 @@ describe('history', () => {
     expect(oldest.more).toBe(false)
     const res = await api(`/api/rooms/${r}/messages?before=4&limit=2`)
     expect(res.status).toBe(200)
-    const page = await res.json()
+    const page: any = await res.json()
     expect(page.room).toBe(r)
     expect(page.messages.map((m: { seq: number }) => m.seq)).toEqual([2, 3])
     expect(page.more).toBe(true)
@@ -232,7 +232,7 @@ describe('history', () => {
   test('keeps only HISTORY_LIMIT messages per room', async () => {
     const r = room()
     for (let i = 1; i <= 60; i++) await api('/api/publish', { method: 'POST', body: JSON.stringify({ room: r, body: `p${i}` }) })
-    const page = await (await api(`/api/rooms/${r}/messages?limit=100`)).json()
+    const page: any = await (await api(`/api/rooms/${r}/messages?limit=100`)).json()
     expect(page.messages).toHaveLength(50)
     expect(page.messages[0].seq).toBe(11)
     expect(page.more).toBe(false)
@@ -336,7 +336,7 @@ describe('publish API', () => {
     const c = await member(r)
     const res = await api('/api/publish', { method: 'POST', body: JSON.stringify({ room: r, body: 'from the server', data: { k: 'v' } }) })
     expect(res.status).toBe(200)
-    const out = await res.json()
+    const out: any = await res.json()
     expect(out).toMatchObject({ room: r, seq: 1 })
     expect(await c.next({ type: 'chat', room: r })).toMatchObject({ id: out.id, seq: 1, body: 'from the server', data: { k: 'v' }, from: { id: 'server' } })
     c.close()
@@ -344,7 +344,7 @@ describe('publish API', () => {
 
   test('defaults to DEFAULT_ROOM; Idempotency-Key makes a retry safe', async () => {
     const h = { 'idempotency-key': `k-${Date.now()}` }
-    const one = await (await api('/api/publish', { method: 'POST', body: JSON.stringify({ body: 'idem' }), headers: h })).json()
+    const one: any = await (await api('/api/publish', { method: 'POST', body: JSON.stringify({ body: 'idem' }), headers: h })).json()
     const two = await (await api('/api/publish', { method: 'POST', body: JSON.stringify({ body: 'idem' }), headers: h })).json()
     expect(one.room).toBe('general')
     expect(two).toEqual(one)
@@ -373,7 +373,7 @@ describe('HTTP', () => {
     expect(await (await fetch(`${s.url}/healthz`)).json()).toEqual({ status: 'ok' })
     const ready = await fetch(`${s.url}/readyz`)
     expect(ready.status).toBe(200)
-    expect((await ready.json()).status).toBe('ready')
+    expect(((await ready.json()) as any).status).toBe('ready')
     const text = await (await fetch(`${s.url}/metrics`)).text()
     for (const name of ['chat_connections', 'chat_rooms', 'chat_frames_in_total', 'chat_frames_out_total', 'chat_messages_published_total', 'chat_messages_delivered_total', 'chat_errors_total', 'chat_rate_limited_total', 'chat_slow_consumer_closes_total', 'chat_publish_latency_seconds_bucket', 'chat_broker_errors_total'])
       expect(text).toContain(name)
