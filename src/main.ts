@@ -1,5 +1,6 @@
 import { createApp } from './app'
 import { memoryBroker } from './broker/memory'
+import { redisBroker } from './broker/redis'
 import type { Broker } from './broker/types'
 import { ConfigError, describeVariables, loadConfig } from './config'
 import type { Config } from './config'
@@ -25,7 +26,7 @@ ${describeVariables()}`)
 let config: Config
 try {
   config = loadConfig()
-  const notYet = (['REDIS_URL', 'POSTGRES_DSN', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_URL'] as const).filter((k) => config[k])
+  const notYet = (['POSTGRES_DSN', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_URL'] as const).filter((k) => config[k])
   if (notYet.length) throw new ConfigError(notYet.map((k) => `${k}: this build has no engine for it yet; unset it`))
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err
@@ -36,10 +37,24 @@ try {
 const nodeId = config.NODE_ID ?? `node-${Bun.randomUUIDv7().slice(-8)}`
 configureLog(config.LOG_LEVEL, { node: nodeId })
 const metrics = createMetrics()
-const broker: Broker = memoryBroker({ historyLimit: config.HISTORY_LIMIT })
+const broker: Broker = config.REDIS_URL
+  ? redisBroker({
+      url: config.REDIS_URL,
+      prefix: config.REDIS_PREFIX,
+      nodeId,
+      historyLimit: config.HISTORY_LIMIT,
+      onError: () => metrics.brokerErrors.inc(),
+    })
+  : memoryBroker({ historyLimit: config.HISTORY_LIMIT })
 
 const { app, hub } = createApp({ config, broker, metrics, nodeId })
-await broker.start(hub.deliver)
+try {
+  await broker.start(hub.deliver)
+} catch (err) {
+  // Redis must answer at startup; later outages are survived (chat answers `unavailable`).
+  console.error(`startup error: REDIS_URL: ${(err as Error).message}`)
+  process.exit(1)
+}
 app.listen({ hostname: config.HOST, port: config.PORT })
 const port = app.server!.port
 log.info('listening', { host: config.HOST, port, broker: broker.kind, auth: config.authMode, version: pkg.version })

@@ -1,26 +1,45 @@
 import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay } from './types'
-import { DEDUPE_WINDOW_MS, roomTopic } from './types'
+import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
+import type { RoomOrigin } from './types'
 import { chatFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 
 interface RoomLog {
   seq: number
+  epoch: string
   /** frames[i] has seq `first + i`. */
   first: number
   frames: string[]
 }
 
 /** One node, everything in this process. The default engine. */
-export function memoryBroker(opts: { historyLimit: number }): Broker {
-  const epoch = Bun.randomUUIDv7().slice(-12)
+export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin }): Broker {
+  const origin = opts.origin ?? freshOrigin
   const rooms = new Map<string, RoomLog>()
-  const dedupe = new Map<string, { at: number; result: Promise<unknown> }>()
+  /** Rooms whose origin is being read: their first appends wait for it, in order. */
+  const opening = new Map<string, Promise<RoomLog>>()
+  const dedupe = new Map<string, { at: number; value: unknown }>()
   let deliver: Deliver = () => {}
 
-  const log = (room: string) => {
-    let r = rooms.get(room)
-    if (!r) rooms.set(room, (r = { seq: 0, first: 1, frames: [] }))
-    return r
+  function log(room: string): RoomLog | Promise<RoomLog> {
+    const r = rooms.get(room)
+    if (r) return r
+    let p = opening.get(room)
+    if (!p) {
+      p = origin(room).then((o) => {
+        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [] }
+        rooms.set(room, fresh)
+        opening.delete(room)
+        return fresh
+      })
+      p.catch(() => opening.delete(room))
+      opening.set(room, p)
+    }
+    return p
+  }
+  const remembered = (key: string) => {
+    const hit = dedupe.get(key)
+    return hit && hit.at > Date.now() - DEDUPE_WINDOW_MS ? hit.value : undefined
   }
 
   const sweep = setInterval(() => {
@@ -35,11 +54,11 @@ export function memoryBroker(opts: { historyLimit: number }): Broker {
       deliver = d
     },
     async append(room, msgId, tail, key): Promise<Accepted> {
-      if (key !== undefined) {
-        const hit = dedupe.get(key)
-        if (hit && hit.at > Date.now() - DEDUPE_WINDOW_MS) return { ...((await hit.result) as Accepted), duplicate: true }
-      }
-      const r = log(room)
+      const prior = key === undefined ? undefined : (remembered(key) as Accepted | undefined)
+      if (prior) return { ...prior, duplicate: true }
+      const l = log(room)
+      // Synchronous when the room is open, so that appends keep the order they were made in.
+      const r = l instanceof Promise ? await l : l
       const seq = ++r.seq
       const frame = chatFrame(seq, tail)
       r.frames.push(frame)
@@ -51,36 +70,37 @@ export function memoryBroker(opts: { historyLimit: number }): Broker {
       }
       deliver(roomTopic(room), frame)
       const accepted = { id: msgId, seq, duplicate: false }
-      if (key !== undefined) dedupe.set(key, { at: Date.now(), result: Promise.resolve(accepted) })
+      if (key !== undefined) dedupe.set(key, { at: Date.now(), value: accepted })
       return accepted
     },
     async relay(topic, frame, except) {
       deliver(topic, frame, except)
     },
-    once<T>(key: string, send: () => Promise<T>): Promise<T> {
-      const hit = dedupe.get(key)
-      if (hit && hit.at > Date.now() - DEDUPE_WINDOW_MS) return hit.result as Promise<T>
-      const result = send()
-      dedupe.set(key, { at: Date.now(), result })
-      result.catch(() => dedupe.delete(key)) // a failed send may be retried
-      return result
+    async claim(key, value) {
+      const prior = remembered(key) as string | undefined
+      if (prior !== undefined) return prior
+      dedupe.set(key, { at: Date.now(), value })
+      return undefined
+    },
+    async unclaim(key) {
+      dedupe.delete(key)
     },
     async watch() {},
     unwatch() {},
     async position(room): Promise<Position> {
-      return { seq: rooms.get(room)?.seq ?? 0, epoch }
+      const r = await log(room)
+      return { seq: r.seq, epoch: r.epoch }
     },
     async since(room, since): Promise<Replay> {
-      const r = rooms.get(room)
-      if (!r) return { seq: 0, epoch, frames: [], complete: since === 0 }
+      const r = await log(room)
+      const epoch = r.epoch
       const kept = r.first + r.frames.length - opts.historyLimit // first seq within the promised window
       const oldest = Math.max(r.first, kept)
       if (since > r.seq || since + 1 < oldest) return { seq: r.seq, epoch, frames: [], complete: false }
       return { seq: r.seq, epoch, frames: r.frames.slice(since + 1 - r.first), complete: true }
     },
     async page(room, before, limit): Promise<Page> {
-      const r = rooms.get(room)
-      if (!r) return { frames: [], more: false }
+      const r = await log(room)
       const oldest = Math.max(r.first, r.first + r.frames.length - opts.historyLimit)
       const end = Math.min(before === undefined ? r.seq + 1 : before, r.seq + 1) // exclusive
       const start = Math.max(oldest, end - limit)

@@ -41,8 +41,12 @@ export interface Broker {
   append(room: string, msgId: string, tail: string, dedupe?: string): Promise<Accepted>
   /** Delivers a frame that is not sequenced (DM, typing, presence event) to every node. */
   relay(topic: string, frame: string, except?: string): Promise<void>
-  /** Runs `send` once per `dedupe` key within the dedupe window; a retry gets the first result. */
-  once<T>(dedupe: string, send: () => Promise<T>): Promise<T>
+  /**
+   * Claims `key` for `value` within the dedupe window: undefined when claimed now, else the
+   * value of the earlier claim (the send is a retry). `unclaim` releases a claim whose send failed.
+   */
+  claim(key: string, value: string): Promise<string | undefined>
+  unclaim(key: string): Promise<void>
   /** This node wants (or no longer wants) the topic's traffic. Counted: N watches need N unwatches. */
   watch(topic: string): Promise<void>
   unwatch(topic: string): void
@@ -70,3 +74,12 @@ export const roomTopic = (room: string) => `r:${room}`
 export const userTopic = (userId: string) => `u:${userId}`
 
 export const DEDUPE_WINDOW_MS = 120_000
+
+/**
+ * Where a room's sequence starts when the broker has no state for it: the store's last
+ * seq and epoch when persistence is on, else a fresh epoch from 0.
+ */
+export type RoomOrigin = (room: string) => Promise<Position>
+
+export const freshEpoch = () => Bun.randomUUIDv7().replaceAll('-', '').slice(-12)
+export const freshOrigin: RoomOrigin = async () => ({ seq: 0, epoch: freshEpoch() })

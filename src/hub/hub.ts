@@ -252,22 +252,25 @@ export function createHub(deps: HubDeps) {
 
   async function dm(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
-    const send = async () => {
-      const id = Bun.randomUUIDv7()
-      const frame = frames.dm({ id, from, to: f.to, body: f.body, data: f.data, ts: new Date().toISOString() })
-      await broker.relay(userTopic(f.to), frame)
-      if (f.to !== from.id) await broker.relay(userTopic(from.id), frame, c.id)
-      return id
-    }
-    let id: string
+    const id = Bun.randomUUIDv7()
+    const key = f.id && `dm:${from.id}:${f.id}`
     try {
-      id = f.id ? await broker.once(`dm:${from.id}:${f.id}`, send) : await send()
+      const prior = key ? await broker.claim(key, id) : undefined
+      if (prior !== undefined) return send(c, frames.ack(f.id!, prior), 'ack')
+      const frame = frames.dm({ id, from, to: f.to, body: f.body, data: f.data, ts: new Date().toISOString() })
+      try {
+        await broker.relay(userTopic(f.to), frame)
+        if (f.to !== from.id) await broker.relay(userTopic(from.id), frame, c.id)
+      } catch (err) {
+        if (key) await broker.unclaim(key).catch(() => {})
+        throw err
+      }
     } catch (err) {
       metrics.brokerErrors.inc()
       log.warn('dm not accepted', { conn: c.id, err })
       throw new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
     }
-    if (f.id) sendTo(c, frames.ack(f.id, id), 'ack')
+    if (f.id) send(c, frames.ack(f.id, id), 'ack')
   }
 
   async function history(c: Conn, f: FrameOf<'history'>) {
@@ -313,8 +316,6 @@ export function createHub(deps: HubDeps) {
   }
   /** Frames whose handler answers by itself; the others get an `ack` when they carry an id. */
   const answered = new Set(['chat', 'dm', 'join', 'leave', 'history', 'presence', 'ping'])
-
-  const sendTo = send
 
   function rateLimited(c: Conn): boolean {
     if (bucket.take(c.bucket)) return false

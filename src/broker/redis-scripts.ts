@@ -1,0 +1,73 @@
+/**
+ * Lua scripts of the Redis engine. Each runs atomically on the Redis server, so one call is
+ * one consistent step however many nodes send at once.
+ *
+ * Keys of a room (P = REDIS_PREFIX): `P{room}:state` hash {seq, epoch}; `P{room}:log` stream
+ * whose entry ids are `<seq>-0` and whose field `f` is the encoded chat frame.
+ */
+
+/**
+ * append: the room's next seq, the frame (head .. seq .. tail) added to the capped stream and
+ * PUBLISHed to the room's channel, in one step; with a dedupe key, a retry returns the first
+ * result instead. Returns {1, seq} | {0, seq, id} (duplicate) | {-1} (room state missing:
+ * the caller initialises it from its origin and calls again).
+ * KEYS: state, log, dedupe ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs
+ */
+export const APPEND = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if KEYS[3] ~= '' then
+  local hit = redis.call('GET', KEYS[3])
+  if hit then
+    local sp = string.find(hit, ' ', 1, true)
+    return {0, tonumber(string.sub(hit, 1, sp - 1)), string.sub(hit, sp + 1)}
+  end
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local frame = ARGV[1] .. seq .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
+redis.call('PUBLISH', ARGV[4], frame)
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
+return {1, seq}
+`
+
+/** init: sets a room's state when it has none. KEYS: state. ARGV: seq, epoch. Returns {seq, epoch}. */
+export const INIT = `
+redis.call('HSETNX', KEYS[1], 'seq', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
+return redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+`
+
+/**
+ * since: a consistent snapshot of the room: {seq, epoch, entries after `since`}, or {-1} when
+ * the room has no state. KEYS: state, log. ARGV: since
+ */
+export const SINCE = `
+local st = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+if not st[1] then return {-1} end
+local seq = tonumber(st[1])
+local since = tonumber(ARGV[1])
+if since >= seq then return {seq, st[2], {}} end
+return {seq, st[2], redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+')}
+`
+
+/**
+ * presence add/remove, counted by connection, reported by user.
+ * KEYS: conns set, counts hash, names hash, node index set.
+ * add ARGV: conn, user, name, entry -> 1 when the user's first connection in the room
+ * remove ARGV: conn, user, entry -> 1 when it was the user's last
+ */
+export const PRESENCE_ADD = `
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[4], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+return redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 and 1 or 0
+`
+
+export const PRESENCE_REMOVE = `
+redis.call('SREM', KEYS[4], ARGV[3])
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+`

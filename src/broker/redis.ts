@@ -1,0 +1,328 @@
+import Redis from 'ioredis'
+import { CHAT_HEAD, chatSeq, frames } from '../protocol/server-frames'
+import type { User } from '../protocol/server-frames'
+import { log } from '../log'
+import { APPEND, INIT, PRESENCE_ADD, PRESENCE_REMOVE, SINCE } from './redis-scripts'
+import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay, RoomOrigin } from './types'
+import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
+
+export interface RedisBrokerOptions {
+  url: string
+  prefix: string
+  nodeId: string
+  historyLimit: number
+  origin?: RoomOrigin
+  onError?: (err: unknown) => void
+}
+
+/** Per watched room: the last seq handed to the hub, so that a gap is seen and repaired. */
+interface RoomStream {
+  last: number
+  repairing: boolean
+  pending: string[]
+}
+
+type Scripted = Redis & {
+  chatAppend(state: string, log: string, dedupe: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number): Promise<[number, number?, string?]>
+  chatInit(state: string, seq: number, epoch: string): Promise<[string, string]>
+  chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
+  presenceAdd(conns: string, counts: string, names: string, index: string, conn: string, user: string, name: string, entry: string): Promise<number>
+  presenceRemove(conns: string, counts: string, names: string, index: string, conn: string, user: string, entry: string): Promise<number>
+}
+
+const HEARTBEAT_MS = 5_000
+const NODE_TTL_MS = 20_000
+
+/**
+ * Many nodes, one chat: seq, the recent log, presence and dedupe live in Redis; every frame
+ * travels on the channel of its topic, which a node subscribes to only while it has local
+ * members (per-room and per-user channels, never one channel for everything).
+ */
+export function redisBroker(opts: RedisBrokerOptions): Broker {
+  const P = opts.prefix
+  const origin = opts.origin ?? freshOrigin
+  const common = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
+  const cmd = new Redis(opts.url, { ...common, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 3000 }) as Scripted
+  const sub = new Redis(opts.url, { ...common, autoResubscribe: false, enableOfflineQueue: true })
+  cmd.defineCommand('chatAppend', { numberOfKeys: 3, lua: APPEND })
+  cmd.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })
+  cmd.defineCommand('chatSince', { numberOfKeys: 2, lua: SINCE })
+  cmd.defineCommand('presenceAdd', { numberOfKeys: 4, lua: PRESENCE_ADD })
+  cmd.defineCommand('presenceRemove', { numberOfKeys: 4, lua: PRESENCE_REMOVE })
+
+  const key = {
+    state: (room: string) => `${P}{${room}}:state`,
+    log: (room: string) => `${P}{${room}}:log`,
+    dedupe: (k: string) => `${P}dedupe:${k}`,
+    channel: (topic: string) => `${P}ch:${topic}`,
+    pConns: (room: string) => `${P}{${room}}:pconns`,
+    pCounts: (room: string) => `${P}{${room}}:pcounts`,
+    pNames: (room: string) => `${P}{${room}}:pnames`,
+    nodeIndex: (node: string) => `${P}node:${node}:presence`,
+    nodeAlive: (node: string) => `${P}node:${node}:alive`,
+    nodes: `${P}nodes`,
+  }
+  const channelPrefix = `${P}ch:`
+
+  let deliver: Deliver = () => {}
+  const watched = new Map<string, { count: number; ready: Promise<void> }>()
+  const streams = new Map<string, RoomStream>()
+  /** This node's presence entries, re-registered after Redis comes back empty. */
+  const mine = new Map<string, { room: string; user: User; conn: string }>()
+  const inflight = new Set<Promise<unknown>>()
+  let timer: ReturnType<typeof setInterval> | undefined
+  let closing = false
+  let started = false
+
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    inflight.add(p)
+    p.finally(() => inflight.delete(p)).catch(() => {})
+    return p
+  }
+
+  // ---- receiving ----
+
+  sub.on('message', (channel: string, payload: string) => {
+    const topic = channel.slice(channelPrefix.length)
+    if (payload.charCodeAt(0) !== 123 /* { */) {
+      const nl = payload.indexOf('\n')
+      return deliver(topic, payload.slice(nl + 1), payload.slice(0, nl))
+    }
+    const stream = payload.startsWith(CHAT_HEAD) ? streams.get(topic) : undefined
+    if (!stream) return deliver(topic, payload)
+    const seq = chatSeq(payload)
+    if (stream.repairing) return void stream.pending.push(payload)
+    if (stream.last >= 0 && seq <= stream.last) return // already handed over (a repair got it first)
+    if (stream.last >= 0 && seq > stream.last + 1) {
+      stream.pending.push(payload)
+      return void repair(topic, stream)
+    }
+    stream.last = seq
+    deliver(topic, payload)
+  })
+
+  /** Hands over, in order, what the room's stream holds after `last`: pub/sub is not reliable. */
+  async function repair(topic: string, stream: RoomStream) {
+    if (stream.repairing) return
+    stream.repairing = true
+    const room = topic.slice(2)
+    try {
+      const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
+      if (entries.length > 0 && Number.parseInt(entries[0]![0]) > stream.last + 1)
+        log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
+      for (const [, fields] of entries) handOver(topic, stream, fields[1]!)
+    } catch (err) {
+      opts.onError?.(err)
+      log.warn('gap repair failed; retrying when Redis is back', { room, err })
+    } finally {
+      stream.repairing = false
+      const pending = stream.pending
+      stream.pending = []
+      for (const f of pending) handOver(topic, stream, f)
+    }
+  }
+
+  function handOver(topic: string, stream: RoomStream, frame: string) {
+    const seq = chatSeq(frame)
+    if (seq <= stream.last) return
+    stream.last = seq
+    deliver(topic, frame)
+  }
+
+  /** After a reconnect: subscribe again, repair every room's gap, re-register presence. */
+  sub.on('ready', () => {
+    const channels = [...watched.keys()].map(key.channel)
+    if (channels.length === 0) return
+    sub
+      .subscribe(...channels)
+      .then(() => {
+        for (const [topic, stream] of streams) if (stream.last >= 0) void repair(topic, stream)
+      })
+      .catch((err) => log.warn('resubscribe failed', { err }))
+  })
+  cmd.on('ready', () => {
+    if (closing) return
+    for (const e of mine.values()) void registerPresence(e.room, e.user, e.conn).catch(() => {})
+  })
+  let lastState = ''
+  const onState = () => {
+    const state = `${cmd.status}/${sub.status}`
+    const healthy = cmd.status === 'ready' && sub.status === 'ready'
+    if (state === lastState) return
+    lastState = state
+    if (started && !closing) (healthy ? log.info : log.warn)('redis connection', { command: cmd.status, subscriber: sub.status })
+  }
+  for (const c of [cmd, sub]) {
+    for (const ev of ['ready', 'close', 'reconnecting', 'end']) c.on(ev, onState)
+    c.on('error', (err) => opts.onError?.(err))
+  }
+
+  // ---- room state ----
+
+  async function init(room: string): Promise<Position> {
+    const o = await origin(room)
+    const [seq, epoch] = await cmd.chatInit(key.state(room), o.seq, o.epoch)
+    return { seq: Number(seq), epoch }
+  }
+
+  function noteBaseline(room: string, seq: number) {
+    const stream = streams.get(roomTopic(room))
+    if (stream && stream.last < 0) stream.last = seq
+  }
+
+  async function snapshot(room: string, since: number): Promise<Replay> {
+    let r = await cmd.chatSince(key.state(room), key.log(room), since)
+    if (r[0] === -1) {
+      await init(room)
+      r = await cmd.chatSince(key.state(room), key.log(room), since)
+    }
+    const [seq, epoch, entries] = r as [number, string, [string, string[]][]]
+    noteBaseline(room, seq)
+    const frames = entries.map(([, fields]) => fields[1]!)
+    const complete = since <= seq && (since === seq || (frames.length === seq - since && chatSeq(frames[0]!) === since + 1))
+    return { seq, epoch, frames: complete ? frames : [], complete }
+  }
+
+  // ---- presence ----
+
+  const entryOf = (room: string, user: User, conn: string) => JSON.stringify([room, conn, user.id, user.name])
+
+  function registerPresence(room: string, user: User, conn: string) {
+    return cmd.presenceAdd(key.pConns(room), key.pCounts(room), key.pNames(room), key.nodeIndex(opts.nodeId), conn, user.id, user.name, entryOf(room, user, conn))
+  }
+
+  async function removePresence(node: string, room: string, user: User, conn: string): Promise<boolean> {
+    const last = await cmd.presenceRemove(key.pConns(room), key.pCounts(room), key.pNames(room), key.nodeIndex(node), conn, user.id, entryOf(room, user, conn))
+    return last === 1
+  }
+
+  const presence: Presence = {
+    async add(room, user, conn) {
+      mine.set(`${room}\n${conn}`, { room, user, conn })
+      return track(registerPresence(room, user, conn)).then((n) => n === 1)
+    },
+    async remove(room, userId, conn) {
+      const e = mine.get(`${room}\n${conn}`)
+      mine.delete(`${room}\n${conn}`)
+      if (!e) return false
+      return track(removePresence(opts.nodeId, room, e.user, conn))
+    },
+    async list(room) {
+      const names = await cmd.hgetall(key.pNames(room))
+      return Object.entries(names).map(([id, name]) => ({ id, name }))
+    },
+  }
+
+  /** Heartbeat, and the cleanup of nodes that died without cleaning up after themselves. */
+  async function heartbeat() {
+    await cmd.set(key.nodeAlive(opts.nodeId), String(Date.now()), 'PX', NODE_TTL_MS)
+    await cmd.sadd(key.nodes, opts.nodeId)
+    for (const node of await cmd.smembers(key.nodes)) {
+      if (node === opts.nodeId || (await cmd.exists(key.nodeAlive(node)))) continue
+      await reap(node)
+    }
+  }
+
+  async function reap(node: string) {
+    const entries = await cmd.smembers(key.nodeIndex(node))
+    for (const entry of entries) {
+      const [room, conn, id, name] = JSON.parse(entry) as [string, string, string, string]
+      if (await removePresence(node, room, { id, name }, conn))
+        await cmd.publish(key.channel(roomTopic(room)), frames.presenceEvent(room, 'leave', { id, name }))
+    }
+    if ((await cmd.scard(key.nodeIndex(node))) === 0) await cmd.srem(key.nodes, node)
+    if (entries.length) log.info('reaped presence of a dead node', { dead: node, entries: entries.length })
+  }
+
+  return {
+    kind: 'redis',
+    async start(d) {
+      deliver = d
+      await Promise.all([cmd.connect(), sub.connect()])
+      await reap(opts.nodeId) // leftovers of an earlier life under the same NODE_ID
+      await heartbeat()
+      timer = setInterval(() => heartbeat().catch((err) => log.debug('heartbeat failed', { err })), HEARTBEAT_MS)
+      timer.unref()
+      started = true
+      lastState = 'ready/ready'
+    },
+    async append(room, msgId, tail, dedupe): Promise<Accepted> {
+      const call = () =>
+        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', CHAT_HEAD, tail, opts.historyLimit, key.channel(roomTopic(room)), msgId, DEDUPE_WINDOW_MS)
+      let r = await call()
+      if (r[0] === -1) {
+        await init(room)
+        r = await call()
+      }
+      if (r[0] === 0) return { id: r[2]!, seq: r[1]!, duplicate: true }
+      return { id: msgId, seq: r[1]!, duplicate: false }
+    },
+    async relay(topic, frame, except) {
+      await cmd.publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
+    },
+    async claim(k, value) {
+      const ok = await cmd.set(key.dedupe(k), value, 'PX', DEDUPE_WINDOW_MS, 'NX')
+      if (ok === 'OK') return undefined
+      return (await cmd.get(key.dedupe(k))) ?? value
+    },
+    async unclaim(k) {
+      await cmd.del(key.dedupe(k))
+    },
+    async watch(topic) {
+      const w = watched.get(topic)
+      if (w) {
+        w.count++
+        return w.ready
+      }
+      if (topic.startsWith('r:')) streams.set(topic, { last: -1, repairing: false, pending: [] })
+      const ready = sub.subscribe(key.channel(topic)).then(() => {})
+      const entry = { count: 1, ready }
+      watched.set(topic, entry)
+      ready.catch(() => {
+        if (watched.get(topic) === entry) {
+          watched.delete(topic)
+          streams.delete(topic)
+        }
+      })
+      return ready
+    },
+    unwatch(topic) {
+      const w = watched.get(topic)
+      if (!w || --w.count > 0) return
+      watched.delete(topic)
+      streams.delete(topic)
+      sub.unsubscribe(key.channel(topic)).catch(() => {})
+    },
+    async position(room) {
+      const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
+      const pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
+      noteBaseline(room, pos.seq)
+      return pos
+    },
+    since: snapshot,
+    async page(room, before, limit): Promise<Page> {
+      const end = before === undefined ? '+' : `${before - 1}-0`
+      if (before !== undefined && before <= 1) return { frames: [], more: false }
+      const entries = (await cmd.xrevrange(key.log(room), end, '-', 'COUNT', limit + 1)) as [string, string[]][]
+      const more = entries.length > limit
+      return { frames: entries.slice(0, limit).reverse().map(([, f]) => f[1]!), more }
+    },
+    presence,
+    problem() {
+      if (cmd.status !== 'ready') return `redis: ${cmd.status}`
+      if (sub.status !== 'ready') return `redis subscriber: ${sub.status}`
+      return undefined
+    },
+    async close() {
+      closing = true
+      if (timer) clearInterval(timer)
+      await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(2000)])
+      try {
+        if (mine.size === 0) await cmd.srem(key.nodes, opts.nodeId)
+        await cmd.del(key.nodeAlive(opts.nodeId))
+      } catch {}
+      sub.disconnect()
+      cmd.disconnect()
+    },
+  }
+}

@@ -1,0 +1,211 @@
+import { afterAll, describe, expect } from 'bun:test'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect } from './helpers/client'
+import type { TestClient } from './helpers/client'
+import { startServer, until } from './helpers/server'
+import type { RunningServer } from './helpers/server'
+import { freePort, listening, needService } from './helpers/services'
+
+const test = await needService('Redis', 6379)
+const prefix = `test-${process.pid}-${Date.now()}:`
+const env = { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, RATE_LIMIT_PER_SEC: '0' }
+const servers: RunningServer[] = []
+let n = 0
+const room = () => `c-room-${++n}`
+
+async function node(extra: Record<string, string> = {}) {
+  const s = await startServer({ env: { ...env, ...extra } })
+  servers.push(s)
+  return s
+}
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop('SIGKILL')))
+  const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
+  try {
+    await redis.connect()
+    const keys = await redis.keys(`${prefix}*`)
+    if (keys.length) await redis.del(...keys)
+  } catch {}
+  redis.disconnect()
+})
+
+async function member(url: string, r: string, query: Record<string, string> = {}): Promise<TestClient> {
+  const c = await connect(url, query)
+  expect((await c.request({ type: 'join', room: r })).type).toBe('joined')
+  return c
+}
+
+describe('cluster through Redis', () => {
+  let a: RunningServer
+  let b: RunningServer
+  let c: RunningServer
+
+  test('three nodes start against one Redis', async () => {
+    ;[a, b, c] = await Promise.all([node(), node(), node()])
+    for (const s of [a, b, c]) expect((await fetch(`${s.url}/readyz`)).status).toBe(200)
+  })
+
+  test('a chat sent on one node reaches members on every node', async () => {
+    const r = room()
+    const [x, y, z] = await Promise.all([member(a.ws, r), member(b.ws, r), member(c.ws, r)])
+    const ack = await x.request({ type: 'chat', room: r, body: 'everywhere' })
+    for (const m of [x, y, z]) expect(await m.next({ type: 'chat', room: r })).toMatchObject({ id: ack.msg, seq: 1, body: 'everywhere' })
+    for (const m of [x, y, z]) m.close()
+  })
+
+  test('seq is continuous across nodes with sends alternating between them', async () => {
+    const r = room()
+    const senders = await Promise.all([member(a.ws, r), member(b.ws, r), member(c.ws, r)])
+    const watcher = await member(b.ws, r)
+    const acks = await Promise.all(Array.from({ length: 60 }, (_, i) => senders[i % 3]!.request({ type: 'chat', room: r, body: `alt${i}` })))
+    expect(acks.map((x) => x.seq).sort((p, q) => p - q)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
+    await until(() => watcher.all('chat').filter((f) => f.room === r).length === 60, '60 messages at the watcher')
+    expect(watcher.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
+    for (const m of [...senders, watcher]) m.close()
+  })
+
+  test('a DM reaches the user on another node, and the sender\'s other connections', async () => {
+    const bob = await connect(c.ws, { user: 'cl-bob' })
+    const alice = await connect(a.ws, { user: 'cl-alice' })
+    const aliceElsewhere = await connect(b.ws, { user: 'cl-alice' })
+    await Bun.sleep(100) // user channels are subscribed asynchronously on connect
+    const ack = await alice.request({ type: 'dm', to: 'cl-bob', body: 'across nodes' })
+    expect(await bob.next({ type: 'dm' })).toMatchObject({ id: ack.msg, body: 'across nodes', from: { id: 'cl-alice' } })
+    expect(await aliceElsewhere.next({ type: 'dm' })).toMatchObject({ id: ack.msg })
+    expect((await alice.request({ type: 'ping' })).type).toBe('pong')
+    expect(alice.all('dm')).toHaveLength(0)
+    for (const m of [bob, alice, aliceElsewhere]) m.close()
+  })
+
+  test('presence is cluster-wide, with join and leave events on every node', async () => {
+    const r = room()
+    const p1 = await member(a.ws, r, { user: 'pres-1', name: 'One' })
+    const p2 = await connect(c.ws, { user: 'pres-2', name: 'Two' })
+    await p2.request({ type: 'join', room: r })
+    expect(await p1.next((f) => f.type === 'presence' && f.event === 'join' && f.room === r && f.user.id === 'pres-2')).toMatchObject({ room: r })
+    const list = await p1.request({ type: 'presence', room: r })
+    expect(list.users.map((u: { id: string }) => u.id).sort()).toEqual(['pres-1', 'pres-2'])
+    p2.close()
+    expect(await p1.next((f) => f.type === 'presence' && f.event === 'leave' && f.room === r && f.user.id === 'pres-2')).toMatchObject({ room: r })
+    expect((await p1.request({ type: 'presence', room: r })).users).toEqual([{ id: 'pres-1', name: 'One' }])
+    p1.close()
+  })
+
+  test('recovery on another node: since+epoch replays exactly what was missed', async () => {
+    const r = room()
+    const sender = await member(a.ws, r)
+    let reader = await member(b.ws, r)
+    for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `r${i}` })
+    await reader.next({ type: 'chat', room: r, seq: 3 })
+    const epoch = (await reader.request({ type: 'join', room: r })).epoch
+    reader.close()
+    for (let i = 4; i <= 8; i++) await sender.request({ type: 'chat', room: r, body: `r${i}` })
+    reader = await connect(c.ws)
+    expect(await reader.request({ type: 'join', room: r, since: 3, epoch })).toMatchObject({ recovered: true, seq: 8, epoch })
+    await sender.request({ type: 'chat', room: r, body: 'r9' })
+    await reader.next({ type: 'chat', room: r, seq: 9 })
+    expect(reader.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([4, 5, 6, 7, 8, 9])
+    sender.close()
+    reader.close()
+  })
+
+  test('a retry with the same id on another node is accepted once with the original ack', async () => {
+    const r = room()
+    const first = await member(a.ws, r, { user: 'idem-user' })
+    const second = await member(b.ws, r, { user: 'idem-user' })
+    const ack1 = await first.request({ type: 'chat', room: r, body: 'once', id: 'retry-1' })
+    const ack2 = await second.request({ type: 'chat', room: r, body: 'once', id: 'retry-1' })
+    expect(ack2).toMatchObject({ msg: ack1.msg, seq: ack1.seq })
+    const dm1 = await first.request({ type: 'dm', to: 'someone', body: 'x', id: 'retry-dm' })
+    const dm2 = await second.request({ type: 'dm', to: 'someone', body: 'x', id: 'retry-dm' })
+    expect(dm2.msg).toBe(dm1.msg)
+    const page = await first.request({ type: 'history', room: r })
+    expect(page.messages).toHaveLength(1)
+    first.close()
+    second.close()
+  })
+
+  test('SIGTERM drains with 1001; clients resume on another node with no gap', async () => {
+    const d = await node()
+    const r = room()
+    const sender = await member(a.ws, r)
+    const leaving = await member(d.ws, r)
+    for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `d${i}` })
+    await leaving.next({ type: 'chat', room: r, seq: 3 })
+    const epoch = leaving.all('joined').find((f) => f.room === r)!.epoch
+    const last = Math.max(...leaving.all('chat').filter((f) => f.room === r).map((f) => f.seq))
+    d.proc.kill('SIGTERM')
+    expect((await leaving.closed).code).toBe(1001)
+    for (let i = 4; i <= 6; i++) await sender.request({ type: 'chat', room: r, body: `d${i}` })
+    expect(await d.exited).toBe(0)
+    const back = await connect(b.ws)
+    expect(await back.request({ type: 'join', room: r, since: last, epoch })).toMatchObject({ recovered: true })
+    expect(back.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([4, 5, 6])
+    sender.close()
+    back.close()
+  })
+
+  test('a node that dies without cleanup has its members expire within 30 s', async () => {
+    const doomed = await node()
+    const r = room()
+    const watcher = await member(a.ws, r, { user: 'survivor' })
+    const ghost = await member(doomed.ws, r, { user: 'ghost' })
+    await until(async () => (await watcher.request({ type: 'presence', room: r })).users.length === 2, 'ghost present')
+    doomed.proc.kill('SIGKILL')
+    await doomed.exited
+    const killedAt = Date.now()
+    const leave = await watcher.next((f) => f.type === 'presence' && f.event === 'leave' && f.user.id === 'ghost', 32_000)
+    expect(leave.room).toBe(r)
+    expect(Date.now() - killedAt).toBeLessThan(30_000)
+    expect((await watcher.request({ type: 'presence', room: r })).users.map((u: { id: string }) => u.id)).toEqual(['survivor'])
+    watcher.close()
+    void ghost
+  }, 40_000)
+})
+
+describe('Redis outage', () => {
+  test('chat answers unavailable and readyz 503 while Redis is down; after it returns nothing accepted is lost', async () => {
+    const port = freePort()
+    const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
+    const startRedis = () =>
+      Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'], { stdout: 'ignore', stderr: 'ignore' })
+    let redis = startRedis()
+    try {
+      await until(() => listening(port), 'private redis to listen')
+      const outEnv = { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: 'outage:' }
+      const [x, y] = await Promise.all([node(outEnv), node(outEnv)])
+      const r = room()
+      const sender = await member(x.ws, r)
+      const reader = await member(y.ws, r)
+      const epoch = reader.all('joined').find((f) => f.room === r)!.epoch
+      for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `o${i}` })
+      await reader.next({ type: 'chat', room: r, seq: 3 })
+
+      redis.kill('SIGKILL')
+      await redis.exited
+      await until(async () => (await fetch(`${x.url}/readyz`)).status === 503, 'readyz 503')
+      const ready: any = await (await fetch(`${x.url}/readyz`)).json()
+      expect(ready.checks.broker).toMatch(/^redis/)
+      const refused = await sender.request({ type: 'chat', room: r, body: 'lost?' })
+      expect(refused).toMatchObject({ type: 'error', code: 'unavailable' })
+      expect((await fetch(`${x.url}/healthz`)).status).toBe(200) // the process keeps serving
+
+      redis = startRedis()
+      await until(async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200, 'both nodes ready again', 15_000)
+      // Re-subscribed: live traffic flows across nodes again, seq continues.
+      const ack = await sender.request({ type: 'chat', room: r, body: 'o4' })
+      expect(ack.seq).toBe(4)
+      expect(await reader.next({ type: 'chat', room: r, body: 'o4' }, 5000)).toMatchObject({ seq: 4 })
+      // A client that resumes with since misses nothing that was accepted.
+      const resumed = await connect(x.ws)
+      expect(await resumed.request({ type: 'join', room: r, since: 1, epoch })).toMatchObject({ recovered: true, seq: 4 })
+      expect(resumed.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['o2', 'o3', 'o4'])
+      for (const m of [sender, reader, resumed]) m.close()
+    } finally {
+      redis.kill('SIGKILL')
+    }
+  }, 40_000)
+})
