@@ -71,6 +71,9 @@ describe('shared secret (HS*) with issuer and audience', () => {
     const c = await connect(s.ws, {}, { headers: { authorization: `Bearer ${token}` } })
     expect(c.welcome.user).toEqual({ id: 'bob', name: 'bob' })
     c.close()
+    const long = await connect(s.ws, { token: await mint({ name: 'n'.repeat(100) }) })
+    expect(long.welcome.user.name).toBe('n'.repeat(64))
+    long.close()
   })
 
   test('each bad token is refused before the upgrade with 401 and its reason', async () => {
@@ -91,6 +94,10 @@ describe('shared secret (HS*) with issuer and audience', () => {
       ['no issuer', { token: await mint({ iss: undefined }) }, {}, 'wrong_issuer'],
       ['wrong audience', { token: await mint({ aud: 'other' }) }, {}, 'wrong_audience'],
       ['missing sub', { token: await mint({ sub: undefined }) }, {}, 'missing_sub'],
+      ['no audience', { token: await mint({ aud: undefined }) }, {}, 'wrong_audience'],
+      ['sub longer than 64', { token: await mint({ sub: 'u'.repeat(65) }) }, {}, 'malformed'],
+      ['name not a string', { token: await mint({ name: 42 }) }, {}, 'malformed'],
+      ['token longer than 8192', { token: await mint({ pad: 'p'.repeat(9000) }) }, {}, 'malformed'],
       ['rooms not a list', { token: await mint({ rooms: 'general' }) }, {}, 'malformed'],
       ['rooms with a non-string', { token: await mint({ rooms: ['general', 3] }) }, {}, 'malformed'],
       ['not a JWT', { token: 'not-a-jwt' }, {}, 'malformed'],
@@ -321,7 +328,7 @@ describe('JWKS (remote key set)', () => {
   })
 
   test('JWKS down: cached keys still verify, a new kid gets 401 keys_unavailable and /readyz 503, until the endpoint is back', async () => {
-    const c = await signingKey('key-c')
+    const c = await signingKey('key-c', 'EdDSA')
     endpoint.down()
     ;(await connect(s.ws, { token: await b.token() })).close() // cached
     const r = await upgrade(s, { token: await c.token() })
