@@ -45,6 +45,7 @@ export const variables = {
   JWT_SECRET: { schema: optional(z.string().min(16, 'must be at least 16 characters')), default: undefined, help: 'shared secret (HS256/384/512); turns auth on' },
   JWT_PUBLIC_KEY: { schema: optional(z.string().includes('-----BEGIN', { message: 'expected a PEM public key' })), default: undefined, help: 'PEM public key (RS*, PS*, ES*, EdDSA); turns auth on' },
   JWT_JWKS_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'remote JSON Web Key Set of an external issuer; turns auth on' },
+  JWT_JWKS_COOLDOWN_S: { schema: int(0, 3600, 'seconds'), default: '30', help: 'after a JWKS fetch, how long a token with an unknown `kid` waits before it may trigger another fetch' },
   JWT_ISSUER: { schema: optional(text), default: undefined, help: 'required `iss` claim when set' },
   JWT_AUDIENCE: { schema: optional(text), default: undefined, help: 'required `aud` claim when set' },
   POSTGRES_DSN: { schema: optional(url(['postgres:', 'postgresql:'])), default: undefined, help: 'PostgreSQL for history, users, sessions, audit' },

@@ -1,4 +1,7 @@
 import { createApp } from './app'
+import type { AppDeps } from './app'
+import { createJwtAuth } from './auth/jwt'
+import type { JwtAuth } from './auth/jwt'
 import { memoryBroker } from './broker/memory'
 import { redisBroker } from './broker/redis'
 import type { Broker } from './broker/types'
@@ -24,10 +27,12 @@ ${describeVariables()}`)
 }
 
 let config: Config
+let auth: JwtAuth | undefined
 try {
   config = loadConfig()
-  const notYet = (['POSTGRES_DSN', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_URL'] as const).filter((k) => config[k])
+  const notYet = (['POSTGRES_DSN'] as const).filter((k) => config[k])
   if (notYet.length) throw new ConfigError(notYet.map((k) => `${k}: this build has no engine for it yet; unset it`))
+  if (config.authMode !== 'off') auth = await createJwtAuth(config)
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err
   for (const line of err.lines) console.error(`config error: ${line}`)
@@ -47,7 +52,8 @@ const broker: Broker = config.REDIS_URL
     })
   : memoryBroker({ historyLimit: config.HISTORY_LIMIT })
 
-const { app, hub } = createApp({ config, broker, metrics, nodeId })
+const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
+const { app, hub } = createApp({ config, broker, metrics, nodeId, ...authDeps })
 try {
   await broker.start(hub.deliver)
 } catch (err) {
@@ -61,6 +67,7 @@ log.info('listening', { host: config.HOST, port, broker: broker.kind, auth: conf
 if (config.APP_ENV === 'production' && config.authMode === 'off')
   log.warn('authentication is off: anyone can connect; set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL')
 
+auth?.start() // a JWKS that cannot be fetched now is retried; it never stops the server
 const sweep = setInterval(hub.sweep, 1000)
 
 let stopping = false
@@ -68,6 +75,7 @@ async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   clearInterval(sweep)
+  auth?.stop()
   const graceMs = config.SHUTDOWN_GRACE_S * 1000
   setTimeout(() => {
     log.warn('drain took too long; exiting')

@@ -294,7 +294,7 @@ export function createHub(deps: HubDeps) {
     const next = await deps.refresh(f.token)
     if (next.user.id !== c.identity.user.id) throw new FrameError('forbidden', 'token: belongs to another user')
     c.identity = { ...next, user: { ...next.user } }
-    for (const room of [...c.rooms.keys()]) if (!allowed(c.identity, room)) {
+    for (const room of new Set([...c.rooms.keys(), ...c.joining.keys()])) if (!allowed(c.identity, room)) {
       leave(c, room)
       send(c, frames.left(room), 'left')
     }
