@@ -4,7 +4,8 @@
  * with a printed reason.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
@@ -157,4 +158,24 @@ describe('demo page switch', () => {
       await Promise.all([off.stop(), on.stop()])
     }
   })
+
+  test('the compiled binary serves the page with no files beside it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chat-server-bin-'))
+    const out = join(dir, 'chat-server')
+    const build = Bun.spawnSync([process.execPath, 'build', '--compile', join(ROOT, 'src/main.ts'), '--outfile', out], { cwd: ROOT, stdout: 'pipe', stderr: 'pipe' })
+    expect(build.exitCode, build.stderr.toString()).toBe(0)
+    const bin = await startServer({ command: [out] }) // runs in another empty directory
+    try {
+      const page = await fetch(`${bin.url}/`)
+      expect(page.status).toBe(200)
+      expect(await page.text()).toContain('<div id="messages"')
+      const js = await fetch(`${bin.url}/demo/app.js`)
+      expect(js.status).toBe(200)
+      expect(await js.text()).toContain('reconnecting')
+      expect((await fetch(`${bin.url}/demo/style.css`)).status).toBe(200)
+    } finally {
+      await bin.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })

@@ -306,7 +306,7 @@ test('resume ordering: replayed and live frames arriving out of order are emitte
   ws.push(chat('general', 5))
   ws.push(chat('general', 6))
   expect(seen).toEqual([3, 4]) // held back until the answer to our join
-  ws.push({ type: 'joined', room: 'general', seq: 7, epoch: 'e1', recovered: true, id: join.id })
+  ws.push({ type: 'joined', room: 'general', seq: 7, epoch: 'e1', recovered: true, id: join!.id })
   ws.push(chat('general', 7)) // a late duplicate
   ws.push(chat('general', 8))
   expect(seen).toEqual([3, 4, 5, 6, 7, 8])
