@@ -6,6 +6,7 @@ import type { Refusal } from './auth/anonymous'
 import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
+import { demoRoutes } from './http/demo'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
@@ -64,6 +65,7 @@ export function createApp(deps: AppDeps) {
     })
     .use(opsRoutes({ metrics, checks: { broker: () => broker.problem(), ...deps.checks }, draining: () => hub.draining }))
     .use(apiRoutes({ config, hub, broker }))
+    .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
       async beforeHandle(ctx) {
         if (hub.draining) return status(503, { error: 'unavailable', reason: 'draining' })

@@ -1,0 +1,8 @@
+export { ChatClient, ChatError } from './client'
+export type { Ack, ChatClientOptions, ClientEvents, Clock, ConnectionState, WebSocketConstructor, WebSocketLike } from './client'
+export { backoffDelay } from './backoff'
+export type { BackoffOptions } from './backoff'
+export { jwtExpiry } from './jwt'
+export { Emitter } from './emitter'
+export { CloseCode } from './types'
+export type * from './types'

@@ -1,0 +1,99 @@
+import type { Socket, TCPSocketListener } from 'bun'
+
+/**
+ * A TCP proxy in front of a server, to cut connections without touching the server:
+ * `drop()` kills every proxied connection (the client sees 1006, the server a close),
+ * `block()` refuses new ones until `unblock()`.
+ */
+export interface Proxy {
+  port: number
+  ws: string
+  drop: () => void
+  block: () => void
+  unblock: () => void
+  /** Connections accepted so far. */
+  accepted: number
+  close: () => void
+}
+
+interface Pair {
+  upstream?: Socket<Pair>
+  downstream: Socket<Pair>
+  queued: Uint8Array[]
+}
+
+export async function startProxy(targetPort: number): Promise<Proxy> {
+  const pairs = new Set<Pair>()
+  let blocked = false
+  let accepted = 0
+  const listener: TCPSocketListener<Pair> = Bun.listen<Pair>({
+    hostname: '127.0.0.1',
+    port: 0,
+    socket: {
+      async open(down) {
+        if (blocked) return void down.end()
+        accepted++
+        const pair: Pair = { downstream: down, queued: [] }
+        down.data = pair
+        pairs.add(pair)
+        try {
+          pair.upstream = await Bun.connect<Pair>({
+            hostname: '127.0.0.1',
+            port: targetPort,
+            data: pair,
+            socket: {
+              data(_up, chunk) {
+                pair.downstream.write(chunk)
+              },
+              close() {
+                pair.downstream.end()
+                pairs.delete(pair)
+              },
+              error() {
+                pair.downstream.end()
+              },
+            },
+          })
+          for (const c of pair.queued.splice(0)) pair.upstream.write(c)
+        } catch {
+          down.end()
+          pairs.delete(pair)
+        }
+      },
+      data(down, chunk) {
+        const pair = down.data
+        if (!pair) return
+        if (pair.upstream) pair.upstream.write(chunk)
+        else pair.queued.push(new Uint8Array(chunk))
+      },
+      close(down) {
+        const pair = down.data
+        if (!pair) return
+        pair.upstream?.end()
+        pairs.delete(pair)
+      },
+      error() {},
+    },
+  })
+  const proxy: Proxy = {
+    port: listener.port,
+    ws: `ws://127.0.0.1:${listener.port}/ws`,
+    drop() {
+      for (const p of [...pairs]) {
+        p.downstream.terminate()
+        p.upstream?.terminate()
+        pairs.delete(p)
+      }
+    },
+    block: () => void (blocked = true),
+    unblock: () => void (blocked = false),
+    get accepted() {
+      return accepted
+    },
+    close() {
+      proxy.drop()
+      listener.stop(true)
+    },
+  }
+  return proxy
+}
