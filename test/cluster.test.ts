@@ -157,7 +157,7 @@ describe('cluster through Redis', () => {
     doomed.proc.kill('SIGKILL')
     await doomed.exited
     const killedAt = Date.now()
-    const leave = await watcher.next((f) => f.type === 'presence' && f.event === 'leave' && f.user.id === 'ghost', 32_000)
+    const leave = await watcher.next((f) => f.type === 'presence' && f.event === 'leave' && f.room === r && f.user.id === 'ghost', 32_000)
     expect(leave.room).toBe(r)
     expect(Date.now() - killedAt).toBeLessThan(30_000)
     expect((await watcher.request({ type: 'presence', room: r })).users.map((u: { id: string }) => u.id)).toEqual(['survivor'])
