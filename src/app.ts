@@ -11,6 +11,7 @@ import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
 import type { Metrics } from './metrics'
+import type { Store } from './store/types'
 
 /** Resolves who is connecting, from the upgrade request. */
 export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
@@ -23,6 +24,7 @@ export interface AppDeps {
   authenticate?: Authenticate
   refresh?: (token: string) => Promise<Identity>
   checks?: Record<string, Check>
+  store?: Store
 }
 
 interface SocketData {
@@ -44,6 +46,7 @@ export function createApp(deps: AppDeps) {
     nodeId: deps.nodeId,
     server: () => app.server,
     refresh: deps.refresh,
+    store: deps.store,
   })
 
   const app = new Elysia({
@@ -63,7 +66,13 @@ export function createApp(deps: AppDeps) {
       log.error('http error', { code: String(code), err: error })
       return status(500, { error: 'internal' })
     })
-    .use(opsRoutes({ metrics, checks: { broker: () => broker.problem(), ...deps.checks }, draining: () => hub.draining }))
+    .use(
+      opsRoutes({
+        metrics,
+        checks: { broker: () => broker.problem(), ...(deps.store ? { store: () => deps.store!.problem() } : {}), ...deps.checks },
+        draining: () => hub.draining,
+      }),
+    )
     .use(apiRoutes({ config, hub, broker }))
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
@@ -78,7 +87,9 @@ export function createApp(deps: AppDeps) {
         if ('reason' in who) {
           if (who.status && who.status !== 401) return status(who.status as 400, { error: 'bad_request', reason: who.reason })
           metrics.authRefused.labels({ reason: who.reason }).inc()
-          log.warn('upgrade refused', { reason: who.reason, remote: ctx.server?.requestIP(ctx.request)?.address })
+          const remote = ctx.server?.requestIP(ctx.request)?.address
+          log.warn('upgrade refused', { reason: who.reason, remote })
+          hub.audit({ event: 'auth_refused', detail: { reason: who.reason, remote } })
           return status(401, { error: 'unauthorized', reason: who.reason })
         }
         ;(ctx as unknown as SocketData).identity = who

@@ -4,6 +4,8 @@ import { createJwtAuth } from './auth/jwt'
 import type { JwtAuth } from './auth/jwt'
 import { memoryBroker } from './broker/memory'
 import { redisBroker } from './broker/redis'
+import { postgresStore } from './store/postgres'
+import type { Store } from './store/types'
 import type { Broker } from './broker/types'
 import { ConfigError, describeVariables, loadConfig } from './config'
 import type { Config } from './config'
@@ -30,8 +32,6 @@ let config: Config
 let auth: JwtAuth | undefined
 try {
   config = loadConfig()
-  const notYet = (['POSTGRES_DSN'] as const).filter((k) => config[k])
-  if (notYet.length) throw new ConfigError(notYet.map((k) => `${k}: this build has no engine for it yet; unset it`))
   if (config.authMode !== 'off') auth = await createJwtAuth(config)
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err
@@ -42,28 +42,49 @@ try {
 const nodeId = config.NODE_ID ?? `node-${Bun.randomUUIDv7().slice(-8)}`
 configureLog(config.LOG_LEVEL, { node: nodeId })
 const metrics = createMetrics()
+
+/** A dependency that does not answer at startup stops it, naming the variable; later outages are survived. */
+async function orExit<T>(variable: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start()
+  } catch (err) {
+    console.error(`startup error: ${variable}: ${(err as Error).message}`)
+    process.exit(1)
+  }
+}
+
+const store: Store | undefined =
+  config.ENABLE_PERSISTENCE && config.POSTGRES_DSN
+    ? await orExit('POSTGRES_DSN', () =>
+        postgresStore({
+          dsn: config.POSTGRES_DSN!,
+          nodeId,
+          messageRetentionDays: config.MESSAGE_RETENTION_DAYS,
+          auditRetentionDays: config.AUDIT_RETENTION_DAYS,
+          onError: () => metrics.storeErrors.inc(),
+        }),
+      )
+    : undefined
+const origin = store?.origin
+
 const broker: Broker = config.REDIS_URL
   ? redisBroker({
       url: config.REDIS_URL,
       prefix: config.REDIS_PREFIX,
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
+      origin,
+      store,
       onError: () => metrics.brokerErrors.inc(),
     })
-  : memoryBroker({ historyLimit: config.HISTORY_LIMIT })
+  : memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
 
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub } = createApp({ config, broker, metrics, nodeId, ...authDeps })
-try {
-  await broker.start(hub.deliver)
-} catch (err) {
-  // Redis must answer at startup; later outages are survived (chat answers `unavailable`).
-  console.error(`startup error: REDIS_URL: ${(err as Error).message}`)
-  process.exit(1)
-}
+const { app, hub } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
+await orExit('REDIS_URL', () => broker.start(hub.deliver))
 app.listen({ hostname: config.HOST, port: config.PORT })
 const port = app.server!.port
-log.info('listening', { host: config.HOST, port, broker: broker.kind, auth: config.authMode, version: pkg.version })
+log.info('listening', { host: config.HOST, port, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
 if (config.APP_ENV === 'production' && config.authMode === 'off')
   log.warn('authentication is off: anyone can connect; set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL')
 
@@ -85,6 +106,7 @@ async function shutdown(signal: string) {
   const left = await hub.drain(Math.max(0, graceMs - 500))
   app.server?.stop(true)
   await broker.close()
+  await store?.close()
   log.info('stopped', { left })
   process.exit(0)
 }

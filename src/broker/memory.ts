@@ -1,6 +1,8 @@
 import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
 import type { RoomOrigin } from './types'
+import { Unavailable } from './types'
+import type { Store } from '../store/types'
 import { chatFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 
@@ -12,8 +14,12 @@ interface RoomLog {
   frames: string[]
 }
 
-/** One node, everything in this process. The default engine. */
-export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin }): Broker {
+/**
+ * One node, everything in this process. The default engine. With a store, this node is the
+ * sequencer of record: a message is delivered (and acknowledged) only once it is committed,
+ * so a seq that anyone saw always survives a restart.
+ */
+export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; store?: Pick<Store, 'save' | 'accepting'> }): Broker {
   const origin = opts.origin ?? freshOrigin
   const rooms = new Map<string, RoomLog>()
   /** Rooms whose origin is being read: their first appends wait for it, in order. */
@@ -53,14 +59,18 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin }
     async start(d) {
       deliver = d
     },
-    async append(room, msgId, tail, key): Promise<Accepted> {
+    async append(room, draft, key): Promise<Accepted> {
       const prior = key === undefined ? undefined : (remembered(key) as Accepted | undefined)
       if (prior) return { ...prior, duplicate: true }
       const l = log(room)
       // Synchronous when the room is open, so that appends keep the order they were made in.
       const r = l instanceof Promise ? await l : l
+      if (opts.store && !opts.store.accepting()) throw new Unavailable('the store is not keeping up: message refused')
       const seq = ++r.seq
-      const frame = chatFrame(seq, tail)
+      const frame = chatFrame(seq, draft.tail)
+      const { tail: _, ...fields } = draft
+      // Commits resolve in seq order, so deliveries keep it too.
+      if (opts.store) await opts.store.save([{ ...fields, room, seq }])
       r.frames.push(frame)
       // Trim in chunks so that appends stay O(1) amortised.
       if (r.frames.length >= opts.historyLimit * 2 || r.frames.length > opts.historyLimit + 1024) {
@@ -69,7 +79,7 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin }
         r.first += drop
       }
       deliver(roomTopic(room), frame)
-      const accepted = { id: msgId, seq, duplicate: false }
+      const accepted = { id: draft.id, seq, duplicate: false }
       if (key !== undefined) dedupe.set(key, { at: Date.now(), value: accepted })
       return accepted
     },
@@ -96,8 +106,8 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin }
       const epoch = r.epoch
       const kept = r.first + r.frames.length - opts.historyLimit // first seq within the promised window
       const oldest = Math.max(r.first, kept)
-      if (since > r.seq || since + 1 < oldest) return { seq: r.seq, epoch, frames: [], complete: false }
-      return { seq: r.seq, epoch, frames: r.frames.slice(since + 1 - r.first), complete: true }
+      if (since > r.seq) return { seq: r.seq, epoch, frames: [], complete: false }
+      return { seq: r.seq, epoch, frames: r.frames.slice(Math.max(since + 1, oldest) - r.first), complete: since + 1 >= oldest }
     },
     async page(room, before, limit): Promise<Page> {
       const r = await log(room)

@@ -11,7 +11,9 @@
  * PUBLISHed to the room's channel, in one step; with a dedupe key, a retry returns the first
  * result instead. Returns {1, seq} | {0, seq, id} (duplicate) | {-1} (room state missing:
  * the caller initialises it from its origin and calls again).
- * KEYS: state, log, dedupe ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs
+ * With persistence, the room is also marked in the set of rooms whose stream is ahead of the
+ * store (KEYS[4]; '' = no persistence), for the archive repair to visit.
+ * KEYS: state, log, dedupe ('' = none), unpersisted ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, room
  */
 export const APPEND = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
@@ -27,6 +29,7 @@ local frame = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
 redis.call('PUBLISH', ARGV[4], frame)
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
+if KEYS[4] ~= '' then redis.call('SADD', KEYS[4], ARGV[7]) end
 return {1, seq}
 `
 
@@ -70,4 +73,23 @@ if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
+`
+
+/**
+ * persisted: the store holds every message of the room up to ARGV[2]; when that reaches the
+ * room's seq the room leaves the set of rooms to repair. KEYS: state, unpersisted. ARGV: room, upTo
+ */
+export const PERSISTED = `
+local pw = tonumber(redis.call('HGET', KEYS[1], 'pw') or '0')
+local upTo = tonumber(ARGV[2])
+if upTo > pw then redis.call('HSET', KEYS[1], 'pw', upTo); pw = upTo end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+if pw >= seq then redis.call('SREM', KEYS[2], ARGV[1]) end
+return pw
+`
+
+/** unlock: deletes a lock only if this node still holds it. KEYS: lock. ARGV: owner */
+export const UNLOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `

@@ -2,7 +2,8 @@ import Redis from 'ioredis'
 import { CHAT_HEAD, chatSeq, frames } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 import { log } from '../log'
-import { APPEND, INIT, PRESENCE_ADD, PRESENCE_REMOVE, SINCE } from './redis-scripts'
+import { APPEND, INIT, PERSISTED, PRESENCE_ADD, PRESENCE_REMOVE, SINCE, UNLOCK } from './redis-scripts'
+import type { StoredMessage, Store } from '../store/types'
 import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
 
@@ -12,6 +13,12 @@ export interface RedisBrokerOptions {
   nodeId: string
   historyLimit: number
   origin?: RoomOrigin
+  /**
+   * With persistence: messages are archived after they are acknowledged, and a repair loop
+   * copies into the store whatever the room streams hold but the store lacks (a node that
+   * died before writing, a backlog that overflowed during an outage).
+   */
+  store?: Pick<Store, 'save' | 'stored' | 'accepting'>
   onError?: (err: unknown) => void
 }
 
@@ -23,7 +30,9 @@ interface RoomStream {
 }
 
 type Scripted = Redis & {
-  chatAppend(state: string, log: string, dedupe: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number): Promise<[number, number?, string?]>
+  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string): Promise<[number, number?, string?]>
+  chatPersisted(state: string, unpersisted: string, room: string, upTo: number): Promise<number>
+  unlock(lock: string, owner: string): Promise<number>
   chatInit(state: string, seq: number, epoch: string): Promise<[string, string]>
   chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
   presenceAdd(conns: string, counts: string, names: string, index: string, conn: string, user: string, name: string, entry: string): Promise<number>
@@ -31,6 +40,9 @@ type Scripted = Redis & {
 }
 
 const HEARTBEAT_MS = 5_000
+const REPAIR_EVERY_MS = 1_000
+/** The repair leaves younger messages to the node that sent them, whose write is on its way. */
+const REPAIR_AGE_MS = 1_000
 const NODE_TTL_MS = 20_000
 
 /**
@@ -44,7 +56,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
   const common = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
   const cmd = new Redis(opts.url, { ...common, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 3000 }) as Scripted
   const sub = new Redis(opts.url, { ...common, autoResubscribe: false, enableOfflineQueue: true })
-  cmd.defineCommand('chatAppend', { numberOfKeys: 3, lua: APPEND })
+  cmd.defineCommand('chatAppend', { numberOfKeys: 4, lua: APPEND })
+  cmd.defineCommand('chatPersisted', { numberOfKeys: 2, lua: PERSISTED })
+  cmd.defineCommand('unlock', { numberOfKeys: 1, lua: UNLOCK })
   cmd.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })
   cmd.defineCommand('chatSince', { numberOfKeys: 2, lua: SINCE })
   cmd.defineCommand('presenceAdd', { numberOfKeys: 4, lua: PRESENCE_ADD })
@@ -61,6 +75,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     nodeIndex: (node: string) => `${P}node:${node}:presence`,
     nodeAlive: (node: string) => `${P}node:${node}:alive`,
     nodes: `${P}nodes`,
+    unpersisted: `${P}unpersisted`,
+    repairLock: `${P}repair-lock`,
   }
   const channelPrefix = `${P}ch:`
 
@@ -71,6 +87,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
   const mine = new Map<string, { room: string; user: User; conn: string }>()
   const inflight = new Set<Promise<unknown>>()
   let timer: ReturnType<typeof setInterval> | undefined
+  let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
 
@@ -180,7 +197,51 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     noteBaseline(room, seq)
     const frames = entries.map(([, fields]) => fields[1]!)
     const complete = since <= seq && (since === seq || (frames.length === seq - since && chatSeq(frames[0]!) === since + 1))
-    return { seq, epoch, frames: complete ? frames : [], complete }
+    return { seq, epoch, frames: since <= seq ? frames : [], complete }
+  }
+
+  // ---- archive repair (persistence on) ----
+
+  let repairing = false
+  async function repairArchive() {
+    const store = opts.store
+    if (!store || repairing || closing) return
+    repairing = true
+    let locked = false
+    try {
+      locked = (await cmd.set(key.repairLock, opts.nodeId, 'PX', 30_000, 'NX')) === 'OK'
+      if (!locked) return
+      for (const room of await cmd.smembers(key.unpersisted)) {
+        const pw = Number((await cmd.hget(key.state(room), 'pw')) ?? 0)
+        const entries = (await cmd.xrange(key.log(room), `${pw + 1}-0`, '+', 'COUNT', 5000)) as [string, string[]][]
+        const cutoff = Date.now() - REPAIR_AGE_MS
+        const ready: StoredMessage[] = []
+        for (const [, fields] of entries) {
+          const f = JSON.parse(fields[1]!)
+          if (Date.parse(f.ts) > cutoff) break
+          ready.push({ room, seq: f.seq, id: f.id, from: f.from, body: f.body, data: f.data, ts: f.ts })
+        }
+        if (ready.length === 0) {
+          if (entries.length === 0) await cmd.chatPersisted(key.state(room), key.unpersisted, room, pw)
+          continue
+        }
+        const lo = ready[0]!.seq
+        const hi = ready.at(-1)!.seq
+        if (lo > pw + 1) log.warn('the room stream no longer holds messages the store lacks', { room, from: pw + 1, to: lo - 1 })
+        const have = await store.stored(room, lo, hi)
+        const missing = ready.filter((m) => !have.has(m.seq))
+        if (missing.length) {
+          await store.save(missing)
+          log.info('repaired messages into the store', { room, count: missing.length, from: missing[0]!.seq, to: missing.at(-1)!.seq })
+        }
+        await cmd.chatPersisted(key.state(room), key.unpersisted, room, hi)
+      }
+    } catch (err) {
+      log.debug('archive repair failed', { err })
+    } finally {
+      if (locked) await cmd.unlock(key.repairLock, opts.nodeId).catch(() => {})
+      repairing = false
+    }
   }
 
   // ---- presence ----
@@ -243,19 +304,29 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       await heartbeat()
       timer = setInterval(() => heartbeat().catch((err) => log.debug('heartbeat failed', { err })), HEARTBEAT_MS)
       timer.unref()
+      if (opts.store) {
+        repairTimer = setInterval(() => void repairArchive(), REPAIR_EVERY_MS)
+        repairTimer.unref()
+      }
       started = true
       lastState = 'ready/ready'
     },
-    async append(room, msgId, tail, dedupe): Promise<Accepted> {
+    async append(room, draft, dedupe): Promise<Accepted> {
       const call = () =>
-        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', CHAT_HEAD, tail, opts.historyLimit, key.channel(roomTopic(room)), msgId, DEDUPE_WINDOW_MS)
+        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', opts.store ? key.unpersisted : '', CHAT_HEAD, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.id, DEDUPE_WINDOW_MS, room)
       let r = await call()
       if (r[0] === -1) {
         await init(room)
         r = await call()
       }
       if (r[0] === 0) return { id: r[2]!, seq: r[1]!, duplicate: true }
-      return { id: msgId, seq: r[1]!, duplicate: false }
+      const seq = r[1]!
+      // Acknowledged once in the stream; the store catches up (or the repair does it).
+      if (opts.store?.accepting()) {
+        const { tail: _, ...fields } = draft
+        void opts.store.save([{ ...fields, room, seq }])
+      }
+      return { id: draft.id, seq, duplicate: false }
     },
     async relay(topic, frame, except) {
       await cmd.publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
@@ -316,6 +387,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     async close() {
       closing = true
       if (timer) clearInterval(timer)
+      if (repairTimer) clearInterval(repairTimer)
       await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(2000)])
       try {
         if (mine.size === 0) await cmd.srem(key.nodes, opts.nodeId)

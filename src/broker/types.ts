@@ -11,6 +11,16 @@ export interface Position {
   epoch: string
 }
 
+/** A chat message before its seq is known; `tail` is its encoded frame after the seq. */
+export interface ChatDraft {
+  id: string
+  from: User
+  body: string
+  data?: unknown
+  ts: string
+  tail: string
+}
+
 export interface Accepted {
   id: string
   seq: number
@@ -19,11 +29,17 @@ export interface Accepted {
 }
 
 export interface Replay extends Position {
-  /** Encoded chat frames with seq in (since, seq], in order. */
+  /**
+   * Encoded chat frames with seq in (since, seq], in order: all of them when `complete`,
+   * else the newest part the log still holds (a store may hold the rest).
+   */
   frames: string[]
   /** False when the log no longer reaches back to `since`. */
   complete: boolean
 }
+
+/** Thrown by `append` when the message cannot be kept right now (nothing was published). */
+export class Unavailable extends Error {}
 
 export interface Page {
   frames: string[]
@@ -38,7 +54,7 @@ export interface Broker {
   readonly kind: 'memory' | 'redis'
   start(deliver: Deliver): Promise<void>
   /** Assigns the room's next seq, appends to its log and delivers to every node, as one step. */
-  append(room: string, msgId: string, tail: string, dedupe?: string): Promise<Accepted>
+  append(room: string, draft: ChatDraft, dedupe?: string): Promise<Accepted>
   /** Delivers a frame that is not sequenced (DM, typing, presence event) to every node. */
   relay(topic: string, frame: string, except?: string): Promise<void>
   /**

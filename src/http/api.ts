@@ -53,6 +53,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker }) {
         try {
           const a = await hub.publish(target, API_USER, parsed.data.body, parsed.data.data, key ? `api:${key.slice(0, 128)}` : undefined)
           log.info('api publish', { room: target, msg: a.id, seq: a.seq })
+          hub.audit({ event: 'api_publish', room: target, detail: { msg: a.id, seq: a.seq } })
           return { id: a.id, room: target, seq: a.seq }
         } catch (err) {
           if (err instanceof FrameError) return json(503, { error: err.code, reason: err.message })
@@ -66,7 +67,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker }) {
       if (!r.success) return json(400, { error: 'bad_request', reason: `room: ${r.error.issues[0]!.message}` })
       const q = pageQuery.safeParse(query)
       if (!q.success) return invalid(q.error)
-      const page = await broker.page(r.data, q.data.before, q.data.limit)
+      const page = await hub.page(r.data, q.data.before, q.data.limit)
       return new Response(`{"room":${JSON.stringify(r.data)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
         headers: { 'content-type': 'application/json' },
       })

@@ -1,6 +1,7 @@
 import type { Server, ServerWebSocket } from 'bun'
-import type { Broker, Replay } from '../broker/types'
-import { roomTopic, userTopic } from '../broker/types'
+import type { Broker, Page, Replay } from '../broker/types'
+import { Unavailable, roomTopic, userTopic } from '../broker/types'
+import type { AuditEntry, Store } from '../store/types'
 import type { Config } from '../config'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
@@ -18,6 +19,8 @@ export interface HubDeps {
   metrics: Metrics
   nodeId: string
   server: () => Server<unknown> | null | undefined
+  /** PostgreSQL when persistence is on: history beyond the broker's log, users, sessions, audit. */
+  store?: Store
   /** Verifies a `refresh` token; undefined when auth is off. */
   refresh?: (token: string) => Promise<Identity>
 }
@@ -38,7 +41,7 @@ const STRIKE_MEMORY_MS = 10_000
  * on the way out, except to find a slow consumer after Bun reported one.
  */
 export function createHub(deps: HubDeps) {
-  const { config, broker, metrics } = deps
+  const { config, broker, metrics, store } = deps
   const decode = frameDecoder(config.MAX_BODY_CHARS)
   const bucket = tokenBucket(config.RATE_LIMIT_PER_SEC, config.RATE_LIMIT_BURST)
   const conns = new Map<string, Conn>()
@@ -83,6 +86,7 @@ export function createHub(deps: HubDeps) {
     if (c.closing) return
     metrics.slowConsumers.inc()
     log.warn('slow consumer closed', { conn: c.id, user: c.identity.user.id, buffered: c.ws.getBufferedAmount() })
+    audit({ event: 'slow_consumer', user: c.identity.user.id, conn: c.id })
     closeConn(c, CLOSE.slowConsumer, 'slow consumer')
   }
 
@@ -117,6 +121,30 @@ export function createHub(deps: HubDeps) {
     if (!set?.delete(c) || set.size > 0) return
     members.delete(topic)
     if (topic.startsWith('r:')) metrics.rooms.dec()
+  }
+
+  function audit(entry: AuditEntry) {
+    store?.audit(entry)
+  }
+
+  // ---- reading the past: the broker's log first, the store for what it no longer holds ----
+
+  async function readSince(room: string, since: number): Promise<Replay> {
+    const r = await broker.since(room, since)
+    if (r.complete || !store || since >= r.seq) return r
+    const firstHeld = r.frames.length ? chatSeq(r.frames[0]!) : r.seq + 1
+    const head = await store.range(room, since, firstHeld - 1)
+    const frames = head.concat(r.frames)
+    return { ...r, frames, complete: frames.length === r.seq - since }
+  }
+
+  async function page(room: string, before: number | undefined, limit: number): Promise<Page> {
+    const recent = await broker.page(room, before, limit)
+    if (!store) return recent
+    const first = recent.frames.length ? chatSeq(recent.frames[0]!) : before
+    if (recent.frames.length === limit) return { frames: recent.frames, more: recent.more || (first ?? 1) > 1 }
+    const older = await store.page(room, first, limit - recent.frames.length)
+    return { frames: older.frames.concat(recent.frames), more: older.more }
   }
 
   // ---- rooms ----
@@ -157,7 +185,7 @@ export function createHub(deps: HubDeps) {
       watched = true
       let replay: string[] = []
       let recovered = false
-      const pos: Replay = since === undefined ? { ...(await broker.position(room)), frames: [], complete: false } : await broker.since(room, since)
+      const pos: Replay = since === undefined ? { ...(await broker.position(room)), frames: [], complete: false } : await readSince(room, since)
       if (since !== undefined && pos.complete && (epoch === undefined || epoch === pos.epoch)) {
         replay = pos.frames
         recovered = true
@@ -177,6 +205,7 @@ export function createHub(deps: HubDeps) {
       })
       c.rooms.set(room, pos.seq)
       addMember(topic, c)
+      audit({ event: 'join', user: c.identity.user.id, conn: c.id, room })
       broker.presence
         .add(room, c.identity.user, c.id)
         .then((first) => first && announce(room, 'join', c.identity.user))
@@ -200,7 +229,7 @@ export function createHub(deps: HubDeps) {
       const pos = await broker.position(room)
       return send(c, frames.joined(room, pos.seq, pos.epoch, false, id), 'joined')
     }
-    const r = await broker.since(room, since)
+    const r = await readSince(room, since)
     const ok = r.complete && (epoch === undefined || epoch === r.epoch)
     const replay = ok ? r.frames.slice(0, Math.max(0, boundary - since)) : []
     c.ws.cork(() => {
@@ -215,6 +244,7 @@ export function createHub(deps: HubDeps) {
     const topic = roomTopic(room)
     if (!c.closing) c.ws.unsubscribe(topic)
     removeMember(topic, c)
+    audit({ event: 'leave', user: c.identity.user.id, conn: c.id, room })
     broker.unwatch(topic)
     broker.presence
       .remove(room, c.identity.user.id, c.id)
@@ -238,12 +268,14 @@ export function createHub(deps: HubDeps) {
   /** Sequences and fans out one chat message (from a client or the publish API). */
   async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string) {
     const id = Bun.randomUUIDv7()
-    const tail = chatTail({ id, room, from, body, data, ts: new Date().toISOString() })
+    const ts = new Date().toISOString()
+    const tail = chatTail({ id, room, from, body, data, ts })
     try {
-      const accepted = await broker.append(room, id, tail, dedupe || undefined)
+      const accepted = await broker.append(room, { id, from, body, data, ts, tail }, dedupe || undefined)
       if (!accepted.duplicate) metrics.published.inc()
       return accepted
     } catch (err) {
+      if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)
       metrics.brokerErrors.inc()
       log.warn('message not accepted', { room, err })
       throw new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
@@ -275,8 +307,8 @@ export function createHub(deps: HubDeps) {
 
   async function history(c: Conn, f: FrameOf<'history'>) {
     if (!allowed(c.identity, f.room)) throw new FrameError('forbidden', `room: not allowed to read ${f.room}`)
-    const page = await broker.page(f.room, f.before, f.limit ?? 50)
-    send(c, frames.history(f.room, page.frames, page.more, f.id), 'history')
+    const p = await page(f.room, f.before, f.limit ?? 50)
+    send(c, frames.history(f.room, p.frames, p.more, f.id), 'history')
   }
 
   async function presence(c: Conn, f: FrameOf<'presence'>) {
@@ -320,6 +352,7 @@ export function createHub(deps: HubDeps) {
   function rateLimited(c: Conn): boolean {
     if (bucket.take(c.bucket)) return false
     metrics.rateLimited.inc()
+    audit({ event: 'rate_limited', user: c.identity.user.id, conn: c.id })
     const now = performance.now()
     if (now - c.lastStrikeAt > STRIKE_MEMORY_MS) c.strikes = 0
     c.lastStrikeAt = now
@@ -359,6 +392,11 @@ export function createHub(deps: HubDeps) {
     for (const room of home)
       join(c, room).catch((err) => sendError(c, err.code ?? 'internal', err.message))
     log.info('connected', { conn: c.id, user: u.id, remote: meta.remote })
+    if (store) {
+      store.userSeen(u)
+      store.sessionOpened({ conn: c.id, user: u, node: deps.nodeId, remote: meta.remote, userAgent: meta.userAgent })
+      audit({ event: 'connect', user: u.id, conn: c.id, detail: { remote: meta.remote } })
+    }
     return c
   }
 
@@ -380,7 +418,10 @@ export function createHub(deps: HubDeps) {
       await (handlers[f.type] as (c: Conn, f: ClientFrame) => Promise<void> | void)(c, f)
       if (f.id && !answered.has(f.type)) send(c, frames.ack(f.id), 'ack')
     } catch (err) {
-      if (err instanceof FrameError) return sendError(c, err.code, err.message, f.id)
+      if (err instanceof FrameError) {
+        if (err.code === 'forbidden') audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
+        return sendError(c, err.code, err.message, f.id)
+      }
       log.error('frame failed', { conn: c.id, type: f.type, err })
       sendError(c, 'internal', 'internal error', f.id)
     }
@@ -396,6 +437,10 @@ export function createHub(deps: HubDeps) {
     broker.unwatch(mine)
     metrics.connections.dec()
     log.info('disconnected', { conn: c.id, user: c.identity.user.id, code, reason: reason || undefined })
+    if (store) {
+      store.sessionClosed(c.id, code)
+      audit({ event: 'disconnect', user: c.identity.user.id, conn: c.id, detail: { code } })
+    }
   }
 
   /** Periodic checks Bun cannot do for us: silent clients, stuck buffers, expired tokens. */
@@ -427,6 +472,8 @@ export function createHub(deps: HubDeps) {
     sweep,
     drain,
     publish,
+    page,
+    audit,
     pong: (c: Conn) => void (c.lastSeen = performance.now()),
     get draining() {
       return draining

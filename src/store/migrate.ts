@@ -1,0 +1,28 @@
+import type { Sql } from 'postgres'
+import init from './migrations/001_init.sql' with { type: 'text' }
+
+/** Every migration, in order. Files are embedded, so the compiled binary carries them. */
+export const migrations: { name: string; sql: string }[] = [{ name: '001_init', sql: init }]
+
+/** An arbitrary constant: the advisory lock that serialises migrations across nodes. */
+const MIGRATION_LOCK = 7_214_420_001
+
+/**
+ * Applies pending migrations in one transaction under an advisory lock, so that nodes
+ * starting together apply each migration exactly once. Returns the names applied.
+ */
+export async function migrate(sql: Sql): Promise<string[]> {
+  return sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`
+    await tx`create table if not exists schema_migrations (name text primary key, applied_at timestamptz not null default now())`
+    const done = new Set((await tx<{ name: string }[]>`select name from schema_migrations`).map((r) => r.name))
+    const applied: string[] = []
+    for (const m of migrations) {
+      if (done.has(m.name)) continue
+      await tx.unsafe(m.sql)
+      await tx`insert into schema_migrations (name) values (${m.name})`
+      applied.push(m.name)
+    }
+    return applied
+  })
+}

@@ -1,0 +1,233 @@
+import postgres from 'postgres'
+import { freshEpoch } from '../broker/types'
+import type { Page, Position } from '../broker/types'
+import { log } from '../log'
+import { chatFrame, chatTail } from '../protocol/server-frames'
+import { migrate } from './migrate'
+import type { AuditEntry, StoredMessage, Store } from './types'
+
+export interface PostgresStoreOptions {
+  dsn: string
+  nodeId: string
+  messageRetentionDays?: number
+  auditRetentionDays?: number
+  /** Messages that may wait for the database before new ones are refused. */
+  maxBacklog?: number
+  onError?: (err: unknown) => void
+}
+
+interface Pending {
+  m: StoredMessage
+  done: () => void
+}
+
+const BATCH_ROWS = 500
+const BATCH_DELAY_MS = 2
+const PRUNE_EVERY_MS = 3_600_000
+
+interface Row {
+  seq: string
+  id: string
+  user_id: string
+  user_name: string
+  body: string
+  data: unknown
+  created_at: Date
+}
+
+const frameOf = (room: string, r: Row) =>
+  chatFrame(Number(r.seq), chatTail({ id: r.id, room, from: { id: r.user_id, name: r.user_name }, body: r.body, data: r.data ?? undefined, ts: r.created_at.toISOString() }))
+
+/**
+ * PostgreSQL through postgres.js: migrations at start, messages written in batches (one
+ * multi-row insert per few ms, `ON CONFLICT DO NOTHING`), a write loop that outlasts an
+ * outage, and pages read by seq.
+ */
+export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> {
+  const sql = postgres(opts.dsn, {
+    max: 4,
+    idle_timeout: 60,
+    connect_timeout: 5,
+    onnotice: () => {},
+    connection: { application_name: `chat-server ${opts.nodeId}` },
+  })
+  const applied = await migrate(sql)
+  if (applied.length) log.info('migrations applied', { applied })
+
+  const maxBacklog = opts.maxBacklog ?? 10_000
+  let queue: Pending[] = []
+  let audits: AuditEntry[] = []
+  let writing = false
+  let scheduled: ReturnType<typeof setTimeout> | undefined
+  let down: string | undefined
+  let closed = false
+
+  function failed(err: unknown) {
+    opts.onError?.(err)
+    const reason = (err as Error)?.message ?? String(err)
+    if (!down) log.warn('postgres unavailable', { err: reason })
+    down = reason
+  }
+  function succeeded() {
+    if (down) log.info('postgres available again', { backlog: queue.length })
+    down = undefined
+  }
+
+  function schedule() {
+    if (writing || scheduled) return
+    scheduled = setTimeout(() => void writeLoop(), queue.length >= BATCH_ROWS ? 0 : BATCH_DELAY_MS)
+  }
+
+  /** Writes batches until the queue is empty; on failure waits and retries the same batch. */
+  async function writeLoop() {
+    scheduled = undefined
+    if (writing) return
+    writing = true
+    let backoff = 100
+    try {
+      while ((queue.length > 0 || audits.length > 0) && !(closed && down)) {
+        const batch = queue.slice(0, BATCH_ROWS)
+        const auditBatch = audits.slice(0, BATCH_ROWS)
+        try {
+          if (batch.length) await insertMessages(batch.map((p) => p.m))
+          if (auditBatch.length) await insertAudit(auditBatch)
+          succeeded()
+          backoff = 100
+          queue = queue.slice(batch.length)
+          audits = audits.slice(auditBatch.length)
+          for (const p of batch) p.done()
+        } catch (err) {
+          failed(err)
+          if (closed) break
+          await Bun.sleep(backoff)
+          backoff = Math.min(backoff * 2, 2000)
+        }
+      }
+    } finally {
+      writing = false
+      if ((queue.length > 0 || audits.length > 0) && !closed) schedule()
+    }
+  }
+
+  async function insertMessages(ms: StoredMessage[]) {
+    await sql`
+      insert into messages (room, seq, id, user_id, user_name, body, data, created_at)
+      select r, s, i, u, n, b, d::jsonb, t from unnest(
+        ${ms.map((m) => m.room)}::text[], ${ms.map((m) => m.seq)}::bigint[], ${ms.map((m) => m.id)}::text[],
+        ${ms.map((m) => m.from.id)}::text[], ${ms.map((m) => m.from.name)}::text[], ${ms.map((m) => m.body)}::text[],
+        ${ms.map((m) => (m.data === undefined ? null : JSON.stringify(m.data)))}::text[], ${ms.map((m) => m.ts)}::timestamptz[]
+      ) as x(r, s, i, u, n, b, d, t)
+      on conflict do nothing`
+  }
+
+  async function insertAudit(entries: AuditEntry[]) {
+    await sql`
+      insert into audit (event, user_id, conn, node, room, detail)
+      select e, u, c, ${opts.nodeId}, r, d::jsonb from unnest(
+        ${entries.map((e) => e.event)}::text[], ${entries.map((e) => e.user ?? null)}::text[], ${entries.map((e) => e.conn ?? null)}::text[],
+        ${entries.map((e) => e.room ?? null)}::text[], ${entries.map((e) => (e.detail ? JSON.stringify(e.detail) : null))}::text[]) as t(e, u, c, r, d)`
+  }
+
+  /** Fire-and-forget writes (users, sessions): counted and logged on failure, never thrown. */
+  function background(what: string, q: Promise<unknown>) {
+    q.then(succeeded, (err) => {
+      failed(err)
+      log.debug('store write dropped', { what })
+    })
+  }
+
+  async function prune() {
+    try {
+      if (opts.messageRetentionDays) {
+        const r = await sql`delete from messages where created_at < now() - make_interval(days => ${opts.messageRetentionDays})`
+        if (r.count) log.info('pruned messages', { count: r.count, days: opts.messageRetentionDays })
+      }
+      if (opts.auditRetentionDays) {
+        const r = await sql`delete from audit where at < now() - make_interval(days => ${opts.auditRetentionDays})`
+        if (r.count) log.info('pruned audit', { count: r.count, days: opts.auditRetentionDays })
+      }
+    } catch (err) {
+      failed(err)
+    }
+  }
+  const pruner = opts.messageRetentionDays || opts.auditRetentionDays ? setInterval(prune, PRUNE_EVERY_MS) : undefined
+  pruner?.unref()
+  if (pruner) await prune()
+
+  // While the database is away nothing else notices it coming back: ping.
+  const pinger = setInterval(() => {
+    if (writing) return
+    sql`select 1`.then(succeeded, failed)
+  }, 2000)
+  pinger.unref()
+
+  return {
+    save(messages) {
+      return new Promise<void>((resolve) => {
+        let left = messages.length
+        if (left === 0) return resolve()
+        const done = () => --left === 0 && resolve()
+        for (const m of messages) queue.push({ m, done })
+        schedule()
+      })
+    },
+    accepting: () => queue.length < maxBacklog,
+    async origin(room): Promise<Position> {
+      await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing`
+      const [r] = await sql<{ epoch: string; seq: string }[]>`
+        select epoch, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
+      return { epoch: r!.epoch, seq: Number(r!.seq) }
+    },
+    async range(room, after, upTo) {
+      if (upTo <= after) return []
+      const rows = await sql<Row[]>`
+        select seq, id, user_id, user_name, body, data, created_at from messages
+        where room = ${room} and seq > ${after} and seq <= ${upTo} order by seq`
+      return rows.map((r) => frameOf(room, r))
+    },
+    async page(room, before, limit): Promise<Page> {
+      const rows = await sql<Row[]>`
+        select seq, id, user_id, user_name, body, data, created_at from messages
+        where room = ${room} ${before === undefined ? sql`` : sql`and seq < ${before}`}
+        order by seq desc limit ${limit + 1}`
+      const more = rows.length > limit
+      return { frames: rows.slice(0, limit).reverse().map((r) => frameOf(room, r)), more }
+    },
+    async stored(room, from, to) {
+      const rows = await sql<{ seq: string }[]>`select seq from messages where room = ${room} and seq between ${from} and ${to}`
+      return new Set(rows.map((r) => Number(r.seq)))
+    },
+    userSeen(user) {
+      background('user', sql`
+        insert into users (id, name) values (${user.id}, ${user.name})
+        on conflict (id) do update set name = excluded.name, last_seen = now()`)
+    },
+    sessionOpened(s) {
+      background('session', sql`
+        insert into sessions (conn, user_id, node, remote_addr, user_agent)
+        values (${s.conn}, ${s.user.id}, ${s.node}, ${s.remote}, ${s.userAgent.slice(0, 512)})
+        on conflict (conn) do nothing`)
+    },
+    sessionClosed(conn, code) {
+      background('session', sql`update sessions set disconnected_at = now(), close_code = ${code} where conn = ${conn}`)
+    },
+    audit(entry) {
+      if (audits.length >= maxBacklog) return // the audit log never holds chat back
+      audits.push(entry)
+      schedule()
+    },
+    problem: () => (down ? `postgres: ${down}` : undefined),
+    async close(ms = 3000) {
+      clearInterval(pinger)
+      if (pruner) clearInterval(pruner)
+      const until = Date.now() + ms
+      while ((queue.length > 0 || audits.length > 0 || writing) && Date.now() < until) {
+        schedule()
+        await Bun.sleep(10)
+      }
+      closed = true
+      if (queue.length) log.warn('messages not written at shutdown', { count: queue.length })
+      await sql.end({ timeout: 2 })
+    },
+  }
+}

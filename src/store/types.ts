@@ -1,0 +1,65 @@
+import type { Page, Position } from '../broker/types'
+import type { User } from '../protocol/server-frames'
+
+/** A chat message as it is kept: everything its frame is made of. */
+export interface StoredMessage {
+  room: string
+  seq: number
+  id: string
+  from: User
+  body: string
+  data?: unknown
+  ts: string
+}
+
+export interface SessionStart {
+  conn: string
+  user: User
+  node: string
+  remote: string
+  userAgent: string
+}
+
+export type AuditEvent =
+  | 'connect'
+  | 'disconnect'
+  | 'auth_refused'
+  | 'join'
+  | 'leave'
+  | 'api_publish'
+  | 'forbidden'
+  | 'rate_limited'
+  | 'slow_consumer'
+
+export interface AuditEntry {
+  event: AuditEvent
+  user?: string
+  conn?: string
+  room?: string
+  detail?: Record<string, unknown>
+}
+
+/**
+ * Durable storage (PostgreSQL): messages beyond the broker's window, users, sessions and
+ * the audit log. Writes are batched; reads page by seq.
+ */
+export interface Store {
+  /** Queues messages for the next batch; resolves once they are committed. */
+  save(messages: StoredMessage[]): Promise<void>
+  /** False while the write backlog is full: a new message would not be kept. */
+  accepting(): boolean
+  /** Where a room's sequence continues: its stored epoch and last seq (creating the room). */
+  origin(room: string): Promise<Position>
+  /** Encoded chat frames with seq in (after, upTo], in order. */
+  range(room: string, after: number, upTo: number): Promise<string[]>
+  page(room: string, before: number | undefined, limit: number): Promise<Page>
+  /** Which of the seqs in [from, to] are stored. */
+  stored(room: string, from: number, to: number): Promise<Set<number>>
+  userSeen(user: User): void
+  sessionOpened(s: SessionStart): void
+  sessionClosed(conn: string, code: number): void
+  audit(entry: AuditEntry): void
+  problem(): string | undefined
+  /** Writes what is queued (bounded by `ms`) and closes the pool. */
+  close(ms?: number): Promise<void>
+}
