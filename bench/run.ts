@@ -7,8 +7,10 @@
  *   npm run bench -- --only=fanout,latency --fanout-s=5 --profile
  *
  * Flags: --only=fanout,latency,cross,idle,persist  --quick  --profile
- *   --fanout-s --latency-s --cross-s --persist-s   measured seconds of each scenario
- *   --members (fan-out, 1000) --senders (10) --latency-members (10000) --rate (msg/s, 100)
+ *   --fanout-s --latency-s --cross-s --persist-s --small-s   measured seconds of each scenario
+ *   --small-members (1b: per-message cost with few members, 10; 0 skips it)
+ *   --members (fan-out, 1000) --senders (10) --latency-points=10000@100,1000@100 (members@msg/s)
+ *   --rate (msg/s of the paced phase of cross-node, 100)
  *   --workers (member processes, 2) --window (messages in flight, 1000)
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
  */
@@ -54,9 +56,16 @@ const opt = {
   persistS: num('persist-s', 6, 2),
   members: num('members', 1000, 1000),
   senders: num('senders', 10, 10),
-  latencyMembers: num('latency-members', 10_000, 2000),
-  rate: num('rate', 100, 100),
+  /** members@rate points of scenario 2; the first is the one the target applies to. */
+  latencyPoints: (flag('latency-points') ?? (QUICK ? '2000@100,500@100' : '10000@100,1000@100')).split(',').map((p) => {
+    const [m, r] = p.split('@').map(Number)
+    if (!m || !r) throw new Error(`--latency-points: expected members@rate, got ${p}`)
+    return { members: m, rate: r }
+  }),
   workers: Math.max(1, num('workers', 2, 2)),
+  rate: num('rate', 100, 100),
+  smallMembers: num('small-members', 10, 10),
+  smallS: num('small-s', 4, 2),
   window: num('window', 1000, 1000),
   warmupS: num('warmup-s', 1, 0.5),
   idleSettleS: num('idle-settle-s', 2, 1),
@@ -183,8 +192,8 @@ async function floodPhase(server: Server, members: Worker[], sender: Worker, sec
 }
 
 /** Paced: `rate` messages a second, round-robin over the senders; every member times every frame. */
-async function pacedPhase(server: Server, members: Worker[], sender: Worker, memberCount: number, seconds: number) {
-  sender.send({ cmd: 'pace', rate: opt.rate })
+async function pacedPhase(server: Server, members: Worker[], sender: Worker, memberCount: number, seconds: number, rate: number) {
+  sender.send({ cmd: 'pace', rate })
   await sleep(opt.warmupS)
   const { stats, win } = await measure(server, [...members, sender], seconds)
   sender.send({ cmd: 'halt' })
@@ -222,16 +231,17 @@ async function withServer<T>(kind: 'bare' | 'chat', env: Record<string, string>,
 
 // ---- scenarios ----
 
-async function fanout(kind: 'bare' | 'chat') {
+async function fanout(kind: 'bare' | 'chat', members: number, seconds: number) {
   return withServer(
     kind,
     {},
     async (server) => {
-      const m = await spawnMembers(server, kind, opt.members, opt.workers, false)
+      const m = await spawnMembers(server, kind, members, opt.workers, false)
       const s = await spawnSenders(server, kind, opt.senders)
       try {
-        const r = await floodPhase(server, m.ws, s, opt.fanoutS, false)
-        return { ...r, members: m.open, senders: opt.senders, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
+        const r = await floodPhase(server, m.ws, s, seconds, false)
+        const serverCpuUsPerMessage = r.messagesPerSec ? Math.round(((r.serverCpuPct / 100) * 1e6 * 100) / r.messagesPerSec) / 100 : undefined
+        return { ...r, serverCpuUsPerMessage, members: m.open, senders: opt.senders, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
       } finally {
         await Promise.all([...m.ws, s].map((w) => w.exit()))
       }
@@ -240,16 +250,16 @@ async function fanout(kind: 'bare' | 'chat') {
   )
 }
 
-async function latency(kind: 'bare' | 'chat') {
+async function latency(kind: 'bare' | 'chat', members: number, rate: number) {
   return withServer(
     kind,
     {},
     async (server) => {
-      const m = await spawnMembers(server, kind, opt.latencyMembers, opt.workers, true)
+      const m = await spawnMembers(server, kind, members, opt.workers, true)
       const s = await spawnSenders(server, kind, opt.senders)
       try {
-        const r = await pacedPhase(server, m.ws, s, m.open, opt.latencyS)
-        return { ...r, members: m.open, connectMs: m.connectMs, rate: opt.rate, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
+        const r = await pacedPhase(server, m.ws, s, m.open, opt.latencyS, rate)
+        return { ...r, members: m.open, connectMs: m.connectMs, rate, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
       } finally {
         await Promise.all([...m.ws, s].map((w) => w.exit()))
       }
@@ -278,7 +288,7 @@ async function cross(): Promise<unknown> {
       const flood = await floodPhase(b.server, m.ws, s, opt.crossS, false)
       const aCpu = (cpuSeconds(a.server.pid) - a0) / ((performance.now() - t0) / 1000)
       await sleep(0.5)
-      const paced = await pacedPhase(b.server, m.ws, s, m.open, opt.crossS)
+      const paced = await pacedPhase(b.server, m.ws, s, m.open, opt.crossS, opt.rate)
       return { flood: { ...flood, nodeACpuPct: pct(aCpu) }, paced, members: m.open, senders: opt.senders, redisPrefix: prefix }
     } finally {
       await Promise.all([...m.ws, s].map((w) => w.exit()))
@@ -437,19 +447,31 @@ async function main() {
 
   if (ONLY.includes('fanout')) {
     log(`fan-out: ${opt.members} members, ${opt.senders} senders, ${opt.fanoutS} s`)
-    const bare = await fanout('bare')
+    const bare = await fanout('bare', opt.members, opt.fanoutS)
     log('  bare', JSON.stringify(bare))
-    const chat = await fanout('chat')
+    const chat = await fanout('chat', opt.members, opt.fanoutS)
     log('  chat', JSON.stringify(chat))
     results.scenarios.fanout = { bare: bare as RunStats, chat: chat as RunStats }
+    if (opt.smallMembers > 0) {
+      // Few members: fan-out is cheap, so what each message costs besides publish shows.
+      log(`per-message cost: ${opt.smallMembers} members, ${opt.senders} senders, ${opt.smallS} s`)
+      const b = await fanout('bare', opt.smallMembers, opt.smallS)
+      log('  bare', JSON.stringify(b))
+      const c = await fanout('chat', opt.smallMembers, opt.smallS)
+      log('  chat', JSON.stringify(c))
+      results.scenarios.perMessage = { bare: b as RunStats, chat: c as RunStats }
+    }
   }
   if (ONLY.includes('latency')) {
-    log(`latency: ${opt.latencyMembers} members, ${opt.rate} msg/s, ${opt.latencyS} s`)
-    const bare = await latency('bare')
-    log('  bare', JSON.stringify(bare))
-    const chat = await latency('chat')
-    log('  chat', JSON.stringify(chat))
-    results.scenarios.latency = { bare: bare as RunStats, chat: chat as RunStats }
+    results.scenarios.latency = []
+    for (const p of opt.latencyPoints) {
+      log(`latency: ${p.members} members, ${p.rate} msg/s, ${opt.latencyS} s`)
+      const bare = await latency('bare', p.members, p.rate)
+      log('  bare', JSON.stringify(bare))
+      const chat = await latency('chat', p.members, p.rate)
+      log('  chat', JSON.stringify(chat))
+      results.scenarios.latency.push({ ...p, bare: bare as RunStats, chat: chat as RunStats })
+    }
   }
   if (ONLY.includes('cross')) {
     log(`cross-node: 2 nodes + Redis, ${opt.members} members on B, ${opt.senders} senders on A`)

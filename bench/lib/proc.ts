@@ -82,19 +82,21 @@ export async function startServer(
   })
   children.add(proc)
   let stderr = ''
-  let onLine: ((l: string) => void) | undefined
+  const lines: { onLine?: (l: string) => void } = {}
   // Always drain stdout (a full pipe would stall the server); only the first lines matter.
   ;(async () => {
     const d = new TextDecoder()
     let buf = ''
     for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
-      if (!onLine) continue
+      if (!lines.onLine) continue
       buf += d.decode(chunk, { stream: true })
       let i: number
-      while (onLine && (i = buf.indexOf('\n')) >= 0) {
+      while ((i = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, i)
         buf = buf.slice(i + 1)
-        onLine(line)
+        const f = lines.onLine as ((l: string) => void) | undefined
+        if (!f) break
+        f(line)
       }
     }
   })()
@@ -105,12 +107,12 @@ export async function startServer(
   const timeoutMs = opts.timeoutMs ?? 20_000
   const port = await new Promise<number | null>((resolve) => {
     const timer = setTimeout(() => resolve(null), timeoutMs)
-    onLine = (line) => {
+    lines.onLine = (line) => {
       try {
         const l = JSON.parse(line)
         if (l.msg === 'listening') {
           clearTimeout(timer)
-          onLine = undefined
+          lines.onLine = undefined
           resolve(l.port)
         }
       } catch {}

@@ -12,6 +12,7 @@ export interface RunStats {
   serverCpuPct: number
   generatorCpuPct: number
   deliveriesPerServerCpuSec?: number
+  serverCpuUsPerMessage?: number
   deliveredRatio?: number
   seconds: number
   closes: number
@@ -44,7 +45,8 @@ export interface Results {
   totalSeconds?: number
   scenarios: {
     fanout?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
-    latency?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
+    perMessage?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
+    latency?: { members: number; rate: number; bare: RunStats | Skipped; chat: RunStats | Skipped }[]
     cross?: { flood: RunStats & { nodeACpuPct: number }; paced: RunStats; members: number; senders: number } | Skipped
     idle?: IdleRow[]
     persist?: { committedPerSec: number; ack?: LatencySummary; errors: number; senders: number; inFlightPerSender: number; serverCpuPct: number } | Skipped
@@ -83,12 +85,19 @@ export function renderTables(r: Results): string {
     out.push(`| | deliveries per server CPU-second | ${n(b?.deliveriesPerServerCpuSec)} | ${n(c?.deliveriesPerServerCpuSec)} | ${ratio(c?.deliveriesPerServerCpuSec, b?.deliveriesPerServerCpuSec)} | |`)
     out.push(`| | generator CPU (% of one core) | ${n(b?.generatorCpuPct)} | ${n(c?.generatorCpuPct)} | | |`)
   }
-  const la = r.scenarios.latency
-  if (la) {
+  const pm = r.scenarios.perMessage
+  if (pm) {
+    const b = get(pm.bare)
+    const c = get(pm.chat)
+    out.push(`| 1b per-message cost: ${c?.members ?? b?.members ?? ''} members, ${r.options.senders} senders | messages/s in | ${n(b?.messagesPerSec)} ${why(pm.bare)} | ${n(c?.messagesPerSec)} ${why(pm.chat)} | ${ratio(c?.messagesPerSec, b?.messagesPerSec)} | |`)
+    out.push(`| | server CPU µs per message (CPU %) | ${b?.serverCpuUsPerMessage ?? '–'} (${n(b?.serverCpuPct)}) | ${c?.serverCpuUsPerMessage ?? '–'} (${n(c?.serverCpuPct)}) | ${ratio(c?.serverCpuUsPerMessage, b?.serverCpuUsPerMessage)} | |`)
+  }
+  for (const [i, la] of (r.scenarios.latency ?? []).entries()) {
     const b = get(la.bare)
     const c = get(la.chat)
-    const label = `2 latency: ${c?.members ?? b?.members ?? ''} members, ${r.options.rate} msg/s`
-    out.push(`| ${label} | p50 / p95 / p99 / max ms | ${lat(b?.latency)} ${why(la.bare)} | ${lat(c?.latency)} ${why(la.chat)} | ${ratio(c?.latency?.p99, b?.latency?.p99)} (p99) | p99 < 10 ms: ${verdict(c?.latency ? c.latency.p99 < 10 : undefined)} |`)
+    const label = `2 latency: ${n(la.members)} members, ${la.rate} msg/s`
+    const target = i === 0 ? `p99 < 10 ms: ${verdict(c?.latency ? c.latency.p99 < 10 : undefined)}` : '(reference point)'
+    out.push(`| ${label} | p50 / p95 / p99 / max ms | ${lat(b?.latency)} ${why(la.bare)} | ${lat(c?.latency)} ${why(la.chat)} | ${ratio(c?.latency?.p99, b?.latency?.p99)} (p99) | ${target} |`)
     out.push(`| | deliveries/s (delivered / expected) | ${n(b?.deliveriesPerSec)} (${b?.deliveredRatio ?? '–'}) | ${n(c?.deliveriesPerSec)} (${c?.deliveredRatio ?? '–'}) | | |`)
     out.push(`| | server CPU / generator CPU (%) | ${n(b?.serverCpuPct)} / ${n(b?.generatorCpuPct)} | ${n(c?.serverCpuPct)} / ${n(c?.generatorCpuPct)} | | |`)
   }

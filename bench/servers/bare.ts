@@ -33,9 +33,11 @@ const server = Bun.serve({
 })
 
 process.stdout.write(JSON.stringify({ msg: 'listening', port: server.port, kind: 'bare' }) + '\n')
-const stop = () => {
+const shutdown = () => {
   server.stop(true)
   process.exit(0)
 }
-process.on('SIGTERM', stop)
-process.on('SIGINT', stop)
+process.on('SIGTERM', shutdown)
+process.on('SIGINT', shutdown)
+
+export {}
