@@ -58,7 +58,7 @@ for (let d = lo; d <= hi; d *= 10) {
   svg.push(`<text x="${left - 8}" y="${y(d) + 4}" text-anchor="end" fill="#555">${d >= 1 ? d : d.toFixed(-Math.log10(d))}</text>`)
 }
 svg.push(`<line x1="${left}" x2="${W - right}" y1="${y(10)}" y2="${y(10)}" stroke="#d33" stroke-dasharray="6 4"/>`)
-svg.push(`<text x="${W - right}" y="${y(10) - 5}" text-anchor="end" fill="#d33">target p99 &lt; 10 ms</text>`)
+svg.push(`<text x="${left + 4}" y="${y(10) - 5}" fill="#d33">target p99 &lt; 10 ms</text>`)
 
 const plotW = W - left - right
 const gw = groups.length ? plotW / groups.length : plotW
