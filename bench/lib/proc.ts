@@ -1,0 +1,203 @@
+/** Child processes of the bench: servers and generator workers, and what /proc says of them. */
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Subprocess } from 'bun'
+import type { Command, Event } from '../worker'
+
+export const ROOT = join(import.meta.dir, '..', '..')
+export const BUN = process.execPath
+const CLK_TCK = 100 // Linux USER_HZ, the unit of utime/stime in /proc/<pid>/stat
+
+const children = new Set<Subprocess>()
+const killAll = () => {
+  for (const p of children) if (p.exitCode === null) p.kill('SIGKILL')
+}
+process.on('exit', killAll)
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.on(sig, () => {
+    killAll()
+    process.exit(130)
+  })
+
+/** CPU seconds (user + system) a process has used so far; NaN once it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK // fields 14 and 15 of the full line
+  } catch {
+    return NaN
+  }
+}
+
+/** Resident set size in bytes (VmRSS). */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) * 1024 : NaN
+}
+
+/** The soft open-file limit of a process. */
+export function fdLimit(pid: number | 'self'): number {
+  const line = readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+  return Number(line?.trim().split(/\s+/)[3])
+}
+
+export function openFds(pid: number): number {
+  try {
+    return require('node:fs').readdirSync(`/proc/${pid}/fd`).length
+  } catch {
+    return NaN
+  }
+}
+
+export interface Server {
+  kind: 'bare' | 'chat'
+  pid: number
+  port: number
+  proc: Subprocess
+  stop(): Promise<void>
+}
+
+export type StartResult = { ok: true; server: Server } | { ok: false; code: number | null; stderr: string }
+
+/**
+ * Starts the bare reference or chat-server as a child process on a free port and resolves
+ * once it logs `listening`, or with its exit code and stderr when it exits first.
+ */
+export async function startServer(
+  kind: 'bare' | 'chat',
+  env: Record<string, string>,
+  opts: { cpuProfDir?: string; timeoutMs?: number } = {},
+): Promise<StartResult> {
+  const cwd = mkdtempSync(join(tmpdir(), 'chat-bench-'))
+  const entry = kind === 'bare' ? join(ROOT, 'bench/servers/bare.ts') : join(ROOT, 'src/main.ts')
+  const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`] : []
+  const proc = Bun.spawn([BUN, ...prof, entry], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', ...env },
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+  })
+  children.add(proc)
+  let stderr = ''
+  const lines: { onLine?: (l: string) => void } = {}
+  // Always drain stdout (a full pipe would stall the server); only the first lines matter.
+  ;(async () => {
+    const d = new TextDecoder()
+    let buf = ''
+    for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
+      if (!lines.onLine) continue
+      buf += d.decode(chunk, { stream: true })
+      let i: number
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i)
+        buf = buf.slice(i + 1)
+        const f = lines.onLine as ((l: string) => void) | undefined
+        if (!f) break
+        f(line)
+      }
+    }
+  })()
+  ;(async () => {
+    const d = new TextDecoder()
+    for await (const chunk of proc.stderr as unknown as AsyncIterable<Uint8Array>) if (stderr.length < 20_000) stderr += d.decode(chunk, { stream: true })
+  })()
+  const timeoutMs = opts.timeoutMs ?? 20_000
+  const port = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => resolve(null), timeoutMs)
+    lines.onLine = (line) => {
+      try {
+        const l = JSON.parse(line)
+        if (l.msg === 'listening') {
+          clearTimeout(timer)
+          lines.onLine = undefined
+          resolve(l.port)
+        }
+      } catch {}
+    }
+    proc.exited.then(() => {
+      clearTimeout(timer)
+      resolve(null)
+    })
+  })
+  if (port === null) {
+    if (proc.exitCode === null) proc.kill('SIGKILL')
+    const code = await proc.exited
+    await Bun.sleep(20)
+    children.delete(proc)
+    return { ok: false, code, stderr: stderr.trim() }
+  }
+  return {
+    ok: true,
+    server: {
+      kind,
+      pid: proc.pid,
+      port,
+      proc,
+      async stop() {
+        if (proc.exitCode === null) proc.kill('SIGTERM')
+        const t = setTimeout(() => proc.kill('SIGKILL'), 15_000)
+        await proc.exited
+        clearTimeout(t)
+        children.delete(proc)
+      },
+    },
+  }
+}
+
+/** A generator worker process (bench/worker.ts) with a request/response helper over IPC. */
+export class Worker {
+  readonly proc: Subprocess
+  private waiters: { ev: Event['ev']; resolve: (e: Event) => void }[] = []
+  onProgress?: (min: number) => void
+
+  constructor(readonly name: string) {
+    this.proc = Bun.spawn([BUN, join(ROOT, 'bench/worker.ts')], {
+      cwd: ROOT,
+      stdin: 'ignore',
+      stdout: 'inherit',
+      stderr: 'inherit',
+      ipc: (m: Event) => {
+        if (m.ev === 'progress') return this.onProgress?.(m.min)
+        const i = this.waiters.findIndex((w) => w.ev === m.ev)
+        if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(m)
+      },
+      serialization: 'json',
+    })
+    children.add(this.proc)
+  }
+
+  get pid() {
+    return this.proc.pid
+  }
+
+  send(c: Command) {
+    this.proc.send(c)
+  }
+
+  /** Sends `c` and waits for the worker's next `ev` event. */
+  request<E extends Event['ev']>(c: Command, ev: E, timeoutMs = 120_000): Promise<Extract<Event, { ev: E }>> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${this.name}: no ${ev} within ${timeoutMs} ms`)), timeoutMs)
+      this.waiters.push({ ev, resolve: (e) => (clearTimeout(t), resolve(e as Extract<Event, { ev: E }>)) })
+      this.proc.exited.then((code) => reject(new Error(`${this.name} exited with ${code}`)))
+      this.send(c)
+    })
+  }
+
+  async exit() {
+    if (this.proc.exitCode !== null) return
+    try {
+      this.send({ cmd: 'exit' })
+    } catch {}
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000)
+    await this.proc.exited
+    clearTimeout(t)
+    children.delete(this.proc)
+  }
+}
+
+/** CPU seconds of several processes, summed. */
+export const cpuOf = (pids: number[]) => pids.reduce((s, p) => s + (cpuSeconds(p) || 0), 0)

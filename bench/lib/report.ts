@@ -1,0 +1,148 @@
+/** The shape of bench/results/*.json and the Markdown tables made from it (stdout and docs). */
+import type { LatencySummary } from './histogram'
+
+export interface Skipped {
+  skipped: string
+  detail?: string
+}
+
+export interface RunStats {
+  deliveriesPerSec: number
+  messagesPerSec: number
+  serverCpuPct: number
+  generatorCpuPct: number
+  deliveriesPerServerCpuSec?: number
+  serverCpuUsPerMessage?: number
+  deliveredRatio?: number
+  seconds: number
+  closes: number
+  members: number
+  latency?: LatencySummary
+  connectMs?: number
+  serverRssMiB?: number
+  memberWorkers?: number
+}
+
+export interface IdleRow {
+  kind: 'bare' | 'chat'
+  count: number
+  open?: number
+  failed?: number
+  perConnKiB?: number
+  rssBeforeMiB?: number
+  rssAfterMiB?: number
+  note?: string
+  skipped?: string
+  fdLimit?: number
+}
+
+export interface Results {
+  date: string
+  quick: boolean
+  options: Record<string, unknown>
+  machine: { nproc: number; cpu: string; memGiB: number; bun: string; kernel: string; loadavg: string; loadavgEnd?: string; fdLimit: number }
+  bunBinary: string
+  totalSeconds?: number
+  scenarios: {
+    fanout?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
+    perMessage?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
+    latency?: { members: number; rate: number; bare: RunStats | Skipped; chat: RunStats | Skipped }[]
+    cross?: { flood: RunStats & { nodeACpuPct: number }; paced: RunStats; members: number; senders: number } | Skipped
+    idle?: IdleRow[]
+    persist?: { committedPerSec: number; ack?: LatencySummary; errors: number; senders: number; inFlightPerSender: number; serverCpuPct: number } | Skipped
+  }
+}
+
+export const isSkipped = (x: unknown): x is Skipped => typeof x === 'object' && x !== null && 'skipped' in x
+const n = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : Math.round(x).toLocaleString('en-US'))
+const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(2))
+const ratio = (a?: number, b?: number) => (a && b ? (a / b).toFixed(2) : '–')
+const verdict = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? 'met' : 'NOT met')
+const get = <T>(x: T | Skipped | undefined): T | undefined => (x && !isSkipped(x) ? x : undefined)
+const why = (x: unknown) => (isSkipped(x) ? `skipped: ${x.skipped}` : '')
+const lat = (l?: LatencySummary) => (l ? `${ms(l.p50)} / ${ms(l.p95)} / ${ms(l.p99)} / ${ms(l.max)}` : '–')
+
+/** Markdown tables of a run. */
+export function renderTables(r: Results): string {
+  const out: string[] = []
+  const m = r.machine
+  out.push(
+    `Run ${r.date}${r.quick ? ' (--quick)' : ''}: ${m.nproc} cores (${m.cpu}), ${m.memGiB} GiB, bun ${m.bun}, Linux ${m.kernel}; ` +
+      `load average ${m.loadavg} at start${m.loadavgEnd ? `, ${m.loadavgEnd} at end` : ''}; open-file limit ${m.fdLimit}.`,
+    '',
+    '| scenario | figure | bare Bun publish | chat-server | chat / bare | target |',
+    '|---|---|---:|---:|---:|---|',
+  )
+  const fo = r.scenarios.fanout
+  if (fo) {
+    const b = get(fo.bare)
+    const c = get(fo.chat)
+    const label = `1 fan-out: ${c?.members ?? b?.members ?? ''} members, ${r.options.senders} senders`
+    const rt = b && c ? c.deliveriesPerSec / b.deliveriesPerSec : undefined
+    out.push(`| ${label} | deliveries/s | ${n(b?.deliveriesPerSec)} ${why(fo.bare)} | ${n(c?.deliveriesPerSec)} ${why(fo.chat)} | ${ratio(c?.deliveriesPerSec, b?.deliveriesPerSec)} | ≥ 0.85 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.85)} |`)
+    out.push(`| | messages/s in | ${n(b?.messagesPerSec)} | ${n(c?.messagesPerSec)} | ${ratio(c?.messagesPerSec, b?.messagesPerSec)} | |`)
+    out.push(`| | server CPU (% of one core) | ${n(b?.serverCpuPct)} | ${n(c?.serverCpuPct)} | | |`)
+    out.push(`| | deliveries per server CPU-second | ${n(b?.deliveriesPerServerCpuSec)} | ${n(c?.deliveriesPerServerCpuSec)} | ${ratio(c?.deliveriesPerServerCpuSec, b?.deliveriesPerServerCpuSec)} | |`)
+    out.push(`| | generator CPU (% of one core) | ${n(b?.generatorCpuPct)} | ${n(c?.generatorCpuPct)} | | |`)
+  }
+  const pm = r.scenarios.perMessage
+  if (pm) {
+    const b = get(pm.bare)
+    const c = get(pm.chat)
+    out.push(`| 1b per-message cost: ${c?.members ?? b?.members ?? ''} members, ${r.options.senders} senders | messages/s in | ${n(b?.messagesPerSec)} ${why(pm.bare)} | ${n(c?.messagesPerSec)} ${why(pm.chat)} | ${ratio(c?.messagesPerSec, b?.messagesPerSec)} | |`)
+    out.push(`| | server CPU µs per message (CPU %) | ${b?.serverCpuUsPerMessage ?? '–'} (${n(b?.serverCpuPct)}) | ${c?.serverCpuUsPerMessage ?? '–'} (${n(c?.serverCpuPct)}) | ${ratio(c?.serverCpuUsPerMessage, b?.serverCpuUsPerMessage)} | |`)
+  }
+  for (const [i, la] of (r.scenarios.latency ?? []).entries()) {
+    const b = get(la.bare)
+    const c = get(la.chat)
+    const label = `2 latency: ${n(la.members)} members, ${la.rate} msg/s`
+    const target = i === 0 ? `p99 < 10 ms: ${verdict(c?.latency ? c.latency.p99 < 10 : undefined)}` : '(reference point)'
+    out.push(`| ${label} | p50 / p95 / p99 / max ms | ${lat(b?.latency)} ${why(la.bare)} | ${lat(c?.latency)} ${why(la.chat)} | ${ratio(c?.latency?.p99, b?.latency?.p99)} (p99) | ${target} |`)
+    out.push(`| | deliveries/s (delivered / expected) | ${n(b?.deliveriesPerSec)} (${b?.deliveredRatio ?? '–'}) | ${n(c?.deliveriesPerSec)} (${c?.deliveredRatio ?? '–'}) | | |`)
+    out.push(`| | server CPU / generator CPU (%) | ${n(b?.serverCpuPct)} / ${n(b?.generatorCpuPct)} | ${n(c?.serverCpuPct)} / ${n(c?.generatorCpuPct)} | | |`)
+  }
+  const cr = r.scenarios.cross
+  if (cr) {
+    const c = get(cr)
+    const bare = get(fo?.bare)
+    if (!c) out.push(`| 3 cross-node: 2 nodes + Redis | deliveries/s, p99 | ${n(bare?.deliveriesPerSec)} | ${why(cr)} | – | ≥ 0.6 × bare |`)
+    else {
+      const rt = bare ? c.flood.deliveriesPerSec / bare.deliveriesPerSec : undefined
+      out.push(`| 3 cross-node: ${c.members} members on B, ${c.senders} senders on A | deliveries/s | ${n(bare?.deliveriesPerSec)} (scenario 1) | ${n(c.flood.deliveriesPerSec)} | ${ratio(c.flood.deliveriesPerSec, bare?.deliveriesPerSec)} | ≥ 0.6 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.6)} |`)
+      out.push(`| | p50 / p95 / p99 / max ms at ${r.options.rate} msg/s | | ${lat(c.paced.latency)} | | |`)
+      out.push(`| | CPU node A / node B / generator (%) | | ${n(c.flood.nodeACpuPct)} / ${n(c.flood.serverCpuPct)} / ${n(c.flood.generatorCpuPct)} | | |`)
+    }
+  }
+  const idle = r.scenarios.idle
+  if (idle) {
+    const counts = [...new Set(idle.map((x) => x.count))]
+    for (const count of counts) {
+      const b = idle.find((x) => x.kind === 'bare' && x.count === count)
+      const c = idle.find((x) => x.kind === 'chat' && x.count === count)
+      const cell = (x?: IdleRow) =>
+        !x ? '–' : x.skipped ? `skipped: ${x.skipped}` : `${x.perConnKiB?.toFixed(2)} KiB/conn, RSS ${x.rssAfterMiB} MiB${x.open !== x.count ? ` (${n(x.open)} open${x.note ? `; ${x.note}` : ''})` : ''}`
+      let target = ''
+      if (count >= 50_000) {
+        if (c && !c.skipped && c.rssAfterMiB !== undefined) target = `< 1.5 GiB: ${verdict(c.rssAfterMiB < 1536)}`
+        else {
+          const base = idle.filter((x) => x.kind === 'chat' && !x.skipped && x.perConnKiB !== undefined).sort((p, q) => q.count - p.count)[0]
+          if (base) {
+            const est = (base.rssBeforeMiB ?? 0) + (count * base.perConnKiB!) / 1024
+            target = `< 1.5 GiB: estimate ${Math.round(est)} MiB from the ${n(base.open)} run, not measured`
+          } else target = '< 1.5 GiB'
+        }
+      }
+      out.push(`| 4 idle: ${n(count)} sockets | server RSS per connection | ${cell(b)} | ${cell(c)} | ${ratio(c?.perConnKiB, b?.perConnKiB)} | ${target} |`)
+    }
+  }
+  const pe = r.scenarios.persist
+  if (pe) {
+    const p = get(pe)
+    if (!p) out.push(`| 5 persistence (PostgreSQL) | committed msg/s, ack p99 | | ${why(pe)} | | |`)
+    else {
+      out.push(`| 5 persistence: ${p.senders} senders × ${p.inFlightPerSender} in flight | committed (acked) msg/s | | ${n(p.committedPerSec)} | | |`)
+      out.push(`| | ack p50 / p95 / p99 / max ms | | ${lat(p.ack)} | | |`)
+    }
+  }
+  return out.join('\n')
+}

@@ -1,0 +1,507 @@
+/**
+ * `npm run bench`: measures chat-server against a bare Bun.serve publish server, in one run.
+ * See docs/performance.md for what each scenario does and how to read the figures.
+ *
+ *   npm run bench                          every scenario, defaults (< 5 min)
+ *   npm run bench -- --quick               every scenario for ~2 s with smaller counts
+ *   npm run bench -- --only=fanout,latency --fanout-s=5 --profile
+ *
+ * Flags: --only=fanout,latency,cross,idle,persist  --quick  --profile
+ *   --fanout-s --latency-s --cross-s --persist-s --small-s   measured seconds of each scenario
+ *   --small-members (1b: per-message cost with few members, 10; 0 skips it)
+ *   --members (fan-out, 1000) --senders (10) --latency-points=10000@100,1000@100 (members@msg/s)
+ *   --rate (msg/s of the paced phase of cross-node, 100)
+ *   --workers (member processes, 2) --window (messages in flight, 1000)
+ *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { chatFrame, chatTail } from '../src/protocol/server-frames'
+import { Histogram } from './lib/histogram'
+import type { LatencySummary } from './lib/histogram'
+import { BUN, cpuOf, cpuSeconds, fdLimit, openFds, ROOT, rssBytes, startServer, Worker } from './lib/proc'
+import type { Server } from './lib/proc'
+import { renderTables } from './lib/report'
+import type { Results, RunStats, Skipped } from './lib/report'
+
+// ---- flags ----
+
+const argv = process.argv.slice(2)
+const flag = (name: string): string | undefined => {
+  const hit = argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`))
+  if (!hit) return undefined
+  return hit.includes('=') ? hit.slice(hit.indexOf('=') + 1) : 'true'
+}
+const num = (name: string, dflt: number, quick: number) => {
+  const v = flag(name)
+  if (v !== undefined) {
+    const n = Number(v)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number, got ${v}`)
+    return n
+  }
+  return QUICK ? quick : dflt
+}
+if (flag('help')) {
+  console.log(readFileSync(import.meta.path, 'utf8').split('*/')[0])
+  process.exit(0)
+}
+const QUICK = flag('quick') === 'true'
+const ONLY = (flag('only') ?? 'fanout,latency,cross,idle,persist').split(',').map((s) => s.trim())
+const PROFILE = flag('profile') === 'true'
+const opt = {
+  fanoutS: num('fanout-s', 8, 2),
+  latencyS: num('latency-s', 10, 2),
+  crossS: num('cross-s', 6, 2),
+  persistS: num('persist-s', 6, 2),
+  members: num('members', 1000, 1000),
+  senders: num('senders', 10, 10),
+  /** members@rate points of scenario 2; the first is the one the target applies to. */
+  latencyPoints: (flag('latency-points') ?? (QUICK ? '2000@100,500@100' : '10000@100,1000@100')).split(',').map((p) => {
+    const [m, r] = p.split('@').map(Number)
+    if (!m || !r) throw new Error(`--latency-points: expected members@rate, got ${p}`)
+    return { members: m, rate: r }
+  }),
+  workers: Math.max(1, num('workers', 2, 2)),
+  rate: num('rate', 100, 100),
+  smallMembers: num('small-members', 10, 10),
+  smallS: num('small-s', 4, 2),
+  window: num('window', 1000, 1000),
+  warmupS: num('warmup-s', 1, 0.5),
+  idleSettleS: num('idle-settle-s', 2, 1),
+  idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
+  out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
+}
+for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+
+const PROF_DIR = join(ROOT, 'bench/results/profiles')
+const BENCH_ENV = {
+  RATE_LIMIT_PER_SEC: '0', // senders go as fast as they can
+  MAX_BUFFERED_BYTES: String(256 * 1024 * 1024), // never cut the generator as a slow consumer
+  IDLE_TIMEOUT_S: '960',
+  LOG_LEVEL: 'info', // the default; stdout is drained by the bench
+  ENABLE_DEMO: 'false',
+  APP_ENV: 'development',
+}
+
+const sleep = (s: number) => Bun.sleep(Math.round(s * 1000))
+const log = (...a: unknown[]) => console.error('[bench]', ...a)
+
+// ---- helpers ----
+
+/** The length of a chat frame as chat-server sends it for the senders' body (seq of 6 digits). */
+function chatFrameBytes(body: number) {
+  const tail = chatTail({
+    id: Bun.randomUUIDv7(),
+    room: 'general',
+    from: { id: 'bench-s-0', name: 'bench-s-0' },
+    body: 'x'.repeat(body),
+    ts: new Date().toISOString(),
+  })
+  return chatFrame(123456, tail).length
+}
+const BODY = 40
+
+/** Splits n into k near-equal parts. */
+const split = (n: number, k: number) => Array.from({ length: k }, (_, i) => Math.floor(n / k) + (i < n % k ? 1 : 0)).filter((x) => x > 0)
+
+async function spawnMembers(server: { port: number }, kind: 'bare' | 'chat', total: number, workers: number, latency: boolean) {
+  const parts = split(total, workers)
+  const ws = parts.map((_, i) => new Worker(`members-${i}`))
+  const t0 = performance.now()
+  const ready = await Promise.all(
+    ws.map((w, i) => w.request({ cmd: 'members', host: '127.0.0.1', port: server.port, count: parts[i]!, user: `bench-m${i}`, waitJoined: kind === 'chat', latency, ramp: 200 }, 'ready')),
+  )
+  const failed = ready.reduce((s, r) => s + r.failed, 0)
+  if (failed) log(`members: ${failed} of ${total} failed to connect:`, ready.flatMap((r) => r.reasons).slice(0, 3))
+  return { ws, open: ready.reduce((s, r) => s + r.open, 0), failed, connectMs: Math.round(performance.now() - t0) }
+}
+
+async function spawnSenders(server: { port: number }, kind: 'bare' | 'chat', count: number) {
+  const w = new Worker('senders')
+  const padTo = kind === 'bare' ? chatFrameBytes(BODY) : 0
+  const r = await w.request({ cmd: 'senders', host: '127.0.0.1', port: server.port, count, user: 'bench-s', waitJoined: kind === 'chat', padTo, body: BODY }, 'ready')
+  if (r.failed) throw new Error(`senders failed to connect: ${r.reasons.join('; ')}`)
+  return w
+}
+
+interface Window {
+  seconds: number
+  serverCpu: number
+  generatorCpu: number
+}
+
+/** Measures `seconds` between start and stop on every worker, with the CPU each side used. */
+async function measure(server: Server, workers: Worker[], seconds: number) {
+  const gen = () => cpuOf(workers.map((w) => w.pid)) + (process.cpuUsage().user + process.cpuUsage().system) / 1e6
+  for (const w of workers) w.send({ cmd: 'start' })
+  const s0 = cpuSeconds(server.pid)
+  const g0 = gen()
+  const t0 = performance.now()
+  await sleep(seconds)
+  const stats = await Promise.all(workers.map((w) => w.request({ cmd: 'stop' }, 'stats')))
+  const wall = (performance.now() - t0) / 1000
+  const win: Window = { seconds: wall, serverCpu: (cpuSeconds(server.pid) - s0) / wall, generatorCpu: (gen() - g0) / wall }
+  return { stats, win }
+}
+
+function mergeHist(stats: { hist?: ReturnType<Histogram['toJSON']> }[]): LatencySummary | undefined {
+  const h = new Histogram()
+  for (const s of stats) if (s.hist) h.merge(s.hist)
+  return h.n ? h.summary() : undefined
+}
+
+const pct = (x: number) => Math.round(x * 1000) / 10
+
+/** Flood: senders go as fast as the slowest member keeps up (credit = its count + window). */
+async function floodPhase(server: Server, members: Worker[], sender: Worker, seconds: number, latency: boolean) {
+  const mins = new Map<Worker, number>()
+  let granted = opt.window
+  let active = true
+  for (const m of members)
+    m.onProgress = (min) => {
+      if (!active) return
+      mins.set(m, min)
+      if (mins.size < members.length) return
+      const credit = Math.min(...mins.values()) + opt.window
+      if (credit > granted + opt.window / 20) {
+        granted = credit
+        sender.send({ cmd: 'credit', credit })
+      }
+    }
+  for (const m of members) m.send({ cmd: 'progress', everyMs: 10 })
+  sender.send({ cmd: 'flood', credit: opt.window })
+  await sleep(opt.warmupS)
+  const { stats, win } = await measure(server, [...members, sender], seconds)
+  active = false
+  sender.send({ cmd: 'halt' })
+  for (const m of members) m.send({ cmd: 'progress', everyMs: 0 })
+  const memberStats = stats.slice(0, members.length)
+  const senderStats = stats[members.length]!
+  const deliveries = memberStats.reduce((s, x) => s + x.chat, 0)
+  return {
+    deliveriesPerSec: Math.round(deliveries / win.seconds),
+    messagesPerSec: Math.round(senderStats.sent / win.seconds),
+    serverCpuPct: pct(win.serverCpu),
+    generatorCpuPct: pct(win.generatorCpu),
+    deliveriesPerServerCpuSec: win.serverCpu > 0 ? Math.round(deliveries / win.seconds / win.serverCpu) : undefined,
+    seconds: Math.round(win.seconds * 100) / 100,
+    closes: memberStats.reduce((s, x) => s + x.closes, 0),
+    latency: latency ? mergeHist(memberStats) : undefined,
+  }
+}
+
+/** Paced: `rate` messages a second, round-robin over the senders; every member times every frame. */
+async function pacedPhase(server: Server, members: Worker[], sender: Worker, memberCount: number, seconds: number, rate: number) {
+  sender.send({ cmd: 'pace', rate })
+  await sleep(opt.warmupS)
+  const { stats, win } = await measure(server, [...members, sender], seconds)
+  sender.send({ cmd: 'halt' })
+  const memberStats = stats.slice(0, members.length)
+  const sent = stats[members.length]!.sent
+  const got = memberStats.reduce((s, x) => s + x.chat, 0)
+  return {
+    latency: mergeHist(memberStats),
+    messagesPerSec: Math.round(sent / win.seconds),
+    deliveriesPerSec: Math.round(got / win.seconds),
+    // Frames in flight at the window edges make this approximate; a large gap means backlog.
+    deliveredRatio: sent ? Math.round((got / (sent * memberCount)) * 1000) / 1000 : undefined,
+    serverCpuPct: pct(win.serverCpu),
+    generatorCpuPct: pct(win.generatorCpu),
+    seconds: Math.round(win.seconds * 100) / 100,
+    closes: memberStats.reduce((s, x) => s + x.closes, 0),
+  }
+}
+
+function notAvailable(r: { code: number | null; stderr: string }, variable: string, what: string): Skipped | undefined {
+  if (r.code === 1 && r.stderr.includes(`config error: ${variable}`))
+    return { skipped: `${what} not available`, detail: r.stderr.split('\n').find((l) => l.includes(variable)) }
+  return undefined
+}
+
+async function withServer<T>(kind: 'bare' | 'chat', env: Record<string, string>, fn: (s: Server) => Promise<T>, profile = false): Promise<T | Skipped> {
+  const r = await startServer(kind, { ...BENCH_ENV, ...env }, { cpuProfDir: profile ? PROF_DIR : undefined })
+  if (!r.ok) return { skipped: `${kind} server did not start (exit ${r.code})`, detail: r.stderr.slice(0, 300) }
+  try {
+    return await fn(r.server)
+  } finally {
+    await r.server.stop()
+  }
+}
+
+// ---- scenarios ----
+
+async function fanout(kind: 'bare' | 'chat', members: number, seconds: number) {
+  return withServer(
+    kind,
+    {},
+    async (server) => {
+      const m = await spawnMembers(server, kind, members, opt.workers, false)
+      const s = await spawnSenders(server, kind, opt.senders)
+      try {
+        const r = await floodPhase(server, m.ws, s, seconds, false)
+        const serverCpuUsPerMessage = r.messagesPerSec ? Math.round(((r.serverCpuPct / 100) * 1e6 * 100) / r.messagesPerSec) / 100 : undefined
+        return { ...r, serverCpuUsPerMessage, members: m.open, senders: opt.senders, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
+      } finally {
+        await Promise.all([...m.ws, s].map((w) => w.exit()))
+      }
+    },
+    PROFILE && kind === 'chat',
+  )
+}
+
+async function latency(kind: 'bare' | 'chat', members: number, rate: number) {
+  return withServer(
+    kind,
+    {},
+    async (server) => {
+      const m = await spawnMembers(server, kind, members, opt.workers, true)
+      const s = await spawnSenders(server, kind, opt.senders)
+      try {
+        const r = await pacedPhase(server, m.ws, s, m.open, opt.latencyS, rate)
+        return { ...r, members: m.open, connectMs: m.connectMs, rate, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
+      } finally {
+        await Promise.all([...m.ws, s].map((w) => w.exit()))
+      }
+    },
+    PROFILE && kind === 'chat',
+  )
+}
+
+async function cross(): Promise<unknown> {
+  const prefix = `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}:`
+  const env = { ...BENCH_ENV, REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix }
+  const a = await startServer('chat', { ...env, NODE_ID: 'bench-a' })
+  if (!a.ok) return notAvailable(a, 'REDIS_URL', 'cluster engine') ?? { skipped: `node A did not start (exit ${a.code})`, detail: a.stderr.slice(0, 300) }
+  const b = await startServer('chat', { ...env, NODE_ID: 'bench-b' })
+  if (!b.ok) {
+    await a.server.stop()
+    return { skipped: `node B did not start (exit ${b.code})`, detail: b.stderr.slice(0, 300) }
+  }
+  try {
+    const m = await spawnMembers(b.server, 'chat', opt.members, opt.workers, true)
+    const s = await spawnSenders(a.server, 'chat', opt.senders)
+    try {
+      // Both nodes' CPU counts as the server's: the window measures node B, add node A's share.
+      const a0 = cpuSeconds(a.server.pid)
+      const t0 = performance.now()
+      const flood = await floodPhase(b.server, m.ws, s, opt.crossS, false)
+      const aCpu = (cpuSeconds(a.server.pid) - a0) / ((performance.now() - t0) / 1000)
+      await sleep(0.5)
+      const paced = await pacedPhase(b.server, m.ws, s, m.open, opt.crossS, opt.rate)
+      return { flood: { ...flood, nodeACpuPct: pct(aCpu) }, paced, members: m.open, senders: opt.senders, redisPrefix: prefix }
+    } finally {
+      await Promise.all([...m.ws, s].map((w) => w.exit()))
+    }
+  } finally {
+    await Promise.all([a.server.stop(), b.server.stop()])
+    await cleanRedis(prefix)
+  }
+}
+
+async function cleanRedis(prefix: string) {
+  try {
+    const { default: Redis } = await import('ioredis')
+    const r = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 })
+    await r.connect()
+    let cursor = '0'
+    let n = 0
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length) n += await r.del(...keys)
+    } while (cursor !== '0' && n < 1_000_000)
+    r.disconnect()
+  } catch (err) {
+    log('redis cleanup failed:', (err as Error).message)
+  }
+}
+
+async function persist(): Promise<unknown> {
+  const db = `bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`
+  const { default: postgres } = await import('postgres')
+  const admin = postgres('postgres://postgres@127.0.0.1:5432/postgres', { max: 1, onnotice: () => {} })
+  try {
+    await admin.unsafe(`CREATE DATABASE ${db}`)
+  } catch (err) {
+    await admin.end()
+    return { skipped: 'PostgreSQL not reachable', detail: (err as Error).message }
+  }
+  try {
+    const r = await startServer('chat', { ...BENCH_ENV, POSTGRES_DSN: `postgres://postgres@127.0.0.1:5432/${db}` })
+    if (!r.ok) return notAvailable(r, 'POSTGRES_DSN', 'persistence engine') ?? { skipped: `server did not start (exit ${r.code})`, detail: r.stderr.slice(0, 300) }
+    const server = r.server
+    try {
+      const m = await spawnMembers(server, 'chat', 100, 1, false)
+      const s = await spawnSenders(server, 'chat', opt.senders)
+      try {
+        const window = 4
+        s.send({ cmd: 'acked', window })
+        await sleep(opt.warmupS)
+        const { stats, win } = await measure(server, [...m.ws, s], opt.persistS)
+        s.send({ cmd: 'halt' })
+        const st = stats[stats.length - 1]!
+        return {
+          committedPerSec: Math.round(st.acks / win.seconds),
+          ack: mergeHist([st]),
+          errors: st.errors,
+          errorReasons: st.reasons,
+          inFlightPerSender: window,
+          senders: opt.senders,
+          serverCpuPct: pct(win.serverCpu),
+          generatorCpuPct: pct(win.generatorCpu),
+          seconds: Math.round(win.seconds * 100) / 100,
+        }
+      } finally {
+        await Promise.all([...m.ws, s].map((w) => w.exit()))
+      }
+    } finally {
+      await server.stop()
+    }
+  } finally {
+    try {
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`)
+    } catch (err) {
+      log(`could not drop ${db}:`, (err as Error).message)
+    }
+    await admin.end()
+  }
+}
+
+/** Opens `count` idle sockets and reads the server's VmRSS before and after. */
+async function idle(kind: 'bare' | 'chat', count: number) {
+  return withServer(kind, {}, async (server) => {
+    const limit = fdLimit(server.pid)
+    const usable = limit - openFds(server.pid) - 32
+    let target = count
+    let note: string | undefined
+    if (count > usable) {
+      if (usable < 0.9 * count) return { skipped: `open-file limit ${limit} of the server process is below ${count} (raising the hard limit needs CAP_SYS_RESOURCE)`, count, fdLimit: limit }
+      target = usable
+      note = `capped at ${usable} by the open-file limit ${limit}`
+    }
+    await sleep(0.5)
+    const before = rssBytes(server.pid)
+    const perWorker = Math.max(1000, Math.min(12_000, fdLimit('self') - 256))
+    const parts = split(target, Math.ceil(target / perWorker))
+    // Over ~25 000 sockets to one address:port the ephemeral ports run short: spread the sources.
+    const nAddr = Math.ceil(target / 25_000)
+    const localAddresses = nAddr > 1 ? Array.from({ length: nAddr }, (_, i) => `127.0.0.${i + 1}`) : undefined
+    const ws = parts.map((_, i) => new Worker(`idle-${i}`))
+    try {
+      const t0 = performance.now()
+      const ready = await Promise.all(ws.map((w, i) => w.request({ cmd: 'idle', host: '127.0.0.1', port: server.port, count: parts[i]!, user: `bench-i${i}`, waitJoined: kind === 'chat', localAddresses, ramp: 200 }, 'ready', 300_000)))
+      const connectMs = Math.round(performance.now() - t0)
+      const open = ready.reduce((s, r) => s + r.open, 0)
+      const failed = ready.reduce((s, r) => s + r.failed, 0)
+      await sleep(opt.idleSettleS)
+      const after = rssBytes(server.pid)
+      return {
+        count,
+        open,
+        failed,
+        failReasons: [...new Set(ready.flatMap((r) => r.reasons))].slice(0, 3),
+        note,
+        connectMs,
+        rssBeforeMiB: Math.round(before / 2 ** 20),
+        rssAfterMiB: Math.round(after / 2 ** 20),
+        perConnKiB: open ? Math.round(((after - before) / open / 1024) * 100) / 100 : undefined,
+        sourceAddresses: nAddr,
+        generatorProcesses: ws.length,
+      }
+    } finally {
+      await Promise.all(ws.map((w) => w.exit()))
+    }
+  })
+}
+
+// ---- main ----
+
+function machine() {
+  const mem = readFileSync('/proc/meminfo', 'utf8')
+  const total = Number(/MemTotal:\s+(\d+)/.exec(mem)?.[1] ?? 0) * 1024 || totalmem()
+  return {
+    nproc: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    memGiB: Math.round((total / 2 ** 30) * 10) / 10,
+    bun: Bun.version,
+    kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
+    loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+    fdLimit: fdLimit('self'),
+  }
+}
+
+async function main() {
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
+  if (PROFILE) mkdirSync(PROF_DIR, { recursive: true })
+  const started = Date.now()
+  const results: Results = {
+    date: new Date().toISOString(),
+    quick: QUICK,
+    options: opt,
+    machine: machine(),
+    bunBinary: BUN,
+    scenarios: {},
+  }
+  log(`machine: ${JSON.stringify(results.machine)}`)
+
+  if (ONLY.includes('fanout')) {
+    log(`fan-out: ${opt.members} members, ${opt.senders} senders, ${opt.fanoutS} s`)
+    const bare = await fanout('bare', opt.members, opt.fanoutS)
+    log('  bare', JSON.stringify(bare))
+    const chat = await fanout('chat', opt.members, opt.fanoutS)
+    log('  chat', JSON.stringify(chat))
+    results.scenarios.fanout = { bare: bare as RunStats, chat: chat as RunStats }
+    if (opt.smallMembers > 0) {
+      // Few members: fan-out is cheap, so what each message costs besides publish shows.
+      log(`per-message cost: ${opt.smallMembers} members, ${opt.senders} senders, ${opt.smallS} s`)
+      const b = await fanout('bare', opt.smallMembers, opt.smallS)
+      log('  bare', JSON.stringify(b))
+      const c = await fanout('chat', opt.smallMembers, opt.smallS)
+      log('  chat', JSON.stringify(c))
+      results.scenarios.perMessage = { bare: b as RunStats, chat: c as RunStats }
+    }
+  }
+  if (ONLY.includes('latency')) {
+    results.scenarios.latency = []
+    for (const p of opt.latencyPoints) {
+      log(`latency: ${p.members} members, ${p.rate} msg/s, ${opt.latencyS} s`)
+      const bare = await latency('bare', p.members, p.rate)
+      log('  bare', JSON.stringify(bare))
+      const chat = await latency('chat', p.members, p.rate)
+      log('  chat', JSON.stringify(chat))
+      results.scenarios.latency.push({ ...p, bare: bare as RunStats, chat: chat as RunStats })
+    }
+  }
+  if (ONLY.includes('cross')) {
+    log(`cross-node: 2 nodes + Redis, ${opt.members} members on B, ${opt.senders} senders on A`)
+    const r = await cross()
+    log('  ', JSON.stringify(r))
+    results.scenarios.cross = r as never
+  }
+  if (ONLY.includes('idle')) {
+    const rows: unknown[] = []
+    for (const count of opt.idle)
+      for (const kind of ['bare', 'chat'] as const) {
+        log(`idle: ${count} sockets on ${kind}`)
+        const r = await idle(kind, count)
+        log('  ', JSON.stringify(r))
+        rows.push({ kind, ...(r as object) })
+      }
+    results.scenarios.idle = rows as never
+  }
+  if (ONLY.includes('persist')) {
+    log('persistence: PostgreSQL, acked chat frames')
+    const r = await persist()
+    log('  ', JSON.stringify(r))
+    results.scenarios.persist = r as never
+  }
+  results.machine.loadavgEnd = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  results.totalSeconds = Math.round((Date.now() - started) / 1000)
+  writeFileSync(opt.out, JSON.stringify(results, null, 2) + '\n')
+  console.log(renderTables(results))
+  log(`wrote ${opt.out} (${results.totalSeconds} s); chart: bun run bench/chart.ts`)
+  process.exit(0)
+}
+
+await main()
