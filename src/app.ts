@@ -73,7 +73,7 @@ export function createApp(deps: AppDeps) {
         draining: () => hub.draining,
       }),
     )
-    .use(apiRoutes({ config, hub, broker }))
+    .use(apiRoutes({ config, hub, broker, store: deps.store }))
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
       async beforeHandle(ctx) {

@@ -81,7 +81,7 @@ const broker: Broker = config.REDIS_URL
 
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
 const { app, hub } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
-await orExit('REDIS_URL', () => broker.start(hub.deliver))
+await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 app.listen({ hostname: config.HOST, port: config.PORT })
 const port = app.server!.port
 log.info('listening', { host: config.HOST, port, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })

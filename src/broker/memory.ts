@@ -96,6 +96,7 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       dedupe.delete(key)
     },
     async watch() {},
+    caughtUp: async () => {},
     unwatch() {},
     async position(room): Promise<Position> {
       const r = await log(room)

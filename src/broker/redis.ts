@@ -25,9 +25,16 @@ export interface RedisBrokerOptions {
 /** Per watched room: the last seq handed to the hub, so that a gap is seen and repaired. */
 interface RoomStream {
   last: number
+  /** The room's epoch when last seen; a different one means its sequence restarted. */
+  epoch?: string
   repairing: boolean
+  /** Set while the channel is being subscribed again after a reconnect. */
+  held: boolean
   pending: string[]
+  waiters: { seq: number; resolve: () => void }[]
 }
+
+const newStream = (): RoomStream => ({ last: -1, repairing: false, held: false, pending: [], waiters: [] })
 
 type Scripted = Redis & {
   chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string): Promise<[number, number?, string?]>
@@ -81,10 +88,14 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
   const channelPrefix = `${P}ch:`
 
   let deliver: Deliver = () => {}
+  let onReset: (room: string, pos: Position) => void = () => {}
   const watched = new Map<string, { count: number; ready: Promise<void> }>()
   const streams = new Map<string, RoomStream>()
   /** This node's presence entries, re-registered after Redis comes back empty. */
   const mine = new Map<string, { room: string; user: User; conn: string }>()
+  /** Departures Redis has not heard of yet (it was down): retried when it is back. */
+  const departed = new Map<string, { room: string; user: User; conn: string }>()
+  let connectedSince = 0
   const inflight = new Set<Promise<unknown>>()
   let timer: ReturnType<typeof setInterval> | undefined
   let repairTimer: ReturnType<typeof setInterval> | undefined
@@ -107,60 +118,105 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     }
     const stream = payload.startsWith(CHAT_HEAD) ? streams.get(topic) : undefined
     if (!stream) return deliver(topic, payload)
+    if (stream.repairing || stream.held) return void stream.pending.push(payload)
     const seq = chatSeq(payload)
-    if (stream.repairing) return void stream.pending.push(payload)
-    if (stream.last >= 0 && seq <= stream.last) return // already handed over (a repair got it first)
     if (stream.last >= 0 && seq > stream.last + 1) {
       stream.pending.push(payload)
       return void repair(topic, stream)
     }
-    stream.last = seq
-    deliver(topic, payload)
+    handOver(topic, stream, payload)
   })
 
-  /** Hands over, in order, what the room's stream holds after `last`: pub/sub is not reliable. */
+  function handOver(topic: string, stream: RoomStream, frame: string) {
+    const seq = chatSeq(frame)
+    if (seq <= stream.last) return // already handed over (a repair got it first)
+    stream.last = seq
+    deliver(topic, frame)
+    settle(stream)
+  }
+
+  function settle(stream: RoomStream) {
+    if (stream.waiters.length === 0) return
+    stream.waiters = stream.waiters.filter((w) => {
+      if (w.seq > stream.last) return true
+      w.resolve()
+      return false
+    })
+  }
+
+  /**
+   * Hands over, in order, what the room's stream holds after `last` (pub/sub drops messages
+   * across reconnects). Retries until it succeeds; frames that arrive meanwhile wait, so a
+   * gap is never handed on. A room whose sequence restarted (Redis came back empty) is reset.
+   */
   async function repair(topic: string, stream: RoomStream) {
     if (stream.repairing) return
     stream.repairing = true
     const room = topic.slice(2)
-    try {
-      const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
-      if (entries.length > 0 && Number.parseInt(entries[0]![0]) > stream.last + 1)
-        log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
-      for (const [, fields] of entries) handOver(topic, stream, fields[1]!)
-    } catch (err) {
-      opts.onError?.(err)
-      log.warn('gap repair failed; retrying when Redis is back', { room, err })
-    } finally {
-      stream.repairing = false
-      const pending = stream.pending
-      stream.pending = []
-      for (const f of pending) handOver(topic, stream, f)
+    for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
+      try {
+        const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
+        const pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
+        if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) {
+          log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
+          stream.epoch = pos.epoch
+          stream.last = pos.seq
+          stream.pending = stream.pending.filter((f) => chatSeq(f) > pos.seq)
+          onReset(room, pos)
+        }
+        stream.epoch = pos.epoch
+        if (stream.last >= 0) {
+          const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
+          if (entries.length > 0 && Number.parseInt(entries[0]![0]) > stream.last + 1)
+            log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
+          for (const [, fields] of entries) handOver(topic, stream, fields[1]!)
+        }
+        break
+      } catch (err) {
+        opts.onError?.(err)
+        if (attempt === 0) log.warn('gap repair failed; retrying', { room, err })
+        await Bun.sleep(Math.min(100 * 2 ** attempt, 2000))
+      }
     }
+    stream.repairing = false
+    const pending = stream.pending
+    stream.pending = []
+    for (const f of pending) handOver(topic, stream, f)
   }
 
-  function handOver(topic: string, stream: RoomStream, frame: string) {
-    const seq = chatSeq(frame)
-    if (seq <= stream.last) return
-    stream.last = seq
-    deliver(topic, frame)
-  }
-
-  /** After a reconnect: subscribe again, repair every room's gap, re-register presence. */
+  /** After a reconnect: subscribe again, then repair every room (frames wait meanwhile). */
   sub.on('ready', () => {
-    const channels = [...watched.keys()].map(key.channel)
-    if (channels.length === 0) return
-    sub
-      .subscribe(...channels)
-      .then(() => {
-        for (const [topic, stream] of streams) if (stream.last >= 0) void repair(topic, stream)
-      })
+    if (watched.size === 0 || closing) return
+    for (const stream of streams.values()) stream.held = true
+    const subscribed = sub.subscribe(...[...watched.keys()].map(key.channel)).then(() => {})
+    for (const w of watched.values()) w.ready = subscribed
+    subscribed
       .catch((err) => log.warn('resubscribe failed', { err }))
+      .finally(() => {
+        for (const [topic, stream] of streams) {
+          stream.held = false
+          void repair(topic, stream)
+        }
+      })
   })
+  /** After a reconnect: presence this node holds is registered again, departures retried. */
   cmd.on('ready', () => {
-    if (closing) return
-    for (const e of mine.values()) void registerPresence(e.room, e.user, e.conn).catch(() => {})
+    connectedSince = Date.now()
+    if (closing || !started) return
+    for (const e of mine.values())
+      void registerPresence(e.room, e.user, e.conn)
+        .then((n) => void (n === 1 && announce(e.room, 'join', e.user)))
+        .catch(() => {})
+    for (const [k, e] of departed)
+      void removePresence(opts.nodeId, e.room, e.user, e.conn)
+        .then((last) => {
+          departed.delete(k)
+          if (last) announce(e.room, 'leave', e.user)
+        })
+        .catch(() => {})
   })
+  const announce = (room: string, event: 'join' | 'leave', user: User) =>
+    cmd.publish(key.channel(roomTopic(room)), frames.presenceEvent(room, event, user)).catch(() => {})
   let lastState = ''
   const onState = () => {
     const state = `${cmd.status}/${sub.status}`
@@ -182,9 +238,14 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     return { seq: Number(seq), epoch }
   }
 
-  function noteBaseline(room: string, seq: number) {
+  function noteBaseline(room: string, pos: Position) {
     const stream = streams.get(roomTopic(room))
-    if (stream && stream.last < 0) stream.last = seq
+    if (!stream) return
+    stream.epoch ??= pos.epoch
+    if (stream.last < 0) {
+      stream.last = pos.seq
+      settle(stream)
+    }
   }
 
   async function snapshot(room: string, since: number): Promise<Replay> {
@@ -194,7 +255,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       r = await cmd.chatSince(key.state(room), key.log(room), since)
     }
     const [seq, epoch, entries] = r as [number, string, [string, string[]][]]
-    noteBaseline(room, seq)
+    noteBaseline(room, { seq, epoch })
     const frames = entries.map(([, fields]) => fields[1]!)
     const complete = since <= seq && (since === seq || (frames.length === seq - since && chatSeq(frames[0]!) === since + 1))
     return { seq, epoch, frames: since <= seq ? frames : [], complete }
@@ -263,10 +324,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       return track(registerPresence(room, user, conn)).then((n) => n === 1)
     },
     async remove(room, userId, conn) {
-      const e = mine.get(`${room}\n${conn}`)
-      mine.delete(`${room}\n${conn}`)
+      const k = `${room}\n${conn}`
+      const e = mine.get(k)
+      mine.delete(k)
       if (!e) return false
-      return track(removePresence(opts.nodeId, room, e.user, conn))
+      try {
+        return await track(removePresence(opts.nodeId, room, e.user, conn))
+      } catch (err) {
+        departed.set(k, e)
+        throw err
+      }
     },
     async list(room) {
       const names = await cmd.hgetall(key.pNames(room))
@@ -278,6 +345,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
   async function heartbeat() {
     await cmd.set(key.nodeAlive(opts.nodeId), String(Date.now()), 'PX', NODE_TTL_MS)
     await cmd.sadd(key.nodes, opts.nodeId)
+    // Right after a reconnect the other nodes' heartbeats may have lapsed with the outage:
+    // give them a full TTL to show they are alive before reaping anything.
+    if (Date.now() - connectedSince < NODE_TTL_MS) return
     for (const node of await cmd.smembers(key.nodes)) {
       if (node === opts.nodeId || (await cmd.exists(key.nodeAlive(node)))) continue
       await reap(node)
@@ -297,10 +367,12 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
 
   return {
     kind: 'redis',
-    async start(d) {
+    async start(d, reset) {
       deliver = d
+      if (reset) onReset = reset
       await Promise.all([cmd.connect(), sub.connect()])
       await reap(opts.nodeId) // leftovers of an earlier life under the same NODE_ID
+      connectedSince = Date.now() - NODE_TTL_MS // a fresh start may reap at once
       await heartbeat()
       timer = setInterval(() => heartbeat().catch((err) => log.debug('heartbeat failed', { err })), HEARTBEAT_MS)
       timer.unref()
@@ -345,17 +417,12 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
         w.count++
         return w.ready
       }
-      if (topic.startsWith('r:')) streams.set(topic, { last: -1, repairing: false, pending: [] })
-      const ready = sub.subscribe(key.channel(topic)).then(() => {})
-      const entry = { count: 1, ready }
+      // Counted even when the subscribe fails: the caller unwatches either way, and a wanted
+      // channel is subscribed again when the connection is back.
+      if (topic.startsWith('r:')) streams.set(topic, newStream())
+      const entry = { count: 1, ready: sub.subscribe(key.channel(topic)).then(() => {}) }
       watched.set(topic, entry)
-      ready.catch(() => {
-        if (watched.get(topic) === entry) {
-          watched.delete(topic)
-          streams.delete(topic)
-        }
-      })
-      return ready
+      return entry.ready
     },
     unwatch(topic) {
       const w = watched.get(topic)
@@ -367,10 +434,25 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     async position(room) {
       const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
       const pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
-      noteBaseline(room, pos.seq)
+      noteBaseline(room, pos)
       return pos
     },
     since: snapshot,
+    caughtUp(room, seq) {
+      const stream = streams.get(roomTopic(room))
+      if (!stream || stream.last >= seq) return Promise.resolve()
+      return new Promise<void>((resolve) => {
+        const w = { seq, resolve }
+        stream.waiters.push(w)
+        // A frame still in flight on the subscriber usually lands within a millisecond; past
+        // that, read the stream; past a few seconds, go on (the joiner dedupes by seq).
+        setTimeout(() => void repair(roomTopic(room), stream), 250)
+        setTimeout(() => {
+          stream.waiters = stream.waiters.filter((x) => x !== w)
+          resolve()
+        }, 3000)
+      })
+    },
     async page(room, before, limit): Promise<Page> {
       const end = before === undefined ? '+' : `${before - 1}-0`
       if (before !== undefined && before <= 1) return { frames: [], more: false }
@@ -390,7 +472,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       if (repairTimer) clearInterval(repairTimer)
       await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(2000)])
       try {
-        if (mine.size === 0) await cmd.srem(key.nodes, opts.nodeId)
+        // A node that leaves entries behind stays listed, so that the reaper cleans up after it.
+        if (mine.size === 0 && departed.size === 0) await cmd.srem(key.nodes, opts.nodeId)
         await cmd.del(key.nodeAlive(opts.nodeId))
       } catch {}
       sub.disconnect()

@@ -52,7 +52,8 @@ export interface Page {
  */
 export interface Broker {
   readonly kind: 'memory' | 'redis'
-  start(deliver: Deliver): Promise<void>
+  /** `reset` is told when a room's sequence restarted under this node (its members must resync). */
+  start(deliver: Deliver, reset?: (room: string, pos: Position) => void): Promise<void>
   /** Assigns the room's next seq, appends to its log and delivers to every node, as one step. */
   append(room: string, draft: ChatDraft, dedupe?: string): Promise<Accepted>
   /** Delivers a frame that is not sequenced (DM, typing, presence event) to every node. */
@@ -67,6 +68,11 @@ export interface Broker {
   watch(topic: string): Promise<void>
   unwatch(topic: string): void
   position(room: string): Promise<Position>
+  /**
+   * Resolves once this node has handed over every frame of the room up to `seq` (frames in
+   * flight between Redis and this node), so that a join's replay and live stream meet exactly.
+   */
+  caughtUp(room: string, seq: number): Promise<void>
   since(room: string, seq: number): Promise<Replay>
   /** Up to `limit` frames with seq < before (or the newest), oldest first. */
   page(room: string, before: number | undefined, limit: number): Promise<Page>

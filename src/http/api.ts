@@ -1,10 +1,11 @@
 import { Elysia } from 'elysia'
 import { z } from 'zod'
 import type { Broker } from '../broker/types'
+import type { Store } from '../store/types'
 import type { Config } from '../config'
 import { ROOM_PATTERN } from '../config'
 import type { Hub } from '../hub/hub'
-import { FrameError } from '../hub/hub'
+import { FrameError, dedupeKey } from '../hub/hub'
 import { log } from '../log'
 import { safeEqual } from '../auth/compare'
 
@@ -14,7 +15,7 @@ const json = (status: number, body: unknown) =>
 const API_USER = { id: 'server', name: 'server' }
 
 /** The server-side API: publish, history, presence. Behind `Authorization: Bearer <API_KEY>`. */
-export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker }) {
+export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; store?: Store }) {
   const { config, hub, broker } = deps
   const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
   const publishBody = z.object({
@@ -28,6 +29,17 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker }) {
   const invalid = (error: z.ZodError) => {
     const issue = error.issues[0]!
     return json(400, { error: 'bad_request', reason: `${issue.path.join('.') || 'body'}: ${issue.message}` })
+  }
+
+  /** A dependency that is down answers 503 with the reason, not a bare 500. */
+  const orUnavailable = async (read: () => Promise<Response | object>) => {
+    try {
+      return await read()
+    } catch (err) {
+      const down = broker.problem() ?? deps.store?.problem()
+      if (down) return json(503, { error: 'unavailable', reason: down })
+      throw err
+    }
   }
 
   return new Elysia({ prefix: '/api' })
@@ -51,7 +63,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker }) {
         const target = parsed.data.room ?? config.DEFAULT_ROOM
         const key = headers['idempotency-key']
         try {
-          const a = await hub.publish(target, API_USER, parsed.data.body, parsed.data.data, key ? `api:${key.slice(0, 128)}` : undefined)
+          const a = await hub.publish(target, API_USER, parsed.data.body, parsed.data.data, key ? dedupeKey('api', target, key.slice(0, 128)) : undefined)
           log.info('api publish', { room: target, msg: a.id, seq: a.seq })
           hub.audit({ event: 'api_publish', room: target, detail: { msg: a.id, seq: a.seq } })
           return { id: a.id, room: target, seq: a.seq }
@@ -67,14 +79,16 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker }) {
       if (!r.success) return json(400, { error: 'bad_request', reason: `room: ${r.error.issues[0]!.message}` })
       const q = pageQuery.safeParse(query)
       if (!q.success) return invalid(q.error)
-      const page = await hub.page(r.data, q.data.before, q.data.limit)
-      return new Response(`{"room":${JSON.stringify(r.data)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
-        headers: { 'content-type': 'application/json' },
+      return orUnavailable(async () => {
+        const page = await hub.page(r.data, q.data.before, q.data.limit)
+        return new Response(`{"room":${JSON.stringify(r.data)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
+          headers: { 'content-type': 'application/json' },
+        })
       })
     })
     .get('/rooms/:room/presence', async ({ params }) => {
       const r = room.safeParse(params.room)
       if (!r.success) return json(400, { error: 'bad_request', reason: `room: ${r.error.issues[0]!.message}` })
-      return { room: r.data, users: await broker.presence.list(r.data) }
+      return orUnavailable(async () => ({ room: r.data, users: await broker.presence.list(r.data) }))
     })
 }

@@ -1,5 +1,5 @@
 import type { Server, ServerWebSocket } from 'bun'
-import type { Broker, Page, Replay } from '../broker/types'
+import type { Broker, Page, Position, Replay } from '../broker/types'
 import { Unavailable, roomTopic, userTopic } from '../broker/types'
 import type { AuditEntry, Store } from '../store/types'
 import type { Config } from '../config'
@@ -33,6 +33,9 @@ export class FrameError extends Error {
 }
 
 const STRIKES_BEFORE_CLOSE = 3
+
+/** Retry keys: unambiguous whatever the ids contain, one space per kind of send. */
+export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
 const STRIKE_MEMORY_MS = 10_000
 
 /**
@@ -181,8 +184,8 @@ export function createHub(deps: HubDeps) {
     buffers.add(joining.buffer)
     let watched = false
     try {
+      watched = true // counted even if it fails: unwatched below either way
       await broker.watch(topic)
-      watched = true
       let replay: string[] = []
       let recovered = false
       const pos: Replay = since === undefined ? { ...(await broker.position(room)), frames: [], complete: false } : await readSince(room, since)
@@ -190,6 +193,7 @@ export function createHub(deps: HubDeps) {
         replay = pos.frames
         recovered = true
       }
+      await broker.caughtUp(room, pos.seq)
       if (c.closing || c.joining.get(room) !== joining) {
         broker.unwatch(topic)
         return
@@ -260,7 +264,7 @@ export function createHub(deps: HubDeps) {
     if (pending) await pending.done
     if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && `${c.identity.user.id}:${f.id}`)
+    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id))
     metrics.publishLatency.observe((performance.now() - started) / 1000)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
   }
@@ -285,7 +289,7 @@ export function createHub(deps: HubDeps) {
   async function dm(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
     const id = Bun.randomUUIDv7()
-    const key = f.id && `dm:${from.id}:${f.id}`
+    const key = f.id && dedupeKey('dm', from.id, f.id)
     try {
       const prior = key ? await broker.claim(key, id) : undefined
       if (prior !== undefined) return send(c, frames.ack(f.id!, prior), 'ack')
@@ -422,6 +426,9 @@ export function createHub(deps: HubDeps) {
         if (err.code === 'forbidden') audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
         return sendError(c, err.code, err.message, f.id)
       }
+      // A dependency that is down explains most failures: say so, as the contract asks.
+      const down = broker.problem() ?? store?.problem()
+      if (down) return sendError(c, 'unavailable', `${f.type}: not available right now (${down})`, f.id)
       log.error('frame failed', { conn: c.id, type: f.type, err })
       sendError(c, 'internal', 'internal error', f.id)
     }
@@ -441,6 +448,14 @@ export function createHub(deps: HubDeps) {
       store.sessionClosed(c.id, code)
       audit({ event: 'disconnect', user: c.identity.user.id, conn: c.id, detail: { code } })
     }
+  }
+
+  /** A room's sequence restarted (Redis came back empty): its members start over from `pos`. */
+  function reset(room: string, pos: Position) {
+    const topic = roomTopic(room)
+    for (const c of members.get(topic) ?? []) c.rooms.set(room, pos.seq)
+    metrics.framesOut.joined.inc()
+    server().publish(topic, frames.joined(room, pos.seq, pos.epoch, false))
   }
 
   /** Periodic checks Bun cannot do for us: silent clients, stuck buffers, expired tokens. */
@@ -466,6 +481,7 @@ export function createHub(deps: HubDeps) {
 
   return {
     deliver,
+    reset,
     open,
     message,
     close,
