@@ -79,6 +79,18 @@ describe('single binary', () => {
     expect(r.stdout).not.toContain('listening')
   })
 
+  test('serves the same demo page (or none) as the source does: its assets are embedded', async () => {
+    const [fromBin, fromSrc] = await Promise.all([startServer({ command: [bin] }), startServer()])
+    try {
+      const [a, b] = await Promise.all([fetch(`${fromBin.url}/`), fetch(`${fromSrc.url}/`)])
+      expect(a.status).toBe(b.status)
+      expect(a.headers.get('content-type')).toBe(b.headers.get('content-type'))
+      expect(await a.text()).toBe(await b.text())
+    } finally {
+      await Promise.all([fromBin.stop(), fromSrc.stop()])
+    }
+  })
+
   test('serves a chat round trip from env alone, then drains on SIGTERM with 1001 and exits 0', async () => {
     const srv = await startServer({ command: [bin], env: { SHUTDOWN_GRACE_S: '3' } })
     try {
