@@ -9,6 +9,7 @@ import type { Store } from './store/types'
 import type { Broker } from './broker/types'
 import { ConfigError, describeVariables, loadConfig } from './config'
 import type { Config } from './config'
+import { healthcheck } from './healthcheck'
 import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
 import pkg from '../package.json'
@@ -21,11 +22,20 @@ if (args.includes('--version') || args.includes('-v')) {
 if (args.includes('--help') || args.includes('-h')) {
   console.log(`chat-server ${pkg.version}: a real-time chat server (WebSocket at /ws)
 
-Usage: chat-server [--help] [--version]
+Usage: chat-server [--help] [--version] [--healthcheck]
+  --healthcheck  ask the server at HOST/PORT for /healthz; exit 0 when healthy, else 1
+                 (for container HEALTHCHECKs where there is no curl)
+
 Configured by environment variables (a .env file in the working directory is read too):
 
 ${describeVariables()}`)
   process.exit(0)
+}
+
+if (args.includes('--healthcheck')) {
+  const { ok, detail } = await healthcheck()
+  ;(ok ? console.log : console.error)(`healthcheck ${ok ? 'ok' : 'failed'}: ${detail}`)
+  process.exit(ok ? 0 : 1)
 }
 
 let config: Config
