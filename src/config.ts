@@ -50,6 +50,7 @@ export const variables = {
   JWT_AUDIENCE: { schema: optional(text), default: undefined, help: 'required `aud` claim when set' },
   POSTGRES_DSN: { schema: optional(url(['postgres:', 'postgresql:'])), default: undefined, help: 'PostgreSQL for history, users, sessions, audit' },
   ENABLE_PERSISTENCE: { schema: optional(bool), default: undefined, help: '`true` when POSTGRES_DSN is set; `true` without a DSN is an error' },
+  STORE_MAX_BACKLOG: { schema: int(1, 10_000_000), default: '10000', help: 'messages that may wait for PostgreSQL; past it (without Redis) chat answers `unavailable`' },
   MESSAGE_RETENTION_DAYS: { schema: optional(int(1, 36500, 'a number of days')), default: undefined, help: 'prune stored messages older than this (unset: keep forever)' },
   AUDIT_RETENTION_DAYS: { schema: optional(int(1, 36500, 'a number of days')), default: undefined, help: 'prune audit rows older than this (unset: keep forever)' },
   DEFAULT_ROOM: { schema: z.string().regex(ROOM_PATTERN, 'expected 1..64 of A-Z a-z 0-9 _ . : -'), default: 'general', help: 'the room every connection joins' },

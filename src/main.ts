@@ -71,6 +71,7 @@ const store: Store | undefined =
           nodeId,
           messageRetentionDays: config.MESSAGE_RETENTION_DAYS,
           auditRetentionDays: config.AUDIT_RETENTION_DAYS,
+          maxBacklog: config.STORE_MAX_BACKLOG,
           onError: () => metrics.storeErrors.inc(),
         }),
       )

@@ -24,6 +24,19 @@ interface Pending {
 const BATCH_ROWS = 500
 const BATCH_DELAY_MS = 2
 const PRUNE_EVERY_MS = 3_600_000
+const WRITE_TIMEOUT_MS = 10_000
+
+async function withTimeout<T>(ms: number, work: () => Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([
+      work(),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms))),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 interface Row {
   seq: string
@@ -89,8 +102,13 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
         const batch = queue.slice(0, BATCH_ROWS)
         const auditBatch = audits.slice(0, BATCH_ROWS)
         try {
-          if (batch.length) await insertMessages(batch.map((p) => p.m))
-          if (auditBatch.length) await insertAudit(auditBatch)
+          // postgres.js can wait forever on a connection that is accepted and then dropped
+          // during its handshake: a write that takes this long counts as failed (and is retried;
+          // ON CONFLICT makes a late duplicate harmless).
+          await withTimeout(WRITE_TIMEOUT_MS, async () => {
+            if (batch.length) await insertMessages(batch.map((p) => p.m))
+            if (auditBatch.length) await insertAudit(auditBatch)
+          })
           succeeded()
           backoff = 100
           queue = queue.slice(batch.length)
@@ -157,7 +175,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
   // While the database is away nothing else notices it coming back: ping.
   const pinger = setInterval(() => {
     if (writing) return
-    sql`select 1`.then(succeeded, failed)
+    withTimeout(5000, () => sql`select 1`).then(succeeded, failed)
   }, 2000)
   pinger.unref()
 

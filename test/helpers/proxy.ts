@@ -22,13 +22,13 @@ interface Pair {
   queued: Uint8Array[]
 }
 
-export async function startProxy(targetPort: number): Promise<Proxy> {
+export async function startProxy(targetPort: number, listenPort = 0): Promise<Proxy> {
   const pairs = new Set<Pair>()
   let blocked = false
   let accepted = 0
   const listener: TCPSocketListener<Pair> = Bun.listen<Pair>({
     hostname: '127.0.0.1',
-    port: 0,
+    port: listenPort,
     socket: {
       async open(down) {
         if (blocked) return void down.end()

@@ -1,0 +1,217 @@
+import { afterAll, beforeAll, describe, expect } from 'bun:test'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect } from './helpers/client'
+import { freshDatabase } from './helpers/postgres'
+import { startProxy } from './helpers/proxy'
+import { startServer, until } from './helpers/server'
+import type { RunningServer } from './helpers/server'
+import { freePort, listening, needService } from './helpers/services'
+
+const pgTest = await needService('PostgreSQL', 5432)
+const redisUp = await listening(6379)
+const test = pgTest
+let db: Awaited<ReturnType<typeof freshDatabase>>
+const servers: RunningServer[] = []
+let n = 0
+const room = () => `p-room-${++n}`
+
+async function node(env: Record<string, string>) {
+  const s = await startServer({ env: { RATE_LIMIT_PER_SEC: '0', ...env } })
+  servers.push(s)
+  return s
+}
+
+beforeAll(async () => {
+  if (pgTest === test && (await listening(5432))) db = await freshDatabase('persist')
+})
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.stop('SIGKILL')))
+  await db?.drop()
+})
+
+describe('PostgreSQL persistence', () => {
+  test('three nodes starting at once apply each migration once', async () => {
+    const nodes = await Promise.all([0, 1, 2].map(() => node({ POSTGRES_DSN: db.dsn })))
+    const rows = await db.sql`select name from schema_migrations`
+    expect(rows.map((r) => r.name)).toEqual(['001_init'])
+    const applied = nodes.flatMap((s) => s.logs.filter((l) => l.msg === 'migrations applied'))
+    expect(applied).toHaveLength(1)
+    for (const s of nodes) {
+      const ready: any = await (await fetch(`${s.url}/readyz`)).json()
+      expect(ready.checks.store).toBe('ok')
+      await s.stop()
+    }
+  })
+
+  test('messages, users, sessions and audit rows are written; the ack waits for the commit', async () => {
+    const s = await node({ POSTGRES_DSN: db.dsn, NODE_ID: 'writer-1' })
+    const r = room()
+    const c = await connect(s.ws, { user: 'pg-alice', name: 'Alice' })
+    await c.request({ type: 'join', room: r })
+    const ack = await c.request({ type: 'chat', room: r, body: 'kept', data: { k: [1, 'two'] } })
+    const [m] = await db.sql`select * from messages where room = ${r}`
+    expect(m).toMatchObject({ seq: '1', id: ack.msg, user_id: 'pg-alice', user_name: 'Alice', body: 'kept', data: { k: [1, 'two'] } })
+    expect(await c.request({ type: 'chat', room: 'not-joined', body: 'x' })).toMatchObject({ code: 'forbidden' })
+    await c.request({ type: 'leave', room: r })
+    c.ws.close(1000)
+    await c.closed
+    await until(async () => (await db.sql`select 1 from sessions where conn = ${c.welcome.conn} and close_code is not null`).length === 1, 'session closed')
+    const [session] = await db.sql`select * from sessions where conn = ${c.welcome.conn}`
+    expect(session).toMatchObject({ user_id: 'pg-alice', node: 'writer-1', remote_addr: '127.0.0.1', close_code: 1000 })
+    const [user] = await db.sql`select * from users where id = 'pg-alice'`
+    expect(user).toMatchObject({ name: 'Alice' })
+    await until(async () => (await db.sql`select 1 from audit where conn = ${c.welcome.conn} and event = 'disconnect'`).length === 1, 'audit written')
+    const events = (await db.sql`select event from audit where conn = ${c.welcome.conn} order by id`).map((e) => e.event)
+    expect(events).toEqual(['connect', 'join', 'join', 'forbidden', 'leave', 'leave', 'disconnect'])
+    await s.stop()
+  })
+
+  test('after a full restart, history and recovery come from PostgreSQL; seq and epoch continue', async () => {
+    let s = await node({ POSTGRES_DSN: db.dsn, HISTORY_LIMIT: '5' })
+    const r = room()
+    let c = await connect(s.ws)
+    const epoch = (await c.request({ type: 'join', room: r })).epoch
+    for (let i = 1; i <= 12; i++) await c.request({ type: 'chat', room: r, body: `m${i}` })
+    await s.stop()
+    s = await node({ POSTGRES_DSN: db.dsn, HISTORY_LIMIT: '5' })
+    c = await connect(s.ws)
+    const joined = await c.request({ type: 'join', room: r, since: 2, epoch })
+    expect(joined).toMatchObject({ recovered: true, seq: 12, epoch })
+    expect(c.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+    const page = await c.request({ type: 'history', room: r, before: 4, limit: 2 })
+    expect(page.messages.map((m: any) => m.body)).toEqual(['m2', 'm3'])
+    expect(page.more).toBe(true)
+    expect((await c.request({ type: 'chat', room: r, body: 'm13' })).seq).toBe(13)
+    await s.stop()
+  })
+
+  test('PostgreSQL unreachable: acks wait in a bounded queue, readyz says why, the backlog is written when it returns', async () => {
+    let proxy = await startProxy(5432)
+    const port = proxy.port
+    try {
+      const s = await node({ POSTGRES_DSN: db.dsnVia(port), STORE_MAX_BACKLOG: '5' })
+      const r = room()
+      const c = await connect(s.ws)
+      await c.request({ type: 'join', room: r })
+      expect((await c.request({ type: 'chat', room: r, body: 'before' })).seq).toBe(1)
+      proxy.close() // the database's port stops answering
+      const waiting = [1, 2, 3, 4, 5].map((i) => c.request({ type: 'chat', room: r, body: `during${i}` }, 20_000))
+      await until(async () => (await fetch(`${s.url}/readyz`)).status === 503, 'readyz 503', 10_000)
+      const ready: any = await (await fetch(`${s.url}/readyz`)).json()
+      expect(ready.checks.store).toMatch(/^postgres/)
+      // Past the bound: refused at once, nothing published.
+      expect(await c.request({ type: 'chat', room: r, body: 'too many' })).toMatchObject({ type: 'error', code: 'unavailable' })
+      expect(c.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['before'])
+      proxy = await startProxy(5432, port)
+      const acks = await Promise.all(waiting)
+      expect(acks.map((a) => a.seq)).toEqual([2, 3, 4, 5, 6])
+      const rows = await db.sql`select seq, body from messages where room = ${r} order by seq`
+      expect(rows.map((x) => x.body)).toEqual(['before', 'during1', 'during2', 'during3', 'during4', 'during5'])
+      await until(async () => (await fetch(`${s.url}/readyz`)).status === 200, 'readyz 200 again', 10_000)
+      expect(s.logs.filter((l) => l.msg === 'postgres unavailable')).toHaveLength(1) // once per state change
+      await s.stop()
+    } finally {
+      proxy.close()
+    }
+  }, 40_000)
+
+  test('retention prunes messages and audit rows older than the configured days', async () => {
+    const r = room()
+    await db.sql`insert into messages (room, seq, id, user_id, user_name, body, created_at) values
+      (${r}, 1, 'old-1', 'u', 'u', 'old', now() - interval '10 days'),
+      (${r}, 2, 'new-2', 'u', 'u', 'new', now())`
+    await db.sql`insert into audit (event, at) values ('connect', now() - interval '10 days')`
+    const s = await node({ POSTGRES_DSN: db.dsn, MESSAGE_RETENTION_DAYS: '3', AUDIT_RETENTION_DAYS: '3' })
+    expect((await db.sql`select id from messages where room = ${r}`).map((x) => x.id)).toEqual(['new-2'])
+    expect((await db.sql`select 1 from audit where at < now() - interval '5 days'`).length).toBe(0)
+    expect(s.logs.some((l) => l.msg === 'pruned messages')).toBe(true)
+    await s.stop()
+  })
+})
+
+describe('PostgreSQL with Redis', () => {
+  const withRedis = redisUp ? test : test.skip
+  if (!redisUp) console.warn('skipping: Redis is not answering on 127.0.0.1:6379')
+
+  withRedis('a node killed before writing is repaired by another node from the stream', async () => {
+    const prefix = `repair-${process.pid}-${Date.now()}:`
+    const proxy = await startProxy(5432)
+    try {
+      const doomed = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsnVia(proxy.port) })
+      const r = room()
+      const c = await connect(doomed.ws)
+      await c.request({ type: 'join', room: r })
+      proxy.close()
+      const acks = []
+      for (let i = 1; i <= 4; i++) acks.push(await c.request({ type: 'chat', room: r, body: `unwritten${i}` }))
+      expect(acks.map((a) => a.seq)).toEqual([1, 2, 3, 4]) // acknowledged through Redis
+      doomed.proc.kill('SIGKILL')
+      await doomed.exited
+      expect((await db.sql`select 1 from messages where room = ${r}`).length).toBe(0)
+      const healer = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsn })
+      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 4, 'the repair to copy 4 messages', 10_000)
+      const rows = await db.sql`select seq, id, body from messages where room = ${r} order by seq`
+      expect(rows.map((x) => x.id)).toEqual(acks.map((a) => a.msg))
+      expect(healer.logs.some((l) => l.msg === 'repaired messages into the store')).toBe(true)
+      await healer.stop()
+    } finally {
+      proxy.close()
+    }
+  }, 40_000)
+
+  withRedis('with Redis, chat goes on while PostgreSQL is down and the backlog is written when it returns', async () => {
+    const prefix = `backlog-${process.pid}-${Date.now()}:`
+    let proxy = await startProxy(5432)
+    const port = proxy.port
+    try {
+      const s = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsnVia(port) })
+      const r = room()
+      const c = await connect(s.ws)
+      await c.request({ type: 'join', room: r })
+      proxy.close()
+      for (let i = 1; i <= 6; i++) expect((await c.request({ type: 'chat', room: r, body: `b${i}` })).type).toBe('ack')
+      await until(async () => (await fetch(`${s.url}/readyz`)).status === 503, 'readyz 503', 10_000)
+      proxy = await startProxy(5432, port)
+      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 6, 'backlog written', 15_000)
+      await s.stop()
+    } finally {
+      proxy.close()
+    }
+  }, 40_000)
+
+  withRedis('after every node and Redis restart, seq continues from the store with the same epoch', async () => {
+    const port = freePort()
+    const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
+    const startRedis = () => Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
+    let redis = startRedis()
+    try {
+      await until(() => listening(port), 'private redis')
+      const env = { REDIS_URL: `redis://127.0.0.1:${port}`, POSTGRES_DSN: db.dsn }
+      let [x, y] = await Promise.all([node(env), node(env)])
+      const r = room()
+      const c = await connect(x.ws)
+      const epoch = (await c.request({ type: 'join', room: r })).epoch
+      for (let i = 1; i <= 5; i++) await c.request({ type: 'chat', room: r, body: `s${i}` })
+      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 5, 'stored')
+      await Promise.all([x.stop(), y.stop()])
+      redis.kill('SIGKILL')
+      await redis.exited
+      redis = startRedis() // empty: no save, no AOF
+      await until(() => listening(port), 'private redis again')
+      ;[x, y] = await Promise.all([node(env), node(env)])
+      const back = await connect(y.ws)
+      const joined = await back.request({ type: 'join', room: r, since: 1, epoch })
+      expect(joined).toMatchObject({ epoch, seq: 5, recovered: true })
+      expect(back.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['s2', 's3', 's4', 's5'])
+      const sender = await connect(x.ws)
+      await sender.request({ type: 'join', room: r })
+      expect((await sender.request({ type: 'chat', room: r, body: 's6' })).seq).toBe(6)
+      expect((await back.request({ type: 'history', room: r, limit: 3 })).messages.map((m: any) => m.seq)).toEqual([4, 5, 6])
+      await Promise.all([x.stop(), y.stop()])
+    } finally {
+      redis.kill('SIGKILL')
+    }
+  }, 40_000)
+})
