@@ -487,8 +487,11 @@ export class ChatClient extends Emitter<ClientEvents> {
       for (const m of buffer) this.#onChat(m)
     } else {
       if (j.id) return // an answer to a join we no longer wait for
-      if (state.epoch !== undefined && state.epoch !== j.epoch && state.lastSeq !== undefined) {
-        this.emit('reset', { room: j.room, epoch: j.epoch, previousEpoch: state.epoch })
+      // The server says the room's sequence restarted under it (its Redis came back without
+      // the room): a new epoch, or the same epoch with a seq behind what we saw.
+      const restarted = state.epoch !== undefined && state.epoch !== j.epoch
+      if (state.lastSeq !== undefined && (restarted || (!j.recovered && j.seq < state.lastSeq))) {
+        this.emit('reset', { room: j.room, epoch: j.epoch, previousEpoch: state.epoch ?? j.epoch })
         state.lastSeq = j.seq
       }
       state.epoch = j.epoch

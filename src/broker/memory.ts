@@ -6,6 +6,8 @@ import type { Store } from '../store/types'
 import { chatFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 
+const MAX_DEDUPE_KEYS = 200_000
+
 interface RoomLog {
   seq: number
   epoch: string
@@ -42,6 +44,11 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       opening.set(room, p)
     }
     return p
+  }
+  /** Retry keys live DEDUPE_WINDOW_MS; past MAX_DEDUPE_KEYS the oldest go first (memory stays bounded). */
+  const remember = (key: string, value: unknown) => {
+    dedupe.set(key, { at: Date.now(), value })
+    if (dedupe.size > MAX_DEDUPE_KEYS) dedupe.delete(dedupe.keys().next().value!)
   }
   const remembered = (key: string) => {
     const hit = dedupe.get(key)
@@ -80,7 +87,7 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       }
       deliver(roomTopic(room), frame)
       const accepted = { id: draft.id, seq, duplicate: false }
-      if (key !== undefined) dedupe.set(key, { at: Date.now(), value: accepted })
+      if (key !== undefined) remember(key, accepted)
       return accepted
     },
     async relay(topic, frame, except) {
@@ -89,7 +96,7 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
     async claim(key, value) {
       const prior = remembered(key) as string | undefined
       if (prior !== undefined) return prior
-      dedupe.set(key, { at: Date.now(), value })
+      remember(key, value)
       return undefined
     },
     async unclaim(key) {
