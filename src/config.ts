@@ -36,7 +36,7 @@ const optional = <T extends z.ZodType>(schema: T) => schema.optional()
  * `.env.example` and `--help` are generated from this table, so they cannot drift.
  */
 export const variables = {
-  APP_ENV: { schema: z.enum(['development', 'production', 'test'], 'expected development, production or test'), default: 'development', help: '`production` turns on strict checks and warns when auth is off' },
+  APP_ENV: { schema: z.enum(['development', 'production', 'test'], 'expected development, production or test'), default: 'development', help: '`production`: secrets must be at least 32 characters, and a warning when auth is off' },
   HOST: { schema: text, default: '0.0.0.0', help: 'listen address' },
   PORT: { schema: int(0, 65535, 'a port number'), default: '8080', help: 'listen port (0 picks a free one)' },
   NODE_ID: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'this node\'s name in logs, welcome frames and the cluster (default: random)' },
@@ -100,6 +100,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (keys.length > 1) errors.push(`${keys.join(', ')}: set only one of them (auth takes one kind of key)`)
     if (c.ENABLE_PERSISTENCE === true && !c.POSTGRES_DSN) errors.push('ENABLE_PERSISTENCE: true needs POSTGRES_DSN to be set')
     if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
+    if (c.APP_ENV === 'production') {
+      // Strict checks: secrets that are guessable in practice are refused outright.
+      if (c.JWT_SECRET && c.JWT_SECRET.length < 32) errors.push('JWT_SECRET: must be at least 32 characters when APP_ENV=production')
+      if (c.API_KEY && c.API_KEY.length < 32) errors.push('API_KEY: must be at least 32 characters when APP_ENV=production')
+    }
   }
   if (errors.length > 0) throw new ConfigError(errors)
   return {

@@ -115,6 +115,8 @@ describe('bad input gets bad_request naming the field, and the socket stays open
     ['room name too long', JSON.stringify({ type: 'join', room: 'r'.repeat(65) }), /^room:/],
     ['limit out of range', '{"type":"history","room":"general","limit":500}', /^limit: must be 1..100/],
     ['array frame', '[1,2]', /must be a JSON object/],
+    ['NUL in body', JSON.stringify({ type: 'chat', body: 'a\u0000b' }), /^body: must not contain NUL/],
+    ['NUL in data', JSON.stringify({ type: 'chat', body: 'ok', data: { k: ['\u0000'] } }), /^data: must not contain NUL/],
   ]
   for (const [name, raw, message] of cases)
     test(name, async () => {

@@ -40,6 +40,15 @@ describe('config', () => {
     expect(errorsOf({ JWT_SECRET: 'x'.repeat(32), JWT_JWKS_URL: 'https://issuer.example/jwks' })[0]).toMatch(/JWT_SECRET, JWT_JWKS_URL: set only one/)
   })
 
+  test('APP_ENV=production refuses short secrets', () => {
+    expect(errorsOf({ APP_ENV: 'production', JWT_SECRET: 's'.repeat(20), API_KEY: 'k'.repeat(20) })).toEqual([
+      'JWT_SECRET: must be at least 32 characters when APP_ENV=production',
+      'API_KEY: must be at least 32 characters when APP_ENV=production',
+    ])
+    expect(errorsOf({ APP_ENV: 'development', JWT_SECRET: 's'.repeat(20) })).toEqual([])
+    expect(errorsOf({ APP_ENV: 'production', JWT_SECRET: 's'.repeat(32), API_KEY: 'k'.repeat(32) })).toEqual([])
+  })
+
   test('ALLOWED_ORIGINS is a comma list', () => {
     expect(loadConfig({ ALLOWED_ORIGINS: 'https://a.example, https://b.example' }).ALLOWED_ORIGINS).toEqual(['https://a.example', 'https://b.example'])
   })

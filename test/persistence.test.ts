@@ -117,6 +117,34 @@ describe('PostgreSQL persistence', () => {
     }
   }, 40_000)
 
+  test('a JSON null in data comes back as null; no data comes back without the key', async () => {
+    const s = await node({ POSTGRES_DSN: db.dsn, HISTORY_LIMIT: '1' })
+    const r = room()
+    const c = await connect(s.ws)
+    await c.request({ type: 'join', room: r })
+    await c.request({ type: 'chat', room: r, body: 'null data', data: null })
+    await c.request({ type: 'chat', room: r, body: 'no data' })
+    await c.request({ type: 'chat', room: r, body: 'pushes the others out of memory' })
+    const page = await c.request({ type: 'history', room: r })
+    expect(page.messages[0]).toMatchObject({ body: 'null data', data: null })
+    expect('data' in page.messages[1]).toBe(false)
+    await s.stop()
+  })
+
+  test('a row PostgreSQL refuses is dropped with an error; the rows around it are written', async () => {
+    const { postgresStore } = await import('../src/store/postgres')
+    const { configureLog } = await import('../src/log')
+    configureLog('silent')
+    const store = await postgresStore({ dsn: db.dsn, nodeId: 'poison-test' })
+    const r = room()
+    const msg = (seq: number, body: string) => ({ room: r, seq, id: `m${seq}`, from: { id: 'u', name: 'u' }, body, ts: new Date().toISOString() })
+    // NUL is refused at the door; this goes around the door to prove one bad row cannot block the rest.
+    await Promise.all([store.save([msg(1, 'fine')]), store.save([msg(2, 'bad\u0000row')]), store.save([msg(3, 'also fine')])])
+    expect((await db.sql`select seq from messages where room = ${r} order by seq`).map((x) => Number(x.seq))).toEqual([1, 3])
+    expect(store.problem()).toBeUndefined()
+    await store.close()
+  })
+
   test('retention prunes messages and audit rows older than the configured days', async () => {
     const r = room()
     await db.sql`insert into messages (room, seq, id, user_id, user_name, body, created_at) values

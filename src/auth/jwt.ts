@@ -70,15 +70,19 @@ export function reasonOf(err: unknown): string {
   return 'malformed'
 }
 
+/** Control characters: never part of an id; stripped from display names (PostgreSQL refuses NUL). */
+const CONTROL = /[\u0000-\u001f]/
+const CONTROL_ALL = /[\u0000-\u001f]/g
+
 /** The claims this server uses, checked after jose verified the token. */
 export function identityFrom(claims: JWTPayload): Identity | Refusal {
   const { sub, name, rooms, exp } = claims
   if (sub === undefined || sub === '') return { reason: 'missing_sub' }
-  if (typeof sub !== 'string' || sub.length > MAX_ID_CHARS) return { reason: 'malformed' }
+  if (typeof sub !== 'string' || sub.length > MAX_ID_CHARS || CONTROL.test(sub)) return { reason: 'malformed' }
   if (name !== undefined && typeof name !== 'string') return { reason: 'malformed' }
   if (rooms !== undefined && (!Array.isArray(rooms) || !rooms.every((r) => typeof r === 'string'))) return { reason: 'malformed' }
   return {
-    user: { id: sub, name: (name || sub).slice(0, MAX_ID_CHARS) },
+    user: { id: sub, name: (name || sub).replace(CONTROL_ALL, '').slice(0, MAX_ID_CHARS) || sub },
     rooms: rooms as string[] | undefined,
     exp: typeof exp === 'number' ? exp * 1000 : undefined,
   }

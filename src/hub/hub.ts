@@ -33,10 +33,10 @@ export class FrameError extends Error {
 }
 
 const STRIKES_BEFORE_CLOSE = 3
+const STRIKE_MEMORY_MS = 10_000
 
 /** Retry keys: unambiguous whatever the ids contain, one space per kind of send. */
 export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
-const STRIKE_MEMORY_MS = 10_000
 
 /**
  * Connections, rooms on Bun topics, presence and limits. Fan-out is Bun's: a frame is
@@ -53,6 +53,8 @@ export function createHub(deps: HubDeps) {
   /** Buffers of joins in progress, by topic: frames delivered meanwhile land here too. */
   const recovering = new Map<string, Set<string[]>>()
   let nextConn = 0
+  /** Connection ids stay unique across restarts of a node with a fixed NODE_ID (sessions key on them). */
+  const boot = Bun.randomUUIDv7().slice(-4)
   let draining = false
 
   const server = () => {
@@ -371,7 +373,7 @@ export function createHub(deps: HubDeps) {
 
   function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: { remote: string; userAgent: string }): Conn {
     const c: Conn = {
-      id: `${deps.nodeId}-${(nextConn++).toString(36)}`,
+      id: `${deps.nodeId}-${boot}-${(nextConn++).toString(36)}`,
       ws,
       identity,
       rooms: new Map(),

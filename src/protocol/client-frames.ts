@@ -1,6 +1,15 @@
 import { z } from 'zod'
 import { ROOM_PATTERN } from '../config'
 
+/** True when a JSON value holds a NUL character in any string or key (PostgreSQL cannot store it). */
+export function hasNul(v: unknown): boolean {
+  if (typeof v === 'string') return v.includes('\0')
+  if (v === null || typeof v !== 'object') return false
+  if (Array.isArray(v)) return v.some(hasNul)
+  for (const k in v) if (k.includes('\0') || hasNul((v as Record<string, unknown>)[k])) return true
+  return false
+}
+
 /** The frames a client may send, as zod schemas built for the configured limits. */
 export function clientFrameSchemas(maxBodyChars: number) {
   const id = z.string().max(64, 'must be at most 64 characters').optional()
@@ -9,8 +18,13 @@ export function clientFrameSchemas(maxBodyChars: number) {
     .string('must be a string')
     .min(1, 'must not be empty')
     .max(maxBodyChars, `must be at most ${maxBodyChars} characters`)
+    .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
   const seq = z.number().int('must be a whole number').min(0, 'must not be negative')
-  const data = z.json().optional()
+  // NUL cannot be stored (PostgreSQL text and jsonb refuse it): refused here, for every engine alike.
+  const data = z
+    .json()
+    .refine((d) => !hasNul(d), 'must not contain NUL characters')
+    .optional()
 
   return {
     chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, id }),

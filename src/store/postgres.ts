@@ -26,6 +26,12 @@ const BATCH_DELAY_MS = 2
 const PRUNE_EVERY_MS = 3_600_000
 const WRITE_TIMEOUT_MS = 10_000
 
+const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unknown })?.code ?? ''))
+const describeRow = (row: unknown) => {
+  const r = row as Partial<StoredMessage> & { event?: string }
+  return r.seq !== undefined ? { room: r.room, seq: r.seq, id: r.id } : { event: r.event }
+}
+
 async function withTimeout<T>(ms: number, work: () => Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined
   try {
@@ -45,11 +51,13 @@ interface Row {
   user_name: string
   body: string
   data: unknown
+  /** SQL NULL (no `data`), as opposed to a JSON null. */
+  no_data: boolean
   created_at: Date
 }
 
 const frameOf = (room: string, r: Row) =>
-  chatFrame(Number(r.seq), chatTail({ id: r.id, room, from: { id: r.user_id, name: r.user_name }, body: r.body, data: r.data ?? undefined, ts: r.created_at.toISOString() }))
+  chatFrame(Number(r.seq), chatTail({ id: r.id, room, from: { id: r.user_id, name: r.user_name }, body: r.body, data: r.no_data ? undefined : r.data, ts: r.created_at.toISOString() }))
 
 /**
  * PostgreSQL through postgres.js: migrations at start, messages written in batches (one
@@ -106,8 +114,8 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
           // during its handshake: a write that takes this long counts as failed (and is retried;
           // ON CONFLICT makes a late duplicate harmless).
           await withTimeout(WRITE_TIMEOUT_MS, async () => {
-            if (batch.length) await insertMessages(batch.map((p) => p.m))
-            if (auditBatch.length) await insertAudit(auditBatch)
+            if (batch.length) await insertOrIsolate(batch.map((p) => p.m), insertMessages)
+            if (auditBatch.length) await insertOrIsolate(auditBatch, insertAudit)
           })
           succeeded()
           backoff = 100
@@ -124,6 +132,28 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
     } finally {
       writing = false
       if ((queue.length > 0 || audits.length > 0) && !closed) schedule()
+    }
+  }
+
+  /**
+   * A batch that PostgreSQL refuses for its content (SQLSTATE class 22/23: a value it cannot
+   * store) is written row by row, and the rows it refuses are dropped with an error log, so
+   * one bad row never stops every write behind it. Other errors (connection) are thrown.
+   */
+  async function insertOrIsolate<T>(rows: T[], insert: (rows: T[]) => Promise<void>) {
+    try {
+      await insert(rows)
+    } catch (err) {
+      if (!isDataError(err)) throw err
+      for (const row of rows) {
+        try {
+          await insert([row])
+        } catch (e) {
+          if (!isDataError(e)) throw e
+          opts.onError?.(e)
+          log.error('row refused by PostgreSQL; dropped', { err: (e as Error).message, row: describeRow(row) })
+        }
+      }
     }
   }
 
@@ -199,13 +229,13 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
     async range(room, after, upTo) {
       if (upTo <= after) return []
       const rows = await sql<Row[]>`
-        select seq, id, user_id, user_name, body, data, created_at from messages
+        select seq, id, user_id, user_name, body, data, data is null as no_data, created_at from messages
         where room = ${room} and seq > ${after} and seq <= ${upTo} order by seq`
       return rows.map((r) => frameOf(room, r))
     },
     async page(room, before, limit): Promise<Page> {
       const rows = await sql<Row[]>`
-        select seq, id, user_id, user_name, body, data, created_at from messages
+        select seq, id, user_id, user_name, body, data, data is null as no_data, created_at from messages
         where room = ${room} ${before === undefined ? sql`` : sql`and seq < ${before}`}
         order by seq desc limit ${limit + 1}`
       const more = rows.length > limit
