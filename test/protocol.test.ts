@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { frameDecoder } from '../src/protocol/client-frames'
-import { chatFrame, chatSeq, chatTail } from '../src/protocol/server-frames'
+import { chatFrame, chatSeq, chatTail, userJson } from '../src/protocol/server-frames'
 
 describe('client frame validation', () => {
   const decode = frameDecoder(10)
@@ -42,5 +42,13 @@ describe('chat frame encoding', () => {
     expect(JSON.parse(f)).toEqual({ type: 'chat', seq: 42, id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
     expect(chatSeq(f)).toBe(42)
     expect(chatSeq('{"type":"typing"}')).toBe(-1)
+  })
+
+  test('a pre-encoded sender gives the same bytes as encoding it per message', () => {
+    for (const from of [{ id: 'u', name: 'U "q"' }, { id: 'ü\u2028', name: '<\\>\n\t' }, { id: 'anon-1', name: '' }]) {
+      const m = { id: Bun.randomUUIDv7(), room: 'general', from, body: 'hi "there"', data: { a: 1 }, ts: new Date().toISOString() }
+      expect(userJson(from)).toBe(JSON.stringify({ id: from.id, name: from.name }))
+      expect(chatTail({ ...m, fromJson: userJson(from) })).toBe(chatTail(m))
+    }
   })
 })

@@ -7,7 +7,7 @@ import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { frameDecoder } from '../protocol/client-frames'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
-import { CLOSE, chatSeq, chatTail, frames } from '../protocol/server-frames'
+import { CLOSE, chatSeq, chatTail, frames, userJson } from '../protocol/server-frames'
 import type { ErrorCode, User } from '../protocol/server-frames'
 import { allowed } from './connection'
 import type { Conn, Identity, Joining } from './connection'
@@ -264,16 +264,16 @@ export function createHub(deps: HubDeps) {
     if (pending) await pending.done
     if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id))
+    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
     metrics.publishLatency.observe((performance.now() - started) / 1000)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string) {
+  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string) {
     const id = Bun.randomUUIDv7()
     const ts = new Date().toISOString()
-    const tail = chatTail({ id, room, from, body, data, ts })
+    const tail = chatTail({ id, room, from, fromJson, body, data, ts })
     try {
       const accepted = await broker.append(room, { id, from, body, data, ts, tail }, dedupe || undefined)
       if (!accepted.duplicate) metrics.published.inc()
@@ -330,6 +330,7 @@ export function createHub(deps: HubDeps) {
     const next = await deps.refresh(f.token)
     if (next.user.id !== c.identity.user.id) throw new FrameError('forbidden', 'token: belongs to another user')
     c.identity = { ...next, user: { ...next.user } }
+    c.fromJson = userJson(c.identity.user)
     for (const room of new Set([...c.rooms.keys(), ...c.joining.keys()])) if (!allowed(c.identity, room)) {
       leave(c, room)
       send(c, frames.left(room), 'left')
@@ -374,6 +375,7 @@ export function createHub(deps: HubDeps) {
       id: `${deps.nodeId}-${(nextConn++).toString(36)}`,
       ws,
       identity,
+      fromJson: userJson(identity.user),
       rooms: new Map(),
       joining: new Map(),
       bucket: bucket.create(),
