@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { frameDecoder } from '../src/protocol/client-frames'
-import { chatFrame, chatSeq, chatTail, userJson } from '../src/protocol/server-frames'
+import { chatFrame, chatSeq, chatTail, chatTailOfOwn, userJson } from '../src/protocol/server-frames'
 
 describe('client frame validation', () => {
   const decode = frameDecoder(10)
@@ -49,6 +49,19 @@ describe('chat frame encoding', () => {
       const m = { id: Bun.randomUUIDv7(), room: 'general', from, body: 'hi "there"', data: { a: 1 }, ts: new Date().toISOString() }
       expect(userJson(from)).toBe(JSON.stringify({ id: from.id, name: from.name }))
       expect(chatTail({ ...m, fromJson: userJson(from) })).toBe(chatTail(m))
+    }
+  })
+
+  test('own ids and timestamps need no escaping: chatTailOfOwn gives chatTail\'s bytes', () => {
+    const from = { id: 'u"1', name: 'N\\n' }
+    const times = [0, Date.now(), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(1970, 0, 1, 0, 0, 0, 1)]
+    for (let i = 0; i < 2000; i++) {
+      const id = Bun.randomUUIDv7()
+      const ts = new Date(times[i % times.length]! + i).toISOString()
+      expect(JSON.stringify(id)).toBe(`"${id}"`)
+      expect(JSON.stringify(ts)).toBe(`"${ts}"`)
+      const data = i % 2 ? undefined : { k: [i, 'x"'] }
+      expect(chatTailOfOwn(id, 'r.1:a-b_c', userJson(from), 'b"\u2028', data, ts)).toBe(chatTail({ id, room: 'r.1:a-b_c', from, body: 'b"\u2028', data, ts }))
     }
   })
 })

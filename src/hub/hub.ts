@@ -7,7 +7,7 @@ import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { frameDecoder } from '../protocol/client-frames'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
-import { CLOSE, chatSeq, chatTail, frames, userJson } from '../protocol/server-frames'
+import { CLOSE, chatSeq, chatTailOfOwn, frames, userJson } from '../protocol/server-frames'
 import type { ErrorCode, User } from '../protocol/server-frames'
 import { allowed } from './connection'
 import type { Conn, Identity, Joining } from './connection'
@@ -273,7 +273,7 @@ export function createHub(deps: HubDeps) {
   async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string) {
     const id = Bun.randomUUIDv7()
     const ts = new Date().toISOString()
-    const tail = chatTail({ id, room, from, fromJson, body, data, ts })
+    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts)
     try {
       const accepted = await broker.append(room, { id, from, body, data, ts, tail }, dedupe || undefined)
       if (!accepted.duplicate) metrics.published.inc()

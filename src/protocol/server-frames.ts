@@ -23,6 +23,15 @@ export function chatTail(m: { id: string; room: string; from: User; fromJson?: s
   return `,"id":${q(m.id)},"room":${q(m.room)},"from":${m.fromJson ?? user(m.from)},"body":${q(m.body)}${opt('data', m.data)},"ts":${q(m.ts)}}`
 }
 
+/**
+ * chatTail for a message made here: `id` from Bun.randomUUIDv7() (hex digits and `-`) and `ts`
+ * from Date#toISOString() (digits, `-`, `:`, `.`, `T`, `Z`) hold nothing JSON must escape, so
+ * they are quoted without JSON.stringify; `fromJson` is userJson(from). Same bytes as chatTail.
+ */
+export function chatTailOfOwn(id: string, room: string, fromJson: string, body: string, data: unknown, ts: string): string {
+  return `,"id":"${id}","room":${q(room)},"from":${fromJson},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
+}
+
 export const chatFrame = (seq: number, tail: string) => CHAT_HEAD + seq + tail
 
 /** The seq of an encoded chat frame, or -1 when the text is not one. */
