@@ -67,9 +67,10 @@ export function createHub(deps: HubDeps) {
     const buffers = recovering.get(topic)
     if (buffers) for (const b of buffers) b.push(frame)
     const skip = except ? conns.get(except) : undefined
-    const status = skip && !skip.closing ? skip.ws.publish(topic, frame) : server().publish(topic, frame)
+    const s = server()
+    const status = skip && !skip.closing ? skip.ws.publish(topic, frame) : s.publish(topic, frame)
     const isMessage = topic.charCodeAt(0) === 117 /* u: */ || frame.charCodeAt(9) === 99 /* {"type":"chat */
-    if (isMessage) metrics.delivered.inc(server().subscriberCount(topic))
+    if (isMessage) metrics.delivered.inc(s.subscriberCount(topic))
     if (status === 0) cutSlowConsumers(topic, frame.length)
   }
 
