@@ -23,25 +23,28 @@ const groups: Group[] = []
 const lat = (x: RunStats | unknown) => (x && !isSkipped(x) ? (x as RunStats).latency : undefined)
 for (const p of r.scenarios.latency ?? [])
   groups.push({
-    label: `${p.members.toLocaleString('en-US')} members, ${p.rate} msg/s`,
+    label: `latency: ${p.members.toLocaleString('en-US')} members, ${p.rate} msg/s`,
     bars: [
       { name: 'bare Bun publish', color: '#9aa5b1', l: lat(p.bare) },
       { name: 'chat-server', color: '#2f6fde', l: lat(p.chat) },
     ],
   })
 const cross = r.scenarios.cross
-if (cross && !isSkipped(cross)) groups.push({ label: `cross-node, ${cross.members} members, ${r.options.rate} msg/s`, bars: [{ name: 'chat-server', color: '#2f6fde', l: cross.paced.latency }] })
+if (cross && !isSkipped(cross)) groups.push({ label: `cross-node: ${cross.members.toLocaleString('en-US')} members, ${r.options.rate} msg/s`, bars: [{ name: 'chat-server', color: '#2f6fde', l: cross.paced.latency }] })
 const persist = r.scenarios.persist
-if (persist && !isSkipped(persist)) groups.push({ label: 'persistence: ack', bars: [{ name: 'chat-server', color: '#2f6fde', l: persist.ack }] })
+if (persist && !isSkipped(persist)) groups.push({ label: 'persistence: ack, commit before ack', bars: [{ name: 'chat-server', color: '#2f6fde', l: persist.ack }] })
 
 const keys = ['p50', 'p95', 'p99', 'max'] as const
 const shade = { p50: 1, p95: 0.8, p99: 0.6, max: 0.35 }
-const W = 880
-const H = 420
+// Bars a fixed width, the chart as wide as its groups need, so that no label overlaps another.
+const BW = 26
+const groupWidth = (g: Group) => Math.max(9 * BW, BW * (g.bars.length * keys.length + g.bars.length - 1) + 3 * BW)
+const H = 440
 const left = 70
 const right = 20
 const top = 60
-const bottom = 90
+const bottom = 100
+const W = Math.max(880, left + right + groups.reduce((s, g) => s + groupWidth(g), 0))
 const values = groups.flatMap((g) => g.bars.flatMap((b) => (b.l ? keys.map((k) => b.l![k]) : []))).filter((v) => v > 0)
 const lo = Math.pow(10, Math.floor(Math.log10(Math.min(0.1, ...values))))
 const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(10, ...values))))
@@ -58,13 +61,13 @@ for (let d = lo; d <= hi; d *= 10) {
   svg.push(`<text x="${left - 8}" y="${y(d) + 4}" text-anchor="end" fill="#555">${d >= 1 ? d : d.toFixed(-Math.log10(d))}</text>`)
 }
 svg.push(`<line x1="${left}" x2="${W - right}" y1="${y(10)}" y2="${y(10)}" stroke="#d33" stroke-dasharray="6 4"/>`)
-svg.push(`<text x="${left + 4}" y="${y(10) - 5}" fill="#d33">target p99 &lt; 10 ms</text>`)
 
 const plotW = W - left - right
-const gw = groups.length ? plotW / groups.length : plotW
-groups.forEach((g, gi) => {
-  const gx = left + gi * gw
-  const bw = Math.min(22, (gw * 0.8) / (g.bars.length * keys.length + g.bars.length))
+const scale = groups.length ? plotW / groups.reduce((s, g) => s + groupWidth(g), 0) : 1
+let gx = left
+groups.forEach((g) => {
+  const gw = groupWidth(g) * scale
+  const bw = BW
   const span = bw * (g.bars.length * keys.length) + bw * (g.bars.length - 1)
   let x = gx + (gw - span) / 2
   for (const b of g.bars) {
@@ -80,10 +83,16 @@ groups.forEach((g, gi) => {
     svg.push(`<text x="${(x - (bw * keys.length) / 2 - bw / 2).toFixed(1)}" y="${H - bottom + 27}" text-anchor="middle" font-size="10">${esc(b.name)}${b.l ? '' : ' (none)'}</text>`)
     x += bw
   }
-  svg.push(`<text x="${(gx + gw / 2).toFixed(1)}" y="${H - bottom + 47}" text-anchor="middle" font-weight="bold">${esc(g.label)}</text>`)
+  // The group's label on up to two lines (split at the first comma), centred under it.
+  const cut = g.label.indexOf(', ')
+  const lines = cut > 0 ? [g.label.slice(0, cut), g.label.slice(cut + 2)] : [g.label]
+  lines.forEach((l, i) => svg.push(`<text x="${(gx + gw / 2).toFixed(1)}" y="${H - bottom + 47 + i * 15}" text-anchor="middle" font-weight="bold">${esc(l)}</text>`))
+  if (gx > left) svg.push(`<line x1="${gx.toFixed(1)}" x2="${gx.toFixed(1)}" y1="${top}" y2="${H - bottom + 60}" stroke="#eee"/>`)
+  gx += gw
 })
+
 if (!groups.length) svg.push(`<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no latency figures in ${esc(input)}</text>`)
-svg.push(`<text x="${left}" y="${H - 12}" fill="#555" font-size="11">Bars: p50, p95, p99, max (lighter = higher percentile). Generator and servers share the same cores.</text>`)
+svg.push(`<text x="${left}" y="${H - 12}" fill="#555" font-size="11">Bars: p50, p95, p99, max (lighter = higher percentile). Red dashed line: the p99 &lt; 10 ms target. Generator and servers share the same 2 cores.</text>`)
 svg.push('</svg>')
 mkdirSync(dirname(output), { recursive: true })
 writeFileSync(output, svg.join('\n') + '\n')

@@ -13,6 +13,7 @@
  *   --rate (msg/s of the paced phase of cross-node, 100)
  *   --workers (member processes, 2) --window (messages in flight, 1000)
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
+ *   --members=0 skips scenario 1 (1b still runs with --only=fanout): the per-message cost alone
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -270,57 +271,96 @@ async function latency(kind: 'bare' | 'chat', members: number, rate: number) {
 
 async function cross(): Promise<unknown> {
   const prefix = `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}:`
-  const env = { ...BENCH_ENV, REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix }
+  const env = { ...BENCH_ENV, REDIS_URL: REDIS, REDIS_PREFIX: prefix }
   const a = await startServer('chat', { ...env, NODE_ID: 'bench-a' })
   if (!a.ok) return notAvailable(a, 'REDIS_URL', 'cluster engine') ?? { skipped: `node A did not start (exit ${a.code})`, detail: a.stderr.slice(0, 300) }
   const b = await startServer('chat', { ...env, NODE_ID: 'bench-b' })
   if (!b.ok) {
     await a.server.stop()
+    await cleanRedis(prefix)
     return { skipped: `node B did not start (exit ${b.code})`, detail: b.stderr.slice(0, 300) }
   }
   try {
     const m = await spawnMembers(b.server, 'chat', opt.members, opt.workers, true)
     const s = await spawnSenders(a.server, 'chat', opt.senders)
     try {
-      // Both nodes' CPU counts as the server's: the window measures node B, add node A's share.
-      const a0 = cpuSeconds(a.server.pid)
-      const t0 = performance.now()
-      const flood = await floodPhase(b.server, m.ws, s, opt.crossS, false)
-      const aCpu = (cpuSeconds(a.server.pid) - a0) / ((performance.now() - t0) / 1000)
+      // The window measures node B as "the server"; node A's and Redis's CPU are read over
+      // the same phase. Paced first: a flood leaves a backlog that would inflate the latency.
+      const others = async <T>(f: () => Promise<T>) => {
+        const a0 = cpuSeconds(a.server.pid)
+        const r0 = await redisCpuSeconds()
+        const t0 = performance.now()
+        const r = await f()
+        const wall = (performance.now() - t0) / 1000
+        const r1 = await redisCpuSeconds()
+        return { ...r, nodeACpuPct: pct((cpuSeconds(a.server.pid) - a0) / wall), redisCpuPct: r0 === undefined || r1 === undefined ? undefined : pct((r1 - r0) / wall) }
+      }
+      const paced = await others(() => pacedPhase(b.server, m.ws, s, m.open, opt.crossS, opt.rate))
       await sleep(0.5)
-      const paced = await pacedPhase(b.server, m.ws, s, m.open, opt.crossS, opt.rate)
-      return { flood: { ...flood, nodeACpuPct: pct(aCpu) }, paced, members: m.open, senders: opt.senders, redisPrefix: prefix }
+      const flood = await others(() => floodPhase(b.server, m.ws, s, opt.crossS, false))
+      return { flood, paced, members: m.open, senders: opt.senders, rate: opt.rate, redisPrefix: prefix }
     } finally {
       await Promise.all([...m.ws, s].map((w) => w.exit()))
     }
   } finally {
     await Promise.all([a.server.stop(), b.server.stop()])
-    await cleanRedis(prefix)
+    const left = await cleanRedis(prefix)
+    if (left) log(`redis: ${left} keys under ${prefix} left behind`)
   }
 }
 
-async function cleanRedis(prefix: string) {
+const REDIS = 'redis://127.0.0.1:6379'
+
+/** CPU seconds the Redis server has used (INFO cpu), or undefined when it cannot be read. */
+async function redisCpuSeconds(): Promise<number | undefined> {
   try {
     const { default: Redis } = await import('ioredis')
-    const r = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 })
+    const r = new Redis(REDIS, { lazyConnect: true, maxRetriesPerRequest: 1 })
     await r.connect()
-    let cursor = '0'
-    let n = 0
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      cursor = next
-      if (keys.length) n += await r.del(...keys)
-    } while (cursor !== '0' && n < 1_000_000)
+    const info = await r.info('cpu')
     r.disconnect()
-  } catch (err) {
-    log('redis cleanup failed:', (err as Error).message)
+    const f = (k: string) => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(info)?.[1])
+    const v = f('used_cpu_sys') + f('used_cpu_user')
+    return Number.isFinite(v) ? v : undefined
+  } catch {
+    return undefined
   }
 }
+
+/** Deletes every key under the run's prefix; returns how many are still there afterwards. */
+async function cleanRedis(prefix: string): Promise<number> {
+  try {
+    const { default: Redis } = await import('ioredis')
+    const r = new Redis(REDIS, { lazyConnect: true, maxRetriesPerRequest: 1 })
+    await r.connect()
+    const scan = async (del: boolean) => {
+      let cursor = '0'
+      let n = 0
+      do {
+        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+        cursor = next
+        n += keys.length
+        if (del && keys.length) await r.del(...keys)
+      } while (cursor !== '0' && n < 1_000_000)
+      return n
+    }
+    await scan(true)
+    const left = await scan(false)
+    r.disconnect()
+    return left
+  } catch (err) {
+    log('redis cleanup failed:', (err as Error).message)
+    return -1
+  }
+}
+
+const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/test'
 
 async function persist(): Promise<unknown> {
   const db = `bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`
   const { default: postgres } = await import('postgres')
-  const admin = postgres('postgres://postgres@127.0.0.1:5432/postgres', { max: 1, onnotice: () => {} })
+  // Connects to the `test` database to create (and afterwards drop) a fresh one for the run.
+  const admin = postgres(PG_ADMIN, { max: 1, onnotice: () => {} })
   try {
     await admin.unsafe(`CREATE DATABASE ${db}`)
   } catch (err) {
@@ -341,7 +381,18 @@ async function persist(): Promise<unknown> {
         const { stats, win } = await measure(server, [...m.ws, s], opt.persistS)
         s.send({ cmd: 'halt' })
         const st = stats[stats.length - 1]!
+        // Every message sent in the whole run (warm-up included) must be acked and stored.
+        let totals = (await s.request({ cmd: 'stop' }, 'stats')).totals
+        for (let i = 0; i < 50 && totals.outstanding > 0; i++) {
+          await sleep(0.1)
+          totals = (await s.request({ cmd: 'stop' }, 'stats')).totals
+        }
+        const storedRows = await countStored(db)
         return {
+          sentTotal: totals.sent,
+          ackedTotal: totals.acks,
+          unanswered: totals.outstanding,
+          storedRows,
           committedPerSec: Math.round(st.acks / win.seconds),
           ack: mergeHist([st]),
           errors: st.errors,
@@ -365,6 +416,21 @@ async function persist(): Promise<unknown> {
       log(`could not drop ${db}:`, (err as Error).message)
     }
     await admin.end()
+  }
+}
+
+/** Rows in the run's messages table: every acked message must be there. */
+async function countStored(db: string): Promise<number | undefined> {
+  const { default: postgres } = await import('postgres')
+  const sql = postgres(PG_ADMIN.replace(/\/test$/, `/${db}`), { max: 1, onnotice: () => {} })
+  try {
+    const [row] = await sql`select count(*)::int as n from messages`
+    return row!.n as number
+  } catch (err) {
+    log('could not count stored messages:', (err as Error).message)
+    return undefined
+  } finally {
+    await sql.end()
   }
 }
 
@@ -445,13 +511,15 @@ async function main() {
   }
   log(`machine: ${JSON.stringify(results.machine)}`)
 
-  if (ONLY.includes('fanout')) {
+  if (ONLY.includes('fanout') && opt.members > 0) {
     log(`fan-out: ${opt.members} members, ${opt.senders} senders, ${opt.fanoutS} s`)
     const bare = await fanout('bare', opt.members, opt.fanoutS)
     log('  bare', JSON.stringify(bare))
     const chat = await fanout('chat', opt.members, opt.fanoutS)
     log('  chat', JSON.stringify(chat))
     results.scenarios.fanout = { bare: bare as RunStats, chat: chat as RunStats }
+  }
+  if (ONLY.includes('fanout')) {
     if (opt.smallMembers > 0) {
       // Few members: fan-out is cheap, so what each message costs besides publish shows.
       log(`per-message cost: ${opt.smallMembers} members, ${opt.senders} senders, ${opt.smallS} s`)

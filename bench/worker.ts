@@ -36,7 +36,7 @@ export type Command =
 export type Event =
   | { ev: 'ready'; open: number; failed: number; reasons: string[]; ms: number }
   | { ev: 'progress'; min: number }
-  | { ev: 'stats'; frames: number; chat: number; sent: number; acks: number; errors: number; closes: number; reasons: string[]; hist?: ReturnType<Histogram['toJSON']>; ms: number }
+  | { ev: 'stats'; frames: number; chat: number; sent: number; acks: number; errors: number; closes: number; reasons: string[]; hist?: ReturnType<Histogram['toJSON']>; ms: number; totals: { sent: number; acks: number; errors: number; outstanding: number } }
 
 const send = (e: Event) => process.send!(e)
 const JOINED = new TextEncoder().encode('{"type":"joined"')
@@ -202,7 +202,7 @@ function pump() {
 }
 
 function senderFrame(i: number, op: number, b: Uint8Array, s: number, e: number) {
-  if (op !== OP_TEXT || ackWindow === 0) return
+  if (op !== OP_TEXT || outstanding.size === 0) return
   const isAck = startsWith(b, s, e, ACK)
   const isErr = !isAck && startsWith(b, s, e, ERROR)
   if (!isAck && !isErr) return
@@ -217,7 +217,7 @@ function senderFrame(i: number, op: number, b: Uint8Array, s: number, e: number)
     errors++
     note(`error ${f.code}`)
   }
-  if (!stopping) sendAcked(i)
+  if (!stopping && ackWindow > 0) sendAcked(i)
 }
 
 function sendAcked(i: number) {
@@ -299,6 +299,7 @@ process.on('message', async (m: Command) => {
         reasons: [...reasons],
         hist: hist.n ? hist.toJSON() : undefined,
         ms: performance.now() - startedAt,
+        totals: { sent, acks, errors, outstanding: outstanding.size },
       })
       break
     case 'halt': // stop generating; sockets stay open for a next phase

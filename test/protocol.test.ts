@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { frameDecoder } from '../src/protocol/client-frames'
-import { chatFrame, chatSeq, chatTail } from '../src/protocol/server-frames'
+import { chatFrame, chatSeq, chatTail, chatTailOfOwn, userJson } from '../src/protocol/server-frames'
 
 describe('client frame validation', () => {
   const decode = frameDecoder(10)
@@ -42,5 +42,26 @@ describe('chat frame encoding', () => {
     expect(JSON.parse(f)).toEqual({ type: 'chat', seq: 42, id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
     expect(chatSeq(f)).toBe(42)
     expect(chatSeq('{"type":"typing"}')).toBe(-1)
+  })
+
+  test('a pre-encoded sender gives the same bytes as encoding it per message', () => {
+    for (const from of [{ id: 'u', name: 'U "q"' }, { id: 'ü\u2028', name: '<\\>\n\t' }, { id: 'anon-1', name: '' }]) {
+      const m = { id: Bun.randomUUIDv7(), room: 'general', from, body: 'hi "there"', data: { a: 1 }, ts: new Date().toISOString() }
+      expect(userJson(from)).toBe(JSON.stringify({ id: from.id, name: from.name }))
+      expect(chatTail({ ...m, fromJson: userJson(from) })).toBe(chatTail(m))
+    }
+  })
+
+  test('own ids and timestamps need no escaping: chatTailOfOwn gives chatTail\'s bytes', () => {
+    const from = { id: 'u"1', name: 'N\\n' }
+    const times = [0, Date.now(), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(1970, 0, 1, 0, 0, 0, 1)]
+    for (let i = 0; i < 2000; i++) {
+      const id = Bun.randomUUIDv7()
+      const ts = new Date(times[i % times.length]! + i).toISOString()
+      expect(JSON.stringify(id)).toBe(`"${id}"`)
+      expect(JSON.stringify(ts)).toBe(`"${ts}"`)
+      const data = i % 2 ? undefined : { k: [i, 'x"'] }
+      expect(chatTailOfOwn(id, 'r.1:a-b_c', userJson(from), 'b"\u2028', data, ts)).toBe(chatTail({ id, room: 'r.1:a-b_c', from, body: 'b"\u2028', data, ts }))
+    }
   })
 })

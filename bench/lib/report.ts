@@ -47,10 +47,28 @@ export interface Results {
     fanout?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     perMessage?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     latency?: { members: number; rate: number; bare: RunStats | Skipped; chat: RunStats | Skipped }[]
-    cross?: { flood: RunStats & { nodeACpuPct: number }; paced: RunStats; members: number; senders: number } | Skipped
+    cross?: { flood: RunStats & CrossCpu; paced: RunStats & CrossCpu; members: number; senders: number; rate?: number } | Skipped
     idle?: IdleRow[]
-    persist?: { committedPerSec: number; ack?: LatencySummary; errors: number; senders: number; inFlightPerSender: number; serverCpuPct: number } | Skipped
+    persist?:
+      | {
+          committedPerSec: number
+          ack?: LatencySummary
+          errors: number
+          senders: number
+          inFlightPerSender: number
+          serverCpuPct: number
+          generatorCpuPct?: number
+          sentTotal?: number
+          ackedTotal?: number
+          storedRows?: number
+        }
+      | Skipped
   }
+}
+
+interface CrossCpu {
+  nodeACpuPct: number
+  redisCpuPct?: number
 }
 
 export const isSkipped = (x: unknown): x is Skipped => typeof x === 'object' && x !== null && 'skipped' in x
@@ -108,9 +126,12 @@ export function renderTables(r: Results): string {
     if (!c) out.push(`| 3 cross-node: 2 nodes + Redis | deliveries/s, p99 | ${n(bare?.deliveriesPerSec)} | ${why(cr)} | – | ≥ 0.6 × bare |`)
     else {
       const rt = bare ? c.flood.deliveriesPerSec / bare.deliveriesPerSec : undefined
-      out.push(`| 3 cross-node: ${c.members} members on B, ${c.senders} senders on A | deliveries/s | ${n(bare?.deliveriesPerSec)} (scenario 1) | ${n(c.flood.deliveriesPerSec)} | ${ratio(c.flood.deliveriesPerSec, bare?.deliveriesPerSec)} | ≥ 0.6 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.6)} |`)
-      out.push(`| | p50 / p95 / p99 / max ms at ${r.options.rate} msg/s | | ${lat(c.paced.latency)} | | |`)
-      out.push(`| | CPU node A / node B / generator (%) | | ${n(c.flood.nodeACpuPct)} / ${n(c.flood.serverCpuPct)} / ${n(c.flood.generatorCpuPct)} | | |`)
+      const rate = c.rate ?? (r.options.rate as number)
+      const cpu = (x: RunStats & CrossCpu) => `${n(x.nodeACpuPct)} / ${n(x.serverCpuPct)} / ${n(x.redisCpuPct)} / ${n(x.generatorCpuPct)}`
+      out.push(`| 3 cross-node: 2 nodes + Redis, ${n(c.members)} members on node B, ${c.senders} senders on node A | flood deliveries/s (messages/s) | ${n(bare?.deliveriesPerSec)} (scenario 1, one node) | ${n(c.flood.deliveriesPerSec)} (${n(c.flood.messagesPerSec)}) | ${ratio(c.flood.deliveriesPerSec, bare?.deliveriesPerSec)} | ≥ 0.6 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.6)} |`)
+      out.push(`| | flood CPU node A / node B / Redis / generator (%) | | ${cpu(c.flood)} | | |`)
+      out.push(`| | p50 / p95 / p99 / max ms at ${rate} msg/s (${n(rate * c.members)} deliveries/s) | | ${lat(c.paced.latency)} | | |`)
+      out.push(`| | paced delivered / expected, CPU node A / node B / Redis / generator (%) | | ${c.paced.deliveredRatio ?? '–'}, ${cpu(c.paced)} | | |`)
     }
   }
   const idle = r.scenarios.idle
@@ -140,8 +161,10 @@ export function renderTables(r: Results): string {
     const p = get(pe)
     if (!p) out.push(`| 5 persistence (PostgreSQL) | committed msg/s, ack p99 | | ${why(pe)} | | |`)
     else {
-      out.push(`| 5 persistence: ${p.senders} senders × ${p.inFlightPerSender} in flight | committed (acked) msg/s | | ${n(p.committedPerSec)} | | |`)
+      out.push(`| 5 persistence: PostgreSQL, no Redis (ack after commit), ${p.senders} senders × ${p.inFlightPerSender} in flight | committed (acked) msg/s | | ${n(p.committedPerSec)} | | |`)
       out.push(`| | ack p50 / p95 / p99 / max ms | | ${lat(p.ack)} | | |`)
+      out.push(`| | server CPU / generator CPU (%) | | ${n(p.serverCpuPct)} / ${n(p.generatorCpuPct)} | | |`)
+      out.push(`| | whole run: sent / acked / rows in messages / errors | | ${n(p.sentTotal)} / ${n(p.ackedTotal)} / ${n(p.storedRows)} / ${n(p.errors)} | | |`)
     }
   }
   return out.join('\n')

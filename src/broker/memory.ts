@@ -75,9 +75,11 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       if (opts.store && !opts.store.accepting()) throw new Unavailable('the store is not keeping up: message refused')
       const seq = ++r.seq
       const frame = chatFrame(seq, draft.tail)
-      const { tail: _, ...fields } = draft
       // Commits resolve in seq order, so deliveries keep it too.
-      if (opts.store) await opts.store.save([{ ...fields, room, seq }])
+      if (opts.store) {
+        const { tail: _, ...fields } = draft // only with a store: no copy per message otherwise
+        await opts.store.save([{ ...fields, room, seq }])
+      }
       r.frames.push(frame)
       // Trim in chunks so that appends stay O(1) amortised.
       if (r.frames.length >= opts.historyLimit * 2 || r.frames.length > opts.historyLimit + 1024) {

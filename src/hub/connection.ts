@@ -22,6 +22,8 @@ export interface Conn {
   id: string
   ws: ServerWebSocket<unknown>
   identity: Identity
+  /** `identity.user` encoded as in frames, made once (and again on refresh), not per message. */
+  fromJson: string
   /** Rooms this connection is live in, with the seq its live stream started after. */
   rooms: Map<string, number>
   joining: Map<string, Joining>

@@ -7,7 +7,7 @@ import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { frameDecoder } from '../protocol/client-frames'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
-import { CLOSE, chatSeq, chatTail, frames } from '../protocol/server-frames'
+import { CLOSE, chatSeq, chatTailOfOwn, frames, userJson } from '../protocol/server-frames'
 import type { ErrorCode, User } from '../protocol/server-frames'
 import { allowed } from './connection'
 import type { Conn, Identity, Joining } from './connection'
@@ -69,9 +69,10 @@ export function createHub(deps: HubDeps) {
     const buffers = recovering.get(topic)
     if (buffers) for (const b of buffers) b.push(frame)
     const skip = except ? conns.get(except) : undefined
-    const status = skip && !skip.closing ? skip.ws.publish(topic, frame) : server().publish(topic, frame)
+    const s = server()
+    const status = skip && !skip.closing ? skip.ws.publish(topic, frame) : s.publish(topic, frame)
     const isMessage = topic.charCodeAt(0) === 117 /* u: */ || frame.charCodeAt(9) === 99 /* {"type":"chat */
-    if (isMessage) metrics.delivered.inc(server().subscriberCount(topic))
+    if (isMessage) metrics.delivered.inc(s.subscriberCount(topic))
     if (status === 0) cutSlowConsumers(topic, frame.length)
   }
 
@@ -266,16 +267,16 @@ export function createHub(deps: HubDeps) {
     if (pending) await pending.done
     if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id))
+    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
     metrics.publishLatency.observe((performance.now() - started) / 1000)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string) {
+  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string) {
     const id = Bun.randomUUIDv7()
     const ts = new Date().toISOString()
-    const tail = chatTail({ id, room, from, body, data, ts })
+    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts)
     try {
       const accepted = await broker.append(room, { id, from, body, data, ts, tail }, dedupe || undefined)
       if (!accepted.duplicate) metrics.published.inc()
@@ -332,6 +333,7 @@ export function createHub(deps: HubDeps) {
     const next = await deps.refresh(f.token)
     if (next.user.id !== c.identity.user.id) throw new FrameError('forbidden', 'token: belongs to another user')
     c.identity = { ...next, user: { ...next.user } }
+    c.fromJson = userJson(c.identity.user)
     for (const room of new Set([...c.rooms.keys(), ...c.joining.keys()])) if (!allowed(c.identity, room)) {
       leave(c, room)
       send(c, frames.left(room), 'left')
@@ -376,6 +378,7 @@ export function createHub(deps: HubDeps) {
       id: `${deps.nodeId}-${boot}-${(nextConn++).toString(36)}`,
       ws,
       identity,
+      fromJson: userJson(identity.user),
       rooms: new Map(),
       joining: new Map(),
       bucket: bucket.create(),

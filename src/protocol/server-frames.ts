@@ -18,8 +18,18 @@ const opt = (key: string, value: unknown) => (value === undefined ? '' : `,"${ke
  */
 export const CHAT_HEAD = '{"type":"chat","seq":'
 
-export function chatTail(m: { id: string; room: string; from: User; body: string; data?: unknown; ts: string }): string {
-  return `,"id":${q(m.id)},"room":${q(m.room)},"from":${user(m.from)},"body":${q(m.body)}${opt('data', m.data)},"ts":${q(m.ts)}}`
+/** `fromJson`, when given, is `userJson(from)` computed earlier (once per connection). */
+export function chatTail(m: { id: string; room: string; from: User; fromJson?: string; body: string; data?: unknown; ts: string }): string {
+  return `,"id":${q(m.id)},"room":${q(m.room)},"from":${m.fromJson ?? user(m.from)},"body":${q(m.body)}${opt('data', m.data)},"ts":${q(m.ts)}}`
+}
+
+/**
+ * chatTail for a message made here: `id` from Bun.randomUUIDv7() (hex digits and `-`) and `ts`
+ * from Date#toISOString() (digits, `-`, `:`, `.`, `T`, `Z`) hold nothing JSON must escape, so
+ * they are quoted without JSON.stringify; `fromJson` is userJson(from). Same bytes as chatTail.
+ */
+export function chatTailOfOwn(id: string, room: string, fromJson: string, body: string, data: unknown, ts: string): string {
+  return `,"id":"${id}","room":${q(room)},"from":${fromJson},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
 }
 
 export const chatFrame = (seq: number, tail: string) => CHAT_HEAD + seq + tail
@@ -32,6 +42,8 @@ export function chatSeq(frame: string): number {
 }
 
 const user = (u: User) => `{"id":${q(u.id)},"name":${q(u.name)}}`
+/** A user as it appears in frames (`from`, `user`): encode it once and keep it with the connection. */
+export const userJson = user
 
 export const frames = {
   welcome: (conn: string, u: User, node: string, rooms: string[]) =>
