@@ -12,74 +12,6 @@ export class Tally {
   }
 }
 
-/**
- * A histogram (no labels) observed into plain arrays (prom-client's Histogram hashes the
- * labels and makes a closure per observe) and registered as a metric of its own: on scrape it
- * gives the registry the values prom-client's Histogram would. A test keeps the exposition
- * equal to a prom-client Histogram's.
- */
-export class PlainHistogram {
-  readonly type = 'histogram'
-  readonly aggregator = 'sum'
-  readonly name: string
-  readonly help: string
-  private readonly bounds: number[]
-  private readonly counts: Float64Array
-  private sum = 0
-  private count = 0
-  /** As prom-client: the series is there from the start, gone after reset() until observed. */
-  private present = true
-
-  constructor(config: { name: string; help: string; buckets: number[]; registers: Registry[] }) {
-    this.name = config.name
-    this.help = config.help
-    this.bounds = [...config.buckets].sort((a, b) => a - b)
-    this.counts = new Float64Array(this.bounds.length)
-    for (const r of config.registers) r.registerMetric(this as never)
-  }
-
-  observe(value: number) {
-    if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`)
-    this.present = true
-    this.sum += value
-    this.count++
-    const b = this.bounds
-    for (let i = 0; i < b.length; i++)
-      if (value <= b[i]!) {
-        this.counts[i]!++
-        return
-      }
-  }
-
-  private values(shared: boolean) {
-    const bucket = `${this.name}_bucket`
-    const extra = shared ? { sharedLabels: {} } : {}
-    const values: Record<string, unknown>[] = []
-    if (!this.present) return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator }
-    let acc = 0
-    for (let i = 0; i < this.bounds.length; i++) values.push({ labels: { le: this.bounds[i]! }, ...extra, value: (acc += this.counts[i]!), metricName: bucket, exemplar: null })
-    values.push({ labels: { le: '+Inf' }, ...extra, value: this.count, metricName: bucket, exemplar: null })
-    values.push({ labels: {}, ...extra, value: this.sum, metricName: `${this.name}_sum`, exemplar: undefined })
-    values.push({ labels: {}, ...extra, value: this.count, metricName: `${this.name}_count`, exemplar: undefined })
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator }
-  }
-
-  async getForPromString() {
-    return this.values(true)
-  }
-
-  async get() {
-    return this.values(false)
-  }
-
-  reset() {
-    this.counts.fill(0)
-    this.sum = 0
-    this.count = 0
-    this.present = false
-  }
-}
-
 /** Every metric of the server, on a registry of its own. Label children are made once. */
 export function createMetrics() {
   const registry = new Registry()
@@ -131,7 +63,7 @@ export function createMetrics() {
   const authRefused = new Counter({ name: 'chat_auth_refused_total', help: 'Upgrades refused by authentication, by reason', labelNames: ['reason'], registers: [registry] })
   const brokerErrors = new Counter({ name: 'chat_broker_errors_total', help: 'Broker (Redis) operations that failed', registers: [registry] })
   const storeErrors = new Counter({ name: 'chat_store_errors_total', help: 'Store (PostgreSQL) operations that failed', registers: [registry] })
-  const publishLatency = new PlainHistogram({
+  const publishLatency = new Histogram({
     name: 'chat_publish_latency_seconds',
     help: 'From a chat frame received to its publish to the room',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
