@@ -102,6 +102,17 @@ if (config.APP_ENV === 'production' && config.authMode === 'off')
 auth?.start() // a JWKS that cannot be fetched now is retried; it never stops the server
 const sweep = setInterval(hub.sweep, 1000)
 
+// postgres.js can throw from a socket callback when the database drops a connection
+// (porsager/postgres#1208; seen here as a bare ECONNRESET): nothing of ours to catch it, and
+// exiting would drop every chat connection for an outage the store already survives.
+// Such an error is logged and counted; the node keeps serving.
+const uncaught = (kind: string) => (err: unknown) => {
+  metrics.uncaught.inc()
+  log.error(`${kind}; serving on`, { err: err instanceof Error ? err : String(err), stack: err instanceof Error ? err.stack?.split('\n').slice(0, 4).join(' | ') : undefined })
+}
+process.on('uncaughtException', uncaught('uncaught exception'))
+process.on('unhandledRejection', uncaught('unhandled rejection'))
+
 let stopping = false
 async function shutdown(signal: string) {
   if (stopping) return

@@ -154,7 +154,7 @@ describe('cluster through Redis', () => {
     const watcher = await member(a.ws, r, { user: 'survivor' })
     const ghost = await member(doomed.ws, r, { user: 'ghost' })
     await until(async () => (await watcher.request({ type: 'presence', room: r })).users.length === 2, 'ghost present')
-    doomed.proc.kill('SIGKILL')
+    void doomed.stop('SIGKILL')
     await doomed.exited
     const killedAt = Date.now()
     const leave = await watcher.next((f) => f.type === 'presence' && f.event === 'leave' && f.room === r && f.user.id === 'ghost', 32_000)

@@ -24,7 +24,7 @@ interface Pending {
 const BATCH_ROWS = 500
 const BATCH_DELAY_MS = 2
 const PRUNE_EVERY_MS = 3_600_000
-const WRITE_TIMEOUT_MS = 10_000
+const WRITE_TIMEOUT_MS = 5_000
 
 const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unknown })?.code ?? ''))
 const describeRow = (row: unknown) => {
@@ -202,10 +202,15 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
   pruner?.unref()
   if (pruner) await prune()
 
-  // While the database is away nothing else notices it coming back: ping.
+  // A ping tells readiness both ways: that the database went away while a write waits on a
+  // dead connection, and that it came back while nothing is being written.
+  let pinging = false
   const pinger = setInterval(() => {
-    if (writing) return
-    withTimeout(5000, () => sql`select 1`).then(succeeded, failed)
+    if (pinging) return
+    pinging = true
+    withTimeout(3000, () => sql`select 1`)
+      .then(succeeded, failed)
+      .finally(() => (pinging = false))
   }, 2000)
   pinger.unref()
 

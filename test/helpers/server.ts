@@ -80,7 +80,12 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   })
   onLine = undefined
   running.add(proc)
-  proc.exited.then(() => running.delete(proc))
+  let stopping = false
+  proc.exited.then((code) => {
+    running.delete(proc)
+    // A server that dies on its own is a finding: show why next to the failing test.
+    if (!stopping && code !== 0) console.error(`server on port ${port} exited by itself (${code}); stderr:\n${err}\nlast logs: ${JSON.stringify(logs.slice(-5))}`)
+  })
   return {
     port,
     url: `http://127.0.0.1:${port}`,
@@ -90,6 +95,7 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
     stderr: () => err,
     exited: proc.exited,
     async stop(signal = 'SIGTERM') {
+      stopping = true
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal)
       return proc.exited
     },
