@@ -356,6 +356,47 @@ async function cleanRedis(prefix: string): Promise<number> {
 
 const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/test'
 
+/** 10 senders with 4 acked messages in flight each, into a room of 100 members; stops the server. */
+async function ackedLoad(server: Awaited<ReturnType<typeof startServer>> extends infer R ? (R extends { ok: true; server: infer S } ? S : never) : never) {
+  try {
+    const m = await spawnMembers(server, 'chat', 100, 1, false)
+    const s = await spawnSenders(server, 'chat', opt.senders)
+    try {
+      const window = 4
+      s.send({ cmd: 'acked', window })
+      await sleep(opt.warmupS)
+      const { stats, win } = await measure(server, [...m.ws, s], opt.persistS)
+      s.send({ cmd: 'halt' })
+      const st = stats[stats.length - 1]!
+      // Every message sent in the whole run (warm-up included) must be acked.
+      let totals = (await s.request({ cmd: 'stop' }, 'stats')).totals
+      for (let i = 0; i < 50 && totals.outstanding > 0; i++) {
+        await sleep(0.1)
+        totals = (await s.request({ cmd: 'stop' }, 'stats')).totals
+      }
+      return {
+        sentTotal: totals.sent,
+        ackedTotal: totals.acks,
+        unanswered: totals.outstanding,
+        storedRows: undefined as number | undefined,
+        committedPerSec: Math.round(st.acks / win.seconds),
+        ack: mergeHist([st]),
+        errors: st.errors,
+        errorReasons: st.reasons,
+        inFlightPerSender: window,
+        senders: opt.senders,
+        serverCpuPct: pct(win.serverCpu),
+        generatorCpuPct: pct(win.generatorCpu),
+        seconds: Math.round(win.seconds * 100) / 100,
+      }
+    } finally {
+      await Promise.all([...m.ws, s].map((w) => w.exit()))
+    }
+  } finally {
+    await server.stop()
+  }
+}
+
 async function persist(): Promise<unknown> {
   const db = `bench_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`
   const { default: postgres } = await import('postgres')
@@ -370,45 +411,12 @@ async function persist(): Promise<unknown> {
   try {
     const r = await startServer('chat', { ...BENCH_ENV, POSTGRES_DSN: `postgres://postgres@127.0.0.1:5432/${db}` })
     if (!r.ok) return notAvailable(r, 'POSTGRES_DSN', 'persistence engine') ?? { skipped: `server did not start (exit ${r.code})`, detail: r.stderr.slice(0, 300) }
-    const server = r.server
-    try {
-      const m = await spawnMembers(server, 'chat', 100, 1, false)
-      const s = await spawnSenders(server, 'chat', opt.senders)
-      try {
-        const window = 4
-        s.send({ cmd: 'acked', window })
-        await sleep(opt.warmupS)
-        const { stats, win } = await measure(server, [...m.ws, s], opt.persistS)
-        s.send({ cmd: 'halt' })
-        const st = stats[stats.length - 1]!
-        // Every message sent in the whole run (warm-up included) must be acked and stored.
-        let totals = (await s.request({ cmd: 'stop' }, 'stats')).totals
-        for (let i = 0; i < 50 && totals.outstanding > 0; i++) {
-          await sleep(0.1)
-          totals = (await s.request({ cmd: 'stop' }, 'stats')).totals
-        }
-        const storedRows = await countStored(db)
-        return {
-          sentTotal: totals.sent,
-          ackedTotal: totals.acks,
-          unanswered: totals.outstanding,
-          storedRows,
-          committedPerSec: Math.round(st.acks / win.seconds),
-          ack: mergeHist([st]),
-          errors: st.errors,
-          errorReasons: st.reasons,
-          inFlightPerSender: window,
-          senders: opt.senders,
-          serverCpuPct: pct(win.serverCpu),
-          generatorCpuPct: pct(win.generatorCpu),
-          seconds: Math.round(win.seconds * 100) / 100,
-        }
-      } finally {
-        await Promise.all([...m.ws, s].map((w) => w.exit()))
-      }
-    } finally {
-      await server.stop()
-    }
+    const withStore = await ackedLoad(r.server)
+    withStore.storedRows = await countStored(db)
+    // The same load on a node without a store: what persistence costs per ack.
+    const b = await startServer('chat', BENCH_ENV)
+    const baseline = b.ok ? await ackedLoad(b.server) : { skipped: `server did not start (exit ${b.code})` }
+    return { ...withStore, baseline }
   } finally {
     try {
       await admin.unsafe(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`)

@@ -61,6 +61,7 @@ export interface Results {
           sentTotal?: number
           ackedTotal?: number
           storedRows?: number
+    baseline?: { committedPerSec: number; ack?: LatencySummary } | Skipped
         }
       | Skipped
   }
@@ -165,6 +166,11 @@ export function renderTables(r: Results): string {
       out.push(`| | ack p50 / p95 / p99 / max ms | | ${lat(p.ack)} | | |`)
       out.push(`| | server CPU / generator CPU (%) | | ${n(p.serverCpuPct)} / ${n(p.generatorCpuPct)} | | |`)
       out.push(`| | whole run: sent / acked / rows in messages / errors | | ${n(p.sentTotal)} / ${n(p.ackedTotal)} / ${n(p.storedRows)} / ${n(p.errors)} | | |`)
+      const base = p.baseline && get(p.baseline)
+      if (base?.ack && p.ack) {
+        out.push(`| | same load without a store: acked msg/s; ack p50 / p95 / p99 / max ms | | ${n(base.committedPerSec)}; ${lat(base.ack)} | | |`)
+        out.push(`| | cost of persistence: ack p50 / p99 (ms added) | | +${(p.ack.p50 - base.ack.p50).toFixed(2)} / +${(p.ack.p99 - base.ack.p99).toFixed(2)} | | |`)
+      }
     }
   }
   return out.join('\n')
