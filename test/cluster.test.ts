@@ -208,4 +208,39 @@ describe('Redis outage', () => {
       redis.kill('SIGKILL')
     }
   }, 40_000)
+
+  test('Redis back without its data: members get a fresh joined with the new epoch, and chat flows again', async () => {
+    const port = freePort()
+    const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
+    const startRedis = () =>
+      Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
+    let redis = startRedis()
+    try {
+      await until(() => listening(port), 'private redis to listen')
+      const emptyEnv = { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: 'empty:' }
+      const [x, y] = await Promise.all([node(emptyEnv), node(emptyEnv)])
+      const r = room()
+      const sender = await member(x.ws, r)
+      const reader = await member(y.ws, r)
+      const before = reader.all('joined').find((f) => f.room === r)!
+      for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `e${i}` })
+      await reader.next({ type: 'chat', room: r, seq: 3 })
+
+      redis.kill('SIGKILL')
+      await redis.exited
+      redis = startRedis() // no AOF, no RDB: every room's state is gone
+      await until(async () => (await fetch(`${y.url}/readyz`)).status === 200, 'node ready again', 15_000)
+      // The node notices the restart when it repairs after reconnecting, and tells its members.
+      const reset = await reader.next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 10_000)
+      expect(reset.recovered).toBe(false)
+      await until(async () => (await fetch(`${x.url}/readyz`)).status === 200, 'sender node ready again', 15_000)
+      const ack = await sender.request({ type: 'chat', room: r, body: 'after the restart' }, 5000)
+      expect(ack.seq).toBe(reset.seq + 1)
+      expect(await reader.next({ type: 'chat', room: r, body: 'after the restart' }, 5000)).toMatchObject({ seq: ack.seq })
+      sender.close()
+      reader.close()
+    } finally {
+      redis.kill('SIGKILL')
+    }
+  }, 40_000)
 })
