@@ -1,3 +1,5 @@
+import type Redis from 'ioredis'
+
 /**
  * Lua scripts of the Redis engine. Each runs atomically on the Redis server, so one call is
  * one consistent step however many nodes send at once.
@@ -93,3 +95,45 @@ export const UNLOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `
+
+/** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
+export type Scripted = Redis & {
+  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string): Promise<[number, number?, string?]>
+  chatPersisted(state: string, unpersisted: string, room: string, upTo: number): Promise<number>
+  unlock(lock: string, owner: string): Promise<number>
+  chatInit(state: string, seq: number, epoch: string): Promise<[string, string]>
+  chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
+  presenceAdd(conns: string, counts: string, names: string, index: string, conn: string, user: string, name: string, entry: string): Promise<number>
+  presenceRemove(conns: string, counts: string, names: string, index: string, conn: string, user: string, entry: string): Promise<number>
+}
+
+export function withScripts(redis: Redis): Scripted {
+  redis.defineCommand('chatAppend', { numberOfKeys: 4, lua: APPEND })
+  redis.defineCommand('chatPersisted', { numberOfKeys: 2, lua: PERSISTED })
+  redis.defineCommand('unlock', { numberOfKeys: 1, lua: UNLOCK })
+  redis.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })
+  redis.defineCommand('chatSince', { numberOfKeys: 2, lua: SINCE })
+  redis.defineCommand('presenceAdd', { numberOfKeys: 4, lua: PRESENCE_ADD })
+  redis.defineCommand('presenceRemove', { numberOfKeys: 4, lua: PRESENCE_REMOVE })
+  return redis as Scripted
+}
+
+/** Every key and channel, under one prefix. A room's keys share a hash tag (`{room}`). */
+export function redisKeys(P: string) {
+  return {
+    state: (room: string) => `${P}{${room}}:state`,
+    log: (room: string) => `${P}{${room}}:log`,
+    dedupe: (k: string) => `${P}dedupe:${k}`,
+    channel: (topic: string) => `${P}ch:${topic}`,
+    pConns: (room: string) => `${P}{${room}}:pconns`,
+    pCounts: (room: string) => `${P}{${room}}:pcounts`,
+    pNames: (room: string) => `${P}{${room}}:pnames`,
+    nodeIndex: (node: string) => `${P}node:${node}:presence`,
+    nodeAlive: (node: string) => `${P}node:${node}:alive`,
+    nodes: `${P}nodes`,
+    unpersisted: `${P}unpersisted`,
+    repairLock: `${P}repair-lock`,
+  }
+}
+
+export type RedisKeys = ReturnType<typeof redisKeys>

@@ -1,10 +1,11 @@
 import Redis from 'ioredis'
-import { CHAT_HEAD, chatSeq, frames } from '../protocol/server-frames'
-import type { User } from '../protocol/server-frames'
+import { CHAT_HEAD, chatSeq } from '../protocol/server-frames'
 import { log } from '../log'
-import { APPEND, INIT, PERSISTED, PRESENCE_ADD, PRESENCE_REMOVE, SINCE, UNLOCK } from './redis-scripts'
-import type { StoredMessage, Store } from '../store/types'
-import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay, RoomOrigin } from './types'
+import type { Store } from '../store/types'
+import { archiveRepair } from './redis-archive'
+import { redisPresence } from './redis-presence'
+import { redisKeys, withScripts } from './redis-scripts'
+import type { Accepted, Broker, Deliver, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
@@ -36,21 +37,8 @@ interface RoomStream {
 
 const newStream = (): RoomStream => ({ last: -1, repairing: false, held: false, pending: [], waiters: [] })
 
-type Scripted = Redis & {
-  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string): Promise<[number, number?, string?]>
-  chatPersisted(state: string, unpersisted: string, room: string, upTo: number): Promise<number>
-  unlock(lock: string, owner: string): Promise<number>
-  chatInit(state: string, seq: number, epoch: string): Promise<[string, string]>
-  chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
-  presenceAdd(conns: string, counts: string, names: string, index: string, conn: string, user: string, name: string, entry: string): Promise<number>
-  presenceRemove(conns: string, counts: string, names: string, index: string, conn: string, user: string, entry: string): Promise<number>
-}
-
 const HEARTBEAT_MS = 5_000
 const REPAIR_EVERY_MS = 1_000
-/** The repair leaves younger messages to the node that sent them, whose write is on its way. */
-const REPAIR_AGE_MS = 1_000
-const NODE_TTL_MS = 20_000
 
 /**
  * Many nodes, one chat: seq, the recent log, presence and dedupe live in Redis; every frame
@@ -61,52 +49,21 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
   const P = opts.prefix
   const origin = opts.origin ?? freshOrigin
   const common = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
-  const cmd = new Redis(opts.url, { ...common, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 3000 }) as Scripted
+  const cmd = withScripts(new Redis(opts.url, { ...common, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 3000 }))
   const sub = new Redis(opts.url, { ...common, autoResubscribe: false, enableOfflineQueue: true })
-  cmd.defineCommand('chatAppend', { numberOfKeys: 4, lua: APPEND })
-  cmd.defineCommand('chatPersisted', { numberOfKeys: 2, lua: PERSISTED })
-  cmd.defineCommand('unlock', { numberOfKeys: 1, lua: UNLOCK })
-  cmd.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })
-  cmd.defineCommand('chatSince', { numberOfKeys: 2, lua: SINCE })
-  cmd.defineCommand('presenceAdd', { numberOfKeys: 4, lua: PRESENCE_ADD })
-  cmd.defineCommand('presenceRemove', { numberOfKeys: 4, lua: PRESENCE_REMOVE })
-
-  const key = {
-    state: (room: string) => `${P}{${room}}:state`,
-    log: (room: string) => `${P}{${room}}:log`,
-    dedupe: (k: string) => `${P}dedupe:${k}`,
-    channel: (topic: string) => `${P}ch:${topic}`,
-    pConns: (room: string) => `${P}{${room}}:pconns`,
-    pCounts: (room: string) => `${P}{${room}}:pcounts`,
-    pNames: (room: string) => `${P}{${room}}:pnames`,
-    nodeIndex: (node: string) => `${P}node:${node}:presence`,
-    nodeAlive: (node: string) => `${P}node:${node}:alive`,
-    nodes: `${P}nodes`,
-    unpersisted: `${P}unpersisted`,
-    repairLock: `${P}repair-lock`,
-  }
+  const key = redisKeys(P)
   const channelPrefix = `${P}ch:`
 
   let deliver: Deliver = () => {}
   let onReset: (room: string, pos: Position) => void = () => {}
   const watched = new Map<string, { count: number; ready: Promise<void> }>()
   const streams = new Map<string, RoomStream>()
-  /** This node's presence entries, re-registered after Redis comes back empty. */
-  const mine = new Map<string, { room: string; user: User; conn: string }>()
-  /** Departures Redis has not heard of yet (it was down): retried when it is back. */
-  const departed = new Map<string, { room: string; user: User; conn: string }>()
-  let connectedSince = 0
-  const inflight = new Set<Promise<unknown>>()
   let timer: ReturnType<typeof setInterval> | undefined
   let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
-
-  const track = <T>(p: Promise<T>): Promise<T> => {
-    inflight.add(p)
-    p.finally(() => inflight.delete(p)).catch(() => {})
-    return p
-  }
+  const presence = redisPresence(cmd, key, opts.nodeId)
+  const repairArchive = opts.store ? archiveRepair(cmd, key, opts.store, opts.nodeId) : undefined
 
   // ---- receiving ----
 
@@ -199,24 +156,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
         }
       })
   })
-  /** After a reconnect: presence this node holds is registered again, departures retried. */
-  cmd.on('ready', () => {
-    connectedSince = Date.now()
-    if (closing || !started) return
-    for (const e of mine.values())
-      void registerPresence(e.room, e.user, e.conn)
-        .then((n) => void (n === 1 && announce(e.room, 'join', e.user)))
-        .catch(() => {})
-    for (const [k, e] of departed)
-      void removePresence(opts.nodeId, e.room, e.user, e.conn)
-        .then((last) => {
-          departed.delete(k)
-          if (last) announce(e.room, 'leave', e.user)
-        })
-        .catch(() => {})
-  })
-  const announce = (room: string, event: 'join' | 'leave', user: User) =>
-    cmd.publish(key.channel(roomTopic(room)), frames.presenceEvent(room, event, user)).catch(() => {})
+  cmd.on('ready', () => presence.reconnected(!closing && started))
   let lastState = ''
   const onState = () => {
     const state = `${cmd.status}/${sub.status}`
@@ -261,122 +201,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     return { seq, epoch, frames: since <= seq ? frames : [], complete }
   }
 
-  // ---- archive repair (persistence on) ----
-
-  let repairing = false
-  async function repairArchive() {
-    const store = opts.store
-    if (!store || repairing || closing) return
-    repairing = true
-    let locked = false
-    try {
-      locked = (await cmd.set(key.repairLock, opts.nodeId, 'PX', 30_000, 'NX')) === 'OK'
-      if (!locked) return
-      for (const room of await cmd.smembers(key.unpersisted)) {
-        const pw = Number((await cmd.hget(key.state(room), 'pw')) ?? 0)
-        const entries = (await cmd.xrange(key.log(room), `${pw + 1}-0`, '+', 'COUNT', 5000)) as [string, string[]][]
-        const cutoff = Date.now() - REPAIR_AGE_MS
-        const ready: StoredMessage[] = []
-        for (const [, fields] of entries) {
-          const f = JSON.parse(fields[1]!)
-          if (Date.parse(f.ts) > cutoff) break
-          ready.push({ room, seq: f.seq, id: f.id, from: f.from, body: f.body, data: f.data, ts: f.ts })
-        }
-        if (ready.length === 0) {
-          if (entries.length === 0) await cmd.chatPersisted(key.state(room), key.unpersisted, room, pw)
-          continue
-        }
-        const lo = ready[0]!.seq
-        const hi = ready.at(-1)!.seq
-        if (lo > pw + 1) log.warn('the room stream no longer holds messages the store lacks', { room, from: pw + 1, to: lo - 1 })
-        const have = await store.stored(room, lo, hi)
-        const missing = ready.filter((m) => !have.has(m.seq))
-        if (missing.length) {
-          await store.save(missing)
-          log.info('repaired messages into the store', { room, count: missing.length, from: missing[0]!.seq, to: missing.at(-1)!.seq })
-        }
-        await cmd.chatPersisted(key.state(room), key.unpersisted, room, hi)
-      }
-    } catch (err) {
-      log.debug('archive repair failed', { err })
-    } finally {
-      if (locked) await cmd.unlock(key.repairLock, opts.nodeId).catch(() => {})
-      repairing = false
-    }
-  }
-
-  // ---- presence ----
-
-  const entryOf = (room: string, user: User, conn: string) => JSON.stringify([room, conn, user.id, user.name])
-
-  function registerPresence(room: string, user: User, conn: string) {
-    return cmd.presenceAdd(key.pConns(room), key.pCounts(room), key.pNames(room), key.nodeIndex(opts.nodeId), conn, user.id, user.name, entryOf(room, user, conn))
-  }
-
-  async function removePresence(node: string, room: string, user: User, conn: string): Promise<boolean> {
-    const last = await cmd.presenceRemove(key.pConns(room), key.pCounts(room), key.pNames(room), key.nodeIndex(node), conn, user.id, entryOf(room, user, conn))
-    return last === 1
-  }
-
-  const presence: Presence = {
-    async add(room, user, conn) {
-      mine.set(`${room}\n${conn}`, { room, user, conn })
-      return track(registerPresence(room, user, conn)).then((n) => n === 1)
-    },
-    async remove(room, userId, conn) {
-      const k = `${room}\n${conn}`
-      const e = mine.get(k)
-      mine.delete(k)
-      if (!e) return false
-      try {
-        return await track(removePresence(opts.nodeId, room, e.user, conn))
-      } catch (err) {
-        departed.set(k, e)
-        throw err
-      }
-    },
-    async list(room) {
-      const names = await cmd.hgetall(key.pNames(room))
-      return Object.entries(names).map(([id, name]) => ({ id, name }))
-    },
-  }
-
-  /** Heartbeat, and the cleanup of nodes that died without cleaning up after themselves. */
-  async function heartbeat() {
-    await cmd.set(key.nodeAlive(opts.nodeId), String(Date.now()), 'PX', NODE_TTL_MS)
-    await cmd.sadd(key.nodes, opts.nodeId)
-    // Right after a reconnect the other nodes' heartbeats may have lapsed with the outage:
-    // give them a full TTL to show they are alive before reaping anything.
-    if (Date.now() - connectedSince < NODE_TTL_MS) return
-    for (const node of await cmd.smembers(key.nodes)) {
-      if (node === opts.nodeId || (await cmd.exists(key.nodeAlive(node)))) continue
-      await reap(node)
-    }
-  }
-
-  async function reap(node: string) {
-    const entries = await cmd.smembers(key.nodeIndex(node))
-    for (const entry of entries) {
-      const [room, conn, id, name] = JSON.parse(entry) as [string, string, string, string]
-      if (await removePresence(node, room, { id, name }, conn))
-        await cmd.publish(key.channel(roomTopic(room)), frames.presenceEvent(room, 'leave', { id, name }))
-    }
-    if ((await cmd.scard(key.nodeIndex(node))) === 0) await cmd.srem(key.nodes, node)
-    if (entries.length) log.info('reaped presence of a dead node', { dead: node, entries: entries.length })
-  }
-
   return {
     kind: 'redis',
     async start(d, reset) {
       deliver = d
       if (reset) onReset = reset
       await Promise.all([cmd.connect(), sub.connect()])
-      await reap(opts.nodeId) // leftovers of an earlier life under the same NODE_ID
-      connectedSince = Date.now() - NODE_TTL_MS // a fresh start may reap at once
-      await heartbeat()
-      timer = setInterval(() => heartbeat().catch((err) => log.debug('heartbeat failed', { err })), HEARTBEAT_MS)
+      await presence.begin()
+      timer = setInterval(() => presence.heartbeat().catch((err) => log.debug('heartbeat failed', { err })), HEARTBEAT_MS)
       timer.unref()
-      if (opts.store) {
+      if (repairArchive) {
         repairTimer = setInterval(() => void repairArchive(), REPAIR_EVERY_MS)
         repairTimer.unref()
       }
@@ -460,7 +294,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       const more = entries.length > limit
       return { frames: entries.slice(0, limit).reverse().map(([, f]) => f[1]!), more }
     },
-    presence,
+    presence: presence.presence,
     problem() {
       if (cmd.status !== 'ready') return `redis: ${cmd.status}`
       if (sub.status !== 'ready') return `redis subscriber: ${sub.status}`
@@ -470,12 +304,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       closing = true
       if (timer) clearInterval(timer)
       if (repairTimer) clearInterval(repairTimer)
-      await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(2000)])
-      try {
-        // A node that leaves entries behind stays listed, so that the reaper cleans up after it.
-        if (mine.size === 0 && departed.size === 0) await cmd.srem(key.nodes, opts.nodeId)
-        await cmd.del(key.nodeAlive(opts.nodeId))
-      } catch {}
+      await presence.end()
       sub.disconnect()
       cmd.disconnect()
     },

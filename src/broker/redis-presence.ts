@@ -1,0 +1,128 @@
+import { log } from '../log'
+import { frames } from '../protocol/server-frames'
+import type { User } from '../protocol/server-frames'
+import type { RedisKeys, Scripted } from './redis-scripts'
+import type { Presence } from './types'
+import { roomTopic } from './types'
+
+/** A node proves it is alive this often; past the TTL without a beat it counts as dead. */
+const NODE_TTL_MS = 20_000
+
+interface Entry {
+  room: string
+  user: User
+  conn: string
+}
+
+/**
+ * Cluster-wide presence in Redis: per room a set of connections, a count and a name per user;
+ * per node an index of its entries and an `alive` key kept by a heartbeat. Any node reaps the
+ * entries of a node whose heartbeat lapsed, announcing the leaves.
+ */
+export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string) {
+  /** This node's entries, registered again after Redis comes back empty. */
+  const mine = new Map<string, Entry>()
+  /** Departures Redis has not heard of yet (it was down): retried when it is back. */
+  const departed = new Map<string, Entry>()
+  const inflight = new Set<Promise<unknown>>()
+  let connectedSince = 0
+
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    inflight.add(p)
+    p.finally(() => inflight.delete(p)).catch(() => {})
+    return p
+  }
+  const entryOf = (room: string, user: User, conn: string) => JSON.stringify([room, conn, user.id, user.name])
+
+  const register = (e: Entry) =>
+    cmd.presenceAdd(key.pConns(e.room), key.pCounts(e.room), key.pNames(e.room), key.nodeIndex(nodeId), e.conn, e.user.id, e.user.name, entryOf(e.room, e.user, e.conn))
+
+  async function unregister(node: string, e: Entry): Promise<boolean> {
+    const last = await cmd.presenceRemove(key.pConns(e.room), key.pCounts(e.room), key.pNames(e.room), key.nodeIndex(node), e.conn, e.user.id, entryOf(e.room, e.user, e.conn))
+    return last === 1
+  }
+
+  const announce = (room: string, event: 'join' | 'leave', user: User) =>
+    cmd.publish(key.channel(roomTopic(room)), frames.presenceEvent(room, event, user))
+
+  const presence: Presence = {
+    async add(room, user, conn) {
+      const e = { room, user, conn }
+      mine.set(`${room}\n${conn}`, e)
+      return track(register(e)).then((n) => n === 1)
+    },
+    async remove(room, _userId, conn) {
+      const k = `${room}\n${conn}`
+      const e = mine.get(k)
+      mine.delete(k)
+      if (!e) return false
+      try {
+        return await track(unregister(nodeId, e))
+      } catch (err) {
+        departed.set(k, e)
+        throw err
+      }
+    },
+    async list(room) {
+      const names = await cmd.hgetall(key.pNames(room))
+      return Object.entries(names).map(([id, name]) => ({ id, name }))
+    },
+  }
+
+  async function reap(node: string) {
+    const entries = await cmd.smembers(key.nodeIndex(node))
+    for (const raw of entries) {
+      const [room, conn, id, name] = JSON.parse(raw) as [string, string, string, string]
+      if (await unregister(node, { room, conn, user: { id, name } })) await announce(room, 'leave', { id, name })
+    }
+    if ((await cmd.scard(key.nodeIndex(node))) === 0) await cmd.srem(key.nodes, node)
+    if (entries.length) log.info('reaped presence of a dead node', { dead: node, entries: entries.length })
+  }
+
+  async function heartbeat() {
+    await cmd.set(key.nodeAlive(nodeId), String(Date.now()), 'PX', NODE_TTL_MS)
+    await cmd.sadd(key.nodes, nodeId)
+    // Right after a reconnect the other nodes' heartbeats may have lapsed with the outage:
+    // give them a full TTL to show they are alive before reaping anything.
+    if (Date.now() - connectedSince < NODE_TTL_MS) return
+    for (const node of await cmd.smembers(key.nodes)) {
+      if (node === nodeId || (await cmd.exists(key.nodeAlive(node)))) continue
+      await reap(node)
+    }
+  }
+
+  return {
+    presence,
+    heartbeat,
+    /** At start: clear what an earlier life under the same NODE_ID left, then beat. */
+    async begin() {
+      await reap(nodeId)
+      connectedSince = Date.now() - NODE_TTL_MS // a fresh start may reap at once
+      await heartbeat()
+    },
+    /** The command connection is (back) up: register what this node holds, retry departures. */
+    reconnected(resync: boolean) {
+      connectedSince = Date.now()
+      if (!resync) return
+      for (const e of mine.values())
+        void register(e)
+          .then((n) => (n === 1 ? announce(e.room, 'join', e.user) : undefined))
+          .catch(() => {})
+      for (const [k, e] of departed)
+        void unregister(nodeId, e)
+          .then((last) => {
+            departed.delete(k)
+            return last ? announce(e.room, 'leave', e.user) : undefined
+          })
+          .catch(() => {})
+    },
+    /** At shutdown: let pending writes finish; a node that leaves entries behind stays listed for the reaper. */
+    async end() {
+      await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(2000)])
+      try {
+        if (mine.size === 0 && departed.size === 0) await cmd.srem(key.nodes, nodeId)
+        await cmd.del(key.nodeAlive(nodeId))
+      } catch {}
+    },
+  }
+}
