@@ -1,5 +1,5 @@
 import type { Server, ServerWebSocket } from 'bun'
-import type { Broker, Page, Position, Replay } from '../broker/types'
+import type { Broker, Position } from '../broker/types'
 import { Unavailable, roomTopic, userTopic } from '../broker/types'
 import type { AuditEntry, Store } from '../store/types'
 import type { Config } from '../config'
@@ -7,10 +7,12 @@ import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { frameDecoder } from '../protocol/client-frames'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
-import { CLOSE, chatSeq, chatTailOfOwn, frames, userJson } from '../protocol/server-frames'
+import { CLOSE, chatTailOfOwn, frames, userJson } from '../protocol/server-frames'
 import type { ErrorCode, User } from '../protocol/server-frames'
 import { allowed } from './connection'
-import type { Conn, Identity, Joining } from './connection'
+import { createRooms } from './rooms'
+import { FrameError } from './errors'
+import type { Conn, Identity } from './connection'
 import { tokenBucket } from './rate-limit'
 
 export interface HubDeps {
@@ -25,12 +27,7 @@ export interface HubDeps {
   refresh?: (token: string) => Promise<Identity>
 }
 
-/** Thrown by handlers to answer the frame with an `error`. */
-export class FrameError extends Error {
-  constructor(readonly code: ErrorCode, message: string) {
-    super(message)
-  }
-}
+export { FrameError }
 
 const STRIKES_BEFORE_CLOSE = 3
 const STRIKE_MEMORY_MS = 10_000
@@ -50,8 +47,6 @@ export function createHub(deps: HubDeps) {
   const conns = new Map<string, Conn>()
   /** Local members of each topic (room and user topics), for presence and slow-consumer checks. */
   const members = new Map<string, Set<Conn>>()
-  /** Buffers of joins in progress, by topic: frames delivered meanwhile land here too. */
-  const recovering = new Map<string, Set<string[]>>()
   let nextConn = 0
   /** Connection ids stay unique across restarts of a node with a fixed NODE_ID (sessions key on them). */
   const boot = Bun.randomUUIDv7().slice(-4)
@@ -66,8 +61,7 @@ export function createHub(deps: HubDeps) {
   // ---- delivery (called by the broker for every frame of a watched topic) ----
 
   function deliver(topic: string, frame: string, except?: string) {
-    const buffers = recovering.get(topic)
-    if (buffers) for (const b of buffers) b.push(frame)
+    rooms.overhear(topic, frame)
     const skip = except ? conns.get(except) : undefined
     const s = server()
     const status = skip && !skip.closing ? skip.ws.publish(topic, frame) : s.publish(topic, frame)
@@ -133,131 +127,8 @@ export function createHub(deps: HubDeps) {
     store?.audit(entry)
   }
 
-  // ---- reading the past: the broker's log first, the store for what it no longer holds ----
-
-  async function readSince(room: string, since: number): Promise<Replay> {
-    const r = await broker.since(room, since)
-    if (r.complete || !store || since >= r.seq) return r
-    const firstHeld = r.frames.length ? chatSeq(r.frames[0]!) : r.seq + 1
-    const head = await store.range(room, since, firstHeld - 1)
-    const frames = head.concat(r.frames)
-    return { ...r, frames, complete: frames.length === r.seq - since }
-  }
-
-  async function page(room: string, before: number | undefined, limit: number): Promise<Page> {
-    const recent = await broker.page(room, before, limit)
-    if (!store) return recent
-    const first = recent.frames.length ? chatSeq(recent.frames[0]!) : before
-    if (recent.frames.length === limit) return { frames: recent.frames, more: recent.more || (first ?? 1) > 1 }
-    const older = await store.page(room, first, limit - recent.frames.length)
-    return { frames: older.frames.concat(recent.frames), more: older.more }
-  }
-
-  // ---- rooms ----
-
-  function announce(room: string, event: 'join' | 'leave', user: User) {
-    broker.relay(roomTopic(room), frames.presenceEvent(room, event, user)).catch((err) => {
-      metrics.brokerErrors.inc()
-      log.warn('presence event not relayed', { room, err })
-    })
-  }
-
-  /**
-   * Makes `c` live in `room`. With `since` (and a matching `epoch`), first replays what it
-   * missed. The boundary is exact: the topic's frames are buffered while the log is read,
-   * then the replay, `joined`, the buffered frames newer than the replay and the Bun
-   * subscription happen in one synchronous step, so nothing is skipped or sent twice.
-   */
-  async function join(c: Conn, room: string, since?: number, epoch?: string, id?: string): Promise<void> {
-    if (!allowed(c.identity, room)) throw new FrameError('forbidden', `room: not allowed to join ${room}`)
-    const topic = roomTopic(room)
-    const pending = c.joining.get(room)
-    if (pending) {
-      await pending.done
-      if (!c.rooms.has(room)) throw new FrameError('unavailable', `room: joining ${room} failed`)
-    }
-    const boundary = c.rooms.get(room)
-    if (boundary !== undefined) return rejoin(c, room, boundary, since, epoch, id)
-
-    let finish!: () => void
-    const joining: Joining = { buffer: [], done: new Promise<void>((r) => (finish = r)) }
-    c.joining.set(room, joining)
-    let buffers = recovering.get(topic)
-    if (!buffers) recovering.set(topic, (buffers = new Set()))
-    buffers.add(joining.buffer)
-    let watched = false
-    try {
-      watched = true // counted even if it fails: unwatched below either way
-      await broker.watch(topic)
-      let replay: string[] = []
-      let recovered = false
-      const pos: Replay = since === undefined ? { ...(await broker.position(room)), frames: [], complete: false } : await readSince(room, since)
-      if (since !== undefined && pos.complete && (epoch === undefined || epoch === pos.epoch)) {
-        replay = pos.frames
-        recovered = true
-      }
-      await broker.caughtUp(room, pos.seq)
-      if (c.closing || c.joining.get(room) !== joining) {
-        broker.unwatch(topic)
-        return
-      }
-      c.ws.cork(() => {
-        for (const f of replay) send(c, f, 'chat')
-        send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id), 'joined')
-        for (const f of joining.buffer) {
-          const seq = chatSeq(f)
-          if (seq === -1 || seq > pos.seq) send(c, f, seq === -1 ? 'presence' : 'chat')
-        }
-        c.ws.subscribe(topic)
-      })
-      c.rooms.set(room, pos.seq)
-      addMember(topic, c)
-      audit({ event: 'join', user: c.identity.user.id, conn: c.id, room })
-      broker.presence
-        .add(room, c.identity.user, c.id)
-        .then((first) => first && announce(room, 'join', c.identity.user))
-        .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err }))
-    } catch (err) {
-      if (watched) broker.unwatch(topic)
-      metrics.brokerErrors.inc()
-      log.warn('join failed', { room, conn: c.id, err })
-      throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
-    } finally {
-      buffers.delete(joining.buffer)
-      if (buffers.size === 0) recovering.delete(topic)
-      if (c.joining.get(room) === joining) c.joining.delete(room)
-      finish()
-    }
-  }
-
-  /** A join for a room the connection is already live in: replay up to where its live stream began. */
-  async function rejoin(c: Conn, room: string, boundary: number, since?: number, epoch?: string, id?: string) {
-    if (since === undefined) {
-      const pos = await broker.position(room)
-      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id), 'joined')
-    }
-    const r = await readSince(room, since)
-    const ok = r.complete && (epoch === undefined || epoch === r.epoch)
-    const replay = ok ? r.frames.slice(0, Math.max(0, boundary - since)) : []
-    c.ws.cork(() => {
-      for (const f of replay) send(c, f, 'chat')
-      send(c, frames.joined(room, r.seq, r.epoch, ok, id), 'joined')
-    })
-  }
-
-  function leave(c: Conn, room: string) {
-    c.joining.delete(room) // a join in progress sees this and gives up
-    if (!c.rooms.delete(room)) return
-    const topic = roomTopic(room)
-    if (!c.closing) c.ws.unsubscribe(topic)
-    removeMember(topic, c)
-    audit({ event: 'leave', user: c.identity.user.id, conn: c.id, room })
-    broker.unwatch(topic)
-    broker.presence
-      .remove(room, c.identity.user.id, c.id)
-      .then((last) => last && announce(room, 'leave', c.identity.user))
-      .catch((err) => log.warn('presence not removed', { room, conn: c.id, err }))
-  }
+  const rooms = createRooms({ broker, store, metrics, send, audit, addMember, removeMember })
+  const { join, leave, page } = rooms
 
   // ---- frames ----
 

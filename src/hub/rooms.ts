@@ -1,0 +1,164 @@
+import type { Broker, Page, Replay } from '../broker/types'
+import { roomTopic } from '../broker/types'
+import { log } from '../log'
+import type { Metrics } from '../metrics'
+import { chatSeq, frames } from '../protocol/server-frames'
+import type { User } from '../protocol/server-frames'
+import type { AuditEntry, Store } from '../store/types'
+import { allowed } from './connection'
+import type { Conn, Joining } from './connection'
+import { FrameError } from './errors'
+
+export interface RoomsDeps {
+  broker: Broker
+  store?: Store
+  metrics: Metrics
+  send: (c: Conn, frame: string, type: keyof Metrics['framesOut']) => void
+  audit: (entry: AuditEntry) => void
+  addMember: (topic: string, c: Conn) => void
+  removeMember: (topic: string, c: Conn) => void
+}
+
+/**
+ * Room membership on Bun topics, and the past of a room: joining with recovery (the exact
+ * replay/live boundary), leaving, and pages of history from the broker's log and the store.
+ */
+export function createRooms(deps: RoomsDeps) {
+  const { broker, store, metrics, send, audit, addMember, removeMember } = deps
+  /** Buffers of joins in progress, by topic: frames delivered meanwhile land here too. */
+  const recovering = new Map<string, Set<string[]>>()
+
+  /** Every frame this node delivers on a topic passes here first, for the joins in progress. */
+  function overhear(topic: string, frame: string) {
+    const buffers = recovering.get(topic)
+    if (buffers) for (const b of buffers) b.push(frame)
+  }
+
+  // ---- reading the past: the broker's log first, the store for what it no longer holds ----
+
+  async function readSince(room: string, since: number): Promise<Replay> {
+    const r = await broker.since(room, since)
+    if (r.complete || !store || since >= r.seq) return r
+    const firstHeld = r.frames.length ? chatSeq(r.frames[0]!) : r.seq + 1
+    const head = await store.range(room, since, firstHeld - 1)
+    const frames = head.concat(r.frames)
+    return { ...r, frames, complete: frames.length === r.seq - since }
+  }
+
+  async function page(room: string, before: number | undefined, limit: number): Promise<Page> {
+    const recent = await broker.page(room, before, limit)
+    if (!store) return recent
+    const first = recent.frames.length ? chatSeq(recent.frames[0]!) : before
+    if (recent.frames.length === limit) return { frames: recent.frames, more: recent.more || (first ?? 1) > 1 }
+    const older = await store.page(room, first, limit - recent.frames.length)
+    return { frames: older.frames.concat(recent.frames), more: older.more }
+  }
+
+  // ---- rooms ----
+
+  function announce(room: string, event: 'join' | 'leave', user: User) {
+    broker.relay(roomTopic(room), frames.presenceEvent(room, event, user)).catch((err) => {
+      metrics.brokerErrors.inc()
+      log.warn('presence event not relayed', { room, err })
+    })
+  }
+
+  /**
+   * Makes `c` live in `room`. With `since` (and a matching `epoch`), first replays what it
+   * missed. The boundary is exact: the topic's frames are buffered while the log is read,
+   * then the replay, `joined`, the buffered frames newer than the replay and the Bun
+   * subscription happen in one synchronous step, so nothing is skipped or sent twice.
+   */
+  async function join(c: Conn, room: string, since?: number, epoch?: string, id?: string): Promise<void> {
+    if (!allowed(c.identity, room)) throw new FrameError('forbidden', `room: not allowed to join ${room}`)
+    const topic = roomTopic(room)
+    const pending = c.joining.get(room)
+    if (pending) {
+      await pending.done
+      if (!c.rooms.has(room)) throw new FrameError('unavailable', `room: joining ${room} failed`)
+    }
+    const boundary = c.rooms.get(room)
+    if (boundary !== undefined) return rejoin(c, room, boundary, since, epoch, id)
+
+    let finish!: () => void
+    const joining: Joining = { buffer: [], done: new Promise<void>((r) => (finish = r)) }
+    c.joining.set(room, joining)
+    let buffers = recovering.get(topic)
+    if (!buffers) recovering.set(topic, (buffers = new Set()))
+    buffers.add(joining.buffer)
+    let watched = false
+    try {
+      watched = true // counted even if it fails: unwatched below either way
+      await broker.watch(topic)
+      let replay: string[] = []
+      let recovered = false
+      const pos: Replay = since === undefined ? { ...(await broker.position(room)), frames: [], complete: false } : await readSince(room, since)
+      if (since !== undefined && pos.complete && (epoch === undefined || epoch === pos.epoch)) {
+        replay = pos.frames
+        recovered = true
+      }
+      await broker.caughtUp(room, pos.seq)
+      if (c.closing || c.joining.get(room) !== joining) {
+        broker.unwatch(topic)
+        return
+      }
+      c.ws.cork(() => {
+        for (const f of replay) send(c, f, 'chat')
+        send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id), 'joined')
+        for (const f of joining.buffer) {
+          const seq = chatSeq(f)
+          if (seq === -1 || seq > pos.seq) send(c, f, seq === -1 ? 'presence' : 'chat')
+        }
+        c.ws.subscribe(topic)
+      })
+      c.rooms.set(room, pos.seq)
+      addMember(topic, c)
+      audit({ event: 'join', user: c.identity.user.id, conn: c.id, room })
+      broker.presence
+        .add(room, c.identity.user, c.id)
+        .then((first) => first && announce(room, 'join', c.identity.user))
+        .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err }))
+    } catch (err) {
+      if (watched) broker.unwatch(topic)
+      metrics.brokerErrors.inc()
+      log.warn('join failed', { room, conn: c.id, err })
+      throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
+    } finally {
+      buffers.delete(joining.buffer)
+      if (buffers.size === 0) recovering.delete(topic)
+      if (c.joining.get(room) === joining) c.joining.delete(room)
+      finish()
+    }
+  }
+
+  /** A join for a room the connection is already live in: replay up to where its live stream began. */
+  async function rejoin(c: Conn, room: string, boundary: number, since?: number, epoch?: string, id?: string) {
+    if (since === undefined) {
+      const pos = await broker.position(room)
+      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id), 'joined')
+    }
+    const r = await readSince(room, since)
+    const ok = r.complete && (epoch === undefined || epoch === r.epoch)
+    const replay = ok ? r.frames.slice(0, Math.max(0, boundary - since)) : []
+    c.ws.cork(() => {
+      for (const f of replay) send(c, f, 'chat')
+      send(c, frames.joined(room, r.seq, r.epoch, ok, id), 'joined')
+    })
+  }
+
+  function leave(c: Conn, room: string) {
+    c.joining.delete(room) // a join in progress sees this and gives up
+    if (!c.rooms.delete(room)) return
+    const topic = roomTopic(room)
+    if (!c.closing) c.ws.unsubscribe(topic)
+    removeMember(topic, c)
+    audit({ event: 'leave', user: c.identity.user.id, conn: c.id, room })
+    broker.unwatch(topic)
+    broker.presence
+      .remove(room, c.identity.user.id, c.id)
+      .then((last) => last && announce(room, 'leave', c.identity.user))
+      .catch((err) => log.warn('presence not removed', { room, conn: c.id, err }))
+  }
+
+  return { join, leave, page, overhear }
+}
