@@ -312,3 +312,45 @@ test('resume ordering: replayed and live frames arriving out of order are emitte
   expect(seen).toEqual([3, 4, 5, 6, 7, 8])
   c.close()
 })
+
+describe('ChatClient token refresh against a real server with auth', () => {
+  const secret = 'client-refresh-test-secret-0123456789'
+  let server: RunningServer
+
+  beforeAll(async () => {
+    server = await startServer({ env: { JWT_SECRET: secret } })
+  })
+  afterAll(async () => {
+    await server.stop()
+  })
+
+  test('the client refreshes before exp and the socket outlives several token lifetimes', async () => {
+    const { SignJWT } = await import('jose')
+    let minted = 0
+    const token = async () => {
+      minted++
+      return new SignJWT({ name: 'Refresher' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('refresher')
+        .setExpirationTime(Math.floor(Date.now() / 1000) + 3)
+        .sign(new TextEncoder().encode(secret))
+    }
+    const c = new ChatClient({ ...FAST, url: server.ws, token, refreshMarginMs: 1500 })
+    const welcomes: unknown[] = []
+    const closes: unknown[] = []
+    c.on('welcome', (w) => welcomes.push(w))
+    c.on('state', (s) => s === 'reconnecting' && closes.push(s))
+    try {
+      await opened(c)
+      await Bun.sleep(7000) // more than two 3-second token lifetimes
+      expect(c.state).toBe('open')
+      expect(welcomes).toHaveLength(1) // never dropped with 4001 and reconnected
+      expect(closes).toHaveLength(0)
+      expect(minted).toBeGreaterThanOrEqual(3)
+      const ack = await c.send('general', 'still here')
+      expect(ack.seq).toBeGreaterThan(0)
+    } finally {
+      c.close()
+    }
+  }, 20_000)
+})
