@@ -1,12 +1,9 @@
 import { afterAll, describe, expect } from 'bun:test'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
-import { freePort, listening, needService } from './helpers/services'
+import { needService, privateRedis } from './helpers/services'
 
 const test = await needService('Redis', 6379)
 const prefix = `test-${process.pid}-${Date.now()}:`
@@ -168,14 +165,9 @@ describe('cluster through Redis', () => {
 
 describe('Redis outage', () => {
   test('chat answers unavailable and readyz 503 while Redis is down; after it returns nothing accepted is lost', async () => {
-    const port = freePort()
-    const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
-    const startRedis = () =>
-      Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'], { stdout: 'ignore', stderr: 'ignore' })
-    let redis = startRedis()
+    const redis = await privateRedis({ keepData: true })
     try {
-      await until(() => listening(port), 'private redis to listen')
-      const outEnv = { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: 'outage:' }
+      const outEnv = { REDIS_URL: redis.url, REDIS_PREFIX: 'outage:' }
       const [x, y] = await Promise.all([node(outEnv), node(outEnv)])
       const r = room()
       const sender = await member(x.ws, r)
@@ -184,8 +176,7 @@ describe('Redis outage', () => {
       for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `o${i}` })
       await reader.next({ type: 'chat', room: r, seq: 3 })
 
-      redis.kill('SIGKILL')
-      await redis.exited
+      await redis.kill()
       await until(async () => (await fetch(`${x.url}/readyz`)).status === 503, 'readyz 503')
       const ready: any = await (await fetch(`${x.url}/readyz`)).json()
       expect(ready.checks.broker).toMatch(/^redis/)
@@ -193,7 +184,7 @@ describe('Redis outage', () => {
       expect(refused).toMatchObject({ type: 'error', code: 'unavailable' })
       expect((await fetch(`${x.url}/healthz`)).status).toBe(200) // the process keeps serving
 
-      redis = startRedis()
+      await redis.restart()
       await until(async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200, 'both nodes ready again', 15_000)
       // Re-subscribed: live traffic flows across nodes again, seq continues.
       const ack = await sender.request({ type: 'chat', room: r, body: 'o4' })
@@ -205,19 +196,14 @@ describe('Redis outage', () => {
       expect(resumed.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['o2', 'o3', 'o4'])
       for (const m of [sender, reader, resumed]) m.close()
     } finally {
-      redis.kill('SIGKILL')
+      await redis.kill()
     }
   }, 40_000)
 
   test('Redis back without its data: members get a fresh joined with the new epoch, and chat flows again', async () => {
-    const port = freePort()
-    const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
-    const startRedis = () =>
-      Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
-    let redis = startRedis()
+    const redis = await privateRedis({ keepData: false })
     try {
-      await until(() => listening(port), 'private redis to listen')
-      const emptyEnv = { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: 'empty:' }
+      const emptyEnv = { REDIS_URL: redis.url, REDIS_PREFIX: 'empty:' }
       const [x, y] = await Promise.all([node(emptyEnv), node(emptyEnv)])
       const r = room()
       const sender = await member(x.ws, r)
@@ -226,9 +212,8 @@ describe('Redis outage', () => {
       for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `e${i}` })
       await reader.next({ type: 'chat', room: r, seq: 3 })
 
-      redis.kill('SIGKILL')
-      await redis.exited
-      redis = startRedis() // no AOF, no RDB: every room's state is gone
+      await redis.kill()
+      await redis.restart() // no AOF, no RDB: every room's state is gone
       await until(async () => (await fetch(`${y.url}/readyz`)).status === 200, 'node ready again', 15_000)
       // The node notices the restart when it repairs after reconnecting, and tells its members.
       const reset = await reader.next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 10_000)
@@ -240,7 +225,7 @@ describe('Redis outage', () => {
       sender.close()
       reader.close()
     } finally {
-      redis.kill('SIGKILL')
+      await redis.kill()
     }
   }, 40_000)
 })

@@ -1,13 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test as realTest } from 'bun:test'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { connect } from './helpers/client'
 import { freshDatabase } from './helpers/postgres'
 import { startProxy } from './helpers/proxy'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
-import { freePort, listening, needService } from './helpers/services'
+import { needService, privateRedis } from './helpers/services'
 
 const pgTest = await needService('PostgreSQL', 5432)
 const redisTest = await needService('Redis', 6379)
@@ -215,13 +212,9 @@ describe('PostgreSQL with Redis', () => {
   }, 40_000)
 
   withRedis('after every node and Redis restart, seq continues from the store with the same epoch', async () => {
-    const port = freePort()
-    const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
-    const startRedis = () => Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
-    let redis = startRedis()
+    const redis = await privateRedis({ keepData: false })
     try {
-      await until(() => listening(port), 'private redis')
-      const env = { REDIS_URL: `redis://127.0.0.1:${port}`, POSTGRES_DSN: db.dsn }
+      const env = { REDIS_URL: redis.url, POSTGRES_DSN: db.dsn }
       let [x, y] = await Promise.all([node(env), node(env)])
       const r = room()
       const c = await connect(x.ws)
@@ -229,10 +222,8 @@ describe('PostgreSQL with Redis', () => {
       for (let i = 1; i <= 5; i++) await c.request({ type: 'chat', room: r, body: `s${i}` })
       await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 5, 'stored')
       await Promise.all([x.stop(), y.stop()])
-      redis.kill('SIGKILL')
-      await redis.exited
-      redis = startRedis() // empty: no save, no AOF
-      await until(() => listening(port), 'private redis again')
+      await redis.kill()
+      await redis.restart() // empty: no save, no AOF
       ;[x, y] = await Promise.all([node(env), node(env)])
       const back = await connect(y.ws)
       const joined = await back.request({ type: 'join', room: r, since: 1, epoch })
@@ -244,7 +235,7 @@ describe('PostgreSQL with Redis', () => {
       expect((await back.request({ type: 'history', room: r, limit: 3 })).messages.map((m: any) => m.seq)).toEqual([4, 5, 6])
       await Promise.all([x.stop(), y.stop()])
     } finally {
-      redis.kill('SIGKILL')
+      await redis.kill()
     }
   }, 40_000)
 })

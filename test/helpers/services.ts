@@ -39,3 +39,35 @@ export function freePort(): number {
   s.stop(true)
   return port
 }
+
+/**
+ * A private redis-server on a free port of 127.0.0.1, for outage tests (the machine's shared
+ * Redis on 6379 is never stopped). With `keepData`, an append-only file survives `restart()`.
+ */
+export async function privateRedis(opts: { keepData: boolean }) {
+  const { mkdtempSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const port = freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
+  const persistence = opts.keepData ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']
+  const spawn = () => Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...persistence], { stdout: 'ignore', stderr: 'ignore' })
+  const waitUp = async () => {
+    for (let i = 0; i < 250 && !(await listening(port)); i++) await Bun.sleep(20)
+  }
+  let proc = spawn()
+  await waitUp()
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    /** Kills it at once (no shutdown save), as a crash would. */
+    async kill() {
+      proc.kill('SIGKILL')
+      await proc.exited
+    },
+    async restart() {
+      proc = spawn()
+      await waitUp()
+    },
+  }
+}
