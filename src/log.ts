@@ -22,5 +22,4 @@ export const log = {
   info: (msg: string, fields?: Record<string, unknown>) => write('info', msg, fields),
   warn: (msg: string, fields?: Record<string, unknown>) => write('warn', msg, fields),
   error: (msg: string, fields?: Record<string, unknown>) => write('error', msg, fields),
-  enabled: (level: Exclude<Level, 'silent'>) => levels[level] >= threshold,
 }

@@ -16,10 +16,9 @@ export class Tally {
 export function createMetrics() {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
-  const m = <T>(metric: T) => metric
 
-  const connections = m(new Gauge({ name: 'chat_connections', help: 'Open WebSocket connections', registers: [registry] }))
-  const rooms = m(new Gauge({ name: 'chat_rooms', help: 'Rooms with at least one member on this node', registers: [registry] }))
+  const connections = new Gauge({ name: 'chat_connections', help: 'Open WebSocket connections', registers: [registry] })
+  const rooms = new Gauge({ name: 'chat_rooms', help: 'Rooms with at least one member on this node', registers: [registry] })
   /** Counted per message: plain numbers, read by prom-client on scrape. */
   const tally = (name: string, help: string) => {
     const t = new Tally()

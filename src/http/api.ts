@@ -3,12 +3,11 @@ import { z } from 'zod'
 import type { Broker } from '../broker/types'
 import type { Store } from '../store/types'
 import type { Config } from '../config'
-import { ROOM_PATTERN } from '../config'
 import type { Hub } from '../hub/hub'
 import { FrameError, dedupeKey } from '../hub/hub'
 import { log } from '../log'
 import { safeEqual } from '../auth/compare'
-import { hasNul } from '../protocol/client-frames'
+import { messageFields } from '../protocol/client-frames'
 
 const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
@@ -18,19 +17,8 @@ const API_USER = { id: 'server', name: 'server' }
 /** The server-side API: publish, history, presence. Behind `Authorization: Bearer <API_KEY>`. */
 export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; store?: Store }) {
   const { config, hub, broker } = deps
-  const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
-  const publishBody = z.object({
-    room: room.optional(),
-    body: z
-      .string('must be a string')
-      .min(1, 'must not be empty')
-      .max(config.MAX_BODY_CHARS, `must be at most ${config.MAX_BODY_CHARS} characters`)
-      .refine((s) => !s.includes('\0'), 'must not contain NUL characters'),
-    data: z
-      .json()
-      .refine((d) => !hasNul(d), 'must not contain NUL characters')
-      .optional(),
-  })
+  const { room, body, data } = messageFields(config.MAX_BODY_CHARS)
+  const publishBody = z.object({ room: room.optional(), body, data })
   const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
   const pageQuery = z.object({ before: int(1, Number.MAX_SAFE_INTEGER).optional(), limit: int(1, 100).default(50) })
 

@@ -31,8 +31,6 @@ export interface Conn {
   strikes: number
   lastStrikeAt: number
   lastSeen: number
-  remote: string
-  userAgent: string
   closing: boolean
 }
 

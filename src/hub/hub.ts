@@ -256,8 +256,6 @@ export function createHub(deps: HubDeps) {
       strikes: 0,
       lastStrikeAt: 0,
       lastSeen: performance.now(),
-      remote: meta.remote,
-      userAgent: meta.userAgent,
       closing: false,
     }
     conns.set(c.id, c)
@@ -373,7 +371,6 @@ export function createHub(deps: HubDeps) {
     get size() {
       return conns.size
     },
-    conn: (id: string) => conns.get(id),
   }
 }
 

@@ -10,21 +10,28 @@ export function hasNul(v: unknown): boolean {
   return false
 }
 
+/** The fields a message is made of, shared by the frames and the publish API. */
+export function messageFields(maxBodyChars: number) {
+  return {
+    room: z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -'),
+    body: z
+      .string('must be a string')
+      .min(1, 'must not be empty')
+      .max(maxBodyChars, `must be at most ${maxBodyChars} characters`)
+      .refine((s) => !s.includes('\0'), 'must not contain NUL characters'),
+    // NUL cannot be stored (PostgreSQL text and jsonb refuse it): refused here, for every engine alike.
+    data: z
+      .json()
+      .refine((d) => !hasNul(d), 'must not contain NUL characters')
+      .optional(),
+  }
+}
+
 /** The frames a client may send, as zod schemas built for the configured limits. */
 export function clientFrameSchemas(maxBodyChars: number) {
   const id = z.string().max(64, 'must be at most 64 characters').optional()
-  const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
-  const body = z
-    .string('must be a string')
-    .min(1, 'must not be empty')
-    .max(maxBodyChars, `must be at most ${maxBodyChars} characters`)
-    .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+  const { room, body, data } = messageFields(maxBodyChars)
   const seq = z.number().int('must be a whole number').min(0, 'must not be negative')
-  // NUL cannot be stored (PostgreSQL text and jsonb refuse it): refused here, for every engine alike.
-  const data = z
-    .json()
-    .refine((d) => !hasNul(d), 'must not contain NUL characters')
-    .optional()
 
   return {
     chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, id }),

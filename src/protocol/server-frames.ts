@@ -18,9 +18,8 @@ const opt = (key: string, value: unknown) => (value === undefined ? '' : `,"${ke
  */
 export const CHAT_HEAD = '{"type":"chat","seq":'
 
-/** `fromJson`, when given, is `userJson(from)` computed earlier (once per connection). */
-export function chatTail(m: { id: string; room: string; from: User; fromJson?: string; body: string; data?: unknown; ts: string }): string {
-  return `,"id":${q(m.id)},"room":${q(m.room)},"from":${m.fromJson ?? user(m.from)},"body":${q(m.body)}${opt('data', m.data)},"ts":${q(m.ts)}}`
+export function chatTail(m: { id: string; room: string; from: User; body: string; data?: unknown; ts: string }): string {
+  return `,"id":${q(m.id)},"room":${q(m.room)},"from":${user(m.from)},"body":${q(m.body)}${opt('data', m.data)},"ts":${q(m.ts)}}`
 }
 
 /**
