@@ -7,6 +7,7 @@ import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { demoRoutes } from './http/demo'
+import { listeners } from './http/listeners'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
@@ -39,12 +40,16 @@ export function createApp(deps: AppDeps) {
   const authenticate: Authenticate = deps.authenticate ?? (async ({ query }) => anonymousIdentity(query))
   const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
 
+  const net = listeners()
   const hub = createHub({
     config,
     broker,
     metrics,
     nodeId: deps.nodeId,
-    server: () => app.server,
+    server: () => {
+      net.set(app.server)
+      return net.server()
+    },
     refresh: deps.refresh,
     store: deps.store,
   })
@@ -114,5 +119,5 @@ export function createApp(deps: AppDeps) {
       },
     })
 
-  return { app, hub }
+  return { app, hub, listeners: net }
 }

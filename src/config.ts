@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { parseRange } from './http/client-ip'
 
 /** Room names everywhere (frames, env, URLs) share this shape. */
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
@@ -66,6 +67,23 @@ export const variables = {
   SHUTDOWN_GRACE_S: { schema: int(0, 3600, 'seconds'), default: '10', help: 'how long a drain may take on SIGTERM' },
   LOG_LEVEL: { schema: z.enum(['debug', 'info', 'warn', 'error', 'silent'], 'expected debug, info, warn, error or silent'), default: 'info', help: 'least level logged' },
   ENABLE_DEMO: { schema: bool, default: 'true', help: 'serve the demo chat page at /' },
+  TLS_CERT_FILE: { schema: optional(text), default: undefined, help: 'PEM certificate (chain) file: the server speaks HTTPS and wss:// on PORT (needs TLS_KEY_FILE)' },
+  TLS_KEY_FILE: { schema: optional(text), default: undefined, help: 'PEM private key file of TLS_CERT_FILE' },
+  MAX_CONNECTIONS: { schema: int(0, 10_000_000, 'a number (0 = no limit)'), default: '0', help: 'open connections per node; more are refused with 429 (0 = no limit)' },
+  MAX_CONNECTIONS_PER_IP: { schema: int(0, 10_000_000, 'a number (0 = no limit)'), default: '0', help: 'open connections per client address on this node (0 = no limit)' },
+  MAX_CONNECTIONS_PER_USER: { schema: int(0, 10_000_000, 'a number (0 = no limit)'), default: '0', help: 'open connections per user id, cluster-wide with REDIS_URL (0 = no limit)' },
+  TRUST_PROXY: {
+    schema: optional(
+      z
+        .string()
+        .transform((s) => s.split(',').map((a) => a.trim()).filter(Boolean))
+        .refine((l) => l.every((a) => parseRange(a) !== undefined), 'expected a comma list of IP addresses or CIDRs'),
+    ),
+    default: undefined,
+    help: 'comma list of proxy addresses/CIDRs whose X-Forwarded-For is believed (limits, logs, sessions)',
+  },
+  JWT_REQUIRE_EXP: { schema: optional(bool), default: undefined, help: 'refuse tokens without `exp` (missing_exp); default true when APP_ENV=production' },
+  MAX_JSON_DEPTH: { schema: int(1, 1000), default: '32', help: 'deepest nesting of `data` (frames and /api/publish); deeper is a bad_request' },
 } as const satisfies Record<string, { schema: z.ZodType; default: string | undefined; help: string }>
 
 type Vars = typeof variables
@@ -99,6 +117,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const keys = (['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_URL'] as const).filter((k) => c[k] !== undefined)
     if (keys.length > 1) errors.push(`${keys.join(', ')}: set only one of them (auth takes one kind of key)`)
     if (c.ENABLE_PERSISTENCE === true && !c.POSTGRES_DSN) errors.push('ENABLE_PERSISTENCE: true needs POSTGRES_DSN to be set')
+    if ((c.TLS_CERT_FILE === undefined) !== (c.TLS_KEY_FILE === undefined))
+      errors.push(`${c.TLS_CERT_FILE === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'}: must be set together with ${c.TLS_CERT_FILE === undefined ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}`)
     if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
     if (c.APP_ENV === 'production') {
       // Strict checks: secrets that are guessable in practice are refused outright.

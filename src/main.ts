@@ -12,6 +12,8 @@ import type { Config } from './config'
 import { healthcheck } from './healthcheck'
 import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
+import { loadTls } from './tls'
+import type { TlsFiles } from './tls'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -40,8 +42,10 @@ if (args.includes('--healthcheck')) {
 
 let config: Config
 let auth: JwtAuth | undefined
+let tls: TlsFiles | undefined
 try {
   config = loadConfig()
+  if (config.TLS_CERT_FILE && config.TLS_KEY_FILE) tls = loadTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE)
   if (config.authMode !== 'off') auth = await createJwtAuth(config)
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err
@@ -91,11 +95,14 @@ const broker: Broker = config.REDIS_URL
   : memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
 
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
+const { app, hub, listeners } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
-app.listen({ hostname: config.HOST, port: config.PORT })
+// reusePort only with TLS: it lets a renewed certificate take over the port (SIGHUP below);
+// without it a second process on the same port fails to start, as it should.
+app.listen({ hostname: config.HOST, port: config.PORT, ...(tls ? { reusePort: true, tls: { cert: tls.cert, key: tls.key } } : {}) })
+listeners.set(app.server)
 const port = app.server!.port
-log.info('listening', { host: config.HOST, port, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
+log.info('listening', { host: config.HOST, port, tls: tls ? { subject: tls.subject, notAfter: tls.notAfter } : false, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
 if (config.APP_ENV === 'production' && config.authMode === 'off')
   log.warn('authentication is off: anyone can connect; set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL')
 
@@ -133,4 +140,25 @@ async function shutdown(signal: string) {
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
+process.on('SIGHUP', () => {
+  if (!tls || !config.TLS_CERT_FILE || !config.TLS_KEY_FILE) return log.info('SIGHUP: nothing to reload (TLS is off)')
+  if (stopping) return
+  let next: TlsFiles
+  try {
+    next = loadTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE)
+  } catch (err) {
+    return log.error('SIGHUP: TLS files refused; still serving the old certificate', { err: err instanceof ConfigError ? err.lines.join('; ') : String(err) })
+  }
+  if (next.cert === tls.cert && next.key === tls.key) return log.info('SIGHUP: TLS files unchanged', { notAfter: tls.notAfter })
+  // Bun cannot swap the certificate of a listening server (server.reload ignores `tls`):
+  // a new server takes the port with the new files; the old one keeps its open sockets.
+  try {
+    app.listen({ hostname: config.HOST, port, reusePort: true, tls: { cert: next.cert, key: next.key } })
+    listeners.set(app.server)
+    tls = next
+    log.info('SIGHUP: TLS certificate reloaded for new connections', { subject: next.subject, notAfter: next.notAfter, retiredListeners: listeners.retired })
+  } catch (err) {
+    log.error('SIGHUP: could not listen with the new certificate; still serving the old one', { err: String(err) })
+  }
+})
 process.on('SIGINT', () => void shutdown('SIGINT'))

@@ -64,7 +64,9 @@ export function createHub(deps: HubDeps) {
     rooms.overhear(topic, frame)
     const skip = except ? conns.get(except) : undefined
     const s = server()
-    const status = skip && !skip.closing ? skip.ws.publish(topic, frame) : s.publish(topic, frame)
+    // After a TLS certificate rotation several servers share the topics (src/http/listeners.ts).
+    const publishExcept = (s as { publishExcept?: (ws: ServerWebSocket<unknown>, t: string, f: string) => number }).publishExcept
+    const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
     const isMessage = topic.charCodeAt(0) === 117 /* u: */ || frame.charCodeAt(9) === 99 /* {"type":"chat */
     if (isMessage) metrics.delivered.inc(s.subscriberCount(topic))
     if (status === 0) cutSlowConsumers(topic, frame.length)
