@@ -2,7 +2,7 @@
  * The demo chat page: plain DOM, the @chat-server/client package underneath. Every piece of
  * user-supplied text is put on the page with `textContent`, never parsed as HTML.
  */
-import { ChatClient } from '../client/src/index'
+import { ChatClient, isSystemMessage } from '../client/src/index'
 import type { ChatMessage, User } from '../client/src/index'
 
 const params = new URLSearchParams(location.search)
@@ -126,8 +126,9 @@ function addMessage(m: ChatMessage) {
   li.dataset.seq = String(m.seq)
   li.dataset.id = m.id
   if (m.from.id === client.user?.id) li.classList.add('mine')
+  if (isSystemMessage(m)) li.classList.add('system') // from the server itself, not a user
   const meta = el('div', 'meta')
-  meta.append(el('span', 'from', m.from.name), el('time', undefined, timeOf(m.ts)))
+  meta.append(el('span', 'from', isSystemMessage(m) ? `${m.from.name} (system)` : m.from.name), el('time', undefined, timeOf(m.ts)))
   meta.lastElementChild!.setAttribute('datetime', m.ts)
   li.append(meta, el('div', 'body', m.body)) // textContent: a body is never HTML
   // Insert before the first message of the current segment with a greater seq.

@@ -3,6 +3,7 @@ export type { Ack, ChatClientOptions, ClientEvents, Clock, ConnectionState, WebS
 export { backoffDelay } from './backoff'
 export type { BackoffOptions } from './backoff'
 export { jwtExpiry } from './jwt'
+export { isSystemMessage } from './system'
 export { Emitter } from './emitter'
 export { CloseCode } from './types'
 export type * from './types'

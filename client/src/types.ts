@@ -3,6 +3,8 @@
 export interface User {
   id: string
   name: string
+  /** Set only on messages the server itself sent (its publish API); no user can carry it. */
+  system?: true
 }
 
 export interface WelcomeFrame {

@@ -1,4 +1,5 @@
 import type { Identity } from '../hub/connection'
+import { RESERVED_USER, SYSTEM_USER } from './system'
 
 export const USER_ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,64}$/
 
@@ -8,6 +9,7 @@ export type Refusal = { reason: string; status?: number }
 export function anonymousIdentity(query: Record<string, string | undefined>): Identity | Refusal {
   const id = query.user || `anon-${Bun.randomUUIDv7().slice(-12)}`
   if (!USER_ID_PATTERN.test(id)) return { reason: 'user: must be 1..64 of A-Z a-z 0-9 _ . : @ -', status: 400 }
+  if (id === SYSTEM_USER.id) return { reason: RESERVED_USER }
   const name = query.name ?? id
   if (name.length < 1 || name.length > 64 || /[\u0000-\u001f]/.test(name)) return { reason: 'name: must be 1..64 characters, no control characters', status: 400 }
   return { user: { id, name } }

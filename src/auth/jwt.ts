@@ -8,6 +8,7 @@ import type { Identity } from '../hub/connection'
 import { FrameError } from '../hub/hub'
 import { log } from '../log'
 import type { Refusal } from './anonymous'
+import { RESERVED_USER, SYSTEM_USER } from './system'
 
 /** Leeway for `exp` and `nbf` (clock skew between the issuer and this server). */
 export const CLOCK_TOLERANCE_S = 5
@@ -79,6 +80,7 @@ export function identityFrom(claims: JWTPayload): Identity | Refusal {
   const { sub, name, rooms, exp } = claims
   if (sub === undefined || sub === '') return { reason: 'missing_sub' }
   if (typeof sub !== 'string' || sub.length > MAX_ID_CHARS || CONTROL.test(sub)) return { reason: 'malformed' }
+  if (sub === SYSTEM_USER.id) return { reason: RESERVED_USER }
   if (name !== undefined && typeof name !== 'string') return { reason: 'malformed' }
   if (rooms !== undefined && (!Array.isArray(rooms) || !rooms.every((r) => typeof r === 'string'))) return { reason: 'malformed' }
   return {
@@ -137,6 +139,8 @@ export async function createJwtAuth(config: Config): Promise<JwtAuth> {
     start = jwks.start
     stop = jwks.stop
   } else throw new Error('createJwtAuth: no key configured')
+  // A token without `exp` never expires, and a `refresh` to one would lift a socket's expiry.
+  const requireExp = config.JWT_REQUIRE_EXP ?? config.APP_ENV === 'production'
 
   async function verify(token: string): Promise<Identity | Refusal> {
     if (token.length > MAX_TOKEN_CHARS) return { reason: 'malformed' }
@@ -147,6 +151,7 @@ export async function createJwtAuth(config: Config): Promise<JwtAuth> {
         issuer: config.JWT_ISSUER,
         audience: config.JWT_AUDIENCE,
       })
+      if (requireExp && payload.exp === undefined) return { reason: 'missing_exp' }
       return identityFrom(payload)
     } catch (err) {
       const reason = reasonOf(err)

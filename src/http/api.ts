@@ -8,11 +8,13 @@ import { FrameError, dedupeKey } from '../hub/hub'
 import { log } from '../log'
 import { safeEqual } from '../auth/compare'
 import { messageFields } from '../protocol/client-frames'
+import { SYSTEM_USER } from '../auth/system'
+import { deeperThan } from '../protocol/json-depth'
 
 const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
 
-const API_USER = { id: 'server', name: 'server' }
+const API_USER = SYSTEM_USER
 
 /** The server-side API: publish, history, presence. Behind `Authorization: Bearer <API_KEY>`. */
 export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; store?: Store }) {
@@ -54,6 +56,8 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
         } catch {
           return json(400, { error: 'bad_request', reason: 'body: not valid JSON' })
         }
+        const data = (input as { data?: unknown } | null)?.data
+        if (deeperThan(data, config.MAX_JSON_DEPTH)) return json(400, { error: 'bad_request', reason: `data: nested deeper than ${config.MAX_JSON_DEPTH} levels` })
         const parsed = publishBody.safeParse(input)
         if (!parsed.success) return invalid(parsed.error)
         const target = parsed.data.room ?? config.DEFAULT_ROOM

@@ -42,7 +42,7 @@ export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
  */
 export function createHub(deps: HubDeps) {
   const { config, broker, metrics, store } = deps
-  const decode = frameDecoder(config.MAX_BODY_CHARS)
+  const decode = frameDecoder(config.MAX_BODY_CHARS, config.MAX_JSON_DEPTH)
   const bucket = tokenBucket(config.RATE_LIMIT_PER_SEC, config.RATE_LIMIT_BURST)
   const conns = new Map<string, Conn>()
   /** Local members of each topic (room and user topics), for presence and slow-consumer checks. */

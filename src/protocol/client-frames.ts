@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { ROOM_PATTERN } from '../config'
+import { deeperThan } from './json-depth'
 
 /** True when a JSON value holds a NUL character in any string or key (PostgreSQL cannot store it). */
 export function hasNul(v: unknown): boolean {
@@ -62,7 +63,7 @@ export type Decoded =
   | { ok: false; message: string; id?: string; type?: string }
 
 /** Validates an already JSON-parsed frame (Elysia parses text that looks like JSON). */
-export function frameDecoder(maxBodyChars: number) {
+export function frameDecoder(maxBodyChars: number, maxDepth = 32) {
   const schemas = clientFrameSchemas(maxBodyChars)
   return function decode(raw: unknown): Decoded {
     if (typeof raw === 'string') return { ok: false, message: 'frame is not valid JSON' }
@@ -74,6 +75,7 @@ export function frameDecoder(maxBodyChars: number) {
     if (typeof type !== 'string') return { ok: false, message: 'type: missing or not a string', id }
     const schema = Object.hasOwn(schemas, type) ? schemas[type as ClientFrameType] : undefined
     if (!schema) return { ok: false, message: `type: unknown frame type ${JSON.stringify(type.slice(0, 32))}`, id }
+    if (deeperThan(obj.data, maxDepth)) return { ok: false, message: `data: nested deeper than ${maxDepth} levels`, id, type }
     const result = schema.safeParse(obj)
     if (result.success) return { ok: true, frame: result.data as ClientFrame }
     const issue = result.error.issues[0]!

@@ -6,6 +6,8 @@
 export interface User {
   id: string
   name: string
+  /** Only on the server's own messages (src/auth/system.ts); never on a connection. */
+  system?: true
 }
 
 const q = JSON.stringify
@@ -40,7 +42,7 @@ export function chatSeq(frame: string): number {
   return Number.isFinite(n) ? n : -1
 }
 
-const user = (u: User) => `{"id":${q(u.id)},"name":${q(u.name)}}`
+const user = (u: User) => `{"id":${q(u.id)},"name":${q(u.name)}${u.system ? ',"system":true' : ''}}`
 /** A user as it appears in frames (`from`, `user`): encode it once and keep it with the connection. */
 export const userJson = user
 

@@ -4,6 +4,7 @@ import type { Page, Position } from '../broker/types'
 import { log } from '../log'
 import { chatFrame, chatTail } from '../protocol/server-frames'
 import { migrate } from './migrate'
+import { SYSTEM_USER } from '../auth/system'
 import type { AuditEntry, StoredMessage, Store } from './types'
 
 export interface PostgresStoreOptions {
@@ -56,8 +57,10 @@ interface Row {
   created_at: Date
 }
 
+/** No connection can be the server (src/auth/system.ts): its rows read back with `system`. */
+const fromOf = (r: Row) => (r.user_id === SYSTEM_USER.id ? { ...SYSTEM_USER, name: r.user_name } : { id: r.user_id, name: r.user_name })
 const frameOf = (room: string, r: Row) =>
-  chatFrame(Number(r.seq), chatTail({ id: r.id, room, from: { id: r.user_id, name: r.user_name }, body: r.body, data: r.no_data ? undefined : r.data, ts: r.created_at.toISOString() }))
+  chatFrame(Number(r.seq), chatTail({ id: r.id, room, from: fromOf(r), body: r.body, data: r.no_data ? undefined : r.data, ts: r.created_at.toISOString() }))
 
 /**
  * PostgreSQL through postgres.js: migrations at start, messages written in batches (one
