@@ -7,7 +7,11 @@ import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { demoRoutes } from './http/demo'
+import { clientAddress, trustedProxies } from './http/client-ip'
 import { listeners } from './http/listeners'
+import { connLimits } from './hub/conn-limits'
+import type { LimitReason, Ticket } from './hub/conn-limits'
+import type { UserConnCounter } from './broker/redis-user-conns'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
@@ -26,12 +30,17 @@ export interface AppDeps {
   refresh?: (token: string) => Promise<Identity>
   checks?: Record<string, Check>
   store?: Store
+  /** Cluster-wide connection counts per user (Redis), for MAX_CONNECTIONS_PER_USER. */
+  userConns?: UserConnCounter
 }
 
 interface SocketData {
   identity: Identity
   conn: Conn
   headers: Record<string, string | undefined>
+  ticket: Ticket
+  /** The client's address (TRUST_PROXY decides whether X-Forwarded-For is believed). */
+  remote: string
 }
 
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
@@ -39,6 +48,21 @@ export function createApp(deps: AppDeps) {
   const { config, broker, metrics } = deps
   const authenticate: Authenticate = deps.authenticate ?? (async ({ query }) => anonymousIdentity(query))
   const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
+  const trusted = trustedProxies(config.TRUST_PROXY)
+  const limits = connLimits({ maxConnections: config.MAX_CONNECTIONS, perIp: config.MAX_CONNECTIONS_PER_IP, perUser: config.MAX_CONNECTIONS_PER_USER, users: deps.userConns })
+  /** Under a flood, one log line a second says how many were refused, not one per refusal. */
+  let refusedLogged = 0
+  let refusedSince = 0
+  const overLimit = (reason: LimitReason, remote: string, user?: string) => {
+    metrics.connRefused.labels({ reason }).inc()
+    refusedSince++
+    if (Date.now() - refusedLogged >= 1000) {
+      log.warn('connection refused: limit', { reason, remote, user, refused: refusedSince })
+      refusedLogged = Date.now()
+      refusedSince = 0
+    }
+    return status(429, { error: 'limit', reason })
+  }
 
   const net = listeners()
   const hub = createHub({
@@ -82,27 +106,42 @@ export function createApp(deps: AppDeps) {
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
       async beforeHandle(ctx) {
+        // Elysia runs a ws route's beforeHandle twice on success (as a hook, then again in the
+        // upgrade handler, on the same context): the second time everything is decided.
+        if ((ctx as unknown as Partial<SocketData>).ticket) return
         if (hub.draining) return status(503, { error: 'unavailable', reason: 'draining' })
         const origin = ctx.headers.origin
         if (origins && origin !== undefined && !origins.has(origin)) {
           log.warn('origin refused', { origin })
           return status(403, { error: 'forbidden', reason: 'origin_not_allowed' })
         }
-        const who = await authenticate({ query: ctx.query, headers: ctx.headers })
+        const remote = clientAddress(ctx.server?.requestIP(ctx.request)?.address, ctx.headers['x-forwarded-for'], trusted)
+        const ticket = limits.admit(remote)
+        if (typeof ticket === 'string') return overLimit(ticket, remote)
+        let who: Identity | Refusal
+        try {
+          who = await authenticate({ query: ctx.query, headers: ctx.headers })
+        } catch (err) {
+          limits.release(ticket)
+          throw err
+        }
         if ('reason' in who) {
+          limits.release(ticket)
           if (who.status && who.status !== 401) return status(who.status as 400, { error: 'bad_request', reason: who.reason })
           metrics.authRefused.labels({ reason: who.reason }).inc()
-          const remote = ctx.server?.requestIP(ctx.request)?.address
           log.warn('upgrade refused', { reason: who.reason, remote })
           hub.audit({ event: 'auth_refused', detail: { reason: who.reason, remote } })
           return status(401, { error: 'unauthorized', reason: who.reason })
         }
-        ;(ctx as unknown as SocketData).identity = who
+        const over = await limits.admitUser(ticket, who.user.id)
+        if (over) return overLimit(over, remote, who.user.id)
+        Object.assign(ctx as unknown as SocketData, { identity: who, ticket, remote })
       },
       open(ws) {
         const data = ws.data as unknown as SocketData
+        limits.opened(data.ticket)
         data.conn = hub.open(ws.raw as never, data.identity, {
-          remote: ws.raw.remoteAddress,
+          remote: data.remote,
           userAgent: data.headers['user-agent'] ?? '',
         })
       },
@@ -110,7 +149,9 @@ export function createApp(deps: AppDeps) {
         return hub.message((ws.data as unknown as SocketData).conn, message)
       },
       close(ws, code, reason) {
-        const conn = (ws.data as unknown as SocketData).conn
+        const data = ws.data as unknown as SocketData
+        if (data.ticket) limits.release(data.ticket)
+        const conn = data.conn
         if (conn) hub.close(conn, code, reason)
       },
       pong(ws) {

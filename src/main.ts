@@ -4,6 +4,7 @@ import { createJwtAuth } from './auth/jwt'
 import type { JwtAuth } from './auth/jwt'
 import { memoryBroker } from './broker/memory'
 import { redisBroker } from './broker/redis'
+import { redisUserConns } from './broker/redis-user-conns'
 import { postgresStore } from './store/postgres'
 import type { Store } from './store/types'
 import type { Broker } from './broker/types'
@@ -94,9 +95,14 @@ const broker: Broker = config.REDIS_URL
     })
   : memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
 
+const userConns =
+  config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0
+    ? redisUserConns({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, nodeId, onError: () => metrics.brokerErrors.inc() })
+    : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub, listeners } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
+const { app, hub, listeners } = createApp({ config, broker, metrics, nodeId, store, userConns, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
+if (userConns) await orExit('REDIS_URL', () => userConns.start())
 // reusePort only with TLS: it lets a renewed certificate take over the port (SIGHUP below);
 // without it a second process on the same port fails to start, as it should.
 app.listen({ hostname: config.HOST, port: config.PORT, ...(tls ? { reusePort: true, tls: { cert: tls.cert, key: tls.key } } : {}) })
@@ -134,6 +140,7 @@ async function shutdown(signal: string) {
   log.info('draining', { signal, connections: hub.size })
   const left = await hub.drain(Math.max(0, graceMs - 500))
   app.server?.stop(true)
+  await userConns?.close()
   await broker.close()
   await store?.close()
   log.info('stopped', { left })

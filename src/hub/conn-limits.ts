@@ -1,0 +1,96 @@
+import type { UserConnCounter } from '../broker/redis-user-conns'
+
+export type LimitReason = 'connections' | 'connections_per_ip' | 'connections_per_user'
+export const LIMIT_REASONS: readonly LimitReason[] = ['connections', 'connections_per_ip', 'connections_per_user']
+
+/** One admitted upgrade, from the check before it until its socket closes. */
+export interface Ticket {
+  ip: string
+  user?: string
+  opened: boolean
+  released: boolean
+  timer?: ReturnType<typeof setTimeout>
+}
+
+/** An upgrade that was admitted but whose socket never opened is given back after this. */
+const OPEN_WITHIN_MS = 10_000
+
+/**
+ * MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_CONNECTIONS_PER_USER: checked before the
+ * upgrade, so a refused client costs an HTTP answer and never a socket. Address and node
+ * limits are this node's; the user limit is cluster-wide when `users` counts in Redis.
+ * A limit of 0 is no limit.
+ */
+export function connLimits(opts: {
+  maxConnections: number
+  perIp: number
+  perUser: number
+  /** Cluster-wide user counts (Redis); undefined = this node's counts. */
+  users?: UserConnCounter
+}) {
+  let total = 0
+  const byIp = new Map<string, number>()
+  const byUser = new Map<string, number>()
+
+  const add = (m: Map<string, number>, k: string, by: number) => {
+    const n = (m.get(k) ?? 0) + by
+    if (n > 0) m.set(k, n)
+    else m.delete(k)
+  }
+
+  function release(t: Ticket) {
+    if (t.released) return
+    t.released = true
+    clearTimeout(t.timer)
+    total--
+    add(byIp, t.ip, -1)
+    if (t.user !== undefined) {
+      if (opts.users) opts.users.release(t.user)
+      else add(byUser, t.user, -1)
+    }
+  }
+
+  return {
+    /** Node and address limits, before authentication (cheap: a flood is refused before any JWT work). */
+    admit(ip: string): Ticket | LimitReason {
+      if (opts.maxConnections > 0 && total >= opts.maxConnections) return 'connections'
+      if (opts.perIp > 0 && (byIp.get(ip) ?? 0) >= opts.perIp) return 'connections_per_ip'
+      total++
+      add(byIp, ip, 1)
+      const t: Ticket = { ip, opened: false, released: false }
+      t.timer = setTimeout(() => release(t), OPEN_WITHIN_MS)
+      t.timer.unref?.()
+      return t
+    },
+    /** The user limit, once authentication said who it is. Refused: the ticket is released. */
+    async admitUser(t: Ticket, user: string): Promise<LimitReason | undefined> {
+      if (opts.perUser > 0) {
+        const ok = opts.users ? await opts.users.acquire(user, opts.perUser) : (byUser.get(user) ?? 0) < opts.perUser
+        if (!ok) {
+          release(t)
+          return 'connections_per_user'
+        }
+        if (!opts.users) add(byUser, user, 1)
+        t.user = user
+        if (t.released) {
+          // The ticket timed out while Redis answered: give the count straight back.
+          t.released = false
+          total++
+          add(byIp, t.ip, 1)
+          release(t)
+        }
+      }
+      return undefined
+    },
+    opened(t: Ticket) {
+      t.opened = true
+      clearTimeout(t.timer)
+    },
+    release,
+    get total() {
+      return total
+    },
+  }
+}
+
+export type ConnLimits = ReturnType<typeof connLimits>
