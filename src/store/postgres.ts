@@ -5,7 +5,8 @@ import { log } from '../log'
 import { chatFrame, chatTail } from '../protocol/server-frames'
 import { migrate } from './migrate'
 import { SYSTEM_USER } from '../auth/system'
-import type { AuditEntry, StoredMessage, Store } from './types'
+import type { AuditEntry, SessionStart, StoredMessage, Store } from './types'
+import type { User } from '../protocol/server-frames'
 
 export interface PostgresStoreOptions {
   dsn: string
@@ -20,6 +21,15 @@ export interface PostgresStoreOptions {
 interface Pending {
   m: StoredMessage
   done: () => void
+}
+
+/** An audit entry with the id a retry collides on (migration 003). */
+type QueuedAudit = AuditEntry & { uid: string; at: string }
+
+/** A session's rows to write: its start and, once it ended, its end (times as they happened). */
+interface SessionRow {
+  start?: SessionStart & { at: string }
+  end?: { code: number; at: string }
 }
 
 const BATCH_ROWS = 500
@@ -80,7 +90,11 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
 
   const maxBacklog = opts.maxBacklog ?? 10_000
   let queue: Pending[] = []
-  let audits: AuditEntry[] = []
+  let audits: QueuedAudit[] = []
+  /** Users and sessions wait, like messages, until PostgreSQL takes them (latest name wins). */
+  let users = new Map<string, User>()
+  let sessions = new Map<string, SessionRow>()
+  let droppedSessions = 0
   let writing = false
   let scheduled: ReturnType<typeof setTimeout> | undefined
   let down: string | undefined
@@ -109,9 +123,11 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
     writing = true
     let backoff = 100
     try {
-      while ((queue.length > 0 || audits.length > 0) && !(closed && down)) {
+      while (pendingWork() && !(closed && down)) {
         const batch = queue.slice(0, BATCH_ROWS)
         const auditBatch = audits.slice(0, BATCH_ROWS)
+        const userBatch = [...users.values()].slice(0, BATCH_ROWS)
+        const sessionBatch = [...sessions].slice(0, BATCH_ROWS).map(([conn, r]) => [conn, { ...r }] as const)
         try {
           // postgres.js can wait forever on a connection that is accepted and then dropped
           // during its handshake: a write that takes this long counts as failed (and is retried;
@@ -119,11 +135,25 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
           await withTimeout(WRITE_TIMEOUT_MS, async () => {
             if (batch.length) await insertOrIsolate(batch.map((p) => p.m), insertMessages)
             if (auditBatch.length) await insertOrIsolate(auditBatch, insertAudit)
+            if (userBatch.length) await insertOrIsolate(userBatch, upsertUsers)
+            const starts = sessionBatch.flatMap(([, r]) => (r.start ? [r.start] : []))
+            const ends = sessionBatch.flatMap(([conn, r]) => (r.end ? [{ conn, ...r.end }] : []))
+            if (starts.length) await insertOrIsolate(starts, insertSessions)
+            if (ends.length) await insertOrIsolate(ends, endSessions)
           })
           succeeded()
           backoff = 100
           queue = queue.slice(batch.length)
           audits = audits.slice(auditBatch.length)
+          // Entries that changed while the batch was written stay for the next one.
+          for (const u of userBatch) if (users.get(u.id) === u) users.delete(u.id)
+          for (const [conn, r] of sessionBatch) {
+            const now = sessions.get(conn)
+            if (!now) continue
+            if (r.start) now.start = undefined
+            if (r.end && now.end === r.end) now.end = undefined // an end that came during the write stays
+            if (!now.start && !now.end) sessions.delete(conn)
+          }
           for (const p of batch) p.done()
         } catch (err) {
           failed(err)
@@ -134,7 +164,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
       }
     } finally {
       writing = false
-      if ((queue.length > 0 || audits.length > 0) && !closed) schedule()
+      if (pendingWork() && !closed) schedule()
     }
   }
 
@@ -171,21 +201,39 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
       on conflict do nothing`
   }
 
-  async function insertAudit(entries: AuditEntry[]) {
+  async function insertAudit(entries: QueuedAudit[]) {
     await sql`
-      insert into audit (event, user_id, conn, node, room, detail)
-      select e, u, c, ${opts.nodeId}, r, d::jsonb from unnest(
+      insert into audit (uid, at, event, user_id, conn, node, room, detail)
+      select i, a, e, u, c, ${opts.nodeId}, r, d::jsonb from unnest(
+        ${entries.map((e) => e.uid)}::uuid[], ${entries.map((e) => e.at)}::timestamptz[],
         ${entries.map((e) => e.event)}::text[], ${entries.map((e) => e.user ?? null)}::text[], ${entries.map((e) => e.conn ?? null)}::text[],
-        ${entries.map((e) => e.room ?? null)}::text[], ${entries.map((e) => (e.detail ? JSON.stringify(e.detail) : null))}::text[]) as t(e, u, c, r, d)`
+        ${entries.map((e) => e.room ?? null)}::text[], ${entries.map((e) => (e.detail ? JSON.stringify(e.detail) : null))}::text[]) as t(i, a, e, u, c, r, d)
+      on conflict (uid) do nothing`
   }
 
-  /** Fire-and-forget writes (users, sessions): counted and logged on failure, never thrown. */
-  function background(what: string, q: Promise<unknown>) {
-    q.then(succeeded, (err) => {
-      failed(err)
-      log.debug('store write dropped', { what })
-    })
+  async function upsertUsers(us: User[]) {
+    await sql`
+      insert into users (id, name) select i, n from unnest(${us.map((u) => u.id)}::text[], ${us.map((u) => u.name)}::text[]) as x(i, n)
+      on conflict (id) do update set name = excluded.name, last_seen = now()`
   }
+
+  async function insertSessions(ss: (SessionStart & { at: string })[]) {
+    await sql`
+      insert into sessions (conn, user_id, node, remote_addr, user_agent, connected_at)
+      select c, u, n, r, a, t from unnest(
+        ${ss.map((s) => s.conn)}::text[], ${ss.map((s) => s.user.id)}::text[], ${ss.map((s) => s.node)}::text[],
+        ${ss.map((s) => s.remote)}::text[], ${ss.map((s) => s.userAgent.slice(0, 512))}::text[], ${ss.map((s) => s.at)}::timestamptz[]) as x(c, u, n, r, a, t)
+      on conflict (conn) do nothing`
+  }
+
+  async function endSessions(es: { conn: string; code: number; at: string }[]) {
+    await sql`
+      update sessions s set disconnected_at = x.t, close_code = x.k
+      from unnest(${es.map((e) => e.conn)}::text[], ${es.map((e) => e.code)}::int[], ${es.map((e) => e.at)}::timestamptz[]) as x(c, k, t)
+      where s.conn = x.c`
+  }
+
+  const pendingWork = () => queue.length > 0 || audits.length > 0 || users.size > 0 || sessions.size > 0
 
   async function prune() {
     try {
@@ -254,22 +302,29 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
       return new Set(rows.map((r) => Number(r.seq)))
     },
     userSeen(user) {
-      background('user', sql`
-        insert into users (id, name) values (${user.id}, ${user.name})
-        on conflict (id) do update set name = excluded.name, last_seen = now()`)
+      users.delete(user.id) // re-inserted: a Map keeps insertion order, so the batch order follows
+      users.set(user.id, { id: user.id, name: user.name })
+      schedule()
     },
     sessionOpened(s) {
-      background('session', sql`
-        insert into sessions (conn, user_id, node, remote_addr, user_agent)
-        values (${s.conn}, ${s.user.id}, ${s.node}, ${s.remote}, ${s.userAgent.slice(0, 512)})
-        on conflict (conn) do nothing`)
+      if (sessions.size >= maxBacklog) {
+        // Bounded like the audit log: an outage long enough to fill it loses session rows, not chat.
+        if (droppedSessions++ === 0) log.warn('session rows dropped: the store is not keeping up', { backlog: sessions.size })
+        return
+      }
+      sessions.set(s.conn, { start: { ...s, at: new Date().toISOString() } })
+      schedule()
     },
     sessionClosed(conn, code) {
-      background('session', sql`update sessions set disconnected_at = now(), close_code = ${code} where conn = ${conn}`)
+      const at = new Date().toISOString()
+      const r = sessions.get(conn)
+      if (r) r.end = { code, at }
+      else if (sessions.size < maxBacklog) sessions.set(conn, { end: { code, at } })
+      schedule()
     },
     audit(entry) {
       if (audits.length >= maxBacklog) return // the audit log never holds chat back
-      audits.push(entry)
+      audits.push({ ...entry, uid: crypto.randomUUID(), at: new Date().toISOString() })
       schedule()
     },
     problem: () => (down ? `postgres: ${down}` : undefined),
@@ -277,7 +332,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
       clearInterval(pinger)
       if (pruner) clearInterval(pruner)
       const until = Date.now() + ms
-      while ((queue.length > 0 || audits.length > 0 || writing) && Date.now() < until) {
+      while ((pendingWork() || writing) && Date.now() < until) {
         schedule()
         await Bun.sleep(10)
       }
