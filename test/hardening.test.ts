@@ -1,6 +1,6 @@
 // Issue 17: token policy (exp required), the server's reserved identity, and deep JSON.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { SignJWT } from 'jose'
+import { SignJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose'
 import type { JWTPayload } from 'jose'
 import { deeperThan } from '../src/protocol/json-depth'
 import { connect } from './helpers/client'
@@ -57,6 +57,20 @@ describe('JWT_REQUIRE_EXP', () => {
   })
 })
 
+describe('embedded keys', () => {
+  test('a token carrying its own key (jwk header) is verified against the configured key only', async () => {
+    const issuer = await generateKeyPair('ES256')
+    const attacker = await generateKeyPair('ES256')
+    const s = await server({ JWT_PUBLIC_KEY: await exportSPKI(issuer.publicKey) })
+    const forged = await new SignJWT({ sub: 'alice', exp: now() + 600 })
+      .setProtectedHeader({ alg: 'ES256', jwk: await exportJWK(attacker.publicKey) })
+      .sign(attacker.privateKey)
+    expect(await upgrade(s.url, { token: forged })).toEqual({ status: 401, body: { error: 'unauthorized', reason: 'bad_signature' } })
+    const genuine = await new SignJWT({ sub: 'alice', exp: now() + 600 }).setProtectedHeader({ alg: 'ES256' }).sign(issuer.privateKey)
+    expect((await upgrade(s.url, { token: genuine })).status).toBe(101)
+  })
+})
+
 describe('the server identity', () => {
   test('the publish API sends as {id: server, system: true}; no connection can be "server" or carry system', async () => {
     const s = await server()
@@ -68,9 +82,12 @@ describe('the server identity', () => {
     expect(res.status).toBe(200)
     const fromServer = await c.next({ type: 'chat' })
     expect(fromServer.from).toEqual({ id: 'server', name: 'server', system: true })
-    c.send({ type: 'chat', body: 'i am not the server', from: { id: 'server', name: 'server', system: true } })
+    c.send({ type: 'chat', body: 'i am not the server', from: { id: 'server', name: 'server', system: true }, seq: 999, ts: '2000-01-01T00:00:00.000Z', room: 'general' })
     const own = await c.next({ type: 'chat' })
+    // from, seq and ts are the server's to set: the ones in the frame are ignored.
     expect(own.from).toEqual({ id: 'sys-bob', name: 'server' })
+    expect(own.seq).toBe(fromServer.seq + 1)
+    expect(own.ts).not.toBe('2000-01-01T00:00:00.000Z')
     // History keeps the distinction.
     const page = await c.request({ type: 'history', room: 'general' })
     expect(page.messages.map((m: any) => m.from.system ?? false)).toEqual([true, false])
