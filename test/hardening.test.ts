@@ -57,6 +57,15 @@ describe('JWT_REQUIRE_EXP', () => {
   })
 })
 
+describe('origins', () => {
+  test('a `null` Origin (sandboxed frames, file: pages) is refused like any foreign one', async () => {
+    const s = await server({ ALLOWED_ORIGINS: 'https://app.example' })
+    expect(await upgrade(s.url, {}, { origin: 'null' })).toEqual({ status: 403, body: { error: 'forbidden', reason: 'origin_not_allowed' } })
+    expect(await upgrade(s.url, {}, { origin: 'https://app.example.evil.test' })).toMatchObject({ status: 403 })
+    expect((await upgrade(s.url, {}, { origin: 'https://app.example' })).status).toBe(101)
+  })
+})
+
 describe('embedded keys', () => {
   test('a token carrying its own key (jwk header) is verified against the configured key only', async () => {
     const issuer = await generateKeyPair('ES256')
