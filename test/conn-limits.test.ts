@@ -49,6 +49,15 @@ describe('client address', () => {
     expect(clientAddress('127.0.0.1', undefined, trusted)).toBe('127.0.0.1')
   })
 
+  test('a bad TRUST_PROXY or limit stops startup naming the variable', async () => {
+    const { runServerOnce } = await import('./helpers/server')
+    const r = await runServerOnce({ TRUST_PROXY: '127.0.0.1, proxy.local' })
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim()).toBe('config error: TRUST_PROXY: expected a comma list of IP addresses or CIDRs, got "127.0.0.1, proxy.local"')
+    const l = await runServerOnce({ MAX_CONNECTIONS_PER_IP: '-1' })
+    expect(l.stderr).toMatch(/^config error: MAX_CONNECTIONS_PER_IP: expected a number \(0 = no limit\)/)
+  }, 20_000)
+
   test('TRUST_PROXY accepts addresses and CIDRs, v4 and v6, and nothing else', () => {
     for (const ok of ['127.0.0.1', '10.0.0.0/8', '0.0.0.0/0', '::1', 'fd00::/8', '::ffff:10.0.0.1']) expect(parseRange(ok)).toBeDefined()
     for (const bad of ['', 'localhost', '10.0.0.0/33', '1.2.3', 'fd00::/129', '10.0.0.0/8/1']) expect(parseRange(bad)).toBeUndefined()

@@ -9,7 +9,9 @@ const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
 const token = params.get('token') ?? undefined
 /** With auth off the server takes `?user=`: derive a stable id from the name. */
-const userId = name ? name.toLowerCase().replace(/[^a-z0-9_.:@-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64) || undefined : undefined
+const derived = name ? name.toLowerCase().replace(/[^a-z0-9_.:@-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64) || undefined : undefined
+/** `server` is the server's own id (refused to connections): a person named Server gets another. */
+const userId = derived === 'server' ? 'user-server' : derived
 const extraRooms = (params.get('rooms') ?? '').split(',').map((r) => r.trim()).filter(Boolean)
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T

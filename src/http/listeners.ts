@@ -43,12 +43,6 @@ export function listeners() {
         ws.subscribe(topic)
       }
     },
-    requestIP(req: Request) {
-      return current?.requestIP(req) ?? null
-    },
-    get port() {
-      return current?.port
-    },
   }
 
   return {
