@@ -7,7 +7,7 @@ import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { demoRoutes } from './http/demo'
-import { clientAddress, trustedProxies } from './http/client-ip'
+import { clientAddress, limitKey, trustedProxies } from './http/client-ip'
 import { listeners } from './http/listeners'
 import { connLimits } from './hub/conn-limits'
 import type { LimitReason, Ticket } from './hub/conn-limits'
@@ -116,7 +116,7 @@ export function createApp(deps: AppDeps) {
           return status(403, { error: 'forbidden', reason: 'origin_not_allowed' })
         }
         const remote = clientAddress(ctx.server?.requestIP(ctx.request)?.address, ctx.headers['x-forwarded-for'], trusted)
-        const ticket = limits.admit(remote)
+        const ticket = limits.admit(limitKey(remote))
         if (typeof ticket === 'string') return overLimit(ticket, remote)
         let who: Identity | Refusal
         try {

@@ -1,7 +1,7 @@
 // Connection limits (issue 17): per node, per address, per user (cluster-wide through Redis),
 // refused before the upgrade with 429; TRUST_PROXY decides when X-Forwarded-For is believed.
 import { afterAll, describe, expect, test } from 'bun:test'
-import { clientAddress, parseRange, trustedProxies } from '../src/http/client-ip'
+import { clientAddress, limitKey, parseRange, trustedProxies } from '../src/http/client-ip'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
@@ -58,6 +58,15 @@ describe('client address', () => {
     expect(l.stderr).toMatch(/^config error: MAX_CONNECTIONS_PER_IP: expected a number \(0 = no limit\)/)
   }, 20_000)
 
+  test('the per-address limit counts IPv4 addresses and IPv6 /64 networks', () => {
+    expect(limitKey('203.0.113.7')).toBe('203.0.113.7')
+    expect(limitKey('::ffff:203.0.113.7')).toBe('203.0.113.7')
+    expect(limitKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64')
+    expect(limitKey('2001:db8:1:2:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64')
+    expect(limitKey('2001:db8:1:3::1')).toBe('2001:db8:1:3::/64')
+    expect(limitKey('unknown')).toBe('unknown')
+  })
+
   test('TRUST_PROXY accepts addresses and CIDRs, v4 and v6, and nothing else', () => {
     for (const ok of ['127.0.0.1', '10.0.0.0/8', '0.0.0.0/0', '::1', 'fd00::/8', '::ffff:10.0.0.1']) expect(parseRange(ok)).toBeDefined()
     for (const bad of ['', 'localhost', '10.0.0.0/33', '1.2.3', 'fd00::/129', '10.0.0.0/8/1']) expect(parseRange(bad)).toBeUndefined()
@@ -101,6 +110,11 @@ describe('per address and per node', () => {
     await open(s.ws, {}, { 'x-forwarded-for': '203.0.113.1' })
     await open(s.ws, {}, { 'x-forwarded-for': '203.0.113.2' })
     expect(await upgrade(s.url, {}, { 'x-forwarded-for': '203.0.113.3' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_ip' } })
+    // Through a trusted proxy, one IPv6 /64 is one address for the limit.
+    const v6 = await server({ MAX_CONNECTIONS_PER_IP: '1', TRUST_PROXY: '127.0.0.1' })
+    await open(v6.ws, {}, { 'x-forwarded-for': '2001:db8:0:1::1' })
+    expect((await upgrade(v6.url, {}, { 'x-forwarded-for': '2001:db8:0:1::2' })).status).toBe(429)
+    expect((await upgrade(v6.url, {}, { 'x-forwarded-for': '2001:db8:0:2::1' })).status).toBe(101)
     expect(s.logs.filter((l) => l.msg === 'connected').map((l) => l.remote)).toEqual(['127.0.0.1', '127.0.0.1'])
   })
 

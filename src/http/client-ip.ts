@@ -73,3 +73,15 @@ export function clientAddress(peer: string | undefined, forwardedFor: string | u
   }
   return hops[0] && isIP(hops[0]) ? hops[0] : direct
 }
+
+/**
+ * What MAX_CONNECTIONS_PER_IP counts by: the address for IPv4, the /64 network for IPv6 (one
+ * subscriber usually holds a whole /64, so counting single IPv6 addresses would limit nothing).
+ */
+export function limitKey(addr: string): string {
+  const ip = toBig(addr)
+  if (!ip || !ip.v6) return unmap(addr)
+  const net = ip.n >> 64n
+  const groups = [48n, 32n, 16n, 0n].map((s) => ((net >> s) & 0xffffn).toString(16))
+  return `${groups.join(':')}::/64`
+}
