@@ -4,13 +4,15 @@
  * waits for its `welcome` and is closed; `--concurrency` of them are in flight at once.
  * Bounded: `--n` connections per round (and at most `--max-s` seconds each), `--rounds` rounds
  * per mode. The certificate is a fresh self-signed P-256 (ECDSA) one, or RSA 2048 with --rsa.
+ * Besides the rate (which a busy machine disturbs), the server's CPU time per connection, read
+ * from /proc, is the steadier figure.
  *
  *   bun run bench/tls-connect.ts [--n=2000] [--concurrency=16] [--rounds=3] [--max-s=60] [--rsa]
  */
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BUN, ROOT } from './lib/proc'
+import { BUN, ROOT, cpuSeconds } from './lib/proc'
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d)
 const N = arg('n', 2000)
@@ -61,7 +63,8 @@ function once(url: string): Promise<void> {
   })
 }
 
-async function round(url: string) {
+async function round(url: string, pid: number) {
+  const cpu0 = cpuSeconds(pid)
   let started = 0
   let done = 0
   let failed = 0
@@ -74,16 +77,18 @@ async function round(url: string) {
   }
   await Promise.all(Array.from({ length: CONCURRENCY }, lane))
   const s = (performance.now() - t0) / 1000
-  return { done, failed, perSec: done / s }
+  return { done, failed, perSec: done / s, cpuMs: ((cpuSeconds(pid) - cpu0) * 1000) / Math.max(1, done) }
 }
 
 const results: Record<string, number[]> = { plain: [], tls: [] }
+const cpu: Record<string, number[]> = { plain: [], tls: [] }
 for (const mode of ['plain', 'tls'] as const) {
   const server = await startServer(mode === 'tls')
   try {
-    await round(server.ws) // warm-up, not counted
+    await round(server.ws, server.proc.pid) // warm-up, not counted
     for (let r = 0; r < ROUNDS; r++) {
-      const x = await round(server.ws)
+      const x = await round(server.ws, server.proc.pid)
+      cpu[mode]!.push(x.cpuMs)
       if (x.failed) console.warn(`${mode}: ${x.failed} connections failed`)
       results[mode]!.push(x.perSec)
     }
@@ -96,6 +101,6 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const plain = median(results.plain!)
 const tls = median(results.tls!)
 console.log(`connections/s (open, welcome, close; ${N} per round, ${CONCURRENCY} in flight, median of ${ROUNDS}; certificate ${RSA ? 'RSA 2048' : 'ECDSA P-256'}):`)
-console.log(`  ws://  ${plain.toFixed(0)}   rounds: ${results.plain!.map((x) => x.toFixed(0)).join(', ')}`)
-console.log(`  wss:// ${tls.toFixed(0)}   rounds: ${results.tls!.map((x) => x.toFixed(0)).join(', ')}`)
+console.log(`  ws://  ${plain.toFixed(0)}   rounds: ${results.plain!.map((x) => x.toFixed(0)).join(', ')}   server CPU ${median(cpu.plain!).toFixed(3)} ms per connection`)
+console.log(`  wss:// ${tls.toFixed(0)}   rounds: ${results.tls!.map((x) => x.toFixed(0)).join(', ')}   server CPU ${median(cpu.tls!).toFixed(3)} ms per connection`)
 console.log(`  TLS costs ${(1000 / tls - 1000 / plain).toFixed(3)} ms per connection (${((1 - tls / plain) * 100).toFixed(0)}% fewer connections/s); client and server share this machine's cores`)
