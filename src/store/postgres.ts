@@ -92,8 +92,8 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
   let queue: Pending[] = []
   let audits: QueuedAudit[] = []
   /** Users and sessions wait, like messages, until PostgreSQL takes them (latest name wins). */
-  let users = new Map<string, User>()
-  let sessions = new Map<string, SessionRow>()
+  const users = new Map<string, User>()
+  const sessions = new Map<string, SessionRow>()
   let droppedSessions = 0
   let writing = false
   let scheduled: ReturnType<typeof setTimeout> | undefined
