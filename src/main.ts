@@ -5,7 +5,11 @@ import type { JwtAuth } from './auth/jwt'
 import { memoryBroker } from './broker/memory'
 import { redisBroker } from './broker/redis'
 import { postgresStore } from './store/postgres'
-import type { Store } from './store/types'
+import type { PostgresStore } from './store/postgres'
+import { memoryMembers } from './members/memory'
+import { postgresMembers } from './members/postgres'
+import { redisMembers } from './members/redis'
+import type { Members } from './members/types'
 import type { Broker } from './broker/types'
 import { ConfigError, describeVariables, loadConfig } from './config'
 import type { Config } from './config'
@@ -63,7 +67,7 @@ async function orExit<T>(variable: string, start: () => Promise<T>): Promise<T> 
   }
 }
 
-const store: Store | undefined =
+const store: PostgresStore | undefined =
   config.ENABLE_PERSISTENCE && config.POSTGRES_DSN
     ? await orExit('POSTGRES_DSN', () =>
         postgresStore({
@@ -78,7 +82,7 @@ const store: Store | undefined =
     : undefined
 const origin = store?.origin
 
-const broker: Broker = config.REDIS_URL
+const redis = config.REDIS_URL
   ? redisBroker({
       url: config.REDIS_URL,
       prefix: config.REDIS_PREFIX,
@@ -88,10 +92,17 @@ const broker: Broker = config.REDIS_URL
       store,
       onError: () => metrics.brokerErrors.inc(),
     })
-  : memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
+  : undefined
+const broker: Broker = redis ?? memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
+// Memberships are durable with PostgreSQL, cluster-wide with Redis, else in this process.
+const members: Members = store
+  ? postgresMembers(store.sql, () => metrics.storeErrors.inc())
+  : redis
+    ? redisMembers(redis.client, config.REDIS_PREFIX)
+    : memoryMembers()
 
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
+const { app, hub } = createApp({ config, broker, metrics, nodeId, store, members, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 app.listen({ hostname: config.HOST, port: config.PORT })
 const port = app.server!.port

@@ -48,14 +48,14 @@ export function createMetrics() {
     })
     return ts
   }
-  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'invalid'] as const
-  const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'pong', 'error'] as const
+  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'rooms', 'read', 'invalid'] as const
+  const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'read', 'rooms', 'pong', 'error'] as const
   const framesIn = tallyBy('chat_frames_in_total', 'Client frames received, by type', 'type', inTypes)
   const framesOut = tallyBy('chat_frames_out_total', 'Frames sent or published by this node, by type', 'type', outTypes)
   const published = tally('chat_messages_published_total', 'Chat messages accepted and published')
   const delivered = tally('chat_messages_delivered_total', 'Chat and DM frames handed to local subscribers')
   const dropped = new Counter({ name: 'chat_messages_dropped_total', help: 'Frames a slow subscriber could not take (it is then closed with 4008)', registers: [registry] })
-  const codes: ErrorCode[] = ['bad_request', 'unauthorized', 'forbidden', 'rate_limited', 'too_large', 'unavailable', 'internal']
+  const codes: ErrorCode[] = ['bad_request', 'unauthorized', 'forbidden', 'rate_limited', 'too_large', 'unavailable', 'internal', 'not_found', 'limit']
   const errors = new Counter({ name: 'chat_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers: [registry] })
   const rateLimited = new Counter({ name: 'chat_rate_limited_total', help: 'Frames refused by the rate limit', registers: [registry] })
   const slowConsumers = new Counter({ name: 'chat_slow_consumer_closes_total', help: 'Connections closed with 4008', registers: [registry] })

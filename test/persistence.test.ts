@@ -141,7 +141,7 @@ describe('PostgreSQL persistence', () => {
     configureLog('silent')
     const store = await postgresStore({ dsn: db.dsn, nodeId: 'poison-test' })
     const r = room()
-    const msg = (seq: number, body: string) => ({ room: r, seq, id: `m${seq}`, from: { id: 'u', name: 'u' }, body, ts: new Date().toISOString() })
+    const msg = (seq: number, body: string) => ({ type: 'chat' as const, room: r, seq, id: `m${seq}`, from: { id: 'u', name: 'u' }, body, ts: new Date().toISOString() })
     // NUL is refused at the door; this goes around the door to prove one bad row cannot block the rest.
     await Promise.all([store.save([msg(1, 'fine')]), store.save([msg(2, 'bad\u0000row')]), store.save([msg(3, 'also fine')])])
     expect((await db.sql`select seq from messages where room = ${r} order by seq`).map((x) => Number(x.seq))).toEqual([1, 3])

@@ -1,9 +1,9 @@
 import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay } from './types'
-import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
+import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
 import type { RoomOrigin } from './types'
 import { Unavailable } from './types'
 import type { Store } from '../store/types'
-import { chatFrame } from '../protocol/server-frames'
+import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 
 const MAX_DEDUPE_KEYS = 200_000
@@ -66,7 +66,7 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
     async start(d) {
       deliver = d
     },
-    async append(room, draft, key): Promise<Accepted> {
+    async append(room, draft, key, except): Promise<Accepted> {
       const prior = key === undefined ? undefined : (remembered(key) as Accepted | undefined)
       if (prior) return { ...prior, duplicate: true }
       const l = log(room)
@@ -74,12 +74,9 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       const r = l instanceof Promise ? await l : l
       if (opts.store && !opts.store.accepting()) throw new Unavailable('the store is not keeping up: message refused')
       const seq = ++r.seq
-      const frame = chatFrame(seq, draft.tail)
+      const frame = draft.head + seq + draft.tail
       // Commits resolve in seq order, so deliveries keep it too.
-      if (opts.store) {
-        const { tail: _, ...fields } = draft // only with a store: no copy per message otherwise
-        await opts.store.save([{ ...fields, room, seq }])
-      }
+      if (opts.store) await opts.store.save([{ ...draft.event, seq }])
       r.frames.push(frame)
       // Trim in chunks so that appends stay O(1) amortised.
       if (r.frames.length >= opts.historyLimit * 2 || r.frames.length > opts.historyLimit + 1024) {
@@ -87,8 +84,8 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
         r.frames.splice(0, drop)
         r.first += drop
       }
-      deliver(roomTopic(room), frame)
-      const accepted = { id: draft.id, seq, duplicate: false }
+      deliver(roomTopic(room), frame, except)
+      const accepted = { id: draft.event.id, seq, duplicate: false }
       if (key !== undefined) remember(key, accepted)
       return accepted
     },
@@ -126,6 +123,14 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       const start = Math.max(oldest, end - limit)
       if (end <= start) return { frames: [], more: false }
       return { frames: r.frames.slice(start - r.first, end - r.first), more: start > oldest }
+    },
+    async summary(room, read, user) {
+      const r = await log(room)
+      const kept = Math.max(r.first, r.first + r.frames.length - opts.historyLimit)
+      function* newestFirst(): Generator<[number, string]> {
+        for (let seq = r.seq; seq >= kept; seq--) yield [seq, r.frames[seq - r.first]!]
+      }
+      return summarize({ seq: r.seq, epoch: r.epoch }, read, user, newestFirst(), isMessageFrame)
     },
     presence: memoryPresence(),
     problem: () => undefined,
