@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test as realTest } from 'bun:test'
 import { connect } from './helpers/client'
+import { migrations } from '../src/store/migrate'
 import { freshDatabase } from './helpers/postgres'
 import { startProxy } from './helpers/proxy'
 import { startServer, until } from './helpers/server'
@@ -34,7 +35,7 @@ describe('PostgreSQL persistence', () => {
   test('three nodes starting at once apply each migration once', async () => {
     const nodes = await Promise.all([0, 1, 2].map(() => node({ POSTGRES_DSN: db.dsn })))
     const rows = await db.sql`select name from schema_migrations`
-    expect(rows.map((r) => r.name)).toEqual(['001_init'])
+    expect(rows.map((r) => r.name)).toEqual(migrations.map((m) => m.name))
     const applied = nodes.flatMap((s) => s.logs.filter((l) => l.msg === 'migrations applied'))
     expect(applied).toHaveLength(1)
     for (const s of nodes) {

@@ -30,7 +30,7 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
-if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[8] .. '\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[8] .. '\\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
 if KEYS[4] ~= '' then redis.call('SADD', KEYS[4], ARGV[7]) end
 return {1, seq}
