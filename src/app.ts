@@ -6,6 +6,7 @@ import type { Refusal } from './auth/anonymous'
 import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
+import { conversationsRoutes } from './http/conversations-api'
 import { demoRoutes } from './http/demo'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
@@ -77,6 +78,7 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
+    .use(conversationsRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
       async beforeHandle(ctx) {

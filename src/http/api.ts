@@ -6,11 +6,8 @@ import type { Config } from '../config'
 import type { Hub } from '../hub/hub'
 import { FrameError, dedupeKey } from '../hub/hub'
 import { log } from '../log'
-import { safeEqual } from '../auth/compare'
 import { messageFields } from '../protocol/client-frames'
-
-const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
+import { apiKeyGuard, json } from './api-key'
 
 const API_USER = { id: 'server', name: 'server' }
 
@@ -39,12 +36,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
   }
 
   return new Elysia({ prefix: '/api' })
-    .onBeforeHandle(({ headers }) => {
-      if (!config.API_KEY) return json(403, { error: 'api_disabled' })
-      const auth = headers.authorization ?? ''
-      const key = auth.startsWith('Bearer ') ? auth.slice(7) : ''
-      if (!safeEqual(key, config.API_KEY)) return json(401, { error: 'unauthorized', reason: 'bad_api_key' })
-    })
+    .onBeforeHandle(apiKeyGuard(config))
     .post(
       '/publish',
       async ({ body, headers }) => {
