@@ -61,6 +61,8 @@ export const variables = {
   RATE_LIMIT_PER_SEC: { schema: int(0, 1_000_000, 'a number (0 = no limit)'), default: '20', help: 'frames per second per connection (0 turns the limit off)' },
   RATE_LIMIT_BURST: { schema: int(1, 1_000_000), default: '40', help: 'burst of frames per connection' },
   MAX_BUFFERED_BYTES: { schema: int(1024, 1024 * 1024 * 1024), default: '1048576', help: 'slow-consumer cut-off: a socket with more unsent bytes is closed with 4008' },
+  HISTORY_TTL_S: { schema: int(0, 315_360_000, 'seconds (0 = never)'), default: '86400', help: 'a room\'s recent log (memory engine, Redis stream) is forgotten once the room has been idle this long (0 = never); with PostgreSQL history still reaches back through the store' },
+  MAX_ROOMS: { schema: int(1, 100_000_000), default: '100000', help: 'rooms the memory engine keeps; past it the least recently active one nobody is in is forgotten' },
   MAX_MEMBERSHIPS: { schema: int(1, 100_000), default: '500', help: 'memberships a user may hold; beyond, a join or grant answers `limit`' },
   HISTORY_LIMIT: { schema: int(1, 10_000_000), default: '1000', help: 'messages kept per room for recovery without PostgreSQL' },
   IDLE_TIMEOUT_S: { schema: int(5, 960, 'seconds'), default: '60', help: 'close a connection silent for this long' },

@@ -88,12 +88,22 @@ const redis = config.REDIS_URL
       prefix: config.REDIS_PREFIX,
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
+      historyTtlMs: config.HISTORY_TTL_S * 1000,
       origin,
       store,
       onError: () => metrics.brokerErrors.inc(),
     })
   : undefined
-const broker: Broker = redis ?? memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
+const broker: Broker =
+  redis ??
+  memoryBroker({
+    historyLimit: config.HISTORY_LIMIT,
+    origin,
+    store,
+    historyTtlMs: config.HISTORY_TTL_S ? config.HISTORY_TTL_S * 1000 : undefined,
+    maxRooms: config.MAX_ROOMS,
+    onEvict: () => metrics.roomsEvicted.inc(),
+  })
 // Memberships are durable with PostgreSQL, cluster-wide with Redis, else in this process.
 const members: Members = store
   ? postgresMembers(store.sql, () => metrics.storeErrors.inc())

@@ -60,6 +60,7 @@ export function createMetrics() {
   const rateLimited = new Counter({ name: 'chat_rate_limited_total', help: 'Frames refused by the rate limit', registers: [registry] })
   const slowConsumers = new Counter({ name: 'chat_slow_consumer_closes_total', help: 'Connections closed with 4008', registers: [registry] })
   const authRefused = new Counter({ name: 'chat_auth_refused_total', help: 'Upgrades refused by authentication, by reason', labelNames: ['reason'], registers: [registry] })
+  const roomsEvicted = new Counter({ name: 'chat_rooms_evicted_total', help: 'Idle rooms the memory engine forgot (HISTORY_TTL_S, MAX_ROOMS)', registers: [registry] })
   const brokerErrors = new Counter({ name: 'chat_broker_errors_total', help: 'Broker (Redis) operations that failed', registers: [registry] })
   const uncaught = new Counter({ name: 'chat_uncaught_errors_total', help: 'Errors no handler caught (logged; the node serves on)', registers: [registry] })
   const storeErrors = new Counter({ name: 'chat_store_errors_total', help: 'Store (PostgreSQL) operations that failed', registers: [registry] })
@@ -87,6 +88,7 @@ export function createMetrics() {
     slowConsumers,
     authRefused,
     brokerErrors,
+    roomsEvicted,
     storeErrors,
     uncaught,
     publishLatency,

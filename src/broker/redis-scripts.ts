@@ -16,7 +16,8 @@ import type Redis from 'ioredis'
  * With persistence, the room is also marked in the set of rooms whose stream is ahead of the
  * store (KEYS[4]; '' = no persistence), for the archive repair to visit.
  * The published payload is the frame, or `<conn>\n<frame>` when a connection must not get it.
- * KEYS: state, log, dedupe ('' = none), unpersisted ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, room, except ('' = none)
+ * The room's state and stream expire after ARGV[9] ms without an append (0 = never).
+ * KEYS: state, log, dedupe ('' = none), unpersisted ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, room, except ('' = none), ttlMs
  */
 export const APPEND = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
@@ -33,13 +34,18 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
 if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[8] .. '\\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
 if KEYS[4] ~= '' then redis.call('SADD', KEYS[4], ARGV[7]) end
+if ARGV[9] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+  redis.call('PEXPIRE', KEYS[2], ARGV[9])
+end
 return {1, seq}
 `
 
-/** init: sets a room's state when it has none. KEYS: state. ARGV: seq, epoch. Returns {seq, epoch}. */
+/** init: sets a room's state when it has none. KEYS: state. ARGV: seq, epoch, ttlMs (0 = never). Returns {seq, epoch}. */
 export const INIT = `
 redis.call('HSETNX', KEYS[1], 'seq', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
+if ARGV[3] ~= '0' and redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 `
 
@@ -141,11 +147,11 @@ return 0
 
 /** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
 export type Scripted = Redis & {
-  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string, except: string): Promise<[number, number?, string?]>
+  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string, except: string, ttlMs: number): Promise<[number, number?, string?]>
   chatSummary(state: string, log: string, read: number, needle: string, cap: number, budget: number, chatHead: string, dmHead: string): Promise<[number, string, number, number, string] | [-1]>
   chatPersisted(state: string, unpersisted: string, room: string, upTo: number): Promise<number>
   unlock(lock: string, owner: string): Promise<number>
-  chatInit(state: string, seq: number, epoch: string): Promise<[string, string]>
+  chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string]>
   chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
   presenceAdd(conns: string, counts: string, names: string, index: string, conn: string, user: string, name: string, entry: string): Promise<number>
   presenceRemove(conns: string, counts: string, names: string, index: string, conn: string, user: string, entry: string): Promise<number>

@@ -13,6 +13,8 @@ export interface RedisBrokerOptions {
   prefix: string
   nodeId: string
   historyLimit: number
+  /** A room's state and stream expire once idle this long (0 = never). */
+  historyTtlMs?: number
   origin?: RoomOrigin
   /**
    * With persistence: messages are archived after they are acknowledged, and a repair loop
@@ -184,7 +186,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
 
   async function init(room: string): Promise<Position> {
     const o = await origin(room)
-    const [seq, epoch] = await cmd.chatInit(key.state(room), o.seq, o.epoch)
+    const [seq, epoch] = await cmd.chatInit(key.state(room), o.seq, o.epoch, opts.historyTtlMs ?? 0)
     return { seq: Number(seq), epoch }
   }
 
@@ -231,7 +233,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     },
     async append(room, draft, dedupe, except): Promise<Accepted> {
       const call = () =>
-        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', opts.store ? key.unpersisted : '', draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, room, except ?? '')
+        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', opts.store ? key.unpersisted : '', draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, room, except ?? '', opts.historyTtlMs ?? 0)
       let r = await call()
       if (r[0] === -1) {
         await init(room)
