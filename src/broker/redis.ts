@@ -6,7 +6,7 @@ import { archiveRepair } from './redis-archive'
 import { redisPresence } from './redis-presence'
 import { redisKeys, withScripts } from './redis-scripts'
 import type { Accepted, Broker, Deliver, Page, Position, Replay, RoomOrigin } from './types'
-import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshOrigin, fromNeedle, roomTopic } from './types'
+import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
   url: string
@@ -50,6 +50,9 @@ const payloadSeq = (payload: string) => eventSeq(split(payload)[0])
 
 /** Log entries a summary may walk (unread counts and the last message of a room). */
 const SUMMARY_BUDGET = 2 * UNREAD_CAP
+
+/** See init(): how far past the store's last seq a rebuilt room's new epoch starts. */
+export const REBUILT_SEQ_GAP = 1000
 
 const HEARTBEAT_MS = 5_000
 const REPAIR_EVERY_MS = 1_000
@@ -184,9 +187,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
 
   // ---- room state ----
 
+  /**
+   * A room without state in Redis: new, expired, or lost with Redis's data. A room the store
+   * knew may have had messages acknowledged from the stream and not archived yet, so its seqs
+   * could be handed out again: it continues under a new epoch, REBUILT_SEQ_GAP past the store's
+   * last seq (late archive writes of the old epoch never collide with the new one's).
+   */
   async function init(room: string): Promise<Position> {
     const o = await origin(room)
-    const [seq, epoch] = await cmd.chatInit(key.state(room), o.seq, o.epoch, opts.historyTtlMs ?? 0)
+    const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
+    const [seq, epoch] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
     return { seq: Number(seq), epoch }
   }
 

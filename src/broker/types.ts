@@ -147,11 +147,16 @@ export const userTopic = (userId: string) => `u:${userId}`
 
 export const DEDUPE_WINDOW_MS = 120_000
 
+/** Where a room's sequence starts; `known` when the store had the room before (it may have lost a tail of it). */
+export interface Origin extends Position {
+  known?: boolean
+}
+
 /**
  * Where a room's sequence starts when the broker has no state for it: the store's last
  * seq and epoch when persistence is on, else a fresh epoch from 0.
  */
-export type RoomOrigin = (room: string) => Promise<Position>
+export type RoomOrigin = (room: string) => Promise<Origin>
 
 export const freshEpoch = () => Bun.randomUUIDv7().replaceAll('-', '').slice(-12)
 export const freshOrigin: RoomOrigin = async () => ({ seq: 0, epoch: freshEpoch() })

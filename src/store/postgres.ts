@@ -1,7 +1,7 @@
 import postgres from 'postgres'
 import type { Sql } from 'postgres'
 import { freshEpoch } from '../broker/types'
-import type { Page, Position } from '../broker/types'
+import type { Origin, Page } from '../broker/types'
 import { log } from '../log'
 import { eventHead, eventTail } from '../protocol/server-frames'
 import type { EventType } from '../protocol/server-frames'
@@ -248,11 +248,11 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
       })
     },
     accepting: () => queue.length < maxBacklog,
-    async origin(room): Promise<Position> {
-      await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing`
+    async origin(room): Promise<Origin> {
+      const created = await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing returning room`
       const [r] = await sql<{ epoch: string; seq: string }[]>`
         select epoch, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
-      return { epoch: r!.epoch, seq: Number(r!.seq) }
+      return { epoch: r!.epoch, seq: Number(r!.seq), known: created.length === 0 }
     },
     async range(room, after, upTo) {
       if (upTo <= after) return []

@@ -1,4 +1,4 @@
-import type { Page, Position } from '../broker/types'
+import type { Origin, Page } from '../broker/types'
 import type { RoomEvent, User } from '../protocol/server-frames'
 
 /** An event of a room's log as it is kept: everything its frame is made of. */
@@ -41,7 +41,7 @@ export interface Store {
   /** False while the write backlog is full: a new message would not be kept. */
   accepting(): boolean
   /** Where a room's sequence continues: its stored epoch and last seq (creating the room). */
-  origin(room: string): Promise<Position>
+  origin(room: string): Promise<Origin>
   /** Encoded event frames with seq in (after, upTo], in order. */
   range(room: string, after: number, upTo: number): Promise<string[]>
   page(room: string, before: number | undefined, limit: number): Promise<Page>
