@@ -7,11 +7,14 @@ import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { demoRoutes } from './http/demo'
+import { docsRoutes } from './http/docs'
+import { validationReason } from './http/route-spec'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
 import type { Metrics } from './metrics'
 import type { Store } from './store/types'
+import pkg from '../package.json'
 
 /** Resolves who is connecting, from the upgrade request. */
 export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
@@ -62,7 +65,9 @@ export function createApp(deps: AppDeps) {
     .onError(({ code, error }) => {
       if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })
       if (code === 'PARSE') return status(400, { error: 'bad_request', reason: 'body: not valid JSON' })
-      if (code === 'VALIDATION') return status(400, { error: 'bad_request', reason: String((error as Error).message).slice(0, 200) })
+      if (code === 'VALIDATION' && error.type !== 'response') return status(400, { error: 'bad_request', reason: validationReason(error) })
+      // A hook threw status(...): its response is already the answer.
+      if (typeof code === 'number') return
       log.error('http error', { code: String(code), err: error })
       return status(500, { error: 'internal' })
     })
@@ -73,6 +78,7 @@ export function createApp(deps: AppDeps) {
         draining: () => hub.draining,
       }),
     )
+    .use(docsRoutes({ version: pkg.version }))
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
