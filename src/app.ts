@@ -8,6 +8,8 @@ import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { demoRoutes } from './http/demo'
 import { docsRoutes } from './http/docs'
+import { adminRoutes } from './http/admin'
+import { nodeStats } from './broker/node-stats'
 import { validationReason } from './http/route-spec'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
@@ -52,6 +54,23 @@ export function createApp(deps: AppDeps) {
     store: deps.store,
   })
 
+  /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */
+  const stats = nodeStats({
+    nodeId: deps.nodeId,
+    version: pkg.version,
+    redis: config.REDIS_URL ? { url: config.REDIS_URL, prefix: config.REDIS_PREFIX } : undefined,
+    read: () => ({
+      connections: hub.size,
+      rooms: hub.roomCount,
+      publishedTotal: metrics.published.n,
+      deliveredTotal: metrics.delivered.n,
+      redis: broker.kind === 'redis' ? (broker.problem() ?? 'ok') : 'off',
+      postgres: deps.store ? (deps.store.problem() ?? 'ok') : 'off',
+      draining: hub.draining,
+      roomSizes: hub.roomSizes,
+    }),
+  })
+
   const app = new Elysia({
     websocket: {
       maxPayloadLength: config.MAX_FRAME_BYTES,
@@ -80,6 +99,7 @@ export function createApp(deps: AppDeps) {
     )
     .use(docsRoutes({ version: pkg.version }))
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
+    .use(adminRoutes({ config, stats }))
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
       async beforeHandle(ctx) {
@@ -120,5 +140,5 @@ export function createApp(deps: AppDeps) {
       },
     })
 
-  return { app, hub }
+  return { app, hub, stats }
 }
