@@ -1,4 +1,5 @@
 import { Elysia, status } from 'elysia'
+import type { AnyElysia } from 'elysia'
 import type { Broker } from './broker/types'
 import type { Config } from './config'
 import { anonymousIdentity } from './auth/anonymous'
@@ -97,7 +98,7 @@ export function createApp(deps: AppDeps) {
         draining: () => hub.draining,
       }),
     )
-    .use(docsRoutes({ version: pkg.version }))
+    .use(docsRoutes({ version: pkg.version, app: (): AnyElysia => app }))
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
     .use(adminRoutes({ config, stats }))
     .use(demoRoutes(config.ENABLE_DEMO))
