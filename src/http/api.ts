@@ -39,7 +39,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
     limit: int(1, 100).default(50),
   })
   const roomParams = z.object({ room })
-  const idempotency = z.object({
+  const idempotency = z.looseObject({
     'idempotency-key': z.string().optional().meta({ description: 'a retry with the same key (within 2 minutes) publishes nothing new and answers the first id and seq' }),
   })
 
