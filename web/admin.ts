@@ -157,7 +157,7 @@ function renderSeries(v: { points: { t: number; connections: number; msgInPerS: 
         { label: 'connections', stroke: '#2b8a3e', width: 2, scale: 'conns' },
       ],
       scales: { rate: { range: (_u, _min, max) => [0, Math.max(1, max)] }, conns: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
-      axes: [{ values: (_u, splits) => splits.map((s) => new Date(s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })) }, { scale: 'rate', label: 'messages/s' }, { scale: 'conns', side: 1, label: 'connections', grid: { show: false } }],
+      axes: [{ space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600], values: (_u, splits) => splits.map((s) => new Date(s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })) }, { scale: 'rate', label: 'messages/s' }, { scale: 'conns', side: 1, label: 'connections', grid: { show: false } }],
     },
     data,
     ui.chart,
