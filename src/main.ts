@@ -112,7 +112,7 @@ const members: Members = store
     : memoryMembers()
 
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub } = createApp({ config, broker, metrics, nodeId, store, members, ...authDeps })
+const { app, hub, stats } = createApp({ config, broker, metrics, nodeId, store, members, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 app.listen({ hostname: config.HOST, port: config.PORT })
 const port = app.server!.port
@@ -122,6 +122,7 @@ if (config.APP_ENV === 'production' && config.authMode === 'off')
 
 auth?.start() // a JWKS that cannot be fetched now is retried; it never stops the server
 const sweep = setInterval(hub.sweep, 1000)
+stats.start()
 
 // postgres.js can throw from a socket callback when the database drops a connection
 // (porsager/postgres#1208; seen here as a bare ECONNRESET): nothing of ours to catch it, and
@@ -148,6 +149,7 @@ async function shutdown(signal: string) {
   log.info('draining', { signal, connections: hub.size })
   const left = await hub.drain(Math.max(0, graceMs - 500))
   app.server?.stop(true)
+  await stats.stop()
   await broker.close()
   await store?.close()
   log.info('stopped', { left })

@@ -1,39 +1,48 @@
 import { Elysia } from 'elysia'
 import { z } from 'zod'
 import type { Broker } from '../broker/types'
+import { ROOM_PATTERN } from '../config'
 import type { Config } from '../config'
 import type { Hub } from '../hub/hub'
 import { FrameError } from '../hub/errors'
 import type { Members } from '../members/types'
 import { isDirect } from '../members/types'
-import { ROOM_PATTERN } from '../config'
 import type { Store } from '../store/types'
-import { apiKeyGuard, json } from './api-key'
+import { ChatFrame, User } from './api'
+import { apiRoute, json, requireApiKey } from './route-spec'
 
 const STATUS: Record<string, number> = { bad_request: 400, forbidden: 403, not_found: 404, limit: 409, unavailable: 503 }
+
+const text = (what: string) =>
+  z
+    .string()
+    .min(1, 'must not be empty')
+    .max(64, 'must be at most 64 characters')
+    .refine((s) => !/[\u0000-\u001f]/.test(s), 'must hold no control characters')
+    .meta({ description: what })
+const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
+const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
+
+const Conversation = z.object({
+  room: z.string(),
+  kind: z.enum(['room', 'direct']),
+  with: User.optional().meta({ description: 'direct rooms: the other user' }),
+  seq: z.number().int(),
+  epoch: z.string(),
+  read: z.number().int().meta({ description: "the user's read marker" }),
+  unread: z.number().int().meta({ description: 'messages by others after the marker; 1000 means 1000 or more' }),
+  last: ChatFrame.optional(),
+})
+const Member = z.object({ id: z.string(), name: z.string(), read: z.number().int() })
 
 /** Memberships and conversation lists for the app's backend: `/api/users/:user/rooms`, `/api/rooms/:room/members`. */
 export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Broker; members: Members; store?: Store }) {
   const { config, hub, members } = deps
-  const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
-  const userId = z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters').refine((s) => !/[\u0000-\u001f]/.test(s), 'must hold no control characters')
-  const name = z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters').refine((s) => !/[\u0000-\u001f]/.test(s), 'must hold no control characters')
-  const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
-  const roomsQuery = z.object({ before: z.string().max(512).optional(), limit: int(1, 100).default(50) })
-  const membersQuery = z.object({ after: z.string().max(64).optional(), limit: int(1, 1000).default(100) })
-  const memberBody = z.object({ name: name.optional() }).strict()
-
-  const invalid = (what: string, error: z.ZodError) => {
-    const issue = error.issues[0]!
-    return json(400, { error: 'bad_request', reason: `${[what, ...issue.path].filter(Boolean).join('.')}: ${issue.message}` })
-  }
-  const parse = <T>(what: string, schema: z.ZodType<T>, value: unknown): { ok: true; value: T } | { ok: false; res: Response } => {
-    const r = schema.safeParse(value)
-    return r.success ? { ok: true, value: r.data } : { ok: false, res: invalid(what, r.error) }
-  }
+  const userParams = z.object({ user: text('a user id') })
+  const memberParams = z.object({ room, user: text('a user id') })
 
   /** FrameErrors answer with their code; a dependency that is down answers 503; nothing else is hidden. */
-  const answer = async (work: () => Promise<Response | object>) => {
+  const answer = async <T>(work: () => Promise<T>) => {
     try {
       return await work()
     } catch (err) {
@@ -47,7 +56,7 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
   const unknownUser = (id: string) => json(404, { error: 'not_found', reason: `user: ${id} is not known here (never connected; PUT a membership with {"name"} to name them)` })
 
   /** A direct room takes only its own two users. */
-  async function directAllows(r: string, user: string) {
+  async function directRefuses(r: string, user: string) {
     if (!isDirect(r)) return undefined
     const pair = await members.pair(r)
     if (!pair) return json(404, { error: 'not_found', reason: `room: no direct room ${r}` })
@@ -56,68 +65,83 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
   }
 
   return new Elysia({ prefix: '/api' })
-    .onBeforeHandle(apiKeyGuard(config))
-    .get('/users/:user/rooms', ({ params, query }) => {
-      const u = parse('user', userId, params.user)
-      if (!u.ok) return u.res
-      const q = parse('', roomsQuery, query)
-      if (!q.ok) return q.res
-      return answer(async () => {
-        if (!(await members.user(u.value)) && (await members.of(u.value)).length === 0) return unknownUser(u.value)
-        const r = await hub.conversations.list(u.value, q.value.before, q.value.limit)
-        return new Response(`{"user":${JSON.stringify(u.value)},"rooms":[${r.conversations.join(',')}],"more":${r.more}${r.next ? `,"next":${JSON.stringify(r.next)}` : ''}}`, {
-          headers: { 'content-type': 'application/json' },
-        })
-      })
-    })
-    .get('/rooms/:room/members', ({ params, query }) => {
-      const r = parse('room', room, params.room)
-      if (!r.ok) return r.res
-      const q = parse('', membersQuery, query)
-      if (!q.ok) return q.res
-      return answer(async () => {
-        const page = await members.list(r.value, q.value.after, q.value.limit)
-        const next = page.more ? page.members.at(-1)!.id : undefined
-        return { room: r.value, members: page.members, more: page.more, ...(next ? { next } : {}) }
-      })
-    })
+    .onTransform(requireApiKey(config))
+    .get(
+      '/users/:user/rooms',
+      ({ params, query }) =>
+        answer(async () => {
+          if (!(await members.user(params.user)) && (await members.of(params.user)).length === 0) return unknownUser(params.user)
+          const r = await hub.conversations.list(params.user, query.before, query.limit)
+          return new Response(`{"user":${JSON.stringify(params.user)},"rooms":[${r.conversations.join(',')}],"more":${r.more}${r.next ? `,"next":${JSON.stringify(r.next)}` : ''}}`, {
+            headers: { 'content-type': 'application/json' },
+          })
+        }),
+      apiRoute({
+        summary: "A user's conversation list, most recently active first",
+        tags: ['conversations'],
+        params: userParams,
+        query: z.object({ before: z.string().max(512).optional().meta({ description: 'the `next` of the previous page' }), limit: int(1, 100).default(50) }),
+        response: z.object({ user: z.string(), rooms: z.array(Conversation), more: z.boolean(), next: z.string().optional() }),
+        errors: [400, 404, 503],
+      }),
+    )
+    .get(
+      '/rooms/:room/members',
+      ({ params, query }) =>
+        answer(async () => {
+          const page = await members.list(params.room, query.after, query.limit)
+          const next = page.more ? page.members.at(-1)!.id : undefined
+          return { room: params.room, members: page.members, more: page.more, ...(next ? { next } : {}) }
+        }),
+      apiRoute({
+        summary: "A room's members, by user id",
+        tags: ['conversations'],
+        params: z.object({ room }),
+        query: z.object({ after: z.string().max(64).optional().meta({ description: 'the `next` of the previous page' }), limit: int(1, 1000).default(100) }),
+        response: z.object({ room: z.string(), members: z.array(Member), more: z.boolean(), next: z.string().optional() }),
+        errors: [400, 503],
+      }),
+    )
     .put(
       '/rooms/:room/members/:user',
-      async ({ params, body }) => {
-        const r = parse('room', room, params.room)
-        if (!r.ok) return r.res
-        const u = parse('user', userId, params.user)
-        if (!u.ok) return u.res
-        let input: unknown = {}
-        if (String(body ?? '').trim()) {
-          try {
-            input = JSON.parse(String(body))
-          } catch {
-            return json(400, { error: 'bad_request', reason: 'body: not valid JSON' })
-          }
-        }
-        const b = parse('body', memberBody, input)
-        if (!b.ok) return b.res
-        return answer(async () => {
-          const refused = await directAllows(r.value, u.value)
+      ({ params, body }) =>
+        answer(async () => {
+          const refused = await directRefuses(params.room, params.user)
           if (refused) return refused
-          const known = await members.user(u.value)
-          if (!known && !b.value.name) return unknownUser(u.value)
-          const user = { id: u.value, name: b.value.name ?? known!.name }
-          const result = await hub.conversations.grant(r.value, user)
-          return { room: r.value, user, member: true, added: result.status === 'added', read: result.read }
-        })
-      },
-      { parse: 'text' },
+          const known = await members.user(params.user)
+          if (!known && !body?.name) return unknownUser(params.user)
+          const user = { id: params.user, name: body?.name ?? known!.name }
+          const result = await hub.conversations.grant(params.room, user)
+          return { room: params.room, user, member: true, added: result.status === 'added', read: result.read! }
+        }),
+      apiRoute({
+        summary: 'Make a user a member of a room',
+        description: "The user's connections on every node join the room at once (an unsolicited `joined` with `member: true`).",
+        tags: ['conversations'],
+        params: memberParams,
+        body: z
+          .object({ name: text('the display name of a user the server has not seen yet').optional() })
+          .strict()
+          .nullish()
+          .meta({ examples: [{ name: 'Alice' }] }),
+        response: z.object({ room: z.string(), user: User, member: z.literal(true), added: z.boolean().meta({ description: 'false: already a member' }), read: z.number().int() }),
+        errors: [400, 404, 409, 503],
+      }),
     )
-    .delete('/rooms/:room/members/:user', ({ params }) => {
-      const r = parse('room', room, params.room)
-      if (!r.ok) return r.res
-      const u = parse('user', userId, params.user)
-      if (!u.ok) return u.res
-      return answer(async () => {
-        if (!(await hub.conversations.revoke(r.value, u.value))) return json(404, { error: 'not_found', reason: `member: ${u.value} is not a member of ${r.value}` })
-        return { room: r.value, user: u.value, member: false }
-      })
-    })
+    .delete(
+      '/rooms/:room/members/:user',
+      ({ params }) =>
+        answer(async () => {
+          if (!(await hub.conversations.revoke(params.room, params.user))) return json(404, { error: 'not_found', reason: `member: ${params.user} is not a member of ${params.room}` })
+          return { room: params.room, user: params.user, member: false as const }
+        }),
+      apiRoute({
+        summary: "End a user's membership",
+        description: "The user's connections on every node leave the room (`left`).",
+        tags: ['conversations'],
+        params: memberParams,
+        response: z.object({ room: z.string(), user: z.string(), member: z.literal(false) }),
+        errors: [400, 404, 503],
+      }),
+    )
 }

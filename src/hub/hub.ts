@@ -491,6 +491,15 @@ export function createHub(deps: HubDeps) {
     audit,
     conversations,
     pong: (c: Conn) => void (c.lastSeen = performance.now()),
+    get roomCount() {
+      let n = 0
+      for (const topic of members.keys()) if (topic.startsWith('r:')) n++
+      return n
+    },
+    /** Each room with members on this node and how many (for the admin view). */
+    *roomSizes(): Generator<[string, number]> {
+      for (const [topic, set] of members) if (topic.startsWith('r:')) yield [topic.slice(2), set.size]
+    },
     get draining() {
       return draining
     },
