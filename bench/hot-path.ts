@@ -10,6 +10,7 @@ import { memoryBroker } from '../src/broker/memory'
 import { createHub } from '../src/hub/hub'
 import { configureLog } from '../src/log'
 import { createMetrics } from '../src/metrics'
+import { memoryMembers } from '../src/members/memory'
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d)
 const N = arg('n', 200_000)
@@ -19,7 +20,7 @@ const config = loadConfig({ RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'warn', ENABLE_D
 const broker = memoryBroker({ historyLimit: config.HISTORY_LIMIT })
 let published = 0
 const server = { publish: () => (published++, 1), subscriberCount: () => 10 }
-const hub = createHub({ config, broker, metrics: createMetrics(), nodeId: 'hot', server: () => server as never })
+const hub = createHub({ config, broker, metrics: createMetrics(), nodeId: 'hot', server: () => server as never, members: memoryMembers() })
 await broker.start(hub.deliver, hub.reset)
 const ws = { send: () => 1, publish: () => 1, subscribe() {}, unsubscribe() {}, cork: (f: () => void) => f(), getBufferedAmount: () => 0, close() {} }
 const c = hub.open(ws as never, { user: { id: 'bench-s-0', name: 'bench-s-0' } }, { remote: '127.0.0.1', userAgent: '' })

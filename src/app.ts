@@ -1,4 +1,5 @@
 import { Elysia, status } from 'elysia'
+import type { AnyElysia } from 'elysia'
 import type { Broker } from './broker/types'
 import type { Config } from './config'
 import { anonymousIdentity } from './auth/anonymous'
@@ -6,17 +7,24 @@ import type { Refusal } from './auth/anonymous'
 import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
+import { conversationsRoutes } from './http/conversations-api'
 import { demoRoutes } from './http/demo'
 import { clientAddress, limitKey, trustedProxies } from './http/client-ip'
 import { listeners } from './http/listeners'
 import { connLimits } from './hub/conn-limits'
 import type { LimitReason, Ticket } from './hub/conn-limits'
 import type { UserConnCounter } from './broker/redis-user-conns'
+import { docsRoutes } from './http/docs'
+import { adminRoutes } from './http/admin'
+import { nodeStats } from './broker/node-stats'
+import { validationReason } from './http/route-spec'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
 import type { Metrics } from './metrics'
 import type { Store } from './store/types'
+import type { Members } from './members/types'
+import pkg from '../package.json'
 
 /** Resolves who is connecting, from the upgrade request. */
 export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
@@ -30,6 +38,7 @@ export interface AppDeps {
   refresh?: (token: string) => Promise<Identity>
   checks?: Record<string, Check>
   store?: Store
+  members: Members
   /** Cluster-wide connection counts per user (Redis), for MAX_CONNECTIONS_PER_USER. */
   userConns?: UserConnCounter
 }
@@ -76,6 +85,24 @@ export function createApp(deps: AppDeps) {
     },
     refresh: deps.refresh,
     store: deps.store,
+    members: deps.members,
+  })
+
+  /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */
+  const stats = nodeStats({
+    nodeId: deps.nodeId,
+    version: pkg.version,
+    redis: config.REDIS_URL ? { url: config.REDIS_URL, prefix: config.REDIS_PREFIX } : undefined,
+    read: () => ({
+      connections: hub.size,
+      rooms: hub.roomCount,
+      publishedTotal: metrics.published.n,
+      deliveredTotal: metrics.delivered.n,
+      redis: broker.kind === 'redis' ? (broker.problem() ?? 'ok') : 'off',
+      postgres: deps.store ? (deps.store.problem() ?? 'ok') : 'off',
+      draining: hub.draining,
+      roomSizes: hub.roomSizes,
+    }),
   })
 
   const app = new Elysia({
@@ -91,7 +118,9 @@ export function createApp(deps: AppDeps) {
     .onError(({ code, error }) => {
       if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })
       if (code === 'PARSE') return status(400, { error: 'bad_request', reason: 'body: not valid JSON' })
-      if (code === 'VALIDATION') return status(400, { error: 'bad_request', reason: String((error as Error).message).slice(0, 200) })
+      if (code === 'VALIDATION' && error.type !== 'response') return status(400, { error: 'bad_request', reason: validationReason(error) })
+      // A hook threw status(...): its response is already the answer.
+      if (typeof code === 'number') return
       log.error('http error', { code: String(code), err: error })
       return status(500, { error: 'internal' })
     })
@@ -102,7 +131,10 @@ export function createApp(deps: AppDeps) {
         draining: () => hub.draining,
       }),
     )
+    .use(docsRoutes({ version: pkg.version, app: (): AnyElysia => app }))
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
+    .use(conversationsRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
+    .use(adminRoutes({ config, stats }))
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {
       async beforeHandle(ctx) {
@@ -160,5 +192,5 @@ export function createApp(deps: AppDeps) {
       },
     })
 
-  return { app, hub, listeners: net }
+  return { app, hub, stats, listeners: net }
 }

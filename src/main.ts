@@ -6,7 +6,11 @@ import { memoryBroker } from './broker/memory'
 import { redisBroker } from './broker/redis'
 import { redisUserConns } from './broker/redis-user-conns'
 import { postgresStore } from './store/postgres'
-import type { Store } from './store/types'
+import type { PostgresStore } from './store/postgres'
+import { memoryMembers } from './members/memory'
+import { postgresMembers } from './members/postgres'
+import { redisMembers } from './members/redis'
+import type { Members } from './members/types'
 import type { Broker } from './broker/types'
 import { ConfigError, describeVariables, loadConfig } from './config'
 import type { Config } from './config'
@@ -68,7 +72,7 @@ async function orExit<T>(variable: string, start: () => Promise<T>): Promise<T> 
   }
 }
 
-const store: Store | undefined =
+const store: PostgresStore | undefined =
   config.ENABLE_PERSISTENCE && config.POSTGRES_DSN
     ? await orExit('POSTGRES_DSN', () =>
         postgresStore({
@@ -83,24 +87,41 @@ const store: Store | undefined =
     : undefined
 const origin = store?.origin
 
-const broker: Broker = config.REDIS_URL
+const redis = config.REDIS_URL
   ? redisBroker({
       url: config.REDIS_URL,
       prefix: config.REDIS_PREFIX,
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
+      historyTtlMs: config.HISTORY_TTL_S * 1000,
       origin,
       store,
       onError: () => metrics.brokerErrors.inc(),
     })
-  : memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
+  : undefined
+const broker: Broker =
+  redis ??
+  memoryBroker({
+    historyLimit: config.HISTORY_LIMIT,
+    origin,
+    store,
+    historyTtlMs: config.HISTORY_TTL_S ? config.HISTORY_TTL_S * 1000 : undefined,
+    maxRooms: config.MAX_ROOMS,
+    onEvict: () => metrics.roomsEvicted.inc(),
+  })
+// Memberships are durable with PostgreSQL, cluster-wide with Redis, else in this process.
+const members: Members = store
+  ? postgresMembers(store.sql, () => metrics.storeErrors.inc())
+  : redis
+    ? redisMembers(redis.client, config.REDIS_PREFIX)
+    : memoryMembers()
 
 const userConns =
   config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0
     ? redisUserConns({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, nodeId, onError: () => metrics.brokerErrors.inc() })
     : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub, listeners } = createApp({ config, broker, metrics, nodeId, store, userConns, ...authDeps })
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 if (userConns) await orExit('REDIS_URL', () => userConns.start())
 // reusePort only with TLS: it lets a renewed certificate take over the port (SIGHUP below);
@@ -114,6 +135,7 @@ if (config.APP_ENV === 'production' && config.authMode === 'off')
 
 auth?.start() // a JWKS that cannot be fetched now is retried; it never stops the server
 const sweep = setInterval(hub.sweep, 1000)
+stats.start()
 
 // postgres.js can throw from a socket callback when the database drops a connection
 // (porsager/postgres#1208; seen here as a bare ECONNRESET): nothing of ours to catch it, and
@@ -141,6 +163,7 @@ async function shutdown(signal: string) {
   const left = await hub.drain(Math.max(0, graceMs - 500))
   app.server?.stop(true)
   await userConns?.close()
+  await stats.stop()
   await broker.close()
   await store?.close()
   log.info('stopped', { left })

@@ -48,19 +48,20 @@ export function createMetrics() {
     })
     return ts
   }
-  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'invalid'] as const
-  const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'pong', 'error'] as const
+  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'rooms', 'read', 'invalid'] as const
+  const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'read', 'rooms', 'pong', 'error'] as const
   const framesIn = tallyBy('chat_frames_in_total', 'Client frames received, by type', 'type', inTypes)
   const framesOut = tallyBy('chat_frames_out_total', 'Frames sent or published by this node, by type', 'type', outTypes)
   const published = tally('chat_messages_published_total', 'Chat messages accepted and published')
   const delivered = tally('chat_messages_delivered_total', 'Chat and DM frames handed to local subscribers')
   const dropped = new Counter({ name: 'chat_messages_dropped_total', help: 'Frames a slow subscriber could not take (it is then closed with 4008)', registers: [registry] })
-  const codes: ErrorCode[] = ['bad_request', 'unauthorized', 'forbidden', 'rate_limited', 'too_large', 'unavailable', 'internal']
+  const codes: ErrorCode[] = ['bad_request', 'unauthorized', 'forbidden', 'rate_limited', 'too_large', 'unavailable', 'internal', 'not_found', 'limit']
   const errors = new Counter({ name: 'chat_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers: [registry] })
   const rateLimited = new Counter({ name: 'chat_rate_limited_total', help: 'Frames refused by the rate limit', registers: [registry] })
   const slowConsumers = new Counter({ name: 'chat_slow_consumer_closes_total', help: 'Connections closed with 4008', registers: [registry] })
   const authRefused = new Counter({ name: 'chat_auth_refused_total', help: 'Upgrades refused by authentication, by reason', labelNames: ['reason'], registers: [registry] })
   const connRefused = new Counter({ name: 'chat_connections_refused_total', help: 'Upgrades refused by a connection limit, by reason', labelNames: ['reason'], registers: [registry] })
+  const roomsEvicted = new Counter({ name: 'chat_rooms_evicted_total', help: 'Idle rooms the memory engine forgot (HISTORY_TTL_S, MAX_ROOMS)', registers: [registry] })
   const brokerErrors = new Counter({ name: 'chat_broker_errors_total', help: 'Broker (Redis) operations that failed', registers: [registry] })
   const uncaught = new Counter({ name: 'chat_uncaught_errors_total', help: 'Errors no handler caught (logged; the node serves on)', registers: [registry] })
   const storeErrors = new Counter({ name: 'chat_store_errors_total', help: 'Store (PostgreSQL) operations that failed', registers: [registry] })
@@ -89,6 +90,7 @@ export function createMetrics() {
     authRefused,
     connRefused,
     brokerErrors,
+    roomsEvicted,
     storeErrors,
     uncaught,
     publishLatency,

@@ -91,6 +91,23 @@ describe('single binary', () => {
     }
   })
 
+  test('serves /docs, /openapi.json and /admin with their assets embedded, as the source does', async () => {
+    const env = { API_KEY: 'binary-test-key-0123456789' }
+    const [fromBin, fromSrc] = await Promise.all([startServer({ command: [bin], env }), startServer({ env })])
+    try {
+      const paths = ['/docs', '/docs/init.js', '/docs/swagger-ui-bundle.js', '/docs/swagger-ui.css', '/openapi.json', '/admin', '/admin/app.js', '/admin/style.css']
+      for (const path of paths) {
+        const [a, b] = await Promise.all([fetch(fromBin.url + path), fetch(fromSrc.url + path)])
+        expect({ path, status: a.status }).toEqual({ path, status: 200 })
+        expect(a.headers.get('content-type')).toBe(b.headers.get('content-type'))
+        const [ta, tb] = await Promise.all([a.text(), b.text()])
+        expect({ path, same: ta === tb, size: ta.length > 100 }).toEqual({ path, same: true, size: true })
+      }
+    } finally {
+      await Promise.all([fromBin.stop(), fromSrc.stop()])
+    }
+  })
+
   test('serves a chat round trip from env alone, then drains on SIGTERM with 1001 and exits 0', async () => {
     const srv = await startServer({ command: [bin], env: { SHUTDOWN_GRACE_S: '3' } })
     try {

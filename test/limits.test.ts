@@ -6,6 +6,7 @@ import { startServer, until } from './helpers/server'
 import { createApp } from '../src/app'
 import { memoryBroker } from '../src/broker/memory'
 import { loadConfig } from '../src/config'
+import { memoryMembers } from '../src/members/memory'
 import { createMetrics } from '../src/metrics'
 import { configureLog } from '../src/log'
 import type { RunningServer } from './helpers/server'
@@ -152,7 +153,7 @@ describe('limits', () => {
     const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' })
     configureLog('silent')
     const broker = memoryBroker({ historyLimit: 10 })
-    const { app, hub } = createApp({ config, broker, metrics: createMetrics(), nodeId: 'drain-test' })
+    const { app, hub } = createApp({ config, broker, metrics: createMetrics(), nodeId: 'drain-test', members: memoryMembers() })
     await broker.start(hub.deliver)
     app.listen({ hostname: '127.0.0.1', port: 0 })
     const url = `http://127.0.0.1:${app.server!.port}`

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test as realTest } from 'bun:test'
 import { connect } from './helpers/client'
+import { migrations } from '../src/store/migrate'
+import { REBUILT_SEQ_GAP } from '../src/broker/redis'
 import { freshDatabase } from './helpers/postgres'
 import { startProxy } from './helpers/proxy'
 import { startServer, until } from './helpers/server'
@@ -34,7 +36,6 @@ describe('PostgreSQL persistence', () => {
   test('three nodes starting at once apply each migration once', async () => {
     const nodes = await Promise.all([0, 1, 2].map(() => node({ POSTGRES_DSN: db.dsn })))
     const rows = await db.sql`select name from schema_migrations`
-    const { migrations } = await import('../src/store/migrate')
     expect(rows.map((r) => r.name)).toEqual(migrations.map((m) => m.name))
     const applied = nodes.flatMap((s) => s.logs.filter((l) => l.msg === 'migrations applied'))
     expect(applied).toHaveLength(1)
@@ -142,7 +143,7 @@ describe('PostgreSQL persistence', () => {
     configureLog('silent')
     const store = await postgresStore({ dsn: db.dsn, nodeId: 'poison-test' })
     const r = room()
-    const msg = (seq: number, body: string) => ({ room: r, seq, id: `m${seq}`, from: { id: 'u', name: 'u' }, body, ts: new Date().toISOString() })
+    const msg = (seq: number, body: string) => ({ type: 'chat' as const, room: r, seq, id: `m${seq}`, from: { id: 'u', name: 'u' }, body, ts: new Date().toISOString() })
     // NUL is refused at the door; this goes around the door to prove one bad row cannot block the rest.
     await Promise.all([store.save([msg(1, 'fine')]), store.save([msg(2, 'bad\u0000row')]), store.save([msg(3, 'also fine')])])
     expect((await db.sql`select seq from messages where room = ${r} order by seq`).map((x) => Number(x.seq))).toEqual([1, 3])
@@ -212,7 +213,41 @@ describe('PostgreSQL with Redis', () => {
     }
   }, 40_000)
 
-  withRedis('after every node and Redis restart, seq continues from the store with the same epoch', async () => {
+  withRedis('Redis restarted empty while acked messages wait for the archive: no seq is handed out twice in an epoch', async () => {
+    const redis = await privateRedis({ keepData: false })
+    let proxy = await startProxy(5432)
+    const port = proxy.port
+    try {
+      const s = await node({ REDIS_URL: redis.url, POSTGRES_DSN: db.dsnVia(port) })
+      const r = room()
+      const member = await connect(s.ws)
+      const first = await member.request({ type: 'join', room: r })
+      const sender = await connect(s.ws)
+      await sender.request({ type: 'join', room: r })
+      proxy.close() // the archive is held back: acks come from the Redis stream only
+      const held = []
+      for (let i = 1; i <= 3; i++) held.push(await sender.request({ type: 'chat', room: r, body: `held${i}` }))
+      expect(held.map((a) => a.seq)).toEqual([1, 2, 3])
+      await redis.kill()
+      await redis.restart() // empty: the three are gone from Redis, not yet in PostgreSQL
+      proxy = await startProxy(5432, port)
+      const reset = await member.next((f) => f.type === 'joined' && f.room === r && f.epoch !== first.epoch, 20_000)
+      expect(reset.recovered).toBe(false)
+      const after = await sender.request({ type: 'chat', room: r, body: 'after' }, 10_000)
+      expect(after.seq).toBeGreaterThan(3)
+      // every (epoch, seq) the member saw is unique, and the held messages reach the store beside the new one
+      const seen = member.all('chat').filter((f) => f.room === r).map((f) => f.seq)
+      expect(new Set(seen).size).toBe(seen.length)
+      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 4, 'all four messages in PostgreSQL', 20_000)
+      expect((await db.sql`select body from messages where room = ${r} order by seq`).map((x) => x.body)).toEqual(['held1', 'held2', 'held3', 'after'])
+      await s.stop()
+    } finally {
+      proxy.close()
+      await redis.kill()
+    }
+  }, 60_000)
+
+  withRedis('after every node and Redis restart (Redis empty), the room continues under a new epoch past the store; history reaches back', async () => {
     const redis = await privateRedis({ keepData: false })
     try {
       const env = { REDIS_URL: redis.url, POSTGRES_DSN: db.dsn }
@@ -227,13 +262,16 @@ describe('PostgreSQL with Redis', () => {
       await redis.restart() // empty: no save, no AOF
       ;[x, y] = await Promise.all([node(env), node(env)])
       const back = await connect(y.ws)
+      // Redis lost the room: nothing proves that no acknowledged message was lost with it, so
+      // its seqs are never handed out again in that epoch: a new epoch, past the store's last seq.
       const joined = await back.request({ type: 'join', room: r, since: 1, epoch })
-      expect(joined).toMatchObject({ epoch, seq: 5, recovered: true })
-      expect(back.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['s2', 's3', 's4', 's5'])
+      expect(joined.epoch).not.toBe(epoch)
+      expect(joined).toMatchObject({ seq: 5 + REBUILT_SEQ_GAP, recovered: false })
       const sender = await connect(x.ws)
       await sender.request({ type: 'join', room: r })
-      expect((await sender.request({ type: 'chat', room: r, body: 's6' })).seq).toBe(6)
-      expect((await back.request({ type: 'history', room: r, limit: 3 })).messages.map((m: any) => m.seq)).toEqual([4, 5, 6])
+      expect((await sender.request({ type: 'chat', room: r, body: 's6' })).seq).toBe(6 + REBUILT_SEQ_GAP)
+      const h = await back.request({ type: 'history', room: r, limit: 3 })
+      expect(h.messages.map((m: any) => m.body)).toEqual(['s4', 's5', 's6'])
       await Promise.all([x.stop(), y.stop()])
     } finally {
       await redis.kill()

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { frameDecoder } from '../src/protocol/client-frames'
-import { chatFrame, chatSeq, chatTail, chatTailOfOwn, userJson } from '../src/protocol/server-frames'
+import { chatFrame, eventSeq, chatTail, chatTailOfOwn, userJson } from '../src/protocol/server-frames'
 
 describe('client frame validation', () => {
   const decode = frameDecoder(10)
@@ -40,8 +40,8 @@ describe('chat frame encoding', () => {
     const tail = chatTail({ id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
     const f = chatFrame(42, tail)
     expect(JSON.parse(f)).toEqual({ type: 'chat', seq: 42, id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
-    expect(chatSeq(f)).toBe(42)
-    expect(chatSeq('{"type":"typing"}')).toBe(-1)
+    expect(eventSeq(f)).toBe(42)
+    expect(eventSeq('{"type":"typing"}')).toBe(-1)
   })
 
   test('a pre-encoded sender gives the same bytes as encoding it per message', () => {

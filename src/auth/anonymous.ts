@@ -7,10 +7,11 @@ export type Refusal = { reason: string; status?: number }
 
 /** With auth off: `?user=<id>&name=<display>`, or a random `anon-…` id. */
 export function anonymousIdentity(query: Record<string, string | undefined>): Identity | Refusal {
+  const ephemeral = !query.user
   const id = query.user || `anon-${Bun.randomUUIDv7().slice(-12)}`
   if (!USER_ID_PATTERN.test(id)) return { reason: 'user: must be 1..64 of A-Z a-z 0-9 _ . : @ -', status: 400 }
   if (id === SYSTEM_USER.id) return { reason: RESERVED_USER }
   const name = query.name ?? id
   if (name.length < 1 || name.length > 64 || /[\u0000-\u001f]/.test(name)) return { reason: 'name: must be 1..64 characters, no control characters', status: 400 }
-  return { user: { id, name } }
+  return ephemeral ? { user: { id, name }, ephemeral } : { user: { id, name } }
 }

@@ -1,9 +1,9 @@
 import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay } from './types'
-import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
+import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
 import type { RoomOrigin } from './types'
 import { Unavailable } from './types'
 import type { Store } from '../store/types'
-import { chatFrame } from '../protocol/server-frames'
+import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 
 const MAX_DEDUPE_KEYS = 200_000
@@ -14,6 +14,21 @@ interface RoomLog {
   /** frames[i] has seq `first + i`. */
   first: number
   frames: string[]
+  /** Connections of this node live in the room (watch/unwatch): a watched room is never evicted. */
+  watchers: number
+  /** Date.now() of the last append (or of opening). */
+  active: number
+}
+
+export interface MemoryBrokerOptions {
+  historyLimit: number
+  origin?: RoomOrigin
+  store?: Pick<Store, 'save' | 'accepting'>
+  /** A room nobody watches is forgotten once idle this long (its log, seq and epoch). */
+  historyTtlMs?: number
+  /** At most this many rooms are kept; past it, the least recently active unwatched room goes. */
+  maxRooms?: number
+  onEvict?: (room: string) => void
 }
 
 /**
@@ -21,9 +36,15 @@ interface RoomLog {
  * sequencer of record: a message is delivered (and acknowledged) only once it is committed,
  * so a seq that anyone saw always survives a restart.
  */
-export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; store?: Pick<Store, 'save' | 'accepting'> }): Broker {
+export function memoryBroker(opts: MemoryBrokerOptions): Broker {
   const origin = opts.origin ?? freshOrigin
+  const ttl = opts.historyTtlMs ?? Infinity
+  const maxRooms = opts.maxRooms ?? Infinity
+  /** In order of activity, least recent first (an append moves its room to the end). */
   const rooms = new Map<string, RoomLog>()
+  let newest: RoomLog | undefined
+  /** Watches of rooms not opened yet: the count waits here. */
+  const early = new Map<string, number>()
   /** Rooms whose origin is being read: their first appends wait for it, in order. */
   const opening = new Map<string, Promise<RoomLog>>()
   const dedupe = new Map<string, { at: number; value: unknown }>()
@@ -35,9 +56,11 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [] }
+        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now() }
+        early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
+        if (rooms.size > maxRooms) evictOldest()
         return fresh
       })
       p.catch(() => opening.delete(room))
@@ -55,10 +78,26 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
     return hit && hit.at > Date.now() - DEDUPE_WINDOW_MS ? hit.value : undefined
   }
 
+  function evict(room: string) {
+    const r = rooms.get(room)
+    rooms.delete(room)
+    if (r === newest) newest = undefined
+    opts.onEvict?.(room)
+  }
+  /** Past MAX_ROOMS: the least recently active room that no connection of this node is in. */
+  function evictOldest() {
+    for (const [room, r] of rooms) {
+      if (r.watchers > 0) continue
+      evict(room)
+      return
+    }
+  }
+
   const sweep = setInterval(() => {
-    const cutoff = Date.now() - DEDUPE_WINDOW_MS
-    for (const [key, entry] of dedupe) if (entry.at < cutoff) dedupe.delete(key)
-  }, 10_000)
+    const now = Date.now()
+    for (const [key, entry] of dedupe) if (entry.at < now - DEDUPE_WINDOW_MS) dedupe.delete(key)
+    if (Number.isFinite(ttl)) for (const [room, r] of rooms) if (r.watchers === 0 && now - r.active > ttl) evict(room)
+  }, Math.min(10_000, Number.isFinite(ttl) ? Math.max(250, ttl / 4) : 10_000))
   sweep.unref()
 
   return {
@@ -66,7 +105,7 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
     async start(d) {
       deliver = d
     },
-    async append(room, draft, key): Promise<Accepted> {
+    async append(room, draft, key, except): Promise<Accepted> {
       const prior = key === undefined ? undefined : (remembered(key) as Accepted | undefined)
       if (prior) return { ...prior, duplicate: true }
       const l = log(room)
@@ -74,21 +113,25 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       const r = l instanceof Promise ? await l : l
       if (opts.store && !opts.store.accepting()) throw new Unavailable('the store is not keeping up: message refused')
       const seq = ++r.seq
-      const frame = chatFrame(seq, draft.tail)
+      const frame = draft.head + seq + draft.tail
       // Commits resolve in seq order, so deliveries keep it too.
-      if (opts.store) {
-        const { tail: _, ...fields } = draft // only with a store: no copy per message otherwise
-        await opts.store.save([{ ...fields, room, seq }])
-      }
+      if (opts.store) await opts.store.save([{ ...draft.event, seq }])
       r.frames.push(frame)
+      r.active = Date.now()
+      if (r !== newest) {
+        // Most recently active last: the eviction order of MAX_ROOMS.
+        rooms.delete(room)
+        rooms.set(room, r)
+        newest = r
+      }
       // Trim in chunks so that appends stay O(1) amortised.
       if (r.frames.length >= opts.historyLimit * 2 || r.frames.length > opts.historyLimit + 1024) {
         const drop = r.frames.length - opts.historyLimit
         r.frames.splice(0, drop)
         r.first += drop
       }
-      deliver(roomTopic(room), frame)
-      const accepted = { id: draft.id, seq, duplicate: false }
+      deliver(roomTopic(room), frame, except)
+      const accepted = { id: draft.event.id, seq, duplicate: false }
       if (key !== undefined) remember(key, accepted)
       return accepted
     },
@@ -104,9 +147,25 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
     async unclaim(key) {
       dedupe.delete(key)
     },
-    async watch() {},
+    async watch(topic) {
+      if (!topic.startsWith('r:')) return
+      const room = topic.slice(2)
+      const r = rooms.get(room)
+      if (r) r.watchers++
+      else early.set(room, (early.get(room) ?? 0) + 1)
+    },
     caughtUp: async () => {},
-    unwatch() {},
+    unwatch(topic) {
+      if (!topic.startsWith('r:')) return
+      const room = topic.slice(2)
+      const r = rooms.get(room)
+      if (r) r.watchers = Math.max(0, r.watchers - 1)
+      else {
+        const n = (early.get(room) ?? 0) - 1
+        if (n > 0) early.set(room, n)
+        else early.delete(room)
+      }
+    },
     async position(room): Promise<Position> {
       const r = await log(room)
       return { seq: r.seq, epoch: r.epoch }
@@ -126,6 +185,14 @@ export function memoryBroker(opts: { historyLimit: number; origin?: RoomOrigin; 
       const start = Math.max(oldest, end - limit)
       if (end <= start) return { frames: [], more: false }
       return { frames: r.frames.slice(start - r.first, end - r.first), more: start > oldest }
+    },
+    async summary(room, read, user) {
+      const r = await log(room)
+      const kept = Math.max(r.first, r.first + r.frames.length - opts.historyLimit)
+      function* newestFirst(): Generator<[number, string]> {
+        for (let seq = r.seq; seq >= kept; seq--) yield [seq, r.frames[seq - r.first]!]
+      }
+      return summarize({ seq: r.seq, epoch: r.epoch }, read, user, newestFirst(), isMessageFrame)
     },
     presence: memoryPresence(),
     problem: () => undefined,

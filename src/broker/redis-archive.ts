@@ -1,5 +1,6 @@
 import { log } from '../log'
-import type { StoredMessage, Store } from '../store/types'
+import { eventOf } from '../protocol/server-frames'
+import type { StoredEvent, Store } from '../store/types'
 import type { RedisKeys, Scripted } from './redis-scripts'
 
 /** Younger messages are left to the node that sent them, whose write is on its way. */
@@ -33,11 +34,11 @@ export function archiveRepair(cmd: Scripted, key: RedisKeys, store: Pick<Store, 
     const pw = Number((await cmd.hget(key.state(room), 'pw')) ?? 0)
     const entries = (await cmd.xrange(key.log(room), `${pw + 1}-0`, '+', 'COUNT', 5000)) as [string, string[]][]
     const cutoff = Date.now() - REPAIR_AGE_MS
-    const ready: StoredMessage[] = []
+    const ready: StoredEvent[] = []
     for (const [, fields] of entries) {
-      const f = JSON.parse(fields[1]!)
-      if (Date.parse(f.ts) > cutoff) break
-      ready.push({ room, seq: f.seq, id: f.id, from: f.from, body: f.body, data: f.data, ts: f.ts })
+      const e = eventOf(fields[1]!)
+      if (Date.parse(e.ts) > cutoff) break
+      ready.push(e)
     }
     if (ready.length === 0) {
       if (entries.length === 0) await cmd.chatPersisted(key.state(room), key.unpersisted, room, pw)

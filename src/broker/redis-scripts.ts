@@ -9,13 +9,15 @@ import type Redis from 'ioredis'
  */
 
 /**
- * append: the room's next seq, the frame (head .. seq .. tail) added to the capped stream and
+ * append: the room's next seq, the event's frame (head .. seq .. tail) added to the capped stream and
  * PUBLISHed to the room's channel, in one step; with a dedupe key, a retry returns the first
  * result instead. Returns {1, seq} | {0, seq, id} (duplicate) | {-1} (room state missing:
  * the caller initialises it from its origin and calls again).
  * With persistence, the room is also marked in the set of rooms whose stream is ahead of the
  * store (KEYS[4]; '' = no persistence), for the archive repair to visit.
- * KEYS: state, log, dedupe ('' = none), unpersisted ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, room
+ * The published payload is the frame, or `<conn>\n<frame>` when a connection must not get it.
+ * The room's state and stream expire after ARGV[9] ms without an append (0 = never).
+ * KEYS: state, log, dedupe ('' = none), unpersisted ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, room, except ('' = none), ttlMs
  */
 export const APPEND = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
@@ -29,16 +31,21 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
-redis.call('PUBLISH', ARGV[4], frame)
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[8] .. '\\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
 if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
 if KEYS[4] ~= '' then redis.call('SADD', KEYS[4], ARGV[7]) end
+if ARGV[9] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+  redis.call('PEXPIRE', KEYS[2], ARGV[9])
+end
 return {1, seq}
 `
 
-/** init: sets a room's state when it has none. KEYS: state. ARGV: seq, epoch. Returns {seq, epoch}. */
+/** init: sets a room's state when it has none. KEYS: state. ARGV: seq, epoch, ttlMs (0 = never). Returns {seq, epoch}. */
 export const INIT = `
 redis.call('HSETNX', KEYS[1], 'seq', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
+if ARGV[3] ~= '0' and redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return redis.call('HMGET', KEYS[1], 'seq', 'epoch')
 `
 
@@ -53,6 +60,48 @@ local seq = tonumber(st[1])
 local since = tonumber(ARGV[1])
 if since >= seq then return {seq, st[2], {}} end
 return {seq, st[2], redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+')}
+`
+
+/**
+ * summary: where a room stands for a reader (see Broker.summary): walks the log newest first,
+ * counting messages after the marker not sent by the reader (up to cap) and finding the last
+ * message, within a budget of entries. Returns {-1} when the room has no state, else
+ * {seq, epoch, unread, counted, last or ''}.
+ * KEYS: state, log. ARGV: read, needle, cap, budget, chat head, dm head
+ */
+export const SUMMARY = `
+local st = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
+if not st[1] then return {-1} end
+local seq = tonumber(st[1])
+local read = tonumber(ARGV[1])
+local needle = ARGV[2]
+local cap = tonumber(ARGV[3])
+local budget = tonumber(ARGV[4])
+local unread, counted, last = 0, seq + 1, false
+local cursor = '+'
+local done = false
+while not done and budget > 0 do
+  local entries = redis.call('XREVRANGE', KEYS[2], cursor, '-', 'COUNT', math.min(budget, 100))
+  if #entries == 0 then break end
+  budget = budget - #entries
+  for i = 1, #entries do
+    local id = entries[i][1]
+    local s = tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1))
+    local f = entries[i][2][2]
+    local message = string.sub(f, 1, #ARGV[5]) == ARGV[5] or string.sub(f, 1, #ARGV[6]) == ARGV[6]
+    if message and not last then last = f end
+    if s > read and unread < cap then
+      if message and not string.find(f, needle, 1, true) then unread = unread + 1 end
+      counted = s
+    end
+    if (s <= read + 1 or unread >= cap) and last then
+      done = true
+      break
+    end
+    cursor = '(' .. id
+  end
+end
+return {seq, st[2], unread, counted, last or ''}
 `
 
 /**
@@ -98,10 +147,11 @@ return 0
 
 /** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
 export type Scripted = Redis & {
-  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string): Promise<[number, number?, string?]>
+  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string, except: string, ttlMs: number): Promise<[number, number?, string?]>
+  chatSummary(state: string, log: string, read: number, needle: string, cap: number, budget: number, chatHead: string, dmHead: string): Promise<[number, string, number, number, string] | [-1]>
   chatPersisted(state: string, unpersisted: string, room: string, upTo: number): Promise<number>
   unlock(lock: string, owner: string): Promise<number>
-  chatInit(state: string, seq: number, epoch: string): Promise<[string, string]>
+  chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string]>
   chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
   presenceAdd(conns: string, counts: string, names: string, index: string, conn: string, user: string, name: string, entry: string): Promise<number>
   presenceRemove(conns: string, counts: string, names: string, index: string, conn: string, user: string, entry: string): Promise<number>
@@ -109,6 +159,7 @@ export type Scripted = Redis & {
 
 export function withScripts(redis: Redis): Scripted {
   redis.defineCommand('chatAppend', { numberOfKeys: 4, lua: APPEND })
+  redis.defineCommand('chatSummary', { numberOfKeys: 2, lua: SUMMARY })
   redis.defineCommand('chatPersisted', { numberOfKeys: 2, lua: PERSISTED })
   redis.defineCommand('unlock', { numberOfKeys: 1, lua: UNLOCK })
   redis.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })

@@ -1,18 +1,20 @@
 import Redis from 'ioredis'
-import { CHAT_HEAD, chatSeq } from '../protocol/server-frames'
+import { CHAT_HEAD, DM_HEAD, eventSeq } from '../protocol/server-frames'
 import { log } from '../log'
 import type { Store } from '../store/types'
 import { archiveRepair } from './redis-archive'
 import { redisPresence } from './redis-presence'
 import { redisKeys, withScripts } from './redis-scripts'
 import type { Accepted, Broker, Deliver, Page, Position, Replay, RoomOrigin } from './types'
-import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
+import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
   url: string
   prefix: string
   nodeId: string
   historyLimit: number
+  /** A room's state and stream expire once idle this long (0 = never). */
+  historyTtlMs?: number
   origin?: RoomOrigin
   /**
    * With persistence: messages are archived after they are acknowledged, and a repair loop
@@ -31,11 +33,26 @@ interface RoomStream {
   repairing: boolean
   /** Set while the channel is being subscribed again after a reconnect. */
   held: boolean
+  /** Payloads (see `split`) held back while a gap is repaired or the channel resubscribed. */
   pending: string[]
   waiters: { seq: number; resolve: () => void }[]
 }
 
 const newStream = (): RoomStream => ({ last: -1, repairing: false, held: false, pending: [], waiters: [] })
+
+/** A payload is a frame, or `<conn>\n<frame>` when that connection must not receive it. */
+function split(payload: string): [frame: string, except?: string] {
+  if (payload.charCodeAt(0) === 123 /* { */) return [payload]
+  const nl = payload.indexOf('\n')
+  return [payload.slice(nl + 1), payload.slice(0, nl)]
+}
+const payloadSeq = (payload: string) => eventSeq(split(payload)[0])
+
+/** Log entries a summary may walk (unread counts and the last message of a room). */
+const SUMMARY_BUDGET = 2 * UNREAD_CAP
+
+/** See init(): how far past the store's last seq a rebuilt room's new epoch starts. */
+export const REBUILT_SEQ_GAP = 1000
 
 const HEARTBEAT_MS = 5_000
 const REPAIR_EVERY_MS = 1_000
@@ -45,7 +62,7 @@ const REPAIR_EVERY_MS = 1_000
  * travels on the channel of its topic, which a node subscribes to only while it has local
  * members (per-room and per-user channels, never one channel for everything).
  */
-export function redisBroker(opts: RedisBrokerOptions): Broker {
+export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis } {
   const P = opts.prefix
   const origin = opts.origin ?? freshOrigin
   const common = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
@@ -69,14 +86,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
 
   sub.on('message', (channel: string, payload: string) => {
     const topic = channel.slice(channelPrefix.length)
-    if (payload.charCodeAt(0) !== 123 /* { */) {
-      const nl = payload.indexOf('\n')
-      return deliver(topic, payload.slice(nl + 1), payload.slice(0, nl))
-    }
-    const stream = payload.startsWith(CHAT_HEAD) ? streams.get(topic) : undefined
-    if (!stream) return deliver(topic, payload)
+    const [frame, except] = split(payload)
+    const seq = eventSeq(frame)
+    const stream = seq >= 0 ? streams.get(topic) : undefined
+    if (!stream) return deliver(topic, frame, except)
     if (stream.repairing || stream.held) return void stream.pending.push(payload)
-    const seq = chatSeq(payload)
     if (stream.last >= 0 && seq > stream.last + 1) {
       stream.pending.push(payload)
       return void repair(topic, stream)
@@ -84,11 +98,12 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     handOver(topic, stream, payload)
   })
 
-  function handOver(topic: string, stream: RoomStream, frame: string) {
-    const seq = chatSeq(frame)
+  function handOver(topic: string, stream: RoomStream, payload: string) {
+    const [frame, except] = split(payload)
+    const seq = eventSeq(frame)
     if (seq <= stream.last) return // already handed over (a repair got it first)
     stream.last = seq
-    deliver(topic, frame)
+    deliver(topic, frame, except)
     settle(stream)
   }
 
@@ -118,7 +133,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
           log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
           stream.epoch = pos.epoch
           stream.last = pos.seq
-          stream.pending = stream.pending.filter((f) => chatSeq(f) > pos.seq)
+          stream.pending = stream.pending.filter((p) => payloadSeq(p) > pos.seq)
           onReset(room, pos)
         }
         stream.epoch = pos.epoch
@@ -172,9 +187,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
 
   // ---- room state ----
 
+  /**
+   * A room without state in Redis: new, expired, or lost with Redis's data. A room the store
+   * knew may have had messages acknowledged from the stream and not archived yet, so its seqs
+   * could be handed out again: it continues under a new epoch, REBUILT_SEQ_GAP past the store's
+   * last seq (late archive writes of the old epoch never collide with the new one's).
+   */
   async function init(room: string): Promise<Position> {
     const o = await origin(room)
-    const [seq, epoch] = await cmd.chatInit(key.state(room), o.seq, o.epoch)
+    const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
+    const [seq, epoch] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
     return { seq: Number(seq), epoch }
   }
 
@@ -197,12 +219,14 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     const [seq, epoch, entries] = r as [number, string, [string, string[]][]]
     noteBaseline(room, { seq, epoch })
     const frames = entries.map(([, fields]) => fields[1]!)
-    const complete = since <= seq && (since === seq || (frames.length === seq - since && chatSeq(frames[0]!) === since + 1))
+    const complete = since <= seq && (since === seq || (frames.length === seq - since && eventSeq(frames[0]!) === since + 1))
     return { seq, epoch, frames: since <= seq ? frames : [], complete }
   }
 
   return {
     kind: 'redis',
+    /** The command connection, for the engines that keep their state beside the broker's (memberships). */
+    client: cmd,
     async start(d, reset) {
       deliver = d
       if (reset) onReset = reset
@@ -217,9 +241,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       started = true
       lastState = 'ready/ready'
     },
-    async append(room, draft, dedupe): Promise<Accepted> {
+    async append(room, draft, dedupe, except): Promise<Accepted> {
       const call = () =>
-        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', opts.store ? key.unpersisted : '', CHAT_HEAD, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.id, DEDUPE_WINDOW_MS, room)
+        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', opts.store ? key.unpersisted : '', draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, room, except ?? '', opts.historyTtlMs ?? 0)
       let r = await call()
       if (r[0] === -1) {
         await init(room)
@@ -228,11 +252,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       if (r[0] === 0) return { id: r[2]!, seq: r[1]!, duplicate: true }
       const seq = r[1]!
       // Acknowledged once in the stream; the store catches up (or the repair does it).
-      if (opts.store?.accepting()) {
-        const { tail: _, ...fields } = draft
-        void opts.store.save([{ ...fields, room, seq }])
-      }
-      return { id: draft.id, seq, duplicate: false }
+      if (opts.store?.accepting()) void opts.store.save([{ ...draft.event, seq }])
+      return { id: draft.event.id, seq, duplicate: false }
     },
     async relay(topic, frame, except) {
       await cmd.publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
@@ -293,6 +314,18 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       const entries = (await cmd.xrevrange(key.log(room), end, '-', 'COUNT', limit + 1)) as [string, string[]][]
       const more = entries.length > limit
       return { frames: entries.slice(0, limit).reverse().map(([, f]) => f[1]!), more }
+    },
+    async summary(room, read, user) {
+      const call = () => cmd.chatSummary(key.state(room), key.log(room), read, fromNeedle(user), UNREAD_CAP, SUMMARY_BUDGET, CHAT_HEAD, DM_HEAD)
+      let r = await call()
+      if (r[0] === -1) {
+        await init(room)
+        r = await call()
+      }
+      const [seq, epoch, unread, counted, last] = r as [number, string, number, number, string]
+      noteBaseline(room, { seq, epoch })
+      const complete = read >= seq || counted <= read + 1 || unread >= UNREAD_CAP
+      return { seq, epoch, unread, counted, complete, last: last || undefined }
     },
     presence: presence.presence,
     problem() {

@@ -1,4 +1,4 @@
-import type { User } from '../protocol/server-frames'
+import type { RoomEvent, User } from '../protocol/server-frames'
 
 /**
  * Hands an encoded frame to this node's subscribers of `topic`. `except` names a connection
@@ -11,13 +11,13 @@ export interface Position {
   epoch: string
 }
 
-/** A chat message before its seq is known; `tail` is its encoded frame after the seq. */
-export interface ChatDraft {
-  id: string
-  from: User
-  body: string
-  data?: unknown
-  ts: string
+/**
+ * A room event before its seq is known: the event, and its encoded frame around the seq
+ * (`head` + seq + `tail`, see eventHead/eventTail).
+ */
+export interface EventDraft {
+  event: RoomEvent
+  head: string
   tail: string
 }
 
@@ -30,7 +30,7 @@ export interface Accepted {
 
 export interface Replay extends Position {
   /**
-   * Encoded chat frames with seq in (since, seq], in order: all of them when `complete`,
+   * Encoded event frames with seq in (since, seq], in order: all of them when `complete`,
    * else the newest part the log still holds (a store may hold the rest).
    */
   frames: string[]
@@ -54,8 +54,11 @@ export interface Broker {
   readonly kind: 'memory' | 'redis'
   /** `reset` is told when a room's sequence restarted under this node (its members must resync). */
   start(deliver: Deliver, reset?: (room: string, pos: Position) => void): Promise<void>
-  /** Assigns the room's next seq, appends to its log and delivers to every node, as one step. */
-  append(room: string, draft: ChatDraft, dedupe?: string): Promise<Accepted>
+  /**
+   * Assigns the room's next seq, appends the event to its log and delivers it to every node,
+   * as one step. `except` names a connection that must not receive it (the sender of a dm).
+   */
+  append(room: string, draft: EventDraft, dedupe?: string, except?: string): Promise<Accepted>
   /** Delivers a frame that is not sequenced (DM, typing, presence event) to every node. */
   relay(topic: string, frame: string, except?: string): Promise<void>
   /**
@@ -76,10 +79,57 @@ export interface Broker {
   since(room: string, seq: number): Promise<Replay>
   /** Up to `limit` frames with seq < before (or the newest), oldest first. */
   page(room: string, before: number | undefined, limit: number): Promise<Page>
+  /**
+   * Where a room stands for a reader whose marker is `read`: its position, the messages after
+   * the marker not sent by `user` (counted up to UNREAD_CAP), and its last message. Derived
+   * from the log, never kept per member.
+   */
+  summary(room: string, read: number, user: string): Promise<Summary>
   presence: Presence
   /** Undefined when healthy, else what is wrong (for /readyz). */
   problem(): string | undefined
   close(): Promise<void>
+}
+
+/** Unread counts are exact up to this; at it, the client shows "999+". */
+export const UNREAD_CAP = 1000
+
+export interface Summary extends Position {
+  /** Messages after the reader's marker not sent by the reader, up to UNREAD_CAP. */
+  unread: number
+  /**
+   * False when the log no longer reaches back to the marker: messages with seq in
+   * (read, counted) were not counted (a store may count them).
+   */
+  complete: boolean
+  counted: number
+  /** The newest message (chat or dm frame) the log holds. */
+  last?: string
+}
+
+/** The text that marks a frame as sent by `user` (chat and dm frames carry `from` first). */
+export const fromNeedle = (user: string) => `"from":{"id":${JSON.stringify(user)},`
+
+/**
+ * A summary from a log read newest first (`entries` of [seq, frame], contiguous by seq).
+ * Stops as soon as the count is complete and the last message is found.
+ */
+export function summarize(pos: Position, read: number, user: string, entries: Iterable<[number, string]>, isMessage: (f: string) => boolean): Summary {
+  const needle = fromNeedle(user)
+  let unread = 0
+  let counted = pos.seq + 1
+  let last: string | undefined
+  for (const [seq, frame] of entries) {
+    const message = isMessage(frame)
+    if (message && last === undefined) last = frame
+    if (seq > read && unread < UNREAD_CAP) {
+      if (message && !frame.includes(needle)) unread++
+      counted = seq
+    }
+    if ((seq <= read + 1 || unread >= UNREAD_CAP) && last !== undefined) break
+  }
+  const complete = read >= pos.seq || counted <= read + 1 || unread >= UNREAD_CAP
+  return { ...pos, unread, complete, counted, last }
 }
 
 /** Who is in which room, cluster-wide. Counted by connection, reported by user. */
@@ -97,11 +147,16 @@ export const userTopic = (userId: string) => `u:${userId}`
 
 export const DEDUPE_WINDOW_MS = 120_000
 
+/** Where a room's sequence starts; `known` when the store had the room before (it may have lost a tail of it). */
+export interface Origin extends Position {
+  known?: boolean
+}
+
 /**
  * Where a room's sequence starts when the broker has no state for it: the store's last
  * seq and epoch when persistence is on, else a fresh epoch from 0.
  */
-export type RoomOrigin = (room: string) => Promise<Position>
+export type RoomOrigin = (room: string) => Promise<Origin>
 
 export const freshEpoch = () => Bun.randomUUIDv7().replaceAll('-', '').slice(-12)
 export const freshOrigin: RoomOrigin = async () => ({ seq: 0, epoch: freshEpoch() })

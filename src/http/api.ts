@@ -1,4 +1,4 @@
-import { Elysia } from 'elysia'
+import { Elysia, status } from 'elysia'
 import { z } from 'zod'
 import type { Broker } from '../broker/types'
 import type { Store } from '../store/types'
@@ -6,31 +6,46 @@ import type { Config } from '../config'
 import type { Hub } from '../hub/hub'
 import { FrameError, dedupeKey } from '../hub/hub'
 import { log } from '../log'
-import { safeEqual } from '../auth/compare'
 import { messageFields } from '../protocol/client-frames'
+import { apiRoute, json, requireApiKey } from './route-spec'
 import { SYSTEM_USER } from '../auth/system'
 import { deeperThan } from '../protocol/json-depth'
 
-const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
-
 const API_USER = SYSTEM_USER
+
+export const User = z.object({ id: z.string(), name: z.string(), system: z.literal(true).optional().meta({ description: 'only on the server\'s own messages' }) })
+/** A message frame of a room's log: `chat`, or `dm` in a direct room (with `to`). */
+export const ChatFrame = z.object({
+  type: z.enum(['chat', 'dm']),
+  seq: z.number().int(),
+  id: z.string(),
+  room: z.string(),
+  from: User,
+  to: z.string().optional().meta({ description: 'dm only: the recipient' }),
+  body: z.string(),
+  data: z.json().optional(),
+  ts: z.string().meta({ description: 'ISO 8601 time the message was accepted' }),
+})
 
 /** The server-side API: publish, history, presence. Behind `Authorization: Bearer <API_KEY>`. */
 export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; store?: Store }) {
   const { config, hub, broker } = deps
   const { room, body, data } = messageFields(config.MAX_BODY_CHARS)
-  const publishBody = z.object({ room: room.optional(), body, data })
+  const publishBody = z
+    .object({ room: room.optional().meta({ description: `the room (default: DEFAULT_ROOM, here ${config.DEFAULT_ROOM})` }), body, data })
+    .meta({ examples: [{ room: config.DEFAULT_ROOM, body: 'Hello from the server', data: { kind: 'notice' } }] })
   const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
-  const pageQuery = z.object({ before: int(1, Number.MAX_SAFE_INTEGER).optional(), limit: int(1, 100).default(50) })
-
-  const invalid = (error: z.ZodError) => {
-    const issue = error.issues[0]!
-    return json(400, { error: 'bad_request', reason: `${issue.path.join('.') || 'body'}: ${issue.message}` })
-  }
+  const pageQuery = z.object({
+    before: int(1, Number.MAX_SAFE_INTEGER).optional().meta({ description: 'only messages with a smaller seq (default: the newest)' }),
+    limit: int(1, 100).default(50),
+  })
+  const roomParams = z.object({ room })
+  const idempotency = z.looseObject({
+    'idempotency-key': z.string().optional().meta({ description: 'a retry with the same key (within 2 minutes) publishes nothing new and answers the first id and seq' }),
+  })
 
   /** A dependency that is down answers 503 with the reason, not a bare 500. */
-  const orUnavailable = async (read: () => Promise<Response | object>) => {
+  const orUnavailable = async <T>(read: () => Promise<T>) => {
     try {
       return await read()
     } catch (err) {
@@ -41,29 +56,14 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
   }
 
   return new Elysia({ prefix: '/api' })
-    .onBeforeHandle(({ headers }) => {
-      if (!config.API_KEY) return json(403, { error: 'api_disabled' })
-      const auth = headers.authorization ?? ''
-      const key = auth.startsWith('Bearer ') ? auth.slice(7) : ''
-      if (!safeEqual(key, config.API_KEY)) return json(401, { error: 'unauthorized', reason: 'bad_api_key' })
-    })
+    .onTransform(requireApiKey(config))
     .post(
       '/publish',
       async ({ body, headers }) => {
-        let input: unknown
-        try {
-          input = JSON.parse(String(body))
-        } catch {
-          return json(400, { error: 'bad_request', reason: 'body: not valid JSON' })
-        }
-        const data = (input as { data?: unknown } | null)?.data
-        if (deeperThan(data, config.MAX_JSON_DEPTH)) return json(400, { error: 'bad_request', reason: `data: nested deeper than ${config.MAX_JSON_DEPTH} levels` })
-        const parsed = publishBody.safeParse(input)
-        if (!parsed.success) return invalid(parsed.error)
-        const target = parsed.data.room ?? config.DEFAULT_ROOM
+        const target = body.room ?? config.DEFAULT_ROOM
         const key = headers['idempotency-key']
         try {
-          const a = await hub.publish(target, API_USER, parsed.data.body, parsed.data.data, key ? dedupeKey('api', target, key.slice(0, 128)) : undefined)
+          const a = await hub.publish(target, API_USER, body.body, body.data, key ? dedupeKey('api', target, key.slice(0, 128)) : undefined)
           log.info('api publish', { room: target, msg: a.id, seq: a.seq })
           hub.audit({ event: 'api_publish', room: target, detail: { msg: a.id, seq: a.seq } })
           return { id: a.id, room: target, seq: a.seq }
@@ -72,23 +72,50 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
           throw err
         }
       },
-      { parse: 'text' },
+      {
+        // Before the schema: zod's z.json() recurses and overflows the stack on ~10 000 levels.
+        transform: ({ body }: { body: unknown }) => {
+          if (deeperThan((body as { data?: unknown } | null)?.data, config.MAX_JSON_DEPTH))
+            throw status(400, { error: 'bad_request', reason: `data: nested deeper than ${config.MAX_JSON_DEPTH} levels` })
+        },
+        ...apiRoute({
+          summary: 'Publish a chat message to a room',
+          description: 'Sent as the user `server` (`from.system: true`, which no connection can carry); members of the room on every node receive it as a `chat` frame.',
+          tags: ['messages'],
+          body: publishBody,
+          headers: idempotency,
+          response: z.object({ id: z.string(), room: z.string(), seq: z.number().int() }),
+          errors: [400, 503],
+        }),
+      },
     )
-    .get('/rooms/:room/messages', async ({ params, query }) => {
-      const r = room.safeParse(params.room)
-      if (!r.success) return json(400, { error: 'bad_request', reason: `room: ${r.error.issues[0]!.message}` })
-      const q = pageQuery.safeParse(query)
-      if (!q.success) return invalid(q.error)
-      return orUnavailable(async () => {
-        const page = await hub.page(r.data, q.data.before, q.data.limit)
-        return new Response(`{"room":${JSON.stringify(r.data)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
-          headers: { 'content-type': 'application/json' },
-        })
-      })
-    })
-    .get('/rooms/:room/presence', async ({ params }) => {
-      const r = room.safeParse(params.room)
-      if (!r.success) return json(400, { error: 'bad_request', reason: `room: ${r.error.issues[0]!.message}` })
-      return orUnavailable(async () => ({ room: r.data, users: await broker.presence.list(r.data) }))
-    })
+    .get(
+      '/rooms/:room/messages',
+      ({ params, query }) =>
+        orUnavailable(async () => {
+          const page = await hub.page(params.room, query.before, query.limit)
+          return new Response(`{"room":${JSON.stringify(params.room)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
+            headers: { 'content-type': 'application/json' },
+          })
+        }),
+      apiRoute({
+        summary: "A page of a room's history, oldest first",
+        tags: ['messages'],
+        params: roomParams,
+        query: pageQuery,
+        response: z.object({ room: z.string(), messages: z.array(ChatFrame), more: z.boolean().meta({ description: 'older messages exist' }) }),
+        errors: [400, 503],
+      }),
+    )
+    .get(
+      '/rooms/:room/presence',
+      ({ params }) => orUnavailable(async () => ({ room: params.room, users: await broker.presence.list(params.room) })),
+      apiRoute({
+        summary: 'Who is in a room, cluster-wide',
+        tags: ['rooms'],
+        params: roomParams,
+        response: z.object({ room: z.string(), users: z.array(User) }),
+        errors: [400, 503],
+      }),
+    )
 }

@@ -9,6 +9,8 @@ export interface Identity {
   rooms?: string[]
   /** Token expiry, epoch ms; undefined = never. */
   exp?: number
+  /** A random `anon-…` user (auth off, no `?user`): it holds no memberships. */
+  ephemeral?: boolean
 }
 
 export interface Joining {
@@ -27,6 +29,10 @@ export interface Conn {
   /** Rooms this connection is live in, with the seq its live stream started after. */
   rooms: Map<string, number>
   joining: Map<string, Joining>
+  /** Rooms the user is a member of, as this connection knows (its own marker moves as it sends). */
+  member: Set<string>
+  /** Set until the connection's `welcome` is out (memberships loaded, rooms joined): frames wait for it. */
+  loading?: Promise<void>
   bucket: Bucket
   strikes: number
   lastStrikeAt: number

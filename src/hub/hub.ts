@@ -7,9 +7,12 @@ import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { frameDecoder } from '../protocol/client-frames'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
-import { CLOSE, chatTailOfOwn, frames, userJson } from '../protocol/server-frames'
-import type { ErrorCode, User } from '../protocol/server-frames'
+import { CHAT_HEAD, CLOSE, CONTROL_HEAD, DM_HEAD, chatTailOfOwn, eventTail, frames, userJson } from '../protocol/server-frames'
+import type { Control, ErrorCode, User } from '../protocol/server-frames'
+import type { Members } from '../members/types'
+import { isDirect } from '../members/types'
 import { allowed } from './connection'
+import { createConversations } from './conversations'
 import { createRooms } from './rooms'
 import { FrameError } from './errors'
 import type { Conn, Identity } from './connection'
@@ -23,6 +26,7 @@ export interface HubDeps {
   server: () => Server<unknown> | null | undefined
   /** PostgreSQL when persistence is on: history beyond the broker's log, users, sessions, audit. */
   store?: Store
+  members: Members
   /** Verifies a `refresh` token; undefined when auth is off. */
   refresh?: (token: string) => Promise<Identity>
 }
@@ -41,7 +45,7 @@ export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
  * on the way out, except to find a slow consumer after Bun reported one.
  */
 export function createHub(deps: HubDeps) {
-  const { config, broker, metrics, store } = deps
+  const { config, broker, metrics, store, members: memberships } = deps
   const decode = frameDecoder(config.MAX_BODY_CHARS, config.MAX_JSON_DEPTH)
   const bucket = tokenBucket(config.RATE_LIMIT_PER_SEC, config.RATE_LIMIT_BURST)
   const conns = new Map<string, Conn>()
@@ -61,14 +65,14 @@ export function createHub(deps: HubDeps) {
   // ---- delivery (called by the broker for every frame of a watched topic) ----
 
   function deliver(topic: string, frame: string, except?: string) {
+    if (frame.startsWith(CONTROL_HEAD)) return control(topic, frame, except)
     rooms.overhear(topic, frame)
     const skip = except ? conns.get(except) : undefined
     const s = server()
     // After a TLS certificate rotation several servers share the topics (src/http/listeners.ts).
     const publishExcept = (s as { publishExcept?: (ws: ServerWebSocket<unknown>, t: string, f: string) => number }).publishExcept
     const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
-    const isMessage = topic.charCodeAt(0) === 117 /* u: */ || frame.charCodeAt(9) === 99 /* {"type":"chat */
-    if (isMessage) metrics.delivered.inc(s.subscriberCount(topic))
+    if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(s.subscriberCount(topic))
     if (status === 0) cutSlowConsumers(topic, frame.length)
   }
 
@@ -131,6 +135,38 @@ export function createHub(deps: HubDeps) {
 
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember, removeMember })
   const { join, leave, page } = rooms
+  const conversations = createConversations({ config, broker, members: memberships, rooms })
+
+  /** Joins (or refuses) a room the connection asked for: the token's rooms, a direct room's pair. */
+  async function mayUse(c: Conn, room: string, verb: string) {
+    if (!(await conversations.mayUse(c.identity, room))) throw new FrameError('forbidden', `room: not allowed to ${verb} ${room}`)
+  }
+
+  function memberJoin(c: Conn, room: string, read: number, since?: number, id?: string) {
+    c.member.add(room)
+    return join(c, room, { since, id, member: { read } })
+  }
+
+  /** A command for every local connection of a user (see Control), from any node. */
+  function control(topic: string, frame: string, except?: string) {
+    const set = members.get(topic)
+    if (!set) return
+    const cmd = JSON.parse(frame) as Control
+    for (const c of [...set]) {
+      if (c.id === except || c.closing) continue
+      void (async () => {
+        if (c.loading) await c.loading
+        if (cmd.ctl === 'join') await memberJoin(c, cmd.room, cmd.since, cmd.since)
+        else if (cmd.ctl === 'leave') {
+          c.member.delete(cmd.room)
+          if (c.rooms.has(cmd.room) || c.joining.has(cmd.room)) {
+            leave(c, cmd.room)
+            send(c, frames.left(cmd.room, undefined, cmd.reason), 'left')
+          }
+        } else closeConn(c, cmd.code, cmd.reason)
+      })().catch((err) => sendError(c, err.code ?? 'unavailable', err.message))
+    }
+  }
 
   // ---- frames ----
 
@@ -142,6 +178,7 @@ export function createHub(deps: HubDeps) {
     const started = performance.now()
     const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
     metrics.publishLatency.observe((performance.now() - started) / 1000)
+    if (c.member.has(room)) memberships.touch(room, c.identity.user.id, accepted.seq)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
   }
 
@@ -151,7 +188,7 @@ export function createHub(deps: HubDeps) {
     const ts = new Date().toISOString()
     const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts)
     try {
-      const accepted = await broker.append(room, { id, from, body, data, ts, tail }, dedupe || undefined)
+      const accepted = await broker.append(room, { event: { type: 'chat', id, room, from, body, data, ts }, head: CHAT_HEAD, tail }, dedupe || undefined)
       if (!accepted.duplicate) metrics.published.inc()
       return accepted
     } catch (err) {
@@ -162,37 +199,74 @@ export function createHub(deps: HubDeps) {
     }
   }
 
+  /** A dm is a message of the pair's direct room; the sending connection does not get it back. */
   async function dm(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
+    if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
+    const room = await conversations.direct(from, f.to, c.id)
+    if (!c.rooms.has(room)) await memberJoin(c, room, (await memberships.get(room, from.id))?.read ?? 0)
     const id = Bun.randomUUIDv7()
+    const event = { type: 'dm' as const, id, room, from, body: f.body, data: f.data, ts: new Date().toISOString(), extra: { to: f.to } }
     const key = f.id && dedupeKey('dm', from.id, f.id)
+    let accepted
     try {
-      const prior = key ? await broker.claim(key, id) : undefined
-      if (prior !== undefined) return send(c, frames.ack(f.id!, prior), 'ack')
-      const frame = frames.dm({ id, from, to: f.to, body: f.body, data: f.data, ts: new Date().toISOString() })
-      try {
-        await broker.relay(userTopic(f.to), frame)
-        if (f.to !== from.id) await broker.relay(userTopic(from.id), frame, c.id)
-      } catch (err) {
-        if (key) await broker.unclaim(key).catch(() => {})
-        throw err
-      }
+      accepted = await broker.append(room, { event, head: DM_HEAD, tail: eventTail(event) }, key || undefined, c.id)
     } catch (err) {
+      if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)
       metrics.brokerErrors.inc()
       log.warn('dm not accepted', { conn: c.id, err })
       throw new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
     }
-    if (f.id) send(c, frames.ack(f.id, id), 'ack')
+    if (!accepted.duplicate) metrics.published.inc()
+    memberships.touch(room, from.id, accepted.seq)
+    if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
+  }
+
+  async function joinFrame(c: Conn, f: FrameOf<'join'>) {
+    await mayUse(c, f.room, 'join')
+    if (!f.member) return join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, member: c.member.has(f.room) ? await marker(c, f.room) : undefined })
+    if (c.identity.ephemeral) throw new FrameError('forbidden', 'member: an anonymous user cannot hold memberships (connect with ?user= or a token)')
+    const r = await conversations.grant(f.room, c.identity.user, { except: c.id })
+    c.member.add(f.room)
+    return join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, member: { read: r.read } })
+  }
+
+  async function marker(c: Conn, room: string) {
+    const m = await memberships.get(room, c.identity.user.id)
+    return m && { read: m.read }
+  }
+
+  async function leaveFrame(c: Conn, f: FrameOf<'leave'>) {
+    if (f.member) {
+      await conversations.revoke(f.room, c.identity.user.id, { except: c.id })
+      c.member.delete(f.room)
+    }
+    leave(c, f.room)
+    send(c, frames.left(f.room, f.id), 'left')
+  }
+
+  async function roomsFrame(c: Conn, f: FrameOf<'rooms'>) {
+    const r = await conversations.list(c.identity.user.id, f.before, f.limit ?? 50)
+    send(c, frames.rooms(r.conversations, r.more, r.next, f.id), 'rooms')
+  }
+
+  async function read(c: Conn, f: FrameOf<'read'>) {
+    await mayUse(c, f.room, 'read')
+    const pos = await broker.position(f.room)
+    if (f.seq > pos.seq) throw new FrameError('bad_request', `seq: ${f.room} has no seq ${f.seq} yet (its last is ${pos.seq})`)
+    const now = await memberships.read(f.room, c.identity.user.id, f.seq)
+    if (now === undefined) throw new FrameError('forbidden', `room: not a member of ${f.room}`)
+    await broker.relay(roomTopic(f.room), frames.read(f.room, c.identity.user, now))
   }
 
   async function history(c: Conn, f: FrameOf<'history'>) {
-    if (!allowed(c.identity, f.room)) throw new FrameError('forbidden', `room: not allowed to read ${f.room}`)
+    await mayUse(c, f.room, 'read')
     const p = await page(f.room, f.before, f.limit ?? 50)
     send(c, frames.history(f.room, p.frames, p.more, f.id), 'history')
   }
 
   async function presence(c: Conn, f: FrameOf<'presence'>) {
-    if (!allowed(c.identity, f.room)) throw new FrameError('forbidden', `room: not allowed to see ${f.room}`)
+    await mayUse(c, f.room, 'see')
     send(c, frames.presenceList(f.room, await broker.presence.list(f.room), f.id), 'presence')
   }
 
@@ -207,7 +281,7 @@ export function createHub(deps: HubDeps) {
     if (next.user.id !== c.identity.user.id) throw new FrameError('forbidden', 'token: belongs to another user')
     c.identity = { ...next, user: { ...next.user } }
     c.fromJson = userJson(c.identity.user)
-    for (const room of new Set([...c.rooms.keys(), ...c.joining.keys()])) if (!allowed(c.identity, room)) {
+    for (const room of new Set([...c.rooms.keys(), ...c.joining.keys()])) if (!isDirect(room) && !allowed(c.identity, room)) {
       leave(c, room)
       send(c, frames.left(room), 'left')
     }
@@ -220,15 +294,14 @@ export function createHub(deps: HubDeps) {
     presence,
     typing,
     refresh,
-    join: (c, f) => join(c, f.room, f.since, f.epoch, f.id),
-    leave: (c, f) => {
-      leave(c, f.room)
-      send(c, frames.left(f.room, f.id), 'left')
-    },
+    join: joinFrame,
+    leave: leaveFrame,
+    rooms: roomsFrame,
+    read,
     ping: (c, f) => send(c, frames.pong(f.id), 'pong'),
   }
   /** Frames whose handler answers by itself; the others get an `ack` when they carry an id. */
-  const answered = new Set(['chat', 'dm', 'join', 'leave', 'history', 'presence', 'ping'])
+  const answered = new Set(['chat', 'dm', 'join', 'leave', 'history', 'presence', 'ping', 'rooms'])
 
   function rateLimited(c: Conn): boolean {
     if (bucket.take(c.bucket)) return false
@@ -254,6 +327,7 @@ export function createHub(deps: HubDeps) {
       fromJson: userJson(identity.user),
       rooms: new Map(),
       joining: new Map(),
+      member: new Set(),
       bucket: bucket.create(),
       strikes: 0,
       lastStrikeAt: 0,
@@ -262,15 +336,10 @@ export function createHub(deps: HubDeps) {
     }
     conns.set(c.id, c)
     metrics.connections.inc()
-    const home = allowed(identity, config.DEFAULT_ROOM) ? [config.DEFAULT_ROOM] : []
     const u = identity.user
-    send(c, frames.welcome(c.id, u, deps.nodeId, home), 'welcome')
     const mine = userTopic(u.id)
-    ws.subscribe(mine)
     addMember(mine, c)
-    broker.watch(mine).catch((err) => log.warn('user topic not watched', { conn: c.id, err }))
-    for (const room of home)
-      join(c, room).catch((err) => sendError(c, err.code ?? 'internal', err.message))
+    c.loading = welcome(c).finally(() => (c.loading = undefined))
     log.info('connected', { conn: c.id, user: u.id, remote: meta.remote })
     if (store) {
       store.userSeen(u)
@@ -280,8 +349,63 @@ export function createHub(deps: HubDeps) {
     return c
   }
 
+  /**
+   * The start of a connection: its memberships (and the default room) are read and their rooms
+   * prepared while everything for the user is held back; then `welcome` (with the total unread),
+   * one `joined` per room, and whatever was held, in that order.
+   */
+  async function welcome(c: Conn) {
+    const u = c.identity.user
+    const mine = userTopic(u.id)
+    const held = rooms.hold(mine)
+    broker.watch(mine).catch((err) => log.warn('user topic not watched', { conn: c.id, err }))
+    let list: { room: string; read: number }[] = []
+    const home = allowed(c.identity, config.DEFAULT_ROOM)
+    try {
+      if (!c.identity.ephemeral) {
+        void memberships.seen(u).catch(() => {})
+        list = (await memberships.of(u.id)).filter((m) => isDirect(m.room) || allowed(c.identity, m.room))
+        // Every user is a member of the default room, from its first connection on.
+        if (home && !list.some((m) => m.room === config.DEFAULT_ROOM)) {
+          const read = (await broker.position(config.DEFAULT_ROOM)).seq
+          const r = await memberships.add(config.DEFAULT_ROOM, u, read, Infinity)
+          list.unshift({ room: config.DEFAULT_ROOM, read: r.read ?? read })
+        }
+      } else if (home) list = [{ room: config.DEFAULT_ROOM, read: (await broker.position(config.DEFAULT_ROOM)).seq }]
+    } catch (err) {
+      log.warn('memberships not read', { conn: c.id, err })
+      if (home) list = [{ room: config.DEFAULT_ROOM, read: 0 }]
+    }
+    const unread: number[] = []
+    const sendLater: (() => void)[] = []
+    const prepared = await Promise.all(
+      list.map((m, i) => {
+        c.member.add(m.room)
+        return rooms.prepare(c, m.room, { member: { read: m.read }, onState: (s) => (unread[i] = s.unread) }).catch((err) => {
+          sendLater.push(() => sendError(c, err.code ?? 'internal', err.message))
+          return undefined
+        })
+      }),
+    )
+    if (c.closing) {
+      held.release()
+      for (const p of prepared) p?.()
+      return
+    }
+    c.ws.cork(() => {
+      const joined = list.filter((_, i) => prepared[i])
+      send(c, frames.welcome(c.id, u, deps.nodeId, joined.map((m) => m.room), unread.reduce((a, b) => a + (b ?? 0), 0)), 'welcome')
+      for (const p of prepared) p?.()
+      for (const f of held) send(c, f, 'chat')
+      held.release()
+      c.ws.subscribe(mine)
+      for (const s of sendLater) s()
+    })
+  }
+
   async function message(c: Conn, raw: unknown) {
     c.lastSeen = performance.now()
+    if (c.loading) await c.loading
     if (c.closing) return
     if (rateLimited(c)) {
       const id = (raw as { id?: unknown })?.id
@@ -315,6 +439,7 @@ export function createHub(deps: HubDeps) {
     c.closing = true
     for (const room of [...c.rooms.keys()]) leave(c, room)
     c.joining.clear()
+    c.member.clear()
     const mine = userTopic(c.identity.user.id)
     removeMember(mine, c)
     broker.unwatch(mine)
@@ -366,7 +491,17 @@ export function createHub(deps: HubDeps) {
     publish,
     page,
     audit,
+    conversations,
     pong: (c: Conn) => void (c.lastSeen = performance.now()),
+    get roomCount() {
+      let n = 0
+      for (const topic of members.keys()) if (topic.startsWith('r:')) n++
+      return n
+    },
+    /** Each room with members on this node and how many (for the admin view). */
+    *roomSizes(): Generator<[string, number]> {
+      for (const [topic, set] of members) if (topic.startsWith('r:')) yield [topic.slice(2), set.size]
+    },
     get draining() {
       return draining
     },

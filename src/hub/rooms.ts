@@ -1,11 +1,10 @@
-import type { Broker, Page, Replay } from '../broker/types'
-import { roomTopic } from '../broker/types'
+import type { Broker, Page, Replay, Summary } from '../broker/types'
+import { UNREAD_CAP, roomTopic } from '../broker/types'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { chatSeq, frames } from '../protocol/server-frames'
-import type { User } from '../protocol/server-frames'
+import { eventSeq, frames } from '../protocol/server-frames'
+import type { MemberState, User } from '../protocol/server-frames'
 import type { AuditEntry, Store } from '../store/types'
-import { allowed } from './connection'
 import type { Conn, Joining } from './connection'
 import { FrameError } from './errors'
 
@@ -19,9 +18,23 @@ export interface RoomsDeps {
   removeMember: (topic: string, c: Conn) => void
 }
 
+export interface JoinOptions {
+  since?: number
+  epoch?: string
+  id?: string
+  /** The user is a member: `joined` carries its marker and unread count. */
+  member?: { read: number }
+  /** Told the member's state as `joined` will carry it. */
+  onState?: (s: MemberState) => void
+}
+
+/** A join whose past is read and whose live stream is buffered: `commit` makes it live. */
+export type Prepared = () => void
+
 /**
- * Room membership on Bun topics, and the past of a room: joining with recovery (the exact
- * replay/live boundary), leaving, and pages of history from the broker's log and the store.
+ * Live rooms on Bun topics, and the past of a room: joining with recovery (the exact
+ * replay/live boundary), leaving, pages of history and summaries (unread, last message) from
+ * the broker's log and the store. Who may join is decided before (hub).
  */
 export function createRooms(deps: RoomsDeps) {
   const { broker, store, metrics, send, audit, addMember, removeMember } = deps
@@ -39,7 +52,7 @@ export function createRooms(deps: RoomsDeps) {
   async function readSince(room: string, since: number): Promise<Replay> {
     const r = await broker.since(room, since)
     if (r.complete || !store || since >= r.seq) return r
-    const firstHeld = r.frames.length ? chatSeq(r.frames[0]!) : r.seq + 1
+    const firstHeld = r.frames.length ? eventSeq(r.frames[0]!) : r.seq + 1
     const head = await store.range(room, since, firstHeld - 1)
     const frames = head.concat(r.frames)
     return { ...r, frames, complete: frames.length === r.seq - since }
@@ -48,10 +61,21 @@ export function createRooms(deps: RoomsDeps) {
   async function page(room: string, before: number | undefined, limit: number): Promise<Page> {
     const recent = await broker.page(room, before, limit)
     if (!store) return recent
-    const first = recent.frames.length ? chatSeq(recent.frames[0]!) : before
+    const first = recent.frames.length ? eventSeq(recent.frames[0]!) : before
     if (recent.frames.length === limit) return { frames: recent.frames, more: recent.more || (first ?? 1) > 1 }
     const older = await store.page(room, first, limit - recent.frames.length)
     return { frames: older.frames.concat(recent.frames), more: older.more }
+  }
+
+  /** Where a room stands for a reader: the broker's log first, the store for what it no longer holds. */
+  async function summary(room: string, read: number, user: string): Promise<Summary> {
+    const s = await broker.summary(room, read, user)
+    if (!store || (s.complete && s.last !== undefined) || s.seq === 0) return s
+    const [unread, last] = await Promise.all([
+      s.complete ? 0 : store.unread(room, read, s.counted, user, UNREAD_CAP - s.unread),
+      s.last ?? store.last(room, s.seq + 1),
+    ])
+    return { ...s, unread: s.unread + unread, complete: true, last }
   }
 
   // ---- rooms ----
@@ -69,8 +93,17 @@ export function createRooms(deps: RoomsDeps) {
    * then the replay, `joined`, the buffered frames newer than the replay and the Bun
    * subscription happen in one synchronous step, so nothing is skipped or sent twice.
    */
-  async function join(c: Conn, room: string, since?: number, epoch?: string, id?: string): Promise<void> {
-    if (!allowed(c.identity, room)) throw new FrameError('forbidden', `room: not allowed to join ${room}`)
+  async function join(c: Conn, room: string, o: JoinOptions = {}): Promise<void> {
+    ;(await prepare(c, room, o))?.()
+  }
+
+  /**
+   * The asynchronous half of a join: reads the past while the topic is buffered. Resolves with
+   * the synchronous half (or undefined when there is nothing more to do), so that a connection
+   * joining many rooms at once sends its `welcome` before any of them goes live.
+   */
+  async function prepare(c: Conn, room: string, o: JoinOptions): Promise<Prepared | undefined> {
+    const { since, epoch, id, member } = o
     const topic = roomTopic(room)
     const pending = c.joining.get(room)
     if (pending) {
@@ -78,7 +111,10 @@ export function createRooms(deps: RoomsDeps) {
       if (!c.rooms.has(room)) throw new FrameError('unavailable', `room: joining ${room} failed`)
     }
     const boundary = c.rooms.get(room)
-    if (boundary !== undefined) return rejoin(c, room, boundary, since, epoch, id)
+    if (boundary !== undefined) {
+      await rejoin(c, room, boundary, o)
+      return undefined
+    }
 
     let finish!: () => void
     const joining: Joining = { buffer: [], done: new Promise<void>((r) => (finish = r)) }
@@ -87,62 +123,86 @@ export function createRooms(deps: RoomsDeps) {
     if (!buffers) recovering.set(topic, (buffers = new Set()))
     buffers.add(joining.buffer)
     let watched = false
-    try {
-      watched = true // counted even if it fails: unwatched below either way
-      await broker.watch(topic)
-      let replay: string[] = []
-      let recovered = false
-      const pos: Replay = since === undefined ? { ...(await broker.position(room)), frames: [], complete: false } : await readSince(room, since)
-      if (since !== undefined && pos.complete && (epoch === undefined || epoch === pos.epoch)) {
-        replay = pos.frames
-        recovered = true
-      }
-      await broker.caughtUp(room, pos.seq)
-      if (c.closing || c.joining.get(room) !== joining) {
-        broker.unwatch(topic)
-        return
-      }
-      c.ws.cork(() => {
-        for (const f of replay) send(c, f, 'chat')
-        send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id), 'joined')
-        for (const f of joining.buffer) {
-          const seq = chatSeq(f)
-          if (seq === -1 || seq > pos.seq) send(c, f, seq === -1 ? 'presence' : 'chat')
-        }
-        c.ws.subscribe(topic)
-      })
-      c.rooms.set(room, pos.seq)
-      addMember(topic, c)
-      audit({ event: 'join', user: c.identity.user.id, conn: c.id, room })
-      broker.presence
-        .add(room, c.identity.user, c.id)
-        .then((first) => first && announce(room, 'join', c.identity.user))
-        .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err }))
-    } catch (err) {
-      if (watched) broker.unwatch(topic)
-      metrics.brokerErrors.inc()
-      log.warn('join failed', { room, conn: c.id, err })
-      throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
-    } finally {
+    const release = () => {
       buffers.delete(joining.buffer)
       if (buffers.size === 0) recovering.delete(topic)
       if (c.joining.get(room) === joining) c.joining.delete(room)
       finish()
     }
+    try {
+      watched = true // counted even if it fails: unwatched below either way
+      await broker.watch(topic)
+      let replay: string[] = []
+      let recovered = false
+      let state: MemberState | undefined
+      let pos: { seq: number; epoch: string }
+      if (since !== undefined) {
+        const r = await readSince(room, since)
+        pos = r
+        if (r.complete && (epoch === undefined || epoch === r.epoch)) {
+          replay = r.frames
+          recovered = true
+        }
+        if (member) state = { read: member.read, unread: (await summary(room, member.read, c.identity.user.id)).unread }
+      } else if (member) {
+        const s = await summary(room, member.read, c.identity.user.id)
+        pos = s
+        state = { read: member.read, unread: s.unread }
+      } else pos = await broker.position(room)
+      if (state) o.onState?.(state)
+      await broker.caughtUp(room, pos.seq)
+      if (c.closing || c.joining.get(room) !== joining) {
+        broker.unwatch(topic)
+        release()
+        return undefined
+      }
+      return () => {
+        try {
+          if (c.closing || c.joining.get(room) !== joining) return void broker.unwatch(topic)
+          c.ws.cork(() => {
+            for (const f of replay) send(c, f, 'chat')
+            send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id, state), 'joined')
+            for (const f of joining.buffer) {
+              const seq = eventSeq(f)
+              if (seq === -1 || seq > pos.seq) send(c, f, seq === -1 ? 'presence' : 'chat')
+            }
+            c.ws.subscribe(topic)
+          })
+          c.rooms.set(room, pos.seq)
+          addMember(topic, c)
+          audit({ event: 'join', user: c.identity.user.id, conn: c.id, room })
+          broker.presence
+            .add(room, c.identity.user, c.id)
+            .then((first) => first && announce(room, 'join', c.identity.user))
+            .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err }))
+        } finally {
+          release()
+        }
+      }
+    } catch (err) {
+      if (watched) broker.unwatch(topic)
+      release()
+      if (err instanceof FrameError) throw err
+      metrics.brokerErrors.inc()
+      log.warn('join failed', { room, conn: c.id, err })
+      throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
+    }
   }
 
   /** A join for a room the connection is already live in: replay up to where its live stream began. */
-  async function rejoin(c: Conn, room: string, boundary: number, since?: number, epoch?: string, id?: string) {
+  async function rejoin(c: Conn, room: string, boundary: number, o: JoinOptions) {
+    const { since, epoch, id, member } = o
+    const state = member ? { read: member.read, unread: (await summary(room, member.read, c.identity.user.id)).unread } : undefined
     if (since === undefined) {
       const pos = await broker.position(room)
-      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id), 'joined')
+      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id, state), 'joined')
     }
     const r = await readSince(room, since)
     const ok = r.complete && (epoch === undefined || epoch === r.epoch)
     const replay = ok ? r.frames.slice(0, Math.max(0, boundary - since)) : []
     c.ws.cork(() => {
       for (const f of replay) send(c, f, 'chat')
-      send(c, frames.joined(room, r.seq, r.epoch, ok, id), 'joined')
+      send(c, frames.joined(room, r.seq, r.epoch, ok, id, state), 'joined')
     })
   }
 
@@ -160,5 +220,23 @@ export function createRooms(deps: RoomsDeps) {
       .catch((err) => log.warn('presence not removed', { room, conn: c.id, err }))
   }
 
-  return { join, leave, page, overhear }
+  /**
+   * Holds back what this node delivers on `topic` until the returned function is called with
+   * the frames' destination (a connection's user topic until its `welcome` is out).
+   */
+  function hold(topic: string): string[] & { release(): void } {
+    let buffers = recovering.get(topic)
+    if (!buffers) recovering.set(topic, (buffers = new Set()))
+    const held = [] as unknown as string[] & { release(): void }
+    buffers.add(held)
+    held.release = () => {
+      buffers.delete(held)
+      if (buffers.size === 0 && recovering.get(topic) === buffers) recovering.delete(topic)
+    }
+    return held
+  }
+
+  return { join, prepare, leave, page, summary, overhear, hold }
 }
+
+export type Rooms = ReturnType<typeof createRooms>

@@ -33,17 +33,20 @@ export function clientFrameSchemas(maxBodyChars: number) {
   const id = z.string().max(64, 'must be at most 64 characters').optional()
   const { room, body, data } = messageFields(maxBodyChars)
   const seq = z.number().int('must be a whole number').min(0, 'must not be negative')
+  const limit = z.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100')
 
   return {
     chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, id }),
-    join: z.object({ type: z.literal('join'), room, since: seq.optional(), epoch: z.string().max(64).optional(), id }),
-    leave: z.object({ type: z.literal('leave'), room, id }),
+    join: z.object({ type: z.literal('join'), room, since: seq.optional(), epoch: z.string().max(64).optional(), member: z.boolean('must be true or false').optional(), id }),
+    leave: z.object({ type: z.literal('leave'), room, member: z.boolean('must be true or false').optional(), id }),
+    rooms: z.object({ type: z.literal('rooms'), before: z.string().max(512, 'must be at most 512 characters').optional(), limit: limit.optional(), id }),
+    read: z.object({ type: z.literal('read'), room, seq, id }),
     dm: z.object({ type: z.literal('dm'), to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'), body, data, id }),
     history: z.object({
       type: z.literal('history'),
       room,
       before: seq.optional(),
-      limit: z.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100').optional(),
+      limit: limit.optional(),
       id,
     }),
     presence: z.object({ type: z.literal('presence'), room, id }),

@@ -14,14 +14,47 @@ const q = JSON.stringify
 const opt = (key: string, value: unknown) => (value === undefined ? '' : `,"${key}":${q(value)}`)
 
 /**
- * A chat frame is stored and fanned out as text. It is encoded in two halves around its
- * `seq`, because the seq is only known to the sequencer (this process, or a Redis script).
- * `seq` comes first so that any holder of the text can read it back cheaply (`chatSeq`).
+ * Every event of a room's log (chat, dm, and the events that change a message or a room) is
+ * stored and fanned out as text. It is encoded in two halves around its `seq`, because the
+ * seq is only known to the sequencer (this process, or a Redis script): the head
+ * `{"type":"<type>","seq":` and the tail after the number. Any holder of the text reads the
+ * seq back cheaply (`eventSeq`), whatever the event's type.
  */
-export const CHAT_HEAD = '{"type":"chat","seq":'
+export type EventType = 'chat' | 'dm'
+
+export const eventHead = (type: EventType) => `{"type":"${type}","seq":`
+export const CHAT_HEAD = eventHead('chat')
+export const DM_HEAD = eventHead('dm')
+
+/** Events that count as messages: they are unread until read, and a conversation's `last`. */
+export const isMessageFrame = (frame: string) => frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)
+
+/** A room event as it is kept: its type, its actor (`from`), and the fields of its frame. */
+export interface RoomEvent {
+  type: EventType
+  id: string
+  room: string
+  from: User
+  body?: string
+  data?: unknown
+  ts: string
+  /** Type-specific fields (`to` of a dm), in the order they appear in the frame. */
+  extra?: Record<string, unknown>
+}
+
+/**
+ * The tail of an event's frame, in one canonical field order, so that a frame made live and
+ * one made again from the store are the same bytes: id, room, from, the type's own fields,
+ * body, data, ts.
+ */
+export function eventTail(e: RoomEvent): string {
+  let extra = ''
+  if (e.extra) for (const k in e.extra) extra += opt(k, e.extra[k])
+  return `,"id":${q(e.id)},"room":${q(e.room)},"from":${user(e.from)}${extra}${opt('body', e.body)}${opt('data', e.data)},"ts":${q(e.ts)}}`
+}
 
 export function chatTail(m: { id: string; room: string; from: User; body: string; data?: unknown; ts: string }): string {
-  return `,"id":${q(m.id)},"room":${q(m.room)},"from":${user(m.from)},"body":${q(m.body)}${opt('data', m.data)},"ts":${q(m.ts)}}`
+  return eventTail({ type: 'chat', ...m })
 }
 
 /**
@@ -34,28 +67,41 @@ export function chatTailOfOwn(id: string, room: string, fromJson: string, body: 
 }
 
 export const chatFrame = (seq: number, tail: string) => CHAT_HEAD + seq + tail
+export const eventFrame = (type: EventType, seq: number, tail: string) => eventHead(type) + seq + tail
 
-/** The seq of an encoded chat frame, or -1 when the text is not one. */
-export function chatSeq(frame: string): number {
-  if (!frame.startsWith(CHAT_HEAD)) return -1
-  const n = parseInt(frame.slice(CHAT_HEAD.length, CHAT_HEAD.length + 20), 10)
+/** The seq of an encoded room event (`{"type":"<t>","seq":<n>…`), or -1 when the text is not one. */
+export function eventSeq(frame: string): number {
+  if (!frame.startsWith('{"type":"')) return -1
+  const q = frame.indexOf('"', 9)
+  if (q < 0 || !frame.startsWith(',"seq":', q + 1)) return -1
+  const n = parseInt(frame.slice(q + 8, q + 28), 10)
   return Number.isFinite(n) ? n : -1
+}
+
+/** The event of a frame read back (a Redis stream entry the store lacks). */
+export function eventOf(frame: string): RoomEvent & { seq: number } {
+  const { type, seq, id, room, from, body, data, ts, ...extra } = JSON.parse(frame)
+  return { type, seq, id, room, from, body, data, ts, ...(Object.keys(extra).length ? { extra } : {}) }
 }
 
 const user = (u: User) => `{"id":${q(u.id)},"name":${q(u.name)}${u.system ? ',"system":true' : ''}}`
 /** A user as it appears in frames (`from`, `user`): encode it once and keep it with the connection. */
 export const userJson = user
 
+/** What a member's `joined` adds: the user's read marker and unread count in the room. */
+export interface MemberState {
+  read: number
+  unread: number
+}
+
 export const frames = {
-  welcome: (conn: string, u: User, node: string, rooms: string[]) =>
-    `{"type":"welcome","conn":${q(conn)},"user":${user(u)},"node":${q(node)},"rooms":${q(rooms)}}`,
-  dm: (m: { id: string; from: User; to: string; body: string; data?: unknown; ts: string }) =>
-    `{"type":"dm","id":${q(m.id)},"from":${user(m.from)},"to":${q(m.to)},"body":${q(m.body)}${opt('data', m.data)},"ts":${q(m.ts)}}`,
-  ack: (id: string, msg?: string, seq?: number) => `{"type":"ack","id":${q(id)}${opt('msg', msg)}${opt('seq', seq)}}`,
-  joined: (room: string, seq: number, epoch: string, recovered: boolean, id?: string) =>
-    `{"type":"joined","room":${q(room)},"seq":${seq},"epoch":${q(epoch)},"recovered":${recovered}${opt('id', id)}}`,
-  left: (room: string, id?: string) => `{"type":"left","room":${q(room)}${opt('id', id)}}`,
-  /** `messages` are already-encoded chat frames, spliced in without re-encoding. */
+  welcome: (conn: string, u: User, node: string, rooms: string[], unread: number) =>
+    `{"type":"welcome","conn":${q(conn)},"user":${user(u)},"node":${q(node)},"rooms":${q(rooms)},"unread":${unread}}`,
+  ack: (id: string, msg?: string, seq?: number, room?: string) => `{"type":"ack","id":${q(id)}${opt('msg', msg)}${opt('seq', seq)}${opt('room', room)}}`,
+  joined: (room: string, seq: number, epoch: string, recovered: boolean, id?: string, member?: MemberState) =>
+    `{"type":"joined","room":${q(room)},"seq":${seq},"epoch":${q(epoch)},"recovered":${recovered}${member ? `,"member":true,"read":${member.read},"unread":${member.unread}` : ''}${opt('id', id)}}`,
+  left: (room: string, id?: string, reason?: string) => `{"type":"left","room":${q(room)}${opt('reason', reason)}${opt('id', id)}}`,
+  /** `messages` are already-encoded frames, spliced in without re-encoding. */
   history: (room: string, messages: string[], more: boolean, id?: string) =>
     `{"type":"history","room":${q(room)},"messages":[${messages.join(',')}],"more":${more}${opt('id', id)}}`,
   presenceList: (room: string, users: User[], id?: string) =>
@@ -63,10 +109,30 @@ export const frames = {
   presenceEvent: (room: string, event: 'join' | 'leave', u: User) =>
     `{"type":"presence","room":${q(room)},"event":"${event}","user":${user(u)}}`,
   typing: (room: string, u: User) => `{"type":"typing","room":${q(room)},"user":${user(u)}}`,
+  read: (room: string, u: User, seq: number) => `{"type":"read","room":${q(room)},"user":${user(u)},"seq":${seq}}`,
+  /** `conversations` are already-encoded Conversation objects. */
+  rooms: (conversations: string[], more: boolean, next?: string, id?: string) =>
+    `{"type":"rooms","rooms":[${conversations.join(',')}],"more":${more}${opt('next', next)}${opt('id', id)}}`,
   pong: (id?: string) => `{"type":"pong"${opt('id', id)}}`,
   error: (code: ErrorCode, message: string, id?: string) =>
     `{"type":"error","code":"${code}","message":${q(message)}${opt('id', id)}}`,
 }
+
+/** A conversation of the `rooms` list; `last` is an encoded message frame, spliced in. */
+export function conversation(c: { room: string; direct?: User; seq: number; epoch: string; read: number; unread: number; last?: string }): string {
+  return `{"room":${q(c.room)},"kind":"${c.direct ? 'direct' : 'room'}"${c.direct ? `,"with":${user(c.direct)}` : ''},"seq":${c.seq},"epoch":${q(c.epoch)},"read":${c.read},"unread":${c.unread}${c.last ? `,"last":${c.last}` : ''}}`
+}
+
+/**
+ * Commands between nodes on a user's topic, never sent to a client: make the user's
+ * connections join a room (from `since`), leave it, or close.
+ */
+export type Control =
+  | { ctl: 'join'; room: string; since: number }
+  | { ctl: 'leave'; room: string; reason?: string }
+  | { ctl: 'close'; code: number; reason: string }
+export const CONTROL_HEAD = '{"ctl":'
+export const control = (c: Control) => JSON.stringify(c)
 
 export type ErrorCode =
   | 'bad_request'
@@ -76,6 +142,8 @@ export type ErrorCode =
   | 'too_large'
   | 'unavailable'
   | 'internal'
+  | 'not_found'
+  | 'limit'
 
 export const CLOSE = {
   goingAway: 1001,

@@ -1,11 +1,13 @@
 import postgres from 'postgres'
+import type { Sql } from 'postgres'
 import { freshEpoch } from '../broker/types'
-import type { Page, Position } from '../broker/types'
+import type { Origin, Page } from '../broker/types'
 import { log } from '../log'
-import { chatFrame, chatTail } from '../protocol/server-frames'
+import { eventHead, eventTail } from '../protocol/server-frames'
+import type { EventType } from '../protocol/server-frames'
 import { migrate } from './migrate'
 import { SYSTEM_USER } from '../auth/system'
-import type { AuditEntry, SessionStart, StoredMessage, Store } from './types'
+import type { AuditEntry, SessionStart, StoredEvent, Store } from './types'
 import type { User } from '../protocol/server-frames'
 
 export interface PostgresStoreOptions {
@@ -19,7 +21,7 @@ export interface PostgresStoreOptions {
 }
 
 interface Pending {
-  m: StoredMessage
+  m: StoredEvent
   done: () => void
 }
 
@@ -39,7 +41,7 @@ const WRITE_TIMEOUT_MS = 5_000
 
 const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unknown })?.code ?? ''))
 const describeRow = (row: unknown) => {
-  const r = row as Partial<StoredMessage> & { event?: string }
+  const r = row as Partial<StoredEvent> & { event?: string }
   return r.seq !== undefined ? { room: r.room, seq: r.seq, id: r.id } : { event: r.event }
 }
 
@@ -57,27 +59,45 @@ async function withTimeout<T>(ms: number, work: () => Promise<T>): Promise<T> {
 
 interface Row {
   seq: string
+  type: EventType
   id: string
   user_id: string
   user_name: string
-  body: string
+  body: string | null
   data: unknown
   /** SQL NULL (no `data`), as opposed to a JSON null. */
   no_data: boolean
+  extra: Record<string, unknown> | null
   created_at: Date
 }
 
 /** No connection can be the server (src/auth/system.ts): its rows read back with `system`. */
 const fromOf = (r: Row) => (r.user_id === SYSTEM_USER.id ? { ...SYSTEM_USER, name: r.user_name } : { id: r.user_id, name: r.user_name })
 const frameOf = (room: string, r: Row) =>
-  chatFrame(Number(r.seq), chatTail({ id: r.id, room, from: fromOf(r), body: r.body, data: r.no_data ? undefined : r.data, ts: r.created_at.toISOString() }))
+  eventHead(r.type) +
+  r.seq +
+  eventTail({
+    type: r.type,
+    id: r.id,
+    room,
+    from: fromOf(r),
+    body: r.body ?? undefined,
+    data: r.no_data ? undefined : r.data,
+    ts: r.created_at.toISOString(),
+    ...(r.extra ? { extra: r.extra } : {}),
+  })
+
+/** The event types that are messages (counted as unread, shown as a conversation's last). */
+const MESSAGE_TYPES = ['chat', 'dm']
+
+export type PostgresStore = Store & { sql: Sql }
 
 /**
  * PostgreSQL through postgres.js: migrations at start, messages written in batches (one
  * multi-row insert per few ms, `ON CONFLICT DO NOTHING`), a write loop that outlasts an
  * outage, and pages read by seq.
  */
-export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> {
+export async function postgresStore(opts: PostgresStoreOptions): Promise<PostgresStore> {
   const sql = postgres(opts.dsn, {
     max: 4,
     idle_timeout: 60,
@@ -86,6 +106,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
     connection: { application_name: `chat-server ${opts.nodeId}` },
   })
   const applied = await migrate(sql)
+  const COLUMNS = () => sql`seq, type, id, user_id, user_name, body, data, data is null as no_data, extra, created_at`
   if (applied.length) log.info('migrations applied', { applied })
 
   const maxBacklog = opts.maxBacklog ?? 10_000
@@ -190,14 +211,15 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
     }
   }
 
-  async function insertMessages(ms: StoredMessage[]) {
+  async function insertMessages(ms: StoredEvent[]) {
     await sql`
-      insert into messages (room, seq, id, user_id, user_name, body, data, created_at)
-      select r, s, i, u, n, b, d::jsonb, t from unnest(
-        ${ms.map((m) => m.room)}::text[], ${ms.map((m) => m.seq)}::bigint[], ${ms.map((m) => m.id)}::text[],
-        ${ms.map((m) => m.from.id)}::text[], ${ms.map((m) => m.from.name)}::text[], ${ms.map((m) => m.body)}::text[],
-        ${ms.map((m) => (m.data === undefined ? null : JSON.stringify(m.data)))}::text[], ${ms.map((m) => m.ts)}::timestamptz[]
-      ) as x(r, s, i, u, n, b, d, t)
+      insert into messages (room, seq, type, id, user_id, user_name, body, data, extra, created_at)
+      select r, s, y, i, u, n, b, d::jsonb, e::json, t from unnest(
+        ${ms.map((m) => m.room)}::text[], ${ms.map((m) => m.seq)}::bigint[], ${ms.map((m) => m.type)}::text[], ${ms.map((m) => m.id)}::text[],
+        ${ms.map((m) => m.from.id)}::text[], ${ms.map((m) => m.from.name)}::text[], ${ms.map((m) => m.body ?? null)}::text[],
+        ${ms.map((m) => (m.data === undefined ? null : JSON.stringify(m.data)))}::text[],
+        ${ms.map((m) => (m.extra ? JSON.stringify(m.extra) : null))}::text[], ${ms.map((m) => m.ts)}::timestamptz[]
+      ) as x(r, s, y, i, u, n, b, d, e, t)
       on conflict do nothing`
   }
 
@@ -266,6 +288,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
   pinger.unref()
 
   return {
+    sql,
     save(messages) {
       return new Promise<void>((resolve) => {
         let left = messages.length
@@ -276,26 +299,39 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Store> 
       })
     },
     accepting: () => queue.length < maxBacklog,
-    async origin(room): Promise<Position> {
-      await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing`
+    async origin(room): Promise<Origin> {
+      const created = await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing returning room`
       const [r] = await sql<{ epoch: string; seq: string }[]>`
         select epoch, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
-      return { epoch: r!.epoch, seq: Number(r!.seq) }
+      return { epoch: r!.epoch, seq: Number(r!.seq), known: created.length === 0 }
     },
     async range(room, after, upTo) {
       if (upTo <= after) return []
       const rows = await sql<Row[]>`
-        select seq, id, user_id, user_name, body, data, data is null as no_data, created_at from messages
+        select ${COLUMNS()} from messages
         where room = ${room} and seq > ${after} and seq <= ${upTo} order by seq`
       return rows.map((r) => frameOf(room, r))
     },
     async page(room, before, limit): Promise<Page> {
       const rows = await sql<Row[]>`
-        select seq, id, user_id, user_name, body, data, data is null as no_data, created_at from messages
+        select ${COLUMNS()} from messages
         where room = ${room} ${before === undefined ? sql`` : sql`and seq < ${before}`}
         order by seq desc limit ${limit + 1}`
       const more = rows.length > limit
       return { frames: rows.slice(0, limit).reverse().map((r) => frameOf(room, r)), more }
+    },
+    async unread(room, after, below, user, cap) {
+      if (below <= after + 1 || cap <= 0) return 0
+      const [r] = await sql<{ n: string }[]>`
+        select count(*) as n from (select 1 from messages where room = ${room} and seq > ${after} and seq < ${below}
+          and type in ${sql(MESSAGE_TYPES)} and user_id <> ${user} limit ${cap}) x`
+      return Number(r!.n)
+    },
+    async last(room, below) {
+      const [r] = await sql<Row[]>`
+        select ${COLUMNS()} from messages where room = ${room} and seq < ${below} and type in ${sql(MESSAGE_TYPES)}
+        order by seq desc limit 1`
+      return r ? frameOf(room, r) : undefined
     },
     async stored(room, from, to) {
       const rows = await sql<{ seq: string }[]>`select seq from messages where room = ${room} and seq between ${from} and ${to}`

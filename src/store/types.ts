@@ -1,16 +1,8 @@
-import type { Page, Position } from '../broker/types'
-import type { User } from '../protocol/server-frames'
+import type { Origin, Page } from '../broker/types'
+import type { RoomEvent, User } from '../protocol/server-frames'
 
-/** A chat message as it is kept: everything its frame is made of. */
-export interface StoredMessage {
-  room: string
-  seq: number
-  id: string
-  from: User
-  body: string
-  data?: unknown
-  ts: string
-}
+/** An event of a room's log as it is kept: everything its frame is made of. */
+export type StoredEvent = RoomEvent & { seq: number }
 
 export interface SessionStart {
   conn: string
@@ -44,15 +36,19 @@ export interface AuditEntry {
  * the audit log. Writes are batched; reads page by seq.
  */
 export interface Store {
-  /** Queues messages for the next batch; resolves once they are committed. */
-  save(messages: StoredMessage[]): Promise<void>
+  /** Queues events for the next batch; resolves once they are committed. */
+  save(events: StoredEvent[]): Promise<void>
   /** False while the write backlog is full: a new message would not be kept. */
   accepting(): boolean
   /** Where a room's sequence continues: its stored epoch and last seq (creating the room). */
-  origin(room: string): Promise<Position>
-  /** Encoded chat frames with seq in (after, upTo], in order. */
+  origin(room: string): Promise<Origin>
+  /** Encoded event frames with seq in (after, upTo], in order. */
   range(room: string, after: number, upTo: number): Promise<string[]>
   page(room: string, before: number | undefined, limit: number): Promise<Page>
+  /** Messages with seq in (after, below) not sent by `user`, counted up to `cap` (what the broker's log no longer holds). */
+  unread(room: string, after: number, below: number, user: string, cap: number): Promise<number>
+  /** The newest message (chat or dm frame) with seq below `below`. */
+  last(room: string, below: number): Promise<string | undefined>
   /** Which of the seqs in [from, to] are stored. */
   stored(room: string, from: number, to: number): Promise<Set<number>>
   userSeen(user: User): void

@@ -1,0 +1,147 @@
+import { Elysia } from 'elysia'
+import { z } from 'zod'
+import type { Broker } from '../broker/types'
+import { ROOM_PATTERN } from '../config'
+import type { Config } from '../config'
+import type { Hub } from '../hub/hub'
+import { FrameError } from '../hub/errors'
+import type { Members } from '../members/types'
+import { isDirect } from '../members/types'
+import type { Store } from '../store/types'
+import { ChatFrame, User } from './api'
+import { apiRoute, json, requireApiKey } from './route-spec'
+
+const STATUS: Record<string, number> = { bad_request: 400, forbidden: 403, not_found: 404, limit: 409, unavailable: 503 }
+
+const text = (what: string) =>
+  z
+    .string()
+    .min(1, 'must not be empty')
+    .max(64, 'must be at most 64 characters')
+    .refine((s) => !/[\u0000-\u001f]/.test(s), 'must hold no control characters')
+    .meta({ description: what })
+const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
+const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
+
+const Conversation = z.object({
+  room: z.string(),
+  kind: z.enum(['room', 'direct']),
+  with: User.optional().meta({ description: 'direct rooms: the other user' }),
+  seq: z.number().int(),
+  epoch: z.string(),
+  read: z.number().int().meta({ description: "the user's read marker" }),
+  unread: z.number().int().meta({ description: 'messages by others after the marker; 1000 means 1000 or more' }),
+  last: ChatFrame.optional(),
+})
+const Member = z.object({ id: z.string(), name: z.string(), read: z.number().int() })
+
+/** Memberships and conversation lists for the app's backend: `/api/users/:user/rooms`, `/api/rooms/:room/members`. */
+export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Broker; members: Members; store?: Store }) {
+  const { config, hub, members } = deps
+  const userParams = z.object({ user: text('a user id') })
+  const memberParams = z.object({ room, user: text('a user id') })
+
+  /** FrameErrors answer with their code; a dependency that is down answers 503; nothing else is hidden. */
+  const answer = async <T>(work: () => Promise<T>) => {
+    try {
+      return await work()
+    } catch (err) {
+      if (err instanceof FrameError) return json(STATUS[err.code] ?? 400, { error: err.code, reason: err.message })
+      const down = deps.broker.problem() ?? deps.store?.problem()
+      if (down) return json(503, { error: 'unavailable', reason: down })
+      throw err
+    }
+  }
+
+  const unknownUser = (id: string) => json(404, { error: 'not_found', reason: `user: ${id} is not known here (never connected; PUT a membership with {"name"} to name them)` })
+
+  /** A direct room takes only its own two users. */
+  async function directRefuses(r: string, user: string) {
+    if (!isDirect(r)) return undefined
+    const pair = await members.pair(r)
+    if (!pair) return json(404, { error: 'not_found', reason: `room: no direct room ${r}` })
+    if (pair[0].id !== user && pair[1].id !== user) return json(403, { error: 'forbidden', reason: `room: ${r} is the direct room of two other users` })
+    return undefined
+  }
+
+  return new Elysia({ prefix: '/api' })
+    .onTransform(requireApiKey(config))
+    .get(
+      '/users/:user/rooms',
+      ({ params, query }) =>
+        answer(async () => {
+          if (!(await members.user(params.user)) && (await members.of(params.user)).length === 0) return unknownUser(params.user)
+          const r = await hub.conversations.list(params.user, query.before, query.limit)
+          return new Response(`{"user":${JSON.stringify(params.user)},"rooms":[${r.conversations.join(',')}],"more":${r.more}${r.next ? `,"next":${JSON.stringify(r.next)}` : ''}}`, {
+            headers: { 'content-type': 'application/json' },
+          })
+        }),
+      apiRoute({
+        summary: "A user's conversation list, most recently active first",
+        tags: ['conversations'],
+        params: userParams,
+        query: z.object({ before: z.string().max(512).optional().meta({ description: 'the `next` of the previous page' }), limit: int(1, 100).default(50) }),
+        response: z.object({ user: z.string(), rooms: z.array(Conversation), more: z.boolean(), next: z.string().optional() }),
+        errors: [400, 404, 503],
+      }),
+    )
+    .get(
+      '/rooms/:room/members',
+      ({ params, query }) =>
+        answer(async () => {
+          const page = await members.list(params.room, query.after, query.limit)
+          const next = page.more ? page.members.at(-1)!.id : undefined
+          return { room: params.room, members: page.members, more: page.more, ...(next ? { next } : {}) }
+        }),
+      apiRoute({
+        summary: "A room's members, by user id",
+        tags: ['conversations'],
+        params: z.object({ room }),
+        query: z.object({ after: z.string().max(64).optional().meta({ description: 'the `next` of the previous page' }), limit: int(1, 1000).default(100) }),
+        response: z.object({ room: z.string(), members: z.array(Member), more: z.boolean(), next: z.string().optional() }),
+        errors: [400, 503],
+      }),
+    )
+    .put(
+      '/rooms/:room/members/:user',
+      ({ params, body }) =>
+        answer(async () => {
+          const refused = await directRefuses(params.room, params.user)
+          if (refused) return refused
+          const known = await members.user(params.user)
+          if (!known && !body?.name) return unknownUser(params.user)
+          const user = { id: params.user, name: body?.name ?? known!.name }
+          const result = await hub.conversations.grant(params.room, user)
+          return { room: params.room, user, member: true, added: result.status === 'added', read: result.read! }
+        }),
+      apiRoute({
+        summary: 'Make a user a member of a room',
+        description: "The user's connections on every node join the room at once (an unsolicited `joined` with `member: true`).",
+        tags: ['conversations'],
+        params: memberParams,
+        body: z
+          .object({ name: text('the display name of a user the server has not seen yet').optional() })
+          .strict()
+          .nullish()
+          .meta({ examples: [{ name: 'Alice' }] }),
+        response: z.object({ room: z.string(), user: User, member: z.literal(true), added: z.boolean().meta({ description: 'false: already a member' }), read: z.number().int() }),
+        errors: [400, 404, 409, 503],
+      }),
+    )
+    .delete(
+      '/rooms/:room/members/:user',
+      ({ params }) =>
+        answer(async () => {
+          if (!(await hub.conversations.revoke(params.room, params.user))) return json(404, { error: 'not_found', reason: `member: ${params.user} is not a member of ${params.room}` })
+          return { room: params.room, user: params.user, member: false as const }
+        }),
+      apiRoute({
+        summary: "End a user's membership",
+        description: "The user's connections on every node leave the room (`left`).",
+        tags: ['conversations'],
+        params: memberParams,
+        response: z.object({ room: z.string(), user: z.string(), member: z.literal(false) }),
+        errors: [400, 404, 503],
+      }),
+    )
+}

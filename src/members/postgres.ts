@@ -1,0 +1,111 @@
+import type { Sql } from 'postgres'
+import { log } from '../log'
+import type { User } from '../protocol/server-frames'
+import type { AddResult, Members } from './types'
+
+const TOUCH_EVERY_MS = 20
+
+/**
+ * Memberships in PostgreSQL: durable across restarts of every node and of Redis. A sender's
+ * marker moves with each message it sends; those moves are gathered and written together
+ * (one statement per few ms), so chat costs the database no write per message here.
+ */
+export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Members {
+  /** `${room}\n${user}` -> the highest seq a sender reached, not yet written. */
+  let touched = new Map<string, number>()
+  let timer: ReturnType<typeof setTimeout> | undefined
+
+  async function flush() {
+    timer = undefined
+    const batch = touched
+    touched = new Map()
+    const rooms: string[] = []
+    const users: string[] = []
+    const seqs: number[] = []
+    for (const [k, seq] of batch) {
+      const nl = k.indexOf('\n')
+      rooms.push(k.slice(0, nl))
+      users.push(k.slice(nl + 1))
+      seqs.push(seq)
+    }
+    try {
+      await sql`
+        update memberships m set read_seq = greatest(m.read_seq, x.s)
+        from unnest(${rooms}::text[], ${users}::text[], ${seqs}::bigint[]) as x(r, u, s)
+        where m.room = x.r and m.user_id = x.u`
+    } catch (err) {
+      onError?.(err)
+      log.debug('read markers not written', { count: batch.size, err })
+    }
+  }
+
+  /** A marker not yet written counts as much as the stored one. */
+  const pending = (room: string, user: string) => touched.get(`${room}\n${user}`) ?? 0
+
+  return {
+    kind: 'postgres',
+    async of(user) {
+      const rows = await sql<{ room: string; read_seq: string }[]>`select room, read_seq from memberships where user_id = ${user}`
+      return rows.map((r) => ({ room: r.room, read: Math.max(Number(r.read_seq), pending(r.room, user)) }))
+    },
+    async get(room, user) {
+      const [r] = await sql<{ read_seq: string }[]>`select read_seq from memberships where room = ${room} and user_id = ${user}`
+      return r ? { room, read: Math.max(Number(r.read_seq), pending(room, user)) } : undefined
+    },
+    async add(room, user, read, cap): Promise<AddResult> {
+      return sql.begin(async (tx) => {
+        // One membership change per user at a time: the cap holds under concurrent adds.
+        await tx`select pg_advisory_xact_lock(hashtext(${user.id}))`
+        const [cur] = await tx<{ read_seq: string }[]>`select read_seq from memberships where room = ${room} and user_id = ${user.id}`
+        if (cur) return { status: 'exists', read: Number(cur.read_seq) } as const
+        if (Number.isFinite(cap)) {
+          const [n] = await tx<{ n: string }[]>`select count(*) as n from memberships where user_id = ${user.id}`
+          if (Number(n!.n) >= cap) return { status: 'limit' } as const
+        }
+        await tx`insert into users (id, name) values (${user.id}, ${user.name}) on conflict (id) do nothing`
+        await tx`insert into memberships (room, user_id, read_seq) values (${room}, ${user.id}, ${read})`
+        return { status: 'added', read } as const
+      })
+    },
+    async remove(room, user) {
+      const r = await sql`delete from memberships where room = ${room} and user_id = ${user}`
+      return r.count > 0
+    },
+    async list(room, after, limit) {
+      const rows = await sql<{ id: string; name: string | null; read_seq: string }[]>`
+        select m.user_id as id, u.name, m.read_seq from memberships m left join users u on u.id = m.user_id
+        where m.room = ${room} ${after === undefined ? sql`` : sql`and m.user_id > ${after}`}
+        order by m.user_id limit ${limit + 1}`
+      return {
+        members: rows.slice(0, limit).map((r) => ({ id: r.id, name: r.name ?? r.id, read: Math.max(Number(r.read_seq), pending(room, r.id)) })),
+        more: rows.length > limit,
+      }
+    },
+    async read(room, user, seq) {
+      const [r] = await sql<{ read_seq: string }[]>`
+        update memberships set read_seq = greatest(read_seq, ${seq}) where room = ${room} and user_id = ${user} returning read_seq`
+      return r ? Math.max(Number(r.read_seq), pending(room, user)) : undefined
+    },
+    touch(room, user, seq) {
+      const k = `${room}\n${user}`
+      if ((touched.get(k) ?? 0) < seq) touched.set(k, seq)
+      timer ??= setTimeout(() => void flush(), TOUCH_EVERY_MS)
+    },
+    async pair(room) {
+      const [r] = await sql<{ a: string; an: string | null; b: string; bn: string | null }[]>`
+        select d.user_a as a, ua.name as an, d.user_b as b, ub.name as bn from direct_rooms d
+        left join users ua on ua.id = d.user_a left join users ub on ub.id = d.user_b where d.room = ${room}`
+      return r ? ([{ id: r.a, name: r.an ?? r.a }, { id: r.b, name: r.bn ?? r.b }] as [User, User]) : undefined
+    },
+    async setPair(room, [a, b]) {
+      await sql`insert into users (id, name) select * from unnest(${[a.id, b.id]}::text[], ${[a.name, b.name]}::text[]) on conflict (id) do nothing`
+      await sql`insert into direct_rooms (room, user_a, user_b) values (${room}, ${a.id}, ${b.id}) on conflict (room) do nothing`
+    },
+    async user(id) {
+      const [r] = await sql<{ name: string }[]>`select name from users where id = ${id}`
+      return r ? { id, name: r.name } : undefined
+    },
+    // The store records users as they connect (Store.userSeen).
+    async seen() {},
+  }
+}

@@ -1,0 +1,110 @@
+import type Redis from 'ioredis'
+import type { User } from '../protocol/server-frames'
+import type { AddResult, Members } from './types'
+
+/**
+ * add: the membership on the user's side, unless it exists or the user holds `cap` already.
+ * KEYS: the user's rooms hash. ARGV: room, read, cap. Returns {1, read} added, {0, read} exists, {-1} limit.
+ */
+const ADD = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then return {0, tonumber(cur)} end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {-1} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return {1, tonumber(ARGV[2])}
+`
+
+/** mark: the marker moves up, never back. KEYS: the user's rooms hash. ARGV: room, seq. Returns the marker, or -1 (not a member). */
+const MARK = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return -1 end
+if tonumber(ARGV[2]) > tonumber(cur) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return tonumber(ARGV[2])
+end
+return tonumber(cur)
+`
+
+type Scripted = Redis & {
+  memberAdd(rooms: string, room: string, read: number, cap: number): Promise<[number, number?]>
+  memberMark(rooms: string, room: string, seq: number): Promise<number>
+}
+
+/**
+ * Memberships in Redis, for a cluster without PostgreSQL. The user's side (`{u:<id>}:rooms`,
+ * room -> marker) is the truth of "is a member" and of the marker; the room's side
+ * (`{<room>}:members`, user -> name) lists a room's members. Each side lives in its own hash
+ * slot (a user's keys with the user, a room's with the room).
+ */
+export function redisMembers(redis: Redis, P: string): Members {
+  const cmd = redis as Scripted
+  if (!('memberAdd' in cmd)) {
+    redis.defineCommand('memberAdd', { numberOfKeys: 1, lua: ADD })
+    redis.defineCommand('memberMark', { numberOfKeys: 1, lua: MARK })
+  }
+  const key = {
+    rooms: (user: string) => `${P}{u:${user}}:rooms`,
+    members: (room: string) => `${P}{${room}}:members`,
+    pair: (room: string) => `${P}{${room}}:pair`,
+    users: `${P}users`,
+  }
+
+  return {
+    kind: 'redis',
+    async of(user) {
+      const all = await cmd.hgetall(key.rooms(user))
+      return Object.entries(all).map(([room, read]) => ({ room, read: Number(read) }))
+    },
+    async get(room, user) {
+      const read = await cmd.hget(key.rooms(user), room)
+      return read === null ? undefined : { room, read: Number(read) }
+    },
+    async add(room, user, read, cap): Promise<AddResult> {
+      const [status, marker] = await cmd.memberAdd(key.rooms(user.id), room, read, Number.isFinite(cap) ? cap : 1e15)
+      if (status === -1) return { status: 'limit' }
+      if (status === 0) return { status: 'exists', read: marker! }
+      try {
+        await Promise.all([cmd.hset(key.members(room), user.id, user.name), cmd.hsetnx(key.users, user.id, user.name)])
+      } catch (err) {
+        // Never half-applied: the user's side goes again when the room's side cannot be written.
+        await cmd.hdel(key.rooms(user.id), room).catch(() => {})
+        throw err
+      }
+      return { status: 'added', read: marker! }
+    },
+    async remove(room, user) {
+      const removed = await cmd.hdel(key.rooms(user), room)
+      await cmd.hdel(key.members(room), user)
+      return removed > 0
+    },
+    async list(room, after, limit) {
+      const all = Object.entries(await cmd.hgetall(key.members(room)))
+        .filter(([id]) => after === undefined || id > after)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      const page = all.slice(0, limit)
+      const reads = await Promise.all(page.map(([id]) => cmd.hget(key.rooms(id), room)))
+      return { members: page.map(([id, name], i) => ({ id, name, read: Number(reads[i] ?? 0) })), more: all.length > limit }
+    },
+    async read(room, user, seq) {
+      const marker = await cmd.memberMark(key.rooms(user), room, seq)
+      return marker < 0 ? undefined : marker
+    },
+    touch(room, user, seq) {
+      cmd.memberMark(key.rooms(user), room, seq).catch(() => {})
+    },
+    async pair(room) {
+      const raw = await cmd.get(key.pair(room))
+      return raw ? (JSON.parse(raw) as [User, User]) : undefined
+    },
+    async setPair(room, pair) {
+      await cmd.set(key.pair(room), JSON.stringify(pair), 'NX')
+    },
+    async user(id) {
+      const name = await cmd.hget(key.users, id)
+      return name === null ? undefined : { id, name }
+    },
+    async seen(user) {
+      await cmd.hset(key.users, user.id, user.name)
+    },
+  }
+}

@@ -1,0 +1,51 @@
+import type { User } from '../protocol/server-frames'
+
+/** A user's membership of a room: durable, and the user's read marker in it. */
+export interface Membership {
+  room: string
+  /** The last seq the user has read. */
+  read: number
+}
+
+export interface MemberEntry extends User {
+  read: number
+}
+
+export type AddResult = { status: 'added' | 'exists'; read: number } | { status: 'limit'; read?: undefined }
+
+/**
+ * Memberships, read markers, the users of direct rooms and the users the server knows. One
+ * engine per deployment: memory (one node), Redis (a cluster without PostgreSQL), PostgreSQL
+ * (durable, whatever the broker). Counted, never per message: a message costs no write here
+ * except the sender's own marker.
+ */
+export interface Members {
+  readonly kind: 'memory' | 'redis' | 'postgres'
+  /** The user's memberships. */
+  of(user: string): Promise<Membership[]>
+  get(room: string, user: string): Promise<Membership | undefined>
+  /** Makes `user` a member with its marker at `read`, unless it is one or holds `cap` memberships. */
+  add(room: string, user: User, read: number, cap: number): Promise<AddResult>
+  /** Ends a membership; false when there was none. */
+  remove(room: string, user: string): Promise<boolean>
+  /** A page of a room's members, by user id, after `after`. */
+  list(room: string, after: string | undefined, limit: number): Promise<{ members: MemberEntry[]; more: boolean }>
+  /** Moves the marker up to `seq` (never back): the marker now, or undefined when not a member. */
+  read(room: string, user: string, seq: number): Promise<number | undefined>
+  /** `read` without waiting or answering: a sender's marker follows its own message. */
+  touch(room: string, user: string, seq: number): void
+  /** The two users of a direct room, once it is registered. */
+  pair(room: string): Promise<[User, User] | undefined>
+  setPair(room: string, pair: [User, User]): Promise<void>
+  /** A user the server has seen (connected, or named through the API). */
+  user(id: string): Promise<User | undefined>
+  seen(user: User): Promise<void>
+}
+
+/** Direct rooms are named from their pair, the same whichever user writes first. */
+export const DIRECT_PREFIX = 'dm:'
+export const isDirect = (room: string) => room.startsWith(DIRECT_PREFIX)
+export function directRoom(a: string, b: string): string {
+  const pair = a <= b ? [a, b] : [b, a]
+  return DIRECT_PREFIX + new Bun.CryptoHasher('sha256').update(JSON.stringify(pair)).digest('hex').slice(0, 40)
+}
