@@ -3,7 +3,7 @@
  * user-supplied text is put on the page with `textContent`, never parsed as HTML.
  */
 import { ChatClient } from '../client/src/index'
-import type { ChatMessage, User } from '../client/src/index'
+import type { RoomMessage, User } from '../client/src/index'
 
 const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
@@ -118,7 +118,7 @@ setInterval(renderTyping, 1000)
 const timeOf = (ts: string) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
 
 /** Puts a message in its room's list, in seq order, once (by server id). */
-function addMessage(m: ChatMessage) {
+function addMessage(m: RoomMessage) {
   const v = view(m.room)
   if (v.ids.has(m.id)) return
   v.ids.add(m.id)
