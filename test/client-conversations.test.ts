@@ -10,6 +10,7 @@ import { startProxy } from './helpers/proxy'
 import type { Proxy } from './helpers/proxy'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { needService } from './helpers/services'
 
 const FAST = { reconnect: { initialMs: 50, maxMs: 300 }, requestTimeoutMs: 8000, pingIntervalMs: 0 } as const
 const opened = (c: ChatClient, ms = 5000) => until(() => c.state === 'open', `client open (state ${c.state})`, ms)
@@ -219,6 +220,39 @@ describe('dm recovery', () => {
       bob.close()
     }
   }, 20_000)
+})
+
+const withRedis = await needService('Redis', 6379)
+
+describe('first dms with Redis', () => {
+  let server: RunningServer
+  beforeAll(async () => {
+    server = await startServer({ env: { RATE_LIMIT_PER_SEC: '0', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `client-conv-${process.pid}-${Date.now()}:` } })
+  })
+  afterAll(async () => {
+    await server?.stop()
+  })
+
+  withRedis('dms sent back to back to a connected user: its joined and its frames count each message once', async () => {
+    // The recipient's connection is made a member while the messages are being appended: the
+    // count in its `joined` must stop at the seq of that joined, or the live frames count twice.
+    const wrong: string[] = []
+    for (let i = 0; i < 30; i++) {
+      const a = new ChatClient({ ...FAST, url: server.ws, user: `fa${i}`, name: 'A' })
+      const b = new ChatClient({ ...FAST, url: server.ws, user: `fb${i}`, name: 'B' })
+      try {
+        await Promise.all([opened(a), opened(b)])
+        const [first] = await Promise.all([a.dm(`fb${i}`, 'x'), a.dm(`fb${i}`, 'y'), a.dm(`fb${i}`, 'z')])
+        await until(() => b.position(first.room!).seq === 3, 'the three dms arrived')
+        const unread = b.conversation(first.room!)!.unread
+        if (unread !== 3) wrong.push(`pair ${i}: ${unread}`)
+      } finally {
+        a.close()
+        b.close()
+      }
+    }
+    expect(wrong).toEqual([])
+  }, 60_000)
 })
 
 /** A platform WebSocket that records the `join` frames a client sends. */
