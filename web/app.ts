@@ -224,7 +224,10 @@ function addDivider(room: string, text: string) {
 
 /** The open conversation is read once the page is visible: its marker moves to the last message. */
 const marking = new Set<string>()
+/** An anonymous user (no name, no token) holds no read markers. */
+const anonymous = !userId && !token
 function markReadIfSeen() {
+  if (anonymous) return
   const room = current
   const c = client.conversation(room)
   if (!c || c.unread === 0 || document.visibilityState !== 'visible' || marking.has(room)) return

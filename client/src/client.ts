@@ -306,7 +306,7 @@ export class ChatClient extends Emitter<ClientEvents> {
    * server joins the user's connections to it again on connect): see `leaveMembership`.
    */
   async leave(room: string): Promise<void> {
-    this.#forget(room)
+    this.#forget(room, false)
     if (this.#state !== 'open') return
     await this.#request<LeftFrame>({ type: 'leave', room }, false)
   }
@@ -435,13 +435,16 @@ export class ChatClient extends Emitter<ClientEvents> {
     return r
   }
 
-  /** Stops tracking a room (left, or no longer a member). */
-  #forget(room: string) {
+  /**
+   * Stops tracking a room: left on this connection, or (`membershipEnded`) no longer a member.
+   * A membership outlives a plain leave: its conversation stays listed (no longer counted live).
+   */
+  #forget(room: string, membershipEnded = true) {
     const state = this.#rooms.get(room)
     this.#rooms.delete(room)
     this.#orphans.delete(room)
     for (const w of state?.waiters.splice(0) ?? []) w.reject(new ChatError('closed', `left ${room}`))
-    if (this.#book.remove(room)) {
+    if (membershipEnded && this.#book.remove(room)) {
       this.emit('membership', { room, member: false })
       this.#emitTotal()
     }
