@@ -47,6 +47,7 @@ describe('conversations against a real server', () => {
     expect(mine).toMatchObject({ room: ack.room, kind: 'direct', read: 1, unread: 0 })
     expect(mine.last).toMatchObject({ type: 'dm', seq: 1, body: 'hi Bob', from: { id: 'c-alice' }, to: 'c-bob' })
     expect(memberships).toEqual([{ room: ack.room!, member: true }])
+    expect(alice.directWith('c-bob')?.room).toBe(ack.room!) // known from the dm itself, before any list
     expect(alice.position(ack.room!).seq).toBe(1) // its own dm counts as seen
     expect(dmEvents).toEqual([]) // the sending connection gets no dm frame of its own
 

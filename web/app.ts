@@ -61,7 +61,7 @@ const client = new ChatClient({ url: url.toString(), token: token ? () => token 
 
 const me = () => client.user?.id
 const isDirect = (room: string) => client.conversation(room)?.kind === 'direct' || room.startsWith('dm:')
-const partnerOf = (room: string): User | undefined => client.conversation(room)?.with ?? partners.get(room) ?? views.get(room)?.draft
+const partnerOf = (room: string): User | undefined => partners.get(room) ?? client.conversation(room)?.with ?? views.get(room)?.draft
 
 function view(room: string, draft?: User): RoomView {
   let v = views.get(room)
@@ -96,13 +96,19 @@ function select(room: string) {
   const v = view(room)
   v.unread = 0
   for (const other of views.values()) other.list.hidden = other !== v
-  ui.roomLabel.textContent = `in ${label(room)}`
-  ui.text.placeholder = v.draft || isDirect(room) ? `Write to ${partnerOf(room)?.name ?? 'them'}` : 'Write a message'
+  renderHeader()
   renderRooms()
   renderUsers()
   renderTyping()
   ui.messages.scrollTop = ui.messages.scrollHeight
   markReadIfSeen()
+}
+
+/** What names the open conversation: the label beside "Online" and the input's placeholder. */
+function renderHeader() {
+  if (!current) return
+  ui.roomLabel.textContent = `in ${label(current)}`
+  ui.text.placeholder = views.get(current)?.draft || isDirect(current) ? `Write to ${partnerOf(current)?.name ?? 'them'}` : 'Write a message'
 }
 
 function label(room: string): string {
@@ -244,12 +250,15 @@ document.addEventListener('visibilitychange', markReadIfSeen)
 
 /** The conversation list names the other user of direct rooms (and gives each its last message). */
 let listing: Promise<void> | undefined
+let listAgain = false
 function loadConversations() {
-  listing ??= (async () => {
+  if (listing) return void (listAgain = true) // once more when this one is done: it may predate the change
+  listing = (async () => {
     try {
       let before: string | undefined
       for (let page = 0; page < 10; page++) {
         const r = await client.loadConversations({ before, limit: 100 })
+        for (const c of r.rooms) if (c.with) partners.set(c.room, c.with)
         if (!r.more) break
         before = r.next
       }
@@ -258,7 +267,11 @@ function loadConversations() {
     } finally {
       listing = undefined
       renderRooms()
-      if (current) select(current)
+      renderHeader()
+      if (listAgain) {
+        listAgain = false
+        loadConversations()
+      }
     }
   })()
 }
@@ -281,7 +294,7 @@ client.on('welcome', (w) => {
 client.on('membership', ({ room, member }) => {
   if (!member) return drop(room)
   view(room)
-  if (isDirect(room) && !partnerOf(room)) loadConversations()
+  if (isDirect(room)) loadConversations() // the other user's name
 })
 client.on('conversation', (c) => {
   renderRooms()

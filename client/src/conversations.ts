@@ -112,7 +112,8 @@ export class ConversationBook {
       ...c,
       seq: Math.max(c.seq, m.seq),
       last: !c.last || m.seq >= c.last.seq ? m : c.last,
-      with: c.with ?? (c.kind === 'direct' && !mine ? m.from : undefined),
+      // Until `rooms` names the other user, a message of ours gives its id (as its name too).
+      with: c.with ?? (c.kind !== 'direct' ? undefined : !mine ? m.from : m.type === 'dm' ? { id: m.to, name: m.to } : undefined),
     }
     // Sending a message moves the sender's marker to it (the server sends no read event for that).
     if (mine) this.#marker(e, m.seq)
