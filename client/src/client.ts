@@ -581,6 +581,7 @@ export class ChatClient extends Emitter<ClientEvents> {
         if (f.users) this.#settle(f.id, true, f)
         return this.emit('presence', f)
       case 'left':
+        this.#orphans.delete(f.room) // frames that were on their way before the server took us out
         this.#settle(f.id, true, f)
         // The server took us out: the membership ended (on another connection, by the API) or a refreshed token lost the room.
         if (!f.id) this.#forget(f.room)
