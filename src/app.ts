@@ -12,6 +12,7 @@ import type { Check } from './http/ops'
 import { log } from './log'
 import type { Metrics } from './metrics'
 import type { Store } from './store/types'
+import type { HubWebhooks } from './webhooks'
 
 /** Resolves who is connecting, from the upgrade request. */
 export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
@@ -25,6 +26,7 @@ export interface AppDeps {
   refresh?: (token: string) => Promise<Identity>
   checks?: Record<string, Check>
   store?: Store
+  webhooks?: HubWebhooks
 }
 
 interface SocketData {
@@ -47,6 +49,7 @@ export function createApp(deps: AppDeps) {
     server: () => app.server,
     refresh: deps.refresh,
     store: deps.store,
+    webhooks: deps.webhooks,
   })
 
   const app = new Elysia({

@@ -12,6 +12,7 @@ import type { Config } from './config'
 import { healthcheck } from './healthcheck'
 import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
+import { createWebhooks } from './webhooks'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -91,8 +92,10 @@ const broker: Broker = config.REDIS_URL
   : memoryBroker({ historyLimit: config.HISTORY_LIMIT, origin, store })
 
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
+const webhooks = createWebhooks({ config, metrics, nodeId })
+const { app, hub } = createApp({ config, broker, metrics, nodeId, store, webhooks: webhooks?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
+await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 app.listen({ hostname: config.HOST, port: config.PORT })
 const port = app.server!.port
 log.info('listening', { host: config.HOST, port, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
@@ -127,6 +130,7 @@ async function shutdown(signal: string) {
   log.info('draining', { signal, connections: hub.size })
   const left = await hub.drain(Math.max(0, graceMs - 500))
   app.server?.stop(true)
+  await webhooks?.stop(Math.min(2000, graceMs))
   await broker.close()
   await store?.close()
   log.info('stopped', { left })

@@ -14,6 +14,8 @@ import { createRooms } from './rooms'
 import { FrameError } from './errors'
 import type { Conn, Identity } from './connection'
 import { tokenBucket } from './rate-limit'
+import type { HubWebhooks } from '../webhooks'
+import { chatFrame } from '../protocol/server-frames'
 
 export interface HubDeps {
   config: Config
@@ -25,6 +27,8 @@ export interface HubDeps {
   store?: Store
   /** Verifies a `refresh` token; undefined when auth is off. */
   refresh?: (token: string) => Promise<Identity>
+  /** Webhooks and the pre-publish hook (src/webhooks); absent when off. */
+  webhooks?: HubWebhooks
 }
 
 export { FrameError }
@@ -41,7 +45,7 @@ export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
  * on the way out, except to find a slow consumer after Bun reported one.
  */
 export function createHub(deps: HubDeps) {
-  const { config, broker, metrics, store } = deps
+  const { config, broker, metrics, store, webhooks } = deps
   const decode = frameDecoder(config.MAX_BODY_CHARS)
   const bucket = tokenBucket(config.RATE_LIMIT_PER_SEC, config.RATE_LIMIT_BURST)
   const conns = new Map<string, Conn>()
@@ -112,6 +116,7 @@ export function createHub(deps: HubDeps) {
     if (!set) {
       members.set(topic, (set = new Set()))
       if (topic.startsWith('r:')) metrics.rooms.inc()
+      webhooks?.live?.(topic, c.identity.user)
     }
     set.add(c)
   }
@@ -121,6 +126,7 @@ export function createHub(deps: HubDeps) {
     if (!set?.delete(c) || set.size > 0) return
     members.delete(topic)
     if (topic.startsWith('r:')) metrics.rooms.dec()
+    webhooks?.idle?.(topic, c.identity.user)
   }
 
   function audit(entry: AuditEntry) {
@@ -137,8 +143,11 @@ export function createHub(deps: HubDeps) {
     const pending = c.joining.get(room)
     if (pending) await pending.done
     if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
+    let body = f.body
+    let data: unknown = f.data
+    if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: (f as { reply_to?: unknown }).reply_to }))
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
+    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
     metrics.publishLatency.observe((performance.now() - started) / 1000)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
   }
@@ -150,7 +159,10 @@ export function createHub(deps: HubDeps) {
     const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts)
     try {
       const accepted = await broker.append(room, { id, from, body, data, ts, tail }, dedupe || undefined)
-      if (!accepted.duplicate) metrics.published.inc()
+      if (!accepted.duplicate) {
+        metrics.published.inc()
+        webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
+      }
       return accepted
     } catch (err) {
       if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)

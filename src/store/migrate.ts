@@ -1,8 +1,12 @@
 import type { Sql } from 'postgres'
 import init from './migrations/001_init.sql' with { type: 'text' }
+import webhooks from './migrations/004_webhooks.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
-export const migrations: { name: string; sql: string }[] = [{ name: '001_init', sql: init }]
+export const migrations: { name: string; sql: string }[] = [
+  { name: '001_init', sql: init },
+  { name: '004_webhooks', sql: webhooks },
+]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */
 const MIGRATION_LOCK = 7_214_420_001
