@@ -1,0 +1,227 @@
+/**
+ * `bun run bench/webhooks.ts`: what webhooks cost and deliver, against receivers in this process.
+ *
+ *   1. throughput  events queued while the receiver answers 503, then the time the server takes
+ *                  to deliver them all once it answers 200 (events/s), memory and Redis engines
+ *   2. fanout      bench/run.ts scenario 1 (1 000 members, flood) with webhooks off and on
+ *                  (every message.created sent to a local receiver): the fan-out ratio of each
+ *   3. hook        chat ack latency, one sender, sequential, without and with the pre-publish hook
+ *                  (answering allow), and the hook's own round trip measured alone: the difference
+ *                  is what the hook adds beyond its round trip
+ *
+ * Flags: --only=throughput,fanout,hook  --events=50000 (1)  --batch=100 (1)  --fanout-s=8 (2)
+ *        --hook-n=2000 (3)  --out=bench/results/webhooks.json
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { sign } from '../src/webhooks/sign'
+import { BUN, ROOT, startServer } from './lib/proc'
+import type { Server } from './lib/proc'
+import { Histogram } from './lib/histogram'
+import { listening } from '../test/helpers/services'
+
+const argv = process.argv.slice(2)
+const flag = (name: string) => {
+  const hit = argv.find((a) => a.startsWith(`--${name}=`))
+  return hit?.slice(name.length + 3)
+}
+if (argv.includes('--help')) {
+  console.log(readFileSync(import.meta.path, 'utf8').split('*/')[0])
+  process.exit(0)
+}
+const ONLY = (flag('only') ?? 'throughput,fanout,hook').split(',')
+const EVENTS = Number(flag('events') ?? 50_000)
+const BATCH = flag('batch') ?? '100'
+const FANOUT_S = flag('fanout-s') ?? '8'
+const HOOK_N = Number(flag('hook-n') ?? 2000)
+const OUT = flag('out') ?? join(ROOT, 'bench/results/webhooks.json')
+const SECRET = 'bench-webhook-secret-0123456789'
+const log = (...a: unknown[]) => console.error('[bench:webhooks]', ...a)
+const results: Record<string, unknown> = { date: new Date().toISOString(), options: { EVENTS, BATCH, FANOUT_S, HOOK_N } }
+
+/** A receiver that counts events; `ok` false answers 503 (the events stay queued). */
+function receiver() {
+  const state = { ok: true, events: 0, requests: 0, parse: true, firstAt: 0 }
+  const server = Bun.serve({
+    hostname: '127.0.0.1',
+    port: 0,
+    idleTimeout: 0,
+    async fetch(req) {
+      const body = await req.text()
+      if (!state.ok) return new Response('later', { status: 503 })
+      if (state.requests++ === 0) state.firstAt = performance.now()
+      state.events += state.parse ? (JSON.parse(body) as { events: unknown[] }).events.length : 0
+      return new Response('ok')
+    },
+  })
+  return { state, url: `http://127.0.0.1:${server.port}/events`, stop: () => server.stop(true) }
+}
+
+async function chatServer(env: Record<string, string>): Promise<Server> {
+  const r = await startServer('chat', { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'info', ENABLE_DEMO: 'false', IDLE_TIMEOUT_S: '960', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...env })
+  if (!r.ok) throw new Error(`chat server did not start (${r.code}): ${r.stderr.slice(0, 300)}`)
+  return r.server
+}
+
+/** A WebSocket client with a promise per acked chat. */
+async function client(port: number, user: string) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?user=${user}`)
+  const waiting = new Map<string, () => void>()
+  let joined!: () => void
+  const ready = new Promise<void>((r) => (joined = r))
+  ws.onmessage = (e) => {
+    const s = String(e.data)
+    if (s.startsWith('{"type":"joined"')) joined()
+    else if (s.startsWith('{"type":"ack"') || s.startsWith('{"type":"error"')) {
+      const id = (JSON.parse(s) as { id: string }).id
+      waiting.get(id)?.()
+      waiting.delete(id)
+    }
+  }
+  await ready
+  let n = 0
+  return {
+    chat(body: string) {
+      const id = String(++n)
+      const p = new Promise<void>((r) => waiting.set(id, r))
+      ws.send(`{"type":"chat","id":"${id}","body":${JSON.stringify(body)}}`)
+      return p
+    },
+    close: () => ws.close(),
+  }
+}
+
+async function metric(port: number, name: string) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  return Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN)
+}
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms: number) {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await cond()) return
+    await Bun.sleep(5)
+  }
+  throw new Error(`timed out: ${what}`)
+}
+
+// ---- 1. delivery throughput ----
+
+async function throughput(engine: 'memory' | 'redis') {
+  const rx = receiver()
+  rx.state.ok = false
+  const env: Record<string, string> = { WEBHOOK_URL: rx.url, WEBHOOK_SECRET: SECRET, WEBHOOK_EVENTS: 'message.created', WEBHOOK_BATCH_MAX: BATCH, WEBHOOK_QUEUE_MAX: String(EVENTS * 2) }
+  if (engine === 'redis') Object.assign(env, { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-wh-${process.pid}-${Date.now()}:` })
+  const s = await chatServer(env)
+  try {
+    const c = await client(s.port, 'bench-tp')
+    for (let sent = 0; sent < EVENTS; ) {
+      const n = Math.min(1000, EVENTS - sent)
+      await Promise.all(Array.from({ length: n }, (_, i) => c.chat(`m${sent + i}`)))
+      sent += n
+    }
+    await until(async () => (await metric(s.port, 'chat_webhook_queue_depth')) >= EVENTS, 'all events queued', 60_000)
+    rx.state.ok = true
+    // Counted from the first request answered 200 (the deliverer may be in a backoff pause when the receiver comes back).
+    await until(() => rx.state.events >= EVENTS, 'all events delivered', 120_000)
+    const seconds = (performance.now() - rx.state.firstAt) / 1000
+    c.close()
+    const r = { engine, events: rx.state.events, requests: rx.state.requests, seconds: Math.round(seconds * 1000) / 1000, eventsPerSec: Math.round(rx.state.events / seconds), batchMax: Number(BATCH) }
+    log('throughput', r)
+    return r
+  } finally {
+    await s.stop()
+    rx.stop()
+    if (engine === 'redis') {
+      const Redis = (await import('ioredis')).default
+      const redis = new Redis('redis://127.0.0.1:6379')
+      const keys = await redis.keys(`${env.REDIS_PREFIX}*`)
+      if (keys.length) await redis.del(...keys)
+      redis.disconnect()
+    }
+  }
+}
+
+// ---- 2. fan-out with webhooks off and on ----
+
+async function runFanout(serverEnv?: Record<string, string>) {
+  const out = join(tmpdir(), `bench-wh-fanout-${Date.now()}.json`)
+  const args = [BUN, join(ROOT, 'bench/run.ts'), '--only=fanout', '--small-members=0', `--fanout-s=${FANOUT_S}`, `--out=${out}`]
+  if (serverEnv) args.push(`--server-env=${Object.entries(serverEnv).map(([k, v]) => `${k}=${v}`).join(',')}`)
+  const p = Bun.spawn(args, { cwd: ROOT, stdout: 'ignore', stderr: 'inherit' })
+  if ((await p.exited) !== 0) throw new Error('bench/run.ts failed')
+  const f = JSON.parse(readFileSync(out, 'utf8')).scenarios.fanout as { bare: { deliveriesPerSec: number }; chat: { deliveriesPerSec: number; messagesPerSec: number; serverCpuPct: number } }
+  return { bare: f.bare.deliveriesPerSec, chat: f.chat.deliveriesPerSec, messagesPerSec: f.chat.messagesPerSec, chatServerCpuPct: f.chat.serverCpuPct, ratio: Math.round((f.chat.deliveriesPerSec / f.bare.deliveriesPerSec) * 1000) / 1000 }
+}
+
+async function fanout() {
+  const off = await runFanout()
+  log('fan-out, webhooks off', off)
+  const rx = receiver()
+  rx.state.parse = false // the receiver's own CPU is not the server's; keep it small
+  const on = { ...(await runFanout({ WEBHOOK_URL: rx.url, WEBHOOK_SECRET: SECRET })), webhookRequests: rx.state.requests }
+  rx.stop()
+  log('fan-out, webhooks on', on)
+  return { off, on, ratioChange: Math.round((on.ratio / off.ratio - 1) * 1000) / 10 + ' %' }
+}
+
+// ---- 3. the pre-publish hook's added latency ----
+
+async function ackLatencies(port: number, n: number) {
+  const c = await client(port, 'bench-hook')
+  const h = new Histogram()
+  for (let i = 0; i < 200; i++) await c.chat('warm') // warm-up
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now()
+    await c.chat(`message ${i}`)
+    h.record((performance.now() - t0) * 1000)
+  }
+  c.close()
+  return h.summary()
+}
+
+async function hook() {
+  const hookServer = Bun.serve({
+    hostname: '127.0.0.1',
+    port: 0,
+    idleTimeout: 0,
+    async fetch(req) {
+      await req.text()
+      return Response.json({ action: 'allow' })
+    },
+  })
+  const url = `http://127.0.0.1:${hookServer.port}/before`
+  try {
+    const without = await chatServer({})
+    const a = await ackLatencies(without.port, HOOK_N).finally(() => without.stop())
+    const withHook = await chatServer({ HOOK_BEFORE_PUBLISH_URL: url, WEBHOOK_SECRET: SECRET })
+    const b = await ackLatencies(withHook.port, HOOK_N).finally(() => withHook.stop())
+    // The hook's own round trip: the same signed POST, from this process, alone.
+    const rtt = new Histogram()
+    const payload = JSON.stringify({ room: 'general', user: { id: 'bench-hook', name: 'bench-hook' }, body: 'message 1' })
+    for (let i = 0; i < HOOK_N + 200; i++) {
+      const t0 = performance.now()
+      const res = await fetch(url, { method: 'POST', body: payload, headers: { 'content-type': 'application/json', 'chat-signature': sign(SECRET, payload) } })
+      await res.json()
+      if (i >= 200) rtt.record((performance.now() - t0) * 1000)
+    }
+    const r = rtt.summary()
+    const added = (k: 'p50' | 'mean' | 'p99') => Math.round((b[k] - a[k] - r[k]) * 1000) / 1000
+    const out = { ackWithoutHookMs: a, ackWithHookMs: b, hookRoundTripMs: r, addedBeyondRoundTripMs: { p50: added('p50'), mean: added('mean'), p99: added('p99') } }
+    log('hook', JSON.stringify(out))
+    return out
+  } finally {
+    hookServer.stop(true)
+  }
+}
+
+if (ONLY.includes('throughput')) {
+  results.throughput = [await throughput('memory')]
+  if (await listening(6379)) (results.throughput as unknown[]).push(await throughput('redis'))
+  else log('Redis not answering on 6379: the Redis engine is skipped')
+}
+if (ONLY.includes('hook')) results.hook = await hook()
+if (ONLY.includes('fanout')) results.fanout = await fanout()
+writeFileSync(OUT, JSON.stringify(results, null, 1) + '\n')
+console.log(JSON.stringify(results, null, 1))
