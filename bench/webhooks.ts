@@ -4,12 +4,14 @@
  *   1. throughput  events queued while the receiver answers 503, then the time the server takes
  *                  to deliver them all once it answers 200 (events/s), memory and Redis engines
  *   2. fanout      bench/run.ts scenario 1 (1 000 members, flood) with webhooks off and on
- *                  (every message.created sent to a local receiver): the fan-out ratio of each
+ *                  (every message.created sent to a local receiver): the fan-out ratio of each,
+ *                  and the server's CPU per message; off/on alternate for --rounds rounds and
+ *                  the medians are compared (a shared machine's noise moves single runs a lot)
  *   3. hook        chat ack latency, one sender, sequential, without and with the pre-publish hook
  *                  (answering allow), and the hook's own round trip measured alone: the difference
  *                  is what the hook adds beyond its round trip
  *
- * Flags: --only=throughput,fanout,hook  --events=50000 (1)  --batch=100 (1)  --fanout-s=8 (2)
+ * Flags: --only=throughput,fanout,hook  --events=50000 (1)  --batch=100 (1)  --fanout-s=8 --rounds=3 (2)
  *        --hook-n=2000 (3)  --out=bench/results/webhooks.json
  */
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -34,6 +36,7 @@ const ONLY = (flag('only') ?? 'throughput,fanout,hook').split(',')
 const EVENTS = Number(flag('events') ?? 50_000)
 const BATCH = flag('batch') ?? '100'
 const FANOUT_S = flag('fanout-s') ?? '8'
+const ROUNDS = Number(flag('rounds') ?? 3)
 const HOOK_N = Number(flag('hook-n') ?? 2000)
 const OUT = flag('out') ?? join(ROOT, 'bench/results/webhooks.json')
 const SECRET = 'bench-webhook-secret-0123456789'
@@ -151,19 +154,41 @@ async function runFanout(serverEnv?: Record<string, string>) {
   if (serverEnv) args.push(`--server-env=${Object.entries(serverEnv).map(([k, v]) => `${k}=${v}`).join(',')}`)
   const p = Bun.spawn(args, { cwd: ROOT, stdout: 'ignore', stderr: 'inherit' })
   if ((await p.exited) !== 0) throw new Error('bench/run.ts failed')
-  const f = JSON.parse(readFileSync(out, 'utf8')).scenarios.fanout as { bare: { deliveriesPerSec: number }; chat: { deliveriesPerSec: number; messagesPerSec: number; serverCpuPct: number } }
-  return { bare: f.bare.deliveriesPerSec, chat: f.chat.deliveriesPerSec, messagesPerSec: f.chat.messagesPerSec, chatServerCpuPct: f.chat.serverCpuPct, ratio: Math.round((f.chat.deliveriesPerSec / f.bare.deliveriesPerSec) * 1000) / 1000 }
+  const f = JSON.parse(readFileSync(out, 'utf8')).scenarios.fanout as { bare: { deliveriesPerSec: number }; chat: { deliveriesPerSec: number; messagesPerSec: number; serverCpuPct: number; serverCpuUsPerMessage: number } }
+  return {
+    bare: f.bare.deliveriesPerSec,
+    chat: f.chat.deliveriesPerSec,
+    messagesPerSec: f.chat.messagesPerSec,
+    serverCpuUsPerMessage: f.chat.serverCpuUsPerMessage,
+    ratio: Math.round((f.chat.deliveriesPerSec / f.bare.deliveriesPerSec) * 1000) / 1000,
+  }
 }
 
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
 async function fanout() {
-  const off = await runFanout()
-  log('fan-out, webhooks off', off)
   const rx = receiver()
   rx.state.parse = false // the receiver's own CPU is not the server's; keep it small
-  const on = { ...(await runFanout({ WEBHOOK_URL: rx.url, WEBHOOK_SECRET: SECRET })), webhookRequests: rx.state.requests }
+  const off: Awaited<ReturnType<typeof runFanout>>[] = []
+  const on: (Awaited<ReturnType<typeof runFanout>> & { webhookRequests: number })[] = []
+  for (let i = 0; i < ROUNDS; i++) {
+    off.push(await runFanout())
+    log(`fan-out round ${i + 1}, webhooks off`, off.at(-1))
+    const before = rx.state.requests
+    on.push({ ...(await runFanout({ WEBHOOK_URL: rx.url, WEBHOOK_SECRET: SECRET, WEBHOOK_EVENTS: 'message.created' })), webhookRequests: rx.state.requests - before })
+    log(`fan-out round ${i + 1}, webhooks on`, on.at(-1))
+  }
   rx.stop()
-  log('fan-out, webhooks on', on)
-  return { off, on, ratioChange: Math.round((on.ratio / off.ratio - 1) * 1000) / 10 + ' %' }
+  const ratioOff = median(off.map((r) => r.ratio))
+  const ratioOn = median(on.map((r) => r.ratio))
+  const cpuOff = median(off.map((r) => r.serverCpuUsPerMessage))
+  const cpuOn = median(on.map((r) => r.serverCpuUsPerMessage))
+  return {
+    off,
+    on,
+    medianRatio: { off: ratioOff, on: ratioOn, change: `${Math.round((ratioOn / ratioOff - 1) * 1000) / 10} %` },
+    medianServerCpuUsPerMessage: { off: cpuOff, on: cpuOn, change: `${Math.round((cpuOn / cpuOff - 1) * 1000) / 10} %` },
+  }
 }
 
 // ---- 3. the pre-publish hook's added latency ----

@@ -153,7 +153,11 @@ export function startDeliverer(opts: DelivererOptions) {
 
   async function deliver(batch: Held[]) {
     for (let attempt = 0; batch.length > 0; attempt++) {
-      if (attempt > 0) metrics.retried.inc(batch.length)
+      if (attempt > 0) {
+        metrics.retried.inc(batch.length)
+        // Renewed right before each retry too: a claim then never ages past one request timeout.
+        await source.renew?.(batch).catch(() => {})
+      }
       const problem = await opts.post(requestBody(batch))
       if (problem === undefined) {
         const now = Date.now()
