@@ -302,6 +302,50 @@ describe('webhooks in a cluster (Redis)', () => {
   }, 30_000)
 })
 
+describe('cluster-wide online and occupied (Redis)', () => {
+  redisTest('WEBHOOK_EVENTS=user.offline alone still counts connections: one offline for a user on two nodes', async () => {
+    const r = receiver()
+    const env = { ...redisEnv, REDIS_PREFIX: `${prefix}only-offline:`, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'user.offline' }
+    const [a, b] = await Promise.all([server(env), server(env)])
+    const x = await connect(a.ws, { user: 'mona' })
+    const y = await connect(b.ws, { user: 'mona' })
+    await x.next({ type: 'joined' })
+    await y.next({ type: 'joined' })
+    x.close()
+    await Bun.sleep(500)
+    expect(r.delivered()).toEqual([]) // still online on b
+    y.close()
+    await until(() => r.delivered().length === 1, 'user.offline', 5000)
+    expect(r.delivered()[0]).toMatchObject({ type: 'user.offline', user: { id: 'mona', name: 'mona' } })
+  })
+
+  redisTest('a node SIGKILLed: another node emits the offline and vacated its users and rooms are due', async () => {
+    const r = receiver()
+    const env = { ...redisEnv, REDIS_PREFIX: `${prefix}reap:`, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'user.online,user.offline,room.occupied,room.vacated' }
+    const a = await server({ ...env, NODE_ID: 'reap-a' })
+    const b = await server({ ...env, NODE_ID: 'reap-b' })
+    const kim = await connect(a.ws, { user: 'kim' }) // only on a
+    const lee = await connect(b.ws, { user: 'lee' }) // on b, in general too
+    await kim.next({ type: 'joined' })
+    expect((await kim.request({ type: 'join', room: 'kims-room' })).type).toBe('joined')
+    await lee.next({ type: 'joined' })
+    await until(() => r.delivered().filter((e) => e.type === 'user.online').length === 2, 'two user.online', 5000)
+    await a.stop('SIGKILL')
+    // a's heartbeat key lapses after ~20 s; b's sweep (every 5 s) then reaps a's entries.
+    await until(() => r.delivered().some((e) => e.type === 'user.offline'), 'user.offline of kim', 45_000)
+    await until(() => r.delivered().some((e) => e.type === 'room.vacated'), 'room.vacated of kims-room', 15_000).catch((err) => {
+      throw new Error(`${err.message}; got ${JSON.stringify(r.delivered().map((e) => [e.type, e.room, e.user?.id]))}`)
+    })
+    await Bun.sleep(300)
+    const late = r.delivered().filter((e) => e.type === 'user.offline' || e.type === 'room.vacated')
+    expect(late.map((e) => `${e.type} ${e.room ?? e.user.id}`).sort()).toEqual(['room.vacated kims-room', 'user.offline kim'])
+    expect(late.find((e) => e.type === 'user.offline')!.user).toEqual({ id: 'kim', name: 'kim' })
+    lee.close() // general is vacated only now
+    await until(() => r.delivered().some((e) => e.type === 'room.vacated' && e.room === 'general'), 'general vacated', 5000)
+    expect(r.delivered().filter((e) => e.type === 'room.occupied').map((e) => e.room).sort()).toEqual(['general', 'kims-room'])
+  }, 60_000)
+})
+
 const pgTest = await needService('PostgreSQL', 5432)
 
 describe('webhooks with PostgreSQL and no Redis', () => {

@@ -100,8 +100,9 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
   }
   const change = (edge: 'up' | 'down') => (topic: string, user: User) => {
     const kind = topic.charCodeAt(0) === 117 /* u */ ? 'u' : 'r'
+    // Counted when either edge is wanted: an offline needs the online that came before it.
+    if (!types.has(kinds[kind].up) && !types.has(kinds[kind].down)) return
     const type = kinds[kind][edge]
-    if (!types.has(type)) return
     const id = topic.slice(2)
     const first = edge === 'up' ? liveness.up(kind, id, user.name) : liveness.down(kind, id)
     track(first.then((yes) => yes && emit(toEvent(kind, type, id, user))))

@@ -141,6 +141,8 @@ export function startDeliverer(opts: DelivererOptions) {
   let stopAt = Infinity
   let stopTimer: ReturnType<typeof setTimeout> | undefined
   let wakeSleep: (() => void) | undefined
+  /** The source failed to read (Redis down): logged once, not every 500 ms. */
+  let unreadable = false
 
   const pause = (ms: number) =>
     new Promise<void>((r) => {
@@ -191,8 +193,11 @@ export function startDeliverer(opts: DelivererOptions) {
       let batch: Held[]
       try {
         batch = await source.take(opts.batchMax, stopping ? 0 : opts.batchMs)
+        if (unreadable) log.info('webhook queue readable again')
+        unreadable = false
       } catch (err) {
-        log.warn('webhook queue not readable', { err })
+        if (!unreadable) log.warn('webhook queue not readable; retrying', { err })
+        unreadable = true
         await pause(500)
         continue
       }
