@@ -1,6 +1,9 @@
 /**
  * `bun run bench/webhooks.ts`: what webhooks cost and deliver, against receivers in this process.
  *
+ *   0. hotpath     the JavaScript cost of one chat frame (bench/hot-path.ts's set-up: hub.message on
+ *                  a memory broker, stub sockets) with webhooks off and on (message.created encoded
+ *                  and queued; the queue is not drained, its bound drops the oldest), rounds alternating
  *   1. throughput  events queued while the receiver answers 503, then the time the server takes
  *                  to deliver them all once it answers 200 (events/s), memory and Redis engines
  *   2. fanout      bench/run.ts scenario 1 (1 000 members, flood) with webhooks off and on
@@ -11,13 +14,19 @@
  *                  (answering allow), and the hook's own round trip measured alone: the difference
  *                  is what the hook adds beyond its round trip
  *
- * Flags: --only=throughput,fanout,hook  --events=50000 (1)  --batch=100 (1)  --fanout-s=8 --rounds=3 (2)
+ * Flags: --only=hotpath,throughput,hook,fanout  --hot-n=100000 (0)  --events=50000 (1)  --batch=100 (1)  --fanout-s=8 --rounds=3 (2)
  *        --hook-n=2000 (3)  --out=bench/results/webhooks.json
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sign } from '../src/webhooks/sign'
+import { createWebhooks } from '../src/webhooks'
+import { loadConfig } from '../src/config'
+import { memoryBroker } from '../src/broker/memory'
+import { createHub } from '../src/hub/hub'
+import { configureLog } from '../src/log'
+import { createMetrics } from '../src/metrics'
 import { BUN, ROOT, startServer } from './lib/proc'
 import type { Server } from './lib/proc'
 import { Histogram } from './lib/histogram'
@@ -32,7 +41,7 @@ if (argv.includes('--help')) {
   console.log(readFileSync(import.meta.path, 'utf8').split('*/')[0])
   process.exit(0)
 }
-const ONLY = (flag('only') ?? 'throughput,fanout,hook').split(',')
+const ONLY = (flag('only') ?? 'hotpath,throughput,hook,fanout').split(',')
 const EVENTS = Number(flag('events') ?? 50_000)
 const BATCH = flag('batch') ?? '100'
 const FANOUT_S = flag('fanout-s') ?? '8'
@@ -107,6 +116,57 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms: n
     await Bun.sleep(5)
   }
   throw new Error(`timed out: ${what}`)
+}
+
+// ---- 0. the hot path with and without webhooks ----
+
+async function hotpath() {
+  const N = Number(flag('hot-n') ?? 100_000)
+  configureLog('warn')
+  const setup = async (on: boolean) => {
+    const env: Record<string, string> = { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'warn', ENABLE_DEMO: 'false' }
+    if (on) Object.assign(env, { WEBHOOK_URL: 'http://127.0.0.1:9/never-called', WEBHOOK_SECRET: SECRET, WEBHOOK_QUEUE_MAX: '10000' })
+    const config = loadConfig(env)
+    const metrics = createMetrics()
+    const broker = memoryBroker({ historyLimit: config.HISTORY_LIMIT })
+    const server = { publish: () => 1, subscriberCount: () => 10 }
+    const webhooks = createWebhooks({ config, metrics, nodeId: 'hot' }) // never started: nothing is sent
+    const hub = createHub({ config, broker, metrics, nodeId: 'hot', server: () => server as never, webhooks: webhooks?.hub })
+    await broker.start(hub.deliver, hub.reset)
+    const ws = { send: () => 1, publish: () => 1, subscribe() {}, unsubscribe() {}, cork: (f: () => void) => f(), getBufferedAmount: () => 0, close() {} }
+    const c = hub.open(ws as never, { user: { id: 'bench-s-0', name: 'bench-s-0' } }, { remote: '127.0.0.1', userAgent: '' })
+    await Bun.sleep(10)
+    return { hub, c, metrics }
+  }
+  const off = await setup(false)
+  const on = await setup(true)
+  const text = '{"type":"chat","body":"~1795781979100000~ bench message ........"}'
+  const round = async (x: typeof off) => {
+    const t0 = performance.now()
+    for (let i = 0; i < N; i++) {
+      void x.hub.message(x.c, JSON.parse(text))
+      if ((i & 1023) === 1023) await Promise.resolve()
+    }
+    await Bun.sleep(0)
+    return ((performance.now() - t0) * 1000) / N
+  }
+  const r = { off: [] as number[], on: [] as number[] }
+  for (let i = 0; i < 6; i++) {
+    const a = await round(off)
+    const b = await round(on)
+    if (i > 0) {
+      r.off.push(a)
+      r.on.push(b)
+    }
+  }
+  const out = {
+    frames: N,
+    medianUsPerFrame: { off: Math.round(median(r.off) * 1000) / 1000, on: Math.round(median(r.on) * 1000) / 1000 },
+    addedUsPerFrame: Math.round((median(r.on) - median(r.off)) * 1000) / 1000,
+    eventsQueuedOrDropped: on.metrics.webhook.dropped.n + on.metrics.webhook.depth.read(),
+  }
+  log('hot path', out)
+  return out
 }
 
 // ---- 1. delivery throughput ----
@@ -241,6 +301,7 @@ async function hook() {
   }
 }
 
+if (ONLY.includes('hotpath')) results.hotpath = await hotpath()
 if (ONLY.includes('throughput')) {
   results.throughput = [await throughput('memory')]
   if (await listening(6379)) (results.throughput as unknown[]).push(await throughput('redis'))

@@ -1,4 +1,5 @@
 import type { User } from '../protocol/server-frames'
+import { userJson } from '../protocol/server-frames'
 
 /** Every event type of the contract (PROTOCOL-v2, Webhooks), in the order the docs list them. */
 export const EVENT_TYPES = [
@@ -61,6 +62,24 @@ export function encodeEvent(input: EventInput, now = Date.now()): Encoded {
   const { type, message, ...rest } = input
   let json = JSON.stringify({ id, type, ts: new Date(now).toISOString(), ...rest })
   if (message !== undefined) json = `${json.slice(0, -1)},"message":${message instanceof RawJson ? message.json : JSON.stringify(message)}}`
+  return { id, at: now, json }
+}
+
+let lastMs = -1
+let lastIso = ''
+/** Date#toISOString, made once per millisecond however many events share it. */
+const isoOf = (ms: number) => (ms === lastMs ? lastIso : ((lastMs = ms), (lastIso = new Date(ms).toISOString())))
+
+/**
+ * encodeEvent for `message.created`, the one event per message, spelled out by hand: the same
+ * bytes as encodeEvent would make (`id` and `ts` hold nothing JSON must escape), at a fraction
+ * of its cost on the chat path.
+ */
+export function encodeMessageCreated(room: string, from: User, frame: string, offline: string[], truncated: boolean, now = Date.now()): Encoded {
+  const id = Bun.randomUUIDv7()
+  const json =
+    `{"id":"${id}","type":"message.created","ts":"${isoOf(now)}","room":${JSON.stringify(room)},"user":${userJson(from)},` +
+    `"offline":${offline.length ? JSON.stringify(offline) : '[]'}${truncated ? ',"offline_truncated":true' : ''},"message":${frame}}`
   return { id, at: now, json }
 }
 

@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics'
 import type { User } from '../protocol/server-frames'
 import { beforePublishHook } from './before-publish'
 import type { Draft, Verdict } from './before-publish'
-import { EVENT_TYPES, OFFLINE_CAP, RawJson, encodeEvent } from './events'
+import { EVENT_TYPES, OFFLINE_CAP, encodeEvent, encodeMessageCreated } from './events'
 import type { EventInput, EventType } from './events'
 import { pgJournal } from './pg-journal'
 import { memoryLiveness, redisLiveness } from './presence'
@@ -63,9 +63,17 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
 
   const url = config.WEBHOOK_URL
   const types = new Set<EventType>(config.WEBHOOK_EVENTS ?? EVENT_TYPES)
+  /** Drops are counted at once and logged at most every 10 s (a full queue drops on every event). */
+  let droppedUnlogged = 0
+  let dropLogAt = 0
   const onDrop = (n: number) => {
     metrics.webhook.dropped.inc(n)
-    log.warn('webhook events dropped: the queue is full', { dropped: n, bound: config.WEBHOOK_QUEUE_MAX })
+    droppedUnlogged += n
+    const now = Date.now()
+    if (now - dropLogAt < 10_000) return
+    log.warn('webhook events dropped: the queue is full', { dropped: droppedUnlogged, bound: config.WEBHOOK_QUEUE_MAX })
+    droppedUnlogged = 0
+    dropLogAt = now
   }
   const redisOpts = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
   const cmd = config.REDIS_URL ? new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 5000 }) : undefined
@@ -114,15 +122,16 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
 
   if (types.has('message.created')) {
     const offline = opts.offline
+    const none: string[] = []
     hub.created = offline
       ? (room, from, frame) =>
           void offline(room, from.id, liveness.online)
             .catch((err) => {
               log.warn('offline members not known', { room, err })
-              return [] as string[]
+              return none
             })
-            .then((ids) => emit({ type: 'message.created', room, user: from, message: new RawJson(frame), offline: ids.slice(0, OFFLINE_CAP), ...(ids.length > OFFLINE_CAP ? { offline_truncated: true } : {}) }))
-      : (room, from, frame) => emit({ type: 'message.created', room, user: from, message: new RawJson(frame), offline: [] })
+            .then((ids) => source.push([encodeMessageCreated(room, from, frame, ids.slice(0, OFFLINE_CAP), ids.length > OFFLINE_CAP)]))
+      : (room, from, frame) => source.push([encodeMessageCreated(room, from, frame, none, false)])
   }
 
   const post = async (body: string): Promise<string | undefined> => {
