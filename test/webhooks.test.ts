@@ -302,6 +302,25 @@ describe('webhooks in a cluster (Redis)', () => {
   }, 30_000)
 })
 
+describe('webhooks after Redis lost the queue', () => {
+  redisTest('the consumer group is created again and events flow', async () => {
+    const r = receiver()
+    const p = `${prefix}regroup:`
+    const s = await server({ ...redisEnv, REDIS_PREFIX: p, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created' })
+    const c = await connect(s.ws, { user: 'nina' })
+    await c.next({ type: 'joined' })
+    const [first] = await chat(c, 1)
+    await until(() => byMessage(r.delivered()).has(first!), 'the first message', 5000)
+    const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379')
+    await redis.del(`${p}webhooks`) // the stream and its group, as a Redis that came back empty
+    redis.disconnect()
+    const [second] = await chat(c, 1)
+    await until(() => byMessage(r.delivered()).has(second!), 'a message after the group was lost', 10_000)
+    expect(s.logs.some((l) => String(l.msg).startsWith('webhook consumer group missing'))).toBe(true)
+    c.close()
+  })
+})
+
 describe('cluster-wide online and occupied (Redis)', () => {
   redisTest('WEBHOOK_EVENTS=user.offline alone still counts connections: one offline for a user on two nodes', async () => {
     const r = receiver()

@@ -108,13 +108,26 @@ export function redisSource(opts: {
     return (r[0]?.[1] ?? []).map(heldOf).filter((e): e is Held => e !== undefined)
   }
 
+  async function createGroup() {
+    try {
+      await cmd.xgroup('CREATE', stream, GROUP, '0', 'MKSTREAM')
+    } catch (err) {
+      if (!String(err).includes('BUSYGROUP')) throw err
+    }
+  }
+
+  /** Redis came back without its data: the group is gone; make it again (from the stream's start). */
+  const regroup = async (err: unknown): Promise<never> => {
+    if (String(err).includes('NOGROUP')) {
+      log.warn('webhook consumer group missing (Redis lost its data?); creating it again')
+      await createGroup()
+    }
+    throw err
+  }
+
   return {
     async start() {
-      try {
-        await cmd.xgroup('CREATE', stream, GROUP, '0', 'MKSTREAM')
-      } catch (err) {
-        if (!String(err).includes('BUSYGROUP')) throw err
-      }
+      await createGroup()
       depth = await cmd.xlen(stream)
     },
     push(events) {
@@ -125,10 +138,10 @@ export function redisSource(opts: {
     async take(max, lingerMs) {
       if (closed) return []
       if (Date.now() - lastClaim > opts.claimMs / 4) {
-        const claimed = await claimDead(max)
+        const claimed = await claimDead(max).catch(regroup)
         if (claimed.length) return claimed
       }
-      const first = await read(max, 1000)
+      const first = await read(max, 1000).catch(regroup)
       if (first.length === 0 || first.length >= max || lingerMs === 0) return first
       await Bun.sleep(lingerMs)
       return first.concat(await read(max - first.length, 0))
