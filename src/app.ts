@@ -20,6 +20,7 @@ import type { Metrics } from './metrics'
 import type { Store } from './store/types'
 import type { Members } from './members/types'
 import pkg from '../package.json'
+import type { HubWebhooks } from './webhooks'
 
 /** Resolves who is connecting, from the upgrade request. */
 export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
@@ -34,6 +35,7 @@ export interface AppDeps {
   checks?: Record<string, Check>
   store?: Store
   members: Members
+  webhooks?: HubWebhooks
 }
 
 interface SocketData {
@@ -57,6 +59,7 @@ export function createApp(deps: AppDeps) {
     refresh: deps.refresh,
     store: deps.store,
     members: deps.members,
+    webhooks: deps.webhooks,
   })
 
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */

@@ -16,6 +16,9 @@ import type { Config } from './config'
 import { healthcheck } from './healthcheck'
 import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
+import { createWebhooks } from './webhooks'
+import type { OfflineProvider } from './webhooks'
+import { OFFLINE_CAP } from './webhooks/events'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -112,8 +115,22 @@ const members: Members = store
     : memoryMembers()
 
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub, stats } = createApp({ config, broker, metrics, nodeId, store, members, ...authDeps })
+/**
+ * `offline` of message.created: the room's members with no live connection in the cluster, up
+ * to the cap. Not for the default room, which every user is a member of (an offline list of
+ * everyone would be neither bounded nor useful for push).
+ */
+const offline: OfflineProvider = async (room, sender, online) => {
+  if (room === config.DEFAULT_ROOM) return []
+  const { members: list } = await members.list(room, undefined, OFFLINE_CAP + 1)
+  const ids = list.map((m) => m.id).filter((id) => id !== sender)
+  const live = await online(ids)
+  return ids.filter((id) => !live.has(id))
+}
+const webhooks = createWebhooks({ config, metrics, nodeId, offline })
+const { app, hub, stats } = createApp({ config, broker, metrics, nodeId, store, members, webhooks: webhooks?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
+await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 app.listen({ hostname: config.HOST, port: config.PORT })
 const port = app.server!.port
 log.info('listening', { host: config.HOST, port, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
@@ -150,6 +167,7 @@ async function shutdown(signal: string) {
   const left = await hub.drain(Math.max(0, graceMs - 500))
   app.server?.stop(true)
   await stats.stop()
+  await webhooks?.stop(Math.min(2000, graceMs))
   await broker.close()
   await store?.close()
   log.info('stopped', { left })
