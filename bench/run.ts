@@ -14,6 +14,7 @@
  *   --workers (member processes, 2) --window (messages in flight, 1000)
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
  *   --members=0 skips scenario 1 (1b still runs with --only=fanout): the per-message cost alone
+ *   --server-env=K=V,K=V  extra environment of the chat server only (bench/webhooks.ts turns webhooks on with it)
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -74,6 +75,15 @@ const opt = {
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
 }
 for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+
+/** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
+const SERVER_ENV: Record<string, string> = Object.fromEntries(
+  (flag('server-env') ?? '').split(',').filter(Boolean).map((kv) => {
+    const i = kv.indexOf('=')
+    if (i < 1) throw new Error(`--server-env: expected K=V, got ${kv}`)
+    return [kv.slice(0, i), kv.slice(i + 1)]
+  }),
+)
 
 const PROF_DIR = join(ROOT, 'bench/results/profiles')
 const BENCH_ENV = {
@@ -221,7 +231,7 @@ function notAvailable(r: { code: number | null; stderr: string }, variable: stri
 }
 
 async function withServer<T>(kind: 'bare' | 'chat', env: Record<string, string>, fn: (s: Server) => Promise<T>, profile = false): Promise<T | Skipped> {
-  const r = await startServer(kind, { ...BENCH_ENV, ...env }, { cpuProfDir: profile ? PROF_DIR : undefined })
+  const r = await startServer(kind, { ...BENCH_ENV, ...(kind === 'chat' ? SERVER_ENV : {}), ...env }, { cpuProfDir: profile ? PROF_DIR : undefined })
   if (!r.ok) return { skipped: `${kind} server did not start (exit ${r.code})`, detail: r.stderr.slice(0, 300) }
   try {
     return await fn(r.server)

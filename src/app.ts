@@ -25,6 +25,7 @@ import type { Metrics } from './metrics'
 import type { Store } from './store/types'
 import type { Members } from './members/types'
 import pkg from '../package.json'
+import type { HubWebhooks } from './webhooks'
 
 /** Resolves who is connecting, from the upgrade request. */
 export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
@@ -41,6 +42,7 @@ export interface AppDeps {
   members: Members
   /** Cluster-wide connection counts per user (Redis), for MAX_CONNECTIONS_PER_USER. */
   userConns?: UserConnCounter
+  webhooks?: HubWebhooks
 }
 
 interface SocketData {
@@ -86,6 +88,7 @@ export function createApp(deps: AppDeps) {
     refresh: deps.refresh,
     store: deps.store,
     members: deps.members,
+    webhooks: deps.webhooks,
   })
 
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { parseRange } from './http/client-ip'
+import { parseEventTypes } from './webhooks/events'
 
 /** Room names everywhere (frames, env, URLs) share this shape. */
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
@@ -87,6 +88,29 @@ export const variables = {
   },
   JWT_REQUIRE_EXP: { schema: optional(bool), default: undefined, help: 'refuse tokens without `exp` (missing_exp); default true when APP_ENV=production' },
   MAX_JSON_DEPTH: { schema: int(1, 1000), default: '32', help: 'deepest nesting of `data` (frames and /api/publish); deeper is a bad_request' },
+  WEBHOOK_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'the application\'s endpoint for events (POST {"events":[...]}, signed); unset: no events' },
+  WEBHOOK_SECRET: { schema: optional(z.string().min(16, 'must be at least 16 characters')), default: undefined, help: 'HMAC-SHA256 key of the Chat-Signature header of every call to the application (events and hook); required with WEBHOOK_URL or HOOK_BEFORE_PUBLISH_URL' },
+  WEBHOOK_EVENTS: {
+    schema: optional(z.string().transform((s, ctx) => {
+      try {
+        return parseEventTypes(s)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        return z.NEVER
+      }
+    })),
+    default: undefined,
+    help: 'comma list of event types to send (unset: all), e.g. message.created,user.offline',
+  },
+  WEBHOOK_BATCH_MAX: { schema: int(1, 10_000), default: '100', help: 'most events in one request' },
+  WEBHOOK_BATCH_MS: { schema: int(0, 60_000, 'milliseconds'), default: '50', help: 'once an event waits, how long to wait for more before sending a request that is not full' },
+  WEBHOOK_TIMEOUT_MS: { schema: int(100, 300_000, 'milliseconds'), default: '5000', help: 'a request without an answer this long failed (and is retried)' },
+  WEBHOOK_RETRY_S: { schema: int(0, 604_800, 'seconds'), default: '3600', help: 'how long an event is retried (backoff 250 ms doubling to 30 s) before it is given up and counted as failed' },
+  WEBHOOK_QUEUE_MAX: { schema: int(1, 100_000_000), default: '100000', help: 'events that may wait (per node; with Redis, cluster-wide); past it the oldest are dropped and counted' },
+  WEBHOOK_CLAIM_MS: { schema: int(1000, 3_600_000, 'milliseconds'), default: '30000', help: 'with Redis: events a node took and did not finish or renew for this long (it died) are taken over by another node' },
+  HOOK_BEFORE_PUBLISH_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'the application\'s pre-publish hook: asked before each chat frame is accepted (allow, reject, replace); unset: off' },
+  HOOK_TIMEOUT_MS: { schema: int(1, 60_000, 'milliseconds'), default: '1000', help: 'how long the pre-publish hook may take to answer' },
+  HOOK_FAIL: { schema: z.enum(['open', 'closed'], 'expected open or closed'), default: 'closed', help: 'the hook failed or timed out: `open` publishes anyway, `closed` answers `unavailable`' },
 } as const satisfies Record<string, { schema: z.ZodType; default: string | undefined; help: string }>
 
 type Vars = typeof variables
@@ -122,11 +146,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (c.ENABLE_PERSISTENCE === true && !c.POSTGRES_DSN) errors.push('ENABLE_PERSISTENCE: true needs POSTGRES_DSN to be set')
     if ((c.TLS_CERT_FILE === undefined) !== (c.TLS_KEY_FILE === undefined))
       errors.push(`${c.TLS_CERT_FILE === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'}: must be set together with ${c.TLS_CERT_FILE === undefined ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}`)
+    for (const k of ['WEBHOOK_URL', 'HOOK_BEFORE_PUBLISH_URL'] as const)
+      if (c[k] && !c.WEBHOOK_SECRET) errors.push(`WEBHOOK_SECRET: required when ${k} is set (every call to the application is signed)`)
+    if (c.WEBHOOK_CLAIM_MS <= c.WEBHOOK_TIMEOUT_MS) errors.push('WEBHOOK_CLAIM_MS: must be longer than WEBHOOK_TIMEOUT_MS (else a live node\'s request is taken over)')
     if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
     if (c.APP_ENV === 'production') {
       // Strict checks: secrets that are guessable in practice are refused outright.
       if (c.JWT_SECRET && c.JWT_SECRET.length < 32) errors.push('JWT_SECRET: must be at least 32 characters when APP_ENV=production')
       if (c.API_KEY && c.API_KEY.length < 32) errors.push('API_KEY: must be at least 32 characters when APP_ENV=production')
+      if (c.WEBHOOK_SECRET && c.WEBHOOK_SECRET.length < 32) errors.push('WEBHOOK_SECRET: must be at least 32 characters when APP_ENV=production')
     }
   }
   if (errors.length > 0) throw new ConfigError(errors)

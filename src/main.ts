@@ -19,6 +19,9 @@ import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
 import { loadTls } from './tls'
 import type { TlsFiles } from './tls'
+import { createWebhooks } from './webhooks'
+import type { OfflineProvider } from './webhooks'
+import { OFFLINE_CAP } from './webhooks/events'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -121,9 +124,23 @@ const userConns =
     ? redisUserConns({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, nodeId, onError: () => metrics.brokerErrors.inc() })
     : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, ...authDeps })
+/**
+ * `offline` of message.created: the room's members with no live connection in the cluster, up
+ * to the cap. Not for the default room, which every user is a member of (an offline list of
+ * everyone would be neither bounded nor useful for push).
+ */
+const offline: OfflineProvider = async (room, sender, online) => {
+  if (room === config.DEFAULT_ROOM) return []
+  const { members: list } = await members.list(room, undefined, OFFLINE_CAP + 1)
+  const ids = list.map((m) => m.id).filter((id) => id !== sender)
+  const live = await online(ids)
+  return ids.filter((id) => !live.has(id))
+}
+const webhooks = createWebhooks({ config, metrics, nodeId, offline })
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, webhooks: webhooks?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 if (userConns) await orExit('REDIS_URL', () => userConns.start())
+await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 // reusePort only with TLS: it lets a renewed certificate take over the port (SIGHUP below);
 // without it a second process on the same port fails to start, as it should.
 app.listen({ hostname: config.HOST, port: config.PORT, ...(tls ? { reusePort: true, tls: { cert: tls.cert, key: tls.key } } : {}) })
@@ -164,6 +181,7 @@ async function shutdown(signal: string) {
   app.server?.stop(true)
   await userConns?.close()
   await stats.stop()
+  await webhooks?.stop(Math.min(2000, graceMs))
   await broker.close()
   await store?.close()
   log.info('stopped', { left })

@@ -72,6 +72,31 @@ export function createMetrics() {
     registers: [registry],
   })
 
+  /** Webhooks (src/webhooks): per event; the depth is read from the queue on scrape. */
+  const webhookDepth = { read: () => 0 }
+  const webhook = {
+    sent: tally('chat_webhook_events_sent_total', 'Webhook events delivered (the application answered 2xx)'),
+    failed: tally('chat_webhook_events_failed_total', 'Webhook events given up after WEBHOOK_RETRY_S of failed attempts'),
+    retried: tally('chat_webhook_events_retried_total', 'Webhook events sent again after a failed attempt (same event id)'),
+    dropped: tally('chat_webhook_events_dropped_total', 'Webhook events dropped, oldest first, past WEBHOOK_QUEUE_MAX'),
+    hookFailures: tally('chat_hook_failures_total', 'Pre-publish hook calls without a valid answer in time (then HOOK_FAIL applies)'),
+    depth: webhookDepth,
+    latency: new Histogram({
+      name: 'chat_webhook_delivery_seconds',
+      help: 'From an event emitted to the application answering 2xx for it',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+  }
+  new Gauge({
+    name: 'chat_webhook_queue_depth',
+    help: 'Webhook events waiting or in flight (with Redis: in the cluster-wide stream)',
+    registers: [registry],
+    collect() {
+      this.set(webhookDepth.read())
+    },
+  })
+
   const byType = <L extends string>(c: Counter<L>, label: L, values: readonly string[]) =>
     Object.fromEntries(values.map((v) => [v, c.labels({ [label]: v } as Record<L, string>)]))
 
@@ -94,6 +119,7 @@ export function createMetrics() {
     storeErrors,
     uncaught,
     publishLatency,
+    webhook,
   }
 }
 

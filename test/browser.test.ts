@@ -139,6 +139,97 @@ describe.skipIf(!haveChromium)('demo page in Chromium', () => {
   }, 30_000)
 })
 
+describe.skipIf(!haveChromium)('conversations on the demo page in Chromium', () => {
+  let server: RunningServer
+  let browser: Browser
+  const pageErrors: string[] = []
+  /** Waits only: the machine may be busy; nothing here is a timing assertion. */
+  const SLOW = { timeout: 15_000 }
+
+  async function open(name: string): Promise<Page> {
+    const ctx = await browser.newContext({ viewport: { width: 1000, height: 640 } })
+    const page = await ctx.newPage()
+    page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`))
+    page.on('dialog', (d) => {
+      pageErrors.push(`${name}: dialog ${d.message()}`)
+      void d.dismiss().catch(() => {})
+    })
+    await page.goto(`${server.url}/?name=${encodeURIComponent(name)}`, SLOW)
+    await page.locator('#status[data-state="open"]').waitFor(SLOW)
+    return page
+  }
+  const shown = (page: Page) => page.locator('.room-log:not([hidden]) .msg .body').allTextContents()
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true })
+    server = await startServer({ env: { SHUTDOWN_GRACE_S: '1' } })
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 20_000,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    })
+  }, 30_000)
+
+  afterAll(async () => {
+    await browser?.close().catch(() => {})
+    await server?.stop()
+  })
+
+  test('Bob is offline, Alice writes to him; Bob sees the conversation with 1 unread, opens it, and Alice sees it seen', async () => {
+    // Bob has been here before: Alice finds him in "online" and opens a conversation with him.
+    const bobBefore = await open('Bob')
+    const alice = await open('Alice')
+    await alice.locator('#users li[data-user="bob"]').click()
+    await alice.locator('#rooms li[data-kind="direct"][aria-current="true"]', { hasText: '@ Bob' }).waitFor(SLOW)
+    await bobBefore.context().close() // Bob goes offline
+    await alice.locator('#users li[data-user="bob"]').waitFor({ state: 'detached', ...SLOW })
+
+    await alice.fill('#text', 'Hi Bob, are you there?')
+    await alice.press('#text', 'Enter')
+    await alice.locator('.room-log:not([hidden]) .msg.mine .body', { hasText: 'Hi Bob, are you there?' }).waitFor(SLOW)
+    const aliceEntry = alice.locator('#rooms li[data-kind="direct"]')
+    expect(await aliceEntry.count()).toBe(1) // the draft became the conversation
+    expect(await aliceEntry.getAttribute('data-room')).toMatch(/^dm:[0-9a-f]{40}$/)
+    expect(await aliceEntry.getAttribute('aria-current')).toBe('true')
+    expect(await aliceEntry.textContent()).toBe('@ Bob')
+
+    // Bob comes back: the conversation is there, with 1 unread, named after Alice; general is open.
+    const bob = await open('Bob')
+    const bobEntry = bob.locator('#rooms li[data-kind="direct"]')
+    await bobEntry.locator('.unread', { hasText: '1' }).waitFor(SLOW)
+    await bobEntry.locator('.name', { hasText: '@ Alice' }).waitFor(SLOW) // named once the conversation list is in
+    expect(await bobEntry.getAttribute('data-room')).toBe(await aliceEntry.getAttribute('data-room'))
+    expect(await bob.locator('#rooms li[aria-current="true"]').textContent()).toBe('# general')
+    expect(await bob.title()).toBe('(1) chat-server')
+    expect(await alice.locator('.msg .seen').count()).toBe(0)
+    await bob.screenshot({ path: join(ARTIFACTS, 'conversations-bob-unread.png') })
+
+    // He opens it: the message is there, the badge goes, and Alice's page shows it seen.
+    await bobEntry.click()
+    await bob.locator('.room-log:not([hidden]) .msg .body', { hasText: 'Hi Bob, are you there?' }).waitFor(SLOW)
+    const seen = alice.locator('.room-log:not([hidden]) .msg.mine .seen')
+    await seen.waitFor(SLOW)
+    expect(await seen.textContent()).toBe('Seen by Bob')
+    expect(await bobEntry.locator('.unread').count()).toBe(0)
+    await bob.waitForFunction(() => document.title === 'chat-server', undefined, SLOW)
+    await alice.screenshot({ path: join(ARTIFACTS, 'conversations-alice-seen.png') })
+
+    // Bob answers (HTML stays text): Alice reads it in the open conversation and Bob sees that.
+    const reply = '<b>Yes</b> I am back'
+    await bob.fill('#text', reply)
+    await bob.press('#text', 'Enter')
+    await alice.locator('.room-log:not([hidden]) .msg .body', { hasText: 'I am back' }).waitFor(SLOW)
+    expect(await shown(alice)).toEqual(['Hi Bob, are you there?', reply])
+    expect(await alice.locator('#messages b').count()).toBe(0)
+    await seen.waitFor({ state: 'detached', ...SLOW }) // "seen" is for the last message only
+    await bob.locator('.room-log:not([hidden]) .msg.mine .seen', { hasText: 'Seen by Alice' }).waitFor(SLOW)
+    expect(await shown(bob)).toEqual(['Hi Bob, are you there?', reply])
+    await bob.screenshot({ path: join(ARTIFACTS, 'conversations-bob-reply-seen.png') })
+    expect(pageErrors).toEqual([])
+  }, 90_000)
+})
+
 describe('demo page switch', () => {
   test('ENABLE_DEMO=false answers 404 at /; on by default, with a CSP', async () => {
     const off = await startServer({ env: { ENABLE_DEMO: 'false' } })

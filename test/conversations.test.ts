@@ -409,3 +409,31 @@ describe('with PostgreSQL', () => {
     await redis.kill()
   }, 60_000)
 })
+
+// ---- webhooks of the conversations ----
+
+describe('webhooks', () => {
+  bunTest('member.added and member.removed are sent; a dm names its offline recipient', async () => {
+    const { webhookReceiver } = await import('./helpers/webhook-receiver')
+    const r = webhookReceiver()
+    try {
+      const s = await node({ WEBHOOK_URL: r.url, WEBHOOK_SECRET: 'w'.repeat(32), WEBHOOK_EVENTS: 'member.added,member.removed,message.created', WEBHOOK_BATCH_MS: '10' })
+      const alice = uid('alice')
+      const bob = uid('bob')
+      const a = await as(s, alice)
+      const room = uid('room')
+      await a.request({ type: 'join', room, member: true })
+      await a.request({ type: 'leave', room, member: true })
+      const dm = await a.request({ type: 'dm', to: bob, body: 'ping' })
+      await until(() => r.delivered().filter((e) => e.type === 'message.created').length === 1, 'message.created', 10_000)
+      await until(() => r.delivered().filter((e) => e.type === 'member.added').length === 3, 'three member.added', 10_000)
+      const ev = r.delivered()
+      expect(ev.filter((e) => e.type === 'member.added').map((e) => `${e.room} ${e.user.id}`).sort()).toEqual([`${room} ${alice}`, `${dm.room} ${alice}`, `${dm.room} ${bob}`].sort())
+      expect(ev.find((e) => e.type === 'member.removed')).toMatchObject({ room, user: { id: alice } })
+      expect(ev.find((e) => e.type === 'message.created')).toMatchObject({ room: dm.room, user: { id: alice }, message: { type: 'dm', seq: dm.seq, body: 'ping' }, offline: [bob] })
+      a.close()
+    } finally {
+      r.stop()
+    }
+  })
+})

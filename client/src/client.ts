@@ -1,5 +1,7 @@
 import { backoffDelay } from './backoff'
 import type { BackoffOptions } from './backoff'
+import { ConversationBook } from './conversations'
+import type { ConversationState } from './conversations'
 import { Emitter } from './emitter'
 import { jwtExpiry } from './jwt'
 import type {
@@ -13,6 +15,9 @@ import type {
   LeftFrame,
   PongFrame,
   PresenceFrame,
+  ReadFrame,
+  RoomMessage,
+  RoomsFrame,
   ServerFrame,
   TypingFrame,
   User,
@@ -92,8 +97,10 @@ export interface Ack {
   id: string
   /** The server's message id. */
   msg?: string
-  /** The message's seq in its room (chat). */
+  /** The message's seq in its room (chat, dm). */
   seq?: number
+  /** The room of a dm: the pair's direct room, named by the server. */
+  room?: string
 }
 
 export interface ClientEvents {
@@ -102,6 +109,10 @@ export interface ClientEvents {
   welcome: WelcomeFrame
   /** Room messages: in seq order per room, each once, across reconnects. */
   chat: ChatMessage
+  /**
+   * Messages of direct rooms, like `chat`: in seq order, each once, across reconnects. The
+   * connection that sent a dm gets no `dm` event for it (its answer is the `dm()` promise).
+   */
   dm: DirectMessage
   ack: AckFrame
   joined: JoinedFrame
@@ -110,6 +121,16 @@ export interface ClientEvents {
   presence: PresenceFrame
   typing: TypingFrame
   pong: PongFrame
+  /** The answer to a `rooms` request (its conversations are merged into `conversations` first). */
+  rooms: RoomsFrame
+  /** A read marker moved: this user's (on any connection) or another member's (a read receipt). */
+  read: ReadFrame
+  /** A conversation's state changed: marker, unread count, last message, read receipts. */
+  conversation: ConversationState
+  /** The user became a member of a room (on connect, by `joinAsMember`, a first dm, the API) or stopped being one. */
+  membership: { room: string; member: boolean }
+  /** The total of unread messages over all memberships changed. */
+  unread: { total: number }
   /** An `error` frame that answers no pending request of this client. */
   error: ErrorFrame
   state: ConnectionState
@@ -132,12 +153,30 @@ interface Pending {
   timer?: unknown
 }
 
+/** A frame of a room's sequence: chat, dm, and the event types a later server adds. */
+type RoomEvent = { type: string; room: string; seq: number } & Record<string, unknown>
+
+/** Frame types that carry `room` and `seq` without being events of the room's sequence. */
+const NOT_EVENTS = new Set(['joined', 'read', 'ack', 'history', 'rooms', 'presence', 'typing', 'left', 'welcome', 'error', 'pong'])
+const isRoomEvent = (f: ServerFrame): f is ServerFrame & RoomEvent =>
+  !NOT_EVENTS.has(f.type) && typeof (f as { seq?: unknown }).seq === 'number' && typeof (f as { room?: unknown }).room === 'string'
+
+/** Seqs seen above a hole in a room's sequence, at most; past it the hole is given up. */
+const MAX_AHEAD = 1000
+/** Frames of rooms the client does not know yet (the replay before an unasked `joined`), at most. */
+const MAX_ORPHANS = 1000
+
 interface RoomState {
+  /** Every event up to this seq was seen (or came before this client joined): `since` of a re-join. */
   lastSeq?: number
+  /** Seqs seen above `lastSeq + 1`: events that overtook a hole (this connection's own dm, acked late). */
+  ahead: Set<number>
   epoch?: string
   live: boolean
-  /** While a join is in flight: its id and every chat frame of the room seen meanwhile. */
-  recovering?: { id: string; buffer: ChatMessage[] }
+  /** The next join asks for membership (`joinAsMember`). */
+  asMember?: boolean
+  /** While a join is in flight: its id and every event frame of the room seen meanwhile. */
+  recovering?: { id: string; buffer: RoomEvent[] }
   waiters: { resolve: (j: JoinedFrame) => void; reject: (e: ChatError) => void }[]
 }
 
@@ -164,6 +203,9 @@ export class ChatClient extends Emitter<ClientEvents> {
   #pingTimer?: unknown
   #token?: string
   #welcome?: WelcomeFrame
+  #book = new ConversationBook(() => this.#welcome?.user.id)
+  #unreadTotal = 0
+  #orphans = new Map<string, RoomEvent[]>()
 
   constructor(options: ChatClientOptions) {
     super()
@@ -194,6 +236,26 @@ export class ChatClient extends Emitter<ClientEvents> {
     return { seq: r?.lastSeq, epoch: r?.epoch }
   }
 
+  /** The user's conversations (memberships), most recently active first. */
+  get conversations(): ConversationState[] {
+    return this.#book.list()
+  }
+
+  /** One conversation's state: read marker, unread count, last message, read receipts. */
+  conversation(room: string): ConversationState | undefined {
+    return this.#book.get(room)
+  }
+
+  /** The direct conversation with a user, once the client knows it (from frames or `rooms()`). */
+  directWith(user: string): ConversationState | undefined {
+    return this.#book.directWith(user)
+  }
+
+  /** Unread messages over all memberships. */
+  get unreadTotal(): number {
+    return this.#book.total()
+  }
+
   /** Requests that wait for a connection or an answer. */
   get outboxSize(): number {
     return this.#pending.size
@@ -206,13 +268,16 @@ export class ChatClient extends Emitter<ClientEvents> {
     return this.#request<Ack>({ type: 'chat', room, body, ...(data === undefined ? {} : { data }) }, true)
   }
 
-  /** A direct message to every connection of user `to`. */
+  /**
+   * A message to user `to`, stored in the pair's direct room (both become members on the
+   * first one); resolves with `room` and `seq`. This connection gets no `dm` event for it.
+   */
   dm(to: string, body: string, data?: unknown): Promise<Ack> {
     return this.#request<Ack>({ type: 'dm', to, body, ...(data === undefined ? {} : { data }) }, true)
   }
 
-  /** One page of a room's history, oldest first. */
-  async history(room: string, opts: { before?: number; limit?: number } = {}): Promise<{ messages: ChatMessage[]; more: boolean }> {
+  /** One page of a room's history, oldest first (a direct room's are `dm` frames). */
+  async history(room: string, opts: { before?: number; limit?: number } = {}): Promise<{ messages: RoomMessage[]; more: boolean }> {
     const f = await this.#request<HistoryFrame>({ type: 'history', room, ...opts }, true)
     return { messages: f.messages, more: f.more }
   }
@@ -223,21 +288,65 @@ export class ChatClient extends Emitter<ClientEvents> {
     return f.users ?? []
   }
 
-  /** Joins a room (kept across reconnects); resolves with its `joined` frame. */
-  join(room: string): Promise<JoinedFrame> {
+  /**
+   * Joins a room (kept across reconnects); resolves with its `joined` frame. With
+   * `member: true` the user also becomes a member (see `joinAsMember`).
+   */
+  join(room: string, opts: { member?: boolean } = {}): Promise<JoinedFrame> {
     const state = this.#room(room)
+    this.#orphans.delete(room)
+    if (opts.member) state.asMember = true
     const done = new Promise<JoinedFrame>((resolve, reject) => state.waiters.push({ resolve, reject }))
     if (this.#state === 'open' && !state.recovering) this.#startJoin(room, state)
     return done
   }
 
-  /** Leaves a room; it is no longer re-joined. */
+  /**
+   * Leaves a room on this connection; it is no longer re-joined. A membership stays (the
+   * server joins the user's connections to it again on connect): see `leaveMembership`.
+   */
   async leave(room: string): Promise<void> {
-    const state = this.#rooms.get(room)
-    this.#rooms.delete(room)
-    for (const w of state?.waiters ?? []) w.reject(new ChatError('closed', `left ${room}`))
+    this.#forget(room, false)
     if (this.#state !== 'open') return
     await this.#request<LeftFrame>({ type: 'leave', room }, false)
+  }
+
+  /**
+   * Makes the user a member of a room (durable, on every connection; listed by `rooms()`,
+   * counted in unread) and joins it. Resolves with its `joined` frame (`member: true`).
+   */
+  joinAsMember(room: string): Promise<JoinedFrame> {
+    return this.join(room, { member: true })
+  }
+
+  /** Ends the membership: every connection of the user leaves the room. Sent when connected. */
+  async leaveMembership(room: string): Promise<void> {
+    this.#forget(room)
+    await this.#request<LeftFrame>({ type: 'leave', room, member: true }, true)
+    this.#forget(room) // the server may have joined it again on a reconnect before the leave went out
+  }
+
+  /**
+   * One page of the user's conversation list (the `rooms` frame), most recently active first;
+   * `next` is the `before` of the following page. Merged into `conversations` (this fills in
+   * `with` and `last`, which `joined` frames do not carry). (`rooms`, the getter, predates it.)
+   */
+  async loadConversations(opts: { before?: string; limit?: number } = {}): Promise<{ rooms: ConversationState[]; more: boolean; next?: string }> {
+    const f = await this.#request<RoomsFrame>({ type: 'rooms', ...opts }, true)
+    return { rooms: f.rooms.map((c) => this.#book.get(c.room) ?? { ...c, readBy: [] }), more: f.more, next: f.next }
+  }
+
+  /**
+   * Moves the user's read marker in a room up to `seq` (default: the last seq this client
+   * knows of the room). Nothing is sent when the marker is there already.
+   */
+  async markRead(room: string, seq?: number): Promise<void> {
+    const c = this.#book.get(room)
+    const upTo = seq ?? c?.seq ?? this.position(room).seq
+    if (upTo === undefined) throw new ChatError('bad_request', `markRead: nothing is known of ${room} yet`)
+    if (c && upTo <= c.read) return
+    await this.#request<Ack>({ type: 'read', room, seq: upTo }, true)
+    if (this.#book.marked(room, upTo)) this.#changed(room)
   }
 
   /** Tells the room's other members that this user is typing (not stored, not acked). */
@@ -315,14 +424,67 @@ export class ChatClient extends Emitter<ClientEvents> {
       r.live = false
       r.recovering = undefined
     }
+    this.#orphans.clear()
   }
 
   // ---------------------------------------------------------------- internals
 
   #room(room: string): RoomState {
     let r = this.#rooms.get(room)
-    if (!r) this.#rooms.set(room, (r = { live: false, waiters: [] }))
+    if (!r) this.#rooms.set(room, (r = { live: false, waiters: [], ahead: new Set() }))
     return r
+  }
+
+  /**
+   * Stops tracking a room: left on this connection, or (`membershipEnded`) no longer a member.
+   * A membership outlives a plain leave: its conversation stays listed (no longer counted live).
+   */
+  #forget(room: string, membershipEnded = true) {
+    const state = this.#rooms.get(room)
+    this.#rooms.delete(room)
+    this.#orphans.delete(room)
+    for (const w of state?.waiters.splice(0) ?? []) w.reject(new ChatError('closed', `left ${room}`))
+    if (membershipEnded && this.#book.remove(room)) {
+      this.emit('membership', { room, member: false })
+      this.#emitTotal()
+    }
+  }
+
+  /** Tells the app a conversation changed (and the total, when it did). */
+  #changed(room: string) {
+    const c = this.#book.get(room)
+    if (c) this.emit('conversation', c)
+    this.#emitTotal()
+  }
+
+  #emitTotal() {
+    const total = this.#book.total()
+    if (total === this.#unreadTotal) return
+    this.#unreadTotal = total
+    this.emit('unread', { total })
+  }
+
+  /** Marks `seq` seen in a room; false when it was seen already. */
+  #accept(state: RoomState, seq: number): boolean {
+    if (state.lastSeq === undefined) {
+      state.lastSeq = seq
+      return true
+    }
+    if (seq <= state.lastSeq || state.ahead.has(seq)) return false
+    if (seq === state.lastSeq + 1) this.#advanceTo(state, seq)
+    else {
+      state.ahead.add(seq)
+      // A hole that stays open would make every re-join replay (and maybe report a gap) from it.
+      if (state.ahead.size > MAX_AHEAD) this.#advanceTo(state, Math.max(...state.ahead))
+    }
+    return true
+  }
+
+  /** Everything up to `seq` counts as seen; so does what follows it without a hole. */
+  #advanceTo(state: RoomState, seq: number) {
+    state.lastSeq = Math.max(state.lastSeq ?? seq, seq)
+    for (const s of state.ahead) if (s <= state.lastSeq) state.ahead.delete(s)
+    while (state.ahead.delete(state.lastSeq + 1)) state.lastSeq++
   }
 
   #nextId(): string {
@@ -379,6 +541,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     const id = this.#nextId()
     state.recovering = { id, buffer: state.recovering?.buffer ?? [] }
     const frame: Record<string, unknown> = { type: 'join', room, id }
+    if (state.asMember) frame.member = true
     if (state.lastSeq !== undefined && state.epoch !== undefined) {
       frame.since = state.lastSeq
       frame.epoch = state.epoch
@@ -388,15 +551,15 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   #onFrame(f: ServerFrame) {
     this.emit('frame', f)
+    if (isRoomEvent(f)) return this.#onEvent(f)
     switch (f.type) {
       case 'welcome':
         return this.#onWelcome(f)
-      case 'chat':
-        return this.#onChat(f)
       case 'joined':
         return this.#onJoined(f)
       case 'ack':
-        this.#settle(f.id, true, { id: f.id, msg: f.msg, seq: f.seq } satisfies Ack)
+        if (f.room !== undefined && f.seq !== undefined) this.#onOwnDm(f)
+        this.#settle(f.id, true, { id: f.id, msg: f.msg, seq: f.seq, ...(f.room === undefined ? {} : { room: f.room }) } satisfies Ack)
         return this.emit('ack', f)
       case 'error':
         if (!this.#settle(f.id, false, f)) {
@@ -418,14 +581,24 @@ export class ChatClient extends Emitter<ClientEvents> {
         if (f.users) this.#settle(f.id, true, f)
         return this.emit('presence', f)
       case 'left':
+        this.#orphans.delete(f.room) // frames that were on their way before the server took us out
         this.#settle(f.id, true, f)
-        if (!f.id) this.#rooms.delete(f.room) // the server took us out (e.g. a refreshed token lost the room)
+        // The server took us out: the membership ended (on another connection, by the API) or a refreshed token lost the room.
+        if (!f.id) this.#forget(f.room)
         return this.emit('left', f)
+      case 'rooms':
+        for (const c of f.rooms) if (this.#book.listed(c)) this.emit('conversation', this.#book.get(c.room)!)
+        this.#emitTotal()
+        this.#settle(f.id, true, f)
+        return this.emit('rooms', f)
+      case 'read':
+        if (this.#book.read(f)) this.#changed(f.room)
+        return this.emit('read', f)
       case 'pong':
         this.#settle(f.id, true, f)
         return this.emit('pong', f)
       case 'dm':
-        return this.emit('dm', f)
+        return this.emit('dm', f) // a v1 server's dm: no room, no seq
       case 'typing':
         return this.emit('typing', f)
     }
@@ -436,6 +609,9 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#attempt = 0
     const home = new Set(w.rooms)
     for (const room of w.rooms) this.#room(room)
+    this.#orphans.clear()
+    // Memberships that ended while this client was away are not listed any more.
+    for (const room of this.#book.retain(w.rooms)) this.emit('membership', { room, member: false })
     for (const [room, state] of this.#rooms) {
       state.live = false
       // The server joins its default room by itself; a join with `since` on top replays
@@ -450,21 +626,64 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#schedulePing()
   }
 
-  #onChat(m: ChatMessage) {
+  /** An event of a room's sequence: held while the room recovers, then emitted in seq order, once. */
+  #onEvent(m: RoomEvent) {
     const state = this.#rooms.get(m.room)
-    if (!state) return // not (any more) a member
+    if (!state) {
+      // Not a room of ours, unless an unasked `joined` follows (the server replays before it).
+      let list = this.#orphans.get(m.room)
+      if (!list) this.#orphans.set(m.room, (list = []))
+      if (list.length < MAX_ORPHANS) list.push(m)
+      return
+    }
     if (state.recovering) {
       state.recovering.buffer.push(m)
       return
     }
-    if (state.lastSeq !== undefined && m.seq <= state.lastSeq) return // seen already
-    state.lastSeq = m.seq
-    this.emit('chat', m)
+    if (!this.#accept(state, m.seq)) return // seen already
+    if (m.type !== 'chat' && m.type !== 'dm') return // an event type this client does not know: `frame` only
+    const message = m as unknown as RoomMessage
+    const counted = this.#book.message(message)
+    if (message.type === 'chat') this.emit('chat', message)
+    else this.emit('dm', message)
+    if (counted) this.#changed(m.room)
+  }
+
+  /**
+   * The ack of this connection's own dm: the server does not send it the dm frame, so its seq
+   * counts as seen here (else it would look like a hole), and the sender's marker is at it.
+   */
+  #onOwnDm(f: AckFrame) {
+    const p = this.#pending.get(f.id)
+    if (p?.frame.type !== 'dm') return
+    const room = f.room!
+    const seq = f.seq!
+    const state = this.#rooms.get(room)
+    if (state && !state.recovering) this.#accept(state, seq)
+    else if (state) state.ahead.add(seq) // a re-join is in flight: its replay must skip it too
+    const me = this.#welcome?.user
+    const c = this.#book.get(room)
+    if (!me || !c) return
+    const frame = p.frame as unknown as { to: string; body: string; data?: unknown }
+    // The sent message as the conversation's last; its time is this client's, the server's is not sent back.
+    const sent: DirectMessage = { type: 'dm', id: f.msg ?? f.id, room, seq, from: me, to: frame.to, body: frame.body, ...(frame.data === undefined ? {} : { data: frame.data }), ts: new Date(this.#clock.now()).toISOString() }
+    this.#book.message(sent)
+    this.#changed(room)
   }
 
   #onJoined(j: JoinedFrame) {
-    const state = this.#rooms.get(j.room)
-    if (!state) return
+    let state = this.#rooms.get(j.room)
+    let orphans: RoomEvent[] = []
+    const unasked = !state
+    if (!state) {
+      // Made a member while connected (a first dm, the API, another connection's joinAsMember):
+      // the room is ours from now on. A recovered join replayed from the marker just before.
+      if (!j.member || j.id) return
+      state = this.#room(j.room)
+      orphans = this.#orphans.get(j.room) ?? []
+      this.#orphans.delete(j.room)
+      if (j.recovered && j.read !== undefined) state.lastSeq = j.read
+    }
     if (state.recovering) {
       if (j.id !== state.recovering.id) return // the server's own join on connect, overtaken by ours
       const buffer = state.recovering.buffer
@@ -474,17 +693,23 @@ export class ChatClient extends Emitter<ClientEvents> {
         const previousEpoch = state.epoch
         state.epoch = j.epoch
         state.lastSeq = 0
+        state.ahead.clear()
         this.emit('reset', { room: j.room, epoch: j.epoch, previousEpoch })
         state.recovering = { id: '', buffer }
         return this.#startJoin(j.room, state)
       }
       state.recovering = undefined
+      buffer.sort((a, b) => a.seq - b.seq)
       if (state.lastSeq === undefined) state.lastSeq = j.seq
-      else if (!j.recovered) this.emit('gap', { room: j.room, after: state.lastSeq })
+      else if (!j.recovered) {
+        this.emit('gap', { room: j.room, after: state.lastSeq })
+        // What came before the room's position is given up; the live frames held meanwhile are not.
+        const firstHeld = buffer[0]?.seq
+        this.#advanceTo(state, firstHeld !== undefined && firstHeld <= j.seq ? firstHeld - 1 : j.seq)
+      }
       state.epoch = j.epoch
       state.live = true
-      buffer.sort((a, b) => a.seq - b.seq)
-      for (const m of buffer) this.#onChat(m)
+      orphans = buffer
     } else {
       if (j.id) return // an answer to a join we no longer wait for
       // The server says the room's sequence restarted under it (its Redis came back without
@@ -493,11 +718,23 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (state.lastSeq !== undefined && (restarted || (!j.recovered && j.seq < state.lastSeq))) {
         this.emit('reset', { room: j.room, epoch: j.epoch, previousEpoch: state.epoch ?? j.epoch })
         state.lastSeq = j.seq
+        state.ahead.clear()
       }
       state.epoch = j.epoch
       if (state.lastSeq === undefined) state.lastSeq = j.seq
       state.live = true
     }
+    if (j.member) {
+      state.asMember = undefined
+      const isNew = !this.#book.has(j.room)
+      this.#book.joined(j)
+      if (isNew) this.emit('membership', { room: j.room, member: true })
+      this.#changed(j.room)
+    }
+    orphans.sort((a, b) => a.seq - b.seq)
+    for (const m of orphans) this.#onEvent(m)
+    // A replay that did not reach the room's position (or none) leaves nothing to wait for below it.
+    if (unasked) this.#advanceTo(state, j.seq)
     this.emit('joined', j)
     for (const w of state.waiters.splice(0)) w.resolve(j)
   }

@@ -1,4 +1,4 @@
-/** The wire frames of chat-server protocol v1, as a client sees them. */
+/** The wire frames of chat-server protocol v1 and v2 (conversations), as a client sees them. */
 
 export interface User {
   id: string
@@ -12,7 +12,10 @@ export interface WelcomeFrame {
   conn: string
   user: User
   node: string
+  /** The rooms the connection is live in from the start: the user's memberships and the default room. */
   rooms: string[]
+  /** v2: unread messages over all memberships. */
+  unread?: number
 }
 
 export interface ChatMessage {
@@ -26,9 +29,13 @@ export interface ChatMessage {
   ts: string
 }
 
+/** v2: a message of a direct room (the pair's conversation), sequenced like chat. */
 export interface DirectMessage {
   type: 'dm'
   id: string
+  /** The pair's direct room (`dm:` + 40 hex digits, named by the server). */
+  room: string
+  seq: number
   from: User
   to: string
   body: string
@@ -41,8 +48,10 @@ export interface AckFrame {
   id: string
   /** Server message id (chat, dm). */
   msg?: string
-  /** The message's seq in its room (chat). */
+  /** The message's seq in its room (chat, dm). */
   seq?: number
+  /** v2: the room of a dm (its direct room). */
+  room?: string
 }
 
 export interface JoinedFrame {
@@ -52,18 +61,30 @@ export interface JoinedFrame {
   epoch: string
   recovered: boolean
   id?: string
+  /** v2: the user is a member of the room; then `read` and `unread` are set. */
+  member?: true
+  /** v2: the user's read marker (the last seq read). */
+  read?: number
+  /** v2: messages by others after the marker (exact up to 999; 1000 means more). */
+  unread?: number
 }
 
 export interface LeftFrame {
   type: 'left'
   room: string
+  /** Why the server took the connection out (when it did so unasked). */
+  reason?: string
   id?: string
 }
+
+/** A message of a room's log: chat, or dm in a direct room. */
+export type RoomMessage = ChatMessage | DirectMessage
 
 export interface HistoryFrame {
   type: 'history'
   room: string
-  messages: ChatMessage[]
+  /** Oldest first; a direct room's messages are `dm` frames. */
+  messages: RoomMessage[]
   more: boolean
   id?: string
 }
@@ -76,6 +97,41 @@ export interface TypingFrame {
   type: 'typing'
   room: string
   user: User
+}
+
+/** v2: one entry of the conversation list (`rooms`). */
+export interface Conversation {
+  room: string
+  kind: 'room' | 'direct'
+  /** The other user of a direct conversation. */
+  with?: User
+  /** The room's last seq and its epoch. */
+  seq: number
+  epoch: string
+  /** The user's read marker. */
+  read: number
+  /** Messages by others after the marker (exact up to 999; 1000 means more). */
+  unread: number
+  /** The last message. */
+  last?: RoomMessage
+}
+
+/** v2: the answer to `rooms`: the user's memberships, most recently active first. */
+export interface RoomsFrame {
+  type: 'rooms'
+  rooms: Conversation[]
+  more: boolean
+  /** Cursor for the next page (`before`). */
+  next?: string
+  id?: string
+}
+
+/** v2: a user's read marker moved (a read receipt; also to the user's own connections). */
+export interface ReadFrame {
+  type: 'read'
+  room: string
+  user: User
+  seq: number
 }
 
 export interface PongFrame {
@@ -91,6 +147,8 @@ export type ErrorCode =
   | 'too_large'
   | 'unavailable'
   | 'internal'
+  | 'not_found'
+  | 'limit'
 
 export interface ErrorFrame {
   type: 'error'
@@ -111,6 +169,8 @@ export type ServerFrame =
   | TypingFrame
   | PongFrame
   | ErrorFrame
+  | RoomsFrame
+  | ReadFrame
 
 /** Close codes the server uses. */
 export const CloseCode = {

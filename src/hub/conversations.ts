@@ -15,6 +15,8 @@ export interface ConversationsDeps {
   broker: Broker
   members: Members
   rooms: Pick<Rooms, 'summary'>
+  /** Webhook events (member.added, member.removed), when configured. */
+  emit?: (e: { type: 'member.added' | 'member.removed'; room: string; user: User }) => void
 }
 
 /** The sort key of a conversation: its last message's time, then its name. */
@@ -59,14 +61,20 @@ export function createConversations(deps: ConversationsDeps) {
     const read = opts.read ?? (await broker.position(room)).seq
     const r = await members.add(room, user, read, config.MAX_MEMBERSHIPS)
     if (r.status === 'limit') throw new FrameError('limit', `memberships: ${user.id} is a member of ${config.MAX_MEMBERSHIPS} rooms already (MAX_MEMBERSHIPS)`)
-    if (r.status === 'added') await tell(user.id, { ctl: 'join', room, since: read }, opts.except)
+    if (r.status === 'added') {
+      deps.emit?.({ type: 'member.added', room, user })
+      await tell(user.id, { ctl: 'join', room, since: read }, opts.except)
+    }
     return r
   }
 
   /** Ends a membership: every connection of the user but `except` leaves the room. */
   async function revoke(room: string, user: string, opts: { except?: string; reason?: string } = {}) {
     const removed = await members.remove(room, user)
-    if (removed) await tell(user, { ctl: 'leave', room, ...(opts.reason ? { reason: opts.reason } : {}) }, opts.except)
+    if (removed) {
+      deps.emit?.({ type: 'member.removed', room, user: (await members.user(user)) ?? { id: user, name: user } })
+      await tell(user, { ctl: 'leave', room, ...(opts.reason ? { reason: opts.reason } : {}) }, opts.except)
+    }
     return removed
   }
 

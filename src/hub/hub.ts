@@ -17,6 +17,8 @@ import { createRooms } from './rooms'
 import { FrameError } from './errors'
 import type { Conn, Identity } from './connection'
 import { tokenBucket } from './rate-limit'
+import type { HubWebhooks } from '../webhooks'
+import { chatFrame } from '../protocol/server-frames'
 
 export interface HubDeps {
   config: Config
@@ -29,6 +31,8 @@ export interface HubDeps {
   members: Members
   /** Verifies a `refresh` token; undefined when auth is off. */
   refresh?: (token: string) => Promise<Identity>
+  /** Webhooks and the pre-publish hook (src/webhooks); absent when off. */
+  webhooks?: HubWebhooks
 }
 
 export { FrameError }
@@ -45,7 +49,7 @@ export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
  * on the way out, except to find a slow consumer after Bun reported one.
  */
 export function createHub(deps: HubDeps) {
-  const { config, broker, metrics, store, members: memberships } = deps
+  const { config, broker, metrics, store, members: memberships, webhooks } = deps
   const decode = frameDecoder(config.MAX_BODY_CHARS, config.MAX_JSON_DEPTH)
   const bucket = tokenBucket(config.RATE_LIMIT_PER_SEC, config.RATE_LIMIT_BURST)
   const conns = new Map<string, Conn>()
@@ -118,6 +122,7 @@ export function createHub(deps: HubDeps) {
     if (!set) {
       members.set(topic, (set = new Set()))
       if (topic.startsWith('r:')) metrics.rooms.inc()
+      webhooks?.live?.(topic, c.identity.user)
     }
     set.add(c)
   }
@@ -127,6 +132,7 @@ export function createHub(deps: HubDeps) {
     if (!set?.delete(c) || set.size > 0) return
     members.delete(topic)
     if (topic.startsWith('r:')) metrics.rooms.dec()
+    webhooks?.idle?.(topic, c.identity.user)
   }
 
   function audit(entry: AuditEntry) {
@@ -135,7 +141,7 @@ export function createHub(deps: HubDeps) {
 
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember, removeMember })
   const { join, leave, page } = rooms
-  const conversations = createConversations({ config, broker, members: memberships, rooms })
+  const conversations = createConversations({ config, broker, members: memberships, rooms, emit: webhooks?.emit })
 
   /** Joins (or refuses) a room the connection asked for: the token's rooms, a direct room's pair. */
   async function mayUse(c: Conn, room: string, verb: string) {
@@ -175,8 +181,11 @@ export function createHub(deps: HubDeps) {
     const pending = c.joining.get(room)
     if (pending) await pending.done
     if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
+    let body = f.body
+    let data: unknown = f.data
+    if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: (f as { reply_to?: unknown }).reply_to }))
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, f.body, f.data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
+    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
     metrics.publishLatency.observe((performance.now() - started) / 1000)
     if (c.member.has(room)) memberships.touch(room, c.identity.user.id, accepted.seq)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
@@ -189,7 +198,10 @@ export function createHub(deps: HubDeps) {
     const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts)
     try {
       const accepted = await broker.append(room, { event: { type: 'chat', id, room, from, body, data, ts }, head: CHAT_HEAD, tail }, dedupe || undefined)
-      if (!accepted.duplicate) metrics.published.inc()
+      if (!accepted.duplicate) {
+        metrics.published.inc()
+        webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
+      }
       return accepted
     } catch (err) {
       if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)
@@ -208,16 +220,20 @@ export function createHub(deps: HubDeps) {
     const id = Bun.randomUUIDv7()
     const event = { type: 'dm' as const, id, room, from, body: f.body, data: f.data, ts: new Date().toISOString(), extra: { to: f.to } }
     const key = f.id && dedupeKey('dm', from.id, f.id)
+    const draftTail = eventTail(event)
     let accepted
     try {
-      accepted = await broker.append(room, { event, head: DM_HEAD, tail: eventTail(event) }, key || undefined, c.id)
+      accepted = await broker.append(room, { event, head: DM_HEAD, tail: draftTail }, key || undefined, c.id)
     } catch (err) {
       if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)
       metrics.brokerErrors.inc()
       log.warn('dm not accepted', { conn: c.id, err })
       throw new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
     }
-    if (!accepted.duplicate) metrics.published.inc()
+    if (!accepted.duplicate) {
+      metrics.published.inc()
+      webhooks?.created?.(room, from, DM_HEAD + accepted.seq + draftTail)
+    }
     memberships.touch(room, from.id, accepted.seq)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
   }

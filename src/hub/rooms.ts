@@ -1,8 +1,8 @@
 import type { Broker, Page, Replay, Summary } from '../broker/types'
-import { UNREAD_CAP, roomTopic } from '../broker/types'
+import { UNREAD_CAP, roomTopic, summarize } from '../broker/types'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { eventSeq, frames } from '../protocol/server-frames'
+import { eventSeq, frames, isMessageFrame } from '../protocol/server-frames'
 import type { MemberState, User } from '../protocol/server-frames'
 import type { AuditEntry, Store } from '../store/types'
 import type { Conn, Joining } from './connection'
@@ -78,6 +78,12 @@ export function createRooms(deps: RoomsDeps) {
     return { ...s, unread: s.unread + unread, complete: true, last }
   }
 
+  /** Unread messages after `read` counted in a complete replay (which reaches back past `read`). */
+  function replayUnread(pos: Replay, replay: string[], read: number, user: string): number {
+    const newestFirst = replay.map((f) => [eventSeq(f), f] as [number, string]).reverse()
+    return summarize(pos, read, user, newestFirst, isMessageFrame).unread
+  }
+
   // ---- rooms ----
 
   function announce(room: string, event: 'join' | 'leave', user: User) {
@@ -143,7 +149,9 @@ export function createRooms(deps: RoomsDeps) {
           replay = r.frames
           recovered = true
         }
-        if (member) state = { read: member.read, unread: (await summary(room, member.read, c.identity.user.id)).unread }
+        // The count must end where the replay does (`joined`'s seq): what comes later arrives
+        // live and the client counts it. A summary read afterwards could hold it already.
+        if (member) state = { read: member.read, unread: recovered && since <= member.read ? replayUnread(r, replay, member.read, c.identity.user.id) : (await summary(room, member.read, c.identity.user.id)).unread }
       } else if (member) {
         const s = await summary(room, member.read, c.identity.user.id)
         pos = s

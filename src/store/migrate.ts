@@ -2,12 +2,14 @@ import type { Sql } from 'postgres'
 import init from './migrations/001_init.sql' with { type: 'text' }
 import conversations from './migrations/002_conversations.sql' with { type: 'text' }
 import auditIdempotent from './migrations/003_audit_idempotent.sql' with { type: 'text' }
+import webhooks from './migrations/004_webhooks.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
 export const migrations: { name: string; sql: string }[] = [
   { name: '001_init', sql: init },
   { name: '002_conversations', sql: conversations },
   { name: '003_audit_idempotent', sql: auditIdempotent },
+  { name: '004_webhooks', sql: webhooks },
 ]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */

@@ -1,0 +1,185 @@
+import Redis from 'ioredis'
+import pkg from '../../package.json'
+import type { Config } from '../config'
+import { log } from '../log'
+import type { Metrics } from '../metrics'
+import type { User } from '../protocol/server-frames'
+import { beforePublishHook } from './before-publish'
+import type { Draft, Verdict } from './before-publish'
+import { EVENT_TYPES, OFFLINE_CAP, encodeEvent, encodeMessageCreated } from './events'
+import type { EventInput, EventType } from './events'
+import { pgJournal } from './pg-journal'
+import { memoryLiveness, redisLiveness } from './presence'
+import type { Kind, Liveness } from './presence'
+import { memorySource, startDeliverer } from './queue'
+import type { Journal, Source } from './queue'
+import { redisSource } from './redis-queue'
+import { signedHeaders } from './sign'
+
+/**
+ * Members of `room` with no live connection anywhere in the cluster when a message was sent
+ * (the conversations feature provides it; `online` tells which users have a live connection).
+ */
+export type OfflineProvider = (room: string, sender: string, online: (ids: string[]) => Promise<Set<string>>) => Promise<string[]>
+
+/** What the hub calls. Each member is absent when it has nothing to do, so the hub pays nothing. */
+export interface HubWebhooks {
+  beforePublish?: (d: Draft) => Promise<Verdict>
+  /** A chat message was accepted: `frame` is its encoded chat frame. */
+  created?: (room: string, from: User, frame: string) => void
+  /** This node's first member of a topic (`u:<user>` or `r:<room>`). */
+  live?: (topic: string, user: User) => void
+  /** This node's last member of a topic left. */
+  idle?: (topic: string, user: User) => void
+  /** Any other event (member.added, member.removed, …); absent when WEBHOOK_URL is unset. */
+  emit?: (input: EventInput) => void
+}
+
+export interface Webhooks {
+  hub: HubWebhooks
+  /** Sends an event of any type (the other features call this); dropped when WEBHOOK_EVENTS leaves its type out. */
+  emit(input: EventInput): void
+  start(): Promise<void>
+  /** Delivers what waits for up to `graceMs`, then stops; a durable queue keeps the rest. */
+  stop(graceMs: number): Promise<void>
+}
+
+/** Undefined when neither WEBHOOK_URL nor HOOK_BEFORE_PUBLISH_URL is set: nothing runs, nothing is called. */
+export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId: string; offline?: OfflineProvider }): Webhooks | undefined {
+  const { config, metrics, nodeId } = opts
+  if (!config.WEBHOOK_URL && !config.HOOK_BEFORE_PUBLISH_URL) return undefined
+  const secret = config.WEBHOOK_SECRET!
+  const userAgent = `chat-server/${pkg.version} (${nodeId})`
+  const hub: HubWebhooks = {}
+  if (config.HOOK_BEFORE_PUBLISH_URL)
+    hub.beforePublish = beforePublishHook({
+      url: config.HOOK_BEFORE_PUBLISH_URL,
+      secret,
+      timeoutMs: config.HOOK_TIMEOUT_MS,
+      fail: config.HOOK_FAIL,
+      maxBody: config.MAX_BODY_CHARS,
+      userAgent,
+      onFailure: () => metrics.webhook.hookFailures.inc(),
+    })
+  if (!config.WEBHOOK_URL) return { hub, emit() {}, async start() {}, async stop() {} }
+
+  const url = config.WEBHOOK_URL
+  const types = new Set<EventType>(config.WEBHOOK_EVENTS ?? EVENT_TYPES)
+  /** Drops are counted at once and logged at most every 10 s (a full queue drops on every event). */
+  let droppedUnlogged = 0
+  let dropLogAt = 0
+  const onDrop = (n: number) => {
+    metrics.webhook.dropped.inc(n)
+    droppedUnlogged += n
+    const now = Date.now()
+    if (now - dropLogAt < 10_000) return
+    log.warn('webhook events dropped: the queue is full', { dropped: droppedUnlogged, bound: config.WEBHOOK_QUEUE_MAX })
+    droppedUnlogged = 0
+    dropLogAt = now
+  }
+  const redisOpts = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
+  const cmd = config.REDIS_URL ? new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 5000 }) : undefined
+  const blocking = config.REDIS_URL ? new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false }) : undefined
+  for (const c of [cmd, blocking]) c?.on('error', () => {})
+  let journal: Journal | undefined
+  /** The memory queue writes through to the journal once start() has opened it. */
+  const journalled: Journal = { load: async () => [], add: (e) => journal?.add(e), forget: (ids) => journal?.forget(ids), close: async () => {} }
+  const redis = cmd && blocking ? redisSource({ cmd, blocking, prefix: config.REDIS_PREFIX, nodeId, bound: config.WEBHOOK_QUEUE_MAX, claimMs: config.WEBHOOK_CLAIM_MS, onDrop }) : undefined
+  // Without Redis the queue is this process's; with PostgreSQL it is journalled there.
+  const memory = redis ? undefined : memorySource({ bound: config.WEBHOOK_QUEUE_MAX, onDrop, journal: journalled })
+  const source: Source = redis ?? memory!
+  metrics.webhook.depth.read = () => source.depth()
+
+  const emit = (hub.emit = (input: EventInput) => {
+    if (types.has(input.type)) source.push([encodeEvent(input)])
+  })
+
+  const kinds = {
+    u: { up: 'user.online', down: 'user.offline' },
+    r: { up: 'room.occupied', down: 'room.vacated' },
+  } as const
+  const toEvent = (kind: Kind, type: EventType, id: string, user?: User): EventInput => (kind === 'u' ? { type, user: user ?? { id, name: id } } : { type, room: id, user })
+  const liveness: Liveness & { start?(): Promise<void> } = cmd
+    ? redisLiveness({ cmd, prefix: config.REDIS_PREFIX, nodeId, onReaped: (kind, user) => emit(toEvent(kind, kinds[kind].down, user.id, kind === 'u' ? user : undefined)) })
+    : memoryLiveness()
+  /** Liveness calls in flight: a graceful stop waits for them, so the last offline/vacated go out. */
+  const inflight = new Set<Promise<unknown>>()
+  const track = (p: Promise<unknown>) => {
+    inflight.add(p)
+    p.catch((err) => log.warn('webhook liveness not recorded', { err })).finally(() => inflight.delete(p))
+  }
+  const change = (edge: 'up' | 'down') => (topic: string, user: User) => {
+    const kind = topic.charCodeAt(0) === 117 /* u */ ? 'u' : 'r'
+    // Counted when either edge is wanted: an offline needs the online that came before it.
+    if (!types.has(kinds[kind].up) && !types.has(kinds[kind].down)) return
+    const type = kinds[kind][edge]
+    const id = topic.slice(2)
+    const first = edge === 'up' ? liveness.up(kind, id, user.name) : liveness.down(kind, id)
+    track(first.then((yes) => yes && emit(toEvent(kind, type, id, user))))
+  }
+  if (types.has('user.online') || types.has('user.offline') || types.has('room.occupied') || types.has('room.vacated')) {
+    hub.live = change('up')
+    hub.idle = change('down')
+  }
+
+  if (types.has('message.created')) {
+    const offline = opts.offline
+    const none: string[] = []
+    hub.created = offline
+      ? (room, from, frame) =>
+          void offline(room, from.id, liveness.online)
+            .catch((err) => {
+              log.warn('offline members not known', { room, err })
+              return none
+            })
+            .then((ids) => source.push([encodeMessageCreated(room, from, frame, ids.slice(0, OFFLINE_CAP), ids.length > OFFLINE_CAP)]))
+      : (room, from, frame) => source.push([encodeMessageCreated(room, from, frame, none, false)])
+  }
+
+  const post = async (body: string): Promise<string | undefined> => {
+    try {
+      const res = await fetch(url, { method: 'POST', body, headers: signedHeaders(secret, body, userAgent), signal: AbortSignal.timeout(config.WEBHOOK_TIMEOUT_MS) })
+      await res.arrayBuffer().catch(() => {})
+      return res.ok ? undefined : `status ${res.status}`
+    } catch (err) {
+      return (err as Error).name === 'TimeoutError' ? `no answer in ${config.WEBHOOK_TIMEOUT_MS} ms` : (err as Error).message
+    }
+  }
+  let deliverer: ReturnType<typeof startDeliverer> | undefined
+
+  return {
+    hub,
+    emit,
+    async start() {
+      if (cmd && blocking && redis) {
+        await Promise.all([cmd.connect(), blocking.connect()])
+        await redis.start()
+        await liveness.start?.()
+      } else if (config.ENABLE_PERSISTENCE && config.POSTGRES_DSN && memory) {
+        journal = await pgJournal({ dsn: config.POSTGRES_DSN, nodeId, onError: () => metrics.storeErrors.inc() })
+        const pending = await journal.load()
+        if (pending.length) {
+          log.info('webhook events pending from before the restart', { events: pending.length })
+          memory.push(pending)
+        }
+      }
+      deliverer = startDeliverer({
+        source,
+        post,
+        batchMax: config.WEBHOOK_BATCH_MAX,
+        batchMs: config.WEBHOOK_BATCH_MS,
+        retryMs: config.WEBHOOK_RETRY_S * 1000,
+        renewMs: Math.max(250, Math.floor(config.WEBHOOK_CLAIM_MS / 3)),
+        metrics: metrics.webhook,
+      })
+    },
+    async stop(graceMs) {
+      await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(Math.min(graceMs, 2000))])
+      await deliverer?.stop(graceMs)
+      await journal?.close(2000)
+      await liveness.close()
+      cmd?.disconnect()
+      blocking?.disconnect()
+    },
+  }
+}
