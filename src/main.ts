@@ -12,6 +12,7 @@ import type { Config } from './config'
 import { healthcheck } from './healthcheck'
 import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
+import { supervise, watchSupervisor, workerNumber } from './workers'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -49,8 +50,14 @@ try {
   process.exit(1)
 }
 
-const nodeId = config.NODE_ID ?? `node-${Bun.randomUUIDv7().slice(-8)}`
-configureLog(config.LOG_LEVEL, { node: nodeId })
+const worker = workerNumber()
+if (config.WORKERS > 1 && worker === undefined) {
+  configureLog(config.LOG_LEVEL, { supervisor: true })
+  await supervise(config.WORKERS, config.SHUTDOWN_GRACE_S * 1000)
+}
+// Each worker is a node of its own: a fixed NODE_ID gets the worker's number.
+const nodeId = config.NODE_ID ? (worker ? `${config.NODE_ID}-${worker}` : config.NODE_ID) : `node-${Bun.randomUUIDv7().slice(-8)}`
+configureLog(config.LOG_LEVEL, worker ? { node: nodeId, worker } : { node: nodeId })
 const metrics = createMetrics()
 
 /** A dependency that does not answer at startup stops it, naming the variable; later outages are survived. */
@@ -81,6 +88,7 @@ const origin = store?.origin
 const broker: Broker = config.REDIS_URL
   ? redisBroker({
       url: config.REDIS_URL,
+      cluster: config.REDIS_CLUSTER,
       prefix: config.REDIS_PREFIX,
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
@@ -93,7 +101,7 @@ const broker: Broker = config.REDIS_URL
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
 const { app, hub } = createApp({ config, broker, metrics, nodeId, store, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
-app.listen({ hostname: config.HOST, port: config.PORT })
+app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true })
 const port = app.server!.port
 log.info('listening', { host: config.HOST, port, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
 if (config.APP_ENV === 'production' && config.authMode === 'off')
@@ -134,3 +142,4 @@ async function shutdown(signal: string) {
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
 process.on('SIGINT', () => void shutdown('SIGINT'))
+if (worker) watchSupervisor(() => void shutdown('supervisor gone'))

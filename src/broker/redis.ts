@@ -1,15 +1,17 @@
-import Redis from 'ioredis'
 import { CHAT_HEAD, chatSeq } from '../protocol/server-frames'
 import { log } from '../log'
 import type { Store } from '../store/types'
 import { archiveRepair } from './redis-archive'
+import { redisConnection } from './redis-connect'
 import { redisPresence } from './redis-presence'
-import { redisKeys, withScripts } from './redis-scripts'
+import { RESET_HEAD, redisKeys, withScripts } from './redis-scripts'
 import type { Accepted, Broker, Deliver, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
+  /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
   url: string
+  cluster?: boolean
   prefix: string
   nodeId: string
   historyLimit: number
@@ -39,6 +41,8 @@ const newStream = (): RoomStream => ({ last: -1, repairing: false, held: false, 
 
 const HEARTBEAT_MS = 5_000
 const REPAIR_EVERY_MS = 1_000
+/** With persistence: a node marks a room due for the archive for this long before it appends to it. */
+const DUE_LEASE_MS = 60_000
 
 /**
  * Many nodes, one chat: seq, the recent log, presence and dedupe live in Redis; every frame
@@ -48,11 +52,17 @@ const REPAIR_EVERY_MS = 1_000
 export function redisBroker(opts: RedisBrokerOptions): Broker {
   const P = opts.prefix
   const origin = opts.origin ?? freshOrigin
-  const common = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
-  const cmd = withScripts(new Redis(opts.url, { ...common, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 3000 }))
-  const sub = new Redis(opts.url, { ...common, autoResubscribe: false, enableOfflineQueue: true })
+  const cluster = opts.cluster ?? false
+  const cmd = withScripts(redisConnection(opts.url, cluster, 'command'), cluster)
+  const sub = redisConnection(opts.url, cluster, 'subscriber')
   const key = redisKeys(P)
-  const channelPrefix = `${P}ch:`
+  // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
+  // (classic PUBLISH would be broadcast to every shard). One Redis keeps classic pub/sub.
+  const publish = cluster ? (ch: string, m: string) => cmd.spublish(ch, m) : (ch: string, m: string) => cmd.publish(ch, m)
+  const subscribe = cluster ? (ch: string) => sub.ssubscribe(ch) : (ch: string) => sub.subscribe(ch)
+  const unsubscribe = cluster ? (ch: string) => sub.sunsubscribe(ch) : (ch: string) => sub.unsubscribe(ch)
+  /** With persistence: until when this node's lease keeps a room in the archive's due set. */
+  const dueUntil = new Map<string, number>()
 
   let deliver: Deliver = () => {}
   let onReset: (room: string, pos: Position) => void = () => {}
@@ -62,16 +72,23 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
   let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
-  const presence = redisPresence(cmd, key, opts.nodeId)
+  const presence = redisPresence(cmd, key, opts.nodeId, publish)
   const repairArchive = opts.store ? archiveRepair(cmd, key, opts.store, opts.nodeId) : undefined
 
   // ---- receiving ----
 
-  sub.on('message', (channel: string, payload: string) => {
-    const topic = channel.slice(channelPrefix.length)
+  sub.on(cluster ? 'smessage' : 'message', (channel: string, payload: string) => {
+    const topic = key.topicOf(channel)
     if (payload.charCodeAt(0) !== 123 /* { */) {
       const nl = payload.indexOf('\n')
       return deliver(topic, payload.slice(nl + 1), payload.slice(0, nl))
+    }
+    if (payload.startsWith(RESET_HEAD)) {
+      const stream = streams.get(topic)
+      const pos = JSON.parse(payload) as Position
+      // Unless a repair already saw the new epoch (or the room has no baseline yet).
+      if (stream?.epoch !== undefined && stream.epoch !== pos.epoch) restarted(topic.slice(2), stream, pos)
+      return
     }
     const stream = payload.startsWith(CHAT_HEAD) ? streams.get(topic) : undefined
     if (!stream) return deliver(topic, payload)
@@ -113,14 +130,10 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
       try {
         const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
-        const pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
-        if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) {
-          log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
-          stream.epoch = pos.epoch
-          stream.last = pos.seq
-          stream.pending = stream.pending.filter((f) => chatSeq(f) > pos.seq)
-          onReset(room, pos)
-        }
+        let pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
+        // A promoted replica without the last writes: the seqs it lacks must not come again in this epoch.
+        if (cluster && pos.epoch === stream.epoch && pos.seq < stream.last) pos = await fence(room, stream.last)
+        if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) restarted(room, stream, pos)
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
@@ -141,9 +154,19 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     for (const f of pending) handOver(topic, stream, f)
   }
 
+  /** The room's sequence restarted (or, in a Redis Cluster, went on in a new epoch): members resync. */
+  function restarted(room: string, stream: RoomStream, pos: Position) {
+    log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
+    stream.epoch = pos.epoch
+    stream.last = pos.seq
+    stream.pending = stream.pending.filter((f) => chatSeq(f) > pos.seq)
+    onReset(room, pos)
+    settle(stream)
+  }
+
   /** After a reconnect: subscribe again, then repair every room (frames wait meanwhile). */
   sub.on('ready', () => {
-    if (watched.size === 0 || closing) return
+    if (watched.size === 0 || closing || cluster) return
     for (const stream of streams.values()) stream.held = true
     const subscribed = sub.subscribe(...[...watched.keys()].map(key.channel)).then(() => {})
     for (const w of watched.values()) w.ready = subscribed
@@ -155,6 +178,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
           void repair(topic, stream)
         }
       })
+  })
+  // A Redis Cluster's subscriber subscribes again by itself, per shard, when the topology
+  // changed (a failover) or a shard's connection came back; then every room is repaired, as
+  // frames may have been lost meanwhile. Its SSUBSCRIBEs are on their way, not confirmed,
+  // hence the short wait; a frame lost after the repair shows as a gap on the next one.
+  sub.on('subscribersReady', () => {
+    if (closing || streams.size === 0) return
+    setTimeout(() => {
+      for (const [topic, stream] of streams) void repair(topic, stream)
+    }, 200)
   })
   cmd.on('ready', () => presence.reconnected(!closing && started))
   let lastState = ''
@@ -176,6 +209,30 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     const o = await origin(room)
     const [seq, epoch] = await cmd.chatInit(key.state(room), o.seq, o.epoch)
     return { seq: Number(seq), epoch }
+  }
+
+  /** Cluster: makes this primary the room's writer, in a new epoch if writes may be lost (see FENCE). */
+  async function fence(room: string, observed?: number): Promise<Position> {
+    // With a store the epoch continues from there, as after a Redis restart.
+    const epoch = opts.store ? '' : (await freshOrigin(room)).epoch
+    const channel = key.channel(roomTopic(room))
+    let r = await cmd.chatFence(key.state(room), epoch, observed === undefined ? '' : String(observed), channel)
+    if (r[0] === -1) {
+      await init(room)
+      r = await cmd.chatFence(key.state(room), epoch, '', channel)
+    }
+    const [seq, ep] = r as [number, string]
+    if (ep === epoch) log.warn('room starts a new epoch on a new primary', { room, epoch, seq })
+    return { seq, epoch: ep }
+  }
+
+  /** With persistence: the room is due for the archive before anything is appended (see DUE_DONE). */
+  async function markDue(room: string) {
+    const now = Date.now()
+    if ((dueUntil.get(room) ?? 0) - now > DUE_LEASE_MS / 2) return
+    await cmd.zadd(key.unpersisted, 'GT', now + DUE_LEASE_MS, room)
+    dueUntil.set(room, now + DUE_LEASE_MS)
+    if (dueUntil.size > 10_000) for (const [r, t] of dueUntil) if (t < now) dueUntil.delete(r)
   }
 
   function noteBaseline(room: string, pos: Position) {
@@ -218,13 +275,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       lastState = 'ready/ready'
     },
     async append(room, draft, dedupe): Promise<Accepted> {
-      const call = () =>
-        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', opts.store ? key.unpersisted : '', CHAT_HEAD, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.id, DEDUPE_WINDOW_MS, room)
+      if (opts.store) await markDue(room)
+      const keys = dedupe ? [key.state(room), key.log(room), key.dedupe(dedupe, room)] : [key.state(room), key.log(room)]
+      const call = () => cmd.chatAppend(keys.length as 2 | 3, ...keys, CHAT_HEAD, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.id, DEDUPE_WINDOW_MS)
       let r = await call()
-      if (r[0] === -1) {
-        await init(room)
+      for (let i = 0; i < 3 && r[0] < 0; i++) {
+        if (r[0] === -2) await fence(room)
+        else await init(room)
         r = await call()
       }
+      if (r[0] < 0) throw new Error('redis: the room could not be written (its slot keeps moving)')
       if (r[0] === 0) return { id: r[2]!, seq: r[1]!, duplicate: true }
       const seq = r[1]!
       // Acknowledged once in the stream; the store catches up (or the repair does it).
@@ -235,7 +295,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       return { id: draft.id, seq, duplicate: false }
     },
     async relay(topic, frame, except) {
-      await cmd.publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
+      await publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
     },
     async claim(k, value) {
       const ok = await cmd.set(key.dedupe(k), value, 'PX', DEDUPE_WINDOW_MS, 'NX')
@@ -254,7 +314,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       // Counted even when the subscribe fails: the caller unwatches either way, and a wanted
       // channel is subscribed again when the connection is back.
       if (topic.startsWith('r:')) streams.set(topic, newStream())
-      const entry = { count: 1, ready: sub.subscribe(key.channel(topic)).then(() => {}) }
+      const entry = { count: 1, ready: subscribe(key.channel(topic)).then(() => {}) }
       watched.set(topic, entry)
       return entry.ready
     },
@@ -263,7 +323,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       if (!w || --w.count > 0) return
       watched.delete(topic)
       streams.delete(topic)
-      sub.unsubscribe(key.channel(topic)).catch(() => {})
+      unsubscribe(key.channel(topic)).catch(() => {})
     },
     async position(room) {
       const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
