@@ -14,6 +14,9 @@
  *   --workers (member processes, 2) --window (messages in flight, 1000)
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
  *   --members=0 skips scenario 1 (1b still runs with --only=fanout): the per-message cost alone
+ *
+ * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
+ * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -73,7 +76,7 @@ const opt = {
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
 }
-for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist', 'cluster'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 const PROF_DIR = join(ROOT, 'bench/results/profiles')
 const BENCH_ENV = {
@@ -505,7 +508,27 @@ function machine() {
   }
 }
 
+/** The opt-in cluster scenario runs alone and keeps its own results file. */
+async function clusterMain() {
+  const { clusterScenario, clusterTable } = await import('./cluster')
+  const o = {
+    rooms: num('cluster-rooms', 1000, 200),
+    members: num('cluster-members', 10, 10),
+    seconds: num('cluster-s', 5, 2),
+    window: num('cluster-window', 2, 2),
+    configs: (flag('cluster-configs') ?? 'single-1,cluster-1,single-2,cluster-2').split(','),
+  }
+  const results = await clusterScenario(o)
+  const out = flag('out') ?? join(ROOT, 'bench/results/cluster.json')
+  const record = { date: new Date().toISOString(), options: o, machine: { ...machine(), loadavgEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }, results }
+  writeFileSync(out, JSON.stringify(record, null, 2) + '\n')
+  console.log(clusterTable(results))
+  log(`wrote ${out}`)
+  process.exit(0)
+}
+
 async function main() {
+  if (ONLY.includes('cluster')) return clusterMain()
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   if (PROFILE) mkdirSync(PROF_DIR, { recursive: true })
   const started = Date.now()

@@ -96,6 +96,19 @@ for (const backend of backends) describe(`cluster through ${backend.name}`, () =
     for (const m of [...senders, watcher]) m.close()
   })
 
+  test('sends to many rooms in one go are all accepted (rooms on every shard)', async () => {
+    const x = await connect(a.ws)
+    const y = await connect(b.ws)
+    const rooms = Array.from({ length: 30 }, () => room())
+    await Promise.all(rooms.flatMap((r) => [x.request({ type: 'join', room: r }), y.request({ type: 'join', room: r })]))
+    const acks = await Promise.all(rooms.flatMap((r) => [x.request({ type: 'chat', room: r, body: 'one' }), x.request({ type: 'chat', room: r, body: 'two', id: `many-${r}` })]))
+    expect(acks.filter((f) => f.type === 'ack')).toHaveLength(60)
+    await until(() => y.all('chat').length === 60, '60 messages on the other node')
+    for (const r of rooms) expect(y.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([1, 2])
+    x.close()
+    y.close()
+  })
+
   test('a DM reaches the user on another node, and the sender\'s other connections', async () => {
     const bob = await connect(c.ws, { user: 'cl-bob' })
     const alice = await connect(a.ws, { user: 'cl-alice' })

@@ -34,6 +34,9 @@ export function redisConnection(url: string, cluster: boolean, role: 'command' |
     lazyConnect: true,
     enableOfflineQueue: perRole.enableOfflineQueue,
     enableAutoPipelining: perRole.enableAutoPipelining ?? false,
+    // Auto-pipelines are grouped by a command's first argument, which for the append script
+    // (a variable number of keys) is the key count, not a key: it goes on its own.
+    autoPipeliningIgnoredCommands: ['chatAppend'],
     clusterRetryStrategy: backoff,
     shardedSubscribers: role === 'subscriber',
     // Managed clusters behind TLS announce names that must be looked up as given.
