@@ -276,3 +276,40 @@ describe('Redis outage', () => {
     }
   }, 40_000)
 })
+
+describe('Redis Cluster outage', () => {
+  const test = needBinaries()
+  test('every instance down: unavailable and readyz 503; back without data: members get a fresh joined and chat flows again', async () => {
+    const rc = await startRedisCluster()
+    try {
+      const clEnv = { REDIS_URL: rc.url, REDIS_CLUSTER: 'true', REDIS_PREFIX: 'clout:' }
+      const [x, y] = await Promise.all([node(clEnv), node(clEnv)])
+      const r = room()
+      const sender = await member(x.ws, r)
+      const reader = await member(y.ws, r)
+      const before = reader.all('joined').find((f) => f.room === r)!
+      for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `k${i}` })
+      await reader.next({ type: 'chat', room: r, seq: 3 })
+
+      for (const p of rc.ports) await rc.kill(p)
+      await until(async () => (await fetch(`${x.url}/readyz`)).status === 503, 'readyz 503', 10_000)
+      const ready: any = await (await fetch(`${x.url}/readyz`)).json()
+      expect(ready.checks.broker).toMatch(/^redis/)
+      expect(await sender.request({ type: 'chat', room: r, body: 'lost?' }, 5000)).toMatchObject({ type: 'error', code: 'unavailable' })
+      expect((await fetch(`${x.url}/healthz`)).status).toBe(200)
+
+      for (const p of rc.ports) await rc.restart(p) // nodes.conf kept, data not: the same cluster, empty
+      await rc.waitOk()
+      await until(async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200, 'both nodes ready again', 30_000)
+      const reset = await reader.next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 15_000)
+      expect(reset.recovered).toBe(false)
+      let ack: Record<string, any> = {}
+      await until(async () => (ack = await sender.request({ type: 'chat', room: r, body: 'after the outage' }, 4000)).type === 'ack', 'a send accepted', 20_000)
+      expect(await reader.next({ type: 'chat', room: r, body: 'after the outage' }, 5000)).toMatchObject({ seq: ack.seq })
+      sender.close()
+      reader.close()
+    } finally {
+      await rc.stop()
+    }
+  }, 90_000)
+})

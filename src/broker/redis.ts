@@ -179,16 +179,32 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
         }
       })
   })
-  // A Redis Cluster's subscriber subscribes again by itself, per shard, when the topology
-  // changed (a failover) or a shard's connection came back; then every room is repaired, as
-  // frames may have been lost meanwhile. Its SSUBSCRIBEs are on their way, not confirmed,
-  // hence the short wait; a frame lost after the repair shows as a gap on the next one.
+  // A Redis Cluster's subscriber group opens connections to the new primaries after a topology
+  // change (a failover) or a lost shard connection, and subscribes their channels again, but
+  // drops an SSUBSCRIBE that fails (a shard not serving yet). So the node subscribes every
+  // watched channel itself, retrying until it is confirmed, then repairs the room: frames may
+  // have been lost meanwhile. (SSUBSCRIBE of a channel already subscribed is a no-op.)
   sub.on('subscribersReady', () => {
-    if (closing || streams.size === 0) return
-    setTimeout(() => {
-      for (const [topic, stream] of streams) void repair(topic, stream)
-    }, 200)
+    if (closing || !started) return
+    // A promoted replica may lack this node's latest presence entries: register them again.
+    presence.reconnected(true)
+    for (const topic of watched.keys()) void resubscribe(topic)
   })
+
+  async function resubscribe(topic: string) {
+    for (let attempt = 0; watched.has(topic) && !closing; attempt++) {
+      try {
+        // An SSUBSCRIBE queued on a shard connection that died meanwhile never settles.
+        await Promise.race([subscribe(key.channel(topic)), Bun.sleep(3000).then(() => Promise.reject(new Error('no answer in 3 s')))])
+        break
+      } catch (err) {
+        if (attempt === 0) log.warn('resubscribe failed; retrying', { topic, err })
+        await Bun.sleep(Math.min(100 * 2 ** attempt, 2000))
+      }
+    }
+    const stream = streams.get(topic)
+    if (stream) void repair(topic, stream)
+  }
   cmd.on('ready', () => presence.reconnected(!closing && started))
   let lastState = ''
   const onState = () => {
