@@ -301,7 +301,10 @@ describe('Redis Cluster outage', () => {
       for (const p of rc.ports) await rc.restart(p) // nodes.conf kept, data not: the same cluster, empty
       await rc.waitOk()
       await until(async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200, 'both nodes ready again', 30_000)
-      const reset = await reader.next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 15_000)
+      const reset = await reader.next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 15_000).catch((err) => {
+        console.error(y.logs.slice(-25).map((l) => JSON.stringify(l)).join('\n'))
+        throw err
+      })
       expect(reset.recovered).toBe(false)
       let ack: Record<string, any> = {}
       await until(async () => (ack = await sender.request({ type: 'chat', room: r, body: 'after the outage' }, 4000)).type === 'ack', 'a send accepted', 20_000)

@@ -104,7 +104,8 @@ return 0
  * this primary becomes its writer. Also when a node saw a seq the state no longer reaches
  * (ARGV[2], '' = none). A room never written in cluster mode just takes its writer.
  * A new epoch is announced on the room's channel (ARGV[3]) as `{"epoch":…,"seq":…}` before
- * any frame of it, so that every node resets the room's members first (RESET_HEAD).
+ * any frame of it, so that every node resets the room's members first (RESET_HEAD); the seq it
+ * started from stays in the state (`fs`) for a node that learns of the epoch later.
  * KEYS: state. Returns {seq, epoch} | {-1} (no state).
  */
 export const FENCE = `
@@ -115,7 +116,7 @@ local epoch = st[2]
 local lost = (st[3] and st[3] ~= myid) or (ARGV[2] ~= '' and tonumber(st[1]) < tonumber(ARGV[2]))
 if lost and ARGV[1] ~= '' then
   epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'fs', st[1])
   redis.call('SPUBLISH', ARGV[3], '{"epoch":"' .. epoch .. '","seq":' .. st[1] .. '}')
 end
 redis.call('HSET', KEYS[1], 'w', myid)

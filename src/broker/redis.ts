@@ -123,23 +123,29 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
    * across reconnects). Retries until it succeeds; frames that arrive meanwhile wait, so a
    * gap is never handed on. A room whose sequence restarted (Redis came back empty) is reset.
    */
-  async function repair(topic: string, stream: RoomStream) {
-    if (stream.repairing) return
+  async function repair(topic: string, stream: RoomStream): Promise<number> {
+    if (stream.repairing) return 0
     stream.repairing = true
+    let found = 0
     const room = topic.slice(2)
     for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
       try {
-        const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
+        const [seq, epoch, fs] = await cmd.hmget(key.state(room), 'seq', 'epoch', 'fs')
         let pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
         // A promoted replica without the last writes: the seqs it lacks must not come again in this epoch.
         if (cluster && pos.epoch === stream.epoch && pos.seq < stream.last) pos = await fence(room, stream.last)
-        if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) restarted(room, stream, pos)
+        // An epoch a fence started (cluster) is joined where it started: its frames are then read below.
+        if (stream.epoch !== undefined && pos.epoch !== stream.epoch && fs != null && pos.epoch === epoch) restarted(room, stream, { seq: Number(fs), epoch: pos.epoch })
+        else if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) restarted(room, stream, pos)
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
           if (entries.length > 0 && Number.parseInt(entries[0]![0]) > stream.last + 1)
             log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
-          for (const [, fields] of entries) handOver(topic, stream, fields[1]!)
+          for (const [, fields] of entries) {
+            if (chatSeq(fields[1]!) > stream.last) found++
+            handOver(topic, stream, fields[1]!)
+          }
         }
         break
       } catch (err) {
@@ -152,6 +158,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     const pending = stream.pending
     stream.pending = []
     for (const f of pending) handOver(topic, stream, f)
+    return found
   }
 
   /** The room's sequence restarted (or, in a Redis Cluster, went on in a new epoch): members resync. */
@@ -184,15 +191,40 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
   // drops an SSUBSCRIBE that fails (a shard not serving yet). So the node subscribes every
   // watched channel itself, retrying until it is confirmed, then repairs the room: frames may
   // have been lost meanwhile. (SSUBSCRIBE of a channel already subscribed is a no-op.)
+  // For a while after a topology change every watched room is also repaired every 2 s: a room
+  // whose stream holds frames pub/sub did not bring is subscribed again (an SSUBSCRIBE can be
+  // confirmed by a shard connection that is then replaced).
+  let settleUntil = 0
+  const settleTimer = cluster
+    ? setInterval(() => {
+        if (Date.now() > settleUntil || closing) return
+        for (const [topic, stream] of streams)
+          if (!stream.repairing) void repair(topic, stream).then((found) => (found > 0 ? resubscribe(topic) : undefined))
+      }, 2000)
+    : undefined
+  settleTimer?.unref()
+
   sub.on('subscribersReady', () => {
     if (closing || !started) return
+    settleUntil = Date.now() + 30_000
     // A promoted replica may lack this node's latest presence entries: register them again.
     presence.reconnected(true)
     for (const topic of watched.keys()) void resubscribe(topic)
   })
 
+  let lastRebuild = 0
   async function resubscribe(topic: string) {
+    const stream = streams.get(topic)
+    if (stream) void repair(topic, stream) // what the stream holds now; again once subscribed
     for (let attempt = 0; watched.has(topic) && !closing; attempt++) {
+      // Seen after every instance restarted: the group keeps routing to a shard connection that
+      // never answers. Rebuilding the subscriber connections (at most every 10 s) gets it going.
+      if (attempt === 3 && Date.now() - lastRebuild > 10_000) {
+        lastRebuild = Date.now()
+        log.warn('shard subscribers do not answer; reconnecting them')
+        sub.disconnect(true)
+        return
+      }
       try {
         // An SSUBSCRIBE queued on a shard connection that died meanwhile never settles.
         await Promise.race([subscribe(key.channel(topic)), Bun.sleep(3000).then(() => Promise.reject(new Error('no answer in 3 s')))])
@@ -202,8 +234,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
         await Bun.sleep(Math.min(100 * 2 ** attempt, 2000))
       }
     }
-    const stream = streams.get(topic)
-    if (stream) void repair(topic, stream)
+    if (stream && streams.get(topic) === stream) void repair(topic, stream)
   }
   cmd.on('ready', () => presence.reconnected(!closing && started))
   let lastState = ''
@@ -380,6 +411,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       closing = true
       if (timer) clearInterval(timer)
       if (repairTimer) clearInterval(repairTimer)
+      if (settleTimer) clearInterval(settleTimer)
       await presence.end()
       sub.disconnect()
       cmd.disconnect()
