@@ -88,4 +88,16 @@ describe('WORKERS=2', () => {
     expect(await sup.exited).toBe(0)
     for (const p of pids) expect(alive(p)).toBe(false)
   }, 60_000)
+
+  test('workers whose supervisor is SIGKILLed drain themselves instead of holding the port', async () => {
+    const port = freePort()
+    sup = await startServer({ env: { WORKERS: '2', PORT: String(port), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, RATE_LIMIT_PER_SEC: '0' } })
+    await until(() => sup!.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 15_000)
+    const pids = workerPids().filter(alive)
+    expect(pids).toHaveLength(2)
+    const c = await connect(`ws://127.0.0.1:${port}/ws`)
+    await sup.stop('SIGKILL')
+    expect((await c.closed).code).toBe(1001)
+    await until(() => pids.every((p) => !alive(p)), 'both workers gone', 10_000)
+  }, 30_000)
 })
