@@ -186,11 +186,6 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
         }
       })
   })
-  // A Redis Cluster's subscriber group opens connections to the new primaries after a topology
-  // change (a failover) or a lost shard connection, and subscribes their channels again, but
-  // drops an SSUBSCRIBE that fails (a shard not serving yet). So the node subscribes every
-  // watched channel itself, retrying until it is confirmed, then repairs the room: frames may
-  // have been lost meanwhile. (SSUBSCRIBE of a channel already subscribed is a no-op.)
   // For a while after a topology change every watched room is also repaired every 2 s: a room
   // whose stream holds frames pub/sub did not bring is subscribed again (an SSUBSCRIBE can be
   // confirmed by a shard connection that is then replaced).
@@ -204,6 +199,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     : undefined
   settleTimer?.unref()
 
+  // A Redis Cluster's subscriber group opens connections to the new primaries after a topology
+  // change (a failover) or a lost shard connection, and subscribes their channels again, but
+  // drops an SSUBSCRIBE that fails (a shard not serving yet). So the node subscribes every
+  // watched channel itself, retrying until it is confirmed, then repairs the room: frames may
+  // have been lost meanwhile. (SSUBSCRIBE of a channel already subscribed is a no-op.)
   sub.on('subscribersReady', () => {
     if (closing || !started) return
     settleUntil = Date.now() + 30_000
