@@ -212,6 +212,10 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
     for (const topic of watched.keys()) void resubscribe(topic)
   })
 
+  /** Cluster: an SSUBSCRIBE queued on a shard connection that died meanwhile never settles. */
+  const bounded = <T>(p: Promise<T>): Promise<T> =>
+    cluster ? Promise.race([p, Bun.sleep(3000).then(() => Promise.reject(new Error('redis: no answer to SSUBSCRIBE in 3 s')))]) : p
+
   let lastRebuild = 0
   async function resubscribe(topic: string) {
     const stream = streams.get(topic)
@@ -226,8 +230,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
         return
       }
       try {
-        // An SSUBSCRIBE queued on a shard connection that died meanwhile never settles.
-        await Promise.race([subscribe(key.channel(topic)), Bun.sleep(3000).then(() => Promise.reject(new Error('no answer in 3 s')))])
+        await bounded(subscribe(key.channel(topic)))
         break
       } catch (err) {
         if (attempt === 0) log.warn('resubscribe failed; retrying', { topic, err })
@@ -361,7 +364,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker {
       // Counted even when the subscribe fails: the caller unwatches either way, and a wanted
       // channel is subscribed again when the connection is back.
       if (topic.startsWith('r:')) streams.set(topic, newStream())
-      const entry = { count: 1, ready: subscribe(key.channel(topic)).then(() => {}) }
+      const entry = { count: 1, ready: bounded(subscribe(key.channel(topic))).then(() => {}) }
       watched.set(topic, entry)
       return entry.ready
     },
