@@ -15,6 +15,9 @@
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
  *   --members=0 skips scenario 1 (1b still runs with --only=fanout): the per-message cost alone
  *   --server-env=K=V,K=V  extra environment of the chat server only (bench/webhooks.ts turns webhooks on with it)
+ *
+ * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
+ * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -74,7 +77,7 @@ const opt = {
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
 }
-for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist', 'cluster'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
@@ -515,7 +518,27 @@ function machine() {
   }
 }
 
+/** The opt-in cluster scenario runs alone and keeps its own results file. */
+async function clusterMain() {
+  const { clusterScenario, clusterTable } = await import('./cluster')
+  const o = {
+    rooms: num('cluster-rooms', 1000, 200),
+    members: num('cluster-members', 10, 10),
+    seconds: num('cluster-s', 5, 2),
+    window: num('cluster-window', 2, 2),
+    configs: (flag('cluster-configs') ?? 'single-1,cluster-1,single-2,cluster-2').split(','),
+  }
+  const results = await clusterScenario(o)
+  const out = flag('out') ?? join(ROOT, 'bench/results/cluster.json')
+  const record = { date: new Date().toISOString(), options: o, machine: { ...machine(), loadavgEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }, results }
+  writeFileSync(out, JSON.stringify(record, null, 2) + '\n')
+  console.log(clusterTable(results))
+  log(`wrote ${out}`)
+  process.exit(0)
+}
+
 async function main() {
+  if (ONLY.includes('cluster')) return clusterMain()
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   if (PROFILE) mkdirSync(PROF_DIR, { recursive: true })
   const started = Date.now()

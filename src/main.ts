@@ -19,6 +19,7 @@ import { createMetrics } from './metrics'
 import { createWebhooks } from './webhooks'
 import type { OfflineProvider } from './webhooks'
 import { OFFLINE_CAP } from './webhooks/events'
+import { supervise, watchSupervisor, workerNumber } from './workers'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -56,8 +57,14 @@ try {
   process.exit(1)
 }
 
-const nodeId = config.NODE_ID ?? `node-${Bun.randomUUIDv7().slice(-8)}`
-configureLog(config.LOG_LEVEL, { node: nodeId })
+const worker = workerNumber()
+if (config.WORKERS > 1 && worker === undefined) {
+  configureLog(config.LOG_LEVEL, { supervisor: true })
+  await supervise(config.WORKERS, config.SHUTDOWN_GRACE_S * 1000)
+}
+// Each worker is a node of its own: a fixed NODE_ID gets the worker's number.
+const nodeId = config.NODE_ID ? (worker ? `${config.NODE_ID}-${worker}` : config.NODE_ID) : `node-${Bun.randomUUIDv7().slice(-8)}`
+configureLog(config.LOG_LEVEL, worker ? { node: nodeId, worker } : { node: nodeId })
 const metrics = createMetrics()
 
 /** A dependency that does not answer at startup stops it, naming the variable; later outages are survived. */
@@ -88,6 +95,7 @@ const origin = store?.origin
 const redis = config.REDIS_URL
   ? redisBroker({
       url: config.REDIS_URL,
+      cluster: config.REDIS_CLUSTER,
       prefix: config.REDIS_PREFIX,
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
@@ -131,7 +139,7 @@ const webhooks = createWebhooks({ config, metrics, nodeId, offline })
 const { app, hub, stats } = createApp({ config, broker, metrics, nodeId, store, members, webhooks: webhooks?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
-app.listen({ hostname: config.HOST, port: config.PORT })
+app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true })
 const port = app.server!.port
 log.info('listening', { host: config.HOST, port, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
 if (config.APP_ENV === 'production' && config.authMode === 'off')
@@ -175,3 +183,4 @@ async function shutdown(signal: string) {
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
 process.on('SIGINT', () => void shutdown('SIGINT'))
+if (worker) watchSupervisor(() => void shutdown('supervisor gone'))
