@@ -3,9 +3,9 @@ import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
-import { haveRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
+import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
 import type { RedisCluster } from './helpers/redis-cluster'
-import { needService, privateRedis } from './helpers/services'
+import { needService, privateRedis, dropRedisPrefix } from './helpers/services'
 
 const test = await needService('Redis', 6379)
 const prefix = `test-${process.pid}-${Date.now()}:`
@@ -21,28 +21,13 @@ async function nodeOf(extra: Record<string, string> = {}) {
 }
 
 /** A real Redis Cluster needs redis-server and redis-cli; under CI=true their absence fails. */
-function needBinaries(): typeof test {
-  if (haveRedisBinaries()) return test
-  if (process.env.CI === 'true')
-    return ((label: string) => test(label, () => {
-      throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
-    })) as unknown as typeof test
-  console.warn('skipping the Redis Cluster suite: redis-server/redis-cli are not on PATH')
-  return test.skip
-}
 
 let redisCluster: RedisCluster | undefined
 
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop('SIGKILL')))
   await redisCluster?.stop()
-  const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length) await redis.del(...keys)
-  } catch {}
-  redis.disconnect()
+  await dropRedisPrefix(prefix)
 })
 
 async function member(url: string, r: string, query: Record<string, string> = {}): Promise<TestClient> {
@@ -55,7 +40,7 @@ const backends = [
   { name: 'one Redis', test, env: async () => ({}) },
   {
     name: 'a Redis Cluster (3 primaries, 3 replicas)',
-    test: needBinaries(),
+    test: needRedisBinaries(),
     env: async () => {
       redisCluster = await startRedisCluster()
       return { REDIS_URL: redisCluster.url, REDIS_CLUSTER: 'true' }
@@ -278,7 +263,7 @@ describe('Redis outage', () => {
 })
 
 describe('Redis Cluster outage', () => {
-  const test = needBinaries()
+  const test = needRedisBinaries()
   test('every instance down: unavailable and readyz 503; back without data: members get a fresh joined and chat flows again', async () => {
     const rc = await startRedisCluster()
     try {

@@ -1,19 +1,13 @@
-import { afterAll, describe, expect, test as bunTest } from 'bun:test'
+import { afterAll, describe, expect } from 'bun:test'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
-import { haveRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
+import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
 import type { RedisCluster } from './helpers/redis-cluster'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 
 /** A real Redis Cluster needs redis-server and redis-cli; under CI=true their absence fails. */
-const test: typeof bunTest = haveRedisBinaries()
-  ? bunTest
-  : process.env.CI === 'true'
-    ? (((label: string) => bunTest(label, () => {
-        throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
-      })) as unknown as typeof bunTest)
-    : bunTest.skip
+const test = needRedisBinaries()
 
 const prefix = 'fo:'
 let cluster: RedisCluster | undefined

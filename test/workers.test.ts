@@ -3,7 +3,7 @@ import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
-import { freePort, needService } from './helpers/services'
+import { freePort, needService, dropRedisPrefix } from './helpers/services'
 
 const test = await needService('Redis', 6379)
 const prefix = `test-workers-${process.pid}-${Date.now()}:`
@@ -16,13 +16,7 @@ afterAll(async () => {
       process.kill(pid, 'SIGKILL')
     } catch {}
   }
-  const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length) await redis.del(...keys)
-  } catch {}
-  redis.disconnect()
+  await dropRedisPrefix(prefix)
 })
 
 /** Every worker pid the supervisor has logged. */

@@ -1,3 +1,4 @@
+import { test } from 'bun:test'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,6 +7,17 @@ import { freePort, listening } from './services'
 
 /** True when redis-server and redis-cli are on PATH (what a local Redis Cluster needs). */
 export const haveRedisBinaries = () => Bun.which('redis-server') !== null && Bun.which('redis-cli') !== null
+
+/** `test` when redis-server and redis-cli are there; a failing test under CI=true; else a printed skip. */
+export function needRedisBinaries(): typeof test {
+  if (haveRedisBinaries()) return test
+  if (process.env.CI === 'true')
+    return ((label: string) => test(label, () => {
+      throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
+    })) as unknown as typeof test
+  console.warn('skipping the Redis Cluster suites: redis-server/redis-cli are not on PATH')
+  return test.skip
+}
 
 interface Instance {
   port: number
