@@ -15,6 +15,12 @@
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
  *   --members=0 skips scenario 1 (1b still runs with --only=fanout): the per-message cost alone
  *   --server-env=K=V,K=V  extra environment of the chat server only (bench/webhooks.ts turns webhooks on with it)
+ *
+ * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
+ * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
+ * --only=conversations: the time from open to `welcome` with 500 memberships on each engine
+ * (bench/welcome.ts, --memberships --connects --engines) and the RSS of room churn with room
+ * retention off and on (bench/churn.ts, --rooms --rounds), written to bench/results/conversations.json.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -74,7 +80,7 @@ const opt = {
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
 }
-for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
@@ -515,7 +521,40 @@ function machine() {
   }
 }
 
+/** The opt-in cluster scenario runs alone and keeps its own results file. */
+async function clusterMain() {
+  const { clusterScenario, clusterTable } = await import('./cluster')
+  const o = {
+    rooms: num('cluster-rooms', 1000, 200),
+    members: num('cluster-members', 10, 10),
+    seconds: num('cluster-s', 5, 2),
+    window: num('cluster-window', 2, 2),
+    configs: (flag('cluster-configs') ?? 'single-1,cluster-1,single-2,cluster-2').split(','),
+  }
+  const results = await clusterScenario(o)
+  const out = flag('out') ?? join(ROOT, 'bench/results/cluster.json')
+  const record = { date: new Date().toISOString(), options: o, machine: { ...machine(), loadavgEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }, results }
+  writeFileSync(out, JSON.stringify(record, null, 2) + '\n')
+  console.log(clusterTable(results))
+  log(`wrote ${out}`)
+  process.exit(0)
+}
+
+/** The opt-in conversations scenario: connect with many memberships, and room churn. */
+async function conversationsMain() {
+  const { welcomeBench } = await import('./welcome')
+  const { churnBench } = await import('./churn')
+  const welcome = await welcomeBench()
+  const churn = await churnBench()
+  const out = flag('out') ?? join(ROOT, 'bench/results/conversations.json')
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine: machine(), welcome, churn }, null, 2) + '\n')
+  log(`wrote ${out}`)
+  process.exit(0)
+}
+
 async function main() {
+  if (ONLY.includes('cluster')) return clusterMain()
+  if (ONLY.includes('conversations')) return conversationsMain()
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
   if (PROFILE) mkdirSync(PROF_DIR, { recursive: true })
   const started = Date.now()

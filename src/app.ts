@@ -95,7 +95,7 @@ export function createApp(deps: AppDeps) {
   const stats = nodeStats({
     nodeId: deps.nodeId,
     version: pkg.version,
-    redis: config.REDIS_URL ? { url: config.REDIS_URL, prefix: config.REDIS_PREFIX } : undefined,
+    redis: config.REDIS_URL ? { url: config.REDIS_URL, prefix: config.REDIS_PREFIX, cluster: config.REDIS_CLUSTER } : undefined,
     read: () => ({
       connections: hub.size,
       rooms: hub.roomCount,

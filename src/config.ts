@@ -30,6 +30,13 @@ const url = (protocols: string[]) =>
       }
     }, `expected a URL starting with ${protocols.map((p) => p + '//').join(' or ')}`)
 
+/** A comma list of URLs (a Redis Cluster's seed nodes); one URL is the usual case. */
+const urls = (protocols: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((s) => s.split(',').every((u) => url(protocols).safeParse(u).success), `expected a URL starting with ${protocols.map((p) => p + '//').join(' or ')} (or a comma list of them)`)
+
 const text = z.string().min(1, 'must not be empty')
 const optional = <T extends z.ZodType>(schema: T) => schema.optional()
 
@@ -42,7 +49,9 @@ export const variables = {
   HOST: { schema: text, default: '0.0.0.0', help: 'listen address' },
   PORT: { schema: int(0, 65535, 'a port number'), default: '8080', help: 'listen port (0 picks a free one)' },
   NODE_ID: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'this node\'s name in logs, welcome frames and the cluster (default: random)' },
-  REDIS_URL: { schema: optional(url(['redis:', 'rediss:'])), default: undefined, help: 'unset: one node, in-process hub; set: cluster through Redis' },
+  REDIS_URL: { schema: optional(urls(['redis:', 'rediss:'])), default: undefined, help: 'unset: one node, in-process hub; set: cluster through Redis (with REDIS_CLUSTER=true, a comma list of seed nodes is allowed)' },
+  REDIS_CLUSTER: { schema: bool, default: 'false', help: '`true`: REDIS_URL names a Redis Cluster (keys per room in one slot, sharded pub/sub)' },
+  WORKERS: { schema: z.string().trim().refine((s) => s === 'auto' || (/^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 256), 'expected a number from 1 to 256 or auto').transform((s) => (s === 'auto' ? navigator.hardwareConcurrency : Number(s))), default: '1', help: 'server processes sharing PORT (`auto`: one per core); more than 1 needs REDIS_URL' },
   REDIS_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9_.:-]{0,64}$/, 'expected up to 64 of A-Z a-z 0-9 _ . : -'), default: 'chat:', help: 'prefix of every Redis key and channel (several clusters can share one Redis)' },
   JWT_SECRET: { schema: optional(z.string().min(16, 'must be at least 16 characters')), default: undefined, help: 'shared secret (HS256/384/512); turns auth on' },
   JWT_PUBLIC_KEY: { schema: optional(z.string().includes('-----BEGIN', { message: 'expected a PEM public key' })), default: undefined, help: 'PEM public key (RS*, PS*, ES*, EdDSA); turns auth on' },
@@ -149,6 +158,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     for (const k of ['WEBHOOK_URL', 'HOOK_BEFORE_PUBLISH_URL'] as const)
       if (c[k] && !c.WEBHOOK_SECRET) errors.push(`WEBHOOK_SECRET: required when ${k} is set (every call to the application is signed)`)
     if (c.WEBHOOK_CLAIM_MS <= c.WEBHOOK_TIMEOUT_MS) errors.push('WEBHOOK_CLAIM_MS: must be longer than WEBHOOK_TIMEOUT_MS (else a live node\'s request is taken over)')
+    if (c.REDIS_URL?.includes(',') && !c.REDIS_CLUSTER) errors.push('REDIS_URL: a comma list of seed nodes needs REDIS_CLUSTER=true')
+    if (c.REDIS_CLUSTER && !c.REDIS_URL) errors.push('REDIS_CLUSTER: true needs REDIS_URL (the cluster\'s seed nodes)')
+    if (c.WORKERS > 1 && !c.REDIS_URL) errors.push(`WORKERS: ${c.WORKERS} workers are nodes of one cluster and need REDIS_URL`)
+    if (c.WORKERS > 1 && c.PORT === 0) errors.push('WORKERS: several workers share one port; set PORT (0 would give each its own)')
     if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
     if (c.APP_ENV === 'production') {
       // Strict checks: secrets that are guessable in practice are refused outright.

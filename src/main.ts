@@ -22,6 +22,7 @@ import type { TlsFiles } from './tls'
 import { createWebhooks } from './webhooks'
 import type { OfflineProvider } from './webhooks'
 import { OFFLINE_CAP } from './webhooks/events'
+import { supervise, watchSupervisor, workerNumber } from './workers'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -61,8 +62,14 @@ try {
   process.exit(1)
 }
 
-const nodeId = config.NODE_ID ?? `node-${Bun.randomUUIDv7().slice(-8)}`
-configureLog(config.LOG_LEVEL, { node: nodeId })
+const worker = workerNumber()
+if (config.WORKERS > 1 && worker === undefined) {
+  configureLog(config.LOG_LEVEL, { supervisor: true })
+  await supervise(config.WORKERS, config.SHUTDOWN_GRACE_S * 1000)
+}
+// Each worker is a node of its own: a fixed NODE_ID gets the worker's number.
+const nodeId = config.NODE_ID ? (worker ? `${config.NODE_ID}-${worker}` : config.NODE_ID) : `node-${Bun.randomUUIDv7().slice(-8)}`
+configureLog(config.LOG_LEVEL, worker ? { node: nodeId, worker } : { node: nodeId })
 const metrics = createMetrics()
 
 /** A dependency that does not answer at startup stops it, naming the variable; later outages are survived. */
@@ -93,6 +100,7 @@ const origin = store?.origin
 const redis = config.REDIS_URL
   ? redisBroker({
       url: config.REDIS_URL,
+      cluster: config.REDIS_CLUSTER,
       prefix: config.REDIS_PREFIX,
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
@@ -121,7 +129,7 @@ const members: Members = store
 
 const userConns =
   config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0
-    ? redisUserConns({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, nodeId, onError: () => metrics.brokerErrors.inc() })
+    ? redisUserConns({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER, prefix: config.REDIS_PREFIX, nodeId, onError: () => metrics.brokerErrors.inc() })
     : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
 /**
@@ -141,9 +149,8 @@ const { app, hub, stats, listeners } = createApp({ config, broker, metrics, node
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 if (userConns) await orExit('REDIS_URL', () => userConns.start())
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
-// reusePort only with TLS: it lets a renewed certificate take over the port (SIGHUP below);
-// without it a second process on the same port fails to start, as it should.
-app.listen({ hostname: config.HOST, port: config.PORT, ...(tls ? { reusePort: true, tls: { cert: tls.cert, key: tls.key } } : {}) })
+// reusePort: WORKERS share the port, and a renewed TLS certificate takes it over (SIGHUP below).
+app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) })
 listeners.set(app.server)
 const port = app.server!.port
 log.info('listening', { host: config.HOST, port, tls: tls ? { subject: tls.subject, notAfter: tls.notAfter } : false, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
@@ -210,3 +217,4 @@ process.on('SIGHUP', () => {
   }
 })
 process.on('SIGINT', () => void shutdown('SIGINT'))
+if (worker) watchSupervisor(() => void shutdown('supervisor gone'))

@@ -14,7 +14,7 @@ import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
-import { needService } from './helpers/services'
+import { needService, dropRedisPrefix } from './helpers/services'
 
 const CHROMIUM = '/usr/bin/chromium'
 const ARTIFACTS = join(ROOT, 'test', 'artifacts')
@@ -58,13 +58,7 @@ describe.skipIf(!existsSync(CHROMIUM))('admin page in Chromium', () => {
     for (const c of clients) c.close()
     await browser?.close().catch(() => {})
     await Promise.all([a?.stop(), b?.stop()])
-    const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
-    try {
-      await redis.connect()
-      const keys = await redis.keys(`${prefix}*`)
-      if (keys.length) await redis.del(...keys)
-    } catch {}
-    redis.disconnect()
+    await dropRedisPrefix(prefix)
   })
 
   const cellOf = (node: string, column: number) => page.locator(`#nodes tr[data-node="${node}"] td:nth-child(${column})`)

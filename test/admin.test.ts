@@ -7,7 +7,7 @@ import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
-import { needService } from './helpers/services'
+import { needService, dropRedisPrefix } from './helpers/services'
 
 const API_KEY = 'admin-test-key-0123456789'
 const servers: RunningServer[] = []
@@ -26,13 +26,7 @@ const admin = async (s: RunningServer, path: string) => {
 
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop()))
-  const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length) await redis.del(...keys)
-  } catch {}
-  redis.disconnect()
+  await dropRedisPrefix(prefix)
 })
 
 describe('admin API and page on one node', () => {

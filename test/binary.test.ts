@@ -7,7 +7,8 @@ import { join } from 'node:path'
 import pkg from '../package.json'
 import { variables } from '../src/config'
 import { connect } from './helpers/client'
-import { ROOT, runServerOnce, startServer } from './helpers/server'
+import { ROOT, runServerOnce, startServer, until } from './helpers/server'
+import { freePort, listening } from './helpers/services'
 
 const BUILD_TIMEOUT_MS = 120_000
 let buildDir = ''
@@ -140,6 +141,25 @@ describe('single binary', () => {
       const after = await runServerOnce({ PORT: String(srv.port) }, ['--healthcheck'], [bin])
       expect(after.code).toBe(1)
       expect(after.stderr).toContain('healthcheck failed')
+    } finally {
+      await srv.stop('SIGKILL')
+    }
+  })
+
+  test('WORKERS=2 from the binary: it starts itself twice on one port, and one SIGTERM stops both', async () => {
+    if (!(await listening(6379))) {
+      if (process.env.CI === 'true') throw new Error('Redis is not answering on 127.0.0.1:6379 (CI=true: a missing service is a failure)')
+      return console.warn('skipping: Redis is not answering on 127.0.0.1:6379')
+    }
+    const port = freePort()
+    const srv = await startServer({ command: [bin], env: { WORKERS: '2', PORT: String(port), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `test-binworkers-${process.pid}:` } })
+    try {
+      await until(() => srv.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 15_000)
+      expect(srv.logs.filter((l) => l.msg === 'listening').map((l) => l.worker).sort()).toEqual([1, 2])
+      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200)
+      srv.proc.kill('SIGTERM')
+      expect(await srv.exited).toBe(0)
+      expect(srv.logs.filter((l) => l.msg === 'stopped').length).toBe(3) // two workers, then the supervisor
     } finally {
       await srv.stop('SIGKILL')
     }

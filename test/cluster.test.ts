@@ -3,7 +3,9 @@ import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
-import { needService, privateRedis } from './helpers/services'
+import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
+import type { RedisCluster } from './helpers/redis-cluster'
+import { needService, privateRedis, dropRedisPrefix } from './helpers/services'
 
 const test = await needService('Redis', 6379)
 const prefix = `test-${process.pid}-${Date.now()}:`
@@ -12,21 +14,20 @@ const servers: RunningServer[] = []
 let n = 0
 const room = () => `c-room-${++n}`
 
-async function node(extra: Record<string, string> = {}) {
+async function nodeOf(extra: Record<string, string> = {}) {
   const s = await startServer({ env: { ...env, ...extra } })
   servers.push(s)
   return s
 }
 
+/** A real Redis Cluster needs redis-server and redis-cli; under CI=true their absence fails. */
+
+let redisCluster: RedisCluster | undefined
+
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop('SIGKILL')))
-  const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length) await redis.del(...keys)
-  } catch {}
-  redis.disconnect()
+  await redisCluster?.stop()
+  await dropRedisPrefix(prefix)
 })
 
 async function member(url: string, r: string, query: Record<string, string> = {}): Promise<TestClient> {
@@ -35,15 +36,31 @@ async function member(url: string, r: string, query: Record<string, string> = {}
   return c
 }
 
-describe('cluster through Redis', () => {
+const backends = [
+  { name: 'one Redis', test, env: async () => ({}) },
+  {
+    name: 'a Redis Cluster (3 primaries, 3 replicas)',
+    test: needRedisBinaries(),
+    env: async () => {
+      redisCluster = await startRedisCluster()
+      return { REDIS_URL: redisCluster.url, REDIS_CLUSTER: 'true' }
+    },
+  },
+]
+
+for (const backend of backends) describe(`cluster through ${backend.name}`, () => {
+  const test = backend.test
+  let base: Record<string, string> = {}
+  const node = (extra: Record<string, string> = {}) => nodeOf({ ...base, ...extra })
   let a: RunningServer
   let b: RunningServer
   let c: RunningServer
 
-  test('three nodes start against one Redis', async () => {
+  test('three nodes start', async () => {
+    base = await backend.env()
     ;[a, b, c] = await Promise.all([node(), node(), node()])
     for (const s of [a, b, c]) expect((await fetch(`${s.url}/readyz`)).status).toBe(200)
-  })
+  }, 60_000)
 
   test('a chat sent on one node reaches members on every node', async () => {
     const r = room()
@@ -62,6 +79,19 @@ describe('cluster through Redis', () => {
     await until(() => watcher.all('chat').filter((f) => f.room === r).length === 60, '60 messages at the watcher')
     expect(watcher.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
     for (const m of [...senders, watcher]) m.close()
+  })
+
+  test('sends to many rooms in one go are all accepted (rooms on every shard)', async () => {
+    const x = await connect(a.ws)
+    const y = await connect(b.ws)
+    const rooms = Array.from({ length: 30 }, () => room())
+    await Promise.all(rooms.flatMap((r) => [x.request({ type: 'join', room: r }), y.request({ type: 'join', room: r })]))
+    const acks = await Promise.all(rooms.flatMap((r) => [x.request({ type: 'chat', room: r, body: 'one' }), x.request({ type: 'chat', room: r, body: 'two', id: `many-${r}` })]))
+    expect(acks.filter((f) => f.type === 'ack')).toHaveLength(60)
+    await until(() => y.all('chat').length === 60, '60 messages on the other node')
+    for (const r of rooms) expect(y.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([1, 2])
+    x.close()
+    y.close()
   })
 
   test('a DM reaches the user on another node, and the sender\'s other connections', async () => {
@@ -163,6 +193,8 @@ describe('cluster through Redis', () => {
   }, 40_000)
 })
 
+const node = nodeOf
+
 describe('Redis outage', () => {
   test('chat answers unavailable and readyz 503 while Redis is down; after it returns nothing accepted is lost', async () => {
     const redis = await privateRedis({ keepData: true })
@@ -228,4 +260,44 @@ describe('Redis outage', () => {
       await redis.kill()
     }
   }, 40_000)
+})
+
+describe('Redis Cluster outage', () => {
+  const test = needRedisBinaries()
+  test('every instance down: unavailable and readyz 503; back without data: members get a fresh joined and chat flows again', async () => {
+    const rc = await startRedisCluster()
+    try {
+      const clEnv = { REDIS_URL: rc.url, REDIS_CLUSTER: 'true', REDIS_PREFIX: 'clout:' }
+      const [x, y] = await Promise.all([node(clEnv), node(clEnv)])
+      const r = room()
+      const sender = await member(x.ws, r)
+      const reader = await member(y.ws, r)
+      const before = reader.all('joined').find((f) => f.room === r)!
+      for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `k${i}` })
+      await reader.next({ type: 'chat', room: r, seq: 3 })
+
+      for (const p of rc.ports) await rc.kill(p)
+      await until(async () => (await fetch(`${x.url}/readyz`)).status === 503, 'readyz 503', 10_000)
+      const ready: any = await (await fetch(`${x.url}/readyz`)).json()
+      expect(ready.checks.broker).toMatch(/^redis/)
+      expect(await sender.request({ type: 'chat', room: r, body: 'lost?' }, 5000)).toMatchObject({ type: 'error', code: 'unavailable' })
+      expect((await fetch(`${x.url}/healthz`)).status).toBe(200)
+
+      for (const p of rc.ports) await rc.restart(p) // nodes.conf kept, data not: the same cluster, empty
+      await rc.waitOk()
+      await until(async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200, 'both nodes ready again', 30_000)
+      const reset = await reader.next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 15_000).catch((err) => {
+        console.error(y.logs.slice(-25).map((l) => JSON.stringify(l)).join('\n'))
+        throw err
+      })
+      expect(reset.recovered).toBe(false)
+      let ack: Record<string, any> = {}
+      await until(async () => (ack = await sender.request({ type: 'chat', room: r, body: 'after the outage' }, 4000)).type === 'ack', 'a send accepted', 20_000)
+      expect(await reader.next({ type: 'chat', room: r, body: 'after the outage' }, 5000)).toMatchObject({ seq: ack.seq })
+      sender.close()
+      reader.close()
+    } finally {
+      await rc.stop()
+    }
+  }, 90_000)
 })

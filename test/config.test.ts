@@ -53,6 +53,19 @@ describe('config', () => {
     expect(loadConfig({ ALLOWED_ORIGINS: 'https://a.example, https://b.example' }).ALLOWED_ORIGINS).toEqual(['https://a.example', 'https://b.example'])
   })
 
+  test('Redis Cluster seeds and workers: lists need REDIS_CLUSTER, workers need Redis and a fixed port', () => {
+    const seeds = 'redis://10.0.0.1:7000,redis://10.0.0.2:7000'
+    expect(loadConfig({ REDIS_URL: seeds, REDIS_CLUSTER: 'true' }).REDIS_CLUSTER).toBe(true)
+    expect(errorsOf({ REDIS_URL: seeds })).toEqual(['REDIS_URL: a comma list of seed nodes needs REDIS_CLUSTER=true'])
+    expect(errorsOf({ REDIS_URL: 'redis://a:1,http://b:2', REDIS_CLUSTER: 'true' })[0]).toMatch(/^REDIS_URL: expected a URL starting with redis:\/\/ or rediss:\/\/ \(or a comma list of them\)/)
+    expect(errorsOf({ REDIS_CLUSTER: 'true' })).toEqual(["REDIS_CLUSTER: true needs REDIS_URL (the cluster's seed nodes)"])
+    expect(errorsOf({ WORKERS: '2' })).toEqual(['WORKERS: 2 workers are nodes of one cluster and need REDIS_URL'])
+    expect(errorsOf({ WORKERS: '2', REDIS_URL: 'redis://127.0.0.1:6379', PORT: '0' })).toEqual(['WORKERS: several workers share one port; set PORT (0 would give each its own)'])
+    expect(errorsOf({ WORKERS: 'many' })[0]).toBe('WORKERS: expected a number from 1 to 256 or auto, got "many"')
+    expect(loadConfig({ WORKERS: 'auto', REDIS_URL: 'redis://127.0.0.1:6379' }).WORKERS).toBe(navigator.hardwareConcurrency)
+    expect(loadConfig({}).WORKERS).toBe(1)
+  })
+
   test('.env.example is generated from the schema and lists every variable', async () => {
     const committed = await Bun.file(new URL('../.env.example', import.meta.url)).text()
     expect(committed).toBe(envExample())

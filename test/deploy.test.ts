@@ -294,6 +294,32 @@ describe('docker-compose example', () => {
   })
 })
 
+describe('Redis Cluster variants', () => {
+  test('compose: the cluster file layered on the base gives every node a valid cluster config', () => {
+    const base = parse(read('deploy/compose/docker-compose.yml'), { merge: true }) as Doc
+    const over = parse(read('deploy/compose/docker-compose.cluster.yml'), { merge: true }) as Doc
+    const sample = { POSTGRES_PASSWORD: 'pw', API_KEY: 'k'.repeat(32), JWT_SECRET: 's'.repeat(32), REDIS_CLUSTER_URL: 'redis://10.0.0.1:7000,redis://10.0.0.2:7000' }
+    for (const [name, svc] of Object.entries(over.services as Record<string, Doc>)) {
+      expect(base.services[name]).toBeDefined()
+      const env = { ...base.services[name].environment, ...svc.environment } as Record<string, string>
+      for (const k of Object.keys(env)) expect(KNOWN.has(k) ? k : `${k} (unknown)`).toBe(k)
+      const c = loadConfig(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(String(v), sample)])))
+      expect(c.REDIS_CLUSTER).toBe(true)
+      expect(c.REDIS_URL).toBe(sample.REDIS_CLUSTER_URL)
+    }
+  })
+
+  test('k8s: the redis-cluster overlay builds on the base and turns REDIS_CLUSTER on', () => {
+    const kust = parse(read(join(K8S_DIR, 'redis-cluster/kustomization.yaml'))) as Doc
+    expect(kust.resources).toEqual(['../'])
+    const ops = kust.patches.flatMap((p: Doc) => parse(p.patch) as Doc[])
+    const data = Object.fromEntries(ops.map((o: Doc) => [String(o.path).replace('/data/', ''), o.value]))
+    for (const k of Object.keys(data)) expect(KNOWN.has(k) ? k : `${k} (unknown)`).toBe(k)
+    const cm = k8s().find((d) => d.kind === 'ConfigMap')!
+    expect(loadConfig({ ...cm.data, ...data, REDIS_URL: 'rediss://chat:pw@clustercfg.example:6379' }).REDIS_CLUSTER).toBe(true)
+  })
+})
+
 describe('systemd unit', () => {
   const unit = read('deploy/systemd/chat-server.service')
   const keys: Record<string, string> = {}

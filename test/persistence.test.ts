@@ -6,6 +6,7 @@ import { freshDatabase } from './helpers/postgres'
 import { startProxy } from './helpers/proxy'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { haveRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
 import { needService, privateRedis } from './helpers/services'
 
 const pgTest = await needService('PostgreSQL', 5432)
@@ -167,11 +168,12 @@ describe('PostgreSQL persistence', () => {
 
 describe('PostgreSQL with Redis', () => {
 
-  withRedis('a node killed before writing is repaired by another node from the stream', async () => {
+  /** Four messages acknowledged through Redis but never written; another node copies them. */
+  async function killedBeforeWriting(redisEnv: Record<string, string>) {
     const prefix = `repair-${process.pid}-${Date.now()}:`
     const proxy = await startProxy(5432)
     try {
-      const doomed = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsnVia(proxy.port) })
+      const doomed = await node({ ...redisEnv, REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsnVia(proxy.port) })
       const r = room()
       const c = await connect(doomed.ws)
       await c.request({ type: 'join', room: r })
@@ -182,7 +184,7 @@ describe('PostgreSQL with Redis', () => {
       void doomed.stop('SIGKILL')
       await doomed.exited
       expect((await db.sql`select 1 from messages where room = ${r}`).length).toBe(0)
-      const healer = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsn })
+      const healer = await node({ ...redisEnv, REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsn })
       await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 4, 'the repair to copy 4 messages', 10_000)
       const rows = await db.sql`select seq, id, body from messages where room = ${r} order by seq`
       expect(rows.map((x) => x.id)).toEqual(acks.map((a) => a.msg))
@@ -191,7 +193,19 @@ describe('PostgreSQL with Redis', () => {
     } finally {
       proxy.close()
     }
-  }, 40_000)
+  }
+
+  withRedis('a node killed before writing is repaired by another node from the stream', () => killedBeforeWriting({ REDIS_URL: 'redis://127.0.0.1:6379' }), 40_000)
+
+  ;(haveRedisBinaries() ? withRedis : process.env.CI === 'true' ? withRedis : realTest.skip)('Redis Cluster: a node killed before writing is repaired by another node from the stream', async () => {
+    if (!haveRedisBinaries()) throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
+    const rc = await startRedisCluster()
+    try {
+      await killedBeforeWriting({ REDIS_URL: rc.url, REDIS_CLUSTER: 'true' })
+    } finally {
+      await rc.stop()
+    }
+  }, 60_000)
 
   withRedis('with Redis, chat goes on while PostgreSQL is down and the backlog is written when it returns', async () => {
     const prefix = `backlog-${process.pid}-${Date.now()}:`

@@ -312,7 +312,7 @@ describe('webhooks after Redis lost the queue', () => {
     const [first] = await chat(c, 1)
     await until(() => byMessage(r.delivered()).has(first!), 'the first message', 5000)
     const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379')
-    await redis.del(`${p}webhooks`) // the stream and its group, as a Redis that came back empty
+    await redis.del(`${p}{wh}:events`) // the stream and its group, as a Redis that came back empty
     redis.disconnect()
     const [second] = await chat(c, 1)
     await until(() => byMessage(r.delivered()).has(second!), 'a message after the group was lost', 10_000)

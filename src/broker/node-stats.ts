@@ -1,4 +1,4 @@
-import Redis from 'ioredis'
+import { redisConnection } from './redis-connect'
 import { log } from '../log'
 
 /** What a node reads of itself at each tick: counts now, and message totals since it started. */
@@ -69,7 +69,7 @@ export interface NodeStatsOptions {
   version: string
   read: () => Reading
   /** Set: every node writes its record to Redis, and reads give the whole cluster. */
-  redis?: { url: string; prefix: string }
+  redis?: { url: string; prefix: string; cluster?: boolean }
   intervalMs?: number
 }
 
@@ -97,11 +97,10 @@ export function nodeStats(opts: NodeStatsOptions) {
   let timer: ReturnType<typeof setInterval> | undefined
 
   const P = opts.redis?.prefix ?? ''
-  const key = (id: string) => `${P}admin:node:${id}`
-  const index = `${P}admin:nodes`
-  const redis = opts.redis
-    ? new Redis(opts.redis.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 2000, retryStrategy: (n) => Math.min(200 * 2 ** n, 5000) })
-    : undefined
+  // One hash tag for every admin key: MGET and MULTI stay in one slot of a Redis Cluster.
+  const key = (id: string) => `${P}{admin}:node:${id}`
+  const index = `${P}{admin}:nodes`
+  const redis = opts.redis ? redisConnection(opts.redis.url, opts.redis.cluster ?? false, 'command') : undefined
   redis?.on('error', (err) => log.debug('node stats: redis error', { err }))
 
   function stat(reading: Reading, now: number): NodeStat {

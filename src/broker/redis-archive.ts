@@ -21,7 +21,7 @@ export function archiveRepair(cmd: Scripted, key: RedisKeys, store: Pick<Store, 
     try {
       locked = (await cmd.set(key.repairLock, nodeId, 'PX', 30_000, 'NX')) === 'OK'
       if (!locked) return
-      for (const room of await cmd.smembers(key.unpersisted)) await repairRoom(room)
+      for (const room of await cmd.zrange(key.unpersisted, 0, -1)) await repairRoom(room)
     } catch (err) {
       log.debug('archive repair failed', { err })
     } finally {
@@ -41,7 +41,7 @@ export function archiveRepair(cmd: Scripted, key: RedisKeys, store: Pick<Store, 
       ready.push(e)
     }
     if (ready.length === 0) {
-      if (entries.length === 0) await cmd.chatPersisted(key.state(room), key.unpersisted, room, pw)
+      if (entries.length === 0) await persisted(room, pw)
       return
     }
     const lo = ready[0]!.seq
@@ -53,6 +53,11 @@ export function archiveRepair(cmd: Scripted, key: RedisKeys, store: Pick<Store, 
       await store.save(missing)
       log.info('repaired messages into the store', { room, count: missing.length, from: missing[0]!.seq, to: missing.at(-1)!.seq })
     }
-    await cmd.chatPersisted(key.state(room), key.unpersisted, room, hi)
+    await persisted(room, hi)
+  }
+
+  async function persisted(room: string, upTo: number) {
+    const [pw, seq] = await cmd.chatPersisted(key.state(room), upTo)
+    if (pw >= seq) await cmd.dueDone(key.unpersisted, room, Date.now())
   }
 }

@@ -19,7 +19,7 @@ interface Entry {
  * per node an index of its entries and an `alive` key kept by a heartbeat. Any node reaps the
  * entries of a node whose heartbeat lapsed, announcing the leaves.
  */
-export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string) {
+export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string, publish: (channel: string, message: string) => Promise<unknown>) {
   /** This node's entries, registered again after Redis comes back empty. */
   const mine = new Map<string, Entry>()
   /** Departures Redis has not heard of yet (it was down): retried when it is back. */
@@ -34,16 +34,21 @@ export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string) {
   }
   const entryOf = (room: string, user: User, conn: string) => JSON.stringify([room, conn, user.id, user.name])
 
-  const register = (e: Entry) =>
-    cmd.presenceAdd(key.pConns(e.room), key.pCounts(e.room), key.pNames(e.room), key.nodeIndex(nodeId), e.conn, e.user.id, e.user.name, entryOf(e.room, e.user, e.conn))
+  // The node index and the room's keys are in different slots of a Redis Cluster, so two
+  // commands: indexed first, unindexed last, so that the reaper always finds what a dead node
+  // left (removing an entry that is not there is a no-op).
+  async function register(e: Entry) {
+    await cmd.sadd(key.nodeIndex(nodeId), entryOf(e.room, e.user, e.conn))
+    return cmd.presenceAdd(key.pConns(e.room), key.pCounts(e.room), key.pNames(e.room), e.conn, e.user.id, e.user.name)
+  }
 
   async function unregister(node: string, e: Entry): Promise<boolean> {
-    const last = await cmd.presenceRemove(key.pConns(e.room), key.pCounts(e.room), key.pNames(e.room), key.nodeIndex(node), e.conn, e.user.id, entryOf(e.room, e.user, e.conn))
+    const last = await cmd.presenceRemove(key.pConns(e.room), key.pCounts(e.room), key.pNames(e.room), e.conn, e.user.id)
+    await cmd.srem(key.nodeIndex(node), entryOf(e.room, e.user, e.conn))
     return last === 1
   }
 
-  const announce = (room: string, event: 'join' | 'leave', user: User) =>
-    cmd.publish(key.channel(roomTopic(room)), frames.presenceEvent(room, event, user))
+  const announce = (room: string, event: 'join' | 'leave', user: User) => publish(key.channel(roomTopic(room)), frames.presenceEvent(room, event, user))
 
   const presence: Presence = {
     async add(room, user, conn) {

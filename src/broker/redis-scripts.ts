@@ -13,15 +13,15 @@ import type Redis from 'ioredis'
  * PUBLISHed to the room's channel, in one step; with a dedupe key, a retry returns the first
  * result instead. Returns {1, seq} | {0, seq, id} (duplicate) | {-1} (room state missing:
  * the caller initialises it from its origin and calls again).
- * With persistence, the room is also marked in the set of rooms whose stream is ahead of the
- * store (KEYS[4]; '' = no persistence), for the archive repair to visit.
  * The published payload is the frame, or `<conn>\n<frame>` when a connection must not get it.
- * The room's state and stream expire after ARGV[9] ms without an append (0 = never).
- * KEYS: state, log, dedupe ('' = none), unpersisted ('' = none). ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, room, except ('' = none), ttlMs
+ * The room's state and stream expire after ARGV[8] ms without an append (0 = never).
+ * KEYS: state, log, and dedupe only when there is one (every key in the room's slot: no
+ * placeholder keys, which a Redis Cluster would refuse as another slot).
+ * ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, except ('' = none), ttlMs
  */
 export const APPEND = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-if KEYS[3] ~= '' then
+if KEYS[3] then
   local hit = redis.call('GET', KEYS[3])
   if hit then
     local sp = string.find(hit, ' ', 1, true)
@@ -31,12 +31,11 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
-if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[8] .. '\\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
-if KEYS[3] ~= '' then redis.call('SET', KEYS[3], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
-if KEYS[4] ~= '' then redis.call('SADD', KEYS[4], ARGV[7]) end
-if ARGV[9] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[9])
-  redis.call('PEXPIRE', KEYS[2], ARGV[9])
+if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[7] .. '\\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
+if KEYS[3] then redis.call('SET', KEYS[3], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
+if ARGV[8] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
 end
 return {1, seq}
 `
@@ -105,20 +104,19 @@ return {seq, st[2], unread, counted, last or ''}
 `
 
 /**
- * presence add/remove, counted by connection, reported by user.
- * KEYS: conns set, counts hash, names hash, node index set.
- * add ARGV: conn, user, name, entry -> 1 when the user's first connection in the room
- * remove ARGV: conn, user, entry -> 1 when it was the user's last
+ * presence add/remove, counted by connection, reported by user. Only the room's keys (one
+ * slot in a Redis Cluster); the node's index of its entries is a separate command.
+ * KEYS: conns set, counts hash, names hash.
+ * add ARGV: conn, user, name -> 1 when the user's first connection in the room
+ * remove ARGV: conn, user -> 1 when it was the user's last
  */
 export const PRESENCE_ADD = `
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 return redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 and 1 or 0
 `
 
 export const PRESENCE_REMOVE = `
-redis.call('SREM', KEYS[4], ARGV[3])
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[2])
@@ -127,17 +125,65 @@ return 1
 `
 
 /**
- * persisted: the store holds every message of the room up to ARGV[2]; when that reaches the
- * room's seq the room leaves the set of rooms to repair. KEYS: state, unpersisted. ARGV: room, upTo
+ * persisted: the store holds every message of the room up to ARGV[1]. KEYS: state.
+ * Returns {pw, seq}: when pw reaches seq, the room may leave the archive's due set (DUE_DONE).
  */
 export const PERSISTED = `
 local pw = tonumber(redis.call('HGET', KEYS[1], 'pw') or '0')
-local upTo = tonumber(ARGV[2])
+local upTo = tonumber(ARGV[1])
 if upTo > pw then redis.call('HSET', KEYS[1], 'pw', upTo); pw = upTo end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if pw >= seq then redis.call('SREM', KEYS[2], ARGV[1]) end
-return pw
+return {pw, tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')}
 `
+
+/**
+ * due done: a room leaves the archive's due set only once every node's lease on it has run
+ * out (a node renews its lease before it appends), so a send racing the repair keeps it due.
+ * KEYS: due zset. ARGV: room, now (ms)
+ */
+export const DUE_DONE = `
+local until = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+if until < tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`
+
+/**
+ * fence (Redis Cluster): a room's state written last by another primary (a replica was
+ * promoted, or its slot moved) may lack writes the old primary acknowledged; so the room
+ * starts a new epoch (ARGV[1]; '' keeps the epoch), ARGV[4] past its seq (with a store, so
+ * that late archive writes of the old epoch never collide), and this primary becomes its writer. Also when a node saw a seq the state no longer reaches
+ * (ARGV[2], '' = none). A room never written in cluster mode just takes its writer.
+ * A new epoch is announced on the room's channel (ARGV[3]) as `{"epoch":…,"seq":…}` before
+ * any frame of it, so that every node resets the room's members first (RESET_HEAD); the seq it
+ * started from stays in the state (`fs`) for a node that learns of the epoch later.
+ * KEYS: state. ARGV: epoch, observed seq, channel, gap. Returns {seq, epoch} | {-1} (no state).
+ */
+export const FENCE = `
+local myid = redis.call('CLUSTER', 'MYID')
+local st = redis.call('HMGET', KEYS[1], 'seq', 'epoch', 'w')
+if not st[1] then return {-1} end
+local epoch = st[2]
+local lost = (st[3] and st[3] ~= myid) or (ARGV[2] ~= '' and tonumber(st[1]) < tonumber(ARGV[2]))
+local seq = tonumber(st[1])
+if lost and ARGV[1] ~= '' then
+  epoch = ARGV[1]
+  seq = seq + tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', seq, 'fs', seq)
+  redis.call('SPUBLISH', ARGV[3], '{"epoch":"' .. epoch .. '","seq":' .. seq .. '}')
+end
+redis.call('HSET', KEYS[1], 'w', myid)
+return {seq, epoch}
+`
+
+/**
+ * The cluster form of a script that writes a room (KEYS[1] = its state): it first checks that
+ * this primary is the room's writer ({-2} else: the node fences and calls again), and
+ * publishes on the room's shard channel. The scripts' text stays one for both modes.
+ */
+/** How a FENCE's new epoch starts on the room's channel (no frame starts so). */
+export const RESET_HEAD = '{"epoch":'
+
+const FENCED = `if redis.call('HGET', KEYS[1], 'w') ~= redis.call('CLUSTER', 'MYID') then return {-2} end\n`
+const sharded = (lua: string) => FENCED + lua.replaceAll("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
 
 /** unlock: deletes a lock only if this node still holds it. KEYS: lock. ARGV: owner */
 export const UNLOCK = `
@@ -147,42 +193,62 @@ return 0
 
 /** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
 export type Scripted = Redis & {
-  chatAppend(state: string, log: string, dedupe: string, unpersisted: string, head: string, tail: string, maxlen: number, channel: string, msgId: string, ttl: number, room: string, except: string, ttlMs: number): Promise<[number, number?, string?]>
   chatSummary(state: string, log: string, read: number, needle: string, cap: number, budget: number, chatHead: string, dmHead: string): Promise<[number, string, number, number, string] | [-1]>
-  chatPersisted(state: string, unpersisted: string, room: string, upTo: number): Promise<number>
+  /** `numKeys` 3 with a dedupe key, else 2 (and no dedupe argument). */
+  chatAppend(numKeys: 2 | 3, ...keysAndArgs: (string | number)[]): Promise<[number, number?, string?]>
+  chatPersisted(state: string, upTo: number): Promise<[number, number]>
+  dueDone(due: string, room: string, now: number): Promise<number>
+  chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string] | [-1]>
   unlock(lock: string, owner: string): Promise<number>
   chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string]>
   chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
-  presenceAdd(conns: string, counts: string, names: string, index: string, conn: string, user: string, name: string, entry: string): Promise<number>
-  presenceRemove(conns: string, counts: string, names: string, index: string, conn: string, user: string, entry: string): Promise<number>
+  presenceAdd(conns: string, counts: string, names: string, conn: string, user: string, name: string): Promise<number>
+  presenceRemove(conns: string, counts: string, names: string, conn: string, user: string): Promise<number>
 }
 
-export function withScripts(redis: Redis): Scripted {
-  redis.defineCommand('chatAppend', { numberOfKeys: 4, lua: APPEND })
+/** `cluster`: the client is a Redis Cluster's (sharded publish, writes fenced per primary). */
+export function withScripts(redis: Redis, cluster = false): Scripted {
+  redis.defineCommand('chatAppend', { lua: cluster ? sharded(APPEND) : APPEND })
   redis.defineCommand('chatSummary', { numberOfKeys: 2, lua: SUMMARY })
-  redis.defineCommand('chatPersisted', { numberOfKeys: 2, lua: PERSISTED })
+  redis.defineCommand('chatPersisted', { numberOfKeys: 1, lua: PERSISTED })
+  redis.defineCommand('dueDone', { numberOfKeys: 1, lua: DUE_DONE })
+  redis.defineCommand('chatFence', { numberOfKeys: 1, lua: FENCE })
   redis.defineCommand('unlock', { numberOfKeys: 1, lua: UNLOCK })
   redis.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })
   redis.defineCommand('chatSince', { numberOfKeys: 2, lua: SINCE })
-  redis.defineCommand('presenceAdd', { numberOfKeys: 4, lua: PRESENCE_ADD })
-  redis.defineCommand('presenceRemove', { numberOfKeys: 4, lua: PRESENCE_REMOVE })
+  redis.defineCommand('presenceAdd', { numberOfKeys: 3, lua: PRESENCE_ADD })
+  redis.defineCommand('presenceRemove', { numberOfKeys: 3, lua: PRESENCE_REMOVE })
   return redis as Scripted
 }
 
-/** Every key and channel, under one prefix. A room's keys share a hash tag (`{room}`). */
+/**
+ * Every key and channel, under one prefix. Whatever belongs to one room (its keys, its retry
+ * keys, its channel) shares the room's hash tag `{room}`, so it lives in one slot of a Redis
+ * Cluster; a user's channel has the tag of the user.
+ */
 export function redisKeys(P: string) {
   return {
     state: (room: string) => `${P}{${room}}:state`,
     log: (room: string) => `${P}{${room}}:log`,
-    dedupe: (k: string) => `${P}dedupe:${k}`,
-    channel: (topic: string) => `${P}ch:${topic}`,
+    /** Retry keys: with the room's tag when the room's script reads them. */
+    dedupe: (k: string, room?: string) => (room === undefined ? `${P}dedupe:${k}` : `${P}{${room}}:dedupe:${k}`),
+    /** Topic `r:<room>` -> `P{<room>}:ch:r`, `u:<user>` -> `P{<user>}:ch:u`. */
+    channel: (topic: string) => {
+      const i = topic.indexOf(':')
+      return `${P}{${topic.slice(i + 1)}}:ch:${topic.slice(0, i)}`
+    },
+    topicOf: (channel: string) => {
+      const i = channel.lastIndexOf('}:ch:')
+      return `${channel.slice(i + 5)}:${channel.slice(P.length + 1, i)}`
+    },
     pConns: (room: string) => `${P}{${room}}:pconns`,
     pCounts: (room: string) => `${P}{${room}}:pcounts`,
     pNames: (room: string) => `${P}{${room}}:pnames`,
     nodeIndex: (node: string) => `${P}node:${node}:presence`,
     nodeAlive: (node: string) => `${P}node:${node}:alive`,
     nodes: `${P}nodes`,
-    unpersisted: `${P}unpersisted`,
+    /** zset: room -> until when a node's lease keeps it due for the archive repair. */
+    unpersisted: `${P}archive-due`,
     repairLock: `${P}repair-lock`,
   }
 }

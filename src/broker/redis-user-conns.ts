@@ -1,4 +1,4 @@
-import Redis from 'ioredis'
+import { redisConnection } from './redis-connect'
 import { log } from '../log'
 
 /**
@@ -52,17 +52,13 @@ export interface UserConnCounter {
   close(): Promise<void>
 }
 
-export function redisUserConns(opts: { url: string; prefix: string; nodeId: string; onError?: () => void }): UserConnCounter {
-  const redis = new Redis(opts.url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 1000,
-    retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000),
-  })
+export function redisUserConns(opts: { url: string; cluster: boolean; prefix: string; nodeId: string; onError?: () => void }): UserConnCounter {
+  const redis = redisConnection(opts.url, opts.cluster, 'command')
   redis.on('error', () => {}) // reported by the failing commands below, and by the broker
-  const nodes = `${opts.prefix}conns:nodes`
-  const hashPrefix = `${opts.prefix}conns:n:`
+  // One hash tag for every key of the counts: in a Redis Cluster the script reads other nodes'
+  // hashes, which must live in the slot of the keys it was given.
+  const nodes = `${opts.prefix}{conns}:nodes`
+  const hashPrefix = `${opts.prefix}{conns}:n:`
   const own = hashPrefix + opts.nodeId
   /** This node's connections per user, as counted here. */
   const local = new Map<string, number>()

@@ -1,15 +1,18 @@
-import Redis from 'ioredis'
 import { CHAT_HEAD, DM_HEAD, eventSeq } from '../protocol/server-frames'
+import type Redis from 'ioredis'
 import { log } from '../log'
 import type { Store } from '../store/types'
 import { archiveRepair } from './redis-archive'
+import { redisConnection } from './redis-connect'
 import { redisPresence } from './redis-presence'
-import { redisKeys, withScripts } from './redis-scripts'
+import { RESET_HEAD, redisKeys, withScripts } from './redis-scripts'
 import type { Accepted, Broker, Deliver, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
+  /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
   url: string
+  cluster?: boolean
   prefix: string
   nodeId: string
   historyLimit: number
@@ -56,6 +59,8 @@ export const REBUILT_SEQ_GAP = 1000
 
 const HEARTBEAT_MS = 5_000
 const REPAIR_EVERY_MS = 1_000
+/** With persistence: a node marks a room due for the archive for this long before it appends to it. */
+const DUE_LEASE_MS = 60_000
 
 /**
  * Many nodes, one chat: seq, the recent log, presence and dedupe live in Redis; every frame
@@ -65,11 +70,17 @@ const REPAIR_EVERY_MS = 1_000
 export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis } {
   const P = opts.prefix
   const origin = opts.origin ?? freshOrigin
-  const common = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
-  const cmd = withScripts(new Redis(opts.url, { ...common, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 3000 }))
-  const sub = new Redis(opts.url, { ...common, autoResubscribe: false, enableOfflineQueue: true })
+  const cluster = opts.cluster ?? false
+  const cmd = withScripts(redisConnection(opts.url, cluster, 'command'), cluster)
+  const sub = redisConnection(opts.url, cluster, 'subscriber')
   const key = redisKeys(P)
-  const channelPrefix = `${P}ch:`
+  // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
+  // (classic PUBLISH would be broadcast to every shard). One Redis keeps classic pub/sub.
+  const publish = cluster ? (ch: string, m: string) => cmd.spublish(ch, m) : (ch: string, m: string) => cmd.publish(ch, m)
+  const subscribe = cluster ? (ch: string) => sub.ssubscribe(ch) : (ch: string) => sub.subscribe(ch)
+  const unsubscribe = cluster ? (ch: string) => sub.sunsubscribe(ch) : (ch: string) => sub.unsubscribe(ch)
+  /** With persistence: until when this node's lease keeps a room in the archive's due set. */
+  const dueUntil = new Map<string, number>()
 
   let deliver: Deliver = () => {}
   let onReset: (room: string, pos: Position) => void = () => {}
@@ -79,13 +90,20 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
-  const presence = redisPresence(cmd, key, opts.nodeId)
+  const presence = redisPresence(cmd, key, opts.nodeId, publish)
   const repairArchive = opts.store ? archiveRepair(cmd, key, opts.store, opts.nodeId) : undefined
 
   // ---- receiving ----
 
-  sub.on('message', (channel: string, payload: string) => {
-    const topic = channel.slice(channelPrefix.length)
+  sub.on(cluster ? 'smessage' : 'message', (channel: string, payload: string) => {
+    const topic = key.topicOf(channel)
+    if (payload.startsWith(RESET_HEAD)) {
+      const stream = streams.get(topic)
+      const pos = JSON.parse(payload) as Position
+      // Unless a repair already saw the new epoch (or the room has no baseline yet).
+      if (stream?.epoch !== undefined && stream.epoch !== pos.epoch) restarted(topic.slice(2), stream, pos)
+      return
+    }
     const [frame, except] = split(payload)
     const seq = eventSeq(frame)
     const stream = seq >= 0 ? streams.get(topic) : undefined
@@ -121,27 +139,29 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
    * across reconnects). Retries until it succeeds; frames that arrive meanwhile wait, so a
    * gap is never handed on. A room whose sequence restarted (Redis came back empty) is reset.
    */
-  async function repair(topic: string, stream: RoomStream) {
-    if (stream.repairing) return
+  async function repair(topic: string, stream: RoomStream): Promise<number> {
+    if (stream.repairing) return 0
     stream.repairing = true
+    let found = 0
     const room = topic.slice(2)
     for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
       try {
-        const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
-        const pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
-        if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) {
-          log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
-          stream.epoch = pos.epoch
-          stream.last = pos.seq
-          stream.pending = stream.pending.filter((p) => payloadSeq(p) > pos.seq)
-          onReset(room, pos)
-        }
+        const [seq, epoch, fs] = await cmd.hmget(key.state(room), 'seq', 'epoch', 'fs')
+        let pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
+        // A promoted replica without the last writes: the seqs it lacks must not come again in this epoch.
+        if (cluster && pos.epoch === stream.epoch && pos.seq < stream.last) pos = await fence(room, stream.last)
+        // An epoch a fence started (cluster) is joined where it started: its frames are then read below.
+        if (stream.epoch !== undefined && pos.epoch !== stream.epoch && fs != null && pos.epoch === epoch) restarted(room, stream, { seq: Number(fs), epoch: pos.epoch })
+        else if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) restarted(room, stream, pos)
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
           if (entries.length > 0 && Number.parseInt(entries[0]![0]) > stream.last + 1)
             log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
-          for (const [, fields] of entries) handOver(topic, stream, fields[1]!)
+          for (const [, fields] of entries) {
+            if (eventSeq(fields[1]!) > stream.last) found++
+            handOver(topic, stream, fields[1]!)
+          }
         }
         break
       } catch (err) {
@@ -154,11 +174,22 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     const pending = stream.pending
     stream.pending = []
     for (const f of pending) handOver(topic, stream, f)
+    return found
+  }
+
+  /** The room's sequence restarted (or, in a Redis Cluster, went on in a new epoch): members resync. */
+  function restarted(room: string, stream: RoomStream, pos: Position) {
+    log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
+    stream.epoch = pos.epoch
+    stream.last = pos.seq
+    stream.pending = stream.pending.filter((p) => payloadSeq(p) > pos.seq)
+    onReset(room, pos)
+    settle(stream)
   }
 
   /** After a reconnect: subscribe again, then repair every room (frames wait meanwhile). */
   sub.on('ready', () => {
-    if (watched.size === 0 || closing) return
+    if (watched.size === 0 || closing || cluster) return
     for (const stream of streams.values()) stream.held = true
     const subscribed = sub.subscribe(...[...watched.keys()].map(key.channel)).then(() => {})
     for (const w of watched.values()) w.ready = subscribed
@@ -171,6 +202,59 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         }
       })
   })
+  // For a while after a topology change every watched room is also repaired every 2 s: a room
+  // whose stream holds frames pub/sub did not bring is subscribed again (an SSUBSCRIBE can be
+  // confirmed by a shard connection that is then replaced).
+  let settleUntil = 0
+  const settleTimer = cluster
+    ? setInterval(() => {
+        if (Date.now() > settleUntil || closing) return
+        for (const [topic, stream] of streams)
+          if (!stream.repairing) void repair(topic, stream).then((found) => (found > 0 ? resubscribe(topic) : undefined))
+      }, 2000)
+    : undefined
+  settleTimer?.unref()
+
+  // A Redis Cluster's subscriber group opens connections to the new primaries after a topology
+  // change (a failover) or a lost shard connection, and subscribes their channels again, but
+  // drops an SSUBSCRIBE that fails (a shard not serving yet). So the node subscribes every
+  // watched channel itself, retrying until it is confirmed, then repairs the room: frames may
+  // have been lost meanwhile. (SSUBSCRIBE of a channel already subscribed is a no-op.)
+  sub.on('subscribersReady', () => {
+    if (closing || !started) return
+    settleUntil = Date.now() + 30_000
+    // A promoted replica may lack this node's latest presence entries: register them again.
+    presence.reconnected(true)
+    for (const topic of watched.keys()) void resubscribe(topic)
+  })
+
+  /** Cluster: an SSUBSCRIBE queued on a shard connection that died meanwhile never settles. */
+  const bounded = <T>(p: Promise<T>): Promise<T> =>
+    cluster ? Promise.race([p, Bun.sleep(3000).then(() => Promise.reject(new Error('redis: no answer to SSUBSCRIBE in 3 s')))]) : p
+
+  let lastRebuild = 0
+  async function resubscribe(topic: string) {
+    const stream = streams.get(topic)
+    if (stream) void repair(topic, stream) // what the stream holds now; again once subscribed
+    for (let attempt = 0; watched.has(topic) && !closing; attempt++) {
+      // Seen after every instance restarted: the group keeps routing to a shard connection that
+      // never answers. Rebuilding the subscriber connections (at most every 10 s) gets it going.
+      if (attempt === 3 && Date.now() - lastRebuild > 10_000) {
+        lastRebuild = Date.now()
+        log.warn('shard subscribers do not answer; reconnecting them')
+        sub.disconnect(true)
+        return
+      }
+      try {
+        await bounded(subscribe(key.channel(topic)))
+        break
+      } catch (err) {
+        if (attempt === 0) log.warn('resubscribe failed; retrying', { topic, err })
+        await Bun.sleep(Math.min(100 * 2 ** attempt, 2000))
+      }
+    }
+    if (stream && streams.get(topic) === stream) void repair(topic, stream)
+  }
   cmd.on('ready', () => presence.reconnected(!closing && started))
   let lastState = ''
   const onState = () => {
@@ -198,6 +282,31 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
     const [seq, epoch] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
     return { seq: Number(seq), epoch }
+  }
+
+  /** Cluster: makes this primary the room's writer, in a new epoch if writes may be lost (see FENCE). */
+  async function fence(room: string, observed?: number): Promise<Position> {
+    // Always a new epoch (as after a Redis restart, see init); with a store, past its gap.
+    const epoch = freshEpoch()
+    const gap = opts.store ? REBUILT_SEQ_GAP : 0
+    const channel = key.channel(roomTopic(room))
+    let r = await cmd.chatFence(key.state(room), epoch, observed === undefined ? '' : String(observed), channel, gap)
+    if (r[0] === -1) {
+      await init(room)
+      r = await cmd.chatFence(key.state(room), epoch, '', channel, gap)
+    }
+    const [seq, ep] = r as [number, string]
+    if (ep === epoch) log.warn('room starts a new epoch on a new primary', { room, epoch, seq })
+    return { seq, epoch: ep }
+  }
+
+  /** With persistence: the room is due for the archive before anything is appended (see DUE_DONE). */
+  async function markDue(room: string) {
+    const now = Date.now()
+    if ((dueUntil.get(room) ?? 0) - now > DUE_LEASE_MS / 2) return
+    await cmd.zadd(key.unpersisted, 'GT', now + DUE_LEASE_MS, room)
+    dueUntil.set(room, now + DUE_LEASE_MS)
+    if (dueUntil.size > 10_000) for (const [r, t] of dueUntil) if (t < now) dueUntil.delete(r)
   }
 
   function noteBaseline(room: string, pos: Position) {
@@ -242,13 +351,17 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       lastState = 'ready/ready'
     },
     async append(room, draft, dedupe, except): Promise<Accepted> {
+      if (opts.store) await markDue(room)
+      const keys = dedupe ? [key.state(room), key.log(room), key.dedupe(dedupe, room)] : [key.state(room), key.log(room)]
       const call = () =>
-        cmd.chatAppend(key.state(room), key.log(room), dedupe ? key.dedupe(dedupe) : '', opts.store ? key.unpersisted : '', draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, room, except ?? '', opts.historyTtlMs ?? 0)
+        cmd.chatAppend(keys.length as 2 | 3, ...keys, draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0)
       let r = await call()
-      if (r[0] === -1) {
-        await init(room)
+      for (let i = 0; i < 3 && r[0] < 0; i++) {
+        if (r[0] === -2) await fence(room)
+        else await init(room)
         r = await call()
       }
+      if (r[0] < 0) throw new Error('redis: the room could not be written (its slot keeps moving)')
       if (r[0] === 0) return { id: r[2]!, seq: r[1]!, duplicate: true }
       const seq = r[1]!
       // Acknowledged once in the stream; the store catches up (or the repair does it).
@@ -256,7 +369,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       return { id: draft.event.id, seq, duplicate: false }
     },
     async relay(topic, frame, except) {
-      await cmd.publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
+      await publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
     },
     async claim(k, value) {
       const ok = await cmd.set(key.dedupe(k), value, 'PX', DEDUPE_WINDOW_MS, 'NX')
@@ -275,7 +388,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       // Counted even when the subscribe fails: the caller unwatches either way, and a wanted
       // channel is subscribed again when the connection is back.
       if (topic.startsWith('r:')) streams.set(topic, newStream())
-      const entry = { count: 1, ready: sub.subscribe(key.channel(topic)).then(() => {}) }
+      const entry = { count: 1, ready: bounded(subscribe(key.channel(topic))).then(() => {}) }
       watched.set(topic, entry)
       return entry.ready
     },
@@ -284,7 +397,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       if (!w || --w.count > 0) return
       watched.delete(topic)
       streams.delete(topic)
-      sub.unsubscribe(key.channel(topic)).catch(() => {})
+      unsubscribe(key.channel(topic)).catch(() => {})
     },
     async position(room) {
       const [seq, epoch] = await cmd.hmget(key.state(room), 'seq', 'epoch')
@@ -337,6 +450,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       closing = true
       if (timer) clearInterval(timer)
       if (repairTimer) clearInterval(repairTimer)
+      if (settleTimer) clearInterval(settleTimer)
       await presence.end()
       sub.disconnect()
       cmd.disconnect()

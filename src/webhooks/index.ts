@@ -1,4 +1,4 @@
-import Redis from 'ioredis'
+import { redisConnection } from '../broker/redis-connect'
 import pkg from '../../package.json'
 import type { Config } from '../config'
 import { log } from '../log'
@@ -77,9 +77,9 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
     droppedUnlogged = 0
     dropLogAt = now
   }
-  const redisOpts = { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n: number) => Math.min(100 * 2 ** n, 2000) }
-  const cmd = config.REDIS_URL ? new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 5000 }) : undefined
-  const blocking = config.REDIS_URL ? new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false }) : undefined
+  // Every key of the webhooks shares the `{wh}` hash tag: one slot of a Redis Cluster.
+  const cmd = config.REDIS_URL ? redisConnection(config.REDIS_URL, config.REDIS_CLUSTER, 'command') : undefined
+  const blocking = config.REDIS_URL ? redisConnection(config.REDIS_URL, config.REDIS_CLUSTER, 'blocking') : undefined
   for (const c of [cmd, blocking]) c?.on('error', () => {})
   let journal: Journal | undefined
   /** The memory queue writes through to the journal once start() has opened it. */

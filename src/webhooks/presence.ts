@@ -68,9 +68,9 @@ const NODE_TTL_MS = 20_000
 export function redisLiveness(opts: { cmd: Redis; prefix: string; nodeId: string; onReaped: (kind: Kind, user: User) => void }): Liveness & { start(): Promise<void> } {
   const { cmd, prefix: P, nodeId } = opts
   const keys = redisKeys(P)
-  const live = (kind: Kind, id: string) => `${P}wh:live:${kind}:${id}`
-  const index = (node: string) => `${P}wh:idx:${node}`
-  const nodes = `${P}wh:nodes`
+  const live = (kind: Kind, id: string) => `${P}{wh}:live:${kind}:${id}`
+  const index = (node: string) => `${P}{wh}:idx:${node}`
+  const nodes = `${P}{wh}:nodes`
   cmd.defineCommand('webhookUp', { numberOfKeys: 2, lua: UP })
   cmd.defineCommand('webhookDown', { numberOfKeys: 2, lua: DOWN })
   const c = cmd as unknown as {

@@ -50,7 +50,7 @@ export function redisSource(opts: {
   onError?: (err: unknown) => void
 }): Source & { start(): Promise<void> } {
   const { cmd, blocking } = opts
-  const stream = `${opts.prefix}webhooks`
+  const stream = `${opts.prefix}{wh}:events`
   const me = opts.nodeId
   /** Emitted events not yet in Redis (written in one script call per tick). */
   let local: Encoded[] = []

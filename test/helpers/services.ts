@@ -71,3 +71,14 @@ export async function privateRedis(opts: { keepData: boolean }) {
     },
   }
 }
+
+/** Deletes every key under `prefix` on the shared Redis (a test file's own keys); quiet when Redis is away. */
+export async function dropRedisPrefix(prefix: string) {
+  const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
+  try {
+    await redis.connect()
+    const keys = await redis.keys(`${prefix}*`)
+    if (keys.length) await redis.del(...keys)
+  } catch {}
+  redis.disconnect()
+}

@@ -1,0 +1,207 @@
+/**
+ * Opt-in scenario `npm run bench -- --only=cluster`: many rooms (default 1000 rooms × 10
+ * members, one sender in every room keeping `--cluster-window` messages in flight), through
+ * one private redis-server vs a real Redis Cluster (3 primaries + 3 replicas on loopback), with
+ * WORKERS=1 and 2. Reports acked messages/s, deliveries/s, the CPU of chat-server, of the load
+ * generator (this process) and of every Redis instance, and Redis CPU per message per shard
+ * (INFO CPU used_cpu_sys + used_cpu_user, read before and after).
+ *
+ *   --cluster-rooms (1000) --cluster-members (10) --cluster-s (5, measured seconds)
+ *   --cluster-window (2 messages in flight per sender) --cluster-configs=single-1,cluster-1,single-2,cluster-2
+ */
+import Redis from 'ioredis'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startRedisCluster } from '../test/helpers/redis-cluster'
+import { freePort, listening } from '../test/helpers/services'
+import { cpuSeconds, startServer } from './lib/proc'
+
+export interface ClusterOptions {
+  rooms: number
+  members: number
+  seconds: number
+  window: number
+  configs: string[]
+}
+
+const log = (...a: unknown[]) => console.error('[bench:cluster]', ...a)
+const BODY = 'x'.repeat(40)
+
+/** CPU seconds of a process and its children (the supervisor's workers). */
+function treeCpu(pid: number): number {
+  let kids: number[] = []
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {}
+  return (cpuSeconds(pid) || 0) + kids.reduce((s, k) => s + treeCpu(k), 0)
+}
+
+async function redisCpu(port: number): Promise<number> {
+  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await r.connect()
+    const info = await r.info('cpu')
+    const v = (k: string) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? NaN)
+    return v('used_cpu_sys') + v('used_cpu_user')
+  } finally {
+    r.disconnect()
+  }
+}
+
+async function privateRedis() {
+  const port = freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'))
+  const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
+  for (let i = 0; i < 250 && !(await listening(port)); i++) await Bun.sleep(20)
+  return { ports: [port], url: `redis://127.0.0.1:${port}`, primaries: async () => [port], stop: async () => void (proc.kill('SIGKILL'), await proc.exited) }
+}
+
+/** Opens the members of every room; member 0 of each room is its sender. */
+async function openRooms(port: number, o: ClusterOptions) {
+  const stats = { acked: 0, delivered: 0, errors: 0 }
+  const sockets: WebSocket[] = []
+  const senders: { ws: WebSocket; room: string; inflight: number }[] = []
+  let running = false
+  let n = 0
+  const send = (s: (typeof senders)[number]) => {
+    s.inflight++
+    s.ws.send(`{"type":"chat","room":"${s.room}","body":"${BODY}","id":"m${++n}"}`)
+  }
+  const open = (room: string, sender: boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?user=bench`)
+      const me = { ws, room, inflight: 0 }
+      ws.onopen = () => ws.send(`{"type":"join","room":"${room}","id":"j"}`)
+      ws.onerror = () => reject(new Error('connect failed'))
+      ws.onmessage = (e) => {
+        const d = e.data as string
+        if (d.startsWith('{"type":"chat"')) stats.delivered++
+        else if (d.startsWith('{"type":"ack"')) {
+          stats.acked++
+          me.inflight--
+          if (running) send(me)
+        } else if (d.startsWith('{"type":"joined"') && d.includes('"id":"j"')) resolve()
+        else if (d.startsWith('{"type":"error"')) {
+          stats.errors++
+          me.inflight--
+          if (running) send(me)
+        }
+      }
+      sockets.push(ws)
+      if (sender) senders.push(me)
+    })
+  const all: [string, boolean][] = []
+  for (let r = 0; r < o.rooms; r++) for (let m = 0; m < o.members; m++) all.push([`room-${r}`, m === 0])
+  for (let i = 0; i < all.length; i += 250) await Promise.all(all.slice(i, i + 250).map(([room, s]) => open(room, s)))
+  return {
+    stats,
+    start() {
+      running = true
+      for (const s of senders) for (let i = 0; i < o.window; i++) send(s)
+    },
+    async stop() {
+      running = false
+      const end = Date.now() + 5000
+      while (senders.some((s) => s.inflight > 0) && Date.now() < end) await Bun.sleep(20)
+    },
+    close() {
+      for (const ws of sockets) ws.close()
+    },
+  }
+}
+
+async function runOne(config: string, o: ClusterOptions) {
+  const [mode, workers] = config.split('-') as ['single' | 'cluster', string]
+  const redis = mode === 'cluster' ? await startRedisCluster() : await privateRedis()
+  const port = freePort()
+  const env: Record<string, string> = {
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: 'bench:',
+    WORKERS: workers,
+    PORT: String(port),
+    RATE_LIMIT_PER_SEC: '0',
+    MAX_BUFFERED_BYTES: String(256 * 1024 * 1024),
+    IDLE_TIMEOUT_S: '960',
+    ENABLE_DEMO: 'false',
+    LOG_LEVEL: 'warn',
+  }
+  if (mode === 'cluster') env.REDIS_CLUSTER = 'true'
+  // LOG_LEVEL=warn hides `listening`: start with info, the supervisor's line is enough.
+  const started = await startServer('chat', { ...env, LOG_LEVEL: 'info' })
+  if (!started.ok) throw new Error(`chat-server did not start: ${started.stderr}`)
+  const server = started.server
+  try {
+    await Bun.sleep(workers === '1' ? 200 : 1500) // every worker listening
+    const t0 = performance.now()
+    const load = await openRooms(port, o)
+    log(`${config}: ${o.rooms * o.members} members in ${o.rooms} rooms open in ${Math.round(performance.now() - t0)} ms`)
+    load.start()
+    await Bun.sleep(1000) // warm-up
+    const primaries = await redis.primaries()
+    const r0 = await Promise.all(redis.ports.map(redisCpu))
+    const s0 = treeCpu(server.pid)
+    const g0 = process.cpuUsage()
+    const a0 = load.stats.acked
+    const d0 = load.stats.delivered
+    const w0 = performance.now()
+    await Bun.sleep(o.seconds * 1000)
+    const wall = (performance.now() - w0) / 1000
+    const acked = load.stats.acked - a0
+    const delivered = load.stats.delivered - d0
+    const g = process.cpuUsage(g0)
+    const s1 = treeCpu(server.pid)
+    const r1 = await Promise.all(redis.ports.map(redisCpu))
+    await load.stop()
+    load.close()
+    const perInstance = redis.ports.map((p, i) => ({
+      port: p,
+      role: primaries.includes(p) ? 'primary' : 'replica',
+      cpuPct: Math.round(((r1[i]! - r0[i]!) / wall) * 1000) / 10,
+      cpuUsPerMsg: Math.round(((r1[i]! - r0[i]!) / acked) * 1e7) / 10,
+    }))
+    const result = {
+      config,
+      rooms: o.rooms,
+      members: o.members,
+      seconds: Math.round(wall * 10) / 10,
+      msgsPerS: Math.round(acked / wall),
+      deliveriesPerS: Math.round(delivered / wall),
+      errors: load.stats.errors,
+      serverCpuPct: Math.round(((s1 - s0) / wall) * 1000) / 10,
+      generatorCpuPct: Math.round(((g.user + g.system) / 1e6 / wall) * 1000) / 10,
+      redisCpuPctTotal: Math.round(perInstance.reduce((s, i) => s + i.cpuPct, 0) * 10) / 10,
+      redisCpuUsPerMsgTotal: Math.round(perInstance.reduce((s, i) => s + i.cpuUsPerMsg, 0) * 10) / 10,
+      redis: perInstance,
+    }
+    log(JSON.stringify(result))
+    return result
+  } finally {
+    await server.stop()
+    await redis.stop()
+  }
+}
+
+export async function clusterScenario(o: ClusterOptions) {
+  const results = []
+  for (const c of o.configs) {
+    if (!/^(single|cluster)-\d+$/.test(c)) throw new Error(`--cluster-configs: expected single-N or cluster-N, got ${c}`)
+    results.push(await runOne(c, o))
+  }
+  return results
+}
+
+/** A markdown table of the results, for docs/cluster.md. */
+export function clusterTable(results: Awaited<ReturnType<typeof clusterScenario>>): string {
+  const rows = results.map((r) => {
+    const prim = r.redis.filter((i) => i.role === 'primary')
+    const perShard = prim.map((i) => i.cpuUsPerMsg).join(' / ')
+    const repl = r.redis.filter((i) => i.role === 'replica').reduce((s, i) => s + i.cpuUsPerMsg, 0)
+    return `| ${r.config} | ${r.msgsPerS} | ${r.deliveriesPerS} | ${r.serverCpuPct} | ${r.generatorCpuPct} | ${prim.reduce((s, i) => s + i.cpuPct, 0).toFixed(1)} | ${perShard} | ${repl ? repl.toFixed(1) : '–'} | ${r.errors} |`
+  })
+  return [
+    '| config | msgs/s (acked) | deliveries/s | chat-server CPU % | generator CPU % | Redis primaries CPU % | Redis µs CPU/msg per primary | replicas µs/msg (sum) | errors |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n')
+}

@@ -1,0 +1,49 @@
+import Redis, { Cluster } from 'ioredis'
+import type { RedisOptions } from 'ioredis'
+
+/** Reconnects back off from 100 ms, doubling up to 2 s. */
+const backoff = (n: number) => Math.min(100 * 2 ** n, 2000)
+
+/** `redis://user:pass@host:port` seeds; auth and TLS (`rediss://`) of the first one apply to every node. */
+function seeds(url: string) {
+  const urls = url.split(',').map((s) => new URL(s.trim()))
+  const first = urls[0]!
+  const auth: RedisOptions = {
+    username: first.username ? decodeURIComponent(first.username) : undefined,
+    password: first.password ? decodeURIComponent(first.password) : undefined,
+    tls: first.protocol === 'rediss:' ? {} : undefined,
+  }
+  return { nodes: urls.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })), auth }
+}
+
+/**
+ * A connection of the Redis engine: `command` (no offline queue, a 3 s timeout: commands fail
+ * fast while Redis is away), `blocking` (for blocking reads) or `subscriber`. With `cluster`, a Redis Cluster client that
+ * follows the topology (MOVED/ASK, failovers); its subscriber keeps one connection per primary
+ * for sharded pub/sub (SSUBSCRIBE) and subscribes again when slots move. Typed as the plain
+ * client: the commands the engine uses are the same on both.
+ */
+export function redisConnection(url: string, cluster: boolean, role: 'command' | 'subscriber' | 'blocking'): Redis {
+  const perRole: RedisOptions =
+    role === 'command'
+      ? { enableOfflineQueue: false, enableAutoPipelining: true, commandTimeout: 3000 }
+      : role === 'blocking'
+        ? { enableOfflineQueue: false } // blocking reads (XREADGROUP BLOCK): no command timeout
+        : { autoResubscribe: false, enableOfflineQueue: true }
+  if (!cluster) return new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: backoff, ...perRole })
+  const { nodes, auth } = seeds(url)
+  const c = new Cluster(nodes, {
+    lazyConnect: true,
+    enableOfflineQueue: perRole.enableOfflineQueue,
+    enableAutoPipelining: perRole.enableAutoPipelining ?? false,
+    // Auto-pipelines are grouped by a command's first argument, which for the append script
+    // (a variable number of keys) is the key count, not a key: it goes on its own.
+    autoPipeliningIgnoredCommands: ['chatAppend'],
+    clusterRetryStrategy: backoff,
+    shardedSubscribers: role === 'subscriber',
+    // Managed clusters behind TLS announce names that must be looked up as given.
+    dnsLookup: (address, callback) => callback(null, address),
+    redisOptions: { maxRetriesPerRequest: 1, commandTimeout: perRole.commandTimeout, ...auth },
+  })
+  return c as unknown as Redis
+}
