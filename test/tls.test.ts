@@ -8,6 +8,9 @@ import tls from 'node:tls'
 import { connect } from './helpers/client'
 import { runServerOnce, startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { needService } from './helpers/services'
+
+const redisTest = await needService('Redis', 6379)
 
 const dir = mkdtempSync(join(tmpdir(), 'chat-tls-'))
 const servers: RunningServer[] = []
@@ -133,6 +136,23 @@ describe('TLS', () => {
     const closes = Promise.all([old.closed, fresh.closed])
     expect(await s.stop()).toBe(0)
     expect((await closes).map((c) => c.code)).toEqual([1001, 1001])
+  }, 30_000)
+
+  redisTest('WORKERS: SIGHUP to the supervisor reloads the certificate in every worker', async () => {
+    const live = { cert: join(dir, 'workers.crt'), key: join(dir, 'workers.key') }
+    copyFileSync(a.cert, live.cert)
+    copyFileSync(a.key, live.key)
+    const { freePort } = await import('./helpers/services')
+    const s = await tlsServer(live, { WORKERS: '2', PORT: String(freePort()), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `tls-workers-${process.pid}-${Date.now()}:` })
+    await until(() => s.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 10_000)
+    for (let i = 0; i < 6; i++) expect(await peerName(s.port)).toBe('cert-a')
+    copyFileSync(b.cert, live.cert)
+    copyFileSync(b.key, live.key)
+    s.proc.kill('SIGHUP')
+    await until(() => s.logs.filter((l) => l.msg === 'SIGHUP: TLS certificate reloaded for new connections').length === 2, 'both workers reloaded', 10_000)
+    // The kernel spreads new connections over the workers: every one of them serves the new certificate.
+    for (let i = 0; i < 12; i++) expect(await peerName(s.port)).toBe('cert-b')
+    expect(await s.stop()).toBe(0)
   }, 30_000)
 
   test('--healthcheck speaks HTTPS when TLS is on', async () => {
