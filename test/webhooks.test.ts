@@ -5,6 +5,7 @@ import { freshDatabase } from './helpers/postgres'
 import { runServerOnce, startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 import { needService } from './helpers/services'
+import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
 import { verifySignature, webhookReceiver } from './helpers/webhook-receiver'
 import type { Receiver } from './helpers/webhook-receiver'
 
@@ -248,10 +249,26 @@ cleanups.push(async () => {
   }
 })
 
-describe('webhooks in a cluster (Redis)', () => {
-  redisTest('3 nodes: each event is sent by one node only; online and occupied are cluster-wide', async () => {
+const backends = [
+  { name: 'Redis', test: redisTest, env: async () => redisEnv },
+  {
+    name: 'a Redis Cluster',
+    test: needRedisBinaries(),
+    env: (() => {
+      let started: Promise<Record<string, string>> | undefined
+      return () =>
+        (started ??= startRedisCluster().then((rc) => {
+          cleanups.push(() => rc.stop())
+          return { REDIS_URL: rc.url, REDIS_CLUSTER: 'true' }
+        }))
+    })(),
+  },
+]
+
+for (const backend of backends) describe(`webhooks in a cluster (${backend.name})`, () => {
+  backend.test('3 nodes: each event is sent by one node only; online and occupied are cluster-wide', async () => {
     const r = receiver()
-    const env = { ...redisEnv, REDIS_PREFIX: `${prefix}three:`, WEBHOOK_URL: r.url }
+    const env = { ...(await backend.env()), REDIS_PREFIX: `${prefix}three:`, WEBHOOK_URL: r.url }
     const nodes = await Promise.all([server(env), server(env), server(env)])
     const clients = await Promise.all(nodes.map((n, i) => connect(n.ws, { user: i === 2 ? 'hank' : `user${i}` })))
     // hank on two nodes: one user.online
@@ -274,9 +291,9 @@ describe('webhooks in a cluster (Redis)', () => {
     expect(sent).toBe(events.length)
   }, 30_000)
 
-  redisTest('a node SIGKILLed mid-delivery: another node claims and delivers its events', async () => {
+  backend.test('a node SIGKILLed mid-delivery: another node claims and delivers its events', async () => {
     const r = receiver()
-    const env = { ...redisEnv, REDIS_PREFIX: `${prefix}kill:`, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_CLAIM_MS: '2000' }
+    const env = { ...(await backend.env()), REDIS_PREFIX: `${prefix}kill:`, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_CLAIM_MS: '2000' }
     const a = await server({ ...env, NODE_ID: 'wh-a' })
     const b = await server({ ...env, NODE_ID: 'wh-b' })
     r.mode = 'hold'
