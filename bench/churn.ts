@@ -1,7 +1,8 @@
 /**
  * Room churn: rounds of connections that each join a fresh room, send one message and leave.
- * Prints the server's RSS after each round (after a pause for the engine's sweep and Bun's
- * GC), once with room retention off and once on, so a leak per room shows as a slope.
+ * Prints the server's RSS and JS heap after each round (after the engine's sweep and a full GC,
+ * which SIGUSR2 asks of the server), with room retention off and on, so a leak per room shows
+ * as a slope.
  *
  *   bun run bench/churn.ts [--rooms=5000] [--rounds=4] [--parallel=200]
  */
@@ -38,7 +39,17 @@ async function run(label: string, env: Record<string, string>) {
   const { server } = started
   const url = `ws://127.0.0.1:${server.port}/ws`
   await Bun.sleep(500)
+  /** After a full GC: the JS heap in use and the rooms the engine forgot so far, from the server's own /metrics. */
+  const scrape = async () => {
+    server.proc.kill('SIGUSR2') // a full GC in the server (src/main.ts), then read
+    await Bun.sleep(300)
+    const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text()
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN)
+    return { heap: value('nodejs_heap_size_used_bytes'), evicted: value('chat_rooms_evicted_total') }
+  }
+  const heap = [(await scrape()).heap]
   const rss = [rssBytes(server.pid)]
+  let evicted = 0
   let next = 0
   for (let round = 0; round < ROUNDS; round++) {
     const end = next + ROOMS
@@ -46,14 +57,17 @@ async function run(label: string, env: Record<string, string>) {
       while (next < end) await visit(url, `churn-${next++}`)
     }
     await Promise.all(Array.from({ length: PARALLEL }, worker))
-    await Bun.sleep(3000) // the sweep (HISTORY_TTL_S=1) and a GC cycle
+    await Bun.sleep(2000) // the sweep of HISTORY_TTL_S=1
+    const m = await scrape()
     rss.push(rssBytes(server.pid))
+    heap.push(m.heap)
+    evicted = m.evicted
   }
   await server.stop()
-  const mib = rss.map((b) => (b / 1048576).toFixed(1))
-  const perRound = (rss.at(-1)! - rss[1]!) / (ROUNDS - 1) / 1048576
-  console.log(`${label.padEnd(34)} RSS MiB at start then after each round of ${ROOMS} rooms: ${mib.join(' → ')}  (growth per round after the first: ${perRound.toFixed(2)} MiB)`)
-  return { label, rssMiB: mib.map(Number), growthPerRoundMiB: perRound }
+  const mib = (xs: number[]) => xs.map((b) => (b / 1048576).toFixed(1))
+  const perRound = (xs: number[]) => (xs.at(-1)! - xs[1]!) / (ROUNDS - 1) / 1048576
+  console.log(`${label.padEnd(34)} after each round of ${ROOMS} rooms: RSS MiB ${mib(rss).join(' → ')} (${perRound(rss).toFixed(2)}/round after the first); JS heap MiB ${mib(heap).join(' → ')} (${perRound(heap).toFixed(2)}/round); rooms evicted ${evicted}`)
+  return { label, rssMiB: mib(rss).map(Number), heapMiB: mib(heap).map(Number), rssGrowthPerRoundMiB: perRound(rss), heapGrowthPerRoundMiB: perRound(heap), evicted }
 }
 
 export async function churnBench() {

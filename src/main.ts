@@ -195,6 +195,13 @@ async function shutdown(signal: string) {
   process.exit(0)
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
+// A full garbage collection on demand, so that memory can be read without garbage in it
+// (bench/churn.ts; an operator chasing a leak).
+process.on('SIGUSR2', () => {
+  Bun.gc(true)
+  const m = process.memoryUsage()
+  log.info('garbage collected', { rss: m.rss, heapUsed: m.heapUsed })
+})
 process.on('SIGHUP', () => {
   if (!tls || !config.TLS_CERT_FILE || !config.TLS_KEY_FILE) return log.info('SIGHUP: nothing to reload (TLS is off)')
   if (stopping) return
