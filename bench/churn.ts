@@ -22,8 +22,9 @@ async function visit(url: string, room: string) {
       if (f.type === 'welcome' && step === 0) {
         step = 1
         ws.send(JSON.stringify({ type: 'join', room, id: 'j' }))
-      } else if (f.type === 'joined' && f.id === 'j') ws.send(JSON.stringify({ type: 'chat', room, body: 'one message', id: 'c' }))
-      else if (f.type === 'ack' && f.id === 'c') ws.send(JSON.stringify({ type: 'leave', room, id: 'l' }))
+        // no id: a retry key would live DEDUPE_WINDOW_MS (2 min) and blur what rooms cost
+      } else if (f.type === 'joined' && f.id === 'j') ws.send(JSON.stringify({ type: 'chat', room, body: 'one message' }))
+      else if (f.type === 'chat' && f.room === room) ws.send(JSON.stringify({ type: 'leave', room, id: 'l' }))
       else if (f.type === 'left' && f.id === 'l') {
         ws.close()
         resolve()
