@@ -151,6 +151,17 @@ describe.skipIf(!existsSync(CHROMIUM))('admin page in Chromium', () => {
     expect(foreign).toEqual([])
   }, 30_000)
 
+  test('disconnect a user from the page: their sockets on both nodes close, the others stay', async () => {
+    const victim = await connect(a.ws, { user: 'to-disconnect' })
+    const victim2 = await connect(b.ws, { user: 'to-disconnect' })
+    await page.fill('#disconnect-user', 'to-disconnect')
+    await page.fill('#disconnect-reason', 'from the admin page')
+    await page.click('#disconnect-form button')
+    await page.locator('#disconnect-result', { hasText: 'every connection of to-disconnect closed with 4000' }).waitFor(WAIT)
+    for (const c of [victim, victim2]) expect(await c.closed).toEqual({ code: 4000, reason: 'from the admin page' })
+    expect(clients.every((c) => c.ws.readyState === WebSocket.OPEN)).toBe(true)
+  }, 30_000)
+
   test('/docs renders the API reference offline (everything from this server)', async () => {
     const docs = await browser.newPage()
     const outside: string[] = []

@@ -245,6 +245,21 @@ function conversationSuite(name: string, nodes: () => RunningServer[], test: typ
       c.close()
     })
 
+    test('the API disconnects every connection of a user on every node, with the code and reason given', async () => {
+      const u = uid('gone')
+      const one = await as(at(0), u)
+      const two = await as(at(1), u)
+      const other = await as(at(2), uid('stays'))
+      await two.next({ type: 'joined', room: 'general' })
+      const r = await api(at(2), 'POST', `/users/${u}/disconnect`, { code: 4000, reason: 'account suspended' })
+      expect(r.status).toBe(200)
+      expect(await r.json()).toEqual({ user: u, code: 4000, reason: 'account suspended' })
+      for (const c of [one, two]) expect(await c.closed).toEqual({ code: 4000, reason: 'account suspended' })
+      expect(other.ws.readyState).toBe(WebSocket.OPEN)
+      expect((await api(at(0), 'POST', `/users/${u}/disconnect`, { code: 1006 })).status).toBe(400)
+      other.close()
+    })
+
     test('memberships are capped per user with a clear limit error', async () => {
       // the nodes run with MAX_MEMBERSHIPS=5: the default room and four more
       const u = uid('cap')

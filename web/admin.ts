@@ -30,6 +30,10 @@ const ui = {
   publishRoom: $<HTMLInputElement>('publish-room'),
   publishBody: $<HTMLInputElement>('publish-body'),
   publishResult: $('publish-result'),
+  disconnectForm: $<HTMLFormElement>('disconnect-form'),
+  disconnectUser: $<HTMLInputElement>('disconnect-user'),
+  disconnectReason: $<HTMLInputElement>('disconnect-reason'),
+  disconnectResult: $('disconnect-result'),
   lookupForm: $<HTMLFormElement>('lookup-form'),
   lookupRoom: $<HTMLInputElement>('lookup-room'),
   lookupResult: $('lookup-result'),
@@ -201,6 +205,17 @@ async function publish(room: string, body: string) {
   }
 }
 
+async function disconnect(user: string, reason: string) {
+  ui.disconnectResult.className = 'result'
+  try {
+    const r = await api<{ user: string; code: number }>(`/api/users/${encodeURIComponent(user)}/disconnect`, { method: 'POST', body: JSON.stringify(reason ? { reason } : {}) })
+    ui.disconnectResult.textContent = `every connection of ${r.user} closed with ${r.code}`
+  } catch (err) {
+    ui.disconnectResult.className = 'result error'
+    ui.disconnectResult.textContent = (err as Error).message
+  }
+}
+
 interface Message {
   seq: number
   from: { id: string; name: string }
@@ -280,6 +295,10 @@ ui.forget.addEventListener('click', () => {
 ui.publishForm.addEventListener('submit', (e) => {
   e.preventDefault()
   void publish(ui.publishRoom.value.trim(), ui.publishBody.value)
+})
+ui.disconnectForm.addEventListener('submit', (e) => {
+  e.preventDefault()
+  void disconnect(ui.disconnectUser.value.trim(), ui.disconnectReason.value.trim())
 })
 ui.lookupForm.addEventListener('submit', (e) => {
   e.preventDefault()

@@ -1,6 +1,8 @@
 import { Elysia } from 'elysia'
 import { z } from 'zod'
 import type { Broker } from '../broker/types'
+import { userTopic } from '../broker/types'
+import { control } from '../protocol/server-frames'
 import { ROOM_PATTERN } from '../config'
 import type { Config } from '../config'
 import type { Hub } from '../hub/hub'
@@ -35,7 +37,7 @@ const Conversation = z.object({
 })
 const Member = z.object({ id: z.string(), name: z.string(), read: z.number().int() })
 
-/** Memberships and conversation lists for the app's backend: `/api/users/:user/rooms`, `/api/rooms/:room/members`. */
+/** Memberships and conversation lists for the app's backend: `/api/users/:user/rooms`, `/api/rooms/:room/members`; disconnecting a user. */
 export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Broker; members: Members; store?: Store }) {
   const { config, hub, members } = deps
   const userParams = z.object({ user: text('a user id') })
@@ -126,6 +128,32 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
           .meta({ examples: [{ name: 'Alice' }] }),
         response: z.object({ room: z.string(), user: User, member: z.literal(true), added: z.boolean().meta({ description: 'false: already a member' }), read: z.number().int() }),
         errors: [400, 404, 409, 503],
+      }),
+    )
+    .post(
+      '/users/:user/disconnect',
+      ({ params, body }) =>
+        answer(async () => {
+          const code = body?.code ?? 4000
+          const reason = body?.reason ?? 'disconnected by the server'
+          await deps.broker.relay(userTopic(params.user), control({ ctl: 'close', code, reason }))
+          return { user: params.user, code, reason }
+        }),
+      apiRoute({
+        summary: "Close every connection of a user, on every node",
+        description: 'Each socket of the user is closed with `code` and `reason`. A user with no connection is not an error.',
+        tags: ['users'],
+        params: userParams,
+        body: z
+          .object({
+            code: z.number().int('must be a whole number').refine((n) => n === 1000 || (n >= 4000 && n <= 4999), 'must be 1000 or 4000..4999').optional().meta({ description: 'the close code (default 4000)' }),
+            reason: z.string().max(120, 'must be at most 120 characters').optional().meta({ description: 'the close reason (default "disconnected by the server")' }),
+          })
+          .strict()
+          .nullish()
+          .meta({ examples: [{ code: 4000, reason: 'account suspended' }] }),
+        response: z.object({ user: z.string(), code: z.number().int(), reason: z.string() }),
+        errors: [400, 503],
       }),
     )
     .delete(
