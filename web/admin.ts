@@ -4,6 +4,7 @@
  * `textContent`, never parsed as HTML.
  */
 import uPlot from 'uplot'
+import type { NodeStat } from '../src/broker/node-stats' // erased in the page's bundle
 
 const KEY = 'chat-admin-key'
 const POLL_MS = 2000
@@ -77,19 +78,6 @@ const dep = (state: string) => cell(state, state === 'ok' ? 'ok' : state === 'of
 
 // ---- views ----
 
-interface NodeStat {
-  id: string
-  uptimeS: number
-  connections: number
-  rooms: number
-  msgInPerS: number
-  msgOutPerS: number
-  rssBytes: number
-  heapUsedBytes: number
-  redis: string
-  postgres: string
-  draining: boolean
-}
 interface View {
   scope: 'cluster' | 'node'
   problem?: string
