@@ -7,11 +7,11 @@ import type { Server } from 'bun'
 import { connect } from './helpers/client'
 import { runServerOnce, startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { upgrade as httpUpgrade } from './helpers/upgrade'
 
 const SECRET = 'test-secret-0123456789-abcdefghij'
 const ISSUER = 'https://issuer.test'
 const AUDIENCE = 'chat'
-const UPGRADE = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
 
 const now = () => Math.floor(Date.now() / 1000)
 const secretKey = new TextEncoder().encode(SECRET)
@@ -23,25 +23,8 @@ async function mint(claims: JWTPayload & Record<string, unknown> = {}, opts: { k
   return new SignJWT(payload).setProtectedHeader({ alg: opts.alg ?? 'HS256', ...(opts.kid ? { kid: opts.kid } : {}) }).sign(opts.key ?? secretKey)
 }
 
-/**
- * The HTTP answer to a refused WebSocket upgrade request (a WebSocket client would hide the
- * status). A 101 answer never completes as a fetch, so it shows up as status 101 after a short wait.
- */
-async function upgrade(s: RunningServer, query: Record<string, string> = {}, headers: Record<string, string> = {}) {
-  const qs = new URLSearchParams(query).toString()
-  const res = await fetch(`${s.url}/ws${qs ? `?${qs}` : ''}`, { headers: { ...UPGRADE, ...headers }, signal: AbortSignal.timeout(1500) }).catch((err) => {
-    if (err.name === 'TimeoutError') return undefined
-    throw err
-  })
-  if (!res) return { status: 101, body: undefined as any }
-  if (res.status === 101) return { status: 101, body: undefined as any }
-  const text = await res.text()
-  let body: any = text
-  try {
-    body = JSON.parse(text)
-  } catch {}
-  return { status: res.status, body }
-}
+/** The HTTP answer to an upgrade request to `s` (see helpers/upgrade). */
+const upgrade = (s: RunningServer, query: Record<string, string> = {}, headers: Record<string, string> = {}) => httpUpgrade(s.url, query, headers)
 
 async function readyz(s: RunningServer) {
   const res = await fetch(`${s.url}/readyz`)

@@ -5,12 +5,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { ChatClient, ChatError } from '../client/src/index'
-import type { ChatClientOptions, DirectMessage, ReadFrame, WebSocketLike } from '../client/src/index'
+import type { ChatClientOptions, DirectMessage, ReadFrame } from '../client/src/index'
 import { startProxy } from './helpers/proxy'
 import type { Proxy } from './helpers/proxy'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 import { needService } from './helpers/services'
+import { FakeSocket } from './helpers/fake-socket'
 
 const FAST = { reconnect: { initialMs: 50, maxMs: 300 }, requestTimeoutMs: 8000, pingIntervalMs: 0 } as const
 const opened = (c: ChatClient, ms = 5000) => until(() => c.state === 'open', `client open (state ${c.state})`, ms)
@@ -269,32 +270,6 @@ function joinSpy(into: Record<string, unknown>[]) {
 
 // ---- fake socket: orderings a real server seldom shows ----
 
-class FakeSocket implements WebSocketLike {
-  static last: FakeSocket
-  readyState = 0
-  sent: Record<string, any>[] = []
-  onopen: ((ev: unknown) => void) | null = null
-  onmessage: ((ev: { data: unknown }) => void) | null = null
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null
-  onerror: ((ev: unknown) => void) | null = null
-  constructor(readonly url: string) {
-    FakeSocket.last = this
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data))
-  }
-  close() {
-    this.readyState = 3
-  }
-  open(welcome: Record<string, unknown>) {
-    this.readyState = 1
-    this.onopen?.({})
-    this.push({ type: 'welcome', conn: 'c1', user: { id: 'me', name: 'Me' }, node: 'n', ...welcome })
-  }
-  push(frame: unknown) {
-    this.onmessage?.({ data: JSON.stringify(frame) })
-  }
-}
 
 const ROOM = 'dm:0123456789abcdef0123456789abcdef01234567'
 const dmFrame = (seq: number, from = 'other') => ({ type: 'dm', seq, id: `m${seq}`, room: ROOM, from: { id: from, name: from }, to: from === 'me' ? 'other' : 'me', body: `b${seq}`, ts: new Date(seq * 1000).toISOString() })
@@ -305,7 +280,7 @@ test('an own dm acked after a later frame: the earlier frame is still delivered,
   c.on('dm', (m) => seen.push(m.seq))
   await until(() => FakeSocket.last?.readyState === 0, 'socket')
   const ws = FakeSocket.last
-  ws.open({ rooms: ['general', ROOM], unread: 0 })
+  ws.open({ user: { id: 'me', name: 'Me' }, rooms: ['general', ROOM], unread: 0 })
   ws.push({ type: 'joined', room: ROOM, seq: 4, epoch: 'e', recovered: false, member: true, read: 4, unread: 0 })
   const sending = c.dm('other', 'mine')
   const req = ws.sent.find((f) => f.type === 'dm')!
@@ -329,7 +304,7 @@ test('made a member while connected: the replay before the unasked joined comes 
   c.on('membership', (m) => memberships.push(m))
   await until(() => FakeSocket.last?.readyState === 0, 'socket')
   const ws = FakeSocket.last
-  ws.open({ rooms: ['general'], unread: 0 })
+  ws.open({ user: { id: 'me', name: 'Me' }, unread: 0 })
   ws.push({ type: 'joined', room: 'general', seq: 0, epoch: 'g', recovered: false, member: true, read: 0, unread: 0 })
   ws.push(dmFrame(1)) // replayed from the marker, before the joined
   ws.push({ type: 'joined', room: ROOM, seq: 1, epoch: 'e', recovered: true, member: true, read: 0, unread: 1 })

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { ChatClient, ChatError, backoffDelay, jwtExpiry } from '../client/src/index'
-import type { ChatMessage, Clock, WebSocketLike } from '../client/src/index'
+import type { ChatMessage, Clock } from '../client/src/index'
 import { connect } from './helpers/client'
 import { startProxy } from './helpers/proxy'
 import type { Proxy } from './helpers/proxy'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { FakeSocket } from './helpers/fake-socket'
 
 const FAST = { reconnect: { initialMs: 50, maxMs: 300 }, requestTimeoutMs: 8000, pingIntervalMs: 0 } as const
 
@@ -207,32 +208,6 @@ class FakeClock implements Clock {
   }
 }
 
-class FakeSocket implements WebSocketLike {
-  static last: FakeSocket
-  readyState = 0
-  sent: Record<string, any>[] = []
-  onopen: ((ev: unknown) => void) | null = null
-  onmessage: ((ev: { data: unknown }) => void) | null = null
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null
-  onerror: ((ev: unknown) => void) | null = null
-  constructor(readonly url: string) {
-    FakeSocket.last = this
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data))
-  }
-  close() {
-    this.readyState = 3
-  }
-  open(rooms = ['general']) {
-    this.readyState = 1
-    this.onopen?.({})
-    this.push({ type: 'welcome', conn: 'c1', user: { id: 'u', name: 'U' }, node: 'n', rooms })
-  }
-  push(frame: unknown) {
-    this.onmessage?.({ data: JSON.stringify(frame) })
-  }
-}
 
 const b64url = (o: unknown) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_')
 const fakeJwt = (claims: Record<string, unknown>) => `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(claims)}.c2ln`

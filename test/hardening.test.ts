@@ -1,5 +1,5 @@
 // Issue 17: token policy (exp required), the server's reserved identity, and deep JSON.
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { afterAll, describe, expect, test } from 'bun:test'
 import { SignJWT, exportJWK, exportSPKI, generateKeyPair } from 'jose'
 import type { JWTPayload } from 'jose'
 import { deeperThan } from '../src/protocol/json-depth'
