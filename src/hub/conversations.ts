@@ -81,16 +81,16 @@ export function createConversations(deps: ConversationsDeps) {
   /** The direct room of two users, registered (and both made members) on first use. */
   async function direct(from: User, to: string, except: string) {
     const room = directRoom(from.id, to)
-    const other = to === from.id ? from : ((await members.user(to)) ?? { id: to, name: to })
-    const pair = from.id <= to ? ([from, other] as [User, User]) : ([other, from] as [User, User])
-    await members.setPair(room, pair)
+    const self = to === from.id
+    const [mine, theirs] = await Promise.all([members.get(room, from.id), self ? undefined : members.get(room, to)])
+    // Both are members already (every dm after the first): nothing to register, no write.
+    if (mine && (theirs || self)) return room
+    const other = self ? from : ((await members.user(to)) ?? { id: to, name: to })
+    await members.setPair(room, from.id <= to ? [from, other] : [other, from])
     // The recipient's marker stays before this message: it is unread until they read it.
-    const [mine, theirs] = await Promise.all([members.get(room, from.id), to === from.id ? undefined : members.get(room, to)])
-    if (!mine || (!theirs && to !== from.id)) {
-      const since = (await broker.position(room)).seq
-      if (!mine) await grant(room, from, { read: since, except })
-      if (!theirs && to !== from.id) await grant(room, other, { read: since })
-    }
+    const since = (await broker.position(room)).seq
+    if (!mine) await grant(room, from, { read: since, except })
+    if (!theirs && !self) await grant(room, other, { read: since })
     return room
   }
 
