@@ -8,6 +8,7 @@ import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
+import { moderationRoutes } from './http/moderation-api'
 import { demoRoutes } from './http/demo'
 import { clientAddress, limitKey, trustedProxies } from './http/client-ip'
 import { listeners } from './http/listeners'
@@ -137,6 +138,7 @@ export function createApp(deps: AppDeps) {
     .use(docsRoutes({ version: pkg.version, app: (): AnyElysia => app }))
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
     .use(conversationsRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
+    .use(moderationRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(adminRoutes({ config, stats }))
     .use(demoRoutes(config.ENABLE_DEMO))
     .ws('/ws', {

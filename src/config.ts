@@ -75,6 +75,8 @@ export const variables = {
   HISTORY_TTL_S: { schema: int(0, 315_360_000, 'seconds (0 = never)'), default: '86400', help: 'a room\'s recent log (memory engine, Redis stream) is forgotten once the room has been idle this long (0 = never); with PostgreSQL history still reaches back through the store' },
   MAX_ROOMS: { schema: int(1, 100_000_000), default: '100000', help: 'rooms the memory engine keeps; past it the least recently active one nobody is in is forgotten' },
   MAX_MEMBERSHIPS: { schema: int(1, 100_000), default: '500', help: 'memberships a user may hold; beyond, a join or grant answers `limit`' },
+  MAX_REACTIONS_PER_MESSAGE: { schema: int(1, 1000), default: '50', help: 'different reactions one message may carry; beyond, `react` answers `limit`' },
+  MAX_REACTIONS_PER_USER: { schema: int(1, 1000), default: '10', help: 'reactions one user may put on one message; beyond, `react` answers `limit`' },
   HISTORY_LIMIT: { schema: int(1, 10_000_000), default: '1000', help: 'messages kept per room for recovery without PostgreSQL' },
   IDLE_TIMEOUT_S: { schema: int(5, 960, 'seconds'), default: '60', help: 'close a connection silent for this long' },
   SHUTDOWN_GRACE_S: { schema: int(0, 3600, 'seconds'), default: '10', help: 'how long a drain may take on SIGTERM' },

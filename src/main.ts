@@ -105,6 +105,8 @@ const redis = config.REDIS_URL
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
       historyTtlMs: config.HISTORY_TTL_S * 1000,
+      reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER },
+      loadMessages: store && ((room, ids) => store.messages(room, ids)),
       origin,
       store,
       onError: () => metrics.brokerErrors.inc(),
@@ -118,6 +120,8 @@ const broker: Broker =
     store,
     historyTtlMs: config.HISTORY_TTL_S ? config.HISTORY_TTL_S * 1000 : undefined,
     maxRooms: config.MAX_ROOMS,
+    reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER },
+    loadMessages: store && ((room, ids) => store.messages(room, ids)),
     onEvict: () => metrics.roomsEvicted.inc(),
   })
 // Memberships are durable with PostgreSQL, cluster-wide with Redis, else in this process.

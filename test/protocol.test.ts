@@ -52,6 +52,14 @@ describe('chat frame encoding', () => {
     }
   })
 
+  test('a reply: chatTailOfOwn with reply_to gives chatTail\'s (eventTail\'s) bytes', () => {
+    const from = { id: 'u', name: 'U' }
+    const m = { id: '0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000', room: 'r', from, body: 'b', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z', reply_to: 'p"1' }
+    const own = chatTailOfOwn(m.id, m.room, userJson(from), m.body, m.data, m.ts, m.reply_to)
+    expect(own).toBe(chatTail(m))
+    expect(JSON.parse('{"type":"chat","seq":1' + own).reply_to).toBe('p"1')
+  })
+
   test('own ids and timestamps need no escaping: chatTailOfOwn gives chatTail\'s bytes', () => {
     const from = { id: 'u"1', name: 'N\\n' }
     const times = [0, Date.now(), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(1970, 0, 1, 0, 0, 0, 1)]

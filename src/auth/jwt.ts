@@ -5,6 +5,8 @@ import { ConfigError } from '../config'
 import type { Config } from '../config'
 import type { Check } from '../http/ops'
 import type { Identity } from '../hub/connection'
+import { ROLES } from '../members/types'
+import type { Role } from '../members/types'
 import { FrameError } from '../hub/hub'
 import { log } from '../log'
 import type { Refusal } from './anonymous'
@@ -77,15 +79,17 @@ const CONTROL_ALL = /[\u0000-\u001f]/g
 
 /** The claims this server uses, checked after jose verified the token. */
 export function identityFrom(claims: JWTPayload): Identity | Refusal {
-  const { sub, name, rooms, exp } = claims
+  const { sub, name, rooms, exp, roles } = claims
   if (sub === undefined || sub === '') return { reason: 'missing_sub' }
   if (typeof sub !== 'string' || sub.length > MAX_ID_CHARS || CONTROL.test(sub)) return { reason: 'malformed' }
   if (sub === SYSTEM_USER.id) return { reason: RESERVED_USER }
   if (name !== undefined && typeof name !== 'string') return { reason: 'malformed' }
   if (rooms !== undefined && (!Array.isArray(rooms) || !rooms.every((r) => typeof r === 'string'))) return { reason: 'malformed' }
+  if (roles !== undefined && (roles === null || typeof roles !== 'object' || Array.isArray(roles) || !Object.values(roles).every((r) => (ROLES as readonly unknown[]).includes(r)))) return { reason: 'malformed' }
   return {
     user: { id: sub, name: (name || sub).replace(CONTROL_ALL, '').slice(0, MAX_ID_CHARS) || sub },
     rooms: rooms as string[] | undefined,
+    ...(roles ? { roles: roles as Record<string, Role> } : {}),
     exp: typeof exp === 'number' ? exp * 1000 : undefined,
   }
 }

@@ -5,6 +5,8 @@ import { Unavailable } from './types'
 import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
+import { Refused, neededMessage, project } from './lifecycle'
+import type { Caps, LoadMessages, MessageState } from './lifecycle'
 
 const MAX_DEDUPE_KEYS = 200_000
 
@@ -18,6 +20,8 @@ interface RoomLog {
   watchers: number
   /** Date.now() of the last append (or of opening). */
   active: number
+  /** The state of the room's recent messages (lifecycle.ts), oldest first; bounded like the log. */
+  msgs: Map<string, MessageState>
 }
 
 export interface MemoryBrokerOptions {
@@ -29,6 +33,9 @@ export interface MemoryBrokerOptions {
   /** At most this many rooms are kept; past it, the least recently active unwatched room goes. */
   maxRooms?: number
   onEvict?: (room: string) => void
+  reactionCaps?: Caps
+  /** Message state beyond what this process holds (after a restart): PostgreSQL. */
+  loadMessages?: LoadMessages
 }
 
 /**
@@ -40,6 +47,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
   const origin = opts.origin ?? freshOrigin
   const ttl = opts.historyTtlMs ?? Infinity
   const maxRooms = opts.maxRooms ?? Infinity
+  const caps = opts.reactionCaps ?? { perMessage: 50, perUser: 10 }
   /** In order of activity, least recent first (an append moves its room to the end). */
   const rooms = new Map<string, RoomLog>()
   let newest: RoomLog | undefined
@@ -56,7 +64,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now() }
+        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new Map() }
         early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
@@ -112,6 +120,17 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
       // Synchronous when the room is open, so that appends keep the order they were made in.
       const r = l instanceof Promise ? await l : l
       if (opts.store && !opts.store.accepting()) throw new Unavailable('the store is not keeping up: message refused')
+      const needed = neededMessage(draft.event)
+      if (needed !== undefined && opts.loadMessages && !r.msgs.has(needed)) {
+        const loaded = (await opts.loadMessages(room, [needed])).get(needed)
+        if (loaded && !r.msgs.has(needed)) r.msgs.set(needed, loaded)
+      }
+      // Checked and applied with the append, in the same synchronous step: no change races another.
+      const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator)
+      if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
+      if (verdict.noop) return { id: draft.event.id, seq: r.seq, duplicate: false, noop: true }
+      // Message state stays bounded: entries beyond twice the log's window go, oldest first.
+      if (r.msgs.size > opts.historyLimit * 2) r.msgs.delete(r.msgs.keys().next().value!)
       const seq = ++r.seq
       const frame = draft.head + seq + draft.tail
       // Commits resolve in seq order, so deliveries keep it too.
@@ -193,6 +212,15 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
         for (let seq = r.seq; seq >= kept; seq--) yield [seq, r.frames[seq - r.first]!]
       }
       return summarize({ seq: r.seq, epoch: r.epoch }, read, user, newestFirst(), isMessageFrame)
+    },
+    async messages(room, ids) {
+      const r = await log(room)
+      const out = new Map<string, MessageState>()
+      for (const id of ids) {
+        const m = r.msgs.get(id)
+        if (m) out.set(id, m)
+      }
+      return out
     },
     presence: memoryPresence(),
     problem: () => undefined,

@@ -6,7 +6,9 @@ import { archiveRepair } from './redis-archive'
 import { redisConnection } from './redis-connect'
 import { redisPresence } from './redis-presence'
 import { RESET_HEAD, redisKeys, withScripts } from './redis-scripts'
-import type { Accepted, Broker, Deliver, Page, Position, Replay, RoomOrigin } from './types'
+import { Refused, neededMessage } from './lifecycle'
+import type { Caps, LoadMessages, MessageState } from './lifecycle'
+import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
@@ -16,6 +18,9 @@ export interface RedisBrokerOptions {
   prefix: string
   nodeId: string
   historyLimit: number
+  reactionCaps?: Caps
+  /** Message state the room's hash no longer holds (trimmed, or Redis restarted): PostgreSQL. */
+  loadMessages?: LoadMessages
   /** A room's state and stream expire once idle this long (0 = never). */
   historyTtlMs?: number
   origin?: RoomOrigin
@@ -332,6 +337,38 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     return { seq, epoch, frames: since <= seq ? frames : [], complete }
   }
 
+  const caps = opts.reactionCaps ?? { perMessage: 50, perUser: 10 }
+  /** What the APPEND_EVENT script needs of an event to check it against the message state. */
+  function lifecycleCommand(draft: EventDraft): string {
+    const e = draft.event
+    const x = (e.extra ?? {}) as Record<string, unknown>
+    return JSON.stringify({
+      t: e.type,
+      id: e.id,
+      by: e.from.id,
+      msg: x.msg,
+      reply_to: x.reply_to,
+      reaction: x.reaction,
+      op: x.op,
+      body: e.type === 'edit' ? e.body : undefined,
+      dj: e.type === 'edit' && e.data !== undefined ? JSON.stringify(e.data) : undefined,
+      ts: e.ts,
+      mod: draft.moderator || undefined,
+      pm: caps.perMessage,
+      pu: caps.perUser,
+    })
+  }
+
+  /** Puts a message's stored state back into the room's hash (unless it is there by now); true when found. */
+  async function restore(room: string, id: string | undefined): Promise<boolean> {
+    if (id === undefined || !opts.loadMessages) return false
+    const m = (await opts.loadMessages(room, [id])).get(id)
+    if (!m) return false
+    const lua = { s: m.seq, a: m.author, d: m.deleted || undefined, e: m.edited_at, b: m.edited_at ? m.body : undefined, j: m.edited_at && m.data !== undefined ? JSON.stringify(m.data) : undefined, r: Object.keys(m.reactions).length ? m.reactions : undefined }
+    if (await cmd.hsetnx(key.msgs(room), id, JSON.stringify(lua))) await cmd.rpush(key.msgOrder(room), id)
+    return true
+  }
+
   return {
     kind: 'redis',
     /** The command connection, for the engines that keep their state beside the broker's (memberships). */
@@ -352,18 +389,23 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     },
     async append(room, draft, dedupe, except): Promise<Accepted> {
       if (opts.store) await markDue(room)
-      const keys = dedupe ? [key.state(room), key.log(room), key.dedupe(dedupe, room)] : [key.state(room), key.log(room)]
+      const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room)]
+      if (dedupe) keys.push(key.dedupe(dedupe, room))
+      const command = lifecycleCommand(draft)
       const call = () =>
-        cmd.chatAppend(keys.length as 2 | 3, ...keys, draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0)
+        cmd.chatAppend(keys.length as 4 | 5, ...keys, draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2)
       let r = await call()
-      for (let i = 0; i < 3 && r[0] < 0; i++) {
+      for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)
         else await init(room)
         r = await call()
       }
+      if (r[0] === -3 && r[1] === 'not_found' && (await restore(room, neededMessage(draft.event)))) r = await call()
+      if (r[0] === -3) throw new Refused(r[1] as 'not_found', r[2]!)
       if (r[0] < 0) throw new Error('redis: the room could not be written (its slot keeps moving)')
-      if (r[0] === 0) return { id: r[2]!, seq: r[1]!, duplicate: true }
-      const seq = r[1]!
+      if (r[0] === 2) return { id: draft.event.id, seq: r[1] as number, duplicate: false, noop: true }
+      if (r[0] === 0) return { id: r[2]!, seq: r[1] as number, duplicate: true }
+      const seq = r[1] as number
       // Acknowledged once in the stream; the store catches up (or the repair does it).
       if (opts.store?.accepting()) void opts.store.save([{ ...draft.event, seq }])
       return { id: draft.event.id, seq, duplicate: false }
@@ -439,6 +481,18 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       noteBaseline(room, { seq, epoch })
       const complete = read >= seq || counted <= read + 1 || unread >= UNREAD_CAP
       return { seq, epoch, unread, counted, complete, last: last || undefined }
+    },
+    async messages(room, ids) {
+      const out = new Map<string, MessageState>()
+      if (!ids.length) return out
+      const raw = await cmd.hmget(key.msgs(room), ...ids)
+      ids.forEach((id, i) => {
+        const v = raw[i]
+        if (!v) return
+        const m = JSON.parse(v) as { s: number; a: string; d?: boolean; e?: string; b?: string; j?: string; r?: Record<string, string[]> }
+        out.set(id, { seq: m.s, author: m.a, deleted: m.d, edited_at: m.e, body: m.b, data: m.j === undefined ? undefined : JSON.parse(m.j), reactions: m.r ?? {} })
+      })
+      return out
     },
     presence: presence.presence,
     problem() {

@@ -1,4 +1,5 @@
 import type { RoomEvent, User } from '../protocol/server-frames'
+import type { MessageState } from './lifecycle'
 
 /**
  * Hands an encoded frame to this node's subscribers of `topic`. `except` names a connection
@@ -19,6 +20,8 @@ export interface EventDraft {
   event: RoomEvent
   head: string
   tail: string
+  /** The actor moderates the room (may delete others' messages); checked with the message state. */
+  moderator?: boolean
 }
 
 export interface Accepted {
@@ -26,6 +29,8 @@ export interface Accepted {
   seq: number
   /** True when `dedupe` matched an earlier send: nothing new was published. */
   duplicate: boolean
+  /** True when the event changed nothing (a reaction the user already has): nothing was appended, `seq` is the room's. */
+  noop?: boolean
 }
 
 export interface Replay extends Position {
@@ -85,6 +90,11 @@ export interface Broker {
    * from the log, never kept per member.
    */
   summary(room: string, read: number, user: string): Promise<Summary>
+  /**
+   * The current state of the named messages (see lifecycle.ts), for history; absent when the
+   * engine does not keep message state (edits, deletes and reactions are then refused).
+   */
+  messages?(room: string, ids: string[]): Promise<Map<string, MessageState>>
   presence: Presence
   /** Undefined when healthy, else what is wrong (for /readyz). */
   problem(): string | undefined

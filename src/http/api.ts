@@ -22,9 +22,13 @@ export const ChatFrame = z.object({
   room: z.string(),
   from: User,
   to: z.string().optional().meta({ description: 'dm only: the recipient' }),
-  body: z.string(),
+  reply_to: z.string().optional().meta({ description: 'the message this one replies to' }),
+  body: z.string().optional().meta({ description: 'absent when deleted' }),
   data: z.json().optional(),
   ts: z.string().meta({ description: 'ISO 8601 time the message was accepted' }),
+  edited_at: z.string().optional().meta({ description: 'history only: when last edited (body and data are the edit\'s)' }),
+  deleted: z.literal(true).optional().meta({ description: 'history only: the message was deleted' }),
+  reactions: z.array(z.object({ reaction: z.string(), count: z.number().int(), me: z.boolean() })).optional().meta({ description: 'history only' }),
 })
 
 /** The server-side API: publish, history, presence. Behind `Authorization: Bearer <API_KEY>`. */
@@ -93,7 +97,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
       '/rooms/:room/messages',
       ({ params, query }) =>
         orUnavailable(async () => {
-          const page = await hub.page(params.room, query.before, query.limit)
+          const page = await hub.lifecycle.present(params.room, await hub.page(params.room, query.before, query.limit), '')
           return new Response(`{"room":${JSON.stringify(params.room)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
             headers: { 'content-type': 'application/json' },
           })

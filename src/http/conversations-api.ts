@@ -2,6 +2,7 @@ import { Elysia } from 'elysia'
 import { z } from 'zod'
 import type { Broker } from '../broker/types'
 import { userTopic } from '../broker/types'
+import { SERVER_ID } from '../broker/lifecycle'
 import { control } from '../protocol/server-frames'
 import { ROOM_PATTERN } from '../config'
 import type { Config } from '../config'
@@ -137,6 +138,7 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
           const code = body?.code ?? 4000
           const reason = body?.reason ?? 'disconnected by the server'
           await deps.broker.relay(userTopic(params.user), control({ ctl: 'close', code, reason }))
+          hub.audit({ event: 'moderation', user: params.user, detail: { action: 'disconnect', by: SERVER_ID, code, reason } })
           return { user: params.user, code, reason }
         }),
       apiRoute({

@@ -1,12 +1,15 @@
 import type { ServerWebSocket } from 'bun'
 import type { User } from '../protocol/server-frames'
 import type { Bucket } from './rate-limit'
+import type { Role } from '../members/types'
 
 /** What authentication (or its absence) says about a connection. */
 export interface Identity {
   user: User
   /** Room names or `prefix*` patterns the user may use; undefined = every room. */
   rooms?: string[]
+  /** Roles from the token: room name or `prefix*` -> role. */
+  roles?: Record<string, Role>
   /** Token expiry, epoch ms; undefined = never. */
   exp?: number
   /** A random `anon-…` user (auth off, no `?user`): it holds no memberships. */
@@ -38,6 +41,8 @@ export interface Conn {
   lastStrikeAt: number
   lastSeen: number
   closing: boolean
+  /** Mutes of this user, by room, as last read or seen pass (`at` = the room's live boundary then). */
+  muted?: Map<string, { until?: number; loading?: Promise<number>; at: number | undefined }>
 }
 
 export function allowed(identity: Identity, room: string): boolean {

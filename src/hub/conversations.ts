@@ -58,6 +58,7 @@ export function createConversations(deps: ConversationsDeps) {
    * connection of the user but `except` into it. Throws `limit` past MAX_MEMBERSHIPS.
    */
   async function grant(room: string, user: User, opts: { read?: number; except?: string } = {}) {
+    if ((await members.standing(room, user.id)).banned) throw new FrameError('forbidden', `member: ${user.id} is banned from ${room}`)
     const read = opts.read ?? (await broker.position(room)).seq
     const r = await members.add(room, user, read, config.MAX_MEMBERSHIPS)
     if (r.status === 'limit') throw new FrameError('limit', `memberships: ${user.id} is a member of ${config.MAX_MEMBERSHIPS} rooms already (MAX_MEMBERSHIPS)`)

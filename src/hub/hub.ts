@@ -14,11 +14,14 @@ import { isDirect } from '../members/types'
 import { allowed } from './connection'
 import { createConversations } from './conversations'
 import { createRooms } from './rooms'
+import { createLifecycle } from './lifecycle'
+import { MODERATION_HEAD, createModeration } from './moderation'
 import { FrameError } from './errors'
 import type { Conn, Identity } from './connection'
 import { tokenBucket } from './rate-limit'
 import type { HubWebhooks } from '../webhooks'
 import { chatFrame } from '../protocol/server-frames'
+import { Refused } from '../broker/lifecycle'
 
 export interface HubDeps {
   config: Config
@@ -38,6 +41,7 @@ export interface HubDeps {
 export { FrameError }
 
 const STRIKES_BEFORE_CLOSE = 3
+const MUTE_READ_WAIT_MS = 250
 const STRIKE_MEMORY_MS = 10_000
 
 /** Retry keys: unambiguous whatever the ids contain, one space per kind of send. */
@@ -70,6 +74,7 @@ export function createHub(deps: HubDeps) {
 
   function deliver(topic: string, frame: string, except?: string) {
     if (frame.startsWith(CONTROL_HEAD)) return control(topic, frame, except)
+    if (frame.startsWith(MODERATION_HEAD)) noteMute(topic, frame)
     rooms.overhear(topic, frame)
     const skip = except ? conns.get(except) : undefined
     const s = server()
@@ -78,6 +83,40 @@ export function createHub(deps: HubDeps) {
     const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
     if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(s.subscriberCount(topic))
     if (status === 0) cutSlowConsumers(topic, frame.length)
+  }
+
+  /** A mute or unmute passing by: the muted user's connections here know at once (see mutedUntil). */
+  function noteMute(topic: string, frame: string) {
+    const m = JSON.parse(frame) as { room: string; action: string; user: { id: string }; until?: string }
+    if (m.action !== 'mute' && m.action !== 'unmute') return
+    const until = m.action === 'mute' && m.until ? Date.parse(m.until) : 0
+    for (const c of members.get(topic) ?? []) if (c.identity.user.id === m.user.id) (c.muted ??= new Map()).set(m.room, { until, at: c.rooms.get(m.room) })
+  }
+
+  /**
+   * When the user's mute in the room ends (0 = not muted): read once per live join, then kept
+   * by noteMute, so a chat costs a map lookup. A rejoin (a new live boundary) reads it again.
+   * Chats that arrive while it is read all wait on the same promise, so they keep their order.
+   */
+  function mutedUntil(c: Conn, room: string): number | Promise<number> {
+    const at = c.rooms.get(room)
+    const hit = c.muted?.get(room)
+    if (hit && hit.at === at) return hit.until ?? Promise.race([hit.loading!, Bun.sleep(MUTE_READ_WAIT_MS).then(() => hit.until ?? 0)])
+    const entry: { until?: number; loading?: Promise<number>; at: number | undefined } = { at }
+    entry.loading = memberships.standing(room, c.identity.user.id).then(
+      (s) => (entry.until = s.mutedUntil ?? 0),
+      // Chat goes on while PostgreSQL (the members engine) is down: a mute set before this join
+      // that cannot be read is not enforced (mutes made from now on still are: see noteMute).
+      (err) => {
+        log.warn('mute not read; chat allowed', { conn: c.id, room, err })
+        return (entry.until = 0)
+      },
+    )
+    // Nor does chat wait long for it: past MUTE_READ_WAIT_MS the chat goes on (timers fire in
+    // order, so the connection's chats keep theirs).
+    const bounded = Promise.race([entry.loading, Bun.sleep(MUTE_READ_WAIT_MS).then(() => entry.until ?? 0)])
+    ;(c.muted ??= new Map()).set(room, entry)
+    return bounded
   }
 
   /** Bun dropped a frame for someone: close, with 4008, whoever cannot take it. */
@@ -142,6 +181,8 @@ export function createHub(deps: HubDeps) {
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember, removeMember })
   const { join, leave, page } = rooms
   const conversations = createConversations({ config, broker, members: memberships, rooms, emit: webhooks?.emit })
+  const lifecycle = createLifecycle({ broker, store })
+  const moderation = createModeration({ broker, members: memberships, audit })
 
   /** Joins (or refuses) a room the connection asked for: the token's rooms, a direct room's pair. */
   async function mayUse(c: Conn, room: string, verb: string) {
@@ -181,29 +222,34 @@ export function createHub(deps: HubDeps) {
     const pending = c.joining.get(room)
     if (pending) await pending.done
     if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
+    const m = mutedUntil(c, room)
+    const muted = typeof m === 'number' ? m : await m
+    if (muted > Date.now()) throw new FrameError('forbidden', `room: muted in ${room} until ${new Date(muted).toISOString()}`)
     let body = f.body
     let data: unknown = f.data
-    if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: (f as { reply_to?: unknown }).reply_to }))
+    if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson)
+    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson, f.reply_to)
     metrics.publishLatency.observe((performance.now() - started) / 1000)
     if (c.member.has(room)) memberships.touch(room, c.identity.user.id, accepted.seq)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string) {
+  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string) {
     const id = Bun.randomUUIDv7()
     const ts = new Date().toISOString()
-    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts)
+    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo)
+    const extra = replyTo === undefined ? {} : { extra: { reply_to: replyTo } }
     try {
-      const accepted = await broker.append(room, { event: { type: 'chat', id, room, from, body, data, ts }, head: CHAT_HEAD, tail }, dedupe || undefined)
+      const accepted = await broker.append(room, { event: { type: 'chat', id, room, from, body, data, ts, ...extra }, head: CHAT_HEAD, tail }, dedupe || undefined)
       if (!accepted.duplicate) {
         metrics.published.inc()
         webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
       }
       return accepted
     } catch (err) {
+      if (err instanceof Refused) throw new FrameError(err.code, err.message)
       if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)
       metrics.brokerErrors.inc()
       log.warn('message not accepted', { room, err })
@@ -240,6 +286,7 @@ export function createHub(deps: HubDeps) {
 
   async function joinFrame(c: Conn, f: FrameOf<'join'>) {
     await mayUse(c, f.room, 'join')
+    await moderation.mayJoin(f.room, c.identity.user.id)
     if (!f.member) return join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, member: c.member.has(f.room) ? await marker(c, f.room) : undefined })
     if (c.identity.ephemeral) throw new FrameError('forbidden', 'member: an anonymous user cannot hold memberships (connect with ?user= or a token)')
     const r = await conversations.grant(f.room, c.identity.user, { except: c.id })
@@ -277,8 +324,38 @@ export function createHub(deps: HubDeps) {
 
   async function history(c: Conn, f: FrameOf<'history'>) {
     await mayUse(c, f.room, 'read')
-    const p = await page(f.room, f.before, f.limit ?? 50)
+    const limit = f.limit ?? 50
+    const raw = f.thread === undefined ? await page(f.room, f.before, limit) : await lifecycle.thread((b, l) => page(f.room, b, l), f.thread, f.before, limit)
+    const p = await lifecycle.present(f.room, raw, c.identity.user.id)
     send(c, frames.history(f.room, p.frames, p.more, f.id), 'history')
+  }
+
+  // ---- message lifecycle: edit, delete, react (each an event of the room's log) ----
+
+  /** Changes need the user live in the room, as a chat does. */
+  async function live(c: Conn, room: string) {
+    const pending = c.joining.get(room)
+    if (pending) await pending.done
+    if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
+  }
+
+  function changed(c: Conn, id: string | undefined, msg: string, a: { seq: number; noop?: boolean }) {
+    if (id) send(c, frames.ack(id, msg, a.noop ? undefined : a.seq), 'ack')
+  }
+
+  async function edit(c: Conn, f: FrameOf<'edit'>) {
+    await live(c, f.room)
+    changed(c, f.id, f.msg, await lifecycle.edit(f.room, c.identity.user, f.msg, f.body, f.data))
+  }
+
+  async function del(c: Conn, f: FrameOf<'delete'>) {
+    await live(c, f.room)
+    changed(c, f.id, f.msg, await lifecycle.remove(f.room, c.identity.user, f.msg, await moderation.moderates(c.identity, c.identity.user.id, f.room)))
+  }
+
+  async function react(c: Conn, f: FrameOf<'react'> | FrameOf<'unreact'>) {
+    await live(c, f.room)
+    changed(c, f.id, f.msg, await lifecycle.react(f.room, c.identity.user, f.msg, f.reaction, f.type === 'react' ? 'add' : 'remove'))
   }
 
   async function presence(c: Conn, f: FrameOf<'presence'>) {
@@ -303,6 +380,14 @@ export function createHub(deps: HubDeps) {
     }
   }
 
+  /** mute, unmute, ban, unban, kick: moderators and owners of the room only. */
+  async function moderate(c: Conn, f: FrameOf<'mute' | 'unmute' | 'ban' | 'unban' | 'kick'>) {
+    if (isDirect(f.room) || !(await moderation.moderates(c.identity, c.identity.user.id, f.room))) throw new FrameError('forbidden', `${f.type}: not a moderator of ${f.room}`)
+    const target = { id: f.user, name: (await memberships.user(f.user))?.name ?? f.user }
+    const seq = await moderation.act(f.room, c.identity.user, f.type, target, { seconds: 'seconds' in f ? f.seconds : undefined, reason: 'reason' in f ? f.reason : undefined })
+    if (f.id) send(c, frames.ack(f.id, undefined, seq), 'ack')
+  }
+
   const handlers: { [T in ClientFrame['type']]: (c: Conn, f: FrameOf<T>) => Promise<void> | void } = {
     chat,
     dm,
@@ -314,10 +399,19 @@ export function createHub(deps: HubDeps) {
     leave: leaveFrame,
     rooms: roomsFrame,
     read,
+    edit,
+    delete: del,
+    react,
+    unreact: react,
+    mute: moderate,
+    unmute: moderate,
+    ban: moderate,
+    unban: moderate,
+    kick: moderate,
     ping: (c, f) => send(c, frames.pong(f.id), 'pong'),
   }
   /** Frames whose handler answers by itself; the others get an `ack` when they carry an id. */
-  const answered = new Set(['chat', 'dm', 'join', 'leave', 'history', 'presence', 'ping', 'rooms'])
+  const answered = new Set(['chat', 'dm', 'join', 'leave', 'history', 'presence', 'ping', 'rooms', 'edit', 'delete', 'react', 'unreact', 'mute', 'unmute', 'ban', 'unban', 'kick'])
 
   function rateLimited(c: Conn): boolean {
     if (bucket.take(c.bucket)) return false
@@ -382,7 +476,8 @@ export function createHub(deps: HubDeps) {
         void memberships.seen(u).catch(() => {})
         list = (await memberships.of(u.id)).filter((m) => isDirect(m.room) || allowed(c.identity, m.room))
         // Every user is a member of the default room, from its first connection on.
-        if (home && !list.some((m) => m.room === config.DEFAULT_ROOM)) {
+        // (Not again for a user banned from it: the ban ended that membership.)
+        if (home && !list.some((m) => m.room === config.DEFAULT_ROOM) && !(await memberships.standing(config.DEFAULT_ROOM, u.id)).banned) {
           const read = (await broker.position(config.DEFAULT_ROOM)).seq
           const r = await memberships.add(config.DEFAULT_ROOM, u, read, Infinity)
           list.unshift({ room: config.DEFAULT_ROOM, read: r.read ?? read })
@@ -508,6 +603,8 @@ export function createHub(deps: HubDeps) {
     page,
     audit,
     conversations,
+    lifecycle,
+    moderation,
     pong: (c: Conn) => void (c.lastSeen = performance.now()),
     get roomCount() {
       let n = 0

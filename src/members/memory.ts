@@ -1,5 +1,6 @@
 import type { User } from '../protocol/server-frames'
-import type { Members } from './types'
+import type { Members, Standing } from './types'
+import { patched } from './types'
 
 /** Everything in this process: the engine of one node without PostgreSQL. */
 export function memoryMembers(): Members {
@@ -9,6 +10,8 @@ export function memoryMembers(): Members {
   const byRoom = new Map<string, Map<string, string>>()
   const pairs = new Map<string, [User, User]>()
   const users = new Map<string, User>()
+  /** `${room}\n${user}` -> standing */
+  const standings = new Map<string, Standing>()
 
   const roomsOf = (user: string) => byUser.get(user)
   const mark = (room: string, user: string, seq: number) => {
@@ -73,6 +76,13 @@ export function memoryMembers(): Members {
     },
     async seen(user) {
       users.set(user.id, user)
+    },
+    async standing(room, user) {
+      return standings.get(`${room}\n${user}`) ?? {}
+    },
+    async setStanding(room, user, patch) {
+      const k = `${room}\n${user}`
+      standings.set(k, patched(standings.get(k) ?? {}, patch))
     },
   }
 }

@@ -1,7 +1,7 @@
 import type { Sql } from 'postgres'
 import { log } from '../log'
 import type { User } from '../protocol/server-frames'
-import type { AddResult, Members } from './types'
+import type { AddResult, Members, Role } from './types'
 
 const TOUCH_EVERY_MS = 20
 
@@ -107,5 +107,24 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
     },
     // The store records users as they connect (Store.userSeen).
     async seen() {},
+    async standing(room, user) {
+      const [r] = await sql<{ role: Role | null; muted_until: Date | null; banned: boolean }[]>`
+        select role, muted_until, banned from room_standing where room = ${room} and user_id = ${user}`
+      if (!r) return {}
+      return { ...(r.role ? { role: r.role } : {}), ...(r.muted_until ? { mutedUntil: r.muted_until.getTime() } : {}), ...(r.banned ? { banned: true } : {}) }
+    },
+    async setStanding(room, user, p) {
+      // Each field: null clears, undefined keeps (coalesce with a flag).
+      const role = p.role === undefined ? undefined : p.role
+      const muted = p.mutedUntil === undefined ? undefined : p.mutedUntil === null ? null : new Date(p.mutedUntil)
+      const banned = p.banned === undefined ? undefined : p.banned === true
+      await sql`
+        insert into room_standing (room, user_id, role, muted_until, banned)
+        values (${room}, ${user}, ${role ?? null}, ${muted ?? null}, ${banned ?? false})
+        on conflict (room, user_id) do update set
+          role = ${role === undefined ? sql`room_standing.role` : sql`excluded.role`},
+          muted_until = ${muted === undefined ? sql`room_standing.muted_until` : sql`excluded.muted_until`},
+          banned = ${banned === undefined ? sql`room_standing.banned` : sql`excluded.banned`}`
+    },
   }
 }

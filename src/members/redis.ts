@@ -1,6 +1,7 @@
 import type Redis from 'ioredis'
 import type { User } from '../protocol/server-frames'
-import type { AddResult, Members } from './types'
+import type { AddResult, Members, Standing } from './types'
+import { patched } from './types'
 
 /**
  * add: the membership on the user's side, unless it exists or the user holds `cap` already.
@@ -47,6 +48,7 @@ export function redisMembers(redis: Redis, P: string): Members {
     members: (room: string) => `${P}{${room}}:members`,
     pair: (room: string) => `${P}{${room}}:pair`,
     users: `${P}users`,
+    standing: (room: string) => `${P}{${room}}:standing`,
   }
 
   return {
@@ -105,6 +107,15 @@ export function redisMembers(redis: Redis, P: string): Members {
     },
     async seen(user) {
       await cmd.hset(key.users, user.id, user.name)
+    },
+    async standing(room, user) {
+      const v = await cmd.hget(key.standing(room), user)
+      return v ? (JSON.parse(v) as Standing) : {}
+    },
+    async setStanding(room, user, patch) {
+      // Read-modify-write of one user's entry; concurrent moderators of one user last-write-win per call.
+      const v = await cmd.hget(key.standing(room), user)
+      await cmd.hset(key.standing(room), user, JSON.stringify(patched(v ? JSON.parse(v) : {}, patch)))
     },
   }
 }

@@ -40,6 +40,32 @@ export interface Members {
   /** A user the server has seen (connected, or named through the API). */
   user(id: string): Promise<User | undefined>
   seen(user: User): Promise<void>
+  /** A user's role and sanctions in a room (empty when none). */
+  standing(room: string, user: string): Promise<Standing>
+  /** Changes some of it; a field set to null is cleared. */
+  setStanding(room: string, user: string, patch: StandingPatch): Promise<void>
+}
+
+export type Role = 'owner' | 'moderator' | 'member'
+export const ROLES: readonly Role[] = ['owner', 'moderator', 'member']
+
+/** Per room per user: the role given by the API, and the moderation that holds. */
+export interface Standing {
+  role?: Role
+  /** Epoch ms the mute ends. */
+  mutedUntil?: number
+  banned?: boolean
+}
+export type StandingPatch = { [K in keyof Standing]?: Standing[K] | null }
+
+/** Applies a patch (null clears a field); pure, shared by the engines. */
+export function patched(s: Standing, p: StandingPatch): Standing {
+  const out: Record<string, unknown> = { ...s }
+  for (const [k, v] of Object.entries(p)) {
+    if (v === null) delete out[k]
+    else if (v !== undefined) out[k] = v
+  }
+  return out as Standing
 }
 
 /** Direct rooms are named from their pair, the same whichever user writes first. */

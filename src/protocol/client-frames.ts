@@ -33,10 +33,27 @@ export function clientFrameSchemas(maxBodyChars: number) {
   const id = z.string().max(64, 'must be at most 64 characters').optional()
   const { room, body, data } = messageFields(maxBodyChars)
   const seq = z.number().int('must be a whole number').min(0, 'must not be negative')
+  const msg = z.string('must be a message id').min(1, 'must not be empty').max(64, 'must be at most 64 characters')
+  const reaction = z
+    .string('must be a string')
+    .min(1, 'must be 1..32 characters')
+    .max(32, 'must be 1..32 characters')
+    .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+  const target = z.string('must be a user id').min(1, 'must not be empty').max(64, 'must be at most 64 characters')
+  const reason = z.string('must be a string').max(500, 'must be at most 500 characters').refine((s) => !s.includes('\0'), 'must not contain NUL characters')
   const limit = z.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100')
 
   return {
-    chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, id }),
+    chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, reply_to: msg.optional(), id }),
+    edit: z.object({ type: z.literal('edit'), room, msg, body, data, id }),
+    delete: z.object({ type: z.literal('delete'), room, msg, id }),
+    react: z.object({ type: z.literal('react'), room, msg, reaction, id }),
+    unreact: z.object({ type: z.literal('unreact'), room, msg, reaction, id }),
+    mute: z.object({ type: z.literal('mute'), room, user: target, seconds: z.number().int('must be a whole number').min(1, 'must be 1..31536000').max(31_536_000, 'must be 1..31536000'), id }),
+    unmute: z.object({ type: z.literal('unmute'), room, user: target, id }),
+    ban: z.object({ type: z.literal('ban'), room, user: target, reason: reason.optional(), id }),
+    unban: z.object({ type: z.literal('unban'), room, user: target, id }),
+    kick: z.object({ type: z.literal('kick'), room, user: target, reason: reason.optional(), id }),
     join: z.object({ type: z.literal('join'), room, since: seq.optional(), epoch: z.string().max(64).optional(), member: z.boolean('must be true or false').optional(), id }),
     leave: z.object({ type: z.literal('leave'), room, member: z.boolean('must be true or false').optional(), id }),
     rooms: z.object({ type: z.literal('rooms'), before: z.string().max(512, 'must be at most 512 characters').optional(), limit: limit.optional(), id }),
@@ -47,6 +64,7 @@ export function clientFrameSchemas(maxBodyChars: number) {
       room,
       before: seq.optional(),
       limit: limit.optional(),
+      thread: msg.optional(),
       id,
     }),
     presence: z.object({ type: z.literal('presence'), room, id }),

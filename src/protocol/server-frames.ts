@@ -20,7 +20,10 @@ const opt = (key: string, value: unknown) => (value === undefined ? '' : `,"${ke
  * `{"type":"<type>","seq":` and the tail after the number. Any holder of the text reads the
  * seq back cheaply (`eventSeq`), whatever the event's type.
  */
-export type EventType = 'chat' | 'dm'
+export type EventType = 'chat' | 'dm' | 'edit' | 'delete' | 'react' | 'moderation'
+
+/** The key of an event's actor (`RoomEvent.from`) in its frame: who wrote, edited, reacted, moderated. */
+export const actorKey = (type: EventType) => (type === 'chat' || type === 'dm' ? 'from' : type === 'react' ? 'user' : 'by')
 
 export const eventHead = (type: EventType) => `{"type":"${type}","seq":`
 export const CHAT_HEAD = eventHead('chat')
@@ -50,11 +53,12 @@ export interface RoomEvent {
 export function eventTail(e: RoomEvent): string {
   let extra = ''
   if (e.extra) for (const k in e.extra) extra += opt(k, e.extra[k])
-  return `,"id":${q(e.id)},"room":${q(e.room)},"from":${user(e.from)}${extra}${opt('body', e.body)}${opt('data', e.data)},"ts":${q(e.ts)}}`
+  return `,"id":${q(e.id)},"room":${q(e.room)},"${actorKey(e.type)}":${user(e.from)}${extra}${opt('body', e.body)}${opt('data', e.data)},"ts":${q(e.ts)}}`
 }
 
-export function chatTail(m: { id: string; room: string; from: User; body: string; data?: unknown; ts: string }): string {
-  return eventTail({ type: 'chat', ...m })
+export function chatTail(m: { id: string; room: string; from: User; body: string; data?: unknown; ts: string; reply_to?: string }): string {
+  const { reply_to, ...rest } = m
+  return eventTail({ type: 'chat', ...rest, ...(reply_to === undefined ? {} : { extra: { reply_to } }) })
 }
 
 /**
@@ -62,8 +66,8 @@ export function chatTail(m: { id: string; room: string; from: User; body: string
  * from Date#toISOString() (digits, `-`, `:`, `.`, `T`, `Z`) hold nothing JSON must escape, so
  * they are quoted without JSON.stringify; `fromJson` is userJson(from). Same bytes as chatTail.
  */
-export function chatTailOfOwn(id: string, room: string, fromJson: string, body: string, data: unknown, ts: string): string {
-  return `,"id":"${id}","room":${q(room)},"from":${fromJson},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
+export function chatTailOfOwn(id: string, room: string, fromJson: string, body: string, data: unknown, ts: string, replyTo?: string): string {
+  return `,"id":"${id}","room":${q(room)},"from":${fromJson}${opt('reply_to', replyTo)},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
 }
 
 export const chatFrame = (seq: number, tail: string) => CHAT_HEAD + seq + tail
@@ -80,7 +84,9 @@ export function eventSeq(frame: string): number {
 
 /** The event of a frame read back (a Redis stream entry the store lacks). */
 export function eventOf(frame: string): RoomEvent & { seq: number } {
-  const { type, seq, id, room, from, body, data, ts, ...extra } = JSON.parse(frame)
+  const parsed = JSON.parse(frame)
+  const key = actorKey(parsed.type)
+  const { type, seq, id, room, [key]: from, body, data, ts, ...extra } = parsed
   return { type, seq, id, room, from, body, data, ts, ...(Object.keys(extra).length ? { extra } : {}) }
 }
 

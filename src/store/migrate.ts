@@ -3,6 +3,7 @@ import init from './migrations/001_init.sql' with { type: 'text' }
 import conversations from './migrations/002_conversations.sql' with { type: 'text' }
 import auditIdempotent from './migrations/003_audit_idempotent.sql' with { type: 'text' }
 import webhooks from './migrations/004_webhooks.sql' with { type: 'text' }
+import lifecycle from './migrations/005_lifecycle.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
 export const migrations: { name: string; sql: string }[] = [
@@ -10,6 +11,7 @@ export const migrations: { name: string; sql: string }[] = [
   { name: '002_conversations', sql: conversations },
   { name: '003_audit_idempotent', sql: auditIdempotent },
   { name: '004_webhooks', sql: webhooks },
+  { name: '005_lifecycle', sql: lifecycle },
 ]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */

@@ -4,6 +4,7 @@ import { freshEpoch } from '../broker/types'
 import type { Origin, Page } from '../broker/types'
 import { log } from '../log'
 import { eventHead, eventTail } from '../protocol/server-frames'
+import type { MessageState } from '../broker/lifecycle'
 import type { EventType } from '../protocol/server-frames'
 import { migrate } from './migrate'
 import { SYSTEM_USER } from '../auth/system'
@@ -89,6 +90,8 @@ const frameOf = (room: string, r: Row) =>
 
 /** The event types that are messages (counted as unread, shown as a conversation's last). */
 const MESSAGE_TYPES = ['chat', 'dm']
+/** The event types that change a message's state (applied to it and to reactions by the writer). */
+const CHANGE_TYPES = new Set(['edit', 'delete', 'react'])
 
 export type PostgresStore = Store & { sql: Sql }
 
@@ -212,6 +215,32 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
   }
 
   async function insertMessages(ms: StoredEvent[]) {
+    if (!ms.some((m) => CHANGE_TYPES.has(m.type))) return insertEvents(sql, ms)
+    // Changes are applied in seq order, in the transaction of their events.
+    await sql.begin(async (tx) => {
+      await insertEvents(tx as unknown as Sql, ms)
+      for (const m of [...ms].sort((a, b) => a.seq - b.seq)) if (CHANGE_TYPES.has(m.type)) await applyChange(tx as unknown as Sql, m)
+    })
+  }
+
+  /** The state change an edit, delete or reaction makes; guarded by seq, so applying it again changes nothing. */
+  async function applyChange(tx: Sql, m: StoredEvent) {
+    const x = (m.extra ?? {}) as Record<string, unknown>
+    const msg = String(x.msg)
+    if (m.type === 'edit')
+      await tx`update messages set cur_body = ${m.body ?? null}, cur_data = (${m.data === undefined ? null : JSON.stringify(m.data)}::text)::jsonb, edited_at = ${m.ts}, state_seq = ${m.seq}
+        where room = ${m.room} and id = ${msg} and state_seq < ${m.seq}`
+    else if (m.type === 'delete') {
+      await tx`update messages set cur_body = null, cur_data = null, deleted_at = ${m.ts}, state_seq = ${m.seq}
+        where room = ${m.room} and id = ${msg} and state_seq < ${m.seq}`
+      await tx`delete from reactions where room = ${m.room} and msg_id = ${msg}`
+    } else if (m.type === 'react')
+      await tx`insert into reactions (room, msg_id, reaction, user_id, present, seq)
+        values (${m.room}, ${msg}, ${String(x.reaction)}, ${m.from.id}, ${x.op !== 'remove'}, ${m.seq})
+        on conflict (room, msg_id, reaction, user_id) do update set present = excluded.present, seq = excluded.seq where reactions.seq < excluded.seq`
+  }
+
+  async function insertEvents(sql: Sql, ms: StoredEvent[]) {
     await sql`
       insert into messages (room, seq, type, id, user_id, user_name, body, data, extra, created_at)
       select r, s, y, i, u, n, b, d::jsonb, e::json, t from unnest(
@@ -333,6 +362,31 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
         order by seq desc limit 1`
       return r ? frameOf(room, r) : undefined
     },
+    async messages(room, ids) {
+      const out = new Map<string, MessageState>()
+      if (!ids.length) return out
+      const rows = await sql<{ id: string; seq: string; user_id: string; body: string | null; data: unknown; cur_body: string | null; cur_data: unknown; edited_at: Date | null; deleted_at: Date | null }[]>`
+        select id, seq, user_id, body, data, cur_body, cur_data, edited_at, deleted_at from messages
+        where room = ${room} and id in ${sql(ids)} and type in ${sql(MESSAGE_TYPES)}`
+      for (const r of rows) {
+        const edited = r.edited_at !== null && r.deleted_at === null
+        out.set(r.id, {
+          seq: Number(r.seq),
+          author: r.user_id,
+          deleted: r.deleted_at !== null || undefined,
+          edited_at: edited ? r.edited_at!.toISOString() : undefined,
+          body: r.deleted_at ? undefined : edited ? (r.cur_body ?? undefined) : (r.body ?? undefined),
+          data: r.deleted_at ? undefined : edited ? (r.cur_data ?? undefined) : (r.data ?? undefined),
+          reactions: {},
+        })
+      }
+      if (out.size) {
+        const reactions = await sql<{ msg_id: string; reaction: string; user_id: string }[]>`
+          select msg_id, reaction, user_id from reactions where room = ${room} and msg_id in ${sql([...out.keys()])} and present order by seq`
+        for (const r of reactions) (out.get(r.msg_id)!.reactions[r.reaction] ??= []).push(r.user_id)
+      }
+      return out
+    },
     async stored(room, from, to) {
       const rows = await sql<{ seq: string }[]>`select seq from messages where room = ${room} and seq between ${from} and ${to}`
       return new Set(rows.map((r) => Number(r.seq)))
@@ -362,6 +416,16 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
       if (audits.length >= maxBacklog) return // the audit log never holds chat back
       audits.push({ ...entry, uid: crypto.randomUUID(), at: new Date().toISOString() })
       schedule()
+    },
+    async auditList(q) {
+      const rows = await sql<{ id: string; at: Date; event: string; user_id: string | null; conn: string | null; node: string | null; room: string | null; detail: unknown }[]>`
+        select id, at, event, user_id, conn, node, room, detail from audit
+        where true ${q.room ? sql`and room = ${q.room}` : sql``} ${q.user ? sql`and user_id = ${q.user}` : sql``} ${q.before ? sql`and id < ${q.before}` : sql``}
+        order by id desc limit ${q.limit + 1}`
+      return {
+        more: rows.length > q.limit,
+        rows: rows.slice(0, q.limit).map((r) => ({ id: Number(r.id), at: r.at.toISOString(), event: r.event, user: r.user_id ?? undefined, conn: r.conn ?? undefined, node: r.node ?? undefined, room: r.room ?? undefined, detail: r.detail ?? undefined })),
+      }
     },
     problem: () => (down ? `postgres: ${down}` : undefined),
     async close(ms = 3000) {

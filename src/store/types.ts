@@ -1,4 +1,5 @@
 import type { Origin, Page } from '../broker/types'
+import type { MessageState } from '../broker/lifecycle'
 import type { RoomEvent, User } from '../protocol/server-frames'
 
 /** An event of a room's log as it is kept: everything its frame is made of. */
@@ -22,6 +23,8 @@ export type AuditEvent =
   | 'forbidden'
   | 'rate_limited'
   | 'slow_consumer'
+  | 'moderation'
+  | 'role'
 
 export interface AuditEntry {
   event: AuditEvent
@@ -49,13 +52,28 @@ export interface Store {
   unread(room: string, after: number, below: number, user: string, cap: number): Promise<number>
   /** The newest message (chat or dm frame) with seq below `below`. */
   last(room: string, below: number): Promise<string | undefined>
+  /** The current state of the named messages of a room (edits, deletes, reactions applied). */
+  messages(room: string, ids: string[]): Promise<Map<string, MessageState>>
   /** Which of the seqs in [from, to] are stored. */
   stored(room: string, from: number, to: number): Promise<Set<number>>
   userSeen(user: User): void
   sessionOpened(s: SessionStart): void
   sessionClosed(conn: string, code: number): void
   audit(entry: AuditEntry): void
+  /** Audit rows, newest first, with id < before. */
+  auditList(q: { room?: string; user?: string; before?: number; limit: number }): Promise<{ rows: AuditRow[]; more: boolean }>
   problem(): string | undefined
   /** Writes what is queued (bounded by `ms`) and closes the pool. */
   close(ms?: number): Promise<void>
+}
+
+export interface AuditRow {
+  id: number
+  at: string
+  event: string
+  user?: string
+  conn?: string
+  node?: string
+  room?: string
+  detail?: unknown
 }

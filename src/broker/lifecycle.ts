@@ -1,0 +1,147 @@
+import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
+
+/**
+ * The current state of a room's messages, projected from its events (chat, dm, edit, delete,
+ * react). The sequencer checks an event against it and applies it in the same step as the
+ * append, so that a refused change leaves nothing behind and no two changes race.
+ */
+export interface MessageState {
+  seq: number
+  author: string
+  deleted?: boolean
+  edited_at?: string
+  body?: string
+  data?: unknown
+  /** reaction → user ids. */
+  reactions: Record<string, string[]>
+}
+
+/** The actor of changes made through the API without a user. */
+export const SERVER_ID = 'server'
+
+export interface Caps {
+  /** Distinct reactions per message. */
+  perMessage: number
+  /** Reactions of one user on one message. */
+  perUser: number
+}
+
+/** Thrown by `append` when the event is not allowed by the message's state: nothing was appended. */
+export class Refused extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+export type Verdict = { ok: true; noop?: boolean } | { ok: false; code: ErrorCode; message: string }
+
+const refuse = (code: ErrorCode, message: string): Verdict => ({ ok: false, code, message })
+
+/**
+ * Checks `e` (with seq `seq`) against `msgs` and, when allowed and not a no-op, applies it.
+ * `moderator`: the actor may delete other users' messages in this room.
+ */
+export function project(msgs: Map<string, MessageState>, e: RoomEvent, seq: number, caps: Caps, moderator = false): Verdict {
+  const x = (e.extra ?? {}) as Record<string, unknown>
+  if (e.type === 'chat' || e.type === 'dm') {
+    const parent = x.reply_to as string | undefined
+    if (parent !== undefined) {
+      const p = msgs.get(parent)
+      if (!p || p.deleted) return refuse('not_found', `reply_to: no message ${parent} in ${e.room}`)
+    }
+    msgs.set(e.id, { seq, author: e.from.id, body: e.body, data: e.data, reactions: {} })
+    return { ok: true }
+  }
+  if (e.type === 'moderation') return { ok: true }
+  const id = x.msg as string
+  const m = msgs.get(id)
+  if (!m || m.deleted) return refuse('not_found', `msg: no message ${id} in ${e.room}`)
+  if (e.type === 'edit') {
+    // The server (the API, trusted with moderator power) may edit any message.
+    if (m.author !== e.from.id && !(moderator && e.from.id === SERVER_ID)) return refuse('forbidden', `msg: only its author may edit ${id}`)
+    m.body = e.body
+    m.data = e.data
+    m.edited_at = e.ts
+    return { ok: true }
+  }
+  if (e.type === 'delete') {
+    if (m.author !== e.from.id && !moderator) return refuse('forbidden', `msg: only its author or a moderator of ${e.room} may delete ${id}`)
+    m.deleted = true
+    m.body = undefined
+    m.data = undefined
+    m.reactions = {}
+    return { ok: true }
+  }
+  // react
+  const reaction = x.reaction as string
+  const users = m.reactions[reaction]
+  const has = users?.includes(e.from.id) ?? false
+  if (x.op === 'remove') {
+    if (!has) return { ok: true, noop: true }
+    const rest = users!.filter((u) => u !== e.from.id)
+    if (rest.length) m.reactions[reaction] = rest
+    else delete m.reactions[reaction]
+    return { ok: true }
+  }
+  if (has) return { ok: true, noop: true }
+  if (!users && Object.keys(m.reactions).length >= caps.perMessage) return refuse('limit', `reaction: ${id} already has ${caps.perMessage} different reactions`)
+  let mine = 0
+  for (const r in m.reactions) if (m.reactions[r]!.includes(e.from.id)) mine++
+  if (mine >= caps.perUser) return refuse('limit', `reaction: at most ${caps.perUser} reactions per user on one message`)
+  if (users) users.push(e.from.id)
+  else m.reactions[reaction] = [e.from.id]
+  return { ok: true }
+}
+
+/**
+ * A chat or dm frame as `history` shows it: the message's current state (edited body and data,
+ * `edited_at`, `deleted: true` without body and data, `reactions` with `me` for `viewer`).
+ * Other frames, and messages without state, are returned as they are.
+ */
+export function current(frame: string, state: MessageState | undefined, viewer: string): string {
+  if (!state) return frame
+  const reactions = Object.entries(state.reactions).map(([reaction, users]) => ({ reaction, count: users.length, me: users.includes(viewer) }))
+  if (!state.deleted && !state.edited_at && reactions.length === 0) return frame
+  const f = JSON.parse(frame)
+  const out: Record<string, unknown> = {}
+  for (const k in f) {
+    if (k === 'body' || k === 'data') {
+      // Deleted: neither; edited: the edit's (its data may be absent); else the frame's own.
+      if (state.deleted || state.edited_at) continue
+      out[k] = f[k]
+      continue
+    }
+    if (k === 'ts' && state.edited_at && !state.deleted) {
+      out.body = state.body
+      if (state.data !== undefined) out.data = state.data
+    }
+    out[k] = f[k]
+  }
+  if (state.edited_at) out.edited_at = state.edited_at
+  if (state.deleted) out.deleted = true
+  if (reactions.length) out.reactions = reactions
+  return JSON.stringify(out)
+}
+
+/** The message id a chat/dm frame carries, cheaply (its `id` follows the seq). */
+export function messageIdOf(frame: string): string | undefined {
+  const i = frame.indexOf(',"id":"')
+  if (i < 0) return undefined
+  const end = frame.indexOf('"', i + 7)
+  return end < 0 ? undefined : frame.slice(i + 7, end)
+}
+
+/** Reads message state a sequencer no longer holds (PostgreSQL), by room and ids. */
+export type LoadMessages = (room: string, ids: string[]) => Promise<Map<string, MessageState>>
+
+/** The message an event needs to exist (the one it changes, or the one it replies to). */
+export function neededMessage(e: RoomEvent): string | undefined {
+  const x = e.extra as Record<string, unknown> | undefined
+  if (!x) return undefined
+  if (e.type === 'edit' || e.type === 'delete' || e.type === 'react') return x.msg as string
+  if (e.type === 'chat' || e.type === 'dm') return x.reply_to as string | undefined
+  return undefined
+}

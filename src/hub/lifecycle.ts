@@ -1,0 +1,67 @@
+import type { Broker, Page } from '../broker/types'
+import { Unavailable } from '../broker/types'
+import { Refused, current, messageIdOf } from '../broker/lifecycle'
+import { eventHead, eventTail, isMessageFrame } from '../protocol/server-frames'
+import type { EventType, RoomEvent, User } from '../protocol/server-frames'
+import { FrameError } from './errors'
+import type { Store } from '../store/types'
+
+/**
+ * Edits, deletes and reactions: each is an event of the room's log, checked against the
+ * message's state by the sequencer (the broker) in the same step as its append.
+ */
+export function createLifecycle(deps: { broker: Broker; store?: Pick<Store, 'messages'> }) {
+  const { broker, store } = deps
+
+  /** Appends a change; refused changes become the frame error they name. */
+  async function change(room: string, type: EventType, actor: User, fields: { extra: Record<string, unknown>; body?: string; data?: unknown }, moderator = false) {
+    if (!broker.messages) throw new FrameError('unavailable', `${type}: this engine (${broker.kind}) does not keep message state yet`)
+    const event: RoomEvent = { type, id: Bun.randomUUIDv7(), room, from: actor, ts: new Date().toISOString(), ...fields }
+    try {
+      return await broker.append(room, { event, head: eventHead(type), tail: eventTail(event), moderator })
+    } catch (err) {
+      if (err instanceof Refused) throw new FrameError(err.code, err.message)
+      if (err instanceof Unavailable) throw new FrameError('unavailable', `${type}: not accepted: ${err.message}`)
+      throw err
+    }
+  }
+
+  const edit = (room: string, actor: User, msg: string, body: string, data?: unknown, moderator = false) => change(room, 'edit', actor, { extra: { msg }, body, data }, moderator)
+  const remove = (room: string, actor: User, msg: string, moderator: boolean) => change(room, 'delete', actor, { extra: { msg } }, moderator)
+  const react = (room: string, actor: User, msg: string, reaction: string, op: 'add' | 'remove') => change(room, 'react', actor, { extra: { msg, reaction, op } })
+
+  /** A page of history with each message shown in its current state, for `viewer`. */
+  async function present(room: string, p: Page, viewer: string): Promise<Page> {
+    if (!broker.messages) return p
+    const ids = p.frames.filter(isMessageFrame).map(messageIdOf).filter((x): x is string => !!x)
+    if (!ids.length) return p
+    const states = await broker.messages(room, ids)
+    // What the broker no longer holds (older pages, a restarted node), the store does.
+    const missing = ids.filter((id) => !states.has(id))
+    if (store && missing.length) for (const [id, m] of await store.messages(room, missing)) states.set(id, m)
+    return { ...p, frames: p.frames.map((f) => (isMessageFrame(f) ? current(f, states.get(messageIdOf(f)!), viewer) : f)) }
+  }
+
+  /**
+   * The replies to `parent`, `limit` at most with seq < before, oldest first: read back through
+   * the room's pages (bounded by what the log and store hold).
+   */
+  async function thread(page: (before: number | undefined, limit: number) => Promise<Page>, parent: string, before: number | undefined, limit: number): Promise<Page> {
+    const needle = `,"reply_to":${JSON.stringify(parent)},`
+    const found: string[] = []
+    let cursor = before
+    for (let rounds = 0; rounds < 100; rounds++) {
+      const p = await page(cursor, 100)
+      for (let i = p.frames.length - 1; i >= 0; i--) {
+        const f = p.frames[i]!
+        if (isMessageFrame(f) && f.includes(needle)) found.push(f)
+        if (found.length > limit) return { frames: found.slice(0, limit).reverse(), more: true }
+      }
+      if (!p.more || !p.frames.length) break
+      cursor = JSON.parse(p.frames[0]!).seq
+    }
+    return { frames: found.slice(0, limit).reverse(), more: found.length > limit }
+  }
+
+  return { edit, remove, react, present, thread }
+}

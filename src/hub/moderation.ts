@@ -1,0 +1,83 @@
+import type { Broker } from '../broker/types'
+import { userTopic } from '../broker/types'
+import { control, eventHead, eventTail } from '../protocol/server-frames'
+import type { RoomEvent, User } from '../protocol/server-frames'
+import type { Members, Role } from '../members/types'
+import type { AuditEntry } from '../store/types'
+import type { Identity } from './connection'
+import { FrameError } from './errors'
+
+export type Action = 'mute' | 'unmute' | 'ban' | 'unban' | 'kick'
+export const ACTIONS: readonly Action[] = ['mute', 'unmute', 'ban', 'unban', 'kick']
+export const MODERATION_HEAD = eventHead('moderation')
+
+const RANK: Record<Role, number> = { member: 0, moderator: 1, owner: 2 }
+
+/** The role a token gives in a room: the exact name first, else the longest matching `prefix*`. */
+export function tokenRole(identity: Identity, room: string): Role | undefined {
+  const roles = identity.roles
+  if (!roles) return undefined
+  if (Object.hasOwn(roles, room)) return roles[room]
+  let best: [number, Role] | undefined
+  for (const [k, r] of Object.entries(roles)) if (k.endsWith('*') && room.startsWith(k.slice(0, -1)) && (!best || k.length > best[0])) best = [k.length, r]
+  return best?.[1]
+}
+
+/**
+ * Roles (token claim or API, the higher counts) and the moderation of rooms: each action is an
+ * event of the room's log, a change of the target's standing (members engine) and an audit row.
+ */
+export function createModeration(deps: { broker: Broker; members: Members; audit: (e: AuditEntry) => void }) {
+  const { broker, members, audit } = deps
+
+  async function roleOf(identity: Identity | undefined, user: string, room: string): Promise<Role> {
+    const fromToken = identity ? tokenRole(identity, room) : undefined
+    const stored = (await members.standing(room, user)).role
+    const a = fromToken ?? 'member'
+    const b = stored ?? 'member'
+    return RANK[a] >= RANK[b] ? a : b
+  }
+
+  const moderates = async (identity: Identity | undefined, user: string, room: string) => RANK[await roleOf(identity, user, room)] >= RANK.moderator
+
+  /**
+   * Applies `action` to `target` in `room` by `by` (a moderator, or the API when `by` is the
+   * server). Returns the event's seq.
+   */
+  async function act(room: string, by: User, action: Action, target: User, o: { seconds?: number; reason?: string } = {}) {
+    let until: string | undefined
+    if (action === 'mute') {
+      const ms = Date.now() + o.seconds! * 1000
+      until = new Date(ms).toISOString()
+      await members.setStanding(room, target.id, { mutedUntil: ms })
+    } else if (action === 'unmute') await members.setStanding(room, target.id, { mutedUntil: null })
+    else if (action === 'ban') {
+      await members.setStanding(room, target.id, { banned: true })
+      await members.remove(room, target.id)
+    } else if (action === 'unban') await members.setStanding(room, target.id, { banned: null })
+    const event: RoomEvent = {
+      type: 'moderation',
+      id: Bun.randomUUIDv7(),
+      room,
+      from: by,
+      ts: new Date().toISOString(),
+      extra: { action, user: target, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}) },
+    }
+    const accepted = await broker.append(room, { event, head: MODERATION_HEAD, tail: eventTail(event) })
+    if (action === 'ban' || action === 'kick') await broker.relay(userTopic(target.id), control({ ctl: 'leave', room, reason: action === 'ban' ? 'banned' : 'kicked' }))
+    audit({ event: 'moderation', user: target.id, room, detail: { action, by: by.id, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), seq: accepted.seq } })
+    return accepted.seq
+  }
+
+  async function setRole(room: string, user: string, role: Role, by = 'api') {
+    await members.setStanding(room, user, { role })
+    audit({ event: 'role', user, room, detail: { role, by } })
+  }
+
+  /** Refuses a join of a banned user. */
+  async function mayJoin(room: string, user: string) {
+    if ((await members.standing(room, user)).banned) throw new FrameError('forbidden', `room: banned from ${room}`)
+  }
+
+  return { roleOf, moderates, act, setRole, mayJoin }
+}
