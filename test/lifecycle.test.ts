@@ -455,3 +455,42 @@ describe('with PostgreSQL', () => {
     }
   }, 60_000)
 })
+
+// ---- webhooks: every change is an event for the app's backend ----
+
+describe('webhooks', () => {
+  bunTest('message.edited, reaction.added/removed, message.deleted and moderation are sent, each with its frame', async () => {
+    const { webhookReceiver } = await import('./helpers/webhook-receiver')
+    const r = webhookReceiver()
+    try {
+      const s = await node({ WEBHOOK_URL: r.url, WEBHOOK_SECRET: 'w'.repeat(32), WEBHOOK_BATCH_MS: '10' })
+      const room = uid('r')
+      const a = await as(s, uid('a'))
+      const b = await as(s, uid('b'))
+      await inRoom(a, room)
+      await inRoom(b, room)
+      const msg = (await a.request({ type: 'chat', room, body: 'hi' })).msg as string
+      const edited = await a.request({ type: 'edit', room, msg, body: 'hi!' })
+      const added = await b.request({ type: 'react', room, msg, reaction: '🎉' })
+      // a change that changes nothing is no event
+      await b.request({ type: 'react', room, msg, reaction: '🎉' })
+      const removed = await b.request({ type: 'unreact', room, msg, reaction: '🎉' })
+      expect((await api(s, 'POST', `/rooms/${room}/mute`, { user: b.welcome.user.id, seconds: 30, reason: 'calm down' })).status).toBe(200)
+      const deleted = await a.request({ type: 'delete', room, msg })
+      const types = ['message.edited', 'reaction.added', 'reaction.removed', 'moderation', 'message.deleted']
+      await until(() => types.every((t) => r.delivered().some((e) => e.type === t)), 'every lifecycle webhook', 10_000)
+      const ev = r.delivered().filter((e) => e.room === room && types.includes(e.type))
+      expect(ev.map((e) => e.type)).toEqual(types)
+      const [e1, e2, e3, e4, e5] = ev
+      expect(e1).toMatchObject({ user: { id: a.welcome.user.id }, msg, message: { type: 'edit', seq: edited.seq, msg, body: 'hi!' } })
+      expect(e2).toMatchObject({ user: { id: b.welcome.user.id }, msg, reaction: '🎉', message: { type: 'react', seq: added.seq, op: 'add' } })
+      expect(e3).toMatchObject({ msg, reaction: '🎉', message: { type: 'react', seq: removed.seq, op: 'remove' } })
+      expect(e4).toMatchObject({ action: 'mute', user: { id: b.welcome.user.id }, by: { id: 'server' }, reason: 'calm down', until: expect.any(String), message: { type: 'moderation', action: 'mute' } })
+      expect(e5).toMatchObject({ msg, message: { type: 'delete', seq: deleted.seq, msg } })
+      a.close()
+      b.close()
+    } finally {
+      r.stop()
+    }
+  })
+})

@@ -20,6 +20,7 @@ import { FrameError } from './errors'
 import type { Conn, Identity } from './connection'
 import { tokenBucket } from './rate-limit'
 import type { HubWebhooks } from '../webhooks'
+import type { EventInput } from '../webhooks/events'
 import { chatFrame } from '../protocol/server-frames'
 import { Refused } from '../broker/lifecycle'
 
@@ -181,8 +182,9 @@ export function createHub(deps: HubDeps) {
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember, removeMember })
   const { join, leave, page } = rooms
   const conversations = createConversations({ config, broker, members: memberships, rooms, emit: webhooks?.emit })
-  const lifecycle = createLifecycle({ broker, store })
-  const moderation = createModeration({ broker, members: memberships, audit })
+  const emit = webhooks?.emit && ((e: EventInput) => webhooks.emit!(e))
+  const lifecycle = createLifecycle({ broker, store, emit })
+  const moderation = createModeration({ broker, members: memberships, audit, emit })
 
   /** Joins (or refuses) a room the connection asked for: the token's rooms, a direct room's pair. */
   async function mayUse(c: Conn, room: string, verb: string) {

@@ -1,11 +1,13 @@
 import type { Broker } from '../broker/types'
 import { userTopic } from '../broker/types'
-import { control, eventHead, eventTail } from '../protocol/server-frames'
+import { control, eventFrame, eventHead, eventTail } from '../protocol/server-frames'
 import type { RoomEvent, User } from '../protocol/server-frames'
 import type { Members, Role } from '../members/types'
 import type { AuditEntry } from '../store/types'
 import type { Identity } from './connection'
 import { FrameError } from './errors'
+import { RawJson } from '../webhooks/events'
+import type { EventInput } from '../webhooks/events'
 
 export type Action = 'mute' | 'unmute' | 'ban' | 'unban' | 'kick'
 export const ACTIONS: readonly Action[] = ['mute', 'unmute', 'ban', 'unban', 'kick']
@@ -27,7 +29,7 @@ export function tokenRole(identity: Identity, room: string): Role | undefined {
  * Roles (token claim or API, the higher counts) and the moderation of rooms: each action is an
  * event of the room's log, a change of the target's standing (members engine) and an audit row.
  */
-export function createModeration(deps: { broker: Broker; members: Members; audit: (e: AuditEntry) => void }) {
+export function createModeration(deps: { broker: Broker; members: Members; audit: (e: AuditEntry) => void; emit?: (e: EventInput) => void }) {
   const { broker, members, audit } = deps
 
   async function roleOf(identity: Identity | undefined, user: string, room: string): Promise<Role> {
@@ -63,9 +65,11 @@ export function createModeration(deps: { broker: Broker; members: Members; audit
       ts: new Date().toISOString(),
       extra: { action, user: target, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}) },
     }
-    const accepted = await broker.append(room, { event, head: MODERATION_HEAD, tail: eventTail(event) })
+    const tail = eventTail(event)
+    const accepted = await broker.append(room, { event, head: MODERATION_HEAD, tail })
     if (action === 'ban' || action === 'kick') await broker.relay(userTopic(target.id), control({ ctl: 'leave', room, reason: action === 'ban' ? 'banned' : 'kicked' }))
     audit({ event: 'moderation', user: target.id, room, detail: { action, by: by.id, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), seq: accepted.seq } })
+    deps.emit?.({ type: 'moderation', room, user: target, action, by, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), message: new RawJson(eventFrame('moderation', accepted.seq, tail)) })
     return accepted.seq
   }
 
