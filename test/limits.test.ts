@@ -98,14 +98,18 @@ describe('limits', () => {
     const reader = await connect(s.ws)
     const sender = await connect(s.ws)
     const body = 'x'.repeat(3900)
-    // Enough to fill the kernel's socket buffers and then Bun's: bounded in count.
+    // Enough to fill the kernel's socket buffers and then Bun's: bounded in count and time.
+    // Paced by the reader (at most 12 frames, 47 KB, ahead of it), so that on a loaded machine
+    // the reader is never the slow consumer: only the stalled socket is.
     let sent = 0
+    const deadline = Date.now() + 40_000
     for (let i = 0; i < 6000 && !s.logs.some((l) => l.msg === 'slow consumer closed'); i++) {
       sender.send({ type: 'chat', body })
       sent++
-      if (i % 200 === 199) await Bun.sleep(5)
+      if (i % 12 === 11) while (reader.all('chat').length < sent && Date.now() < deadline) await Bun.sleep(1)
     }
     await until(() => s.logs.some((l) => l.msg === 'slow consumer closed'), 'the slow consumer to be closed', 10_000)
+    expect(s.logs.filter((l) => l.msg === 'slow consumer closed')).toHaveLength(1)
     // The reader got every message, in order: the room did not stall.
     await until(() => reader.all('chat').length >= sent, `reader to get all ${sent} messages`, 10_000)
     const seqs = reader.all('chat').map((f) => f.seq)
@@ -124,7 +128,7 @@ describe('limits', () => {
     expect(metrics).toMatch(/chat_slow_consumer_closes_total 1/)
     reader.close()
     sender.close()
-  })
+  }, 90_000)
 
   test('a client silent for IDLE_TIMEOUT_S is closed', async () => {
     const s = await start({ IDLE_TIMEOUT_S: '5' })
