@@ -21,6 +21,8 @@
  * --only=conversations: the time from open to `welcome` with 500 memberships on each engine
  * (bench/welcome.ts, --memberships --connects --engines) and the RSS of room churn with room
  * retention off and on (bench/churn.ts, --rooms --rounds), written to bench/results/conversations.json.
+ * --only=events: server CPU per event for chat, edit, react, unreact and delete, memory and Redis
+ * engines (bench/events.ts, --events --members --senders --window --engines), written to bench/results/events.json.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
@@ -80,7 +82,7 @@ const opt = {
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
 }
-for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
@@ -552,7 +554,19 @@ async function conversationsMain() {
   process.exit(0)
 }
 
+/** The opt-in events scenario: server CPU per edit, reaction and delete next to a chat message's. */
+async function eventsMain() {
+  const { eventsBench } = await import('./events')
+  const { rows, table } = await eventsBench()
+  console.log(table)
+  const out = flag('out') ?? join(ROOT, 'bench/results/events.json')
+  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine: machine(), rows }, null, 2) + '\n')
+  log(`wrote ${out}`)
+  process.exit(0)
+}
+
 async function main() {
+  if (ONLY.includes('events')) return eventsMain()
   if (ONLY.includes('cluster')) return clusterMain()
   if (ONLY.includes('conversations')) return conversationsMain()
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })

@@ -88,6 +88,10 @@ describe(name, () => {
     expect(after[0]!.body).toBeUndefined()
     expect(after[0]!.data).toBeUndefined()
     expect(await a.request({ type: 'edit', room, msg, body: 'x' })).toMatchObject({ type: 'error', code: 'not_found' })
+    expect(await b.request({ type: 'react', room, msg, reaction: '👍' })).toMatchObject({ type: 'error', code: 'not_found' })
+    expect(await a.request({ type: 'delete', room, msg })).toMatchObject({ type: 'error', code: 'not_found' })
+    // none of the refused changes took a seq
+    expect(await a.request({ type: 'chat', room, body: 'next' })).toMatchObject({ type: 'ack', seq: 6 })
     expect(await b.request({ type: 'react', room, msg, reaction: '❤' })).toMatchObject({ type: 'error', code: 'not_found' })
     a.close()
     b.close()
@@ -195,6 +199,9 @@ describe(name, () => {
     // a moderator of another room is not one here
     expect(await t1.request({ type: 'mute', room, user: modId, seconds: 60 })).toMatchObject({ type: 'error', code: 'forbidden' })
     expect(await mod.request({ type: 'mute', room, user: tId, seconds: 0 })).toMatchObject({ type: 'error', code: 'bad_request' })
+    expect(await mod.request({ type: 'mute', room, user: tId, seconds: -5 })).toMatchObject({ type: 'error', code: 'bad_request' })
+    expect(await mod.request({ type: 'mute', room, user: tId, seconds: 1e10 })).toMatchObject({ type: 'error', code: 'bad_request' })
+    expect((await api(at(1), 'POST', `/rooms/${room}/mute`, { user: tId, seconds: -1 })).status).toBe(400)
     const m = (await t1.request({ type: 'chat', room, body: 'before the mute' })).msg as string
     const muted = await mod.request({ type: 'mute', room, user: tId, seconds: 60 })
     expect(muted).toMatchObject({ type: 'ack' })
@@ -208,10 +215,18 @@ describe(name, () => {
     expect(await t1.request({ type: 'chat', room, body: 'free again' })).toMatchObject({ type: 'ack' })
     // a moderator deletes someone else's message
     expect(await mod.request({ type: 'delete', room, msg: m })).toMatchObject({ type: 'ack', msg: m })
+    // a message with an id, acknowledged before the ban
+    const kept = await t1.request({ type: 'chat', room, body: 'before the ban', id: 'retry-1' })
+    expect(kept).toMatchObject({ type: 'ack', id: 'retry-1' })
     // ban: every connection leaves; no join, no membership until unbanned
     expect(await mod.request({ type: 'ban', room, user: tId, reason: 'spam' })).toMatchObject({ type: 'ack' })
     expect(await t1.next({ type: 'left', room })).toMatchObject({ reason: 'banned' })
     expect(await t2.next({ type: 'left', room })).toMatchObject({ reason: 'banned' })
+    // the banned user's retry with the same id: refused (not the original ack)
+    const from = t1.frames.length
+    t1.send({ type: 'chat', room, body: 'before the ban', id: 'retry-1' })
+    await until(() => t1.frames.slice(from).some((f) => f.id === 'retry-1'), 'the answer to the retry')
+    expect(t1.frames.slice(from).find((f) => f.id === 'retry-1')).toMatchObject({ type: 'error', code: 'forbidden' })
     expect(await mod.next({ type: 'moderation', action: 'ban' })).toMatchObject({ reason: 'spam', user: { id: tId } })
     expect(await t1.request({ type: 'join', room })).toMatchObject({ type: 'error', code: 'forbidden' })
     expect((await api(at(1), 'PUT', `/rooms/${room}/members/${tId}`, {})).status).toBe(403)
@@ -231,6 +246,25 @@ describe(name, () => {
     mod.close()
     t1.close()
     t2.close()
+  })
+
+  test('once a mute or ban is acknowledged, no later chat of that user is accepted, on any node', async () => {
+    const room = uid('race')
+    const t = await as(at(2), uid('t'))
+    const tId = t.welcome.user.id
+    await inRoom(t, room)
+    for (let i = 0; i < 10; i++) {
+      expect((await api(at(0), 'POST', `/rooms/${room}/mute`, { user: tId, seconds: 60 })).status).toBe(200)
+      // at once, before the moderation event may have reached the user's node
+      const r = await t.request({ type: 'chat', room, body: `muted ${i}` })
+      expect(r).toMatchObject({ type: 'error', code: 'forbidden' })
+      expect(r.message).toMatch(/^room: muted in .* until \d{4}-/)
+      expect((await api(at(0), 'POST', `/rooms/${room}/unmute`, { user: tId })).status).toBe(200)
+      await t.next({ type: 'moderation', action: 'unmute' })
+    }
+    const h = (await t.request({ type: 'history', room })).messages as Record<string, unknown>[]
+    expect(h.filter((f) => f.type === 'chat')).toHaveLength(0)
+    t.close()
   })
 
   test('API: edit and delete messages, reactions for a user, moderation, disconnect', async () => {

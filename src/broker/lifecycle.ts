@@ -41,11 +41,35 @@ export type Verdict = { ok: true; noop?: boolean } | { ok: false; code: ErrorCod
 const refuse = (code: ErrorCode, message: string): Verdict => ({ ok: false, code, message })
 
 /**
- * Checks `e` (with seq `seq`) against `msgs` and, when allowed and not a no-op, applies it.
- * `moderator`: the actor may delete other users' messages in this room.
+ * Who may not write in a room, as the sequencer sees it: `mute:<user>` -> until (ms),
+ * `ban:<user>` -> 1. Kept by the moderation events themselves, so that once a mute or ban is
+ * acknowledged no later event of that user is accepted, whichever node it comes through
+ * (a connection's own check may not have seen the event yet).
  */
-export function project(msgs: Map<string, MessageState>, e: RoomEvent, seq: number, caps: Caps, moderator = false): Verdict {
+export type Standing = Map<string, number>
+
+/** The refusal of a muted user's chat (the hub's own check says the same). */
+export const mutedMessage = (room: string, until: number | string) => `room: muted in ${room} until ${typeof until === 'number' ? new Date(until).toISOString() : until}`
+
+/**
+ * Checks `e` (with seq `seq`) against `msgs` and `standing` and, when allowed and not a no-op,
+ * applies it. `moderator`: the actor may delete other users' messages in this room.
+ */
+export function project(msgs: Map<string, MessageState>, e: RoomEvent, seq: number, caps: Caps, moderator = false, standing?: Standing): Verdict {
   const x = (e.extra ?? {}) as Record<string, unknown>
+  if (standing && e.type === 'moderation') {
+    const target = (x.user as { id: string }).id
+    if (x.action === 'mute') standing.set(`mute:${target}`, Date.parse(x.until as string))
+    else if (x.action === 'unmute') standing.delete(`mute:${target}`)
+    else if (x.action === 'ban') standing.set(`ban:${target}`, 1)
+    else if (x.action === 'unban') standing.delete(`ban:${target}`)
+    return { ok: true }
+  }
+  if (standing?.size && e.from.id !== SERVER_ID) {
+    if (standing.has(`ban:${e.from.id}`)) return refuse('forbidden', `room: banned from ${e.room}`)
+    const until = e.type === 'chat' ? standing.get(`mute:${e.from.id}`) : undefined
+    if (until !== undefined && until > Date.now()) return refuse('forbidden', mutedMessage(e.room, until))
+  }
   if (e.type === 'chat' || e.type === 'dm') {
     const parent = x.reply_to as string | undefined
     if (parent !== undefined) {

@@ -6,7 +6,7 @@ import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 import { Refused, neededMessage, project } from './lifecycle'
-import type { Caps, LoadMessages, MessageState } from './lifecycle'
+import type { Caps, LoadMessages, MessageState, Standing } from './lifecycle'
 
 const MAX_DEDUPE_KEYS = 200_000
 
@@ -22,6 +22,7 @@ interface RoomLog {
   active: number
   /** The state of the room's recent messages (lifecycle.ts), oldest first; bounded like the log. */
   msgs: Map<string, MessageState>
+  standing: Standing
 }
 
 export interface MemoryBrokerOptions {
@@ -64,7 +65,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new Map() }
+        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new Map(), standing: new Map() }
         early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
@@ -126,7 +127,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
         if (loaded && !r.msgs.has(needed)) r.msgs.set(needed, loaded)
       }
       // Checked and applied with the append, in the same synchronous step: no change races another.
-      const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator)
+      const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing)
       if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
       if (verdict.noop) return { id: draft.event.id, seq: r.seq, duplicate: false, noop: true }
       // Message state stays bounded: entries beyond twice the log's window go, oldest first.

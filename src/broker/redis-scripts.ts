@@ -23,7 +23,10 @@ import type Redis from 'ioredis'
  * JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions};
  * KEYS[4] lists message ids oldest first: past ARGV[11] entries the oldest leave the hash (a
  * change to one is then checked against the store's copy, which the caller puts back).
- * ARGV[10] is the event's command JSON {t, id, by, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu}.
+ * ARGV[10] is the event's command JSON {t, id, by, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu,
+ * act?, tg?, um?, until?}. Moderation events keep the room's standing in the same hash:
+ * `~mute:<user>` -> "<until ms> <until ISO>", `~ban:<user>` -> 1; a later event of a banned
+ * user, or chat of a muted one, is refused here, whichever node it came through.
  *
  * KEYS: state, log, msgs, msg order, and the dedupe key only when there is one (every key in
  * the room's slot: no placeholder keys, which a Redis Cluster would refuse as another slot).
@@ -41,7 +44,25 @@ end
 local cmd = cjson.decode(ARGV[10])
 local lcKey, lcVal, lcNew = false, false, false
 local function nf(what, id) return {-3, 'not_found', what .. ': no message ' .. id .. ' in ' .. ARGV[9]} end
-if cmd.t == 'chat' or cmd.t == 'dm' then
+if cmd.t ~= 'moderation' and cmd.by ~= 'server' then
+  if redis.call('HEXISTS', KEYS[3], '~ban:' .. cmd.by) == 1 then return {-3, 'forbidden', 'room: banned from ' .. ARGV[9]} end
+  if cmd.t == 'chat' then
+    local mu = redis.call('HGET', KEYS[3], '~mute:' .. cmd.by)
+    if mu then
+      local sp = string.find(mu, ' ', 1, true)
+      local now = redis.call('TIME')
+      if tonumber(string.sub(mu, 1, sp - 1)) > tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) then
+        return {-3, 'forbidden', 'room: muted in ' .. ARGV[9] .. ' until ' .. string.sub(mu, sp + 1)}
+      end
+    end
+  end
+end
+if cmd.t == 'moderation' then
+  if cmd.act == 'mute' then redis.call('HSET', KEYS[3], '~mute:' .. cmd.tg, cmd.um .. ' ' .. cmd['until'])
+  elseif cmd.act == 'unmute' then redis.call('HDEL', KEYS[3], '~mute:' .. cmd.tg)
+  elseif cmd.act == 'ban' then redis.call('HSET', KEYS[3], '~ban:' .. cmd.tg, '1')
+  elseif cmd.act == 'unban' then redis.call('HDEL', KEYS[3], '~ban:' .. cmd.tg) end
+elseif cmd.t == 'chat' or cmd.t == 'dm' then
   if cmd.reply_to then
     local p = redis.call('HGET', KEYS[3], cmd.reply_to)
     if not p or cjson.decode(p).d then return nf('reply_to', cmd.reply_to) end

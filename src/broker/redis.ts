@@ -356,6 +356,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       mod: draft.moderator || undefined,
       pm: caps.perMessage,
       pu: caps.perUser,
+      ...(e.type === 'moderation' ? { act: x.action, tg: (x.user as { id: string }).id, um: x.until ? Date.parse(x.until as string) : undefined, until: x.until } : {}),
     })
   }
 

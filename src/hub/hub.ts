@@ -22,7 +22,7 @@ import { tokenBucket } from './rate-limit'
 import type { HubWebhooks } from '../webhooks'
 import type { EventInput } from '../webhooks/events'
 import { chatFrame } from '../protocol/server-frames'
-import { Refused } from '../broker/lifecycle'
+import { Refused, mutedMessage } from '../broker/lifecycle'
 
 export interface HubDeps {
   config: Config
@@ -226,7 +226,7 @@ export function createHub(deps: HubDeps) {
     if (!c.rooms.has(room)) throw new FrameError('forbidden', `room: not a member of ${room}`)
     const m = mutedUntil(c, room)
     const muted = typeof m === 'number' ? m : await m
-    if (muted > Date.now()) throw new FrameError('forbidden', `room: muted in ${room} until ${new Date(muted).toISOString()}`)
+    if (muted > Date.now()) throw new FrameError('forbidden', mutedMessage(room, muted))
     let body = f.body
     let data: unknown = f.data
     if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
