@@ -62,18 +62,19 @@ async function join(s: Sock) {
 }
 
 /** Sends `frames` (one per index) with at most WINDOW unanswered; resolves with the acks' msg ids. */
-function flood(s: Sock, count: number, frame: (i: number, id: string) => object): Promise<string[]> {
+function flood(s: Sock, phase: string, count: number, frame: (i: number, id: string) => object): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const msgs: string[] = new Array(count)
     let next = 0
     let done = 0
     const send = () => {
       const i = next++
-      s.ws.send(JSON.stringify(frame(i, `e${i}`)))
+      // Ids unique per phase: a chat id seen before would be answered as a retry.
+      s.ws.send(JSON.stringify(frame(i, `${phase}-${i}`)))
     }
     s.onAck = (f) => {
       if (f.type === 'error') return reject(new Error(`${f.code}: ${f.message}`))
-      msgs[Number(f.id.slice(1))] = f.msg!
+      msgs[Number(f.id.slice(f.id.indexOf('-') + 1))] = f.msg!
       done++
       if (next < count) send()
       else if (done === count) resolve(msgs)
@@ -93,7 +94,7 @@ async function measure(engine: string, env: Record<string, string>) {
     for (const s of [...members, ...senders]) await join(s)
     const per = Math.floor(EVENTS / SENDERS)
     // Warm-up (not measured): the first phase would otherwise carry the JIT's work.
-    await Promise.all(senders.map((s) => flood(s, Math.min(per, 1000), (i, id) => ({ type: 'chat', room: ROOM, body: `warm-up ${i}`, id }))))
+    await Promise.all(senders.map((s) => flood(s, 'warm', Math.min(per, 1000), (i, id) => ({ type: 'chat', room: ROOM, body: `warm-up ${i}`, id }))))
     for (let i = 0; i < 100 && members.some((m) => m.received < Math.min(per, 1000) * SENDERS); i++) await Bun.sleep(10)
     const own: string[][] = senders.map(() => [])
     const rows: { kind: Kind; events: number; seconds: number; cpu: number; delivered: number }[] = []
@@ -103,7 +104,7 @@ async function measure(engine: string, env: Record<string, string>) {
       const t0 = performance.now()
       const acks = await Promise.all(
         senders.map((s, k) =>
-          flood(s, per, (i, id) => {
+          flood(s, kind, per, (i, id) => {
             const msg = own[k]![i]!
             if (kind === 'chat') return { type: 'chat', room: ROOM, body: `message ${i} of sender ${k}`, id }
             if (kind === 'edit') return { type: 'edit', room: ROOM, msg, body: `message ${i} of sender ${k}, edited`, id }
