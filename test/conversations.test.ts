@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, test as bunTest } from 'bun:test
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { freshDatabase } from './helpers/postgres'
-import { startServer, until } from './helpers/server'
+import { until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { testNodes } from './helpers/nodes'
 import { needService, privateRedis, dropRedisPrefix } from './helpers/services'
 import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
 import type { RedisCluster } from './helpers/redis-cluster'
@@ -14,29 +15,7 @@ import type { RedisCluster } from './helpers/redis-cluster'
  */
 
 const API_KEY = 'conversations-test-key-0123456789'
-const servers: RunningServer[] = []
-let n = 0
-const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`
-/** Unique names per run: the Redis engine shares one server with other test files. */
-const uid = (what: string) => `${what}-${tag}-${++n}`
-
-async function node(env: Record<string, string> = {}) {
-  const s = await startServer({ env: { RATE_LIMIT_PER_SEC: '0', API_KEY, ...env } })
-  servers.push(s)
-  return s
-}
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.stop('SIGKILL')))
-})
-
-const api = (s: RunningServer, method: string, path: string, body?: unknown) =>
-  fetch(`${s.url}/api${path}`, {
-    method,
-    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-
-const as = (s: RunningServer, user: string) => connect(s.ws, { user, name: user.toUpperCase() })
+const { tag, uid, node, api, as } = testNodes(API_KEY)
 const joinedOf = (c: TestClient, room: string) => c.frames.find((f) => f.type === 'joined' && f.room === room)
 
 /**

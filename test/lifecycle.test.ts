@@ -1,41 +1,20 @@
 import { afterAll, beforeAll, describe, expect, test as bunTest } from 'bun:test'
-import { needService, privateRedis } from './helpers/services'
+import { testNodes } from './helpers/nodes'
+import { dropRedisPrefix, needService, privateRedis } from './helpers/services'
 import { freshDatabase } from './helpers/postgres'
 import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
 import type { RedisCluster } from './helpers/redis-cluster'
 import { identityFrom } from '../src/auth/jwt'
 import { tokenRole } from '../src/hub/moderation'
 import type { Identity } from '../src/hub/connection'
-import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
-import { startServer, until } from './helpers/server'
+import { until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 
 /** Edits, deletes, reactions and replies: events of the room's log, checked against the message's state. */
 
 const API_KEY = 'lifecycle-test-key-0123456789'
-const servers: RunningServer[] = []
-let n = 0
-const tag = `${process.pid.toString(36)}${Date.now().toString(36)}`
-const uid = (what: string) => `${what}-${tag}-${++n}`
-
-async function node(env: Record<string, string> = {}) {
-  const s = await startServer({ env: { RATE_LIMIT_PER_SEC: '0', API_KEY, ...env } })
-  servers.push(s)
-  return s
-}
-afterAll(async () => {
-  await Promise.all(servers.map((s) => s.stop('SIGKILL')))
-})
-
-const api = (s: RunningServer, method: string, path: string, body?: unknown) =>
-  fetch(`${s.url}/api${path}`, {
-    method,
-    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-
-const as = (s: RunningServer, user: string) => connect(s.ws, { user, name: user.toUpperCase() })
+const { tag, uid, node, api, as } = testNodes(API_KEY)
 
 async function inRoom(c: TestClient, room: string) {
   expect(await c.request({ type: 'join', room })).toMatchObject({ type: 'joined', room })
@@ -360,13 +339,7 @@ describe('three nodes through Redis', () => {
 lifecycleSuite('message lifecycle across three nodes with Redis', () => cluster, redisTest)
 
 afterAll(async () => {
-  const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379', { lazyConnect: true })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length) await redis.del(...keys)
-  } catch {}
-  redis.disconnect()
+  await dropRedisPrefix(prefix)
 })
 
 // ---- three nodes through a real Redis Cluster: message state keys in the room's slot, writes fenced ----

@@ -4,26 +4,17 @@ import type { Broker } from '../broker/types'
 import { userTopic } from '../broker/types'
 import { SERVER_ID } from '../broker/lifecycle'
 import { control } from '../protocol/server-frames'
-import { ROOM_PATTERN } from '../config'
 import type { Config } from '../config'
 import type { Hub } from '../hub/hub'
-import { FrameError } from '../hub/errors'
 import type { Members } from '../members/types'
 import { isDirect } from '../members/types'
 import type { Store } from '../store/types'
 import { ChatFrame, User } from './api'
-import { apiRoute, json, requireApiKey } from './route-spec'
+import { answerWith, apiRoute, idText, json, requireApiKey, roomName } from './route-spec'
 
-const STATUS: Record<string, number> = { bad_request: 400, forbidden: 403, not_found: 404, limit: 409, unavailable: 503 }
 
-const text = (what: string) =>
-  z
-    .string()
-    .min(1, 'must not be empty')
-    .max(64, 'must be at most 64 characters')
-    .refine((s) => !/[\u0000-\u001f]/.test(s), 'must hold no control characters')
-    .meta({ description: what })
-const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
+const text = idText
+const room = roomName
 const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
 
 const Conversation = z.object({
@@ -45,16 +36,8 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
   const memberParams = z.object({ room, user: text('a user id') })
 
   /** FrameErrors answer with their code; a dependency that is down answers 503; nothing else is hidden. */
-  const answer = async <T>(work: () => Promise<T>) => {
-    try {
-      return await work()
-    } catch (err) {
-      if (err instanceof FrameError) return json(STATUS[err.code] ?? 400, { error: err.code, reason: err.message })
-      const down = deps.broker.problem() ?? deps.store?.problem()
-      if (down) return json(503, { error: 'unavailable', reason: down })
-      throw err
-    }
-  }
+  const answer = answerWith(() => deps.broker.problem() ?? deps.store?.problem())
+
 
   const unknownUser = (id: string) => json(404, { error: 'not_found', reason: `user: ${id} is not known here (never connected; PUT a membership with {"name"} to name them)` })
 

@@ -2,7 +2,6 @@ import { Elysia } from 'elysia'
 import { z } from 'zod'
 import type { Broker } from '../broker/types'
 import { SERVER_ID } from '../broker/lifecycle'
-import { ROOM_PATTERN } from '../config'
 import type { Config } from '../config'
 import type { Hub } from '../hub/hub'
 import { FrameError } from '../hub/errors'
@@ -12,19 +11,12 @@ import type { Members, Role } from '../members/types'
 import { ROLES, isDirect } from '../members/types'
 import { messageFields } from '../protocol/client-frames'
 import type { Store } from '../store/types'
-import { apiRoute, json, requireApiKey } from './route-spec'
+import { answerWith, apiRoute, idText, json, requireApiKey, roomName } from './route-spec'
 
-const STATUS: Record<string, number> = { bad_request: 400, forbidden: 403, not_found: 404, limit: 409, unavailable: 503 }
 const SERVER = { id: SERVER_ID, name: 'server' }
 
-const id = (what: string) =>
-  z
-    .string()
-    .min(1, 'must not be empty')
-    .max(64, 'must be at most 64 characters')
-    .refine((s) => !/[\u0000-\u001f]/.test(s), 'must hold no control characters')
-    .meta({ description: what })
-const room = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
+const id = idText
+const room = roomName
 const reaction = z.string().min(1, 'must be 1..32 characters').max(32, 'must be 1..32 characters').refine((s) => !s.includes('\0'), 'must not contain NUL characters')
 const Changed = z.object({ room: z.string(), msg: z.string(), seq: z.number().int().optional().meta({ description: "the event's seq; absent when nothing changed" }) })
 
@@ -38,16 +30,8 @@ export function moderationRoutes(deps: { config: Config; hub: Hub; broker: Broke
   const msgParams = z.object({ room, msg: id('a message id') })
   const memberParams = z.object({ room, user: id('a user id') })
 
-  const answer = async <T>(work: () => Promise<T>) => {
-    try {
-      return await work()
-    } catch (err) {
-      if (err instanceof FrameError) return json(STATUS[err.code] ?? 400, { error: err.code, reason: err.message })
-      const down = broker.problem() ?? store?.problem()
-      if (down) return json(503, { error: 'unavailable', reason: down })
-      throw err
-    }
-  }
+  const answer = answerWith(() => broker.problem() ?? store?.problem())
+
   const named = async (user: string) => ({ id: user, name: (await members.user(user))?.name ?? user })
   const changed = (r: string, msg: string, a: { seq: number; noop?: boolean }) => ({ room: r, msg, ...(a.noop ? {} : { seq: a.seq }) })
 

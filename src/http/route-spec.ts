@@ -2,7 +2,9 @@ import { status } from 'elysia'
 import type { ValidationError } from 'elysia'
 import { z } from 'zod'
 import type { Config } from '../config'
+import { ROOM_PATTERN } from '../config'
 import { safeEqual } from '../auth/compare'
+import { FrameError } from '../hub/errors'
 
 /**
  * One route of the bearer-key API, declared once: its zod schemas validate the request and
@@ -19,6 +21,38 @@ import { safeEqual } from '../auth/compare'
 /** A JSON answer with a status (the error bodies below, or an already-encoded page). */
 export const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
+
+/** The HTTP status of a frame error code, for routes that call the hub. */
+const STATUS: Record<string, number> = { bad_request: 400, forbidden: 403, not_found: 404, limit: 409, unavailable: 503 }
+
+/**
+ * Runs a route's work: a FrameError from the hub becomes its JSON error with the matching
+ * status; anything else while a dependency (`problem()`) is down becomes 503.
+ */
+export const answerWith =
+  (problem: () => string | undefined) =>
+  async <T>(work: () => Promise<T>) => {
+    try {
+      return await work()
+    } catch (err) {
+      if (err instanceof FrameError) return json(STATUS[err.code] ?? 400, { error: err.code, reason: err.message })
+      const down = problem()
+      if (down) return json(503, { error: 'unavailable', reason: down })
+      throw err
+    }
+  }
+
+/** An id or name in a path or body: 1..64 characters, no control characters. */
+export const idText = (what: string) =>
+  z
+    .string()
+    .min(1, 'must not be empty')
+    .max(64, 'must be at most 64 characters')
+    .refine((s) => !/[\u0000-\u001f]/.test(s), 'must hold no control characters')
+    .meta({ description: what })
+
+/** A room name, as rooms are named everywhere. */
+export const roomName = z.string().regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -')
 
 /** Every 4xx/5xx body of the API. */
 export const ErrorBody = z
