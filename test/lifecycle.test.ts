@@ -5,7 +5,7 @@ import { freshDatabase } from './helpers/postgres'
 import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
 import type { RedisCluster } from './helpers/redis-cluster'
 import { identityFrom } from '../src/auth/jwt'
-import { tokenRole } from '../src/hub/moderation'
+import { higherRole, tokenRole } from '../src/hub/moderation'
 import type { Identity } from '../src/hub/connection'
 import type { TestClient } from './helpers/client'
 import { until } from './helpers/server'
@@ -172,8 +172,9 @@ describe(name, () => {
     expect((await api(at(0), 'PUT', `/rooms/${room}/roles/${modId}`, { role: 'moderator' })).status).toBe(200)
     expect((await api(at(0), 'PUT', `/rooms/${other}/roles/${tId}`, { role: 'moderator' })).status).toBe(200)
     expect((await api(at(0), 'PUT', `/rooms/${room}/roles/${modId}`, { role: 'king' })).status).toBe(400)
-    await inRoom(mod, room)
-    await inRoom(t1, room)
+    // the answer to a join names the user's role there
+    expect(await mod.request({ type: 'join', room })).toMatchObject({ type: 'joined', room, role: 'moderator' })
+    expect(await t1.request({ type: 'join', room })).toMatchObject({ type: 'joined', room, role: 'member' })
     await inRoom(t2, room)
     // a moderator of another room is not one here
     expect(await t1.request({ type: 'mute', room, user: modId, seconds: 60 })).toMatchObject({ type: 'error', code: 'forbidden' })
@@ -323,6 +324,10 @@ describe('roles from the token', () => {
     expect(tokenRole(identity, 'team-a')).toBe('moderator')
     expect(tokenRole(identity, 'team-x')).toBe('member')
     expect(tokenRole(identity, 'elsewhere')).toBeUndefined()
+    expect(higherRole(identity, 'lobby', { role: 'moderator' })).toBe('owner')
+    expect(higherRole(identity, 'team-x', { role: 'moderator' })).toBe('moderator')
+    expect(higherRole(identity, 'elsewhere', {})).toBe('member')
+    expect(higherRole(undefined, 'elsewhere', { role: 'owner' })).toBe('owner')
     expect(identityFrom({ sub: 'u', roles: { lobby: 'king' } })).toEqual({ reason: 'malformed' })
     expect(identityFrom({ sub: 'u', roles: ['lobby'] })).toEqual({ reason: 'malformed' })
   })

@@ -15,7 +15,7 @@ import { allowed } from './connection'
 import { createConversations } from './conversations'
 import { createRooms } from './rooms'
 import { createLifecycle } from './lifecycle'
-import { MODERATION_HEAD, createModeration } from './moderation'
+import { MODERATION_HEAD, createModeration, higherRole } from './moderation'
 import { FrameError } from './errors'
 import type { Conn, Identity } from './connection'
 import { tokenBucket } from './rate-limit'
@@ -288,12 +288,14 @@ export function createHub(deps: HubDeps) {
 
   async function joinFrame(c: Conn, f: FrameOf<'join'>) {
     await mayUse(c, f.room, 'join')
-    await moderation.mayJoin(f.room, c.identity.user.id)
-    if (!f.member) return join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, member: c.member.has(f.room) ? await marker(c, f.room) : undefined })
+    const standing = await moderation.mayJoin(f.room, c.identity.user.id)
+    // The answer names the user's role, read with the ban check (no extra read); direct rooms have none.
+    const role = isDirect(f.room) ? undefined : higherRole(c.identity, f.room, standing)
+    if (!f.member) return join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, role, member: c.member.has(f.room) ? await marker(c, f.room) : undefined })
     if (c.identity.ephemeral) throw new FrameError('forbidden', 'member: an anonymous user cannot hold memberships (connect with ?user= or a token)')
     const r = await conversations.grant(f.room, c.identity.user, { except: c.id })
     c.member.add(f.room)
-    return join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, member: { read: r.read } })
+    return join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, role, member: { read: r.read } })
   }
 
   async function marker(c: Conn, room: string) {

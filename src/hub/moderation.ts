@@ -2,7 +2,7 @@ import type { Broker } from '../broker/types'
 import { userTopic } from '../broker/types'
 import { control, eventFrame, eventHead, eventTail } from '../protocol/server-frames'
 import type { RoomEvent, User } from '../protocol/server-frames'
-import type { Members, Role } from '../members/types'
+import type { Members, Role, Standing } from '../members/types'
 import type { AuditEntry } from '../store/types'
 import type { Identity } from './connection'
 import { FrameError } from './errors'
@@ -25,6 +25,13 @@ export function tokenRole(identity: Identity, room: string): Role | undefined {
   return best?.[1]
 }
 
+/** The higher of the token's role and the stored one (the API's); `member` without either. */
+export function higherRole(identity: Identity | undefined, room: string, standing: Standing): Role {
+  const a = (identity ? tokenRole(identity, room) : undefined) ?? 'member'
+  const b = standing.role ?? 'member'
+  return RANK[a] >= RANK[b] ? a : b
+}
+
 /**
  * Roles (token claim or API, the higher counts) and the moderation of rooms: each action is an
  * event of the room's log, a change of the target's standing (members engine) and an audit row.
@@ -32,13 +39,7 @@ export function tokenRole(identity: Identity, room: string): Role | undefined {
 export function createModeration(deps: { broker: Broker; members: Members; audit: (e: AuditEntry) => void; emit?: (e: EventInput) => void }) {
   const { broker, members, audit } = deps
 
-  async function roleOf(identity: Identity | undefined, user: string, room: string): Promise<Role> {
-    const fromToken = identity ? tokenRole(identity, room) : undefined
-    const stored = (await members.standing(room, user)).role
-    const a = fromToken ?? 'member'
-    const b = stored ?? 'member'
-    return RANK[a] >= RANK[b] ? a : b
-  }
+  const roleOf = async (identity: Identity | undefined, user: string, room: string): Promise<Role> => higherRole(identity, room, await members.standing(room, user))
 
   const moderates = async (identity: Identity | undefined, user: string, room: string) => RANK[await roleOf(identity, user, room)] >= RANK.moderator
 
@@ -78,9 +79,11 @@ export function createModeration(deps: { broker: Broker; members: Members; audit
     audit({ event: 'role', user, room, detail: { role, by } })
   }
 
-  /** Refuses a join of a banned user. */
-  async function mayJoin(room: string, user: string) {
-    if ((await members.standing(room, user)).banned) throw new FrameError('forbidden', `room: banned from ${room}`)
+  /** Refuses a join of a banned user; else the user's standing (its role goes into `joined`). */
+  async function mayJoin(room: string, user: string): Promise<Standing> {
+    const standing = await members.standing(room, user)
+    if (standing.banned) throw new FrameError('forbidden', `room: banned from ${room}`)
+    return standing
   }
 
   return { roleOf, moderates, act, setRole, mayJoin }

@@ -5,6 +5,7 @@ import type { Metrics } from '../metrics'
 import { eventSeq, frames, isMessageFrame } from '../protocol/server-frames'
 import type { MemberState, User } from '../protocol/server-frames'
 import type { AuditEntry, Store } from '../store/types'
+import type { Role } from '../members/types'
 import type { Conn, Joining } from './connection'
 import { FrameError } from './errors'
 
@@ -24,6 +25,8 @@ export interface JoinOptions {
   id?: string
   /** The user is a member: `joined` carries its marker and unread count. */
   member?: { read: number }
+  /** The user's role in the room, for `joined` (answers to a `join` frame only). */
+  role?: Role
   /** Told the member's state as `joined` will carry it. */
   onState?: (s: MemberState) => void
 }
@@ -169,7 +172,7 @@ export function createRooms(deps: RoomsDeps) {
           if (c.closing || c.joining.get(room) !== joining) return void broker.unwatch(topic)
           c.ws.cork(() => {
             for (const f of replay) send(c, f, 'chat')
-            send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id, state), 'joined')
+            send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id, state, o.role), 'joined')
             for (const f of joining.buffer) {
               const seq = eventSeq(f)
               if (seq === -1 || seq > pos.seq) send(c, f, seq === -1 ? 'presence' : 'chat')
@@ -203,14 +206,14 @@ export function createRooms(deps: RoomsDeps) {
     const state = member ? { read: member.read, unread: (await summary(room, member.read, c.identity.user.id)).unread } : undefined
     if (since === undefined) {
       const pos = await broker.position(room)
-      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id, state), 'joined')
+      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id, state, o.role), 'joined')
     }
     const r = await readSince(room, since)
     const ok = r.complete && (epoch === undefined || epoch === r.epoch)
     const replay = ok ? r.frames.slice(0, Math.max(0, boundary - since)) : []
     c.ws.cork(() => {
       for (const f of replay) send(c, f, 'chat')
-      send(c, frames.joined(room, r.seq, r.epoch, ok, id, state), 'joined')
+      send(c, frames.joined(room, r.seq, r.epoch, ok, id, state, o.role), 'joined')
     })
   }
 

@@ -104,8 +104,8 @@ export const frames = {
   welcome: (conn: string, u: User, node: string, rooms: string[], unread: number) =>
     `{"type":"welcome","conn":${q(conn)},"user":${user(u)},"node":${q(node)},"rooms":${q(rooms)},"unread":${unread}}`,
   ack: (id: string, msg?: string, seq?: number, room?: string) => `{"type":"ack","id":${q(id)}${opt('msg', msg)}${opt('seq', seq)}${opt('room', room)}}`,
-  joined: (room: string, seq: number, epoch: string, recovered: boolean, id?: string, member?: MemberState) =>
-    `{"type":"joined","room":${q(room)},"seq":${seq},"epoch":${q(epoch)},"recovered":${recovered}${member ? `,"member":true,"read":${member.read},"unread":${member.unread}` : ''}${opt('id', id)}}`,
+  joined: (room: string, seq: number, epoch: string, recovered: boolean, id?: string, member?: MemberState, role?: string) =>
+    `{"type":"joined","room":${q(room)},"seq":${seq},"epoch":${q(epoch)},"recovered":${recovered}${member ? `,"member":true,"read":${member.read},"unread":${member.unread}` : ''}${opt('role', role)}${opt('id', id)}}`,
   left: (room: string, id?: string, reason?: string) => `{"type":"left","room":${q(room)}${opt('reason', reason)}${opt('id', id)}}`,
   /** `messages` are already-encoded frames, spliced in without re-encoding. */
   history: (room: string, messages: string[], more: boolean, id?: string) =>
