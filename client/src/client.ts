@@ -6,16 +6,22 @@ import { Emitter } from './emitter'
 import { jwtExpiry } from './jwt'
 import type {
   AckFrame,
+  ChangeEvent,
   ChatMessage,
+  DeleteEvent,
   DirectMessage,
+  EditEvent,
   ErrorCode,
   ErrorFrame,
   HistoryFrame,
   JoinedFrame,
   LeftFrame,
+  ModerationEvent,
   PongFrame,
   PresenceFrame,
+  ReactEvent,
   ReadFrame,
+  Role,
   RoomMessage,
   RoomsFrame,
   ServerFrame,
@@ -103,6 +109,25 @@ export interface Ack {
   room?: string
 }
 
+/** A page of `history` (or of a thread), oldest first. */
+export interface HistoryPage {
+  /** The chat (or dm) messages of the page in their current state: `edited_at`, `deleted`, `reactions`. */
+  messages: RoomMessage[]
+  /** Every event of the page in order: the messages and the changes (edits, deletes, reactions, moderation) between them. */
+  events: (RoomMessage | ChangeEvent)[]
+  more: boolean
+  /** The `before` of the next (older) page: the page's first seq. */
+  before?: number
+}
+
+/** A deleted message has no body on the wire; the client's type promises a string. */
+const shown = <T extends RoomMessage | ChangeEvent>(f: T): T => ((f.type === 'chat' || f.type === 'dm') && f.deleted && f.body === undefined ? { ...f, body: '' } : f)
+
+function pageOf(f: HistoryFrame): HistoryPage {
+  const events = f.messages.map(shown)
+  return { messages: events.filter((e): e is RoomMessage => e.type === 'chat' || e.type === 'dm'), events, more: f.more, ...(events.length ? { before: events[0]!.seq } : {}) }
+}
+
 export interface ClientEvents {
   /** Every frame from the server, before any processing. */
   frame: ServerFrame
@@ -114,8 +139,16 @@ export interface ClientEvents {
    * connection that sent a dm gets no `dm` event for it (its answer is the `dm()` promise).
    */
   dm: DirectMessage
+  /** v2, like `chat`: in seq order per room, each once, across reconnects (as are `delete`, `react`, `moderation`). */
+  edit: EditEvent
+  delete: DeleteEvent
+  /** A reaction added (`op: "add"`) or removed. */
+  react: ReactEvent
+  /** mute, unmute, ban, unban, kick of a user in the room (the banned or kicked user also gets `left` with that `reason`). */
+  moderation: ModerationEvent
   ack: AckFrame
   joined: JoinedFrame
+  /** Answers `leave`; unasked (no `id`) when the server took the connection out: `reason` `banned` or `kicked`, a membership ended, a refreshed token lost the room. */
   left: LeftFrame
   history: HistoryFrame
   presence: PresenceFrame
@@ -175,6 +208,8 @@ interface RoomState {
   live: boolean
   /** The next join asks for membership (`joinAsMember`). */
   asMember?: boolean
+  /** The user's role, from the last `joined` that named it. */
+  role?: Role
   /** While a join is in flight: its id and every event frame of the room seen meanwhile. */
   recovering?: { id: string; buffer: RoomEvent[] }
   waiters: { resolve: (j: JoinedFrame) => void; reject: (e: ChatError) => void }[]
@@ -276,10 +311,81 @@ export class ChatClient extends Emitter<ClientEvents> {
     return this.#request<Ack>({ type: 'dm', to, body, ...(data === undefined ? {} : { data }) }, true)
   }
 
-  /** One page of a room's history, oldest first (a direct room's are `dm` frames). */
-  async history(room: string, opts: { before?: number; limit?: number } = {}): Promise<{ messages: RoomMessage[]; more: boolean }> {
-    const f = await this.#request<HistoryFrame>({ type: 'history', room, ...opts }, true)
-    return { messages: f.messages, more: f.more }
+  /**
+   * One page of a room's history, oldest first (a direct room's are `dm` frames). Pages count
+   * events (v2): `messages` are the page's messages in their current state, `events` all of it.
+   */
+  async history(room: string, opts: { before?: number; limit?: number } = {}): Promise<HistoryPage> {
+    return pageOf(await this.#request<HistoryFrame>({ type: 'history', room, ...opts }, true))
+  }
+
+  // ---------------------------------------------------------------- message lifecycle (v2)
+
+  /** A reply to message `msg` (a `chat` with `reply_to`); resolves with the ack as `send` does. */
+  reply(room: string, msg: string, body: string, data?: unknown): Promise<Ack> {
+    return this.#request<Ack>({ type: 'chat', room, body, reply_to: msg, ...(data === undefined ? {} : { data }) }, true)
+  }
+
+  /** The replies to message `msg`, a page at a time, oldest first. */
+  async thread(room: string, msg: string, opts: { before?: number; limit?: number } = {}): Promise<HistoryPage> {
+    return pageOf(await this.#request<HistoryFrame>({ type: 'history', room, thread: msg, ...opts }, true))
+  }
+
+  // Changes are not sent again after a lost answer (the server does not deduplicate them by id):
+  // they reject with `closed`, except reactions, which are the same whether applied once or twice.
+
+  /** Edits one's own message (`body`, and `data` when given); resolves with the edit's `seq`. */
+  edit(room: string, msg: string, body: string, data?: unknown): Promise<Ack> {
+    return this.#request<Ack>({ type: 'edit', room, msg, body, ...(data === undefined ? {} : { data }) }, false)
+  }
+
+  /** Deletes a message: one's own, or anyone's for a moderator of the room. */
+  delete(room: string, msg: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'delete', room, msg }, false)
+  }
+
+  /** Adds this user's reaction (1..32 characters); the ack has no `seq` when the user had it already. */
+  react(room: string, msg: string, reaction: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'react', room, msg, reaction }, true)
+  }
+
+  /** Removes this user's reaction; the ack has no `seq` when the user did not have it. */
+  unreact(room: string, msg: string, reaction: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'unreact', room, msg, reaction }, true)
+  }
+
+  /**
+   * The user's role in a room as the server last named it (in the answer to a `join`), or
+   * undefined when not known: the rooms the server joins by itself on connect are not named
+   * until this client `join`s them.
+   */
+  role(room: string): Role | undefined {
+    return this.#rooms.get(room)?.role
+  }
+
+  // ---------------------------------------------------------------- moderation (v2: moderators and owners)
+
+  /** The user's `chat` in the room is refused for `seconds`. */
+  mute(room: string, user: string, seconds: number): Promise<Ack> {
+    return this.#request<Ack>({ type: 'mute', room, user, seconds }, false)
+  }
+
+  unmute(room: string, user: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'unmute', room, user }, false)
+  }
+
+  /** Every connection of the user leaves the room (`left`, reason `banned`); no join until `unban`. */
+  ban(room: string, user: string, reason?: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'ban', room, user, ...(reason === undefined ? {} : { reason }) }, false)
+  }
+
+  unban(room: string, user: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'unban', room, user }, false)
+  }
+
+  /** Every connection of the user leaves the room now (`left`, reason `kicked`); they may join again. */
+  kick(room: string, user: string, reason?: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'kick', room, user, ...(reason === undefined ? {} : { reason }) }, false)
   }
 
   /** Who is in a room, cluster-wide. */
@@ -641,6 +747,16 @@ export class ChatClient extends Emitter<ClientEvents> {
       return
     }
     if (!this.#accept(state, m.seq)) return // seen already
+    switch (m.type) {
+      case 'edit':
+        return this.emit('edit', m as unknown as EditEvent)
+      case 'delete':
+        return this.emit('delete', m as unknown as DeleteEvent)
+      case 'react':
+        return this.emit('react', m as unknown as ReactEvent)
+      case 'moderation':
+        return this.emit('moderation', m as unknown as ModerationEvent)
+    }
     if (m.type !== 'chat' && m.type !== 'dm') return // an event type this client does not know: `frame` only
     const message = m as unknown as RoomMessage
     const counted = this.#book.message(message)
@@ -724,6 +840,7 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (state.lastSeq === undefined) state.lastSeq = j.seq
       state.live = true
     }
+    if (j.role) state.role = j.role
     if (j.member) {
       state.asMember = undefined
       const isNew = !this.#book.has(j.room)

@@ -1,4 +1,4 @@
-/** The wire frames of chat-server protocol v1 and v2 (conversations), as a client sees them. */
+/** The wire frames of chat-server protocol v1 and v2 (conversations, message lifecycle, moderation), as a client sees them. */
 
 export interface User {
   id: string
@@ -18,7 +18,30 @@ export interface WelcomeFrame {
   unread?: number
 }
 
-export interface ChatMessage {
+/** v2: one reaction value on a message, as `history` shows it. */
+export interface Reaction {
+  reaction: string
+  count: number
+  /** The asking user has this reaction. */
+  me: boolean
+}
+
+/**
+ * v2: a message's current state, as `history` shows it (live frames are as sent; the changes
+ * come as `edit`, `delete` and `react` events).
+ */
+export interface MessageState {
+  /** The message this one replies to. */
+  reply_to?: string
+  /** When it was last edited (`body` and `data` are the edited ones). */
+  edited_at?: string
+  /** Deleted: the server sends no `body` nor `data`; the client sets `body` to `''`. */
+  deleted?: true
+  /** Absent when it has none. */
+  reactions?: Reaction[]
+}
+
+export interface ChatMessage extends MessageState {
   type: 'chat'
   id: string
   room: string
@@ -30,7 +53,7 @@ export interface ChatMessage {
 }
 
 /** v2: a message of a direct room (the pair's conversation), sequenced like chat. */
-export interface DirectMessage {
+export interface DirectMessage extends MessageState {
   type: 'dm'
   id: string
   /** The pair's direct room (`dm:` + 40 hex digits, named by the server). */
@@ -67,24 +90,87 @@ export interface JoinedFrame {
   read?: number
   /** v2: messages by others after the marker (exact up to 999; 1000 means more). */
   unread?: number
+  /** v2: the user's role in the room; only in the answer to a `join` (not in direct rooms). */
+  role?: Role
 }
+
+/** v2: a user's role in a room (token claim `roles`, or the server API). */
+export type Role = 'owner' | 'moderator' | 'member'
 
 export interface LeftFrame {
   type: 'left'
   room: string
-  /** Why the server took the connection out (when it did so unasked). */
-  reason?: string
+  /** Why the server took the connection out (when it did so unasked): `banned`, `kicked`. */
+  reason?: 'banned' | 'kicked' | (string & {})
   id?: string
 }
 
 /** A message of a room's log: chat, or dm in a direct room. */
 export type RoomMessage = ChatMessage | DirectMessage
 
+/** v2: the author (or the server API) changed a message's body and data. */
+export interface EditEvent {
+  type: 'edit'
+  /** The event's own id; `msg` is the message it changes. */
+  id: string
+  room: string
+  seq: number
+  msg: string
+  by: User
+  body: string
+  data?: unknown
+  ts: string
+}
+
+/** v2: a message was deleted, by its author or a moderator (or the server API). */
+export interface DeleteEvent {
+  type: 'delete'
+  id: string
+  room: string
+  seq: number
+  msg: string
+  by: User
+  ts: string
+}
+
+/** v2: a user added (`op: "add"`) or removed a reaction on a message. */
+export interface ReactEvent {
+  type: 'react'
+  id: string
+  room: string
+  seq: number
+  msg: string
+  user: User
+  reaction: string
+  op: 'add' | 'remove'
+  ts: string
+}
+
+export type ModerationAction = 'mute' | 'unmute' | 'ban' | 'unban' | 'kick'
+
+/** v2: a moderator (or the server API, `by.id === "server"`) acted on `user` in the room. */
+export interface ModerationEvent {
+  type: 'moderation'
+  id: string
+  room: string
+  seq: number
+  action: ModerationAction
+  user: User
+  by: User
+  /** With `mute`: when it ends. */
+  until?: string
+  reason?: string
+  ts: string
+}
+
+/** v2: an event of a room's sequence that changes a message or a user's standing. */
+export type ChangeEvent = EditEvent | DeleteEvent | ReactEvent | ModerationEvent
+
 export interface HistoryFrame {
   type: 'history'
   room: string
-  /** Oldest first; a direct room's messages are `dm` frames. */
-  messages: RoomMessage[]
+  /** Oldest first: every event of the page (messages in their current state, and the changes). */
+  messages: (RoomMessage | ChangeEvent)[]
   more: boolean
   id?: string
 }
@@ -171,6 +257,10 @@ export type ServerFrame =
   | ErrorFrame
   | RoomsFrame
   | ReadFrame
+  | EditEvent
+  | DeleteEvent
+  | ReactEvent
+  | ModerationEvent
 
 /** Close codes the server uses. */
 export const CloseCode = {
