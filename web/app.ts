@@ -3,7 +3,7 @@
  * user-supplied text is put on the page with `textContent`, never parsed as HTML.
  */
 import { ChatClient, isSystemMessage } from '../client/src/index'
-import type { DirectMessage, RoomMessage, User } from '../client/src/index'
+import type { DirectMessage, ModerationEvent, RoomMessage, User } from '../client/src/index'
 
 const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
@@ -31,6 +31,7 @@ const ui = {
   messages: $<HTMLDivElement>('messages'),
   typing: $('typing'),
   sendForm: $<HTMLFormElement>('send-form'),
+  replying: $('replying'),
   text: $<HTMLInputElement>('text'),
   joinForm: $<HTMLFormElement>('join-form'),
   joinName: $<HTMLInputElement>('join-name'),
@@ -48,7 +49,32 @@ interface RoomView {
   historyLoaded: boolean
   /** A direct conversation not written yet: the user to write to (its room comes with the first dm). */
   draft?: User
+  /** The messages shown, by id, with their current state. */
+  msgs: Map<string, Shown>
+  /** Changes that came before the history page: applied once it is in (those it does not hold yet). */
+  early?: Change[]
+  /** The last seq the history page showed the state of. */
+  loadedUpTo: number
+  /** The user's role here, once the server named it (a `join`'s answer). */
+  role?: string
+  roleAsked?: boolean
 }
+
+/** A message on the page and its current state (edits, delete, reactions applied). */
+interface Shown {
+  m: RoomMessage
+  li: HTMLLIElement
+  edited: boolean
+  deleted: boolean
+  reactions: Map<string, { count: number; me: boolean }>
+}
+
+type Change = { type: 'edit' | 'delete' | 'react'; seq: number; msg: string; body?: string; data?: unknown; op?: 'add' | 'remove'; reaction?: string; user?: User }
+
+/** The reaction buttons every message offers. */
+const QUICK = ['👍', '❤️', '😂', '🎉']
+/** How long the demo's Mute button mutes. */
+const MUTE_S = 300
 
 /** Keys of views: room names, or `@<user id>` for a draft (no room name holds `@`). */
 const views = new Map<string, RoomView>()
@@ -72,7 +98,7 @@ function view(room: string, draft?: User): RoomView {
     list.dataset.room = room
     list.hidden = true
     ui.messages.append(list)
-    v = { segment: [], list, ids: new Set(), users: new Map(), typing: new Map(), unread: 0, historyLoaded: false, draft }
+    v = { segment: [], list, ids: new Set(), users: new Map(), typing: new Map(), unread: 0, historyLoaded: false, draft, msgs: new Map(), loadedUpTo: 0 }
     views.set(room, v)
     if (!current) select(room)
     renderRooms()
@@ -102,6 +128,7 @@ function select(room: string) {
   renderRooms()
   renderUsers()
   renderTyping()
+  renderReplying()
   ui.messages.scrollTop = ui.messages.scrollHeight
   markReadIfSeen()
 }
@@ -178,28 +205,38 @@ setInterval(renderTyping, 1000)
 
 const timeOf = (ts: string) => new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
 
-/** Puts a message in its room's list, in seq order, once (by server id). */
-function addMessage(m: RoomMessage) {
-  const v = view(m.room)
-  if (v.ids.has(m.id)) return
-  v.ids.add(m.id)
-  const li = el('li', 'msg')
-  li.dataset.seq = String(m.seq)
-  li.dataset.id = m.id
-  li.dataset.from = m.from.id
-  if (m.from.id === me()) li.classList.add('mine')
-  if (isSystemMessage(m)) li.classList.add('system') // from the server itself, not a user
-  const meta = el('div', 'meta')
-  meta.append(el('span', 'from', isSystemMessage(m) ? `${m.from.name} (system)` : m.from.name), el('time', undefined, timeOf(m.ts)))
-  meta.lastElementChild!.setAttribute('datetime', m.ts)
-  li.append(meta, el('div', 'body', m.body)) // textContent: a body is never HTML
-  // Insert before the first message of the current segment with a greater seq.
-  const atBottom = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 40
-  const later = v.segment.find((n) => Number(n.dataset.seq) > m.seq)
+/** Puts an entry (a message, a moderation line) in its room's list, in seq order within the current segment. */
+function place(v: RoomView, li: HTMLLIElement, seq: number) {
+  li.dataset.seq = String(seq)
+  const later = v.segment.find((n) => Number(n.dataset.seq) > seq)
   if (later) v.list.insertBefore(li, later)
   else v.list.append(li)
   v.segment.push(li)
   v.segment.sort((a, b) => Number(a.dataset.seq) - Number(b.dataset.seq))
+}
+
+/** Puts a message in its room's list, in seq order, once (by server id); history may bring its current state. */
+function addMessage(m: RoomMessage) {
+  const v = view(m.room)
+  const known = v.msgs.get(m.id)
+  if (known) {
+    // The history page's copy is the newer state (it arrived live before the page was read).
+    if (m.edited_at || m.deleted || m.reactions) render(Object.assign(known, stateOf(m)), m.room)
+    return
+  }
+  if (v.ids.has(m.id)) return
+  v.ids.add(m.id)
+  const li = el('li', 'msg')
+  li.dataset.id = m.id
+  li.dataset.from = m.from.id
+  if (m.from.id === me()) li.classList.add('mine')
+  if (isSystemMessage(m)) li.classList.add('system') // from the server itself, not a user
+  const shown: Shown = { li, ...stateOf(m) }
+  v.msgs.set(m.id, shown)
+  render(shown, m.room)
+  // Insert before the first message of the current segment with a greater seq.
+  const atBottom = ui.messages.scrollHeight - ui.messages.scrollTop - ui.messages.clientHeight < 40
+  place(v, li, m.seq)
   if (m.room === current) {
     if (atBottom || m.from.id === me()) ui.messages.scrollTop = ui.messages.scrollHeight
   } else if (!client.conversation(m.room) && m.from.id !== me()) {
@@ -209,6 +246,188 @@ function addMessage(m: RoomMessage) {
   v.typing.delete(m.from.id)
   if (m.room === current) renderTyping()
   renderSeen(m.room)
+}
+
+const stateOf = (m: RoomMessage) => ({
+  m,
+  edited: !!m.edited_at,
+  deleted: !!m.deleted,
+  reactions: new Map((m.reactions ?? []).map((r) => [r.reaction, { count: r.count, me: r.me }])),
+})
+
+const button = (className: string, text: string, title: string, onClick: () => void) => {
+  const b = el('button', className, text)
+  b.type = 'button'
+  b.title = title
+  b.addEventListener('click', onClick)
+  return b
+}
+
+const moderates = (room: string) => {
+  const role = views.get(room)?.role
+  return role === 'moderator' || role === 'owner'
+}
+
+/** Draws a message from its state: author and time, the quoted parent, the body or a tombstone, reactions, actions. */
+function render(s: Shown, room: string) {
+  const { m, li } = s
+  const mine = m.from.id === me()
+  const meta = el('div', 'meta')
+  meta.append(el('span', 'from', isSystemMessage(m) ? `${m.from.name} (system)` : m.from.name), el('time', undefined, timeOf(m.ts)))
+  meta.lastElementChild!.setAttribute('datetime', m.ts)
+  if (s.edited && !s.deleted) meta.append(el('span', 'edited', '(edited)'))
+  const parts: HTMLElement[] = [meta]
+  if (m.reply_to) parts.push(quote(room, m.reply_to))
+  li.classList.toggle('deleted', s.deleted)
+  if (s.deleted) {
+    parts.push(el('div', 'body', 'message deleted'))
+  } else {
+    parts.push(el('div', 'body', m.body)) // textContent: a body is never HTML
+    const reactions = el('div', 'reactions')
+    for (const [reaction, r] of s.reactions) {
+      if (r.count <= 0) continue
+      const b = button('reaction', `${reaction} ${r.count}`, r.me ? 'remove your reaction' : 'react too', () => toggleReaction(s, room, reaction))
+      b.dataset.reaction = reaction
+      b.setAttribute('aria-pressed', String(r.me))
+      reactions.append(b)
+    }
+    parts.push(reactions)
+    if (!isSystemMessage(m) && !views.get(room)?.draft) parts.push(actions(s, room, mine))
+  }
+  const seen = li.querySelector('.seen')
+  li.replaceChildren(...parts)
+  if (seen) li.append(seen)
+}
+
+/** The parent of a reply, quoted from what the page holds. */
+function quote(room: string, parentId: string) {
+  const parent = views.get(room)?.msgs.get(parentId)
+  const q = el('div', 'quote')
+  q.dataset.parent = parentId
+  if (!parent) q.textContent = '↪ an earlier message'
+  else q.textContent = `↪ ${parent.m.from.name}: ${parent.deleted ? 'message deleted' : parent.m.body}`
+  return q
+}
+
+function actions(s: Shown, room: string, mine: boolean) {
+  const box = el('div', 'actions')
+  for (const r of QUICK) {
+    const b = button('react', r, `react with ${r}`, () => toggleReaction(s, room, r))
+    b.dataset.reaction = r
+    box.append(b)
+  }
+  box.append(button('reply', 'Reply', 'reply to this message', () => startReply(s, room)))
+  if (mine) box.append(button('edit', 'Edit', 'edit your message', () => startEdit(s, room)))
+  if (mine || moderates(room)) box.append(button('delete', 'Delete', mine ? 'delete your message' : 'delete this message (moderator)', () => remove(s, room)))
+  if (!mine && moderates(room)) {
+    const who = s.m.from
+    box.append(
+      button('mute', 'Mute', `mute ${who.name} here for ${MUTE_S / 60} minutes`, () => moderate(room, () => client.mute(room, who.id, MUTE_S))),
+      button('ban', 'Ban', `ban ${who.name} from this room`, () => moderate(room, () => client.ban(room, who.id))),
+    )
+  }
+  return box
+}
+
+const failed = (room: string, what: string) => (err: Error) => addDivider(room, `${what}: ${err.message}`)
+
+function toggleReaction(s: Shown, room: string, reaction: string) {
+  const mine = s.reactions.get(reaction)?.me
+  ;(mine ? client.unreact(room, s.m.id, reaction) : client.react(room, s.m.id, reaction)).catch(failed(room, 'not reacted'))
+}
+
+function remove(s: Shown, room: string) {
+  client.delete(room, s.m.id).catch(failed(room, 'not deleted'))
+}
+
+function moderate(room: string, act: () => Promise<unknown>) {
+  act().catch(failed(room, 'not done'))
+}
+
+/** Edits in place: the body becomes an input; Enter saves, Escape gives up. */
+function startEdit(s: Shown, room: string) {
+  const body = s.li.querySelector('.body')
+  if (!body || s.li.querySelector('.edit-form')) return
+  const form = el('form', 'edit-form')
+  const input = el('input')
+  input.value = s.m.body
+  input.maxLength = 4000
+  input.setAttribute('aria-label', 'edit the message')
+  form.append(input)
+  body.replaceWith(form)
+  input.focus()
+  const done = () => render(s, room)
+  form.addEventListener('submit', (e) => {
+    e.preventDefault()
+    const text = input.value
+    if (!text.trim() || text === s.m.body) return done()
+    client.edit(room, s.m.id, text, s.m.data).then(done, (err) => {
+      done()
+      failed(room, 'not edited')(err)
+    })
+  })
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') done()
+  })
+}
+
+/** The message the next one sent in this room replies to. */
+let replyTo: { room: string; id: string } | undefined
+function startReply(s: Shown, room: string) {
+  replyTo = { room, id: s.m.id }
+  renderReplying()
+  ui.text.focus()
+}
+function renderReplying() {
+  const target = replyTo && replyTo.room === current ? views.get(current)?.msgs.get(replyTo.id) : undefined
+  ui.replying.hidden = !target
+  if (!target) return ui.replying.replaceChildren()
+  ui.replying.replaceChildren(
+    el('span', undefined, `Replying to ${target.m.from.name}: ${target.deleted ? 'message deleted' : target.m.body}`),
+    button('cancel', '×', 'do not reply', () => {
+      replyTo = undefined
+      renderReplying()
+    }),
+  )
+}
+
+/** An edit, delete or reaction, live or replayed: applied to the message the page shows. */
+function applyChange(c: Change & { room: string }) {
+  const v = views.get(c.room)
+  if (!v) return
+  if (v.early) return void v.early.push(c) // the history page is not in yet
+  if (c.seq <= v.loadedUpTo) return // the history page showed it already
+  const s = v.msgs.get(c.msg)
+  if (!s) return // older than what the page holds
+  if (c.type === 'edit') {
+    s.m = { ...s.m, body: c.body!, data: c.data }
+    s.edited = true
+  } else if (c.type === 'delete') s.deleted = true
+  else {
+    const r = s.reactions.get(c.reaction!) ?? { count: 0, me: false }
+    r.count = Math.max(0, r.count + (c.op === 'add' ? 1 : -1))
+    if (c.user?.id === me()) r.me = c.op === 'add'
+    s.reactions.set(c.reaction!, r)
+  }
+  render(s, c.room)
+  // Replies quoting it show the change too.
+  for (const other of v.msgs.values()) if (other.m.reply_to === c.msg) render(other, c.room)
+  if (replyTo?.id === c.msg) renderReplying()
+}
+
+const verbs: Record<ModerationEvent['action'], string> = { mute: 'muted', unmute: 'unmuted', ban: 'banned', unban: 'unbanned', kick: 'removed' }
+
+/** A moderation event, as a line in the room's log. */
+function addModeration(e: ModerationEvent) {
+  const v = view(e.room)
+  if (v.ids.has(e.id)) return // live before the history page had it too
+  v.ids.add(e.id)
+  const who = e.user.id === me() ? 'you' : e.user.name
+  const by = e.by.id === 'server' ? 'The server' : e.by.name
+  const until = e.until ? ` until ${timeOf(e.until)}` : ''
+  const li = el('li', 'event', `${by} ${verbs[e.action]} ${who}${until}${e.reason ? ` (${e.reason})` : ''}`)
+  li.dataset.action = e.action
+  place(v, li, e.seq)
 }
 
 /** "Seen by …" on the room's last message: the other members whose read marker reached it. */
@@ -309,25 +528,53 @@ client.on('unread', ({ total }) => {
 client.on('read', (r) => renderSeen(r.room))
 client.on('joined', async (j) => {
   const v = view(j.room)
+  if (j.role) {
+    v.role = j.role
+    for (const s of v.msgs.values()) render(s, j.room)
+  } else if (!v.roleAsked && !isDirect(j.room) && !client.role(j.room)) {
+    // The rooms the server joins on connect come without the role: ask by joining again (it replays nothing new).
+    v.roleAsked = true
+    client.join(j.room).catch((err) => console.warn('role not known', j.room, err.code, err.message))
+  }
+  const loading = !v.historyLoaded
+  if (loading) {
+    v.historyLoaded = true
+    v.early = [] // changes that come while the page is read wait for it
+  }
   try {
     const users = await client.presence(j.room)
     v.users = new Map(users.map((u) => [u.id, u]))
     if (j.room === current) renderUsers()
   } catch {}
-  if (!v.historyLoaded) {
-    v.historyLoaded = true
-    try {
-      const page = await client.history(j.room, { limit: 50 })
-      for (const m of page.messages) addMessage(m)
-      ui.messages.scrollTop = ui.messages.scrollHeight
-    } catch {
-      v.historyLoaded = false
-    }
+  if (!loading) return
+  try {
+    const page = await client.history(j.room, { limit: 50 })
+    for (const m of page.messages) addMessage(m)
+    v.loadedUpTo = Math.max(v.loadedUpTo, page.events.at(-1)?.seq ?? 0)
+    for (const e of page.events) if (e.type === 'moderation') addModeration(e)
+    ui.messages.scrollTop = ui.messages.scrollHeight
+  } catch {
+    v.historyLoaded = false
   }
+  const early = v.early ?? []
+  v.early = undefined
+  for (const c of early) applyChange(c as Change & { room: string })
 })
 client.on('chat', addMessage)
 client.on('dm', addMessage)
-client.on('reset', ({ room }) => addDivider(room, 'the server restarted: a new conversation begins'))
+client.on('edit', (e) => applyChange({ type: 'edit', room: e.room, seq: e.seq, msg: e.msg, body: e.body, data: e.data }))
+client.on('delete', (e) => applyChange({ type: 'delete', room: e.room, seq: e.seq, msg: e.msg }))
+client.on('react', (e) => applyChange({ type: 'react', room: e.room, seq: e.seq, msg: e.msg, reaction: e.reaction, op: e.op, user: e.user }))
+client.on('moderation', addModeration)
+client.on('left', (l) => {
+  if (l.reason === 'banned') addDivider(l.room, 'you were banned from this room')
+  else if (l.reason === 'kicked') addDivider(l.room, 'you were removed from this room; join it again to come back')
+})
+client.on('reset', ({ room }) => {
+  const v = views.get(room)
+  if (v) v.loadedUpTo = 0 // the new epoch numbers its events afresh
+  addDivider(room, 'the server restarted: a new conversation begins')
+})
 client.on('gap', ({ room }) => addDivider(room, 'some messages could not be recovered'))
 client.on('presence', (p) => {
   if (!p.event) return
@@ -383,7 +630,10 @@ ui.sendForm.addEventListener('submit', (e) => {
   if (isDirect(current)) return addDivider(current, 'not sent: the other user of this conversation is not known yet')
   // Sent at once when connected; kept in the client's outbox (same id) while reconnecting.
   const room = current
-  client.send(room, body).catch((err) => addDivider(room, `not sent: ${err.message}`))
+  const parent = replyTo?.room === room ? replyTo.id : undefined
+  replyTo = undefined
+  renderReplying()
+  ;(parent ? client.reply(room, parent, body) : client.send(room, body)).catch((err) => addDivider(room, `not sent: ${err.message}`))
 })
 
 ui.joinForm.addEventListener('submit', (e) => {
