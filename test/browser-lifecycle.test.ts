@@ -2,6 +2,7 @@
  * Message lifecycle and moderation on the demo page in a real browser (Debian's Chromium driven
  * by playwright-core): edit, react, reply seen live by the other user; a moderator (role set
  * through the API) deletes someone else's message for everyone, for good, and mutes a user.
+ * Then the admin page: a role, a ban seen by the banned user's page, and the audit log.
  * No Chromium at /usr/bin/chromium: with CI=true that is a failure, else the suite is skipped
  * with a printed reason (as in browser.test.ts).
  */
@@ -12,6 +13,8 @@ import { chromium } from 'playwright-core'
 import type { Browser, Page } from 'playwright-core'
 import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { freshDatabase } from './helpers/postgres'
+import { needService } from './helpers/services'
 
 const CHROMIUM = '/usr/bin/chromium'
 const haveChromium = existsSync(CHROMIUM)
@@ -153,4 +156,76 @@ describe.skipIf(!haveChromium)('message lifecycle on the demo page in Chromium',
     expect(await bodies(alice)).toEqual(['message deleted', 'nice one'])
     expect(pageErrors).toEqual([])
   }, 120_000)
+})
+
+const pgTest = await needService('PostgreSQL', 5432)
+
+describe.skipIf(!haveChromium)('moderation and the audit log on the admin page in Chromium', () => {
+  let server: RunningServer
+  let browser: Browser
+  let db: Awaited<ReturnType<typeof freshDatabase>> | undefined
+  const pageErrors: string[] = []
+
+  beforeAll(async () => {
+    if (pgTest !== test) return
+    mkdirSync(ARTIFACTS, { recursive: true })
+    db = await freshDatabase('adminmod')
+    server = await startServer({ env: { API_KEY, POSTGRES_DSN: db.dsn, SHUTDOWN_GRACE_S: '1' } })
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 20_000, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'] })
+  }, 30_000)
+
+  afterAll(async () => {
+    await browser?.close().catch(() => {})
+    await server?.stop()
+    await db?.drop()
+  })
+
+  pgTest('set a role, ban a user (their page sees it), unban, and read it all back in the audit log', async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
+    const tom = await ctx.newPage()
+    tom.on('pageerror', (e) => pageErrors.push(`tom: ${e.message}`))
+    await tom.goto(`${server.url}/?name=Tom`, SLOW)
+    await tom.locator('#status[data-state="open"]').waitFor(SLOW)
+
+    const admin = await (await browser.newContext({ viewport: { width: 1280, height: 1200 } })).newPage()
+    admin.on('pageerror', (e) => pageErrors.push(`admin: ${e.message}`))
+    await admin.goto(`${server.url}/admin`, SLOW)
+    await admin.fill('#key', API_KEY)
+    await admin.click('#key-form button')
+    await admin.locator('#main:not([hidden])').waitFor(SLOW)
+
+    await admin.fill('#role-room', 'general')
+    await admin.fill('#role-user', 'mo')
+    await admin.selectOption('#role-role', 'moderator')
+    await admin.click('#role-form button')
+    await admin.locator('#role-result', { hasText: 'mo is moderator of general' }).waitFor(SLOW)
+
+    await admin.fill('#moderate-room', 'general')
+    await admin.fill('#moderate-user', 'tom')
+    await admin.selectOption('#moderate-action', 'ban')
+    await admin.fill('#moderate-reason', 'spam <b>links</b>')
+    await admin.click('#moderate-form button')
+    await admin.locator('#moderate-result', { hasText: 'ban tom in general: event seq' }).waitFor(SLOW)
+    await tom.locator('.divider', { hasText: 'you were banned from this room' }).waitFor(SLOW)
+    await admin.selectOption('#moderate-action', 'unban')
+    await admin.click('#moderate-form button')
+    await admin.locator('#moderate-result', { hasText: 'unban tom in general' }).waitFor(SLOW)
+
+    // The audit rows are written in the background: show until they are there.
+    await admin.fill('#audit-room', 'general')
+    const rows = admin.locator('#audit tbody tr')
+    for (let i = 0; i < 50 && (await rows.filter({ hasText: 'moderation' }).count()) < 2; i++) {
+      await admin.click('#audit-form button[type="submit"]')
+      await admin.waitForTimeout(200)
+    }
+    const moderation = await rows.filter({ hasText: 'moderation' }).allTextContents()
+    expect(moderation.length).toBe(2)
+    expect(moderation[0]).toContain('action: unban')
+    expect(moderation[1]).toContain('action: ban')
+    expect(moderation[1]).toContain('reason: spam <b>links</b>') // text, not HTML
+    expect(await rows.filter({ hasText: 'role' }).filter({ hasText: 'role: moderator' }).count()).toBe(1)
+    expect(await admin.locator('#audit b').count()).toBe(0)
+    await admin.screenshot({ path: join(ARTIFACTS, 'admin-moderation.png'), fullPage: true })
+    expect(pageErrors).toEqual([])
+  }, 60_000)
 })

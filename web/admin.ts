@@ -39,6 +39,24 @@ const ui = {
   lookupRoom: $<HTMLInputElement>('lookup-room'),
   lookupResult: $('lookup-result'),
   members: $<HTMLUListElement>('members'),
+  moderateForm: $<HTMLFormElement>('moderate-form'),
+  moderateRoom: $<HTMLInputElement>('moderate-room'),
+  moderateUser: $<HTMLInputElement>('moderate-user'),
+  moderateAction: $<HTMLSelectElement>('moderate-action'),
+  moderateSeconds: $<HTMLInputElement>('moderate-seconds'),
+  moderateReason: $<HTMLInputElement>('moderate-reason'),
+  moderateResult: $('moderate-result'),
+  roleForm: $<HTMLFormElement>('role-form'),
+  roleRoom: $<HTMLInputElement>('role-room'),
+  roleUser: $<HTMLInputElement>('role-user'),
+  roleRole: $<HTMLSelectElement>('role-role'),
+  roleResult: $('role-result'),
+  auditForm: $<HTMLFormElement>('audit-form'),
+  auditRoom: $<HTMLInputElement>('audit-room'),
+  auditUser: $<HTMLInputElement>('audit-user'),
+  auditOlder: $<HTMLButtonElement>('audit-older'),
+  auditResult: $('audit-result'),
+  audit: $<HTMLTableElement>('audit').tBodies[0]!,
   history: $<HTMLOListElement>('history'),
 }
 
@@ -204,11 +222,87 @@ async function disconnect(user: string, reason: string) {
   }
 }
 
+/** A page of history holds every event of the room (v2): the messages show their current state. */
 interface Message {
+  type: string
   seq: number
   from: { id: string; name: string }
-  body: string
+  body?: string
   ts: string
+  edited_at?: string
+  deleted?: true
+}
+
+/** Shows what a call answered, or its error, in one of the result lines. */
+async function report<T>(out: HTMLElement, call: () => Promise<T>, say: (r: T) => string) {
+  out.className = 'result'
+  try {
+    out.textContent = say(await call())
+  } catch (err) {
+    out.className = 'result error'
+    out.textContent = (err as Error).message
+  }
+}
+
+function moderate() {
+  const room = ui.moderateRoom.value.trim()
+  const user = ui.moderateUser.value.trim()
+  const action = ui.moderateAction.value
+  const reason = ui.moderateReason.value.trim()
+  const body = { user, ...(action === 'mute' ? { seconds: Number(ui.moderateSeconds.value) } : {}), ...(reason && (action === 'ban' || action === 'kick' || action === 'mute') ? { reason } : {}) }
+  return report(
+    ui.moderateResult,
+    () => api<{ seq: number }>(`/api/rooms/${encodeURIComponent(room)}/${action}`, { method: 'POST', body: JSON.stringify(body) }),
+    (r) => `${action} ${user} in ${room}: event seq ${r.seq}`,
+  ).then(() => (ui.auditRoom.value || ui.auditUser.value ? showAudit() : undefined))
+}
+
+function setRole() {
+  const room = ui.roleRoom.value.trim()
+  const user = ui.roleUser.value.trim()
+  return report(
+    ui.roleResult,
+    () => api<{ role: string }>(`/api/rooms/${encodeURIComponent(room)}/roles/${encodeURIComponent(user)}`, { method: 'PUT', body: JSON.stringify({ role: ui.roleRole.value }) }),
+    (r) => `${user} is ${r.role} of ${room} (shown to them on their next join)`,
+  )
+}
+
+interface AuditEntry {
+  id: number
+  at: string
+  event: string
+  user?: string
+  room?: string
+  detail?: Record<string, unknown>
+}
+
+/** The newest audit rows for the room and user typed (either may be empty); `before` pages back. */
+let auditNext: number | undefined
+async function showAudit(before?: number) {
+  const q = new URLSearchParams({ limit: '50' })
+  if (ui.auditRoom.value.trim()) q.set('room', ui.auditRoom.value.trim())
+  if (ui.auditUser.value.trim()) q.set('user', ui.auditUser.value.trim())
+  if (before !== undefined) q.set('before', String(before))
+  ui.auditResult.className = 'result'
+  try {
+    const r = await api<{ entries: AuditEntry[]; more: boolean; next?: number }>(`/api/audit?${q}`)
+    auditNext = r.more ? r.next : undefined
+    ui.auditOlder.hidden = auditNext === undefined
+    ui.auditResult.textContent = r.entries.length ? '' : 'no entries'
+    ui.audit.replaceChildren(
+      ...r.entries.map((e) => {
+        const tr = el('tr')
+        const detail = e.detail ? Object.entries(e.detail).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ') : ''
+        tr.append(cell(String(e.id)), cell(new Date(e.at).toLocaleString()), cell(e.event), cell(e.room ?? ''), cell(e.user ?? ''), cell(detail))
+        return tr
+      }),
+    )
+  } catch (err) {
+    ui.auditResult.className = 'result error'
+    ui.auditResult.textContent = (err as ApiError).status === 404 ? `${(err as Error).message} (the audit log needs PostgreSQL)` : (err as Error).message
+    ui.audit.replaceChildren()
+    ui.auditOlder.hidden = true
+  }
 }
 
 async function lookup(room: string) {
@@ -229,11 +323,13 @@ async function lookup(room: string) {
       }),
     )
     ui.history.replaceChildren(
-      ...history.messages.map((m) => {
-        const li = el('li')
-        li.append(el('span', `#${m.seq} ${new Date(m.ts).toLocaleTimeString()}`, 'meta'), el('strong', m.from.name), document.createTextNode(': '), el('span', m.body))
-        return li
-      }),
+      ...history.messages
+        .filter((m) => m.type === 'chat' || m.type === 'dm') // not the edits, reactions and moderation between them
+        .map((m) => {
+          const li = el('li')
+          li.append(el('span', `#${m.seq} ${new Date(m.ts).toLocaleTimeString()}`, 'meta'), el('strong', m.from.name), document.createTextNode(': '), el('span', m.deleted ? '(deleted)' : `${m.body}${m.edited_at ? ' (edited)' : ''}`))
+          return li
+        }),
     )
   } catch (err) {
     ui.lookupResult.className = 'result error'
@@ -292,6 +388,20 @@ ui.lookupForm.addEventListener('submit', (e) => {
   e.preventDefault()
   void lookup(ui.lookupRoom.value.trim())
 })
+
+ui.moderateForm.addEventListener('submit', (e) => {
+  e.preventDefault()
+  void moderate()
+})
+ui.roleForm.addEventListener('submit', (e) => {
+  e.preventDefault()
+  void setRole()
+})
+ui.auditForm.addEventListener('submit', (e) => {
+  e.preventDefault()
+  void showAudit()
+})
+ui.auditOlder.addEventListener('click', () => void showAudit(auditNext))
 
 if (sessionStorage.getItem(KEY)) start()
 else {
