@@ -85,6 +85,10 @@ describe.skipIf(!haveChromium)('message lifecycle on the demo page in Chromium',
     // Alice edits her message: Bob sees the new text and "(edited)".
     await msg(alice, 'alice', 'helo wrld').locator('button.edit').click()
     await alice.fill('.msg .edit-form input', 'hello world')
+    // A reaction that comes in meanwhile leaves her edit open, with what she typed.
+    await msg(bob, 'alice', 'helo wrld').locator('.actions button.react[data-reaction="😂"]').click()
+    await log(alice).locator('.reactions button[data-reaction="😂"]', { hasText: '😂 1' }).waitFor(SLOW)
+    expect(await alice.inputValue('.msg .edit-form input')).toBe('hello world')
     await alice.press('.msg .edit-form input', 'Enter')
     const onBob = msg(bob, 'alice', 'hello world')
     await onBob.locator('.edited', { hasText: '(edited)' }).waitFor(SLOW)

@@ -282,7 +282,8 @@ function render(s: Shown, room: string) {
   if (s.deleted) {
     parts.push(el('div', 'body', 'message deleted'))
   } else {
-    parts.push(el('div', 'body', m.body)) // textContent: a body is never HTML
+    // An edit in progress stays open while reactions and other changes come in.
+    parts.push(li.querySelector<HTMLFormElement>('.edit-form') ?? el('div', 'body', m.body)) // textContent: a body is never HTML
     const reactions = el('div', 'reactions')
     for (const [reaction, r] of s.reactions) {
       if (r.count <= 0) continue
@@ -356,7 +357,10 @@ function startEdit(s: Shown, room: string) {
   form.append(input)
   body.replaceWith(form)
   input.focus()
-  const done = () => render(s, room)
+  const done = () => {
+    form.remove()
+    render(s, room)
+  }
   form.addEventListener('submit', (e) => {
     e.preventDefault()
     const text = input.value
