@@ -159,7 +159,9 @@ describe('single binary', () => {
       expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200)
       srv.proc.kill('SIGTERM')
       expect(await srv.exited).toBe(0)
-      expect(srv.logs.filter((l) => l.msg === 'stopped').length).toBe(3) // two workers, then the supervisor
+      // two workers, then the supervisor (the last lines may still be in the pipe when it exits)
+      await until(() => srv.logs.filter((l) => l.msg === 'stopped').length >= 3, 'three stopped lines', 5_000)
+      expect(srv.logs.filter((l) => l.msg === 'stopped').length).toBe(3)
     } finally {
       await srv.stop('SIGKILL')
     }
