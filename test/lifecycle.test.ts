@@ -247,6 +247,27 @@ describe(name, () => {
     t.close()
   })
 
+  test('the conversation list shows its last message as it stands: edited, then deleted', async () => {
+    const room = uid('conv')
+    const a = await as(at(0), uid('a'))
+    const b = await as(at(1), uid('b'))
+    expect(await a.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined', member: true })
+    expect(await b.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined', member: true })
+    const msg = (await a.request({ type: 'chat', room, body: 'secret' })).msg as string
+    const lastOf = async () => (((await b.request({ type: 'rooms' })).rooms as Record<string, any>[]).find((c) => c.room === room)!.last as Record<string, unknown>)
+    expect(await lastOf()).toMatchObject({ id: msg, body: 'secret' })
+    await a.request({ type: 'edit', room, msg, body: 'not so secret' })
+    expect(await lastOf()).toMatchObject({ id: msg, body: 'not so secret', edited_at: expect.any(String) })
+    await a.request({ type: 'delete', room, msg })
+    const last = await lastOf()
+    expect(last).toMatchObject({ id: msg, deleted: true })
+    expect(last.body).toBeUndefined()
+    const api1 = (await (await api(at(2), 'GET', `/users/${b.welcome.user.id}/rooms`)).json()) as { rooms: Record<string, any>[] }
+    expect(api1.rooms.find((c) => c.room === room)!.last).toMatchObject({ id: msg, deleted: true })
+    a.close()
+    b.close()
+  })
+
   test('API: edit and delete messages, reactions for a user, moderation, disconnect', async () => {
     const room = uid('api')
     const a = await as(at(0), uid('a'))

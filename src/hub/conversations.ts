@@ -15,6 +15,8 @@ export interface ConversationsDeps {
   broker: Broker
   members: Members
   rooms: Pick<Rooms, 'summary'>
+  /** A room's frames in their current state for a viewer (edited, deleted, reactions): the list's `last`. */
+  present?: (room: string, frames: string[], viewer: string) => Promise<string[]>
   /** Webhook events (member.added, member.removed), when configured. */
   emit?: (e: { type: 'member.added' | 'member.removed'; room: string; user: User }) => void
 }
@@ -103,13 +105,16 @@ export function createConversations(deps: ConversationsDeps) {
       mine.map(async (m) => {
         const [s, pair] = await Promise.all([rooms.summary(m.room, m.read, user), isDirect(m.room) ? members.pair(m.room) : undefined])
         const direct = pair ? (pair[0].id === user ? pair[1] : pair[0]) : undefined
-        return { key: [tsOf(s.last), m.room] as Key, text: () => conversation({ room: m.room, direct, seq: s.seq, epoch: s.epoch, read: m.read, unread: s.unread, last: s.last }) }
+        return { key: [tsOf(s.last), m.room] as Key, text: (last = s.last) => conversation({ room: m.room, direct, seq: s.seq, epoch: s.epoch, read: m.read, unread: s.unread, last }), room: m.room, last: s.last }
       }),
     )
     const sorted = all.filter((c) => !after || newerFirst(c.key, after) > 0).sort((a, b) => newerFirst(a.key, b.key))
     const page = sorted.slice(0, limit)
     const more = sorted.length > limit
-    return { conversations: page.map((c) => c.text()), more, next: more ? cursorOf(page.at(-1)!.key) : undefined }
+    // The last message as it stands now (an edit's body, a deleted one without its body), for the page only.
+    const present = deps.present
+    const lasts = present ? await Promise.all(page.map(async (c) => (c.last ? (await present(c.room, [c.last], user))[0] : undefined))) : page.map((c) => c.last)
+    return { conversations: page.map((c, i) => c.text(lasts[i])), more, next: more ? cursorOf(page.at(-1)!.key) : undefined }
   }
 
   return { mayUse, grant, revoke, direct, list }

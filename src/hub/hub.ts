@@ -181,9 +181,16 @@ export function createHub(deps: HubDeps) {
 
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember, removeMember })
   const { join, leave, page } = rooms
-  const conversations = createConversations({ config, broker, members: memberships, rooms, emit: webhooks?.emit })
   const emit = webhooks?.emit && ((e: EventInput) => webhooks.emit!(e))
   const lifecycle = createLifecycle({ broker, store, emit })
+  const conversations = createConversations({
+    config,
+    broker,
+    members: memberships,
+    rooms,
+    emit: webhooks?.emit,
+    present: async (room, frames, viewer) => (await lifecycle.present(room, { frames, more: false }, viewer)).frames,
+  })
   const moderation = createModeration({ broker, members: memberships, audit, emit })
 
   /** Joins (or refuses) a room the connection asked for: the token's rooms, a direct room's pair. */
