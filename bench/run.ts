@@ -6,13 +6,14 @@
  *   npm run bench -- --quick               every scenario for ~2 s with smaller counts
  *   npm run bench -- --only=fanout,latency --fanout-s=5 --profile
  *
- * Flags: --only=fanout,latency,cross,idle,persist  --quick  --profile
+ * Flags: --only=fanout,chatbench,latency,cross,idle,persist  --quick  --profile
  *   --fanout-s --latency-s --cross-s --persist-s --small-s   measured seconds of each scenario
  *   --small-members (1b: per-message cost with few members, 10; 0 skips it)
  *   --members (fan-out, 1000) --senders (10) --latency-points=10000@100,1000@100 (members@msg/s)
  *   --rate (msg/s of the paced phase of cross-node, 100)
  *   --workers (member processes, 2) --window (messages in flight, 1000)
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
+ *   --peers (1c, Bun's chat-bench shape: clients that all send, 32) --peer-window (messages in flight, 32) --peer-s
  *   --members=0 skips scenario 1 (1b still runs with --only=fanout): the per-message cost alone
  *   --server-env=K=V,K=V  extra environment of the chat server only (bench/webhooks.ts turns webhooks on with it)
  *
@@ -57,7 +58,7 @@ if (flag('help')) {
   process.exit(0)
 }
 const QUICK = flag('quick') === 'true'
-const ONLY = (flag('only') ?? 'fanout,latency,cross,idle,persist').split(',').map((s) => s.trim())
+const ONLY = (flag('only') ?? 'fanout,chatbench,latency,cross,idle,persist').split(',').map((s) => s.trim())
 const PROFILE = flag('profile') === 'true'
 const opt = {
   fanoutS: num('fanout-s', 8, 2),
@@ -77,12 +78,15 @@ const opt = {
   smallMembers: num('small-members', 10, 10),
   smallS: num('small-s', 4, 2),
   window: num('window', 1000, 1000),
+  peers: num('peers', 32, 32),
+  peerWindow: Math.max(1, num('peer-window', 32, 32)),
+  peerS: num('peer-s', 6, 2),
   warmupS: num('warmup-s', 1, 0.5),
   idleSettleS: num('idle-settle-s', 2, 1),
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
 }
-for (const s of ONLY) if (!['fanout', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
@@ -204,10 +208,61 @@ async function floodPhase(server: Server, members: Worker[], sender: Worker, sec
     serverCpuPct: pct(win.serverCpu),
     generatorCpuPct: pct(win.generatorCpu),
     deliveriesPerServerCpuSec: win.serverCpu > 0 ? Math.round(deliveries / win.seconds / win.serverCpu) : undefined,
+    ...cpuPerDelivery(win, deliveries),
     seconds: Math.round(win.seconds * 100) / 100,
     closes: memberStats.reduce((s, x) => s + x.closes, 0),
     latency: latency ? mergeHist(memberStats) : undefined,
   }
+}
+
+/**
+ * Server CPU-seconds per million deliveries, and whether the generator was saturated: above
+ * ~90 % of a core it, not the server, sets the rate, and only the CPU per delivery is the server's.
+ */
+function cpuPerDelivery(win: Window, deliveries: number) {
+  return {
+    serverCpuSecPerMDeliveries: deliveries > 0 ? Math.round(((win.serverCpu * win.seconds) / deliveries) * 1e6 * 1000) / 1000 : undefined,
+    generatorBound: win.generatorCpu >= GENERATOR_BOUND,
+  }
+}
+const GENERATOR_BOUND = 0.9
+
+/** Bun's chat-bench shape: `count` clients that all send, every message to all of them. */
+async function peerFlood(kind: 'bare' | 'chat', count: number, seconds: number) {
+  return withServer(
+    kind,
+    {},
+    async (server) => {
+      const w = new Worker('peers')
+      try {
+        const padTo = kind === 'bare' ? chatFrameBytes(BODY) : 0
+        const r = await w.request({ cmd: 'peers', host: '127.0.0.1', port: server.port, count, user: 'bench-p', waitJoined: kind === 'chat', padTo, body: BODY }, 'ready')
+        if (r.failed) throw new Error(`peers failed to connect: ${r.reasons.join('; ')}`)
+        w.send({ cmd: 'peerflood', window: opt.peerWindow })
+        await sleep(opt.warmupS)
+        const { stats, win } = await measure(server, [w], seconds)
+        w.send({ cmd: 'halt' })
+        const st = stats[0]!
+        return {
+          deliveriesPerSec: Math.round(st.chat / win.seconds),
+          messagesPerSec: Math.round(st.sent / win.seconds),
+          serverCpuPct: pct(win.serverCpu),
+          generatorCpuPct: pct(win.generatorCpu),
+          deliveriesPerServerCpuSec: win.serverCpu > 0 ? Math.round(st.chat / win.seconds / win.serverCpu) : undefined,
+          serverCpuUsPerMessage: st.sent ? Math.round(((win.serverCpu * win.seconds) / st.sent) * 1e6 * 100) / 100 : undefined,
+          ...cpuPerDelivery(win, st.chat),
+          seconds: Math.round(win.seconds * 100) / 100,
+          closes: st.closes,
+          members: r.open,
+          window: opt.peerWindow,
+          serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20),
+        }
+      } finally {
+        await w.exit()
+      }
+    },
+    PROFILE && kind === 'chat',
+  )
 }
 
 /** Paced: `rate` messages a second, round-robin over the senders; every member times every frame. */
@@ -600,6 +655,14 @@ async function main() {
       log('  chat', JSON.stringify(c))
       results.scenarios.perMessage = { bare: b as RunStats, chat: c as RunStats }
     }
+  }
+  if (ONLY.includes('chatbench') && opt.peers > 0) {
+    log(`chat-bench shape: ${opt.peers} clients all sending, window ${opt.peerWindow}, ${opt.peerS} s`)
+    const b = await peerFlood('bare', opt.peers, opt.peerS)
+    log('  bare', JSON.stringify(b))
+    const c = await peerFlood('chat', opt.peers, opt.peerS)
+    log('  chat', JSON.stringify(c))
+    results.scenarios.chatBench = { bare: b as RunStats, chat: c as RunStats }
   }
   if (ONLY.includes('latency')) {
     results.scenarios.latency = []

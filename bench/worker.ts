@@ -3,6 +3,8 @@
  *   members  N room members that count chat frames (and, in latency mode, time them)
  *   senders  S members that send chat frames: flood (credit-limited), paced, or acked
  *   idle     N connections that only stay open (node:net, spread over source addresses)
+ *   peers    N members that all send and all count (Bun's chat-bench shape): a message may be
+ *            sent while fewer than `window` messages are not yet received by every peer
  * Each is a separate process so that its CPU can be read from /proc and its sockets do not
  * count against another process's open-file limit.
  */
@@ -23,6 +25,8 @@ export type Command =
       ramp?: number
     }
   | { cmd: 'senders'; host: string; port: number; count: number; user: string; waitJoined: boolean; padTo?: number; body?: number }
+  | { cmd: 'peers'; host: string; port: number; count: number; user: string; waitJoined: boolean; padTo?: number; body?: number }
+  | { cmd: 'peerflood'; window: number }
   | { cmd: 'progress'; everyMs: number }
   | { cmd: 'flood'; credit: number }
   | { cmd: 'credit'; credit: number }
@@ -65,7 +69,7 @@ function note(why: string) {
 }
 
 /** Opens `count` connections, at most `ramp` handshakes at a time; resolves when all are ready or failed. */
-function openMany(c: Extract<Command, { cmd: 'members' | 'idle' | 'senders' }>, onFrame?: (i: number, op: number, b: Uint8Array, s: number, e: number) => void) {
+function openMany(c: Extract<Command, { cmd: 'members' | 'idle' | 'senders' | 'peers' }>, onFrame?: (i: number, op: number, b: Uint8Array, s: number, e: number) => void) {
   const t0 = performance.now()
   const ramp = ('ramp' in c && c.ramp) || 200
   counts = new Float64Array(c.count)
@@ -93,7 +97,7 @@ function openMany(c: Extract<Command, { cmd: 'members' | 'idle' | 'senders' }>, 
           launch()
           done()
         }
-        const user = c.cmd === 'senders' ? `${c.user}-${i}` : c.user
+        const user = c.cmd === 'senders' || c.cmd === 'peers' ? `${c.user}-${i}` : c.user
         const localAddresses = 'localAddresses' in c ? c.localAddresses : undefined
         conns[i] = connectWs({
           host: c.host,
@@ -229,6 +233,54 @@ function sendAcked(i: number) {
   sent++
 }
 
+// ---- peers: every connection sends and receives ----
+
+let peerWindow = 0
+let peerPumpQueued = false
+
+function peerFrame(i: number, op: number, b: Uint8Array, s: number, e: number) {
+  memberFrame(i, op, b, s, e)
+  if (peerWindow > 0 && !peerPumpQueued) {
+    peerPumpQueued = true
+    queueMicrotask(peerPump)
+  }
+}
+
+/**
+ * Keeps `peerWindow` messages in flight: a message is in flight until the slowest peer has
+ * it. Each freed slot goes to the next peer in turn, so every peer sends its share; frames a
+ * pump gives one peer are written together (a window of 32 is at most one frame per peer).
+ */
+function peerPump() {
+  peerPumpQueued = false
+  if (stopping || peerWindow === 0) return
+  let min = Infinity
+  for (let i = 0; i < counts.length; i++) if (conns[i]?.open && counts[i]! < min) min = counts[i]!
+  if (min === Infinity) return
+  let free = peerWindow - (sent - (min - receivedBase))
+  if (free <= 0) return
+  const batch = new Map<Conn, Uint8Array[]>()
+  while (free-- > 0) {
+    const c = conns[rr++ % conns.length]!
+    if (!c.open) continue
+    let list = batch.get(c)
+    if (!list) batch.set(c, (list = []))
+    list.push(chatFrame())
+    sent++
+  }
+  for (const [c, list] of batch) {
+    if (list.length === 1) c.write(list[0]!)
+    else {
+      const buf = new Uint8Array(list.reduce((n, f) => n + f.length, 0))
+      let o = 0
+      for (const f of list) buf.set(f, (o += f.length) - f.length)
+      c.write(buf)
+    }
+  }
+}
+/** Each peer's count when the flood started (frames received before it are not in flight). */
+let receivedBase = 0
+
 // ---- control ----
 
 let progressTimer: ReturnType<typeof setInterval> | undefined
@@ -254,6 +306,20 @@ process.on('message', async (m: Command) => {
       await openMany(m, senderFrame)
       senderConns = conns
       break
+    case 'peers':
+      padTo = m.padTo ?? 0
+      bodyLen = m.body ?? 40
+      await openMany(m, peerFrame)
+      break
+    case 'peerflood': {
+      let min = Infinity
+      for (let i = 0; i < counts.length; i++) if (conns[i]?.open && counts[i]! < min) min = counts[i]!
+      receivedBase = min === Infinity ? 0 : min
+      sent = 0
+      peerWindow = m.window
+      peerPump()
+      break
+    }
     case 'progress':
       clearInterval(progressTimer)
       if (m.everyMs > 0) progressTimer = setInterval(() => send({ ev: 'progress', min: minCount() }), m.everyMs)
@@ -305,6 +371,7 @@ process.on('message', async (m: Command) => {
     case 'halt': // stop generating; sockets stay open for a next phase
       credit = sent
       ackWindow = 0
+      peerWindow = 0
       clearInterval(paceTimer)
       break
     case 'exit':
