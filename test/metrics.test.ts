@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { Counter, Registry } from 'prom-client'
+import { Counter, Histogram, Registry } from 'prom-client'
 import { createMetrics } from '../src/metrics'
 
 describe('metrics counted as plain numbers', () => {
@@ -26,5 +26,28 @@ describe('metrics counted as plain numbers', () => {
       delivered.inc(0)
       delivered.inc(1000)
     }
+  })
+
+  test('the publish latency shows as its prom-client histogram did', async () => {
+    const m = createMetrics()
+    const ref = new Registry()
+    const h = new Histogram({
+      name: 'chat_publish_latency_seconds',
+      help: 'From a chat frame received to its publish to the room',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [ref],
+    })
+    const pick = (text: string) => text.split('\n').filter((l) => l.includes('chat_publish_latency_seconds')).join('\n')
+    // On a bound, between bounds, past the last one, zero: each lands where prom-client puts it.
+    const values = [0, 0.0001, 0.00011, 0.0003, 0.001, 0.004, 0.25, 0.9999, 1, 1.5, 30, 0.00002]
+    for (let round = 0; round < 3; round++) {
+      expect(pick(await m.registry.metrics())).toBe(pick(await ref.metrics()))
+      for (const v of values.slice(round * 4, round * 4 + 4)) {
+        m.publishLatency.observe(v)
+        h.observe(v)
+      }
+    }
+    expect(pick(await m.registry.metrics())).toBe(pick(await ref.metrics()))
+    expect(pick(await m.registry.metrics())).toContain('chat_publish_latency_seconds_count 12')
   })
 })
