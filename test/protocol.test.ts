@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'bun:test'
-import { frameDecoder } from '../src/protocol/client-frames'
+import { clientFrameSchemas, frameDecoder } from '../src/protocol/client-frames'
+import { isoNow } from '../src/hub/clock'
 import { chatFrame, eventSeq, chatTail, chatTailOfOwn, userJson } from '../src/protocol/server-frames'
 
 describe('client frame validation', () => {
@@ -32,6 +33,43 @@ describe('client frame validation', () => {
     const e = decode({ type: 'chat', body: '', id: 'c2' })
     expect(e.ok).toBe(false)
     expect(!e.ok && e.id).toBe('c2')
+  })
+})
+
+describe('chat frames decoded without zod', () => {
+  test('a plain chat frame decodes to what zod makes of it; any other to zod\'s error', () => {
+    const decode = frameDecoder(10)
+    const schema = clientFrameSchemas(10).chat
+    const frames: unknown[] = [
+      { type: 'chat', body: 'hi' },
+      { type: 'chat', body: 'hi', room: 'a.b:c-d_1', id: 'x' },
+      { id: 'x', extra: 1, body: '0123456789', type: 'chat', room: 'r' },
+      { type: 'chat', body: 'hi', data: { a: 1 } },
+      { type: 'chat', body: '' },
+      { type: 'chat', body: '01234567890' },
+      { type: 'chat', body: 'a\0b' },
+      { type: 'chat', body: 'hi', room: 'no spaces' },
+      { type: 'chat', body: 'hi', room: '' },
+      { type: 'chat', body: 'hi', room: 7 },
+      { type: 'chat', body: 'hi', room: null },
+      { type: 'chat', body: 'hi', id: 'i'.repeat(65) },
+      { type: 'chat', body: 'hi', id: 5 },
+      { type: 'chat', body: 5 },
+      { type: 'chat' },
+    ]
+    for (const raw of frames) {
+      const d = decode(raw)
+      const z = schema.safeParse(raw)
+      expect(d.ok).toBe(z.success)
+      // Same keys in the same order, same values.
+      if (d.ok && z.success) expect(JSON.stringify(d.frame)).toBe(JSON.stringify(z.data))
+    }
+  })
+})
+
+describe('message timestamps', () => {
+  test('isoNow is Date#toISOString, across seconds and for every width of milliseconds', () => {
+    for (const t of [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1795781979009, 1795781979099, 1795781979100, 1795781980000, Date.now()]) expect(isoNow(t)).toBe(new Date(t).toISOString())
   })
 })
 

@@ -1,4 +1,4 @@
-import type { Accepted, Broker, Deliver, Page, Position, Presence, Replay } from './types'
+import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Presence, Replay } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
 import type { RoomOrigin } from './types'
 import { Unavailable } from './types'
@@ -102,6 +102,42 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     }
   }
 
+  /**
+   * The change checked and applied to the room's message state, and its seq taken, in one
+   * synchronous step (no change races another); an answer instead when there is nothing to publish.
+   */
+  function sequence(r: RoomLog, draft: EventDraft): number | Accepted {
+    const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing)
+    if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
+    if (verdict.noop) return { id: draft.event.id, seq: r.seq, duplicate: false, noop: true }
+    // Message state stays bounded: entries beyond twice the log's window go, oldest first.
+    if (r.msgs.size > opts.historyLimit * 2) r.msgs.delete(r.msgs.keys().next().value!)
+    return ++r.seq
+  }
+
+  /** The half of an append after its seq (and the store's commit): log, deliver, remember. */
+  function publish(room: string, r: RoomLog, seq: number, draft: EventDraft, key: string | undefined, except: string | undefined): Accepted {
+    const frame = draft.head + seq + draft.tail
+    r.frames.push(frame)
+    r.active = Date.now()
+    if (r !== newest) {
+      // Most recently active last: the eviction order of MAX_ROOMS.
+      rooms.delete(room)
+      rooms.set(room, r)
+      newest = r
+    }
+    // Trim in chunks so that appends stay O(1) amortised.
+    if (r.frames.length >= opts.historyLimit * 2 || r.frames.length > opts.historyLimit + 1024) {
+      const drop = r.frames.length - opts.historyLimit
+      r.frames.splice(0, drop)
+      r.first += drop
+    }
+    deliver(roomTopic(room), frame, except)
+    const accepted = { id: draft.event.id, seq, duplicate: false }
+    if (key !== undefined) remember(key, accepted)
+    return accepted
+  }
+
   const sweep = setInterval(() => {
     const now = Date.now()
     for (const [key, entry] of dedupe) if (entry.at < now - DEDUPE_WINDOW_MS) dedupe.delete(key)
@@ -126,34 +162,23 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
         const loaded = (await opts.loadMessages(room, [needed])).get(needed)
         if (loaded && !r.msgs.has(needed)) r.msgs.set(needed, loaded)
       }
-      // Checked and applied with the append, in the same synchronous step: no change races another.
-      const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing)
-      if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
-      if (verdict.noop) return { id: draft.event.id, seq: r.seq, duplicate: false, noop: true }
-      // Message state stays bounded: entries beyond twice the log's window go, oldest first.
-      if (r.msgs.size > opts.historyLimit * 2) r.msgs.delete(r.msgs.keys().next().value!)
-      const seq = ++r.seq
-      const frame = draft.head + seq + draft.tail
+      const s = sequence(r, draft)
+      if (typeof s !== 'number') return s
       // Commits resolve in seq order, so deliveries keep it too.
-      if (opts.store) await opts.store.save([{ ...draft.event, seq }])
-      r.frames.push(frame)
-      r.active = Date.now()
-      if (r !== newest) {
-        // Most recently active last: the eviction order of MAX_ROOMS.
-        rooms.delete(room)
-        rooms.set(room, r)
-        newest = r
-      }
-      // Trim in chunks so that appends stay O(1) amortised.
-      if (r.frames.length >= opts.historyLimit * 2 || r.frames.length > opts.historyLimit + 1024) {
-        const drop = r.frames.length - opts.historyLimit
-        r.frames.splice(0, drop)
-        r.first += drop
-      }
-      deliver(roomTopic(room), frame, except)
-      const accepted = { id: draft.event.id, seq, duplicate: false }
-      if (key !== undefined) remember(key, accepted)
-      return accepted
+      if (opts.store) await opts.store.save([{ ...draft.event, seq: s }])
+      return publish(room, r, s, draft, key, except)
+    },
+    appendNow(room, draft, key, except) {
+      if (opts.store) return undefined
+      const r = rooms.get(room)
+      if (!r) return undefined
+      const prior = key === undefined ? undefined : (remembered(key) as Accepted | undefined)
+      if (prior) return { ...prior, duplicate: true }
+      const needed = neededMessage(draft.event)
+      if (needed !== undefined && opts.loadMessages && !r.msgs.has(needed)) return undefined
+      const s = sequence(r, draft)
+      if (typeof s !== 'number') return s
+      return publish(room, r, s, draft, key, except)
     },
     async relay(topic, frame, except) {
       deliver(topic, frame, except)

@@ -64,6 +64,12 @@ export interface Broker {
    * as one step. `except` names a connection that must not receive it (the sender of a dm).
    */
   append(room: string, draft: EventDraft, dedupe?: string, except?: string): Promise<Accepted>
+  /**
+   * `append` done before returning, when the engine can (memory, no store, the room's log
+   * open); undefined, with nothing done, when it cannot: then `append`. The hot path of a chat
+   * message needs no promise this way.
+   */
+  appendNow?(room: string, draft: EventDraft, dedupe?: string, except?: string): Accepted | undefined
   /** Delivers a frame that is not sequenced (DM, typing, presence event) to every node. */
   relay(topic: string, frame: string, except?: string): Promise<void>
   /**

@@ -1,5 +1,6 @@
 import type { Server, ServerWebSocket } from 'bun'
-import type { Broker, Position } from '../broker/types'
+import type { Accepted, Broker, EventDraft, Position } from '../broker/types'
+import { isoNow } from './clock'
 import { Unavailable, roomTopic, userTopic } from '../broker/types'
 import type { AuditEntry, Store } from '../store/types'
 import type { Config } from '../config'
@@ -8,7 +9,7 @@ import type { Metrics } from '../metrics'
 import { frameDecoder } from '../protocol/client-frames'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
 import { CHAT_HEAD, CLOSE, CONTROL_HEAD, DM_HEAD, chatTailOfOwn, eventTail, frames, userJson } from '../protocol/server-frames'
-import type { Control, ErrorCode, User } from '../protocol/server-frames'
+import type { Control, ErrorCode, RoomEvent, User } from '../protocol/server-frames'
 import type { Members } from '../members/types'
 import { isDirect } from '../members/types'
 import { allowed } from './connection'
@@ -239,31 +240,75 @@ export function createHub(deps: HubDeps) {
     if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
     const started = performance.now()
     const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson, f.reply_to)
+    chatDone(c, f, room, accepted, started)
+  }
+
+  /**
+   * `chat` without a promise, for the common case: a room the connection is live in, its mute
+   * state known, no pre-publish hook, an engine that appends synchronously (memory, no store).
+   * False when the frame needs `chat` (nothing was done then).
+   */
+  function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
+    if (!broker.appendNow || webhooks?.beforePublish) return false
+    const room = f.room ?? config.DEFAULT_ROOM
+    if (c.joining.has(room) || !c.rooms.has(room)) return false
+    const mute = c.muted?.get(room)
+    if (!mute || mute.at !== c.rooms.get(room) || mute.until === undefined || mute.until > Date.now()) return false
+    const started = performance.now()
+    const from = c.identity.user
+    const m = draft(room, from, f.body, f.data, c.fromJson, f.reply_to)
+    let accepted
+    try {
+      accepted = broker.appendNow(room, m, f.id && dedupeKey('chat', room, from.id, f.id))
+    } catch (err) {
+      throw notAccepted(room, err)
+    }
+    if (!accepted) return false
+    published(room, from, m.tail, accepted)
+    chatDone(c, f, room, accepted, started)
+    return true
+  }
+
+  function chatDone(c: Conn, f: FrameOf<'chat'>, room: string, accepted: Accepted, started: number) {
     metrics.publishLatency.observe((performance.now() - started) / 1000)
     if (c.member.has(room)) memberships.touch(room, c.identity.user.id, accepted.seq)
     if (f.id) send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
   }
 
+  /** A chat event made here: its id and time, and its frame's tail encoded once. */
+  function draft(room: string, from: User, body: string, data: unknown, fromJson?: string, replyTo?: string): EventDraft {
+    const id = Bun.randomUUIDv7()
+    const ts = isoNow()
+    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo)
+    const event: RoomEvent = { type: 'chat', id, room, from, body, data, ts }
+    if (replyTo !== undefined) event.extra = { reply_to: replyTo }
+    return { event, head: CHAT_HEAD, tail }
+  }
+
+  function published(room: string, from: User, tail: string, accepted: Accepted) {
+    if (accepted.duplicate) return
+    metrics.published.inc()
+    webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
+  }
+
   /** Sequences and fans out one chat message (from a client or the publish API). */
   async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string) {
-    const id = Bun.randomUUIDv7()
-    const ts = new Date().toISOString()
-    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo)
-    const extra = replyTo === undefined ? {} : { extra: { reply_to: replyTo } }
+    const m = draft(room, from, body, data, fromJson, replyTo)
     try {
-      const accepted = await broker.append(room, { event: { type: 'chat', id, room, from, body, data, ts, ...extra }, head: CHAT_HEAD, tail }, dedupe || undefined)
-      if (!accepted.duplicate) {
-        metrics.published.inc()
-        webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
-      }
+      const accepted = await broker.append(room, m, dedupe || undefined)
+      published(room, from, m.tail, accepted)
       return accepted
     } catch (err) {
-      if (err instanceof Refused) throw new FrameError(err.code, err.message)
-      if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)
-      metrics.brokerErrors.inc()
-      log.warn('message not accepted', { room, err })
-      throw new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
+      throw notAccepted(room, err)
     }
+  }
+
+  function notAccepted(room: string, err: unknown) {
+    if (err instanceof Refused) return new FrameError(err.code, err.message)
+    if (err instanceof Unavailable) return new FrameError('unavailable', `the message was not accepted: ${err.message}`)
+    metrics.brokerErrors.inc()
+    log.warn('message not accepted', { room, err })
+    return new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
   }
 
   /** A dm is a message of the pair's direct room; the sending connection does not get it back. */
@@ -273,7 +318,7 @@ export function createHub(deps: HubDeps) {
     const room = await conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await memberJoin(c, room, (await memberships.get(room, from.id))?.read ?? 0)
     const id = Bun.randomUUIDv7()
-    const event = { type: 'dm' as const, id, room, from, body: f.body, data: f.data, ts: new Date().toISOString(), extra: { to: f.to } }
+    const event = { type: 'dm' as const, id, room, from, body: f.body, data: f.data, ts: isoNow(), extra: { to: f.to } }
     const key = f.id && dedupeKey('dm', from.id, f.id)
     const draftTail = eventTail(event)
     let accepted
@@ -525,9 +570,14 @@ export function createHub(deps: HubDeps) {
     })
   }
 
-  async function message(c: Conn, raw: unknown) {
+  /** A frame from a client, JSON-parsed. Returns a promise only when the frame needs one. */
+  function message(c: Conn, raw: unknown): Promise<void> | void {
     c.lastSeen = performance.now()
-    if (c.loading) await c.loading
+    if (c.loading) return c.loading.then(() => frame(c, raw))
+    return frame(c, raw)
+  }
+
+  function frame(c: Conn, raw: unknown): Promise<void> | void {
     if (c.closing) return
     if (rateLimited(c)) {
       const id = (raw as { id?: unknown })?.id
@@ -541,19 +591,32 @@ export function createHub(deps: HubDeps) {
     const f = d.frame
     metrics.framesIn[f.type]!.inc()
     try {
+      if (f.type === 'chat' && chatNow(c, f)) return
+    } catch (err) {
+      return failed(c, f, err)
+    }
+    return handle(c, f)
+  }
+
+  async function handle(c: Conn, f: ClientFrame) {
+    try {
       await (handlers[f.type] as (c: Conn, f: ClientFrame) => Promise<void> | void)(c, f)
       if (f.id && !answered.has(f.type)) send(c, frames.ack(f.id), 'ack')
     } catch (err) {
-      if (err instanceof FrameError) {
-        if (err.code === 'forbidden') audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
-        return sendError(c, err.code, err.message, f.id)
-      }
-      // A dependency that is down explains most failures: say so, as the contract asks.
-      const down = broker.problem() ?? store?.problem()
-      if (down) return sendError(c, 'unavailable', `${f.type}: not available right now (${down})`, f.id)
-      log.error('frame failed', { conn: c.id, type: f.type, err })
-      sendError(c, 'internal', 'internal error', f.id)
+      failed(c, f, err)
     }
+  }
+
+  function failed(c: Conn, f: ClientFrame, err: unknown) {
+    if (err instanceof FrameError) {
+      if (err.code === 'forbidden') audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
+      return sendError(c, err.code, err.message, f.id)
+    }
+    // A dependency that is down explains most failures: say so, as the contract asks.
+    const down = broker.problem() ?? store?.problem()
+    if (down) return sendError(c, 'unavailable', `${f.type}: not available right now (${down})`, f.id)
+    log.error('frame failed', { conn: c.id, type: f.type, err })
+    sendError(c, 'internal', 'internal error', f.id)
   }
 
   function close(c: Conn, code: number, reason: string) {
