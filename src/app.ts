@@ -1,4 +1,5 @@
 import { Elysia, status } from 'elysia'
+import { isNumericString } from 'elysia/utils'
 import type { AnyElysia } from 'elysia'
 import type { Broker } from './broker/types'
 import type { Config } from './config'
@@ -27,6 +28,24 @@ import type { Store } from './store/types'
 import type { Members } from './members/types'
 import pkg from '../package.json'
 import type { HubWebhooks } from './webhooks'
+
+/**
+ * A text frame as Elysia hands it to a ws handler: JSON when it looks like JSON (and parses),
+ * a number, boolean or null when it is one, else the string; binary frames as they are.
+ */
+export function parseFrame(message: string | Buffer): unknown {
+  if (typeof message !== 'string') return message
+  const start = message.charCodeAt(0)
+  if (start === 34 || start === 47 || start === 91 || start === 123) {
+    try {
+      return JSON.parse(message)
+    } catch {
+      return message
+    }
+  }
+  if (isNumericString(message)) return +message
+  return message === 'true' ? true : message === 'false' ? false : message === 'null' ? null : message
+}
 
 /** Resolves who is connecting, from the upgrade request. */
 export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
@@ -109,6 +128,31 @@ export function createApp(deps: AppDeps) {
     }),
   })
 
+  /**
+   * A socket's data once open. Elysia's Bun handlers call `ws.data.message` (and `close`,
+   * `pong`, `drain`, `ping`) with Bun's own socket; what Elysia puts there per socket is the
+   * whole request context and a closure for each event, and its `message` makes a wrapper
+   * object and a promise chain per frame. This replaces it: one small object per socket, its
+   * handlers shared on the prototype, frames parsed as Elysia parses them.
+   */
+  class Socket {
+    constructor(
+      readonly conn: Conn,
+      readonly ticket: Ticket,
+    ) {}
+    message(_ws: unknown, message: string | Buffer) {
+      const p = hub.message(this.conn, parseFrame(message))
+      if (p) p.catch((err) => log.error('frame failed', { conn: this.conn.id, err }))
+    }
+    close(_ws: unknown, code: number, reason: string) {
+      limits.release(this.ticket)
+      hub.close(this.conn, code, reason)
+    }
+    pong() {
+      hub.pong(this.conn)
+    }
+  }
+
   const app = new Elysia({
     websocket: {
       maxPayloadLength: config.MAX_FRAME_BYTES,
@@ -181,7 +225,11 @@ export function createApp(deps: AppDeps) {
           remote: data.remote,
           userAgent: data.headers['user-agent'] ?? '',
         })
+        // From here on Bun's events reach the hub without Elysia's per-message wrapper, and the
+        // request context Elysia kept in `data` (with a closure per event) can go.
+        ;(ws.raw as { data: unknown }).data = new Socket(data.conn, data.ticket)
       },
+      // Only until `open` replaced the socket's data (see Socket).
       message(ws, message) {
         return hub.message((ws.data as unknown as SocketData).conn, message)
       },

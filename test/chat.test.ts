@@ -386,6 +386,18 @@ describe('HTTP', () => {
     expect(await missing.json()).toEqual({ error: 'not_found' })
   })
 
+  test('chat_messages_delivered_total counts the room\'s subscribers of each message, the sender included, not those who left', async () => {
+    const delivered = async () => Number(/^chat_messages_delivered_total (\d+)$/m.exec(await (await fetch(`${s.url}/metrics`)).text())![1])
+    const r = room()
+    const [a, b, c] = await Promise.all([member(r), member(r), member(r)])
+    expect((await c.request({ type: 'leave', room: r })).type).toBe('left')
+    const before = await delivered()
+    a!.send({ type: 'chat', room: r, body: 'counted' })
+    for (const x of [a!, b!]) await x.next({ type: 'chat', body: 'counted' })
+    expect((await delivered()) - before).toBe(2)
+    for (const x of [a!, b!, c!]) x.close()
+  })
+
   test('logs are JSON lines and never carry a body', async () => {
     expect(s.logs.length).toBeGreaterThan(0)
     for (const l of s.logs) {

@@ -11,6 +11,8 @@ import type { Caps, LoadMessages, MessageState, Standing } from './lifecycle'
 const MAX_DEDUPE_KEYS = 200_000
 
 interface RoomLog {
+  /** roomTopic(room), made once: the same string each delivery, its hash computed once for every map it is looked up in. */
+  topic: string
   seq: number
   epoch: string
   /** frames[i] has seq `first + i`. */
@@ -65,7 +67,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new Map(), standing: new Map() }
+        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new Map(), standing: new Map() }
         early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
@@ -132,7 +134,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
       r.frames.splice(0, drop)
       r.first += drop
     }
-    deliver(roomTopic(room), frame, except)
+    deliver(r.topic, frame, except)
     const accepted = { id: draft.event.id, seq, duplicate: false }
     if (key !== undefined) remember(key, accepted)
     return accepted

@@ -83,7 +83,9 @@ export function createHub(deps: HubDeps) {
     // After a TLS certificate rotation several servers share the topics (src/http/listeners.ts).
     const publishExcept = (s as { publishExcept?: (ws: ServerWebSocket<unknown>, t: string, f: string) => number }).publishExcept
     const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
-    if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(s.subscriberCount(topic))
+    // Bun's subscribers of a room topic are its live connections here (subscribed and added in
+    // one step, rooms.ts), so their count is read from the set, not from Bun's topic per message.
+    if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(members.get(topic)?.size ?? 0)
     if (status === 0) cutSlowConsumers(topic, frame.length)
   }
 
