@@ -23,6 +23,8 @@ export type Command =
       latency?: boolean
       localAddresses?: string[]
       ramp?: number
+      /** One user per connection (`<user>-<i>`) instead of one for all. */
+      distinctUsers?: boolean
     }
   | { cmd: 'senders'; host: string; port: number; count: number; user: string; waitJoined: boolean; padTo?: number; body?: number }
   | { cmd: 'peers'; host: string; port: number; count: number; user: string; waitJoined: boolean; padTo?: number; body?: number }
@@ -97,7 +99,7 @@ function openMany(c: Extract<Command, { cmd: 'members' | 'idle' | 'senders' | 'p
           launch()
           done()
         }
-        const user = c.cmd === 'senders' || c.cmd === 'peers' ? `${c.user}-${i}` : c.user
+        const user = c.cmd === 'senders' || c.cmd === 'peers' || ('distinctUsers' in c && c.distinctUsers) ? `${c.user}-${i}` : c.user
         const localAddresses = 'localAddresses' in c ? c.localAddresses : undefined
         conns[i] = connectWs({
           host: c.host,

@@ -85,6 +85,7 @@ export function connLimits(opts: {
     opened(t: Ticket) {
       t.opened = true
       clearTimeout(t.timer)
+      t.timer = undefined // a cleared timer kept here would keep its object and closure for the socket's life
     },
     release,
     get total() {
