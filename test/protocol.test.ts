@@ -45,6 +45,8 @@ describe('chat frames decoded without zod', () => {
       { type: 'chat', body: 'hi', room: 'a.b:c-d_1', id: 'x' },
       { id: 'x', extra: 1, body: '0123456789', type: 'chat', room: 'r' },
       { type: 'chat', body: 'hi', data: { a: 1 } },
+      { type: 'chat', body: 'hi', reply_to: '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b' },
+      { type: 'chat', body: 'hi', reply_to: 5 },
       { type: 'chat', body: '' },
       { type: 'chat', body: '01234567890' },
       { type: 'chat', body: 'a\0b' },

@@ -87,16 +87,17 @@ export type Decoded =
 export function frameDecoder(maxBodyChars: number, maxDepth = 32) {
   const schemas = clientFrameSchemas(maxBodyChars)
   /**
-   * The schema's answer for a plain chat frame (no `data`) that is valid, without zod: the
+   * The schema's answer for a plain chat frame (no `data`, `reply_to` or any other field of the schema) that is valid, without zod: the
    * frame of almost every message. Anything else (invalid, or with `data`) goes to zod, which
    * words the error. The output is zod's: the schema's keys that are present, in its order.
    */
+  const otherChatFields = Object.keys(schemas.chat.shape).filter((k) => !['type', 'room', 'body', 'id'].includes(k))
   const plainChat = (o: Record<string, unknown>): ClientFrame | undefined => {
-    const { room, body, data, id } = o
+    const { room, body, id } = o
     if (typeof body !== 'string' || body.length === 0 || body.length > maxBodyChars || body.includes('\0')) return undefined
     if (room !== undefined && (typeof room !== 'string' || !ROOM_PATTERN.test(room))) return undefined
     if (id !== undefined && (typeof id !== 'string' || id.length > 64)) return undefined
-    if (data !== undefined) return undefined
+    for (const k of otherChatFields) if (o[k] !== undefined) return undefined
     const f: Record<string, unknown> = { type: 'chat' }
     if (room !== undefined) f.room = room
     f.body = body
