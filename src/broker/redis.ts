@@ -100,8 +100,23 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
 
   // ---- receiving ----
 
+  /**
+   * Topic of each channel, made once: the same string for every message of a room, so its hash
+   * is computed once for the maps it is looked up in here and in the hub, and Bun's publish.
+   */
+  const topics = new Map<string, string>()
+  const topicOf = (channel: string) => {
+    let topic = topics.get(channel)
+    if (topic === undefined) {
+      topic = key.topicOf(channel)
+      if (topics.size >= 100_000) topics.clear() // bounded; rebuilt as messages come
+      topics.set(channel, topic)
+    }
+    return topic
+  }
+
   sub.on(cluster ? 'smessage' : 'message', (channel: string, payload: string) => {
-    const topic = key.topicOf(channel)
+    const topic = topicOf(channel)
     if (payload.startsWith(RESET_HEAD)) {
       const stream = streams.get(topic)
       const pos = JSON.parse(payload) as Position
@@ -118,12 +133,15 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       stream.pending.push(payload)
       return void repair(topic, stream)
     }
-    handOver(topic, stream, payload)
+    handOverFrame(topic, stream, frame, except, seq)
   })
 
   function handOver(topic: string, stream: RoomStream, payload: string) {
     const [frame, except] = split(payload)
-    const seq = eventSeq(frame)
+    handOverFrame(topic, stream, frame, except, eventSeq(frame))
+  }
+
+  function handOverFrame(topic: string, stream: RoomStream, frame: string, except: string | undefined, seq: number) {
     if (seq <= stream.last) return // already handed over (a repair got it first)
     stream.last = seq
     deliver(topic, frame, except)
