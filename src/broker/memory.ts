@@ -1,3 +1,4 @@
+import { SmallSet } from '../hub/small'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Presence, Replay } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
 import type { RoomOrigin } from './types'
@@ -269,7 +270,7 @@ export function memoryPresence(): Presence {
         entry.conns.add(conn)
         return false
       }
-      users.set(user.id, { user, conns: new Set([conn]) })
+      users.set(user.id, { user, conns: new SmallSet([conn]) })
       return true
     },
     async remove(room, userId, conn) {

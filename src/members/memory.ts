@@ -1,3 +1,4 @@
+import { SmallMap } from '../hub/small'
 import type { User } from '../protocol/server-frames'
 import type { Members, Standing } from './types'
 import { patched } from './types'
@@ -36,7 +37,7 @@ export function memoryMembers(): Members {
       const cur = rooms?.get(room)
       if (cur !== undefined) return { status: 'exists', read: cur }
       if ((rooms?.size ?? 0) >= cap) return { status: 'limit' }
-      if (!rooms) byUser.set(user.id, (rooms = new Map()))
+      if (!rooms) byUser.set(user.id, (rooms = new SmallMap()))
       rooms.set(room, read)
       let names = byRoom.get(room)
       if (!names) byRoom.set(room, (names = new Map()))
