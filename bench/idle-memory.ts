@@ -27,17 +27,21 @@ type Heap = { rss: number; heapSize: number; heapCapacity: number; extraMemorySi
 const entry = arg('entry', KIND === 'bare' ? join(ROOT, 'bench/servers/bare.ts') : join(SERVER_ROOT, 'src/main.ts'))
 const EXTRA_ENV = Object.fromEntries(arg('env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 let onHeap: ((h: Heap) => void) | undefined
+let onCensus: ((c: Record<string, number>) => void) | undefined
+/** --census: also a V8-format heap snapshot before and after, nodes by type and name (strings by text). */
+const CENSUS = process.argv.includes('--census')
 const proc = Bun.spawn([BUN, '--preload', join(ROOT, 'bench/lib/heap-probe.ts'), entry], {
   cwd: mkdtempSync(join(tmpdir(), 'chat-idle-')),
   env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', RATE_LIMIT_PER_SEC: '0', IDLE_TIMEOUT_S: '960', LOG_LEVEL: 'warn', ENABLE_DEMO: 'false', APP_ENV: 'development', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...EXTRA_ENV },
   stdin: 'ignore',
   stdout: 'pipe',
   stderr: 'inherit',
-  ipc: (m: { ev: string } & Heap) => m.ev === 'heap' && onHeap?.(m),
+  ipc: (m: { ev: string; census?: Record<string, number> } & Heap) => (m.ev === 'heap' ? onHeap?.(m) : onCensus?.(m.census!)),
   serialization: 'json',
 })
 process.on('exit', () => proc.kill('SIGKILL'))
 const heap = () => new Promise<Heap>((resolve) => ((onHeap = resolve), proc.send({ cmd: 'heap' })))
+const census = () => new Promise<Record<string, number>>((resolve) => ((onCensus = resolve), proc.send({ cmd: 'census' })))
 
 // LOG_LEVEL=warn hides chat-server's `listening`: find the port from the bare line or /proc.
 const port = await new Promise<number>(async (resolve) => {
@@ -75,6 +79,7 @@ function listeningPort(pid: number): number | undefined {
 
 await Bun.sleep(500)
 const before = await heap()
+const censusBefore = CENSUS ? await census() : {}
 const perWorker = 5000
 const parts = Array.from({ length: Math.ceil(COUNT / perWorker) }, (_, i) => Math.min(perWorker, COUNT - i * perWorker))
 const ws = parts.map((_, i) => new Worker(`idle-${i}`))
@@ -82,6 +87,7 @@ const ready = await Promise.all(ws.map((w, i) => w.request({ cmd: 'idle', host: 
 const open = ready.reduce((s, r) => s + r.open, 0)
 await Bun.sleep(Number(arg('settle-s', '2')) * 1000)
 const after = await heap()
+const censusAfter = CENSUS ? await census() : {}
 
 const kib = (b: number) => (b / 1024).toFixed(2)
 console.log(`${KIND}, ${open} idle sockets (${USERS} users), load average ${(await Bun.file('/proc/loadavg').text()).split(' ').slice(0, 3).join(' ')}`)
@@ -93,6 +99,14 @@ const rows = Object.keys({ ...before.types, ...after.types })
   .sort((a, b) => b[1] - a[1])
 console.log('objects per socket, by type:')
 for (const [t, d] of rows.slice(0, TOP)) console.log(`  ${d.toFixed(2).padStart(7)}  ${t}`)
+if (CENSUS) {
+  console.log('heap nodes per socket, by type and name (V8-format snapshot):')
+  const rows = Object.keys({ ...censusBefore, ...censusAfter })
+    .map((k) => [k, ((censusAfter[k] ?? 0) - (censusBefore[k] ?? 0)) / open] as const)
+    .filter(([, d]) => Math.abs(d) >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+  for (const [k, d] of rows.slice(0, 40)) console.log(`  ${d.toFixed(2).padStart(7)}  ${k}`)
+}
 await Promise.all(ws.map((w) => w.exit()))
 proc.kill('SIGTERM')
 process.exit(0)

@@ -15,6 +15,7 @@
  *   --idle=20000,50000  --idle-settle-s (2)  --out=bench/results/latest.json
  *   --peers (1c, Bun's chat-bench shape: clients that all send, 32) --peer-window (messages in flight, 32) --peer-s
  *   --members=0 skips scenario 1 (1b still runs with --only=fanout): the per-message cost alone
+ *   --chat-root=<dir>  measure the chat-server of another checkout (before/after pairs against an export of main)
  *   --server-env=K=V,K=V  extra environment of the chat server only (bench/webhooks.ts turns webhooks on with it)
  *
  * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis

@@ -5,7 +5,30 @@
 import { heapStats } from 'bun:jsc'
 import { readFileSync } from 'node:fs'
 
+/** Heap nodes by type and name (strings by their text, digits and hex runs masked), from a V8-format snapshot. */
+function census(): Record<string, number> {
+  const snap = JSON.parse((Bun as unknown as { generateHeapSnapshot(f: 'v8'): string }).generateHeapSnapshot('v8'))
+  const fields: string[] = snap.snapshot.meta.node_fields
+  const types: string[] = snap.snapshot.meta.node_types[0]
+  const w = fields.length
+  const ti = fields.indexOf('type')
+  const ni = fields.indexOf('name')
+  const out: Record<string, number> = {}
+  for (let i = 0; i < snap.nodes.length; i += w) {
+    const type = types[snap.nodes[i + ti]]
+    let name: string = snap.strings[snap.nodes[i + ni]] ?? ''
+    if (type === 'string' || type === 'concatenated string' || type === 'sliced string') name = JSON.stringify(name.slice(0, 48)).replace(/[0-9a-f]{6,}/g, '<hex>').replace(/\d+/g, '#')
+    const k = `${type} ${name}`
+    out[k] = (out[k] ?? 0) + 1
+  }
+  return out
+}
+
 process.on('message', (m: { cmd?: string }) => {
+  if (m?.cmd === 'census') {
+    Bun.gc(true)
+    return process.send!({ ev: 'census', census: census() })
+  }
   if (m?.cmd !== 'heap') return
   Bun.gc(true)
   Bun.gc(true)

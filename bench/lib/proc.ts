@@ -7,6 +7,8 @@ import type { Command, Event } from '../worker'
 
 export const ROOT = join(import.meta.dir, '..', '..')
 export const BUN = process.execPath
+/** Whose chat-server is measured: this checkout, or another (`--chat-root=`, e.g. an export of main for a before/after pair). */
+export const CHAT_ROOT = process.argv.find((a) => a.startsWith('--chat-root='))?.slice('--chat-root='.length) ?? ROOT
 const CLK_TCK = 100 // Linux USER_HZ, the unit of utime/stime in /proc/<pid>/stat
 
 const children = new Set<Subprocess>()
@@ -71,7 +73,7 @@ export async function startServer(
   opts: { cpuProfDir?: string; timeoutMs?: number } = {},
 ): Promise<StartResult> {
   const cwd = mkdtempSync(join(tmpdir(), 'chat-bench-'))
-  const entry = kind === 'bare' ? join(ROOT, 'bench/servers/bare.ts') : join(ROOT, 'src/main.ts')
+  const entry = kind === 'bare' ? join(ROOT, 'bench/servers/bare.ts') : join(CHAT_ROOT, 'src/main.ts')
   const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`] : []
   const proc = Bun.spawn([BUN, ...prof, entry], {
     cwd,

@@ -1,7 +1,7 @@
 import type { Server, ServerWebSocket } from 'bun'
 import type { Accepted, Broker, EventDraft, Position } from '../broker/types'
 import { isoNow } from './clock'
-import { SmallMap, SmallSet } from './small'
+import { SmallMap, SmallSet, flat } from './small'
 import { Unavailable, roomTopic, userTopic } from '../broker/types'
 import type { AuditEntry, Store } from '../store/types'
 import type { Config } from '../config'
@@ -432,7 +432,7 @@ export function createHub(deps: HubDeps) {
     const next = await deps.refresh(f.token)
     if (next.user.id !== c.identity.user.id) throw new FrameError('forbidden', 'token: belongs to another user')
     c.identity = { ...next, user: { ...next.user } }
-    c.fromJson = userJson(c.identity.user)
+    c.fromJson = flat(userJson(c.identity.user))
     for (const room of new Set([...c.rooms.keys(), ...c.joining.keys()])) if (!isDirect(room) && !allowed(c.identity, room)) {
       leave(c, room)
       send(c, frames.left(room), 'left')
@@ -489,11 +489,13 @@ export function createHub(deps: HubDeps) {
   // ---- lifecycle ----
 
   function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: { remote: string; userAgent: string }): Conn {
+    identity.user.id = flat(identity.user.id)
+    identity.user.name = flat(identity.user.name)
     const c: Conn = {
       id: `${deps.nodeId}-${boot}-${(nextConn++).toString(36)}`,
       ws,
       identity,
-      fromJson: userJson(identity.user),
+      fromJson: flat(userJson(identity.user)),
       rooms: new SmallMap(),
       joining: new Map(),
       member: new SmallSet(),

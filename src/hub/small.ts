@@ -156,3 +156,10 @@ export class SmallSet<T> implements Set<T> {
     return new Set(this).isDisjointFrom(o)
   }
 }
+
+/**
+ * A flat copy of a string that a connection keeps for its life: not a slice of the upgrade
+ * request's URL (which keeps the whole URL), nor a rope of the pieces it was made of (a cell
+ * for each). Once per connection, never per message.
+ */
+export const flat = (s: string): string => JSON.parse(JSON.stringify(s))
