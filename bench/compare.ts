@@ -1,0 +1,65 @@
+/**
+ * Medians of interleaved runs: `bench/run.ts` results of a "before" and an "after" chat-server
+ * (e.g. `--chat-root=` an export of main, and this checkout), each run with its own bare
+ * reference, side by side. On a shared machine single runs differ by 10-30 %; interleave them.
+ *
+ *   bun run bench/compare.ts before-1.json,before-2.json after-1.json,after-2.json
+ */
+import { readFileSync } from 'node:fs'
+import type { Results, RunStats } from './lib/report'
+import { isSkipped } from './lib/report'
+
+const [beforeArg, afterArg] = process.argv.slice(2)
+if (!beforeArg || !afterArg) throw new Error('usage: bun run bench/compare.ts before.json[,…] after.json[,…]')
+const load = (list: string) => list.split(',').map((f) => JSON.parse(readFileSync(f, 'utf8')) as Results)
+const groups = { before: load(beforeArg), after: load(afterArg) }
+
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (!s.length) return NaN
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+const stat = (r: Results, path: (r: Results) => RunStats | undefined, f: (x: RunStats) => number | undefined) => {
+  const x = path(r)
+  return x && !isSkipped(x) ? (f(x) ?? NaN) : NaN
+}
+const fmt = (x: number, d = 2) => (Number.isFinite(x) ? (Math.abs(x) >= 1000 ? Math.round(x).toLocaleString('en-US') : x.toFixed(d)) : '–')
+
+type Row = [label: string, path: (r: Results) => RunStats | undefined, f: (x: RunStats) => number | undefined, digits?: number]
+const sc = (k: 'fanout' | 'perMessage' | 'chatBench', side: 'bare' | 'chat') => (r: Results) => r.scenarios[k]?.[side] as RunStats | undefined
+const cross = (r: Results) => {
+  const c = r.scenarios.cross
+  return c && !isSkipped(c) ? (c.flood as RunStats) : undefined
+}
+const rows: Row[] = []
+for (const [k, name] of [['chatBench', '1c chat-bench shape'], ['fanout', '1 fan-out, 1000 members'], ['perMessage', '1b per-message, 10 members']] as const) {
+  rows.push([`${name}: deliveries/s, bare`, sc(k, 'bare'), (x) => x.deliveriesPerSec, 0])
+  rows.push([`${name}: deliveries/s, chat`, sc(k, 'chat'), (x) => x.deliveriesPerSec, 0])
+  rows.push([`${name}: server CPU-s per M deliveries, bare`, sc(k, 'bare'), (x) => x.serverCpuSecPerMDeliveries, 3])
+  rows.push([`${name}: server CPU-s per M deliveries, chat`, sc(k, 'chat'), (x) => x.serverCpuSecPerMDeliveries, 3])
+  rows.push([`${name}: server CPU µs per message, chat`, sc(k, 'chat'), (x) => x.serverCpuUsPerMessage, 2])
+  rows.push([`${name}: generator CPU %, chat`, sc(k, 'chat'), (x) => x.generatorCpuPct, 0])
+}
+rows.push(['3 cross-node flood: deliveries/s (node B)', cross, (x) => x.deliveriesPerSec, 0])
+rows.push(['3 cross-node flood: node B CPU-s per M deliveries', cross, (x) => x.serverCpuSecPerMDeliveries, 3])
+rows.push(['3 cross-node flood: generator CPU %', cross, (x) => x.generatorCpuPct, 0])
+
+// Ratios are taken per run (chat over the bare of the same run), then the median.
+const ratio = (k: 'fanout' | 'perMessage' | 'chatBench', f: (x: RunStats) => number | undefined) => (r: Results) => stat(r, sc(k, 'chat'), f) / stat(r, sc(k, 'bare'), f)
+const ratios: [string, (r: Results) => number][] = [
+  ['1c: chat / bare deliveries/s (target ≥ 0.85)', ratio('chatBench', (x) => x.deliveriesPerSec)],
+  ['1c: chat / bare server CPU per delivery (target ≤ 1.2)', ratio('chatBench', (x) => x.serverCpuSecPerMDeliveries)],
+  ['1: chat / bare deliveries/s', ratio('fanout', (x) => x.deliveriesPerSec)],
+  ['1: chat / bare server CPU per delivery', ratio('fanout', (x) => x.serverCpuSecPerMDeliveries)],
+  ['1b: chat / bare server CPU per delivery', ratio('perMessage', (x) => x.serverCpuSecPerMDeliveries)],
+  ['3: flood deliveries/s / one-node bare of the same run (target ≥ 0.85)', (r) => stat(r, cross, (x) => x.deliveriesPerSec) / stat(r, sc('fanout', 'bare'), (x) => x.deliveriesPerSec)],
+  ['3: node B CPU per delivery / one-node bare (target ≤ 1.2)', (r) => stat(r, cross, (x) => x.serverCpuSecPerMDeliveries) / stat(r, sc('fanout', 'bare'), (x) => x.serverCpuSecPerMDeliveries)],
+]
+
+const loads = (g: Results[]) => g.map((r) => r.machine.loadavg.split(' ')[0]).join(', ')
+console.log(`before: ${groups.before.length} runs (load average at start ${loads(groups.before)}); after: ${groups.after.length} runs (${loads(groups.after)}); medians`)
+console.log('')
+console.log('| figure | before | after |')
+console.log('|---|---:|---:|')
+for (const [label, path, f, d] of rows) console.log(`| ${label} | ${fmt(median(groups.before.map((r) => stat(r, path, f))), d)} | ${fmt(median(groups.after.map((r) => stat(r, path, f))), d)} |`)
+for (const [label, f] of ratios) console.log(`| ${label} | ${fmt(median(groups.before.map(f)))} | ${fmt(median(groups.after.map(f)))} |`)
