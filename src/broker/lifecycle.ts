@@ -39,6 +39,8 @@ export class Refused extends Error {
 export type Verdict = { ok: true; noop?: boolean } | { ok: false; code: ErrorCode; message: string }
 
 const refuse = (code: ErrorCode, message: string): Verdict => ({ ok: false, code, message })
+const OK: Verdict = Object.freeze({ ok: true })
+const NO_EXTRA = Object.freeze({})
 
 /**
  * Who may not write in a room, as the sequencer sees it: `mute:<user>` -> until (ms),
@@ -56,7 +58,7 @@ export const mutedMessage = (room: string, until: number | string) => `room: mut
  * applies it. `moderator`: the actor may delete other users' messages in this room.
  */
 export function project(msgs: Map<string, MessageState>, e: RoomEvent, seq: number, caps: Caps, moderator = false, standing?: Standing): Verdict {
-  const x = (e.extra ?? {}) as Record<string, unknown>
+  const x = (e.extra ?? NO_EXTRA) as Record<string, unknown>
   if (standing && e.type === 'moderation') {
     const target = (x.user as { id: string }).id
     if (x.action === 'mute') standing.set(`mute:${target}`, Date.parse(x.until as string))
@@ -76,8 +78,9 @@ export function project(msgs: Map<string, MessageState>, e: RoomEvent, seq: numb
       const p = msgs.get(parent)
       if (!p || p.deleted) return refuse('not_found', `reply_to: no message ${parent} in ${e.room}`)
     }
-    msgs.set(e.id, { seq, author: e.from.id, body: e.body, data: e.data, reactions: {} })
-    return { ok: true }
+    // Its body and data are the frame's until an edit: only an edit's are kept here.
+    msgs.set(e.id, { seq, author: e.from.id, reactions: {} })
+    return OK
   }
   if (e.type === 'moderation') return { ok: true }
   const id = x.msg as string
