@@ -6,9 +6,9 @@
  * No Chromium: with CI=true that is a failure (browser.test.ts says so), else skipped.
  */
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium } from 'playwright-core'
+import { haveChromium, launchChromium, requireChromium } from './helpers/browser'
 import type { Browser, Page } from 'playwright-core'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
@@ -16,7 +16,6 @@ import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 import { needService, dropRedisPrefix } from './helpers/services'
 
-const CHROMIUM = '/usr/bin/chromium'
 const ARTIFACTS = join(ROOT, 'test', 'artifacts')
 const WAIT = { timeout: 10_000 }
 const API_KEY = 'admin-browser-key-0123456789'
@@ -26,7 +25,9 @@ const EVIL_BODY = '<script>window.__xss=2</script><b>bold?</b>'
 
 const test = await needService('Redis', 6379)
 
-describe.skipIf(!existsSync(CHROMIUM))('admin page in Chromium', () => {
+requireChromium('admin page browser tests')
+
+describe.skipIf(!haveChromium)('admin page in Chromium', () => {
   let a: RunningServer
   let b: RunningServer
   let browser: Browser
@@ -39,12 +40,7 @@ describe.skipIf(!existsSync(CHROMIUM))('admin page in Chromium', () => {
     mkdirSync(ARTIFACTS, { recursive: true })
     const env = { API_KEY, REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, RATE_LIMIT_PER_SEC: '0', SHUTDOWN_GRACE_S: '1' }
     ;[a, b] = await Promise.all([startServer({ env: { ...env, NODE_ID: 'node-a' } }), startServer({ env: { ...env, NODE_ID: 'node-b' } })])
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    })
+    browser = await launchChromium()
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
     page = await ctx.newPage()
     page.setDefaultTimeout(10_000)

@@ -7,29 +7,21 @@
  * with a printed reason (as in browser.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium } from 'playwright-core'
+import { haveChromium, launchChromium, requireChromium } from './helpers/browser'
 import type { Browser, Page } from 'playwright-core'
 import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 import { freshDatabase } from './helpers/postgres'
 import { needService } from './helpers/services'
 
-const CHROMIUM = '/usr/bin/chromium'
-const haveChromium = existsSync(CHROMIUM)
 const ARTIFACTS = join(ROOT, 'test', 'artifacts')
 /** Waits only: the machine may be busy; nothing here is a timing assertion. */
 const SLOW = { timeout: 15_000 }
 const API_KEY = 'browser-lifecycle-key-0123456789'
 
-if (!haveChromium) {
-  if (process.env.CI === 'true')
-    test('chromium is installed for the browser lifecycle tests', () => {
-      throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)`)
-    })
-  else console.log(`browser lifecycle tests skipped: ${CHROMIUM} is missing (apt-get install -y chromium; with CI=true this fails)`)
-}
+requireChromium('browser lifecycle tests')
 
 describe.skipIf(!haveChromium)('message lifecycle on the demo page in Chromium', () => {
   let server: RunningServer
@@ -56,12 +48,7 @@ describe.skipIf(!haveChromium)('message lifecycle on the demo page in Chromium',
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true })
     server = await startServer({ env: { API_KEY, SHUTDOWN_GRACE_S: '1' } })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    })
+    browser = await launchChromium()
   }, 30_000)
 
   afterAll(async () => {
@@ -175,7 +162,7 @@ describe.skipIf(!haveChromium)('moderation and the audit log on the admin page i
     mkdirSync(ARTIFACTS, { recursive: true })
     db = await freshDatabase('adminmod')
     server = await startServer({ env: { API_KEY, POSTGRES_DSN: db.dsn, SHUTDOWN_GRACE_S: '1' } })
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 20_000, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'] })
+    browser = await launchChromium()
   }, 30_000)
 
   afterAll(async () => {

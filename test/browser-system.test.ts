@@ -4,22 +4,17 @@
  * test/browser.test.ts (missing Chromium: a failure with CI=true, else skipped).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium } from 'playwright-core'
+import { haveChromium, launchChromium, requireChromium } from './helpers/browser'
 import type { Browser } from 'playwright-core'
 import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 
-const CHROMIUM = '/usr/bin/chromium'
-const haveChromium = existsSync(CHROMIUM)
 const WAIT = { timeout: 8000 }
 const API_KEY = 'browser-system-api-key-0123456789'
 
-if (!haveChromium && process.env.CI === 'true')
-  test('chromium is installed for the browser tests', () => {
-    throw new Error(`${CHROMIUM} is missing`)
-  })
+requireChromium('browser system-message tests')
 
 describe.skipIf(!haveChromium)('system messages on the demo page', () => {
   let server: RunningServer
@@ -27,7 +22,7 @@ describe.skipIf(!haveChromium)('system messages on the demo page', () => {
 
   beforeAll(async () => {
     server = await startServer({ env: { API_KEY } })
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, timeout: 20_000, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] })
+    browser = await launchChromium()
   }, 30_000)
   afterAll(async () => {
     await browser?.close().catch(() => {})

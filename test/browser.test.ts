@@ -4,26 +4,18 @@
  * with a printed reason.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium } from 'playwright-core'
+import { haveChromium, launchChromium, requireChromium } from './helpers/browser'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 
-const CHROMIUM = '/usr/bin/chromium'
-const haveChromium = existsSync(CHROMIUM)
 const ARTIFACTS = join(ROOT, 'test', 'artifacts')
 const WAIT = { timeout: 8000 }
 
-if (!haveChromium) {
-  if (process.env.CI === 'true')
-    test('chromium is installed for the browser tests', () => {
-      throw new Error(`${CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)`)
-    })
-  else console.log(`browser tests skipped: ${CHROMIUM} is missing (apt-get install -y chromium; with CI=true this fails)`)
-}
+requireChromium('browser tests')
 
 describe.skipIf(!haveChromium)('demo page in Chromium', () => {
   let server: RunningServer
@@ -61,12 +53,7 @@ describe.skipIf(!haveChromium)('demo page in Chromium', () => {
     mkdirSync(ARTIFACTS, { recursive: true })
     server = await startServer({ env: { SHUTDOWN_GRACE_S: '1' } })
     port = server.port
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    })
+    browser = await launchChromium()
   }, 30_000)
 
   afterAll(async () => {
@@ -163,12 +150,7 @@ describe.skipIf(!haveChromium)('conversations on the demo page in Chromium', () 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true })
     server = await startServer({ env: { SHUTDOWN_GRACE_S: '1' } })
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 20_000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    })
+    browser = await launchChromium()
   }, 30_000)
 
   afterAll(async () => {
