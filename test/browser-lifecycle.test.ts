@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { haveChromium, launchChromium, requireChromium } from './helpers/browser'
+import { haveChromium, launchChromium, openDemo, requireChromium } from './helpers/browser'
 import type { Browser, Page } from 'playwright-core'
 import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
@@ -28,18 +28,7 @@ describe.skipIf(!haveChromium)('message lifecycle on the demo page in Chromium',
   let browser: Browser
   const pageErrors: string[] = []
 
-  async function open(name: string): Promise<Page> {
-    const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } })
-    const page = await ctx.newPage()
-    page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`))
-    page.on('dialog', (d) => {
-      pageErrors.push(`${name}: dialog ${d.message()}`)
-      void d.dismiss().catch(() => {})
-    })
-    await page.goto(`${server.url}/?name=${encodeURIComponent(name)}`, SLOW)
-    await page.locator('#status[data-state="open"]').waitFor(SLOW)
-    return page
-  }
+  const open = (name: string): Promise<Page> => openDemo(browser, server.url, name, pageErrors, { viewport: { width: 1000, height: 700 }, wait: SLOW })
   const log = (page: Page) => page.locator('.room-log:not([hidden])')
   /** The message by `from` whose body (or tombstone) has `text`. */
   const msg = (page: Page, from: string, text: string) => log(page).locator(`.msg[data-from="${from}"]`, { has: page.locator('.body', { hasText: text }) })

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { haveChromium, launchChromium, requireChromium } from './helpers/browser'
+import { haveChromium, launchChromium, openDemo, requireChromium } from './helpers/browser'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { ROOT, startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
@@ -133,18 +133,7 @@ describe.skipIf(!haveChromium)('conversations on the demo page in Chromium', () 
   /** Waits only: the machine may be busy; nothing here is a timing assertion. */
   const SLOW = { timeout: 15_000 }
 
-  async function open(name: string): Promise<Page> {
-    const ctx = await browser.newContext({ viewport: { width: 1000, height: 640 } })
-    const page = await ctx.newPage()
-    page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`))
-    page.on('dialog', (d) => {
-      pageErrors.push(`${name}: dialog ${d.message()}`)
-      void d.dismiss().catch(() => {})
-    })
-    await page.goto(`${server.url}/?name=${encodeURIComponent(name)}`, SLOW)
-    await page.locator('#status[data-state="open"]').waitFor(SLOW)
-    return page
-  }
+  const open = (name: string): Promise<Page> => openDemo(browser, server.url, name, pageErrors, { viewport: { width: 1000, height: 640 }, wait: SLOW })
   const shown = (page: Page) => page.locator('.room-log:not([hidden]) .msg .body').allTextContents()
 
   beforeAll(async () => {
