@@ -5,9 +5,8 @@ import { freshDatabase } from './helpers/postgres'
 import { until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 import { testNodes } from './helpers/nodes'
-import { needService, privateRedis, dropRedisPrefix } from './helpers/services'
-import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
-import type { RedisCluster } from './helpers/redis-cluster'
+import { needService, privateRedis } from './helpers/services'
+import { onRedisAndCluster } from './helpers/redis-suites'
 
 /**
  * Memberships, direct conversations, read markers and unread counts, on every engine: one node
@@ -303,38 +302,9 @@ describe('anonymous users', () => {
   })
 })
 
-// ---- three nodes through Redis ----
+// ---- three nodes through Redis, and through a real Redis Cluster (memberships keyed by user and by room slot) ----
 
-const redisTest = await needService('Redis', 6379)
-const prefix = `conv-${tag}:`
-const cluster: RunningServer[] = []
-describe('three nodes through Redis', () => {
-  redisTest('start', async () => {
-    cluster.push(...(await Promise.all([0, 1, 2].map(() => node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, MAX_MEMBERSHIPS: '5' })))))
-  })
-})
-conversationSuite('conversations across three nodes with Redis', () => cluster, redisTest)
-
-// ---- three nodes through a real Redis Cluster (memberships keyed by user and by room slot) ----
-
-const clusterTest = needRedisBinaries()
-let redisCluster: RedisCluster | undefined
-const onCluster: RunningServer[] = []
-describe('three nodes through a Redis Cluster', () => {
-  clusterTest('start', async () => {
-    redisCluster = await startRedisCluster()
-    onCluster.push(...(await Promise.all([0, 1, 2].map(() => node({ REDIS_URL: redisCluster!.url, REDIS_CLUSTER: 'true', REDIS_PREFIX: prefix, MAX_MEMBERSHIPS: '5' })))))
-  }, 60_000)
-})
-conversationSuite('conversations across three nodes with a Redis Cluster', () => onCluster, clusterTest)
-afterAll(async () => {
-  await Promise.all(onCluster.map((s) => s.stop('SIGKILL')))
-  await redisCluster?.stop()
-})
-
-afterAll(async () => {
-  await dropRedisPrefix(prefix)
-})
+const { redisTest } = await onRedisAndCluster({ what: 'conversations', node, env: { MAX_MEMBERSHIPS: '5' }, prefix: `conv-${tag}:`, suite: conversationSuite })
 
 describe('Redis down', () => {
   redisTest('a membership change answers unavailable and is not half-applied', async () => {

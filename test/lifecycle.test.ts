@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test as bunTest } from 'bun:test'
 import { testNodes } from './helpers/nodes'
-import { dropRedisPrefix, needService, privateRedis } from './helpers/services'
+import { needService, privateRedis } from './helpers/services'
 import { freshDatabase } from './helpers/postgres'
-import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
-import type { RedisCluster } from './helpers/redis-cluster'
+import { onRedisAndCluster } from './helpers/redis-suites'
 import { identityFrom } from '../src/auth/jwt'
 import { higherRole, tokenRole } from '../src/hub/moderation'
 import type { Identity } from '../src/hub/connection'
@@ -354,36 +353,9 @@ describe('roles from the token', () => {
   })
 })
 
-const redisTest = await needService('Redis', 6379)
-const prefix = `lifecycle-${tag}:`
-const cluster: RunningServer[] = []
-describe('three nodes through Redis', () => {
-  redisTest('start', async () => {
-    cluster.push(...(await Promise.all([0, 1, 2].map(() => node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, ...CAPS })))))
-  })
-})
-lifecycleSuite('message lifecycle across three nodes with Redis', () => cluster, redisTest)
+// ---- three nodes through Redis, and through a real Redis Cluster (message state keys in the room's slot, writes fenced) ----
 
-afterAll(async () => {
-  await dropRedisPrefix(prefix)
-})
-
-// ---- three nodes through a real Redis Cluster: message state keys in the room's slot, writes fenced ----
-
-const clusterTest = needRedisBinaries()
-let redisCluster: RedisCluster | undefined
-const onCluster: RunningServer[] = []
-describe('three nodes through a Redis Cluster', () => {
-  clusterTest('start', async () => {
-    redisCluster = await startRedisCluster()
-    onCluster.push(...(await Promise.all([0, 1, 2].map(() => node({ REDIS_URL: redisCluster!.url, REDIS_CLUSTER: 'true', REDIS_PREFIX: prefix, ...CAPS })))))
-  }, 60_000)
-})
-lifecycleSuite('message lifecycle across three nodes with a Redis Cluster', () => onCluster, clusterTest)
-afterAll(async () => {
-  await Promise.all(onCluster.map((s) => s.stop('SIGKILL')))
-  await redisCluster?.stop()
-})
+await onRedisAndCluster({ what: 'message lifecycle', node, env: CAPS, prefix: `lifecycle-${tag}:`, suite: lifecycleSuite })
 
 // ---- PostgreSQL: the state of messages survives restarts ----
 
