@@ -4,6 +4,8 @@ import type { User } from '../protocol/server-frames'
 import type { AddResult, Members, Role } from './types'
 
 const TOUCH_EVERY_MS = 20
+/** How long a written batch of markers still counts for reads (see `writing`). */
+const WRITTEN_KEPT_MS = 2000
 
 /**
  * Memberships in PostgreSQL: durable across restarts of every node and of Redis. A sender's
@@ -13,12 +15,19 @@ const TOUCH_EVERY_MS = 20
 export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Members {
   /** `${room}\n${user}` -> the highest seq a sender reached, not yet written. */
   let touched = new Map<string, number>()
+  /**
+   * Batches being written, counted by reads until a while after their update committed: a read
+   * that went to the database before the commit (another pooled connection) and answers after
+   * it must not see the marker go back. Markers only rise, so counting a batch longer is harmless.
+   */
+  const writing = new Set<Map<string, number>>()
   let timer: ReturnType<typeof setTimeout> | undefined
 
   async function flush() {
     timer = undefined
     const batch = touched
     touched = new Map()
+    writing.add(batch)
     const rooms: string[] = []
     const users: string[] = []
     const seqs: number[] = []
@@ -36,11 +45,18 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
     } catch (err) {
       onError?.(err)
       log.debug('read markers not written', { count: batch.size, err })
+    } finally {
+      setTimeout(() => writing.delete(batch), WRITTEN_KEPT_MS).unref()
     }
   }
 
-  /** A marker not yet written counts as much as the stored one. */
-  const pending = (room: string, user: string) => touched.get(`${room}\n${user}`) ?? 0
+  /** A marker not yet written (or being written) counts as much as the stored one. */
+  const pending = (room: string, user: string) => {
+    const k = `${room}\n${user}`
+    let seq = touched.get(k) ?? 0
+    for (const batch of writing) seq = Math.max(seq, batch.get(k) ?? 0)
+    return seq
+  }
 
   return {
     kind: 'postgres',
