@@ -3,7 +3,12 @@
  * probe preloaded, reads RSS and JSC's heap (objects by type, after a full GC) before and after
  * opening `count` idle sockets, and prints the difference per socket.
  *
- *   bun run bench/idle-memory.ts [--count=10000] [--users=same|distinct] [--kind=chat|bare] [--top=25] [--root=<checkout>]
+ *   bun run bench/idle-memory.ts [--count=10000] [--users=same|distinct] [--kind=chat|bare] [--top=25] [--root=<checkout>] [--census] [--smol] [--env=K=V,…]
+ *
+ * --census also prints heap-snapshot nodes per socket with their bytes, and the bytes of the
+ * butterflies (out-of-line storage) of Maps and Sets; --env=HEAP_DUMP=/tmp/snap writes the
+ * snapshots; --env=PROBE_SHRINK=1 calls Bun.shrink() before each reading (what the heap would
+ * give back).
  *
  * `--users=same`: every socket of a generator process is the same named user (scenario 4 of
  * `npm run bench`); `distinct`: one user per socket (its own user topic, membership, presence).
@@ -13,7 +18,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { BUN, ROOT, Worker } from './lib/proc'
 
-const arg = (k: string, d: string) => process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d
+const arg = (k: string, d: string) => process.argv.find((a) => a.startsWith(`--${k}=`))?.slice(k.length + 3) ?? d
 const COUNT = Number(arg('count', '10000'))
 const USERS = arg('users', 'same')
 const KIND = arg('kind', 'chat')
@@ -30,7 +35,7 @@ let onHeap: ((h: Heap) => void) | undefined
 let onCensus: ((c: Record<string, number>) => void) | undefined
 /** --census: also a V8-format heap snapshot before and after, nodes by type and name (strings by text). */
 const CENSUS = process.argv.includes('--census')
-const proc = Bun.spawn([BUN, '--preload', join(ROOT, 'bench/lib/heap-probe.ts'), entry], {
+const proc = Bun.spawn([BUN, ...(process.argv.includes('--smol') ? ['--smol'] : []), '--preload', join(ROOT, 'bench/lib/heap-probe.ts'), entry], {
   cwd: mkdtempSync(join(tmpdir(), 'chat-idle-')),
   env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', RATE_LIMIT_PER_SEC: '0', IDLE_TIMEOUT_S: '960', LOG_LEVEL: 'warn', ENABLE_DEMO: 'false', APP_ENV: 'development', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...EXTRA_ENV },
   stdin: 'ignore',
@@ -101,11 +106,14 @@ console.log('objects per socket, by type:')
 for (const [t, d] of rows.slice(0, TOP)) console.log(`  ${d.toFixed(2).padStart(7)}  ${t}`)
 if (CENSUS) {
   console.log('heap nodes per socket, by type and name (V8-format snapshot):')
+  const b = (k: string) => (k.startsWith('bytes ') ? k : `bytes ${k}`)
   const rows = Object.keys({ ...censusBefore, ...censusAfter })
-    .map((k) => [k, ((censusAfter[k] ?? 0) - (censusBefore[k] ?? 0)) / open] as const)
-    .filter(([, d]) => Math.abs(d) >= 0.05)
-    .sort((a, b) => b[1] - a[1])
-  for (const [k, d] of rows.slice(0, 40)) console.log(`  ${d.toFixed(2).padStart(7)}  ${k}`)
+    .filter((k) => !k.startsWith('bytes ') || k.startsWith('bytes butterfly of '))
+    .map((k) => [k, ((censusAfter[k] ?? 0) - (censusBefore[k] ?? 0)) / open, ((censusAfter[b(k)] ?? 0) - (censusBefore[b(k)] ?? 0)) / open] as const)
+    .filter(([, d, b]) => Math.abs(d) >= 0.05 || Math.abs(b) >= 4)
+    .sort((a, b) => b[2] - a[2])
+  console.log('  (count, bytes per socket)')
+  for (const [k, d, b] of rows.slice(0, 40)) console.log(`  ${d.toFixed(2).padStart(7)} ${b.toFixed(0).padStart(6)} B  ${k}`)
 }
 await Promise.all(ws.map((w) => w.exit()))
 proc.kill('SIGTERM')

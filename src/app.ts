@@ -1,4 +1,5 @@
 import { Elysia, status } from 'elysia'
+import type { Server, ServerWebSocket } from 'bun'
 import { isNumericString } from 'elysia/utils'
 import type { AnyElysia } from 'elysia'
 import type { Broker } from './broker/types'
@@ -65,15 +66,6 @@ export interface AppDeps {
   webhooks?: HubWebhooks
 }
 
-interface SocketData {
-  identity: Identity
-  conn: Conn
-  headers: Record<string, string | undefined>
-  ticket: Ticket
-  /** The client's address (TRUST_PROXY decides whether X-Forwarded-For is believed). */
-  remote: string
-}
-
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
 export function createApp(deps: AppDeps) {
   const { config, broker, metrics } = deps
@@ -92,7 +84,7 @@ export function createApp(deps: AppDeps) {
       refusedLogged = Date.now()
       refusedSince = 0
     }
-    return status(429, { error: 'limit', reason })
+    return json(429, { error: 'limit', reason })
   }
 
   const net = listeners()
@@ -129,28 +121,86 @@ export function createApp(deps: AppDeps) {
   })
 
   /**
-   * A socket's data once open. Elysia's Bun handlers call `ws.data.message` (and `close`,
-   * `pong`, `drain`, `ping`) with Bun's own socket; what Elysia puts there per socket is the
-   * whole request context and a closure for each event, and its `message` makes a wrapper
-   * object and a promise chain per frame. This replaces it: one small object per socket, its
-   * handlers shared on the prototype, frames parsed as Elysia parses them.
+   * A socket's data, from the upgrade on. Elysia's Bun handlers call `ws.data.open` (and
+   * `message`, `close`, `pong`) with Bun's own socket. The upgrade is a Bun route (see below),
+   * not Elysia's ws route: that one keeps the whole request context and a closure per event on
+   * every socket, and leaves some 50 objects of garbage per upgrade (3.9 KiB of RSS a socket,
+   * measured in docs/performance.md). This is one small object, its handlers on the prototype,
+   * frames parsed as Elysia parses them.
    */
-  class Socket {
-    constructor(
-      readonly conn: Conn,
-      readonly ticket: Ticket,
-    ) {}
+  class Socket implements Ticket {
+    conn: Conn | undefined = undefined
+    /** From the upgrade until `open`: who it said this is. */
+    hello: { identity: Identity; remote: string; userAgent: string } | undefined = undefined
+    user: string | undefined = undefined
+    opened = false
+    released = false
+    timer: Ticket['timer'] = undefined
+    /** `ip`: the address key of the connection limits. */
+    constructor(readonly ip: string) {}
+    open(ws: ServerWebSocket<unknown>) {
+      const { identity, remote, userAgent } = this.hello!
+      this.hello = undefined
+      limits.opened(this)
+      this.conn = hub.open(ws, identity, { remote, userAgent })
+    }
     message(_ws: unknown, message: string | Buffer) {
-      const p = hub.message(this.conn, parseFrame(message))
-      if (p) p.catch((err) => log.error('frame failed', { conn: this.conn.id, err }))
+      const p = hub.message(this.conn!, parseFrame(message))
+      if (p) p.catch((err) => log.error('frame failed', { conn: this.conn!.id, err }))
     }
     close(_ws: unknown, code: number, reason: string) {
-      limits.release(this.ticket)
-      hub.close(this.conn, code, reason)
+      limits.release(this)
+      if (this.conn) hub.close(this.conn, code, reason)
     }
     pong() {
-      hub.pong(this.conn)
+      if (this.conn) hub.pong(this.conn)
     }
+  }
+
+  const json = (status: number, body: unknown) => Response.json(body, { status })
+  const queryOf = (url: string): Record<string, string> => {
+    const q = url.indexOf('?')
+    return q < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(q + 1)))
+  }
+
+  /**
+   * GET /ws: every check before the upgrade (draining, origin, connection limits, who it is),
+   * so a refused client costs an HTTP answer and never a socket.
+   */
+  async function upgradeRoute(req: Request, server: Server<unknown>): Promise<Response | undefined> {
+    if (hub.draining) return json(503, { error: 'unavailable', reason: 'draining' })
+    const headers = Object.fromEntries(req.headers) as Record<string, string | undefined>
+    const origin = headers.origin
+    if (origins && origin !== undefined && !origins.has(origin)) {
+      log.warn('origin refused', { origin })
+      return json(403, { error: 'forbidden', reason: 'origin_not_allowed' })
+    }
+    const remote = clientAddress(server.requestIP(req)?.address, headers['x-forwarded-for'], trusted)
+    const socket = new Socket(limitKey(remote))
+    const refused = limits.admit(socket)
+    if (refused) return overLimit(refused, remote)
+    let who: Identity | Refusal
+    try {
+      who = await authenticate({ query: queryOf(req.url), headers })
+    } catch (err) {
+      limits.release(socket)
+      log.error('http error', { code: 'UPGRADE', err })
+      return json(500, { error: 'internal' })
+    }
+    if ('reason' in who) {
+      limits.release(socket)
+      if (who.status && who.status !== 401) return json(who.status, { error: 'bad_request', reason: who.reason })
+      metrics.authRefused.labels({ reason: who.reason }).inc()
+      log.warn('upgrade refused', { reason: who.reason, remote })
+      hub.audit({ event: 'auth_refused', detail: { reason: who.reason, remote } })
+      return json(401, { error: 'unauthorized', reason: who.reason })
+    }
+    const over = await limits.admitUser(socket, who.user.id)
+    if (over) return overLimit(over, remote, who.user.id)
+    socket.hello = { identity: who, remote, userAgent: headers['user-agent'] ?? '' }
+    if (server.upgrade(req, { data: socket })) return undefined
+    limits.release(socket)
+    return json(400, { error: 'bad_request', reason: 'expected a WebSocket upgrade' })
   }
 
   const app = new Elysia({
@@ -162,6 +212,8 @@ export function createApp(deps: AppDeps) {
       sendPings: true,
       perMessageDeflate: false,
     },
+    // A Bun route ahead of Elysia's router (other methods on /ws fall through to its 404).
+    serve: { routes: { '/ws': { GET: upgradeRoute as never } } },
   })
     .onError(({ code, error }) => {
       if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })
@@ -185,65 +237,6 @@ export function createApp(deps: AppDeps) {
     .use(moderationRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(adminRoutes({ config, stats }))
     .use(demoRoutes(config.ENABLE_DEMO))
-    .ws('/ws', {
-      async beforeHandle(ctx) {
-        // Elysia runs a ws route's beforeHandle twice on success (as a hook, then again in the
-        // upgrade handler, on the same context): the second time everything is decided.
-        if ((ctx as unknown as Partial<SocketData>).ticket) return
-        if (hub.draining) return status(503, { error: 'unavailable', reason: 'draining' })
-        const origin = ctx.headers.origin
-        if (origins && origin !== undefined && !origins.has(origin)) {
-          log.warn('origin refused', { origin })
-          return status(403, { error: 'forbidden', reason: 'origin_not_allowed' })
-        }
-        const remote = clientAddress(ctx.server?.requestIP(ctx.request)?.address, ctx.headers['x-forwarded-for'], trusted)
-        const ticket = limits.admit(limitKey(remote))
-        if (typeof ticket === 'string') return overLimit(ticket, remote)
-        let who: Identity | Refusal
-        try {
-          who = await authenticate({ query: ctx.query, headers: ctx.headers })
-        } catch (err) {
-          limits.release(ticket)
-          throw err
-        }
-        if ('reason' in who) {
-          limits.release(ticket)
-          if (who.status && who.status !== 401) return status(who.status as 400, { error: 'bad_request', reason: who.reason })
-          metrics.authRefused.labels({ reason: who.reason }).inc()
-          log.warn('upgrade refused', { reason: who.reason, remote })
-          hub.audit({ event: 'auth_refused', detail: { reason: who.reason, remote } })
-          return status(401, { error: 'unauthorized', reason: who.reason })
-        }
-        const over = await limits.admitUser(ticket, who.user.id)
-        if (over) return overLimit(over, remote, who.user.id)
-        Object.assign(ctx as unknown as SocketData, { identity: who, ticket, remote })
-      },
-      open(ws) {
-        const data = ws.data as unknown as SocketData
-        limits.opened(data.ticket)
-        data.conn = hub.open(ws.raw as never, data.identity, {
-          remote: data.remote,
-          userAgent: data.headers['user-agent'] ?? '',
-        })
-        // From here on Bun's events reach the hub without Elysia's per-message wrapper, and the
-        // request context Elysia kept in `data` (with a closure per event) can go.
-        ;(ws.raw as { data: unknown }).data = new Socket(data.conn, data.ticket)
-      },
-      // Only until `open` replaced the socket's data (see Socket).
-      message(ws, message) {
-        return hub.message((ws.data as unknown as SocketData).conn, message)
-      },
-      close(ws, code, reason) {
-        const data = ws.data as unknown as SocketData
-        if (data.ticket) limits.release(data.ticket)
-        const conn = data.conn
-        if (conn) hub.close(conn, code, reason)
-      },
-      pong(ws) {
-        const conn = (ws.data as unknown as SocketData).conn
-        if (conn) hub.pong(conn)
-      },
-    })
 
   return { app, hub, stats, listeners: net }
 }

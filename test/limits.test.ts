@@ -91,6 +91,20 @@ describe('limits', () => {
     allowed.close()
   })
 
+  test('/ws without an upgrade is a 400 with a JSON reason, and gives its connection slot back; other methods are 404', async () => {
+    const s = await start({ MAX_CONNECTIONS: '1' })
+    const plain = await fetch(`${s.url}/ws`)
+    expect(plain.status).toBe(400)
+    expect(await plain.json()).toEqual({ error: 'bad_request', reason: 'expected a WebSocket upgrade' })
+    const post = await fetch(`${s.url}/ws`, { method: 'POST', body: '{}' })
+    expect(post.status).toBe(404)
+    expect(await post.json()).toEqual({ error: 'not_found' })
+    // MAX_CONNECTIONS=1: the refused request did not keep the only slot.
+    const c = await connect(s.ws)
+    expect(c.welcome.type).toBe('welcome')
+    c.close()
+  })
+
   test('a consumer that stops reading is closed with 4008 and never stalls the room', async () => {
     const s = await start({ MAX_BUFFERED_BYTES: '65536', RATE_LIMIT_PER_SEC: '0' })
     const stalled = await stalledClient(s.port)

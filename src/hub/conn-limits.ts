@@ -3,10 +3,14 @@ import type { UserConnCounter } from '../broker/redis-user-conns'
 export type LimitReason = 'connections' | 'connections_per_ip' | 'connections_per_user'
 export const LIMIT_REASONS: readonly LimitReason[] = ['connections', 'connections_per_ip', 'connections_per_user']
 
-/** One admitted upgrade, from the check before it until its socket closes. */
+/**
+ * One admitted upgrade, from the check before it until its socket closes. The socket's own
+ * record carries these fields (one object a socket fewer); `admit` fills them in.
+ */
 export interface Ticket {
+  /** The address key the socket counts against (set by the caller). */
   ip: string
-  user?: string
+  user: string | undefined
   opened: boolean
   released: boolean
   timer?: ReturnType<typeof setTimeout>
@@ -52,15 +56,16 @@ export function connLimits(opts: {
 
   return {
     /** Node and address limits, before authentication (cheap: a flood is refused before any JWT work). */
-    admit(ip: string): Ticket | LimitReason {
+    admit(t: Ticket): LimitReason | undefined {
       if (opts.maxConnections > 0 && total >= opts.maxConnections) return 'connections'
-      if (opts.perIp > 0 && (byIp.get(ip) ?? 0) >= opts.perIp) return 'connections_per_ip'
+      if (opts.perIp > 0 && (byIp.get(t.ip) ?? 0) >= opts.perIp) return 'connections_per_ip'
       total++
-      add(byIp, ip, 1)
-      const t: Ticket = { ip, opened: false, released: false }
+      add(byIp, t.ip, 1)
+      t.opened = false
+      t.released = false
       t.timer = setTimeout(() => release(t), OPEN_WITHIN_MS)
       t.timer.unref?.()
-      return t
+      return undefined
     },
     /** The user limit, once authentication said who it is. Refused: the ticket is released. */
     async admitUser(t: Ticket, user: string): Promise<LimitReason | undefined> {

@@ -13,7 +13,7 @@ import { CHAT_HEAD, CLOSE, CONTROL_HEAD, DM_HEAD, chatTailOfOwn, eventTail, fram
 import type { Control, ErrorCode, RoomEvent, User } from '../protocol/server-frames'
 import type { Members } from '../members/types'
 import { isDirect } from '../members/types'
-import { allowed } from './connection'
+import { NO_JOINS, allowed } from './connection'
 import { createConversations } from './conversations'
 import { createRooms } from './rooms'
 import { createLifecycle } from './lifecycle'
@@ -473,7 +473,7 @@ export function createHub(deps: HubDeps) {
   const answered = new Set(['chat', 'dm', 'join', 'leave', 'history', 'presence', 'ping', 'rooms', 'edit', 'delete', 'react', 'unreact', 'mute', 'unmute', 'ban', 'unban', 'kick'])
 
   function rateLimited(c: Conn): boolean {
-    if (bucket.take(c.bucket)) return false
+    if (bucket.take(c)) return false
     metrics.rateLimited.inc()
     audit({ event: 'rate_limited', user: c.identity.user.id, conn: c.id })
     const now = performance.now()
@@ -491,19 +491,23 @@ export function createHub(deps: HubDeps) {
   function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: { remote: string; userAgent: string }): Conn {
     identity.user.id = flat(identity.user.id)
     identity.user.name = flat(identity.user.name)
+    const full = bucket.full()
     const c: Conn = {
       id: `${deps.nodeId}-${boot}-${(nextConn++).toString(36)}`,
       ws,
       identity,
       fromJson: flat(userJson(identity.user)),
       rooms: new SmallMap(),
-      joining: new Map(),
+      joining: NO_JOINS,
       member: new SmallSet(),
-      bucket: bucket.create(),
+      loading: undefined,
+      tokens: full.tokens,
+      refilledAt: full.refilledAt,
       strikes: 0,
       lastStrikeAt: 0,
       lastSeen: performance.now(),
       closing: false,
+      muted: undefined,
     }
     conns.set(c.id, c)
     metrics.connections.inc()
@@ -573,9 +577,9 @@ export function createHub(deps: HubDeps) {
       c.ws.subscribe(mine)
       for (const s of sendLater) s()
     })
-    // The joins of the start are done: a map that held entries keeps its grown table (~220
-    // bytes) for the socket's life, an unused new one is a few words.
-    if (c.joining.size === 0) c.joining = new Map()
+    // The joins of the start are done: a map that held entries would keep its grown table
+    // (~220 bytes) for the socket's life.
+    if (c.joining.size === 0) c.joining = NO_JOINS
   }
 
   /** A frame from a client, JSON-parsed. Returns a promise only when the frame needs one. */

@@ -6,6 +6,7 @@ import { eventSeq, frames, isMessageFrame } from '../protocol/server-frames'
 import type { MemberState, User } from '../protocol/server-frames'
 import type { AuditEntry, Store } from '../store/types'
 import type { Role } from '../members/types'
+import { NO_JOINS } from './connection'
 import type { Conn, Joining } from './connection'
 import { FrameError } from './errors'
 
@@ -127,6 +128,7 @@ export function createRooms(deps: RoomsDeps) {
 
     let finish!: () => void
     const joining: Joining = { buffer: [], done: new Promise<void>((r) => (finish = r)) }
+    if (c.joining === NO_JOINS) c.joining = new Map()
     c.joining.set(room, joining)
     let buffers = recovering.get(topic)
     if (!buffers) recovering.set(topic, (buffers = new Set()))
