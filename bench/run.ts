@@ -33,7 +33,7 @@ import { chatFrame, chatTail } from '../src/protocol/server-frames'
 import { Histogram } from './lib/histogram'
 import type { LatencySummary } from './lib/histogram'
 import { BUN, cpuOf, cpuSeconds, fdLimit, openFds, ROOT, rssBytes, startServer, Worker } from './lib/proc'
-import type { Server } from './lib/proc'
+import type { Server, ServerKind } from './lib/proc'
 import { renderTables } from './lib/report'
 import type { Results, RunStats, Skipped } from './lib/report'
 
@@ -229,7 +229,7 @@ function cpuPerDelivery(win: Window, deliveries: number) {
 const GENERATOR_BOUND = 0.9
 
 /** Bun's chat-bench shape: `count` clients that all send, every message to all of them. */
-async function peerFlood(kind: 'bare' | 'chat', count: number, seconds: number) {
+async function peerFlood(kind: ServerKind, count: number, seconds: number) {
   return withServer(
     kind,
     {},
@@ -294,7 +294,7 @@ function notAvailable(r: { code: number | null; stderr: string }, variable: stri
   return undefined
 }
 
-async function withServer<T>(kind: 'bare' | 'chat', env: Record<string, string>, fn: (s: Server) => Promise<T>, profile = false): Promise<T | Skipped> {
+async function withServer<T>(kind: ServerKind, env: Record<string, string>, fn: (s: Server) => Promise<T>, profile = false): Promise<T | Skipped> {
   const r = await startServer(kind, { ...BENCH_ENV, ...(kind === 'chat' ? SERVER_ENV : {}), ...env }, { cpuProfDir: profile ? PROF_DIR : undefined })
   if (!r.ok) return { skipped: `${kind} server did not start (exit ${r.code})`, detail: r.stderr.slice(0, 300) }
   try {
@@ -661,9 +661,11 @@ async function main() {
     log(`chat-bench shape: ${opt.peers} clients all sending, window ${opt.peerWindow}, ${opt.peerS} s`)
     const b = await peerFlood('bare', opt.peers, opt.peerS)
     log('  bare', JSON.stringify(b))
+    const f = await peerFlood('floor', opt.peers, opt.peerS)
+    log('  floor', JSON.stringify(f))
     const c = await peerFlood('chat', opt.peers, opt.peerS)
     log('  chat', JSON.stringify(c))
-    results.scenarios.chatBench = { bare: b as RunStats, chat: c as RunStats }
+    results.scenarios.chatBench = { bare: b as RunStats, chat: c as RunStats, floor: f as RunStats }
   }
   if (ONLY.includes('latency')) {
     results.scenarios.latency = []

@@ -53,8 +53,11 @@ export function openFds(pid: number): number {
   }
 }
 
+/** bare: republishes what it reads; floor: the least a server of this protocol does (servers/floor.ts); chat: chat-server. */
+export type ServerKind = 'bare' | 'floor' | 'chat'
+
 export interface Server {
-  kind: 'bare' | 'chat'
+  kind: ServerKind
   pid: number
   port: number
   proc: Subprocess
@@ -68,12 +71,12 @@ export type StartResult = { ok: true; server: Server } | { ok: false; code: numb
  * once it logs `listening`, or with its exit code and stderr when it exits first.
  */
 export async function startServer(
-  kind: 'bare' | 'chat',
+  kind: ServerKind,
   env: Record<string, string>,
   opts: { cpuProfDir?: string; timeoutMs?: number } = {},
 ): Promise<StartResult> {
   const cwd = mkdtempSync(join(tmpdir(), 'chat-bench-'))
-  const entry = kind === 'bare' ? join(ROOT, 'bench/servers/bare.ts') : join(CHAT_ROOT, 'src/main.ts')
+  const entry = kind === 'chat' ? join(CHAT_ROOT, 'src/main.ts') : join(ROOT, `bench/servers/${kind}.ts`)
   const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`] : []
   const proc = Bun.spawn([BUN, ...prof, entry], {
     cwd,

@@ -50,7 +50,7 @@ export interface Results {
   scenarios: {
     fanout?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     perMessage?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
-    chatBench?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
+    chatBench?: { bare: RunStats | Skipped; chat: RunStats | Skipped; floor?: RunStats | Skipped }
     latency?: { members: number; rate: number; bare: RunStats | Skipped; chat: RunStats | Skipped }[]
     cross?: { flood: RunStats & CrossCpu; paced: RunStats & CrossCpu; members: number; senders: number; rate?: number } | Skipped
     idle?: IdleRow[]
@@ -133,6 +133,12 @@ export function renderTables(r: Results): string {
     out.push(`| | server CPU-s per million deliveries | ${cpuM(b)} | ${cpuM(c)} | ${rc === undefined ? '–' : rc.toFixed(2)} | ≤ 1.2 × bare: ${verdict(rc === undefined ? undefined : rc <= 1.2)} |`)
     out.push(`| | messages/s in; server CPU µs per message | ${n(b?.messagesPerSec)}; ${b?.serverCpuUsPerMessage ?? '–'} | ${n(c?.messagesPerSec)}; ${c?.serverCpuUsPerMessage ?? '–'} | ${ratio(c?.messagesPerSec, b?.messagesPerSec)} | |`)
     out.push(`| | server CPU / generator CPU (% of one core) | ${n(b?.serverCpuPct)} / ${n(b?.generatorCpuPct)} | ${n(c?.serverCpuPct)} / ${n(c?.generatorCpuPct)} | | |`)
+    const f = cb.floor ? get(cb.floor) : undefined
+    if (f) {
+      // bench/servers/floor.ts: JSON parse, seq, UUIDv7, ISO time, encode, publish; nothing else.
+      const fc = f.serverCpuSecPerMDeliveries && b?.serverCpuSecPerMDeliveries ? f.serverCpuSecPerMDeliveries / b.serverCpuSecPerMDeliveries : undefined
+      out.push(`| | the protocol's floor (bench/servers/floor.ts: parse, seq, UUIDv7, ISO time, encode, publish): deliveries/s; server CPU-s per million deliveries (× bare); µs per message | | ${n(f.deliveriesPerSec)}${gb(f)}; ${cpuM(f)} (${fc === undefined ? '–' : fc.toFixed(2)}); ${f.serverCpuUsPerMessage ?? '–'} | chat / floor CPU: ${ratio(c?.serverCpuSecPerMDeliveries, f.serverCpuSecPerMDeliveries)} | |`)
+    }
   }
   for (const [i, la] of (r.scenarios.latency ?? []).entries()) {
     const b = get(la.bare)

@@ -6,12 +6,10 @@ import { Unavailable } from './types'
 import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
-import { Refused, neededMessage, project } from './lifecycle'
+import { MessageStates, Refused, neededMessage, project } from './lifecycle'
 import type { Caps, LoadMessages, MessageState, Standing } from './lifecycle'
 
 const MAX_DEDUPE_KEYS = 200_000
-/** How far past twice HISTORY_LIMIT a room's message state may grow before its oldest go. */
-const MSG_STATE_SLACK = 256
 
 interface RoomLog {
   /** roomTopic(room), made once: the same string each delivery, its hash computed once for every map it is looked up in. */
@@ -25,8 +23,8 @@ interface RoomLog {
   watchers: number
   /** Date.now() of the last append (or of opening). */
   active: number
-  /** The state of the room's recent messages (lifecycle.ts), oldest first; bounded like the log. */
-  msgs: Map<string, MessageState>
+  /** The state of the room's recent messages (lifecycle.ts): the newest 2 × HISTORY_LIMIT at least. */
+  msgs: MessageStates
   standing: Standing
 }
 
@@ -70,7 +68,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new Map(), standing: new Map() }
+        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new MessageStates(opts.historyLimit * 2), standing: new Map() }
         early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
@@ -115,17 +113,6 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing)
     if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
     if (verdict.noop) return { id: draft.event.id, seq: r.seq, duplicate: false, noop: true }
-    // Message state stays bounded: entries beyond twice the log's window go, oldest first, in
-    // chunks: a Map's iterator walks past the slots of earlier deletes, so deleting its first
-    // key once per message cost more than the rest of the append (a quarter of a chat's JS).
-    const keep = opts.historyLimit * 2
-    if (r.msgs.size > keep + MSG_STATE_SLACK) {
-      let drop = r.msgs.size - keep
-      for (const k of r.msgs.keys()) {
-        if (drop-- <= 0) break
-        r.msgs.delete(k)
-      }
-    }
     return ++r.seq
   }
 
