@@ -20,6 +20,8 @@ export interface MessageState {
 export interface MessageStore {
   get(id: string): MessageState | undefined
   set(id: string, state: MessageState): unknown
+  /** The state of a message just made (its id is new: nothing to look up first). */
+  add(id: string, state: MessageState): unknown
 }
 
 /**
@@ -40,13 +42,16 @@ export class MessageStates implements MessageStore {
   }
   set(id: string, state: MessageState) {
     if (this.old.has(id)) this.old.set(id, state)
-    else {
-      if (this.young.size >= this.generation && !this.young.has(id)) {
-        this.old = this.young
-        this.young = new Map()
-      }
-      this.young.set(id, state)
+    else if (this.young.has(id)) this.young.set(id, state)
+    else this.add(id, state)
+    return this
+  }
+  add(id: string, state: MessageState) {
+    if (this.young.size >= this.generation) {
+      this.old = this.young
+      this.young = new Map()
     }
+    this.young.set(id, state)
     return this
   }
   get size() {
@@ -117,7 +122,7 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
       if (!p || p.deleted) return refuse('not_found', `reply_to: no message ${parent} in ${e.room}`)
     }
     // Its body and data are the frame's until an edit: only an edit's are kept here.
-    msgs.set(e.id, { seq, author: e.from.id, reactions: {} })
+    msgs.add(e.id, { seq, author: e.from.id, reactions: {} })
     return OK
   }
   if (e.type === 'moderation') return { ok: true }
