@@ -48,8 +48,18 @@ export function parseFrame(message: string | Buffer): unknown {
   return message === 'true' ? true : message === 'false' ? false : message === 'null' ? null : message
 }
 
-/** Resolves who is connecting, from the upgrade request. */
-export type Authenticate = (req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }) => Promise<Identity | Refusal>
+/**
+ * A young-generation collection every this many upgrades. An upgrade leaves a few KiB of
+ * short-lived objects; in a burst of connections JSC let them pile up between collections, and
+ * the heap's high-water mark stayed in the RSS as free space interleaved with the sockets'
+ * long-lived records (10 000 idle sockets: heap capacity +18 MiB for 10 MiB live, 3.8-4.1 KiB
+ * of RSS a socket; with this, +11 MiB and ~2.8 KiB). `Bun.gc(false)` asks for the collection
+ * without waiting for it; a young collection of objects this short-lived is cheap.
+ */
+const EDEN_GC_EVERY_UPGRADES = 500
+
+/** Resolves who is connecting, from the upgrade request (of its headers, `authorization` is passed). */
+export type Authenticate = (req: { query: Record<string, string | undefined>; headers: { authorization?: string } }) => Promise<Identity | Refusal>
 
 export interface AppDeps {
   config: Config
@@ -167,21 +177,24 @@ export function createApp(deps: AppDeps) {
    * GET /ws: every check before the upgrade (draining, origin, connection limits, who it is),
    * so a refused client costs an HTTP answer and never a socket.
    */
+  /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
+  let upgrades = 0
   async function upgradeRoute(req: Request, server: Server<unknown>): Promise<Response | undefined> {
     if (hub.draining) return json(503, { error: 'unavailable', reason: 'draining' })
-    const headers = Object.fromEntries(req.headers) as Record<string, string | undefined>
-    const origin = headers.origin
+    // Only the headers read here: a copy of them all was ~1 KiB of garbage per connection.
+    const header = (name: string) => req.headers.get(name) ?? undefined
+    const origin = header('origin')
     if (origins && origin !== undefined && !origins.has(origin)) {
       log.warn('origin refused', { origin })
       return json(403, { error: 'forbidden', reason: 'origin_not_allowed' })
     }
-    const remote = clientAddress(server.requestIP(req)?.address, headers['x-forwarded-for'], trusted)
+    const remote = clientAddress(server.requestIP(req)?.address, header('x-forwarded-for'), trusted)
     const socket = new Socket(limitKey(remote))
     const refused = limits.admit(socket)
     if (refused) return overLimit(refused, remote)
     let who: Identity | Refusal
     try {
-      who = await authenticate({ query: queryOf(req.url), headers })
+      who = await authenticate({ query: queryOf(req.url), headers: { authorization: header('authorization') } })
     } catch (err) {
       limits.release(socket)
       log.error('http error', { code: 'UPGRADE', err })
@@ -197,7 +210,8 @@ export function createApp(deps: AppDeps) {
     }
     const over = await limits.admitUser(socket, who.user.id)
     if (over) return overLimit(over, remote, who.user.id)
-    socket.hello = { identity: who, remote, userAgent: headers['user-agent'] ?? '' }
+    socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '' }
+    if (++upgrades % EDEN_GC_EVERY_UPGRADES === 0) Bun.gc(false)
     if (server.upgrade(req, { data: socket })) return undefined
     limits.release(socket)
     return json(400, { error: 'bad_request', reason: 'expected a WebSocket upgrade' })

@@ -1,4 +1,3 @@
-import { SmallSet } from '../hub/small'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Presence, Replay } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
 import type { RoomOrigin } from './types'
@@ -257,25 +256,30 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
   }
 }
 
+/**
+ * Presence in this process: a count of connections per user and room. The hub pairs every
+ * `add` with one `remove` (rooms.ts), so the connections themselves need not be kept: a set of
+ * 5 000 connection ids of one user cost ~100 bytes a socket (docs/performance.md).
+ */
 export function memoryPresence(): Presence {
-  const rooms = new Map<string, Map<string, { user: User; conns: Set<string> }>>()
+  const rooms = new Map<string, Map<string, { user: User; conns: number }>>()
   return {
-    async add(room, user, conn) {
+    async add(room, user) {
       let users = rooms.get(room)
       if (!users) rooms.set(room, (users = new Map()))
       const entry = users.get(user.id)
       if (entry) {
-        entry.conns.add(conn)
+        entry.conns++
         return false
       }
-      users.set(user.id, { user, conns: new SmallSet([conn]) })
+      users.set(user.id, { user, conns: 1 })
       return true
     },
-    async remove(room, userId, conn) {
+    async remove(room, userId) {
       const users = rooms.get(room)
       const entry = users?.get(userId)
-      if (!users || !entry || !entry.conns.delete(conn)) return false
-      if (entry.conns.size > 0) return false
+      if (!users || !entry) return false
+      if (--entry.conns > 0) return false
       users.delete(userId)
       if (users.size === 0) rooms.delete(room)
       return true

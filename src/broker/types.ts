@@ -149,6 +149,7 @@ export function summarize(pos: Position, read: number, user: string, entries: It
 }
 
 /** Who is in which room, cluster-wide. Counted by connection, reported by user. */
+/** Who is in a room. The hub calls `add` once when a connection goes live in a room and `remove` once when it leaves. */
 export interface Presence {
   /** True when this is the user's first connection in the room (a `join` event is due). */
   add(room: string, user: User, conn: string): Promise<boolean>
