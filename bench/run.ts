@@ -348,7 +348,7 @@ async function cross(): Promise<unknown> {
   const env = { ...BENCH_ENV, REDIS_URL: REDIS, REDIS_PREFIX: prefix }
   const a = await startServer('chat', { ...env, NODE_ID: 'bench-a' })
   if (!a.ok) return notAvailable(a, 'REDIS_URL', 'cluster engine') ?? { skipped: `node A did not start (exit ${a.code})`, detail: a.stderr.slice(0, 300) }
-  const b = await startServer('chat', { ...env, NODE_ID: 'bench-b' })
+  const b = await startServer('chat', { ...env, NODE_ID: 'bench-b' }, { cpuProfDir: PROFILE ? PROF_DIR : undefined })
   if (!b.ok) {
     await a.server.stop()
     await cleanRedis(prefix)
@@ -371,6 +371,9 @@ async function cross(): Promise<unknown> {
       }
       const paced = await others(() => pacedPhase(b.server, m.ws, s, m.open, opt.crossS, opt.rate))
       await sleep(0.5)
+      // The flood is compared with scenario 1, whose members count frames without timing them:
+      // the same work per frame for the generator here.
+      for (const w of m.ws) w.send({ cmd: 'timing', on: false })
       const flood = await others(() => floodPhase(b.server, m.ws, s, opt.crossS, false))
       return { flood, paced, members: m.open, senders: opt.senders, rate: opt.rate, redisPrefix: prefix }
     } finally {

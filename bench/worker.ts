@@ -29,6 +29,8 @@ export type Command =
   | { cmd: 'senders'; host: string; port: number; count: number; user: string; waitJoined: boolean; padTo?: number; body?: number }
   | { cmd: 'peers'; host: string; port: number; count: number; user: string; waitJoined: boolean; padTo?: number; body?: number }
   | { cmd: 'peerflood'; window: number }
+  /** Members: time every chat frame (latency mode) or only count them, from now on. */
+  | { cmd: 'timing'; on: boolean }
   | { cmd: 'progress'; everyMs: number }
   | { cmd: 'flood'; credit: number }
   | { cmd: 'credit'; credit: number }
@@ -312,6 +314,9 @@ process.on('message', async (m: Command) => {
       padTo = m.padTo ?? 0
       bodyLen = m.body ?? 40
       await openMany(m, peerFrame)
+      break
+    case 'timing':
+      latency = m.on
       break
     case 'peerflood': {
       let min = Infinity
