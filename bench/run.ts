@@ -32,7 +32,7 @@ import { join } from 'node:path'
 import { chatFrame, chatTail } from '../src/protocol/server-frames'
 import { Histogram } from './lib/histogram'
 import type { LatencySummary } from './lib/histogram'
-import { BUN, cpuOf, cpuSeconds, fdLimit, openFds, ROOT, rssBytes, startServer, Worker } from './lib/proc'
+import { BUN, cpuOf, cpuSeconds, fdLimit, openFds, pin, ROOT, rssBytes, startServer, Worker } from './lib/proc'
 import type { Server, ServerKind } from './lib/proc'
 import { renderTables } from './lib/report'
 import type { Results, RunStats, Skipped } from './lib/report'
@@ -82,6 +82,8 @@ const opt = {
   peers: num('peers', 32, 32),
   peerWindow: Math.max(1, num('peer-window', 32, 32)),
   peerS: num('peer-s', 6, 2),
+  /** 1c: server on CPU 0, generator on CPU 1 (taskset), the same placement for every server. --pin=0: off. */
+  pin: flag('pin') !== '0' && cpus().length >= 2,
   warmupS: num('warmup-s', 1, 0.5),
   idleSettleS: num('idle-settle-s', 2, 1),
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
@@ -235,6 +237,7 @@ async function peerFlood(kind: ServerKind, count: number, seconds: number) {
     {},
     async (server) => {
       const w = new Worker('peers')
+      const pinned = opt.pin && pin(server.pid, 0) && pin(w.pid, 1)
       try {
         const padTo = kind === 'bare' ? chatFrameBytes(BODY) : 0
         const r = await w.request({ cmd: 'peers', host: '127.0.0.1', port: server.port, count, user: 'bench-p', waitJoined: kind === 'chat', padTo, body: BODY }, 'ready')
@@ -256,6 +259,7 @@ async function peerFlood(kind: ServerKind, count: number, seconds: number) {
           closes: st.closes,
           members: r.open,
           window: opt.peerWindow,
+          pinned,
           serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20),
         }
       } finally {

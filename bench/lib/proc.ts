@@ -206,3 +206,16 @@ export class Worker {
 
 /** CPU seconds of several processes, summed. */
 export const cpuOf = (pids: number[]) => pids.reduce((s, p) => s + (cpuSeconds(p) || 0), 0)
+
+/**
+ * Pins a process (and its threads) to one CPU with taskset, when there is one: with the server
+ * on one core and the generator on the other, a run does not depend on where the scheduler
+ * happened to put them. Returns whether it was pinned.
+ */
+export function pin(pid: number, cpu: number): boolean {
+  try {
+    return Bun.spawnSync(['taskset', '-a', '-cp', String(cpu), String(pid)], { stdout: 'ignore', stderr: 'ignore' }).exitCode === 0
+  } catch {
+    return false
+  }
+}
