@@ -12,9 +12,12 @@ export interface MessageState {
   edited_at?: string
   body?: string
   data?: unknown
-  /** reaction → user ids. */
+  /** reaction → user ids; NO_REACTIONS (shared, frozen) until the first. */
   reactions: Record<string, string[]>
 }
+
+/** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
+export const NO_REACTIONS: Record<string, string[]> = Object.freeze({})
 
 /** Where `project` reads and writes message states (a Map, or MessageStates). */
 export interface MessageStore {
@@ -122,7 +125,7 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
       if (!p || p.deleted) return refuse('not_found', `reply_to: no message ${parent} in ${e.room}`)
     }
     // Its body and data are the frame's until an edit: only an edit's are kept here.
-    msgs.add(e.id, { seq, author: e.from.id, reactions: {} })
+    msgs.add(e.id, { seq, author: e.from.id, reactions: NO_REACTIONS })
     return OK
   }
   if (e.type === 'moderation') return { ok: true }
@@ -142,7 +145,7 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
     m.deleted = true
     m.body = undefined
     m.data = undefined
-    m.reactions = {}
+    m.reactions = NO_REACTIONS
     return { ok: true }
   }
   // react
@@ -162,7 +165,10 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
   for (const r in m.reactions) if (m.reactions[r]!.includes(e.from.id)) mine++
   if (mine >= caps.perUser) return refuse('limit', `reaction: at most ${caps.perUser} reactions per user on one message`)
   if (users) users.push(e.from.id)
-  else m.reactions[reaction] = [e.from.id]
+  else {
+    if (m.reactions === NO_REACTIONS) m.reactions = {}
+    m.reactions[reaction] = [e.from.id]
+  }
   return { ok: true }
 }
 
