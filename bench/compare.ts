@@ -26,7 +26,7 @@ const stat = (r: Results, path: (r: Results) => RunStats | undefined, f: (x: Run
 const fmt = (x: number, d = 2) => (Number.isFinite(x) ? (Math.abs(x) >= 1000 ? Math.round(x).toLocaleString('en-US') : x.toFixed(d)) : '–')
 
 type Row = [label: string, path: (r: Results) => RunStats | undefined, f: (x: RunStats) => number | undefined, digits?: number]
-const sc = (k: 'fanout' | 'perMessage' | 'chatBench', side: 'bare' | 'chat') => (r: Results) => r.scenarios[k]?.[side] as RunStats | undefined
+const sc = (k: 'fanout' | 'perMessage' | 'chatBench', side: 'bare' | 'chat' | 'floor') => (r: Results) => (r.scenarios[k] as Record<string, unknown> | undefined)?.[side] as RunStats | undefined
 const cross = (r: Results) => {
   const c = r.scenarios.cross
   return c && !isSkipped(c) ? (c.flood as RunStats) : undefined
@@ -40,6 +40,7 @@ for (const [k, name] of [['chatBench', '1c chat-bench shape'], ['fanout', '1 fan
   rows.push([`${name}: server CPU µs per message, chat`, sc(k, 'chat'), (x) => x.serverCpuUsPerMessage, 2])
   rows.push([`${name}: generator CPU %, chat`, sc(k, 'chat'), (x) => x.generatorCpuPct, 0])
 }
+rows.push(['1c protocol floor (bench/servers/floor.ts): server CPU-s per M deliveries', sc('chatBench', 'floor'), (x) => x.serverCpuSecPerMDeliveries, 3])
 rows.push(['3 cross-node flood: deliveries/s (node B)', cross, (x) => x.deliveriesPerSec, 0])
 rows.push(['3 cross-node flood: node B CPU-s per M deliveries', cross, (x) => x.serverCpuSecPerMDeliveries, 3])
 rows.push(['3 cross-node flood: generator CPU %', cross, (x) => x.generatorCpuPct, 0])
@@ -49,6 +50,8 @@ const ratio = (k: 'fanout' | 'perMessage' | 'chatBench', f: (x: RunStats) => num
 const ratios: [string, (r: Results) => number][] = [
   ['1c: chat / bare deliveries/s (target ≥ 0.85)', ratio('chatBench', (x) => x.deliveriesPerSec)],
   ['1c: chat / bare server CPU per delivery (target ≤ 1.2)', ratio('chatBench', (x) => x.serverCpuSecPerMDeliveries)],
+  ['1c: floor / bare server CPU per delivery', (r) => stat(r, sc('chatBench', 'floor'), (x) => x.serverCpuSecPerMDeliveries) / stat(r, sc('chatBench', 'bare'), (x) => x.serverCpuSecPerMDeliveries)],
+  ['1c: chat / floor server CPU per delivery', (r) => stat(r, sc('chatBench', 'chat'), (x) => x.serverCpuSecPerMDeliveries) / stat(r, sc('chatBench', 'floor'), (x) => x.serverCpuSecPerMDeliveries)],
   ['1: chat / bare deliveries/s', ratio('fanout', (x) => x.deliveriesPerSec)],
   ['1: chat / bare server CPU per delivery', ratio('fanout', (x) => x.serverCpuSecPerMDeliveries)],
   ['1b: chat / bare server CPU per delivery', ratio('perMessage', (x) => x.serverCpuSecPerMDeliveries)],
@@ -63,3 +66,18 @@ console.log('| figure | before | after |')
 console.log('|---|---:|---:|')
 for (const [label, path, f, d] of rows) console.log(`| ${label} | ${fmt(median(groups.before.map((r) => stat(r, path, f))), d)} | ${fmt(median(groups.after.map((r) => stat(r, path, f))), d)} |`)
 for (const [label, f] of ratios) console.log(`| ${label} | ${fmt(median(groups.before.map(f)))} | ${fmt(median(groups.after.map(f)))} |`)
+
+// Scenario 4: RSS per idle socket, by count and server.
+const idleRows = (g: Results[]) => {
+  const out = new Map<string, number[]>()
+  for (const r of g)
+    for (const row of (r.scenarios.idle ?? []) as { kind?: string; count?: number; open?: number; perConnKiB?: number }[]) {
+      if (row.perConnKiB === undefined) continue
+      const k = `4 idle, ${row.kind}, ${row.count} sockets asked (at most the open-file limit allows): RSS KiB per socket`
+      out.set(k, [...(out.get(k) ?? []), row.perConnKiB])
+    }
+  return out
+}
+const ib = idleRows(groups.before)
+const ia = idleRows(groups.after)
+for (const k of new Set([...ib.keys(), ...ia.keys()])) console.log(`| ${k} | ${fmt(median(ib.get(k) ?? []))} (${(ib.get(k) ?? []).join(', ')}) | ${fmt(median(ia.get(k) ?? []))} (${(ia.get(k) ?? []).join(', ')}) |`)
