@@ -350,7 +350,7 @@ async function latency(kind: 'bare' | 'chat', members: number, rate: number) {
 async function cross(): Promise<unknown> {
   const prefix = `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}:`
   const env = { ...BENCH_ENV, REDIS_URL: REDIS, REDIS_PREFIX: prefix }
-  const a = await startServer('chat', { ...env, NODE_ID: 'bench-a' })
+  const a = await startServer('chat', { ...env, NODE_ID: 'bench-a' }, { cpuProfDir: PROFILE ? PROF_DIR : undefined })
   if (!a.ok) return notAvailable(a, 'REDIS_URL', 'cluster engine') ?? { skipped: `node A did not start (exit ${a.code})`, detail: a.stderr.slice(0, 300) }
   const b = await startServer('chat', { ...env, NODE_ID: 'bench-b' }, { cpuProfDir: PROFILE ? PROF_DIR : undefined })
   if (!b.ok) {
