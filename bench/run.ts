@@ -86,7 +86,7 @@ const opt = {
   pin: flag('pin') !== '0' && cpus().length >= 2,
   warmupS: num('warmup-s', 1, 0.5),
   idleSettleS: num('idle-settle-s', 2, 1),
-  idle: (flag('idle') ?? (QUICK ? '2000,5000' : '20000,50000')).split(',').map(Number),
+  idle: (flag('idle') ?? (QUICK ? '2000,5000' : '10000,20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
 }
 for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)

@@ -185,6 +185,8 @@ export function renderTables(r: Results): string {
           } else target = '< 1.5 GiB'
         }
       }
+      // Issue 15: at most 3 KiB of RSS per idle authenticated socket, at every count measured.
+      if (c && !c.skipped && c.perConnKiB !== undefined) target = `≤ 3 KiB per socket: ${verdict(c.perConnKiB <= 3)}${target ? `; ${target}` : ''}`
       out.push(`| 4 idle: ${n(count)} sockets | server RSS per connection | ${cell(b)} | ${cell(c)} | ${ratio(c?.perConnKiB, b?.perConnKiB)} | ${target} |`)
     }
   }
