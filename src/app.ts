@@ -134,10 +134,10 @@ export function createApp(deps: AppDeps) {
   /**
    * A socket's data, from the upgrade on. Elysia's Bun handlers call `ws.data.open` (and
    * `message`, `close`, `pong`) with Bun's own socket. The upgrade is a Bun route (see below),
-   * not Elysia's ws route: that one keeps the whole request context and a closure per event on
-   * every socket, and leaves some 50 objects of garbage per upgrade (3.9 KiB of RSS a socket,
-   * measured in docs/performance.md). This is one small object, its handlers on the prototype,
-   * frames parsed as Elysia parses them.
+   * not Elysia's ws route: that one builds the whole request context, a closure per event and
+   * a copy of it all per upgrade (~0.6 KiB of RSS a socket, docs/performance.md). This is one
+   * small object, its handlers on the prototype, frames parsed as Elysia parses them; it also
+   * holds the socket's admission ticket.
    */
   class Socket implements Ticket {
     conn: Conn | undefined = undefined
@@ -174,12 +174,12 @@ export function createApp(deps: AppDeps) {
     return q < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(q + 1)))
   }
 
+  /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
+  let upgrades = 0
   /**
    * GET /ws: every check before the upgrade (draining, origin, connection limits, who it is),
    * so a refused client costs an HTTP answer and never a socket.
    */
-  /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
-  let upgrades = 0
   async function upgradeRoute(req: Request, server: Server<unknown>): Promise<Response | undefined> {
     if (hub.draining) return json(503, { error: 'unavailable', reason: 'draining' })
     // Only the headers read here: a copy of them all was ~1 KiB of garbage per connection.

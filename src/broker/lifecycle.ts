@@ -19,10 +19,9 @@ export interface MessageState {
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
 export const NO_REACTIONS: Record<string, string[]> = Object.freeze({})
 
-/** Where `project` reads and writes message states (a Map, or MessageStates). */
+/** Where `project` reads message states and adds new ones (MessageStates). */
 export interface MessageStore {
   get(id: string): MessageState | undefined
-  set(id: string, state: MessageState): unknown
   /** The state of a message just made (its id is new: nothing to look up first). */
   add(id: string, state: MessageState): unknown
 }
