@@ -3,12 +3,11 @@
  * probe preloaded, reads RSS and JSC's heap (objects by type, after a full GC) before and after
  * opening `count` idle sockets, and prints the difference per socket.
  *
- *   bun run bench/idle-memory.ts [--count=10000] [--users=same|distinct] [--kind=chat|bare] [--top=25] [--root=<checkout>] [--census] [--smol] [--env=K=V,…]
+ *   bun run bench/idle-memory.ts [--count=10000] [--users=same|distinct] [--kind=chat|bare] [--top=25] [--root=<checkout>] [--census] [--env=K=V,…]
  *
  * --census also prints heap-snapshot nodes per socket with their bytes, and the bytes of the
  * butterflies (out-of-line storage) of Maps and Sets; --env=HEAP_DUMP=/tmp/snap writes the
- * snapshots; --env=PROBE_SHRINK=1 calls Bun.shrink() before each reading (what the heap would
- * give back).
+ * snapshots.
  *
  * `--users=same`: every socket of a generator process is the same named user (scenario 4 of
  * `npm run bench`); `distinct`: one user per socket (its own user topic, membership, presence).
@@ -35,7 +34,7 @@ let onHeap: ((h: Heap) => void) | undefined
 let onCensus: ((c: Record<string, number>) => void) | undefined
 /** --census: also a V8-format heap snapshot before and after, nodes by type and name (strings by text). */
 const CENSUS = process.argv.includes('--census')
-const proc = Bun.spawn([BUN, ...(process.argv.includes('--smol') ? ['--smol'] : []), '--preload', join(ROOT, 'bench/lib/heap-probe.ts'), entry], {
+const proc = Bun.spawn([BUN, '--preload', join(ROOT, 'bench/lib/heap-probe.ts'), entry], {
   cwd: mkdtempSync(join(tmpdir(), 'chat-idle-')),
   env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', RATE_LIMIT_PER_SEC: '0', IDLE_TIMEOUT_S: '960', LOG_LEVEL: 'warn', ENABLE_DEMO: 'false', APP_ENV: 'development', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...EXTRA_ENV },
   stdin: 'ignore',

@@ -20,7 +20,7 @@ import type { UserConnCounter } from './broker/redis-user-conns'
 import { docsRoutes } from './http/docs'
 import { adminRoutes } from './http/admin'
 import { nodeStats } from './broker/node-stats'
-import { validationReason } from './http/route-spec'
+import { json, validationReason } from './http/route-spec'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
@@ -168,7 +168,6 @@ export function createApp(deps: AppDeps) {
     }
   }
 
-  const json = (status: number, body: unknown) => Response.json(body, { status })
   const queryOf = (url: string): Record<string, string> => {
     const q = url.indexOf('?')
     return q < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(q + 1)))

@@ -51,7 +51,6 @@ process.on('message', (m: { cmd?: string }) => {
     return process.send!({ ev: 'census', census: census() })
   }
   if (m?.cmd !== 'heap') return
-  if (process.env.PROBE_SHRINK) (Bun as unknown as { shrink(): void }).shrink()
   Bun.gc(true)
   Bun.gc(true)
   const h = heapStats()

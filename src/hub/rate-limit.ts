@@ -7,7 +7,7 @@ export interface Bucket {
 
 export function tokenBucket(perSec: number, burst: number) {
   return {
-    /** A full bucket's fields, to spread into the record that holds them. */
+    /** A full bucket's fields, for the record that holds them (the connection). */
     full: (): Bucket => ({ tokens: burst, refilledAt: performance.now() }),
     take(b: Bucket): boolean {
       if (perSec === 0) return true
