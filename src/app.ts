@@ -21,6 +21,7 @@ import { docsRoutes } from './http/docs'
 import { adminRoutes } from './http/admin'
 import { nodeStats } from './broker/node-stats'
 import { json, validationReason } from './http/route-spec'
+import { CLOSE } from './protocol/server-frames'
 import { opsRoutes } from './http/ops'
 import type { Check } from './http/ops'
 import { log } from './log'
@@ -152,12 +153,18 @@ export function createApp(deps: AppDeps) {
     open(ws: ServerWebSocket<unknown>) {
       const { identity, remote, userAgent } = this.hello!
       this.hello = undefined
-      limits.opened(this)
+      if (!limits.opened(this)) {
+        // Opened after its admission was given back: it would count against no limit. 1001
+        // (as a draining node says it) makes the client reconnect and resume.
+        ws.close(CLOSE.goingAway, 'admission expired: reconnect')
+        return
+      }
       this.conn = hub.open(ws, identity, { remote, userAgent })
     }
     message(_ws: unknown, message: string | Buffer) {
-      const p = hub.message(this.conn!, parseFrame(message))
-      if (p) p.catch((err) => log.error('frame failed', { conn: this.conn!.id, err }))
+      if (!this.conn) return
+      const p = hub.message(this.conn, parseFrame(message))
+      if (p) p.catch((err) => log.error('frame failed', { conn: this.conn?.id, err }))
     }
     close(_ws: unknown, code: number, reason: string) {
       limits.release(this)
@@ -212,6 +219,7 @@ export function createApp(deps: AppDeps) {
     if (over) return overLimit(over, remote, who.user.id)
     socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '' }
     if (++upgrades % EDEN_GC_EVERY_UPGRADES === 0) Bun.gc(false)
+    limits.upgrading(socket)
     if (server.upgrade(req, { data: socket })) return undefined
     limits.release(socket)
     return json(400, { error: 'bad_request', reason: 'expected a WebSocket upgrade' })

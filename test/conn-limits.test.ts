@@ -2,6 +2,8 @@
 // refused before the upgrade with 429; TRUST_PROXY decides when X-Forwarded-For is believed.
 import { afterAll, describe, expect, test } from 'bun:test'
 import { clientAddress, limitKey, parseRange, trustedProxies } from '../src/http/client-ip'
+import { connLimits } from '../src/hub/conn-limits'
+import type { Ticket } from '../src/hub/conn-limits'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
@@ -33,6 +35,37 @@ const refusedCount = async (s: RunningServer, reason: string) => {
   const m = new RegExp(`^chat_connections_refused_total\\{reason="${reason}"\\} (\\d+)`, 'm').exec(text)
   return m ? Number(m[1]) : 0
 }
+
+describe('admission tickets', () => {
+  const ticket = (): Ticket => ({ ip: '127.0.0.1', user: undefined, opened: false, released: false })
+
+  test('authentication slower than the open window: the upgrade is still counted once it opens', async () => {
+    const limits = connLimits({ maxConnections: 1, perIp: 0, perUser: 0, openWithinMs: 30 })
+    const t = ticket()
+    expect(limits.admit(t)).toBeUndefined()
+    await Bun.sleep(60) // a slow JWKS fetch
+    expect(await limits.admitUser(t, 'u')).toBeUndefined()
+    limits.upgrading(t)
+    expect(limits.opened(t)).toBe(true)
+    expect(limits.total).toBe(1)
+    expect(limits.admit(ticket())).toBe('connections')
+    limits.release(t)
+    expect(limits.total).toBe(0)
+  })
+
+  test('a socket that opens after its ticket was given back is refused, never kept uncounted', async () => {
+    const limits = connLimits({ maxConnections: 1, perIp: 0, perUser: 0, openWithinMs: 20 })
+    const t = ticket()
+    limits.admit(t)
+    limits.upgrading(t)
+    await Bun.sleep(50)
+    expect(limits.total).toBe(0)
+    expect(limits.opened(t)).toBe(false)
+    expect(limits.total).toBe(0)
+    limits.release(t) // its close: nothing given back twice
+    expect(limits.total).toBe(0)
+  })
+})
 
 describe('client address', () => {
   test('X-Forwarded-For is believed only from a trusted proxy, read from the right', () => {

@@ -124,6 +124,29 @@ describe('webhooks, one node', () => {
     expect(r.delivered().map((e) => e.type)).toEqual(['message.created', 'message.created', 'user.offline'])
   })
 
+  plainTest('WEBHOOK_EVENTS=message.created alone: offline lists only members with no live connection', async () => {
+    const r = receiver()
+    const s = await server({ WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created' })
+    const member = async (user: string) => {
+      const c = await connect(s.ws, { user })
+      await c.next({ type: 'joined' })
+      expect((await c.request({ type: 'join', room: 'crew', member: true })).type).toBe('joined')
+      return c
+    }
+    // carol is a member of the room, and gone.
+    const carol = await member('carol')
+    carol.close()
+    await carol.closed
+    const bob = await member('bob')
+    const alice = await member('alice')
+    const [id] = await chat(alice, 1, 'crew')
+    await until(() => byMessage(r.delivered()).has(id!), 'message.created')
+    const m = created(r.delivered()).find((e) => e.message.id === id)!
+    expect(m.offline).toEqual(['carol'])
+    bob.close()
+    alice.close()
+  })
+
   plainTest('the receiver answering 500 for a while: every event arrives once it is back, once per id', async () => {
     const r = receiver()
     r.mode = 'fail'

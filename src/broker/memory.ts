@@ -10,9 +10,16 @@ import type { Caps, LoadMessages, MessageState, Standing } from './lifecycle'
 
 const MAX_DEDUPE_KEYS = 200_000
 
+/**
+ * The last seq in the log: what readers see. A seq taken but not yet committed by the store is
+ * nobody's to read (its frame is not in the log yet), so positions, replays and summaries stop here.
+ */
+const top = (r: RoomLog) => r.first + r.frames.length - 1
+
 interface RoomLog {
   /** roomTopic(room), made once: the same string each delivery, its hash computed once for every map it is looked up in. */
   topic: string
+  /** The last seq taken. With a store it may run ahead of the log while commits are awaited: see `top`. */
   seq: number
   epoch: string
   /** frames[i] has seq `first + i`. */
@@ -59,6 +66,10 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
   /** Rooms whose origin is being read: their first appends wait for it, in order. */
   const opening = new Map<string, Promise<RoomLog>>()
   const dedupe = new Map<string, { at: number; value: unknown }>()
+  /** Appends with a retry key that are not answered yet, by scoped key. */
+  const inflight = new Map<string, Promise<Accepted>>()
+  /** A retry key belongs to its room (as in Redis, where it lives in the room's slot). */
+  const scoped = (room: string, key: string) => `${room}\n${key}`
   let deliver: Deliver = () => {}
 
   function log(room: string): RoomLog | Promise<RoomLog> {
@@ -111,7 +122,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
   function sequence(r: RoomLog, draft: EventDraft): number | Accepted {
     const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing)
     if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
-    if (verdict.noop) return { id: draft.event.id, seq: r.seq, duplicate: false, noop: true }
+    if (verdict.noop) return { id: draft.event.id, seq: top(r), duplicate: false, noop: true }
     return ++r.seq
   }
 
@@ -138,6 +149,24 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     return accepted
   }
 
+  /** One append whose retry key (scoped to the room) is `k`; the caller has checked it is new. */
+  async function appendOnce(room: string, draft: EventDraft, k: string | undefined, except: string | undefined): Promise<Accepted> {
+    const l = log(room)
+    // Synchronous when the room is open, so that appends keep the order they were made in.
+    const r = l instanceof Promise ? await l : l
+    if (opts.store && !opts.store.accepting()) throw new Unavailable('the store is not keeping up: message refused')
+    const needed = neededMessage(draft.event)
+    if (needed !== undefined && opts.loadMessages && !r.msgs.has(needed)) {
+      const loaded = (await opts.loadMessages(room, [needed])).get(needed)
+      if (loaded && !r.msgs.has(needed)) r.msgs.set(needed, loaded)
+    }
+    const s = sequence(r, draft)
+    if (typeof s !== 'number') return s
+    // Commits resolve in seq order, so deliveries keep it too.
+    if (opts.store) await opts.store.save([{ ...draft.event, seq: s }])
+    return publish(room, r, s, draft, k, except)
+  }
+
   const sweep = setInterval(() => {
     const now = Date.now()
     for (const [key, entry] of dedupe) if (entry.at < now - DEDUPE_WINDOW_MS) dedupe.delete(key)
@@ -150,47 +179,39 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     async start(d) {
       deliver = d
     },
-    async append(room, draft, key, except): Promise<Accepted> {
-      const prior = key === undefined ? undefined : (remembered(key) as Accepted | undefined)
-      if (prior) return { ...prior, duplicate: true }
-      const l = log(room)
-      // Synchronous when the room is open, so that appends keep the order they were made in.
-      const r = l instanceof Promise ? await l : l
-      if (opts.store && !opts.store.accepting()) throw new Unavailable('the store is not keeping up: message refused')
-      const needed = neededMessage(draft.event)
-      if (needed !== undefined && opts.loadMessages && !r.msgs.has(needed)) {
-        const loaded = (await opts.loadMessages(room, [needed])).get(needed)
-        if (loaded && !r.msgs.has(needed)) r.msgs.set(needed, loaded)
-      }
-      const s = sequence(r, draft)
-      if (typeof s !== 'number') return s
-      // Commits resolve in seq order, so deliveries keep it too.
-      if (opts.store) await opts.store.save([{ ...draft.event, seq: s }])
-      return publish(room, r, s, draft, key, except)
+    append(room, draft, key, except): Promise<Accepted> {
+      if (key === undefined) return appendOnce(room, draft, undefined, except)
+      const k = scoped(room, key)
+      const prior = remembered(k) as Accepted | undefined
+      if (prior) return Promise.resolve({ ...prior, duplicate: true })
+      // A copy that arrives while the first is still waiting (for the room's origin, for the
+      // store's commit) shares its outcome: it must not be sequenced a second time.
+      const pending = inflight.get(k)
+      if (pending) return pending.then((a) => ({ ...a, duplicate: true }))
+      const p = appendOnce(room, draft, k, except)
+      inflight.set(k, p)
+      const settled = () => inflight.delete(k)
+      p.then(settled, settled)
+      return p
     },
     appendNow(room, draft, key, except) {
       if (opts.store) return undefined
       const r = rooms.get(room)
       if (!r) return undefined
-      const prior = key === undefined ? undefined : (remembered(key) as Accepted | undefined)
-      if (prior) return { ...prior, duplicate: true }
+      const k = key === undefined ? undefined : scoped(room, key)
+      if (k !== undefined) {
+        const prior = remembered(k) as Accepted | undefined
+        if (prior) return { ...prior, duplicate: true }
+        if (inflight.has(k)) return undefined
+      }
       const needed = neededMessage(draft.event)
       if (needed !== undefined && opts.loadMessages && !r.msgs.has(needed)) return undefined
       const s = sequence(r, draft)
       if (typeof s !== 'number') return s
-      return publish(room, r, s, draft, key, except)
+      return publish(room, r, s, draft, k, except)
     },
     async relay(topic, frame, except) {
       deliver(topic, frame, except)
-    },
-    async claim(key, value) {
-      const prior = remembered(key) as string | undefined
-      if (prior !== undefined) return prior
-      remember(key, value)
-      return undefined
-    },
-    async unclaim(key) {
-      dedupe.delete(key)
     },
     async watch(topic) {
       if (!topic.startsWith('r:')) return
@@ -213,20 +234,21 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     },
     async position(room): Promise<Position> {
       const r = await log(room)
-      return { seq: r.seq, epoch: r.epoch }
+      return { seq: top(r), epoch: r.epoch }
     },
     async since(room, since): Promise<Replay> {
       const r = await log(room)
       const epoch = r.epoch
+      const seq = top(r)
       const kept = r.first + r.frames.length - opts.historyLimit // first seq within the promised window
       const oldest = Math.max(r.first, kept)
-      if (since > r.seq) return { seq: r.seq, epoch, frames: [], complete: false }
-      return { seq: r.seq, epoch, frames: r.frames.slice(Math.max(since + 1, oldest) - r.first), complete: since + 1 >= oldest }
+      if (since > seq) return { seq, epoch, frames: [], complete: false }
+      return { seq, epoch, frames: r.frames.slice(Math.max(since + 1, oldest) - r.first), complete: since + 1 >= oldest }
     },
     async page(room, before, limit): Promise<Page> {
       const r = await log(room)
       const oldest = Math.max(r.first, r.first + r.frames.length - opts.historyLimit)
-      const end = Math.min(before === undefined ? r.seq + 1 : before, r.seq + 1) // exclusive
+      const end = Math.min(before === undefined ? top(r) + 1 : before, top(r) + 1) // exclusive
       const start = Math.max(oldest, end - limit)
       if (end <= start) return { frames: [], more: false }
       return { frames: r.frames.slice(start - r.first, end - r.first), more: start > oldest }
@@ -234,10 +256,11 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     async summary(room, read, user) {
       const r = await log(room)
       const kept = Math.max(r.first, r.first + r.frames.length - opts.historyLimit)
+      const seq = top(r)
       function* newestFirst(): Generator<[number, string]> {
-        for (let seq = r.seq; seq >= kept; seq--) yield [seq, r.frames[seq - r.first]!]
+        for (let s = seq; s >= kept; s--) yield [s, r.frames[s - r.first]!]
       }
-      return summarize({ seq: r.seq, epoch: r.epoch }, read, user, newestFirst(), isMessageFrame)
+      return summarize({ seq, epoch: r.epoch }, read, user, newestFirst(), isMessageFrame)
     },
     async messages(room, ids) {
       const r = await log(room)

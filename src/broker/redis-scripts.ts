@@ -316,8 +316,8 @@ export function redisKeys(P: string) {
   return {
     state: (room: string) => `${P}{${room}}:state`,
     log: (room: string) => `${P}{${room}}:log`,
-    /** Retry keys: with the room's tag when the room's script reads them. */
-    dedupe: (k: string, room?: string) => (room === undefined ? `${P}dedupe:${k}` : `${P}{${room}}:dedupe:${k}`),
+    /** Retry keys belong to their room: in its slot, read by its APPEND script. */
+    dedupe: (k: string, room: string) => `${P}{${room}}:dedupe:${k}`,
     /** Topic `r:<room>` -> `P{<room>}:ch:r`, `u:<user>` -> `P{<user>}:ch:u`. */
     channel: (topic: string) => {
       const i = topic.indexOf(':')

@@ -432,14 +432,6 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     async relay(topic, frame, except) {
       await publish(key.channel(topic), except ? `${except}\n${frame}` : frame)
     },
-    async claim(k, value) {
-      const ok = await cmd.set(key.dedupe(k), value, 'PX', DEDUPE_WINDOW_MS, 'NX')
-      if (ok === 'OK') return undefined
-      return (await cmd.get(key.dedupe(k))) ?? value
-    },
-    async unclaim(k) {
-      await cmd.del(key.dedupe(k))
-    },
     async watch(topic) {
       const w = watched.get(topic)
       if (w) {

@@ -62,6 +62,8 @@ export interface Broker {
   /**
    * Assigns the room's next seq, appends the event to its log and delivers it to every node,
    * as one step. `except` names a connection that must not receive it (the sender of a dm).
+   * `dedupe` is a retry key, scoped to the room: a copy with the same key, before or while the
+   * first is appended, answers the first's ack (`duplicate`) and appends nothing.
    */
   append(room: string, draft: EventDraft, dedupe?: string, except?: string): Promise<Accepted>
   /**
@@ -72,12 +74,6 @@ export interface Broker {
   appendNow?(room: string, draft: EventDraft, dedupe?: string, except?: string): Accepted | undefined
   /** Delivers a frame that is not sequenced (DM, typing, presence event) to every node. */
   relay(topic: string, frame: string, except?: string): Promise<void>
-  /**
-   * Claims `key` for `value` within the dedupe window: undefined when claimed now, else the
-   * value of the earlier claim (the send is a retry). `unclaim` releases a claim whose send failed.
-   */
-  claim(key: string, value: string): Promise<string | undefined>
-  unclaim(key: string): Promise<void>
   /** This node wants (or no longer wants) the topic's traffic. Counted: N watches need N unwatches. */
   watch(topic: string): Promise<void>
   unwatch(topic: string): void

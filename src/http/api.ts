@@ -7,7 +7,7 @@ import type { Hub } from '../hub/hub'
 import { FrameError, dedupeKey } from '../hub/hub'
 import { log } from '../log'
 import { messageFields } from '../protocol/client-frames'
-import { apiRoute, json, requireApiKey } from './route-spec'
+import { apiRoute, frameErrorResponse, json, requireApiKey } from './route-spec'
 import { SYSTEM_USER } from '../auth/system'
 import { deeperThan } from '../protocol/json-depth'
 
@@ -72,7 +72,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
           hub.audit({ event: 'api_publish', room: target, detail: { msg: a.id, seq: a.seq } })
           return { id: a.id, room: target, seq: a.seq }
         } catch (err) {
-          if (err instanceof FrameError) return json(503, { error: err.code, reason: err.message })
+          if (err instanceof FrameError) return frameErrorResponse(err)
           throw err
         }
       },

@@ -25,6 +25,9 @@ export const json = (status: number, body: unknown) =>
 /** The HTTP status of a frame error code, for routes that call the hub. */
 const STATUS: Record<string, number> = { bad_request: 400, forbidden: 403, not_found: 404, limit: 409, unavailable: 503 }
 
+/** A FrameError from the hub as the API answers it: its code and reason, with the matching status. */
+export const frameErrorResponse = (err: FrameError) => json(STATUS[err.code] ?? 400, { error: err.code, reason: err.message })
+
 /**
  * Runs a route's work: a FrameError from the hub becomes its JSON error with the matching
  * status; anything else while a dependency (`problem()`) is down becomes 503.
@@ -35,7 +38,7 @@ export const answerWith =
     try {
       return await work()
     } catch (err) {
-      if (err instanceof FrameError) return json(STATUS[err.code] ?? 400, { error: err.code, reason: err.message })
+      if (err instanceof FrameError) return frameErrorResponse(err)
       const down = problem()
       if (down) return json(503, { error: 'unavailable', reason: down })
       throw err

@@ -16,7 +16,7 @@ export interface Ticket {
   timer?: ReturnType<typeof setTimeout>
 }
 
-/** An upgrade that was admitted but whose socket never opened is given back after this. */
+/** An upgrade handed to Bun whose socket never opened is given back after this. */
 const OPEN_WITHIN_MS = 10_000
 
 /**
@@ -31,7 +31,9 @@ export function connLimits(opts: {
   perUser: number
   /** Cluster-wide user counts (Redis); undefined = this node's counts. */
   users?: UserConnCounter
+  openWithinMs?: number
 }) {
+  const openWithin = opts.openWithinMs ?? OPEN_WITHIN_MS
   let total = 0
   const byIp = new Map<string, number>()
   const byUser = new Map<string, number>()
@@ -63,8 +65,6 @@ export function connLimits(opts: {
       add(byIp, t.ip, 1)
       t.opened = false
       t.released = false
-      t.timer = setTimeout(() => release(t), OPEN_WITHIN_MS)
-      t.timer.unref?.()
       return undefined
     },
     /** The user limit, once authentication said who it is. Refused: the ticket is released. */
@@ -77,20 +77,24 @@ export function connLimits(opts: {
         }
         if (!opts.users) add(byUser, user, 1)
         t.user = user
-        if (t.released) {
-          // The ticket timed out while Redis answered: give the count straight back.
-          t.released = false
-          total++
-          add(byIp, t.ip, 1)
-          release(t)
-        }
       }
       return undefined
     },
-    opened(t: Ticket) {
-      t.opened = true
+    /**
+     * The upgrade is handed to Bun: from now on the ticket is given back if no socket opens in
+     * time. (Not before: however long authentication takes, the caller releases on every answer.)
+     */
+    upgrading(t: Ticket) {
+      t.timer = setTimeout(() => release(t), openWithin)
+      t.timer.unref?.()
+    },
+    /** The socket opened: false when its ticket was already given back (it must not stay, uncounted). */
+    opened(t: Ticket): boolean {
       clearTimeout(t.timer)
       t.timer = undefined // a cleared timer kept here would keep its object and closure for the socket's life
+      if (t.released) return false
+      t.opened = true
+      return true
     },
     release,
     get total() {

@@ -2,7 +2,7 @@ import type { Server, ServerWebSocket } from 'bun'
 import type { Accepted, Broker, EventDraft, Position } from '../broker/types'
 import { isoNow } from './clock'
 import { SmallMap, SmallSet, flat } from './small'
-import { Unavailable, roomTopic, userTopic } from '../broker/types'
+import { roomTopic, userTopic } from '../broker/types'
 import type { AuditEntry, Store } from '../store/types'
 import type { Config } from '../config'
 import { log } from '../log'
@@ -24,7 +24,8 @@ import { tokenBucket } from './rate-limit'
 import type { HubWebhooks } from '../webhooks'
 import type { EventInput } from '../webhooks/events'
 import { chatFrame } from '../protocol/server-frames'
-import { Refused, mutedMessage } from '../broker/lifecycle'
+import { mutedMessage } from '../broker/lifecycle'
+import { appender, notAccepted } from './append'
 
 export interface HubDeps {
   config: Config
@@ -183,10 +184,11 @@ export function createHub(deps: HubDeps) {
     store?.audit(entry)
   }
 
+  const append = appender(broker, metrics)
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember, removeMember })
   const { join, leave, page } = rooms
   const emit = webhooks?.emit && ((e: EventInput) => webhooks.emit!(e))
-  const lifecycle = createLifecycle({ broker, store, emit })
+  const lifecycle = createLifecycle({ broker, append, store, emit })
   const conversations = createConversations({
     config,
     broker,
@@ -195,7 +197,7 @@ export function createHub(deps: HubDeps) {
     emit: webhooks?.emit,
     present: async (room, frames, viewer) => (await lifecycle.present(room, { frames, more: false }, viewer)).frames,
   })
-  const moderation = createModeration({ broker, members: memberships, audit, emit })
+  const moderation = createModeration({ broker, append, members: memberships, audit, emit })
 
   /** Joins (or refuses) a room the connection asked for: the token's rooms, a direct room's pair. */
   async function mayUse(c: Conn, room: string, verb: string) {
@@ -264,7 +266,7 @@ export function createHub(deps: HubDeps) {
     try {
       accepted = broker.appendNow(room, m, f.id && dedupeKey('chat', room, from.id, f.id))
     } catch (err) {
-      throw notAccepted(room, err)
+      throw notAccepted(metrics, room, 'chat', err)
     }
     if (!accepted) return false
     published(room, from, m.tail, accepted)
@@ -297,21 +299,9 @@ export function createHub(deps: HubDeps) {
   /** Sequences and fans out one chat message (from a client or the publish API). */
   async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string) {
     const m = draft(room, from, body, data, fromJson, replyTo)
-    try {
-      const accepted = await broker.append(room, m, dedupe || undefined)
-      published(room, from, m.tail, accepted)
-      return accepted
-    } catch (err) {
-      throw notAccepted(room, err)
-    }
-  }
-
-  function notAccepted(room: string, err: unknown) {
-    if (err instanceof Refused) return new FrameError(err.code, err.message)
-    if (err instanceof Unavailable) return new FrameError('unavailable', `the message was not accepted: ${err.message}`)
-    metrics.brokerErrors.inc()
-    log.warn('message not accepted', { room, err })
-    return new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
+    const accepted = await append(room, m, dedupe)
+    published(room, from, m.tail, accepted)
+    return accepted
   }
 
   /** A dm is a message of the pair's direct room; the sending connection does not get it back. */
@@ -324,15 +314,7 @@ export function createHub(deps: HubDeps) {
     const event = { type: 'dm' as const, id, room, from, body: f.body, data: f.data, ts: isoNow(), extra: { to: f.to } }
     const key = f.id && dedupeKey('dm', from.id, f.id)
     const draftTail = eventTail(event)
-    let accepted
-    try {
-      accepted = await broker.append(room, { event, head: DM_HEAD, tail: draftTail }, key || undefined, c.id)
-    } catch (err) {
-      if (err instanceof Unavailable) throw new FrameError('unavailable', `the message was not accepted: ${err.message}`)
-      metrics.brokerErrors.inc()
-      log.warn('dm not accepted', { conn: c.id, err })
-      throw new FrameError('unavailable', 'the message was not accepted: the broker is unavailable')
-    }
+    const accepted = await append(room, { event, head: DM_HEAD, tail: draftTail }, key, c.id)
     if (!accepted.duplicate) {
       metrics.published.inc()
       webhooks?.created?.(room, from, DM_HEAD + accepted.seq + draftTail)

@@ -1,6 +1,6 @@
 import type { Broker, Page } from '../broker/types'
-import { Unavailable } from '../broker/types'
-import { Refused, current, messageIdOf } from '../broker/lifecycle'
+import { current, messageIdOf } from '../broker/lifecycle'
+import type { Append } from './append'
 import { eventFrame, eventHead, eventTail, isMessageFrame } from '../protocol/server-frames'
 import type { EventType, RoomEvent, User } from '../protocol/server-frames'
 import { FrameError } from './errors'
@@ -16,24 +16,18 @@ const hookType = (type: EventType, op: unknown) =>
  * Edits, deletes and reactions: each is an event of the room's log, checked against the
  * message's state by the sequencer (the broker) in the same step as its append.
  */
-export function createLifecycle(deps: { broker: Broker; store?: Pick<Store, 'messages'>; emit?: (e: EventInput) => void }) {
-  const { broker, store, emit } = deps
+export function createLifecycle(deps: { broker: Broker; append: Append; store?: Pick<Store, 'messages'>; emit?: (e: EventInput) => void }) {
+  const { broker, append, store, emit } = deps
 
   /** Appends a change; refused changes become the frame error they name. */
   async function change(room: string, type: EventType, actor: User, fields: { extra: Record<string, unknown>; body?: string; data?: unknown }, moderator = false) {
     if (!broker.messages) throw new FrameError('unavailable', `${type}: this engine (${broker.kind}) does not keep message state yet`)
     const event: RoomEvent = { type, id: Bun.randomUUIDv7(), room, from: actor, ts: new Date().toISOString(), ...fields }
-    try {
-      const tail = eventTail(event)
-      const accepted = await broker.append(room, { event, head: eventHead(type), tail, moderator })
-      if (emit && !accepted.duplicate && !accepted.noop)
-        emit({ type: hookType(type, fields.extra.op), room, user: actor, msg: fields.extra.msg, ...(type === 'react' ? { reaction: fields.extra.reaction } : {}), message: new RawJson(eventFrame(type, accepted.seq, tail)) })
-      return accepted
-    } catch (err) {
-      if (err instanceof Refused) throw new FrameError(err.code, err.message)
-      if (err instanceof Unavailable) throw new FrameError('unavailable', `${type}: not accepted: ${err.message}`)
-      throw err
-    }
+    const tail = eventTail(event)
+    const accepted = await append(room, { event, head: eventHead(type), tail, moderator })
+    if (emit && !accepted.duplicate && !accepted.noop)
+      emit({ type: hookType(type, fields.extra.op), room, user: actor, msg: fields.extra.msg, ...(type === 'react' ? { reaction: fields.extra.reaction } : {}), message: new RawJson(eventFrame(type, accepted.seq, tail)) })
+    return accepted
   }
 
   const edit = (room: string, actor: User, msg: string, body: string, data?: unknown, moderator = false) => change(room, 'edit', actor, { extra: { msg }, body, data }, moderator)

@@ -2,7 +2,9 @@ import type { Broker } from '../broker/types'
 import { userTopic } from '../broker/types'
 import { control, eventFrame, eventHead, eventTail } from '../protocol/server-frames'
 import type { RoomEvent, User } from '../protocol/server-frames'
-import type { Members, Role, Standing } from '../members/types'
+import type { Members, Role, Standing, StandingPatch } from '../members/types'
+import { log } from '../log'
+import type { Append } from './append'
 import type { AuditEntry } from '../store/types'
 import type { Identity } from './connection'
 import { FrameError } from './errors'
@@ -36,8 +38,8 @@ export function higherRole(identity: Identity | undefined, room: string, standin
  * Roles (token claim or API, the higher counts) and the moderation of rooms: each action is an
  * event of the room's log, a change of the target's standing (members engine) and an audit row.
  */
-export function createModeration(deps: { broker: Broker; members: Members; audit: (e: AuditEntry) => void; emit?: (e: EventInput) => void }) {
-  const { broker, members, audit } = deps
+export function createModeration(deps: { broker: Broker; append: Append; members: Members; audit: (e: AuditEntry) => void; emit?: (e: EventInput) => void }) {
+  const { broker, append, members, audit } = deps
 
   const roleOf = async (identity: Identity | undefined, user: string, room: string): Promise<Role> => higherRole(identity, room, await members.standing(room, user))
 
@@ -48,16 +50,8 @@ export function createModeration(deps: { broker: Broker; members: Members; audit
    * server). Returns the event's seq.
    */
   async function act(room: string, by: User, action: Action, target: User, o: { seconds?: number; reason?: string } = {}) {
-    let until: string | undefined
-    if (action === 'mute') {
-      const ms = Date.now() + o.seconds! * 1000
-      until = new Date(ms).toISOString()
-      await members.setStanding(room, target.id, { mutedUntil: ms })
-    } else if (action === 'unmute') await members.setStanding(room, target.id, { mutedUntil: null })
-    else if (action === 'ban') {
-      await members.setStanding(room, target.id, { banned: true })
-      await members.remove(room, target.id)
-    } else if (action === 'unban') await members.setStanding(room, target.id, { banned: null })
+    const until = action === 'mute' ? new Date(Date.now() + o.seconds! * 1000).toISOString() : undefined
+    const undo = await applyStanding(room, target, action, until)
     const event: RoomEvent = {
       type: 'moderation',
       id: Bun.randomUUIDv7(),
@@ -67,11 +61,40 @@ export function createModeration(deps: { broker: Broker; members: Members; audit
       extra: { action, user: target, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}) },
     }
     const tail = eventTail(event)
-    const accepted = await broker.append(room, { event, head: MODERATION_HEAD, tail })
+    let accepted
+    try {
+      accepted = await append(room, { event, head: MODERATION_HEAD, tail })
+    } catch (err) {
+      await undo()
+      throw err
+    }
     if (action === 'ban' || action === 'kick') await broker.relay(userTopic(target.id), control({ ctl: 'leave', room, reason: action === 'ban' ? 'banned' : 'kicked' }))
     audit({ event: 'moderation', user: target.id, room, detail: { action, by: by.id, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), seq: accepted.seq } })
     deps.emit?.({ type: 'moderation', room, user: target, action, by, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), message: new RawJson(eventFrame('moderation', accepted.seq, tail)) })
     return accepted.seq
+  }
+
+  /**
+   * The target's standing (and, for a ban, membership) as the action makes it, written before
+   * the event is appended; the returned undo puts back what was there when the append fails,
+   * so that an action holds with its event, audit row and `leave`, or not at all.
+   */
+  async function applyStanding(room: string, target: User, action: Action, until: string | undefined): Promise<() => Promise<void>> {
+    if (action === 'kick') return async () => {}
+    const before = await members.standing(room, target.id)
+    const membership = action === 'ban' ? await members.get(room, target.id) : undefined
+    const patch: StandingPatch = action === 'mute' ? { mutedUntil: Date.parse(until!) } : action === 'unmute' ? { mutedUntil: null } : { banned: action === 'ban' ? true : null }
+    const back: StandingPatch = 'mutedUntil' in patch ? { mutedUntil: before.mutedUntil ?? null } : { banned: before.banned ?? null }
+    await members.setStanding(room, target.id, patch)
+    if (membership) await members.remove(room, target.id)
+    return async () => {
+      try {
+        await members.setStanding(room, target.id, back)
+        if (membership) await members.add(room, target, membership.read, Infinity)
+      } catch (err) {
+        log.error('moderation not undone after its event failed', { room, user: target.id, action, err })
+      }
+    }
   }
 
   async function setRole(room: string, user: string, role: Role, by = 'api') {

@@ -108,16 +108,22 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
     inflight.add(p)
     p.catch((err) => log.warn('webhook liveness not recorded', { err })).finally(() => inflight.delete(p))
   }
+  // Users are counted whenever an event needs them: online/offline, and the `offline` list of
+  // message.created (without the count every member would look offline).
+  const counted = {
+    u: types.has('user.online') || types.has('user.offline') || types.has('message.created'),
+    r: types.has('room.occupied') || types.has('room.vacated'),
+  }
   const change = (edge: 'up' | 'down') => (topic: string, user: User) => {
     const kind = topic.charCodeAt(0) === 117 /* u */ ? 'u' : 'r'
     // Counted when either edge is wanted: an offline needs the online that came before it.
-    if (!types.has(kinds[kind].up) && !types.has(kinds[kind].down)) return
+    if (!counted[kind]) return
     const type = kinds[kind][edge]
     const id = topic.slice(2)
     const first = edge === 'up' ? liveness.up(kind, id, user.name) : liveness.down(kind, id)
     track(first.then((yes) => yes && emit(toEvent(kind, type, id, user))))
   }
-  if (types.has('user.online') || types.has('user.offline') || types.has('room.occupied') || types.has('room.vacated')) {
+  if (counted.u || counted.r) {
     hub.live = change('up')
     hub.idle = change('down')
   }

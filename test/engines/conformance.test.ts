@@ -1,0 +1,375 @@
+// The engine contract: every engine (memory, memory with PostgreSQL, Redis, a Redis Cluster)
+// keeps the same promises of the sequenced room log. A rule written twice (TypeScript for
+// memory, Lua for Redis) that says two things fails here. New rules are written here first.
+import { afterAll, beforeAll, describe, expect } from 'bun:test'
+import type { Accepted, EventDraft } from '../../src/broker/types'
+import { UNREAD_CAP, roomTopic } from '../../src/broker/types'
+import { Refused, SERVER_ID } from '../../src/broker/lifecycle'
+import { CHAT_HEAD, DM_HEAD, eventHead, eventSeq, eventTail } from '../../src/protocol/server-frames'
+import type { EventType, RoomEvent, User } from '../../src/protocol/server-frames'
+import { LIMITS, engines } from './engines'
+import type { EngineUnderTest } from './engines'
+
+const { factories, stop } = await engines()
+afterAll(stop)
+
+const alice: User = { id: 'alice', name: 'Alice' }
+const bob: User = { id: 'bob', name: 'Bob' }
+const mod: User = { id: 'mo', name: 'Mo' }
+const server: User = { id: SERVER_ID, name: 'server' }
+
+let rooms = 0
+const newRoom = () => `conf-${process.pid}-${Date.now().toString(36)}-${rooms++}`
+
+function event(type: EventType, room: string, from: User, fields: Partial<RoomEvent> = {}): RoomEvent {
+  return { type, id: Bun.randomUUIDv7(), room, from, ts: new Date().toISOString(), ...fields }
+}
+const draftOf = (e: RoomEvent, moderator?: boolean): EventDraft => ({ event: e, head: eventHead(e.type), tail: eventTail(e), ...(moderator ? { moderator } : {}) })
+const chat = (room: string, from: User, body = 'hi', reply_to?: string) => draftOf(event('chat', room, from, { body, ...(reply_to ? { extra: { reply_to } } : {}) }))
+const dm = (room: string, from: User, to: string, body = 'psst') => draftOf(event('dm', room, from, { body, extra: { to } }))
+const edit = (room: string, by: User, msg: string, body = 'edited', moderator?: boolean) => draftOf(event('edit', room, by, { extra: { msg }, body }), moderator)
+const del = (room: string, by: User, msg: string, moderator?: boolean) => draftOf(event('delete', room, by, { extra: { msg } }), moderator)
+const react = (room: string, by: User, msg: string, reaction: string, op: 'add' | 'remove' = 'add') => draftOf(event('react', room, by, { extra: { msg, reaction, op } }))
+const moderation = (room: string, by: User, action: string, target: User, seconds?: number) =>
+  draftOf(event('moderation', room, by, { extra: { action, user: target, ...(seconds ? { until: new Date(Date.now() + seconds * 1000).toISOString() } : {}) } }))
+
+/** The refusal an append ends in (its code), or 'ok'. */
+async function outcome(p: Promise<Accepted>): Promise<string> {
+  try {
+    await p
+    return 'ok'
+  } catch (err) {
+    if (err instanceof Refused) return err.code
+    throw err
+  }
+}
+
+const seqs = (frames: string[]) => frames.map(eventSeq)
+
+for (const factory of factories) {
+  const test = factory.test
+  describe(`engine contract: ${factory.name}`, () => {
+    let e: EngineUnderTest
+    beforeAll(async () => {
+      if (test === (await import('bun:test')).test.skip) return
+      e = await factory.start()
+    }, 60_000)
+    afterAll(async () => e?.close())
+
+    // ---- the sequence ----
+
+    test('appends take consecutive seqs; since and page return them in order', async () => {
+      const room = newRoom()
+      const start = (await e.broker.position(room)).seq
+      const got: number[] = []
+      for (let i = 0; i < 5; i++) got.push((await e.broker.append(room, chat(room, alice, `m${i}`))).seq)
+      expect(got).toEqual([1, 2, 3, 4, 5].map((n) => start + n))
+      const replay = await e.broker.since(room, start)
+      expect(replay.complete).toBe(true)
+      expect(replay.seq).toBe(start + 5)
+      expect(seqs(replay.frames)).toEqual(got)
+      expect(replay.frames.map((f) => JSON.parse(f).body)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4'])
+      const page = await e.broker.page(room, start + 4, 2)
+      expect(seqs(page.frames)).toEqual([start + 2, start + 3])
+      expect(page.more).toBe(true)
+      expect((await e.broker.since(room, start + 5)).frames).toEqual([])
+    })
+
+    test('concurrent appends to one room take distinct consecutive seqs, delivered in seq order', async () => {
+      const room = newRoom()
+      await e.broker.watch(roomTopic(room))
+      const start = (await e.broker.position(room)).seq
+      const accepted = await Promise.all(Array.from({ length: 30 }, (_, i) => e.broker.append(room, chat(room, i % 2 ? alice : bob, `c${i}`))))
+      expect(accepted.map((a) => a.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => start + i + 1))
+      await e.broker.caughtUp(room, start + 30)
+      await waitFor(() => (e.delivered.get(roomTopic(room))?.length ?? 0) >= 30)
+      expect(seqs(e.delivered.get(roomTopic(room))!)).toEqual(Array.from({ length: 30 }, (_, i) => start + i + 1))
+      e.broker.unwatch(roomTopic(room))
+    })
+
+    test('readers during appends in flight see a whole log: position, since and summary agree', async () => {
+      const room = newRoom()
+      const base = (await e.broker.position(room)).seq
+      const appends = Array.from({ length: 20 }, (_, i) => e.broker.append(room, chat(room, alice, `f${i}`)))
+      for (let i = 0; i < 10; i++) {
+        const [pos, replay, sum] = await Promise.all([e.broker.position(room), e.broker.since(room, base), e.broker.summary(room, base, 'bob')])
+        // Everything up to a reader's seq is there to read.
+        expect(seqs(replay.frames)).toEqual(Array.from({ length: replay.seq - base }, (_, j) => base + j + 1))
+        expect(sum.unread).toBe(sum.seq - base)
+        expect(pos.seq).toBeGreaterThanOrEqual(base)
+        await Bun.sleep(1)
+      }
+      await Promise.all(appends)
+      expect((await e.broker.summary(room, base, 'bob')).unread).toBe(20)
+    })
+
+    // ---- retries ----
+
+    test('a retry with the same key answers the original ack and appends nothing', async () => {
+      const room = newRoom()
+      const first = await e.broker.append(room, chat(room, alice, 'once'), 'k1')
+      const again = await e.broker.append(room, chat(room, alice, 'once'), 'k1')
+      expect(first.duplicate).toBe(false)
+      expect(again).toMatchObject({ id: first.id, seq: first.seq, duplicate: true })
+      expect((await e.broker.position(room)).seq).toBe(first.seq)
+    })
+
+    test('many copies of one retry at once: one message, every copy answers its ack', async () => {
+      const room = newRoom()
+      const before = (await e.broker.position(room)).seq
+      const copies = await Promise.all(Array.from({ length: 25 }, () => e.broker.append(room, chat(room, alice, 'burst'), 'same-key')))
+      expect(copies.filter((a) => !a.duplicate)).toHaveLength(1)
+      expect(new Set(copies.map((a) => a.id)).size).toBe(1)
+      expect(new Set(copies.map((a) => a.seq)).size).toBe(1)
+      const replay = await e.broker.since(room, before)
+      expect(replay.frames).toHaveLength(1)
+    })
+
+    test('copies of a retry to a room not open yet, back to back: one message', async () => {
+      for (let round = 0; round < 5; round++) {
+        const room = newRoom()
+        const a = e.broker.append(room, dm(room, alice, 'bob'), `dm-${round}`)
+        const b = e.broker.append(room, dm(room, alice, 'bob'), `dm-${round}`)
+        const [x, y] = await Promise.all([a, b])
+        expect(x.id).toBe(y.id)
+        expect([x.duplicate, y.duplicate].sort()).toEqual([false, true])
+        expect((await e.broker.since(room, 0)).frames.filter((f) => f.startsWith(DM_HEAD))).toHaveLength(1)
+      }
+    })
+
+    test('a retry key belongs to its room: the same key in another room is a new message', async () => {
+      const [r1, r2] = [newRoom(), newRoom()]
+      const a = await e.broker.append(r1, chat(r1, alice), 'shared')
+      const b = await e.broker.append(r2, chat(r2, alice), 'shared')
+      expect(b.duplicate).toBe(false)
+      expect(b.id).not.toBe(a.id)
+    })
+
+    test('a refused append leaves its key free: the retry is checked again', async () => {
+      const room = newRoom()
+      expect(await outcome(e.broker.append(room, chat(room, alice, 'x', 'no-such-message'), 'retry-after-refusal'))).toBe('not_found')
+      const ok = await e.broker.append(room, chat(room, alice, 'x'), 'retry-after-refusal')
+      expect(ok.duplicate).toBe(false)
+    })
+
+    // ---- the rules of a change ----
+
+    test('edit: the author only; unknown and deleted messages are not_found', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice, 'first'))
+      expect(await outcome(e.broker.append(room, edit(room, alice, m.id, 'second')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, edit(room, bob, m.id, 'hijack')))).toBe('forbidden')
+      expect(await outcome(e.broker.append(room, edit(room, mod, m.id, 'mod edit', true)))).toBe('forbidden')
+      expect(await outcome(e.broker.append(room, edit(room, server, m.id, 'api edit', true)))).toBe('ok')
+      expect(await outcome(e.broker.append(room, edit(room, alice, 'nope')))).toBe('not_found')
+      const state = (await e.broker.messages!(room, [m.id])).get(m.id)!
+      expect(state).toMatchObject({ seq: m.seq, author: 'alice', body: 'api edit' })
+      expect(state.edited_at).toBeString()
+      await e.broker.append(room, del(room, alice, m.id))
+      expect(await outcome(e.broker.append(room, edit(room, alice, m.id)))).toBe('not_found')
+    })
+
+    test('delete: the author or a moderator; twice is not_found; a deleted message keeps no body or reactions', async () => {
+      const room = newRoom()
+      const m1 = await e.broker.append(room, chat(room, alice, 'one'))
+      const m2 = await e.broker.append(room, chat(room, alice, 'two'))
+      await e.broker.append(room, react(room, bob, m1.id, '👍'))
+      expect(await outcome(e.broker.append(room, del(room, bob, m1.id)))).toBe('forbidden')
+      expect(await outcome(e.broker.append(room, del(room, mod, m1.id, true)))).toBe('ok')
+      expect(await outcome(e.broker.append(room, del(room, alice, m2.id)))).toBe('ok')
+      expect(await outcome(e.broker.append(room, del(room, alice, m2.id)))).toBe('not_found')
+      const states = await e.broker.messages!(room, [m1.id, m2.id])
+      expect(states.get(m1.id)).toMatchObject({ deleted: true, reactions: {} })
+      expect(states.get(m1.id)!.body).toBeUndefined()
+      expect(await outcome(e.broker.append(room, react(room, bob, m1.id, '🎉')))).toBe('not_found')
+      expect(await outcome(e.broker.append(room, chat(room, bob, 'reply', m1.id)))).toBe('not_found')
+    })
+
+    test('reactions: a repeat and a removal of nothing change nothing; the caps answer limit', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice))
+      const first = await e.broker.append(room, react(room, bob, m.id, 'a'))
+      const repeat = await e.broker.append(room, react(room, bob, m.id, 'a'))
+      expect(repeat).toMatchObject({ noop: true, seq: first.seq })
+      expect((await e.broker.append(room, react(room, bob, m.id, 'zz', 'remove'))).noop).toBe(true)
+      expect(await outcome(e.broker.append(room, react(room, bob, m.id, 'b')))).toBe('ok')
+      // LIMITS.perUser (2) reactions of one user on one message.
+      expect(await outcome(e.broker.append(room, react(room, bob, m.id, 'c')))).toBe('limit')
+      expect(await outcome(e.broker.append(room, react(room, alice, m.id, 'c')))).toBe('ok')
+      // LIMITS.perMessage (3) different reactions on one message; an existing one may still be added to.
+      expect(await outcome(e.broker.append(room, react(room, mod, m.id, 'd')))).toBe('limit')
+      expect(await outcome(e.broker.append(room, react(room, mod, m.id, 'a')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, react(room, bob, m.id, 'a', 'remove')))).toBe('ok')
+      const r = (await e.broker.messages!(room, [m.id])).get(m.id)!.reactions
+      expect(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, [...v].sort()]))).toEqual({ a: ['mo'], b: ['bob'], c: ['alice'] })
+    })
+
+    test('replies: to a message of the room; an unknown parent is not_found', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice, 'parent'))
+      expect(await outcome(e.broker.append(room, chat(room, bob, 'child', m.id)))).toBe('ok')
+      expect(await outcome(e.broker.append(room, chat(room, bob, 'orphan', 'missing')))).toBe('not_found')
+    })
+
+    // ---- moderation, enforced by the sequencer ----
+
+    test('a mute refuses the user\'s chats until unmuted; other users and changes go on', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice, 'before'))
+      await e.broker.append(room, moderation(room, mod, 'mute', alice, 600))
+      expect(await outcome(e.broker.append(room, chat(room, alice, 'muted')))).toBe('forbidden')
+      expect(await outcome(e.broker.append(room, chat(room, bob, 'free')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, react(room, alice, m.id, 'ok')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, chat(room, server, 'from the API')))).toBe('ok')
+      await e.broker.append(room, moderation(room, mod, 'unmute', alice))
+      expect(await outcome(e.broker.append(room, chat(room, alice, 'again')))).toBe('ok')
+    })
+
+    test('a ban refuses every event of the user until unbanned', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice))
+      await e.broker.append(room, moderation(room, mod, 'ban', alice))
+      expect(await outcome(e.broker.append(room, chat(room, alice)))).toBe('forbidden')
+      expect(await outcome(e.broker.append(room, edit(room, alice, m.id)))).toBe('forbidden')
+      expect(await outcome(e.broker.append(room, react(room, alice, m.id, 'x')))).toBe('forbidden')
+      expect(await outcome(e.broker.append(room, del(room, alice, m.id)))).toBe('forbidden')
+      await e.broker.append(room, moderation(room, mod, 'unban', alice))
+      expect(await outcome(e.broker.append(room, chat(room, alice)))).toBe('ok')
+    })
+
+    test('a mute that has run out no longer refuses', async () => {
+      const room = newRoom()
+      const ev = event('moderation', room, mod, { extra: { action: 'mute', user: alice, until: new Date(Date.now() + 300).toISOString() } })
+      await e.broker.append(room, draftOf(ev))
+      expect(await outcome(e.broker.append(room, chat(room, alice)))).toBe('forbidden')
+      await Bun.sleep(400)
+      expect(await outcome(e.broker.append(room, chat(room, alice)))).toBe('ok')
+    })
+
+    // ---- concurrency ----
+
+    test('a change racing the message\'s delete: never applied after it', async () => {
+      for (let round = 0; round < 8; round++) {
+        const room = newRoom()
+        const m = await e.broker.append(room, chat(room, alice))
+        const [d, x, r] = await Promise.all([outcome(e.broker.append(room, del(room, alice, m.id))), outcome(e.broker.append(room, edit(room, alice, m.id, 'late'))), outcome(e.broker.append(room, react(room, bob, m.id, 'r')))])
+        expect(d).toBe('ok')
+        expect(['ok', 'not_found']).toContain(x)
+        expect(['ok', 'not_found']).toContain(r)
+        const log = (await e.broker.since(room, m.seq)).frames.map((f) => JSON.parse(f).type as string)
+        // Whatever the order, nothing follows the delete.
+        expect(log.at(-1)).toBe('delete')
+        expect(log.length).toBe(1 + (x === 'ok' ? 1 : 0) + (r === 'ok' ? 1 : 0))
+        const state = (await e.broker.messages!(room, [m.id])).get(m.id)!
+        expect(state.deleted).toBe(true)
+        expect(state.reactions).toEqual({})
+      }
+    })
+
+    test('two moderators at once: both deletes of one message, one wins; mute and unmute, the later seq holds', async () => {
+      for (let round = 0; round < 6; round++) {
+        const room = newRoom()
+        const m = await e.broker.append(room, chat(room, alice))
+        const both = await Promise.all([outcome(e.broker.append(room, del(room, mod, m.id, true))), outcome(e.broker.append(room, del(room, bob, m.id, true)))])
+        expect(both.sort()).toEqual(['not_found', 'ok'])
+        const [mute, unmute] = await Promise.all([e.broker.append(room, moderation(room, mod, 'mute', alice, 600)), e.broker.append(room, moderation(room, bob, 'unmute', alice))])
+        const muted = mute.seq > unmute.seq
+        expect(await outcome(e.broker.append(room, chat(room, alice)))).toBe(muted ? 'forbidden' : 'ok')
+      }
+    })
+
+    // ---- summaries and unread ----
+
+    test('summary: unread after the marker not counting the reader\'s own; last is the newest message', async () => {
+      const room = newRoom()
+      const base = (await e.broker.position(room)).seq
+      const m1 = await e.broker.append(room, chat(room, alice, 'a1'))
+      await e.broker.append(room, chat(room, bob, 'b1'))
+      await e.broker.append(room, react(room, bob, m1.id, 'x'))
+      const m3 = await e.broker.append(room, chat(room, alice, 'a2'))
+      await e.broker.append(room, edit(room, alice, m3.id))
+      const forBob = await e.broker.summary(room, base, 'bob')
+      expect(forBob).toMatchObject({ seq: base + 5, unread: 2, complete: true })
+      expect(JSON.parse(forBob.last!).body).toBe('a2')
+      expect((await e.broker.summary(room, base, 'alice')).unread).toBe(1)
+      expect((await e.broker.summary(room, m1.seq, 'bob')).unread).toBe(1)
+      expect((await e.broker.summary(room, base + 5, 'bob')).unread).toBe(0)
+      const empty = await e.broker.summary(newRoom(), 0, 'bob')
+      expect(empty).toMatchObject({ unread: 0, complete: true })
+      expect(empty.last).toBeUndefined()
+    })
+
+    test('summary past the log: what it could not count is said (complete false)', async () => {
+      const room = newRoom()
+      const base = (await e.broker.position(room)).seq
+      for (let i = 0; i < LIMITS.historyLimit * 3; i++) await e.broker.append(room, chat(room, alice, `n${i}`))
+      const s = await e.broker.summary(room, base, 'bob')
+      expect(s.seq).toBe(base + LIMITS.historyLimit * 3)
+      expect(s.complete).toBe(false)
+      expect(s.unread).toBeGreaterThanOrEqual(LIMITS.historyLimit)
+      expect(s.unread).toBeLessThan(UNREAD_CAP)
+      // Counted down to `counted`: everything from there to the end is in the count.
+      expect(s.unread).toBe(s.seq - s.counted + 1)
+    })
+
+    // ---- retention and a reset ----
+
+    test('the log keeps at least the newest HISTORY_LIMIT events; older ones are said to be gone', async () => {
+      const room = newRoom()
+      const base = (await e.broker.position(room)).seq
+      const n = LIMITS.historyLimit * 3
+      for (let i = 0; i < n; i++) await e.broker.append(room, chat(room, alice, `h${i}`))
+      const replay = await e.broker.since(room, base)
+      expect(replay.complete).toBe(false)
+      expect(replay.frames.length).toBeGreaterThanOrEqual(LIMITS.historyLimit)
+      expect(seqs(replay.frames).at(-1)).toBe(base + n)
+      const s = seqs(replay.frames)
+      expect(s).toEqual(s.map((_, i) => s[0]! + i))
+      const recent = await e.broker.since(room, base + n - 10)
+      expect(recent.complete).toBe(true)
+      expect(recent.frames).toHaveLength(10)
+      const page = await e.broker.page(room, undefined, 10)
+      expect(seqs(page.frames)).toEqual(Array.from({ length: 10 }, (_, i) => base + n - 9 + i))
+    })
+
+    if (!factory.durable)
+      test('a room the engine lost starts a new epoch: a reader of the old one learns it cannot resume', async () => {
+        const room = newRoom()
+        for (let i = 0; i < 3; i++) await e.broker.append(room, chat(room, alice))
+        const old = await e.broker.position(room)
+        await e.forget(room)
+        const now = await e.broker.position(room)
+        expect(now.epoch).not.toBe(old.epoch)
+        const next = await e.broker.append(room, chat(room, alice, 'fresh'))
+        expect(next.seq).toBe(now.seq + 1)
+        const replay = await e.broker.since(room, now.seq)
+        expect(replay.epoch).toBe(now.epoch)
+        expect(seqs(replay.frames)).toEqual([now.seq + 1])
+      })
+    else
+      test('a room the engine forgot goes on from the store: same epoch, the next seq', async () => {
+        const room = newRoom()
+        for (let i = 0; i < 3; i++) await e.broker.append(room, chat(room, alice))
+        const old = await e.broker.position(room)
+        await e.forget(room)
+        expect(await e.broker.position(room)).toEqual(old)
+        expect((await e.broker.append(room, chat(room, alice, 'after'))).seq).toBe(old.seq + 1)
+      })
+
+    test('a chat and a dm frame both count as messages; other events do not', async () => {
+      const room = newRoom()
+      const base = (await e.broker.position(room)).seq
+      await e.broker.append(room, dm(room, alice, 'bob'))
+      await e.broker.append(room, moderation(room, mod, 'mute', mod, 1))
+      const s = await e.broker.summary(room, base, 'bob')
+      expect(s.unread).toBe(1)
+      expect(s.last!.startsWith(DM_HEAD)).toBe(true)
+      expect(s.last!.startsWith(CHAT_HEAD)).toBe(false)
+    })
+  })
+}
+
+async function waitFor(cond: () => boolean, ms = 5000) {
+  const until = Date.now() + ms
+  while (!cond() && Date.now() < until) await Bun.sleep(10)
+}
