@@ -5,14 +5,14 @@ import type { AnyElysia } from 'elysia'
 import type { Broker } from './broker/types'
 import type { Config } from './config'
 import { anonymousIdentity } from './auth/anonymous'
-import type { Refusal } from './auth/anonymous'
+import type { Authenticate, Refusal } from './auth/anonymous'
 import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
 import { demoRoutes } from './http/demo'
-import { clientAddress, limitKey, trustedProxies } from './http/client-ip'
+import { clientAddress, limitKey, trustedProxies } from './core/client-ip'
 import { listeners } from './http/listeners'
 import { connLimits } from './hub/conn-limits'
 import type { LimitReason, Ticket } from './hub/conn-limits'
@@ -60,8 +60,6 @@ export function parseFrame(message: string | Buffer): unknown {
  */
 const EDEN_GC_EVERY_UPGRADES = 200
 
-/** Resolves who is connecting, from the upgrade request (of its headers, `authorization` is passed). */
-export type Authenticate = (req: { query: Record<string, string | undefined>; headers: { authorization?: string } }) => Promise<Identity | Refusal>
 
 export interface AppDeps {
   config: Config

@@ -1,9 +1,9 @@
 import { z } from 'zod'
-import { parseRange } from './http/client-ip'
-import { parseEventTypes } from './webhooks/events'
+import { parseRange } from './core/client-ip'
+import { parseEventTypes } from './protocol/webhook-events'
 
-/** Room names everywhere (frames, env, URLs) share this shape. */
-export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
+export { ROOM_PATTERN } from './core/room'
+import { ROOM_PATTERN } from './core/room'
 
 const bool = z
   .string()

@@ -1,7 +1,7 @@
 // Connection limits (issue 17): per node, per address, per user (cluster-wide through Redis),
 // refused before the upgrade with 429; TRUST_PROXY decides when X-Forwarded-For is believed.
 import { afterAll, describe, expect, test } from 'bun:test'
-import { clientAddress, limitKey, parseRange, trustedProxies } from '../src/http/client-ip'
+import { clientAddress, limitKey, parseRange, trustedProxies } from '../src/core/client-ip'
 import { connLimits } from '../src/hub/conn-limits'
 import type { Ticket } from '../src/hub/conn-limits'
 import { connect } from './helpers/client'

@@ -5,7 +5,7 @@ import { memoryBroker } from '../src/broker/memory'
 import { memoryMembers } from '../src/members/memory'
 import { appender } from '../src/hub/append'
 import { createModeration } from '../src/hub/moderation'
-import { FrameError } from '../src/hub/errors'
+import { FrameError } from '../src/core/errors'
 import type { AuditEntry } from '../src/store/types'
 
 const alice = { id: 'alice', name: 'Alice' }

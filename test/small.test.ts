@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test'
-import { SmallMap, SmallSet } from '../src/hub/small'
+import { SmallMap, SmallSet } from '../src/core/small'
 
 /** A fixed pseudo-random sequence, so that a failure is the same on every run. */
 function rng(seed: number) {

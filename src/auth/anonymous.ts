@@ -1,4 +1,4 @@
-import type { Identity } from '../hub/connection'
+import type { Identity } from '../core/identity'
 import { RESERVED_USER, SYSTEM_USER } from './system'
 
 export const USER_ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,64}$/
@@ -15,3 +15,6 @@ export function anonymousIdentity(query: Record<string, string | undefined>): Id
   if (name.length < 1 || name.length > 64 || /[\u0000-\u001f]/.test(name)) return { reason: 'name: must be 1..64 characters, no control characters', status: 400 }
   return ephemeral ? { user: { id, name }, ephemeral } : { user: { id, name } }
 }
+
+/** Resolves who is connecting, from the upgrade request (of its headers, `authorization` is passed). */
+export type Authenticate = (req: { query: Record<string, string | undefined>; headers: { authorization?: string } }) => Promise<Identity | Refusal>

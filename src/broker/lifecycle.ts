@@ -1,20 +1,7 @@
 import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
-/**
- * The current state of a room's messages, projected from its events (chat, dm, edit, delete,
- * react). The sequencer checks an event against it and applies it in the same step as the
- * append, so that a refused change leaves nothing behind and no two changes race.
- */
-export interface MessageState {
-  seq: number
-  author: string
-  deleted?: boolean
-  edited_at?: string
-  body?: string
-  data?: unknown
-  /** reaction → user ids; NO_REACTIONS (shared, frozen) until the first. */
-  reactions: Record<string, string[]>
-}
+export type { MessageState } from '../core/room-log'
+import type { MessageState } from '../core/room-log'
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
 export const NO_REACTIONS: Record<string, string[]> = Object.freeze({})

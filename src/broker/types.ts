@@ -1,16 +1,15 @@
 import type { RoomEvent, User } from '../protocol/server-frames'
 import type { MessageState } from './lifecycle'
+import { freshEpoch } from '../core/room-log'
+import type { Origin, Page, Position } from '../core/room-log'
+export { freshEpoch }
+export type { Origin, Page, Position }
 
 /**
  * Hands an encoded frame to this node's subscribers of `topic`. `except` names a connection
  * (by id, cluster-wide) that must not receive it: the sender of a DM or a typing event.
  */
 export type Deliver = (topic: string, frame: string, except?: string) => void
-
-export interface Position {
-  seq: number
-  epoch: string
-}
 
 /**
  * A room event before its seq is known: the event, and its encoded frame around the seq
@@ -45,11 +44,6 @@ export interface Replay extends Position {
 
 /** Thrown by `append` when the message cannot be kept right now (nothing was published). */
 export class Unavailable extends Error {}
-
-export interface Page {
-  frames: string[]
-  more: boolean
-}
 
 /**
  * Sequencing, the recent log and cross-node fan-out of every room. `memory` serves one
@@ -160,16 +154,10 @@ export const userTopic = (userId: string) => `u:${userId}`
 
 export const DEDUPE_WINDOW_MS = 120_000
 
-/** Where a room's sequence starts; `known` when the store had the room before (it may have lost a tail of it). */
-export interface Origin extends Position {
-  known?: boolean
-}
-
 /**
  * Where a room's sequence starts when the broker has no state for it: the store's last
  * seq and epoch when persistence is on, else a fresh epoch from 0.
  */
 export type RoomOrigin = (room: string) => Promise<Origin>
 
-export const freshEpoch = () => Bun.randomUUIDv7().replaceAll('-', '').slice(-12)
 export const freshOrigin: RoomOrigin = async () => ({ seq: 0, epoch: freshEpoch() })

@@ -3,7 +3,8 @@ import { Gauge } from 'prom-client'
 import type { Metrics } from '../metrics'
 
 /** A dependency's health: undefined when fine, else a short reason. */
-export type Check = () => string | undefined
+export type { Check } from '../core/check'
+import type { Check } from '../core/check'
 
 /** Liveness, readiness and Prometheus metrics. */
 export function opsRoutes(deps: { metrics: Metrics; checks: Record<string, Check>; draining: () => boolean }) {

@@ -4,7 +4,7 @@ import { z } from 'zod'
 import type { Config } from '../config'
 import { ROOM_PATTERN } from '../config'
 import { safeEqual } from '../auth/compare'
-import { FrameError } from '../hub/errors'
+import { FrameError } from '../core/errors'
 
 /**
  * One route of the bearer-key API, declared once: its zod schemas validate the request and

@@ -3,7 +3,7 @@ import { Unavailable } from '../broker/types'
 import { Refused } from '../broker/lifecycle'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { FrameError } from './errors'
+import { FrameError } from '../core/errors'
 
 export type Append = (room: string, draft: EventDraft, key?: string, except?: string) => Promise<Accepted>
 

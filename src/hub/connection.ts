@@ -1,20 +1,9 @@
 import type { ServerWebSocket } from 'bun'
 import type { User } from '../protocol/server-frames'
 import type { Bucket } from './rate-limit'
-import type { Role } from '../members/types'
 
-/** What authentication (or its absence) says about a connection. */
-export interface Identity {
-  user: User
-  /** Room names or `prefix*` patterns the user may use; undefined = every room. */
-  rooms?: string[]
-  /** Roles from the token: room name or `prefix*` -> role. */
-  roles?: Record<string, Role>
-  /** Token expiry, epoch ms; undefined = never. */
-  exp?: number
-  /** A random `anon-…` user (auth off, no `?user`): it holds no memberships. */
-  ephemeral?: boolean
-}
+export type { Identity } from '../core/identity'
+import type { Identity } from '../core/identity'
 
 export interface Joining {
   /** Frames that arrived for the room while its replay was being read. */

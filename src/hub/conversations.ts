@@ -7,7 +7,7 @@ import { control, conversation } from '../protocol/server-frames'
 import type { Control, User } from '../protocol/server-frames'
 import { allowed } from './connection'
 import type { Identity } from './connection'
-import { FrameError } from './errors'
+import { FrameError } from '../core/errors'
 import type { Rooms } from './rooms'
 
 export interface ConversationsDeps {

@@ -1,7 +1,7 @@
 import type { Server, ServerWebSocket } from 'bun'
 import type { Accepted, Broker, EventDraft, Position } from '../broker/types'
 import { isoNow } from './clock'
-import { SmallMap, SmallSet, flat } from './small'
+import { SmallMap, SmallSet, flat } from '../core/small'
 import { roomTopic, userTopic } from '../broker/types'
 import type { AuditEntry, Store } from '../store/types'
 import type { Config } from '../config'
@@ -18,7 +18,7 @@ import { createConversations } from './conversations'
 import { createRooms } from './rooms'
 import { createLifecycle } from './lifecycle'
 import { MODERATION_HEAD, createModeration, higherRole } from './moderation'
-import { FrameError } from './errors'
+import { FrameError } from '../core/errors'
 import type { Conn, Identity } from './connection'
 import { tokenBucket } from './rate-limit'
 import type { HubWebhooks } from '../webhooks'
@@ -41,8 +41,6 @@ export interface HubDeps {
   /** Webhooks and the pre-publish hook (src/webhooks); absent when off. */
   webhooks?: HubWebhooks
 }
-
-export { FrameError }
 
 const STRIKES_BEFORE_CLOSE = 3
 const MUTE_READ_WAIT_MS = 250

@@ -7,7 +7,7 @@ import { log } from '../log'
 import type { Append } from './append'
 import type { AuditEntry } from '../store/types'
 import type { Identity } from './connection'
-import { FrameError } from './errors'
+import { FrameError } from '../core/errors'
 import { RawJson } from '../webhooks/events'
 import type { EventInput } from '../webhooks/events'
 

@@ -8,7 +8,7 @@ import type { AuditEntry, Store } from '../store/types'
 import type { Role } from '../members/types'
 import { NO_JOINS } from './connection'
 import type { Conn, Joining } from './connection'
-import { FrameError } from './errors'
+import { FrameError } from '../core/errors'
 
 export interface RoomsDeps {
   broker: Broker

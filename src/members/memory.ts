@@ -1,4 +1,4 @@
-import { SmallMap } from '../hub/small'
+import { SmallMap } from '../core/small'
 import type { User } from '../protocol/server-frames'
 import type { Members, Standing } from './types'
 import { patched } from './types'

@@ -1,4 +1,4 @@
-import type { User } from '../protocol/server-frames'
+import type { User } from '../core/identity'
 
 /** A user's membership of a room: durable, and the user's read marker in it. */
 export interface Membership {
@@ -46,8 +46,9 @@ export interface Members {
   setStanding(room: string, user: string, patch: StandingPatch): Promise<void>
 }
 
-export type Role = 'owner' | 'moderator' | 'member'
-export const ROLES: readonly Role[] = ['owner', 'moderator', 'member']
+export { ROLES } from '../core/identity'
+export type { Role } from '../core/identity'
+import type { Role } from '../core/identity'
 
 /** Per room per user: the role given by the API, and the moderation that holds. */
 export interface Standing {

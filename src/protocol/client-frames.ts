@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { ROOM_PATTERN } from '../config'
+import { ROOM_PATTERN } from '../core/room'
 import { deeperThan } from './json-depth'
 
 /** True when a JSON value holds a NUL character in any string or key (PostgreSQL cannot store it). */

@@ -3,12 +3,8 @@
  * encoded once per message and handed as-is to every recipient, on every node.
  */
 
-export interface User {
-  id: string
-  name: string
-  /** Only on the server's own messages (src/auth/system.ts); never on a connection. */
-  system?: true
-}
+export type { User } from '../core/identity'
+import type { User } from '../core/identity'
 
 const q = JSON.stringify
 const opt = (key: string, value: unknown) => (value === undefined ? '' : `,"${key}":${q(value)}`)
@@ -140,16 +136,8 @@ export type Control =
 export const CONTROL_HEAD = '{"ctl":'
 export const control = (c: Control) => JSON.stringify(c)
 
-export type ErrorCode =
-  | 'bad_request'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'rate_limited'
-  | 'too_large'
-  | 'unavailable'
-  | 'internal'
-  | 'not_found'
-  | 'limit'
+export type { ErrorCode } from '../core/errors'
+import type { ErrorCode } from '../core/errors'
 
 export const CLOSE = {
   goingAway: 1001,

@@ -1,5 +1,5 @@
-import type { Origin, Page } from '../broker/types'
-import type { MessageState } from '../broker/lifecycle'
+import type { Origin, Page } from '../core/room-log'
+import type { MessageState } from '../core/room-log'
 import type { RoomEvent, User } from '../protocol/server-frames'
 
 /** An event of a room's log as it is kept: everything its frame is made of. */

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { FrameError } from '../hub/errors'
+import { FrameError } from '../core/errors'
 import { log } from '../log'
 import type { User } from '../protocol/server-frames'
 import { signedHeaders } from './sign'

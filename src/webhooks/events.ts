@@ -1,23 +1,9 @@
 import type { User } from '../protocol/server-frames'
 import { userJson } from '../protocol/server-frames'
 
-/** Every event type of the contract (PROTOCOL-v2, Webhooks), in the order the docs list them. */
-export const EVENT_TYPES = [
-  'message.created',
-  'message.edited',
-  'message.deleted',
-  'reaction.added',
-  'reaction.removed',
-  'member.added',
-  'member.removed',
-  'user.online',
-  'user.offline',
-  'room.occupied',
-  'room.vacated',
-  'moderation',
-] as const
-
-export type EventType = (typeof EVENT_TYPES)[number]
+export { EVENT_TYPES, parseEventTypes } from '../protocol/webhook-events'
+export type { EventType } from '../protocol/webhook-events'
+import type { EventType } from '../protocol/webhook-events'
 
 /**
  * Encoded JSON spliced into an event as-is (a chat frame is already text: it is not parsed
@@ -83,11 +69,3 @@ export function encodeMessageCreated(room: string, from: User, frame: string, of
   return { id, at: now, json }
 }
 
-/** Parses a WEBHOOK_EVENTS value: undefined = every type. Throws with the unknown names. */
-export function parseEventTypes(list: string): EventType[] {
-  const names = list.split(',').map((s) => s.trim()).filter(Boolean)
-  const unknown = names.filter((n) => !(EVENT_TYPES as readonly string[]).includes(n))
-  if (unknown.length) throw new Error(`unknown event type ${unknown.join(', ')} (known: ${EVENT_TYPES.join(', ')})`)
-  if (names.length === 0) throw new Error('expected at least one event type')
-  return names as EventType[]
-}

@@ -1,0 +1,19 @@
+/** The codes of an `error` frame (and of the API's JSON errors): the contract's names. */
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'rate_limited'
+  | 'too_large'
+  | 'unavailable'
+  | 'internal'
+  | 'not_found'
+  | 'limit'
+
+
+/** Thrown by a frame's handler to answer it with an `error` frame of that code. */
+export class FrameError extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message)
+  }
+}

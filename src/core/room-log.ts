@@ -1,0 +1,39 @@
+/**
+ * What a room's log is made of, for the two that hold it: the broker (the live, recent log) and
+ * the store (its archive in PostgreSQL).
+ */
+
+export interface Position {
+  seq: number
+  epoch: string
+}
+
+export interface Page {
+  frames: string[]
+  more: boolean
+}
+
+/** Where a room's sequence starts; `known` when the store had the room before (it may have lost a tail of it). */
+export interface Origin extends Position {
+  known?: boolean
+}
+
+/** A new epoch: a room's sequence that starts over gets one, so readers of the old one know. */
+export const freshEpoch = () => Bun.randomUUIDv7().replaceAll('-', '').slice(-12)
+
+/**
+ * The current state of a room's messages, projected from its events (chat, dm, edit, delete,
+ * react). The sequencer checks an event against it and applies it in the same step as the
+ * append, so that a refused change leaves nothing behind and no two changes race.
+ */
+export interface MessageState {
+  seq: number
+  author: string
+  deleted?: boolean
+  edited_at?: string
+  body?: string
+  data?: unknown
+  /** reaction → user ids; NO_REACTIONS (shared, frozen) until the first. */
+  reactions: Record<string, string[]>
+}
+
