@@ -69,3 +69,5 @@ export function createLifecycle(deps: { broker: Broker; append: Append; store?: 
 
   return { edit, remove, react, present, thread }
 }
+
+export type Lifecycle = ReturnType<typeof createLifecycle>

@@ -111,3 +111,5 @@ export function createModeration(deps: { broker: Broker; append: Append; members
 
   return { roleOf, moderates, act, setRole, mayJoin }
 }
+
+export type Moderation = ReturnType<typeof createModeration>

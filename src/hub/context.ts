@@ -1,0 +1,56 @@
+import type { Broker } from '../broker/types'
+import type { Config } from '../config'
+import type { ErrorCode } from '../core/errors'
+import type { Identity } from '../core/identity'
+import type { Members } from '../members/types'
+import type { Metrics } from '../metrics'
+import type { ClientFrame, FrameOf } from '../protocol/client-frames'
+import type { AuditEntry, Store } from '../store/types'
+import type { HubWebhooks } from '../webhooks'
+import type { Append } from './append'
+import type { Conn } from './connection'
+import type { Conversations } from './conversations'
+import type { Lifecycle } from './lifecycle'
+import type { Moderation } from './moderation'
+import type { Mutes } from './mutes'
+import type { Rooms } from './rooms'
+
+/** What every frame family works with: the engines, the way out to a connection, and the hub's parts. */
+export interface HubContext {
+  config: Config
+  broker: Broker
+  metrics: Metrics
+  store?: Store
+  members: Members
+  webhooks?: HubWebhooks
+  /** Verifies a `refresh` token; undefined when auth is off. */
+  refresh?: (token: string) => Promise<Identity>
+  append: Append
+  rooms: Rooms
+  conversations: Conversations
+  lifecycle: Lifecycle
+  moderation: Moderation
+  mutes: Mutes
+  send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
+  sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
+  audit(entry: AuditEntry): void
+  /** Refuses (forbidden) a room the connection may not use: the token's rooms, a direct room's pair. */
+  mayUse(c: Conn, room: string, verb: string): Promise<void>
+  /** Waits for a join in progress, then refuses (forbidden) a room the connection is not live in. */
+  live(c: Conn, room: string): Promise<void>
+  /** Makes the connection live in a room it is a member of, its marker at `read`. */
+  memberJoin(c: Conn, room: string, read: number, since?: number, id?: string): Promise<void>
+}
+
+/** A frame's handler, and whether it answers by itself (else an `ack` follows when the frame has an `id`). */
+export interface Handler<F> {
+  run(c: Conn, f: F): Promise<void> | void
+  answers: boolean
+}
+
+export type Handlers<T extends ClientFrame['type']> = { [K in T]: Handler<FrameOf<K>> }
+
+/** The handler sends its own answer (an ack with the message's id, a `joined`, a page). */
+export const answering = <F>(run: Handler<F>['run']): Handler<F> => ({ run, answers: true })
+/** The hub acks the frame when it carries an `id` and the handler did not throw. */
+export const acked = <F>(run: Handler<F>['run']): Handler<F> => ({ run, answers: false })

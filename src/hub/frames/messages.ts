@@ -1,0 +1,107 @@
+import type { Accepted, EventDraft } from '../../broker/types'
+import { mutedMessage } from '../../broker/lifecycle'
+import { FrameError } from '../../core/errors'
+import type { FrameOf } from '../../protocol/client-frames'
+import { CHAT_HEAD, DM_HEAD, chatFrame, chatTailOfOwn, eventTail, frames, userJson } from '../../protocol/server-frames'
+import type { RoomEvent, User } from '../../protocol/server-frames'
+import { notAccepted } from '../append'
+import { isoNow } from '../clock'
+import type { Conn } from '../connection'
+import { answering } from '../context'
+import type { HubContext, Handlers } from '../context'
+
+/** Retry keys: unambiguous whatever the ids contain, one space per kind of send. */
+export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
+
+/** chat and dm: messages, each an event of its room's log. */
+export function messageFrames(h: HubContext) {
+  const { config, broker, metrics, members, webhooks } = h
+
+  async function chat(c: Conn, f: FrameOf<'chat'>) {
+    const room = f.room ?? config.DEFAULT_ROOM
+    await h.live(c, room)
+    const m = h.mutes.until(c, room)
+    const muted = typeof m === 'number' ? m : await m
+    if (muted > Date.now()) throw new FrameError('forbidden', mutedMessage(room, muted))
+    let body = f.body
+    let data: unknown = f.data
+    if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
+    const started = performance.now()
+    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson, f.reply_to)
+    chatDone(c, f, room, accepted, started)
+  }
+
+  /**
+   * `chat` without a promise, for the common case: a room the connection is live in, its mute
+   * state known, no pre-publish hook, an engine that appends synchronously (memory, no store).
+   * False when the frame needs `chat` (nothing was done then).
+   */
+  function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
+    if (!broker.appendNow || webhooks?.beforePublish) return false
+    const room = f.room ?? config.DEFAULT_ROOM
+    if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
+    const started = performance.now()
+    const from = c.identity.user
+    const m = draft(room, from, f.body, f.data, c.fromJson, f.reply_to)
+    let accepted
+    try {
+      accepted = broker.appendNow(room, m, f.id && dedupeKey('chat', room, from.id, f.id))
+    } catch (err) {
+      throw notAccepted(metrics, room, 'chat', err)
+    }
+    if (!accepted) return false
+    published(room, from, m.tail, accepted)
+    chatDone(c, f, room, accepted, started)
+    return true
+  }
+
+  function chatDone(c: Conn, f: FrameOf<'chat'>, room: string, accepted: Accepted, started: number) {
+    metrics.publishLatency.observe((performance.now() - started) / 1000)
+    if (c.member.has(room)) members.touch(room, c.identity.user.id, accepted.seq)
+    if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq), 'ack')
+  }
+
+  /** A chat event made here: its id and time, and its frame's tail encoded once. */
+  function draft(room: string, from: User, body: string, data: unknown, fromJson?: string, replyTo?: string): EventDraft {
+    const id = Bun.randomUUIDv7()
+    const ts = isoNow()
+    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo)
+    const event: RoomEvent = { type: 'chat', id, room, from, body, data, ts }
+    if (replyTo !== undefined) event.extra = { reply_to: replyTo }
+    return { event, head: CHAT_HEAD, tail }
+  }
+
+  function published(room: string, from: User, tail: string, accepted: Accepted) {
+    if (accepted.duplicate) return
+    metrics.published.inc()
+    webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
+  }
+
+  /** Sequences and fans out one chat message (from a client or the publish API). */
+  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string) {
+    const m = draft(room, from, body, data, fromJson, replyTo)
+    const accepted = await h.append(room, m, dedupe)
+    published(room, from, m.tail, accepted)
+    return accepted
+  }
+
+  /** A dm is a message of the pair's direct room; the sending connection does not get it back. */
+  async function dm(c: Conn, f: FrameOf<'dm'>) {
+    const from = c.identity.user
+    if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
+    const room = await h.conversations.direct(from, f.to, c.id)
+    if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
+    const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body: f.body, data: f.data, ts: isoNow(), extra: { to: f.to } }
+    const tail = eventTail(event)
+    const accepted = await h.append(room, { event, head: DM_HEAD, tail }, f.id && dedupeKey('dm', from.id, f.id), c.id)
+    if (!accepted.duplicate) {
+      metrics.published.inc()
+      webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
+    }
+    members.touch(room, from.id, accepted.seq)
+    if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
+  }
+
+  const handlers: Handlers<'chat' | 'dm'> = { chat: answering(chat), dm: answering(dm) }
+  return { handlers, chatNow, publish }
+}
