@@ -17,6 +17,8 @@ import { listeners } from './http/listeners'
 import { connLimits } from './hub/conn-limits'
 import type { LimitReason, Ticket } from './hub/conn-limits'
 import type { UserConnCounter } from './broker/redis-user-conns'
+import type { RedisConnections } from './broker/redis-connect'
+import type { Cluster } from './cluster/heartbeat'
 import { docsRoutes } from './http/docs'
 import { adminRoutes } from './http/admin'
 import { nodeStats } from './broker/node-stats'
@@ -73,6 +75,8 @@ export interface AppDeps {
   members: Members
   /** Cluster-wide connection counts per user (Redis), for MAX_CONNECTIONS_PER_USER. */
   userConns?: UserConnCounter
+  /** With Redis: the node's connections and the cluster's heartbeat (the admin view of every node). */
+  redis?: { connections: RedisConnections; nodes: Cluster }
   webhooks?: HubWebhooks
 }
 
@@ -117,7 +121,7 @@ export function createApp(deps: AppDeps) {
   const stats = nodeStats({
     nodeId: deps.nodeId,
     version: pkg.version,
-    redis: config.REDIS_URL ? { url: config.REDIS_URL, prefix: config.REDIS_PREFIX, cluster: config.REDIS_CLUSTER } : undefined,
+    redis: deps.redis && { cmd: deps.redis.connections.cmd, prefix: config.REDIS_PREFIX, nodes: deps.redis.nodes },
     read: () => ({
       connections: hub.size,
       rooms: hub.roomCount,

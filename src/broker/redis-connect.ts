@@ -47,3 +47,41 @@ export function redisConnection(url: string, cluster: boolean, role: 'command' |
   })
   return c as unknown as Redis
 }
+
+/**
+ * A node's connections to Redis, made once (in main) and handed to whatever needs Redis:
+ * `cmd` for commands and scripts, `sub` for pub/sub, `blocking` (made on first use) for the
+ * blocking reads of queue consumers.
+ */
+export interface RedisConnections {
+  cmd: Redis
+  sub: Redis
+  blocking(): Redis
+  /** Connects what is not connected yet. */
+  connect(): Promise<void>
+  close(): void
+}
+
+export function redisConnections(url: string, cluster: boolean): RedisConnections {
+  const cmd = redisConnection(url, cluster, 'command')
+  const sub = redisConnection(url, cluster, 'subscriber')
+  let blocking: Redis | undefined
+  const open = (c: Redis) => (c.status === 'wait' ? c.connect() : Promise.resolve())
+  return {
+    cmd,
+    sub,
+    blocking() {
+      if (!blocking) {
+        blocking = redisConnection(url, cluster, 'blocking')
+        blocking.on('error', () => {}) // its reads fail and are retried; the broker reports Redis
+      }
+      return blocking
+    },
+    async connect() {
+      await Promise.all([cmd, sub, ...(blocking ? [blocking] : [])].map(open))
+    },
+    close() {
+      for (const c of [cmd, sub, blocking]) c?.disconnect()
+    },
+  }
+}

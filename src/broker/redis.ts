@@ -3,7 +3,8 @@ import type Redis from 'ioredis'
 import { log } from '../log'
 import type { Store } from '../store/types'
 import { archiveRepair } from './redis-archive'
-import { redisConnection } from './redis-connect'
+import type { RedisConnections } from './redis-connect'
+import type { Cluster } from '../cluster/heartbeat'
 import { redisPresence } from './redis-presence'
 import { RESET_HEAD, redisKeys, withScripts } from './redis-scripts'
 import { Refused, neededMessage } from './lifecycle'
@@ -12,9 +13,12 @@ import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, Roo
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
-  /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
-  url: string
+  /** The node's connections (made once, in main). */
+  redis: RedisConnections
+  /** A Redis Cluster (keys per room in one slot, sharded pub/sub), not one Redis. */
   cluster?: boolean
+  /** The cluster's heartbeat: a dead node's presence entries are reaped when it sees one. */
+  nodes: Cluster
   prefix: string
   nodeId: string
   historyLimit: number
@@ -62,7 +66,6 @@ const SUMMARY_BUDGET = 2 * UNREAD_CAP
 /** See init(): how far past the store's last seq a rebuilt room's new epoch starts. */
 export const REBUILT_SEQ_GAP = 1000
 
-const HEARTBEAT_MS = 5_000
 const REPAIR_EVERY_MS = 1_000
 /** With persistence: a node marks a room due for the archive for this long before it appends to it. */
 const DUE_LEASE_MS = 60_000
@@ -76,8 +79,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   const P = opts.prefix
   const origin = opts.origin ?? freshOrigin
   const cluster = opts.cluster ?? false
-  const cmd = withScripts(redisConnection(opts.url, cluster, 'command'), cluster)
-  const sub = redisConnection(opts.url, cluster, 'subscriber')
+  const cmd = withScripts(opts.redis.cmd, cluster)
+  const sub = opts.redis.sub
   const key = redisKeys(P)
   // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
   // (classic PUBLISH would be broadcast to every shard). One Redis keeps classic pub/sub.
@@ -91,11 +94,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   let onReset: (room: string, pos: Position) => void = () => {}
   const watched = new Map<string, { count: number; ready: Promise<void> }>()
   const streams = new Map<string, RoomStream>()
-  let timer: ReturnType<typeof setInterval> | undefined
   let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
   const presence = redisPresence(cmd, key, opts.nodeId, publish)
+  opts.nodes.onNodeDead(presence.reap)
   const repairArchive = opts.store ? archiveRepair(cmd, key, opts.store, opts.nodeId) : undefined
 
   // ---- receiving ----
@@ -395,10 +398,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     async start(d, reset) {
       deliver = d
       if (reset) onReset = reset
-      await Promise.all([cmd.connect(), sub.connect()])
-      await presence.begin()
-      timer = setInterval(() => presence.heartbeat().catch((err) => log.debug('heartbeat failed', { err })), HEARTBEAT_MS)
-      timer.unref()
+      await opts.redis.connect()
       if (repairArchive) {
         repairTimer = setInterval(() => void repairArchive(), REPAIR_EVERY_MS)
         repairTimer.unref()
@@ -513,12 +513,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     },
     async close() {
       closing = true
-      if (timer) clearInterval(timer)
       if (repairTimer) clearInterval(repairTimer)
       if (settleTimer) clearInterval(settleTimer)
       await presence.end()
-      sub.disconnect()
-      cmd.disconnect()
     },
   }
 }

@@ -2,29 +2,10 @@ import type Redis from 'ioredis'
 import type { User } from '../protocol/server-frames'
 import type { AddResult, Members, Standing } from './types'
 import { patched } from './types'
+import ADD from './lua/members-add.lua' with { type: 'text' }
+import MARK from './lua/members-mark.lua' with { type: 'text' }
 
-/**
- * add: the membership on the user's side, unless it exists or the user holds `cap` already.
- * KEYS: the user's rooms hash. ARGV: room, read, cap. Returns {1, read} added, {0, read} exists, {-1} limit.
- */
-const ADD = `
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then return {0, tonumber(cur)} end
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {-1} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return {1, tonumber(ARGV[2])}
-`
 
-/** mark: the marker moves up, never back. KEYS: the user's rooms hash. ARGV: room, seq. Returns the marker, or -1 (not a member). */
-const MARK = `
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return -1 end
-if tonumber(ARGV[2]) > tonumber(cur) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return tonumber(ARGV[2])
-end
-return tonumber(cur)
-`
 
 type Scripted = Redis & {
   memberAdd(rooms: string, room: string, read: number, cap: number): Promise<[number, number?]>
