@@ -79,7 +79,7 @@ export function redisKeys(P: string) {
       const i = channel.lastIndexOf('}:ch:')
       return `${channel.slice(i + 5)}:${channel.slice(P.length + 1, i)}`
     },
-    /** hash: message id -> its current state (lifecycle); list: those ids, oldest first. */
+    /** hash: message id -> its current state (message-rules.ts); list: those ids, oldest first. */
     msgs: (room: string) => `${P}{${room}}:msgs`,
     msgOrder: (room: string) => `${P}{${room}}:msgorder`,
     pConns: (room: string) => `${P}{${room}}:pconns`,

@@ -8,7 +8,7 @@
 -- The published payload is the frame, or `<conn>\n<frame>` when a connection must not get it.
 -- The room's keys expire after ARGV[8] ms without an append (0 = never).
 --
--- Message state (see lifecycle.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
+-- Message state (see message-rules.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
 -- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions};
 -- KEYS[4] lists message ids oldest first: past ARGV[11] entries the oldest leave the hash (a
 -- change to one is then checked against the store's copy, which the caller puts back).
