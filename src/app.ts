@@ -53,12 +53,10 @@ export function parseFrame(message: string | Buffer): unknown {
 
 /**
  * A young-generation collection every this many upgrades. An upgrade leaves a few KiB of
- * short-lived objects; in a burst of connections JSC let them pile up between collections, and
- * the heap's high-water mark stayed in the RSS as free space interleaved with the sockets'
- * long-lived records (10 000 idle sockets: heap capacity +18 MiB for 10 MiB live, ~4 KiB of
- * RSS a socket; every 500 upgrades: +11 MiB, 2.75 KiB; every 200: +9 MiB, 2.53 KiB, with the
- * same connect time). `Bun.gc(false)` asks for the collection without waiting for it; a young
- * collection of objects this short-lived is cheap.
+ * short-lived objects; in a burst of connections they piled up between collections and the
+ * heap's high-water mark stayed in the RSS, interleaved with the sockets' long-lived records.
+ * `Bun.gc(false)` asks for the collection without waiting for it (figures: docs/performance.md,
+ * "A young collection every 200 upgrades").
  */
 const EDEN_GC_EVERY_UPGRADES = 200
 
@@ -138,7 +136,7 @@ export function createApp(deps: AppDeps) {
    * A socket's data, from the upgrade on. Elysia's Bun handlers call `ws.data.open` (and
    * `message`, `close`, `pong`) with Bun's own socket. The upgrade is a Bun route (see below),
    * not Elysia's ws route: that one builds the whole request context, a closure per event and
-   * a copy of it all per upgrade (~0.6 KiB of RSS a socket, docs/performance.md). This is one
+   * a copy of it all per upgrade (its RSS per socket: docs/performance.md). This is one
    * small object, its handlers on the prototype, frames parsed as Elysia parses them; it also
    * holds the socket's admission ticket.
    */
@@ -190,7 +188,7 @@ export function createApp(deps: AppDeps) {
    */
   async function upgradeRoute(req: Request, server: Server<unknown>): Promise<Response | undefined> {
     if (hub.draining) return json(503, { error: 'unavailable', reason: 'draining' })
-    // Only the headers read here: a copy of them all was ~1 KiB of garbage per connection.
+    // Only the headers read here: a copy of them all is garbage per connection.
     const header = (name: string) => req.headers.get(name) ?? undefined
     const origin = header('origin')
     if (origins && origin !== undefined && !origins.has(origin)) {

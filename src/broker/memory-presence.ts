@@ -3,8 +3,8 @@ import type { Presence } from './presence'
 
 /**
  * Presence in this process: a count of connections per user and room. The hub pairs every
- * `add` with one `remove` (rooms.ts), so the connections themselves need not be kept: a set of
- * 5 000 connection ids of one user cost ~100 bytes a socket (docs/performance.md).
+ * `add` with one `remove` (rooms.ts), so the connections themselves need not be kept:
+ * a set of one user's connection ids cost memory per socket (docs/performance.md).
  */
 export function memoryPresence(): Presence {
   const rooms = new Map<string, Map<string, { user: User; conns: number }>>()

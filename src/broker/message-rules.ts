@@ -17,7 +17,7 @@ export interface MessageStore {
  * A room's message states for the memory engine: the newest `generation` messages at least and
  * twice that at most, in two maps. When the young map is full the old one is dropped whole: a
  * map never deletes a key, so it never walks past deleted slots (per-key deletes of the oldest
- * were a quarter of a chat message's server CPU in scenario 1c).
+ * cost a chat message dearly: docs/performance.md).
  */
 export class MessageStates implements MessageStore {
   private young = new Map<string, MessageState>()
