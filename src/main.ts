@@ -156,7 +156,7 @@ const offline: OfflineProvider = async (room, sender, online) => {
   const live = await online(ids)
   return ids.filter((id) => !live.has(id))
 }
-const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps })
+const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps, sql: store?.sql })
 const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, webhooks: webhooks?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())

@@ -1,5 +1,6 @@
 import type { RedisConnections } from '../broker/redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
+import type { Sql } from 'postgres'
 import pkg from '../../package.json'
 import type { Config } from '../config'
 import { log } from '../log'
@@ -53,6 +54,8 @@ export function createWebhooks(opts: {
   offline?: OfflineProvider
   /** With Redis: the node's connections and the cluster's heartbeat (a queue and liveness shared by every node). */
   redis?: { connections: RedisConnections; nodes: Cluster }
+  /** Without Redis, with PostgreSQL: the store's pool, where the queue is journalled. */
+  sql?: Sql
 }): Webhooks | undefined {
   const { config, metrics, nodeId } = opts
   if (!config.WEBHOOK_URL && !config.HOOK_BEFORE_PUBLISH_URL) return undefined
@@ -167,8 +170,8 @@ export function createWebhooks(opts: {
       if (opts.redis && redis) {
         await opts.redis.connections.connect()
         await redis.start()
-      } else if (config.ENABLE_PERSISTENCE && config.POSTGRES_DSN && memory) {
-        journal = await pgJournal({ dsn: config.POSTGRES_DSN, nodeId, onError: () => metrics.storeErrors.inc() })
+      } else if (opts.sql && memory) {
+        journal = await pgJournal({ sql: opts.sql!, onError: () => metrics.storeErrors.inc() })
         const pending = await journal.load()
         if (pending.length) {
           log.info('webhook events pending from before the restart', { events: pending.length })
