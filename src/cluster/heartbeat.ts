@@ -27,7 +27,7 @@ export interface Cluster {
    */
   onNodeDead(f: (node: string) => Promise<void>): void
   start(): Promise<void>
-  /** Leaves the cluster (a graceful stop: its lease goes; what it left is reaped as a dead node's). */
+  /** Leaves the cluster: its lease ends now, so whatever it left behind is reaped as a dead node's. */
   stop(): Promise<void>
 }
 
@@ -109,7 +109,7 @@ export function redisCluster(opts: { cmd: Redis; prefix: string; nodeId: string;
     },
     async stop() {
       clearInterval(timer)
-      await cmd.zrem(leases, nodeId).catch(() => {})
+      await cmd.zadd(leases, 0, nodeId).catch(() => {})
     },
   }
 }
