@@ -44,9 +44,12 @@ export type Scripted = Redis & {
   presenceRemove(conns: string, counts: string, names: string, conn: string, user: string): Promise<number>
 }
 
+/** The append script as the engine runs it: fenced and sharded in a Redis Cluster. */
+export const appendScript = (cluster: boolean) => (cluster ? sharded(APPEND) : APPEND)
+
 /** `cluster`: the client is a Redis Cluster's (sharded publish, writes fenced per primary). */
 export function withScripts(redis: Redis, cluster = false): Scripted {
-  redis.defineCommand('chatAppend', { lua: cluster ? sharded(APPEND) : APPEND })
+  redis.defineCommand('chatAppend', { lua: appendScript(cluster) })
   redis.defineCommand('chatSummary', { numberOfKeys: 2, lua: SUMMARY })
   redis.defineCommand('chatPersisted', { numberOfKeys: 1, lua: PERSISTED })
   redis.defineCommand('dueDone', { numberOfKeys: 1, lua: DUE_DONE })

@@ -6,7 +6,7 @@ import { archiveRepair } from './redis-archive'
 import type { RedisConnections } from './redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
 import { redisPresence } from './redis-presence'
-import { RESET_HEAD, redisKeys, withScripts } from './redis-scripts'
+import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
 import { Refused, neededMessage } from './message-rules'
 import type { Caps, LoadMessages, MessageState } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
@@ -81,6 +81,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   const cluster = opts.cluster ?? false
   const cmd = withScripts(opts.redis.cmd, cluster)
   const sub = opts.redis.sub
+  /** One Redis: appends go through Bun's client (script-client.ts); a Redis Cluster's through ioredis. */
+  const scripts = opts.redis.scripts
+  const APPEND_SCRIPT = appendScript(cluster)
   const key = redisKeys(P)
   // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
   // (classic PUBLISH would be broadcast to every shard). One Redis keeps classic pub/sub.
@@ -411,8 +414,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room)]
       if (dedupe) keys.push(key.dedupe(dedupe, room))
       const command = lifecycleCommand(draft)
-      const call = () =>
-        cmd.chatAppend(keys.length as 4 | 5, ...keys, draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2)
+      const args = [draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2]
+      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : () => cmd.chatAppend(keys.length as 4 | 5, ...keys, ...args)) as () => Promise<[number, (number | string)?, string?]>
       let r = await call()
       for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)
@@ -509,6 +512,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     problem() {
       if (cmd.status !== 'ready') return `redis: ${cmd.status}`
       if (sub.status !== 'ready') return `redis subscriber: ${sub.status}`
+      if (scripts && !scripts.connected) return 'redis (append connection): reconnecting'
       return undefined
     },
     async close() {
