@@ -34,4 +34,264 @@ describe('pusher protocol on one node', () => {
     await sdk(s).trigger(ch.name, 'breaking', { headline: 'hi' })
     expect(await got).toEqual({ headline: 'hi' })
   })
+
+  test('a wrong app key is told with 4001 and closed; a request that is no upgrade gets 400', async () => {
+    const raw = await rawPusher(s, 'not-the-key')
+    expect(raw.first).toMatchObject({ event: 'pusher:error', data: { code: 4001 } })
+    expect((await raw.closed()).code).toBe(4001)
+    const res = await fetch(`${s.url}/app/${APP.key}`)
+    expect(res.status).toBe(400)
+    expect((await res.json()).error).toBe('bad_request')
+  })
+
+  test('private channels: signed by the auth endpoint they subscribe; a bad signature is refused with pusher:error 4009 and subscription_error', async () => {
+    const c = await pusherClient(s, auth)
+    const ch = await c.subscribe(uid('private-orders'))
+    const got = c.next(ch, 'paid')
+    await sdk(s).trigger(ch.name, 'paid', { n: 1 })
+    expect(await got).toEqual({ n: 1 })
+
+    const forged = await pusherClient(s, auth, { forge: true })
+    const err = await forged.subscribe(uid('private-orders')).catch((e) => e)
+    expect(err.data).toMatchObject({ type: 'AuthError', status: 401 })
+
+    const raw = await rawPusher(s)
+    const channel = uid('private-raw')
+    raw.send({ event: 'pusher:subscribe', data: { channel, auth: `${APP.key}:${'0'.repeat(64)}` } })
+    expect((await raw.next((f) => f.event === 'pusher:error')).data.code).toBe(4009)
+    expect((await raw.next((f) => f.event === 'pusher:subscription_error')).channel).toBe(channel)
+    // Signed for another socket: refused too.
+    const other = (await auth.post({ socket_id: '1.1', channel_name: channel })) as { auth: string }
+    raw.send({ event: 'pusher:subscribe', data: { channel, auth: other.auth } })
+    await until(() => raw.frames.filter((f) => f.event === 'pusher:subscription_error').length === 2, 'second refusal')
+    // Without auth at all.
+    raw.send({ event: 'pusher:subscribe', data: { channel: uid('presence-raw') } })
+    expect((await raw.next((f) => f.event === 'pusher:subscription_error' && f.channel.startsWith('presence-raw'))).data.error).toContain('channel_data')
+    expect(raw.frames.some((f) => f.event === 'pusher_internal:subscription_succeeded')).toBe(false)
+  })
+
+  test('bad subscriptions get a pusher:error naming the field', async () => {
+    const raw = await rawPusher(s)
+    raw.send({ event: 'pusher:subscribe', data: { channel: 'has spaces' } })
+    expect((await raw.next((f) => f.event === 'pusher:error')).data.message).toContain('channel')
+    raw.send({ event: 'pusher:subscribe', data: { channel: 'dm:0123456789abcdef' } })
+    await until(() => raw.frames.filter((f) => f.event === 'pusher:error').length === 2, 'direct room refused')
+    raw.send({ event: 'nonsense' })
+    expect((await raw.next((f) => f.event === 'pusher:error' && f.data.message.includes('nonsense'))).data.message).toContain('not a client event')
+    raw.ws.send('not json')
+    expect((await raw.next((f) => f.event === 'pusher:error' && f.data.message.includes('JSON'))).data.code).toBe(null)
+  })
+
+  test('presence channels: subscription_succeeded with the members, member_added and member_removed', async () => {
+    const channel = uid('presence-lobby')
+    const ann = await pusherClient(s, auth, { user: 'ann', name: 'Ann' })
+    const a = (await ann.subscribe(channel)) as any
+    expect(a.members.count).toBe(1)
+    expect(a.members.me).toMatchObject({ id: 'ann', info: { name: 'Ann' } })
+    const added = ann.next(a, 'pusher:member_added')
+    const bob = await pusherClient(s, auth, { user: 'bob', name: 'Bob' })
+    const b = (await bob.subscribe(channel)) as any
+    expect(b.members.count).toBe(2)
+    const ids: string[] = []
+    b.members.each((m: any) => ids.push(m.id))
+    expect(ids.sort()).toEqual(['ann', 'bob'])
+    expect(await added).toMatchObject({ id: 'bob', info: { name: 'Bob' } })
+    const removed = ann.next(a, 'pusher:member_removed')
+    bob.close()
+    expect((await removed).id).toBe('bob')
+    expect(a.members.count).toBe(1)
+  })
+
+  test('client events reach the other subscribers of the channel, not the sender; refused on public channels', async () => {
+    const channel = uid('private-game')
+    const one = await pusherClient(s, auth)
+    const two = await pusherClient(s, auth)
+    const c1 = await one.subscribe(channel)
+    const c2 = await two.subscribe(channel)
+    let echoed = 0
+    c1.bind('client-move', () => echoed++)
+    const got = two.next(c2, 'client-move')
+    expect(c1.trigger('client-move', { x: 3 })).toBe(true)
+    expect(await got).toEqual({ x: 3 })
+    // The sender's own event never came back: a later event from the other side arrives first.
+    const back = one.next(c1, 'client-move')
+    c2.trigger('client-move', { x: 4 })
+    expect(await back).toEqual({ x: 4 })
+    expect(echoed).toBe(1)
+
+    const raw = await rawPusher(s)
+    const pub = uid('public-game')
+    raw.send({ event: 'pusher:subscribe', data: { channel: pub } })
+    await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded')
+    raw.send({ event: 'client-move', channel: pub, data: {} })
+    const refused = await raw.next((f) => f.event === 'pusher:error')
+    expect(refused.data.code).toBe(4301)
+    expect(refused.data.message).toContain('private and presence')
+    raw.send({ event: 'client-move', channel: uid('private-never'), data: {} })
+    expect((await raw.next((f) => f.event === 'pusher:error' && f.data.message.includes('not subscribed'))).data.code).toBe(4301)
+  })
+
+  test('client events are rate-limited (4301) past 10 a second', async () => {
+    const channel = uid('private-flood')
+    const c = await pusherClient(s, auth)
+    const ch = await c.subscribe(channel)
+    const errors: any[] = []
+    c.pusher.connection.bind('error', (e: any) => errors.push(e))
+    for (let i = 0; i < 30; i++) ch.trigger('client-spam', { i })
+    await until(() => errors.some((e) => e.data?.code === 4301), 'a 4301 error')
+    expect(errors.find((e) => e.data?.code === 4301).data.message).toContain('rate limit')
+  })
+
+  test('channel info, channel list and presence users through the server SDK', async () => {
+    const channel = uid('presence-info')
+    const pub = uid('info-pub')
+    const a = await pusherClient(s, auth, { user: 'u1' })
+    const b = await pusherClient(s, auth, { user: 'u2' })
+    await a.subscribe(channel)
+    await b.subscribe(channel)
+    await a.subscribe(pub)
+    const api = sdk(s)
+    const info = await (await api.get({ path: `/channels/${channel}`, params: { info: 'user_count,subscription_count' } })).json()
+    expect(info).toEqual({ occupied: true, user_count: 2, subscription_count: 2 })
+    const list = await (await api.get({ path: '/channels', params: { filter_by_prefix: 'presence-info', info: 'user_count' } })).json()
+    expect(list.channels[channel]).toEqual({ user_count: 2 })
+    expect(list.channels[pub]).toBeUndefined()
+    const all = await (await api.get({ path: '/channels' })).json()
+    expect(all.channels[pub]).toEqual({})
+    const users = await (await api.get({ path: `/channels/${channel}/users` })).json()
+    expect(users.users.map((u: any) => u.id).sort()).toEqual(['u1', 'u2'])
+    const vacant = await (await api.get({ path: `/channels/${uid('nobody')}` })).json()
+    expect(vacant).toEqual({ occupied: false })
+    // user_count is a presence channel's only (as Pusher answers).
+    const wrong = await api.get({ path: `/channels/${pub}`, params: { info: 'user_count' } }).catch((e) => e)
+    expect(wrong.status).toBe(400)
+    const notPresence = await api.get({ path: `/channels/${pub}/users` }).catch((e) => e)
+    expect(notPresence.status).toBe(400)
+  })
+
+  test('batch events: each event to its channel', async () => {
+    const c = await pusherClient(s, auth)
+    const one = await c.subscribe(uid('batch-a'))
+    const two = await c.subscribe(uid('batch-b'))
+    const got = Promise.all([c.next(one, 'e1'), c.next(two, 'e2')])
+    await sdk(s).triggerBatch([
+      { channel: one.name, name: 'e1', data: { a: 1 } },
+      { channel: two.name, name: 'e2', data: 'plain text' },
+    ])
+    expect(await got).toEqual([{ a: 1 }, 'plain text'])
+    const tooMany = await sdk(s).triggerBatch(Array.from({ length: 11 }, () => ({ channel: one.name, name: 'x', data: {} }))).catch((e) => e)
+    expect(tooMany.status).toBe(400)
+    expect(tooMany.body).toContain('at most 10')
+  })
+
+  test('HTTP API errors: 401 on a wrong secret or a stale auth_timestamp, 413 on data too large, 400 on a bad body, 404 on another app id', async () => {
+    const wrong = await sdk(s, 'a-secret-that-is-not-it-0000').trigger('x', 'e', {}).catch((e) => e)
+    expect(wrong.status).toBe(401)
+    expect(JSON.parse(wrong.body)).toMatchObject({ error: 'unauthorized', reason: expect.stringContaining('auth_signature') })
+    // Signed exactly as the SDK signs, but 11 minutes ago (PUSHER_AUTH_MAX_AGE_S is 600).
+    const api = sdk(s)
+    const body = JSON.stringify({ name: 'e', channels: ['x'], data: '{}' })
+    const real = Date.now
+    Date.now = () => real() - 660_000
+    let qs: string
+    try {
+      qs = api.createSignedQueryString({ method: 'POST', path: `/apps/${APP.appId}/events`, body })
+    } finally {
+      Date.now = real
+    }
+    const stale = await fetch(`${s.url}/apps/${APP.appId}/events?${qs}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })
+    expect(stale.status).toBe(401)
+    expect((await stale.json()).reason).toContain('auth_timestamp')
+    const fresh = api.createSignedQueryString({ method: 'POST', path: `/apps/${APP.appId}/events`, body })
+    expect((await fetch(`${s.url}/apps/${APP.appId}/events?${fresh}`, { method: 'POST', body })).status).toBe(200)
+    // The body is not the one signed.
+    const swapped = await fetch(`${s.url}/apps/${APP.appId}/events?${fresh}`, { method: 'POST', body: body.replace('"e"', '"f"') })
+    expect(swapped.status).toBe(401)
+    expect((await swapped.json()).reason).toContain('body_md5')
+    const big = await api.trigger('x', 'e', 'y'.repeat(20_000)).catch((e) => e)
+    expect(big.status).toBe(413)
+    const bad = await api.post({ path: '/events', body: { name: 'e', channels: ['bad channel'], data: '{}' } }).catch((e) => e)
+    expect(bad.status).toBe(400)
+    expect(JSON.parse(bad.body).reason).toContain('channels[0]')
+    const noData = await api.post({ path: '/events', body: { name: 'e', channels: ['x'] } }).catch((e) => e)
+    expect(JSON.parse(noData.body).reason).toContain('data')
+    const otherApp = new (api.constructor as any)({ appId: 'other', key: APP.key, secret: APP.secret, host: '127.0.0.1', port: String(s.port), useTLS: false })
+    expect((await otherApp.trigger('x', 'e', {}).catch((e: any) => e)).status).toBe(404)
+  })
+
+  test('signin, a user event and terminate_connections (4009, no reconnect)', async () => {
+    const user = uid('signed')
+    const c = await pusherClient(s, auth, { user })
+    c.pusher.signin()
+    await c.pusher.user.signinDonePromise
+    expect(c.pusher.user.user_data).toMatchObject({ id: user })
+    const got = new Promise<any>((r) => c.pusher.user.bind('hello', r))
+    await until(async () => {
+      await sdk(s).sendToUser(user, 'hello', { to: user })
+      return Promise.race([got.then(() => true), Bun.sleep(200).then(() => false)])
+    }, 'the user event')
+    expect(await got).toEqual({ to: user })
+    const closed = new Promise<any>((r) => c.pusher.connection.bind('state_change', (st: any) => st.current !== 'connected' && r(st)))
+    const bystander = await pusherClient(s, auth, { user: 'someone-else' })
+    await sdk(s).terminateUserConnections(user)
+    await closed
+    await Bun.sleep(300)
+    expect(c.pusher.connection.state).not.toBe('connected')
+    expect(bystander.pusher.connection.state).toBe('connected')
+    // A forged signin closes with 4009.
+    const raw = await rawPusher(s)
+    raw.send({ event: 'pusher:signin', data: { auth: `${APP.key}:${'1'.repeat(64)}`, user_data: '{"id":"x"}' } })
+    expect((await raw.closed()).code).toBe(4009)
+  })
+
+  test('a chat-server client and a Pusher client in one room hear each other', async () => {
+    const room = uid('private-mixed')
+    const chat = await connect(s.ws, { user: 'carol', name: 'Carol' })
+    expect((await chat.request({ type: 'join', room })).type).toBe('joined')
+    const p = await pusherClient(s, auth)
+    const ch = await p.subscribe(room)
+    // chat-server -> Pusher: a `chat` event whose data is the chat frame.
+    const heard = p.next(ch, 'chat')
+    chat.send({ type: 'chat', room, body: 'hello pusher' })
+    expect(await heard).toMatchObject({ type: 'chat', room, body: 'hello pusher', from: { id: 'carol' }, seq: expect.any(Number) })
+    // Pusher client event -> chat-server: a `pusher` frame.
+    ch.trigger('client-wave', { hi: 'carol' })
+    expect(await chat.next({ type: 'pusher' })).toMatchObject({ type: 'pusher', room, event: 'client-wave', data: { hi: 'carol' } })
+    // HTTP API event -> both.
+    const both = p.next(ch, 'news')
+    await sdk(s).trigger(room, 'news', { n: 7 })
+    expect(await both).toEqual({ n: 7 })
+    const f = await chat.next((x) => x.type === 'pusher' && x.event === 'news')
+    expect(JSON.parse(f.data)).toEqual({ n: 7 })
+    chat.close()
+  })
+
+  test('laravel-echo on pusher-js: a private channel through an authorizer', async () => {
+    const { default: Echo } = await import('laravel-echo')
+    const { default: Pusher } = await import('pusher-js')
+    const echo = new Echo({
+      broadcaster: 'pusher',
+      key: APP.key,
+      cluster: 'mt1',
+      wsHost: '127.0.0.1',
+      wsPort: s.port,
+      forceTLS: false,
+      enabledTransports: ['ws'],
+      disableStats: true,
+      Pusher,
+      authorizer: (channel: { name: string }) => ({
+        authorize: (socketId: string, callback: (err: unknown, data: unknown) => void) => {
+          auth.post({ socket_id: socketId, channel_name: channel.name }).then((d) => callback(null, d), (e) => callback(e, null))
+        },
+      }),
+    } as any)
+    const name = uid('App.Models.User')
+    const got = new Promise<any>((resolve) => echo.private(name).listen('.OrderShipped', resolve))
+    await until(async () => {
+      await sdk(s).trigger(`private-${name}`, 'OrderShipped', { order: 42 })
+      return Promise.race([got.then(() => true), Bun.sleep(200).then(() => false)])
+    }, 'the Echo event')
+    expect(await got).toEqual({ order: 42 })
+    echo.disconnect()
+  })
 })
