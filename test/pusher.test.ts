@@ -295,3 +295,89 @@ describe('pusher protocol on one node', () => {
     echo.disconnect()
   })
 })
+
+describe('pusher webhooks and switches', () => {
+  let w: RunningServer
+  const hooks: { body: string; key: string | null; valid: boolean; events: any[] }[] = []
+  const verifier = sdk({ port: 1 } as RunningServer)
+  const receiver = Bun.serve({
+    hostname: '127.0.0.1',
+    port: 0,
+    async fetch(req) {
+      const body = await req.text()
+      // The server SDK's own check: X-Pusher-Key and X-Pusher-Signature (HMAC-SHA256 of the body).
+      const hook = verifier.webhook({ headers: Object.fromEntries(req.headers), rawBody: body })
+      hooks.push({ body, key: req.headers.get('x-pusher-key'), valid: hook.isValid(), events: hook.isValid() ? hook.getEvents() : [] })
+      return new Response('ok')
+    },
+  })
+  afterAll(() => {
+    receiver.stop(true)
+    return w?.stop('SIGKILL')
+  })
+  const events = () => hooks.flatMap((h) => h.events)
+
+  test('start with PUSHER_WEBHOOK_URL', async () => {
+    w = await startServer({ env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0', WEBHOOK_BATCH_MS: '10', PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/pusher` } })
+  })
+
+  test('channel_occupied, member_added, member_removed, channel_vacated: signed, in Pusher\'s body', async () => {
+    const channel = uid('presence-hooked')
+    const c = await pusherClient(w, auth, { user: 'hook-user' })
+    await c.subscribe(channel)
+    await until(() => events().some((e) => e.name === 'member_added' && e.channel === channel), 'member_added')
+    c.close()
+    await until(() => events().some((e) => e.name === 'channel_vacated' && e.channel === channel), 'channel_vacated')
+    const mine = events().filter((e) => e.channel === channel)
+    expect(mine.map((e) => e.name).sort()).toEqual(['channel_occupied', 'channel_vacated', 'member_added', 'member_removed'])
+    expect(mine.find((e) => e.name === 'member_added').user_id).toBe('hook-user')
+    expect(hooks.every((h) => h.valid && h.key === APP.key)).toBe(true)
+    const body = JSON.parse(hooks[0]!.body)
+    expect(typeof body.time_ms).toBe('number')
+    expect(Array.isArray(body.events)).toBe(true)
+    // A forged signature is what the SDK's check would catch (the check can fail).
+    expect(verifier.webhook({ headers: { 'x-pusher-key': APP.key, 'x-pusher-signature': '0'.repeat(64) }, rawBody: hooks[0]!.body }).isValid()).toBe(false)
+  })
+
+  test('client_event: the event, its data, socket_id and the presence member', async () => {
+    const channel = uid('presence-talk')
+    const a = await pusherClient(w, auth, { user: 'talker' })
+    const b = await pusherClient(w, auth, { user: 'listener' })
+    const ca = await a.subscribe(channel)
+    await b.subscribe(channel)
+    ca.trigger('client-said', { text: 'hi' })
+    await until(() => events().some((e) => e.name === 'client_event' && e.channel === channel), 'client_event')
+    const e = events().find((e) => e.name === 'client_event' && e.channel === channel)
+    expect(e).toMatchObject({ event: 'client-said', socket_id: a.socketId, user_id: 'talker' })
+    expect(JSON.parse(e.data)).toEqual({ text: 'hi' })
+  })
+
+  test('PUSHER_CLIENT_EVENTS=false refuses client events with 4301', async () => {
+    const quiet = await startServer({ env: { ...pusherEnv, PUSHER_CLIENT_EVENTS: 'false' } })
+    try {
+    const raw = await rawPusher(quiet)
+    const channel = uid('private-quiet')
+    const { auth: sig } = (await auth.post({ socket_id: raw.socketId, channel_name: channel })) as { auth: string }
+    raw.send({ event: 'pusher:subscribe', data: { channel, auth: sig } })
+    await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded')
+    raw.send({ event: 'client-x', channel, data: {} })
+    const e = await raw.next((f) => f.event === 'pusher:error')
+    expect(e.data).toMatchObject({ code: 4301, message: expect.stringContaining('PUSHER_CLIENT_EVENTS') })
+    } finally {
+      await quiet.stop('SIGKILL')
+    }
+  }, 20_000)
+})
+
+describe('pusher configuration', () => {
+  test('one or two of the three variables is a startup error naming the missing ones', async () => {
+    const { runServerOnce } = await import('./helpers/server')
+    const one = await runServerOnce({ PUSHER_KEY: 'k' })
+    expect(one.code).not.toBe(0)
+    expect(one.stderr).toContain('PUSHER_APP_ID, PUSHER_SECRET')
+    const two = await runServerOnce({ PUSHER_KEY: 'k', PUSHER_APP_ID: '1' })
+    expect(two.stderr).toContain('PUSHER_SECRET: the Pusher protocol needs')
+    const hook = await runServerOnce({ PUSHER_WEBHOOK_URL: 'http://127.0.0.1:1/x' })
+    expect(hook.stderr).toContain('PUSHER_WEBHOOK_URL: needs')
+  }, 30_000)
+})
