@@ -266,6 +266,39 @@ describe('pusher protocol on one node', () => {
     chat.close()
   })
 
+  test('private-encrypted- channels: the SDK encrypts, pusher-js decrypts, the server passes the payload as it is', async () => {
+    const channel = uid('private-encrypted-vault')
+    const c = await pusherClient(s, auth)
+    const ch = await c.subscribe(channel)
+    const raw = await rawPusher(s)
+    const { auth: sig } = (await auth.post({ socket_id: raw.socketId, channel_name: channel })) as { auth: string }
+    raw.send({ event: 'pusher:subscribe', data: { channel, auth: sig } })
+    await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded')
+    const got = c.next(ch, 'secret')
+    await sdk(s).trigger(channel, 'secret', { code: 1234 })
+    expect(await got).toEqual({ code: 1234 })
+    // On the wire (and to the server) it is ciphertext: a nonce and a ciphertext, no plain text.
+    const wire = await raw.next((f) => f.event === 'secret')
+    const payload = JSON.parse(wire.data)
+    expect(Object.keys(payload).sort()).toEqual(['ciphertext', 'nonce'])
+    expect(wire.data).not.toContain('1234')
+    // Client events are refused there (the server could not check what they carry).
+    raw.send({ event: 'client-x', channel, data: {} })
+    expect((await raw.next((f) => f.event === 'pusher:error')).data).toMatchObject({ code: 4301, message: expect.stringContaining('encrypted') })
+  })
+
+  test('a draining server closes Pusher sockets with 4200 (reconnect)', async () => {
+    const d = await startServer({ env: pusherEnv })
+    try {
+      const raw = await rawPusher(d)
+      const closed = raw.closed()
+      await d.stop('SIGTERM')
+      expect((await closed).code).toBe(4200)
+    } finally {
+      await d.stop('SIGKILL')
+    }
+  }, 20_000)
+
   test('laravel-echo on pusher-js: a private channel through an authorizer', async () => {
     const { default: Echo } = await import('laravel-echo')
     const { default: Pusher } = await import('pusher-js')

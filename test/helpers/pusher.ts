@@ -6,10 +6,13 @@ import type { RunningServer } from './server'
 
 /** The Pusher app every test server runs (docs/pusher.md: PUSHER_APP_ID, PUSHER_KEY, PUSHER_SECRET). */
 export const APP = { appId: 'app-1', key: 'test-key', secret: 'test-secret-of-sufficient-length' }
+/** The app's end-to-end key of private-encrypted- channels: the server never has it. */
+export const MASTER_KEY = Buffer.from('0123456789abcdef0123456789abcdef').toString('base64')
 export const pusherEnv = { PUSHER_APP_ID: APP.appId, PUSHER_KEY: APP.key, PUSHER_SECRET: APP.secret }
 
 /** The Pusher server SDK pointed at a test server, as an app's backend would configure it. */
-export const sdk = (s: RunningServer, secret = APP.secret) => new PusherServer({ appId: APP.appId, key: APP.key, secret, host: '127.0.0.1', port: String(s.port), useTLS: false })
+export const sdk = (s: RunningServer, secret = APP.secret) =>
+  new PusherServer({ appId: APP.appId, key: APP.key, secret, host: '127.0.0.1', port: String(s.port), useTLS: false, encryptionMasterKeyBase64: MASTER_KEY })
 
 /**
  * The app's auth endpoint, served with Bun.serve: signs channel subscriptions and user sign-ins
@@ -17,7 +20,7 @@ export const sdk = (s: RunningServer, secret = APP.secret) => new PusherServer({
  * presence member is `user`; `refuse` makes it sign with a wrong secret.
  */
 export function authEndpoint() {
-  const signer = new PusherServer({ appId: APP.appId, key: APP.key, secret: APP.secret, host: '127.0.0.1' })
+  const signer = new PusherServer({ appId: APP.appId, key: APP.key, secret: APP.secret, host: '127.0.0.1', encryptionMasterKeyBase64: MASTER_KEY })
   const forger = new PusherServer({ appId: APP.appId, key: APP.key, secret: 'not-the-secret-at-all-000000', host: '127.0.0.1' })
   const server = Bun.serve({
     hostname: '127.0.0.1',
