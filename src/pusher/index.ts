@@ -8,11 +8,11 @@ import { tokenBucket } from '../hub/rate-limit'
 import type { Bucket } from '../hub/rate-limit'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { CHAT_HEAD, CONTROL_HEAD, DM_HEAD, control, frames } from '../protocol/server-frames'
+import { CHAT_HEAD, CONTROL_HEAD, DM_HEAD, PUSHER_HEAD, control, frames } from '../protocol/server-frames'
 import { pusherApi } from './http-api'
 import { memoryOccupancy, redisOccupancy } from './occupancy'
 import type { Occupancy } from './occupancy'
-import { CODE, LIMITS, PUSHER_HEAD, USER_CHANNEL_PREFIX, channelKind, channelProblem, presenceData, pusherFrame, pusherFrames, validAuth } from './protocol'
+import { CODE, LIMITS, USER_CHANNEL_PREFIX, channelKind, channelProblem, presenceData, pusherFrames, validAuth } from './protocol'
 import type { ChannelKind } from './protocol'
 import { pusherHooks } from './webhooks'
 
@@ -56,6 +56,7 @@ export function createPusher(deps: PusherDeps) {
   const eventBucket = tokenBucket(LIMITS.clientEventsPerSec, LIMITS.clientEventsPerSec)
   /** Seconds of silence after which pusher-js (and the server) ping; below the idle cut-off. */
   const activityTimeout = Math.max(5, Math.min(120, Math.floor(config.IDLE_TIMEOUT_S / 2)))
+  const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
   const occupancy: Occupancy = config.REDIS_URL
     ? redisOccupancy({
@@ -320,7 +321,7 @@ export function createPusher(deps: PusherDeps) {
     const dataJson = JSON.stringify(data ?? {})
     if (dataJson.length > LIMITS.eventBytes) return reject(`data: at most ${LIMITS.eventBytes} bytes`)
     hooks?.emit({ name: 'client_event', channel: room, event, data: typeof data === 'string' ? data : dataJson, socket_id: s.id, ...(sub.member ? { user_id: sub.member.id } : {}) })
-    return broker.relay(roomTopic(room), pusherFrame(room, event, dataJson, sub.member?.id), s.id)
+    return broker.relay(roomTopic(room), frames.pusher(room, event, dataJson, sub.member?.id), s.id)
   }
 
   /** Publishes once on the Pusher topic, skipping the socket named by `except` when it is here. */
@@ -390,6 +391,11 @@ export function createPusher(deps: PusherDeps) {
    * all gets an HTTP answer.
    */
   function upgrade(req: Request & { params?: Record<string, string> }, server: Server<unknown>): Response | undefined {
+    const origin = req.headers.get('origin')
+    if (origins && origin !== null && !origins.has(origin)) {
+      log.warn('origin refused', { origin, face: 'pusher' })
+      return Response.json({ error: 'forbidden', reason: 'origin_not_allowed' }, { status: 403 })
+    }
     const url = new URL(req.url)
     const appKey = req.params?.key ?? url.pathname.slice(5)
     const socket = new PusherSocket(appKey, Number(url.searchParams.get('protocol') ?? 7))
@@ -404,7 +410,7 @@ export function createPusher(deps: PusherDeps) {
     event: (room, name, dataJson, except) =>
       room.startsWith(USER_CHANNEL_PREFIX)
         ? broker.relay(pusherUserTopic(room.slice(USER_CHANNEL_PREFIX.length)), pusherFrames.event(room, name, dataJson), except)
-        : broker.relay(roomTopic(room), pusherFrame(room, name, dataJson), except),
+        : broker.relay(roomTopic(room), frames.pusher(room, name, dataJson), except),
     terminate: (user) => broker.relay(pusherUserTopic(user), control({ ctl: 'close', code: CODE.unauthorized, reason: 'connection terminated by the server' })),
   })
 

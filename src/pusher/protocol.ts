@@ -102,13 +102,3 @@ export function presenceData(members: { id: string; name: string }[]): string {
   for (const m of members) hash[m.id] = { name: m.name }
   return JSON.stringify({ presence: { ids: Object.keys(hash), hash, count: Object.keys(hash).length } })
 }
-
-/**
- * The chat-server frame of a Pusher event (a client event or an HTTP API event), as it goes
- * through the room's topic: chat-server clients get it as it is (docs/protocol.md), Pusher
- * subscribers as `{event, channel, data, user_id?}` (see `eventOfFrame`).
- */
-export const PUSHER_HEAD = '{"type":"pusher",'
-export function pusherFrame(room: string, event: string, dataJson: string, userId?: string, socketId?: string): string {
-  return `${PUSHER_HEAD}"room":${q(room)},"event":${q(event)},"data":${dataJson}${userId === undefined ? '' : `,"user_id":${q(userId)}`}${socketId === undefined ? '' : `,"socket_id":${q(socketId)}`}}`
-}
