@@ -154,7 +154,6 @@ export function createPusher(deps: PusherDeps) {
     }
     send(frame: string) {
       if (this.closed) return
-      metrics.framesOut.chat!.inc()
       if (this.ws.send(frame) === 0) this.fail(CODE.overCapacity, 'slow consumer: the connection could not keep up')
     }
     /** A `pusher:error` with the code, then the close with it (as Pusher does). */
