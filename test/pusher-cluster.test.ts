@@ -12,7 +12,7 @@ const uid = (what: string) => `${what}-${process.pid}-${++n}`
 const started: RunningServer[] = []
 afterAll(() => Promise.all(started.map((s) => s.stop('SIGKILL'))))
 
-await onRedisAndCluster({
+const { redisTest } = await onRedisAndCluster({
   what: 'pusher',
   prefix,
   env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0' },
@@ -80,3 +80,34 @@ await onRedisAndCluster({
     }, 30_000)
   },
 })
+
+// A node that dies leaves its Pusher subscriptions and presence members behind: the others take
+// them out once its heartbeat lapses (20 s), with member_removed and channel_vacated.
+redisTest('a dead node\'s Pusher members and subscriptions are taken out by the others', async () => {
+  const env = { ...pusherEnv, RATE_LIMIT_PER_SEC: '0', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `${prefix}dead:` }
+  const hooked: any[] = []
+  const receiver = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: async (req) => (hooked.push(...JSON.parse(await req.text()).events), new Response('ok')) })
+  try {
+    const [a, b] = await Promise.all([startServer({ env }), startServer({ env: { ...env, PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/h` } })])
+    started.push(a, b)
+    const channel = uid('presence-doomed')
+    const onA = await pusherClient(a, auth, { user: 'doomed' })
+    await onA.subscribe(channel)
+    // Only A's client is in this one: its channel_vacated can only come from the reaper on B.
+    const alone = uid('doomed-alone')
+    await onA.subscribe(alone)
+    const onB = await pusherClient(b, auth, { user: 'survivor' })
+    const chB = (await onB.subscribe(channel)) as any
+    expect(chB.members.count).toBe(2)
+    const removed = onB.next(chB, 'pusher:member_removed', 60_000)
+    await a.stop('SIGKILL')
+    expect((await removed).id).toBe('doomed')
+    await until(() => hooked.some((e) => e.name === 'channel_vacated' && e.channel === alone), 'channel_vacated of the dead node\'s channel', 60_000)
+    onB.close()
+    await until(() => hooked.some((e) => e.name === 'channel_vacated' && e.channel === channel), 'channel_vacated', 60_000)
+    const info = await (await sdk(b).get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } })).json()
+    expect(info).toEqual({ occupied: false, subscription_count: 0 })
+  } finally {
+    receiver.stop(true)
+  }
+}, 90_000)

@@ -388,14 +388,14 @@ describe('pusher webhooks and switches', () => {
   test('PUSHER_CLIENT_EVENTS=false refuses client events with 4301', async () => {
     const quiet = await startServer({ env: { ...pusherEnv, PUSHER_CLIENT_EVENTS: 'false' } })
     try {
-    const raw = await rawPusher(quiet)
-    const channel = uid('private-quiet')
-    const { auth: sig } = (await auth.post({ socket_id: raw.socketId, channel_name: channel })) as { auth: string }
-    raw.send({ event: 'pusher:subscribe', data: { channel, auth: sig } })
-    await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded')
-    raw.send({ event: 'client-x', channel, data: {} })
-    const e = await raw.next((f) => f.event === 'pusher:error')
-    expect(e.data).toMatchObject({ code: 4301, message: expect.stringContaining('PUSHER_CLIENT_EVENTS') })
+      const raw = await rawPusher(quiet)
+      const channel = uid('private-quiet')
+      const { auth: sig } = (await auth.post({ socket_id: raw.socketId, channel_name: channel })) as { auth: string }
+      raw.send({ event: 'pusher:subscribe', data: { channel, auth: sig } })
+      await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded')
+      raw.send({ event: 'client-x', channel, data: {} })
+      const e = await raw.next((f) => f.event === 'pusher:error')
+      expect(e.data).toMatchObject({ code: 4301, message: expect.stringContaining('PUSHER_CLIENT_EVENTS') })
     } finally {
       await quiet.stop('SIGKILL')
     }
