@@ -104,7 +104,7 @@ export function createPusher(deps: PusherDeps) {
     }
     open(ws: ServerWebSocket<unknown>) {
       this.ws = ws
-      if (this.appKey !== key) return this.fail(CODE.appKey, `App key ${this.appKey} not in this cluster: check PUSHER_KEY`)
+      if (this.appKey !== key) return this.fail(CODE.appKey, `App key ${this.appKey.slice(0, 64)} not in this cluster: check PUSHER_KEY`)
       if (!(this.protocol >= 5 && this.protocol <= 7)) return this.fail(CODE.protocol, `Unsupported protocol version ${this.protocol} (5..7 are)`)
       if (draining || deps.draining()) return this.fail(CODE.reconnect, 'the server is shutting down: reconnect')
       if (config.MAX_CONNECTIONS > 0 && sockets.size + deps.chatConnections() >= config.MAX_CONNECTIONS) {
