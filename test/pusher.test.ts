@@ -44,6 +44,22 @@ describe('pusher protocol on one node', () => {
     expect((await res.json()).error).toBe('bad_request')
   })
 
+  test('an unsupported protocol version is told with 4007; over MAX_CONNECTIONS with 4100', async () => {
+    const old = await rawPusher(s, APP.key, 3)
+    expect(old.first).toMatchObject({ event: 'pusher:error', data: { code: 4007 } })
+    expect((await old.closed()).code).toBe(4007)
+    const full = await startServer({ env: { ...pusherEnv, MAX_CONNECTIONS: '1' } })
+    try {
+      const first = await rawPusher(full)
+      expect(first.first.event).toBe('pusher:connection_established')
+      const second = await rawPusher(full)
+      expect(second.first).toMatchObject({ event: 'pusher:error', data: { code: 4100 } })
+      expect((await second.closed()).code).toBe(4100)
+    } finally {
+      await full.stop('SIGKILL')
+    }
+  }, 20_000)
+
   test('private channels: signed by the auth endpoint they subscribe; a bad signature is refused with pusher:error 4009 and subscription_error', async () => {
     const c = await pusherClient(s, auth)
     const ch = await c.subscribe(uid('private-orders'))

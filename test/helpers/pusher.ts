@@ -117,8 +117,8 @@ export async function pusherClient(s: RunningServer, auth: ReturnType<typeof aut
 export type { PresenceChannel }
 
 /** A raw WebSocket speaking the Pusher protocol, for what pusher-js never sends (forged auth, bad frames). */
-export async function rawPusher(s: RunningServer, key = APP.key) {
-  const ws = new WebSocket(`ws://127.0.0.1:${s.port}/app/${key}?protocol=7&client=test&version=1`)
+export async function rawPusher(s: RunningServer, key = APP.key, protocol = 7) {
+  const ws = new WebSocket(`ws://127.0.0.1:${s.port}/app/${key}?protocol=${protocol}&client=test&version=1`)
   const frames: any[] = []
   const waiters = new Set<() => void>()
   let closed: { code: number; reason: string } | undefined
