@@ -303,6 +303,24 @@ describe('pusher protocol on one node', () => {
     expect((await raw.next((f) => f.event === 'pusher:error')).data).toMatchObject({ code: 4301, message: expect.stringContaining('encrypted') })
   })
 
+  test('a silent client gets pusher:ping after activity_timeout, and 4201 when it never answers', async () => {
+    const idle = await startServer({ env: { ...pusherEnv, IDLE_TIMEOUT_S: '10' } })
+    try {
+      const quiet = await rawPusher(idle)
+      expect(quiet.first.data.activity_timeout).toBe(5)
+      const answering = await rawPusher(idle)
+      await answering.next((f) => f.event === 'pusher:ping', 15_000)
+      answering.send({ event: 'pusher:pong', data: {} })
+      await quiet.next((f) => f.event === 'pusher:ping', 15_000)
+      expect((await quiet.closed()).code).toBe(4201)
+      // The one that answered is still there.
+      answering.send({ event: 'pusher:ping', data: {} })
+      expect((await answering.next((f) => f.event === 'pusher:pong')).event).toBe('pusher:pong')
+    } finally {
+      await idle.stop('SIGKILL')
+    }
+  }, 30_000)
+
   test('a draining server closes Pusher sockets with 4200 (reconnect)', async () => {
     const d = await startServer({ env: pusherEnv })
     try {

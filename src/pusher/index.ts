@@ -56,6 +56,8 @@ export function createPusher(deps: PusherDeps) {
   const eventBucket = tokenBucket(LIMITS.clientEventsPerSec, LIMITS.clientEventsPerSec)
   /** Seconds of silence after which pusher-js (and the server) ping; below the idle cut-off. */
   const activityTimeout = Math.max(5, Math.min(120, Math.floor(config.IDLE_TIMEOUT_S / 2)))
+  /** How long an answer to the server's pusher:ping may take (so ping + answer fit in IDLE_TIMEOUT_S). */
+  const pongTimeoutMs = Math.min(LIMITS.pongTimeoutS, activityTimeout) * 1000
   const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
   const occupancy: Occupancy = config.REDIS_URL
@@ -375,7 +377,7 @@ export function createPusher(deps: PusherDeps) {
   const sweep = setInterval(() => {
     const now = performance.now()
     for (const s of sockets.values()) {
-      if (s.pingedAt && now - s.pingedAt > LIMITS.pongTimeoutS * 1000) s.fail(CODE.pongNotReceived, 'Pong reply not received: reconnect')
+      if (s.pingedAt && now - s.pingedAt > pongTimeoutMs) s.fail(CODE.pongNotReceived, 'Pong reply not received: reconnect')
       else if (!s.pingedAt && now - s.lastSeen > activityTimeout * 1000) {
         s.pingedAt = now
         s.send(pusherFrames.ping)

@@ -38,7 +38,7 @@ export const LIMITS = {
   userId: 128,
   /** A presence channel's channel_data / a signin's user_data, in bytes. */
   userData: 1024,
-  /** Seconds a client has to answer the server's pusher:ping. */
+  /** Seconds a client has at most to answer the server's pusher:ping (less when activity_timeout is shorter). */
   pongTimeoutS: 30,
 } as const
 
