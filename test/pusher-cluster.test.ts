@@ -17,7 +17,7 @@ const { redisTest } = await onRedisAndCluster({
   prefix,
   env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0' },
   node: async (env) => {
-    const s = await startServer({ env })
+    const s = await startServer({ env, timeoutMs: 40_000 })
     started.push(s)
     return s
   },
@@ -88,8 +88,10 @@ redisTest('a dead node\'s Pusher members and subscriptions are taken out by the 
   const hooked: any[] = []
   const receiver = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: async (req) => (hooked.push(...JSON.parse(await req.text()).events), new Response('ok')) })
   try {
-    const [a, b] = await Promise.all([startServer({ env }), startServer({ env: { ...env, PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/h` } })])
-    started.push(a, b)
+    const a = await startServer({ env, timeoutMs: 40_000 })
+    started.push(a)
+    const b = await startServer({ env: { ...env, PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/h` }, timeoutMs: 40_000 })
+    started.push(b)
     const channel = uid('presence-doomed')
     const onA = await pusherClient(a, auth, { user: 'doomed' })
     await onA.subscribe(channel)
@@ -110,4 +112,4 @@ redisTest('a dead node\'s Pusher members and subscriptions are taken out by the 
   } finally {
     receiver.stop(true)
   }
-}, 90_000)
+}, 120_000)
