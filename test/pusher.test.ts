@@ -11,8 +11,8 @@ const uid = (what: string) => `${what}-${process.pid}-${++n}`
 
 describe('pusher protocol on one node', () => {
   test('start', async () => {
-    s = await startServer({ env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0' } })
-  })
+    s = await startServer({ env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0' }, timeoutMs: 40_000 })
+  }, 60_000)
   afterAll(() => s?.stop('SIGKILL'))
 
   test('pusher-js connects: connection_established with a socket id and activity_timeout', async () => {
@@ -48,7 +48,7 @@ describe('pusher protocol on one node', () => {
     const old = await rawPusher(s, APP.key, 3)
     expect(old.first).toMatchObject({ event: 'pusher:error', data: { code: 4007 } })
     expect((await old.closed()).code).toBe(4007)
-    const full = await startServer({ env: { ...pusherEnv, MAX_CONNECTIONS: '1' } })
+    const full = await startServer({ env: { ...pusherEnv, MAX_CONNECTIONS: '1' }, timeoutMs: 40_000 })
     try {
       const first = await rawPusher(full)
       expect(first.first.event).toBe('pusher:connection_established')
@@ -58,7 +58,7 @@ describe('pusher protocol on one node', () => {
     } finally {
       await full.stop('SIGKILL')
     }
-  }, 20_000)
+  }, 60_000)
 
   test('private channels: signed by the auth endpoint they subscribe; a bad signature is refused with pusher:error 4009 and subscription_error', async () => {
     const c = await pusherClient(s, auth)
@@ -304,7 +304,7 @@ describe('pusher protocol on one node', () => {
   })
 
   test('a silent client gets pusher:ping after activity_timeout, and 4201 when it never answers', async () => {
-    const idle = await startServer({ env: { ...pusherEnv, IDLE_TIMEOUT_S: '10' } })
+    const idle = await startServer({ env: { ...pusherEnv, IDLE_TIMEOUT_S: '10' }, timeoutMs: 40_000 })
     try {
       const quiet = await rawPusher(idle)
       expect(quiet.first.data.activity_timeout).toBe(5)
@@ -319,10 +319,10 @@ describe('pusher protocol on one node', () => {
     } finally {
       await idle.stop('SIGKILL')
     }
-  }, 30_000)
+  }, 60_000)
 
   test('a draining server closes Pusher sockets with 4200 (reconnect)', async () => {
-    const d = await startServer({ env: pusherEnv })
+    const d = await startServer({ env: pusherEnv, timeoutMs: 40_000 })
     try {
       const raw = await rawPusher(d)
       const closed = raw.closed()
@@ -331,7 +331,7 @@ describe('pusher protocol on one node', () => {
     } finally {
       await d.stop('SIGKILL')
     }
-  }, 20_000)
+  }, 60_000)
 
   test('laravel-echo on pusher-js: a private channel through an authorizer', async () => {
     const { default: Echo } = await import('laravel-echo')
@@ -385,8 +385,8 @@ describe('pusher webhooks and switches', () => {
   const events = () => hooks.flatMap((h) => h.events)
 
   test('start with PUSHER_WEBHOOK_URL', async () => {
-    w = await startServer({ env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0', WEBHOOK_BATCH_MS: '10', PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/pusher` } })
-  })
+    w = await startServer({ env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0', WEBHOOK_BATCH_MS: '10', PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/pusher` }, timeoutMs: 40_000 })
+  }, 60_000)
 
   test('channel_occupied, member_added, member_removed, channel_vacated: signed, in Pusher\'s body', async () => {
     const channel = uid('presence-hooked')
@@ -420,7 +420,7 @@ describe('pusher webhooks and switches', () => {
   })
 
   test('PUSHER_CLIENT_EVENTS=false refuses client events with 4301', async () => {
-    const quiet = await startServer({ env: { ...pusherEnv, PUSHER_CLIENT_EVENTS: 'false' } })
+    const quiet = await startServer({ env: { ...pusherEnv, PUSHER_CLIENT_EVENTS: 'false' }, timeoutMs: 40_000 })
     try {
       const raw = await rawPusher(quiet)
       const channel = uid('private-quiet')
@@ -433,7 +433,7 @@ describe('pusher webhooks and switches', () => {
     } finally {
       await quiet.stop('SIGKILL')
     }
-  }, 20_000)
+  }, 60_000)
 })
 
 describe('pusher configuration', () => {
@@ -446,5 +446,5 @@ describe('pusher configuration', () => {
     expect(two.stderr).toContain('PUSHER_SECRET: the Pusher protocol needs')
     const hook = await runServerOnce({ PUSHER_WEBHOOK_URL: 'http://127.0.0.1:1/x' })
     expect(hook.stderr).toContain('PUSHER_WEBHOOK_URL: needs')
-  }, 30_000)
+  }, 60_000)
 })
