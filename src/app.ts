@@ -8,6 +8,8 @@ import { anonymousIdentity } from './auth/anonymous'
 import type { Authenticate, Refusal } from './auth/anonymous'
 import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
+import { createPusher } from './pusher'
+import type { Pusher } from './pusher'
 import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
@@ -115,13 +117,17 @@ export function createApp(deps: AppDeps) {
     webhooks: deps.webhooks,
   })
 
+  // The Pusher protocol's face (src/pusher): its routes, and the hub's deliver and drain with its sockets in them.
+  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), chatConnections: () => hub.size, draining: () => hub.draining }) : undefined
+  if (pusher) Object.assign(hub, { deliver: pusher.deliver(hub.deliver), drain: pusher.drain(hub.drain) })
+
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */
   const stats = nodeStats({
     nodeId: deps.nodeId,
     version: pkg.version,
     redis: deps.redis && { cmd: deps.redis.connections.cmd, prefix: config.REDIS_PREFIX, nodes: deps.redis.nodes },
     read: () => ({
-      connections: hub.size,
+      connections: hub.size + (pusher?.size ?? 0),
       rooms: hub.roomCount,
       publishedTotal: metrics.published.n,
       deliveredTotal: metrics.delivered.n,
@@ -235,7 +241,7 @@ export function createApp(deps: AppDeps) {
       perMessageDeflate: false,
     },
     // A Bun route ahead of Elysia's router (other methods on /ws fall through to its 404).
-    serve: { routes: { '/ws': { GET: upgradeRoute as never } } },
+    serve: { routes: { '/ws': { GET: upgradeRoute as never }, ...(pusher?.routes as {} | undefined) } },
   })
     .onError(({ code, error }) => {
       if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })

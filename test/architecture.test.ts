@@ -18,6 +18,7 @@ const FLOORS: string[][] = [
   ['webhooks/', 'auth/'],
   ['hub/'],
   ['http/'],
+  ['pusher/'],
   ['app.ts', 'tls.ts', 'healthcheck.ts'],
   ['main.ts', 'workers.ts'],
 ]
