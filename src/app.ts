@@ -118,7 +118,7 @@ export function createApp(deps: AppDeps) {
   })
 
   // The Pusher protocol's face (src/pusher): its routes, and the hub's deliver and drain with its sockets in them.
-  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), chatConnections: () => hub.size, draining: () => hub.draining }) : undefined
+  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), chatConnections: () => hub.size, draining: () => hub.draining, redis: deps.redis }) : undefined
   if (pusher) Object.assign(hub, { deliver: pusher.deliver(hub.deliver), drain: pusher.drain(hub.drain) })
 
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */

@@ -1,5 +1,6 @@
 import type { Server, ServerWebSocket } from 'bun'
-import { redisConnection } from '../broker/redis-connect'
+import type { RedisConnections } from '../broker/redis-connect'
+import type { Cluster } from '../cluster/heartbeat'
 import type { Broker, Deliver } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
@@ -25,6 +26,8 @@ export interface PusherDeps {
   /** chat-server connections of this node (MAX_CONNECTIONS counts both faces). */
   chatConnections: () => number
   draining: () => boolean
+  /** With Redis: the node's connections and the cluster's heartbeat (channel counts shared by every node). */
+  redis?: { connections: RedisConnections; nodes: Cluster }
 }
 
 /** Bun topics of the Pusher face: a room's events as Pusher frames, a signed-in user's. */
@@ -60,11 +63,11 @@ export function createPusher(deps: PusherDeps) {
   const pongTimeoutMs = Math.min(LIMITS.pongTimeoutS, activityTimeout) * 1000
   const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
-  const occupancy: Occupancy = config.REDIS_URL
+  const occupancy: Occupancy = deps.redis
     ? redisOccupancy({
-        cmd: redisConnection(config.REDIS_URL, config.REDIS_CLUSTER, 'command'),
+        cmd: deps.redis!.connections.cmd,
         prefix: config.REDIS_PREFIX,
-        nodeId: deps.nodeId,
+        nodes: deps.redis!.nodes,
         onVacated: (channel) => hooks?.emit({ name: 'channel_vacated', channel }),
       })
     : memoryOccupancy()

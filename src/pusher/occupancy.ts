@@ -1,5 +1,7 @@
 import type Redis from 'ioredis'
-import { redisKeys } from '../broker/redis-scripts'
+import type { Cluster } from '../cluster/heartbeat'
+import CHANGE from './lua/occupancy-change.lua' with { type: 'text' }
+import REAP from './lua/occupancy-reap.lua' with { type: 'text' }
 import { log } from '../log'
 
 /**
@@ -37,70 +39,33 @@ export function memoryOccupancy(): Occupancy {
   }
 }
 
-/** KEYS total hash, node hash, nodes set. ARGV channel, delta, node. Returns the channel's new total. */
-const CHANGE = `
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-local m = redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
-if m <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-redis.call('SADD', KEYS[3], ARGV[3])
-if n < 0 then return 0 end
-return n
-`
-/** KEYS total hash, node hash, nodes set. ARGV node. Takes a node's counts out; returns the channels it left vacant. */
-const REAP = `
-local gone = {}
-local per = redis.call('HGETALL', KEYS[2])
-for i = 1, #per, 2 do
-  local n = redis.call('HINCRBY', KEYS[1], per[i], -tonumber(per[i + 1]))
-  if n <= 0 then
-    redis.call('HDEL', KEYS[1], per[i])
-    table.insert(gone, per[i])
-  end
-end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[1])
-return gone
-`
-
-const REAP_EVERY_MS = 5_000
-/** As the broker's presence: a node whose `alive` key lapsed is dead (its heartbeat keeps it). */
-const NODE_TTL_MS = 20_000
-
 /**
  * Per channel a total, per node its share, all under one hash tag (one slot of a Redis
- * Cluster, so each change is one script). A node that dies leaves its share: any node sees its
- * `alive` key (the broker's heartbeat) gone and takes the share out, and the channels that
+ * Cluster, so each change is one script). A node that dies leaves its share: the node that
+ * sees it die (the cluster's heartbeat, `onNodeDead`) takes the share out, and the channels that
  * leaves vacant get their channel_vacated (`onVacated`) from exactly that one reaper.
  */
-export function redisOccupancy(opts: { cmd: Redis; prefix: string; nodeId: string; onVacated: (channel: string) => void }): Occupancy {
-  const { cmd, prefix: P, nodeId } = opts
+export function redisOccupancy(opts: { cmd: Redis; prefix: string; nodes: Cluster; onVacated: (channel: string) => void }): Occupancy {
+  const { cmd, prefix: P } = opts
+  const nodeId = opts.nodes.nodeId
   const total = `${P}{pusher}:subs`
   const nodeKey = (node: string) => `${P}{pusher}:node:${node}`
-  const nodes = `${P}{pusher}:nodes`
-  const alive = redisKeys(P).nodeAlive
-  cmd.defineCommand('pusherChange', { numberOfKeys: 3, lua: CHANGE })
-  cmd.defineCommand('pusherReap', { numberOfKeys: 3, lua: REAP })
+  cmd.defineCommand('pusherChange', { numberOfKeys: 2, lua: CHANGE })
+  cmd.defineCommand('pusherReap', { numberOfKeys: 2, lua: REAP })
   const c = cmd as unknown as {
-    pusherChange(a: string, b: string, s: string, channel: string, by: number, node: string): Promise<number>
-    pusherReap(a: string, b: string, s: string, node: string): Promise<string[]>
+    pusherChange(a: string, b: string, channel: string, by: number): Promise<number>
+    pusherReap(a: string, b: string): Promise<string[]>
   }
-  let timer: ReturnType<typeof setInterval> | undefined
-  let startedAt = 0
 
   async function reap(node: string) {
-    const gone = await c.pusherReap(total, nodeKey(node), nodes, node)
+    const gone = await c.pusherReap(total, nodeKey(node))
     for (const channel of gone) opts.onVacated(channel)
     if (gone.length && node !== nodeId) log.info('pusher subscriptions of a dead node reaped', { dead: node, vacated: gone.length })
   }
-
-  async function sweep() {
-    if (Date.now() - startedAt < NODE_TTL_MS) return
-    for (const node of await cmd.smembers(nodes)) if (node !== nodeId && !(await cmd.exists(alive(node)))) await reap(node)
-  }
+  opts.nodes.onNodeDead(reap)
 
   return {
-    change: (channel, by) => c.pusherChange(total, nodeKey(nodeId), nodes, channel, by, nodeId),
+    change: (channel, by) => c.pusherChange(total, nodeKey(nodeId), channel, by),
     async count(channel) {
       return Number((await cmd.hget(total, channel)) ?? 0)
     },
@@ -108,16 +73,7 @@ export function redisOccupancy(opts: { cmd: Redis; prefix: string; nodeId: strin
       const h = await cmd.hgetall(total)
       return new Map(Object.entries(h).map(([k, v]) => [k, Number(v)]))
     },
-    async start() {
-      await cmd.connect()
-      await reap(nodeId) // what an earlier life under this NODE_ID left
-      startedAt = Date.now()
-      timer = setInterval(() => sweep().catch((err) => log.debug('pusher occupancy sweep failed', { err })), REAP_EVERY_MS)
-      timer.unref()
-    },
-    close() {
-      if (timer) clearInterval(timer)
-      cmd.disconnect()
-    },
+    async start() {},
+    close() {},
   }
 }
