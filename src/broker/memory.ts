@@ -6,7 +6,7 @@ import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 import { MessageStates, Refused, neededMessage, project } from './lifecycle'
-import type { Caps, LoadMessages, MessageState, Standing } from './lifecycle'
+import type { Caps, LoadMessages, MessageState, Pins, Standing } from './lifecycle'
 
 const MAX_DEDUPE_KEYS = 200_000
 
@@ -32,6 +32,8 @@ interface RoomLog {
   /** The state of the room's recent messages (lifecycle.ts): the newest 2 × HISTORY_LIMIT at least. */
   msgs: MessageStates
   standing: Standing
+  /** The room's pinned messages (from the store's origin after a restart). */
+  pins: Pins
 }
 
 export interface MemoryBrokerOptions {
@@ -78,7 +80,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new MessageStates(opts.historyLimit * 2), standing: new Map() }
+        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new MessageStates(opts.historyLimit * 2), standing: new Map(), pins: new Map((o.pins ?? []).map((p) => [p.msg, p])) }
         early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
@@ -120,7 +122,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
    * synchronous step (no change races another); an answer instead when there is nothing to publish.
    */
   function sequence(r: RoomLog, draft: EventDraft): number | Accepted {
-    const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing)
+    const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing, r.pins)
     if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
     if (verdict.noop) return { id: draft.event.id, seq: top(r), duplicate: false, noop: true }
     return ++r.seq
@@ -270,6 +272,9 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
         if (m) out.set(id, m)
       }
       return out
+    },
+    async pins(room) {
+      return [...(await log(room)).pins.values()]
     },
     presence: memoryPresence(),
     problem: () => undefined,

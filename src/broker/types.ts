@@ -1,5 +1,5 @@
 import type { RoomEvent, User } from '../protocol/server-frames'
-import type { MessageState } from './lifecycle'
+import type { MessageState, Pin } from './lifecycle'
 import { freshEpoch } from '../core/room-log'
 import type { Origin, Page, Position } from '../core/room-log'
 export { freshEpoch }
@@ -91,6 +91,8 @@ export interface Broker {
    * engine does not keep message state (edits, deletes and reactions are then refused).
    */
   messages?(room: string, ids: string[]): Promise<Map<string, MessageState>>
+  /** The room's pinned messages, oldest pin first (the engine's own state, checked by its append). */
+  pins?(room: string): Promise<Pin[]>
   presence: Presence
   /** Undefined when healthy, else what is wrong (for /readyz). */
   problem(): string | undefined
