@@ -222,3 +222,35 @@ describe('with PostgreSQL', () => {
     }
   })
 })
+
+describe('without pg_trgm (a role that may not create extensions)', () => {
+  let db: Awaited<ReturnType<typeof freshDatabase>> | undefined
+  const role = `chat_notrgm_${process.pid}`
+  afterAll(async () => {
+    await db?.drop()
+    const admin = (await import('postgres')).default('postgres://postgres@127.0.0.1:5432/test', { max: 1, onnotice: () => {} })
+    await admin.unsafe(`drop role if exists ${role}`)
+    await admin.end({ timeout: 1 })
+  })
+  pgTest('the migration succeeds, the server logs why, and substrings are still found (unindexed)', async () => {
+    db = await freshDatabase('notrgm')
+    // Not the database's owner and no CREATE on it: CREATE EXTENSION (even a trusted one) is refused.
+    await db.sql.unsafe(`create role ${role} login`)
+    await db.sql.unsafe(`grant usage, create on schema public to ${role}`)
+    const s = await node({ POSTGRES_DSN: `postgres://${role}@127.0.0.1:5432/${db.name}` })
+    const [ext] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_extension where extname = 'pg_trgm'`
+    expect(ext!.n).toBe(0)
+    const [idx] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_indexes where indexname = 'messages_search_trgm'`
+    expect(idx!.n).toBe(0)
+    expect(s.logs.some((l) => String(l.msg).includes('pg_trgm is not available'))).toBe(true)
+    const room = uid('nt')
+    const user = uid('u')
+    expect((await api(s, 'PUT', `/rooms/${room}/members/${user}`, { name: 'U' })).status).toBeLessThan(300)
+    expect((await api(s, 'POST', '/publish', { room, body: 'an unbelievable thing at https://example.org/x.png' })).status).toBe(200)
+    const r = (await (await api(s, 'GET', `/search?user=${user}&q=believ`)).json()) as { results: Result[] }
+    expect(r.results.map((x) => x.body)).toEqual(['an unbelievable thing at https://example.org/x.png'])
+    const url = (await (await api(s, 'GET', `/search?user=${user}&q=${encodeURIComponent('example.org/x.png')}`)).json()) as { results: Result[] }
+    expect(url.results).toHaveLength(1)
+    await s.stop('SIGKILL')
+  }, 30_000)
+})
