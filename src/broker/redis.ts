@@ -308,7 +308,10 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
     const [seq, epoch] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
     // The store's pins come back with the room (Redis lost them, or they expired with it).
-    if (o.pins?.length) for (const p of o.pins) await cmd.hsetnx(key.pins(room), p.msg, JSON.stringify({ s: p.seq, b: p.by, t: p.ts }))
+    if (o.pins?.length) {
+      for (const p of o.pins) await cmd.hsetnx(key.pins(room), p.msg, JSON.stringify({ s: p.seq, b: p.by, t: p.ts }))
+      if (opts.historyTtlMs) await cmd.pexpire(key.pins(room), opts.historyTtlMs)
+    }
     return { seq: Number(seq), epoch }
   }
 
