@@ -19,7 +19,7 @@ export async function onRedisAndCluster(o: { what: string; node: (env: Record<st
   describe('three nodes through Redis', () => {
     redisTest('start', async () => {
       onRedis.push(...(await Promise.all([0, 1, 2].map(() => o.node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: o.prefix, ...o.env })))))
-    }, 30_000) // three processes starting at once on a busy machine
+    })
   })
   o.suite(`${o.what} across three nodes with Redis`, () => onRedis, redisTest)
 
