@@ -97,10 +97,13 @@ try {
     const [t] = await sql<{ tsq: string }[]>`select coalesce(string_agg(quote_literal(l) || ':*', ' & '), '') as tsq from unnest(tsvector_to_array(to_tsvector('simple', ${q}))) l`
     const plan = await sql.unsafe(
       `explain (analyze, costs off, timing on, summary on)
-       select m.room, m.seq from messages m
-       where m.search_body is not null and m.room in (select room from memberships where user_id = $1)
-         and (m.search_tsv @@ to_tsquery('simple', $2) or m.search_body ilike $3)
-       order by m.created_at desc, m.room desc, m.seq desc limit 21`,
+       select p.*, coalesce((select json_agg(json_build_array(r.reaction, r.user_id) order by r.seq) from reactions r
+         where r.room = p.room and r.msg_id = p.id and r.present), '[]') as reactions
+       from (select m.room, m.seq, m.id, m.body, m.created_at, m.cur_body, m.edited_at from messages m
+         where m.search_body is not null and m.room in (select room from memberships where user_id = $1)
+           and (m.search_tsv @@ to_tsquery('simple', $2) or m.search_body ilike $3)
+         order by m.created_at desc, m.room desc, m.seq desc limit 21) p
+       order by p.created_at desc, p.room desc, p.seq desc`,
       [USER, t!.tsq, `%${q}%`],
     )
     console.log(`\nplan, ${kind} (${q}):\n${plan.map((r) => `  ${r['QUERY PLAN']}`).join('\n')}`)

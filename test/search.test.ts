@@ -133,6 +133,9 @@ describe('with PostgreSQL', () => {
     const r = (await find(a, 'newword')).results
     expect(r).toHaveLength(1)
     expect(r[0]).toMatchObject({ id: ids.edit, body: 'newword after the edit', edited_at: expect.any(String) })
+    // reactions too, with `me` for the one searching
+    expect(await a.request({ type: 'react', room: room1, msg: ids.edit!, reaction: 'ok' })).toMatchObject({ type: 'ack' })
+    expect((await find(a, 'newword')).results[0]).toMatchObject({ reactions: [{ reaction: 'ok', count: 1, me: true }] })
   })
 
   pgTest('newest first, paged by an opaque cursor; from and before', async () => {
@@ -207,13 +210,21 @@ describe('with PostgreSQL', () => {
       await members.add(mine, { id: 'u1', name: 'U1' }, 0, 100)
       const ts = new Date().toISOString()
       const from = { id: 'u2', name: 'U2' }
+      const edited = uid('m')
       await store.save([
         { type: 'chat', id: uid('m'), room: mine, from, body: 'giraffe in my room', ts, seq: 1 },
         { type: 'chat', id: uid('m'), room: theirs, from, body: 'giraffe elsewhere', ts, seq: 1 },
+        { type: 'chat', id: edited, room: mine, from, body: 'a zebra', ts, seq: 2 },
+        { type: 'edit', id: uid('e'), room: mine, from, body: 'an okapi, edited', ts, seq: 3, extra: { msg: edited } },
+        { type: 'react', id: uid('r'), room: mine, from: { id: 'u1', name: 'U1' }, ts, seq: 4, extra: { msg: edited, reaction: 'wow', op: 'add' } },
       ])
-      const search = createSearch({ store, members, lifecycle: { present: async (_room, p) => p } })
+      // No broker state (a node that restarted): the state read with the rows shows them as they stand.
+      const search = createSearch({ store, members, broker: {} })
       const r = await search.search('u1', { q: 'giraffe' })
       expect(r.results.map((f) => JSON.parse(f).body)).toEqual(['giraffe in my room'])
+      expect((await search.search('u1', { q: 'zebra' })).results).toEqual([])
+      const [okapi] = (await search.search('u1', { q: 'okapi' })).results
+      expect(JSON.parse(okapi!)).toMatchObject({ id: edited, body: 'an okapi, edited', edited_at: expect.any(String), reactions: [{ reaction: 'wow', count: 1, me: true }] })
       expect((await search.search('nobody', { q: 'giraffe' })).results).toEqual([])
       // The frame that comes back is the stored event's frame
       expect(JSON.parse(r.results[0]!)).toMatchObject(JSON.parse(`{"type":"chat","seq":1${chatTail({ id: JSON.parse(r.results[0]!).id, room: mine, from, body: 'giraffe in my room', ts })}`))

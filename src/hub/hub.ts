@@ -86,7 +86,7 @@ export function createHub(deps: HubDeps) {
   })
   const moderation = createModeration({ broker, append, members, audit, emit })
   const pins = createPins({ broker, append, rooms, lifecycle })
-  const search = createSearch({ store, members, lifecycle })
+  const search = createSearch({ store, members, broker })
 
   const h: HubContext = {
     config,

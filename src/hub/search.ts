@@ -1,7 +1,9 @@
 import { FrameError } from '../core/errors'
 import type { Members } from '../members/types'
 import type { SearchCursor, SearchQuery, Store } from '../store/types'
-import type { Lifecycle } from './lifecycle'
+import type { Broker } from '../broker/types'
+import { current, messageIdOf } from '../broker/lifecycle'
+import type { MessageState } from '../broker/lifecycle'
 
 export const SEARCH_MAX_QUERY_CHARS = 200
 export const SEARCH_DEFAULT_LIMIT = 20
@@ -32,10 +34,10 @@ export function decodeCursor(text: string): SearchCursor {
 /**
  * Search of a user's messages (docs/search.md): the store runs it in PostgreSQL, scoped to the
  * user's memberships (joined in SQL when they are in the same database, else the members
- * engine's list as a parameter); results are shown as they stand (edits, reactions).
+ * engine's list as a parameter); results are shown as they stand (edits, reactions), as history shows them.
  */
-export function createSearch(deps: { store?: Store; members: Members; lifecycle: Pick<Lifecycle, 'present'> }) {
-  const { store, members, lifecycle } = deps
+export function createSearch(deps: { store?: Store; members: Members; broker: Pick<Broker, 'messages'> }) {
+  const { store, members, broker } = deps
 
   async function search(user: string, input: SearchInput): Promise<{ results: string[]; cursor?: string }> {
     if (!store?.search) throw new FrameError('unavailable', 'search: search needs PostgreSQL (POSTGRES_DSN)')
@@ -52,14 +54,16 @@ export function createSearch(deps: { store?: Store; members: Members; lifecycle:
     const rooms = members.kind === 'postgres' ? undefined : (await members.of(user)).map((m) => m.room)
     if (rooms && rooms.length === 0) return { results: [] }
     const page = await store.search({ user, q, rooms, room: input.room, from: input.from, before, cursor: input.cursor === undefined ? undefined : decodeCursor(input.cursor), limit: input.limit ?? SEARCH_DEFAULT_LIMIT })
-    // As they stand: each room's results through the same presentation as history.
+    // As they stand, as history shows them: the broker's state of a message first (with Redis
+    // it may be ahead of the archive), else the state the search read with the row.
     const byRoom = new Map<string, number[]>()
     page.results.forEach((r, i) => byRoom.set(r.room, [...(byRoom.get(r.room) ?? []), i]))
     const shown: string[] = page.results.map((r) => r.frame)
     await Promise.all(
       [...byRoom].map(async ([room, idx]) => {
-        const p = await lifecycle.present(room, { frames: idx.map((i) => shown[i]!), more: false }, user)
-        idx.forEach((i, k) => (shown[i] = p.frames[k]!))
+        const ids = idx.map((i) => messageIdOf(page.results[i]!.frame)!)
+        const live = broker.messages ? await broker.messages(room, ids) : new Map<string, MessageState>()
+        idx.forEach((i, k) => (shown[i] = current(page.results[i]!.frame, live.get(ids[k]!) ?? page.results[i]!.state, user)))
       }),
     )
     return { results: shown, cursor: page.cursor && encodeCursor(page.cursor) }

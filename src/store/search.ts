@@ -4,6 +4,22 @@ import { log } from '../log'
 import { frameOf } from './rows'
 import type { Row } from './rows'
 import type { SearchPage, SearchQuery } from './types'
+import type { MessageState } from '../core/room-log'
+
+/** A result's stored state, as `Store.messages` makes it (search never returns a deleted message). */
+function stateOf(r: Row & { cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] }): MessageState {
+  const edited = r.edited_at !== null
+  const reactions: Record<string, string[]> = {}
+  for (const [reaction, user] of r.reactions) (reactions[reaction] ??= []).push(user)
+  return {
+    seq: Number(r.seq),
+    author: r.user_id,
+    edited_at: edited ? r.edited_at!.toISOString() : undefined,
+    body: edited ? (r.cur_body ?? undefined) : (r.body ?? undefined),
+    data: edited ? (r.cur_data ?? undefined) : r.no_data ? undefined : r.data,
+    reactions,
+  }
+}
 
 /** Characters that ILIKE treats as wildcards, escaped so that a query matches itself. */
 const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
@@ -54,8 +70,11 @@ export async function createSearch(sql: Sql) {
         : tsq
           ? sql`m.search_tsv @@ to_tsquery('simple', ${tsq})`
           : sql`m.search_body ilike ${likePattern(q.q)}`
-    const rows = await sql<(Row & { room: string })[]>`
-      select m.room, m.seq, m.type, m.id, m.user_id, m.user_name, m.body, m.data, m.data is null as no_data, m.extra, m.created_at
+    // The page first, then each row's state (current body, reactions) for those rows only.
+    const rows = await sql<(Row & { room: string; cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] })[]>`
+      select p.*, coalesce((select json_agg(json_build_array(r.reaction, r.user_id) order by r.seq) from reactions r
+        where r.room = p.room and r.msg_id = p.id and r.present), '[]') as reactions
+      from (select m.room, m.seq, m.type, m.id, m.user_id, m.user_name, m.body, m.data, m.data is null as no_data, m.extra, m.created_at, m.cur_body, m.cur_data, m.edited_at
       from messages m
       where m.search_body is not null and ${scope}
         ${q.room === undefined ? sql`` : sql`and m.room = ${q.room}`}
@@ -63,11 +82,12 @@ export async function createSearch(sql: Sql) {
         ${before} ${after}
         and ${matches}
       order by m.created_at desc, m.room desc, m.seq desc
-      limit ${q.limit + 1}`
+      limit ${q.limit + 1}) p
+      order by p.created_at desc, p.room desc, p.seq desc`
     const page = rows.slice(0, q.limit)
     const last = page[page.length - 1]
     return {
-      results: page.map((r) => ({ room: r.room, frame: frameOf(r.room, r) })),
+      results: page.map((r) => ({ room: r.room, frame: frameOf(r.room, r), state: stateOf(r) })),
       cursor: rows.length > q.limit && last ? { room: last.room, seq: Number(last.seq) } : undefined,
     }
   }

@@ -109,8 +109,8 @@ export interface SearchCursor {
 }
 
 export interface SearchPage {
-  /** Newest first: each message's room and its frame as it was sent (the hub shows it as it stands). */
-  results: { room: string; frame: string }[]
+  /** Newest first: each message's room, its frame as it was sent and its stored state (the hub shows it as it stands). */
+  results: { room: string; frame: string; state: MessageState }[]
   /** Present when there may be more. */
   cursor?: SearchCursor
 }
