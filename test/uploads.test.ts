@@ -19,7 +19,7 @@ const { tag, uid, node, as } = testNodes(API_KEY)
 /** A real 1x1 PNG (browsers draw it), and a PNG header claiming 640x480. */
 export const PNG_1x1 = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='), (c) => c.charCodeAt(0))
 const pngHeader = (w: number, h: number) => {
-  const b = new Uint8Array(64)
+  const b = new Uint8Array(new ArrayBuffer(64))
   b.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52])
   new DataView(b.buffer).setUint32(16, w)
   new DataView(b.buffer).setUint32(20, h)
@@ -27,7 +27,7 @@ const pngHeader = (w: number, h: number) => {
 }
 const PDF = new TextEncoder().encode('%PDF-1.4\n%\u00e2\u00e3\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n')
 
-async function upload(s: RunningServer, user: string | undefined, bytes: Uint8Array | string, name: string, type?: string) {
+async function upload(s: RunningServer, user: string | undefined, bytes: Uint8Array<ArrayBuffer> | string, name: string, type?: string) {
   const form = new FormData()
   form.append('file', new Blob([bytes], type ? { type } : {}), name)
   const q = user ? `?user=${encodeURIComponent(user)}` : ''
@@ -282,7 +282,7 @@ describe('the size limit is checked while the body streams in', () => {
       sent += chunk.length
       if (sent % (16 * 1024 * 1024) === 0) peak = Math.max(peak, await rss(s.proc.pid))
     }
-    await until(() => answer.includes('}'), 'the answer body', 5000)
+    await until(() => answer.includes('}'), 'the answer body', 5000).catch((e) => { throw new Error(`${e.message}: closed=${closed} sent=${sent} answer=${JSON.stringify(answer)}`) })
     sock.end()
     expect(answer).toStartWith('HTTP/1.1 413')
     expect(answer).toContain('"error":"too_large"')
@@ -321,9 +321,14 @@ const pgTest = await needService('PostgreSQL', 5432)
 describe('PostgreSQL keeps the metadata', () => {
   const dir = mkdtempSync(join(tmpdir(), 'uploads-pg-'))
   let s: RunningServer
+  let db: Awaited<ReturnType<typeof freshDatabase>> | undefined
+  afterAll(async () => {
+    await s?.stop('SIGKILL')
+    await db?.drop()
+  })
   pgTest('start', async () => {
-    const dsn = await freshDatabase(`uploads_${tag}`)
-    s = await node({ POSTGRES_DSN: dsn, UPLOAD_DIR: dir, UPLOAD_ORPHAN_TTL_S: '1' })
+    db = await freshDatabase(`uploads_${tag}`)
+    s = await node({ POSTGRES_DSN: db.dsn, UPLOAD_DIR: dir, UPLOAD_ORPHAN_TTL_S: '1' })
   })
   uploadSuite('postgres + disk', () => [s], pgTest, { orphanTtl: true, stored: () => filesIn(dir) })
 })

@@ -59,6 +59,8 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
     wake?.()
   }
   let stored: Promise<Received> | undefined
+  /** The file part being stored: destroyed on a refusal, so that its reader ends too. */
+  let file: BusboyFileStream | undefined
 
   bb.on('file', (field: string, stream: BusboyFileStream, filename: string, _enc: string, mime: string) => {
     if (field !== 'file' || stored) return void stream.resume()
@@ -67,6 +69,7 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
       halt(e)
       stream.destroy(e)
     })
+    file = stream
     stored = store(stream, filename, mime)
     stored.catch(halt)
   })
@@ -139,6 +142,8 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
   }
   if (stop) {
     reader.cancel().catch(() => {})
+    // Destroying the parser does not end its file stream: that would leave store() waiting.
+    file?.destroy(stop)
     bb.destroy()
     // The storage write in progress must end (and clean up) before the answer.
     await stored?.catch(() => {})

@@ -56,7 +56,7 @@ export function s3Receiver(accessKeyId: string) {
       const obj = objects.get(path)
       if (req.method === 'GET' || req.method === 'HEAD') {
         if (!obj) return xml('<Error><Code>NoSuchKey</Code></Error>', 404)
-        return new Response(req.method === 'HEAD' ? null : obj, { headers: { 'content-length': String(obj.length), etag: '"x"', 'last-modified': new Date().toUTCString() } })
+        return new Response(req.method === 'HEAD' ? null : (obj as Uint8Array<ArrayBuffer>), { headers: { 'content-length': String(obj.length), etag: '"x"', 'last-modified': new Date().toUTCString() } })
       }
       if (req.method === 'DELETE') {
         objects.delete(path)
