@@ -99,7 +99,7 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
 
   return new Elysia({ prefix: '/api/uploads' })
     .post(
-      '/',
+      '',
       async ({ request, query }) => {
         const w = await who(request, query)
         if (w instanceof Response) return w
@@ -122,7 +122,6 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
           security: [{ bearer: [] }],
           requestBody: { required: true, content: { 'multipart/form-data': { schema: { type: 'object', required: ['file'], properties: { file: { type: 'string', format: 'binary' } } } } } },
           responses: {
-            200: { description: 'never: a new upload answers 201' , content: { 'application/json': { schema: { type: 'object' } } } },
             201: { description: 'Stored', content: { 'application/json': { schema: { type: 'object', required: ['upload'], properties: { upload: AttachmentSchema } } } } },
             400: err('Not a multipart body with a field `file`, or `user` missing with the API key'),
             401: err('No or bad credentials, or an anonymous user'),
@@ -161,7 +160,7 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
           security: [{ bearer: [] }],
           parameters: [idParam],
           responses: {
-            200: { description: 'The file, with its sniffed type', content: { 'application/json': { schema: { type: 'object', description: 'never JSON: the file itself (its own type)' } }, 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+            200: { description: 'The file, with its sniffed type as Content-Type', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
             400: err('`user` missing with the API key'),
             401: err('No or bad credentials'),
             403: err('Not its uploader nor a member of a room where it was sent; or a bad or expired signed URL'),
