@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test as bunTest } from 'bun:test'
+import { SignJWT } from 'jose'
+import { connect } from './helpers/client'
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -223,6 +225,45 @@ describe('one node, memory engine, disk storage', () => {
     const notMultipart = await fetch(`${s.url}/api/uploads?user=x`, { method: 'POST', body: 'hello' })
     expect(notMultipart.status).toBe(400)
     expect(await notMultipart.json()).toMatchObject({ error: 'bad_request' })
+  })
+})
+
+describe('with JWT auth the token authenticates the upload and the download, as on /ws', () => {
+  const SECRET = 'uploads-jwt-secret-0123456789abcdef'
+  const mint = (sub: string) => new SignJWT({ sub, name: sub }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(SECRET))
+  let s: RunningServer
+  beforeAll(async () => {
+    s = await node({ JWT_SECRET: SECRET, UPLOAD_DIR: mkdtempSync(join(tmpdir(), 'uploads-jwt-')) })
+  }, 20_000)
+
+  bunTest('no token is 401 for upload and download; a member\'s token in the header or ?token= reads it; a non-member\'s is 403', async () => {
+    const form = () => {
+      const f = new FormData()
+      f.append('file', new Blob([PNG_1x1]), 'j.png')
+      return f
+    }
+    expect((await fetch(`${s.url}/api/uploads`, { method: 'POST', body: form() })).status).toBe(401)
+    expect((await fetch(`${s.url}/api/uploads?user=alice`, { method: 'POST', body: form() })).status).toBe(401)
+    const [ta, tb, tc] = await Promise.all([mint('alice'), mint('bob'), mint('carol')])
+    const up = await fetch(`${s.url}/api/uploads`, { method: 'POST', headers: { authorization: `Bearer ${ta}` }, body: form() })
+    expect(up.status).toBe(201)
+    const file = ((await up.json()) as any).upload
+    const room = uid('r')
+    const a = await connect(s.ws, { token: ta })
+    const b = await connect(s.ws, { token: tb })
+    await inRoom(a, room)
+    await inRoom(b, room)
+    expect(await a.request({ type: 'chat', room, body: 'pic', attachments: [file.id] })).toMatchObject({ type: 'ack' })
+    expect((await b.next({ type: 'chat', room })).attachments).toEqual([file])
+    const none = await fetch(`${s.url}${file.url}`)
+    expect(none.status).toBe(401)
+    expect(await none.json()).toMatchObject({ error: 'unauthorized' })
+    expect((await fetch(`${s.url}${file.url}?user=bob`)).status).toBe(401)
+    expect((await fetch(`${s.url}${file.url}`, { headers: { authorization: `Bearer ${tb}` } })).status).toBe(200)
+    expect((await fetch(`${s.url}${file.url}?token=${tb}`)).status).toBe(200)
+    expect((await fetch(`${s.url}${file.url}?token=${tc}`)).status).toBe(403)
+    a.close()
+    b.close()
   })
 })
 
