@@ -372,6 +372,29 @@ describe('PostgreSQL keeps the metadata', () => {
     s = await node({ POSTGRES_DSN: db.dsn, UPLOAD_DIR: dir, UPLOAD_ORPHAN_TTL_S: '1' })
   })
   uploadSuite('postgres + disk', () => [s], pgTest, { orphanTtl: true, stored: () => filesIn(dir) })
+
+  pgTest('after a restart the stored message still carries its attachments and the upload is still readable', async () => {
+    const room = uid('r')
+    const [ua, ub] = [uid('a'), uid('b')]
+    const file = (await upload(s, ua, PNG_1x1, 'kept.png')).body.upload
+    const a = await as(s, ua)
+    expect(await a.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined' })
+    const b = await as(s, ub)
+    expect(await b.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined' })
+    expect(await a.request({ type: 'chat', room, body: 'durable', attachments: [file.id] })).toMatchObject({ type: 'ack' })
+    const live = await b.next({ type: 'chat', room })
+    a.close()
+    b.close()
+    expect(await s.stop()).toBe(0)
+    s = await node({ POSTGRES_DSN: db!.dsn, UPLOAD_DIR: dir, UPLOAD_ORPHAN_TTL_S: '1' })
+    const b2 = await as(s, ub)
+    const h = await b2.request({ type: 'history', room })
+    const again = h.messages.find((m: any) => m.id === live.id)
+    expect(again).toEqual(live)
+    const res = await get(s, file.url, ub)
+    expect(res.status).toBe(200)
+    b2.close()
+  }, 30_000)
 })
 
 // Three nodes share one UPLOAD_DIR (a cluster needs a shared volume or S3): an upload through

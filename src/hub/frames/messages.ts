@@ -118,9 +118,10 @@ export function messageFrames(h: HubContext) {
   async function dm(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
     if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
+    // Checked first: a refused dm opens no conversation.
+    const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const room = await h.conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
-    const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body: f.body, data: f.data, ts: isoNow(), extra: files ? { to: f.to, attachments: files } : { to: f.to } }
     const tail = eventTail(event)
     const accepted = await appendWithFiles(room, { event, head: DM_HEAD, tail }, files, f.id && dedupeKey('dm', from.id, f.id), c.id)
