@@ -348,10 +348,24 @@ describe('S3-compatible storage', () => {
   const s3 = s3Receiver('AKIATESTUPLOADS')
   let s: RunningServer
   beforeAll(async () => {
-    s = await node({ S3_BUCKET: 'chat-uploads', S3_ENDPOINT: s3.url, S3_REGION: 'us-east-1', S3_ACCESS_KEY_ID: 'AKIATESTUPLOADS', S3_SECRET_ACCESS_KEY: 'secret-of-the-test-0123', UPLOAD_ORPHAN_TTL_S: '1' })
+    s = await node({ S3_BUCKET: 'chat-uploads', S3_ENDPOINT: s3.url, S3_REGION: 'us-east-1', S3_ACCESS_KEY_ID: 'AKIATESTUPLOADS', S3_SECRET_ACCESS_KEY: 'secret-of-the-test-0123', UPLOAD_ORPHAN_TTL_S: '1', UPLOAD_MAX_BYTES: String(16 * 1024 * 1024) })
   }, 20_000)
   afterAll(() => s3.stop())
   uploadSuite('memory + S3', () => [s], bunTest, { orphanTtl: true, stored: () => s3.objects.size })
+  bunTest('a file larger than one part goes up as a multipart upload and reads back whole', async () => {
+    const big = new Uint8Array(new ArrayBuffer(12 * 1024 * 1024))
+    for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff
+    big.set(pngHeader(4000, 3000))
+    const up = await upload(s, 'bigger', big, 'large.png', 'image/png')
+    expect(up).toMatchObject({ status: 201, body: { upload: { size: big.length, width: 4000, height: 3000 } } })
+    expect(s3.requests.some((r) => r.method === 'POST')).toBe(true)
+    const res = await get(s, up.body.upload.url, 'bigger')
+    expect(res.status).toBe(200)
+    const back = new Uint8Array(await res.arrayBuffer())
+    expect(back.length).toBe(big.length)
+    expect(Bun.hash(back)).toBe(Bun.hash(big))
+  })
+
   bunTest('every request to the bucket was signed with the access key', () => {
     expect(s3.requests.length).toBeGreaterThan(0)
     expect(s3.refused()).toBe(0)
