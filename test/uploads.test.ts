@@ -267,6 +267,17 @@ describe('with JWT auth the token authenticates the upload and the download, as 
   })
 })
 
+describe('an UPLOAD_DIR that cannot be written', () => {
+  bunTest('the node starts and serves chat; an upload answers 503 unavailable', async () => {
+    const s = await node({ UPLOAD_DIR: '/proc/no-such-dir/uploads' })
+    const up = await upload(s, 'u1', PNG_1x1, 'x.png')
+    expect(up).toMatchObject({ status: 503, body: { error: 'unavailable' } })
+    const c = await as(s, 'u1')
+    expect(await c.request({ type: 'chat', body: 'still chatting' })).toMatchObject({ type: 'ack' })
+    c.close()
+  }, 20_000)
+})
+
 describe('the size limit is checked while the body streams in', () => {
   const dir = mkdtempSync(join(tmpdir(), 'uploads-limit-'))
   let s: RunningServer

@@ -1,5 +1,4 @@
-import { mkdirSync } from 'node:fs'
-import { open, rename, rm } from 'node:fs/promises'
+import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Storage } from './types'
 
@@ -12,7 +11,9 @@ const SAFE_KEY = /^[A-Za-z0-9-]{1,64}$/
  * volume) to serve each other's uploads; else use S3.
  */
 export function diskStorage(dir: string): Storage {
-  mkdirSync(dir, { recursive: true })
+  // Made on the first upload, not at startup: a read-only image (the container's) starts and
+  // serves chat; only uploads then fail, with 503, until a volume is mounted there.
+  let made: Promise<unknown> | undefined
   const path = (key: string) => {
     if (!SAFE_KEY.test(key)) throw new Error(`upload key: not a safe file name: ${JSON.stringify(key)}`)
     return join(dir, key)
@@ -22,6 +23,10 @@ export function diskStorage(dir: string): Storage {
     async put(key, chunks) {
       const final = path(key)
       const part = `${final}.part`
+      await (made ??= mkdir(dir, { recursive: true }).catch((err) => {
+        made = undefined
+        throw err
+      }))
       const fh = await open(part, 'w')
       try {
         // One chunk at a time: the upload is never held whole in memory.
