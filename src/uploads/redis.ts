@@ -47,8 +47,9 @@ export function redisUploads(redis: Redis | Cluster, P: string): UploadIndex {
       return [...new Set(refs.map((k) => k.slice(0, k.indexOf('\n'))))]
     },
     async link(ids, ref) {
-      for (const id of ids) if (!(await cmd.uploadLink(key.meta(id), key.refs(id), refOf(ref)))) return id
+      // The message's list first, so that `unlink` undoes every reference made here, even of a partial link.
       if (ids.length) await cmd.sadd(key.msg(ref), ...ids)
+      for (const id of ids) if (!(await cmd.uploadLink(key.meta(id), key.refs(id), refOf(ref)))) return id
       return undefined
     },
     async unlink(ref) {
