@@ -14,6 +14,8 @@ import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
 import { searchRoutes } from './http/search-api'
+import { uploadsRoutes } from './http/uploads-api'
+import type { Uploads } from './uploads/service'
 import { demoRoutes } from './http/demo'
 import { clientAddress, limitKey, trustedProxies } from './core/client-ip'
 import { listeners } from './http/listeners'
@@ -79,6 +81,8 @@ export interface AppDeps {
   /** With Redis: the node's connections and the cluster's heartbeat (the admin view of every node). */
   redis?: { connections: RedisConnections; nodes: Cluster }
   webhooks?: HubWebhooks
+  /** Attachments (POST /api/uploads); absent: chat and dm refuse `attachments`. */
+  uploads?: Uploads
 }
 
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
@@ -116,6 +120,7 @@ export function createApp(deps: AppDeps) {
     store: deps.store,
     members: deps.members,
     webhooks: deps.webhooks,
+    uploads: deps.uploads,
   })
 
   // The Pusher protocol's face (src/pusher): its routes, and the hub's deliver and drain with its sockets in them.
@@ -242,7 +247,8 @@ export function createApp(deps: AppDeps) {
       perMessageDeflate: false,
     },
     // A Bun route ahead of Elysia's router (other methods on /ws fall through to its 404).
-    serve: { routes: { '/ws': { GET: upgradeRoute as never }, ...(pusher?.routes as {} | undefined) } },
+    // Bun's own cap on a request body (128 MiB by default) stays above the upload limit.
+    serve: { routes: { '/ws': { GET: upgradeRoute as never }, ...(pusher?.routes as {} | undefined) }, maxRequestBodySize: Math.max(128 * 1024 * 1024, config.UPLOAD_MAX_BYTES + 1024 * 1024) },
   })
     .onError(({ code, error }) => {
       if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })
@@ -266,6 +272,7 @@ export function createApp(deps: AppDeps) {
     .use(moderationRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(searchRoutes({ config, hub, broker, store: deps.store }))
     .use(adminRoutes({ config, stats }))
+    .use(deps.uploads ? uploadsRoutes({ config, uploads: deps.uploads, authenticate, members: deps.members, broker }) : new Elysia({ name: 'no-uploads' }))
     .use(demoRoutes(config.ENABLE_DEMO))
 
   return { app, hub, stats, listeners: net }

@@ -129,6 +129,21 @@ export const variables = {
   PUSHER_CLIENT_EVENTS: { schema: bool, default: 'true', help: '`false` refuses Pusher `client-*` events (error 4301)' },
   PUSHER_AUTH_MAX_AGE_S: { schema: int(1, 86_400, 'seconds'), default: '600', help: 'a Pusher HTTP API request whose auth_timestamp is further than this from now is refused (401)' },
   PUSHER_WEBHOOK_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'endpoint of Pusher-format webhooks (channel_occupied, channel_vacated, member_added, member_removed, client_event), signed with X-Pusher-Signature' },
+  UPLOAD_DIR: { schema: text, default: './data/uploads', help: 'where uploads are kept on disk (unless S3_BUCKET is set); several nodes need one shared volume' },
+  UPLOAD_MAX_BYTES: { schema: int(1, 1024 ** 4, 'a number of bytes'), default: '10485760', help: 'largest upload; a bigger one is cut while it streams in and answered 413 too_large' },
+  UPLOAD_TYPES: {
+    schema: z.string().transform((s) => s.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean)).refine((l) => l.length > 0 && l.every((t) => /^[a-z0-9.+-]+\/([a-z0-9.+-]+|\*)$/.test(t)), 'expected a comma list of MIME types or patterns like image/*'),
+    default: 'image/*,video/*,audio/*,application/pdf,text/plain',
+    help: 'comma list of MIME patterns an upload may be (its type is sniffed from its content); others answer 415 unsupported_type',
+  },
+  UPLOAD_ORPHAN_TTL_S: { schema: int(1, 315_360_000, 'seconds'), default: '86400', help: 'an upload no message carries is removed after this long' },
+  UPLOAD_URL_SECRET: { schema: optional(z.string().min(16, 'must be at least 16 characters')), default: undefined, help: 'HMAC key of signed download URLs (unset: derived from JWT_SECRET or API_KEY, else random per process, so a cluster without either needs it set)' },
+  UPLOAD_URL_TTL_S: { schema: int(10, 604_800, 'seconds'), default: '3600', help: 'how long a signed download URL is valid' },
+  S3_BUCKET: { schema: optional(text), default: undefined, help: 'keep uploads in this S3-compatible bucket instead of UPLOAD_DIR' },
+  S3_ENDPOINT: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'the S3-compatible service (unset: AWS, from S3_REGION)' },
+  S3_REGION: { schema: optional(text), default: undefined, help: 'the bucket\'s region' },
+  S3_ACCESS_KEY_ID: { schema: optional(text), default: undefined, help: 'S3 access key id (unset: Bun reads AWS_ACCESS_KEY_ID)' },
+  S3_SECRET_ACCESS_KEY: { schema: optional(text), default: undefined, help: 'S3 secret access key (unset: Bun reads AWS_SECRET_ACCESS_KEY)' },
 } as const satisfies Record<string, { schema: z.ZodType; default: string | undefined; help: string }>
 
 type Vars = typeof variables
@@ -171,6 +186,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (c.REDIS_CLUSTER && !c.REDIS_URL) errors.push('REDIS_CLUSTER: true needs REDIS_URL (the cluster\'s seed nodes)')
     if (c.WORKERS > 1 && !c.REDIS_URL) errors.push(`WORKERS: ${c.WORKERS} workers are nodes of one cluster and need REDIS_URL`)
     if (c.WORKERS > 1 && c.PORT === 0) errors.push('WORKERS: several workers share one port; set PORT (0 would give each its own)')
+    if ((c.S3_ACCESS_KEY_ID === undefined) !== (c.S3_SECRET_ACCESS_KEY === undefined)) errors.push(`${c.S3_ACCESS_KEY_ID === undefined ? 'S3_ACCESS_KEY_ID' : 'S3_SECRET_ACCESS_KEY'}: must be set together with ${c.S3_ACCESS_KEY_ID === undefined ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID'}`)
     if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
     const pusher = (['PUSHER_APP_ID', 'PUSHER_KEY', 'PUSHER_SECRET'] as const).filter((k) => c[k] === undefined)
     if (pusher.length === 1 || pusher.length === 2) errors.push(`${pusher.join(', ')}: the Pusher protocol needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET together (${pusher.length === 1 ? 'this one is' : 'these are'} missing)`)

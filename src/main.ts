@@ -26,6 +26,7 @@ import { createWebhooks } from './webhooks'
 import type { OfflineProvider } from './webhooks'
 import { OFFLINE_CAP } from './webhooks/events'
 import { supervise, watchSupervisor, workerNumber } from './workers'
+import { configuredUploads } from './uploads/setup'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -156,8 +157,10 @@ const offline: OfflineProvider = async (room, sender, online) => {
   const live = await online(ids)
   return ids.filter((id) => !live.has(id))
 }
+// Upload metadata where the memberships are; the files on disk (UPLOAD_DIR) or in S3.
+const uploads = configuredUploads(config, { sql: store?.sql, redis: connections?.cmd })
 const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps, sql: store?.sql })
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, webhooks: webhooks?.hub, ...authDeps })
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, webhooks: webhooks?.hub, uploads, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 // After the engines that reap what dead nodes left (presence, webhook liveness, counts) are up.
@@ -173,6 +176,11 @@ if (config.APP_ENV === 'production' && config.authMode === 'off')
 
 auth?.start() // a JWKS that cannot be fetched now is retried; it never stops the server
 const sweep = setInterval(hub.sweep, 1000)
+// Orphan uploads: a few sweeps per TTL, at most one a minute.
+const uploadSweep = setInterval(
+  () => void uploads.sweep().then((n) => n && log.info('orphan uploads removed', { count: n }), (err) => log.warn('orphan sweep failed', { err })),
+  Math.min(60_000, Math.max(200, (config.UPLOAD_ORPHAN_TTL_S * 1000) / 4)),
+)
 stats.start()
 
 // postgres.js can throw from a socket callback when the database drops a connection
@@ -191,6 +199,7 @@ async function shutdown(signal: string) {
   if (stopping) return
   stopping = true
   clearInterval(sweep)
+  clearInterval(uploadSweep)
   auth?.stop()
   const graceMs = config.SHUTDOWN_GRACE_S * 1000
   setTimeout(() => {

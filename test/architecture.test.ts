@@ -14,7 +14,7 @@ const FLOORS: string[][] = [
   ['config.ts', 'metrics.ts'],
   ['store/', 'cluster/'],
   ['broker/'],
-  ['members/'],
+  ['members/', 'uploads/'],
   ['webhooks/', 'auth/'],
   ['hub/'],
   ['http/'],

@@ -9,6 +9,10 @@ import { memoryBroker } from '../src/broker/memory'
 import { loadConfig } from '../src/config'
 import { memoryMembers } from '../src/members/memory'
 import { createMetrics } from '../src/metrics'
+import { configuredUploads } from '../src/uploads/setup'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { connect } from './helpers/client'
 import { startServer } from './helpers/server'
 import type { RunningServer } from './helpers/server'
@@ -30,8 +34,9 @@ afterAll(async () => {
 
 /** Every /api route of an app built as main.ts builds it, as `METHOD /path/{param}`. */
 function registeredApiRoutes(): string[] {
-  const config = loadConfig({ API_KEY, LOG_LEVEL: 'silent' })
-  const { app } = createApp({ config, broker: memoryBroker({ historyLimit: 10 }), metrics: createMetrics(), nodeId: 'spec', members: memoryMembers() })
+  const config = loadConfig({ API_KEY, LOG_LEVEL: 'silent', UPLOAD_DIR: mkdtempSync(join(tmpdir(), 'openapi-uploads-')) })
+  const uploads = configuredUploads(config, {})
+  const { app } = createApp({ config, broker: memoryBroker({ historyLimit: 10 }), metrics: createMetrics(), nodeId: 'spec', members: memoryMembers(), uploads })
   return app.routes
     .filter((r) => r.path.startsWith('/api/'))
     .map((r) => `${r.method.toUpperCase()} ${r.path.replace(/:(\w+)/g, '{$1}')}`)
@@ -74,7 +79,10 @@ describe('OpenAPI', () => {
   test('every operation names the bearer security, its 200 schema and its error bodies', () => {
     for (const { key, op } of operations()) {
       expect({ key, security: op.security }).toEqual({ key, security: [{ bearer: [] }] })
-      expect({ key, ok: op.responses['200']?.content?.['application/json']?.schema?.type }).toEqual({ key, ok: 'object' })
+      // The success answer: 200 (201 for what a POST creates), a JSON object or, for a download, the file's bytes.
+      const success = (op.responses['200'] ?? op.responses['201'])?.content
+      const ok = success?.['application/json']?.schema?.type ?? (success?.['application/octet-stream']?.schema?.format === 'binary' ? 'object' : undefined)
+      expect({ key, ok }).toEqual({ key, ok: 'object' })
       for (const code of ['401', '403']) {
         const schema = op.responses[code]?.content?.['application/json']?.schema
         expect({ key, code, required: schema?.required }).toEqual({ key, code, required: ['error'] })

@@ -3,7 +3,7 @@
  * user-supplied text is put on the page with `textContent`, never parsed as HTML.
  */
 import { ChatClient, isSystemMessage } from '../client/src/index'
-import type { DirectMessage, ModerationEvent, RoomMessage, User } from '../client/src/index'
+import type { Attachment, DirectMessage, ModerationEvent, RoomMessage, User } from '../client/src/index'
 
 const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
@@ -35,6 +35,8 @@ const ui = {
   text: $<HTMLInputElement>('text'),
   joinForm: $<HTMLFormElement>('join-form'),
   joinName: $<HTMLInputElement>('join-name'),
+  file: $<HTMLInputElement>('file'),
+  attach: $<HTMLButtonElement>('attach'),
 }
 
 interface RoomView {
@@ -284,6 +286,7 @@ function render(s: Shown, room: string) {
   } else {
     // An edit in progress stays open while reactions and other changes come in.
     parts.push(li.querySelector<HTMLFormElement>('.edit-form') ?? el('div', 'body', m.body)) // textContent: a body is never HTML
+    if (m.attachments?.length) parts.push(attachmentsOf(m.attachments))
     const reactions = el('div', 'reactions')
     for (const [reaction, r] of s.reactions) {
       if (r.count <= 0) continue
@@ -652,4 +655,87 @@ ui.joinForm.addEventListener('submit', (e) => {
     .joinAsMember(room)
     .catch((err) => (err.code === 'forbidden' && !client.conversation(room) ? client.join(room) : Promise.reject(err)))
     .catch((err) => addDivider(room, `could not join: ${err.message}`))
+})
+
+// ---------------------------------------------------------------- attachments
+
+/** An upload's URL with this page's credentials (`?user=`, or a signed link when a token is used: an <img> sends no header). */
+async function downloadUrl(a: Attachment): Promise<string> {
+  if (!token) return `${a.url}?user=${encodeURIComponent(userId ?? '')}`
+  const res = await fetch(`${a.url}/link`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+  if (!res.ok) throw new Error(`link: ${res.status}`)
+  return ((await res.json()) as { url: string }).url
+}
+
+const sizeOf = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`)
+
+/** Images inline (the server sniffed their type; SVG is never one of them), anything else as a link. */
+function attachmentsOf(list: Attachment[]): HTMLElement {
+  const box = el('div', 'attachments')
+  for (const a of list) {
+    const link = el('a', 'attachment', a.type.startsWith('image/') ? '' : `${a.name} (${sizeOf(a.size)})`)
+    link.rel = 'noopener'
+    link.target = '_blank'
+    link.dataset.type = a.type
+    if (a.type.startsWith('image/') && a.type !== 'image/svg+xml') {
+      const img = el('img', 'attachment-image')
+      img.alt = a.name
+      if (a.width && a.height) {
+        img.width = Math.min(a.width, 320)
+        img.height = Math.round((img.width * a.height) / a.width)
+      }
+      link.append(img)
+      void downloadUrl(a).then((u) => {
+        img.src = u
+        link.href = u
+      }, () => (img.alt = `${a.name} (not available)`))
+    } else {
+      void downloadUrl(a).then((u) => (link.href = u), () => link.append(' (not available)'))
+    }
+    box.append(link)
+  }
+  return box
+}
+
+/** Uploads a file and sends it as a message of the current conversation (the typed text, else its name, is the body). */
+async function sendFile(file: File) {
+  const room = current
+  if (!room) return
+  if (!userId && !token) return addDivider(room, 'not sent: an anonymous user cannot upload (open the page with ?name=)')
+  const form = new FormData()
+  form.append('file', file, file.name || 'pasted')
+  const res = await fetch(`/api/uploads${token ? '' : `?user=${encodeURIComponent(userId!)}`}`, { method: 'POST', body: form, headers: token ? { authorization: `Bearer ${token}` } : {} })
+  const answer = (await res.json().catch(() => ({}))) as { upload?: Attachment; reason?: string; error?: string }
+  if (!res.ok || !answer.upload) return addDivider(room, `not sent: ${answer.reason ?? answer.error ?? res.status}`)
+  const body = ui.text.value.trim() || answer.upload.name
+  ui.text.value = ''
+  const to = views.get(room)?.draft ?? (isDirect(room) ? partnerOf(room) : undefined)
+  try {
+    if (to) {
+      const ack = await client.dm(to.id, body, undefined, { attachments: [answer.upload.id] })
+      addMessage({ type: 'dm', id: ack.msg ?? ack.id, room: ack.room!, seq: ack.seq!, from: client.user!, to: to.id, body, attachments: [answer.upload], ts: new Date().toISOString() })
+    } else await client.send(room, body, undefined, { attachments: [answer.upload.id] })
+  } catch (err) {
+    addDivider(room, `not sent: ${(err as Error).message}`)
+  }
+}
+
+const sendFiles = (files: Iterable<File>) => {
+  for (const f of files) void sendFile(f)
+}
+ui.attach.addEventListener('click', () => ui.file.click())
+ui.file.addEventListener('change', () => {
+  sendFiles([...(ui.file.files ?? [])])
+  ui.file.value = ''
+})
+document.addEventListener('paste', (e) => {
+  const files = [...(e.clipboardData?.files ?? [])]
+  if (!files.length) return
+  e.preventDefault()
+  sendFiles(files)
+})
+ui.messages.addEventListener('dragover', (e) => e.preventDefault())
+ui.messages.addEventListener('drop', (e) => {
+  e.preventDefault()
+  sendFiles([...(e.dataTransfer?.files ?? [])])
 })

@@ -299,16 +299,16 @@ export class ChatClient extends Emitter<ClientEvents> {
   // ---------------------------------------------------------------- requests
 
   /** Publishes to a room; resolves with the ack (`msg`, `seq`), rejects with the server's error. */
-  send(room: string, body: string, data?: unknown): Promise<Ack> {
-    return this.#request<Ack>({ type: 'chat', room, body, ...(data === undefined ? {} : { data }) }, true)
+  send(room: string, body: string, data?: unknown, opts: { attachments?: string[] } = {}): Promise<Ack> {
+    return this.#request<Ack>({ type: 'chat', room, body, ...(data === undefined ? {} : { data }), ...(opts.attachments?.length ? { attachments: opts.attachments } : {}) }, true)
   }
 
   /**
    * A message to user `to`, stored in the pair's direct room (both become members on the
    * first one); resolves with `room` and `seq`. This connection gets no `dm` event for it.
    */
-  dm(to: string, body: string, data?: unknown): Promise<Ack> {
-    return this.#request<Ack>({ type: 'dm', to, body, ...(data === undefined ? {} : { data }) }, true)
+  dm(to: string, body: string, data?: unknown, opts: { attachments?: string[] } = {}): Promise<Ack> {
+    return this.#request<Ack>({ type: 'dm', to, body, ...(data === undefined ? {} : { data }), ...(opts.attachments?.length ? { attachments: opts.attachments } : {}) }, true)
   }
 
   /**

@@ -41,6 +41,17 @@ export interface MessageState {
   reactions?: Reaction[]
 }
 
+/** v3: an uploaded file a message carries (`POST /api/uploads`); `url` needs the viewer's credentials. */
+export interface Attachment {
+  id: string
+  name: string
+  type: string
+  size: number
+  url: string
+  width?: number
+  height?: number
+}
+
 export interface ChatMessage extends MessageState {
   type: 'chat'
   id: string
@@ -49,6 +60,7 @@ export interface ChatMessage extends MessageState {
   from: User
   body: string
   data?: unknown
+  attachments?: Attachment[]
   ts: string
 }
 
@@ -63,6 +75,7 @@ export interface DirectMessage extends MessageState {
   to: string
   body: string
   data?: unknown
+  attachments?: Attachment[]
   ts: string
 }
 

@@ -195,6 +195,8 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
   const f = JSON.parse(frame)
   const out: Record<string, unknown> = {}
   for (const k in f) {
+    // A deleted message's files are removed with it: it no longer lists them.
+    if (k === 'attachments' && state.deleted) continue
     if (k === 'body' || k === 'data') {
       // Deleted: neither; edited: the edit's (its data may be absent); else the frame's own.
       if (state.deleted || state.edited_at) continue

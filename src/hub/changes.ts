@@ -6,6 +6,7 @@ import type { EventType, RoomEvent, User } from '../protocol/server-frames'
 import { FrameError } from '../core/errors'
 import type { Store } from '../store/types'
 import { RawJson } from '../webhooks/events'
+import { log } from '../log'
 import type { EventInput } from '../webhooks/events'
 
 /** The webhook event of a change (the event's own frame is its `message`). */
@@ -16,8 +17,15 @@ const hookType = (type: EventType, op: unknown) =>
  * Edits, deletes and reactions: each is an event of the room's log, checked against the
  * message's state by the sequencer (the broker) in the same step as its append.
  */
-export function createChanges(deps: { broker: Broker; append: Append; store?: Pick<Store, 'messages'>; emit?: (e: EventInput) => void }) {
-  const { broker, append, store, emit } = deps
+export function createChanges(deps: {
+  broker: Broker
+  append: Append
+  store?: Pick<Store, 'messages'>
+  emit?: (e: EventInput) => void
+  /** A message's delete was accepted by the room's log: what it carried (attachments) goes. */
+  deleted?: (room: string, msg: string) => Promise<unknown>
+}) {
+  const { broker, append, store, emit, deleted } = deps
 
   /** Appends a change; refused changes become the frame error they name. */
   async function change(room: string, type: EventType, actor: User, fields: { extra: Record<string, unknown>; body?: string; data?: unknown }, moderator = false) {
@@ -27,6 +35,9 @@ export function createChanges(deps: { broker: Broker; append: Append; store?: Pi
     const accepted = await append(room, { event, head: eventHead(type), tail, moderator })
     if (emit && !accepted.duplicate && !accepted.noop)
       emit({ type: hookType(type, fields.extra.op), room, user: actor, msg: fields.extra.msg, ...(type === 'react' ? { reaction: fields.extra.reaction } : {}), message: new RawJson(eventFrame(type, accepted.seq, tail)) })
+    // After the log accepted it: a refused delete leaves the files alone.
+    if (type === 'delete' && deleted && !accepted.duplicate && !accepted.noop)
+      await deleted(room, fields.extra.msg as string).catch((err) => log.warn('attachments of a deleted message not removed', { room, msg: fields.extra.msg, err }))
     return accepted
   }
 

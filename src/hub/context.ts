@@ -6,6 +6,7 @@ import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
 import type { AuditEntry, Store } from '../store/types'
+import type { Uploads } from '../uploads/service'
 import type { HubWebhooks } from '../webhooks'
 import type { Append } from './append'
 import type { Conn } from './connection'
@@ -23,6 +24,8 @@ export interface HubContext {
   store?: Store
   members: Members
   webhooks?: HubWebhooks
+  /** Attachments (uploads); absent in a hub built without them. */
+  uploads?: Uploads
   /** Verifies a `refresh` token; undefined when auth is off. */
   refresh?: (token: string) => Promise<Identity>
   append: Append

@@ -6,6 +6,7 @@ import type { Identity } from '../core/identity'
 import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { AuditEntry, Store } from '../store/types'
+import type { Uploads } from '../uploads/service'
 import type { HubWebhooks } from '../webhooks'
 import type { EventInput } from '../webhooks/events'
 import { appender } from './append'
@@ -42,6 +43,8 @@ export interface HubDeps {
   refresh?: (token: string) => Promise<Identity>
   /** Webhooks and the pre-publish hook (src/webhooks); absent when off. */
   webhooks?: HubWebhooks
+  /** Attachments: the uploads chat and dm may carry. */
+  uploads?: Uploads
 }
 
 /**
@@ -50,7 +53,7 @@ export interface HubDeps {
  * frame family (frames/), all appending through the one path of append.ts.
  */
 export function createHub(deps: HubDeps) {
-  const { config, broker, metrics, store, members, webhooks } = deps
+  const { config, broker, metrics, store, members, webhooks, uploads } = deps
   const conns = new Map<string, Conn>()
   const server = () => {
     const s = deps.server()
@@ -75,7 +78,7 @@ export function createHub(deps: HubDeps) {
   const append = appender(broker, metrics)
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember: delivery.addMember, removeMember: delivery.removeMember })
   const emit = webhooks?.emit && ((e: EventInput) => webhooks.emit!(e))
-  const changes = createChanges({ broker, append, store, emit })
+  const changes = createChanges({ broker, append, store, emit, deleted: uploads && ((room, msg) => uploads.deleted({ room, msg })) })
   const conversations = createConversations({
     config,
     broker,
@@ -95,6 +98,7 @@ export function createHub(deps: HubDeps) {
     store,
     members,
     webhooks,
+    uploads,
     refresh: deps.refresh,
     append,
     rooms,

@@ -55,9 +55,14 @@ export function clientFrameSchemas(maxBodyChars: number) {
   const target = z.string('must be a user id').min(1, 'must not be empty').max(64, 'must be at most 64 characters')
   const reason = z.string('must be a string').max(500, 'must be at most 500 characters').refine((s) => !s.includes('\0'), 'must not contain NUL characters')
   const limit = z.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100')
+  /** Upload ids (POST /api/uploads) the message carries; each is checked to be the sender's. */
+  const attachments = z
+    .array(z.string('must be an upload id').min(1, 'must not be empty').max(64, 'must be at most 64 characters'), 'must be an array of upload ids')
+    .max(10, 'must be at most 10 upload ids')
+    .optional()
 
   return {
-    chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, reply_to: msg.optional(), id }),
+    chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, reply_to: msg.optional(), attachments, id }),
     edit: z.object({ type: z.literal('edit'), room, msg, body, data, id }),
     delete: z.object({ type: z.literal('delete'), room, msg, id }),
     react: z.object({ type: z.literal('react'), room, msg, reaction, id }),
@@ -71,7 +76,7 @@ export function clientFrameSchemas(maxBodyChars: number) {
     leave: z.object({ type: z.literal('leave'), room, member: z.boolean('must be true or false').optional(), id }),
     rooms: z.object({ type: z.literal('rooms'), before: z.string().max(512, 'must be at most 512 characters').optional(), limit: limit.optional(), id }),
     read: z.object({ type: z.literal('read'), room, seq, id }),
-    dm: z.object({ type: z.literal('dm'), to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'), body, data, id }),
+    dm: z.object({ type: z.literal('dm'), to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'), body, data, attachments, id }),
     history: z.object({
       type: z.literal('history'),
       room,

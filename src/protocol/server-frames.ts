@@ -62,8 +62,8 @@ export function chatTail(m: { id: string; room: string; from: User; body: string
  * from Date#toISOString() (digits, `-`, `:`, `.`, `T`, `Z`) hold nothing JSON must escape, so
  * they are quoted without JSON.stringify; `fromJson` is userJson(from). Same bytes as chatTail.
  */
-export function chatTailOfOwn(id: string, room: string, fromJson: string, body: string, data: unknown, ts: string, replyTo?: string): string {
-  return `,"id":"${id}","room":${q(room)},"from":${fromJson}${opt('reply_to', replyTo)},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
+export function chatTailOfOwn(id: string, room: string, fromJson: string, body: string, data: unknown, ts: string, replyTo?: string, attachments?: unknown[]): string {
+  return `,"id":"${id}","room":${q(room)},"from":${fromJson}${opt('reply_to', replyTo)}${opt('attachments', attachments)},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
 }
 
 export const chatFrame = (seq: number, tail: string) => CHAT_HEAD + seq + tail

@@ -9,6 +9,7 @@ import { isoNow } from '../clock'
 import type { Conn } from '../connection'
 import { answering } from '../context'
 import type { HubContext, Handlers } from '../context'
+import type { Attachment } from '../../uploads/service'
 
 /** Retry keys: unambiguous whatever the ids contain, one space per kind of send. */
 export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
@@ -23,11 +24,12 @@ export function messageFrames(h: HubContext) {
     const m = h.mutes.until(c, room)
     const muted = typeof m === 'number' ? m : await m
     if (muted > Date.now()) throw new FrameError('forbidden', mutedMessage(room, muted))
+    const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     let body = f.body
     let data: unknown = f.data
     if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson, f.reply_to)
+    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson, f.reply_to, files)
     chatDone(c, f, room, accepted, started)
   }
 
@@ -37,7 +39,7 @@ export function messageFrames(h: HubContext) {
    * False when the frame needs `chat` (nothing was done then).
    */
   function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
-    if (!broker.appendNow || webhooks?.beforePublish) return false
+    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length) return false
     const room = f.room ?? config.DEFAULT_ROOM
     if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
     const started = performance.now()
@@ -62,13 +64,40 @@ export function messageFrames(h: HubContext) {
   }
 
   /** A chat event made here: its id and time, and its frame's tail encoded once. */
-  function draft(room: string, from: User, body: string, data: unknown, fromJson?: string, replyTo?: string): EventDraft {
+  function draft(room: string, from: User, body: string, data: unknown, fromJson?: string, replyTo?: string, files?: Attachment[]): EventDraft {
     const id = Bun.randomUUIDv7()
     const ts = isoNow()
-    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo)
+    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo, files)
     const event: RoomEvent = { type: 'chat', id, room, from, body, data, ts }
-    if (replyTo !== undefined) event.extra = { reply_to: replyTo }
+    // In the frame's order (chatTailOfOwn): reply_to, then attachments.
+    if (replyTo !== undefined || files) event.extra = { ...(replyTo !== undefined ? { reply_to: replyTo } : {}), ...(files ? { attachments: files } : {}) }
     return { event, head: CHAT_HEAD, tail }
+  }
+
+  /** The uploads a message names, checked to be the sender's (bad_request naming the id otherwise). */
+  async function attachments(c: Conn, ids: string[]): Promise<Attachment[]> {
+    if (!h.uploads) throw new FrameError('bad_request', 'attachments: uploads are not enabled on this server')
+    return h.uploads.attachments(ids, c.identity.user.id)
+  }
+
+  /**
+   * Appends a message carrying files: where they were sent is recorded first (so that no
+   * accepted message's file is ever reaped as an orphan), and undone when the append is
+   * refused or was a retry of a message already accepted (which holds its own record).
+   */
+  async function appendWithFiles(room: string, m: EventDraft, files: Attachment[] | undefined, key?: string, except?: string): Promise<Accepted> {
+    if (!files || !h.uploads) return h.append(room, m, key, except)
+    const ref = { room, msg: m.event.id }
+    await h.uploads.link(files.map((a) => a.id), ref)
+    let accepted: Accepted
+    try {
+      accepted = await h.append(room, m, key, except)
+    } catch (err) {
+      await h.uploads.unlink(ref).catch(() => {})
+      throw err
+    }
+    if (accepted.duplicate) await h.uploads.unlink(ref).catch(() => {})
+    return accepted
   }
 
   function published(room: string, from: User, tail: string, accepted: Accepted) {
@@ -78,9 +107,9 @@ export function messageFrames(h: HubContext) {
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string) {
-    const m = draft(room, from, body, data, fromJson, replyTo)
-    const accepted = await h.append(room, m, dedupe)
+  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string, files?: Attachment[]) {
+    const m = draft(room, from, body, data, fromJson, replyTo, files)
+    const accepted = await appendWithFiles(room, m, files, dedupe)
     published(room, from, m.tail, accepted)
     return accepted
   }
@@ -103,11 +132,13 @@ export function messageFrames(h: HubContext) {
   async function dmNow(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
     if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
+    // Checked first: a refused dm opens no conversation.
+    const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const room = await h.conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
-    const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body: f.body, data: f.data, ts: isoNow(), extra: { to: f.to } }
+    const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body: f.body, data: f.data, ts: isoNow(), extra: files ? { to: f.to, attachments: files } : { to: f.to } }
     const tail = eventTail(event)
-    const accepted = await h.append(room, { event, head: DM_HEAD, tail }, f.id && dedupeKey('dm', from.id, f.id), c.id)
+    const accepted = await appendWithFiles(room, { event, head: DM_HEAD, tail }, files, f.id && dedupeKey('dm', from.id, f.id), c.id)
     if (!accepted.duplicate) {
       metrics.published.inc()
       webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
