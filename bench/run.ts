@@ -88,8 +88,13 @@ const opt = {
   idleSettleS: num('idle-settle-s', 2, 1),
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '10000,20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
+  /** Scenario `small` (bench/small-rooms.ts): rooms of 2..10 members through Redis, one sender each. */
+  smallRooms: num('small-rooms', 2000, 400),
+  smallRoomsWindow: Math.max(1, num('small-rooms-window', 2, 2)),
+  smallRoomsS: num('small-rooms-s', 5, 2),
+  smallRoomsConfigs: (flag('small-rooms-configs') ?? 'memory,redis,cluster').split(','),
 }
-for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
@@ -231,13 +236,13 @@ function cpuPerDelivery(win: Window, deliveries: number) {
 const GENERATOR_BOUND = 0.9
 
 /** Bun's chat-bench shape: `count` clients that all send, every message to all of them. */
-async function peerFlood(kind: ServerKind, count: number, seconds: number) {
+async function peerFlood(kind: ServerKind, count: number, seconds: number, pinIt = opt.pin) {
   return withServer(
     kind,
     {},
     async (server) => {
       const w = new Worker('peers')
-      const pinned = opt.pin && pin(server.pid, 0) && pin(w.pid, 1)
+      const pinned = pinIt && pin(server.pid, 0) && pin(w.pid, 1)
       try {
         const padTo = kind === 'bare' ? chatFrameBytes(BODY) : 0
         const r = await w.request({ cmd: 'peers', host: '127.0.0.1', port: server.port, count, user: 'bench-p', waitJoined: kind === 'chat', padTo, body: BODY }, 'ready')
@@ -266,7 +271,7 @@ async function peerFlood(kind: ServerKind, count: number, seconds: number) {
         await w.exit()
       }
     },
-    PROFILE && kind === 'chat',
+    PROFILE && kind === 'chat' && pinIt,
   )
 }
 
@@ -673,6 +678,15 @@ async function main() {
     const c = await peerFlood('chat', opt.peers, opt.peerS)
     log('  chat', JSON.stringify(c))
     results.scenarios.chatBench = { bare: b as RunStats, chat: c as RunStats, floor: f as RunStats }
+    // Issue 27's target is unpinned: generator and server free to share both cores.
+    if (opt.pin) {
+      log(`chat-bench shape, unpinned: ${opt.peers} clients, window ${opt.peerWindow}, ${opt.peerS} s`)
+      const ub = await peerFlood('bare', opt.peers, opt.peerS, false)
+      log('  bare', JSON.stringify(ub))
+      const uc = await peerFlood('chat', opt.peers, opt.peerS, false)
+      log('  chat', JSON.stringify(uc))
+      results.scenarios.chatBenchUnpinned = { bare: ub as RunStats, chat: uc as RunStats }
+    } else results.scenarios.chatBenchUnpinned = { bare: b as RunStats, chat: c as RunStats }
   }
   if (ONLY.includes('latency')) {
     results.scenarios.latency = []
@@ -690,6 +704,23 @@ async function main() {
     const r = await cross()
     log('  ', JSON.stringify(r))
     results.scenarios.cross = r as never
+  }
+  if (ONLY.includes('small')) {
+    const { smallRoomsScenario } = await import('./small-rooms')
+    log(`small rooms: ${opt.smallRooms} rooms of 2-10 members, window ${opt.smallRoomsWindow}, ${opt.smallRoomsS} s a phase, ${opt.smallRoomsConfigs.join(', ')}`)
+    const t0 = Date.now()
+    const rows = await smallRoomsScenario({
+      rooms: opt.smallRooms,
+      minMembers: 2,
+      maxMembers: 10,
+      window: opt.smallRoomsWindow,
+      seconds: opt.smallRoomsS,
+      warmupS: opt.warmupS,
+      configs: opt.smallRoomsConfigs,
+      profileDir: PROFILE ? PROF_DIR : undefined,
+      env: { ...BENCH_ENV, ...SERVER_ENV },
+    })
+    results.scenarios.small = { rows, seconds: Math.round((Date.now() - t0) / 1000) }
   }
   if (ONLY.includes('idle')) {
     const rows: unknown[] = []

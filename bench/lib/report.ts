@@ -1,4 +1,5 @@
 /** The shape of bench/results/*.json and the Markdown tables made from it (stdout and docs). */
+import type { SmallRoomsRow } from '../small-rooms'
 import type { LatencySummary } from './histogram'
 
 export interface Skipped {
@@ -51,6 +52,10 @@ export interface Results {
     fanout?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     perMessage?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     chatBench?: { bare: RunStats | Skipped; chat: RunStats | Skipped; floor?: RunStats | Skipped }
+    /** 1c without taskset: generator and server share both cores (issue 27's target). */
+    chatBenchUnpinned?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
+    /** Many small rooms (bench/small-rooms.ts): one node memory, two nodes + Redis, two nodes + Redis Cluster. */
+    small?: { rows: SmallRoomsRow[]; seconds: number }
     latency?: { members: number; rate: number; bare: RunStats | Skipped; chat: RunStats | Skipped }[]
     cross?: { flood: RunStats & CrossCpu; paced: RunStats & CrossCpu; members: number; senders: number; rate?: number } | Skipped
     idle?: IdleRow[]
