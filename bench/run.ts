@@ -18,6 +18,15 @@
  *   --chat-root=<dir>  measure the chat-server of another checkout (before/after pairs against an export of main)
  *   --server-env=K=V,K=V  extra environment of the chat server only (bench/webhooks.ts turns webhooks on with it)
  *
+ * 1c runs twice: pinned (server on CPU 0, generator on CPU 1, --pin=0 turns it off) and unpinned
+ * (issue 27's target: generator and server free to share both cores), bare and chat-server each.
+ *
+ * Opt-in, not part of the default run (its 12 000 sockets take minutes to open on a busy
+ * machine): --only=small, many small rooms (bench/small-rooms.ts): 2 000 rooms of 2–10 members on
+ * one memory node, on two nodes + a private redis-server, on two nodes + a Redis Cluster; saturated
+ * then paced at half that rate. --small-rooms (2000) --small-rooms-window (2 acked in flight per
+ * sender) --small-rooms-s (5 s a phase) --small-rooms-configs=memory,redis,cluster; with --profile,
+ * node A of the first Redis config is profiled. Written to --out like the default run.
  * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
  * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
  * --only=conversations: the time from open to `welcome` with 500 memberships on each engine

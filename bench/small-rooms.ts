@@ -65,6 +65,12 @@ export interface SmallRoomsRow {
   paced: SmallRoomsPhase
   unanswered: number
   profiled?: boolean
+  /**
+   * With --profile: the saturated phase as seconds before node A was told to stop, since the
+   * profile covers the process's whole life (connecting 10 000 sockets included):
+   * `bun run bench/profile.ts --before-end=<from>,<to>` keeps only that phase's samples.
+   */
+  profileWindow?: { fromS: number; toS: number }
 }
 
 const log = (...a: unknown[]) => console.error('[bench:small]', ...a)
@@ -132,7 +138,9 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
     try {
       load.flood(o.window)
       await Bun.sleep(o.warmupS * 1000)
+      const satFrom = performance.now()
       const saturated = await phase()
+      const satTo = performance.now()
       log(`${config} saturated: ${JSON.stringify(saturated)}`)
       await load.halt()
       const rate = Math.max(1, Math.round(saturated.msgsPerS / 2))
@@ -141,6 +149,10 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
       const paced = { ...(await phase()), rate }
       log(`${config} paced at ${rate} msg/s: ${JSON.stringify(paced)}`)
       const unanswered = await load.halt()
+      // Node A stops in the finally below, right after this row is made: close enough (the
+      // window is trimmed by half a second at each end for the shutdown's own time).
+      const now = performance.now()
+      const profileWindow = profile ? { fromS: r1((now - satFrom) / 1000 - 0.5), toS: r1((now - satTo) / 1000 + 0.5) } : undefined
       return {
         config,
         nodes: nodes.length,
@@ -153,6 +165,7 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
         paced,
         unanswered,
         profiled: profile || undefined,
+        profileWindow,
       }
     } finally {
       load.close()
