@@ -51,6 +51,8 @@ export async function privateRedis(): Promise<BenchRedis> {
   const port = freePort()
   const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'))
   const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
+  // An interrupted bench (bench/lib/proc.ts exits on SIGINT/SIGTERM) leaves no redis-server behind.
+  process.on('exit', () => proc.exitCode === null && proc.kill('SIGKILL'))
   for (let i = 0; i < 250 && !(await listening(port)); i++) await Bun.sleep(20)
   if (!(await listening(port))) throw new Error(`redis-server on ${port} did not start`)
   return { ports: [port], url: `redis://127.0.0.1:${port}`, primaries: async () => [port], stop: async () => void (proc.kill('SIGKILL'), await proc.exited) }
@@ -118,25 +120,53 @@ export async function openRooms(ports: number[], sizes: number[], prefix = 'room
     sentAt.delete(id)
     ack.record((performance.now() - t) * 1000)
   }
-  const open = (room: string, node: number, user: string, sender: boolean) =>
+  /**
+   * Opens one member and resolves once its join is answered. A socket closed or silent for 20 s
+   * before that is retried once (on a busy machine a join can be lost in the crowd), then fails
+   * the run with what it last saw, instead of hanging it.
+   */
+  const open = (room: string, node: number, user: string, sender: boolean, retry = true): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const ws = new WebSocket(`ws://127.0.0.1:${ports[node]}/ws?user=${user}&name=${user}`)
       const me = { ws, room, inflight: 0 }
-      ws.onopen = () => ws.send(`{"type":"join","room":"${room}","id":"j"}`)
-      ws.onerror = () => reject(new Error(`connect to node ${node} (port ${ports[node]}) failed`))
+      let state = 'connecting'
+      let done = false
+      const fail = (why: string) => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        try {
+          ws.close()
+        } catch {}
+        if (retry) open(room, node, user, sender, false).then(resolve, reject)
+        else reject(new Error(`${user} on node ${node} (port ${ports[node]}), ${state}: ${why}`))
+      }
+      const timer = setTimeout(() => fail('no answer to join within 20 s'), 20_000)
+      ws.onopen = () => {
+        state = 'open, join sent'
+        ws.send(`{"type":"join","room":"${room}","id":"j"}`)
+      }
+      ws.onerror = () => fail('socket error')
+      ws.onclose = (e) => fail(`closed (${e.code} ${e.reason})`)
       ws.onmessage = (e) => {
         const d = e.data as string
         if (d.startsWith('{"type":"chat"')) stats.delivered++
         else if (d.startsWith('{"type":"ack"') || d.startsWith('{"type":"error"')) {
+          if (!done && d.includes('"id":"j"')) return fail(`join refused: ${d.slice(0, 200)}`)
           if (d.charCodeAt(9) === 101 /* e */) stats.errors++
           else stats.acked++
           me.inflight--
           answered(d)
           if (mode === 'flood') send(me)
-        } else if (d.startsWith('{"type":"joined"') && d.includes('"id":"j"')) resolve()
+        } else if (!done && d.startsWith('{"type":"joined"') && d.includes('"id":"j"')) {
+          done = true
+          clearTimeout(timer)
+          ws.onclose = null
+          sockets.push(ws)
+          if (sender) senders.push(me)
+          resolve()
+        }
       }
-      sockets.push(ws)
-      if (sender) senders.push(me)
     })
   const all: [string, number, string, boolean][] = []
   for (let r = 0; r < sizes.length; r++) for (let m = 0; m < sizes[r]!; m++) all.push([`${prefix}-${r}`, (r + m) % ports.length, `u${r}-${m}`, m === 0])
