@@ -30,6 +30,7 @@ export interface SmallRoomsOptions {
   /** Measured seconds of each phase. */
   seconds: number
   warmupS: number
+  idleS: number
   configs: string[]
   /** Directory for node A's CPU profile (the first Redis config), or undefined. */
   profileDir?: string
@@ -49,6 +50,8 @@ export interface SmallRoomsPhase {
   redisPrimariesCpuUsPerMsg?: number
   generatorCpuPct: number
   ack?: LatencySummary
+  /** chat-server CPU µs per acked message once the idle phase's CPU is taken out. */
+  serverCpuUsPerMsgNet?: number
   /** Paced phase: the rate asked for (half the saturated one). */
   rate?: number
 }
@@ -61,6 +64,12 @@ export interface SmallRoomsRow {
   meanMembers: number
   window: number
   connectMs: number
+  /**
+   * Every socket open, nothing sent (`--small-rooms-idle-s`, 2 s): what the nodes and Redis burn
+   * without messages (timers, heartbeats, polling). The per-message figures include it; the
+   * `net` ones of the phases take it out.
+   */
+  idle?: { seconds: number; nodeCpuPct: number[]; serverCpuPct: number; redisCpuPct?: number }
   saturated: SmallRoomsPhase
   paced: SmallRoomsPhase
   unanswered: number
@@ -100,14 +109,14 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
     const primaries = redis ? await redis.primaries() : []
 
     /** One measured window: CPU of every node, of every Redis instance and of this process. */
-    const phase = async (): Promise<SmallRoomsPhase> => {
+    const phase = async (seconds = o.seconds): Promise<SmallRoomsPhase> => {
       const rc0 = redis ? await Promise.all(redis.ports.map(redisCpu)) : []
       const n0 = nodes.map((s) => treeCpu(s.pid))
       const g0 = process.cpuUsage()
       const { acked: a0, delivered: d0, errors: e0 } = load.stats
       load.ack.reset()
       const w0 = performance.now()
-      await Bun.sleep(o.seconds * 1000)
+      await Bun.sleep(seconds * 1000)
       const wall = (performance.now() - w0) / 1000
       const acked = load.stats.acked - a0
       const delivered = load.stats.delivered - d0
@@ -135,11 +144,20 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
       }
     }
 
+    let idle: SmallRoomsRow['idle']
+    if (o.idleS > 0) {
+      await Bun.sleep(500) // the joins' own work settles
+      const p = await phase(o.idleS)
+      idle = { seconds: p.seconds, nodeCpuPct: p.nodeCpuPct, serverCpuPct: p.serverCpuPct, redisCpuPct: p.redisCpuPct }
+      log(`${config} idle: ${JSON.stringify(idle)}`)
+    }
+    const net = (x: SmallRoomsPhase) => (idle && x.msgsPerS ? r1((((x.serverCpuPct - idle.serverCpuPct) / 100) * 1e6) / x.msgsPerS) : undefined)
     try {
       load.flood(o.window)
       await Bun.sleep(o.warmupS * 1000)
       const satFrom = performance.now()
       const saturated = await phase()
+      saturated.serverCpuUsPerMsgNet = net(saturated)
       const satTo = performance.now()
       log(`${config} saturated: ${JSON.stringify(saturated)}`)
       await load.halt()
@@ -147,6 +165,7 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
       load.pace(rate)
       await Bun.sleep(o.warmupS * 1000)
       const paced = { ...(await phase()), rate }
+      paced.serverCpuUsPerMsgNet = net(paced)
       log(`${config} paced at ${rate} msg/s: ${JSON.stringify(paced)}`)
       const unanswered = await load.halt()
       // Node A stops in the finally below, right after this row is made: close enough (the
@@ -161,6 +180,7 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
         meanMembers: r1(load.sockets / o.rooms),
         window: o.window,
         connectMs,
+        idle,
         saturated,
         paced,
         unanswered,
