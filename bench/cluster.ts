@@ -9,13 +9,10 @@
  *   --cluster-rooms (1000) --cluster-members (10) --cluster-s (5, measured seconds)
  *   --cluster-window (2 messages in flight per sender) --cluster-configs=single-1,cluster-1,single-2,cluster-2
  */
-import Redis from 'ioredis'
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { startRedisCluster } from '../test/helpers/redis-cluster'
-import { freePort, listening } from '../test/helpers/services'
-import { cpuSeconds, startServer } from './lib/proc'
+import { freePort } from '../test/helpers/services'
+import { openRooms, privateRedis, redisCpu, treeCpu } from './lib/rooms'
+import { startServer } from './lib/proc'
 
 export interface ClusterOptions {
   rooms: number
@@ -26,90 +23,6 @@ export interface ClusterOptions {
 }
 
 const log = (...a: unknown[]) => console.error('[bench:cluster]', ...a)
-const BODY = 'x'.repeat(40)
-
-/** CPU seconds of a process and its children (the supervisor's workers). */
-function treeCpu(pid: number): number {
-  let kids: number[] = []
-  try {
-    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
-  } catch {}
-  return (cpuSeconds(pid) || 0) + kids.reduce((s, k) => s + treeCpu(k), 0)
-}
-
-async function redisCpu(port: number): Promise<number> {
-  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 })
-  try {
-    await r.connect()
-    const info = await r.info('cpu')
-    const v = (k: string) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? NaN)
-    return v('used_cpu_sys') + v('used_cpu_user')
-  } finally {
-    r.disconnect()
-  }
-}
-
-async function privateRedis() {
-  const port = freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'))
-  const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
-  for (let i = 0; i < 250 && !(await listening(port)); i++) await Bun.sleep(20)
-  return { ports: [port], url: `redis://127.0.0.1:${port}`, primaries: async () => [port], stop: async () => void (proc.kill('SIGKILL'), await proc.exited) }
-}
-
-/** Opens the members of every room; member 0 of each room is its sender. */
-async function openRooms(port: number, o: ClusterOptions) {
-  const stats = { acked: 0, delivered: 0, errors: 0 }
-  const sockets: WebSocket[] = []
-  const senders: { ws: WebSocket; room: string; inflight: number }[] = []
-  let running = false
-  let n = 0
-  const send = (s: (typeof senders)[number]) => {
-    s.inflight++
-    s.ws.send(`{"type":"chat","room":"${s.room}","body":"${BODY}","id":"m${++n}"}`)
-  }
-  const open = (room: string, sender: boolean) =>
-    new Promise<void>((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?user=bench`)
-      const me = { ws, room, inflight: 0 }
-      ws.onopen = () => ws.send(`{"type":"join","room":"${room}","id":"j"}`)
-      ws.onerror = () => reject(new Error('connect failed'))
-      ws.onmessage = (e) => {
-        const d = e.data as string
-        if (d.startsWith('{"type":"chat"')) stats.delivered++
-        else if (d.startsWith('{"type":"ack"')) {
-          stats.acked++
-          me.inflight--
-          if (running) send(me)
-        } else if (d.startsWith('{"type":"joined"') && d.includes('"id":"j"')) resolve()
-        else if (d.startsWith('{"type":"error"')) {
-          stats.errors++
-          me.inflight--
-          if (running) send(me)
-        }
-      }
-      sockets.push(ws)
-      if (sender) senders.push(me)
-    })
-  const all: [string, boolean][] = []
-  for (let r = 0; r < o.rooms; r++) for (let m = 0; m < o.members; m++) all.push([`room-${r}`, m === 0])
-  for (let i = 0; i < all.length; i += 250) await Promise.all(all.slice(i, i + 250).map(([room, s]) => open(room, s)))
-  return {
-    stats,
-    start() {
-      running = true
-      for (const s of senders) for (let i = 0; i < o.window; i++) send(s)
-    },
-    async stop() {
-      running = false
-      const end = Date.now() + 5000
-      while (senders.some((s) => s.inflight > 0) && Date.now() < end) await Bun.sleep(20)
-    },
-    close() {
-      for (const ws of sockets) ws.close()
-    },
-  }
-}
 
 async function runOne(config: string, o: ClusterOptions) {
   const [mode, workers] = config.split('-') as ['single' | 'cluster', string]
@@ -134,9 +47,9 @@ async function runOne(config: string, o: ClusterOptions) {
   try {
     await Bun.sleep(workers === '1' ? 200 : 1500) // every worker listening
     const t0 = performance.now()
-    const load = await openRooms(port, o)
+    const load = await openRooms([port], Array.from({ length: o.rooms }, () => o.members))
     log(`${config}: ${o.rooms * o.members} members in ${o.rooms} rooms open in ${Math.round(performance.now() - t0)} ms`)
-    load.start()
+    load.flood(o.window)
     await Bun.sleep(1000) // warm-up
     const primaries = await redis.primaries()
     const r0 = await Promise.all(redis.ports.map(redisCpu))
@@ -152,7 +65,7 @@ async function runOne(config: string, o: ClusterOptions) {
     const g = process.cpuUsage(g0)
     const s1 = treeCpu(server.pid)
     const r1 = await Promise.all(redis.ports.map(redisCpu))
-    await load.stop()
+    await load.halt()
     load.close()
     const perInstance = redis.ports.map((p, i) => ({
       port: p,

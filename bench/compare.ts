@@ -7,7 +7,8 @@
  */
 import { readFileSync } from 'node:fs'
 import type { Results, RunStats } from './lib/report'
-import { isSkipped } from './lib/report'
+import { isSkipped, SMALL_TARGETS } from './lib/report'
+import type { SmallRoomsRow } from './small-rooms'
 
 const [beforeArg, afterArg] = process.argv.slice(2)
 if (!beforeArg || !afterArg) throw new Error('usage: bun run bench/compare.ts before.json[,…] after.json[,…]')
@@ -26,13 +27,13 @@ const stat = (r: Results, path: (r: Results) => RunStats | undefined, f: (x: Run
 const fmt = (x: number, d = 2) => (Number.isFinite(x) ? (Math.abs(x) >= 1000 ? Math.round(x).toLocaleString('en-US') : x.toFixed(d)) : '–')
 
 type Row = [label: string, path: (r: Results) => RunStats | undefined, f: (x: RunStats) => number | undefined, digits?: number]
-const sc = (k: 'fanout' | 'perMessage' | 'chatBench', side: 'bare' | 'chat' | 'floor') => (r: Results) => (r.scenarios[k] as Record<string, unknown> | undefined)?.[side] as RunStats | undefined
+const sc = (k: 'fanout' | 'perMessage' | 'chatBench' | 'chatBenchUnpinned', side: 'bare' | 'chat' | 'floor') => (r: Results) => (r.scenarios[k] as Record<string, unknown> | undefined)?.[side] as RunStats | undefined
 const cross = (r: Results) => {
   const c = r.scenarios.cross
   return c && !isSkipped(c) ? (c.flood as RunStats) : undefined
 }
 const rows: Row[] = []
-for (const [k, name] of [['chatBench', '1c chat-bench shape'], ['fanout', '1 fan-out, 1000 members'], ['perMessage', '1b per-message, 10 members']] as const) {
+for (const [k, name] of [['chatBench', '1c chat-bench shape'], ['chatBenchUnpinned', '1c unpinned'], ['fanout', '1 fan-out, 1000 members'], ['perMessage', '1b per-message, 10 members']] as const) {
   rows.push([`${name}: deliveries/s, bare`, sc(k, 'bare'), (x) => x.deliveriesPerSec, 0])
   rows.push([`${name}: deliveries/s, chat`, sc(k, 'chat'), (x) => x.deliveriesPerSec, 0])
   rows.push([`${name}: server CPU-s per M deliveries, bare`, sc(k, 'bare'), (x) => x.serverCpuSecPerMDeliveries, 3])
@@ -46,8 +47,10 @@ rows.push(['3 cross-node flood: node B CPU-s per M deliveries', cross, (x) => x.
 rows.push(['3 cross-node flood: generator CPU %', cross, (x) => x.generatorCpuPct, 0])
 
 // Ratios are taken per run (chat over the bare of the same run), then the median.
-const ratio = (k: 'fanout' | 'perMessage' | 'chatBench', f: (x: RunStats) => number | undefined) => (r: Results) => stat(r, sc(k, 'chat'), f) / stat(r, sc(k, 'bare'), f)
+const ratio = (k: 'fanout' | 'perMessage' | 'chatBench' | 'chatBenchUnpinned', f: (x: RunStats) => number | undefined) => (r: Results) => stat(r, sc(k, 'chat'), f) / stat(r, sc(k, 'bare'), f)
 const ratios: [string, (r: Results) => number][] = [
+  ['1c unpinned: chat / bare deliveries/s (issue 27 target ≥ 0.85)', ratio('chatBenchUnpinned', (x) => x.deliveriesPerSec)],
+  ['1c unpinned: chat / bare server CPU per delivery (issue 27 target ≤ 1.2)', ratio('chatBenchUnpinned', (x) => x.serverCpuSecPerMDeliveries)],
   ['1c: chat / bare deliveries/s (target ≥ 0.85)', ratio('chatBench', (x) => x.deliveriesPerSec)],
   ['1c: chat / bare server CPU per delivery (target ≤ 1.2)', ratio('chatBench', (x) => x.serverCpuSecPerMDeliveries)],
   ['1c: floor / bare server CPU per delivery', (r) => stat(r, sc('chatBench', 'floor'), (x) => x.serverCpuSecPerMDeliveries) / stat(r, sc('chatBench', 'bare'), (x) => x.serverCpuSecPerMDeliveries)],
@@ -58,6 +61,20 @@ const ratios: [string, (r: Results) => number][] = [
   ['3: flood deliveries/s / one-node bare of the same run (target ≥ 0.85)', (r) => stat(r, cross, (x) => x.deliveriesPerSec) / stat(r, sc('fanout', 'bare'), (x) => x.deliveriesPerSec)],
   ['3: node B CPU per delivery / one-node bare (target ≤ 1.2)', (r) => stat(r, cross, (x) => x.serverCpuSecPerMDeliveries) / stat(r, sc('fanout', 'bare'), (x) => x.serverCpuSecPerMDeliveries)],
 ]
+
+// Scenario 6 (small rooms): per config; the targets are issue 27's.
+const small = (config: string, f: (x: SmallRoomsRow) => number | undefined) => (r: Results) => {
+  const row = r.scenarios.small?.rows.find((x) => x.config === config)
+  return row ? (f(row) ?? NaN) : NaN
+}
+for (const [config, name] of [['memory', '6 small rooms, 1 node memory (floor)'], ['redis', '6 small rooms, 2 nodes + Redis'], ['cluster', '6 small rooms, 2 nodes + Redis Cluster']] as const) {
+  const through = config !== 'memory'
+  ratios.push([`${name}: acked msg/s (saturated)`, small(config, (x) => x.saturated.msgsPerS)])
+  ratios.push([`${name}: chat-server CPU µs per acked message${through ? ` (target ≤ ${SMALL_TARGETS.serverCpuUsPerMsg})` : ''}`, small(config, (x) => x.saturated.serverCpuUsPerMsg)])
+  if (through) ratios.push([`${name}: Redis CPU µs per message`, small(config, (x) => x.saturated.redisCpuUsPerMsg)])
+  ratios.push([`${name}: paced ack p99 ms${through ? ` (target ≤ ${SMALL_TARGETS.pacedP99Ms})` : ''}`, small(config, (x) => x.paced.ack?.p99)])
+  ratios.push([`${name}: generator CPU % (saturated)`, small(config, (x) => x.saturated.generatorCpuPct)])
+}
 
 const loads = (g: Results[]) => g.map((r) => r.machine.loadavg.split(' ')[0]).join(', ')
 console.log(`before: ${groups.before.length} runs (load average at start ${loads(groups.before)}); after: ${groups.after.length} runs (${loads(groups.after)}); medians`)

@@ -4,6 +4,9 @@
  * inclusive time of the hub's entry points, as percentages of the non-idle samples.
  *
  *   bun run bench/profile.ts [file.cpuprofile]     (default: the newest profile)
+ *   bun run bench/profile.ts --before-end=20,15    only the samples from 20 s to 15 s before the
+ *                                                  profile's end (scenario `small` prints the window
+ *                                                  of its saturated phase: the connects are left out)
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -23,8 +26,11 @@ interface Profile {
 
 const ROOT = join(import.meta.dir, '..')
 const dir = join(ROOT, 'bench/results/profiles')
+const args = process.argv.slice(2)
+const beforeEnd = args.find((a) => a.startsWith('--before-end='))?.slice('--before-end='.length).split(',').map(Number)
+if (beforeEnd && (beforeEnd.length !== 2 || beforeEnd.some((x) => !Number.isFinite(x)) || beforeEnd[0]! <= beforeEnd[1]!)) throw new Error('--before-end: expected from,to in seconds before the end, from > to (e.g. 20,15)')
 const file =
-  process.argv[2] ??
+  args.find((a) => !a.startsWith('--')) ??
   readdirSync(dir)
     .filter((f) => f.endsWith('.cpuprofile'))
     .map((f) => join(dir, f))
@@ -36,9 +42,15 @@ const byId = new Map(p.nodes.map((n) => [n.id, n]))
 const parent = new Map<number, number>()
 for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
 
-// Self time per node: each sample's delta goes to the node sampled.
+// Self time per node: each sample's delta goes to the node sampled (within --before-end's window).
 const self = new Map<number, number>()
-for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0))
+const [from, to] = beforeEnd ? [p.endTime - beforeEnd[0]! * 1e6, p.endTime - beforeEnd[1]! * 1e6] : [-Infinity, Infinity]
+let at = p.startTime
+for (let i = 0; i < p.samples.length; i++) {
+  at += p.timeDeltas[i] ?? 0
+  if (at < from || at > to) continue
+  self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0))
+}
 
 const IDLE = new Set(['(idle)', '(program)', '(root)'])
 const isIdle = (n: Node) => n.callFrame.functionName === '(idle)'
@@ -79,7 +91,7 @@ for (const [id, t] of self) {
 
 const pct = (t: number) => ((100 * t) / total).toFixed(1).padStart(5) + ' %'
 const top = (m: Map<string, number>, k: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k)
-const wall = (p.endTime - p.startTime) / 1e6
+const wall = beforeEnd ? beforeEnd[0]! - beforeEnd[1]! : (p.endTime - p.startTime) / 1e6
 console.log(`${relative(ROOT, file)}: ${wall.toFixed(1)} s profiled, ${(total / 1e6).toFixed(2)} s on CPU in the JS thread (${((100 * total) / 1e6 / wall).toFixed(0)} % busy)\n`)
 console.log('self time by package / file:')
 for (const [k, t] of top(pkgSelf, 15)) console.log(`  ${pct(t)}  ${k}`)

@@ -18,6 +18,16 @@
  *   --chat-root=<dir>  measure the chat-server of another checkout (before/after pairs against an export of main)
  *   --server-env=K=V,K=V  extra environment of the chat server only (bench/webhooks.ts turns webhooks on with it)
  *
+ * 1c runs twice: pinned (server on CPU 0, generator on CPU 1, --pin=0 turns it off) and unpinned
+ * (issue 27's target: generator and server free to share both cores), bare and chat-server each.
+ *
+ * Opt-in, not part of the default run (its 12 000 sockets take minutes to open on a busy
+ * machine): --only=small, many small rooms (bench/small-rooms.ts): 2 000 rooms of 2–10 members on
+ * one memory node, on two nodes + a private redis-server, on two nodes + a Redis Cluster; saturated
+ * then paced at half that rate. --small-rooms (2000) --small-rooms-window (2 acked in flight per
+ * sender) --small-rooms-s (5 s a phase) --small-rooms-idle-s (2 s of nothing sent first, the CPU
+ * without messages) --small-rooms-configs=memory,redis,cluster; with --profile,
+ * node A of the first Redis config is profiled. Written to --out like the default run.
  * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
  * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
  * --only=conversations: the time from open to `welcome` with 500 memberships on each engine
@@ -88,8 +98,14 @@ const opt = {
   idleSettleS: num('idle-settle-s', 2, 1),
   idle: (flag('idle') ?? (QUICK ? '2000,5000' : '10000,20000,50000')).split(',').map(Number),
   out: flag('out') ?? join(ROOT, 'bench/results/latest.json'),
+  /** Scenario `small` (bench/small-rooms.ts): rooms of 2..10 members through Redis, one sender each. */
+  smallRooms: num('small-rooms', 2000, 400),
+  smallRoomsWindow: Math.max(1, num('small-rooms-window', 2, 2)),
+  smallRoomsS: num('small-rooms-s', 5, 2),
+  smallRoomsIdleS: num('small-rooms-idle-s', 2, 1),
+  smallRoomsConfigs: (flag('small-rooms-configs') ?? 'memory,redis,cluster').split(','),
 }
-for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
@@ -231,13 +247,13 @@ function cpuPerDelivery(win: Window, deliveries: number) {
 const GENERATOR_BOUND = 0.9
 
 /** Bun's chat-bench shape: `count` clients that all send, every message to all of them. */
-async function peerFlood(kind: ServerKind, count: number, seconds: number) {
+async function peerFlood(kind: ServerKind, count: number, seconds: number, pinIt = opt.pin) {
   return withServer(
     kind,
     {},
     async (server) => {
       const w = new Worker('peers')
-      const pinned = opt.pin && pin(server.pid, 0) && pin(w.pid, 1)
+      const pinned = pinIt && pin(server.pid, 0) && pin(w.pid, 1)
       try {
         const padTo = kind === 'bare' ? chatFrameBytes(BODY) : 0
         const r = await w.request({ cmd: 'peers', host: '127.0.0.1', port: server.port, count, user: 'bench-p', waitJoined: kind === 'chat', padTo, body: BODY }, 'ready')
@@ -266,7 +282,7 @@ async function peerFlood(kind: ServerKind, count: number, seconds: number) {
         await w.exit()
       }
     },
-    PROFILE && kind === 'chat',
+    PROFILE && kind === 'chat' && pinIt,
   )
 }
 
@@ -673,6 +689,15 @@ async function main() {
     const c = await peerFlood('chat', opt.peers, opt.peerS)
     log('  chat', JSON.stringify(c))
     results.scenarios.chatBench = { bare: b as RunStats, chat: c as RunStats, floor: f as RunStats }
+    // Issue 27's target is unpinned: generator and server free to share both cores.
+    if (opt.pin) {
+      log(`chat-bench shape, unpinned: ${opt.peers} clients, window ${opt.peerWindow}, ${opt.peerS} s`)
+      const ub = await peerFlood('bare', opt.peers, opt.peerS, false)
+      log('  bare', JSON.stringify(ub))
+      const uc = await peerFlood('chat', opt.peers, opt.peerS, false)
+      log('  chat', JSON.stringify(uc))
+      results.scenarios.chatBenchUnpinned = { bare: ub as RunStats, chat: uc as RunStats }
+    } else results.scenarios.chatBenchUnpinned = { bare: b as RunStats, chat: c as RunStats }
   }
   if (ONLY.includes('latency')) {
     results.scenarios.latency = []
@@ -690,6 +715,24 @@ async function main() {
     const r = await cross()
     log('  ', JSON.stringify(r))
     results.scenarios.cross = r as never
+  }
+  if (ONLY.includes('small')) {
+    const { smallRoomsScenario } = await import('./small-rooms')
+    log(`small rooms: ${opt.smallRooms} rooms of 2-10 members, window ${opt.smallRoomsWindow}, ${opt.smallRoomsS} s a phase, ${opt.smallRoomsConfigs.join(', ')}`)
+    const t0 = Date.now()
+    const rows = await smallRoomsScenario({
+      rooms: opt.smallRooms,
+      minMembers: 2,
+      maxMembers: 10,
+      window: opt.smallRoomsWindow,
+      seconds: opt.smallRoomsS,
+      warmupS: opt.warmupS,
+      idleS: opt.smallRoomsIdleS,
+      configs: opt.smallRoomsConfigs,
+      profileDir: PROFILE ? PROF_DIR : undefined,
+      env: { ...BENCH_ENV, ...SERVER_ENV },
+    })
+    results.scenarios.small = { rows, seconds: Math.round((Date.now() - t0) / 1000) }
   }
   if (ONLY.includes('idle')) {
     const rows: unknown[] = []

@@ -1,4 +1,5 @@
 /** The shape of bench/results/*.json and the Markdown tables made from it (stdout and docs). */
+import type { SmallRoomsRow } from '../small-rooms'
 import type { LatencySummary } from './histogram'
 
 export interface Skipped {
@@ -51,6 +52,10 @@ export interface Results {
     fanout?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     perMessage?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     chatBench?: { bare: RunStats | Skipped; chat: RunStats | Skipped; floor?: RunStats | Skipped }
+    /** 1c without taskset: generator and server share both cores (issue 27's target). */
+    chatBenchUnpinned?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
+    /** Many small rooms (bench/small-rooms.ts): one node memory, two nodes + Redis, two nodes + Redis Cluster. */
+    small?: { rows: SmallRoomsRow[]; seconds: number }
     latency?: { members: number; rate: number; bare: RunStats | Skipped; chat: RunStats | Skipped }[]
     cross?: { flood: RunStats & CrossCpu; paced: RunStats & CrossCpu; members: number; senders: number; rate?: number } | Skipped
     idle?: IdleRow[]
@@ -140,6 +145,17 @@ export function renderTables(r: Results): string {
       out.push(`| | the protocol's floor (bench/servers/floor.ts: parse, seq, UUIDv7, ISO time, encode, publish): deliveries/s; server CPU-s per million deliveries (× bare); µs per message | | ${n(f.deliveriesPerSec)}${gb(f)}; ${cpuM(f)} (${fc === undefined ? '–' : fc.toFixed(2)}); ${f.serverCpuUsPerMessage ?? '–'} | chat / floor CPU: ${ratio(c?.serverCpuSecPerMDeliveries, f.serverCpuSecPerMDeliveries)} | |`)
     }
   }
+  const cu = r.scenarios.chatBenchUnpinned
+  if (cu) {
+    const b = get(cu.bare)
+    const c = get(cu.chat)
+    const rt = b && c ? c.deliveriesPerSec / b.deliveriesPerSec : undefined
+    const rc = b?.serverCpuSecPerMDeliveries && c?.serverCpuSecPerMDeliveries ? c.serverCpuSecPerMDeliveries / b.serverCpuSecPerMDeliveries : undefined
+    out.push(`| 1c unpinned (issue 27's target): the same shape, no taskset, generator and server share both cores | deliveries/s | ${n(b?.deliveriesPerSec)}${gb(b)} ${why(cu.bare)} | ${n(c?.deliveriesPerSec)}${gb(c)} ${why(cu.chat)} | ${ratio(c?.deliveriesPerSec, b?.deliveriesPerSec)} | ≥ 0.85 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.85)} |`)
+    out.push(`| | server CPU-s per million deliveries | ${cpuM(b)} | ${cpuM(c)} | ${rc === undefined ? '–' : rc.toFixed(2)} | ≤ 1.2 × bare: ${verdict(rc === undefined ? undefined : rc <= 1.2)} |`)
+    out.push(`| | messages/s in; server CPU µs per message | ${n(b?.messagesPerSec)}; ${b?.serverCpuUsPerMessage ?? '–'} | ${n(c?.messagesPerSec)}; ${c?.serverCpuUsPerMessage ?? '–'} | ${ratio(c?.messagesPerSec, b?.messagesPerSec)} | |`)
+    out.push(`| | server CPU / generator CPU (% of one core) | ${n(b?.serverCpuPct)} / ${n(b?.generatorCpuPct)} | ${n(c?.serverCpuPct)} / ${n(c?.generatorCpuPct)} | | |`)
+  }
   for (const [i, la] of (r.scenarios.latency ?? []).entries()) {
     const b = get(la.bare)
     const c = get(la.chat)
@@ -166,6 +182,8 @@ export function renderTables(r: Results): string {
       out.push(`| | paced delivered / expected, CPU node A / node B / Redis / generator (%) | | ${c.paced.deliveredRatio ?? '–'}, ${cpu(c.paced)} | | |`)
     }
   }
+  const sm = r.scenarios.small
+  if (sm) out.push('', smallRoomsTable(sm.rows))
   const idle = r.scenarios.idle
   if (idle) {
     const counts = [...new Set(idle.map((x) => x.count))]
@@ -206,7 +224,43 @@ export function renderTables(r: Results): string {
       }
     }
   }
-  const rows = [fo?.bare, fo?.chat, pm?.bare, pm?.chat, cb?.bare, cb?.chat, get(cr)?.flood].map((x) => get(x as RunStats | Skipped | undefined))
+  const rows = [fo?.bare, fo?.chat, pm?.bare, pm?.chat, cb?.bare, cb?.chat, cu?.bare, cu?.chat, get(cr)?.flood].map((x) => get(x as RunStats | Skipped | undefined))
   if (rows.some((x) => x?.generatorBound)) out.push('', GB_NOTE)
   return out.join('\n')
+}
+
+/** Issue 27's targets for scenario `small`. */
+export const SMALL_TARGETS = { serverCpuUsPerMsg: 40, pacedP99Ms: 10 }
+
+/**
+ * Scenario `small`: one column per config (memory = one node, the floor; redis, cluster = two
+ * nodes). The CPU target applies to the saturated phase, the latency target to the paced one.
+ */
+export function smallRoomsTable(rows: SmallRoomsRow[]): string {
+  if (!rows.length) return ''
+  const f1 = (x?: number) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(1))
+  const col = (f: (x: SmallRoomsRow) => string) => rows.map(f).join(' | ')
+  const floor = rows.find((x) => x.config === 'memory')
+  const t = SMALL_TARGETS
+  const cpuOk = (x: SmallRoomsRow) => (x.config === 'memory' ? '' : ` (${verdict(x.saturated.serverCpuUsPerMsg <= t.serverCpuUsPerMsg)})`)
+  const latOk = (x: SmallRoomsRow) => (x.config === 'memory' || !x.paced.ack ? '' : ` (${verdict(x.paced.ack.p99 <= t.pacedP99Ms)})`)
+  const r0 = rows[0]!
+  const head = `6 small rooms: ${n(r0.rooms)} rooms of 2–10 members (${r0.meanMembers} on average, ${n(r0.sockets)} sockets), one sender per room, ${r0.window} acked in flight`
+  const lines = [
+    `| ${head} | ${col((x) => (x.config === 'memory' ? 'memory, 1 node (floor)' : x.config === 'redis' ? '2 nodes + Redis' : '2 nodes + Redis Cluster (3 primaries)'))} | target |`,
+    `|---|${rows.map(() => '---:').join('|')}|---|`,
+    `| saturated: acked msg/s; deliveries/s | ${col((x) => `${n(x.saturated.msgsPerS)}; ${n(x.saturated.deliveriesPerS)}`)} | |`,
+    `| saturated: chat-server CPU µs per acked message (all nodes) | ${col((x) => `${f1(x.saturated.serverCpuUsPerMsg)}${cpuOk(x)}`)} | ≤ ${t.serverCpuUsPerMsg} µs through Redis |`,
+    `| saturated: the same net of the idle CPU (all sockets open, nothing sent) | ${col((x) => f1(x.saturated.serverCpuUsPerMsgNet))} | |`,
+    `| idle: CPU % chat-server per node / Redis | ${col((x) => (x.idle ? `${x.idle.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.idle.redisCpuPct)}` : '–'))} | |`,
+    `| saturated: × the one-node floor | ${col((x) => (floor ? (x.saturated.serverCpuUsPerMsg / floor.saturated.serverCpuUsPerMsg).toFixed(2) : '–'))} | |`,
+    `| saturated: Redis CPU µs per message, all instances (primaries) | ${col((x) => (x.saturated.redisCpuUsPerMsg === undefined ? '–' : `${f1(x.saturated.redisCpuUsPerMsg)} (${f1(x.saturated.redisPrimariesCpuUsPerMsg)})`))} | reported |`,
+    `| saturated: CPU % chat-server per node / Redis / generator | ${col((x) => `${x.saturated.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.saturated.redisCpuPct)} / ${f1(x.saturated.generatorCpuPct)}`)} | |`,
+    `| paced at half the saturated rate: msg/s asked; acked | ${col((x) => `${n(x.paced.rate)}; ${n(x.paced.msgsPerS)}`)} | |`,
+    `| paced: ack p50 / p99 ms (send → ack) | ${col((x) => `${ms(x.paced.ack?.p50)} / ${ms(x.paced.ack?.p99)}${latOk(x)}`)} | p99 ≤ ${t.pacedP99Ms} ms |`,
+    `| paced: chat-server CPU µs per message (net of idle); Redis µs per message | ${col((x) => `${f1(x.paced.serverCpuUsPerMsg)} (${f1(x.paced.serverCpuUsPerMsgNet)}); ${f1(x.paced.redisCpuUsPerMsg)}`)} | |`,
+    `| paced: CPU % chat-server per node / Redis / generator | ${col((x) => `${x.paced.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.paced.redisCpuPct)} / ${f1(x.paced.generatorCpuPct)}`)} | |`,
+    `| errors; unanswered at the end; connect ms | ${col((x) => `${x.saturated.errors + x.paced.errors}; ${x.unanswered}; ${n(x.connectMs)}`)} | |`,
+  ]
+  return lines.join('\n')
 }
