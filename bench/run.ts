@@ -33,6 +33,8 @@
  * --only=conversations: the time from open to `welcome` with 500 memberships on each engine
  * (bench/welcome.ts, --memberships --connects --engines) and the RSS of room churn with room
  * retention off and on (bench/churn.ts, --rooms --rounds), written to bench/results/conversations.json.
+ * --only=pusher: deliveries/s and server CPU per delivery to Pusher subscribers next to chat-server
+ * clients in one room (bench/pusher.ts, --n --messages --window).
  * --only=events: server CPU per event for chat, edit, react, unreact and delete, memory and Redis
  * engines (bench/events.ts, --events --members --senders --window --engines), written to bench/results/events.json.
  */
@@ -105,7 +107,7 @@ const opt = {
   smallRoomsIdleS: num('small-rooms-idle-s', 2, 1),
   smallRoomsConfigs: (flag('small-rooms-configs') ?? 'memory,redis,cluster').split(','),
 }
-for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events', 'pusher'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
@@ -644,8 +646,16 @@ async function eventsMain() {
   process.exit(0)
 }
 
+/** The opt-in Pusher scenario (bench/pusher.ts): one room's deliveries to Pusher subscribers next to chat-server clients. */
+async function pusherMain() {
+  const passed = process.argv.filter((a) => /^--(n|messages|window)=/.test(a))
+  const p = Bun.spawn([process.execPath, join(ROOT, 'bench/pusher.ts'), ...passed], { stdout: 'inherit', stderr: 'inherit' })
+  process.exit(await p.exited)
+}
+
 async function main() {
   if (ONLY.includes('events')) return eventsMain()
+  if (ONLY.includes('pusher')) return pusherMain()
   if (ONLY.includes('cluster')) return clusterMain()
   if (ONLY.includes('conversations')) return conversationsMain()
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true })
