@@ -11,6 +11,7 @@ import { createHub } from './hub/hub'
 import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
+import { pushRoutes } from './http/push-api'
 import { demoRoutes } from './http/demo'
 import { clientAddress, limitKey, trustedProxies } from './core/client-ip'
 import { listeners } from './http/listeners'
@@ -29,6 +30,7 @@ import type { Metrics } from './metrics'
 import type { Store } from './store/types'
 import type { Members } from './members/types'
 import pkg from '../package.json'
+import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
 
 /**
@@ -74,6 +76,7 @@ export interface AppDeps {
   /** Cluster-wide connection counts per user (Redis), for MAX_CONNECTIONS_PER_USER. */
   userConns?: UserConnCounter
   webhooks?: HubWebhooks
+  push?: HubPush
 }
 
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
@@ -111,6 +114,7 @@ export function createApp(deps: AppDeps) {
     store: deps.store,
     members: deps.members,
     webhooks: deps.webhooks,
+    push: deps.push,
   })
 
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */
@@ -255,6 +259,7 @@ export function createApp(deps: AppDeps) {
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
     .use(conversationsRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(moderationRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
+    .use(pushRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(adminRoutes({ config, stats }))
     .use(demoRoutes(config.ENABLE_DEMO))
 

@@ -19,6 +19,8 @@ import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
 import { loadTls } from './tls'
 import type { TlsFiles } from './tls'
+import { createPush } from './push'
+import type { Push } from './push'
 import { createWebhooks } from './webhooks'
 import type { OfflineProvider } from './webhooks'
 import { OFFLINE_CAP } from './webhooks/events'
@@ -149,10 +151,18 @@ const offline: OfflineProvider = async (room, sender, online) => {
   return ids.filter((id) => !live.has(id))
 }
 const webhooks = createWebhooks({ config, metrics, nodeId, offline })
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, webhooks: webhooks?.hub, ...authDeps })
+let push: Push | undefined
+try {
+  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit })
+} catch (err) {
+  console.error(`config error: ${(err as Error).message}`)
+  process.exit(1)
+}
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, webhooks: webhooks?.hub, push: push?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 if (userConns) await orExit('REDIS_URL', () => userConns.start())
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
+if (push) await orExit('REDIS_URL', () => push.start())
 // reusePort: WORKERS share the port, and a renewed TLS certificate takes it over (SIGHUP below).
 app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) })
 listeners.set(app.server)
@@ -192,6 +202,7 @@ async function shutdown(signal: string) {
   app.server?.stop(true)
   await userConns?.close()
   await stats.stop()
+  await push?.stop(Math.min(2000, graceMs))
   await webhooks?.stop(Math.min(2000, graceMs))
   await broker.close()
   await store?.close()

@@ -16,6 +16,7 @@ const FLOORS: string[][] = [
   ['broker/'],
   ['members/'],
   ['webhooks/', 'auth/'],
+  ['push/'],
   ['hub/'],
   ['http/'],
   ['app.ts', 'tls.ts', 'healthcheck.ts'],

@@ -6,6 +6,7 @@ import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
 import type { AuditEntry, Store } from '../store/types'
+import type { HubPush } from '../push'
 import type { HubWebhooks } from '../webhooks'
 import type { Append } from './append'
 import type { Conn } from './connection'
@@ -23,6 +24,8 @@ export interface HubContext {
   store?: Store
   members: Members
   webhooks?: HubWebhooks
+  /** Push notifications, when a provider is configured. */
+  push?: HubPush
   /** Verifies a `refresh` token; undefined when auth is off. */
   refresh?: (token: string) => Promise<Identity>
   append: Append

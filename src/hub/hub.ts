@@ -6,6 +6,7 @@ import type { Identity } from '../core/identity'
 import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { AuditEntry, Store } from '../store/types'
+import type { HubPush } from '../push'
 import type { HubWebhooks } from '../webhooks'
 import type { EventInput } from '../webhooks/events'
 import { appender } from './append'
@@ -16,6 +17,7 @@ import { createDelivery } from './delivery'
 import { changeFrames } from './frames/changes'
 import { messageFrames } from './frames/messages'
 import { moderationFrames } from './frames/moderation'
+import { pushFrames } from './frames/push'
 import { roomFrames } from './frames/rooms'
 import { sessionFrames } from './frames/session'
 import { createLifecycle } from './lifecycle'
@@ -39,6 +41,8 @@ export interface HubDeps {
   refresh?: (token: string) => Promise<Identity>
   /** Webhooks and the pre-publish hook (src/webhooks); absent when off. */
   webhooks?: HubWebhooks
+  /** Push notifications (src/push); absent when no provider is configured. */
+  push?: HubPush
 }
 
 /**
@@ -47,7 +51,7 @@ export interface HubDeps {
  * frame family (frames/), all appending through the one path of append.ts.
  */
 export function createHub(deps: HubDeps) {
-  const { config, broker, metrics, store, members, webhooks } = deps
+  const { config, broker, metrics, store, members, webhooks, push } = deps
   const conns = new Map<string, Conn>()
   const server = () => {
     const s = deps.server()
@@ -65,8 +69,8 @@ export function createHub(deps: HubDeps) {
     overhear: (topic, frame) => rooms.overhear(topic, frame),
     control: (topic, frame, except) => session.control(topic, frame, except),
     moderation: mutes.note,
-    live: (topic, user) => webhooks?.live?.(topic, user),
-    idle: (topic, user) => webhooks?.idle?.(topic, user),
+    live: (topic, user) => (webhooks?.live?.(topic, user), push?.live(topic, user)),
+    idle: (topic, user) => (webhooks?.idle?.(topic, user), push?.idle(topic, user)),
   })
   const { send, sendError } = delivery
   const append = appender(broker, metrics)
@@ -90,6 +94,7 @@ export function createHub(deps: HubDeps) {
     store,
     members,
     webhooks,
+    push,
     refresh: deps.refresh,
     append,
     rooms,
@@ -114,14 +119,17 @@ export function createHub(deps: HubDeps) {
     },
   }
 
+  // A push's badge: the user's total unread, as `welcome` counts it.
+  if (push) push.badge = async (user) => (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0)
   const messages = messageFrames(h)
+  const pushing = pushFrames(h)
   const session = createSession({
     h,
     delivery,
     conns,
     nodeId: deps.nodeId,
     chatNow: messages.chatNow,
-    handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h) },
+    handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pushing.handlers },
   })
 
   return {
@@ -134,6 +142,7 @@ export function createHub(deps: HubDeps) {
     drain: session.drain,
     pong: session.pong,
     publish: messages.publish,
+    putDevice: pushing.putDevice,
     page: rooms.page,
     audit,
     conversations,

@@ -65,12 +65,14 @@ const NODE_TTL_MS = 20_000
  * broker's heartbeat) gone, removes them, and emits the offline/vacated that are due; one
  * script per entry, so exactly one reaper emits each.
  */
-export function redisLiveness(opts: { cmd: Redis; prefix: string; nodeId: string; onReaped: (kind: Kind, user: User) => void }): Liveness & { start(): Promise<void> } {
+export function redisLiveness(opts: { cmd: Redis; prefix: string; nodeId: string; onReaped: (kind: Kind, user: User) => void; tag?: string }): Liveness & { start(): Promise<void> } {
   const { cmd, prefix: P, nodeId } = opts
   const keys = redisKeys(P)
-  const live = (kind: Kind, id: string) => `${P}{wh}:live:${kind}:${id}`
-  const index = (node: string) => `${P}{wh}:idx:${node}`
-  const nodes = `${P}{wh}:nodes`
+  // Its own hash tag per user of the code (webhooks `wh`, push `push`): each counts what it needs.
+  const T = opts.tag ?? 'wh'
+  const live = (kind: Kind, id: string) => `${P}{${T}}:live:${kind}:${id}`
+  const index = (node: string) => `${P}{${T}}:idx:${node}`
+  const nodes = `${P}{${T}}:nodes`
   cmd.defineCommand('webhookUp', { numberOfKeys: 2, lua: UP })
   cmd.defineCommand('webhookDown', { numberOfKeys: 2, lua: DOWN })
   const c = cmd as unknown as {

@@ -15,7 +15,7 @@ export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
 
 /** chat and dm: messages, each an event of its room's log. */
 export function messageFrames(h: HubContext) {
-  const { config, broker, metrics, members, webhooks } = h
+  const { config, broker, metrics, members, webhooks, push } = h
 
   async function chat(c: Conn, f: FrameOf<'chat'>) {
     const room = f.room ?? config.DEFAULT_ROOM
@@ -50,7 +50,7 @@ export function messageFrames(h: HubContext) {
       throw notAccepted(metrics, room, 'chat', err)
     }
     if (!accepted) return false
-    published(room, from, m.tail, accepted)
+    published(room, from, m, accepted)
     chatDone(c, f, room, accepted, started)
     return true
   }
@@ -71,17 +71,18 @@ export function messageFrames(h: HubContext) {
     return { event, head: CHAT_HEAD, tail }
   }
 
-  function published(room: string, from: User, tail: string, accepted: Accepted) {
+  function published(room: string, from: User, m: EventDraft, accepted: Accepted) {
     if (accepted.duplicate) return
     metrics.published.inc()
-    webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
+    webhooks?.created?.(room, from, chatFrame(accepted.seq, m.tail))
+    push?.created(room, from, accepted.seq, accepted.id, m.event.body!, 'chat')
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
   async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string) {
     const m = draft(room, from, body, data, fromJson, replyTo)
     const accepted = await h.append(room, m, dedupe)
-    published(room, from, m.tail, accepted)
+    published(room, from, m, accepted)
     return accepted
   }
 
@@ -89,6 +90,8 @@ export function messageFrames(h: HubContext) {
   async function dm(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
     if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
+    // Refused when the recipient blocks the sender: never stored, so never in their unread.
+    if (f.to !== from.id && (await members.blocking(from.id, [f.to])).size > 0) throw new FrameError('forbidden', `to: ${f.to} does not accept direct messages from you`)
     const room = await h.conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
     const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body: f.body, data: f.data, ts: isoNow(), extra: { to: f.to } }
@@ -97,6 +100,7 @@ export function messageFrames(h: HubContext) {
     if (!accepted.duplicate) {
       metrics.published.inc()
       webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
+      push?.created(room, from, accepted.seq, accepted.id, f.body, 'dm')
     }
     members.touch(room, from.id, accepted.seq)
     if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
