@@ -202,7 +202,7 @@ export async function apnsReceiver(dir: string) {
   const unregistered = new Set<string>()
   const verifyKey = publicKey
   const server = http2.createSecureServer({ key: readFileSync(tls.key), cert: readFileSync(tls.cert) })
-  server.on('stream', (stream, headers) => {
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers) => {
     let raw = ''
     stream.setEncoding('utf8')
     stream.on('data', (c: string) => (raw += c))

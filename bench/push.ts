@@ -1,0 +1,175 @@
+/**
+ * `bun run bench/push.ts`: what push notifications cost on the chat path, and how fast they go out.
+ *
+ *   1. hotpath     the JavaScript cost of one chat frame (bench/hot-path.ts's set-up: hub.message on
+ *                  a memory broker, stub sockets) in a room of --members members who all have a
+ *                  device and are all online: push off, push on (PUSH_COALESCE_MS 1000, the default)
+ *                  and push on with a 20 ms window (a decision 50 times a second); rounds alternate,
+ *                  medians compared. No push is sent (nobody is offline): this is the price of
+ *                  watching for offline members.
+ *   2. throughput  --pushes offline members with one device each, one message: the time from the
+ *                  message to the receiver (another process) counting every push, FCM (token cached)
+ *                  and Web Push (payload encrypted per device), memory queue, and the Redis stream
+ *                  with --redis
+ *
+ * Flags: --only=hotpath,throughput  --n=100000 --rounds=5 --members=50 (1)  --pushes=5000 (2)  --redis
+ */
+import { readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import webpush from 'web-push'
+import { memoryBroker } from '../src/broker/memory'
+import { loadConfig } from '../src/config'
+import { createHub } from '../src/hub/hub'
+import { configureLog } from '../src/log'
+import { memoryMembers } from '../src/members/memory'
+import { createMetrics } from '../src/metrics'
+import { parseFrame } from '../src/app'
+import { createPush } from '../src/push'
+import { fcmProvider } from '../src/push/fcm'
+import { webPushProvider } from '../src/push/webpush'
+import { browserKeys, serviceAccount } from '../test/helpers/push-receivers'
+
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+if (argv.includes('--help')) {
+  console.log(readFileSync(import.meta.path, 'utf8').split('*/')[0])
+  process.exit(0)
+}
+const ONLY = (flag('only') ?? 'hotpath,throughput').split(',')
+const N = Number(flag('n') ?? 100_000)
+const ROUNDS = Number(flag('rounds') ?? 5)
+const MEMBERS = Number(flag('members') ?? 50)
+const PUSHES = Number(flag('pushes') ?? 5000)
+const log = (...a: unknown[]) => console.error('[bench:push]', ...a)
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+configureLog('warn')
+const vapid = webpush.generateVAPIDKeys()
+const VAPID_ENV = { PUSH_VAPID_PUBLIC_KEY: vapid.publicKey, PUSH_VAPID_PRIVATE_KEY: vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:bench@example.com' }
+
+// ---- 1. the chat path with push off and on ----
+
+async function hotpath() {
+  const setup = async (push: false | { coalesceMs: number }) => {
+    const env: Record<string, string> = { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'warn', ENABLE_DEMO: 'false' }
+    if (push) Object.assign(env, VAPID_ENV, { PUSH_COALESCE_MS: String(push.coalesceMs) })
+    const config = loadConfig(env)
+    const metrics = createMetrics()
+    const members = memoryMembers()
+    const broker = memoryBroker({ historyLimit: config.HISTORY_LIMIT })
+    const p = push ? createPush({ config, metrics, nodeId: 'hot', members }) : undefined
+    const server = { publish: () => 1, subscriberCount: () => 10 }
+    const hub = createHub({ config, broker, metrics, nodeId: 'hot', server: () => server as never, members, push: p?.hub })
+    await broker.start(hub.deliver, hub.reset)
+    await p?.start()
+    const room = 'bench-room'
+    const ws = () => ({ send: () => 1, publish: () => 1, subscribe() {}, unsubscribe() {}, cork: (f: () => void) => f(), getBufferedAmount: () => 0, close() {} })
+    for (let i = 0; i <= MEMBERS; i++) {
+      const user = { id: `m-${i}`, name: `m-${i}` }
+      await members.add(room, user, 0, 1000)
+      if (i > 0) await members.putDevice(user.id, { device: 'web', kind: 'webpush', subscription: { endpoint: 'https://127.0.0.1:9/never', keys: browserKeys().keys }, updated: new Date().toISOString() }, 20)
+    }
+    // Every member online (each its own connection): nobody is to be pushed.
+    const conns = Array.from({ length: MEMBERS + 1 }, (_, i) => hub.open(ws() as never, { user: { id: `m-${i}`, name: `m-${i}` } }, { remote: '127.0.0.1', userAgent: '' }))
+    await Bun.sleep(50)
+    return { hub, c: conns[0]!, metrics, stop: () => p?.stop(100) }
+  }
+  const variants = { off: await setup(false), on: await setup({ coalesceMs: 1000 }), on20ms: await setup({ coalesceMs: 20 }) }
+  const text = '{"type":"chat","room":"bench-room","body":"~1795781979100000~ bench message ........"}'
+  const round = async (x: Awaited<ReturnType<typeof setup>>) => {
+    const t0 = performance.now()
+    for (let i = 0; i < N; i++) {
+      void x.hub.message(x.c, parseFrame(text))
+      if ((i & 1023) === 1023) await Promise.resolve()
+    }
+    await Bun.sleep(0)
+    return ((performance.now() - t0) * 1000) / N
+  }
+  const r: Record<keyof typeof variants, number[]> = { off: [], on: [], on20ms: [] }
+  for (let i = 0; i <= ROUNDS; i++)
+    for (const k of Object.keys(variants) as (keyof typeof variants)[]) {
+      const us = await round(variants[k])
+      if (i > 0) r[k].push(us) // the first round warms up
+    }
+  const m = { off: median(r.off), on: median(r.on), on20ms: median(r.on20ms) }
+  let sent = 0
+  for (const v of Object.values(variants)) sent += (await v.metrics.push.sent.get()).values.reduce((a, b) => a + b.value, 0)
+  const out = {
+    frames: N,
+    members: MEMBERS,
+    medianUsPerFrame: { off: +m.off.toFixed(3), on: +m.on.toFixed(3), on20ms: +m.on20ms.toFixed(3) },
+    addedPercent: { on: +((m.on / m.off - 1) * 100).toFixed(1), on20ms: +((m.on20ms / m.off - 1) * 100).toFixed(1) },
+    pushesSent: sent,
+  }
+  log('hot path', out)
+  for (const v of Object.values(variants)) await v.stop()
+  return out
+}
+
+// ---- 2. pushes per second to a receiver in another process ----
+
+/** A receiver in its own process (so its work is not counted against ours): answers and counts. */
+async function receiver() {
+  const code = `
+    let n = 0
+    const s = Bun.serve({ hostname: '127.0.0.1', port: 0, async fetch(req) {
+      const u = new URL(req.url)
+      if (u.pathname === '/count') return new Response(String(n))
+      if (u.pathname === '/token') return Response.json({ access_token: 'tok', expires_in: 3600 })
+      await req.arrayBuffer(); n++
+      return u.pathname.startsWith('/push') ? new Response(null, { status: 201 }) : Response.json({ name: 'm' })
+    } })
+    console.log(s.port)`
+  const proc = Bun.spawn([process.execPath, '-e', code], { stdout: 'pipe', stderr: 'inherit' })
+  const reader = proc.stdout.getReader()
+  const port = Number(new TextDecoder().decode((await reader.read()).value).trim())
+  const base = `http://127.0.0.1:${port}`
+  return { base, count: async () => Number(await (await fetch(`${base}/count`)).text()), stop: () => proc.kill() }
+}
+
+async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
+  const rx = await receiver()
+  const env: Record<string, string> = { LOG_LEVEL: 'warn', PUSH_COALESCE_MS: '0', ...(redis ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-push-${process.pid}:` } : {}) }
+  const config = loadConfig(env)
+  const members = memoryMembers()
+  const provider =
+    kind === 'fcm'
+      ? fcmProvider({ account: { ...serviceAccount(`${rx.base}/token`, tmpdir()).creds }, url: rx.base, timeoutMs: 10_000 })
+      : webPushProvider({ publicKey: vapid.publicKey, privateKey: vapid.privateKey, subject: 'mailto:bench@example.com', timeoutMs: 10_000 })
+  const push = createPush({ config, metrics: createMetrics(), nodeId: 'tp', members, providers: [provider] })!
+  await push.start()
+  const room = 'tp-room'
+  const keys = browserKeys().keys // one browser's keys for all: the encryption work per push is the same
+  for (let i = 0; i < PUSHES; i++) {
+    const user = { id: `u-${i}`, name: `u-${i}` }
+    await members.add(room, user, 0, 10)
+    await members.putDevice(user.id, kind === 'fcm' ? { device: 'd', kind, token: `t-${i}`, updated: '' } : { device: 'd', kind, subscription: { endpoint: `${rx.base}/push/${i}`, keys }, updated: '' }, 20)
+  }
+  push.hub.badge = async () => 1
+  const t0 = performance.now()
+  push.hub.created(room, { id: 'sender', name: 'Sender' }, 1, 'm-1', 'hello everyone', 'chat')
+  let got = 0
+  while ((got = await rx.count()) < PUSHES) await Bun.sleep(20)
+  const s = (performance.now() - t0) / 1000
+  await push.stop(500)
+  rx.stop()
+  if (redis) {
+    const Redis = (await import('ioredis')).default
+    const r = new Redis('redis://127.0.0.1:6379')
+    const ks = await r.keys(`bench-push-${process.pid}:*`)
+    if (ks.length) await r.del(...ks)
+    r.disconnect()
+  }
+  const out = { provider: kind, queue: redis ? 'redis' : 'memory', pushes: got, seconds: +s.toFixed(2), pushesPerSecond: Math.round(got / s) }
+  log('throughput', out)
+  return out
+}
+
+const results: Record<string, unknown> = { date: new Date().toISOString() }
+if (ONLY.includes('hotpath')) results.hotpath = await hotpath()
+if (ONLY.includes('throughput')) {
+  results.throughput = [await throughput('fcm', false), await throughput('webpush', false)]
+  if (argv.includes('--redis')) (results.throughput as unknown[]).push(await throughput('fcm', true))
+}
+console.log(JSON.stringify(results, null, 2))
+process.exit(0)
