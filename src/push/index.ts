@@ -131,9 +131,8 @@ export function createPush(opts: { config: Config; metrics: Metrics; nodeId: str
         windows.set(room, (w = { msgs: [], count: 0 }))
         setTimeout(() => close(room), config.PUSH_COALESCE_MS)
       }
-      w.count++
-      w.msgs.push({ from, seq, msg, body, type })
-      if (w.msgs.length > WINDOW_MAX) w.msgs.shift()
+      // A ring of the newest WINDOW_MAX: put in order when the window is decided.
+      w.msgs[w.count++ % WINDOW_MAX] = { from, seq, msg, body, type }
     },
     live(topic, user) {
       if (topic.charCodeAt(0) === 117 /* u */) track(liveness.up('u', topic.slice(2), user.name))
@@ -146,7 +145,12 @@ export function createPush(opts: { config: Config; metrics: Metrics; nodeId: str
   function close(room: string) {
     const w = windows.get(room)
     windows.delete(room)
-    if (w) decide(room, w).catch((err) => log.warn('push not decided', { room, err }))
+    if (!w) return
+    if (w.count > WINDOW_MAX) {
+      const at = w.count % WINDOW_MAX
+      w.msgs = w.msgs.slice(at).concat(w.msgs.slice(0, at))
+    }
+    decide(room, w).catch((err) => log.warn('push not decided', { room, err }))
   }
 
   async function decide(room: string, w: Window) {
