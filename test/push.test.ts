@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
 import { randomBytes } from 'node:crypto'
+import Redis from 'ioredis'
 import { testNodes } from './helpers/nodes'
 import { pushReceivers, until } from './helpers/push-receivers'
 import type { RunningServer } from './helpers/server'
@@ -12,6 +13,9 @@ import { webhookReceiver } from './helpers/webhook-receiver'
  * (OAuth token from the service account's signed JWT) and APNs (HTTP/2 over TLS, ES256
  * provider token, apns-* headers) check.
  */
+
+// Servers start slowly on a loaded machine; nothing here asserts a duration.
+setDefaultTimeout(30_000)
 
 const API_KEY = 'push-test-api-key-0123456789abcdef'
 const { node, api, as, uid, tag } = testNodes(API_KEY)
@@ -235,6 +239,7 @@ describe('push on one node (memory engine)', () => {
     const cases: [Record<string, unknown>, string][] = [
       [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'http://127.0.0.1:1/x', keys: { p256dh: 'abc', auth: randomBytes(16).toString('base64url') } } }, 'subscription.keys.p256dh: must be the P-256 public key'],
       [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'not a url', keys: rx.wp.subscribe('x').keys } }, 'subscription.endpoint: must be an https:// URL'],
+      [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'http://10.0.0.1/x', keys: rx.wp.subscribe('y').keys } }, 'subscription.endpoint: must be an https:// URL'],
       [{ device: 'web', kind: 'webpush' }, 'subscription: is required for kind webpush'],
       [{ device: 'a', kind: 'fcm' }, 'token: is required for kind fcm'],
       [{ device: 'a', kind: 'apns', token: 'not-hex' }, 'token: must be an APNs device token'],
@@ -272,7 +277,11 @@ describe('push across three nodes through Redis', async () => {
   const redisTest = await needService('Redis', 6379)
   const prefix = `push-test-${tag}:`
   let nodes: RunningServer[] = []
-  afterAll(() => dropRedisPrefix(prefix))
+  const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true })
+  afterAll(async () => {
+    redis.disconnect()
+    await dropRedisPrefix(prefix)
+  })
 
   redisTest('a user online on another node is not pushed; blocks hold cluster-wide', async () => {
     nodes = await Promise.all([0, 1, 2].map(() => node({ ...rx.env, PUSH_COALESCE_MS: '300', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix })))
@@ -286,10 +295,10 @@ describe('push across three nodes through Redis', async () => {
     expect((await fc.request({ type: 'block', user: alice })).type).toBe('ack')
     fc.close()
     await fc.closed
-    // bob's connection on B is recorded cluster-wide once B's liveness write is in Redis.
+    // bob's connection on B counts cluster-wide once B's liveness write is in Redis.
+    await until('bob online in Redis', async () => (await redis.exists(`${prefix}{push}:live:u:${bob}`)) === 1)
     const a = await as(A, alice)
     expect(await a.request({ type: 'dm', to: frank, body: 'hi' })).toMatchObject({ type: 'error', code: 'forbidden' })
-    await Bun.sleep(200)
     await a.request({ type: 'chat', room, body: 'cluster one' })
     await pushedAll(d)
     await a.request({ type: 'chat', room, body: 'cluster two' })
@@ -299,10 +308,10 @@ describe('push across three nodes through Redis', async () => {
     // bob goes offline: now he is pushed, by whichever node took the job from the stream.
     bobConn.close()
     await bobConn.closed
-    await Bun.sleep(200)
+    await until('bob offline in Redis', async () => (await redis.exists(`${prefix}{push}:live:u:${bob}`)) === 0)
     await a.request({ type: 'chat', room, body: 'cluster three' })
     await pushedAll(b)
     expect(webOf(b)[0]!.payload.body).toBe('cluster three')
     a.close()
-  }, 30_000)
+  }, 60_000)
 })

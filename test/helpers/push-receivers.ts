@@ -262,7 +262,7 @@ export async function pushReceivers() {
 }
 
 /** Waits until `check` returns a value other than undefined/false (polling), or throws with `what`. */
-export async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 8000): Promise<T> {
+export async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, ms = 15_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
     const v = await check()
