@@ -315,3 +315,38 @@ describe('push across three nodes through Redis', async () => {
     a.close()
   }, 60_000)
 })
+
+describe('push settings', () => {
+  test('a partial provider set, a malformed key or an unreadable file stops startup naming the variable', async () => {
+    const { ConfigError, loadConfig } = await import('../src/config')
+    const lines = (env: Record<string, string>) => {
+      try {
+        loadConfig(env)
+        return []
+      } catch (err) {
+        return (err as InstanceType<typeof ConfigError>).lines
+      }
+    }
+    expect(lines({ PUSH_VAPID_PUBLIC_KEY: rx.wp.vapid.publicKey })).toEqual([
+      'PUSH_VAPID_PRIVATE_KEY, PUSH_VAPID_SUBJECT: Web Push needs PUSH_VAPID_PUBLIC_KEY, PUSH_VAPID_PRIVATE_KEY and PUSH_VAPID_SUBJECT together',
+    ])
+    expect(lines({ PUSH_APNS_KEY_FILE: '/x.p8', PUSH_APNS_KEY_ID: 'ABC123DEFG' })[0]).toStartWith('PUSH_APNS_TEAM_ID, PUSH_APNS_TOPIC: APNs needs')
+    expect(lines({ PUSH_VAPID_PUBLIC_KEY: 'short', PUSH_VAPID_PRIVATE_KEY: rx.wp.vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:a@b' })[0]).toStartWith('PUSH_VAPID_PUBLIC_KEY: expected the base64url public key')
+    const { providersOf } = await import('../src/push')
+    expect(() => providersOf(loadConfig({ PUSH_FCM_CREDENTIALS_FILE: '/nonexistent/fcm.json' }))).toThrow('PUSH_FCM_CREDENTIALS_FILE: cannot read /nonexistent/fcm.json')
+    const started = await node({ PUSH_FCM_CREDENTIALS_FILE: '/nonexistent/fcm.json' }).catch((err: Error) => err.message)
+    expect(String(started)).toContain('config error: PUSH_FCM_CREDENTIALS_FILE: cannot read /nonexistent/fcm.json')
+    // No provider variables: no provider, push stays off.
+    expect(providersOf(loadConfig({})).length).toBe(0)
+  })
+
+  test('without a provider, devices are unavailable; blocks still work', async () => {
+    const s = await node({})
+    const user = uid('nop')
+    const c = await as(s, user)
+    expect(await c.request({ type: 'device', device: 'a', kind: 'fcm', token: 't' })).toMatchObject({ type: 'error', code: 'unavailable' })
+    expect((await c.request({ type: 'block', user: 'someone' })).type).toBe('ack')
+    expect((await (await api(s, 'GET', `/users/${user}/blocks`)).json()).blocks).toEqual(['someone'])
+    c.close()
+  })
+})
