@@ -12,7 +12,13 @@
  *                  and Web Push (payload encrypted per device), memory queue, and the Redis stream
  *                  with --redis
  *
- * Flags: --only=hotpath,throughput  --n=100000 --rounds=5 --members=50 (1)  --pushes=5000 (2)  --redis
+ *   3. server      the same room on a real server process (push off, push on with a device per
+ *                  member), everyone connected: --messages chat frames from one member, the server's
+ *                  CPU seconds (from /proc) per message; the two servers run side by side and take
+ *                  turns for --server-rounds rounds, medians compared
+ *
+ * Flags: --only=hotpath,throughput,server  --n=100000 --rounds=5 --members=50 (1, 3)  --pushes=5000 (2)  --redis (2)
+ *        --messages=10000 --server-rounds=3 (3)
  */
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -29,6 +35,7 @@ import { createPush } from '../src/push'
 import { fcmProvider } from '../src/push/fcm'
 import { webPushProvider } from '../src/push/webpush'
 import { browserKeys, serviceAccount } from '../test/helpers/push-receivers'
+import { cpuSeconds, startServer } from './lib/proc'
 
 const argv = process.argv.slice(2)
 const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -169,11 +176,83 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
   return out
 }
 
+// ---- 3. a real server's CPU per message, push off and on ----
+
+async function serverCpu() {
+  const MESSAGES = Number(flag('messages') ?? 10_000)
+  const ROUNDS_S = Number(flag('server-rounds') ?? 3)
+  const KEY = 'bench-push-api-key-0123456789abcdef'
+  const room = 'bench-room'
+  const start = async (on: boolean) => {
+    const r = await startServer('chat', { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'info', ENABLE_DEMO: 'false', API_KEY: KEY, IDLE_TIMEOUT_S: '960', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...(on ? VAPID_ENV : {}) })
+    if (!r.ok) throw new Error(`chat server did not start: ${r.stderr.slice(0, 300)}`)
+    const base = `http://127.0.0.1:${r.server.port}/api`
+    const api = (method: string, path: string, body?: unknown) => fetch(base + path, { method, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+    for (let i = 0; i <= MEMBERS; i++) {
+      await api('PUT', `/rooms/${room}/members/m-${i}`, { name: `m-${i}` })
+      if (on && i > 0) await api('PUT', `/users/m-${i}/devices/web`, { kind: 'webpush', subscription: { endpoint: 'http://127.0.0.1:9/never', keys: browserKeys().keys } })
+    }
+    let got = 0
+    let want = Infinity
+    let reached: (() => void) | undefined
+    const socks = await Promise.all(
+      Array.from({ length: MEMBERS + 1 }, (_, i) =>
+        new Promise<WebSocket>((resolve) => {
+          const ws = new WebSocket(`ws://127.0.0.1:${r.server.port}/ws?user=m-${i}`)
+          ws.onmessage = (e) => {
+            const t = String(e.data)
+            if (t.includes('"type":"welcome"')) resolve(ws)
+            else if (i === MEMBERS && t.startsWith('{"type":"chat"') && ++got >= want) reached?.()
+          }
+        }),
+      ),
+    )
+    await Bun.sleep(300)
+    const text = JSON.stringify({ type: 'chat', room, body: 'bench message, nobody offline ........' })
+    return {
+      server: r.server,
+      async round() {
+        got = 0
+        want = MESSAGES
+        const done = new Promise<void>((res) => (reached = res))
+        const c0 = cpuSeconds(r.server.pid)
+        for (let i = 0; i < MESSAGES; i++) {
+          socks[0]!.send(text)
+          if (i % 200 === 199) await Bun.sleep(1)
+        }
+        await done
+        return ((cpuSeconds(r.server.pid) - c0) * 1e6) / MESSAGES
+      },
+      async stop() {
+        for (const w of socks) w.close()
+        await r.server.stop()
+      },
+    }
+  }
+  const off = await start(false)
+  const on = await start(true)
+  const r = { off: [] as number[], on: [] as number[] }
+  for (let i = 0; i <= ROUNDS_S; i++) {
+    const pair = i % 2 ? [['on', on], ['off', off]] as const : [['off', off], ['on', on]] as const
+    for (const [k, x] of pair) {
+      const us = await x.round()
+      if (i > 0) r[k].push(us)
+    }
+  }
+  await off.stop()
+  await on.stop()
+  const m = { off: median(r.off), on: median(r.on) }
+  const out = { messages: MESSAGES, members: MEMBERS, rounds: ROUNDS_S, serverCpuUsPerMessage: { off: +m.off.toFixed(2), on: +m.on.toFixed(2) }, samples: r, addedPercent: +((m.on / m.off - 1) * 100).toFixed(1) }
+  log('server', out)
+  return out
+}
+
 const results: Record<string, unknown> = { date: new Date().toISOString() }
 if (ONLY.includes('hotpath')) results.hotpath = await hotpath()
 if (ONLY.includes('throughput')) {
   results.throughput = [await throughput('fcm', false), await throughput('webpush', false)]
   if (argv.includes('--redis')) (results.throughput as unknown[]).push(await throughput('fcm', true))
 }
+if (ONLY.includes('server')) results.server = await serverCpu()
 console.log(JSON.stringify(results, null, 2))
 process.exit(0)
