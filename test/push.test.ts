@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
 import { randomBytes } from 'node:crypto'
 import Redis from 'ioredis'
+import { ChatClient } from '../client/src/index'
 import { testNodes } from './helpers/nodes'
 import { pushReceivers, until } from './helpers/push-receivers'
 import type { RunningServer } from './helpers/server'
@@ -231,6 +232,28 @@ describe('push on one node (memory engine)', () => {
     await until('the barrier push', () => rx.wp.received.some((r) => r.sub === `${ivan}-web` && r.payload.body === 'barrier'))
     expect(rx.wp.received.filter((r) => r.sub === `${ivan}-web` && r.payload.data.msg === first.msg).length).toBe(1)
     a.close()
+  })
+
+  test('the typed client: registerDevice, notify, block, unblock, removeDevice', async () => {
+    const [alice, lea] = [uid('alice'), uid('lea')]
+    const room = uid('room')
+    await member(s, room, lea)
+    const c = new ChatClient({ url: s.ws, user: lea })
+    void c.connect()
+    await until('client open', () => c.state === 'open')
+    const sub = rx.wp.subscribe(`${lea}-web`)
+    await c.registerDevice('web', { kind: 'webpush', subscription: sub })
+    await c.registerDevice('phone', { kind: 'apns', token: hex() })
+    await c.notify(room, 'mentions')
+    await c.block(alice)
+    expect((await (await api(s, 'GET', `/users/${lea}/blocks`)).json()).blocks).toEqual([alice])
+    await c.unblock(alice)
+    await c.removeDevice('phone')
+    const listed = (await (await api(s, 'GET', `/users/${lea}/devices`)).json()).devices
+    expect(listed.map((d: { device: string; subscription?: { endpoint: string } }) => [d.device, d.subscription?.endpoint])).toEqual([['web', sub.endpoint]])
+    expect((await (await api(s, 'GET', `/users/${lea}/blocks`)).json()).blocks).toEqual([])
+    await expect(c.registerDevice('x', { kind: 'fcm', token: 'bad token!' })).rejects.toThrow('token: must be an FCM registration token')
+    c.close()
   })
 
   test('bad device input is refused, naming the field; the device limit answers limit', async () => {
