@@ -8,6 +8,9 @@ import type { Device, Members } from '../src/members/types'
 import { migrate } from '../src/store/migrate'
 import { freshDatabase } from './helpers/postgres'
 import { dropRedisPrefix, needService } from './helpers/services'
+import { needRedisBinaries, startRedisCluster } from './helpers/redis-cluster'
+import type { RedisCluster } from './helpers/redis-cluster'
+import { redisConnection } from '../src/broker/redis-connect'
 
 /**
  * Devices, notify levels and blocks: the same cases on each memberships engine (memory, Redis,
@@ -107,6 +110,23 @@ suite(
   redisTest,
 )
 
+// A Redis Cluster: every key of the engine must sit in the slot its commands and scripts expect.
+const clusterTest = needRedisBinaries()
+let cluster: RedisCluster | undefined
+let clusterClient: Redis | undefined
+suite(
+  'Redis Cluster engine',
+  async () => {
+    if (!cluster) {
+      cluster = await startRedisCluster()
+      clusterClient = redisConnection(cluster.url, true, 'command')
+      await clusterClient.connect()
+    }
+    return redisMembers(clusterClient!, `${prefix}c${++n}:`)
+  },
+  ((name: string, fn: () => Promise<void>) => clusterTest(name, fn, 60_000)) as unknown as typeof bunTest,
+)
+
 const pgTest = await needService('PostgreSQL', 5432)
 let db: Awaited<ReturnType<typeof freshDatabase>> | undefined
 suite(
@@ -125,6 +145,8 @@ suite(
 
 afterAll(async () => {
   for (const c of clients) c.disconnect()
+  clusterClient?.disconnect()
+  await cluster?.stop()
   await dropRedisPrefix(prefix)
   await db?.drop()
 })
