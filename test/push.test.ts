@@ -7,6 +7,7 @@ import { pushReceivers, until } from './helpers/push-receivers'
 import type { RunningServer } from './helpers/server'
 import { dropRedisPrefix, needService } from './helpers/services'
 import { webhookReceiver } from './helpers/webhook-receiver'
+import { freshDatabase } from './helpers/postgres'
 
 /**
  * Push notifications end to end: a real server process, and loopback receivers that check
@@ -372,4 +373,41 @@ describe('push settings', () => {
     expect((await (await api(s, 'GET', `/users/${user}/blocks`)).json()).blocks).toEqual(['someone'])
     c.close()
   })
+})
+
+describe('push with PostgreSQL memberships', async () => {
+  const pgTest = await needService('PostgreSQL', 5432)
+  let db: Awaited<ReturnType<typeof freshDatabase>> | undefined
+  afterAll(async () => {
+    await db?.drop()
+  })
+
+  pgTest('devices, levels and blocks are kept in PostgreSQL: an offline member is pushed, a blocker and a muted member are not, across a restart', async () => {
+    db = await freshDatabase('push')
+    const env = { ...rx.env, PUSH_COALESCE_MS: '300', POSTGRES_DSN: db.dsn }
+    let s = await node(env)
+    const room = uid('room')
+    const [alice, olga, pia, quin] = ['alice', 'olga', 'pia', 'quin'].map(uid) as [string, string, string, string]
+    for (const u of [alice, olga, pia, quin]) await member(s, room, u)
+    const [o, p, q] = (await Promise.all([olga, pia, quin].map((u) => devices(s, u)))) as [Addr, Addr, Addr]
+    const pc = await as(s, pia)
+    expect((await pc.request({ type: 'block', user: alice })).type).toBe('ack')
+    pc.close()
+    const qc = await as(s, quin)
+    expect((await qc.request({ type: 'notify', room, level: 'none' })).type).toBe('ack')
+    qc.close()
+    await Promise.all([pc.closed, qc.closed])
+    // A restart: what was registered is the database's, not the process's.
+    await s.stop('SIGTERM')
+    s = await node(env)
+    const a = await as(s, alice)
+    expect(await a.request({ type: 'dm', to: pia, body: 'hi' })).toMatchObject({ type: 'error', code: 'forbidden' })
+    await a.request({ type: 'chat', room, body: 'stored settings' })
+    await pushedAll(o)
+    await a.request({ type: 'chat', room, body: 'barrier' })
+    await pushedAll(o, 2)
+    expect(pushesOf(p)).toBe(0)
+    expect(pushesOf(q)).toBe(0)
+    a.close()
+  }, 60_000)
 })
