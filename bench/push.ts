@@ -36,6 +36,8 @@ import { fcmProvider } from '../src/push/fcm'
 import { webPushProvider } from '../src/push/webpush'
 import { browserKeys, serviceAccount } from '../test/helpers/push-receivers'
 import { cpuSeconds, startServer } from './lib/proc'
+import { redisConnections } from '../src/broker/redis-connect'
+import { redisCluster } from '../src/cluster/heartbeat'
 
 const argv = process.argv.slice(2)
 const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -147,8 +149,11 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
     kind === 'fcm'
       ? fcmProvider({ account: { ...serviceAccount(`${rx.base}/token`, tmpdir()).creds }, url: rx.base, timeoutMs: 10_000 })
       : webPushProvider({ publicKey: vapid.publicKey, privateKey: vapid.privateKey, subject: 'mailto:bench@example.com', timeoutMs: 10_000 })
-  const push = createPush({ config, metrics: createMetrics(), nodeId: 'tp', members, providers: [provider] })!
+  const connections = redis ? redisConnections(config.REDIS_URL!, false) : undefined
+  const nodes = connections && redisCluster({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodeId: 'tp' })
+  const push = createPush({ config, metrics: createMetrics(), nodeId: 'tp', members, providers: [provider], redis: connections && nodes && { connections, nodes } })!
   await push.start()
+  await nodes?.start()
   const room = 'tp-room'
   const keys = browserKeys().keys // one browser's keys for all: the encryption work per push is the same
   for (let i = 0; i < PUSHES; i++) {
@@ -163,6 +168,8 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
   while ((got = await rx.count()) < PUSHES) await Bun.sleep(20)
   const s = (performance.now() - t0) / 1000
   await push.stop(500)
+  await nodes?.stop()
+  connections?.close()
   rx.stop()
   if (redis) {
     const Redis = (await import('ioredis')).default

@@ -8,6 +8,8 @@ import { anonymousIdentity } from './auth/anonymous'
 import type { Authenticate, Refusal } from './auth/anonymous'
 import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
+import { createPusher } from './pusher'
+import type { Pusher } from './pusher'
 import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
@@ -18,6 +20,8 @@ import { listeners } from './http/listeners'
 import { connLimits } from './hub/conn-limits'
 import type { LimitReason, Ticket } from './hub/conn-limits'
 import type { UserConnCounter } from './broker/redis-user-conns'
+import type { RedisConnections } from './broker/redis-connect'
+import type { Cluster } from './cluster/heartbeat'
 import { docsRoutes } from './http/docs'
 import { adminRoutes } from './http/admin'
 import { nodeStats } from './broker/node-stats'
@@ -53,12 +57,10 @@ export function parseFrame(message: string | Buffer): unknown {
 
 /**
  * A young-generation collection every this many upgrades. An upgrade leaves a few KiB of
- * short-lived objects; in a burst of connections JSC let them pile up between collections, and
- * the heap's high-water mark stayed in the RSS as free space interleaved with the sockets'
- * long-lived records (10 000 idle sockets: heap capacity +18 MiB for 10 MiB live, ~4 KiB of
- * RSS a socket; every 500 upgrades: +11 MiB, 2.75 KiB; every 200: +9 MiB, 2.53 KiB, with the
- * same connect time). `Bun.gc(false)` asks for the collection without waiting for it; a young
- * collection of objects this short-lived is cheap.
+ * short-lived objects; in a burst of connections they piled up between collections and the
+ * heap's high-water mark stayed in the RSS, interleaved with the sockets' long-lived records.
+ * `Bun.gc(false)` asks for the collection without waiting for it (figures: docs/performance.md,
+ * "A young collection every 200 upgrades").
  */
 const EDEN_GC_EVERY_UPGRADES = 200
 
@@ -75,6 +77,8 @@ export interface AppDeps {
   members: Members
   /** Cluster-wide connection counts per user (Redis), for MAX_CONNECTIONS_PER_USER. */
   userConns?: UserConnCounter
+  /** With Redis: the node's connections and the cluster's heartbeat (the admin view of every node). */
+  redis?: { connections: RedisConnections; nodes: Cluster }
   webhooks?: HubWebhooks
   push?: HubPush
 }
@@ -117,13 +121,17 @@ export function createApp(deps: AppDeps) {
     push: deps.push,
   })
 
+  // The Pusher protocol's face (src/pusher): its routes, and the hub's deliver and drain with its sockets in them.
+  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), chatConnections: () => hub.size, draining: () => hub.draining, redis: deps.redis }) : undefined
+  if (pusher) Object.assign(hub, { deliver: pusher.deliver(hub.deliver), drain: pusher.drain(hub.drain) })
+
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */
   const stats = nodeStats({
     nodeId: deps.nodeId,
     version: pkg.version,
-    redis: config.REDIS_URL ? { url: config.REDIS_URL, prefix: config.REDIS_PREFIX, cluster: config.REDIS_CLUSTER } : undefined,
+    redis: deps.redis && { cmd: deps.redis.connections.cmd, prefix: config.REDIS_PREFIX, nodes: deps.redis.nodes },
     read: () => ({
-      connections: hub.size,
+      connections: hub.size + (pusher?.size ?? 0),
       rooms: hub.roomCount,
       publishedTotal: metrics.published.n,
       deliveredTotal: metrics.delivered.n,
@@ -138,7 +146,7 @@ export function createApp(deps: AppDeps) {
    * A socket's data, from the upgrade on. Elysia's Bun handlers call `ws.data.open` (and
    * `message`, `close`, `pong`) with Bun's own socket. The upgrade is a Bun route (see below),
    * not Elysia's ws route: that one builds the whole request context, a closure per event and
-   * a copy of it all per upgrade (~0.6 KiB of RSS a socket, docs/performance.md). This is one
+   * a copy of it all per upgrade (its RSS per socket: docs/performance.md). This is one
    * small object, its handlers on the prototype, frames parsed as Elysia parses them; it also
    * holds the socket's admission ticket.
    */
@@ -190,7 +198,7 @@ export function createApp(deps: AppDeps) {
    */
   async function upgradeRoute(req: Request, server: Server<unknown>): Promise<Response | undefined> {
     if (hub.draining) return json(503, { error: 'unavailable', reason: 'draining' })
-    // Only the headers read here: a copy of them all was ~1 KiB of garbage per connection.
+    // Only the headers read here: a copy of them all is garbage per connection.
     const header = (name: string) => req.headers.get(name) ?? undefined
     const origin = header('origin')
     if (origins && origin !== undefined && !origins.has(origin)) {
@@ -237,7 +245,7 @@ export function createApp(deps: AppDeps) {
       perMessageDeflate: false,
     },
     // A Bun route ahead of Elysia's router (other methods on /ws fall through to its 404).
-    serve: { routes: { '/ws': { GET: upgradeRoute as never } } },
+    serve: { routes: { '/ws': { GET: upgradeRoute as never }, ...(pusher?.routes as {} | undefined) } },
   })
     .onError(({ code, error }) => {
       if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })

@@ -134,6 +134,12 @@ export const variables = {
   PUSH_COALESCE_MS: { schema: int(0, 600_000, 'milliseconds'), default: '1000', help: 'messages of one room within this long become one push per device (the newest, with the count)' },
   PUSH_MAX_DEVICES: { schema: int(1, 1000), default: '20', help: 'devices one user may register; beyond, `device` answers `limit`' },
   HOOK_FAIL: { schema: z.enum(['open', 'closed'], 'expected open or closed'), default: 'closed', help: 'the hook failed or timed out: `open` publishes anyway, `closed` answers `unavailable`' },
+  PUSHER_APP_ID: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'Pusher Channels protocol (docs/pusher.md): the app id of /apps/:id; with PUSHER_KEY and PUSHER_SECRET turns /app/:key and the Pusher HTTP API on' },
+  PUSHER_KEY: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'the Pusher app key clients connect with (/app/:key) and the HTTP API signs with (auth_key)' },
+  PUSHER_SECRET: { schema: optional(z.string().min(16, 'must be at least 16 characters')), default: undefined, help: 'the Pusher app secret: HMAC-SHA256 key of channel and user auth signatures, HTTP API requests and X-Pusher-Signature' },
+  PUSHER_CLIENT_EVENTS: { schema: bool, default: 'true', help: '`false` refuses Pusher `client-*` events (error 4301)' },
+  PUSHER_AUTH_MAX_AGE_S: { schema: int(1, 86_400, 'seconds'), default: '600', help: 'a Pusher HTTP API request whose auth_timestamp is further than this from now is refused (401)' },
+  PUSHER_WEBHOOK_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'endpoint of Pusher-format webhooks (channel_occupied, channel_vacated, member_added, member_removed, client_event), signed with X-Pusher-Signature' },
 } as const satisfies Record<string, { schema: z.ZodType; default: string | undefined; help: string }>
 
 type Vars = typeof variables
@@ -181,6 +187,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const apns = (['PUSH_APNS_KEY_FILE', 'PUSH_APNS_KEY_ID', 'PUSH_APNS_TEAM_ID', 'PUSH_APNS_TOPIC'] as const).filter((k) => c[k] === undefined)
     if (apns.length > 0 && apns.length < 4) errors.push(`${apns.join(', ')}: APNs needs PUSH_APNS_KEY_FILE, PUSH_APNS_KEY_ID, PUSH_APNS_TEAM_ID and PUSH_APNS_TOPIC together`)
     if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
+    const pusher = (['PUSHER_APP_ID', 'PUSHER_KEY', 'PUSHER_SECRET'] as const).filter((k) => c[k] === undefined)
+    if (pusher.length === 1 || pusher.length === 2) errors.push(`${pusher.join(', ')}: the Pusher protocol needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET together (${pusher.length === 1 ? 'this one is' : 'these are'} missing)`)
+    if (c.PUSHER_WEBHOOK_URL && pusher.length === 3) errors.push('PUSHER_WEBHOOK_URL: needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (the Pusher protocol is off)')
     if (c.APP_ENV === 'production') {
       // Strict checks: secrets that are guessable in practice are refused outright.
       if (c.JWT_SECRET && c.JWT_SECRET.length < 32) errors.push('JWT_SECRET: must be at least 32 characters when APP_ENV=production')

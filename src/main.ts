@@ -5,6 +5,9 @@ import type { JwtAuth } from './auth/jwt'
 import { memoryBroker } from './broker/memory'
 import { redisBroker } from './broker/redis'
 import { redisUserConns } from './broker/redis-user-conns'
+import { redisConnections } from './broker/redis-connect'
+import { redisCluster, singleNode } from './cluster/heartbeat'
+import type { Cluster } from './cluster/heartbeat'
 import { postgresStore } from './store/postgres'
 import type { PostgresStore } from './store/postgres'
 import { memoryMembers } from './members/memory'
@@ -99,9 +102,14 @@ const store: PostgresStore | undefined =
     : undefined
 const origin = store?.origin
 
-const redis = config.REDIS_URL
+// One set of Redis connections per node and one heartbeat, handed to whatever needs them.
+const connections = config.REDIS_URL ? redisConnections(config.REDIS_URL, config.REDIS_CLUSTER) : undefined
+const nodes: Cluster = connections ? redisCluster({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodeId }) : singleNode(nodeId)
+const redisDeps = connections && { connections, nodes }
+const redis = connections
   ? redisBroker({
-      url: config.REDIS_URL,
+      redis: connections,
+      nodes,
       cluster: config.REDIS_CLUSTER,
       prefix: config.REDIS_PREFIX,
       nodeId,
@@ -135,7 +143,7 @@ const members: Members = store
 
 const userConns =
   config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0
-    ? redisUserConns({ url: config.REDIS_URL, cluster: config.REDIS_CLUSTER, prefix: config.REDIS_PREFIX, nodeId, onError: () => metrics.brokerErrors.inc() })
+    ? redisUserConns({ cmd: connections!.cmd, nodes, prefix: config.REDIS_PREFIX, onError: () => metrics.brokerErrors.inc() })
     : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
 /**
@@ -150,19 +158,21 @@ const offline: OfflineProvider = async (room, sender, online) => {
   const live = await online(ids)
   return ids.filter((id) => !live.has(id))
 }
-const webhooks = createWebhooks({ config, metrics, nodeId, offline })
+const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps, sql: store?.sql })
 let push: Push | undefined
 try {
-  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit })
+  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit, redis: redisDeps })
 } catch (err) {
   console.error(`config error: ${(err as Error).message}`)
   process.exit(1)
 }
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, webhooks: webhooks?.hub, push: push?.hub, ...authDeps })
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, webhooks: webhooks?.hub, push: push?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
-if (userConns) await orExit('REDIS_URL', () => userConns.start())
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 if (push) await orExit('REDIS_URL', () => push.start())
+// After the engines that reap what dead nodes left (presence, webhook and push liveness, counts) are up.
+await orExit('REDIS_URL', () => nodes.start())
+if (userConns) await orExit('REDIS_URL', () => userConns.start())
 // reusePort: WORKERS share the port, and a renewed TLS certificate takes it over (SIGHUP below).
 app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) })
 listeners.set(app.server)
@@ -205,6 +215,8 @@ async function shutdown(signal: string) {
   await push?.stop(Math.min(2000, graceMs))
   await webhooks?.stop(Math.min(2000, graceMs))
   await broker.close()
+  await nodes.stop()
+  connections?.close()
   await store?.close()
   log.info('stopped', { left })
   process.exit(0)

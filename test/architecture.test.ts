@@ -12,13 +12,14 @@ const FLOORS: string[][] = [
   ['log.ts'],
   ['protocol/'],
   ['config.ts', 'metrics.ts'],
-  ['store/'],
+  ['store/', 'cluster/'],
   ['broker/'],
   ['members/'],
   ['webhooks/', 'auth/'],
   ['push/'],
   ['hub/'],
   ['http/'],
+  ['pusher/'],
   ['app.ts', 'tls.ts', 'healthcheck.ts'],
   ['main.ts', 'workers.ts'],
 ]
@@ -29,10 +30,10 @@ const unitOf = (file: string) => {
 }
 const floorOf = (unit: string) => FLOORS.findIndex((f) => f.includes(unit))
 
-function sources(dir: string): string[] {
+function sources(dir: string, ext = '.ts'): string[] {
   return readdirSync(dir).flatMap((name) => {
     const p = join(dir, name)
-    return statSync(p).isDirectory() ? sources(p) : p.endsWith('.ts') ? [p] : []
+    return statSync(p).isDirectory() ? sources(p, ext) : p.endsWith(ext) && !p.endsWith('.d.ts') ? [p] : []
   })
 }
 
@@ -72,6 +73,19 @@ describe('architecture', () => {
       return a! < b! && pairs.has(`${b} -> ${a}`)
     })
     expect(cycles).toEqual([])
+  })
+
+  test('every Lua script is a .lua file whose opening comment says its KEYS (and ARGV when it takes any)', () => {
+    const scripts = sources(SRC, '.lua')
+    expect(scripts.length).toBeGreaterThan(10)
+    const missing = scripts.filter((f) => {
+      const text = readFileSync(f, 'utf8')
+      const head = text.split('\n').filter((l) => l.startsWith('--')).join('\n')
+      return !head.includes('KEYS') || (text.includes('ARGV[') && !head.includes('ARGV'))
+    })
+    expect(missing.map((f) => relative(SRC, f))).toEqual([])
+    const inline = sources(SRC).filter((f) => /redis\.call\(/.test(readFileSync(f, "utf8")))
+    expect(inline.map((f) => relative(SRC, f))).toEqual([])
   })
 
   test('the check sees imports at all (it would pass on nothing otherwise)', () => {

@@ -2,8 +2,8 @@
 // `generation` messages are always there to be edited, deleted or reacted to, and the states
 // never grow past twice that.
 import { describe, expect, test } from 'bun:test'
-import { MessageStates } from '../src/broker/lifecycle'
-import type { MessageState } from '../src/broker/lifecycle'
+import { MessageStates } from '../src/broker/message-rules'
+import type { MessageState } from '../src/broker/message-rules'
 
 const state = (seq: number): MessageState => ({ seq, author: 'alice', reactions: {} })
 

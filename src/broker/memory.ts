@@ -1,12 +1,13 @@
-import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Presence, Replay } from './types'
+import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
 import type { RoomOrigin } from './types'
 import { Unavailable } from './types'
 import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
-import { MessageStates, Refused, neededMessage, project } from './lifecycle'
-import type { Caps, LoadMessages, MessageState, Standing } from './lifecycle'
+import { MessageStates, Refused, neededMessage, project } from './message-rules'
+import { memoryPresence } from './memory-presence'
+import type { Caps, LoadMessages, MessageState, Sanctions } from './message-rules'
 
 const MAX_DEDUPE_KEYS = 200_000
 
@@ -29,9 +30,9 @@ interface RoomLog {
   watchers: number
   /** Date.now() of the last append (or of opening). */
   active: number
-  /** The state of the room's recent messages (lifecycle.ts): the newest 2 × HISTORY_LIMIT at least. */
+  /** The state of the room's recent messages (message-rules.ts): the newest 2 × HISTORY_LIMIT at least. */
   msgs: MessageStates
-  standing: Standing
+  standing: Sanctions
 }
 
 export interface MemoryBrokerOptions {
@@ -275,40 +276,6 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     problem: () => undefined,
     async close() {
       clearInterval(sweep)
-    },
-  }
-}
-
-/**
- * Presence in this process: a count of connections per user and room. The hub pairs every
- * `add` with one `remove` (rooms.ts), so the connections themselves need not be kept: a set of
- * 5 000 connection ids of one user cost ~100 bytes a socket (docs/performance.md).
- */
-export function memoryPresence(): Presence {
-  const rooms = new Map<string, Map<string, { user: User; conns: number }>>()
-  return {
-    async add(room, user) {
-      let users = rooms.get(room)
-      if (!users) rooms.set(room, (users = new Map()))
-      const entry = users.get(user.id)
-      if (entry) {
-        entry.conns++
-        return false
-      }
-      users.set(user.id, { user, conns: 1 })
-      return true
-    },
-    async remove(room, userId) {
-      const users = rooms.get(room)
-      const entry = users?.get(userId)
-      if (!users || !entry) return false
-      if (--entry.conns > 0) return false
-      users.delete(userId)
-      if (users.size === 0) rooms.delete(room)
-      return true
-    },
-    async list(room) {
-      return [...(rooms.get(room)?.values() ?? [])].map((e) => e.user)
     },
   }
 }

@@ -1,4 +1,5 @@
-import { redisConnection } from './redis-connect'
+import type Redis from 'ioredis'
+import type { Cluster } from '../cluster/heartbeat'
 import { log } from '../log'
 
 /** What a node reads of itself at each tick: counts now, and message totals since it started. */
@@ -68,8 +69,8 @@ export interface NodeStatsOptions {
   nodeId: string
   version: string
   read: () => Reading
-  /** Set: every node writes its record to Redis, and reads give the whole cluster. */
-  redis?: { url: string; prefix: string; cluster?: boolean }
+  /** Set: every node writes its record to Redis, and reads give every live node's (cluster/heartbeat.ts). */
+  redis?: { cmd: Redis; prefix: string; nodes: Cluster }
   intervalMs?: number
 }
 
@@ -84,9 +85,8 @@ function topRooms(sizes: Iterable<[string, number]>, n: number): [string, number
 /**
  * The live view of the cluster for the admin page: each node samples itself every couple of
  * seconds (counts, message rates, memory, dependency state) and, with Redis, writes the
- * record to a key that expires when the node stops writing; reads gather every live key.
- * Its Redis connection is its own, apart from the broker's, so the admin view never sits in
- * the chat path.
+ * record to a key that expires when the node stops writing; reads gather the records of the
+ * nodes the cluster's heartbeat says are alive.
  */
 export function nodeStats(opts: NodeStatsOptions) {
   const intervalMs = opts.intervalMs ?? STATS_INTERVAL_MS
@@ -97,11 +97,9 @@ export function nodeStats(opts: NodeStatsOptions) {
   let timer: ReturnType<typeof setInterval> | undefined
 
   const P = opts.redis?.prefix ?? ''
-  // One hash tag for every admin key: MGET and MULTI stay in one slot of a Redis Cluster.
+  // One hash tag for every admin key: MGET stays in one slot of a Redis Cluster.
   const key = (id: string) => `${P}{admin}:node:${id}`
-  const index = `${P}{admin}:nodes`
-  const redis = opts.redis ? redisConnection(opts.redis.url, opts.redis.cluster ?? false, 'command') : undefined
-  redis?.on('error', (err) => log.debug('node stats: redis error', { err }))
+  const redis = opts.redis?.cmd
 
   function stat(reading: Reading, now: number): NodeStat {
     const mem = process.memoryUsage()
@@ -140,12 +138,7 @@ export function nodeStats(opts: NodeStatsOptions) {
     if (series.length > SERIES_LENGTH) series.shift()
     if (!redis) return
     const rec: Record_ = { stat: stat(reading, now), series, rooms: topRooms(reading.roomSizes(), TOP_ROOMS) }
-    await redis
-      .multi()
-      .set(key(opts.nodeId), JSON.stringify(rec), 'PX', TTL_MS)
-      .zadd(index, now, opts.nodeId)
-      .zremrangebyscore(index, '-inf', now - TTL_MS)
-      .exec()
+    await redis.set(key(opts.nodeId), JSON.stringify(rec), 'PX', TTL_MS)
   }
 
   const safeTick = () => tick().catch((err) => log.debug('node stats: write failed', { err }))
@@ -155,7 +148,7 @@ export function nodeStats(opts: NodeStatsOptions) {
     const own = record()
     if (!redis) return { scope: 'node', records: [own] }
     try {
-      const ids = (await redis.zrangebyscore(index, Date.now() - TTL_MS, '+inf')).filter((id) => id !== opts.nodeId)
+      const ids = (await opts.redis!.nodes.alive()).filter((id) => id !== opts.nodeId)
       const raw = ids.length ? await redis.mget(ids.map(key)) : []
       const others = raw.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as Record_)
       return { scope: 'cluster', records: [own, ...others].sort((a, b) => (a.stat.id < b.stat.id ? -1 : 1)) }
@@ -167,16 +160,13 @@ export function nodeStats(opts: NodeStatsOptions) {
   return {
     start() {
       if (timer) return
-      redis?.connect().catch((err) => log.warn('node stats: redis not reachable; retrying', { err }))
       void safeTick()
       timer = setInterval(safeTick, intervalMs)
     },
     async stop() {
       clearInterval(timer)
       timer = undefined
-      if (!redis) return
-      await redis.multi().del(key(opts.nodeId)).zrem(index, opts.nodeId).exec().catch(() => {})
-      redis.disconnect()
+      await redis?.del(key(opts.nodeId)).catch(() => {})
     },
     async nodes() {
       const r = await records()

@@ -1,5 +1,7 @@
 import Redis, { Cluster } from 'ioredis'
 import type { RedisOptions } from 'ioredis'
+import { scriptClient } from './script-client'
+import type { ScriptClient } from './script-client'
 
 /** Reconnects back off from 100 ms, doubling up to 2 s. */
 const backoff = (n: number) => Math.min(100 * 2 ** n, 2000)
@@ -46,4 +48,48 @@ export function redisConnection(url: string, cluster: boolean, role: 'command' |
     redisOptions: { maxRetriesPerRequest: 1, commandTimeout: perRole.commandTimeout, ...auth },
   })
   return c as unknown as Redis
+}
+
+/**
+ * A node's connections to Redis, made once (in main) and handed to whatever needs Redis:
+ * `cmd` for commands and scripts, `sub` for pub/sub, `blocking` (made on first use) for the
+ * blocking reads of queue consumers.
+ */
+export interface RedisConnections {
+  cmd: Redis
+  sub: Redis
+  blocking(): Redis
+  /** One Redis (not a Cluster): the append script's own connection, Bun's client (script-client.ts). */
+  scripts?: ScriptClient
+  /** Connects what is not connected yet. */
+  connect(): Promise<void>
+  close(): void
+}
+
+export function redisConnections(url: string, cluster: boolean): RedisConnections {
+  const cmd = redisConnection(url, cluster, 'command')
+  const sub = redisConnection(url, cluster, 'subscriber')
+  const scripts = cluster ? undefined : scriptClient(url.split(',')[0]!.trim())
+  let blocking: Redis | undefined
+  const open = (c: Redis) => (c.status === 'wait' ? c.connect() : Promise.resolve())
+  return {
+    cmd,
+    sub,
+    scripts,
+    blocking() {
+      if (!blocking) {
+        blocking = redisConnection(url, cluster, 'blocking')
+        blocking.on('error', () => {}) // its reads fail and are retried; the broker reports Redis
+      }
+      return blocking
+    },
+    async connect() {
+      await Promise.all([cmd, sub, ...(blocking ? [blocking] : [])].map(open))
+      if (scripts && !scripts.connected) await scripts.connect()
+    },
+    close() {
+      for (const c of [cmd, sub, blocking]) c?.disconnect()
+      scripts?.close()
+    },
+  }
 }

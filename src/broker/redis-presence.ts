@@ -5,9 +5,6 @@ import type { RedisKeys, Scripted } from './redis-scripts'
 import type { Presence } from './types'
 import { roomTopic } from './types'
 
-/** A node proves it is alive this often; past the TTL without a beat it counts as dead. */
-const NODE_TTL_MS = 20_000
-
 interface Entry {
   room: string
   user: User
@@ -16,8 +13,8 @@ interface Entry {
 
 /**
  * Cluster-wide presence in Redis: per room a set of connections, a count and a name per user;
- * per node an index of its entries and an `alive` key kept by a heartbeat. Any node reaps the
- * entries of a node whose heartbeat lapsed, announcing the leaves.
+ * per node an index of its entries. The entries of a node the cluster saw die are reaped (by
+ * `reap`, an onNodeDead handler), announcing the leaves.
  */
 export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string, publish: (channel: string, message: string) => Promise<unknown>) {
   /** This node's entries, registered again after Redis comes back empty. */
@@ -25,7 +22,6 @@ export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string, pub
   /** Departures Redis has not heard of yet (it was down): retried when it is back. */
   const departed = new Map<string, Entry>()
   const inflight = new Set<Promise<unknown>>()
-  let connectedSince = 0
 
   const track = <T>(p: Promise<T>): Promise<T> => {
     inflight.add(p)
@@ -74,40 +70,21 @@ export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string, pub
     },
   }
 
+  /** What a dead node (or an earlier life of this one) left: removed, with the leaves announced. */
   async function reap(node: string) {
     const entries = await cmd.smembers(key.nodeIndex(node))
     for (const raw of entries) {
       const [room, conn, id, name] = JSON.parse(raw) as [string, string, string, string]
       if (await unregister(node, { room, conn, user: { id, name } })) await announce(room, 'leave', { id, name })
     }
-    if ((await cmd.scard(key.nodeIndex(node))) === 0) await cmd.srem(key.nodes, node)
     if (entries.length) log.info('reaped presence of a dead node', { dead: node, entries: entries.length })
-  }
-
-  async function heartbeat() {
-    await cmd.set(key.nodeAlive(nodeId), String(Date.now()), 'PX', NODE_TTL_MS)
-    await cmd.sadd(key.nodes, nodeId)
-    // Right after a reconnect the other nodes' heartbeats may have lapsed with the outage:
-    // give them a full TTL to show they are alive before reaping anything.
-    if (Date.now() - connectedSince < NODE_TTL_MS) return
-    for (const node of await cmd.smembers(key.nodes)) {
-      if (node === nodeId || (await cmd.exists(key.nodeAlive(node)))) continue
-      await reap(node)
-    }
   }
 
   return {
     presence,
-    heartbeat,
-    /** At start: clear what an earlier life under the same NODE_ID left, then beat. */
-    async begin() {
-      await reap(nodeId)
-      connectedSince = Date.now() - NODE_TTL_MS // a fresh start may reap at once
-      await heartbeat()
-    },
+    reap,
     /** The command connection is (back) up: register what this node holds, retry departures. */
     reconnected(resync: boolean) {
-      connectedSince = Date.now()
       if (!resync) return
       for (const e of mine.values())
         void register(e)
@@ -121,13 +98,9 @@ export function redisPresence(cmd: Scripted, key: RedisKeys, nodeId: string, pub
           })
           .catch(() => {})
     },
-    /** At shutdown: let pending writes finish; a node that leaves entries behind stays listed for the reaper. */
+    /** At shutdown: let pending writes finish (what is left behind is reaped as a dead node's). */
     async end() {
       await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(2000)])
-      try {
-        if (mine.size === 0 && departed.size === 0) await cmd.srem(key.nodes, nodeId)
-        await cmd.del(key.nodeAlive(nodeId))
-      } catch {}
     },
   }
 }

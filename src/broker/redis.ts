@@ -3,18 +3,22 @@ import type Redis from 'ioredis'
 import { log } from '../log'
 import type { Store } from '../store/types'
 import { archiveRepair } from './redis-archive'
-import { redisConnection } from './redis-connect'
+import type { RedisConnections } from './redis-connect'
+import type { Cluster } from '../cluster/heartbeat'
 import { redisPresence } from './redis-presence'
-import { RESET_HEAD, redisKeys, withScripts } from './redis-scripts'
-import { Refused, neededMessage } from './lifecycle'
-import type { Caps, LoadMessages, MessageState } from './lifecycle'
+import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
+import { Refused, neededMessage } from './message-rules'
+import type { Caps, LoadMessages, MessageState } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 
 export interface RedisBrokerOptions {
-  /** One URL; with `cluster`, a comma list of seed nodes of a Redis Cluster. */
-  url: string
+  /** The node's connections (made once, in main). */
+  redis: RedisConnections
+  /** A Redis Cluster (keys per room in one slot, sharded pub/sub), not one Redis. */
   cluster?: boolean
+  /** The cluster's heartbeat: a dead node's presence entries are reaped when it sees one. */
+  nodes: Cluster
   prefix: string
   nodeId: string
   historyLimit: number
@@ -62,7 +66,6 @@ const SUMMARY_BUDGET = 2 * UNREAD_CAP
 /** See init(): how far past the store's last seq a rebuilt room's new epoch starts. */
 export const REBUILT_SEQ_GAP = 1000
 
-const HEARTBEAT_MS = 5_000
 const REPAIR_EVERY_MS = 1_000
 /** With persistence: a node marks a room due for the archive for this long before it appends to it. */
 const DUE_LEASE_MS = 60_000
@@ -76,8 +79,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   const P = opts.prefix
   const origin = opts.origin ?? freshOrigin
   const cluster = opts.cluster ?? false
-  const cmd = withScripts(redisConnection(opts.url, cluster, 'command'), cluster)
-  const sub = redisConnection(opts.url, cluster, 'subscriber')
+  const cmd = withScripts(opts.redis.cmd, cluster)
+  const sub = opts.redis.sub
+  /** One Redis: appends go through Bun's client (script-client.ts); a Redis Cluster's through ioredis. */
+  const scripts = opts.redis.scripts
+  const APPEND_SCRIPT = appendScript(cluster)
   const key = redisKeys(P)
   // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
   // (classic PUBLISH would be broadcast to every shard). One Redis keeps classic pub/sub.
@@ -91,11 +97,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   let onReset: (room: string, pos: Position) => void = () => {}
   const watched = new Map<string, { count: number; ready: Promise<void> }>()
   const streams = new Map<string, RoomStream>()
-  let timer: ReturnType<typeof setInterval> | undefined
   let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
   const presence = redisPresence(cmd, key, opts.nodeId, publish)
+  opts.nodes.onNodeDead(presence.reap)
   const repairArchive = opts.store ? archiveRepair(cmd, key, opts.store, opts.nodeId) : undefined
 
   // ---- receiving ----
@@ -395,10 +401,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     async start(d, reset) {
       deliver = d
       if (reset) onReset = reset
-      await Promise.all([cmd.connect(), sub.connect()])
-      await presence.begin()
-      timer = setInterval(() => presence.heartbeat().catch((err) => log.debug('heartbeat failed', { err })), HEARTBEAT_MS)
-      timer.unref()
+      await opts.redis.connect()
       if (repairArchive) {
         repairTimer = setInterval(() => void repairArchive(), REPAIR_EVERY_MS)
         repairTimer.unref()
@@ -411,8 +414,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room)]
       if (dedupe) keys.push(key.dedupe(dedupe, room))
       const command = lifecycleCommand(draft)
-      const call = () =>
-        cmd.chatAppend(keys.length as 4 | 5, ...keys, draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2)
+      const args = [draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2]
+      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : () => cmd.chatAppend(keys.length as 4 | 5, ...keys, ...args)) as () => Promise<[number, (number | string)?, string?]>
       let r = await call()
       for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)
@@ -509,16 +512,14 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     problem() {
       if (cmd.status !== 'ready') return `redis: ${cmd.status}`
       if (sub.status !== 'ready') return `redis subscriber: ${sub.status}`
+      if (scripts && !scripts.connected) return 'redis (append connection): reconnecting'
       return undefined
     },
     async close() {
       closing = true
-      if (timer) clearInterval(timer)
       if (repairTimer) clearInterval(repairTimer)
       if (settleTimer) clearInterval(settleTimer)
       await presence.end()
-      sub.disconnect()
-      cmd.disconnect()
     },
   }
 }

@@ -98,7 +98,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
       '/rooms/:room/messages',
       ({ params, query }) =>
         orUnavailable(async () => {
-          const page = await hub.lifecycle.present(params.room, await hub.page(params.room, query.before, query.limit), '')
+          const page = await hub.changes.present(params.room, await hub.page(params.room, query.before, query.limit), '')
           return new Response(`{"room":${JSON.stringify(params.room)},"messages":[${page.frames.join(',')}],"more":${page.more}}`, {
             headers: { 'content-type': 'application/json' },
           })

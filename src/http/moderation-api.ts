@@ -1,7 +1,7 @@
 import { Elysia } from 'elysia'
 import { z } from 'zod'
 import type { Broker } from '../broker/types'
-import { SERVER_ID } from '../broker/lifecycle'
+import { SERVER_ID } from '../broker/message-rules'
 import type { Config } from '../config'
 import type { Hub } from '../hub/hub'
 import { FrameError } from '../core/errors'
@@ -42,7 +42,7 @@ export function moderationRoutes(deps: { config: Config; hub: Hub; broker: Broke
       ({ params, body }) =>
         answer(async () => {
           const actor = body.user ? await named(body.user) : SERVER
-          return changed(params.room, params.msg, await hub.lifecycle.edit(params.room, actor, params.msg, body.body, body.data, !body.user))
+          return changed(params.room, params.msg, await hub.changes.edit(params.room, actor, params.msg, body.body, body.data, !body.user))
         }),
       apiRoute({
         summary: 'Edit a message',
@@ -56,14 +56,14 @@ export function moderationRoutes(deps: { config: Config; hub: Hub; broker: Broke
     )
     .delete(
       '/rooms/:room/messages/:msg',
-      ({ params }) => answer(async () => changed(params.room, params.msg, await hub.lifecycle.remove(params.room, SERVER, params.msg, true))),
+      ({ params }) => answer(async () => changed(params.room, params.msg, await hub.changes.remove(params.room, SERVER, params.msg, true))),
       apiRoute({ summary: 'Delete a message', description: 'As the server (a moderator). A `delete` event to the room.', tags: ['lifecycle'], params: msgParams, response: Changed, errors: [400, 404, 503] }),
     )
   for (const [method, op] of [['post', 'add'], ['delete', 'remove']] as const) {
     // One route per method, built in a loop: Elysia's chained types do not follow a computed method.
     app = (app as unknown as Record<string, (...a: unknown[]) => typeof app>)[method]!(
       '/rooms/:room/messages/:msg/reactions',
-      ({ params, body }: { params: { room: string; msg: string }; body: { user: string; reaction: string } }) => answer(async () => changed(params.room, params.msg, await hub.lifecycle.react(params.room, await named(body.user), params.msg, body.reaction, op))),
+      ({ params, body }: { params: { room: string; msg: string }; body: { user: string; reaction: string } }) => answer(async () => changed(params.room, params.msg, await hub.changes.react(params.room, await named(body.user), params.msg, body.reaction, op))),
       apiRoute({
         summary: op === 'add' ? "Add a user's reaction" : "Remove a user's reaction",
         description: 'A `react` event to the room; nothing (no `seq`) when the user already had it (add) or did not (remove).',

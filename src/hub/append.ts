@@ -1,6 +1,6 @@
 import type { Accepted, Broker, EventDraft } from '../broker/types'
 import { Unavailable } from '../broker/types'
-import { Refused } from '../broker/lifecycle'
+import { Refused } from '../broker/message-rules'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { FrameError } from '../core/errors'

@@ -11,7 +11,7 @@ import type { HubWebhooks } from '../webhooks'
 import type { Append } from './append'
 import type { Conn } from './connection'
 import type { Conversations } from './conversations'
-import type { Lifecycle } from './lifecycle'
+import type { Changes } from './changes'
 import type { Moderation } from './moderation'
 import type { Mutes } from './mutes'
 import type { Rooms } from './rooms'
@@ -31,7 +31,7 @@ export interface HubContext {
   append: Append
   rooms: Rooms
   conversations: Conversations
-  lifecycle: Lifecycle
+  changes: Changes
   moderation: Moderation
   mutes: Mutes
   send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void

@@ -36,12 +36,12 @@ export interface DeliveryDeps {
 export function createDelivery(d: DeliveryDeps) {
   const { config, metrics } = d
   /** Local connections of each topic (room and user topics), for presence and slow-consumer checks. */
-  const members = new Map<string, Set<Conn>>()
+  const local = new Map<string, Set<Conn>>()
 
   /** Called by the broker for every frame of a watched topic. */
   function deliver(topic: string, frame: string, except?: string) {
     if (frame.startsWith(CONTROL_HEAD)) return d.control(topic, frame, except)
-    if (frame.startsWith(MODERATION_HEAD)) d.moderation(frame, members.get(topic))
+    if (frame.startsWith(MODERATION_HEAD)) d.moderation(frame, local.get(topic))
     d.overhear(topic, frame)
     const skip = except ? d.conns.get(except) : undefined
     const s = d.server()
@@ -50,13 +50,13 @@ export function createDelivery(d: DeliveryDeps) {
     const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
     // Bun's subscribers of a room topic are its live connections here (subscribed and added in
     // one step, rooms.ts), so their count is read from the set, not from Bun's topic per message.
-    if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(members.get(topic)?.size ?? 0)
+    if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(local.get(topic)?.size ?? 0)
     if (status === 0) cutSlowConsumers(topic, frame.length)
   }
 
   /** Bun dropped a frame for someone: close, with 4008, whoever cannot take it. */
   function cutSlowConsumers(topic: string, frameBytes: number) {
-    const set = members.get(topic)
+    const set = local.get(topic)
     if (!set) return
     for (const c of set) {
       if (c.ws.getBufferedAmount() + frameBytes > config.MAX_BUFFERED_BYTES) {
@@ -92,9 +92,9 @@ export function createDelivery(d: DeliveryDeps) {
   }
 
   function addMember(topic: string, c: Conn) {
-    let set = members.get(topic)
+    let set = local.get(topic)
     if (!set) {
-      members.set(topic, (set = new SmallSet()))
+      local.set(topic, (set = new SmallSet()))
       if (topic.startsWith('r:')) metrics.rooms.inc()
       d.live?.(topic, c.identity.user)
     }
@@ -102,15 +102,15 @@ export function createDelivery(d: DeliveryDeps) {
   }
 
   function removeMember(topic: string, c: Conn) {
-    const set = members.get(topic)
+    const set = local.get(topic)
     if (!set?.delete(c) || set.size > 0) return
-    members.delete(topic)
+    local.delete(topic)
     if (topic.startsWith('r:')) metrics.rooms.dec()
     d.idle?.(topic, c.identity.user)
   }
 
   return {
-    members,
+    local,
     deliver,
     send,
     sendError,

@@ -20,7 +20,7 @@ import { moderationFrames } from './frames/moderation'
 import { pushFrames } from './frames/push'
 import { roomFrames } from './frames/rooms'
 import { sessionFrames } from './frames/session'
-import { createLifecycle } from './lifecycle'
+import { createChanges } from './changes'
 import { createModeration } from './moderation'
 import { createMutes } from './mutes'
 import { createRooms } from './rooms'
@@ -76,14 +76,14 @@ export function createHub(deps: HubDeps) {
   const append = appender(broker, metrics)
   const rooms = createRooms({ broker, store, metrics, send, audit, addMember: delivery.addMember, removeMember: delivery.removeMember })
   const emit = webhooks?.emit && ((e: EventInput) => webhooks.emit!(e))
-  const lifecycle = createLifecycle({ broker, append, store, emit })
+  const changes = createChanges({ broker, append, store, emit })
   const conversations = createConversations({
     config,
     broker,
     members,
     rooms,
     emit: webhooks?.emit,
-    present: async (room, frames, viewer) => (await lifecycle.present(room, { frames, more: false }, viewer)).frames,
+    present: async (room, frames, viewer) => (await changes.present(room, { frames, more: false }, viewer)).frames,
   })
   const moderation = createModeration({ broker, append, members, audit, emit })
 
@@ -99,7 +99,7 @@ export function createHub(deps: HubDeps) {
     append,
     rooms,
     conversations,
-    lifecycle,
+    changes,
     moderation,
     mutes,
     send,
@@ -146,16 +146,16 @@ export function createHub(deps: HubDeps) {
     page: rooms.page,
     audit,
     conversations,
-    lifecycle,
+    changes,
     moderation,
     get roomCount() {
       let n = 0
-      for (const topic of delivery.members.keys()) if (topic.startsWith('r:')) n++
+      for (const topic of delivery.local.keys()) if (topic.startsWith('r:')) n++
       return n
     },
     /** Each room with members on this node and how many (for the admin view). */
     *roomSizes(): Generator<[string, number]> {
-      for (const [topic, set] of delivery.members) if (topic.startsWith('r:')) yield [topic.slice(2), set.size]
+      for (const [topic, set] of delivery.local) if (topic.startsWith('r:')) yield [topic.slice(2), set.size]
     },
     get draining() {
       return session.draining

@@ -203,7 +203,7 @@ export function createSession(d: SessionDeps) {
 
   /** A command for every local connection of a user (see Control), from any node. */
   function control(topic: string, frame: string, except?: string) {
-    const set = delivery.members.get(topic)
+    const set = delivery.local.get(topic)
     if (!set) return
     const cmd = JSON.parse(frame) as Control
     for (const c of [...set]) {
@@ -242,7 +242,7 @@ export function createSession(d: SessionDeps) {
   /** A room's sequence restarted (Redis came back empty): its members start over from `pos`. */
   function reset(room: string, pos: Position, publish: (topic: string, frame: string) => void) {
     const topic = roomTopic(room)
-    for (const c of delivery.members.get(topic) ?? []) c.rooms.set(room, pos.seq)
+    for (const c of delivery.local.get(topic) ?? []) c.rooms.set(room, pos.seq)
     metrics.framesOut.joined.inc()
     publish(topic, frames.joined(room, pos.seq, pos.epoch, false))
   }

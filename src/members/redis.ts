@@ -2,45 +2,9 @@ import type Redis from 'ioredis'
 import type { User } from '../protocol/server-frames'
 import type { AddResult, Device, Members, NotifyLevel, Standing } from './types'
 import { patched } from './types'
-
-/**
- * add: the membership on the user's side, unless it exists or the user holds `cap` already.
- * KEYS: the user's rooms hash. ARGV: room, read, cap. Returns {1, read} added, {0, read} exists, {-1} limit.
- */
-const ADD = `
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then return {0, tonumber(cur)} end
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {-1} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return {1, tonumber(ARGV[2])}
-`
-
-/** mark: the marker moves up, never back. KEYS: the user's rooms hash. ARGV: room, seq. Returns the marker, or -1 (not a member). */
-const MARK = `
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then return -1 end
-if tonumber(ARGV[2]) > tonumber(cur) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return tonumber(ARGV[2])
-end
-return tonumber(cur)
-`
-
-/**
- * putDevice: KEYS the user's devices hash. ARGV device, json, cap.
- * Returns 0 replaced, 1 added (2: added, and the user's first device), -1 limit.
- */
-const PUT_DEVICE = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return 0
-end
-local n = redis.call('HLEN', KEYS[1])
-if n >= tonumber(ARGV[3]) then return -1 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if n == 0 then return 2 end
-return 1
-`
+import ADD from './lua/members-add.lua' with { type: 'text' }
+import MARK from './lua/members-mark.lua' with { type: 'text' }
+import PUT_DEVICE from './lua/members-put-device.lua' with { type: 'text' }
 
 type Scripted = Redis & {
   memberPutDevice(devices: string, device: string, json: string, cap: number): Promise<number>

@@ -96,6 +96,9 @@ export interface MemberState {
   unread: number
 }
 
+/** Every `pusher` frame starts so (src/pusher tells them from the room's other frames by it). */
+export const PUSHER_HEAD = '{"type":"pusher",'
+
 export const frames = {
   welcome: (conn: string, u: User, node: string, rooms: string[], unread: number) =>
     `{"type":"welcome","conn":${q(conn)},"user":${user(u)},"node":${q(node)},"rooms":${q(rooms)},"unread":${unread}}`,
@@ -116,6 +119,12 @@ export const frames = {
   rooms: (conversations: string[], more: boolean, next?: string, id?: string) =>
     `{"type":"rooms","rooms":[${conversations.join(',')}],"more":${more}${opt('next', next)}${opt('id', id)}}`,
   pong: (id?: string) => `{"type":"pong"${opt('id', id)}}`,
+  /**
+   * A Pusher event of the room (a Pusher client's `client-*` event or one of the Pusher HTTP
+   * API, src/pusher), as chat-server clients get it; `data` is the event's data already encoded.
+   */
+  pusher: (room: string, event: string, dataJson: string, userId?: string) =>
+    `${PUSHER_HEAD}"room":${q(room)},"event":${q(event)},"data":${dataJson}${opt('user_id', userId)}}`,
   error: (code: ErrorCode, message: string, id?: string) =>
     `{"type":"error","code":"${code}","message":${q(message)}${opt('id', id)}}`,
 }

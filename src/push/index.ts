@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
-import { redisConnection } from '../broker/redis-connect'
+import type { RedisConnections } from '../broker/redis-connect'
+import type { Cluster } from '../cluster/heartbeat'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
 import { log } from '../log'
@@ -7,7 +8,6 @@ import type { Members, PushKind } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { EventInput } from '../webhooks/events'
 import { memoryLiveness, redisLiveness } from '../webhooks/presence'
-import type { Liveness } from '../webhooks/presence'
 import { memorySource, startDeliverer } from '../webhooks/queue'
 import type { Held, Sent, Source } from '../webhooks/queue'
 import { redisSource } from '../webhooks/redis-queue'
@@ -96,15 +96,23 @@ export function providersOf(config: Config): Provider[] {
  * notify levels and blocks for those few, then one job per device into the queue (the webhooks'
  * queue code: a Redis stream with a consumer group in a cluster), sent and retried there.
  */
-export function createPush(opts: { config: Config; metrics: Metrics; nodeId: string; members: Members; emit?: (e: EventInput) => void; providers?: Provider[] }): Push | undefined {
+export function createPush(opts: {
+  config: Config
+  metrics: Metrics
+  nodeId: string
+  members: Members
+  emit?: (e: EventInput) => void
+  /** With Redis: the node's connections and the cluster's heartbeat (the queue and liveness shared by every node). */
+  redis?: { connections: RedisConnections; nodes: Cluster }
+  providers?: Provider[]
+}): Push | undefined {
   const { config, metrics, members, nodeId } = opts
   const providers = opts.providers ?? providersOf(config)
   if (providers.length === 0) return undefined
   const byKind = new Map(providers.map((p) => [p.kind, p]))
 
-  const cmd = config.REDIS_URL ? redisConnection(config.REDIS_URL, config.REDIS_CLUSTER, 'command') : undefined
-  const blocking = config.REDIS_URL ? redisConnection(config.REDIS_URL, config.REDIS_CLUSTER, 'blocking') : undefined
-  for (const c of [cmd, blocking]) c?.on('error', () => {})
+  const cmd = opts.redis?.connections.cmd
+  const blocking = opts.redis?.connections.blocking()
   let dropLogAt = 0
   const onDrop = (n: number) => {
     metrics.push.dropped.inc(n)
@@ -115,7 +123,7 @@ export function createPush(opts: { config: Config; metrics: Metrics; nodeId: str
   const redis = cmd && blocking ? redisSource({ cmd, blocking, prefix: config.REDIS_PREFIX, nodeId, bound: QUEUE_MAX, claimMs: config.WEBHOOK_CLAIM_MS, onDrop, tag: 'push', group: 'push' }) : undefined
   const source: Source = redis ?? memorySource({ bound: QUEUE_MAX, onDrop })
   // Who is online: its own liveness keys (tag `push`), whatever the webhooks count.
-  const liveness: Liveness & { start?(): Promise<void> } = cmd ? redisLiveness({ cmd, prefix: config.REDIS_PREFIX, nodeId, onReaped: () => {}, tag: 'push' }) : memoryLiveness()
+  const liveness = opts.redis ? redisLiveness({ cmd: opts.redis.connections.cmd, prefix: config.REDIS_PREFIX, nodes: opts.redis.nodes, onReaped: () => {}, tag: 'push' }) : memoryLiveness()
   const inflight = new Set<Promise<unknown>>()
   const track = (p: Promise<unknown>) => {
     inflight.add(p)
@@ -224,10 +232,9 @@ export function createPush(opts: { config: Config; metrics: Metrics; nodeId: str
   return {
     hub,
     async start() {
-      if (cmd && blocking && redis) {
-        await Promise.all([cmd.connect(), blocking.connect()])
+      if (opts.redis && redis) {
+        await opts.redis.connections.connect()
         await redis.start()
-        await liveness.start?.()
       }
       deliverer = startDeliverer({
         source,
@@ -255,8 +262,6 @@ export function createPush(opts: { config: Config; metrics: Metrics; nodeId: str
       await deliverer?.stop(graceMs)
       await liveness.close()
       for (const p of providers) p.close?.()
-      cmd?.disconnect()
-      blocking?.disconnect()
     },
   }
 }

@@ -1,4 +1,6 @@
-import { redisConnection } from '../broker/redis-connect'
+import type { RedisConnections } from '../broker/redis-connect'
+import type { Cluster } from '../cluster/heartbeat'
+import type { Sql } from 'postgres'
 import pkg from '../../package.json'
 import type { Config } from '../config'
 import { log } from '../log'
@@ -45,7 +47,16 @@ export interface Webhooks {
 }
 
 /** Undefined when neither WEBHOOK_URL nor HOOK_BEFORE_PUBLISH_URL is set: nothing runs, nothing is called. */
-export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId: string; offline?: OfflineProvider }): Webhooks | undefined {
+export function createWebhooks(opts: {
+  config: Config
+  metrics: Metrics
+  nodeId: string
+  offline?: OfflineProvider
+  /** With Redis: the node's connections and the cluster's heartbeat (a queue and liveness shared by every node). */
+  redis?: { connections: RedisConnections; nodes: Cluster }
+  /** Without Redis, with PostgreSQL: the store's pool, where the queue is journalled. */
+  sql?: Sql
+}): Webhooks | undefined {
   const { config, metrics, nodeId } = opts
   if (!config.WEBHOOK_URL && !config.HOOK_BEFORE_PUBLISH_URL) return undefined
   const secret = config.WEBHOOK_SECRET!
@@ -78,9 +89,8 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
     dropLogAt = now
   }
   // Every key of the webhooks shares the `{wh}` hash tag: one slot of a Redis Cluster.
-  const cmd = config.REDIS_URL ? redisConnection(config.REDIS_URL, config.REDIS_CLUSTER, 'command') : undefined
-  const blocking = config.REDIS_URL ? redisConnection(config.REDIS_URL, config.REDIS_CLUSTER, 'blocking') : undefined
-  for (const c of [cmd, blocking]) c?.on('error', () => {})
+  const cmd = opts.redis?.connections.cmd
+  const blocking = opts.redis?.connections.blocking()
   let journal: Journal | undefined
   /** The memory queue writes through to the journal once start() has opened it. */
   const journalled: Journal = { load: async () => [], add: (e) => journal?.add(e), forget: (ids) => journal?.forget(ids), close: async () => {} }
@@ -99,8 +109,8 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
     r: { up: 'room.occupied', down: 'room.vacated' },
   } as const
   const toEvent = (kind: Kind, type: EventType, id: string, user?: User): EventInput => (kind === 'u' ? { type, user: user ?? { id, name: id } } : { type, room: id, user })
-  const liveness: Liveness & { start?(): Promise<void> } = cmd
-    ? redisLiveness({ cmd, prefix: config.REDIS_PREFIX, nodeId, onReaped: (kind, user) => emit(toEvent(kind, kinds[kind].down, user.id, kind === 'u' ? user : undefined)) })
+  const liveness: Liveness = cmd
+    ? redisLiveness({ cmd, prefix: config.REDIS_PREFIX, nodes: opts.redis!.nodes, onReaped: (kind, user) => emit(toEvent(kind, kinds[kind].down, user.id, kind === 'u' ? user : undefined)) })
     : memoryLiveness()
   /** Liveness calls in flight: a graceful stop waits for them, so the last offline/vacated go out. */
   const inflight = new Set<Promise<unknown>>()
@@ -157,12 +167,11 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
     hub,
     emit,
     async start() {
-      if (cmd && blocking && redis) {
-        await Promise.all([cmd.connect(), blocking.connect()])
+      if (opts.redis && redis) {
+        await opts.redis.connections.connect()
         await redis.start()
-        await liveness.start?.()
-      } else if (config.ENABLE_PERSISTENCE && config.POSTGRES_DSN && memory) {
-        journal = await pgJournal({ dsn: config.POSTGRES_DSN, nodeId, onError: () => metrics.storeErrors.inc() })
+      } else if (opts.sql && memory) {
+        journal = await pgJournal({ sql: opts.sql!, onError: () => metrics.storeErrors.inc() })
         const pending = await journal.load()
         if (pending.length) {
           log.info('webhook events pending from before the restart', { events: pending.length })
@@ -184,8 +193,6 @@ export function createWebhooks(opts: { config: Config; metrics: Metrics; nodeId:
       await deliverer?.stop(graceMs)
       await journal?.close(2000)
       await liveness.close()
-      cmd?.disconnect()
-      blocking?.disconnect()
     },
   }
 }

@@ -1,4 +1,4 @@
-import postgres from 'postgres'
+import type { Sql } from 'postgres'
 import { log } from '../log'
 import type { Encoded } from './events'
 import type { Journal } from './queue'
@@ -13,8 +13,8 @@ const CHUNK = 1000
  * receiver that keeps up costs the database almost nothing. An event is at risk only in
  * those first 20 ms (a SIGKILL then loses it); a graceful stop writes what is buffered.
  */
-export async function pgJournal(opts: { dsn: string; nodeId: string; onError?: (err: unknown) => void }): Promise<Journal> {
-  const sql = postgres(opts.dsn, { max: 1, idle_timeout: 60, connect_timeout: 5, onnotice: () => {}, connection: { application_name: `chat-server ${opts.nodeId} webhooks` } })
+export async function pgJournal(opts: { sql: Sql; onError?: (err: unknown) => void }): Promise<Journal> {
+  const { sql } = opts
   let adds = new Map<string, Encoded>()
   let forgets = new Set<string>()
   let timer: ReturnType<typeof setTimeout> | undefined
@@ -91,7 +91,6 @@ export async function pgJournal(opts: { dsn: string; nodeId: string; onError?: (
         await writing
         if (down) await Bun.sleep(100)
       }
-      await sql.end({ timeout: 1 })
     },
   }
 }

@@ -2,22 +2,8 @@ import type Redis from 'ioredis'
 import { log } from '../log'
 import type { Encoded } from './events'
 import type { Held, Source } from './queue'
+import PUSH from './lua/queue-push.lua' with { type: 'text' }
 
-/**
- * push: XADD each event with an exact MAXLEN, so the stream holds at most `bound` pending
- * events cluster-wide; what the bound trimmed (the oldest) is counted by whoever trimmed it.
- * KEYS: stream. ARGV: bound, then (id, at, json) per event. Returns {dropped, length}.
- */
-const PUSH = `
-local before = redis.call('XLEN', KEYS[1])
-local n = 0
-for i = 2, #ARGV, 3 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'i', ARGV[i], 'a', ARGV[i + 1], 'e', ARGV[i + 2])
-  n = n + 1
-end
-local after = redis.call('XLEN', KEYS[1])
-return {before + n - after, after}
-`
 
 const DEFAULT_GROUP = 'webhooks'
 const FLUSH_RETRY_MS = 500

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
 import type { Accepted, EventDraft } from '../../src/broker/types'
 import { UNREAD_CAP, roomTopic } from '../../src/broker/types'
-import { Refused, SERVER_ID } from '../../src/broker/lifecycle'
+import { Refused, SERVER_ID } from '../../src/broker/message-rules'
 import { CHAT_HEAD, DM_HEAD, eventHead, eventSeq, eventTail } from '../../src/protocol/server-frames'
 import type { EventType, RoomEvent, User } from '../../src/protocol/server-frames'
 import { LIMITS, engines } from './engines'

@@ -1,6 +1,8 @@
 import type { test as bunTest } from 'bun:test'
 import { memoryBroker } from '../../src/broker/memory'
 import { redisBroker } from '../../src/broker/redis'
+import { redisConnections } from '../../src/broker/redis-connect'
+import { singleNode } from '../../src/cluster/heartbeat'
 import type { Broker, Position } from '../../src/broker/types'
 import { postgresStore } from '../../src/store/postgres'
 import { freshDatabase } from '../helpers/postgres'
@@ -71,13 +73,16 @@ function redisEngine(name: string, test: typeof bunTest, url: () => string, clus
     test,
     async start() {
       const prefix = `conf-${process.pid}-${Date.now().toString(36)}-${cluster ? 'c' : 'r'}:`
-      const broker = redisBroker({ url: url(), cluster, prefix, nodeId: `conf-${cluster ? 'c' : 'r'}`, historyLimit: LIMITS.historyLimit, reactionCaps: caps })
-      const client = (broker as unknown as { client: import('ioredis').default | import('ioredis').Cluster }).client
+      const connections = redisConnections(url(), cluster)
+      const nodeId = `conf-${cluster ? 'c' : 'r'}`
+      const broker = redisBroker({ redis: connections, nodes: singleNode(nodeId), cluster, prefix, nodeId, historyLimit: LIMITS.historyLimit, reactionCaps: caps })
+      const client = connections.cmd
       // Redis lost the room (restarted empty, or the keys expired): its sequence state goes.
       const forget = async (room: string) => {
         for (const s of ['state', 'log', 'msgs', 'msgorder']) await client.del(`${prefix}{${room}}:${s}`)
       }
       return started(broker, forget, async () => {
+        connections.close()
         if (!cluster) await dropRedisPrefix(prefix)
       })
     },

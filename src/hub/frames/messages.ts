@@ -1,5 +1,5 @@
 import type { Accepted, EventDraft } from '../../broker/types'
-import { mutedMessage } from '../../broker/lifecycle'
+import { mutedMessage } from '../../broker/message-rules'
 import { FrameError } from '../../core/errors'
 import type { FrameOf } from '../../protocol/client-frames'
 import { CHAT_HEAD, DM_HEAD, chatFrame, chatTailOfOwn, eventTail, frames, userJson } from '../../protocol/server-frames'

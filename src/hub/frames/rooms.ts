@@ -10,7 +10,7 @@ import { higherRole } from '../moderation'
 
 /** join, leave, rooms, read, history, presence, typing: being in rooms and reading them. */
 export function roomFrames(h: HubContext): Handlers<'join' | 'leave' | 'rooms' | 'read' | 'history' | 'presence' | 'typing'> {
-  const { broker, rooms, conversations, members, lifecycle } = h
+  const { broker, rooms, conversations, members, changes } = h
 
   async function join(c: Conn, f: FrameOf<'join'>) {
     await h.mayUse(c, f.room, 'join')
@@ -55,8 +55,8 @@ export function roomFrames(h: HubContext): Handlers<'join' | 'leave' | 'rooms' |
   async function history(c: Conn, f: FrameOf<'history'>) {
     await h.mayUse(c, f.room, 'read')
     const limit = f.limit ?? 50
-    const raw = f.thread === undefined ? await rooms.page(f.room, f.before, limit) : await lifecycle.thread((b, l) => rooms.page(f.room, b, l), f.thread, f.before, limit)
-    const p = await lifecycle.present(f.room, raw, c.identity.user.id)
+    const raw = f.thread === undefined ? await rooms.page(f.room, f.before, limit) : await changes.thread((b, l) => rooms.page(f.room, b, l), f.thread, f.before, limit)
+    const p = await changes.present(f.room, raw, c.identity.user.id)
     h.send(c, frames.history(f.room, p.frames, p.more, f.id), 'history')
   }
 

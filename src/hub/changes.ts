@@ -1,5 +1,5 @@
 import type { Broker, Page } from '../broker/types'
-import { current, messageIdOf } from '../broker/lifecycle'
+import { current, messageIdOf } from '../broker/message-rules'
 import type { Append } from './append'
 import { eventFrame, eventHead, eventTail, isMessageFrame } from '../protocol/server-frames'
 import type { EventType, RoomEvent, User } from '../protocol/server-frames'
@@ -16,7 +16,7 @@ const hookType = (type: EventType, op: unknown) =>
  * Edits, deletes and reactions: each is an event of the room's log, checked against the
  * message's state by the sequencer (the broker) in the same step as its append.
  */
-export function createLifecycle(deps: { broker: Broker; append: Append; store?: Pick<Store, 'messages'>; emit?: (e: EventInput) => void }) {
+export function createChanges(deps: { broker: Broker; append: Append; store?: Pick<Store, 'messages'>; emit?: (e: EventInput) => void }) {
   const { broker, append, store, emit } = deps
 
   /** Appends a change; refused changes become the frame error they name. */
@@ -70,4 +70,4 @@ export function createLifecycle(deps: { broker: Broker; append: Append; store?: 
   return { edit, remove, react, present, thread }
 }
 
-export type Lifecycle = ReturnType<typeof createLifecycle>
+export type Changes = ReturnType<typeof createChanges>

@@ -17,7 +17,7 @@ export interface MessageStore {
  * A room's message states for the memory engine: the newest `generation` messages at least and
  * twice that at most, in two maps. When the young map is full the old one is dropped whole: a
  * map never deletes a key, so it never walks past deleted slots (per-key deletes of the oldest
- * were a quarter of a chat message's server CPU in scenario 1c).
+ * cost a chat message dearly: docs/performance.md).
  */
 export class MessageStates implements MessageStore {
   private young = new Map<string, MessageState>()
@@ -80,7 +80,7 @@ const NO_EXTRA = Object.freeze({})
  * acknowledged no later event of that user is accepted, whichever node it comes through
  * (a connection's own check may not have seen the event yet).
  */
-export type Standing = Map<string, number>
+export type Sanctions = Map<string, number>
 
 /** The refusal of a muted user's chat (the hub's own check says the same). */
 export const mutedMessage = (room: string, until: number | string) => `room: muted in ${room} until ${typeof until === 'number' ? new Date(until).toISOString() : until}`
@@ -89,7 +89,7 @@ export const mutedMessage = (room: string, until: number | string) => `room: mut
  * Checks `e` (with seq `seq`) against `msgs` and `standing` and, when allowed and not a no-op,
  * applies it. `moderator`: the actor may delete other users' messages in this room.
  */
-export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Caps, moderator = false, standing?: Standing): Verdict {
+export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Caps, moderator = false, standing?: Sanctions): Verdict {
   const x = (e.extra ?? NO_EXTRA) as Record<string, unknown>
   if (standing && e.type === 'moderation') {
     const target = (x.user as { id: string }).id

@@ -1,0 +1,113 @@
+-- append: one event of the room's log, in one step: checked against the room's message state,
+-- given the room's next seq, its frame (head .. seq .. tail) added to the capped stream and
+-- PUBLISHed to the room's channel, the message state changed; with a dedupe key, a retry
+-- returns the first result instead.
+-- Returns {1, seq} | {0, seq, id} (duplicate) | {2, seq} (a change that changes nothing: nothing
+-- appended) | {-3, code, message} (refused by the message state: nothing changed) | {-1} (room
+-- state missing: the caller initialises it from its origin and calls again).
+-- The published payload is the frame, or `<conn>\n<frame>` when a connection must not get it.
+-- The room's keys expire after ARGV[8] ms without an append (0 = never).
+--
+-- Message state (see message-rules.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
+-- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions};
+-- KEYS[4] lists message ids oldest first: past ARGV[11] entries the oldest leave the hash (a
+-- change to one is then checked against the store's copy, which the caller puts back).
+-- ARGV[10] is the event's command JSON {t, id, by, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu,
+-- act?, tg?, um?, until?}. Moderation events keep the room's standing in the same hash:
+-- `~mute:<user>` -> "<until ms> <until ISO>", `~ban:<user>` -> 1; a later event of a banned
+-- user, or chat of a muted one, is refused here, whichever node it came through.
+--
+-- KEYS: state, log, msgs, msg order, and the dedupe key only when there is one (every key in
+-- the room's slot: no placeholder keys, which a Redis Cluster would refuse as another slot).
+-- ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, except ('' = none), ttlMs, room, command, keep
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if KEYS[5] then
+  local hit = redis.call('GET', KEYS[5])
+  if hit then
+    local sp = string.find(hit, ' ', 1, true)
+    return {0, tonumber(string.sub(hit, 1, sp - 1)), string.sub(hit, sp + 1)}
+  end
+end
+local cmd = cjson.decode(ARGV[10])
+local lcKey, lcVal, lcNew = false, false, false
+local function nf(what, id) return {-3, 'not_found', what .. ': no message ' .. id .. ' in ' .. ARGV[9]} end
+if cmd.t ~= 'moderation' and cmd.by ~= 'server' then
+  if redis.call('HEXISTS', KEYS[3], '~ban:' .. cmd.by) == 1 then return {-3, 'forbidden', 'room: banned from ' .. ARGV[9]} end
+  if cmd.t == 'chat' then
+    local mu = redis.call('HGET', KEYS[3], '~mute:' .. cmd.by)
+    if mu then
+      local sp = string.find(mu, ' ', 1, true)
+      local now = redis.call('TIME')
+      if tonumber(string.sub(mu, 1, sp - 1)) > tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) then
+        return {-3, 'forbidden', 'room: muted in ' .. ARGV[9] .. ' until ' .. string.sub(mu, sp + 1)}
+      end
+    end
+  end
+end
+if cmd.t == 'moderation' then
+  if cmd.act == 'mute' then redis.call('HSET', KEYS[3], '~mute:' .. cmd.tg, cmd.um .. ' ' .. cmd['until'])
+  elseif cmd.act == 'unmute' then redis.call('HDEL', KEYS[3], '~mute:' .. cmd.tg)
+  elseif cmd.act == 'ban' then redis.call('HSET', KEYS[3], '~ban:' .. cmd.tg, '1')
+  elseif cmd.act == 'unban' then redis.call('HDEL', KEYS[3], '~ban:' .. cmd.tg) end
+elseif cmd.t == 'chat' or cmd.t == 'dm' then
+  if cmd.reply_to then
+    local p = redis.call('HGET', KEYS[3], cmd.reply_to)
+    if not p or cjson.decode(p).d then return nf('reply_to', cmd.reply_to) end
+  end
+  lcKey, lcNew = cmd.id, true
+elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' then
+  local raw = redis.call('HGET', KEYS[3], cmd.msg)
+  if not raw then return nf('msg', cmd.msg) end
+  local m = cjson.decode(raw)
+  if m.d then return nf('msg', cmd.msg) end
+  if m.r == nil or type(m.r) ~= 'table' then m.r = {} end
+  if cmd.t == 'edit' then
+    if m.a ~= cmd.by and not (cmd.mod and cmd.by == 'server') then return {-3, 'forbidden', 'msg: only its author may edit ' .. cmd.msg} end
+    m.b = cmd.body
+    m.j = cmd.dj
+    m.e = cmd.ts
+  elseif cmd.t == 'delete' then
+    if m.a ~= cmd.by and not cmd.mod then return {-3, 'forbidden', 'msg: only its author or a moderator of ' .. ARGV[9] .. ' may delete ' .. cmd.msg} end
+    m.d = true
+    m.b = nil
+    m.j = nil
+    m.r = {}
+  else
+    local users = m.r[cmd.reaction]
+    local at = false
+    if users then for i = 1, #users do if users[i] == cmd.by then at = i end end end
+    if cmd.op == 'remove' then
+      if not at then return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
+      table.remove(users, at)
+      if #users == 0 then m.r[cmd.reaction] = nil end
+    else
+      if at then return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
+      local distinct, mine = 0, 0
+      for _, us in pairs(m.r) do
+        distinct = distinct + 1
+        for i = 1, #us do if us[i] == cmd.by then mine = mine + 1 end end
+      end
+      if not users and distinct >= cmd.pm then return {-3, 'limit', 'reaction: ' .. cmd.msg .. ' already has ' .. cmd.pm .. ' different reactions'} end
+      if mine >= cmd.pu then return {-3, 'limit', 'reaction: at most ' .. cmd.pu .. ' reactions per user on one message'} end
+      if users then table.insert(users, cmd.by) else m.r[cmd.reaction] = {cmd.by} end
+    end
+  end
+  if next(m.r) == nil then m.r = nil end
+  lcKey, lcVal = cmd.msg, cjson.encode(m)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local frame = ARGV[1] .. seq .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
+if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[7] .. '\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
+if KEYS[5] then redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
+if lcNew then
+  redis.call('HSET', KEYS[3], lcKey, cjson.encode({s = seq, a = cmd.by}))
+  redis.call('RPUSH', KEYS[4], lcKey)
+  if redis.call('LLEN', KEYS[4]) > tonumber(ARGV[11]) then redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4])) end
+elseif lcKey then
+  redis.call('HSET', KEYS[3], lcKey, lcVal)
+end
+if ARGV[8] ~= '0' then
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+end
+return {1, seq}
