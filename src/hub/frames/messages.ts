@@ -86,8 +86,22 @@ export function messageFrames(h: HubContext) {
     return accepted
   }
 
+  /**
+   * A connection's dms to one user, one after the other: the first to a new conversation
+   * waits for its room and its join, and the next must not overtake it.
+   */
+  const dmQueues = new Map<string, Promise<void>>()
+  function dm(c: Conn, f: FrameOf<'dm'>): Promise<void> {
+    const k = `${c.id}\n${f.to}`
+    const done = (dmQueues.get(k) ?? Promise.resolve()).then(() => dmNow(c, f))
+    const tail = done.catch(() => {})
+    dmQueues.set(k, tail)
+    void tail.then(() => dmQueues.get(k) === tail && dmQueues.delete(k))
+    return done
+  }
+
   /** A dm is a message of the pair's direct room; the sending connection does not get it back. */
-  async function dm(c: Conn, f: FrameOf<'dm'>) {
+  async function dmNow(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
     if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
     // Refused when the recipient blocks the sender: never stored, so never in their unread.
