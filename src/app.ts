@@ -14,6 +14,7 @@ import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
 import { pushRoutes } from './http/push-api'
+import { searchRoutes } from './http/search-api'
 import { demoRoutes } from './http/demo'
 import { clientAddress, limitKey, trustedProxies } from './core/client-ip'
 import { listeners } from './http/listeners'
@@ -268,6 +269,7 @@ export function createApp(deps: AppDeps) {
     .use(conversationsRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(moderationRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(pushRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
+    .use(searchRoutes({ config, hub, broker, store: deps.store }))
     .use(adminRoutes({ config, stats }))
     .use(demoRoutes(config.ENABLE_DEMO))
 

@@ -77,6 +77,7 @@ export const variables = {
   MAX_MEMBERSHIPS: { schema: int(1, 100_000), default: '500', help: 'memberships a user may hold; beyond, a join or grant answers `limit`' },
   MAX_REACTIONS_PER_MESSAGE: { schema: int(1, 1000), default: '50', help: 'different reactions one message may carry; beyond, `react` answers `limit`' },
   MAX_REACTIONS_PER_USER: { schema: int(1, 1000), default: '10', help: 'reactions one user may put on one message; beyond, `react` answers `limit`' },
+  PINS_MAX_PER_ROOM: { schema: int(1, 1000), default: '50', help: 'pinned messages one room may hold; beyond, `pin` answers `limit`' },
   HISTORY_LIMIT: { schema: int(1, 10_000_000), default: '1000', help: 'messages kept per room for recovery without PostgreSQL' },
   IDLE_TIMEOUT_S: { schema: int(5, 960, 'seconds'), default: '60', help: 'close a connection silent for this long' },
   SHUTDOWN_GRACE_S: { schema: int(0, 3600, 'seconds'), default: '10', help: 'how long a drain may take on SIGTERM' },

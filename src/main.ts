@@ -115,7 +115,7 @@ const redis = connections
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
       historyTtlMs: config.HISTORY_TTL_S * 1000,
-      reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER },
+      reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER, pinsPerRoom: config.PINS_MAX_PER_ROOM },
       loadMessages: store && ((room, ids) => store.messages(room, ids)),
       origin,
       store,
@@ -130,7 +130,7 @@ const broker: Broker =
     store,
     historyTtlMs: config.HISTORY_TTL_S ? config.HISTORY_TTL_S * 1000 : undefined,
     maxRooms: config.MAX_ROOMS,
-    reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER },
+    reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER, pinsPerRoom: config.PINS_MAX_PER_ROOM },
     loadMessages: store && ((room, ids) => store.messages(room, ids)),
     onEvict: () => metrics.roomsEvicted.inc(),
   })

@@ -69,8 +69,8 @@ export function createMetrics() {
     })
     return ts
   }
-  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'rooms', 'read', 'edit', 'delete', 'react', 'unreact', 'mute', 'unmute', 'ban', 'unban', 'kick', 'device', 'notify', 'block', 'unblock', 'invalid'] as const
-  const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'read', 'rooms', 'pong', 'error'] as const
+  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'rooms', 'read', 'edit', 'delete', 'react', 'unreact', 'mute', 'unmute', 'ban', 'unban', 'kick', 'pin', 'unpin', 'pins', 'search', 'device', 'notify', 'block', 'unblock', 'invalid'] as const
+  const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'read', 'rooms', 'pins', 'search', 'pong', 'error'] as const
   const framesIn = tallyBy('chat_frames_in_total', 'Client frames received, by type', 'type', inTypes)
   const framesOut = tallyBy('chat_frames_out_total', 'Frames sent or published by this node, by type', 'type', outTypes)
   const published = tally('chat_messages_published_total', 'Chat messages accepted and published')

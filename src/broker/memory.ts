@@ -5,9 +5,9 @@ import { Unavailable } from './types'
 import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
-import { MessageStates, Refused, neededMessage, project } from './message-rules'
+import { MessageStates, Refused, byPinTime, neededMessage, project } from './message-rules'
 import { memoryPresence } from './memory-presence'
-import type { Caps, LoadMessages, MessageState, Sanctions } from './message-rules'
+import type { Caps, LoadMessages, MessageState, Pins, Sanctions } from './message-rules'
 
 const MAX_DEDUPE_KEYS = 200_000
 
@@ -33,6 +33,8 @@ interface RoomLog {
   /** The state of the room's recent messages (message-rules.ts): the newest 2 × HISTORY_LIMIT at least. */
   msgs: MessageStates
   standing: Sanctions
+  /** The room's pinned messages (from the store's origin after a restart). */
+  pins: Pins
 }
 
 export interface MemoryBrokerOptions {
@@ -79,7 +81,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new MessageStates(opts.historyLimit * 2), standing: new Map() }
+        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new MessageStates(opts.historyLimit * 2), standing: new Map(), pins: new Map((o.pins ?? []).map((p) => [p.msg, p])) }
         early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
@@ -121,7 +123,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
    * synchronous step (no change races another); an answer instead when there is nothing to publish.
    */
   function sequence(r: RoomLog, draft: EventDraft): number | Accepted {
-    const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing)
+    const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing, r.pins)
     if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
     if (verdict.noop) return { id: draft.event.id, seq: top(r), duplicate: false, noop: true }
     return ++r.seq
@@ -271,6 +273,9 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
         if (m) out.set(id, m)
       }
       return out
+    },
+    async pins(room) {
+      return [...(await log(room)).pins.values()].sort(byPinTime)
     },
     presence: memoryPresence(),
     problem: () => undefined,

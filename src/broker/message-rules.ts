@@ -1,7 +1,7 @@
 import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
-export type { MessageState } from '../core/room-log'
-import type { MessageState } from '../core/room-log'
+export type { MessageState, Pin, Pins } from '../core/room-log'
+import type { MessageState, Pin, Pins } from '../core/room-log'
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
 export const NO_REACTIONS: Record<string, string[]> = Object.freeze({})
@@ -56,7 +56,14 @@ export interface Caps {
   perMessage: number
   /** Reactions of one user on one message. */
   perUser: number
+  /** Pinned messages per room (PINS_MAX_PER_ROOM); 50 when not given. */
+  pinsPerRoom?: number
 }
+
+export const DEFAULT_PINS_PER_ROOM = 50
+
+/** The order a room's pins are listed in, on every engine: by when they were pinned, then by the message's seq. */
+export const byPinTime = (a: Pin, b: Pin) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : a.seq - b.seq)
 
 /** Thrown by `append` when the event is not allowed by the message's state: nothing was appended. */
 export class Refused extends Error {
@@ -89,7 +96,7 @@ export const mutedMessage = (room: string, until: number | string) => `room: mut
  * Checks `e` (with seq `seq`) against `msgs` and `standing` and, when allowed and not a no-op,
  * applies it. `moderator`: the actor may delete other users' messages in this room.
  */
-export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Caps, moderator = false, standing?: Sanctions): Verdict {
+export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Caps, moderator = false, standing?: Sanctions, pins?: Pins): Verdict {
   const x = (e.extra ?? NO_EXTRA) as Record<string, unknown>
   if (standing && e.type === 'moderation') {
     const target = (x.user as { id: string }).id
@@ -116,8 +123,24 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
   }
   if (e.type === 'moderation') return { ok: true }
   const id = x.msg as string
+  // Unpinning what is not pinned (never was, unpinned, or deleted since) changes nothing.
+  if (e.type === 'unpinned') {
+    if (!moderator) return refuse('forbidden', `room: only a moderator or owner of ${e.room} may unpin`)
+    if (!pins?.has(id)) return { ok: true, noop: true }
+    pins.delete(id)
+    return { ok: true }
+  }
   const m = msgs.get(id)
   if (!m || m.deleted) return refuse('not_found', `msg: no message ${id} in ${e.room}`)
+  if (e.type === 'pinned') {
+    if (!moderator) return refuse('forbidden', `room: only a moderator or owner of ${e.room} may pin`)
+    if (!pins) return refuse('unavailable', 'pin: this engine keeps no pins')
+    if (pins.has(id)) return { ok: true, noop: true }
+    const cap = caps.pinsPerRoom ?? DEFAULT_PINS_PER_ROOM
+    if (pins.size >= cap) return refuse('limit', `msg: ${e.room} already has ${cap} pinned messages (PINS_MAX_PER_ROOM)`)
+    pins.set(id, { msg: id, seq: m.seq, by: e.from, ts: e.ts })
+    return { ok: true }
+  }
   if (e.type === 'edit') {
     // The server (the API, trusted with moderator power) may edit any message.
     if (m.author !== e.from.id && !(moderator && e.from.id === SERVER_ID)) return refuse('forbidden', `msg: only its author may edit ${id}`)
@@ -129,6 +152,8 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
   if (e.type === 'delete') {
     if (m.author !== e.from.id && !moderator) return refuse('forbidden', `msg: only its author or a moderator of ${e.room} may delete ${id}`)
     m.deleted = true
+    // A deleted message leaves the room's pins with it (the delete event says so: no unpinned follows).
+    pins?.delete(id)
     m.body = undefined
     m.data = undefined
     m.reactions = NO_REACTIONS
@@ -203,7 +228,7 @@ export type LoadMessages = (room: string, ids: string[]) => Promise<Map<string, 
 export function neededMessage(e: RoomEvent): string | undefined {
   const x = e.extra as Record<string, unknown> | undefined
   if (!x) return undefined
-  if (e.type === 'edit' || e.type === 'delete' || e.type === 'react') return x.msg as string
+  if (e.type === 'edit' || e.type === 'delete' || e.type === 'react' || e.type === 'pinned') return x.msg as string
   if (e.type === 'chat' || e.type === 'dm') return x.reply_to as string | undefined
   return undefined
 }

@@ -1,5 +1,5 @@
 import type { Position } from '../core/room-log'
-import type { MessageState } from './message-rules'
+import type { MessageState, Pin } from './message-rules'
 
 /** Unread counts are exact up to this; at it, the client shows "999+". */
 export const UNREAD_CAP = 1000
@@ -55,4 +55,6 @@ export interface ReadModel {
    * engine does not keep message state (edits, deletes and reactions are then refused).
    */
   messages?(room: string, ids: string[]): Promise<Map<string, MessageState>>
+  /** The room's pinned messages, oldest pin first (the engine's own state, checked by its append). */
+  pins?(room: string): Promise<Pin[]>
 }

@@ -32,8 +32,8 @@ const sharded = (lua: string) => FENCED + lua.replaceAll("call('PUBLISH'", "call
 /** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
 export type Scripted = Redis & {
   chatSummary(state: string, log: string, read: number, needle: string, cap: number, budget: number, chatHead: string, dmHead: string): Promise<[number, string, number, number, string] | [-1]>
-  /** `numKeys` 5 with a dedupe key, else 4 (and no dedupe argument). */
-  chatAppend(numKeys: 4 | 5, ...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
+  /** `numKeys` 6 with a dedupe key, else 5 (and no dedupe argument). */
+  chatAppend(numKeys: 5 | 6, ...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
   chatPersisted(state: string, upTo: number): Promise<[number, number]>
   dueDone(due: string, room: string, now: number): Promise<number>
   chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string] | [-1]>
@@ -85,6 +85,8 @@ export function redisKeys(P: string) {
     /** hash: message id -> its current state (message-rules.ts); list: those ids, oldest first. */
     msgs: (room: string) => `${P}{${room}}:msgs`,
     msgOrder: (room: string) => `${P}{${room}}:msgorder`,
+    /** hash: pinned message id -> {s its seq, b who pinned, t when} (append.lua). */
+    pins: (room: string) => `${P}{${room}}:pins`,
     pConns: (room: string) => `${P}{${room}}:pconns`,
     pCounts: (room: string) => `${P}{${room}}:pcounts`,
     pNames: (room: string) => `${P}{${room}}:pnames`,

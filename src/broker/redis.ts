@@ -7,8 +7,8 @@ import type { RedisConnections } from './redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
 import { redisPresence } from './redis-presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
-import { Refused, neededMessage } from './message-rules'
-import type { Caps, LoadMessages, MessageState } from './message-rules'
+import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
+import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 
@@ -310,6 +310,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     const o = await origin(room)
     const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
     const [seq, epoch] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
+    // The store's pins come back with the room (Redis lost them, or they expired with it).
+    if (o.pins?.length) {
+      for (const p of o.pins) await cmd.hsetnx(key.pins(room), p.msg, JSON.stringify({ s: p.seq, b: p.by, t: p.ts }))
+      if (opts.historyTtlMs) await cmd.pexpire(key.pins(room), opts.historyTtlMs)
+    }
     return { seq: Number(seq), epoch }
   }
 
@@ -380,6 +385,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       mod: draft.moderator || undefined,
       pm: caps.perMessage,
       pu: caps.perUser,
+      pc: caps.pinsPerRoom ?? DEFAULT_PINS_PER_ROOM,
+      bu: e.type === 'pinned' ? { id: e.from.id, name: e.from.name } : undefined,
       ...(e.type === 'moderation' ? { act: x.action, tg: (x.user as { id: string }).id, um: x.until ? Date.parse(x.until as string) : undefined, until: x.until } : {}),
     })
   }
@@ -411,11 +418,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     },
     async append(room, draft, dedupe, except): Promise<Accepted> {
       if (opts.store) await markDue(room)
-      const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room)]
+      const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room), key.pins(room)]
       if (dedupe) keys.push(key.dedupe(dedupe, room))
       const command = lifecycleCommand(draft)
       const args = [draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2]
-      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : () => cmd.chatAppend(keys.length as 4 | 5, ...keys, ...args)) as () => Promise<[number, (number | string)?, string?]>
+      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : () => cmd.chatAppend(keys.length as 5 | 6, ...keys, ...args)) as () => Promise<[number, (number | string)?, string?]>
       let r = await call()
       for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)
@@ -507,6 +514,15 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         out.set(id, { seq: m.s, author: m.a, deleted: m.d, edited_at: m.e, body: m.b, data: m.j === undefined ? undefined : JSON.parse(m.j), reactions: m.r ?? {} })
       })
       return out
+    },
+    async pins(room) {
+      if (!(await cmd.exists(key.state(room)))) await init(room)
+      const raw = await cmd.hgetall(key.pins(room))
+      const out: Pin[] = Object.entries(raw).map(([msg, v]) => {
+        const p = JSON.parse(v) as { s: number; b: Pin['by']; t: string }
+        return { msg, seq: p.s, by: p.b, ts: p.t }
+      })
+      return out.sort(byPinTime)
     },
     presence: presence.presence,
     problem() {

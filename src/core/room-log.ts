@@ -1,3 +1,5 @@
+import type { User } from './identity'
+
 /**
  * What a room's log is made of, for the two that hold it: the broker (the live, recent log) and
  * the store (its archive in PostgreSQL).
@@ -16,7 +18,21 @@ export interface Page {
 /** Where a room's sequence starts; `known` when the store had the room before (it may have lost a tail of it). */
 export interface Origin extends Position {
   known?: boolean
+  /** The room's pinned messages as the store has them (a restarted engine starts from these). */
+  pins?: Pin[]
 }
+
+/** A pinned message of a room: the message (id and seq), who pinned it and when. */
+export interface Pin {
+  msg: string
+  /** The pinned message's own seq (where its frame is in the log). */
+  seq: number
+  by: User
+  ts: string
+}
+
+/** A room's pins by message id, in the order they were pinned. */
+export type Pins = Map<string, Pin>
 
 /** A new epoch: a room's sequence that starts over gets one, so readers of the old one know. */
 export const freshEpoch = () => Bun.randomUUIDv7().replaceAll('-', '').slice(-12)

@@ -18,6 +18,9 @@ import { changeFrames } from './frames/changes'
 import { messageFrames } from './frames/messages'
 import { moderationFrames } from './frames/moderation'
 import { pushFrames } from './frames/push'
+import { pinFrames } from './frames/pins'
+import { createPins } from './pins'
+import { createSearch } from './search'
 import { roomFrames } from './frames/rooms'
 import { sessionFrames } from './frames/session'
 import { createChanges } from './changes'
@@ -86,6 +89,8 @@ export function createHub(deps: HubDeps) {
     present: async (room, frames, viewer) => (await changes.present(room, { frames, more: false }, viewer)).frames,
   })
   const moderation = createModeration({ broker, append, members, audit, emit })
+  const pins = createPins({ broker, append, rooms, changes })
+  const search = createSearch({ store, members, broker })
 
   const h: HubContext = {
     config,
@@ -129,7 +134,7 @@ export function createHub(deps: HubDeps) {
     conns,
     nodeId: deps.nodeId,
     chatNow: messages.chatNow,
-    handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pushing.handlers },
+    handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pinFrames(h, pins, search), ...pushing.handlers },
   })
 
   return {
@@ -148,6 +153,8 @@ export function createHub(deps: HubDeps) {
     conversations,
     changes,
     moderation,
+    pins,
+    search,
     get roomCount() {
       let n = 0
       for (const topic of delivery.local.keys()) if (topic.startsWith('r:')) n++

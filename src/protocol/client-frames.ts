@@ -73,6 +73,18 @@ export const deviceAddress = z
       if (d.subscription !== undefined) issue('subscription', 'is for webpush only')
     }
   })
+/** The fields of a search, shared by the `search` frame and GET /api/search (docs/search.md). */
+export function searchFields() {
+  const text = (max: number, what: string) => z.string(`must be ${what}`).min(1, 'must not be empty').max(max, `must be at most ${max} characters`).refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+  return {
+    q: text(200, 'a string').refine((s) => s.trim().length > 0, 'must not be blank'),
+    room: z.string('must be a room name').regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -').optional(),
+    from: text(64, 'a user id').optional(),
+    before: text(64, 'an ISO 8601 time or a message id').optional(),
+    cursor: text(512, 'the cursor of a previous answer').optional(),
+    limit: z.number('must be a number').int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100').optional(),
+  }
+}
 
 /** The frames a client may send, as zod schemas built for the configured limits. */
 export function clientFrameSchemas(maxBodyChars: number) {
@@ -113,6 +125,10 @@ export function clientFrameSchemas(maxBodyChars: number) {
       thread: msg.optional(),
       id,
     }),
+    pin: z.object({ type: z.literal('pin'), room, msg, id }),
+    unpin: z.object({ type: z.literal('unpin'), room, msg, id }),
+    pins: z.object({ type: z.literal('pins'), room, id }),
+    search: z.object({ type: z.literal('search'), ...searchFields(), id }),
     presence: z.object({ type: z.literal('presence'), room, id }),
     typing: z.object({ type: z.literal('typing'), room, id }),
     refresh: z.object({ type: z.literal('refresh'), token: z.string().min(1, 'must not be empty'), id }),

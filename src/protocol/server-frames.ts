@@ -16,7 +16,7 @@ const opt = (key: string, value: unknown) => (value === undefined ? '' : `,"${ke
  * `{"type":"<type>","seq":` and the tail after the number. Any holder of the text reads the
  * seq back cheaply (`eventSeq`), whatever the event's type.
  */
-export type EventType = 'chat' | 'dm' | 'edit' | 'delete' | 'react' | 'moderation'
+export type EventType = 'chat' | 'dm' | 'edit' | 'delete' | 'react' | 'moderation' | 'pinned' | 'unpinned'
 
 /** The key of an event's actor (`RoomEvent.from`) in its frame: who wrote, edited, reacted, moderated. */
 export const actorKey = (type: EventType) => (type === 'chat' || type === 'dm' ? 'from' : type === 'react' ? 'user' : 'by')
@@ -118,6 +118,10 @@ export const frames = {
   /** `conversations` are already-encoded Conversation objects. */
   rooms: (conversations: string[], more: boolean, next?: string, id?: string) =>
     `{"type":"rooms","rooms":[${conversations.join(',')}],"more":${more}${opt('next', next)}${opt('id', id)}}`,
+  /** `pins` are already-encoded pin objects (see pinJson). */
+  pins: (room: string, pins: string[], id?: string) => `{"type":"pins","room":${q(room)},"pins":[${pins.join(',')}]${opt('id', id)}}`,
+  /** `results` are already-encoded message frames, spliced in. */
+  search: (results: string[], cursor?: string, id?: string) => `{"type":"search","results":[${results.join(',')}]${opt('cursor', cursor)}${opt('id', id)}}`,
   pong: (id?: string) => `{"type":"pong"${opt('id', id)}}`,
   /**
    * A Pusher event of the room (a Pusher client's `client-*` event or one of the Pusher HTTP
@@ -128,6 +132,10 @@ export const frames = {
   error: (code: ErrorCode, message: string, id?: string) =>
     `{"type":"error","code":"${code}","message":${q(message)}${opt('id', id)}}`,
 }
+
+/** One entry of a `pins` list; `message` is the encoded message frame as it stands (spliced in). */
+export const pinJson = (p: { msg: string; by: User; ts: string }, message: string | undefined) =>
+  `{"msg":${q(p.msg)},"by":${user(p.by)},"ts":${q(p.ts)}${message ? `,"message":${message}` : ''}}`
 
 /** A conversation of the `rooms` list; `last` is an encoded message frame, spliced in. */
 export function conversation(c: { room: string; direct?: User; seq: number; epoch: string; read: number; unread: number; last?: string }): string {

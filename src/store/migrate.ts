@@ -5,6 +5,7 @@ import auditIdempotent from './migrations/003_audit_idempotent.sql' with { type:
 import webhooks from './migrations/004_webhooks.sql' with { type: 'text' }
 import lifecycle from './migrations/005_lifecycle.sql' with { type: 'text' }
 import push from './migrations/006_push.sql' with { type: 'text' }
+import searchPins from './migrations/007_search_pins.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
 export const migrations: { name: string; sql: string }[] = [
@@ -14,6 +15,7 @@ export const migrations: { name: string; sql: string }[] = [
   { name: '004_webhooks', sql: webhooks },
   { name: '005_lifecycle', sql: lifecycle },
   { name: '006_push', sql: push },
+  { name: '007_search_pins', sql: searchPins },
 ]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */

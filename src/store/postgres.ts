@@ -3,11 +3,9 @@ import type { Sql } from 'postgres'
 import { freshEpoch } from '../core/room-log'
 import type { Origin, Page } from '../core/room-log'
 import { log } from '../log'
-import { eventHead, eventTail } from '../protocol/server-frames'
 import type { MessageState } from '../core/room-log'
-import type { EventType } from '../protocol/server-frames'
 import { migrate } from './migrate'
-import { SYSTEM_USER } from '../core/identity'
+import { createSearch } from './search'
 import type { AuditEntry, SessionStart, StoredEvent, Store } from './types'
 import type { User } from '../protocol/server-frames'
 
@@ -58,40 +56,13 @@ async function withTimeout<T>(ms: number, work: () => Promise<T>): Promise<T> {
   }
 }
 
-interface Row {
-  seq: string
-  type: EventType
-  id: string
-  user_id: string
-  user_name: string
-  body: string | null
-  data: unknown
-  /** SQL NULL (no `data`), as opposed to a JSON null. */
-  no_data: boolean
-  extra: Record<string, unknown> | null
-  created_at: Date
-}
-
-/** No connection can be the server (src/auth/system.ts): its rows read back with `system`. */
-const fromOf = (r: Row) => (r.user_id === SYSTEM_USER.id ? { ...SYSTEM_USER, name: r.user_name } : { id: r.user_id, name: r.user_name })
-const frameOf = (room: string, r: Row) =>
-  eventHead(r.type) +
-  r.seq +
-  eventTail({
-    type: r.type,
-    id: r.id,
-    room,
-    from: fromOf(r),
-    body: r.body ?? undefined,
-    data: r.no_data ? undefined : r.data,
-    ts: r.created_at.toISOString(),
-    ...(r.extra ? { extra: r.extra } : {}),
-  })
+import { frameOf } from './rows'
+import type { Row } from './rows'
 
 /** The event types that are messages (counted as unread, shown as a conversation's last). */
 const MESSAGE_TYPES = ['chat', 'dm']
 /** The event types that change a message's state (applied to it and to reactions by the writer). */
-const CHANGE_TYPES = new Set(['edit', 'delete', 'react'])
+const CHANGE_TYPES = new Set(['edit', 'delete', 'react', 'pinned', 'unpinned'])
 
 export type PostgresStore = Store & { sql: Sql }
 
@@ -109,6 +80,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
     connection: { application_name: `chat-server ${opts.nodeId}` },
   })
   const applied = await migrate(sql)
+  const { search } = await createSearch(sql)
   const COLUMNS = () => sql`seq, type, id, user_id, user_name, body, data, data is null as no_data, extra, created_at`
   if (applied.length) log.info('migrations applied', { applied })
 
@@ -234,7 +206,16 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
       await tx`update messages set cur_body = null, cur_data = null, deleted_at = ${m.ts}, state_seq = ${m.seq}
         where room = ${m.room} and id = ${msg} and state_seq < ${m.seq}`
       await tx`delete from reactions where room = ${m.room} and msg_id = ${msg}`
-    } else if (m.type === 'react')
+      // A deleted message is no longer pinned (the broker's rules say the same).
+      await tx`update pins set present = false, seq = ${m.seq} where room = ${m.room} and msg_id = ${msg} and seq < ${m.seq}`
+    } else if (m.type === 'pinned')
+      await tx`insert into pins (room, msg_id, msg_seq, by_id, by_name, pinned_at, present, seq)
+        values (${m.room}, ${msg}, coalesce((select seq from messages where room = ${m.room} and id = ${msg} and type in ${tx(MESSAGE_TYPES)} limit 1), 0), ${m.from.id}, ${m.from.name}, ${m.ts}, true, ${m.seq})
+        on conflict (room, msg_id) do update set msg_seq = excluded.msg_seq, by_id = excluded.by_id, by_name = excluded.by_name, pinned_at = excluded.pinned_at, present = true, seq = excluded.seq
+        where pins.seq < excluded.seq`
+    else if (m.type === 'unpinned')
+      await tx`update pins set present = false, seq = ${m.seq} where room = ${m.room} and msg_id = ${msg} and seq < ${m.seq}`
+    else if (m.type === 'react')
       await tx`insert into reactions (room, msg_id, reaction, user_id, present, seq)
         values (${m.room}, ${msg}, ${String(x.reaction)}, ${m.from.id}, ${x.op !== 'remove'}, ${m.seq})
         on conflict (room, msg_id, reaction, user_id) do update set present = excluded.present, seq = excluded.seq where reactions.seq < excluded.seq`
@@ -332,7 +313,14 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
       const created = await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing returning room`
       const [r] = await sql<{ epoch: string; seq: string }[]>`
         select epoch, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
-      return { epoch: r!.epoch, seq: Number(r!.seq), known: created.length === 0 }
+      const pins = created.length ? [] : await sql<{ msg_id: string; msg_seq: string; by_id: string; by_name: string; pinned_at: Date }[]>`
+        select msg_id, msg_seq, by_id, by_name, pinned_at from pins where room = ${room} and present order by pinned_at, seq`
+      return {
+        epoch: r!.epoch,
+        seq: Number(r!.seq),
+        known: created.length === 0,
+        pins: pins.map((p) => ({ msg: p.msg_id, seq: Number(p.msg_seq), by: { id: p.by_id, name: p.by_name }, ts: p.pinned_at.toISOString() })),
+      }
     },
     async range(room, after, upTo) {
       if (upTo <= after) return []
@@ -387,6 +375,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
       }
       return out
     },
+    search,
     async stored(room, from, to) {
       const rows = await sql<{ seq: string }[]>`select seq from messages where room = ${room} and seq between ${from} and ${to}`
       return new Set(rows.map((r) => Number(r.seq)))

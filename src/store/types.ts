@@ -54,6 +54,11 @@ export interface Store {
   last(room: string, below: number): Promise<string | undefined>
   /** The current state of the named messages of a room (edits, deletes, reactions applied). */
   messages(room: string, ids: string[]): Promise<Map<string, MessageState>>
+  /**
+   * Messages matching a search, in the user's rooms only, deleted ones never, edited ones as
+   * they stand. Thrown `SearchError` names a field the database found wrong (an unknown `before`).
+   */
+  search?(q: SearchQuery): Promise<SearchPage>
   /** Which of the seqs in [from, to] are stored. */
   stored(room: string, from: number, to: number): Promise<Set<number>>
   userSeen(user: User): void
@@ -76,4 +81,36 @@ export interface AuditRow {
   node?: string
   room?: string
   detail?: unknown
+}
+
+/** A search of messages (docs/search.md); the hub checks the input, the store runs it. */
+export interface SearchQuery {
+  user: string
+  q: string
+  /**
+   * The rooms to search when memberships are not in this database (members engine memory or
+   * Redis); undefined: the user's rows of `memberships`, joined in SQL.
+   */
+  rooms?: string[]
+  room?: string
+  /** A sender's user id. */
+  from?: string
+  /** Only messages older than this: an ISO time, or a message id (older than that message). */
+  before?: { ts: string } | { msg: string }
+  /** Where the previous page ended (its `cursor`). */
+  cursor?: SearchCursor
+  limit: number
+}
+
+/** The last result of a page: the keyset (created_at, room, seq) resumes after it. */
+export interface SearchCursor {
+  room: string
+  seq: number
+}
+
+export interface SearchPage {
+  /** Newest first: each message's room, its frame as it was sent and its stored state (the hub shows it as it stands). */
+  results: { room: string; frame: string; state: MessageState }[]
+  /** Present when there may be more. */
+  cursor?: SearchCursor
 }

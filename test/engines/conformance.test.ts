@@ -30,6 +30,7 @@ const dm = (room: string, from: User, to: string, body = 'psst') => draftOf(even
 const edit = (room: string, by: User, msg: string, body = 'edited', moderator?: boolean) => draftOf(event('edit', room, by, { extra: { msg }, body }), moderator)
 const del = (room: string, by: User, msg: string, moderator?: boolean) => draftOf(event('delete', room, by, { extra: { msg } }), moderator)
 const react = (room: string, by: User, msg: string, reaction: string, op: 'add' | 'remove' = 'add') => draftOf(event('react', room, by, { extra: { msg, reaction, op } }))
+const pin = (room: string, by: User, msg: string, type: 'pinned' | 'unpinned' = 'pinned', moderator = true) => draftOf(event(type, room, by, { extra: { msg } }), moderator)
 const moderation = (room: string, by: User, action: string, target: User, seconds?: number) =>
   draftOf(event('moderation', room, by, { extra: { action, user: target, ...(seconds ? { until: new Date(Date.now() + seconds * 1000).toISOString() } : {}) } }))
 
@@ -209,6 +210,32 @@ for (const factory of factories) {
       const m = await e.broker.append(room, chat(room, alice, 'parent'))
       expect(await outcome(e.broker.append(room, chat(room, bob, 'child', m.id)))).toBe('ok')
       expect(await outcome(e.broker.append(room, chat(room, bob, 'orphan', 'missing')))).toBe('not_found')
+    })
+
+    test('pins: moderators only; an unknown or deleted message is not_found; a repeat changes nothing; the cap answers limit', async () => {
+      const room = newRoom()
+      const ids: string[] = []
+      for (let i = 0; i < 5; i++) ids.push((await e.broker.append(room, chat(room, alice, `p${i}`))).id)
+      expect(await outcome(e.broker.append(room, pin(room, alice, ids[0]!, 'pinned', false)))).toBe('forbidden')
+      const first = await e.broker.append(room, pin(room, mod, ids[0]!))
+      expect(first.noop).toBeFalsy()
+      expect((await e.broker.append(room, pin(room, mod, ids[0]!))).noop).toBe(true)
+      expect((await e.broker.append(room, pin(room, mod, ids[1]!, 'unpinned'))).noop).toBe(true)
+      expect(await outcome(e.broker.append(room, pin(room, mod, 'nope')))).toBe('not_found')
+      await e.broker.append(room, del(room, alice, ids[4]!))
+      expect(await outcome(e.broker.append(room, pin(room, mod, ids[4]!)))).toBe('not_found')
+      await e.broker.append(room, pin(room, mod, ids[1]!))
+      await e.broker.append(room, pin(room, mod, ids[2]!))
+      // LIMITS.pinsPerRoom (3) pins a room.
+      expect(await outcome(e.broker.append(room, pin(room, mod, ids[3]!)))).toBe('limit')
+      expect((await e.broker.pins!(room)).map((p) => p.msg)).toEqual(ids.slice(0, 3))
+      // Unpinned, and a deleted message leaves the pins in the same step.
+      expect(await outcome(e.broker.append(room, pin(room, mod, ids[1]!, 'unpinned')))).toBe('ok')
+      await e.broker.append(room, del(room, mod, ids[2]!, true))
+      expect((await e.broker.pins!(room)).map((p) => p.msg)).toEqual(ids.slice(0, 1))
+      expect(await outcome(e.broker.append(room, pin(room, mod, ids[3]!)))).toBe('ok')
+      const log = (await e.broker.since(room, first.seq - 1)).frames.map((f) => JSON.parse(f).type)
+      expect(log).toEqual(['pinned', 'delete', 'pinned', 'pinned', 'unpinned', 'delete', 'pinned'])
     })
 
     // ---- moderation, enforced by the sequencer ----

@@ -10,7 +10,7 @@ import { needRedisBinaries, startRedisCluster } from '../helpers/redis-cluster'
 import { dropRedisPrefix, needService } from '../helpers/services'
 
 /** The limits every engine of the suite is made with, so that the cases can reach them. */
-export const LIMITS = { historyLimit: 40, perMessage: 3, perUser: 2, maxRooms: 64 }
+export const LIMITS = { historyLimit: 40, perMessage: 3, perUser: 2, maxRooms: 64, pinsPerRoom: 3 }
 
 /** One engine under test, started, with what the cases need to observe it. */
 export interface EngineUnderTest {
@@ -33,7 +33,7 @@ export interface EngineFactory {
   start(): Promise<EngineUnderTest>
 }
 
-const caps = { perMessage: LIMITS.perMessage, perUser: LIMITS.perUser }
+const caps = { perMessage: LIMITS.perMessage, perUser: LIMITS.perUser, pinsPerRoom: LIMITS.pinsPerRoom }
 
 async function started(broker: Broker, forget: (room: string) => Promise<void>, close: () => Promise<void>): Promise<EngineUnderTest> {
   const delivered = new Map<string, string[]>()

@@ -17,12 +17,17 @@
 -- `~mute:<user>` -> "<until ms> <until ISO>", `~ban:<user>` -> 1; a later event of a banned
 -- user, or chat of a muted one, is refused here, whichever node it came through.
 --
--- KEYS: state, log, msgs, msg order, and the dedupe key only when there is one (every key in
--- the room's slot: no placeholder keys, which a Redis Cluster would refuse as another slot).
+-- Pins (pinned / unpinned, moderators only: cmd.mod): KEYS[5] is a hash msg id -> JSON {s the
+-- message's seq, b {id, name} who pinned, t ts}, at most cmd.pc entries (else `limit`); pinning
+-- a pinned message or unpinning one that is not is a no-op; a delete removes its message's pin.
+--
+-- KEYS: state, log, msgs, msg order, pins, and the dedupe key only when there is one (every key
+-- in the room's slot: no placeholder keys, which a Redis Cluster would refuse as another slot).
 -- ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, except ('' = none), ttlMs, room, command, keep
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-if KEYS[5] then
-  local hit = redis.call('GET', KEYS[5])
+local function unchanged() return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
+if KEYS[6] then
+  local hit = redis.call('GET', KEYS[6])
   if hit then
     local sp = string.find(hit, ' ', 1, true)
     return {0, tonumber(string.sub(hit, 1, sp - 1)), string.sub(hit, sp + 1)}
@@ -55,6 +60,18 @@ elseif cmd.t == 'chat' or cmd.t == 'dm' then
     if not p or cjson.decode(p).d then return nf('reply_to', cmd.reply_to) end
   end
   lcKey, lcNew = cmd.id, true
+elseif cmd.t == 'unpinned' then
+  if not cmd.mod then return {-3, 'forbidden', 'room: only a moderator or owner of ' .. ARGV[9] .. ' may unpin'} end
+  if redis.call('HDEL', KEYS[5], cmd.msg) == 0 then return unchanged() end
+elseif cmd.t == 'pinned' then
+  if not cmd.mod then return {-3, 'forbidden', 'room: only a moderator or owner of ' .. ARGV[9] .. ' may pin'} end
+  local raw = redis.call('HGET', KEYS[3], cmd.msg)
+  if not raw then return nf('msg', cmd.msg) end
+  local m = cjson.decode(raw)
+  if m.d then return nf('msg', cmd.msg) end
+  if redis.call('HEXISTS', KEYS[5], cmd.msg) == 1 then return unchanged() end
+  if redis.call('HLEN', KEYS[5]) >= cmd.pc then return {-3, 'limit', 'msg: ' .. ARGV[9] .. ' already has ' .. cmd.pc .. ' pinned messages (PINS_MAX_PER_ROOM)'} end
+  redis.call('HSET', KEYS[5], cmd.msg, cjson.encode({s = m.s, b = cmd.bu, t = cmd.ts}))
 elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' then
   local raw = redis.call('HGET', KEYS[3], cmd.msg)
   if not raw then return nf('msg', cmd.msg) end
@@ -69,6 +86,7 @@ elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' then
   elseif cmd.t == 'delete' then
     if m.a ~= cmd.by and not cmd.mod then return {-3, 'forbidden', 'msg: only its author or a moderator of ' .. ARGV[9] .. ' may delete ' .. cmd.msg} end
     m.d = true
+    redis.call('HDEL', KEYS[5], cmd.msg)
     m.b = nil
     m.j = nil
     m.r = {}
@@ -77,11 +95,11 @@ elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' then
     local at = false
     if users then for i = 1, #users do if users[i] == cmd.by then at = i end end end
     if cmd.op == 'remove' then
-      if not at then return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
+      if not at then return unchanged() end
       table.remove(users, at)
       if #users == 0 then m.r[cmd.reaction] = nil end
     else
-      if at then return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
+      if at then return unchanged() end
       local distinct, mine = 0, 0
       for _, us in pairs(m.r) do
         distinct = distinct + 1
@@ -99,7 +117,7 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
 if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[7] .. '\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
-if KEYS[5] then redis.call('SET', KEYS[5], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
+if KEYS[6] then redis.call('SET', KEYS[6], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
 if lcNew then
   redis.call('HSET', KEYS[3], lcKey, cjson.encode({s = seq, a = cmd.by}))
   redis.call('RPUSH', KEYS[4], lcKey)
@@ -108,6 +126,6 @@ elseif lcKey then
   redis.call('HSET', KEYS[3], lcKey, lcVal)
 end
 if ARGV[8] ~= '0' then
-  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
 end
 return {1, seq}
