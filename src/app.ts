@@ -13,6 +13,7 @@ import type { Pusher } from './pusher'
 import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
+import { pushRoutes } from './http/push-api'
 import { searchRoutes } from './http/search-api'
 import { uploadsRoutes } from './http/uploads-api'
 import type { Uploads } from './uploads/service'
@@ -36,6 +37,7 @@ import type { Metrics } from './metrics'
 import type { Store } from './store/types'
 import type { Members } from './members/types'
 import pkg from '../package.json'
+import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
 
 /**
@@ -83,6 +85,7 @@ export interface AppDeps {
   webhooks?: HubWebhooks
   /** Attachments (POST /api/uploads); absent: chat and dm refuse `attachments`. */
   uploads?: Uploads
+  push?: HubPush
 }
 
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
@@ -121,6 +124,7 @@ export function createApp(deps: AppDeps) {
     members: deps.members,
     webhooks: deps.webhooks,
     uploads: deps.uploads,
+    push: deps.push,
   })
 
   // The Pusher protocol's face (src/pusher): its routes, and the hub's deliver and drain with its sockets in them.
@@ -270,6 +274,7 @@ export function createApp(deps: AppDeps) {
     .use(apiRoutes({ config, hub, broker, store: deps.store }))
     .use(conversationsRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(moderationRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
+    .use(pushRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(searchRoutes({ config, hub, broker, store: deps.store }))
     .use(adminRoutes({ config, stats }))
     .use(deps.uploads ? uploadsRoutes({ config, uploads: deps.uploads, authenticate, members: deps.members, broker }) : new Elysia({ name: 'no-uploads' }))

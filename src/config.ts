@@ -122,6 +122,18 @@ export const variables = {
   WEBHOOK_CLAIM_MS: { schema: int(1000, 3_600_000, 'milliseconds'), default: '30000', help: 'with Redis: events a node took and did not finish or renew for this long (it died) are taken over by another node' },
   HOOK_BEFORE_PUBLISH_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'the application\'s pre-publish hook: asked before each chat frame is accepted (allow, reject, replace); unset: off' },
   HOOK_TIMEOUT_MS: { schema: int(1, 60_000, 'milliseconds'), default: '1000', help: 'how long the pre-publish hook may take to answer' },
+  PUSH_VAPID_PUBLIC_KEY: { schema: optional(z.string().trim().regex(/^[A-Za-z0-9_-]{87}$/, 'expected the base64url public key of a P-256 pair (87 characters, as `npx web-push generate-vapid-keys` prints)')), default: undefined, help: 'Web Push: the VAPID public key the browser subscribed with; with PUSH_VAPID_PRIVATE_KEY and PUSH_VAPID_SUBJECT turns Web Push on' },
+  PUSH_VAPID_PRIVATE_KEY: { schema: optional(z.string().trim().regex(/^[A-Za-z0-9_-]{43}$/, 'expected the base64url private key of a P-256 pair (43 characters)')), default: undefined, help: 'Web Push: the VAPID private key' },
+  PUSH_VAPID_SUBJECT: { schema: optional(z.string().trim().regex(/^(mailto:|https:\/\/)\S+$/, 'expected a mailto: or https:// contact')), default: undefined, help: 'Web Push: the contact the push services see (mailto: or https://)' },
+  PUSH_FCM_CREDENTIALS_FILE: { schema: optional(text), default: undefined, help: 'FCM HTTP v1: the service-account JSON file (project_id, client_email, private_key, token_uri); turns FCM on' },
+  PUSH_FCM_URL: { schema: url(['http:', 'https:']), default: 'https://fcm.googleapis.com', help: 'FCM: base URL of the send API (POST {url}/v1/projects/{project_id}/messages:send)' },
+  PUSH_APNS_KEY_FILE: { schema: optional(text), default: undefined, help: 'APNs token auth: the .p8 signing key file; with PUSH_APNS_KEY_ID, PUSH_APNS_TEAM_ID and PUSH_APNS_TOPIC turns APNs on' },
+  PUSH_APNS_KEY_ID: { schema: optional(z.string().trim().regex(/^[A-Za-z0-9]{10}$/, 'expected the 10-character key id')), default: undefined, help: 'APNs: the key id of PUSH_APNS_KEY_FILE' },
+  PUSH_APNS_TEAM_ID: { schema: optional(z.string().trim().regex(/^[A-Za-z0-9]{10}$/, 'expected the 10-character team id')), default: undefined, help: 'APNs: the developer team id' },
+  PUSH_APNS_TOPIC: { schema: optional(text), default: undefined, help: 'APNs: the app\'s bundle id (the apns-topic header)' },
+  PUSH_APNS_URL: { schema: url(['https:', 'http:']), default: 'https://api.push.apple.com', help: 'APNs: the HTTP/2 host (https://api.sandbox.push.apple.com for development builds)' },
+  PUSH_COALESCE_MS: { schema: int(0, 600_000, 'milliseconds'), default: '1000', help: 'messages of one room within this long become one push per device (the newest, with the count)' },
+  PUSH_MAX_DEVICES: { schema: int(1, 1000), default: '20', help: 'devices one user may register; beyond, `device` answers `limit`' },
   HOOK_FAIL: { schema: z.enum(['open', 'closed'], 'expected open or closed'), default: 'closed', help: 'the hook failed or timed out: `open` publishes anyway, `closed` answers `unavailable`' },
   PUSHER_APP_ID: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'Pusher Channels protocol (docs/pusher.md): the app id of /apps/:id; with PUSHER_KEY and PUSHER_SECRET turns /app/:key and the Pusher HTTP API on' },
   PUSHER_KEY: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'the Pusher app key clients connect with (/app/:key) and the HTTP API signs with (auth_key)' },
@@ -187,6 +199,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (c.WORKERS > 1 && !c.REDIS_URL) errors.push(`WORKERS: ${c.WORKERS} workers are nodes of one cluster and need REDIS_URL`)
     if (c.WORKERS > 1 && c.PORT === 0) errors.push('WORKERS: several workers share one port; set PORT (0 would give each its own)')
     if ((c.S3_ACCESS_KEY_ID === undefined) !== (c.S3_SECRET_ACCESS_KEY === undefined)) errors.push(`${c.S3_ACCESS_KEY_ID === undefined ? 'S3_ACCESS_KEY_ID' : 'S3_SECRET_ACCESS_KEY'}: must be set together with ${c.S3_ACCESS_KEY_ID === undefined ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID'}`)
+    const vapid = (['PUSH_VAPID_PUBLIC_KEY', 'PUSH_VAPID_PRIVATE_KEY', 'PUSH_VAPID_SUBJECT'] as const).filter((k) => c[k] === undefined)
+    if (vapid.length > 0 && vapid.length < 3) errors.push(`${vapid.join(', ')}: Web Push needs PUSH_VAPID_PUBLIC_KEY, PUSH_VAPID_PRIVATE_KEY and PUSH_VAPID_SUBJECT together`)
+    const apns = (['PUSH_APNS_KEY_FILE', 'PUSH_APNS_KEY_ID', 'PUSH_APNS_TEAM_ID', 'PUSH_APNS_TOPIC'] as const).filter((k) => c[k] === undefined)
+    if (apns.length > 0 && apns.length < 4) errors.push(`${apns.join(', ')}: APNs needs PUSH_APNS_KEY_FILE, PUSH_APNS_KEY_ID, PUSH_APNS_TEAM_ID and PUSH_APNS_TOPIC together`)
     if (c.RATE_LIMIT_PER_SEC > 0 && c.RATE_LIMIT_BURST < 1) errors.push('RATE_LIMIT_BURST: must be at least 1')
     const pusher = (['PUSHER_APP_ID', 'PUSHER_KEY', 'PUSHER_SECRET'] as const).filter((k) => c[k] === undefined)
     if (pusher.length === 1 || pusher.length === 2) errors.push(`${pusher.join(', ')}: the Pusher protocol needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET together (${pusher.length === 1 ? 'this one is' : 'these are'} missing)`)

@@ -22,6 +22,8 @@ import { configureLog, log } from './log'
 import { createMetrics } from './metrics'
 import { loadTls } from './tls'
 import type { TlsFiles } from './tls'
+import { createPush } from './push'
+import type { Push } from './push'
 import { createWebhooks } from './webhooks'
 import type { OfflineProvider } from './webhooks'
 import { OFFLINE_CAP } from './webhooks/events'
@@ -160,10 +162,18 @@ const offline: OfflineProvider = async (room, sender, online) => {
 // Upload metadata where the memberships are; the files on disk (UPLOAD_DIR) or in S3.
 const uploads = configuredUploads(config, { sql: store?.sql, redis: connections?.cmd })
 const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps, sql: store?.sql })
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, webhooks: webhooks?.hub, uploads, ...authDeps })
+let push: Push | undefined
+try {
+  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit, redis: redisDeps })
+} catch (err) {
+  console.error(`config error: ${(err as Error).message}`)
+  process.exit(1)
+}
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, webhooks: webhooks?.hub, uploads, push: push?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
-// After the engines that reap what dead nodes left (presence, webhook liveness, counts) are up.
+if (push) await orExit('REDIS_URL', () => push.start())
+// After the engines that reap what dead nodes left (presence, webhook and push liveness, counts) are up.
 await orExit('REDIS_URL', () => nodes.start())
 if (userConns) await orExit('REDIS_URL', () => userConns.start())
 // reusePort: WORKERS share the port, and a renewed TLS certificate takes it over (SIGHUP below).
@@ -211,6 +221,7 @@ async function shutdown(signal: string) {
   app.server?.stop(true)
   await userConns?.close()
   await stats.stop()
+  await push?.stop(Math.min(2000, graceMs))
   await webhooks?.stop(Math.min(2000, graceMs))
   await broker.close()
   await nodes.stop()

@@ -69,7 +69,7 @@ export function createMetrics() {
     })
     return ts
   }
-  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'rooms', 'read', 'edit', 'delete', 'react', 'unreact', 'mute', 'unmute', 'ban', 'unban', 'kick', 'pin', 'unpin', 'pins', 'search', 'invalid'] as const
+  const inTypes = ['chat', 'join', 'leave', 'dm', 'history', 'presence', 'typing', 'refresh', 'ping', 'rooms', 'read', 'edit', 'delete', 'react', 'unreact', 'mute', 'unmute', 'ban', 'unban', 'kick', 'pin', 'unpin', 'pins', 'search', 'device', 'notify', 'block', 'unblock', 'invalid'] as const
   const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'read', 'rooms', 'pins', 'search', 'pong', 'error'] as const
   const framesIn = tallyBy('chat_frames_in_total', 'Client frames received, by type', 'type', inTypes)
   const framesOut = tallyBy('chat_frames_out_total', 'Frames sent or published by this node, by type', 'type', outTypes)
@@ -128,6 +128,12 @@ export function createMetrics() {
     },
   })
 
+  /** Push (src/push): one count per device and outcome. */
+  const push = {
+    sent: new Counter({ name: 'chat_push_sent_total', help: 'Pushes handed to a provider, by provider and result (ok, retry, gone: the device was removed, failed, expired: given up)', labelNames: ['provider', 'result'], registers: [registry] }),
+    dropped: tally('chat_push_dropped_total', 'Pushes dropped, oldest first, past the queue bound'),
+  }
+
   const byType = <L extends string>(c: Counter<L>, label: L, values: readonly string[]) =>
     Object.fromEntries(values.map((v) => [v, c.labels({ [label]: v } as Record<L, string>)]))
 
@@ -151,6 +157,7 @@ export function createMetrics() {
     uncaught,
     publishLatency,
     webhook,
+    push,
   }
 }
 

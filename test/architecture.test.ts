@@ -16,6 +16,7 @@ const FLOORS: string[][] = [
   ['broker/'],
   ['members/', 'uploads/'],
   ['webhooks/', 'auth/'],
+  ['push/'],
   ['hub/'],
   ['http/'],
   ['pusher/'],

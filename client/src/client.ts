@@ -388,6 +388,32 @@ export class ChatClient extends Emitter<ClientEvents> {
     return this.#request<Ack>({ type: 'kick', room, user, ...(reason === undefined ? {} : { reason }) }, false)
   }
 
+  /**
+   * Registers (or replaces) one of this user's devices for push notifications: a Web Push
+   * `subscription` (`PushSubscription.toJSON()`), or an FCM / APNs `token`. Idempotent: resent after a reconnect.
+   */
+  registerDevice(device: string, address: { kind: 'webpush'; subscription: { endpoint: string; keys: { p256dh: string; auth: string } } } | { kind: 'fcm' | 'apns'; token: string }): Promise<Ack> {
+    return this.#request<Ack>({ type: 'device', device, ...address }, true)
+  }
+
+  removeDevice(device: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'device', device, remove: true }, true)
+  }
+
+  /** This user's push level in a room: every message, only mentions of them, or none. */
+  notify(room: string, level: 'all' | 'mentions' | 'none'): Promise<Ack> {
+    return this.#request<Ack>({ type: 'notify', room, level }, true)
+  }
+
+  /** A blocked user's dms to this user are refused, and their messages push nothing to this user. */
+  block(user: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'block', user }, true)
+  }
+
+  unblock(user: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'unblock', user }, true)
+  }
+
   /** Who is in a room, cluster-wide. */
   async presence(room: string): Promise<User[]> {
     const f = await this.#request<PresenceFrame>({ type: 'presence', room }, true)

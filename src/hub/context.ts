@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
 import type { AuditEntry, Store } from '../store/types'
 import type { Uploads } from '../uploads/service'
+import type { HubPush } from '../push'
 import type { HubWebhooks } from '../webhooks'
 import type { Append } from './append'
 import type { Conn } from './connection'
@@ -26,6 +27,8 @@ export interface HubContext {
   webhooks?: HubWebhooks
   /** Attachments (uploads); absent in a hub built without them. */
   uploads?: Uploads
+  /** Push notifications, when a provider is configured. */
+  push?: HubPush
   /** Verifies a `refresh` token; undefined when auth is off. */
   refresh?: (token: string) => Promise<Identity>
   append: Append

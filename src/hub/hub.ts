@@ -7,6 +7,7 @@ import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { AuditEntry, Store } from '../store/types'
 import type { Uploads } from '../uploads/service'
+import type { HubPush } from '../push'
 import type { HubWebhooks } from '../webhooks'
 import type { EventInput } from '../webhooks/events'
 import { appender } from './append'
@@ -17,6 +18,7 @@ import { createDelivery } from './delivery'
 import { changeFrames } from './frames/changes'
 import { messageFrames } from './frames/messages'
 import { moderationFrames } from './frames/moderation'
+import { pushFrames } from './frames/push'
 import { pinFrames } from './frames/pins'
 import { createPins } from './pins'
 import { createSearch } from './search'
@@ -45,6 +47,8 @@ export interface HubDeps {
   webhooks?: HubWebhooks
   /** Attachments: the uploads chat and dm may carry. */
   uploads?: Uploads
+  /** Push notifications (src/push); absent when no provider is configured. */
+  push?: HubPush
 }
 
 /**
@@ -53,7 +57,7 @@ export interface HubDeps {
  * frame family (frames/), all appending through the one path of append.ts.
  */
 export function createHub(deps: HubDeps) {
-  const { config, broker, metrics, store, members, webhooks, uploads } = deps
+  const { config, broker, metrics, store, members, webhooks, uploads, push } = deps
   const conns = new Map<string, Conn>()
   const server = () => {
     const s = deps.server()
@@ -71,8 +75,8 @@ export function createHub(deps: HubDeps) {
     overhear: (topic, frame) => rooms.overhear(topic, frame),
     control: (topic, frame, except) => session.control(topic, frame, except),
     moderation: mutes.note,
-    live: (topic, user) => webhooks?.live?.(topic, user),
-    idle: (topic, user) => webhooks?.idle?.(topic, user),
+    live: (topic, user) => (webhooks?.live?.(topic, user), push?.live(topic, user)),
+    idle: (topic, user) => (webhooks?.idle?.(topic, user), push?.idle(topic, user)),
   })
   const { send, sendError } = delivery
   const append = appender(broker, metrics)
@@ -99,6 +103,7 @@ export function createHub(deps: HubDeps) {
     members,
     webhooks,
     uploads,
+    push,
     refresh: deps.refresh,
     append,
     rooms,
@@ -123,14 +128,17 @@ export function createHub(deps: HubDeps) {
     },
   }
 
+  // A push's badge: the user's total unread, as `welcome` counts it.
+  if (push) push.badge = async (user) => (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0)
   const messages = messageFrames(h)
+  const pushing = pushFrames(h)
   const session = createSession({
     h,
     delivery,
     conns,
     nodeId: deps.nodeId,
     chatNow: messages.chatNow,
-    handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pinFrames(h, pins, search) },
+    handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pinFrames(h, pins, search), ...pushing.handlers },
   })
 
   return {
@@ -143,6 +151,7 @@ export function createHub(deps: HubDeps) {
     drain: session.drain,
     pong: session.pong,
     publish: messages.publish,
+    putDevice: pushing.putDevice,
     page: rooms.page,
     audit,
     conversations,

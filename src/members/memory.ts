@@ -1,6 +1,6 @@
 import { SmallMap } from '../core/small'
 import type { User } from '../protocol/server-frames'
-import type { Members, Standing } from './types'
+import type { Device, Members, NotifyLevel, Standing } from './types'
 import { patched } from './types'
 
 /** Everything in this process: the engine of one node without PostgreSQL. */
@@ -13,6 +13,12 @@ export function memoryMembers(): Members {
   const users = new Map<string, User>()
   /** `${room}\n${user}` -> standing */
   const standings = new Map<string, Standing>()
+  /** user -> device id -> device */
+  const devices = new Map<string, Map<string, Device>>()
+  /** `${room}\n${user}` -> level (absent: all) */
+  const levels = new Map<string, NotifyLevel>()
+  /** user -> the users it blocks */
+  const blocked = new Map<string, Set<string>>()
 
   const roomsOf = (user: string) => byUser.get(user)
   const mark = (room: string, user: string, seq: number) => {
@@ -84,6 +90,64 @@ export function memoryMembers(): Members {
     async setStanding(room, user, patch) {
       const k = `${room}\n${user}`
       standings.set(k, patched(standings.get(k) ?? {}, patch))
+    },
+    async devices(user) {
+      return [...(devices.get(user)?.values() ?? [])]
+    },
+    async putDevice(user, d, cap) {
+      let mine = devices.get(user)
+      const had = mine?.has(d.device) ?? false
+      if (!had && (mine?.size ?? 0) >= cap) return 'limit'
+      if (!mine) devices.set(user, (mine = new Map()))
+      mine.set(d.device, d)
+      return had ? 'updated' : 'added'
+    },
+    async removeDevice(user, device) {
+      const mine = devices.get(user)
+      if (!mine?.delete(device)) return false
+      if (mine.size === 0) devices.delete(user)
+      return true
+    },
+    async pushable(room) {
+      // Whichever index is smaller is walked: users with devices, or the room's members.
+      const names = byRoom.get(room)
+      if (!names) return []
+      const out: string[] = []
+      if (devices.size < names.size) {
+        for (const user of devices.keys()) if (names.has(user)) out.push(user)
+      } else for (const user of names.keys()) if (devices.has(user)) out.push(user)
+      return out
+    },
+    async notifyLevels(room, ids) {
+      const out = new Map<string, NotifyLevel>()
+      for (const id of ids) {
+        const l = levels.get(`${room}\n${id}`)
+        if (l) out.set(id, l)
+      }
+      return out
+    },
+    async setNotify(room, user, level) {
+      if (level === 'all') levels.delete(`${room}\n${user}`)
+      else levels.set(`${room}\n${user}`, level)
+    },
+    async block(user, other) {
+      let set = blocked.get(user)
+      if (!set) blocked.set(user, (set = new Set()))
+      if (set.has(other)) return false
+      set.add(other)
+      return true
+    },
+    async unblock(user, other) {
+      const set = blocked.get(user)
+      if (!set?.delete(other)) return false
+      if (set.size === 0) blocked.delete(user)
+      return true
+    },
+    async blocks(user) {
+      return [...(blocked.get(user) ?? [])].sort()
+    },
+    async blocking(sender, ids) {
+      return new Set(ids.filter((id) => blocked.get(id)?.has(sender)))
     },
   }
 }

@@ -1,7 +1,8 @@
 import type { Sql } from 'postgres'
+import type postgres from 'postgres'
 import { log } from '../log'
 import type { User } from '../protocol/server-frames'
-import type { AddResult, Members, Role } from './types'
+import type { AddResult, Device, Members, NotifyLevel, Role } from './types'
 
 const TOUCH_EVERY_MS = 20
 /** How long a written batch of markers still counts for reads (see `writing`). */
@@ -141,6 +142,61 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
           role = ${role === undefined ? sql`room_standing.role` : sql`excluded.role`},
           muted_until = ${muted === undefined ? sql`room_standing.muted_until` : sql`excluded.muted_until`},
           banned = ${banned === undefined ? sql`room_standing.banned` : sql`excluded.banned`}`
+    },
+    async devices(user) {
+      const rows = await sql<{ device: string; kind: Device['kind']; address: { token?: string; subscription?: Device['subscription'] }; updated_at: Date }[]>`
+        select device, kind, address, updated_at from push_devices where user_id = ${user} order by device`
+      return rows.map((r) => ({ device: r.device, kind: r.kind, ...r.address, updated: r.updated_at.toISOString() }))
+    },
+    async putDevice(user, d, cap) {
+      const address = (d.subscription ? { subscription: d.subscription } : { token: d.token }) as unknown as postgres.JSONValue
+      return sql.begin(async (tx) => {
+        // One device change per user at a time: the cap holds under concurrent PUTs.
+        await tx`select pg_advisory_xact_lock(hashtext(${'devices:' + user}))`
+        const [n] = await tx<{ n: string; mine: boolean }[]>`
+          select count(*) as n, bool_or(device = ${d.device}) as mine from push_devices where user_id = ${user}`
+        if (n!.mine) {
+          await tx`update push_devices set kind = ${d.kind}, address = ${tx.json(address)}, updated_at = ${d.updated} where user_id = ${user} and device = ${d.device}`
+          return 'updated' as const
+        }
+        if (Number(n!.n) >= cap) return 'limit' as const
+        await tx`insert into push_devices (user_id, device, kind, address, updated_at) values (${user}, ${d.device}, ${d.kind}, ${tx.json(address)}, ${d.updated})`
+        return 'added' as const
+      })
+    },
+    async removeDevice(user, device) {
+      return (await sql`delete from push_devices where user_id = ${user} and device = ${device}`).count > 0
+    },
+    async pushable(room) {
+      // Both sides are indexed by user: the planner walks the smaller one (devices or the room's members).
+      const rows = await sql<{ id: string }[]>`
+        select distinct d.user_id as id from push_devices d join memberships m on m.user_id = d.user_id where m.room = ${room}`
+      return rows.map((r) => r.id)
+    },
+    async notifyLevels(room, ids) {
+      const out = new Map<string, NotifyLevel>()
+      if (ids.length === 0) return out
+      const rows = await sql<{ user_id: string; level: NotifyLevel }[]>`select user_id, level from push_notify where room = ${room} and user_id = any(${ids}::text[])`
+      for (const r of rows) out.set(r.user_id, r.level)
+      return out
+    },
+    async setNotify(room, user, level) {
+      if (level === 'all') await sql`delete from push_notify where room = ${room} and user_id = ${user}`
+      else await sql`insert into push_notify (room, user_id, level) values (${room}, ${user}, ${level}) on conflict (room, user_id) do update set level = excluded.level`
+    },
+    async block(user, other) {
+      return (await sql`insert into blocks (user_id, blocked) values (${user}, ${other}) on conflict do nothing`).count > 0
+    },
+    async unblock(user, other) {
+      return (await sql`delete from blocks where user_id = ${user} and blocked = ${other}`).count > 0
+    },
+    async blocks(user) {
+      return (await sql<{ blocked: string }[]>`select blocked from blocks where user_id = ${user} order by blocked`).map((r) => r.blocked)
+    },
+    async blocking(sender, ids) {
+      if (ids.length === 0) return new Set()
+      const rows = await sql<{ user_id: string }[]>`select user_id from blocks where blocked = ${sender} and user_id = any(${ids}::text[])`
+      return new Set(rows.map((r) => r.user_id))
     },
   }
 }

@@ -1,13 +1,13 @@
 import type Redis from 'ioredis'
 import type { User } from '../protocol/server-frames'
-import type { AddResult, Members, Standing } from './types'
+import type { AddResult, Device, Members, NotifyLevel, Standing } from './types'
 import { patched } from './types'
 import ADD from './lua/members-add.lua' with { type: 'text' }
 import MARK from './lua/members-mark.lua' with { type: 'text' }
-
-
+import PUT_DEVICE from './lua/members-put-device.lua' with { type: 'text' }
 
 type Scripted = Redis & {
+  memberPutDevice(devices: string, device: string, json: string, cap: number): Promise<number>
   memberAdd(rooms: string, room: string, read: number, cap: number): Promise<[number, number?]>
   memberMark(rooms: string, room: string, seq: number): Promise<number>
 }
@@ -23,6 +23,7 @@ export function redisMembers(redis: Redis, P: string): Members {
   if (!('memberAdd' in cmd)) {
     redis.defineCommand('memberAdd', { numberOfKeys: 1, lua: ADD })
     redis.defineCommand('memberMark', { numberOfKeys: 1, lua: MARK })
+    redis.defineCommand('memberPutDevice', { numberOfKeys: 1, lua: PUT_DEVICE })
   }
   const key = {
     rooms: (user: string) => `${P}{u:${user}}:rooms`,
@@ -30,6 +31,16 @@ export function redisMembers(redis: Redis, P: string): Members {
     pair: (room: string) => `${P}{${room}}:pair`,
     users: `${P}users`,
     standing: (room: string) => `${P}{${room}}:standing`,
+    devices: (user: string) => `${P}{u:${user}}:devices`,
+    blocks: (user: string) => `${P}{u:${user}}:blocks`,
+    notify: (room: string) => `${P}{${room}}:notify`,
+    /** The room's members with at least one device: kept on device and membership changes. */
+    pushable: (room: string) => `${P}{${room}}:pushable`,
+  }
+  /** A user's first device or last one: the rooms' pushable sets follow (each in its room's slot). */
+  async function pushableEverywhere(user: string, on: boolean) {
+    const rooms = await cmd.hkeys(key.rooms(user))
+    await Promise.all(rooms.map((room) => (on ? cmd.sadd(key.pushable(room), user) : cmd.srem(key.pushable(room), user))))
   }
 
   return {
@@ -53,11 +64,12 @@ export function redisMembers(redis: Redis, P: string): Members {
         await cmd.hdel(key.rooms(user.id), room).catch(() => {})
         throw err
       }
+      if (await cmd.exists(key.devices(user.id))) await cmd.sadd(key.pushable(room), user.id)
       return { status: 'added', read: marker! }
     },
     async remove(room, user) {
       const removed = await cmd.hdel(key.rooms(user), room)
-      await cmd.hdel(key.members(room), user)
+      await Promise.all([cmd.hdel(key.members(room), user), cmd.srem(key.pushable(room), user)])
       return removed > 0
     },
     async list(room, after, limit) {
@@ -97,6 +109,48 @@ export function redisMembers(redis: Redis, P: string): Members {
       // Read-modify-write of one user's entry; concurrent moderators of one user last-write-win per call.
       const v = await cmd.hget(key.standing(room), user)
       await cmd.hset(key.standing(room), user, JSON.stringify(patched(v ? JSON.parse(v) : {}, patch)))
+    },
+    async devices(user) {
+      return Object.values(await cmd.hgetall(key.devices(user))).map((v) => JSON.parse(v) as Device)
+    },
+    async putDevice(user, d, cap) {
+      const r = await cmd.memberPutDevice(key.devices(user), d.device, JSON.stringify(d), Number.isFinite(cap) ? cap : 1e15)
+      if (r === -1) return 'limit'
+      if (r === 2) await pushableEverywhere(user, true)
+      return r === 0 ? 'updated' : 'added'
+    },
+    async removeDevice(user, device) {
+      const [[, removed], [, left]] = (await cmd.multi().hdel(key.devices(user), device).hlen(key.devices(user)).exec()) as [[unknown, number], [unknown, number]]
+      if (removed && left === 0) await pushableEverywhere(user, false)
+      return removed > 0
+    },
+    async pushable(room) {
+      return cmd.smembers(key.pushable(room))
+    },
+    async notifyLevels(room, ids) {
+      const out = new Map<string, NotifyLevel>()
+      if (ids.length === 0) return out
+      const vals = await cmd.hmget(key.notify(room), ...ids)
+      ids.forEach((id, i) => vals[i] && out.set(id, vals[i] as NotifyLevel))
+      return out
+    },
+    async setNotify(room, user, level) {
+      if (level === 'all') await cmd.hdel(key.notify(room), user)
+      else await cmd.hset(key.notify(room), user, level)
+    },
+    async block(user, other) {
+      return (await cmd.sadd(key.blocks(user), other)) > 0
+    },
+    async unblock(user, other) {
+      return (await cmd.srem(key.blocks(user), other)) > 0
+    },
+    async blocks(user) {
+      return (await cmd.smembers(key.blocks(user))).sort()
+    },
+    async blocking(sender, ids) {
+      // Each user's set is in the user's slot: one command per user, auto-pipelined.
+      const r = await Promise.all(ids.map((id) => cmd.sismember(key.blocks(id), sender)))
+      return new Set(ids.filter((_, i) => r[i] === 1))
     },
   }
 }

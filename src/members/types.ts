@@ -19,7 +19,7 @@ export type AddResult = { status: 'added' | 'exists'; read: number } | { status:
  * (durable, whatever the broker). Counted, never per message: a message costs no write here
  * except the sender's own marker.
  */
-export interface Members {
+export interface Members extends PushPrefs {
   readonly kind: 'memory' | 'redis' | 'postgres'
   /** The user's memberships. */
   of(user: string): Promise<Membership[]>
@@ -75,4 +75,54 @@ export const isDirect = (room: string) => room.startsWith(DIRECT_PREFIX)
 export function directRoom(a: string, b: string): string {
   const pair = a <= b ? [a, b] : [b, a]
   return DIRECT_PREFIX + new Bun.CryptoHasher('sha256').update(JSON.stringify(pair)).digest('hex').slice(0, 40)
+}
+
+/** The push providers a device can use (PROTOCOL-v3, Push notifications). */
+export const PUSH_KINDS = ['webpush', 'fcm', 'apns'] as const
+export type PushKind = (typeof PUSH_KINDS)[number]
+
+/** A Web Push subscription as the browser's PushManager gives it. */
+export interface WebPushSubscription {
+  endpoint: string
+  keys: { p256dh: string; auth: string }
+}
+
+/** One of a user's devices: a provider and its address (`token` for FCM and APNs, `subscription` for Web Push). */
+export interface Device {
+  device: string
+  kind: PushKind
+  token?: string
+  subscription?: WebPushSubscription
+  /** ISO time of the last PUT. */
+  updated: string
+}
+
+export const NOTIFY_LEVELS = ['all', 'mentions', 'none'] as const
+export type NotifyLevel = (typeof NOTIFY_LEVELS)[number]
+
+/**
+ * Push devices, notify levels and blocks, kept by the memberships engine beside the
+ * memberships (one engine per deployment: cluster-wide with Redis or PostgreSQL).
+ */
+export interface PushPrefs {
+  devices(user: string): Promise<Device[]>
+  /** Adds or replaces a device; `limit` when the user holds `cap` other devices already. */
+  putDevice(user: string, device: Device, cap: number): Promise<'added' | 'updated' | 'limit'>
+  removeDevice(user: string, device: string): Promise<boolean>
+  /**
+   * The members of `room` with at least one device: the only ones a push can reach. Kept so
+   * that a room's messages never scan its members (memory: the smaller side of the two
+   * indexes; Redis: a per-room set; PostgreSQL: one indexed join).
+   */
+  pushable(room: string): Promise<string[]>
+  /** The levels set in `room` by these users (a user absent from the map: `all`). */
+  notifyLevels(room: string, users: string[]): Promise<Map<string, NotifyLevel>>
+  setNotify(room: string, user: string, level: NotifyLevel): Promise<void>
+  /** `user` blocks `other`; false when it did already. */
+  block(user: string, other: string): Promise<boolean>
+  unblock(user: string, other: string): Promise<boolean>
+  /** The users `user` blocks. */
+  blocks(user: string): Promise<string[]>
+  /** Which of `users` block `sender`. */
+  blocking(sender: string, users: string[]): Promise<Set<string>>
 }

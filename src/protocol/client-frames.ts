@@ -28,6 +28,51 @@ export function messageFields(maxBodyChars: number) {
   }
 }
 
+const b64url = (bytes: number, what: string) =>
+  z
+    .string(`must be a string (${what})`)
+    .refine((v) => /^[A-Za-z0-9_-]+={0,2}$/.test(v) && Buffer.from(v, 'base64url').length === bytes, `must be ${what}: ${bytes} bytes, base64url`)
+
+/** A Web Push subscription as PushManager.subscribe() gives it (the JSON of PushSubscription). */
+export const webPushSubscription = z.object(
+  {
+    endpoint: z
+      .string('must be a string')
+      .max(2048, 'must be at most 2048 characters')
+      // The server POSTs to it: https only, but plain http to this machine's loopback (a local test receiver).
+      .refine((v) => URL.canParse(v) && (new URL(v).protocol === 'https:' || (new URL(v).protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(v).hostname))), 'must be an https:// URL'),
+    keys: z.object(
+      {
+        p256dh: b64url(65, 'the P-256 public key').refine((v) => Buffer.from(v, 'base64url')[0] === 4, 'must be an uncompressed P-256 point'),
+        auth: b64url(16, 'the auth secret'),
+      },
+      'must be an object {p256dh, auth}',
+    ),
+  },
+  'must be an object {endpoint, keys}',
+)
+
+export const DEVICE_ID = /^[A-Za-z0-9_.:-]{1,128}$/
+
+/** A device's provider and address: `token` for FCM (opaque) and APNs (hex), `subscription` for Web Push. */
+export const deviceAddress = z
+  .object({
+    kind: z.enum(['webpush', 'fcm', 'apns'], 'must be webpush, fcm or apns'),
+    token: z.string('must be a string').min(1, 'must not be empty').max(4096, 'must be at most 4096 characters').optional(),
+    subscription: webPushSubscription.optional(),
+  })
+  .superRefine((d, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message })
+    if (d.kind === 'webpush') {
+      if (!d.subscription) issue('subscription', 'is required for kind webpush ({endpoint, keys:{p256dh, auth}})')
+      if (d.token !== undefined) issue('token', 'is for fcm and apns; webpush takes a subscription')
+    } else {
+      if (d.token === undefined) issue('token', `is required for kind ${d.kind}`)
+      else if (d.kind === 'apns' && !/^[0-9a-fA-F]{64,200}$/.test(d.token)) issue('token', 'must be an APNs device token: 64..200 hex digits')
+      else if (d.kind === 'fcm' && !/^[A-Za-z0-9_:.-]+$/.test(d.token)) issue('token', 'must be an FCM registration token (A-Z a-z 0-9 _ : . -)')
+      if (d.subscription !== undefined) issue('subscription', 'is for webpush only')
+    }
+  })
 /** The fields of a search, shared by the `search` frame and GET /api/search (docs/search.md). */
 export function searchFields() {
   const text = (max: number, what: string) => z.string(`must be ${what}`).min(1, 'must not be empty').max(max, `must be at most ${max} characters`).refine((s) => !s.includes('\0'), 'must not contain NUL characters')
@@ -93,6 +138,25 @@ export function clientFrameSchemas(maxBodyChars: number) {
     typing: z.object({ type: z.literal('typing'), room, id }),
     refresh: z.object({ type: z.literal('refresh'), token: z.string().min(1, 'must not be empty'), id }),
     ping: z.object({ type: z.literal('ping'), id }),
+    device: z
+      .object({
+        type: z.literal('device'),
+        device: z.string('must be a string').regex(DEVICE_ID, 'must be 1..128 of A-Z a-z 0-9 _ . : -'),
+        remove: z.literal(true, 'must be true (or absent)').optional(),
+        kind: z.enum(['webpush', 'fcm', 'apns'], 'must be webpush, fcm or apns').optional(),
+        token: z.unknown().optional(),
+        subscription: z.unknown().optional(),
+        id,
+      })
+      .superRefine((f, ctx) => {
+        // Removing names the device only; adding checks the address as the API does.
+        if (f.remove) return
+        const r = deviceAddress.safeParse({ kind: f.kind, token: f.token, subscription: f.subscription })
+        if (!r.success) for (const i of r.error.issues) ctx.addIssue({ code: 'custom', path: i.path, message: i.code === 'invalid_value' && i.path[0] === 'kind' && f.kind === undefined ? 'is required (webpush, fcm or apns), or remove: true' : i.message })
+      }),
+    notify: z.object({ type: z.literal('notify'), room, level: z.enum(['all', 'mentions', 'none'], 'must be all, mentions or none'), id }),
+    block: z.object({ type: z.literal('block'), user: target, id }),
+    unblock: z.object({ type: z.literal('unblock'), user: target, id }),
   }
 }
 

@@ -12,6 +12,7 @@ export const EVENT_TYPES = [
   'room.occupied',
   'room.vacated',
   'moderation',
+  'push.failed',
 ] as const
 
 export type EventType = (typeof EVENT_TYPES)[number]

@@ -4,6 +4,7 @@ import conversations from './migrations/002_conversations.sql' with { type: 'tex
 import auditIdempotent from './migrations/003_audit_idempotent.sql' with { type: 'text' }
 import webhooks from './migrations/004_webhooks.sql' with { type: 'text' }
 import lifecycle from './migrations/005_lifecycle.sql' with { type: 'text' }
+import push from './migrations/006_push.sql' with { type: 'text' }
 import searchPins from './migrations/007_search_pins.sql' with { type: 'text' }
 import uploads from './migrations/008_uploads.sql' with { type: 'text' }
 
@@ -14,6 +15,7 @@ export const migrations: { name: string; sql: string }[] = [
   { name: '003_audit_idempotent', sql: auditIdempotent },
   { name: '004_webhooks', sql: webhooks },
   { name: '005_lifecycle', sql: lifecycle },
+  { name: '006_push', sql: push },
   { name: '007_search_pins', sql: searchPins },
   { name: '008_uploads', sql: uploads },
 ]

@@ -48,11 +48,13 @@ export function memoryLiveness(): Liveness {
  * heartbeat) removes them and emits the offline/vacated that are due; one script per entry,
  * so exactly one reaper emits each.
  */
-export function redisLiveness(opts: { cmd: Redis; prefix: string; nodes: Cluster; onReaped: (kind: Kind, user: User) => void }): Liveness {
+export function redisLiveness(opts: { cmd: Redis; prefix: string; nodes: Cluster; onReaped: (kind: Kind, user: User) => void; tag?: string }): Liveness {
   const { cmd, prefix: P } = opts
   const nodeId = opts.nodes.nodeId
-  const live = (kind: Kind, id: string) => `${P}{wh}:live:${kind}:${id}`
-  const index = (node: string) => `${P}{wh}:idx:${node}`
+  // Its own hash tag per user of the code (webhooks `wh`, push `push`): each counts what it needs.
+  const T = opts.tag ?? 'wh'
+  const live = (kind: Kind, id: string) => `${P}{${T}}:live:${kind}:${id}`
+  const index = (node: string) => `${P}{${T}}:idx:${node}`
   cmd.defineCommand('webhookUp', { numberOfKeys: 2, lua: UP })
   cmd.defineCommand('webhookDown', { numberOfKeys: 2, lua: DOWN })
   const c = cmd as unknown as {

@@ -110,16 +110,31 @@ export interface DelivererMetrics {
   latency: { observe(seconds: number): void }
 }
 
+/** What a `send` made of a batch: the events to try again (a subset of the batch), and why. */
+export interface Sent {
+  retry: Held[]
+  problem?: string
+}
+
 export interface DelivererOptions {
   source: Source
   /** Sends one request body; resolves with undefined on a 2xx, else what went wrong. */
-  post: (body: string) => Promise<string | undefined>
+  post?: (body: string) => Promise<string | undefined>
+  /**
+   * Instead of `post`: delivers the events one by one (push: one provider call per device);
+   * the events it does not hand back as `retry` are finished, whatever their outcome.
+   */
+  send?: (batch: Held[]) => Promise<Sent>
+  /** What the queue carries, in its log lines (default `webhook`). */
+  name?: string
   batchMax: number
   batchMs: number
   retryMs: number
   /** Renew held events at least this often while retrying (Redis claims). */
   renewMs: number
   metrics: DelivererMetrics
+  /** Events given up after the retry window (push: reported as `push.failed`). */
+  onExpired?: (events: Held[], problem?: string) => void
 }
 
 export const BACKOFF_FIRST_MS = 250
@@ -137,6 +152,13 @@ export const requestBody = (batch: Held[]) => `{"events":[${batch.map((e) => e.j
  */
 export function startDeliverer(opts: DelivererOptions) {
   const { source, metrics } = opts
+  const name = opts.name ?? 'webhook'
+  const send =
+    opts.send ??
+    (async (batch: Held[]): Promise<Sent> => {
+      const problem = await opts.post!(requestBody(batch))
+      return problem === undefined ? { retry: [] } : { retry: batch, problem }
+    })
   let stopping = false
   let stopAt = Infinity
   let stopTimer: ReturnType<typeof setTimeout> | undefined
@@ -160,19 +182,23 @@ export function startDeliverer(opts: DelivererOptions) {
         // Renewed right before each retry too: a claim then never ages past one request timeout.
         await source.renew?.(batch).catch(() => {})
       }
-      const problem = await opts.post(requestBody(batch))
-      if (problem === undefined) {
+      const { retry, problem } = await send(batch)
+      if (retry.length < batch.length) {
+        const finished = retry.length === 0 ? batch : batch.filter((e) => !retry.includes(e))
         const now = Date.now()
-        metrics.sent.inc(batch.length)
-        for (const e of batch) metrics.latency.observe((now - e.at) / 1000)
-        return source.done(batch)
+        metrics.sent.inc(finished.length)
+        for (const e of finished) metrics.latency.observe((now - e.at) / 1000)
+        await source.done(finished)
+        batch = retry
       }
-      if (attempt === 0) log.warn('webhook delivery failed; retrying', { events: batch.length, problem })
+      if (batch.length === 0) return
+      if (attempt === 0) log.warn(`${name} delivery failed; retrying`, { events: batch.length, problem })
       const cutoff = Date.now() - opts.retryMs
       const expired = batch.filter((e) => e.at < cutoff)
       if (expired.length > 0) {
         metrics.failed.inc(expired.length)
-        log.error('webhook events given up after the retry window', { events: expired.length, problem })
+        opts.onExpired?.(expired, problem)
+        log.error(`${name} events given up after the retry window`, { events: expired.length, problem })
         batch = batch.filter((e) => e.at >= cutoff)
         await source.done(expired)
       }
@@ -193,10 +219,10 @@ export function startDeliverer(opts: DelivererOptions) {
       let batch: Held[]
       try {
         batch = await source.take(opts.batchMax, stopping ? 0 : opts.batchMs)
-        if (unreadable) log.info('webhook queue readable again')
+        if (unreadable) log.info(`${name} queue readable again`)
         unreadable = false
       } catch (err) {
-        if (!unreadable) log.warn('webhook queue not readable; retrying', { err })
+        if (!unreadable) log.warn(`${name} queue not readable; retrying`, { err })
         unreadable = true
         await pause(500)
         continue
@@ -208,7 +234,7 @@ export function startDeliverer(opts: DelivererOptions) {
       try {
         await deliver(batch)
       } catch (err) {
-        log.warn('webhook batch not finished', { err })
+        log.warn(`${name} batch not finished`, { err })
         await pause(500)
       }
     }

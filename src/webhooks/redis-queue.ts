@@ -5,7 +5,7 @@ import type { Held, Source } from './queue'
 import PUSH from './lua/queue-push.lua' with { type: 'text' }
 
 
-const GROUP = 'webhooks'
+const DEFAULT_GROUP = 'webhooks'
 const FLUSH_RETRY_MS = 500
 
 type Entry = [string, string[] | null]
@@ -34,9 +34,13 @@ export function redisSource(opts: {
   claimMs: number
   onDrop: (n: number) => void
   onError?: (err: unknown) => void
+  /** The queue's hash tag and consumer group: another queue (push) shares the code, not the stream. Default `wh` / `webhooks`. */
+  tag?: string
+  group?: string
 }): Source & { start(): Promise<void> } {
   const { cmd, blocking } = opts
-  const stream = `${opts.prefix}{wh}:events`
+  const stream = `${opts.prefix}{${opts.tag ?? 'wh'}}:events`
+  const GROUP = opts.group ?? DEFAULT_GROUP
   const me = opts.nodeId
   /** Emitted events not yet in Redis (written in one script call per tick). */
   let local: Encoded[] = []

@@ -16,7 +16,7 @@ export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
 
 /** chat and dm: messages, each an event of its room's log. */
 export function messageFrames(h: HubContext) {
-  const { config, broker, metrics, members, webhooks } = h
+  const { config, broker, metrics, members, webhooks, push } = h
 
   async function chat(c: Conn, f: FrameOf<'chat'>) {
     const room = f.room ?? config.DEFAULT_ROOM
@@ -52,7 +52,7 @@ export function messageFrames(h: HubContext) {
       throw notAccepted(metrics, room, 'chat', err)
     }
     if (!accepted) return false
-    published(room, from, m.tail, accepted)
+    published(room, from, m, accepted)
     chatDone(c, f, room, accepted, started)
     return true
   }
@@ -100,17 +100,18 @@ export function messageFrames(h: HubContext) {
     return accepted
   }
 
-  function published(room: string, from: User, tail: string, accepted: Accepted) {
+  function published(room: string, from: User, m: EventDraft, accepted: Accepted) {
     if (accepted.duplicate) return
     metrics.published.inc()
-    webhooks?.created?.(room, from, chatFrame(accepted.seq, tail))
+    webhooks?.created?.(room, from, chatFrame(accepted.seq, m.tail))
+    push?.created(room, from, accepted.seq, accepted.id, m.event.body!, 'chat')
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
   async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string, files?: Attachment[]) {
     const m = draft(room, from, body, data, fromJson, replyTo, files)
     const accepted = await appendWithFiles(room, m, files, dedupe)
-    published(room, from, m.tail, accepted)
+    published(room, from, m, accepted)
     return accepted
   }
 
@@ -132,6 +133,8 @@ export function messageFrames(h: HubContext) {
   async function dmNow(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
     if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
+    // Refused when the recipient blocks the sender: never stored, so never in their unread.
+    if (f.to !== from.id && (await members.blocking(from.id, [f.to])).size > 0) throw new FrameError('forbidden', `to: ${f.to} does not accept direct messages from you`)
     // Checked first: a refused dm opens no conversation.
     const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const room = await h.conversations.direct(from, f.to, c.id)
@@ -142,6 +145,7 @@ export function messageFrames(h: HubContext) {
     if (!accepted.duplicate) {
       metrics.published.inc()
       webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
+      push?.created(room, from, accepted.seq, accepted.id, f.body, 'dm')
     }
     members.touch(room, from.id, accepted.seq)
     if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
