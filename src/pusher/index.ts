@@ -71,7 +71,6 @@ export function createPusher(deps: PusherDeps) {
         onVacated: (channel) => hooks?.emit({ name: 'channel_vacated', channel }),
       })
     : memoryOccupancy()
-  const ready = occupancy.start().catch((err) => log.warn('pusher occupancy not started', { err }))
 
   /** Socket ids: this process's random number, then a counter (unique cluster-wide in practice). */
   const prefix = 1 + Math.floor(Math.random() * 2_000_000_000)
@@ -250,7 +249,7 @@ export function createPusher(deps: PusherDeps) {
     let set = subs.get(room)
     if (!set) subs.set(room, (set = new Set()))
     set.add(s)
-    void ready.then(() => counted(occupancy.change(room, 1).then((n) => n === 1 && hooks?.emit({ name: 'channel_occupied', channel: room })), 'occupancy not counted'))
+    void counted(occupancy.change(room, 1).then((n) => n === 1 && hooks?.emit({ name: 'channel_occupied', channel: room })), 'occupancy not counted')
     if (!member) return s.send(pusherFrames.succeeded(room, '{}'))
     // Cluster-wide presence: the broker's, the same chat-server clients of the room are in.
     const first = await broker.presence.add(room, member, s.id)
@@ -273,7 +272,7 @@ export function createPusher(deps: PusherDeps) {
     if (set?.size === 0) subs.delete(room)
     const topic = roomTopic(room)
     broker.unwatch(topic)
-    void ready.then(() => counted(occupancy.change(room, -1).then((n) => n === 0 && hooks?.emit({ name: 'channel_vacated', channel: room })), 'occupancy not counted'))
+    void counted(occupancy.change(room, -1).then((n) => n === 0 && hooks?.emit({ name: 'channel_vacated', channel: room })), 'occupancy not counted')
     const m = sub.member
     if (m)
       void counted(
@@ -410,7 +409,7 @@ export function createPusher(deps: PusherDeps) {
   const api = pusherApi({
     config,
     broker,
-    occupancy: { count: async (c) => (await ready, occupancy.count(c)), all: async () => (await ready, occupancy.all()) },
+    occupancy: { count: (c) => occupancy.count(c), all: () => occupancy.all() },
     event: (room, name, dataJson, except) =>
       room.startsWith(USER_CHANNEL_PREFIX)
         ? broker.relay(pusherUserTopic(room.slice(USER_CHANNEL_PREFIX.length)), pusherFrames.event(room, name, dataJson), except)
@@ -435,10 +434,7 @@ export function createPusher(deps: PusherDeps) {
         const left = await inner(graceMs)
         const until = Date.now() + 1000
         while (sockets.size > 0 && Date.now() < until) await Bun.sleep(20)
-        // The counts they took back are written before the connection goes.
-        await ready
         await hooks?.stop(Math.min(2000, graceMs))
-        occupancy.close()
         return left + sockets.size
       },
   }

@@ -15,8 +15,6 @@ export interface Occupancy {
   count(channel: string): Promise<number>
   /** Every occupied channel with its count. */
   all(): Promise<Map<string, number>>
-  start(): Promise<void>
-  close(): void
 }
 
 export function memoryOccupancy(): Occupancy {
@@ -34,8 +32,6 @@ export function memoryOccupancy(): Occupancy {
     async all() {
       return new Map(counts)
     },
-    async start() {},
-    close() {},
   }
 }
 
@@ -73,7 +69,5 @@ export function redisOccupancy(opts: { cmd: Redis; prefix: string; nodes: Cluste
       const h = await cmd.hgetall(total)
       return new Map(Object.entries(h).map(([k, v]) => [k, Number(v)]))
     },
-    async start() {},
-    close() {},
   }
 }
