@@ -1,4 +1,5 @@
 import { afterAll, describe, expect } from 'bun:test'
+import Redis from 'ioredis'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
@@ -228,6 +229,45 @@ describe('Redis outage', () => {
       expect(resumed.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['o2', 'o3', 'o4'])
       for (const m of [sender, reader, resumed]) m.close()
     } finally {
+      await redis.kill()
+    }
+  }, 40_000)
+
+  test('the subscriber connections dropped (CLIENT KILL TYPE pubsub): what was sent meanwhile arrives once, in order; dms flow again', async () => {
+    const redis = await privateRedis({ keepData: true })
+    const admin = new Redis(redis.url)
+    try {
+      const subEnv = { REDIS_URL: redis.url, REDIS_PREFIX: 'subdrop:' }
+      const [x, y] = await Promise.all([node(subEnv), node(subEnv)])
+      const r = room()
+      const sender = await member(x.ws, r, { user: 'sd-ann' })
+      const reader = await member(y.ws, r, { user: 'sd-bob' })
+      await sender.request({ type: 'chat', room: r, body: 'k1' })
+      await reader.next({ type: 'chat', room: r, body: 'k1' })
+
+      for (let round = 0; round < 2; round++) {
+        const subscribers = async () => String(await admin.client('LIST', 'TYPE', 'pubsub')).trim().split('\n').filter(Boolean).length
+        await until(async () => (await subscribers()) >= 2, 'both nodes subscribed (again)', 10_000)
+        expect(Number(await admin.client('KILL', 'TYPE', 'pubsub'))).toBeGreaterThanOrEqual(2)
+        for (let i = 0; i < 3; i++) await sender.request({ type: 'chat', room: r, body: `k${round}-${i}` })
+      }
+      // The reader's node repairs from the room's stream once it has subscribed again.
+      await reader.next({ type: 'chat', room: r, body: 'k1-2' }, 10_000)
+      const after = await sender.request({ type: 'chat', room: r, body: 'live again' })
+      await reader.next({ type: 'chat', room: r, body: 'live again' }, 5000)
+      const bodies = reader.all('chat').filter((f) => f.room === r).map((f) => f.body)
+      expect(bodies).toEqual(['k1', 'k0-0', 'k0-1', 'k0-2', 'k1-0', 'k1-1', 'k1-2', 'live again'])
+      expect(reader.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual(Array.from({ length: after.seq }, (_, i) => i + 1))
+      // A user's topic (not a room's: nothing to repair it from) is subscribed again too.
+      await until(async () => {
+        const ack = await sender.request({ type: 'dm', to: 'sd-bob', body: `dm ${Date.now()}` })
+        return reader.all('dm').some((f) => f.seq === ack.seq)
+      }, 'a dm reaches the reader after the drop', 10_000)
+      expect(new Set(reader.all('dm').map((f) => f.id)).size).toBe(reader.all('dm').length) // none twice
+      sender.close()
+      reader.close()
+    } finally {
+      admin.disconnect()
       await redis.kill()
     }
   }, 40_000)

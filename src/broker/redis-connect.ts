@@ -2,6 +2,8 @@ import Redis, { Cluster } from 'ioredis'
 import type { RedisOptions } from 'ioredis'
 import { scriptClient } from './script-client'
 import type { ScriptClient } from './script-client'
+import { bunSubscriber, ioredisSubscriber } from './subscriber'
+import type { Subscriber } from './subscriber'
 
 /** Reconnects back off from 100 ms, doubling up to 2 s. */
 const backoff = (n: number) => Math.min(100 * 2 ** n, 2000)
@@ -52,12 +54,12 @@ export function redisConnection(url: string, cluster: boolean, role: 'command' |
 
 /**
  * A node's connections to Redis, made once (in main) and handed to whatever needs Redis:
- * `cmd` for commands and scripts, `sub` for pub/sub, `blocking` (made on first use) for the
- * blocking reads of queue consumers.
+ * `cmd` for commands and scripts, `sub` for pub/sub (Bun's client on one Redis, ioredis on a
+ * Cluster: subscriber.ts), `blocking` (made on first use) for the blocking reads of queue consumers.
  */
 export interface RedisConnections {
   cmd: Redis
-  sub: Redis
+  sub: Subscriber
   blocking(): Redis
   /** One Redis (not a Cluster): the append script's own connection, Bun's client (script-client.ts). */
   scripts?: ScriptClient
@@ -68,8 +70,9 @@ export interface RedisConnections {
 
 export function redisConnections(url: string, cluster: boolean): RedisConnections {
   const cmd = redisConnection(url, cluster, 'command')
-  const sub = redisConnection(url, cluster, 'subscriber')
-  const scripts = cluster ? undefined : scriptClient(url.split(',')[0]!.trim())
+  const first = url.split(',')[0]!.trim()
+  const sub = cluster ? ioredisSubscriber(redisConnection(url, true, 'subscriber'), true) : bunSubscriber(first)
+  const scripts = cluster ? undefined : scriptClient(first)
   let blocking: Redis | undefined
   const open = (c: Redis) => (c.status === 'wait' ? c.connect() : Promise.resolve())
   return {
@@ -84,7 +87,7 @@ export function redisConnections(url: string, cluster: boolean): RedisConnection
       return blocking
     },
     async connect() {
-      await Promise.all([cmd, sub, ...(blocking ? [blocking] : [])].map(open))
+      await Promise.all([...[cmd, ...(blocking ? [blocking] : [])].map(open), sub.connect()])
       if (scripts && !scripts.connected) await scripts.connect()
     },
     close() {

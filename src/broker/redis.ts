@@ -88,8 +88,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
   // (classic PUBLISH would be broadcast to every shard). One Redis keeps classic pub/sub.
   const publish = cluster ? (ch: string, m: string) => cmd.spublish(ch, m) : (ch: string, m: string) => cmd.publish(ch, m)
-  const subscribe = cluster ? (ch: string) => sub.ssubscribe(ch) : (ch: string) => sub.subscribe(ch)
-  const unsubscribe = cluster ? (ch: string) => sub.sunsubscribe(ch) : (ch: string) => sub.unsubscribe(ch)
+  const subscribe = (ch: string) => sub.subscribe([ch])
+  const unsubscribe = (ch: string) => sub.unsubscribe(ch)
   /** With persistence: until when this node's lease keeps a room in the archive's due set. */
   const dueUntil = new Map<string, number>()
 
@@ -121,7 +121,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     return topic
   }
 
-  sub.on(cluster ? 'smessage' : 'message', (channel: string, payload: string) => {
+  sub.on('message', (channel: string, payload: string) => {
     const topic = topicOf(channel)
     if (payload.startsWith(RESET_HEAD)) {
       const stream = streams.get(topic)
@@ -220,7 +220,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   sub.on('ready', () => {
     if (watched.size === 0 || closing || cluster) return
     for (const stream of streams.values()) stream.held = true
-    const subscribed = sub.subscribe(...[...watched.keys()].map(key.channel)).then(() => {})
+    const subscribed = sub.subscribe([...watched.keys()].map(key.channel))
     for (const w of watched.values()) w.ready = subscribed
     subscribed
       .catch((err) => log.warn('resubscribe failed', { err }))
@@ -271,7 +271,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       if (attempt === 3 && Date.now() - lastRebuild > 10_000) {
         lastRebuild = Date.now()
         log.warn('shard subscribers do not answer; reconnecting them')
-        sub.disconnect(true)
+        sub.reconnect()
         return
       }
       try {
@@ -293,10 +293,12 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     lastState = state
     if (started && !closing) (healthy ? log.info : log.warn)('redis connection', { command: cmd.status, subscriber: sub.status })
   }
-  for (const c of [cmd, sub]) {
-    for (const ev of ['ready', 'close', 'reconnecting', 'end']) c.on(ev, onState)
-    c.on('error', (err) => opts.onError?.(err))
+  for (const ev of ['ready', 'close', 'reconnecting', 'end'] as const) {
+    cmd.on(ev, onState)
+    sub.on(ev, onState)
   }
+  cmd.on('error', (err) => opts.onError?.(err))
+  sub.on('error', (err) => opts.onError?.(err))
 
   // ---- room state ----
 
