@@ -246,7 +246,7 @@ describe('Redis outage', () => {
       await reader.next({ type: 'chat', room: r, body: 'k1' })
 
       for (let round = 0; round < 2; round++) {
-        const subscribers = async () => String(await admin.client('LIST', 'TYPE', 'pubsub')).trim().split('\n').filter(Boolean).length
+        const subscribers = async () => String(await admin.call('CLIENT', 'LIST', 'TYPE', 'pubsub')).trim().split('\n').filter(Boolean).length
         await until(async () => (await subscribers()) >= 2, 'both nodes subscribed (again)', 10_000)
         expect(Number(await admin.client('KILL', 'TYPE', 'pubsub'))).toBeGreaterThanOrEqual(2)
         for (let i = 0; i < 3; i++) await sender.request({ type: 'chat', room: r, body: `k${round}-${i}` })
