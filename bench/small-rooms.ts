@@ -4,14 +4,17 @@
  * room (member 0) keeping `--small-rooms-window` acked sends in flight: the saturated phase.
  * Then a paced phase at half the saturated rate, measuring send → ack latency.
  *
- * Configs (`--small-rooms-configs`, default all three, in this order):
- *   memory   one node, memory engine: the floor the Redis path is compared with
+ * Configs (`--small-rooms-configs`, default all four, in this order):
+ *   bare     one bare Bun.serve (bench/servers/bare-rooms.ts): join, chat frames and acks of
+ *            chat-server's sizes, nothing else: what Bun itself costs for this traffic, the
+ *            reference every other config is divided by
+ *   memory   one node, memory engine: the one-node engine floor the Redis path is compared with
  *   redis    two nodes (separate chat-server processes) + a private redis-server; member m of
  *            room r on node (r + m) mod 2, so every room spans both nodes
  *   cluster  the same two nodes against a real Redis Cluster (3 primaries + 3 replicas, loopback)
  *
- * Per config and phase: acked msg/s, deliveries/s, chat-server CPU µs per acked message (both
- * nodes' CPU summed / acked messages), Redis CPU µs per message (INFO CPU of every instance,
+ * Per config and phase: acked msg/s, deliveries/s, server CPU µs per acked message (both
+ * nodes' CPU summed / acked messages; its ratio to bare's), Redis CPU µs per message (INFO CPU of every instance,
  * and of the primaries), generator CPU %, ack p50 / p99. With --profile, node A of the first
  * Redis config is profiled (bun --cpu-prof; summary: bun run bench/profile.ts).
  */
@@ -86,15 +89,16 @@ const log = (...a: unknown[]) => console.error('[bench:small]', ...a)
 const r1 = (x: number) => Math.round(x * 10) / 10
 
 async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean): Promise<SmallRoomsRow> {
-  if (!['memory', 'redis', 'cluster'].includes(config)) throw new Error(`--small-rooms-configs: expected memory, redis or cluster, got ${config}`)
+  if (!['bare', 'memory', 'redis', 'cluster'].includes(config)) throw new Error(`--small-rooms-configs: expected bare, memory, redis or cluster, got ${config}`)
   const redis: BenchRedis | undefined = config === 'redis' ? await privateRedis() : config === 'cluster' ? await startRedisCluster() : undefined
   const nodes: Server[] = []
   try {
     const env: Record<string, string> = { ...o.env, LOG_LEVEL: 'info' }
     if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: `bench-small-${process.pid}:` }, config === 'cluster' ? { REDIS_CLUSTER: 'true' } : {})
     for (const name of redis ? ['a', 'b'] : ['a']) {
-      const r = await startServer('chat', { ...env, NODE_ID: `bench-small-${name}` }, { cpuProfDir: profile && name === 'a' ? o.profileDir : undefined })
-      if (!r.ok) throw new Error(`chat-server node ${name} (${config}) did not start (exit ${r.code}): ${r.stderr.slice(0, 300)}`)
+      const kind = config === 'bare' ? 'bare-rooms' : 'chat'
+      const r = await startServer(kind, { ...env, NODE_ID: `bench-small-${name}` }, { cpuProfDir: profile && name === 'a' ? o.profileDir : undefined })
+      if (!r.ok) throw new Error(`${kind} node ${name} (${config}) did not start (exit ${r.code}): ${r.stderr.slice(0, 300)}`)
       nodes.push(r.server)
     }
     const sizes = roomSizes(o.rooms, o.minMembers, o.maxMembers)
@@ -200,7 +204,7 @@ export async function smallRoomsScenario(o: SmallRoomsOptions): Promise<SmallRoo
   const rows: SmallRoomsRow[] = []
   let profiled = false
   for (const c of o.configs) {
-    const profile: boolean = !!o.profileDir && !profiled && c !== 'memory'
+    const profile: boolean = !!o.profileDir && !profiled && c !== 'memory' && c !== 'bare'
     profiled ||= profile
     rows.push(await runConfig(c, o, profile))
   }

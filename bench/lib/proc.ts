@@ -53,8 +53,11 @@ export function openFds(pid: number): number {
   }
 }
 
-/** bare: republishes what it reads; floor: the least a server of this protocol does (servers/floor.ts); chat: chat-server. */
-export type ServerKind = 'bare' | 'floor' | 'chat'
+/**
+ * bare: republishes what it reads; floor: the least a server of this protocol does (servers/floor.ts);
+ * bare-rooms: joins, chat and ack for the many-rooms generator, Bun's own cost (servers/bare-rooms.ts); chat: chat-server.
+ */
+export type ServerKind = 'bare' | 'floor' | 'bare-rooms' | 'chat'
 
 export interface Server {
   kind: ServerKind
