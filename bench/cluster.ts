@@ -3,8 +3,9 @@
  * members, one sender in every room keeping `--cluster-window` messages in flight), through
  * one private redis-server vs a real Redis Cluster (3 primaries + 3 replicas on loopback), with
  * WORKERS=1 and 2. Reports acked messages/s, deliveries/s, the CPU of chat-server, of the load
- * generator (this process) and of every Redis instance, and Redis CPU per message per shard
- * (INFO CPU used_cpu_sys + used_cpu_user, read before and after).
+ * generator (bench/lib/rooms.ts: its worker processes and this one) and of every Redis
+ * instance, and Redis CPU per message per shard (INFO CPU used_cpu_sys + used_cpu_user, read
+ * before and after). Errors are those of the measured window.
  *
  *   --cluster-rooms (1000) --cluster-members (10) --cluster-s (5, measured seconds)
  *   --cluster-window (2 messages in flight per sender) --cluster-configs=single-1,cluster-1,single-2,cluster-2
@@ -54,19 +55,18 @@ async function runOne(config: string, o: ClusterOptions) {
     const primaries = await redis.primaries()
     const r0 = await Promise.all(redis.ports.map(redisCpu))
     const s0 = treeCpu(server.pid)
-    const g0 = process.cpuUsage()
-    const a0 = load.stats.acked
-    const d0 = load.stats.delivered
+    const g0 = load.cpuSeconds()
+    load.start()
     const w0 = performance.now()
     await Bun.sleep(o.seconds * 1000)
+    const counted = load.stop()
     const wall = (performance.now() - w0) / 1000
-    const acked = load.stats.acked - a0
-    const delivered = load.stats.delivered - d0
-    const g = process.cpuUsage(g0)
+    const g = load.cpuSeconds() - g0
     const s1 = treeCpu(server.pid)
     const r1 = await Promise.all(redis.ports.map(redisCpu))
+    const { acked, delivered, errors } = await counted
     await load.halt()
-    load.close()
+    await load.close()
     const perInstance = redis.ports.map((p, i) => ({
       port: p,
       role: primaries.includes(p) ? 'primary' : 'replica',
@@ -80,9 +80,9 @@ async function runOne(config: string, o: ClusterOptions) {
       seconds: Math.round(wall * 10) / 10,
       msgsPerS: Math.round(acked / wall),
       deliveriesPerS: Math.round(delivered / wall),
-      errors: load.stats.errors,
+      errors,
       serverCpuPct: Math.round(((s1 - s0) / wall) * 1000) / 10,
-      generatorCpuPct: Math.round(((g.user + g.system) / 1e6 / wall) * 1000) / 10,
+      generatorCpuPct: Math.round((g / wall) * 1000) / 10,
       redisCpuPctTotal: Math.round(perInstance.reduce((s, i) => s + i.cpuPct, 0) * 10) / 10,
       redisCpuUsPerMsgTotal: Math.round(perInstance.reduce((s, i) => s + i.cpuUsPerMsg, 0) * 10) / 10,
       redis: perInstance,

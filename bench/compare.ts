@@ -67,10 +67,12 @@ const small = (config: string, f: (x: SmallRoomsRow) => number | undefined) => (
   const row = r.scenarios.small?.rows.find((x) => x.config === config)
   return row ? (f(row) ?? NaN) : NaN
 }
-for (const [config, name] of [['memory', '6 small rooms, 1 node memory (floor)'], ['redis', '6 small rooms, 2 nodes + Redis'], ['cluster', '6 small rooms, 2 nodes + Redis Cluster']] as const) {
-  const through = config !== 'memory'
+const bareUs = small('bare', (x) => x.saturated.serverCpuUsPerMsg)
+for (const [config, name] of [['bare', '6 small rooms, bare Bun.serve (reference)'], ['memory', '6 small rooms, 1 node memory (engine floor)'], ['redis', '6 small rooms, 2 nodes + Redis'], ['cluster', '6 small rooms, 2 nodes + Redis Cluster']] as const) {
+  const through = config !== 'memory' && config !== 'bare'
   ratios.push([`${name}: acked msg/s (saturated)`, small(config, (x) => x.saturated.msgsPerS)])
-  ratios.push([`${name}: chat-server CPU µs per acked message${through ? ` (target ≤ ${SMALL_TARGETS.serverCpuUsPerMsg})` : ''}`, small(config, (x) => x.saturated.serverCpuUsPerMsg)])
+  ratios.push([`${name}: server CPU µs per acked message${through ? ` (target ≤ ${SMALL_TARGETS.serverCpuUsPerMsg})` : ''}`, small(config, (x) => x.saturated.serverCpuUsPerMsg)])
+  if (config !== 'bare') ratios.push([`${name}: × bare CPU per acked message`, (r) => small(config, (x) => x.saturated.serverCpuUsPerMsg)(r) / bareUs(r)])
   if (through) ratios.push([`${name}: Redis CPU µs per message`, small(config, (x) => x.saturated.redisCpuUsPerMsg)])
   ratios.push([`${name}: paced ack p99 ms${through ? ` (target ≤ ${SMALL_TARGETS.pacedP99Ms})` : ''}`, small(config, (x) => x.paced.ack?.p99)])
   ratios.push([`${name}: generator CPU % (saturated)`, small(config, (x) => x.saturated.generatorCpuPct)])

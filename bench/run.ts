@@ -23,10 +23,10 @@
  *
  * Opt-in, not part of the default run (its 12 000 sockets take minutes to open on a busy
  * machine): --only=small, many small rooms (bench/small-rooms.ts): 2 000 rooms of 2–10 members on
- * one memory node, on two nodes + a private redis-server, on two nodes + a Redis Cluster; saturated
- * then paced at half that rate. --small-rooms (2000) --small-rooms-window (2 acked in flight per
- * sender) --small-rooms-s (5 s a phase) --small-rooms-idle-s (2 s of nothing sent first, the CPU
- * without messages) --small-rooms-configs=memory,redis,cluster; with --profile,
+ * a bare Bun.serve (the reference), one memory node, two nodes + a private redis-server, two nodes
+ * + a Redis Cluster; saturated then paced at half that rate. --small-rooms (2000) --small-rooms-window
+ * (2 acked in flight per sender) --small-rooms-s (5 s a phase) --small-rooms-idle-s (2 s of nothing
+ * sent first, the CPU without messages) --small-rooms-configs=bare,memory,redis,cluster; with --profile,
  * node A of the first Redis config is profiled. Written to --out like the default run.
  * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
  * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
@@ -105,7 +105,7 @@ const opt = {
   smallRoomsWindow: Math.max(1, num('small-rooms-window', 2, 2)),
   smallRoomsS: num('small-rooms-s', 5, 2),
   smallRoomsIdleS: num('small-rooms-idle-s', 2, 1),
-  smallRoomsConfigs: (flag('small-rooms-configs') ?? 'memory,redis,cluster').split(','),
+  smallRoomsConfigs: (flag('small-rooms-configs') ?? 'bare,memory,redis,cluster').split(','),
 }
 for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events', 'pusher'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
 

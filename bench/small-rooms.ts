@@ -4,15 +4,19 @@
  * room (member 0) keeping `--small-rooms-window` acked sends in flight: the saturated phase.
  * Then a paced phase at half the saturated rate, measuring send → ack latency.
  *
- * Configs (`--small-rooms-configs`, default all three, in this order):
- *   memory   one node, memory engine: the floor the Redis path is compared with
+ * Configs (`--small-rooms-configs`, default all four, in this order):
+ *   bare     one bare Bun.serve (bench/servers/bare-rooms.ts): join, chat frames and acks of
+ *            chat-server's sizes, nothing else: what Bun itself costs for this traffic, the
+ *            reference every other config is divided by
+ *   memory   one node, memory engine: the one-node engine floor the Redis path is compared with
  *   redis    two nodes (separate chat-server processes) + a private redis-server; member m of
  *            room r on node (r + m) mod 2, so every room spans both nodes
  *   cluster  the same two nodes against a real Redis Cluster (3 primaries + 3 replicas, loopback)
  *
- * Per config and phase: acked msg/s, deliveries/s, chat-server CPU µs per acked message (both
- * nodes' CPU summed / acked messages), Redis CPU µs per message (INFO CPU of every instance,
- * and of the primaries), generator CPU %, ack p50 / p99. With --profile, node A of the first
+ * Per config and phase: acked msg/s, deliveries/s, server CPU µs per acked message (both
+ * nodes' CPU summed / acked messages; its ratio to bare's), Redis CPU µs per message (INFO CPU
+ * of every instance, and of the primaries), generator CPU % (its worker processes,
+ * bench/rooms-worker.ts, and this one), ack p50 / p99. With --profile, node A of the first
  * Redis config is profiled (bun --cpu-prof; summary: bun run bench/profile.ts).
  */
 import { startRedisCluster } from '../test/helpers/redis-cluster'
@@ -63,6 +67,8 @@ export interface SmallRoomsRow {
   sockets: number
   meanMembers: number
   window: number
+  /** Processes of the generator (bench/rooms-worker.ts); absent in results of the in-process generator. */
+  generatorWorkers?: number
   connectMs: number
   /**
    * Every socket open, nothing sent (`--small-rooms-idle-s`, 2 s): what the nodes and Redis burn
@@ -86,15 +92,16 @@ const log = (...a: unknown[]) => console.error('[bench:small]', ...a)
 const r1 = (x: number) => Math.round(x * 10) / 10
 
 async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean): Promise<SmallRoomsRow> {
-  if (!['memory', 'redis', 'cluster'].includes(config)) throw new Error(`--small-rooms-configs: expected memory, redis or cluster, got ${config}`)
+  if (!['bare', 'memory', 'redis', 'cluster'].includes(config)) throw new Error(`--small-rooms-configs: expected bare, memory, redis or cluster, got ${config}`)
   const redis: BenchRedis | undefined = config === 'redis' ? await privateRedis() : config === 'cluster' ? await startRedisCluster() : undefined
   const nodes: Server[] = []
   try {
     const env: Record<string, string> = { ...o.env, LOG_LEVEL: 'info' }
     if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: `bench-small-${process.pid}:` }, config === 'cluster' ? { REDIS_CLUSTER: 'true' } : {})
     for (const name of redis ? ['a', 'b'] : ['a']) {
-      const r = await startServer('chat', { ...env, NODE_ID: `bench-small-${name}` }, { cpuProfDir: profile && name === 'a' ? o.profileDir : undefined })
-      if (!r.ok) throw new Error(`chat-server node ${name} (${config}) did not start (exit ${r.code}): ${r.stderr.slice(0, 300)}`)
+      const kind = config === 'bare' ? 'bare-rooms' : 'chat'
+      const r = await startServer(kind, { ...env, NODE_ID: `bench-small-${name}` }, { cpuProfDir: profile && name === 'a' ? o.profileDir : undefined })
+      if (!r.ok) throw new Error(`${kind} node ${name} (${config}) did not start (exit ${r.code}): ${r.stderr.slice(0, 300)}`)
       nodes.push(r.server)
     }
     const sizes = roomSizes(o.rooms, o.minMembers, o.maxMembers)
@@ -105,25 +112,24 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
       'sr',
     )
     const connectMs = Math.round(performance.now() - t0)
-    log(`${config}: ${load.sockets} members in ${o.rooms} rooms on ${nodes.length} node(s) open in ${connectMs} ms`)
+    log(`${config}: ${load.sockets} members in ${o.rooms} rooms on ${nodes.length} node(s) open in ${connectMs} ms (${load.workers} generator processes)`)
     const primaries = redis ? await redis.primaries() : []
 
-    /** One measured window: CPU of every node, of every Redis instance and of this process. */
+    /** One measured window: CPU of every node, of every Redis instance and of the generator (its workers and this process). */
     const phase = async (seconds = o.seconds): Promise<SmallRoomsPhase> => {
       const rc0 = redis ? await Promise.all(redis.ports.map(redisCpu)) : []
       const n0 = nodes.map((s) => treeCpu(s.pid))
-      const g0 = process.cpuUsage()
-      const { acked: a0, delivered: d0, errors: e0 } = load.stats
-      load.ack.reset()
+      const g0 = load.cpuSeconds()
+      load.start()
       const w0 = performance.now()
       await Bun.sleep(seconds * 1000)
+      const counted = load.stop()
       const wall = (performance.now() - w0) / 1000
-      const acked = load.stats.acked - a0
-      const delivered = load.stats.delivered - d0
-      const g = process.cpuUsage(g0)
-      const ack = load.ack.n ? load.ack.summary() : undefined
+      const g = load.cpuSeconds() - g0
       const nodeCpu = nodes.map((s, i) => treeCpu(s.pid) - n0[i]!)
       const rc1 = redis ? await Promise.all(redis.ports.map(redisCpu)) : []
+      const { acked, delivered, errors, ack: hist } = await counted
+      const ack = hist.n ? hist.summary() : undefined
       const server = nodeCpu.reduce((s, x) => s + x, 0)
       const rcs = rc1.map((x, i) => x - rc0[i]!)
       const rAll = rcs.reduce((s, x) => s + x, 0)
@@ -132,14 +138,14 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
         seconds: Math.round(wall * 100) / 100,
         msgsPerS: Math.round(acked / wall),
         deliveriesPerS: Math.round(delivered / wall),
-        errors: load.stats.errors - e0,
+        errors,
         serverCpuPct: r1((server / wall) * 100),
         nodeCpuPct: nodeCpu.map((x) => r1((x / wall) * 100)),
         serverCpuUsPerMsg: acked ? r1((server / acked) * 1e6) : NaN,
         redisCpuPct: redis ? r1((rAll / wall) * 100) : undefined,
         redisCpuUsPerMsg: redis && acked ? r1((rAll / acked) * 1e6) : undefined,
         redisPrimariesCpuUsPerMsg: redis && acked ? r1((rPrim / acked) * 1e6) : undefined,
-        generatorCpuPct: r1(((g.user + g.system) / 1e6 / wall) * 100),
+        generatorCpuPct: r1((g / wall) * 100),
         ack,
       }
     }
@@ -179,6 +185,7 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
         sockets: load.sockets,
         meanMembers: r1(load.sockets / o.rooms),
         window: o.window,
+        generatorWorkers: load.workers,
         connectMs,
         idle,
         saturated,
@@ -188,7 +195,7 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
         profileWindow,
       }
     } finally {
-      load.close()
+      await load.close()
     }
   } finally {
     await Promise.all(nodes.map((s) => s.stop()))
@@ -200,7 +207,7 @@ export async function smallRoomsScenario(o: SmallRoomsOptions): Promise<SmallRoo
   const rows: SmallRoomsRow[] = []
   let profiled = false
   for (const c of o.configs) {
-    const profile: boolean = !!o.profileDir && !profiled && c !== 'memory'
+    const profile: boolean = !!o.profileDir && !profiled && c !== 'memory' && c !== 'bare'
     profiled ||= profile
     rows.push(await runConfig(c, o, profile))
   }

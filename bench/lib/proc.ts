@@ -53,8 +53,11 @@ export function openFds(pid: number): number {
   }
 }
 
-/** bare: republishes what it reads; floor: the least a server of this protocol does (servers/floor.ts); chat: chat-server. */
-export type ServerKind = 'bare' | 'floor' | 'chat'
+/**
+ * bare: republishes what it reads; floor: the least a server of this protocol does (servers/floor.ts);
+ * bare-rooms: joins, chat and ack for the many-rooms generator, Bun's own cost (servers/bare-rooms.ts); chat: chat-server.
+ */
+export type ServerKind = 'bare' | 'floor' | 'bare-rooms' | 'chat'
 
 export interface Server {
   kind: ServerKind
@@ -152,20 +155,27 @@ export async function startServer(
   }
 }
 
-/** A generator worker process (bench/worker.ts) with a request/response helper over IPC. */
-export class Worker {
+/**
+ * A generator worker process with a request/response helper over IPC: bench/worker.ts by
+ * default, or another script of the same pattern (`script`, from the repository's root; its
+ * commands `C` and events `E`, an `exit` command among them).
+ */
+export class Worker<C extends { cmd: string } = Command, E extends { ev: string } = Event> {
   readonly proc: Subprocess
-  private waiters: { ev: Event['ev']; resolve: (e: Event) => void }[] = []
+  private waiters: { ev: E['ev']; resolve: (e: E) => void }[] = []
   onProgress?: (min: number) => void
 
-  constructor(readonly name: string) {
-    this.proc = Bun.spawn([BUN, join(ROOT, 'bench/worker.ts')], {
+  constructor(
+    readonly name: string,
+    script = 'bench/worker.ts',
+  ) {
+    this.proc = Bun.spawn([BUN, join(ROOT, script)], {
       cwd: ROOT,
       stdin: 'ignore',
       stdout: 'inherit',
       stderr: 'inherit',
-      ipc: (m: Event) => {
-        if (m.ev === 'progress') return this.onProgress?.(m.min)
+      ipc: (m: E) => {
+        if (m.ev === 'progress') return this.onProgress?.((m as unknown as { min: number }).min)
         const i = this.waiters.findIndex((w) => w.ev === m.ev)
         if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(m)
       },
@@ -178,15 +188,15 @@ export class Worker {
     return this.proc.pid
   }
 
-  send(c: Command) {
+  send(c: C) {
     this.proc.send(c)
   }
 
   /** Sends `c` and waits for the worker's next `ev` event. */
-  request<E extends Event['ev']>(c: Command, ev: E, timeoutMs = 120_000): Promise<Extract<Event, { ev: E }>> {
+  request<K extends E['ev']>(c: C, ev: K, timeoutMs = 120_000): Promise<Extract<E, { ev: K }>> {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`${this.name}: no ${ev} within ${timeoutMs} ms`)), timeoutMs)
-      this.waiters.push({ ev, resolve: (e) => (clearTimeout(t), resolve(e as Extract<Event, { ev: E }>)) })
+      this.waiters.push({ ev, resolve: (e) => (clearTimeout(t), resolve(e as Extract<E, { ev: K }>)) })
       this.proc.exited.then((code) => reject(new Error(`${this.name} exited with ${code}`)))
       this.send(c)
     })
@@ -195,7 +205,7 @@ export class Worker {
   async exit() {
     if (this.proc.exitCode !== null) return
     try {
-      this.send({ cmd: 'exit' })
+      this.send({ cmd: 'exit' } as C)
     } catch {}
     const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000)
     await this.proc.exited

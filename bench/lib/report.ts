@@ -233,33 +233,39 @@ export function renderTables(r: Results): string {
 export const SMALL_TARGETS = { serverCpuUsPerMsg: 40, pacedP99Ms: 10 }
 
 /**
- * Scenario `small`: one column per config (memory = one node, the floor; redis, cluster = two
- * nodes). The CPU target applies to the saturated phase, the latency target to the paced one.
+ * Scenario `small`: one column per config (bare = a bare Bun.serve, the reference; memory = one
+ * node, the engine floor; redis, cluster = two nodes). The CPU target applies to the saturated
+ * phase, the latency target to the paced one, both only through Redis.
  */
 export function smallRoomsTable(rows: SmallRoomsRow[]): string {
   if (!rows.length) return ''
   const f1 = (x?: number) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(1))
   const col = (f: (x: SmallRoomsRow) => string) => rows.map(f).join(' | ')
+  const bare = rows.find((x) => x.config === 'bare')
   const floor = rows.find((x) => x.config === 'memory')
   const t = SMALL_TARGETS
-  const cpuOk = (x: SmallRoomsRow) => (x.config === 'memory' ? '' : ` (${verdict(x.saturated.serverCpuUsPerMsg <= t.serverCpuUsPerMsg)})`)
-  const latOk = (x: SmallRoomsRow) => (x.config === 'memory' || !x.paced.ack ? '' : ` (${verdict(x.paced.ack.p99 <= t.pacedP99Ms)})`)
+  const through = (x: SmallRoomsRow) => x.config !== 'memory' && x.config !== 'bare'
+  const cpuOk = (x: SmallRoomsRow) => (through(x) ? ` (${verdict(x.saturated.serverCpuUsPerMsg <= t.serverCpuUsPerMsg)})` : '')
+  const latOk = (x: SmallRoomsRow) => (through(x) && x.paced.ack ? ` (${verdict(x.paced.ack.p99 <= t.pacedP99Ms)})` : '')
+  const times = (x?: number, of?: number) => (x && of ? (x / of).toFixed(2) : '–')
+  const name = (x: SmallRoomsRow) =>
+    x.config === 'bare' ? 'bare Bun.serve, 1 node (reference)' : x.config === 'memory' ? 'memory, 1 node (engine floor)' : x.config === 'redis' ? '2 nodes + Redis' : '2 nodes + Redis Cluster (3 primaries)'
   const r0 = rows[0]!
   const head = `6 small rooms: ${n(r0.rooms)} rooms of 2–10 members (${r0.meanMembers} on average, ${n(r0.sockets)} sockets), one sender per room, ${r0.window} acked in flight`
   const lines = [
-    `| ${head} | ${col((x) => (x.config === 'memory' ? 'memory, 1 node (floor)' : x.config === 'redis' ? '2 nodes + Redis' : '2 nodes + Redis Cluster (3 primaries)'))} | target |`,
+    `| ${head} | ${col(name)} | target |`,
     `|---|${rows.map(() => '---:').join('|')}|---|`,
     `| saturated: acked msg/s; deliveries/s | ${col((x) => `${n(x.saturated.msgsPerS)}; ${n(x.saturated.deliveriesPerS)}`)} | |`,
-    `| saturated: chat-server CPU µs per acked message (all nodes) | ${col((x) => `${f1(x.saturated.serverCpuUsPerMsg)}${cpuOk(x)}`)} | ≤ ${t.serverCpuUsPerMsg} µs through Redis |`,
+    `| saturated: server CPU µs per acked message (all nodes) | ${col((x) => `${f1(x.saturated.serverCpuUsPerMsg)}${cpuOk(x)}`)} | ≤ ${t.serverCpuUsPerMsg} µs through Redis |`,
+    `| saturated: × bare; × memory (the one-node engine floor) | ${col((x) => `${times(x.saturated.serverCpuUsPerMsg, bare?.saturated.serverCpuUsPerMsg)}; ${times(x.saturated.serverCpuUsPerMsg, floor?.saturated.serverCpuUsPerMsg)}`)} | |`,
     `| saturated: the same net of the idle CPU (all sockets open, nothing sent) | ${col((x) => f1(x.saturated.serverCpuUsPerMsgNet))} | |`,
-    `| idle: CPU % chat-server per node / Redis | ${col((x) => (x.idle ? `${x.idle.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.idle.redisCpuPct)}` : '–'))} | |`,
-    `| saturated: × the one-node floor | ${col((x) => (floor ? (x.saturated.serverCpuUsPerMsg / floor.saturated.serverCpuUsPerMsg).toFixed(2) : '–'))} | |`,
+    `| idle: CPU % server per node / Redis | ${col((x) => (x.idle ? `${x.idle.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.idle.redisCpuPct)}` : '–'))} | |`,
     `| saturated: Redis CPU µs per message, all instances (primaries) | ${col((x) => (x.saturated.redisCpuUsPerMsg === undefined ? '–' : `${f1(x.saturated.redisCpuUsPerMsg)} (${f1(x.saturated.redisPrimariesCpuUsPerMsg)})`))} | reported |`,
-    `| saturated: CPU % chat-server per node / Redis / generator | ${col((x) => `${x.saturated.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.saturated.redisCpuPct)} / ${f1(x.saturated.generatorCpuPct)}`)} | |`,
+    `| saturated: CPU % server per node / Redis / generator | ${col((x) => `${x.saturated.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.saturated.redisCpuPct)} / ${f1(x.saturated.generatorCpuPct)}`)} | |`,
     `| paced at half the saturated rate: msg/s asked; acked | ${col((x) => `${n(x.paced.rate)}; ${n(x.paced.msgsPerS)}`)} | |`,
     `| paced: ack p50 / p99 ms (send → ack) | ${col((x) => `${ms(x.paced.ack?.p50)} / ${ms(x.paced.ack?.p99)}${latOk(x)}`)} | p99 ≤ ${t.pacedP99Ms} ms |`,
-    `| paced: chat-server CPU µs per message (net of idle); Redis µs per message | ${col((x) => `${f1(x.paced.serverCpuUsPerMsg)} (${f1(x.paced.serverCpuUsPerMsgNet)}); ${f1(x.paced.redisCpuUsPerMsg)}`)} | |`,
-    `| paced: CPU % chat-server per node / Redis / generator | ${col((x) => `${x.paced.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.paced.redisCpuPct)} / ${f1(x.paced.generatorCpuPct)}`)} | |`,
+    `| paced: server CPU µs per message (net of idle); × bare; Redis µs per message | ${col((x) => `${f1(x.paced.serverCpuUsPerMsg)} (${f1(x.paced.serverCpuUsPerMsgNet)}); ${times(x.paced.serverCpuUsPerMsg, bare?.paced.serverCpuUsPerMsg)}; ${f1(x.paced.redisCpuUsPerMsg)}`)} | |`,
+    `| paced: CPU % server per node / Redis / generator | ${col((x) => `${x.paced.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.paced.redisCpuPct)} / ${f1(x.paced.generatorCpuPct)}`)} | |`,
     `| errors; unanswered at the end; connect ms | ${col((x) => `${x.saturated.errors + x.paced.errors}; ${x.unanswered}; ${n(x.connectMs)}`)} | |`,
   ]
   return lines.join('\n')

@@ -4,18 +4,19 @@
  * (issue 27: rooms of 2–10 members split over two nodes), and the Redis helpers they share
  * (a private redis-server, INFO CPU, the CPU of a process tree).
  *
- * The generator runs in the bench process itself (Bun's WebSocket client): its CPU is the
- * process's own and is reported next to the servers', so a generator-bound rate shows.
+ * The generator runs in worker processes (bench/rooms-worker.ts) on raw TCP, the rooms split
+ * between them: not in the bench process on Bun's WebSocket client, whose MessageEvent per
+ * frame made the generator use most of a core and put its own event-loop delays in the
+ * latencies. Its CPU (the workers' and this process's) is reported next to the servers'.
  */
 import Redis from 'ioredis'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, listening } from '../../test/helpers/services'
+import type { RoomsCommand, RoomsEvent } from '../rooms-worker'
 import { Histogram } from './histogram'
-import { cpuSeconds } from './proc'
-
-const BODY = 'x'.repeat(40)
+import { cpuOf, cpuSeconds, Worker } from './proc'
 
 /** CPU seconds of a process and its children (the supervisor's workers). */
 export function treeCpu(pid: number): number {
@@ -67,140 +68,86 @@ export function roomSizes(rooms: number, min: number, max: number): number[] {
   return Array.from({ length: rooms }, (_, r) => min + ((r * 5) % span))
 }
 
-export interface RoomStats {
+/** What the generator counted over a measured window (RoomsLoad.start → stop). */
+export interface RoomsPhase {
   acked: number
   delivered: number
   errors: number
   sent: number
+  /** Send → ack times (µs), every worker's merged. */
+  ack: Histogram
 }
 
 export interface RoomsLoad {
-  stats: RoomStats
-  /** Send → ack times (µs) since the last reset. */
-  ack: Histogram
   sockets: number
   senders: number
+  /** Generator processes. */
+  workers: number
+  /** CPU seconds the generator used so far: its worker processes and this one. */
+  cpuSeconds(): number
+  /** Starts a measured window. */
+  start(): void
+  /** Ends it: the workers' counts since start(), their histograms merged. */
+  stop(): Promise<RoomsPhase>
   /** Saturated: every sender keeps `window` acked sends in flight. */
   flood(window: number): void
-  /** Paced: `rate` messages a second in all, round-robin over the senders. */
+  /** Paced: `rate` messages a second in all, each worker its senders' share, round-robin over them. */
   pace(rate: number): void
   /** Stops sending and waits (≤ 5 s) for what is in flight; returns how many stayed unanswered. */
   halt(): Promise<number>
-  close(): void
+  close(): Promise<void>
 }
 
 /**
  * Opens every member of every room; member m of room r connects to node (r + m) mod nodes, so
  * with two nodes every room of 2 or more spans both and the senders (member 0) alternate.
  * One user per connection, as in real chat (no user's state holds thousands of sockets).
+ * Room r is opened by worker r mod `workers`.
  */
-export async function openRooms(ports: number[], sizes: number[], prefix = 'room'): Promise<RoomsLoad> {
-  const stats: RoomStats = { acked: 0, delivered: 0, errors: 0, sent: 0 }
-  const ack = new Histogram()
-  const sentAt = new Map<number, number>()
-  const sockets: WebSocket[] = []
-  const senders: { ws: WebSocket; room: string; inflight: number }[] = []
-  let mode: 'off' | 'flood' | 'pace' = 'off'
-  let n = 0
-  let ticker: ReturnType<typeof setInterval> | undefined
-  const send = (s: (typeof senders)[number]) => {
-    s.inflight++
-    stats.sent++
-    const id = ++n
-    sentAt.set(id, performance.now())
-    s.ws.send(`{"type":"chat","room":"${s.room}","body":"${BODY}","id":"m${id}"}`)
+export async function openRooms(ports: number[], sizes: number[], prefix = 'room', workers = 2): Promise<RoomsLoad> {
+  const ws = Array.from({ length: Math.max(1, Math.min(workers, sizes.length)) }, (_, i) => new Worker<RoomsCommand, RoomsEvent>(`rooms-${i}`, 'bench/rooms-worker.ts'))
+  const close = () => Promise.all(ws.map((w) => w.exit())).then(() => {})
+  const parts = ws.map((_, i) => sizes.flatMap((size, r): [number, number][] => (r % ws.length === i ? [[r, size]] : [])))
+  const opened = await Promise.all(ws.map((w, i) => w.request({ cmd: 'open', ports, rooms: parts[i]!, prefix }, 'opened', 30 * 60_000))).catch(async (err) => {
+    await close()
+    throw err
+  })
+  const failed = opened.find((o) => o.error)
+  if (failed) {
+    await close()
+    throw new Error(failed.error)
   }
-  const answered = (d: string) => {
-    // `"id":"m123"`: the id the generator gave; the time it was sent is kept by id.
-    const i = d.indexOf('"id":"m')
-    if (i < 0) return
-    const id = Number(d.slice(i + 7, d.indexOf('"', i + 7)))
-    const t = sentAt.get(id)
-    if (t === undefined) return
-    sentAt.delete(id)
-    ack.record((performance.now() - t) * 1000)
+  const senders = opened.map((o) => o.senders)
+  const total = senders.reduce((a, b) => a + b, 0)
+  const own = () => {
+    const u = process.cpuUsage()
+    return (u.user + u.system) / 1e6
   }
-  /**
-   * Opens one member and resolves once its join is answered. A socket closed or silent for 20 s
-   * before that is retried once (on a busy machine a join can be lost in the crowd), then fails
-   * the run with what it last saw, instead of hanging it.
-   */
-  const open = (room: string, node: number, user: string, sender: boolean, retry = true): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${ports[node]}/ws?user=${user}&name=${user}`)
-      const me = { ws, room, inflight: 0 }
-      let state = 'connecting'
-      let done = false
-      const fail = (why: string) => {
-        if (done) return
-        done = true
-        clearTimeout(timer)
-        try {
-          ws.close()
-        } catch {}
-        if (retry) open(room, node, user, sender, false).then(resolve, reject)
-        else reject(new Error(`${user} on node ${node} (port ${ports[node]}), ${state}: ${why}`))
-      }
-      const timer = setTimeout(() => fail('no answer to join within 20 s'), 20_000)
-      ws.onopen = () => {
-        state = 'open, join sent'
-        ws.send(`{"type":"join","room":"${room}","id":"j"}`)
-      }
-      ws.onerror = () => fail('socket error')
-      ws.onclose = (e) => fail(`closed (${e.code} ${e.reason})`)
-      ws.onmessage = (e) => {
-        const d = e.data as string
-        if (d.startsWith('{"type":"chat"')) stats.delivered++
-        else if (d.startsWith('{"type":"ack"') || d.startsWith('{"type":"error"')) {
-          if (!done && d.includes('"id":"j"')) return fail(`join refused: ${d.slice(0, 200)}`)
-          if (d.charCodeAt(9) === 101 /* e */) stats.errors++
-          else stats.acked++
-          me.inflight--
-          answered(d)
-          if (mode === 'flood') send(me)
-        } else if (!done && d.startsWith('{"type":"joined"') && d.includes('"id":"j"')) {
-          done = true
-          clearTimeout(timer)
-          ws.onclose = null
-          sockets.push(ws)
-          if (sender) senders.push(me)
-          resolve()
-        }
-      }
-    })
-  const all: [string, number, string, boolean][] = []
-  for (let r = 0; r < sizes.length; r++) for (let m = 0; m < sizes[r]!; m++) all.push([`${prefix}-${r}`, (r + m) % ports.length, `u${r}-${m}`, m === 0])
-  for (let i = 0; i < all.length; i += 250) await Promise.all(all.slice(i, i + 250).map(([room, node, user, s]) => open(room, node, user, s)))
   return {
-    stats,
-    ack,
-    sockets: sockets.length,
-    senders: senders.length,
+    sockets: opened.reduce((n, o) => n + o.sockets, 0),
+    senders: total,
+    workers: ws.length,
+    cpuSeconds: () => cpuOf(ws.map((w) => w.pid)) + own(),
+    start() {
+      for (const w of ws) w.send({ cmd: 'start' })
+    },
+    async stop() {
+      const all = await Promise.all(ws.map((w) => w.request({ cmd: 'stop' }, 'stats')))
+      const ack = new Histogram()
+      for (const s of all) ack.merge(s.hist)
+      const sum = (k: 'acked' | 'delivered' | 'errors' | 'sent') => all.reduce((n, s) => n + s[k], 0)
+      return { acked: sum('acked'), delivered: sum('delivered'), errors: sum('errors'), sent: sum('sent'), ack }
+    },
     flood(window) {
-      mode = 'flood'
-      for (const s of senders) for (let i = 0; i < window; i++) send(s)
+      for (const w of ws) w.send({ cmd: 'flood', window })
     },
     pace(rate) {
-      mode = 'pace'
-      const t0 = performance.now()
-      let due = 0
-      let next = 0
-      // Every 5 ms, what is due since the start: a late tick catches up instead of drifting.
-      ticker = setInterval(() => {
-        const target = Math.floor(((performance.now() - t0) / 1000) * rate)
-        for (; due < target; due++) send(senders[next++ % senders.length]!)
-      }, 5)
+      ws.forEach((w, i) => total && w.send({ cmd: 'pace', rate: (rate * senders[i]!) / total }))
     },
     async halt() {
-      mode = 'off'
-      if (ticker) clearInterval(ticker)
-      ticker = undefined
-      const end = Date.now() + 5000
-      while (senders.some((s) => s.inflight > 0) && Date.now() < end) await Bun.sleep(20)
-      return senders.reduce((s, x) => s + Math.max(0, x.inflight), 0)
+      const r = await Promise.all(ws.map((w) => w.request({ cmd: 'halt' }, 'halted', 15_000)))
+      return r.reduce((n, x) => n + x.unanswered, 0)
     },
-    close() {
-      for (const ws of sockets) ws.close()
-    },
+    close,
   }
 }

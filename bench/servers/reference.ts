@@ -1,9 +1,30 @@
-import type { ServerWebSocket } from 'bun'
+import type { Server, ServerWebSocket, WebSocketHandler } from 'bun'
+
+/** chat-server's socket settings (no compression, the same backpressure limit and idle timeout), for every reference server. */
+export const SOCKET_SETTINGS = {
+  maxPayloadLength: 65536,
+  backpressureLimit: Number(process.env.MAX_BUFFERED_BYTES ?? 64 * 1024 * 1024),
+  closeOnBackpressureLimit: false,
+  idleTimeout: 960,
+  sendPings: true,
+  perMessageDeflate: false,
+} satisfies Partial<WebSocketHandler<unknown>>
+
+/** Tells the bench the port (bench/lib/proc.ts waits for `listening`) and stops on SIGTERM / SIGINT. */
+export function announce(kind: string, server: Server<unknown>) {
+  process.stdout.write(JSON.stringify({ msg: 'listening', port: server.port, kind }) + '\n')
+  const shutdown = () => {
+    server.stop(true)
+    process.exit(0)
+  }
+  process.on('SIGTERM', shutdown)
+  process.on('SIGINT', shutdown)
+}
 
 /**
  * The reference servers of the bench (bare.ts, floor.ts): one Bun.serve whose clients all
- * subscribe to one topic, with chat-server's socket settings (no compression, the same
- * backpressure limit and idle timeout). `onMessage` is what the server does with a frame.
+ * subscribe to one topic, with chat-server's socket settings. `onMessage` is what the server
+ * does with a frame.
  */
 export function referenceServer(kind: string, onMessage: (ws: ServerWebSocket<undefined>, message: string | Buffer, publish: (frame: string | Buffer) => void) => void) {
   const topic = 'r:general'
@@ -15,12 +36,7 @@ export function referenceServer(kind: string, onMessage: (ws: ServerWebSocket<un
       return new Response(`${kind} reference server`, { status: 200 })
     },
     websocket: {
-      maxPayloadLength: 65536,
-      backpressureLimit: Number(process.env.MAX_BUFFERED_BYTES ?? 64 * 1024 * 1024),
-      closeOnBackpressureLimit: false,
-      idleTimeout: 960,
-      sendPings: true,
-      perMessageDeflate: false,
+      ...SOCKET_SETTINGS,
       open(ws) {
         ws.subscribe(topic)
       },
@@ -30,13 +46,6 @@ export function referenceServer(kind: string, onMessage: (ws: ServerWebSocket<un
     },
   })
   const publish = (frame: string | Buffer) => server.publish(topic, frame)
-
-  process.stdout.write(JSON.stringify({ msg: 'listening', port: server.port, kind }) + '\n')
-  const shutdown = () => {
-    server.stop(true)
-    process.exit(0)
-  }
-  process.on('SIGTERM', shutdown)
-  process.on('SIGINT', shutdown)
+  announce(kind, server)
   return server
 }
