@@ -13,7 +13,8 @@ import type { Conn } from './lib/ws'
 
 export type RoomsCommand =
   /** Opens member m of room r (`[r, size]` each) on node (r + m) mod ports, as user `u<r>-<m>`, in room `<prefix>-<r>`. */
-  | { cmd: 'open'; ports: number[]; rooms: [number, number][]; prefix: string }
+  /** `jwtSecret`: each member connects with an HS256 token of its own, allowed into its room only. */
+  | { cmd: 'open'; ports: number[]; rooms: [number, number][]; prefix: string; jwtSecret?: string }
   | { cmd: 'flood'; window: number }
   | { cmd: 'pace'; rate: number }
   /** Counts and send → ack times from now on, until `stop`. */
@@ -104,6 +105,15 @@ function answered(s: Sender, buf: Uint8Array, start: number, end: number, isAck:
  * before that is retried once (on a busy machine a join can be lost in the crowd), then
  * rejects with what it last saw.
  */
+const b64url = (x: string | ArrayBuffer) => Buffer.from(x as string).toString('base64url')
+
+/** An HS256 JWT for `user`, whose `rooms` rule keeps it out of the default room (whose presence would reach every socket). */
+export function memberToken(secret: string, user: string, room: string): string {
+  const body = `${b64url('{"alg":"HS256","typ":"JWT"}')}.${b64url(JSON.stringify({ sub: user, name: user, rooms: [room] }))}`
+  return `${body}.${new Bun.CryptoHasher('sha256', secret).update(body).digest('base64url')}`
+}
+let jwtSecret: string | undefined
+
 function openMember(port: number, node: number, room: string, user: string, sender: boolean, retry = true): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let state = 'connecting'
@@ -122,7 +132,7 @@ function openMember(port: number, node: number, room: string, user: string, send
     me.conn = connectWs({
       host: '127.0.0.1',
       port,
-      path: `/ws?user=${user}&name=${user}`,
+      path: jwtSecret ? `/ws?token=${memberToken(jwtSecret, user, room)}` : `/ws?user=${user}&name=${user}`,
       onUpgrade: (c) => {
         if (settled) return c.close() // given up on (timed out) before it connected
         state = 'open, join sent'
@@ -154,6 +164,7 @@ function openMember(port: number, node: number, room: string, user: string, send
 }
 
 async function open(c: Extract<RoomsCommand, { cmd: 'open' }>) {
+  jwtSecret = c.jwtSecret
   const all: [number, number, string, string, boolean][] = []
   for (const [r, size] of c.rooms) for (let m = 0; m < size; m++) all.push([c.ports[(r + m) % c.ports.length]!, (r + m) % c.ports.length, `${c.prefix}-${r}`, `u${r}-${m}`, m === 0])
   let next = 0

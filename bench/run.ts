@@ -105,6 +105,7 @@ const opt = {
   smallRoomsWindow: Math.max(1, num('small-rooms-window', 2, 2)),
   smallRoomsS: num('small-rooms-s', 5, 2),
   smallRoomsIdleS: num('small-rooms-idle-s', 2, 1),
+  smallRoomsRate: flag('small-rooms-rate') === undefined ? undefined : num('small-rooms-rate', 0, 0),
   smallRoomsConfigs: (flag('small-rooms-configs') ?? 'bare,memory,redis,cluster').split(','),
 }
 for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events', 'pusher'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
@@ -738,6 +739,7 @@ async function main() {
       seconds: opt.smallRoomsS,
       warmupS: opt.warmupS,
       idleS: opt.smallRoomsIdleS,
+      rate: opt.smallRoomsRate,
       configs: opt.smallRoomsConfigs,
       profileDir: PROFILE ? PROF_DIR : undefined,
       env: { ...BENCH_ENV, ...SERVER_ENV },

@@ -104,11 +104,11 @@ export interface RoomsLoad {
  * One user per connection, as in real chat (no user's state holds thousands of sockets).
  * Room r is opened by worker r mod `workers`.
  */
-export async function openRooms(ports: number[], sizes: number[], prefix = 'room', workers = 2): Promise<RoomsLoad> {
+export async function openRooms(ports: number[], sizes: number[], prefix = 'room', workers = 2, jwtSecret?: string): Promise<RoomsLoad> {
   const ws = Array.from({ length: Math.max(1, Math.min(workers, sizes.length)) }, (_, i) => new Worker<RoomsCommand, RoomsEvent>(`rooms-${i}`, 'bench/rooms-worker.ts'))
   const close = () => Promise.all(ws.map((w) => w.exit())).then(() => {})
   const parts = ws.map((_, i) => sizes.flatMap((size, r): [number, number][] => (r % ws.length === i ? [[r, size]] : [])))
-  const opened = await Promise.all(ws.map((w, i) => w.request({ cmd: 'open', ports, rooms: parts[i]!, prefix }, 'opened', 30 * 60_000))).catch(async (err) => {
+  const opened = await Promise.all(ws.map((w, i) => w.request({ cmd: 'open', ports, rooms: parts[i]!, prefix, jwtSecret }, 'opened', 30 * 60_000))).catch(async (err) => {
     await close()
     throw err
   })
