@@ -262,7 +262,7 @@ export function smallRoomsTable(rows: SmallRoomsRow[]): string {
     `| idle: CPU % server per node / Redis | ${col((x) => (x.idle ? `${x.idle.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.idle.redisCpuPct)}` : '–'))} | |`,
     `| saturated: Redis CPU µs per message, all instances (primaries) | ${col((x) => (x.saturated.redisCpuUsPerMsg === undefined ? '–' : `${f1(x.saturated.redisCpuUsPerMsg)} (${f1(x.saturated.redisPrimariesCpuUsPerMsg)})`))} | reported |`,
     `| saturated: CPU % server per node / Redis / generator | ${col((x) => `${x.saturated.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.saturated.redisCpuPct)} / ${f1(x.saturated.generatorCpuPct)}`)} | |`,
-    `| paced at half the saturated rate: msg/s asked; acked | ${col((x) => `${n(x.paced.rate)}; ${n(x.paced.msgsPerS)}`)} | |`,
+    `| paced at half the saturated rate (or --small-rooms-rate): msg/s asked; acked | ${col((x) => `${n(x.paced.rate)}; ${n(x.paced.msgsPerS)}`)} | |`,
     `| paced: ack p50 / p99 ms (send → ack) | ${col((x) => `${ms(x.paced.ack?.p50)} / ${ms(x.paced.ack?.p99)}${latOk(x)}`)} | p99 ≤ ${t.pacedP99Ms} ms |`,
     `| paced: server CPU µs per message (net of idle); × bare; Redis µs per message | ${col((x) => `${f1(x.paced.serverCpuUsPerMsg)} (${f1(x.paced.serverCpuUsPerMsgNet)}); ${times(x.paced.serverCpuUsPerMsg, bare?.paced.serverCpuUsPerMsg)}; ${f1(x.paced.redisCpuUsPerMsg)}`)} | |`,
     `| paced: CPU % server per node / Redis / generator | ${col((x) => `${x.paced.nodeCpuPct.map(f1).join(' + ')} / ${f1(x.paced.redisCpuPct)} / ${f1(x.paced.generatorCpuPct)}`)} | |`,
