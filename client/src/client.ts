@@ -17,6 +17,8 @@ import type {
   JoinedFrame,
   LeftFrame,
   ModerationEvent,
+  Pin,
+  PinsFrame,
   PongFrame,
   PresenceFrame,
   ReactEvent,
@@ -24,6 +26,7 @@ import type {
   Role,
   RoomMessage,
   RoomsFrame,
+  SearchFrame,
   ServerFrame,
   TypingFrame,
   User,
@@ -412,6 +415,33 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   unblock(user: string): Promise<Ack> {
     return this.#request<Ack>({ type: 'unblock', user }, true)
+  }
+
+  // ---------------------------------------------------------------- search and pins (v3)
+
+  /**
+   * Messages of the user's rooms (or of one `room`, or `from` one user) matching `q`, newest
+   * first; pass the answer's `cursor` back for the next page. Needs PostgreSQL on the server
+   * (without it the request rejects with `unavailable`).
+   */
+  async search(q: string, opts: { room?: string; from?: string; before?: string; cursor?: string; limit?: number } = {}): Promise<{ results: RoomMessage[]; cursor?: string }> {
+    const f = await this.#request<SearchFrame>({ type: 'search', q, ...opts }, true)
+    return { results: f.results, ...(f.cursor === undefined ? {} : { cursor: f.cursor }) }
+  }
+
+  /** Pins a message of the room (moderators and owners); the ack has no `seq` when it was pinned already. */
+  pin(room: string, msg: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'pin', room, msg }, true)
+  }
+
+  /** Unpins a message; the ack has no `seq` when it was not pinned. */
+  unpin(room: string, msg: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'unpin', room, msg }, true)
+  }
+
+  /** The room's pinned messages (members only). */
+  async pins(room: string): Promise<Pin[]> {
+    return (await this.#request<PinsFrame>({ type: 'pins', room }, true)).pins
   }
 
   /** Who is in a room, cluster-wide. */

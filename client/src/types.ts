@@ -179,6 +179,29 @@ export interface ModerationEvent {
 /** v2: an event of a room's sequence that changes a message or a user's standing. */
 export type ChangeEvent = EditEvent | DeleteEvent | ReactEvent | ModerationEvent
 
+/** The answer to `search`: matching messages as they stand, newest first, and a cursor while there are more. */
+export interface SearchFrame {
+  type: 'search'
+  results: RoomMessage[]
+  cursor?: string
+  id?: string
+}
+
+/** One pinned message of a room: who pinned it, when, and the message as it stands (when the server still has it). */
+export interface Pin {
+  msg: string
+  by: User
+  ts: string
+  message?: RoomMessage
+}
+
+export interface PinsFrame {
+  type: 'pins'
+  room: string
+  pins: Pin[]
+  id?: string
+}
+
 export interface HistoryFrame {
   type: 'history'
   room: string
