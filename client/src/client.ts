@@ -759,6 +759,10 @@ export class ChatClient extends Emitter<ClientEvents> {
       case 'pong':
         this.#settle(f.id, true, f)
         return this.emit('pong', f)
+      case 'search':
+      case 'pins':
+        this.#settle(f.id, true, f)
+        return
       case 'dm':
         return this.emit('dm', f) // a v1 server's dm: no room, no seq
       case 'typing':

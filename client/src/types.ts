@@ -293,6 +293,8 @@ export type ServerFrame =
   | ErrorFrame
   | RoomsFrame
   | ReadFrame
+  | SearchFrame
+  | PinsFrame
   | EditEvent
   | DeleteEvent
   | ReactEvent
