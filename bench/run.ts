@@ -21,13 +21,14 @@
  * 1c runs twice: pinned (server on CPU 0, generator on CPU 1, --pin=0 turns it off) and unpinned
  * (issue 27's target: generator and server free to share both cores), bare and chat-server each.
  *
- * Opt-in, not part of the default run (its 12 000 sockets take minutes to open on a busy
- * machine): --only=small, many small rooms (bench/small-rooms.ts): 2 000 rooms of 2–10 members on
- * a bare Bun.serve (the reference), one memory node, two nodes + a private redis-server, two nodes
- * + a Redis Cluster; saturated then paced at half that rate. --small-rooms (2000) --small-rooms-window
- * (2 acked in flight per sender) --small-rooms-s (5 s a phase) --small-rooms-idle-s (2 s of nothing
- * sent first, the CPU without messages) --small-rooms-configs=bare,memory,redis,cluster; with --profile,
- * node A of the first Redis config is profiled. Written to --out like the default run.
+ * Scenario small (issue 27), in the default run: many small rooms (bench/small-rooms.ts): 2 000
+ * rooms of 2–10 members, every member with a token for its own room only, on a bare Bun.serve (the
+ * reference), one memory node, two nodes + a private redis-server, two nodes + a Redis Cluster;
+ * saturated then paced at half that rate. --small-rooms (2000) --small-rooms-window (2 acked in
+ * flight per sender) --small-rooms-s (5 s a phase) --small-rooms-idle-s (2 s of nothing sent first,
+ * the CPU without messages) --small-rooms-rate (a fixed paced rate instead of half the saturated
+ * one) --small-rooms-configs=bare,memory,redis,cluster; with --profile, node A of the first Redis
+ * config is profiled.
  * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
  * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
  * --only=conversations: the time from open to `welcome` with 500 memberships on each engine
@@ -71,7 +72,7 @@ if (flag('help')) {
   process.exit(0)
 }
 const QUICK = flag('quick') === 'true'
-const ONLY = (flag('only') ?? 'fanout,chatbench,latency,cross,idle,persist').split(',').map((s) => s.trim())
+const ONLY = (flag('only') ?? 'fanout,chatbench,latency,cross,idle,persist,small').split(',').map((s) => s.trim())
 const PROFILE = flag('profile') === 'true'
 const opt = {
   fanoutS: num('fanout-s', 8, 2),
