@@ -63,6 +63,8 @@ export function bunSubscriber(url: string): Subscriber {
   let state: 'wait' | 'connecting' | 'ready' | 'reconnecting' | 'end' = 'wait'
   let connects = 0
   let retry = 0
+  /** Set while a reconnect drops the listeners: a (un)subscribe asked meanwhile waits for it. */
+  let resetting: Promise<void> | undefined
 
   client.onconnect = () => {
     state = 'ready'
@@ -70,10 +72,13 @@ export function bunSubscriber(url: string): Subscriber {
     if (connects++ === 0) return emit('ready')
     // Redis forgot this connection's channels; Bun did not forget their listeners.
     subscribed.clear()
-    client.unsubscribe().then(
-      () => emit('ready'),
-      () => emit('ready'),
-    )
+    resetting = client
+      .unsubscribe()
+      .catch(() => {})
+      .finally(() => {
+        resetting = undefined
+        emit('ready')
+      })
   }
   client.onclose = (err) => {
     if (state === 'end') return
@@ -93,6 +98,7 @@ export function bunSubscriber(url: string): Subscriber {
       return state === 'ready' && !client.connected ? 'reconnecting' : state
     },
     async subscribe(channels) {
+      if (resetting) await resetting
       const fresh = channels.filter((c) => !subscribed.has(c))
       if (fresh.length === 0) return
       for (const c of fresh) subscribed.add(c)
@@ -104,6 +110,7 @@ export function bunSubscriber(url: string): Subscriber {
       }
     },
     async unsubscribe(channel) {
+      if (resetting) await resetting
       if (!subscribed.delete(channel)) return
       await client.unsubscribe(channel)
     },
