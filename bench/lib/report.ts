@@ -128,16 +128,21 @@ export function renderTables(r: Results): string {
     out.push(`| | server CPU µs per message (CPU %) | ${b?.serverCpuUsPerMessage ?? '–'} (${n(b?.serverCpuPct)}) | ${c?.serverCpuUsPerMessage ?? '–'} (${n(c?.serverCpuPct)}) | ${ratio(c?.serverCpuUsPerMessage, b?.serverCpuUsPerMessage)} | |`)
     out.push(`| | generator CPU (% of one core) | ${n(b?.generatorCpuPct)} | ${n(c?.generatorCpuPct)} | | |`)
   }
-  const cb = r.scenarios.chatBench
-  if (cb) {
+  /** Scenario 1c's four rows, pinned or not: the same shape, the same targets. */
+  const chatBenchRows = (cb: NonNullable<typeof r.scenarios.chatBench>, label: string) => {
     const b = get(cb.bare)
     const c = get(cb.chat)
     const rt = b && c ? c.deliveriesPerSec / b.deliveriesPerSec : undefined
     const rc = b?.serverCpuSecPerMDeliveries && c?.serverCpuSecPerMDeliveries ? c.serverCpuSecPerMDeliveries / b.serverCpuSecPerMDeliveries : undefined
-    out.push(`| 1c chat-bench shape: ${c?.members ?? b?.members ?? ''} clients all sending, each message to all, ${r.options.peerWindow} in flight | deliveries/s | ${n(b?.deliveriesPerSec)}${gb(b)} ${why(cb.bare)} | ${n(c?.deliveriesPerSec)}${gb(c)} ${why(cb.chat)} | ${ratio(c?.deliveriesPerSec, b?.deliveriesPerSec)} | ≥ 0.85 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.85)} |`)
+    out.push(`| ${label} | deliveries/s | ${n(b?.deliveriesPerSec)}${gb(b)} ${why(cb.bare)} | ${n(c?.deliveriesPerSec)}${gb(c)} ${why(cb.chat)} | ${ratio(c?.deliveriesPerSec, b?.deliveriesPerSec)} | ≥ 0.85 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.85)} |`)
     out.push(`| | server CPU-s per million deliveries | ${cpuM(b)} | ${cpuM(c)} | ${rc === undefined ? '–' : rc.toFixed(2)} | ≤ 1.2 × bare: ${verdict(rc === undefined ? undefined : rc <= 1.2)} |`)
     out.push(`| | messages/s in; server CPU µs per message | ${n(b?.messagesPerSec)}; ${b?.serverCpuUsPerMessage ?? '–'} | ${n(c?.messagesPerSec)}; ${c?.serverCpuUsPerMessage ?? '–'} | ${ratio(c?.messagesPerSec, b?.messagesPerSec)} | |`)
     out.push(`| | server CPU / generator CPU (% of one core) | ${n(b?.serverCpuPct)} / ${n(b?.generatorCpuPct)} | ${n(c?.serverCpuPct)} / ${n(c?.generatorCpuPct)} | | |`)
+    return { b, c }
+  }
+  const cb = r.scenarios.chatBench
+  if (cb) {
+    const { b, c } = chatBenchRows(cb, `1c chat-bench shape: ${get(cb.chat)?.members ?? get(cb.bare)?.members ?? ''} clients all sending, each message to all, ${r.options.peerWindow} in flight`)
     const f = cb.floor ? get(cb.floor) : undefined
     if (f) {
       // bench/servers/floor.ts: JSON parse, seq, UUIDv7, ISO time, encode, publish; nothing else.
@@ -146,16 +151,7 @@ export function renderTables(r: Results): string {
     }
   }
   const cu = r.scenarios.chatBenchUnpinned
-  if (cu) {
-    const b = get(cu.bare)
-    const c = get(cu.chat)
-    const rt = b && c ? c.deliveriesPerSec / b.deliveriesPerSec : undefined
-    const rc = b?.serverCpuSecPerMDeliveries && c?.serverCpuSecPerMDeliveries ? c.serverCpuSecPerMDeliveries / b.serverCpuSecPerMDeliveries : undefined
-    out.push(`| 1c unpinned (issue 27's target): the same shape, no taskset, generator and server share both cores | deliveries/s | ${n(b?.deliveriesPerSec)}${gb(b)} ${why(cu.bare)} | ${n(c?.deliveriesPerSec)}${gb(c)} ${why(cu.chat)} | ${ratio(c?.deliveriesPerSec, b?.deliveriesPerSec)} | ≥ 0.85 × bare: ${verdict(rt === undefined ? undefined : rt >= 0.85)} |`)
-    out.push(`| | server CPU-s per million deliveries | ${cpuM(b)} | ${cpuM(c)} | ${rc === undefined ? '–' : rc.toFixed(2)} | ≤ 1.2 × bare: ${verdict(rc === undefined ? undefined : rc <= 1.2)} |`)
-    out.push(`| | messages/s in; server CPU µs per message | ${n(b?.messagesPerSec)}; ${b?.serverCpuUsPerMessage ?? '–'} | ${n(c?.messagesPerSec)}; ${c?.serverCpuUsPerMessage ?? '–'} | ${ratio(c?.messagesPerSec, b?.messagesPerSec)} | |`)
-    out.push(`| | server CPU / generator CPU (% of one core) | ${n(b?.serverCpuPct)} / ${n(b?.generatorCpuPct)} | ${n(c?.serverCpuPct)} / ${n(c?.generatorCpuPct)} | | |`)
-  }
+  if (cu) chatBenchRows(cu, "1c unpinned (issue 27's target): the same shape, no taskset, generator and server share both cores")
   for (const [i, la] of (r.scenarios.latency ?? []).entries()) {
     const b = get(la.bare)
     const c = get(la.chat)
