@@ -2,7 +2,7 @@ import Redis, { Cluster } from 'ioredis'
 import type { RedisOptions } from 'ioredis'
 import { scriptClient } from './script-client'
 import type { ScriptClient } from './script-client'
-import { bunSubscriber, ioredisSubscriber } from './subscriber'
+import { bunSubscriber, clusterSubscriber } from './subscriber'
 import type { Subscriber } from './subscriber'
 
 /** Reconnects back off from 100 ms, doubling up to 2 s. */
@@ -71,7 +71,7 @@ export interface RedisConnections {
 export function redisConnections(url: string, cluster: boolean): RedisConnections {
   const cmd = redisConnection(url, cluster, 'command')
   const first = url.split(',')[0]!.trim()
-  const sub = cluster ? ioredisSubscriber(redisConnection(url, true, 'subscriber'), true) : bunSubscriber(first)
+  const sub = cluster ? clusterSubscriber(redisConnection(url, true, 'subscriber')) : bunSubscriber(first)
   const scripts = cluster ? undefined : scriptClient(first)
   let blocking: Redis | undefined
   const open = (c: Redis) => (c.status === 'wait' ? c.connect() : Promise.resolve())

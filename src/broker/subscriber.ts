@@ -28,16 +28,16 @@ export interface Subscriber {
   disconnect(): void
 }
 
-/** ioredis's subscriber: classic pub/sub on one Redis, sharded pub/sub (SSUBSCRIBE) on a Cluster. */
-export function ioredisSubscriber(sub: Redis, cluster: boolean): Subscriber {
+/** A Redis Cluster's subscriber: ioredis's sharded pub/sub (SSUBSCRIBE), one connection per primary. */
+export function clusterSubscriber(sub: Redis): Subscriber {
   return {
     get status() {
       return sub.status
     },
-    subscribe: async (channels) => void (await (cluster ? sub.ssubscribe(...channels) : sub.subscribe(...channels))),
-    unsubscribe: async (channel) => void (await (cluster ? sub.sunsubscribe(channel) : sub.unsubscribe(channel))),
+    subscribe: async (channels) => void (await sub.ssubscribe(...channels)),
+    unsubscribe: async (channel) => void (await sub.sunsubscribe(channel)),
     on(event: string, fn: (...a: any[]) => void) {
-      sub.on(event === 'message' && cluster ? 'smessage' : event, fn)
+      sub.on(event === 'message' ? 'smessage' : event, fn)
     },
     connect: () => (sub.status === 'wait' ? sub.connect() : Promise.resolve()),
     reconnect: () => sub.disconnect(true),
