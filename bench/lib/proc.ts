@@ -71,7 +71,9 @@ export type StartResult = { ok: true; server: Server } | { ok: false; code: numb
 
 /**
  * Starts the bare reference or chat-server as a child process on a free port and resolves
- * once it logs `listening`, or with its exit code and stderr when it exits first.
+ * once it logs `listening`, or with its exit code and stderr when it exits first. With
+ * BENCH_SERVER_LOG=<prefix> in the bench's env, each server's log lines are also written to
+ * `<prefix>-<kind>-<pid>.log` (what a node warned about during a run).
  */
 export async function startServer(
   kind: ServerKind,
@@ -95,7 +97,9 @@ export async function startServer(
   ;(async () => {
     const d = new TextDecoder()
     let buf = ''
+    const tee = process.env.BENCH_SERVER_LOG ? Bun.file(`${process.env.BENCH_SERVER_LOG}-${kind}-${proc.pid}.log`).writer() : undefined
     for await (const chunk of proc.stdout as unknown as AsyncIterable<Uint8Array>) {
+      tee?.write(chunk)
       if (!lines.onLine) continue
       buf += d.decode(chunk, { stream: true })
       let i: number

@@ -1,8 +1,11 @@
 import { RedisClient } from 'bun'
 import { log } from '../log'
 
-/** A call that has not answered in this long fails (Bun's client has no command timeout of its own). */
-const TIMEOUT_MS = 3_000
+/**
+ * A connection with calls outstanding that has answered none of them for this long is stalled
+ * (Bun's client has no command timeout of its own): its calls fail and it reconnects.
+ */
+const STALL_MS = 3_000
 const BACKOFF_MAX_MS = 2_000
 
 export type RunScript = (lua: string, keys: string[], args: (string | number)[]) => Promise<unknown>
@@ -14,8 +17,11 @@ export type RunScript = (lua: string, keys: string[], args: (string | number)[])
  * Redis Cluster, whose slots it does not follow.
  *
  * Like the ioredis command connection it queues nothing while disconnected (a send fails at
- * once: the hub answers `unavailable`), reconnects with a backoff, and fails a call that has
- * not answered in TIMEOUT_MS.
+ * once: the hub answers `unavailable`) and reconnects with a backoff. A connection that stops
+ * answering (STALL_MS without any answer while calls wait) fails its calls and reconnects; one
+ * that answers late because Redis or this node is overloaded fails none: a call's age alone
+ * says nothing, as every call queued behind a burst is old, and failing it would tell its
+ * sender "not accepted" about a message Redis is about to append.
  */
 export interface ScriptClient {
   run: RunScript
@@ -24,41 +30,46 @@ export interface ScriptClient {
   readonly connected: boolean
 }
 
-export function scriptClient(url: string): ScriptClient {
-  const client = new RedisClient(url, { enableOfflineQueue: false, autoReconnect: true, enableAutoPipelining: true, connectionTimeout: TIMEOUT_MS })
+export function scriptClient(url: string, opts: { stallMs?: number } = {}): ScriptClient {
+  const stallMs = opts.stallMs ?? STALL_MS
+  const client = new RedisClient(url, { enableOfflineQueue: false, autoReconnect: true, enableAutoPipelining: true, connectionTimeout: STALL_MS })
   const shas = new Map<string, string>()
-  /** Calls not answered yet, oldest first (a Map keeps insertion order). */
-  const pending = new Map<number, { at: number; reject: (err: Error) => void }>()
-  let next = 0
+  /** Calls sent and not answered yet, and when the connection last answered (or became busy). */
+  let waiting = 0
+  let progress = 0
+  /** Set when the watchdog closed a stalled connection: its calls fail with the reason. */
+  let stalled = false
   let closing = false
   let retry = 0
 
   client.onclose = () => {
     if (closing) return
-    // Bun gives up after its own retries; keep trying, as ioredis does.
+    // Bun gives up after its own retries (and never retries a close of ours); keep trying, as ioredis does.
     const wait = Math.min(100 * 2 ** retry++, BACKOFF_MAX_MS)
-    setTimeout(() => void client.connect().then(() => (retry = 0), () => {}), wait).unref?.()
+    setTimeout(() => void client.connect().then(() => ((retry = 0), (stalled = false)), () => {}), wait).unref?.()
   }
 
   const watchdog = setInterval(() => {
-    const now = performance.now()
-    for (const [id, p] of pending) {
-      if (now - p.at < TIMEOUT_MS) break
-      pending.delete(id)
-      p.reject(new Error(`redis: no answer in ${TIMEOUT_MS} ms`))
-    }
-  }, 500)
+    if (waiting === 0 || stalled || performance.now() - progress < stallMs) return
+    stalled = true
+    log.warn('redis (append connection) stalled; reconnecting', { waiting, stallMs })
+    client.close() // Bun fails every call it still waits for
+  }, Math.min(500, stallMs / 2))
   watchdog.unref?.()
 
+  const answered = (v: unknown) => {
+    waiting--
+    progress = performance.now()
+    return v
+  }
+  const failed = (err: unknown): never => {
+    waiting--
+    progress = performance.now()
+    throw stalled ? new Error(`redis: no answer in ${stallMs} ms`) : err
+  }
   function call(args: string[]): Promise<unknown> {
-    const id = next++
-    return new Promise((resolve, reject) => {
-      pending.set(id, { at: performance.now(), reject })
-      client.send('EVALSHA', args).then(
-        (v) => pending.delete(id) && resolve(v),
-        (err) => pending.delete(id) && reject(err),
-      )
-    })
+    if (waiting++ === 0) progress = performance.now()
+    return client.send('EVALSHA', args).then(answered, failed)
   }
 
   async function run(lua: string, keys: string[], args: (string | number)[]) {
