@@ -39,10 +39,9 @@ export function redisConnection(url: string, cluster: boolean, role: 'command' |
   const c = new Cluster(nodes, {
     lazyConnect: true,
     enableOfflineQueue: perRole.enableOfflineQueue,
+    // Auto-pipelines are grouped by a command's first argument: every script's is a key (the
+    // append script is two commands, by key count, for that reason; redis-scripts.ts).
     enableAutoPipelining: perRole.enableAutoPipelining ?? false,
-    // Auto-pipelines are grouped by a command's first argument, which for the append script
-    // (a variable number of keys) is the key count, not a key: it goes on its own.
-    autoPipeliningIgnoredCommands: ['chatAppend'],
     clusterRetryStrategy: backoff,
     shardedSubscribers: role === 'subscriber',
     // Managed clusters behind TLS announce names that must be looked up as given.

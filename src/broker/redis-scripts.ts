@@ -32,8 +32,12 @@ const sharded = (lua: string) => FENCED + lua.replaceAll("call('PUBLISH'", "call
 /** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
 export type Scripted = Redis & {
   chatSummary(state: string, log: string, read: number, needle: string, cap: number, budget: number, chatHead: string, dmHead: string): Promise<[number, string, number, number, string] | [-1]>
-  /** `numKeys` 6 with a dedupe key, else 5 (and no dedupe argument). */
-  chatAppend(numKeys: 5 | 6, ...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
+  /**
+   * The append script with its 5 keys, or 6 with a retry key: one command per key count, so that
+   * the first argument is a key, which is what a Redis Cluster's auto-pipelining groups by.
+   */
+  chatAppend(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
+  chatAppendOnce(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
   chatPersisted(state: string, upTo: number): Promise<[number, number]>
   dueDone(due: string, room: string, now: number): Promise<number>
   chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string] | [-1]>
@@ -49,7 +53,8 @@ export const appendScript = (cluster: boolean) => (cluster ? sharded(APPEND) : A
 
 /** `cluster`: the client is a Redis Cluster's (sharded publish, writes fenced per primary). */
 export function withScripts(redis: Redis, cluster = false): Scripted {
-  redis.defineCommand('chatAppend', { lua: appendScript(cluster) })
+  redis.defineCommand('chatAppend', { numberOfKeys: 5, lua: appendScript(cluster) })
+  redis.defineCommand('chatAppendOnce', { numberOfKeys: 6, lua: appendScript(cluster) })
   redis.defineCommand('chatSummary', { numberOfKeys: 2, lua: SUMMARY })
   redis.defineCommand('chatPersisted', { numberOfKeys: 1, lua: PERSISTED })
   redis.defineCommand('dueDone', { numberOfKeys: 1, lua: DUE_DONE })

@@ -424,7 +424,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       if (dedupe) keys.push(key.dedupe(dedupe, room))
       const command = lifecycleCommand(draft)
       const args = [draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2]
-      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : () => cmd.chatAppend(keys.length as 5 | 6, ...keys, ...args)) as () => Promise<[number, (number | string)?, string?]>
+      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : dedupe ? () => cmd.chatAppendOnce(...keys, ...args) : () => cmd.chatAppend(...keys, ...args)) as () => Promise<[number, (number | string)?, string?]>
       let r = await call()
       for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)
