@@ -111,6 +111,7 @@ export async function startServer(
         f(line)
       }
     }
+    await tee?.end() // the last lines, once the server has exited
   })()
   ;(async () => {
     const d = new TextDecoder()
