@@ -18,10 +18,9 @@ import { searchRoutes } from './http/search-api'
 import { uploadsRoutes } from './http/uploads-api'
 import type { Uploads } from './uploads/service'
 import { demoRoutes } from './http/demo'
-import { clientAddress, limitKey, trustedProxies } from './core/client-ip'
 import { listeners } from './http/listeners'
-import { connLimits } from './hub/conn-limits'
-import type { LimitReason, Ticket } from './hub/conn-limits'
+import { createDoor, refusalResponse } from './hub/admission'
+import type { Ticket } from './hub/admission'
 import type { UserConnCounter } from './broker/redis-user-conns'
 import type { RedisConnections } from './broker/redis-connect'
 import type { Cluster } from './cluster/heartbeat'
@@ -92,22 +91,18 @@ export interface AppDeps {
 export function createApp(deps: AppDeps) {
   const { config, broker, metrics } = deps
   const authenticate: Authenticate = deps.authenticate ?? (async ({ query }) => anonymousIdentity(query))
-  const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
-  const trusted = trustedProxies(config.TRUST_PROXY)
-  const limits = connLimits({ maxConnections: config.MAX_CONNECTIONS, perIp: config.MAX_CONNECTIONS_PER_IP, perUser: config.MAX_CONNECTIONS_PER_USER, users: deps.userConns })
-  /** Under a flood, one log line a second says how many were refused, not one per refusal. */
-  let refusedLogged = 0
-  let refusedSince = 0
-  const overLimit = (reason: LimitReason, remote: string, user?: string) => {
-    metrics.connRefused.labels({ reason }).inc()
-    refusedSince++
-    if (Date.now() - refusedLogged >= 1000) {
-      log.warn('connection refused: limit', { reason, remote, user, refused: refusedSince })
-      refusedLogged = Date.now()
-      refusedSince = 0
-    }
-    return json(429, { error: 'limit', reason })
-  }
+  /** The one door of every face (src/hub/admission.ts): /ws below, the Pusher face's /app/:key. */
+  const door = createDoor({
+    maxConnections: config.MAX_CONNECTIONS,
+    perIp: config.MAX_CONNECTIONS_PER_IP,
+    perUser: config.MAX_CONNECTIONS_PER_USER,
+    origins: config.ALLOWED_ORIGINS,
+    connectRate: config.CONNECT_RATE_PER_SEC,
+    trustProxy: config.TRUST_PROXY,
+    draining: () => hub.draining || (pusher?.draining ?? false),
+    metrics,
+    users: deps.userConns,
+  })
 
   const net = listeners()
   const hub = createHub({
@@ -128,7 +123,7 @@ export function createApp(deps: AppDeps) {
   })
 
   // The Pusher protocol's face (src/pusher): its routes, and the hub's deliver and drain with its sockets in them.
-  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), chatConnections: () => hub.size, draining: () => hub.draining, redis: deps.redis }) : undefined
+  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), door, redis: deps.redis }) : undefined
   if (pusher) Object.assign(hub, { deliver: pusher.deliver(hub.deliver), drain: pusher.drain(hub.drain) })
 
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */
@@ -158,24 +153,24 @@ export function createApp(deps: AppDeps) {
    */
   class Socket implements Ticket {
     conn: Conn | undefined = undefined
-    /** From the upgrade until `open`: who it said this is. */
-    hello: { identity: Identity; remote: string; userAgent: string } | undefined = undefined
-    user: string | undefined = undefined
+    /** From the upgrade until `open`: who it said this is, and when it asked (chat_connect_seconds). */
+    hello: { identity: Identity; remote: string; userAgent: string; since: number } | undefined = undefined
+    /** The ticket's fields (Ticket): `ip` is the address key of the connection limits. */
+    ip = ''
+    countedUser: string | undefined = undefined
     opened = false
     released = false
     timer: Ticket['timer'] = undefined
-    /** `ip`: the address key of the connection limits. */
-    constructor(readonly ip: string) {}
     open(ws: ServerWebSocket<unknown>) {
-      const { identity, remote, userAgent } = this.hello!
+      const { identity, remote, userAgent, since } = this.hello!
       this.hello = undefined
-      if (!limits.opened(this)) {
+      if (!door.opened(this)) {
         // Opened after its admission was given back: it would count against no limit. 1001
         // (as a draining node says it) makes the client reconnect and resume.
         ws.close(CLOSE.goingAway, 'admission expired: reconnect')
         return
       }
-      this.conn = hub.open(ws, identity, { remote, userAgent })
+      this.conn = hub.open(ws, identity, { remote, userAgent, since })
     }
     message(_ws: unknown, message: string | Buffer) {
       if (!this.conn) return
@@ -183,7 +178,7 @@ export function createApp(deps: AppDeps) {
       if (p) p.catch((err) => log.error('frame failed', { conn: this.conn?.id, err }))
     }
     close(_ws: unknown, code: number, reason: string) {
-      limits.release(this)
+      door.release(this)
       if (this.conn) hub.close(this.conn, code, reason)
     }
     pong() {
@@ -199,45 +194,40 @@ export function createApp(deps: AppDeps) {
   /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
   let upgrades = 0
   /**
-   * GET /ws: every check before the upgrade (draining, origin, connection limits, who it is),
-   * so a refused client costs an HTTP answer and never a socket.
+   * GET /ws: every check before the upgrade (the door: draining, origin, connect rate,
+   * connection limits; then who it is), so a refused client costs an HTTP answer and never a socket.
    */
   async function upgradeRoute(req: Request, server: Server<unknown>): Promise<Response | undefined> {
-    if (hub.draining) return json(503, { error: 'unavailable', reason: 'draining' })
+    const since = performance.now()
     // Only the headers read here: a copy of them all is garbage per connection.
     const header = (name: string) => req.headers.get(name) ?? undefined
-    const origin = header('origin')
-    if (origins && origin !== undefined && !origins.has(origin)) {
-      log.warn('origin refused', { origin })
-      return json(403, { error: 'forbidden', reason: 'origin_not_allowed' })
-    }
-    const remote = clientAddress(server.requestIP(req)?.address, header('x-forwarded-for'), trusted)
-    const socket = new Socket(limitKey(remote))
-    const refused = limits.admit(socket)
-    if (refused) return overLimit(refused, remote)
+    const remote = door.remote(req, server)
+    const socket = new Socket()
+    const refused = door.admit(socket, header('origin'), remote)
+    if (refused) return refusalResponse(refused)
     let who: Identity | Refusal
     try {
       who = await authenticate({ query: queryOf(req.url), headers: { authorization: header('authorization') } })
     } catch (err) {
-      limits.release(socket)
+      door.release(socket)
       log.error('http error', { code: 'UPGRADE', err })
       return json(500, { error: 'internal' })
     }
     if ('reason' in who) {
-      limits.release(socket)
+      door.release(socket)
       if (who.status && who.status !== 401) return json(who.status, { error: 'bad_request', reason: who.reason })
       metrics.authRefused.labels({ reason: who.reason }).inc()
       log.warn('upgrade refused', { reason: who.reason, remote })
       hub.audit({ event: 'auth_refused', detail: { reason: who.reason, remote } })
       return json(401, { error: 'unauthorized', reason: who.reason })
     }
-    const over = await limits.admitUser(socket, who.user.id)
-    if (over) return overLimit(over, remote, who.user.id)
-    socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '' }
+    const over = await door.admitUser(socket, who.user.id)
+    if (over) return refusalResponse(over)
+    socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '', since }
     if (++upgrades % EDEN_GC_EVERY_UPGRADES === 0) Bun.gc(false)
-    limits.upgrading(socket)
+    door.upgrading(socket)
     if (server.upgrade(req, { data: socket })) return undefined
-    limits.release(socket)
+    door.release(socket)
     return json(400, { error: 'bad_request', reason: 'expected a WebSocket upgrade' })
   }
 

@@ -79,7 +79,7 @@ export const variables = {
   MAX_REACTIONS_PER_USER: { schema: int(1, 1000), default: '10', help: 'reactions one user may put on one message; beyond, `react` answers `limit`' },
   PINS_MAX_PER_ROOM: { schema: int(1, 1000), default: '50', help: 'pinned messages one room may hold; beyond, `pin` answers `limit`' },
   HISTORY_LIMIT: { schema: int(1, 10_000_000), default: '1000', help: 'messages kept per room for recovery without PostgreSQL' },
-  IDLE_TIMEOUT_S: { schema: int(5, 960, 'seconds'), default: '60', help: 'close a connection silent for this long' },
+  IDLE_TIMEOUT_S: { schema: int(2, 960, 'seconds'), default: '60', help: 'a client silent for half of this is pinged, and closed when it does not answer within the other half' },
   SHUTDOWN_GRACE_S: { schema: int(0, 3600, 'seconds'), default: '10', help: 'how long a drain may take on SIGTERM' },
   LOG_LEVEL: { schema: z.enum(['debug', 'info', 'warn', 'error', 'silent'], 'expected debug, info, warn, error or silent'), default: 'info', help: 'least level logged' },
   ENABLE_DEMO: { schema: bool, default: 'true', help: 'serve the demo chat page at /' },
@@ -88,6 +88,7 @@ export const variables = {
   MAX_CONNECTIONS: { schema: int(0, 10_000_000, 'a number (0 = no limit)'), default: '0', help: 'open connections per node; more are refused with 429 (0 = no limit)' },
   MAX_CONNECTIONS_PER_IP: { schema: int(0, 10_000_000, 'a number (0 = no limit)'), default: '0', help: 'open connections per client address on this node (0 = no limit)' },
   MAX_CONNECTIONS_PER_USER: { schema: int(0, 10_000_000, 'a number (0 = no limit)'), default: '0', help: 'open connections per user id, cluster-wide with REDIS_URL (0 = no limit)' },
+  CONNECT_RATE_PER_SEC: { schema: int(0, 10_000_000, 'a number (0 = no limit)'), default: '0', help: 'new connections a second this node admits, all faces together; past it the upgrade answers 503 with Retry-After (0 = no limit)' },
   TRUST_PROXY: {
     schema: optional(
       z

@@ -82,6 +82,13 @@ export function createMetrics() {
   const slowConsumers = new Counter({ name: 'chat_slow_consumer_closes_total', help: 'Connections closed with 4008', registers: [registry] })
   const authRefused = new Counter({ name: 'chat_auth_refused_total', help: 'Upgrades refused by authentication, by reason', labelNames: ['reason'], registers: [registry] })
   const connRefused = new Counter({ name: 'chat_connections_refused_total', help: 'Upgrades refused by a connection limit, by reason', labelNames: ['reason'], registers: [registry] })
+  const connectSeconds = new Histogram({
+    name: 'chat_connect_seconds',
+    help: 'From the upgrade request to the first frame of the session (welcome; Pusher: pusher:connection_established), by transport',
+    labelNames: ['transport'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  })
   const roomsEvicted = new Counter({ name: 'chat_rooms_evicted_total', help: 'Idle rooms the memory engine forgot (HISTORY_TTL_S, MAX_ROOMS)', registers: [registry] })
   const brokerErrors = new Counter({ name: 'chat_broker_errors_total', help: 'Broker (Redis) operations that failed', registers: [registry] })
   const uncaught = new Counter({ name: 'chat_uncaught_errors_total', help: 'Errors no handler caught (logged; the node serves on)', registers: [registry] })
@@ -151,6 +158,8 @@ export function createMetrics() {
     slowConsumers,
     authRefused,
     connRefused,
+    /** Label children made once: observed once per connection. */
+    connect: { ws: connectSeconds.labels({ transport: 'ws' }), sse: connectSeconds.labels({ transport: 'sse' }), pusher: connectSeconds.labels({ transport: 'pusher' }) },
     brokerErrors,
     roomsEvicted,
     storeErrors,

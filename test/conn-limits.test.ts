@@ -2,14 +2,15 @@
 // refused before the upgrade with 429; TRUST_PROXY decides when X-Forwarded-For is believed.
 import { afterAll, describe, expect, test } from 'bun:test'
 import { clientAddress, limitKey, parseRange, trustedProxies } from '../src/core/client-ip'
-import { connLimits } from '../src/hub/conn-limits'
-import type { Ticket } from '../src/hub/conn-limits'
+import { createDoor } from '../src/hub/admission'
+import type { Ticket } from '../src/hub/admission'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
 import { needService } from './helpers/services'
 import { upgrade } from './helpers/upgrade'
+import { createMetrics } from '../src/metrics'
 
 const redisTest = await needService('Redis', 6379)
 const servers: RunningServer[] = []
@@ -37,26 +38,29 @@ const refusedCount = async (s: RunningServer, reason: string) => {
 }
 
 describe('admission tickets', () => {
-  const ticket = (): Ticket => ({ ip: '127.0.0.1', user: undefined, opened: false, released: false })
+  const ticket = (): Ticket => ({ ip: '', countedUser: undefined, opened: false, released: true })
+  const metrics = createMetrics()
+  const door = (o: { maxConnections: number; perUser?: number; openWithinMs: number }) =>
+    createDoor({ perIp: 0, perUser: 0, origins: undefined, connectRate: 0, trustProxy: undefined, draining: () => false, metrics, ...o })
 
   test('authentication slower than the open window: the upgrade is still counted once it opens', async () => {
-    const limits = connLimits({ maxConnections: 1, perIp: 0, perUser: 0, openWithinMs: 30 })
+    const limits = door({ maxConnections: 1, openWithinMs: 30 })
     const t = ticket()
-    expect(limits.admit(t)).toBeUndefined()
+    expect(limits.admit(t, undefined, '127.0.0.1')).toBeUndefined()
     await Bun.sleep(60) // a slow JWKS fetch
     expect(await limits.admitUser(t, 'u')).toBeUndefined()
     limits.upgrading(t)
     expect(limits.opened(t)).toBe(true)
     expect(limits.total).toBe(1)
-    expect(limits.admit(ticket())).toBe('connections')
+    expect(limits.admit(ticket(), undefined, '127.0.0.1')?.reason).toBe('connections')
     limits.release(t)
     expect(limits.total).toBe(0)
   })
 
   test('a socket that opens after its ticket was given back is refused, never kept uncounted', async () => {
-    const limits = connLimits({ maxConnections: 1, perIp: 0, perUser: 0, openWithinMs: 20 })
+    const limits = door({ maxConnections: 1, openWithinMs: 20 })
     const t = ticket()
-    limits.admit(t)
+    limits.admit(t, undefined, '127.0.0.1')
     limits.upgrading(t)
     await Bun.sleep(50)
     expect(limits.total).toBe(0)
@@ -64,6 +68,25 @@ describe('admission tickets', () => {
     expect(limits.total).toBe(0)
     limits.release(t) // its close: nothing given back twice
     expect(limits.total).toBe(0)
+  })
+
+  test('a refused ticket gives nothing back; a user refused keeps the user\'s other tickets counted', async () => {
+    const limits = door({ maxConnections: 2, perUser: 1, openWithinMs: 1000 })
+    const refused = ticket()
+    const a = ticket()
+    limits.admit(a, undefined, '127.0.0.1')
+    expect(await limits.admitUser(a, 'u')).toBeUndefined()
+    const b = ticket()
+    limits.admit(b, undefined, '127.0.0.1')
+    expect((await limits.admitUser(b, 'u'))?.reason).toBe('connections_per_user')
+    expect(limits.total).toBe(1)
+    limits.release(b) // its close after the refusal
+    limits.release(refused) // never admitted
+    expect(limits.total).toBe(1)
+    limits.release(a)
+    const c = ticket()
+    limits.admit(c, undefined, '127.0.0.1')
+    expect(await limits.admitUser(c, 'u')).toBeUndefined()
   })
 })
 

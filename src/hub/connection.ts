@@ -1,6 +1,7 @@
 import type { ServerWebSocket } from 'bun'
 import type { User } from '../protocol/server-frames'
-import type { Bucket } from './rate-limit'
+import type { Liveness } from './admission'
+import type { Bucket, Strikes } from './rate-limit'
 
 export type { Identity } from '../core/identity'
 import type { Identity } from '../core/identity'
@@ -15,7 +16,7 @@ export interface Joining {
  * One client socket, with its rate-limit bucket in the same record (one object a socket fewer).
  * Every field is set when it is made, so that it keeps the shape it was allocated with.
  */
-export interface Conn extends Bucket {
+export interface Conn extends Bucket, Strikes, Liveness {
   id: string
   ws: ServerWebSocket<unknown>
   identity: Identity
@@ -29,9 +30,6 @@ export interface Conn extends Bucket {
   member: Set<string>
   /** Set until the connection's `welcome` is out (memberships loaded, rooms joined): frames wait for it. */
   loading: Promise<void> | undefined
-  strikes: number
-  lastStrikeAt: number
-  lastSeen: number
   closing: boolean
   /** Mutes of this user, by room, as last read or seen pass (`at` = the room's live boundary then). */
   muted: Map<string, { until?: number; loading?: Promise<number>; at: number | undefined }> | undefined

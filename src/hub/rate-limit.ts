@@ -20,3 +20,24 @@ export function tokenBucket(perSec: number, burst: number) {
     },
   }
 }
+
+/** A connection's refused frames: a 4th strike, each within STRIKE_MEMORY_MS of the one before, closes it. */
+export interface Strikes {
+  strikes: number
+  lastStrikeAt: number
+}
+
+const STRIKES_BEFORE_CLOSE = 3
+const STRIKE_MEMORY_MS = 10_000
+
+/**
+ * The flood rule of every face: one frame refused by the rate limit is a strike; true when this
+ * strike is one too many and the connection is to be closed (a client that keeps sending past
+ * `error rate_limited` ignores it, and costs the node more than an answer is worth).
+ */
+export function strike(s: Strikes): boolean {
+  const now = performance.now()
+  if (now - s.lastStrikeAt > STRIKE_MEMORY_MS) s.strikes = 0
+  s.lastStrikeAt = now
+  return ++s.strikes > STRIKES_BEFORE_CLOSE
+}

@@ -14,10 +14,9 @@ import { NO_JOINS, allowed } from './connection'
 import type { Conn } from './connection'
 import type { Handler, HubContext, Handlers } from './context'
 import type { Delivery } from './delivery'
-import { tokenBucket } from './rate-limit'
-
-const STRIKES_BEFORE_CLOSE = 3
-const STRIKE_MEMORY_MS = 10_000
+import { checkIdle, heard } from './admission'
+import type { IdleRule } from './admission'
+import { strike, tokenBucket } from './rate-limit'
 
 export interface SessionDeps {
   h: HubContext
@@ -43,8 +42,11 @@ export function createSession(d: SessionDeps) {
   /** Connection ids stay unique across restarts of a node with a fixed NODE_ID (sessions key on them). */
   const boot = Bun.randomUUIDv7().slice(-4)
   let draining = false
+  /** Half of IDLE_TIMEOUT_S to stay silent, the other half to answer the ping: closed at IDLE_TIMEOUT_S of silence. */
+  const idleRule: IdleRule = { pingAfterMs: (config.IDLE_TIMEOUT_S * 1000) / 2, answerWithinMs: (config.IDLE_TIMEOUT_S * 1000) / 2 }
 
-  function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: { remote: string; userAgent: string }): Conn {
+  /** `since`: when its upgrade was asked for (performance.now()), for chat_connect_seconds. */
+  function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: { remote: string; userAgent: string; since?: number }): Conn {
     identity.user.id = flat(identity.user.id)
     identity.user.name = flat(identity.user.name)
     const full = bucket.full()
@@ -62,6 +64,7 @@ export function createSession(d: SessionDeps) {
       strikes: 0,
       lastStrikeAt: 0,
       lastSeen: performance.now(),
+      pingedAt: 0,
       closing: false,
       muted: undefined,
     }
@@ -69,7 +72,7 @@ export function createSession(d: SessionDeps) {
     metrics.connections.inc()
     const u = identity.user
     delivery.addMember(userTopic(u.id), c)
-    c.loading = welcome(c).finally(() => (c.loading = undefined))
+    c.loading = welcome(c, meta.since).finally(() => (c.loading = undefined))
     log.info('connected', { conn: c.id, user: u.id, remote: meta.remote })
     if (store) {
       store.userSeen(u)
@@ -84,7 +87,7 @@ export function createSession(d: SessionDeps) {
    * prepared while everything for the user is held back; then `welcome` (with the total unread),
    * one `joined` per room, and whatever was held, in that order.
    */
-  async function welcome(c: Conn) {
+  async function welcome(c: Conn, since: number | undefined) {
     const u = c.identity.user
     const mine = userTopic(u.id)
     const held = h.rooms.hold(mine)
@@ -132,6 +135,7 @@ export function createSession(d: SessionDeps) {
       c.ws.subscribe(mine)
       for (const s of sendLater) s()
     })
+    if (since !== undefined) metrics.connect.ws.observe((performance.now() - since) / 1000)
     // The joins of the start are done: a map that held entries would keep its grown table
     // (~220 bytes) for the socket's life.
     if (c.joining.size === 0) c.joining = NO_JOINS
@@ -139,7 +143,7 @@ export function createSession(d: SessionDeps) {
 
   /** A frame from a client, JSON-parsed. Returns a promise only when the frame needs one. */
   function message(c: Conn, raw: unknown): Promise<void> | void {
-    c.lastSeen = performance.now()
+    heard(c)
     if (c.loading) return c.loading.then(() => frame(c, raw))
     return frame(c, raw)
   }
@@ -191,10 +195,7 @@ export function createSession(d: SessionDeps) {
     if (bucket.take(c)) return false
     metrics.rateLimited.inc()
     h.audit({ event: 'rate_limited', user: c.identity.user.id, conn: c.id })
-    const now = performance.now()
-    if (now - c.lastStrikeAt > STRIKE_MEMORY_MS) c.strikes = 0
-    c.lastStrikeAt = now
-    if (++c.strikes > STRIKES_BEFORE_CLOSE) {
+    if (strike(c)) {
       log.warn('flooding client closed', { conn: c.id, user: c.identity.user.id })
       delivery.closeConn(c, CLOSE.policy, 'rate limit exceeded')
     }
@@ -255,7 +256,12 @@ export function createSession(d: SessionDeps) {
       if (c.closing) continue
       if (c.identity.exp !== undefined && wall >= c.identity.exp) delivery.closeConn(c, CLOSE.tokenExpired, 'token expired')
       else if (c.ws.getBufferedAmount() > config.MAX_BUFFERED_BYTES) delivery.closeSlow(c)
-      else if (now - c.lastSeen > config.IDLE_TIMEOUT_S * 1000) delivery.closeConn(c, 1000, 'idle timeout')
+      else {
+        const idle = checkIdle(c, now, idleRule)
+        // A WebSocket ping: browsers and client libraries answer it by themselves.
+        if (idle === 'ping') c.ws.ping()
+        else if (idle === 'close') delivery.closeConn(c, 1000, 'idle timeout')
+      }
     }
   }
 
@@ -276,7 +282,7 @@ export function createSession(d: SessionDeps) {
     reset,
     sweep,
     drain,
-    pong: (c: Conn) => void (c.lastSeen = performance.now()),
+    pong: heard,
     get draining() {
       return draining
     },

@@ -5,8 +5,10 @@ import type { Broker, Deliver } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
-import { tokenBucket } from '../hub/rate-limit'
-import type { Bucket } from '../hub/rate-limit'
+import { checkIdle, heard, refusalResponse } from '../hub/admission'
+import type { Door, IdleRule, Liveness, Refusal, Ticket } from '../hub/admission'
+import { strike, tokenBucket } from '../hub/rate-limit'
+import type { Bucket, Strikes } from '../hub/rate-limit'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { CHAT_HEAD, CONTROL_HEAD, DM_HEAD, PUSHER_HEAD, control, frames } from '../protocol/server-frames'
@@ -23,9 +25,8 @@ export interface PusherDeps {
   metrics: Metrics
   nodeId: string
   server: () => Server<unknown>
-  /** chat-server connections of this node (MAX_CONNECTIONS counts both faces). */
-  chatConnections: () => number
-  draining: () => boolean
+  /** The one door of every face (hub/admission.ts): limits, origin, connect rate, draining. */
+  door: Door
   /** With Redis: the node's connections and the cluster's heartbeat (channel counts shared by every node). */
   redis?: { connections: RedisConnections; nodes: Cluster }
 }
@@ -61,7 +62,9 @@ export function createPusher(deps: PusherDeps) {
   const activityTimeout = Math.max(5, Math.min(120, Math.floor(config.IDLE_TIMEOUT_S / 2)))
   /** How long an answer to the server's pusher:ping may take (so ping + answer fit in IDLE_TIMEOUT_S). */
   const pongTimeoutMs = Math.min(LIMITS.pongTimeoutS, activityTimeout) * 1000
-  const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
+  /** The door's liveness rule in Pusher's timings (pusher:ping, then 4201). */
+  const idleRule: IdleRule = { pingAfterMs: activityTimeout * 1000, answerWithinMs: pongTimeoutMs }
+  const { door } = deps
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
   const occupancy: Occupancy = deps.redis
     ? redisOccupancy({
@@ -83,11 +86,16 @@ export function createPusher(deps: PusherDeps) {
 
   const counted = (p: Promise<unknown>, what: string) => p.catch((err) => log.warn(`pusher: ${what}`, { err }))
 
+  /** How a refusal of the door is told on a socket already upgraded: Pusher's error frame and close code. */
+  const refusalCode = (r: Refusal): [number, string] =>
+    r.reason === 'draining' ? [CODE.reconnect, 'the server is shutting down: reconnect'] : [CODE.overCapacity, `over capacity: ${r.reason === 'connections' ? 'MAX_CONNECTIONS' : r.reason === 'connections_per_ip' ? 'MAX_CONNECTIONS_PER_IP' : 'MAX_CONNECTIONS_PER_USER'} reached`]
+
   /**
    * A Pusher socket's data (see app.ts's Socket: Elysia's Bun handlers call these with Bun's
-   * socket). Rate-limit fields of the socket's frames are the record's own (Bucket).
+   * socket). Rate-limit fields of the socket's frames, its admission ticket and its liveness
+   * are the record's own (Bucket, Ticket, Liveness, Strikes).
    */
-  class PusherSocket implements Bucket {
+  class PusherSocket implements Bucket, Ticket, Liveness, Strikes {
     readonly id = `${prefix}.${next++}`
     ws!: ServerWebSocket<unknown>
     channels = new Map<string, Sub>()
@@ -97,10 +105,22 @@ export function createPusher(deps: PusherDeps) {
     events: Bucket = eventBucket.full()
     lastSeen = performance.now()
     pingedAt = 0
+    strikes = 0
+    lastStrikeAt = 0
     closed = false
+    // The ticket (Ticket): released until the door admits it, so a refused socket gives nothing back.
+    ip = ''
+    countedUser: string | undefined = undefined
+    opened = false
+    released = true
+    timer: Ticket['timer'] = undefined
+    /** The door's refusal, told once the socket is open (Pusher's way: error frame, close code). */
+    refused: Refusal | undefined = undefined
     constructor(
       readonly appKey: string,
       readonly protocol: number,
+      /** When the upgrade was asked for (chat_connect_seconds). */
+      readonly since: number,
     ) {
       const b = frameBucket.full()
       this.tokens = b.tokens
@@ -110,21 +130,25 @@ export function createPusher(deps: PusherDeps) {
       this.ws = ws
       if (this.appKey !== key) return this.fail(CODE.appKey, `App key ${this.appKey.slice(0, 64)} not in this cluster: check PUSHER_KEY`)
       if (!(this.protocol >= 5 && this.protocol <= 7)) return this.fail(CODE.protocol, `Unsupported protocol version ${this.protocol} (5..7 are)`)
-      if (draining || deps.draining()) return this.fail(CODE.reconnect, 'the server is shutting down: reconnect')
-      if (config.MAX_CONNECTIONS > 0 && sockets.size + deps.chatConnections() >= config.MAX_CONNECTIONS) {
-        metrics.connRefused.labels({ reason: 'connections' }).inc()
-        return this.fail(CODE.overCapacity, 'over capacity: MAX_CONNECTIONS reached')
-      }
+      if (this.refused) return this.fail(...refusalCode(this.refused))
+      // Opened after its admission was given back: it would count against no limit.
+      if (!door.opened(this)) return this.fail(CODE.reconnect, 'admission expired: reconnect')
+      if (draining) return this.fail(CODE.reconnect, 'the server is shutting down: reconnect')
       sockets.set(this.id, this)
       metrics.connections.inc()
       this.send(pusherFrames.established(this.id, activityTimeout))
+      metrics.connect.pusher.observe((performance.now() - this.since) / 1000)
     }
     message(_ws: unknown, raw: string | Buffer) {
-      this.lastSeen = performance.now()
-      this.pingedAt = 0
+      heard(this)
       if (this.closed || !sockets.has(this.id)) return
       if (!frameBucket.take(this)) {
         metrics.rateLimited.inc()
+        // The flood rule of /ws (hub/rate-limit.ts strike): past it the socket is closed, with Pusher's rate-limit code.
+        if (strike(this)) {
+          log.warn('flooding client closed', { socket: this.id, user: this.user, face: 'pusher' })
+          return this.fail(CODE.rateLimited, 'rate limit exceeded: too many frames')
+        }
         return this.send(pusherFrames.error(CODE.overCapacity, 'too many frames: slow down'))
       }
       let f: { event?: unknown; channel?: unknown; data?: unknown }
@@ -142,19 +166,19 @@ export function createPusher(deps: PusherDeps) {
     }
     close() {
       this.closed = true
+      door.release(this)
       if (!sockets.delete(this.id)) return
       metrics.connections.dec()
       for (const channel of [...this.channels.keys()]) unsubscribe(this, channel)
-      if (this.user) {
-        const set = signedIn.get(this.user)
-        set?.delete(this)
-        if (set?.size === 0) signedIn.delete(this.user)
-        broker.unwatch(pusherUserTopic(this.user))
+      // In the set once its user topic is watched (a sign-in refused by the door never was).
+      const set = this.user === undefined ? undefined : signedIn.get(this.user)
+      if (set?.delete(this)) {
+        if (set.size === 0) signedIn.delete(this.user!)
+        broker.unwatch(pusherUserTopic(this.user!))
       }
     }
     pong() {
-      this.lastSeen = performance.now()
-      this.pingedAt = 0
+      heard(this)
     }
     send(frame: string) {
       if (this.closed) return
@@ -298,7 +322,12 @@ export function createPusher(deps: PusherDeps) {
     if ((typeof id !== 'string' && typeof id !== 'number') || String(id) === '' || String(id).length > LIMITS.userId) return s.fail(CODE.unauthorized, `user_data: needs an id of 1..${LIMITS.userId} characters`)
     if (s.user !== undefined) return s.send(pusherFrames.error(null, 'pusher:signin: this connection is signed in already'))
     const user = String(id)
-    s.user = user
+    s.user = user // at once: a second signin meanwhile is refused above
+    // A signed-in user counts against MAX_CONNECTIONS_PER_USER like a /ws connection of theirs;
+    // refused, this socket is closed and the user's others stay.
+    const over = await door.admitUser(s, user)
+    if (over) return s.fail(...refusalCode(over))
+    if (s.closed) return
     let set = signedIn.get(user)
     if (!set) signedIn.set(user, (set = new Set()))
     set.add(s)
@@ -375,34 +404,33 @@ export function createPusher(deps: PusherDeps) {
       if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(set.size)
     }
 
-  /** Silent sockets get a pusher:ping after activity_timeout, and 4201 when no answer follows. */
+  /** The door's liveness rule: a silent socket gets a pusher:ping after activity_timeout, and 4201 when no answer follows. */
   const sweep = setInterval(() => {
     const now = performance.now()
     for (const s of sockets.values()) {
-      if (s.pingedAt && now - s.pingedAt > pongTimeoutMs) s.fail(CODE.pongNotReceived, 'Pong reply not received: reconnect')
-      else if (!s.pingedAt && now - s.lastSeen > activityTimeout * 1000) {
-        s.pingedAt = now
-        s.send(pusherFrames.ping)
-      }
+      const idle = checkIdle(s, now, idleRule)
+      if (idle === 'ping') s.send(pusherFrames.ping)
+      else if (idle === 'close') s.fail(CODE.pongNotReceived, 'Pong reply not received: reconnect')
     }
   }, 1000)
   sweep.unref()
 
   /**
-   * GET /app/:key: always upgraded (a wrong key or a full node is told in Pusher's way, an
-   * error frame and a close code pusher-js acts on), so only a request that is no upgrade at
-   * all gets an HTTP answer.
+   * GET /app/:key: through the door as /ws is. A foreign origin and the connect rate are HTTP
+   * answers (403, 503 with Retry-After: the upgrade itself is what they spare); a wrong key, a
+   * full node or address and a draining node are told in Pusher's way, an error frame and a
+   * close code pusher-js acts on (4100 backs off, 4200 reconnects).
    */
   function upgrade(req: Request & { params?: Record<string, string> }, server: Server<unknown>): Response | undefined {
-    const origin = req.headers.get('origin')
-    if (origins && origin !== null && !origins.has(origin)) {
-      log.warn('origin refused', { origin, face: 'pusher' })
-      return Response.json({ error: 'forbidden', reason: 'origin_not_allowed' }, { status: 403 })
-    }
     const url = new URL(req.url)
     const appKey = req.params?.key ?? url.pathname.slice(5)
-    const socket = new PusherSocket(appKey, Number(url.searchParams.get('protocol') ?? 7))
+    const socket = new PusherSocket(appKey, Number(url.searchParams.get('protocol') ?? 7), performance.now())
+    const refused = door.admit(socket, req.headers.get('origin') ?? undefined, door.remote(req, server))
+    if (refused?.reason === 'origin_not_allowed' || refused?.reason === 'connect_rate') return refusalResponse(refused)
+    socket.refused = refused
+    if (!refused) door.upgrading(socket)
     if (server.upgrade(req, { data: socket })) return undefined
+    door.release(socket)
     return Response.json({ error: 'bad_request', reason: 'expected a WebSocket upgrade (the Pusher protocol at /app/:key)' }, { status: 400 })
   }
 
@@ -423,6 +451,10 @@ export function createPusher(deps: PusherDeps) {
     deliver: wrap,
     get size() {
       return sockets.size
+    },
+    /** True once drain began: the door refuses new connections of every face. */
+    get draining() {
+      return draining
     },
     /** Closes every Pusher socket with 4200 (pusher-js reconnects, to another node), then runs the hub's drain. */
     drain:

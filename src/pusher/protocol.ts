@@ -20,6 +20,8 @@ export const CODE = {
   reconnect: 4200,
   pongNotReceived: 4201,
   clientEventRejected: 4301,
+  /** A socket closed for flooding frames past RATE_LIMIT_PER_SEC (Pusher: "rejected due to rate limit"; pusher-js does not reconnect by itself). */
+  rateLimited: 4301,
 } as const
 
 /** Pusher's own limits where chat-server has none of its own (its documented ones). */
