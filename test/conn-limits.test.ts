@@ -112,6 +112,9 @@ describe('client address', () => {
     expect(r.stderr.trim()).toBe('config error: TRUST_PROXY: expected a comma list of IP addresses or CIDRs, got "127.0.0.1, proxy.local"')
     const l = await runServerOnce({ MAX_CONNECTIONS_PER_IP: '-1' })
     expect(l.stderr).toMatch(/^config error: MAX_CONNECTIONS_PER_IP: expected a number \(0 = no limit\)/)
+    const r2 = await runServerOnce({ CONNECT_RATE_PER_SEC: 'fast' })
+    expect(r2.code).toBe(1)
+    expect(r2.stderr).toMatch(/^config error: CONNECT_RATE_PER_SEC: expected a number \(0 = no limit\)/)
   }, 20_000)
 
   test('the per-address limit counts IPv4 addresses and IPv6 /64 networks', () => {

@@ -153,12 +153,14 @@ export function createDoor(opts: DoorOptions): Door {
   let refusedLogged = 0
   let refusedSince = 0
   function refuse(reason: RefusalReason, remote: string, user?: string, retryAfterS?: number): Refusal {
-    if (LIMITS.has(reason)) opts.metrics.connRefused.labels({ reason }).inc()
-    refusedSince++
-    if (Date.now() - refusedLogged >= 1000) {
-      log.warn('connection refused', { reason, remote, user, refused: refusedSince })
-      refusedLogged = Date.now()
-      refusedSince = 0
+    if (LIMITS.has(reason)) {
+      opts.metrics.connRefused.labels({ reason }).inc()
+      refusedSince++
+      if (Date.now() - refusedLogged >= 1000) {
+        log.warn('connection refused: limit', { reason, remote, user, refused: refusedSince })
+        refusedLogged = Date.now()
+        refusedSince = 0
+      }
     }
     return { reason, status: STATUS[reason], ...(retryAfterS !== undefined ? { retryAfterS } : {}) }
   }
