@@ -9,7 +9,10 @@ import type { PusherClient } from './helpers/pusher'
 import { rawWs } from './helpers/raw-ws'
 import { startServer, until } from './helpers/server'
 import type { RunningServer } from './helpers/server'
+import { needService } from './helpers/services'
 import { upgrade } from './helpers/upgrade'
+
+const redisTest = await needService('Redis', 6379)
 
 const auth = authEndpoint()
 const servers: RunningServer[] = []
@@ -113,6 +116,25 @@ describe('one count for every face', () => {
     p.close()
     await until(async () => (await upgrade(s.url, { user: 'alice' })).status === 101, 'alice\'s place freed', 3000)
   })
+})
+
+describe('per user across a cluster (Redis)', () => {
+  redisTest('a user signed in on Pusher on one node counts for /ws on another, and the reverse', async () => {
+    const env = { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `door-${process.pid}-${Date.now()}:`, MAX_CONNECTIONS_PER_USER: '1' }
+    const [a, b] = await Promise.all([server({ ...env, NODE_ID: 'door-a' }), server({ ...env, NODE_ID: 'door-b' })])
+    const p = await pusher(a, { user: 'carol' })
+    p.pusher.signin()
+    await p.pusher.user.signinDonePromise
+    expect(p.pusher.user.user_data).toMatchObject({ id: 'carol' })
+    expect(await upgrade(b.url, { user: 'carol' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
+    await ws(b, { user: 'dave' })
+    const r = await rawPusher(a)
+    r.send({ event: 'pusher:signin', data: await auth.post({ socket_id: r.socketId, user: 'dave' }) })
+    expect((await r.closed()).code).toBe(4100)
+    // Carol's Pusher socket closes on node A: her place is free on node B.
+    p.close()
+    await until(async () => (await upgrade(b.url, { user: 'carol' })).status === 101, 'carol\'s place freed across nodes', 5000)
+  }, 60_000)
 })
 
 describe('connect rate', () => {
