@@ -237,7 +237,7 @@ async function rawUpload(s: RunningServer, user: string, bytes: Uint8Array | str
   return { status: res.status, body: (await res.json()) as any }
 }
 
-describe('a file part without Content-Type (PROTOCOL-v4)', () => {
+describe('upload types (PROTOCOL-v4) and download names', () => {
   let s: RunningServer
   beforeAll(async () => {
     s = await node({ UPLOAD_DIR: mkdtempSync(join(tmpdir(), 'uploads-notype-')) })
@@ -253,6 +253,22 @@ describe('a file part without Content-Type (PROTOCOL-v4)', () => {
     // What is declared is still compared with the content, and what is sniffed with UPLOAD_TYPES.
     expect(await rawUpload(s, u, PNG_1x1, 'dot.png', ['Content-Type: text/plain'])).toMatchObject({ status: 415, body: { error: 'unsupported_type', reason: 'file: declared text/plain but the content is image/png' } })
     expect(await rawUpload(s, u, '<!doctype html><script>alert(1)</script>', 'x.txt', [])).toMatchObject({ status: 415, body: { error: 'unsupported_type', reason: expect.stringContaining('text/html is not an allowed type') } })
+  })
+
+  bunTest('a download is saved under a name whose extension follows the served type (evil.html served as text/plain is evil.html.txt)', async () => {
+    const u = uid('a')
+    const evil = (await upload(s, u, 'not a page, just text\n', 'evil.html', 'text/plain')).body.upload
+    // The name as uploaded stays in the metadata; only the saved name gains the extension.
+    expect(evil).toMatchObject({ name: 'evil.html', type: 'text/plain' })
+    const res = await get(s, evil.url, u)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe('text/plain; charset=utf-8')
+    expect(res.headers.get('content-disposition')).toBe(`attachment; filename="evil.html.txt"; filename*=UTF-8''evil.html.txt`)
+    const kept = (await upload(s, u, PNG_1x1, 'dot.png')).body.upload
+    expect((await get(s, kept.url, u)).headers.get('content-disposition')).toBe(`inline; filename="dot.png"; filename*=UTF-8''dot.png`)
+    const spoof = (await upload(s, u, 'text\n', 'evil\u202Etxt.exe', 'text/plain')).body.upload
+    expect(spoof.name).toBe('eviltxt.exe')
+    expect((await get(s, spoof.url, u)).headers.get('content-disposition')).toBe(`attachment; filename="eviltxt.exe.txt"; filename*=UTF-8''eviltxt.exe.txt`)
   })
 })
 

@@ -3,6 +3,7 @@ import type { BusboyFileStream } from '@fastify/busboy'
 import { SNIFF_BYTES, allowedType, reconcile, sniff } from './sniff'
 import type { Sniffed } from './sniff'
 import type { Storage } from './types'
+import { INVISIBLE } from './download-name'
 
 /** A refused upload: its HTTP status and the contract's error code. */
 export class UploadError extends Error {
@@ -43,10 +44,10 @@ function partTypeDeclared(bb: ReturnType<typeof Busboy>): () => boolean {
   return () => declared
 }
 
-/** A file name as kept: no path, no control characters, at most 255 characters. */
+/** A file name as kept: no path, no control characters nor ones that reorder or hide others, at most 255 characters. */
 export function cleanName(raw: string | undefined): string {
   const base = (raw ?? '').split(/[\\/]/).pop() ?? ''
-  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255)
+  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').replace(INVISIBLE, '').trim().slice(0, 255)
   return clean || 'file'
 }
 
