@@ -165,6 +165,21 @@ describe('shared secret (HS*) with issuer and audience', () => {
     expect(closed.code).toBe(4001)
   }, 15_000)
 
+  test('refresh to a token without exp is refused where the socket\'s token had one: the expiry stays', async () => {
+    const c = await connect(s.ws, { token: await mint({ exp: now() + 3 }) })
+    const lifted = await c.request({ type: 'refresh', token: await mint({ exp: undefined }) })
+    expect([lifted.type, lifted.code, lifted.message]).toEqual(['error', 'unauthorized', 'token: missing_exp'])
+    await stillOpen(c)
+    const closed = await Promise.race([c.closed, Bun.sleep(6000).then(() => ({ code: -1, reason: 'still open' }))])
+    expect(closed).toEqual({ code: 4001, reason: 'token expired' })
+    // A socket whose token never expired (JWT_REQUIRE_EXP off) may refresh to another such token, or gain an expiry.
+    const forever = await connect(s.ws, { token: await mint({ exp: undefined }) })
+    expect((await forever.request({ type: 'refresh', token: await mint({ exp: undefined }) })).type).toBe('ack')
+    expect((await forever.request({ type: 'refresh', token: await mint({ exp: now() + 2 }) })).type).toBe('ack')
+    const ended = await Promise.race([forever.closed, Bun.sleep(6000).then(() => ({ code: -1, reason: 'still open' }))])
+    expect(ended.code).toBe(4001)
+  }, 20_000)
+
   test('refresh applies the new rooms: rooms no longer allowed are left', async () => {
     const c = await connect(s.ws, { token: await mint({ sub: 'dave' }) })
     await c.next({ type: 'joined', room: 'general' })

@@ -342,3 +342,39 @@ test('README links docs/deploy.md', () => {
   expect(read('README.md').includes('(docs/deploy.md)')).toBe(true)
   expect(existsSync(join(ROOT, 'docs/deploy.md'))).toBe(true)
 })
+
+/** README.md without its code blocks. */
+const readmeProse = () => read('README.md').replace(/```[\s\S]*?```/g, '')
+
+test('README: the configuration table lists every variable of src/config.ts, and only those', () => {
+  const lines = readmeProse().split('\n')
+  const start = lines.findIndex((l) => l.startsWith('Every variable of `src/config.ts`'))
+  expect(start).toBeGreaterThanOrEqual(0)
+  const rows: string[] = []
+  for (let i = start + 1; i < lines.length && rows.length < 1000; i++) {
+    if (lines[i]!.startsWith('|')) rows.push(lines[i]!)
+    else if (rows.length) break
+  }
+  // The first cell names the variables of a row: `HOST` / `PORT`, `S3_BUCKET` (+ `S3_ENDPOINT`, …).
+  const named = new Set(rows.slice(2).flatMap((r) => [...(r.split('|')[1] ?? '').matchAll(/`([A-Z][A-Z0-9_]*)`/g)].map((m) => m[1]!)))
+  expect([...KNOWN].filter((v) => !named.has(v))).toEqual([])
+  expect([...named].filter((v) => !KNOWN.has(v))).toEqual([])
+})
+
+test('README repeats no run of ten words (a garbled merge shows as one)', () => {
+  const words = readmeProse()
+    .split('\n')
+    .filter((l) => !l.startsWith('|'))
+    .join(' ')
+    .split(/\s+/)
+    .filter(Boolean)
+  const first = new Map<string, number>()
+  const repeated: string[] = []
+  for (let i = 0; i + 10 <= words.length; i++) {
+    const run = words.slice(i, i + 10).join(' ')
+    const at = first.get(run)
+    if (at === undefined) first.set(run, i)
+    else if (i - at >= 10) repeated.push(run)
+  }
+  expect(repeated).toEqual([])
+})

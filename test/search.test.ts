@@ -111,6 +111,21 @@ describe('with PostgreSQL', () => {
     expect(hit).toMatchObject({ type: 'chat', id: ids.hello, room: room1, from: { id: a.welcome.user.id }, seq: expect.any(Number), ts: expect.any(String) })
   })
 
+  pgTest('a query the word parser drops whole (an emoji, `:)`) matches where it appears as it is, in the user\'s rooms only', async () => {
+    const room = uid('em')
+    await member(a, room)
+    for (const body of ['we shipped it 🎉', 'nice :)', 'no party here', '🎉🎉 double', 'learning C++ today', '#release tomorrow'])
+      expect(await a.request({ type: 'chat', room, body })).toMatchObject({ type: 'ack' })
+    expect(await bodies(a, '🎉', { room })).toEqual(['🎉🎉 double', 'we shipped it 🎉'])
+    expect(await bodies(a, '🎉')).toEqual(['🎉🎉 double', 'we shipped it 🎉'])
+    expect(await bodies(a, ':)', { room })).toEqual(['nice :)'])
+    expect(await bodies(a, '👍')).toEqual([])
+    expect(await bodies(a, 'C++', { room })).toEqual(['learning C++ today'])
+    expect(await bodies(a, '#release', { room })).toEqual(['#release tomorrow'])
+    // Not a member of the room: not found.
+    expect(await bodies(b, '🎉')).toEqual([])
+  })
+
   pgTest("only the user's rooms: another room's message is never found; room filter needs membership", async () => {
     expect(await bodies(b, 'hello')).toEqual(['hello from a room a is not in'])
     expect((await bodies(a, 'hello')).includes('hello from a room a is not in')).toBe(false)

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test'
 import { allowedType, reconcile, sniff } from '../src/uploads/sniff'
 import { cleanName } from '../src/uploads/receive'
+import { contentDisposition, downloadName } from '../src/uploads/download-name'
 
 /** Types from magic numbers, image sizes from headers, the declared type compared, never believed. */
 
@@ -81,5 +82,46 @@ describe('reconcile and allowedType', () => {
     expect(cleanName('a\u0000b\nc.txt')).toBe('abc.txt')
     expect(cleanName('')).toBe('file')
     expect(cleanName('x'.repeat(300)).length).toBe(255)
+    // A right-to-left override would show `evil\u202Etxt.exe` as `evilexe.txt`.
+    expect(cleanName('evil\u202Etxt.exe')).toBe('eviltxt.exe')
+    expect(cleanName('a\u200bb\u2066.png')).toBe('ab.png')
+  })
+})
+
+describe('download names: the extension follows the served type', () => {
+  test('a name whose extension is not one of the type\'s gets the type\'s own appended', () => {
+    expect(downloadName('evil.html', 'text/plain')).toBe('evil.html.txt')
+    expect(downloadName('evil.HTML', 'text/plain')).toBe('evil.HTML.txt')
+    expect(downloadName('image.svg', 'text/plain')).toBe('image.svg.txt')
+    expect(downloadName('run.bat', 'text/plain')).toBe('run.bat.txt')
+    expect(downloadName('setup.js', 'text/plain')).toBe('setup.js.txt')
+    expect(downloadName('evil.html', 'application/pdf')).toBe('evil.html.pdf')
+    expect(downloadName('tool.jar', 'application/zip')).toBe('tool.jar.zip')
+    expect(downloadName('page.html', 'application/octet-stream')).toBe('page.html.bin')
+    expect(downloadName('photo.jpg', 'image/png')).toBe('photo.jpg.png')
+    expect(downloadName('x.svg', 'image/svg+xml')).toBe('x.svg')
+  })
+  test('a name with the type\'s extension is kept; none, or trailing dots, get it', () => {
+    expect(downloadName('notes.txt', 'text/plain')).toBe('notes.txt')
+    expect(downloadName('README.md', 'text/plain')).toBe('README.md')
+    expect(downloadName('Photo.JPEG', 'image/jpeg')).toBe('Photo.JPEG')
+    expect(downloadName('report.docx', 'application/zip')).toBe('report.docx')
+    expect(downloadName('voice.webm', 'audio/webm')).toBe('voice.webm')
+    expect(downloadName('README', 'text/plain')).toBe('README.txt')
+    expect(downloadName('.html', 'text/plain')).toBe('.html.txt')
+    // Windows drops trailing dots and spaces: `evil.html.` would be saved as `evil.html`.
+    expect(downloadName('evil.html. . ', 'text/plain')).toBe('evil.html.txt')
+    expect(downloadName('...', 'text/plain')).toBe('file.txt')
+    expect(downloadName('evil\u202Etxt.exe', 'text/plain')).toBe('eviltxt.exe.txt')
+    expect(downloadName('odd', 'type/never-sniffed')).toBe('odd.bin')
+  })
+  test('Content-Disposition: nothing in a name ends the header or the quoted string; filename* is RFC 5987', () => {
+    expect(contentDisposition('text/plain', 'evil.html')).toBe(`attachment; filename="evil.html.txt"; filename*=UTF-8''evil.html.txt`)
+    expect(contentDisposition('image/png', 'dot.png')).toBe(`inline; filename="dot.png"; filename*=UTF-8''dot.png`)
+    expect(contentDisposition('image/svg+xml', 'x.svg')).toStartWith('attachment; ')
+    const d = contentDisposition('text/plain', `it's "a" \\ (1)*!;x\r\nSet-Cookie: a=b.txt`)
+    expect(d).toBe(`attachment; filename="it's _a_ _ (1)*!;x__Set-Cookie: a=b.txt"; filename*=UTF-8''it%27s%20%22a%22%20%5C%20%281%29%2A%21%3Bx%0D%0ASet-Cookie%3A%20a%3Db.txt`)
+    expect(() => new Headers({ 'content-disposition': d })).not.toThrow()
+    expect(contentDisposition('text/plain', 'café ü.txt')).toBe(`attachment; filename="caf_ _.txt"; filename*=UTF-8''caf%C3%A9%20%C3%BC.txt`)
   })
 })

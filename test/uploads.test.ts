@@ -228,6 +228,50 @@ describe('one node, memory engine, disk storage', () => {
   })
 })
 
+/** A multipart body built by hand: `partHeaders` are the file part's headers besides its Content-Disposition. */
+async function rawUpload(s: RunningServer, user: string, bytes: Uint8Array | string, name: string, partHeaders: string[]) {
+  const boundary = `----raw${tag}`
+  const head = [`--${boundary}`, `Content-Disposition: form-data; name="file"; filename="${name}"`, ...partHeaders, '', ''].join('\r\n')
+  const body = Buffer.concat([Buffer.from(head), Buffer.from(bytes), Buffer.from(`\r\n--${boundary}--\r\n`)])
+  const res = await fetch(`${s.url}/api/uploads?user=${encodeURIComponent(user)}`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body })
+  return { status: res.status, body: (await res.json()) as any }
+}
+
+describe('upload types (PROTOCOL-v4) and download names', () => {
+  let s: RunningServer
+  beforeAll(async () => {
+    s = await node({ UPLOAD_DIR: mkdtempSync(join(tmpdir(), 'uploads-notype-')) })
+  }, 20_000)
+
+  bunTest('is sniffed like application/octet-stream; a declared text/plain is still checked against the content', async () => {
+    const u = uid('a')
+    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', [])).toMatchObject({ status: 201, body: { upload: { type: 'image/png', name: 'dot.png', width: 1, height: 1 } } })
+    expect(await rawUpload(s, u, PDF, 'doc.pdf', [])).toMatchObject({ status: 201, body: { upload: { type: 'application/pdf' } } })
+    expect(await rawUpload(s, u, 'plain notes\n', 'notes.txt', [])).toMatchObject({ status: 201, body: { upload: { type: 'text/plain' } } })
+    // An empty header says nothing either.
+    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', ['Content-Type: '])).toMatchObject({ status: 201, body: { upload: { type: 'image/png' } } })
+    // What is declared is still compared with the content, and what is sniffed with UPLOAD_TYPES.
+    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', ['Content-Type: text/plain'])).toMatchObject({ status: 415, body: { error: 'unsupported_type', reason: 'file: declared text/plain but the content is image/png' } })
+    expect(await rawUpload(s, u, '<!doctype html><script>alert(1)</script>', 'x.txt', [])).toMatchObject({ status: 415, body: { error: 'unsupported_type', reason: expect.stringContaining('text/html is not an allowed type') } })
+  })
+
+  bunTest('a download is saved under a name whose extension follows the served type (evil.html served as text/plain is evil.html.txt)', async () => {
+    const u = uid('a')
+    const evil = (await upload(s, u, 'not a page, just text\n', 'evil.html', 'text/plain')).body.upload
+    // The name as uploaded stays in the metadata; only the saved name gains the extension.
+    expect(evil).toMatchObject({ name: 'evil.html', type: 'text/plain' })
+    const res = await get(s, evil.url, u)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe('text/plain; charset=utf-8')
+    expect(res.headers.get('content-disposition')).toBe(`attachment; filename="evil.html.txt"; filename*=UTF-8''evil.html.txt`)
+    const kept = (await upload(s, u, PNG_1x1, 'dot.png')).body.upload
+    expect((await get(s, kept.url, u)).headers.get('content-disposition')).toBe(`inline; filename="dot.png"; filename*=UTF-8''dot.png`)
+    const spoof = (await upload(s, u, 'text\n', 'evil\u202Etxt.exe', 'text/plain')).body.upload
+    expect(spoof.name).toBe('eviltxt.exe')
+    expect((await get(s, spoof.url, u)).headers.get('content-disposition')).toBe(`attachment; filename="eviltxt.exe.txt"; filename*=UTF-8''eviltxt.exe.txt`)
+  })
+})
+
 describe('with JWT auth the token authenticates the upload and the download, as on /ws', () => {
   const SECRET = 'uploads-jwt-secret-0123456789abcdef'
   const mint = (sub: string) => new SignJWT({ sub, name: sub }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(SECRET))

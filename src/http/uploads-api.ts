@@ -10,15 +10,7 @@ import { log } from '../log'
 import { UploadError, attachmentOf } from '../uploads/service'
 import type { Upload, Uploads } from '../uploads/service'
 import { json } from './route-spec'
-
-/** Shown by the browser (img, video, audio elements, or opened in a tab); anything else is a download. */
-const inline = (type: string) => /^(image|video|audio)\//.test(type) && type !== 'image/svg+xml'
-
-/** `filename` (ASCII fallback) and `filename*` (the UTF-8 name), as RFC 6266 has them. */
-function disposition(type: string, name: string) {
-  const ascii = name.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_')
-  return `${inline(type) ? 'inline' : 'attachment'}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`
-}
+import { contentDisposition } from '../uploads/download-name'
 
 /**
  * Every download: the type we sniffed, never sniffed again by the browser; no page or script
@@ -27,7 +19,7 @@ function disposition(type: string, name: string) {
 const downloadHeaders = (u: Upload) => ({
   'content-type': u.type.startsWith('text/') ? `${u.type}; charset=utf-8` : u.type,
   'content-length': String(u.size),
-  'content-disposition': disposition(u.type, u.name),
+  'content-disposition': contentDisposition(u.type, u.name),
   'x-content-type-options': 'nosniff',
   'content-security-policy': "default-src 'none'; sandbox",
   'cache-control': 'private, max-age=300',
@@ -155,7 +147,7 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
       {
         detail: {
           summary: 'Download an upload',
-          description: `${AUTH} Or a signed URL (\`?as=&exp=&sig=\`, from POST /api/uploads/{id}/link) with no other credential. Allowed to its uploader and to members of a room where it was sent; else 403. Images, video and audio are served inline, anything else as a download; always \`X-Content-Type-Options: nosniff\` and \`Content-Security-Policy: sandbox\`.`,
+          description: `${AUTH} Or a signed URL (\`?as=&exp=&sig=\`, from POST /api/uploads/{id}/link) with no other credential. Allowed to its uploader and to members of a room where it was sent; else 403. Images, video and audio are served inline, anything else as a download, under a name whose extension follows the served type (\`evil.html\` served as text/plain is saved as \`evil.html.txt\`); always \`X-Content-Type-Options: nosniff\` and \`Content-Security-Policy: sandbox\`.`,
           tags: ['uploads'],
           security: [{ bearer: [] }],
           parameters: [idParam],

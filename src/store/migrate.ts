@@ -7,6 +7,7 @@ import lifecycle from './migrations/005_lifecycle.sql' with { type: 'text' }
 import push from './migrations/006_push.sql' with { type: 'text' }
 import searchPins from './migrations/007_search_pins.sql' with { type: 'text' }
 import uploads from './migrations/008_uploads.sql' with { type: 'text' }
+import searchSymbols from './migrations/009_search_symbols.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
 export const migrations: { name: string; sql: string }[] = [
@@ -18,6 +19,7 @@ export const migrations: { name: string; sql: string }[] = [
   { name: '006_push', sql: push },
   { name: '007_search_pins', sql: searchPins },
   { name: '008_uploads', sql: uploads },
+  { name: '009_search_symbols', sql: searchSymbols },
 ]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */

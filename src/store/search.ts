@@ -34,7 +34,8 @@ const UNSPACED = /[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\u
  * Full-text and substring search of the `messages` table (migration 007). A message matches
  * when every word of the query is a prefix of one of its words (`search_tsv @@ tsquery`, GIN)
  * OR the query is a substring of it, case-insensitively (`search_body ILIKE`, pg_trgm's GIN):
- * two indexed conditions the planner ORs as bitmaps. `search_body` is NULL for deleted messages
+ * two indexed conditions the planner ORs as bitmaps. A query with no word for the parser (an
+ * emoji, punctuation) is a substring only, however short. `search_body` is NULL for deleted messages
  * and events, so they never match; it holds an edited message's current body.
  */
 export async function createSearch(sql: Sql) {
@@ -48,12 +49,15 @@ export async function createSearch(sql: Sql) {
   async function search(q: SearchQuery): Promise<SearchPage> {
     const scope = q.rooms ? sql`m.room = any(${q.rooms}::text[])` : sql`m.room in (select room from memberships where user_id = ${q.user})`
     // The query's own lexemes, as the documents' were made (same parser), each a prefix.
-    const [t] = await sql<{ tsq: string }[]>`
-      select coalesce(string_agg(quote_literal(l) || ':*', ' & '), '') as tsq from unnest(tsvector_to_array(to_tsvector('simple', ${q.q}))) l`
+    // And whether it holds characters that are neither letters, digits nor spaces (migration 009).
+    const [t] = await sql<{ tsq: string; symbols: boolean }[]>`
+      select (select coalesce(string_agg(quote_literal(l) || ':*', ' & '), '') from unnest(tsvector_to_array(to_tsvector('simple', ${q.q}))) l) as tsq,
+             cardinality(search_symbols(${q.q})) > 0 as symbols`
     const tsq = t!.tsq
-    // Below three characters a trigram index has nothing to look up (it would read all of it).
-    const substring = [...q.q].length >= 3 || UNSPACED.test(q.q)
-    if (!tsq && !substring) return { results: [] }
+    // Below three characters a trigram index has nothing to look up (it would read all of it),
+    // so a short query is matched by its words only; but one the parser keeps no word of (an
+    // emoji, `:)`) has no other way to match: it is looked for as it is, in the rooms searched.
+    const substring = !tsq || [...q.q].length >= 3 || UNSPACED.test(q.q)
     let before = sql``
     if (q.before && 'ts' in q.before) before = sql`and m.created_at < ${q.before.ts}::timestamptz`
     else if (q.before) {
@@ -69,7 +73,10 @@ export async function createSearch(sql: Sql) {
         ? sql`(m.search_tsv @@ to_tsquery('simple', ${tsq}) or m.search_body ilike ${likePattern(q.q)})`
         : tsq
           ? sql`m.search_tsv @@ to_tsquery('simple', ${tsq})`
-          : sql`m.search_body ilike ${likePattern(q.q)}`
+          : t!.symbols
+            ? // Only what the parser drops: its symbols first (GIN), then the substring on those rows.
+              sql`search_symbols(m.search_body) @> search_symbols(${q.q}) and m.search_body ilike ${likePattern(q.q)}`
+            : sql`m.search_body ilike ${likePattern(q.q)}`
     // The page first, then each row's state (current body, reactions) for those rows only.
     const rows = await sql<(Row & { room: string; cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] })[]>`
       select p.*, coalesce((select json_agg(json_build_array(r.reaction, r.user_id) order by r.seq) from reactions r

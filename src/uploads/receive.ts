@@ -3,6 +3,7 @@ import type { BusboyFileStream } from '@fastify/busboy'
 import { SNIFF_BYTES, allowedType, reconcile, sniff } from './sniff'
 import type { Sniffed } from './sniff'
 import type { Storage } from './types'
+import { INVISIBLE } from './download-name'
 
 /** A refused upload: its HTTP status and the contract's error code. */
 export class UploadError extends Error {
@@ -23,10 +24,30 @@ export interface Received extends Sniffed {
   size: number
 }
 
-/** A file name as kept: no path, no control characters, at most 255 characters. */
+/**
+ * Whether the part being parsed declared a `Content-Type`. Busboy reports an absent one as
+ * `text/plain` (multipart's default for form fields), which would make a PNG sent without a type
+ * a contradicted `text/plain` upload; the contract (PROTOCOL-v4) sniffs such a part as it does
+ * `application/octet-stream`. Busboy passes no part headers on, so this listens to its
+ * multipart parser's `part` event ahead of busboy (prepended): a part's `header` event reaches
+ * this listener before busboy's, which emits `file` from within it.
+ */
+function partTypeDeclared(bb: ReturnType<typeof Busboy>): () => boolean {
+  const parser = (bb as unknown as { _parser?: { parser?: NodeJS.EventEmitter } })._parser?.parser
+  if (typeof parser?.prependListener !== 'function') throw new Error('@fastify/busboy: its multipart parser is not where receive() expects it (pinned 3.2.6)')
+  let declared = false
+  parser.prependListener('part', (part: NodeJS.EventEmitter) => {
+    part.prependListener('header', (header: Record<string, string[] | undefined>) => {
+      declared = (header['content-type']?.[0] ?? '').trim() !== ''
+    })
+  })
+  return () => declared
+}
+
+/** A file name as kept: no path, no control characters nor ones that reorder or hide others, at most 255 characters. */
 export function cleanName(raw: string | undefined): string {
   const base = (raw ?? '').split(/[\\/]/).pop() ?? ''
-  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255)
+  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').replace(INVISIBLE, '').trim().slice(0, 255)
   return clean || 'file'
 }
 
@@ -50,6 +71,7 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
   } catch (err) {
     throw new UploadError(400, 'bad_request', `body: ${(err as Error).message}`)
   }
+  const typeDeclared = partTypeDeclared(bb)
 
   /** Set once the outcome is known early (a refusal): stop reading the body. */
   let stop: UploadError | Error | undefined
@@ -70,7 +92,7 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
       stream.destroy(e)
     })
     file = stream
-    stored = store(stream, filename, mime)
+    stored = store(stream, filename, typeDeclared() ? mime : undefined)
     stored.catch(halt)
   })
   const parsed = new Promise<void>((resolve, reject) => {
@@ -79,7 +101,8 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
   })
   parsed.catch(halt)
 
-  async function store(stream: BusboyFileStream, filename: string, mime: string): Promise<Received> {
+  /** `mime`: the part's declared type, undefined when it declared none (then only sniffed). */
+  async function store(stream: BusboyFileStream, filename: string, mime: string | undefined): Promise<Received> {
     const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>
     const head: Buffer[] = []
     let headBytes = 0

@@ -14,6 +14,9 @@ export function sessionFrames(h: HubContext): Handlers<'refresh' | 'ping'> {
     if (!h.refresh) throw new FrameError('bad_request', 'refresh: authentication is off on this server')
     const next = await h.refresh(f.token)
     if (next.user.id !== c.identity.user.id) throw new FrameError('forbidden', 'token: belongs to another user')
+    // A refresh renews an expiry; it never lifts one: a token without `exp` cannot follow one
+    // that had it (else one such token, once issued, would keep a socket open forever).
+    if (c.identity.exp !== undefined && next.exp === undefined) throw new FrameError('unauthorized', 'token: missing_exp')
     c.identity = { ...next, user: { ...next.user } }
     c.fromJson = flat(userJson(c.identity.user))
     for (const room of new Set([...c.rooms.keys(), ...c.joining.keys()]))
