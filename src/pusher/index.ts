@@ -5,6 +5,7 @@ import type { Broker, Deliver } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
+import { roomMatches } from '../core/room'
 import { tokenBucket } from '../hub/rate-limit'
 import type { Bucket } from '../hub/rate-limit'
 import { log } from '../log'
@@ -62,6 +63,8 @@ export function createPusher(deps: PusherDeps) {
   /** How long an answer to the server's pusher:ping may take (so ping + answer fit in IDLE_TIMEOUT_S). */
   const pongTimeoutMs = Math.min(LIMITS.pongTimeoutS, activityTimeout) * 1000
   const origins = config.ALLOWED_ORIGINS ? new Set(config.ALLOWED_ORIGINS) : undefined
+  /** Rooms whose public channels anyone with the key may read (auth off: all, as every room is open to /ws too). */
+  const publicRooms = config.PUSHER_PUBLIC_ROOMS ?? (config.authMode === 'off' ? ['*'] : [])
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
   const occupancy: Occupancy = deps.redis
     ? redisOccupancy({
@@ -203,6 +206,12 @@ export function createPusher(deps: PusherDeps) {
     if (problem) return refuse(s, typeof channel === 'string' ? channel : '', problem)
     const room = channel as string
     const kind = channelKind(room)
+    // The key ships in every browser: with auth on, a public channel would let anyone read a
+    // room that JWT rules protect, so only the rooms PUSHER_PUBLIC_ROOMS names are public.
+    if (kind === 'public' && !roomMatches(publicRooms, room)) {
+      metrics.authRefused.labels({ reason: 'pusher_public_room' }).inc()
+      return refuse(s, room, `channel: ${room} is not a public channel on this server (PUSHER_PUBLIC_ROOMS): use a private- channel your auth endpoint signs`, CODE.unauthorized, 403)
+    }
     let member: User | undefined
     if (kind !== 'public') {
       const channelData = data.channel_data
