@@ -1,5 +1,6 @@
 // Issue 32 (1): the Pusher key ships in every browser, so with auth on a public channel must not
 // read a room that JWT rules protect: only the rooms PUSHER_PUBLIC_ROOMS names are public.
+// Issue 32 (7): a channel or presence member named `__proto__` is a key like any other.
 import { afterAll, describe, expect, test } from 'bun:test'
 import { SignJWT } from 'jose'
 import { loadConfig } from '../src/config'
@@ -130,4 +131,33 @@ describe('pusher public channels with auth on (PUSHER_PUBLIC_ROOMS)', () => {
     expect(() => loadConfig({ ...pusherEnv, PUSHER_PUBLIC_ROOMS: ' , ' })).toThrow('PUSHER_PUBLIC_ROOMS')
     expect(() => loadConfig({ PUSHER_PUBLIC_ROOMS: 'lobby' })).toThrow('PUSHER_PUBLIC_ROOMS: needs PUSHER_APP_ID')
   })
+})
+
+describe('pusher channels and members named __proto__', () => {
+  test('GET /channels lists an occupied __proto__ channel; events and their info reach it', async () => {
+    const s = await server({})
+    // pusher-js keeps its channels in a plain object and cannot subscribe to __proto__: a raw socket does.
+    const raw = await rawPusher(s)
+    raw.send({ event: 'pusher:subscribe', data: { channel: '__proto__' } })
+    await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === '__proto__')
+    const api = sdk(s)
+    const all = await (await api.get({ path: '/channels', params: { info: 'subscription_count' } })).json()
+    expect(Object.keys(all.channels)).toContain('__proto__')
+    expect(Object.getOwnPropertyDescriptor(all.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
+    const sent = await (await api.trigger('__proto__', 'ping', { n: 1 }, { info: 'subscription_count' })).json()
+    expect(Object.getOwnPropertyDescriptor(sent.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
+    expect(JSON.parse((await raw.next((f) => f.event === 'ping')).data)).toEqual({ n: 1 })
+  }, 60_000)
+
+  test('a presence member whose user_id is __proto__ is in subscription_succeeded', async () => {
+    const s = await server({})
+    const channel = uid('presence-proto')
+    const raw = await rawPusher(s)
+    const signed = (await auth.post({ socket_id: raw.socketId, channel_name: channel, user: '__proto__', name: 'Proto' })) as { auth: string; channel_data: string }
+    raw.send({ event: 'pusher:subscribe', data: { channel, auth: signed.auth, channel_data: signed.channel_data } })
+    const ok = await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel)
+    expect(ok.data.presence.ids).toEqual(['__proto__'])
+    expect(ok.data.presence.count).toBe(1)
+    expect(Object.getOwnPropertyDescriptor(ok.data.presence.hash, '__proto__')?.value).toEqual({ name: 'Proto' })
+  }, 60_000)
 })
