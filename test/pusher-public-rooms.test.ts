@@ -7,6 +7,7 @@ import { loadConfig } from '../src/config'
 import { connect } from './helpers/client'
 import type { TestClient } from './helpers/client'
 import { startServer } from './helpers/server'
+import { needService } from './helpers/services'
 import type { RunningServer } from './helpers/server'
 import { authEndpoint, pusherClient, pusherEnv, rawPusher, sdk } from './helpers/pusher'
 
@@ -133,31 +134,39 @@ describe('pusher public channels with auth on (PUSHER_PUBLIC_ROOMS)', () => {
   })
 })
 
-describe('pusher channels and members named __proto__', () => {
-  test('GET /channels lists an occupied __proto__ channel; events and their info reach it', async () => {
-    const s = await server({})
-    // pusher-js keeps its channels in a plain object and cannot subscribe to __proto__: a raw socket does.
-    const raw = await rawPusher(s)
-    raw.send({ event: 'pusher:subscribe', data: { channel: '__proto__' } })
-    await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === '__proto__')
-    const api = sdk(s)
-    const all = await (await api.get({ path: '/channels', params: { info: 'subscription_count' } })).json()
-    expect(Object.keys(all.channels)).toContain('__proto__')
-    expect(Object.getOwnPropertyDescriptor(all.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
-    const sent = await (await api.trigger('__proto__', 'ping', { n: 1 }, { info: 'subscription_count' })).json()
-    expect(Object.getOwnPropertyDescriptor(sent.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
-    expect(JSON.parse((await raw.next((f) => f.event === 'ping')).data)).toEqual({ n: 1 })
-  }, 60_000)
+const onRedis = await needService('Redis', 6379)
+const engines = [
+  { name: 'one node', env: {}, test },
+  { name: 'Redis', env: { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `test-pusherpub-${process.pid}-${Date.now()}:` }, test: onRedis },
+] as const
 
-  test('a presence member whose user_id is __proto__ is in subscription_succeeded', async () => {
-    const s = await server({})
-    const channel = uid('presence-proto')
-    const raw = await rawPusher(s)
-    const signed = (await auth.post({ socket_id: raw.socketId, channel_name: channel, user: '__proto__', name: 'Proto' })) as { auth: string; channel_data: string }
-    raw.send({ event: 'pusher:subscribe', data: { channel, auth: signed.auth, channel_data: signed.channel_data } })
-    const ok = await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel)
-    expect(ok.data.presence.ids).toEqual(['__proto__'])
-    expect(ok.data.presence.count).toBe(1)
-    expect(Object.getOwnPropertyDescriptor(ok.data.presence.hash, '__proto__')?.value).toEqual({ name: 'Proto' })
-  }, 60_000)
-})
+for (const engine of engines) {
+  describe(`pusher channels and members named __proto__ (${engine.name})`, () => {
+    engine.test('GET /channels lists an occupied __proto__ channel; events and their info reach it', async () => {
+      const s = await server(engine.env)
+      // pusher-js keeps its channels in a plain object and cannot subscribe to __proto__: a raw socket does.
+      const raw = await rawPusher(s)
+      raw.send({ event: 'pusher:subscribe', data: { channel: '__proto__' } })
+      await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === '__proto__')
+      const api = sdk(s)
+      const all = await (await api.get({ path: '/channels', params: { info: 'subscription_count' } })).json()
+      expect(Object.keys(all.channels)).toContain('__proto__')
+      expect(Object.getOwnPropertyDescriptor(all.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
+      const sent = await (await api.trigger('__proto__', 'ping', { n: 1 }, { info: 'subscription_count' })).json()
+      expect(Object.getOwnPropertyDescriptor(sent.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
+      expect(JSON.parse((await raw.next((f) => f.event === 'ping')).data)).toEqual({ n: 1 })
+    }, 60_000)
+
+    engine.test('a presence member whose user_id is __proto__ is in subscription_succeeded', async () => {
+      const s = await server(engine.env)
+      const channel = uid('presence-proto')
+      const raw = await rawPusher(s)
+      const signed = (await auth.post({ socket_id: raw.socketId, channel_name: channel, user: '__proto__', name: 'Proto' })) as { auth: string; channel_data: string }
+      raw.send({ event: 'pusher:subscribe', data: { channel, auth: signed.auth, channel_data: signed.channel_data } })
+      const ok = await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel)
+      expect(ok.data.presence.ids).toEqual(['__proto__'])
+      expect(ok.data.presence.count).toBe(1)
+      expect(Object.getOwnPropertyDescriptor(ok.data.presence.hash, '__proto__')?.value).toEqual({ name: 'Proto' })
+    }, 60_000)
+  })
+}
