@@ -160,6 +160,7 @@ export function pusherApi(deps: PusherApiDeps) {
       GET: route(async (_req, url) => {
         const prefix = url.searchParams.get('filter_by_prefix') ?? ''
         const info = infoParam(url, prefix.startsWith('presence-'))
+        // No prototype: a channel named `__proto__` is a key like any other.
         const channels: Record<string, unknown> = Object.create(null)
         for (const [name, count] of await deps.occupancy.all()) {
           if (!name.startsWith(prefix) || count <= 0) continue
