@@ -3,7 +3,7 @@ import { parseRange } from './core/client-ip'
 import { parseEventTypes } from './protocol/webhook-events'
 
 export { ROOM_PATTERN } from './core/room'
-import { ROOM_PATTERN } from './core/room'
+import { ROOM_PATTERN, ROOM_RULE_PATTERN } from './core/room'
 
 const bool = z
   .string()
@@ -142,6 +142,21 @@ export const variables = {
   PUSHER_CLIENT_EVENTS: { schema: bool, default: 'true', help: '`false` refuses Pusher `client-*` events (error 4301)' },
   PUSHER_AUTH_MAX_AGE_S: { schema: int(1, 86_400, 'seconds'), default: '600', help: 'a Pusher HTTP API request whose auth_timestamp is further than this from now is refused (401)' },
   PUSHER_WEBHOOK_URL: { schema: optional(url(['http:', 'https:'])), default: undefined, help: 'endpoint of Pusher-format webhooks (channel_occupied, channel_vacated, member_added, member_removed, client_event), signed with X-Pusher-Signature' },
+  PUSHER_PUBLIC_ROOMS: {
+    schema: optional(
+      z.string().transform((s, ctx) => {
+        const rules = s.split(',').map((r) => r.trim()).filter(Boolean)
+        const bad = rules.find((r) => !ROOM_RULE_PATTERN.test(r))
+        if (rules.length === 0 || bad !== undefined) {
+          ctx.addIssue({ code: 'custom', message: `expected a comma list of room names and prefix* patterns (* alone: every room)${bad === undefined ? '' : `, not ${JSON.stringify(bad)}`}` })
+          return z.NEVER
+        }
+        return rules
+      }),
+    ),
+    default: undefined,
+    help: 'the rooms whose public Pusher channels anyone with PUSHER_KEY may subscribe: comma list of room names and prefix* patterns (* opens all); unset: none when auth is on (private- and presence- channels stay your auth endpoint\'s), * when auth is off',
+  },
   UPLOAD_DIR: { schema: text, default: './data/uploads', help: 'where uploads are kept on disk (unless S3_BUCKET is set); several nodes need one shared volume' },
   UPLOAD_MAX_BYTES: { schema: int(1, 1024 ** 4, 'a number of bytes'), default: '10485760', help: 'largest upload; a bigger one is cut while it streams in and answered 413 too_large' },
   UPLOAD_TYPES: {
@@ -208,6 +223,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const pusher = (['PUSHER_APP_ID', 'PUSHER_KEY', 'PUSHER_SECRET'] as const).filter((k) => c[k] === undefined)
     if (pusher.length === 1 || pusher.length === 2) errors.push(`${pusher.join(', ')}: the Pusher protocol needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET together (${pusher.length === 1 ? 'this one is' : 'these are'} missing)`)
     if (c.PUSHER_WEBHOOK_URL && pusher.length === 3) errors.push('PUSHER_WEBHOOK_URL: needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (the Pusher protocol is off)')
+    if (c.PUSHER_PUBLIC_ROOMS && pusher.length === 3) errors.push('PUSHER_PUBLIC_ROOMS: needs PUSHER_APP_ID, PUSHER_KEY and PUSHER_SECRET (the Pusher protocol is off)')
     if (c.APP_ENV === 'production') {
       // Strict checks: secrets that are guessable in practice are refused outright.
       if (c.JWT_SECRET && c.JWT_SECRET.length < 32) errors.push('JWT_SECRET: must be at least 32 characters when APP_ENV=production')

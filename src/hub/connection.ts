@@ -5,6 +5,7 @@ import type { Bucket, Strikes } from './rate-limit'
 
 export type { Identity } from '../core/identity'
 import type { Identity } from '../core/identity'
+import { roomMatches } from '../core/room'
 
 export interface Joining {
   /** Frames that arrived for the room while its replay was being read. */
@@ -43,7 +44,5 @@ export const NO_JOINS: Map<string, Joining> = new (class extends Map<string, Joi
 })()
 
 export function allowed(identity: Identity, room: string): boolean {
-  const rules = identity.rooms
-  if (!rules) return true
-  return rules.some((r) => (r.endsWith('*') ? room.startsWith(r.slice(0, -1)) : r === room))
+  return !identity.rooms || roomMatches(identity.rooms, room)
 }

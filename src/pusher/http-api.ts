@@ -136,7 +136,7 @@ export function pusherApi(deps: PusherApiDeps) {
         const dataJson = JSON.stringify(e.data)
         await Promise.all(e.channels.map((c) => deps.event(c, e.name, dataJson, e.socketId)))
         if (e.info.length === 0) return {}
-        const channels: Record<string, unknown> = {}
+        const channels: Record<string, unknown> = Object.create(null)
         for (const c of e.channels) channels[c] = await infoOf(c, e.info)
         return { channels }
       }),
@@ -160,7 +160,8 @@ export function pusherApi(deps: PusherApiDeps) {
       GET: route(async (_req, url) => {
         const prefix = url.searchParams.get('filter_by_prefix') ?? ''
         const info = infoParam(url, prefix.startsWith('presence-'))
-        const channels: Record<string, unknown> = {}
+        // No prototype: a channel named `__proto__` is a key like any other.
+        const channels: Record<string, unknown> = Object.create(null)
         for (const [name, count] of await deps.occupancy.all()) {
           if (!name.startsWith(prefix) || count <= 0) continue
           channels[name] = await infoOf(name, info)

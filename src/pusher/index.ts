@@ -5,6 +5,7 @@ import type { Broker, Deliver } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
+import { roomMatches } from '../core/room'
 import { checkIdle, heard, refusalResponse } from '../hub/admission'
 import type { Door, IdleRule, Liveness, Refusal, Ticket } from '../hub/admission'
 import { strike, tokenBucket } from '../hub/rate-limit'
@@ -65,6 +66,8 @@ export function createPusher(deps: PusherDeps) {
   /** The door's liveness rule in Pusher's timings (pusher:ping, then 4201). */
   const idleRule: IdleRule = { pingAfterMs: activityTimeout * 1000, answerWithinMs: pongTimeoutMs }
   const { door } = deps
+  /** Rooms whose public channels anyone with the key may read (auth off: all, as every room is open to /ws too). */
+  const publicRooms = config.PUSHER_PUBLIC_ROOMS ?? (config.authMode === 'off' ? ['*'] : [])
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
   const occupancy: Occupancy = deps.redis
     ? redisOccupancy({
@@ -227,6 +230,12 @@ export function createPusher(deps: PusherDeps) {
     if (problem) return refuse(s, typeof channel === 'string' ? channel : '', problem)
     const room = channel as string
     const kind = channelKind(room)
+    // The key ships in every browser: with auth on, a public channel would let anyone read a
+    // room that JWT rules protect, so only the rooms PUSHER_PUBLIC_ROOMS names are public.
+    if (kind === 'public' && !roomMatches(publicRooms, room)) {
+      metrics.authRefused.labels({ reason: 'pusher_public_room' }).inc()
+      return refuse(s, room, `channel: ${room} is not a public channel on this server (PUSHER_PUBLIC_ROOMS): use a private- channel your auth endpoint signs`, CODE.unauthorized, 403)
+    }
     let member: User | undefined
     if (kind !== 'public') {
       const channelData = data.channel_data

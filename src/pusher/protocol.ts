@@ -100,7 +100,8 @@ export const pusherFrames = {
 
 /** The hash of a presence channel's subscription_succeeded. */
 export function presenceData(members: { id: string; name: string }[]): string {
-  const hash: Record<string, { name: string }> = {}
+  // No prototype: a member whose user_id is `__proto__` is a key like any other.
+  const hash: Record<string, { name: string }> = Object.create(null)
   for (const m of members) hash[m.id] = { name: m.name }
   return JSON.stringify({ presence: { ids: Object.keys(hash), hash, count: Object.keys(hash).length } })
 }
