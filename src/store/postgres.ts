@@ -1,6 +1,6 @@
 import postgres from 'postgres'
 import type { Sql } from 'postgres'
-import { freshEpoch } from '../core/room-log'
+import { freshEpoch, reactionMap } from '../core/room-log'
 import type { Origin, Page } from '../core/room-log'
 import { log } from '../log'
 import type { MessageState } from '../core/room-log'
@@ -365,7 +365,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
           edited_at: edited ? r.edited_at!.toISOString() : undefined,
           body: r.deleted_at ? undefined : edited ? (r.cur_body ?? undefined) : (r.body ?? undefined),
           data: r.deleted_at ? undefined : edited ? (r.cur_data ?? undefined) : (r.data ?? undefined),
-          reactions: {},
+          reactions: reactionMap(),
         })
       }
       if (out.size) {
