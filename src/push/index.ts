@@ -4,10 +4,11 @@ import type { Cluster } from '../cluster/heartbeat'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
 import { log } from '../log'
-import type { Members, PushKind } from '../members/types'
+import type { Device, Members, PushKind } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { EventInput } from '../webhooks/events'
 import { memoryLiveness, redisLiveness } from '../webhooks/presence'
+import { OutboundRefused, checkOutbound } from '../core/outbound-fetch'
 import { memorySource, startDeliverer } from '../webhooks/queue'
 import type { Held, Sent, Source } from '../webhooks/queue'
 import { redisSource } from '../webhooks/redis-queue'
@@ -29,6 +30,12 @@ export interface HubPush {
   badge?: (user: string) => Promise<number>
   /** Providers configured here: a device of another kind is refused. */
   readonly kinds: ReadonlySet<PushKind>
+  /**
+   * Why a device's address may not be registered (undefined: it may): a Web Push endpoint
+   * under the outbound rule (https to public addresses, or OUTBOUND_ALLOW), resolved now; it
+   * is checked again on every send.
+   */
+  refuse(device: Pick<Device, 'kind' | 'subscription'>): Promise<string | undefined>
 }
 
 export interface Push {
@@ -55,7 +62,7 @@ interface Window {
 export function providersOf(config: Config): Provider[] {
   const out: Provider[] = []
   if (config.PUSH_VAPID_PUBLIC_KEY && config.PUSH_VAPID_PRIVATE_KEY && config.PUSH_VAPID_SUBJECT)
-    out.push(webPushProvider({ publicKey: config.PUSH_VAPID_PUBLIC_KEY, privateKey: config.PUSH_VAPID_PRIVATE_KEY, subject: config.PUSH_VAPID_SUBJECT, timeoutMs: TIMEOUT_MS }))
+    out.push(webPushProvider({ publicKey: config.PUSH_VAPID_PUBLIC_KEY, privateKey: config.PUSH_VAPID_PRIVATE_KEY, subject: config.PUSH_VAPID_SUBJECT, timeoutMs: TIMEOUT_MS, allow: config.OUTBOUND_ALLOW }))
   if (config.PUSH_FCM_CREDENTIALS_FILE) {
     const file = config.PUSH_FCM_CREDENTIALS_FILE
     let text: string
@@ -133,6 +140,16 @@ export function createPush(opts: {
   const windows = new Map<string, Window>()
   const hub: HubPush = {
     kinds: new Set(byKind.keys()),
+    async refuse(device) {
+      if (device.kind !== 'webpush' || !device.subscription) return undefined
+      try {
+        await checkOutbound(device.subscription.endpoint, { allow: config.OUTBOUND_ALLOW, timeoutMs: TIMEOUT_MS })
+        return undefined
+      } catch (err) {
+        if (err instanceof OutboundRefused) return `subscription.endpoint: ${err.message}`
+        throw err
+      }
+    },
     created(room, from, seq, msg, body, type) {
       let w = windows.get(room)
       if (!w) {
