@@ -1,5 +1,8 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import webpush from 'web-push'
 import { testNodes } from './helpers/nodes'
 import { browserKeys, until, webPushReceiver } from './helpers/push-receivers'
@@ -127,6 +130,40 @@ describe('Web Push endpoints under the outbound rule', () => {
       stolen.stop()
       first.stop()
       hooks.stop()
+    }
+  })
+
+  test('https to a name: the request goes to the checked address, with the name as Host and SNI, and the certificate checked against the name', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chat-outbound-'))
+    const [key, cert] = [join(dir, 'tls.key'), join(dir, 'tls.crt')]
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' })
+    const hits: { path: string; host: string | null }[] = []
+    const tlsServer = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      tls: { key: Bun.file(key), cert: Bun.file(cert) },
+      fetch(req) {
+        hits.push({ path: new URL(req.url).pathname, host: req.headers.get('host') })
+        return new Response(null, { status: 201 })
+      },
+    })
+    try {
+      const s = await node({ ...VAPID, OUTBOUND_ALLOW: '127.0.0.1', NODE_EXTRA_CA_CERTS: cert })
+      const room = uid('room')
+      const [alice, gus, hal] = [uid('alice'), uid('gus'), uid('hal')]
+      for (const u of [alice, gus, hal]) await member(s, room, u)
+      const port = tlsServer.port
+      expect((await register(s, gus, `https://localhost:${port}/push/by-name`)).status).toBe(201)
+      // The same listener by its address: the certificate names localhost only, so TLS refuses it.
+      expect((await register(s, hal, `https://127.0.0.1:${port}/push/by-address`)).status).toBe(201)
+      const a = await as(s, alice)
+      await a.request({ type: 'chat', room, body: 'tls' })
+      await until('the push by name', () => hits.some((h) => h.path === '/push/by-name') || undefined)
+      await until('the push by address failed (certificate)', () => logged(s).includes('push delivery failed; retrying') || undefined)
+      expect(hits).toEqual([{ path: '/push/by-name', host: `localhost:${port}` }])
+      a.close()
+    } finally {
+      tlsServer.stop(true)
     }
   })
 
