@@ -38,6 +38,7 @@ async function run(source: Source) {
     perLane: 4,
     holdMax: 50,
     takeMax: 10,
+    waitMax: 20,
     retryMs: 60_000,
     renewMs: 250,
     name: 'test',
@@ -71,6 +72,39 @@ async function run(source: Source) {
 describe('job deliverer', () => {
   test('memory source: each job finished once, failing ones retried on their own, old ones given up', async () => {
     await run(memorySource({ bound: 10_000, onDrop: () => {} }))
+  })
+
+  test('a lane whose sends all hang does not hold up another lane (one slow provider, the others go on)', async () => {
+    const source = memorySource({ bound: 10_000, onDrop: () => {} })
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const done: string[] = []
+    const d = startJobDeliverer({
+      source,
+      laneOf: (e) => JSON.parse(e.json).lane,
+      perLane: 2,
+      holdMax: 1000,
+      takeMax: 5,
+      waitMax: 100,
+      retryMs: 60_000,
+      renewMs: 250,
+      name: 'test',
+      async send(e: Held) {
+        if (JSON.parse(e.json).lane === 'slow') await gate
+        done.push(e.id)
+        return undefined
+      },
+    })
+    const at = Date.now()
+    // Ten hanging jobs first (more than the slow lane's slots and than one take), then the fast lane's.
+    source.push(Array.from({ length: 10 }, (_, i) => ({ id: `slow${i}`, at, json: JSON.stringify({ lane: 'slow' }) })))
+    source.push(Array.from({ length: 10 }, (_, i) => ({ id: `fast${i}`, at, json: JSON.stringify({ lane: 'fast' }) })))
+    await until('every fast job sent while the slow lane hangs', () => done.filter((id) => id.startsWith('fast')).length === 10 || undefined, 10_000)
+    expect(done.filter((id) => id.startsWith('slow'))).toEqual([])
+    release()
+    await until('the slow ones too', () => done.length === 20 || undefined, 10_000)
+    await d.stop(1000)
+    expect(source.depth()).toBe(0)
   })
 
   redisTest('Redis source: the same, and nothing left in the stream or pending', async () => {

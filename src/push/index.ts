@@ -261,6 +261,7 @@ export function createPush(opts: {
         perLane: PER_PROVIDER,
         holdMax: HOLD_MAX,
         takeMax: 50,
+        waitMax: 1000,
         name: 'push',
         retryMs: RETRY_MS,
         renewMs: Math.max(250, Math.floor(config.WEBHOOK_CLAIM_MS / 3)),

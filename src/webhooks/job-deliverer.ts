@@ -24,6 +24,11 @@ export interface JobDelivererOptions {
   holdMax: number
   /** Jobs taken from the source at once. */
   takeMax: number
+  /**
+   * New jobs waiting for a lane at most before the node stops taking more: high enough that a
+   * lane whose sends all hang (one provider slow) leaves room to take the other lanes' jobs.
+   */
+  waitMax: number
   retryMs: number
   /** Held jobs are renewed this often (Redis claims). */
   renewMs: number
@@ -153,7 +158,7 @@ export function startJobDeliverer(opts: JobDelivererOptions): JobDeliverer {
   let unreadable = false
   const running = (async () => {
     while (Date.now() < stopAt) {
-      if (held.size >= opts.holdMax || waitingFresh >= opts.takeMax) {
+      if (held.size >= opts.holdMax || waitingFresh >= opts.waitMax) {
         await new Promise<void>((r) => (wakeTaker = r))
         continue
       }
