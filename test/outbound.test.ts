@@ -124,6 +124,11 @@ describe('URLs users give', () => {
       expect([url, t.ok]).toEqual([url, false])
       if (!t.ok) expect(t.reason.length).toBeGreaterThan(5)
     }
+    // WHATWG URL normalises each spelling of loopback to the address it is.
+    for (const url of ['http://127.1:8080/', 'http://2130706433:8080/', 'http://0x7f.1:8080/', 'http://017700000001/', 'https://127.0.0.1./'])
+      expect([url, checkTarget(url, NOTHING_ALLOWED)]).toEqual([url, { ok: false, reason: '127.0.0.1 is a loopback address: not allowed (only public addresses, or OUTBOUND_ALLOW)' }])
+    expect(checkTarget('http://[::ffff:127.0.0.1]/', NOTHING_ALLOWED)).toEqual({ ok: false, reason: expect.stringContaining('::ffff:7f00:1 is a loopback (an IPv4 address inside IPv6) address') })
+    expect(checkTarget('https://[::1]/', NOTHING_ALLOWED)).toEqual({ ok: false, reason: expect.stringContaining('::1 is a loopback address') })
     // A name passes this first step over https, and is judged by what it resolves to.
     expect(checkTarget('https://push.example.com/x', NOTHING_ALLOWED).ok).toBe(true)
     expect(checkTarget('http://push.example.com/x', NOTHING_ALLOWED)).toEqual({ ok: false, reason: expect.stringContaining('https://') })
