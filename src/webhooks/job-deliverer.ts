@@ -101,7 +101,8 @@ export function startJobDeliverer(opts: JobDelivererOptions): JobDeliverer {
   function pump() {
     for (const lane of lanes.values())
       while (lane.inflight < opts.perLane) {
-        const retry = lane.fresh.length === 0 && lane.due.length > 0 && lane.retrying < Math.max(1, opts.perLane >> 1)
+        // Retries take at most half the slots (never starved by a stream of new jobs), new jobs the rest.
+        const retry = lane.due.length > 0 && lane.retrying < Math.max(1, opts.perLane >> 1)
         const job = retry ? lane.due.shift() : lane.fresh.shift()
         if (!job) break
         if (!retry) waitingFresh--
