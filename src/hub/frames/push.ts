@@ -19,6 +19,9 @@ export function pushFrames(h: HubContext) {
   async function putDevice(user: string, id: string, a: { kind: Device['kind']; token?: string; subscription?: WebPushSubscription }) {
     if (!h.push) throw new FrameError('unavailable', 'device: push notifications are not configured on this server')
     if (!h.push.kinds.has(a.kind)) throw new FrameError('bad_request', `kind: ${a.kind} is not configured on this server (${TURNS_ON[a.kind]}); configured: ${[...h.push.kinds].join(', ')}`)
+    // A Web Push endpoint is a URL the server will POST to: the outbound rule, before it is kept.
+    const refused = await h.push.refuse({ kind: a.kind, subscription: a.subscription })
+    if (refused) throw new FrameError('bad_request', refused)
     const device: Device = { device: id, kind: a.kind, ...(a.kind === 'webpush' ? { subscription: a.subscription } : { token: a.token }), updated: new Date().toISOString() }
     const r = await members.putDevice(user, device, config.PUSH_MAX_DEVICES)
     if (r === 'limit') throw new FrameError('limit', `device: ${user} has ${config.PUSH_MAX_DEVICES} devices already (PUSH_MAX_DEVICES); remove one first`)
