@@ -37,6 +37,11 @@ export interface RedisBrokerOptions {
   onError?: (err: unknown) => void
 }
 
+/** A room's position, and the seq its epoch started from when the state knows it (`fs`). */
+interface Start extends Position {
+  start?: number
+}
+
 /** Per watched room: the last seq handed to the hub, so that a gap is seen and repaired. */
 interface RoomStream {
   last: number
@@ -58,7 +63,6 @@ function split(payload: string): [frame: string, except?: string] {
   const nl = payload.indexOf('\n')
   return [payload.slice(nl + 1), payload.slice(0, nl)]
 }
-const payloadSeq = (payload: string) => eventSeq(split(payload)[0])
 
 /** Log entries a summary may walk (unread counts and the last message of a room). */
 const SUMMARY_BUDGET = 2 * UNREAD_CAP
@@ -176,12 +180,15 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
       try {
         const [seq, epoch, fs] = await cmd.hmget(key.state(room), 'seq', 'epoch', 'fs')
-        let pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
+        let pos: Start = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string, start: fs == null ? undefined : Number(fs) }
         // A promoted replica without the last writes: the seqs it lacks must not come again in this epoch.
         if (cluster && pos.epoch === stream.epoch && pos.seq < stream.last) pos = await fence(room, stream.last)
-        // An epoch a fence started (cluster) is joined where it started: its frames are then read below.
-        if (stream.epoch !== undefined && pos.epoch !== stream.epoch && fs != null && pos.epoch === epoch) restarted(room, stream, { seq: Number(fs), epoch: pos.epoch })
-        else if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) restarted(room, stream, pos)
+        // A new epoch (Redis came back empty, a fence) is joined where it started, however late
+        // this node learns of it: frames other nodes appended meanwhile are then read below, so
+        // that members get every message of it (its start is unknown only in a state written
+        // before `fs` existed: then from where it stands now).
+        if (stream.epoch !== undefined && pos.epoch !== stream.epoch) restarted(room, stream, { seq: pos.start ?? pos.seq, epoch: pos.epoch })
+        else if (stream.epoch !== undefined && pos.seq < stream.last) restarted(room, stream, pos)
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
@@ -211,7 +218,10 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
     stream.epoch = pos.epoch
     stream.last = pos.seq
-    stream.pending = stream.pending.filter((p) => payloadSeq(p) > pos.seq)
+    // Frames held so far are of the old sequence (their seqs may be above the new start: no
+    // store, or more than the gap unarchived): gone. The new one's are in the room's stream,
+    // where the repair reads them from the new start; later ones queue again.
+    stream.pending = []
     onReset(room, pos)
     settle(stream)
   }
@@ -308,20 +318,20 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
    * could be handed out again: it continues under a new epoch, REBUILT_SEQ_GAP past the store's
    * last seq (late archive writes of the old epoch never collide with the new one's).
    */
-  async function init(room: string): Promise<Position> {
+  async function init(room: string): Promise<Start> {
     const o = await origin(room)
     const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
-    const [seq, epoch] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
+    const [seq, epoch, fs] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
     // The store's pins come back with the room (Redis lost them, or they expired with it).
     if (o.pins?.length) {
       for (const p of o.pins) await cmd.hsetnx(key.pins(room), p.msg, JSON.stringify({ s: p.seq, b: p.by, t: p.ts }))
       if (opts.historyTtlMs) await cmd.pexpire(key.pins(room), opts.historyTtlMs)
     }
-    return { seq: Number(seq), epoch }
+    return { seq: Number(seq), epoch, start: fs == null ? undefined : Number(fs) }
   }
 
   /** Cluster: makes this primary the room's writer, in a new epoch if writes may be lost (see FENCE). */
-  async function fence(room: string, observed?: number): Promise<Position> {
+  async function fence(room: string, observed?: number): Promise<Start> {
     // Always a new epoch (as after a Redis restart, see init); with a store, past its gap.
     const epoch = freshEpoch()
     const gap = opts.store ? REBUILT_SEQ_GAP : 0
@@ -331,9 +341,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       await init(room)
       r = await cmd.chatFence(key.state(room), epoch, '', channel, gap)
     }
-    const [seq, ep] = r as [number, string]
+    const [seq, ep, fs] = r as [number, string, string]
     if (ep === epoch) log.warn('room starts a new epoch on a new primary', { room, epoch, seq })
-    return { seq, epoch: ep }
+    return { seq, epoch: ep, start: fs ? Number(fs) : undefined }
   }
 
   /** With persistence: the room is due for the archive before anything is appended (see DUE_DONE). */
