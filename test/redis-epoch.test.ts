@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test as realTest } from 'bun:test'
+import { ChatClient } from '../client/src/index'
 import { connect } from './helpers/client'
 import type { Frame, TestClient } from './helpers/client'
 import { freshDatabase } from './helpers/postgres'
@@ -142,5 +143,50 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       await redis.kill()
     }
   }, 120_000)
-})
 
+  test('a typed client away while the epoch changed: it resets and recovers every message of the new epoch, none missed', async () => {
+    const redis = await privateRedis({ keepData: false })
+    let client: ChatClient | undefined
+    let door: Proxy | undefined
+    try {
+      const env = { POSTGRES_DSN: db.dsn, REDIS_PREFIX: 'epoch2:', REDIS_URL: redis.url }
+      const [a, b] = await Promise.all([node(env), node(env)])
+      const room = `epoch-away-${Date.now().toString(36)}`
+      const sender = await connect(a.ws, { user: 'ea-sender' })
+      expect((await sender.request({ type: 'join', room })).type).toBe('joined')
+      // The client reaches node B through a door the test can shut.
+      door = await startProxy(b.port)
+      client = new ChatClient({ url: door.ws, user: 'ea-reader', reconnect: { initialMs: 50, maxMs: 300 }, requestTimeoutMs: 8000, pingIntervalMs: 0 })
+      const got: string[] = []
+      const gaps: unknown[] = []
+      const resets: unknown[] = []
+      client.on('chat', (m) => m.room === room && got.push(m.body))
+      client.on('gap', (g) => gaps.push(g))
+      client.on('reset', (r) => resets.push(r))
+      await until(() => client!.state === 'open', 'client open')
+      await client.join(room)
+      for (let i = 1; i <= 5; i++) await sendUntilAcked(sender, room, `old-${i}`)
+      await until(() => got.length === 5, 'the old epoch received')
+
+      door.block()
+      door.drop()
+      await until(() => client!.state !== 'open', 'client away')
+      await redis.kill()
+      await redis.restart() // empty: the room goes on under a new epoch, past the store
+      const sent: string[] = []
+      for (let i = 1; i <= 20; i++) sent.push((await sendUntilAcked(sender, room, `new-${i}`)).id)
+      door.unblock()
+      // Back: its re-join names the old epoch, so it starts the new one over from 0 and the
+      // server replays the new epoch from where it began.
+      await until(() => got.length >= 25, 'every message received', 15_000).catch(() => {})
+      expect(resets.length).toBeGreaterThanOrEqual(1)
+      expect(gaps).toEqual([])
+      expect(got).toEqual([...Array.from({ length: 5 }, (_, i) => `old-${i + 1}`), ...sent])
+      sender.close()
+    } finally {
+      client?.close()
+      door?.close()
+      await redis.kill()
+    }
+  }, 60_000)
+})

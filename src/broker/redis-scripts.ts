@@ -44,7 +44,7 @@ export type Scripted = Redis & {
   chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string, string] | [-1]>
   unlock(lock: string, owner: string): Promise<number>
   chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string, string | null]>
-  chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
+  chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][], string] | [-1]>
   presenceAdd(conns: string, counts: string, names: string, conn: string, user: string, name: string): Promise<number>
   presenceRemove(conns: string, counts: string, names: string, conn: string, user: string): Promise<number>
 }

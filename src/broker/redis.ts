@@ -371,11 +371,14 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       await init(room)
       r = await cmd.chatSince(key.state(room), key.log(room), since)
     }
-    const [seq, epoch, entries] = r as [number, string, [string, string[]][]]
+    const [seq, epoch, entries, fs] = r as [number, string, [string, string[]][], string]
     noteBaseline(room, { seq, epoch })
+    // No event of the epoch is at or below the seq it started from: a `since` below it (a
+    // client that starts a new epoch over from 0) reads from there.
+    const from = fs === '' ? since : Math.max(since, Number(fs))
     const frames = entries.map(([, fields]) => fields[1]!)
-    const complete = since <= seq && (since === seq || (frames.length === seq - since && eventSeq(frames[0]!) === since + 1))
-    return { seq, epoch, frames: since <= seq ? frames : [], complete }
+    const complete = from <= seq && (from === seq || (frames.length === seq - from && eventSeq(frames[0]!) === from + 1))
+    return { seq, epoch, frames: from <= seq ? frames : [], complete, from }
   }
 
   const caps = opts.reactionCaps ?? { perMessage: 50, perUser: 10 }
