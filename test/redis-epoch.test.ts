@@ -72,13 +72,17 @@ function received(c: TestClient, room: string) {
 }
 
 describe('Redis restarted empty, with PostgreSQL', () => {
-  test('a node whose subscriber comes back late still hands its members every message of the new epoch, in order, once', async () => {
+  /**
+   * 3 nodes, 30 members; node C's subscriber comes back only once each sender has `before`
+   * messages of the new epoch acknowledged; each sends `total` in it. `env` is every node's.
+   */
+  async function lateNode(prefix: string, env: Record<string, string>, before: number, total: number) {
     const redis = await privateRedis({ keepData: false })
     let proxy: Proxy | undefined
     try {
       // Node C reaches Redis through a proxy that can hold back its subscriber connection alone.
       proxy = await startProxy(redis.port)
-      const env = { POSTGRES_DSN: db.dsn, REDIS_PREFIX: 'epoch:' }
+      env = { ...env, POSTGRES_DSN: db.dsn, REDIS_PREFIX: prefix }
       const [a, b, c] = await Promise.all([node({ ...env, REDIS_URL: redis.url }), node({ ...env, REDIS_URL: redis.url }), node({ ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` })])
       const nodes = [a, b, c]
       const room = `epoch-room-${Date.now().toString(36)}`
@@ -108,14 +112,14 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       await redis.kill()
       const newAcks = [0, 0, 0]
       const sending = Promise.all([0, 1, 2].map(async (s) => {
-        for (let i = 1; i <= 40; i++) {
+        for (let i = 1; i <= total; i++) {
           await send(s, `new-${s}-${i}`)
           newAcks[s]!++
         }
       }))
       await redis.restart()
       // Every node, C included, acknowledges messages of the new epoch before C has noticed it.
-      await until(() => newAcks.every((n) => n >= 15), 'messages of the new epoch acknowledged on every node', 30_000)
+      await until(() => newAcks.every((n) => n >= before), 'messages of the new epoch acknowledged on every node', 30_000)
       expect(members[2]!.every((m) => m.all('joined').filter((f) => f.room === room).length === 1)).toBe(true)
       proxy.release()
       await sending
@@ -142,6 +146,16 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       proxy?.close()
       await redis.kill()
     }
+  }
+
+  test('a node whose subscriber comes back late still hands its members every message of the new epoch, in order, once', async () => {
+    await lateNode('epoch:', {}, 15, 40)
+  }, 120_000)
+
+  test('… also when the room\'s stream no longer holds the start of the new epoch (HISTORY_LIMIT): the rest comes from PostgreSQL', async () => {
+    // The stream is trimmed by whole nodes of 100 entries: 3 x 70 appended before C is back
+    // leave its oldest ones only in PostgreSQL.
+    await lateNode('epoch-trim:', { HISTORY_LIMIT: '10' }, 70, 80)
   }, 120_000)
 
   test('a typed client away while the epoch changed: it resets and recovers every message of the new epoch, none missed', async () => {

@@ -31,9 +31,10 @@ export interface RedisBrokerOptions {
   /**
    * With persistence: messages are archived after they are acknowledged, and a repair loop
    * copies into the store whatever the room streams hold but the store lacks (a node that
-   * died before writing, a backlog that overflowed during an outage).
+   * died before writing, a backlog that overflowed during an outage). A gap repair reads what
+   * the room's stream no longer holds from it.
    */
-  store?: Pick<Store, 'save' | 'stored' | 'accepting'>
+  store?: Pick<Store, 'save' | 'stored' | 'accepting' | 'range'>
   onError?: (err: unknown) => void
 }
 
@@ -71,6 +72,8 @@ const SUMMARY_BUDGET = 2 * UNREAD_CAP
 export const REBUILT_SEQ_GAP = 1000
 
 const REPAIR_EVERY_MS = 1_000
+/** A gap repair reads at most this many events from the store (the rest stays a gap, logged). */
+const REPAIR_FROM_STORE_MAX = 10_000
 /** With persistence: a node marks a room due for the archive for this long before it appends to it. */
 const DUE_LEASE_MS = 60_000
 
@@ -192,8 +195,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
-          if (entries.length > 0 && Number.parseInt(entries[0]![0]) > stream.last + 1)
-            log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
+          const firstKept = entries.length > 0 ? Number.parseInt(entries[0]![0]) : stream.last + 1
+          // Trimmed past the gap (more than HISTORY_LIMIT appended meanwhile, e.g. while this
+          // node's subscriber was away): the store has what was acked, archived after each ack.
+          if (firstKept > stream.last + 1 && opts.store)
+            for (const f of await opts.store.range(room, stream.last, Math.min(firstKept - 1, stream.last + REPAIR_FROM_STORE_MAX))) {
+              if (eventSeq(f) !== stream.last + 1) break // not archived yet: a gap stays
+              found++
+              handOver(topic, stream, f)
+            }
+          if (firstKept > stream.last + 1) log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
           for (const [, fields] of entries) {
             if (eventSeq(fields[1]!) > stream.last) found++
             handOver(topic, stream, fields[1]!)
