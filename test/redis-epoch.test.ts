@@ -75,8 +75,9 @@ describe('Redis restarted empty, with PostgreSQL', () => {
   /**
    * 3 nodes, 30 members; node C's subscriber comes back only once each sender has `before`
    * messages of the new epoch acknowledged; each sends `total` in it. `env` is every node's.
+   * With `deaf`, C's subscriber first misses the last `deaf` messages per sender of the old epoch.
    */
-  async function lateNode(prefix: string, env: Record<string, string>, before: number, total: number) {
+  async function lateNode(prefix: string, env: Record<string, string>, before: number, total: number, deaf = 0) {
     const redis = await privateRedis({ keepData: false })
     let proxy: Proxy | undefined
     try {
@@ -105,6 +106,15 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       }))
       const oldEpoch = members[0]![0]!.all('joined').find((f) => f.room === room)!.epoch
       await until(() => everyone.every((m) => received(m, room).bodies.length === 60), 'the old epoch delivered', 10_000)
+      if (deaf > 0) {
+        // C's subscriber stops hearing (a lagging connection): the old epoch's last messages
+        // never reach C before Redis dies; PostgreSQL has them.
+        proxy.deafen('SUBSCRIBE')
+        await Promise.all([0, 1, 2].map(async (s) => {
+          for (let i = 1; i <= deaf; i++) await send(s, `tail-${s}-${i}`)
+        }))
+        await until(async () => (await db.sql`select 1 from messages where room = ${room}`).length === acked.size, 'the old epoch stored', 10_000)
+      }
 
       // Redis restarted empty; node C's subscriber is held back when it tries to subscribe again
       // (its command and append connections are not), so C notices the new epoch late.
@@ -156,6 +166,10 @@ describe('Redis restarted empty, with PostgreSQL', () => {
     // The stream is trimmed by whole nodes of 100 entries: 3 x 70 appended before C is back
     // leave its oldest ones only in PostgreSQL.
     await lateNode('epoch-trim:', { HISTORY_LIMIT: '10' }, 70, 80)
+  }, 120_000)
+
+  test('… also when the node had not heard the old epoch\'s last messages before Redis lost them: they come from PostgreSQL first', async () => {
+    await lateNode('epoch-tail:', {}, 10, 20, 10)
   }, 120_000)
 
   test('a typed client away while the epoch changed: it resets and recovers every message of the new epoch, none missed', async () => {

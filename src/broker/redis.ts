@@ -190,20 +190,20 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         // this node learns of it: frames other nodes appended meanwhile are then read below, so
         // that members get every message of it (its start is unknown only in a state written
         // before `fs` existed: then from where it stands now).
-        if (stream.epoch !== undefined && pos.epoch !== stream.epoch) restarted(room, stream, { seq: pos.start ?? pos.seq, epoch: pos.epoch })
-        else if (stream.epoch !== undefined && pos.seq < stream.last) restarted(room, stream, pos)
+        if (stream.epoch !== undefined && pos.epoch !== stream.epoch) {
+          const start = pos.start ?? pos.seq
+          // The old sequence's last messages this node had not handed over when Redis lost
+          // them: the store has them (archived after each ack, below the new start).
+          if (opts.store && stream.last >= 0 && start > stream.last) await fromStore(topic, stream, Math.min(start, stream.last + REPAIR_FROM_STORE_MAX))
+          restarted(room, stream, { seq: start, epoch: pos.epoch })
+        } else if (stream.epoch !== undefined && pos.seq < stream.last) restarted(room, stream, pos)
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
           const firstKept = entries.length > 0 ? Number.parseInt(entries[0]![0]) : stream.last + 1
           // Trimmed past the gap (more than HISTORY_LIMIT appended meanwhile, e.g. while this
           // node's subscriber was away): the store has what was acked, archived after each ack.
-          if (firstKept > stream.last + 1 && opts.store)
-            for (const f of await opts.store.range(room, stream.last, Math.min(firstKept - 1, stream.last + REPAIR_FROM_STORE_MAX))) {
-              if (eventSeq(f) !== stream.last + 1) break // not archived yet: a gap stays
-              found++
-              handOver(topic, stream, f)
-            }
+          if (firstKept > stream.last + 1 && opts.store) found += await fromStore(topic, stream, Math.min(firstKept - 1, stream.last + REPAIR_FROM_STORE_MAX))
           if (firstKept > stream.last + 1) log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
           for (const [, fields] of entries) {
             if (eventSeq(fields[1]!) > stream.last) found++
@@ -222,6 +222,17 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     stream.pending = []
     for (const f of pending) handOver(topic, stream, f)
     return found
+  }
+
+  /** Hands over the store's events after the stream's last, up to `upTo`, while they follow on; how many. */
+  async function fromStore(topic: string, stream: RoomStream, upTo: number): Promise<number> {
+    let n = 0
+    for (const f of await opts.store!.range(topic.slice(2), stream.last, upTo)) {
+      if (eventSeq(f) !== stream.last + 1) break // not archived yet: a gap stays
+      handOver(topic, stream, f)
+      n++
+    }
+    return n
   }
 
   /** The room's sequence restarted (or, in a Redis Cluster, went on in a new epoch): members resync. */

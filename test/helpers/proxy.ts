@@ -6,7 +6,8 @@ import type { Socket, TCPSocketListener } from 'bun'
  * `block()` refuses new ones until `unblock()`. `holdWhen(marker)` holds back, from the first
  * chunk a client sends that contains `marker`, everything that connection sends until
  * `release()` (e.g. a Redis client's SUBSCRIBE: its pub/sub comes back late, its other
- * connections do not).
+ * connections do not). `deafen(marker)` drops, from then on, whatever the server sends to the
+ * connections that have sent `marker` (a subscriber that misses what is published).
  */
 export interface Proxy {
   port: number
@@ -15,6 +16,7 @@ export interface Proxy {
   block: () => void
   unblock: () => void
   holdWhen: (marker: string) => void
+  deafen: (marker: string) => void
   release: () => void
   /** Connections accepted so far. */
   accepted: number
@@ -27,6 +29,9 @@ interface Pair {
   queued: Uint8Array[]
   /** Set while this connection's data is held back (see holdWhen). */
   held?: Uint8Array[]
+  /** The start of what the client sent (up to 64 KiB), for deafen. */
+  said: string
+  deaf?: boolean
 }
 
 export async function startProxy(targetPort: number, listenPort = 0): Promise<Proxy> {
@@ -35,6 +40,7 @@ export async function startProxy(targetPort: number, listenPort = 0): Promise<Pr
   let accepted = 0
   let marker: string | undefined
   const forward = (pair: Pair, chunk: Uint8Array) => {
+    if (pair.said.length < 65536) pair.said += Buffer.from(chunk).toString('latin1')
     if (!pair.held && marker !== undefined && Buffer.from(chunk).includes(marker)) pair.held = []
     if (pair.held) pair.held.push(new Uint8Array(chunk))
     else if (pair.upstream) pair.upstream.write(chunk)
@@ -47,7 +53,7 @@ export async function startProxy(targetPort: number, listenPort = 0): Promise<Pr
       async open(down) {
         if (blocked) return void down.end()
         accepted++
-        const pair: Pair = { downstream: down, queued: [] }
+        const pair: Pair = { downstream: down, queued: [], said: '' }
         down.data = pair
         pairs.add(pair)
         try {
@@ -57,7 +63,7 @@ export async function startProxy(targetPort: number, listenPort = 0): Promise<Pr
             data: pair,
             socket: {
               data(_up, chunk) {
-                pair.downstream.write(chunk)
+                if (!pair.deaf) pair.downstream.write(chunk)
               },
               close() {
                 pair.downstream.end()
@@ -100,6 +106,9 @@ export async function startProxy(targetPort: number, listenPort = 0): Promise<Pr
     block: () => void (blocked = true),
     unblock: () => void (blocked = false),
     holdWhen: (m) => void (marker = m),
+    deafen(m) {
+      for (const p of pairs) if (p.said.includes(m)) p.deaf = true
+    },
     release() {
       marker = undefined
       for (const p of pairs) {
