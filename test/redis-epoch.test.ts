@@ -218,3 +218,38 @@ describe('Redis restarted empty, with PostgreSQL', () => {
     }
   }, 60_000)
 })
+
+describe('gap repair with PostgreSQL down', () => {
+  test('a stream trimmed past the gap while the store cannot be read: the node goes on with what the stream holds, live frames are not held back', async () => {
+    const redis = await privateRedis({ keepData: false })
+    const redisDoor = await startProxy(redis.port)
+    const pgDoor = await startProxy(5432)
+    try {
+      const env = { POSTGRES_DSN: db.dsnVia(pgDoor.port), REDIS_PREFIX: 'gap-pg:', HISTORY_LIMIT: '10' }
+      const [a, b] = await Promise.all([node({ ...env, REDIS_URL: redis.url }), node({ ...env, REDIS_URL: `redis://127.0.0.1:${redisDoor.port}` })])
+      const room = `gap-pg-${Date.now().toString(36)}`
+      const sender = await connect(a.ws, { user: 'gp-sender' })
+      const reader = await connect(b.ws, { user: 'gp-reader' })
+      for (const c of [sender, reader]) expect((await c.request({ type: 'join', room })).type).toBe('joined')
+      await sendUntilAcked(sender, room, 'first')
+      await reader.next({ type: 'chat', room, body: 'first' })
+      // B hears nothing while 250 more are sent (the stream keeps only its newest ~100), then
+      // PostgreSQL goes away and B's Redis connections are cut: B repairs from the stream.
+      redisDoor.deafen('SUBSCRIBE')
+      for (let i = 1; i <= 250; i++) await sendUntilAcked(sender, room, `m-${i}`)
+      await until(async () => (await db.sql`select 1 from messages where room = ${room}`).length === 251, 'archived', 10_000)
+      pgDoor.close()
+      redisDoor.drop()
+      await reader.next({ type: 'chat', room, body: 'm-250' }, 15_000)
+      const after = await sendUntilAcked(sender, room, 'after')
+      expect(await reader.next({ type: 'chat', room, body: 'after' }, 5000)).toMatchObject({ seq: after.seq })
+      expect(b.logs.some((l) => l.msg === 'gap repair could not read the store')).toBe(true)
+      sender.close()
+      reader.close()
+    } finally {
+      redisDoor.close()
+      pgDoor.close()
+      await redis.kill()
+    }
+  }, 60_000)
+})

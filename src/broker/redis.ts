@@ -74,6 +74,8 @@ export const REBUILT_SEQ_GAP = 1000
 const REPAIR_EVERY_MS = 1_000
 /** A gap repair reads at most this many events from the store (the rest stays a gap, logged). */
 const REPAIR_FROM_STORE_MAX = 10_000
+/** How long a gap repair waits for the store before it goes on without it. */
+const STORE_READ_MS = 3_000
 /** With persistence: a node marks a room due for the archive for this long before it appends to it. */
 const DUE_LEASE_MS = 60_000
 
@@ -226,8 +228,18 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
 
   /** Hands over the store's events after the stream's last, up to `upTo`, while they follow on; how many. */
   async function fromStore(topic: string, stream: RoomStream, upTo: number): Promise<number> {
+    const room = topic.slice(2)
+    let frames: string[]
+    try {
+      // PostgreSQL down must not hold the room's live frames back: then the gap stays (logged).
+      const late = Bun.sleep(STORE_READ_MS).then(() => Promise.reject(new Error(`postgres: no answer in ${STORE_READ_MS} ms`)))
+      frames = await Promise.race([opts.store!.range(room, stream.last, upTo), late])
+    } catch (err) {
+      log.warn('gap repair could not read the store', { room, err })
+      return 0
+    }
     let n = 0
-    for (const f of await opts.store!.range(topic.slice(2), stream.last, upTo)) {
+    for (const f of frames) {
       if (eventSeq(f) !== stream.last + 1) break // not archived yet: a gap stays
       handOver(topic, stream, f)
       n++
