@@ -55,11 +55,12 @@ export function createRooms(deps: RoomsDeps) {
 
   async function readSince(room: string, since: number): Promise<Replay> {
     const r = await broker.since(room, since)
-    if (r.complete || !store || since >= r.seq) return r
+    const from = r.from ?? since // past `since` when the epoch started later
+    if (r.complete || !store || from >= r.seq) return r
     const firstHeld = r.frames.length ? eventSeq(r.frames[0]!) : r.seq + 1
-    const head = await store.range(room, since, firstHeld - 1)
+    const head = await store.range(room, from, firstHeld - 1)
     const frames = head.concat(r.frames)
-    return { ...r, frames, complete: frames.length === r.seq - since }
+    return { ...r, frames, complete: frames.length === r.seq - from }
   }
 
   async function page(room: string, before: number | undefined, limit: number): Promise<Page> {
@@ -212,7 +213,7 @@ export function createRooms(deps: RoomsDeps) {
     }
     const r = await readSince(room, since)
     const ok = r.complete && (epoch === undefined || epoch === r.epoch)
-    const replay = ok ? r.frames.slice(0, Math.max(0, boundary - since)) : []
+    const replay = ok ? r.frames.slice(0, Math.max(0, boundary - (r.from ?? since))) : []
     c.ws.cork(() => {
       for (const f of replay) send(c, f, 'chat')
       send(c, frames.joined(room, r.seq, r.epoch, ok, id, state, o.role), 'joined')
