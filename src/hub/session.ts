@@ -28,12 +28,40 @@ export interface SessionDeps {
   chatNow: (c: Conn, f: FrameOf<'chat'>) => boolean
 }
 
+/** What a connection said about itself at its upgrade. */
+export interface OpenMeta {
+  remote: string
+  userAgent: string
+  /** When its upgrade was asked for (performance.now()), for chat_connect_seconds. */
+  since?: number
+}
+
+/** A connection's life on this node (see createSession). */
+export interface Session {
+  /** A socket that passed the door: registered, then started (memberships, `welcome`). */
+  open(ws: ServerWebSocket<unknown>, identity: Identity, meta: OpenMeta): Conn
+  /** A frame from a client, JSON-parsed. Returns a promise only when the frame needs one. */
+  message(c: Conn, raw: unknown): Promise<void> | void
+  close(c: Conn, code: number, reason: string): void
+  /** A command for every local connection of a user (see Control), from any node. */
+  control(topic: string, frame: string, except?: string): void
+  /** A room's sequence restarted: its members start over from `pos`. */
+  reset(room: string, pos: Position, publish: (topic: string, frame: string) => void): void
+  /** Periodic checks Bun cannot do: silent clients, stuck buffers, expired tokens. */
+  sweep(): void
+  /** Closes every socket with 1001; resolves with how many were still open after `graceMs`. */
+  drain(graceMs: number): Promise<number>
+  /** The client answered a ping (any sign of life). */
+  pong(c: Conn): void
+  readonly draining: boolean
+}
+
 /**
  * A connection from open to close: its start (memberships read, rooms prepared, `welcome`),
  * every frame it sends (rate limit, validation, dispatch, errors), commands for it from any
  * node, the periodic checks Bun cannot do, and the graceful drain.
  */
-export function createSession(d: SessionDeps) {
+export function createSession(d: SessionDeps): Session {
   const { h, delivery, conns, handlers } = d
   const { config, broker, metrics, store, members: memberships } = h
   const decode = frameDecoder(config.MAX_BODY_CHARS, config.MAX_JSON_DEPTH)
@@ -45,8 +73,7 @@ export function createSession(d: SessionDeps) {
   /** Half of IDLE_TIMEOUT_S to stay silent, the other half to answer the ping: closed at IDLE_TIMEOUT_S of silence. */
   const idleRule: IdleRule = { pingAfterMs: (config.IDLE_TIMEOUT_S * 1000) / 2, answerWithinMs: (config.IDLE_TIMEOUT_S * 1000) / 2 }
 
-  /** `since`: when its upgrade was asked for (performance.now()), for chat_connect_seconds. */
-  function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: { remote: string; userAgent: string; since?: number }): Conn {
+  function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: OpenMeta): Conn {
     identity.user.id = flat(identity.user.id)
     identity.user.name = flat(identity.user.name)
     const full = bucket.full()
