@@ -114,7 +114,7 @@ export function nodeStats(opts: NodeStatsOptions): NodeStats {
   const series: Sample[] = []
   let last: { t: number; published: number; delivered: number } | undefined
   let rates = { msgInPerS: 0, msgOutPerS: 0 }
-  let timer: ReturnType<typeof setInterval> | undefined
+  let timer: Timer | undefined
 
   const P = opts.redis?.prefix ?? ''
   // One hash tag for every admin key: MGET stays in one slot of a Redis Cluster.

@@ -45,7 +45,7 @@ const describeRow = (row: unknown) => {
 }
 
 async function withTimeout<T>(ms: number, work: () => Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
+  let timer: Timer | undefined
   try {
     return await Promise.race([
       work(),
@@ -92,7 +92,7 @@ export async function postgresStore(opts: PostgresStoreOptions): Promise<Postgre
   const sessions = new Map<string, SessionRow>()
   let droppedSessions = 0
   let writing = false
-  let scheduled: ReturnType<typeof setTimeout> | undefined
+  let scheduled: Timer | undefined
   let down: string | undefined
   let closed = false
 
