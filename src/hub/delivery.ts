@@ -28,12 +28,30 @@ export interface DeliveryDeps {
   idle?: (topic: string, user: User) => void
 }
 
+/** The way out (see createDelivery). */
+export interface Delivery {
+  /** Local connections of each topic (room and user topics). */
+  local: Map<string, Set<Conn>>
+  /** Called by the broker for every frame of a watched topic: publishes it to Bun's topic. */
+  deliver(topic: string, frame: string, except?: string): void
+  /** One frame to one connection, counted by type; a connection that cannot take it is closed. */
+  send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
+  sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
+  closeConn(c: Conn, code: number, reason: string): void
+  /** Closes a slow consumer with 4008 (counted, logged, audited). */
+  closeSlow(c: Conn): void
+  /** A connection joins a topic's local set (first one: `live`). */
+  addMember(topic: string, c: Conn): void
+  /** A connection leaves a topic's local set (last one: `idle`). */
+  removeMember(topic: string, c: Conn): void
+}
+
 /**
  * The way out: frames to Bun's topics (fan-out is Bun's: encoded once, handed to
  * `server.publish`), frames to one connection, and the slow consumers Bun reports. Nothing here
  * loops over a room's members on the way out, except to find a slow consumer after Bun said one.
  */
-export function createDelivery(d: DeliveryDeps) {
+export function createDelivery(d: DeliveryDeps): Delivery {
   const { config, metrics } = d
   /** Local connections of each topic (room and user topics), for presence and slow-consumer checks. */
   const local = new Map<string, Set<Conn>>()
@@ -120,5 +138,3 @@ export function createDelivery(d: DeliveryDeps) {
     removeMember,
   }
 }
-
-export type Delivery = ReturnType<typeof createDelivery>

@@ -14,6 +14,7 @@ import { appender } from './append'
 import type { Conn } from './connection'
 import type { HubContext } from './context'
 import { createConversations } from './conversations'
+import type { Conversations } from './conversations'
 import { createDelivery } from './delivery'
 import { changeFrames } from './frames/changes'
 import { messageFrames } from './frames/messages'
@@ -21,14 +22,22 @@ import { moderationFrames } from './frames/moderation'
 import { pushFrames } from './frames/push'
 import { pinFrames } from './frames/pins'
 import { createPins } from './pins'
+import type { Pins } from './pins'
 import { createSearch } from './search'
+import type { Search } from './search'
 import { roomFrames } from './frames/rooms'
 import { sessionFrames } from './frames/session'
 import { createChanges } from './changes'
+import type { Changes } from './changes'
 import { createModeration } from './moderation'
+import type { Moderation } from './moderation'
 import { createMutes } from './mutes'
 import { createRooms } from './rooms'
+import type { Rooms } from './rooms'
 import { createSession } from './session'
+import type { Session } from './session'
+import type { Publish } from './frames/messages'
+import type { DeviceInput, DevicePut } from './frames/push'
 
 export { dedupeKey } from './frames/messages'
 
@@ -51,12 +60,46 @@ export interface HubDeps {
   push?: HubPush
 }
 
+/** The hub as the faces, the HTTP API and main see it (see createHub). */
+export interface Hub {
+  /** Called by the broker for every frame of a watched topic (Pusher wraps it, app.ts). */
+  deliver: (topic: string, frame: string, except?: string) => void
+  /** A room's sequence restarted (Redis came back empty): its members here start over from `pos`. */
+  reset(room: string, pos: Position): void
+  open: Session['open']
+  message: Session['message']
+  close: Session['close']
+  sweep: Session['sweep']
+  /** Closes every socket with 1001; resolves with how many were left after `graceMs` (Pusher wraps it, app.ts). */
+  drain: (graceMs: number) => Promise<number>
+  pong: Session['pong']
+  /** Sequences and fans out one chat message (the publish API). */
+  publish: Publish
+  /** Adds or replaces a device of a user (the push API). */
+  putDevice(user: string, id: string, a: DeviceInput): Promise<DevicePut>
+  /** History of a room: the broker's log, then the store. */
+  page: Rooms['page']
+  audit(entry: AuditEntry): void
+  conversations: Conversations
+  changes: Changes
+  moderation: Moderation
+  pins: Pins
+  search: Search
+  /** Rooms with members on this node. */
+  readonly roomCount: number
+  /** Each room with members on this node and how many (for the admin view). */
+  roomSizes(): Generator<[string, number]>
+  readonly draining: boolean
+  /** Connections open on this node. */
+  readonly size: number
+}
+
 /**
  * Connections, rooms on Bun topics, presence and limits, put together: the way out
  * (delivery.ts), a connection's life and its frames' dispatch (session.ts), and one module per
  * frame family (frames/), all appending through the one path of append.ts.
  */
-export function createHub(deps: HubDeps) {
+export function createHub(deps: HubDeps): Hub {
   const { config, broker, metrics, store, members, webhooks, uploads, push } = deps
   const conns = new Map<string, Conn>()
   const server = () => {
@@ -176,5 +219,3 @@ export function createHub(deps: HubDeps) {
     },
   }
 }
-
-export type Hub = ReturnType<typeof createHub>

@@ -1,6 +1,7 @@
 import webpush from 'web-push'
 import type { AllowList } from '../core/outbound'
 import { OutboundRefused, outboundFetch, statusLine } from '../core/outbound-fetch'
+import type { RequestDetails } from 'web-push'
 import type { Outcome, Provider, PushJob } from './types'
 import { byStatus, collapseKey, dataOf } from './types'
 
@@ -18,7 +19,7 @@ export function webPushProvider(opts: { publicKey: string; privateKey: string; s
     async send(job: PushJob): Promise<Outcome> {
       const sub = job.device.subscription!
       const payload = JSON.stringify({ title: job.title, body: job.body, badge: job.badge, data: dataOf(job) })
-      let details: ReturnType<typeof webpush.generateRequestDetails>
+      let details: RequestDetails
       try {
         details = webpush.generateRequestDetails(sub, payload, { vapidDetails, TTL: 86_400, topic: collapseKey(job.room), urgency: 'high' })
       } catch (err) {
