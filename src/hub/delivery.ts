@@ -2,6 +2,7 @@ import type { Server, ServerWebSocket } from 'bun'
 import type { Config } from '../config'
 import type { ErrorCode } from '../core/errors'
 import { SmallSet } from '../core/small'
+import { isRoomTopic } from '../core/topic'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { CHAT_HEAD, CLOSE, CONTROL_HEAD, DM_HEAD, frames } from '../protocol/server-frames'
@@ -95,7 +96,7 @@ export function createDelivery(d: DeliveryDeps) {
     let set = local.get(topic)
     if (!set) {
       local.set(topic, (set = new SmallSet()))
-      if (topic.startsWith('r:')) metrics.rooms.inc()
+      if (isRoomTopic(topic)) metrics.rooms.inc()
       d.live?.(topic, c.identity.user)
     }
     set.add(c)
@@ -105,7 +106,7 @@ export function createDelivery(d: DeliveryDeps) {
     const set = local.get(topic)
     if (!set?.delete(c) || set.size > 0) return
     local.delete(topic)
-    if (topic.startsWith('r:')) metrics.rooms.dec()
+    if (isRoomTopic(topic)) metrics.rooms.dec()
     d.idle?.(topic, c.identity.user)
   }
 
