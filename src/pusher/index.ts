@@ -13,7 +13,7 @@ import { strike, tokenBucket } from '../hub/rate-limit'
 import type { Bucket, Strikes } from '../hub/rate-limit'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { CHAT_HEAD, CONTROL_HEAD, DM_HEAD, PUSHER_HEAD, control, frames } from '../protocol/server-frames'
+import { CONTROL_HEAD, PUSHER_HEAD, control, frames, isMessageFrame } from '../protocol/server-frames'
 import { pusherApi } from './http-api'
 import { memoryOccupancy, redisOccupancy } from './occupancy'
 import type { Occupancy } from './occupancy'
@@ -407,7 +407,7 @@ export function createPusher(deps: PusherDeps) {
       const out = asPusher(room, frame)
       if (out === undefined) return
       publish(pusherChannelTopic(room), out, except, set)
-      if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(set.size)
+      if (isMessageFrame(frame)) metrics.delivered.inc(set.size)
     }
 
   /** The door's liveness rule: a silent socket gets a pusher:ping after activity_timeout, and 4201 when no answer follows. */
