@@ -156,11 +156,11 @@ export function createSession(d: SessionDeps) {
     }
     const decoded = decode(raw)
     if (!decoded.ok) {
-      metrics.framesIn.invalid!.inc()
+      metrics.framesIn.invalid.inc()
       return h.sendError(c, 'bad_request', decoded.message, decoded.id)
     }
     const f = decoded.frame
-    metrics.framesIn[f.type]!.inc()
+    metrics.framesIn[f.type].inc()
     try {
       if (f.type === 'chat' && d.chatNow(c, f)) return
     } catch (err) {
