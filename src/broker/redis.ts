@@ -11,6 +11,7 @@ import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './mess
 import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
+import { isRoomTopic, topicRoom } from '../core/topic'
 
 export interface RedisBrokerOptions {
   /** The node's connections (made once, in main). */
@@ -135,8 +136,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     if (payload.startsWith(RESET_HEAD)) {
       const stream = streams.get(topic)
       const pos = JSON.parse(payload) as Position
+      const room = topicRoom(topic)
       // Unless a repair already saw the new epoch (or the room has no baseline yet).
-      if (stream?.epoch !== undefined && stream.epoch !== pos.epoch) restarted(topic.slice(2), stream, pos)
+      if (room !== undefined && stream?.epoch !== undefined && stream.epoch !== pos.epoch) restarted(room, stream, pos)
       return
     }
     const [frame, except] = split(payload)
@@ -178,10 +180,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
    * gap is never handed on. A room whose sequence restarted (Redis came back empty) is reset.
    */
   async function repair(topic: string, stream: RoomStream): Promise<number> {
-    if (stream.repairing) return 0
+    // Streams are kept for room topics only: `room` is always there.
+    const room = topicRoom(topic)
+    if (stream.repairing || room === undefined) return 0
     stream.repairing = true
     let found = 0
-    const room = topic.slice(2)
     for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
       try {
         const [seq, epoch, fs] = await cmd.hmget(key.state(room), 'seq', 'epoch', 'fs')
@@ -499,7 +502,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       }
       // Counted even when the subscribe fails: the caller unwatches either way, and a wanted
       // channel is subscribed again when the connection is back.
-      if (topic.startsWith('r:')) streams.set(topic, newStream())
+      if (isRoomTopic(topic)) streams.set(topic, newStream())
       const entry = { count: 1, ready: bounded(subscribe(key.channel(topic))).then(() => {}) }
       watched.set(topic, entry)
       return entry.ready

@@ -2,9 +2,10 @@ import type { Server, ServerWebSocket } from 'bun'
 import type { Config } from '../config'
 import type { ErrorCode } from '../core/errors'
 import { SmallSet } from '../core/small'
+import { isRoomTopic } from '../core/topic'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { CHAT_HEAD, CLOSE, CONTROL_HEAD, DM_HEAD, frames } from '../protocol/server-frames'
+import { CLOSE, CONTROL_HEAD, frames, isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 import type { AuditEntry } from '../store/types'
 import type { Conn } from './connection'
@@ -68,7 +69,7 @@ export function createDelivery(d: DeliveryDeps): Delivery {
     const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
     // Bun's subscribers of a room topic are its live connections here (subscribed and added in
     // one step, rooms.ts), so their count is read from the set, not from Bun's topic per message.
-    if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(local.get(topic)?.size ?? 0)
+    if (isMessageFrame(frame)) metrics.delivered.inc(local.get(topic)?.size ?? 0)
     if (status === 0) cutSlowConsumers(topic, frame.length)
   }
 
@@ -113,7 +114,7 @@ export function createDelivery(d: DeliveryDeps): Delivery {
     let set = local.get(topic)
     if (!set) {
       local.set(topic, (set = new SmallSet()))
-      if (topic.startsWith('r:')) metrics.rooms.inc()
+      if (isRoomTopic(topic)) metrics.rooms.inc()
       d.live?.(topic, c.identity.user)
     }
     set.add(c)
@@ -123,7 +124,7 @@ export function createDelivery(d: DeliveryDeps): Delivery {
     const set = local.get(topic)
     if (!set?.delete(c) || set.size > 0) return
     local.delete(topic)
-    if (topic.startsWith('r:')) metrics.rooms.dec()
+    if (isRoomTopic(topic)) metrics.rooms.dec()
     d.idle?.(topic, c.identity.user)
   }
 

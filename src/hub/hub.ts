@@ -3,6 +3,7 @@ import type { Broker, Position } from '../broker/types'
 import type { Config } from '../config'
 import { FrameError } from '../core/errors'
 import type { Identity } from '../core/identity'
+import { isRoomTopic, topicRoom } from '../core/topic'
 import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { AuditEntry, Store } from '../store/types'
@@ -204,12 +205,15 @@ export function createHub(deps: HubDeps): Hub {
     search,
     get roomCount() {
       let n = 0
-      for (const topic of delivery.local.keys()) if (topic.startsWith('r:')) n++
+      for (const topic of delivery.local.keys()) if (isRoomTopic(topic)) n++
       return n
     },
     /** Each room with members on this node and how many (for the admin view). */
     *roomSizes(): Generator<[string, number]> {
-      for (const [topic, set] of delivery.local) if (topic.startsWith('r:')) yield [topic.slice(2), set.size]
+      for (const [topic, set] of delivery.local) {
+        const room = topicRoom(topic)
+        if (room !== undefined) yield [room, set.size]
+      }
     },
     get draining() {
       return session.draining

@@ -5,7 +5,6 @@ import type { Broker } from '../broker/types'
 import { current, messageIdOf } from '../broker/message-rules'
 import type { MessageState } from '../broker/message-rules'
 
-export const SEARCH_MAX_QUERY_CHARS = 200
 export const SEARCH_DEFAULT_LIMIT = 20
 
 /** What a search frame or GET /api/search asks (checked by their schemas). */

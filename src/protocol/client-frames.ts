@@ -163,6 +163,11 @@ export function clientFrameSchemas(maxBodyChars: number) {
 
 type Schemas = ReturnType<typeof clientFrameSchemas>
 export type ClientFrameType = keyof Schemas
+/**
+ * Every client frame type, read from the schemas (built once here, for their keys): whatever is
+ * kept per type (the frames-in counters) cannot miss a type added to the schemas.
+ */
+export const CLIENT_FRAME_TYPES = Object.keys(clientFrameSchemas(1)) as ClientFrameType[]
 export type ClientFrame = { [K in ClientFrameType]: z.output<Schemas[K]> }[ClientFrameType]
 export type FrameOf<T extends ClientFrameType> = z.output<Schemas[T]>
 

@@ -3,6 +3,7 @@ import type { RedisConnections } from '../broker/redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
+import { topicUser } from '../core/topic'
 import { log } from '../log'
 import type { Device, Members, PushKind } from '../members/types'
 import type { Metrics } from '../metrics'
@@ -166,10 +167,12 @@ export function createPush(opts: {
       w.msgs[w.count++ % WINDOW_MAX] = { from, seq, msg, body, type }
     },
     live(topic, user) {
-      if (topic.charCodeAt(0) === 117 /* u */) track(liveness.up('u', topic.slice(2), user.name))
+      const id = topicUser(topic)
+      if (id !== undefined) track(liveness.up('u', id, user.name))
     },
     idle(topic) {
-      if (topic.charCodeAt(0) === 117 /* u */) track(liveness.down('u', topic.slice(2)))
+      const id = topicUser(topic)
+      if (id !== undefined) track(liveness.down('u', id))
     },
   }
 

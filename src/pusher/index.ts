@@ -6,13 +6,14 @@ import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
 import { roomMatches } from '../core/room'
+import { pusherChannelTopic, pusherUserTopic, topicPusherUser, topicRoom } from '../core/topic'
 import { checkIdle, heard, refusalResponse } from '../hub/admission'
 import type { Door, IdleRule, Liveness, Refusal, Ticket } from '../hub/admission'
 import { strike, tokenBucket } from '../hub/rate-limit'
 import type { Bucket, Strikes } from '../hub/rate-limit'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { CHAT_HEAD, CONTROL_HEAD, DM_HEAD, PUSHER_HEAD, control, frames } from '../protocol/server-frames'
+import { CONTROL_HEAD, PUSHER_HEAD, control, frames, isMessageFrame } from '../protocol/server-frames'
 import { pusherApi } from './http-api'
 import { memoryOccupancy, redisOccupancy } from './occupancy'
 import type { Occupancy } from './occupancy'
@@ -31,11 +32,6 @@ export interface PusherDeps {
   /** With Redis: the node's connections and the cluster's heartbeat (channel counts shared by every node). */
   redis?: { connections: RedisConnections; nodes: Cluster }
 }
-
-/** Bun topics of the Pusher face: a room's events as Pusher frames, a signed-in user's. */
-const channelTopic = (room: string) => `p:${room}`
-/** Relayed through the broker like a user topic (`u:`), heard only by Pusher sockets. */
-export const pusherUserTopic = (user: string) => `pu:${user}`
 
 interface Sub {
   kind: ChannelKind
@@ -277,7 +273,7 @@ export function createPusher(deps: PusherDeps) {
       throw err
     }
     if (s.closed || s.channels.get(room) !== sub) return void broker.unwatch(topic)
-    s.ws.subscribe(channelTopic(room))
+    s.ws.subscribe(pusherChannelTopic(room))
     sub.live = true
     let set = subs.get(room)
     if (!set) subs.set(room, (set = new Set()))
@@ -299,7 +295,7 @@ export function createPusher(deps: PusherDeps) {
     s.channels.delete(room)
     // Not live yet: the subscription in progress sees it gone and gives its watch back.
     if (!sub.live) return
-    if (!s.closed) s.ws.unsubscribe(channelTopic(room))
+    if (!s.closed) s.ws.unsubscribe(pusherChannelTopic(room))
     const set = subs.get(room)
     set?.delete(s)
     if (set?.size === 0) subs.delete(room)
@@ -394,23 +390,24 @@ export function createPusher(deps: PusherDeps) {
   const wrap =
     (inner: Deliver): Deliver =>
     (topic, frame, except) => {
-      if (topic.startsWith('pu:')) {
+      const user = topicPusherUser(topic)
+      if (user !== undefined) {
         if (frame.startsWith(CONTROL_HEAD)) {
           const cmd = JSON.parse(frame) as { ctl: string; code?: number; reason?: string }
-          if (cmd.ctl === 'close') for (const s of signedIn.get(topic.slice(3)) ?? []) s.fail(cmd.code ?? CODE.unauthorized, cmd.reason ?? 'connection terminated')
+          if (cmd.ctl === 'close') for (const s of signedIn.get(user) ?? []) s.fail(cmd.code ?? CODE.unauthorized, cmd.reason ?? 'connection terminated')
           return
         }
-        return publish(topic, frame, except, signedIn.get(topic.slice(3)))
+        return publish(topic, frame, except, signedIn.get(user))
       }
       inner(topic, frame, except)
-      if (!topic.startsWith('r:')) return
-      const room = topic.slice(2)
+      const room = topicRoom(topic)
+      if (room === undefined) return
       const set = subs.get(room)
       if (!set) return
       const out = asPusher(room, frame)
       if (out === undefined) return
-      publish(channelTopic(room), out, except, set)
-      if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(set.size)
+      publish(pusherChannelTopic(room), out, except, set)
+      if (isMessageFrame(frame)) metrics.delivered.inc(set.size)
     }
 
   /** The door's liveness rule: a silent socket gets a pusher:ping after activity_timeout, and 4201 when no answer follows. */
