@@ -72,7 +72,7 @@ export async function checkOutbound(text: string, opts: OutboundOptions, signal 
 function pinned(c: Checked, init: RequestInit, signal: AbortSignal): Promise<Response> {
   const target = new URL(c.url)
   const ip = formatAddress(c.address)
-  target.hostname = c.address.v6 ? `[${ip}]` : ip
+  target.hostname = c.address.kind() === 'ipv6' ? `[${ip}]` : ip
   const headers = new Headers(init.headers)
   headers.set('host', c.url.host)
   const tls = c.name && c.url.protocol === 'https:' ? { serverName: c.name } : undefined

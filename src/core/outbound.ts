@@ -1,24 +1,20 @@
-import { isIP } from 'node:net'
+import ipaddr from 'ipaddr.js'
 
 /**
  * The outbound rule (PROTOCOL-v4): a request to an address a user gave (a Web Push endpoint,
  * later a link preview) goes only over https to public addresses, unless the destination is
  * in `OUTBOUND_ALLOW`. This module is the pure part: what an address is, what the allow list
  * holds, what a URL may be before anything is resolved. `outbound-fetch.ts` resolves, checks
- * every address and connects to the checked one.
+ * every address and connects to the checked one. Parsing, ranges and the table of special
+ * ranges are ipaddr.js's (the library express's proxy-addr uses); this file only says which
+ * of its range names are public (one: 'unicast') and why the others are not.
  */
 
-/** An IP address as a number: 32 bits for IPv4, 128 for IPv6 (never unmapped: the ranges below see ::ffff:* as it is). */
-export interface Address {
-  v6: boolean
-  n: bigint
-}
+/** An IP address (never unmapped: ::ffff:a.b.c.d stays IPv6, and is judged by its IPv4 address). */
+export type Address = ipaddr.IPv4 | ipaddr.IPv6
 
-export interface Range {
-  v6: boolean
-  base: bigint
-  mask: bigint
-}
+/** An address and a prefix length, as ipaddr.parseCIDR gives it. */
+export type Range = [Address, number]
 
 /** Hosts and CIDRs an operator trusts (tests, private deployments): plain http and non-public addresses are allowed there. */
 export interface AllowList {
@@ -32,118 +28,107 @@ export const NOTHING_ALLOWED: AllowList = { hosts: new Set(), ranges: [] }
 /** Parses an IP address (as WHATWG URL or DNS gives them: dotted quad, or IPv6 with or without brackets). */
 export function parseAddress(text: string): Address | undefined {
   const a = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text
-  const kind = isIP(a)
-  if (kind === 4) return { v6: false, n: a.split('.').reduce((n, p) => (n << 8n) | BigInt(Number(p)), 0n) }
-  if (kind !== 6 || a.includes('%')) return undefined // a zone id (fe80::1%eth0) is a link-local address anyway
-  let t = a.toLowerCase()
-  const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(t)
-  if (quad) {
-    const v4 = parseAddress(quad[1]!)!.n
-    t = t.slice(0, -quad[1]!.length) + `${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`
-  }
-  const [head, tail] = t.split('::') as [string, string | undefined]
-  const h = head ? head.split(':') : []
-  const tl = tail ? tail.split(':') : []
-  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - tl.length).fill('0'), ...tl]
-  return { v6: true, n: groups.reduce((n, g) => (n << 16n) | BigInt(parseInt(g, 16)), 0n) }
+  // Only the dotted quad: ipaddr also reads 1.2.3 or 0x7f.1, which WHATWG URL has normalised already.
+  if (ipaddr.IPv4.isValidFourPartDecimal(a)) return ipaddr.IPv4.parse(a)
+  if (a.includes('%') || !ipaddr.IPv6.isValid(a)) return undefined // a zone id (fe80::1%eth0) is a link-local address anyway
+  // ipaddr reads `::1.2.3.4` (IPv4-compatible, ::102:304) as the mapped ::ffff:1.2.3.4, another address: `0::` keeps it itself.
+  return ipaddr.IPv6.parse(a.replace(/^::(?=[\d.]+$)/, '0::'))
 }
 
 /** One address or CIDR (`10.0.0.0/8`, `fd00::/8`, `127.0.0.1`); undefined when it is neither. */
 export function parseRange(text: string): Range | undefined {
-  const [addr, bits, extra] = text.trim().split('/')
-  if (extra !== undefined || !addr) return undefined
+  const [addr = '', bits, extra] = text.trim().split('/')
   const ip = parseAddress(addr)
-  if (!ip) return undefined
-  const width = ip.v6 ? 128 : 32
-  const prefix = bits === undefined ? width : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN
-  if (!(prefix >= 0 && prefix <= width)) return undefined
-  const mask = prefix === 0 ? 0n : ((1n << BigInt(prefix)) - 1n) << BigInt(width - prefix)
-  return { v6: ip.v6, base: ip.n & mask, mask }
+  if (!ip || extra !== undefined) return undefined
+  if (bits === undefined) return [ip, ip.kind() === 'ipv6' ? 128 : 32]
+  try {
+    return ipaddr.parseCIDR(`${ip.toString()}/${bits}`)
+  } catch {
+    return undefined
+  }
 }
 
-export const inRange = (a: Address, r: Range) => a.v6 === r.v6 && (a.n & r.mask) === r.base
+export const inRange = (a: Address, r: Range) => a.kind() === r[0].kind() && a.match(r)
 
-const range = (cidr: string) => parseRange(cidr)!
+const cidr = (text: string) => ipaddr.parseCIDR(text)
 
-/** Every IPv4 range that is not the public internet (RFC 6890 and its updates), with what it is. */
-const V4: [Range, string][] = [
-  [range('0.0.0.0/8'), 'unspecified ("this network")'],
-  [range('10.0.0.0/8'), 'private'],
-  [range('100.64.0.0/10'), 'shared (carrier-grade NAT)'],
-  [range('127.0.0.0/8'), 'loopback'],
-  [range('169.254.0.0/16'), 'link-local (cloud metadata lives here)'],
-  [range('172.16.0.0/12'), 'private'],
-  [range('192.0.0.0/24'), 'reserved (IETF protocol assignments)'],
-  [range('192.0.2.0/24'), 'documentation'],
-  [range('192.88.99.0/24'), 'reserved (6to4 relay)'],
-  [range('192.168.0.0/16'), 'private'],
-  [range('198.18.0.0/15'), 'benchmarking'],
-  [range('198.51.100.0/24'), 'documentation'],
-  [range('203.0.113.0/24'), 'documentation'],
-  [range('224.0.0.0/4'), 'multicast'],
-  [range('240.0.0.0/4'), 'reserved (and broadcast)'],
-]
-
-/** IPv6 is public only inside 2000::/3 (global unicast), minus these; the ranges that embed an IPv4 address are judged by it. */
-const V6: [Range, string][] = [
-  [range('2001::/32'), 'reserved (Teredo)'],
-  [range('2001:2::/48'), 'benchmarking'],
-  [range('2001:10::/28'), 'reserved (ORCHID)'],
-  [range('2001:20::/28'), 'reserved (ORCHIDv2)'],
-  [range('2001:db8::/32'), 'documentation'],
-  [range('3fff::/20'), 'documentation'],
-  [range('5f00::/16'), 'reserved (SRv6)'],
-]
-const V6_NAMED: [Range, string][] = [
-  [range('::/128'), 'unspecified'],
-  [range('::1/128'), 'loopback'],
-  [range('64:ff9b:1::/48'), 'private (local NAT64)'],
-  [range('100::/64'), 'reserved (discard)'],
-  [range('fc00::/7'), 'private (unique local)'],
-  [range('fe80::/10'), 'link-local'],
-  [range('fec0::/10'), 'private (site-local)'],
-  [range('ff00::/8'), 'multicast'],
-]
-const MAPPED = range('::ffff:0:0/96')
-const COMPATIBLE = range('::/96')
-const NAT64 = range('64:ff9b::/96')
-const SIX_TO_FOUR = range('2002::/16')
-const GLOBAL = range('2000::/3')
-
-const v4 = (n: bigint): Address => ({ v6: false, n: n & 0xffffffffn })
+/** Why each of ipaddr's special ranges (2.5.0) is not public; a name missing here is refused too. */
+const V4_WHY: Record<string, string> = {
+  unspecified: 'unspecified ("this network")',
+  broadcast: 'reserved (and broadcast)',
+  multicast: 'multicast',
+  linkLocal: 'link-local (cloud metadata lives here)',
+  loopback: 'loopback',
+  carrierGradeNat: 'shared (carrier-grade NAT)',
+  private: 'private',
+  reserved: 'reserved',
+  as112: 'reserved (AS112 DNS)',
+  amt: 'reserved (AMT)',
+}
+const V6_WHY: Record<string, string> = {
+  unspecified: 'unspecified',
+  linkLocal: 'link-local',
+  multicast: 'multicast',
+  loopback: 'loopback',
+  uniqueLocal: 'private (unique local)',
+  deprecatedSiteLocal: 'private (site-local)',
+  discard: 'reserved (discard)',
+  rfc6145: 'reserved (IPv4-translated)',
+  teredo: 'reserved (Teredo)',
+  benchmarking: 'benchmarking',
+  amt: 'reserved (AMT)',
+  as112v6: 'reserved (AS112 DNS)',
+  deprecatedOrchid: 'reserved (ORCHID)',
+  orchid2: 'reserved (ORCHIDv2)',
+  droneRemoteIdProtocolEntityTags: 'reserved (drone remote ID)',
+  segmentRouting: 'reserved (SRv6)',
+  reserved: 'reserved',
+}
+/**
+ * Refused whatever ipaddr names them, checked first: ipaddr 2.5.0 files them all under 'reserved'
+ * (refused anyway), but older versions called some 'unicast', and the names make clearer reasons.
+ */
+const NOT_PUBLIC = Object.fromEntries(
+  Object.entries({
+    documentation: ['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24', '2001:db8::/32', '3fff::/20'],
+    benchmarking: ['198.18.0.0/15'],
+    'reserved (IETF protocol assignments)': ['192.0.0.0/24'],
+    'reserved (6to4 relay)': ['192.88.99.0/24'],
+    'reserved (and broadcast)': ['240.0.0.0/4'],
+  }).map(([why, cidrs]) => [why, cidrs.map(cidr)]),
+)
+/**
+ * What ipaddr calls 'unicast' but is not public: IPv6 outside 2000::/3 (global unicast), and
+ * ::/96 (IPv4-compatible, deprecated: refused rather than judged by its IPv4 address).
+ */
+const GLOBAL = cidr('2000::/3')
+const COMPATIBLE = cidr('::/96')
+/** Of ipaddr's 'rfc6052', only the well-known NAT64 prefix embeds an IPv4 address; 64:ff9b:1::/48 is a local one. */
+const NAT64 = cidr('64:ff9b::/96')
 
 /** Why an address is not public (`loopback`, `private`, ...), or undefined when it is a public one. */
 export function nonPublic(a: Address): string | undefined {
-  if (!a.v6) return V4.find(([r]) => inRange(a, r))?.[1]
-  for (const [r, what] of V6_NAMED) if (inRange(a, r)) return what
+  const listed = ipaddr.subnetMatch(a, NOT_PUBLIC, '')
+  if (listed) return listed
+  const name = a.range()
+  if (a instanceof ipaddr.IPv4) return name === 'unicast' ? undefined : (V4_WHY[name] ?? `reserved (${name})`)
   // An IPv6 form of an IPv4 address goes where that address goes.
-  if (inRange(a, MAPPED) || inRange(a, NAT64)) return embedded(v4(a.n))
-  if (inRange(a, COMPATIBLE)) return 'reserved (IPv4-compatible)'
-  if (inRange(a, SIX_TO_FOUR)) return embedded(v4(a.n >> 80n))
-  if (!inRange(a, GLOBAL)) return 'reserved (outside global unicast)'
-  return V6.find(([r]) => inRange(a, r))?.[1]
+  if (name === 'ipv4Mapped') return embedded(a.toIPv4Address())
+  if (name === 'rfc6052') return a.match(NAT64) ? embedded(v4At(a, 12)) : 'private (local NAT64)'
+  if (name === '6to4') return embedded(v4At(a, 2))
+  if (name !== 'unicast') return V6_WHY[name] ?? `reserved (${name})`
+  if (a.match(COMPATIBLE)) return 'reserved (IPv4-compatible)'
+  if (!a.match(GLOBAL)) return 'reserved (outside global unicast)'
+  return undefined
 }
+const v4At = (a: ipaddr.IPv6, byte: number) => ipaddr.fromByteArray(a.toByteArray().slice(byte, byte + 4))
 const embedded = (a: Address) => {
   const why = nonPublic(a)
   return why ? `${why} (an IPv4 address inside IPv6)` : undefined
 }
 
-/** An address as text (IPv6 compressed, no brackets), for messages and for the URL that connects to it. */
-export function formatAddress(a: Address): string {
-  if (!a.v6) return [24n, 16n, 8n, 0n].map((s) => String((a.n >> s) & 255n)).join('.')
-  const g = Array.from({ length: 8 }, (_, i) => Number((a.n >> BigInt(112 - 16 * i)) & 0xffffn))
-  // The longest run of zero groups (at least two) becomes `::`.
-  let best = -1
-  let len = 0
-  for (let i = 0; i < 8; ) {
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > len && j - i > 1) [best, len] = [i, j - i]
-    i = j === i ? i + 1 : j
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':')
-  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + len))}`
-}
+/** An address as text (IPv6 compressed as RFC 5952 says, no brackets), for messages and for the URL that connects to it. */
+export const formatAddress = (a: Address) => a.toString()
 
 const HOST_NAME = /^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/
 
