@@ -1,5 +1,5 @@
 import type { Server } from 'bun'
-import type { Broker, Position } from '../broker/types'
+import type { Broker, Deliver, Position } from '../broker/types'
 import type { Config } from '../config'
 import { FrameError } from '../core/errors'
 import type { Identity } from '../core/identity'
@@ -49,6 +49,28 @@ export interface HubDeps {
   uploads?: Uploads
   /** Push notifications (src/push); absent when no provider is configured. */
   push?: HubPush
+}
+
+/**
+ * Another face's part in the way out (the Pusher face, src/pusher), registered with
+ * `hub.onDeliver` where the parts are wired (app.ts).
+ */
+export interface DeliveryHook {
+  /**
+   * The prefix of topics only that face has (Pusher's `pu:` user topics): their frames go to
+   * its `deliver` alone, never to the hub's sockets.
+   */
+  readonly ownTopics?: string
+  /** Every frame of a watched topic, after the hub's own sockets got it (one encoded frame, as the broker gave it). */
+  deliver: Deliver
+}
+
+/** Another face's part in the graceful drain, registered with `hub.onDrain` (app.ts). */
+export interface DrainHook {
+  /** Before the hub drains: the face refuses new sockets and tells its open ones to go. */
+  begin(): void
+  /** After the hub's drain (given the same grace): how many of the face's connections are still open. */
+  end(graceMs: number): Promise<number>
 }
 
 /**
@@ -141,14 +163,47 @@ export function createHub(deps: HubDeps) {
     handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pinFrames(h, pins, search), ...pushing.handlers },
   })
 
+  const deliveryHooks: DeliveryHook[] = []
+  const drainHooks: DrainHook[] = []
+
+  /**
+   * The broker's frames (every watched topic) on their way out: to this hub's sockets
+   * (delivery.ts, one publish per frame), then to every other face's (deliveryHooks). A
+   * topic a face owns goes to that face alone. No hook registered: two empty loops.
+   */
+  function deliver(topic: string, frame: string, except?: string) {
+    for (let i = 0; i < deliveryHooks.length; i++) {
+      const hook = deliveryHooks[i]!
+      if (hook.ownTopics !== undefined && topic.startsWith(hook.ownTopics)) return hook.deliver(topic, frame, except)
+    }
+    delivery.deliver(topic, frame, except)
+    for (let i = 0; i < deliveryHooks.length; i++) deliveryHooks[i]!.deliver(topic, frame, except)
+  }
+
+  /** The graceful drain: every face is told first, the hub's sockets drain, then each face's count is added. */
+  async function drain(graceMs: number): Promise<number> {
+    for (const hook of drainHooks) hook.begin()
+    let left = await session.drain(graceMs)
+    for (const hook of drainHooks) left += await hook.end(graceMs)
+    return left
+  }
+
   return {
-    deliver: delivery.deliver,
+    deliver,
+    /** Another face's sockets get the frames the hub delivers (see deliver). */
+    onDeliver(hook: DeliveryHook) {
+      deliveryHooks.push(hook)
+    },
+    /** Another face drains with the hub (see drain). */
+    onDrain(hook: DrainHook) {
+      drainHooks.push(hook)
+    },
     reset: (room: string, pos: Position) => session.reset(room, pos, (topic, frame) => server().publish(topic, frame)),
     open: session.open,
     message: session.message,
     close: session.close,
     sweep: session.sweep,
-    drain: session.drain,
+    drain,
     pong: session.pong,
     publish: messages.publish,
     putDevice: pushing.putDevice,

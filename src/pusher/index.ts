@@ -1,12 +1,13 @@
 import type { Server, ServerWebSocket } from 'bun'
 import type { RedisConnections } from '../broker/redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
-import type { Broker, Deliver } from '../broker/types'
+import type { Broker } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
 import { roomMatches } from '../core/room'
 import { checkIdle, heard, refusalResponse } from '../hub/admission'
+import type { DeliveryHook, DrainHook } from '../hub/hub'
 import type { Door, IdleRule, Liveness, Refusal, Ticket } from '../hub/admission'
 import { strike, tokenBucket } from '../hub/rate-limit'
 import type { Bucket, Strikes } from '../hub/rate-limit'
@@ -390,10 +391,11 @@ export function createPusher(deps: PusherDeps) {
     return `{"event":"${type}","channel":${JSON.stringify(room)},"data":${JSON.stringify(frame)}}`
   }
 
-  /** The hub's `deliver`, then the same frame for this node's Pusher sockets. */
-  const wrap =
-    (inner: Deliver): Deliver =>
-    (topic, frame, except) => {
+  /** The frames the hub delivers, for this node's Pusher sockets (the hub's delivery hook). */
+  const delivery: DeliveryHook = {
+    // A signed-in user's topic is this face's alone.
+    ownTopics: 'pu:',
+    deliver(topic, frame, except) {
       if (topic.startsWith('pu:')) {
         if (frame.startsWith(CONTROL_HEAD)) {
           const cmd = JSON.parse(frame) as { ctl: string; code?: number; reason?: string }
@@ -402,7 +404,6 @@ export function createPusher(deps: PusherDeps) {
         }
         return publish(topic, frame, except, signedIn.get(topic.slice(3)))
       }
-      inner(topic, frame, except)
       if (!topic.startsWith('r:')) return
       const room = topic.slice(2)
       const set = subs.get(room)
@@ -411,7 +412,8 @@ export function createPusher(deps: PusherDeps) {
       if (out === undefined) return
       publish(channelTopic(room), out, except, set)
       if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(set.size)
-    }
+    },
+  }
 
   /** The door's liveness rule: a silent socket gets a pusher:ping after activity_timeout, and 4201 when no answer follows. */
   const sweep = setInterval(() => {
@@ -457,7 +459,6 @@ export function createPusher(deps: PusherDeps) {
   return {
     /** Bun routes for serve.routes: the WebSocket and the HTTP API. */
     routes: { '/app/:key': { GET: upgrade }, ...api },
-    deliver: wrap,
     get size() {
       return sockets.size
     },
@@ -465,19 +466,21 @@ export function createPusher(deps: PusherDeps) {
     get draining() {
       return draining
     },
-    /** Closes every Pusher socket with 4200 (pusher-js reconnects, to another node), then runs the hub's drain. */
-    drain:
-      (inner: (graceMs: number) => Promise<number>) =>
-      async (graceMs: number): Promise<number> => {
+    delivery,
+    /** The hub's drain hook: every Pusher socket closed with 4200 (pusher-js reconnects, to another node) before the hub drains. */
+    drain: {
+      begin() {
         draining = true
         for (const s of sockets.values()) s.fail(CODE.reconnect, 'server shutting down: reconnect')
         clearInterval(sweep)
-        const left = await inner(graceMs)
+      },
+      async end(graceMs: number): Promise<number> {
         const until = Date.now() + 1000
         while (sockets.size > 0 && Date.now() < until) await Bun.sleep(20)
         await hooks?.stop(Math.min(2000, graceMs))
-        return left + sockets.size
+        return sockets.size
       },
+    } satisfies DrainHook,
   }
 }
 
