@@ -150,8 +150,6 @@ export function createHub(deps: HubDeps) {
     },
   }
 
-  // A push's badge: the user's total unread, as `welcome` counts it.
-  if (push) push.badge = async (user) => (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0)
   const messages = messageFrames(h)
   const pushing = pushFrames(h)
   const session = createSession({
@@ -207,6 +205,8 @@ export function createHub(deps: HubDeps) {
     pong: session.pong,
     publish: messages.publish,
     putDevice: pushing.putDevice,
+    /** The user's total unread, as `welcome` counts it (a push's badge). */
+    badge: async (user: string) => (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0),
     page: rooms.page,
     audit,
     conversations,
