@@ -110,8 +110,15 @@ export function createMetrics() {
     },
   })
 
-  /** Webhooks (src/webhooks): per event; the depth is read from the queue on scrape. */
-  const webhookDepth = { read: () => 0 }
+  /** Webhooks (src/webhooks): per event; the depth is read from the queue on scrape (webhook.depth.from). */
+  let readWebhookDepth = () => 0
+  const webhookDepth = {
+    read: () => readWebhookDepth(),
+    /** How to read the queue's depth: the webhooks register it when they make their queue. */
+    from(read: () => number) {
+      readWebhookDepth = read
+    },
+  }
   const webhook = {
     sent: tally('chat_webhook_events_sent_total', 'Webhook events delivered (the application answered 2xx)'),
     failed: tally('chat_webhook_events_failed_total', 'Webhook events given up after WEBHOOK_RETRY_S of failed attempts'),
