@@ -73,6 +73,14 @@ export interface DrainHook {
   end(graceMs: number): Promise<number>
 }
 
+/** How another face plugs into the hub (centrifuge's On*()): registered where the parts are wired, before traffic. */
+export interface HubHooks {
+  /** Another face's sockets get the frames the hub delivers (see the hub's deliver). */
+  onDeliver(hook: DeliveryHook): void
+  /** Another face drains with the hub (see the hub's drain). */
+  onDrain(hook: DrainHook): void
+}
+
 /**
  * Connections, rooms on Bun topics, presence and limits, put together: the way out
  * (delivery.ts), a connection's life and its frames' dispatch (session.ts), and one module per
@@ -186,16 +194,15 @@ export function createHub(deps: HubDeps) {
     return left
   }
 
+  const hooks: HubHooks = {
+    onDeliver: (hook) => void deliveryHooks.push(hook),
+    onDrain: (hook) => void drainHooks.push(hook),
+  }
+
   return {
     deliver,
-    /** Another face's sockets get the frames the hub delivers (see deliver). */
-    onDeliver(hook: DeliveryHook) {
-      deliveryHooks.push(hook)
-    },
-    /** Another face drains with the hub (see drain). */
-    onDrain(hook: DrainHook) {
-      drainHooks.push(hook)
-    },
+    onDeliver: hooks.onDeliver,
+    onDrain: hooks.onDrain,
     reset: (room: string, pos: Position) => session.reset(room, pos, (topic, frame) => server().publish(topic, frame)),
     open: session.open,
     message: session.message,
