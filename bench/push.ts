@@ -26,6 +26,7 @@ import { join } from 'node:path'
 import webpush from 'web-push'
 import { memoryBroker } from '../src/broker/memory'
 import { loadConfig } from '../src/config'
+import { parseAllowList } from '../src/core/outbound'
 import { createHub } from '../src/hub/hub'
 import { configureLog } from '../src/log'
 import { memoryMembers } from '../src/members/memory'
@@ -54,7 +55,7 @@ const log = (...a: unknown[]) => console.error('[bench:push]', ...a)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 configureLog('warn')
 const vapid = webpush.generateVAPIDKeys()
-const VAPID_ENV = { PUSH_VAPID_PUBLIC_KEY: vapid.publicKey, PUSH_VAPID_PRIVATE_KEY: vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:bench@example.com' }
+const VAPID_ENV = { PUSH_VAPID_PUBLIC_KEY: vapid.publicKey, PUSH_VAPID_PRIVATE_KEY: vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:bench@example.com', OUTBOUND_ALLOW: '127.0.0.1' }
 
 // ---- 1. the chat path with push off and on ----
 
@@ -148,7 +149,7 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
   const provider =
     kind === 'fcm'
       ? fcmProvider({ account: { ...serviceAccount(`${rx.base}/token`, tmpdir()).creds }, url: rx.base, timeoutMs: 10_000 })
-      : webPushProvider({ publicKey: vapid.publicKey, privateKey: vapid.privateKey, subject: 'mailto:bench@example.com', timeoutMs: 10_000 })
+      : webPushProvider({ publicKey: vapid.publicKey, privateKey: vapid.privateKey, subject: 'mailto:bench@example.com', timeoutMs: 10_000, allow: parseAllowList('127.0.0.1') })
   const connections = redis ? redisConnections(config.REDIS_URL!, false) : undefined
   const nodes = connections && redisCluster({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodeId: 'tp' })
   const push = createPush({ config, metrics: createMetrics(), nodeId: 'tp', members, providers: [provider], redis: connections && nodes && { connections, nodes }, badge: async () => 1 })!

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { parseRange } from './core/client-ip'
+import { parseAllowList } from './core/outbound'
 import { parseEventTypes } from './protocol/webhook-events'
 
 export { ROOM_PATTERN } from './core/room'
@@ -135,6 +136,18 @@ export const variables = {
   PUSH_APNS_URL: { schema: url(['https:', 'http:']), default: 'https://api.push.apple.com', help: 'APNs: the HTTP/2 host (https://api.sandbox.push.apple.com for development builds)' },
   PUSH_COALESCE_MS: { schema: int(0, 600_000, 'milliseconds'), default: '1000', help: 'messages of one room within this long become one push per device (the newest, with the count)' },
   PUSH_MAX_DEVICES: { schema: int(1, 1000), default: '20', help: 'devices one user may register; beyond, `device` answers `limit`' },
+  OUTBOUND_ALLOW: {
+    schema: z.string().transform((s, ctx) => {
+      try {
+        return parseAllowList(s)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        return z.NEVER
+      }
+    }),
+    default: '',
+    help: 'comma list of host names and CIDRs (v4, v6) that requests to user-given URLs (Web Push endpoints) may reach although not public, and over plain http (tests: 127.0.0.1); unset: only https to public addresses',
+  },
   HOOK_FAIL: { schema: z.enum(['open', 'closed'], 'expected open or closed'), default: 'closed', help: 'the hook failed or timed out: `open` publishes anyway, `closed` answers `unavailable`' },
   PUSHER_APP_ID: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'Pusher Channels protocol (docs/pusher.md): the app id of /apps/:id; with PUSHER_KEY and PUSHER_SECRET turns /app/:key and the Pusher HTTP API on' },
   PUSHER_KEY: { schema: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1..64 of A-Z a-z 0-9 _ . -')), default: undefined, help: 'the Pusher app key clients connect with (/app/:key) and the HTTP API signs with (auth_key)' },

@@ -1,4 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { ConfigError } from './config'
 
@@ -35,7 +36,7 @@ export function loadTls(certFile: string, keyFile: string): TlsFiles {
   } catch (err) {
     throw new ConfigError([`TLS_CERT_FILE: ${certFile} is not a valid certificate (${(err as Error).message})`])
   }
-  let privateKey: ReturnType<typeof createPrivateKey>
+  let privateKey: KeyObject
   try {
     privateKey = createPrivateKey(key)
   } catch (err) {

@@ -88,6 +88,13 @@ describe('architecture', () => {
     expect(inline.map((f) => relative(SRC, f))).toEqual([])
   })
 
+  test('docs/architecture.md shows these floors, numbered and filled as here (the page cannot drift from the rule)', () => {
+    const page = readFileSync(join(import.meta.dir, '..', 'docs', 'architecture.md'), 'utf8')
+    const documented: string[][] = []
+    for (const m of page.matchAll(/^\| (\d+) \| ([^|]+) \|/gm)) documented[Number(m[1])] = [...m[2]!.matchAll(/`([^`]+)`/g)].map((u) => u[1]!)
+    expect(documented).toEqual(FLOORS)
+  })
+
   test('the check sees imports at all (it would pass on nothing otherwise)', () => {
     expect(edges.length).toBeGreaterThan(50)
     expect(edges.some(([a, b]) => a === 'hub/' && b === 'broker/')).toBe(true)

@@ -6,6 +6,7 @@ import { connect } from './helpers/client'
 import { createApp } from '../src/app'
 import { memoryBroker } from '../src/broker/memory'
 import { loadConfig } from '../src/config'
+import { isUserTopic, roomTopic, userTopic } from '../src/core/topic'
 import { memoryMembers } from '../src/members/memory'
 import { createMetrics } from '../src/metrics'
 import { configureLog } from '../src/log'
@@ -35,25 +36,25 @@ describe('hub hooks', () => {
     expect((await c.request({ type: 'join', room: 'hooked' })).type).toBe('joined')
     c.send({ type: 'chat', room: 'hooked', body: 'through the hook' })
     const chat = await c.next({ type: 'chat', body: 'through the hook' })
-    const mine = seen.filter((h) => h.topic === 'r:hooked' && h.frame.includes('through the hook'))
+    const mine = seen.filter((h) => h.topic === roomTopic('hooked') && h.frame.includes('through the hook'))
     expect(mine).toHaveLength(1)
     // One encoded frame: the hook's text is the very frame the socket got.
     expect(JSON.parse(mine[0]!.frame)).toEqual(chat)
   })
 
-  test("a hook owning a topic prefix gets that topic's frames alone: the hub's sockets never do", async () => {
+  test("a hook owning topics gets that topic's frames alone: the hub's sockets never do", async () => {
     const s = start()
     running.push({ stop: () => s.app.server!.stop(true) })
     const owned: string[] = []
     const after: string[] = []
-    // Owns the user topics here (the Pusher face owns `pu:`): frames of `u:bob` must skip bob's /ws socket.
-    s.hub.onDeliver({ ownTopics: 'u:', deliver: (topic, frame) => void (topic.startsWith('u:') ? owned : after).push(frame) })
+    // Owns the user topics here (the Pusher face owns its `pu:` ones): frames of bob's user topic must skip bob's /ws socket.
+    s.hub.onDeliver({ owns: isUserTopic, deliver: (topic, frame) => void (isUserTopic(topic) ? owned : after).push(frame) })
     await s.broker.start(s.hub.deliver)
     const c = await connect(s.ws, { user: 'bob' })
     expect((await c.request({ type: 'join', room: 'owned' })).type).toBe('joined')
-    await s.broker.relay('u:bob', '{"type":"notice","text":"for the hook only"}')
+    await s.broker.relay(userTopic('bob'), '{"type":"notice","text":"for the hook only"}')
     // A later frame on the room: once bob has it, the earlier one would have arrived before it.
-    await s.broker.relay('r:owned', '{"type":"typing","room":"owned","marker":1}')
+    await s.broker.relay(roomTopic('owned'), '{"type":"typing","room":"owned","marker":1}')
     await c.next({ type: 'typing', marker: 1 })
     expect(c.all('notice')).toEqual([])
     expect(owned).toEqual(['{"type":"notice","text":"for the hook only"}'])

@@ -263,7 +263,7 @@ describe('push on one node (memory engine)', () => {
     const cases: [Record<string, unknown>, string][] = [
       [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'http://127.0.0.1:1/x', keys: { p256dh: 'abc', auth: randomBytes(16).toString('base64url') } } }, 'subscription.keys.p256dh: must be the P-256 public key'],
       [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'not a url', keys: rx.wp.subscribe('x').keys } }, 'subscription.endpoint: must be an https:// URL'],
-      [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'http://10.0.0.1/x', keys: rx.wp.subscribe('y').keys } }, 'subscription.endpoint: must be an https:// URL'],
+      [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'http://10.0.0.1/x', keys: rx.wp.subscribe('y').keys } }, 'subscription.endpoint: 10.0.0.1 is a private address'],
       [{ device: 'web', kind: 'webpush' }, 'subscription: is required for kind webpush'],
       [{ device: 'a', kind: 'fcm' }, 'token: is required for kind fcm'],
       [{ device: 'a', kind: 'apns', token: 'not-hex' }, 'token: must be an APNs device token'],

@@ -195,7 +195,7 @@ function remoteKeys(url: string, cooldownMs: number) {
   const remote = createRemoteJWKSet(new URL(url), { cooldownDuration: cooldownMs, [jwksCache]: cache as ExportedJWKSCache })
   let failedAt = 0
   let lastError = ''
-  let retry: ReturnType<typeof setTimeout> | undefined
+  let retry: Timer | undefined
   let retryMs = 1000
   let stopped = false
 

@@ -6,9 +6,8 @@ import type { Position } from '../core/room-log'
  */
 export type Deliver = (topic: string, frame: string, except?: string) => void
 
-/** Topic names: one Bun topic (and one Redis channel) per room and per user. */
-export const roomTopic = (room: string) => `r:${room}`
-export const userTopic = (userId: string) => `u:${userId}`
+/** Topic names: one Bun topic (and one Redis channel) per room and per user, spelled in core/topic.ts. */
+export { roomTopic, userTopic } from '../core/topic'
 
 /** Fan-out: a room's (or user's) frames reach every node that has a connection in it. */
 export interface FanOut {

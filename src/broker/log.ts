@@ -24,12 +24,17 @@ export interface Accepted {
 
 export interface Replay extends Position {
   /**
-   * Encoded event frames with seq in (since, seq], in order: all of them when `complete`,
+   * Encoded event frames with seq in (from, seq], in order: all of them when `complete`,
    * else the newest part the log still holds (a store may hold the rest).
    */
   frames: string[]
   /** False when the log no longer reaches back to `since`. */
   complete: boolean
+  /**
+   * Where the frames start after: `since`, or the seq the epoch started from when `since` is
+   * below it (no event of the epoch is at or below that seq). Absent: `since`.
+   */
+  from?: number
 }
 
 /** Thrown by `append` when the message cannot be kept right now (nothing was published). */

@@ -1,5 +1,6 @@
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay } from './types'
 import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
+import { topicRoom } from '../core/topic'
 import type { RoomOrigin } from './types'
 import { Unavailable } from './types'
 import type { Store } from '../store/types'
@@ -217,16 +218,16 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
       deliver(topic, frame, except)
     },
     async watch(topic) {
-      if (!topic.startsWith('r:')) return
-      const room = topic.slice(2)
+      const room = topicRoom(topic)
+      if (room === undefined) return
       const r = rooms.get(room)
       if (r) r.watchers++
       else early.set(room, (early.get(room) ?? 0) + 1)
     },
     caughtUp: async () => {},
     unwatch(topic) {
-      if (!topic.startsWith('r:')) return
-      const room = topic.slice(2)
+      const room = topicRoom(topic)
+      if (room === undefined) return
       const r = rooms.get(room)
       if (r) r.watchers = Math.max(0, r.watchers - 1)
       else {

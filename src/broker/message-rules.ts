@@ -2,9 +2,10 @@ import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
 export type { MessageState, Pin, Pins } from '../core/room-log'
 import type { MessageState, Pin, Pins } from '../core/room-log'
+import { reactionMap } from '../core/room-log'
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
-export const NO_REACTIONS: Record<string, string[]> = Object.freeze({})
+export const NO_REACTIONS: Record<string, string[]> = Object.freeze(reactionMap())
 
 /** Where `project` reads message states and adds new ones (MessageStates). */
 export interface MessageStore {
@@ -177,7 +178,7 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
   if (mine >= caps.perUser) return refuse('limit', `reaction: at most ${caps.perUser} reactions per user on one message`)
   if (users) users.push(e.from.id)
   else {
-    if (m.reactions === NO_REACTIONS) m.reactions = {}
+    if (m.reactions === NO_REACTIONS) m.reactions = reactionMap()
     m.reactions[reaction] = [e.from.id]
   }
   return { ok: true }

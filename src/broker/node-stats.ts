@@ -65,6 +65,26 @@ const TOP_ROOMS = 50
 /** A node whose record is older than this is gone. */
 const TTL_MS = STATS_INTERVAL_MS * 5
 
+/** What a read covers: the whole cluster, or this node only (Redis off or failing: `problem` says why). */
+export interface StatsScope {
+  scope: 'node' | 'cluster'
+  problem: string | undefined
+}
+
+/** The live view of the cluster for the admin page (see nodeStats). */
+export interface NodeStats {
+  /** Samples this node every interval (and writes its record to Redis). */
+  start(): void
+  /** Stops sampling and removes this node's record. */
+  stop(): Promise<void>
+  /** Each live node's latest record, by id. */
+  nodes(): Promise<StatsScope & { nodes: NodeStat[] }>
+  /** The cluster's busiest rooms: members summed over the nodes that report each room. */
+  rooms(limit: number): Promise<StatsScope & { rooms: RoomStat[] }>
+  /** Connections and message rates over the last minutes, summed over the nodes per tick. */
+  series(): Promise<StatsScope & { intervalMs: number; points: Sample[] }>
+}
+
 export interface NodeStatsOptions {
   nodeId: string
   version: string
@@ -88,13 +108,13 @@ function topRooms(sizes: Iterable<[string, number]>, n: number): [string, number
  * record to a key that expires when the node stops writing; reads gather the records of the
  * nodes the cluster's heartbeat says are alive.
  */
-export function nodeStats(opts: NodeStatsOptions) {
+export function nodeStats(opts: NodeStatsOptions): NodeStats {
   const intervalMs = opts.intervalMs ?? STATS_INTERVAL_MS
   const startedAt = Date.now()
   const series: Sample[] = []
   let last: { t: number; published: number; delivered: number } | undefined
   let rates = { msgInPerS: 0, msgOutPerS: 0 }
-  let timer: ReturnType<typeof setInterval> | undefined
+  let timer: Timer | undefined
 
   const P = opts.redis?.prefix ?? ''
   // One hash tag for every admin key: MGET stays in one slot of a Redis Cluster.
@@ -203,5 +223,3 @@ export function nodeStats(opts: NodeStatsOptions) {
     },
   }
 }
-
-export type NodeStats = ReturnType<typeof nodeStats>

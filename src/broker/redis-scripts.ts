@@ -15,7 +15,8 @@ import FENCED from './lua/fenced.lua' with { type: 'text' }
  * Lua scripts of the Redis engine. Each runs atomically on the Redis server, so one call is
  * one consistent step however many nodes send at once.
  *
- * Keys of a room (P = REDIS_PREFIX): `P{room}:state` hash {seq, epoch}; `P{room}:log` stream
+ * Keys of a room (P = REDIS_PREFIX): `P{room}:state` hash {seq, epoch, fs: the seq the epoch
+ * started from}; `P{room}:log` stream
  * whose entry ids are `<seq>-0` and whose field `f` is the encoded chat frame.
  */
 
@@ -40,10 +41,10 @@ export type Scripted = Redis & {
   chatAppendOnce(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
   chatPersisted(state: string, upTo: number): Promise<[number, number]>
   dueDone(due: string, room: string, now: number): Promise<number>
-  chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string] | [-1]>
+  chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string, string] | [-1]>
   unlock(lock: string, owner: string): Promise<number>
-  chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string]>
-  chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][]] | [-1]>
+  chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string, string | null]>
+  chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][], string] | [-1]>
   presenceAdd(conns: string, counts: string, names: string, conn: string, user: string, name: string): Promise<number>
   presenceRemove(conns: string, counts: string, names: string, conn: string, user: string): Promise<number>
 }

@@ -11,6 +11,7 @@ import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './mess
 import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
+import { isRoomTopic, topicRoom } from '../core/topic'
 
 export interface RedisBrokerOptions {
   /** The node's connections (made once, in main). */
@@ -31,10 +32,16 @@ export interface RedisBrokerOptions {
   /**
    * With persistence: messages are archived after they are acknowledged, and a repair loop
    * copies into the store whatever the room streams hold but the store lacks (a node that
-   * died before writing, a backlog that overflowed during an outage).
+   * died before writing, a backlog that overflowed during an outage). A gap repair reads what
+   * the room's stream no longer holds from it.
    */
-  store?: Pick<Store, 'save' | 'stored' | 'accepting'>
+  store?: Pick<Store, 'save' | 'stored' | 'accepting' | 'range'>
   onError?: (err: unknown) => void
+}
+
+/** A room's position, and the seq its epoch started from when the state knows it (`fs`). */
+interface Start extends Position {
+  start?: number
 }
 
 /** Per watched room: the last seq handed to the hub, so that a gap is seen and repaired. */
@@ -58,7 +65,6 @@ function split(payload: string): [frame: string, except?: string] {
   const nl = payload.indexOf('\n')
   return [payload.slice(nl + 1), payload.slice(0, nl)]
 }
-const payloadSeq = (payload: string) => eventSeq(split(payload)[0])
 
 /** Log entries a summary may walk (unread counts and the last message of a room). */
 const SUMMARY_BUDGET = 2 * UNREAD_CAP
@@ -67,6 +73,10 @@ const SUMMARY_BUDGET = 2 * UNREAD_CAP
 export const REBUILT_SEQ_GAP = 1000
 
 const REPAIR_EVERY_MS = 1_000
+/** A gap repair reads at most this many events from the store (the rest stays a gap, logged). */
+const REPAIR_FROM_STORE_MAX = 10_000
+/** How long a gap repair waits for the store before it goes on without it. */
+const STORE_READ_MS = 3_000
 /** With persistence: a node marks a room due for the archive for this long before it appends to it. */
 const DUE_LEASE_MS = 60_000
 
@@ -126,8 +136,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     if (payload.startsWith(RESET_HEAD)) {
       const stream = streams.get(topic)
       const pos = JSON.parse(payload) as Position
+      const room = topicRoom(topic)
       // Unless a repair already saw the new epoch (or the room has no baseline yet).
-      if (stream?.epoch !== undefined && stream.epoch !== pos.epoch) restarted(topic.slice(2), stream, pos)
+      if (room !== undefined && stream?.epoch !== undefined && stream.epoch !== pos.epoch) restarted(room, stream, pos)
       return
     }
     const [frame, except] = split(payload)
@@ -169,24 +180,36 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
    * gap is never handed on. A room whose sequence restarted (Redis came back empty) is reset.
    */
   async function repair(topic: string, stream: RoomStream): Promise<number> {
-    if (stream.repairing) return 0
+    // Streams are kept for room topics only: `room` is always there.
+    const room = topicRoom(topic)
+    if (stream.repairing || room === undefined) return 0
     stream.repairing = true
     let found = 0
-    const room = topic.slice(2)
     for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
       try {
         const [seq, epoch, fs] = await cmd.hmget(key.state(room), 'seq', 'epoch', 'fs')
-        let pos = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string }
+        let pos: Start = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string, start: fs == null ? undefined : Number(fs) }
         // A promoted replica without the last writes: the seqs it lacks must not come again in this epoch.
         if (cluster && pos.epoch === stream.epoch && pos.seq < stream.last) pos = await fence(room, stream.last)
-        // An epoch a fence started (cluster) is joined where it started: its frames are then read below.
-        if (stream.epoch !== undefined && pos.epoch !== stream.epoch && fs != null && pos.epoch === epoch) restarted(room, stream, { seq: Number(fs), epoch: pos.epoch })
-        else if (stream.epoch !== undefined && (pos.epoch !== stream.epoch || pos.seq < stream.last)) restarted(room, stream, pos)
+        // A new epoch (Redis came back empty, a fence) is joined where it started, however late
+        // this node learns of it: frames other nodes appended meanwhile are then read below, so
+        // that members get every message of it (its start is unknown only in a state written
+        // before `fs` existed: then from where it stands now).
+        if (stream.epoch !== undefined && pos.epoch !== stream.epoch) {
+          const start = pos.start ?? pos.seq
+          // The old sequence's last messages this node had not handed over when Redis lost
+          // them: the store has them (archived after each ack, below the new start).
+          if (opts.store && stream.last >= 0 && start > stream.last) await fromStore(topic, stream, Math.min(start, stream.last + REPAIR_FROM_STORE_MAX))
+          restarted(room, stream, { seq: start, epoch: pos.epoch })
+        } else if (stream.epoch !== undefined && pos.seq < stream.last) restarted(room, stream, pos)
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
-          if (entries.length > 0 && Number.parseInt(entries[0]![0]) > stream.last + 1)
-            log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
+          const firstKept = entries.length > 0 ? Number.parseInt(entries[0]![0]) : stream.last + 1
+          // Trimmed past the gap (more than HISTORY_LIMIT appended meanwhile, e.g. while this
+          // node's subscriber was away): the store has what was acked, archived after each ack.
+          if (firstKept > stream.last + 1 && opts.store) found += await fromStore(topic, stream, Math.min(firstKept - 1, stream.last + REPAIR_FROM_STORE_MAX))
+          if (firstKept > stream.last + 1) log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
           for (const [, fields] of entries) {
             if (eventSeq(fields[1]!) > stream.last) found++
             handOver(topic, stream, fields[1]!)
@@ -206,12 +229,36 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     return found
   }
 
+  /** Hands over the store's events after the stream's last, up to `upTo`, while they follow on; how many. */
+  async function fromStore(topic: string, stream: RoomStream, upTo: number): Promise<number> {
+    const room = topic.slice(2)
+    let frames: string[]
+    try {
+      // PostgreSQL down must not hold the room's live frames back: then the gap stays (logged).
+      const late = Bun.sleep(STORE_READ_MS).then(() => Promise.reject(new Error(`postgres: no answer in ${STORE_READ_MS} ms`)))
+      frames = await Promise.race([opts.store!.range(room, stream.last, upTo), late])
+    } catch (err) {
+      log.warn('gap repair could not read the store', { room, err })
+      return 0
+    }
+    let n = 0
+    for (const f of frames) {
+      if (eventSeq(f) !== stream.last + 1) break // not archived yet: a gap stays
+      handOver(topic, stream, f)
+      n++
+    }
+    return n
+  }
+
   /** The room's sequence restarted (or, in a Redis Cluster, went on in a new epoch): members resync. */
   function restarted(room: string, stream: RoomStream, pos: Position) {
     log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
     stream.epoch = pos.epoch
     stream.last = pos.seq
-    stream.pending = stream.pending.filter((p) => payloadSeq(p) > pos.seq)
+    // Frames held so far are of the old sequence (their seqs may be above the new start: no
+    // store, or more than the gap unarchived): gone. The new one's are in the room's stream,
+    // where the repair reads them from the new start; later ones queue again.
+    stream.pending = []
     onReset(room, pos)
     settle(stream)
   }
@@ -308,20 +355,20 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
    * could be handed out again: it continues under a new epoch, REBUILT_SEQ_GAP past the store's
    * last seq (late archive writes of the old epoch never collide with the new one's).
    */
-  async function init(room: string): Promise<Position> {
+  async function init(room: string): Promise<Start> {
     const o = await origin(room)
     const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
-    const [seq, epoch] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
+    const [seq, epoch, fs] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)
     // The store's pins come back with the room (Redis lost them, or they expired with it).
     if (o.pins?.length) {
       for (const p of o.pins) await cmd.hsetnx(key.pins(room), p.msg, JSON.stringify({ s: p.seq, b: p.by, t: p.ts }))
       if (opts.historyTtlMs) await cmd.pexpire(key.pins(room), opts.historyTtlMs)
     }
-    return { seq: Number(seq), epoch }
+    return { seq: Number(seq), epoch, start: fs == null ? undefined : Number(fs) }
   }
 
   /** Cluster: makes this primary the room's writer, in a new epoch if writes may be lost (see FENCE). */
-  async function fence(room: string, observed?: number): Promise<Position> {
+  async function fence(room: string, observed?: number): Promise<Start> {
     // Always a new epoch (as after a Redis restart, see init); with a store, past its gap.
     const epoch = freshEpoch()
     const gap = opts.store ? REBUILT_SEQ_GAP : 0
@@ -331,9 +378,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       await init(room)
       r = await cmd.chatFence(key.state(room), epoch, '', channel, gap)
     }
-    const [seq, ep] = r as [number, string]
+    const [seq, ep, fs] = r as [number, string, string]
     if (ep === epoch) log.warn('room starts a new epoch on a new primary', { room, epoch, seq })
-    return { seq, epoch: ep }
+    return { seq, epoch: ep, start: fs ? Number(fs) : undefined }
   }
 
   /** With persistence: the room is due for the archive before anything is appended (see DUE_DONE). */
@@ -361,11 +408,14 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       await init(room)
       r = await cmd.chatSince(key.state(room), key.log(room), since)
     }
-    const [seq, epoch, entries] = r as [number, string, [string, string[]][]]
+    const [seq, epoch, entries, fs] = r as [number, string, [string, string[]][], string]
     noteBaseline(room, { seq, epoch })
+    // No event of the epoch is at or below the seq it started from: a `since` below it (a
+    // client that starts a new epoch over from 0) reads from there.
+    const from = fs === '' ? since : Math.max(since, Number(fs))
     const frames = entries.map(([, fields]) => fields[1]!)
-    const complete = since <= seq && (since === seq || (frames.length === seq - since && eventSeq(frames[0]!) === since + 1))
-    return { seq, epoch, frames: since <= seq ? frames : [], complete }
+    const complete = from <= seq && (from === seq || (frames.length === seq - from && eventSeq(frames[0]!) === from + 1))
+    return { seq, epoch, frames: from <= seq ? frames : [], complete, from }
   }
 
   const caps = opts.reactionCaps ?? { perMessage: 50, perUser: 10 }
@@ -452,7 +502,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       }
       // Counted even when the subscribe fails: the caller unwatches either way, and a wanted
       // channel is subscribed again when the connection is back.
-      if (topic.startsWith('r:')) streams.set(topic, newStream())
+      if (isRoomTopic(topic)) streams.set(topic, newStream())
       const entry = { count: 1, ready: bounded(subscribe(key.channel(topic))).then(() => {}) }
       watched.set(topic, entry)
       return entry.ready

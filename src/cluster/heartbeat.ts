@@ -34,7 +34,7 @@ export interface Cluster {
 /** One node, one process: nobody else can die. */
 export function singleNode(nodeId: string): Cluster {
   const beats: (() => Promise<void>)[] = []
-  let timer: ReturnType<typeof setInterval> | undefined
+  let timer: Timer | undefined
   return {
     nodeId,
     leases: '',
@@ -63,7 +63,7 @@ export function redisCluster(opts: { cmd: Redis; prefix: string; nodeId: string;
   const leases = `${opts.prefix}{cluster}:nodes`
   const beats: (() => Promise<void>)[] = []
   const reapers: ((node: string) => Promise<void>)[] = []
-  let timer: ReturnType<typeof setInterval> | undefined
+  let timer: Timer | undefined
   /** When Redis was (re)connected: other nodes' leases may have lapsed with the outage, so none is reaped for a full TTL. */
   let connectedAt = Date.now()
   cmd.on('ready', () => (connectedAt = Date.now()))

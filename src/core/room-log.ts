@@ -49,7 +49,15 @@ export interface MessageState {
   edited_at?: string
   body?: string
   data?: unknown
-  /** reaction → user ids; NO_REACTIONS (shared, frozen) until the first. */
+  /** reaction → user ids; NO_REACTIONS (shared, frozen) until the first. Made by `reactionMap`. */
   reactions: Record<string, string[]>
+}
+
+/**
+ * An empty reaction → users map with no prototype: a reaction is any string a user sends, and
+ * `__proto__`, `constructor` or `toString` must be keys like any other, not Object's members.
+ */
+export function reactionMap(): Record<string, string[]> {
+  return Object.create(null)
 }
 

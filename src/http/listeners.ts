@@ -1,5 +1,15 @@
 import type { Server, ServerWebSocket } from 'bun'
 
+/** The Bun servers of this process (see listeners). */
+export interface Listeners {
+  /** What the hub publishes through: every live server (undefined before the first listens). */
+  server(): Server<unknown> | undefined
+  /** The server now listening; the one before it stops accepting and is kept until its sockets are gone. */
+  set(s: Server<unknown> | null | undefined): void
+  /** Servers retired by a rotation that still hold sockets. */
+  readonly retired: number
+}
+
 /**
  * The Bun servers of this process, as one publisher for the hub.
  *
@@ -9,7 +19,7 @@ import type { Server, ServerWebSocket } from 'bun'
  * accepting (`stop(false)`) while its open sockets live on. Bun topics belong to one server,
  * so until the old sockets are gone a room's frames are published on every live server.
  */
-export function listeners() {
+export function listeners(): Listeners {
   let current: Server<unknown> | undefined
   /** Older servers that still hold open sockets. */
   const retired = new Set<Server<unknown>>()
@@ -62,5 +72,3 @@ export function listeners() {
     },
   }
 }
-
-export type Listeners = ReturnType<typeof listeners>

@@ -34,7 +34,7 @@ export function pushRoutes(deps: { config: Config; hub: Hub; broker: Broker; mem
         }),
       apiRoute({
         summary: 'Register (or replace) a device of a user for push notifications',
-        description: 'At most PUSH_MAX_DEVICES per user (409 `limit` beyond). A kind whose provider is not configured is a 400.',
+        description: 'At most PUSH_MAX_DEVICES per user (409 `limit` beyond). A kind whose provider is not configured is a 400, and so is a Web Push endpoint that is not https to a public address (loopback, private, link-local, shared, multicast and reserved ranges are refused, names are resolved; hosts and CIDRs of OUTBOUND_ALLOW aside): docs/push.md.',
         tags: ['push'],
         params: deviceParams,
         body: deviceAddress.meta({ examples: [{ kind: 'fcm', token: 'dGVzdA:APA91b...' }] }),

@@ -33,7 +33,7 @@ export interface Ticket {
   countedUser: string | undefined
   opened: boolean
   released: boolean
-  timer?: ReturnType<typeof setTimeout>
+  timer?: Timer
 }
 
 /** When a client was last heard (its frames and its pongs, never what the server sent it). */

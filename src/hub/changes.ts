@@ -1,4 +1,4 @@
-import type { Broker, Page } from '../broker/types'
+import type { Accepted, Broker, Page } from '../broker/types'
 import { current, messageIdOf } from '../broker/message-rules'
 import type { Append } from './append'
 import { eventFrame, eventHead, eventTail, isMessageFrame } from '../protocol/server-frames'
@@ -13,6 +13,17 @@ import type { EventInput } from '../webhooks/events'
 const hookType = (type: EventType, op: unknown) =>
   type === 'edit' ? 'message.edited' : type === 'delete' ? 'message.deleted' : op === 'remove' ? 'reaction.removed' : 'reaction.added'
 
+/** Edits, deletes and reactions (see createChanges). */
+export interface Changes {
+  edit(room: string, actor: User, msg: string, body: string, data?: unknown, moderator?: boolean): Promise<Accepted>
+  remove(room: string, actor: User, msg: string, moderator: boolean): Promise<Accepted>
+  react(room: string, actor: User, msg: string, reaction: string, op: 'add' | 'remove'): Promise<Accepted>
+  /** A page of history with each message shown in its current state, for `viewer`. */
+  present(room: string, p: Page, viewer: string): Promise<Page>
+  /** The replies to `parent`, `limit` at most with seq < before, oldest first, read through `page`. */
+  thread(page: (before: number | undefined, limit: number) => Promise<Page>, parent: string, before: number | undefined, limit: number): Promise<Page>
+}
+
 /**
  * Edits, deletes and reactions: each is an event of the room's log, checked against the
  * message's state by the sequencer (the broker) in the same step as its append.
@@ -24,7 +35,7 @@ export function createChanges(deps: {
   emit?: (e: EventInput) => void
   /** A message's delete was accepted by the room's log: what it carried (attachments) goes. */
   deleted?: (room: string, msg: string) => Promise<unknown>
-}) {
+}): Changes {
   const { broker, append, store, emit, deleted } = deps
 
   /** Appends a change; refused changes become the frame error they name. */
@@ -80,5 +91,3 @@ export function createChanges(deps: {
 
   return { edit, remove, react, present, thread }
 }
-
-export type Changes = ReturnType<typeof createChanges>

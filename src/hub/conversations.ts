@@ -21,6 +21,27 @@ export interface ConversationsDeps {
   emit?: (e: { type: 'member.added' | 'member.removed'; room: string; user: User }) => void
 }
 
+/** Memberships as a user sees them (see createConversations). */
+export interface Conversations {
+  /** May this identity use (join, read, list) the room? Direct rooms: only their two users. */
+  mayUse(identity: Identity, room: string): Promise<boolean>
+  /** Makes `user` a member of `room` and brings every connection of the user but `except` into it. */
+  grant(room: string, user: User, opts?: { read?: number; except?: string }): Promise<{ status: 'added' | 'exists'; read: number }>
+  /** Ends a membership: every connection of the user but `except` leaves the room. True if it was one. */
+  revoke(room: string, user: string, opts?: { except?: string; reason?: string }): Promise<boolean>
+  /** The direct room of two users (both made members on first use). */
+  direct(from: User, to: string, except: string): Promise<string>
+  /** The user's conversations, most recently active first: a page after the cursor `before`. */
+  list(user: string, before: string | undefined, limit: number): Promise<ConversationPage>
+}
+
+/** A page of the conversation list: encoded `conversation` objects and the next cursor. */
+export interface ConversationPage {
+  conversations: string[]
+  more: boolean
+  next: string | undefined
+}
+
 /** The sort key of a conversation: its last message's time, then its name. */
 type Key = [ts: string, room: string]
 const tsOf = (frame: string | undefined) => {
@@ -43,7 +64,7 @@ function keyOf(cursor: string): Key {
  * every connection of the user (through control frames on the user's topic), direct rooms,
  * and the conversation list with read markers and unread counts.
  */
-export function createConversations(deps: ConversationsDeps) {
+export function createConversations(deps: ConversationsDeps): Conversations {
   const { config, broker, members, rooms } = deps
 
   const tell = (user: string, c: Control, except?: string) => broker.relay(userTopic(user), control(c), except)
@@ -119,5 +140,3 @@ export function createConversations(deps: ConversationsDeps) {
 
   return { mayUse, grant, revoke, direct, list }
 }
-
-export type Conversations = ReturnType<typeof createConversations>

@@ -2,9 +2,10 @@ import type { Server, ServerWebSocket } from 'bun'
 import type { Config } from '../config'
 import type { ErrorCode } from '../core/errors'
 import { SmallSet } from '../core/small'
+import { isRoomTopic } from '../core/topic'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
-import { CHAT_HEAD, CLOSE, CONTROL_HEAD, DM_HEAD, frames } from '../protocol/server-frames'
+import { CLOSE, CONTROL_HEAD, frames, isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 import type { AuditEntry } from '../store/types'
 import type { Conn } from './connection'
@@ -28,12 +29,30 @@ export interface DeliveryDeps {
   idle?: (topic: string, user: User) => void
 }
 
+/** The way out (see createDelivery). */
+export interface Delivery {
+  /** Local connections of each topic (room and user topics). */
+  local: Map<string, Set<Conn>>
+  /** Called by the broker for every frame of a watched topic: publishes it to Bun's topic. */
+  deliver(topic: string, frame: string, except?: string): void
+  /** One frame to one connection, counted by type; a connection that cannot take it is closed. */
+  send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
+  sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
+  closeConn(c: Conn, code: number, reason: string): void
+  /** Closes a slow consumer with 4008 (counted, logged, audited). */
+  closeSlow(c: Conn): void
+  /** A connection joins a topic's local set (first one: `live`). */
+  addMember(topic: string, c: Conn): void
+  /** A connection leaves a topic's local set (last one: `idle`). */
+  removeMember(topic: string, c: Conn): void
+}
+
 /**
  * The way out: frames to Bun's topics (fan-out is Bun's: encoded once, handed to
  * `server.publish`), frames to one connection, and the slow consumers Bun reports. Nothing here
  * loops over a room's members on the way out, except to find a slow consumer after Bun said one.
  */
-export function createDelivery(d: DeliveryDeps) {
+export function createDelivery(d: DeliveryDeps): Delivery {
   const { config, metrics } = d
   /** Local connections of each topic (room and user topics), for presence and slow-consumer checks. */
   const local = new Map<string, Set<Conn>>()
@@ -50,7 +69,7 @@ export function createDelivery(d: DeliveryDeps) {
     const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
     // Bun's subscribers of a room topic are its live connections here (subscribed and added in
     // one step, rooms.ts), so their count is read from the set, not from Bun's topic per message.
-    if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(local.get(topic)?.size ?? 0)
+    if (isMessageFrame(frame)) metrics.delivered.inc(local.get(topic)?.size ?? 0)
     if (status === 0) cutSlowConsumers(topic, frame.length)
   }
 
@@ -95,7 +114,7 @@ export function createDelivery(d: DeliveryDeps) {
     let set = local.get(topic)
     if (!set) {
       local.set(topic, (set = new SmallSet()))
-      if (topic.startsWith('r:')) metrics.rooms.inc()
+      if (isRoomTopic(topic)) metrics.rooms.inc()
       d.live?.(topic, c.identity.user)
     }
     set.add(c)
@@ -105,7 +124,7 @@ export function createDelivery(d: DeliveryDeps) {
     const set = local.get(topic)
     if (!set?.delete(c) || set.size > 0) return
     local.delete(topic)
-    if (topic.startsWith('r:')) metrics.rooms.dec()
+    if (isRoomTopic(topic)) metrics.rooms.dec()
     d.idle?.(topic, c.identity.user)
   }
 
@@ -120,5 +139,3 @@ export function createDelivery(d: DeliveryDeps) {
     removeMember,
   }
 }
-
-export type Delivery = ReturnType<typeof createDelivery>

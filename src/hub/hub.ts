@@ -3,6 +3,7 @@ import type { Broker, Deliver, Position } from '../broker/types'
 import type { Config } from '../config'
 import { FrameError } from '../core/errors'
 import type { Identity } from '../core/identity'
+import { isRoomTopic, topicRoom } from '../core/topic'
 import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { AuditEntry, Store } from '../store/types'
@@ -14,6 +15,7 @@ import { appender } from './append'
 import type { Conn } from './connection'
 import type { HubContext } from './context'
 import { createConversations } from './conversations'
+import type { Conversations } from './conversations'
 import { createDelivery } from './delivery'
 import { changeFrames } from './frames/changes'
 import { messageFrames } from './frames/messages'
@@ -21,14 +23,22 @@ import { moderationFrames } from './frames/moderation'
 import { pushFrames } from './frames/push'
 import { pinFrames } from './frames/pins'
 import { createPins } from './pins'
+import type { Pins } from './pins'
 import { createSearch } from './search'
+import type { Search } from './search'
 import { roomFrames } from './frames/rooms'
 import { sessionFrames } from './frames/session'
 import { createChanges } from './changes'
+import type { Changes } from './changes'
 import { createModeration } from './moderation'
+import type { Moderation } from './moderation'
 import { createMutes } from './mutes'
 import { createRooms } from './rooms'
+import type { Rooms } from './rooms'
 import { createSession } from './session'
+import type { Session } from './session'
+import type { Publish } from './frames/messages'
+import type { DeviceInput, DevicePut } from './frames/push'
 
 export { dedupeKey } from './frames/messages'
 
@@ -51,16 +61,54 @@ export interface HubDeps {
   push?: HubPush
 }
 
+/** The hub as the faces, the HTTP API and main see it (see createHub). */
+export interface Hub {
+  /** Called by the broker for every frame of a watched topic: the hub's sockets, then each delivery hook (onDeliver). */
+  deliver: (topic: string, frame: string, except?: string) => void
+  onDeliver: HubHooks['onDeliver']
+  onDrain: HubHooks['onDrain']
+  /** A room's sequence restarted (Redis came back empty): its members here start over from `pos`. */
+  reset(room: string, pos: Position): void
+  open: Session['open']
+  message: Session['message']
+  close: Session['close']
+  sweep: Session['sweep']
+  /** Closes every socket with 1001; resolves with how many were left after `graceMs`, each drain hook's (onDrain) counted in. */
+  drain: (graceMs: number) => Promise<number>
+  pong: Session['pong']
+  /** Sequences and fans out one chat message (the publish API). */
+  publish: Publish
+  /** Adds or replaces a device of a user (the push API). */
+  putDevice(user: string, id: string, a: DeviceInput): Promise<DevicePut>
+  /** The user's total unread, as `welcome` counts it (a push's badge). */
+  badge(user: string): Promise<number>
+  /** History of a room: the broker's log, then the store. */
+  page: Rooms['page']
+  audit(entry: AuditEntry): void
+  conversations: Conversations
+  changes: Changes
+  moderation: Moderation
+  pins: Pins
+  search: Search
+  /** Rooms with members on this node. */
+  readonly roomCount: number
+  /** Each room with members on this node and how many (for the admin view). */
+  roomSizes(): Generator<[string, number]>
+  readonly draining: boolean
+  /** Connections open on this node. */
+  readonly size: number
+}
+
 /**
  * Another face's part in the way out (the Pusher face, src/pusher), registered with
  * `hub.onDeliver` where the parts are wired (app.ts).
  */
 export interface DeliveryHook {
   /**
-   * The prefix of topics only that face has (Pusher's `pu:` user topics): their frames go to
-   * its `deliver` alone, never to the hub's sockets.
+   * True for a topic only that face has (Pusher's user topics, core/topic.ts): its frames go to
+   * the hook's `deliver` alone, never to the hub's sockets.
    */
-  readonly ownTopics?: string
+  owns?(topic: string): boolean
   /** Every frame of a watched topic, after the hub's own sockets got it (one encoded frame, as the broker gave it). */
   deliver: Deliver
 }
@@ -86,7 +134,7 @@ export interface HubHooks {
  * (delivery.ts), a connection's life and its frames' dispatch (session.ts), and one module per
  * frame family (frames/), all appending through the one path of append.ts.
  */
-export function createHub(deps: HubDeps) {
+export function createHub(deps: HubDeps): Hub {
   const { config, broker, metrics, store, members, webhooks, uploads, push } = deps
   const conns = new Map<string, Conn>()
   const server = () => {
@@ -180,7 +228,7 @@ export function createHub(deps: HubDeps) {
   function deliver(topic: string, frame: string, except?: string) {
     for (let i = 0; i < deliveryHooks.length; i++) {
       const hook = deliveryHooks[i]!
-      if (hook.ownTopics !== undefined && topic.startsWith(hook.ownTopics)) return hook.deliver(topic, frame, except)
+      if (hook.owns?.(topic)) return hook.deliver(topic, frame, except)
     }
     delivery.deliver(topic, frame, except)
     for (let i = 0; i < deliveryHooks.length; i++) deliveryHooks[i]!.deliver(topic, frame, except)
@@ -223,12 +271,15 @@ export function createHub(deps: HubDeps) {
     search,
     get roomCount() {
       let n = 0
-      for (const topic of delivery.local.keys()) if (topic.startsWith('r:')) n++
+      for (const topic of delivery.local.keys()) if (isRoomTopic(topic)) n++
       return n
     },
     /** Each room with members on this node and how many (for the admin view). */
     *roomSizes(): Generator<[string, number]> {
-      for (const [topic, set] of delivery.local) if (topic.startsWith('r:')) yield [topic.slice(2), set.size]
+      for (const [topic, set] of delivery.local) {
+        const room = topicRoom(topic)
+        if (room !== undefined) yield [room, set.size]
+      }
     },
     get draining() {
       return session.draining
@@ -238,5 +289,3 @@ export function createHub(deps: HubDeps) {
     },
   }
 }
-
-export type Hub = ReturnType<typeof createHub>

@@ -34,11 +34,24 @@ export function higherRole(identity: Identity | undefined, room: string, standin
   return RANK[a] >= RANK[b] ? a : b
 }
 
+/** Roles and the moderation of rooms (see createModeration). */
+export interface Moderation {
+  /** The higher of the token's role and the stored one. */
+  roleOf(identity: Identity | undefined, user: string, room: string): Promise<Role>
+  /** Is the user a moderator (or owner) of the room? */
+  moderates(identity: Identity | undefined, user: string, room: string): Promise<boolean>
+  /** Applies `action` to `target` in `room` by `by`; resolves with the event's seq. */
+  act(room: string, by: User, action: Action, target: User, o?: { seconds?: number; reason?: string }): Promise<number>
+  setRole(room: string, user: string, role: Role, by?: string): Promise<void>
+  /** Refuses a join of a banned user; else the user's standing. */
+  mayJoin(room: string, user: string): Promise<Standing>
+}
+
 /**
  * Roles (token claim or API, the higher counts) and the moderation of rooms: each action is an
  * event of the room's log, a change of the target's standing (members engine) and an audit row.
  */
-export function createModeration(deps: { broker: Broker; append: Append; members: Members; audit: (e: AuditEntry) => void; emit?: (e: EventInput) => void }) {
+export function createModeration(deps: { broker: Broker; append: Append; members: Members; audit: (e: AuditEntry) => void; emit?: (e: EventInput) => void }): Moderation {
   const { broker, append, members, audit } = deps
 
   const roleOf = async (identity: Identity | undefined, user: string, room: string): Promise<Role> => higherRole(identity, room, await members.standing(room, user))
@@ -111,5 +124,3 @@ export function createModeration(deps: { broker: Broker; append: Append; members
 
   return { roleOf, moderates, act, setRole, mayJoin }
 }
-
-export type Moderation = ReturnType<typeof createModeration>

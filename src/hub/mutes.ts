@@ -5,12 +5,22 @@ import type { Conn } from './connection'
 /** Past this a chat does not wait for a mute to be read (PostgreSQL slow): it goes on. */
 const MUTE_READ_WAIT_MS = 250
 
+/** Each connection's knowledge of its user's mutes (see createMutes). */
+export interface Mutes {
+  /** A mute or unmute passing by: the muted user's connections among `conns` know at once. */
+  note(frame: string, conns: Iterable<Conn> | undefined): void
+  /** When the user's mute in the room ends (0 = not muted); a promise while it is read. */
+  until(c: Conn, room: string): number | Promise<number>
+  /** True when the connection knows, without waiting, that its user is not muted in the room now. */
+  knownFree(c: Conn, room: string): boolean
+}
+
 /**
  * Each connection's knowledge of its user's mutes, so that a chat costs a map lookup: read once
  * per live join (a rejoin is a new live boundary and reads again), then kept by the moderation
  * events passing by. The sequencer enforces mutes anyway; this answers the muted user at once.
  */
-export function createMutes(members: Members) {
+export function createMutes(members: Members): Mutes {
   /** A mute or unmute passing by: the muted user's connections among `conns` know at once. */
   function note(frame: string, conns: Iterable<Conn> | undefined) {
     const m = JSON.parse(frame) as { room: string; action: string; user: { id: string }; until?: string }
@@ -52,5 +62,3 @@ export function createMutes(members: Members) {
 
   return { note, until, knownFree }
 }
-
-export type Mutes = ReturnType<typeof createMutes>

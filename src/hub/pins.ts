@@ -1,4 +1,4 @@
-import type { Broker } from '../broker/types'
+import type { Accepted, Broker } from '../broker/types'
 import { FrameError } from '../core/errors'
 import { eventHead, eventSeq, eventTail, pinJson } from '../protocol/server-frames'
 import type { RoomEvent, User } from '../protocol/server-frames'
@@ -6,13 +6,21 @@ import type { Append } from './append'
 import type { Changes } from './changes'
 import type { Rooms } from './rooms'
 
+/** Pinned messages of a room (see createPins). */
+export interface Pins {
+  pin(room: string, actor: User, msg: string, moderator: boolean): Promise<Accepted>
+  unpin(room: string, actor: User, msg: string, moderator: boolean): Promise<Accepted>
+  /** The room's pins, oldest first, each with its message as it stands for `viewer` (encoded). */
+  list(room: string, viewer: string): Promise<string[]>
+}
+
 /**
  * Pinned messages: `pinned` / `unpinned` events of the room's log, checked by its sequencer
  * (broker/message-rules.ts `project`, append.lua): the message must exist and not be deleted, a pin
  * of a pinned message is a no-op, a room holds PINS_MAX_PER_ROOM at most. The list is the
  * engine's own state (restored from PostgreSQL after a restart).
  */
-export function createPins(deps: { broker: Broker; append: Append; rooms: Pick<Rooms, 'page'>; changes: Pick<Changes, 'present'> }) {
+export function createPins(deps: { broker: Broker; append: Append; rooms: Pick<Rooms, 'page'>; changes: Pick<Changes, 'present'> }): Pins {
   const { broker, append, rooms, changes } = deps
 
   async function change(type: 'pinned' | 'unpinned', room: string, actor: User, msg: string, moderator: boolean) {
@@ -43,5 +51,3 @@ export function createPins(deps: { broker: Broker; append: Append; rooms: Pick<R
 
   return { pin, unpin, list }
 }
-
-export type Pins = ReturnType<typeof createPins>

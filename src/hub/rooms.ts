@@ -35,12 +35,32 @@ export interface JoinOptions {
 /** A join whose past is read and whose live stream is buffered: `commit` makes it live. */
 export type Prepared = () => void
 
+/** What this node delivers on a topic, held back (see Rooms.hold). */
+export type Held = string[] & { release(): void }
+
+/** Live rooms and the past of a room (see createRooms). */
+export interface Rooms {
+  /** Makes a connection live in a room, replaying what it missed when `since` is given. */
+  join(c: Conn, room: string, o?: JoinOptions): Promise<void>
+  /** The asynchronous half of a join; call the result to go live (undefined: nothing left to do). */
+  prepare(c: Conn, room: string, o: JoinOptions): Promise<Prepared | undefined>
+  leave(c: Conn, room: string): void
+  /** History before `before`: the broker's log, then the store for older events. */
+  page(room: string, before: number | undefined, limit: number): Promise<Page>
+  /** Where a room stands for a reader: unread count after `read`, last message. */
+  summary(room: string, read: number, user: string): Promise<Summary>
+  /** Every frame this node delivers on a topic passes here first (joins in progress buffer it). */
+  overhear(topic: string, frame: string): void
+  /** Holds back what this node delivers on `topic` until `release()`. */
+  hold(topic: string): Held
+}
+
 /**
  * Live rooms on Bun topics, and the past of a room: joining with recovery (the exact
  * replay/live boundary), leaving, pages of history and summaries (unread, last message) from
  * the broker's log and the store. Who may join is decided before (hub).
  */
-export function createRooms(deps: RoomsDeps) {
+export function createRooms(deps: RoomsDeps): Rooms {
   const { broker, store, metrics, send, audit, addMember, removeMember } = deps
   /** Buffers of joins in progress, by topic: frames delivered meanwhile land here too. */
   const recovering = new Map<string, Set<string[]>>()
@@ -55,11 +75,12 @@ export function createRooms(deps: RoomsDeps) {
 
   async function readSince(room: string, since: number): Promise<Replay> {
     const r = await broker.since(room, since)
-    if (r.complete || !store || since >= r.seq) return r
+    const from = r.from ?? since // past `since` when the epoch started later
+    if (r.complete || !store || from >= r.seq) return r
     const firstHeld = r.frames.length ? eventSeq(r.frames[0]!) : r.seq + 1
-    const head = await store.range(room, since, firstHeld - 1)
+    const head = await store.range(room, from, firstHeld - 1)
     const frames = head.concat(r.frames)
-    return { ...r, frames, complete: frames.length === r.seq - since }
+    return { ...r, frames, complete: frames.length === r.seq - from }
   }
 
   async function page(room: string, before: number | undefined, limit: number): Promise<Page> {
@@ -212,7 +233,7 @@ export function createRooms(deps: RoomsDeps) {
     }
     const r = await readSince(room, since)
     const ok = r.complete && (epoch === undefined || epoch === r.epoch)
-    const replay = ok ? r.frames.slice(0, Math.max(0, boundary - since)) : []
+    const replay = ok ? r.frames.slice(0, Math.max(0, boundary - (r.from ?? since))) : []
     c.ws.cork(() => {
       for (const f of replay) send(c, f, 'chat')
       send(c, frames.joined(room, r.seq, r.epoch, ok, id, state, o.role), 'joined')
@@ -237,10 +258,10 @@ export function createRooms(deps: RoomsDeps) {
    * Holds back what this node delivers on `topic` until the returned function is called with
    * the frames' destination (a connection's user topic until its `welcome` is out).
    */
-  function hold(topic: string): string[] & { release(): void } {
+  function hold(topic: string): Held {
     let buffers = recovering.get(topic)
     if (!buffers) recovering.set(topic, (buffers = new Set()))
-    const held = [] as unknown as string[] & { release(): void }
+    const held = [] as unknown as Held
     buffers.add(held)
     held.release = () => {
       buffers.delete(held)
@@ -251,5 +272,3 @@ export function createRooms(deps: RoomsDeps) {
 
   return { join, prepare, leave, page, summary, overhear, hold }
 }
-
-export type Rooms = ReturnType<typeof createRooms>

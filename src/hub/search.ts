@@ -5,7 +5,6 @@ import type { Broker } from '../broker/types'
 import { current, messageIdOf } from '../broker/message-rules'
 import type { MessageState } from '../broker/message-rules'
 
-export const SEARCH_MAX_QUERY_CHARS = 200
 export const SEARCH_DEFAULT_LIMIT = 20
 
 /** What a search frame or GET /api/search asks (checked by their schemas). */
@@ -31,12 +30,18 @@ export function decodeCursor(text: string): SearchCursor {
   throw new FrameError('bad_request', 'cursor: not a cursor this server gave (pass the `cursor` of the previous answer as it is)')
 }
 
+/** Search of a user's messages (see createSearch). */
+export interface Search {
+  /** A page of the user's matching messages, as they stand, and the cursor of the next page. */
+  search(user: string, input: SearchInput): Promise<{ results: string[]; cursor?: string }>
+}
+
 /**
  * Search of a user's messages (docs/search.md): the store runs it in PostgreSQL, scoped to the
  * user's memberships (joined in SQL when they are in the same database, else the members
  * engine's list as a parameter); results are shown as they stand (edits, reactions), as history shows them.
  */
-export function createSearch(deps: { store?: Store; members: Members; broker: Pick<Broker, 'messages'> }) {
+export function createSearch(deps: { store?: Store; members: Members; broker: Pick<Broker, 'messages'> }): Search {
   const { store, members, broker } = deps
 
   async function search(user: string, input: SearchInput): Promise<{ results: string[]; cursor?: string }> {
@@ -71,5 +76,3 @@ export function createSearch(deps: { store?: Store; members: Members; broker: Pi
 
   return { search }
 }
-
-export type Search = ReturnType<typeof createSearch>

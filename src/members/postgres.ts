@@ -22,7 +22,7 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
    * it must not see the marker go back. Markers only rise, so counting a batch longer is harmless.
    */
   const writing = new Set<Map<string, number>>()
-  let timer: ReturnType<typeof setTimeout> | undefined
+  let timer: Timer | undefined
 
   async function flush() {
     timer = undefined

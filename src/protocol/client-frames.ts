@@ -39,8 +39,9 @@ export const webPushSubscription = z.object(
     endpoint: z
       .string('must be a string')
       .max(2048, 'must be at most 2048 characters')
-      // The server POSTs to it: https only, but plain http to this machine's loopback (a local test receiver).
-      .refine((v) => URL.canParse(v) && (new URL(v).protocol === 'https:' || (new URL(v).protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(v).hostname))), 'must be an https:// URL'),
+      // The server POSTs to it: where it may go is the outbound rule's (push refuse(): https to
+      // public addresses, plain http only to OUTBOUND_ALLOW), checked with the server's config.
+      .refine((v) => URL.canParse(v) && ['https:', 'http:'].includes(new URL(v).protocol), 'must be an https:// URL'),
     keys: z.object(
       {
         p256dh: b64url(65, 'the P-256 public key').refine((v) => Buffer.from(v, 'base64url')[0] === 4, 'must be an uncompressed P-256 point'),
@@ -162,6 +163,11 @@ export function clientFrameSchemas(maxBodyChars: number) {
 
 type Schemas = ReturnType<typeof clientFrameSchemas>
 export type ClientFrameType = keyof Schemas
+/**
+ * Every client frame type, read from the schemas (built once here, for their keys): whatever is
+ * kept per type (the frames-in counters) cannot miss a type added to the schemas.
+ */
+export const CLIENT_FRAME_TYPES = Object.keys(clientFrameSchemas(1)) as ClientFrameType[]
 export type ClientFrame = { [K in ClientFrameType]: z.output<Schemas[K]> }[ClientFrameType]
 export type FrameOf<T extends ClientFrameType> = z.output<Schemas[T]>
 

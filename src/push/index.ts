@@ -3,13 +3,17 @@ import type { RedisConnections } from '../broker/redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
+import { topicUser } from '../core/topic'
 import { log } from '../log'
-import type { Members, PushKind } from '../members/types'
+import type { Device, Members, PushKind } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { EventInput } from '../webhooks/events'
 import { memoryLiveness, redisLiveness } from '../webhooks/presence'
-import { memorySource, startDeliverer } from '../webhooks/queue'
-import type { Held, Sent, Source } from '../webhooks/queue'
+import { OutboundRefused, checkOutbound } from '../core/outbound-fetch'
+import { startJobDeliverer } from '../webhooks/job-deliverer'
+import type { JobDeliverer } from '../webhooks/job-deliverer'
+import { memorySource } from '../webhooks/queue'
+import type { Held, Source } from '../webhooks/queue'
 import { redisSource } from '../webhooks/redis-queue'
 import { apnsProvider } from './apns'
 import { fcmProvider, parseServiceAccount } from './fcm'
@@ -27,6 +31,12 @@ export interface HubPush {
   idle(topic: string, user: User): void
   /** Providers configured here: a device of another kind is refused. */
   readonly kinds: ReadonlySet<PushKind>
+  /**
+   * Why a device's address may not be registered (undefined: it may): a Web Push endpoint
+   * under the outbound rule (https to public addresses, or OUTBOUND_ALLOW), resolved now; it
+   * is checked again on every send.
+   */
+  refuse(device: Pick<Device, 'kind' | 'subscription'>): Promise<string | undefined>
 }
 
 export interface Push {
@@ -40,7 +50,11 @@ const WINDOW_MAX = 64
 const QUEUE_MAX = 100_000
 /** A push is retried (backoff 250 ms doubling to 30 s) for this long, then given up as `expired`. */
 const RETRY_MS = 3_600_000
+/** One provider request, a TLS handshake that never completes included: then it is retried later. */
 const TIMEOUT_MS = 10_000
+/** Sends in flight per provider (retries at most half of them), and jobs a node holds (sending, or waiting for a retry). */
+const PER_PROVIDER = 32
+const HOLD_MAX = 10_000
 /** Offline users decided at once (each needs its devices and badge read). */
 const CHUNK = 64
 
@@ -53,7 +67,7 @@ interface Window {
 export function providersOf(config: Config): Provider[] {
   const out: Provider[] = []
   if (config.PUSH_VAPID_PUBLIC_KEY && config.PUSH_VAPID_PRIVATE_KEY && config.PUSH_VAPID_SUBJECT)
-    out.push(webPushProvider({ publicKey: config.PUSH_VAPID_PUBLIC_KEY, privateKey: config.PUSH_VAPID_PRIVATE_KEY, subject: config.PUSH_VAPID_SUBJECT, timeoutMs: TIMEOUT_MS }))
+    out.push(webPushProvider({ publicKey: config.PUSH_VAPID_PUBLIC_KEY, privateKey: config.PUSH_VAPID_PRIVATE_KEY, subject: config.PUSH_VAPID_SUBJECT, timeoutMs: TIMEOUT_MS, allow: config.OUTBOUND_ALLOW }))
   if (config.PUSH_FCM_CREDENTIALS_FILE) {
     const file = config.PUSH_FCM_CREDENTIALS_FILE
     let text: string
@@ -133,6 +147,16 @@ export function createPush(opts: {
   const windows = new Map<string, Window>()
   const hub: HubPush = {
     kinds: new Set(byKind.keys()),
+    async refuse(device) {
+      if (device.kind !== 'webpush' || !device.subscription) return undefined
+      try {
+        await checkOutbound(device.subscription.endpoint, { allow: config.OUTBOUND_ALLOW, timeoutMs: TIMEOUT_MS })
+        return undefined
+      } catch (err) {
+        if (err instanceof OutboundRefused) return `subscription.endpoint: ${err.message}`
+        throw err
+      }
+    },
     created(room, from, seq, msg, body, type) {
       let w = windows.get(room)
       if (!w) {
@@ -143,10 +167,12 @@ export function createPush(opts: {
       w.msgs[w.count++ % WINDOW_MAX] = { from, seq, msg, body, type }
     },
     live(topic, user) {
-      if (topic.charCodeAt(0) === 117 /* u */) track(liveness.up('u', topic.slice(2), user.name))
+      const id = topicUser(topic)
+      if (id !== undefined) track(liveness.up('u', id, user.name))
     },
     idle(topic) {
-      if (topic.charCodeAt(0) === 117 /* u */) track(liveness.down('u', topic.slice(2)))
+      const id = topicUser(topic)
+      if (id !== undefined) track(liveness.down('u', id))
     },
   }
 
@@ -196,14 +222,15 @@ export function createPush(opts: {
     opts.emit?.({ type: 'push.failed', user: { id: job.user, name: job.user }, device: job.device.device, provider: job.device.kind, reason })
   }
 
-  async function sendOne(e: Held): Promise<boolean> {
+  /** One job: undefined when finished (sent, gone, refused for good), else why it is retried. */
+  async function sendOne(e: Held): Promise<string | undefined> {
     const job = JSON.parse(e.json) as PushJob
     const provider = byKind.get(job.device.kind)
-    if (!provider) return false
+    if (!provider) return undefined
     const out = await provider.send(job)
     metrics.push.sent.labels({ provider: job.device.kind, result: out.result }).inc()
-    if (out.result === 'ok') return false
-    if (out.result === 'retry') return true
+    if (out.result === 'ok') return undefined
+    if (out.result === 'retry') return out.reason
     if (out.result === 'gone') {
       // Removed only if it still is the device that was pushed to (not re-registered since).
       const now = (await members.devices(job.user)).find((d) => d.device === job.device.device)
@@ -218,17 +245,10 @@ export function createPush(opts: {
       }
     }
     report(job, out.reason)
-    return false
+    return undefined
   }
 
-  async function send(batch: Held[]): Promise<Sent> {
-    const again = await Promise.all(batch.map((e) => sendOne(e).catch((err) => (log.warn('push not sent', { err }), true))))
-    const retry = batch.filter((_, i) => again[i])
-    return retry.length ? { retry, problem: `${retry.length} of ${batch.length} pushes to retry` } : { retry }
-  }
-
-  const sink = { inc() {} }
-  let deliverer: ReturnType<typeof startDeliverer> | undefined
+  let deliverer: JobDeliverer | undefined
   return {
     hub,
     async start() {
@@ -236,21 +256,22 @@ export function createPush(opts: {
         await opts.redis.connections.connect()
         await redis.start()
       }
-      deliverer = startDeliverer({
+      // One job per device, each retried on its own: a device that never answers holds up no one else's push.
+      deliverer = startJobDeliverer({
         source,
-        send,
+        send: sendOne,
+        laneOf: (e) => (JSON.parse(e.json) as PushJob).device.kind,
+        perLane: PER_PROVIDER,
+        holdMax: HOLD_MAX,
+        takeMax: 50,
+        waitMax: 1000,
         name: 'push',
-        batchMax: 50,
-        batchMs: 0,
         retryMs: RETRY_MS,
         renewMs: Math.max(250, Math.floor(config.WEBHOOK_CLAIM_MS / 3)),
-        metrics: { sent: sink, failed: sink, retried: sink, latency: { observe() {} } },
-        onExpired: (events, problem) => {
-          for (const e of events) {
-            const job = JSON.parse(e.json) as PushJob
-            metrics.push.sent.labels({ provider: job.device.kind, result: 'expired' }).inc()
-            report(job, `given up after ${RETRY_MS / 1000} s: ${problem ?? 'no answer'}`)
-          }
+        onExpired: (e, problem) => {
+          const job = JSON.parse(e.json) as PushJob
+          metrics.push.sent.labels({ provider: job.device.kind, result: 'expired' }).inc()
+          report(job, `given up after ${RETRY_MS / 1000} s: ${problem}`)
         },
       })
       log.info('push on', { providers: [...byKind.keys()], queue: redis ? 'redis' : 'memory' })

@@ -3,6 +3,7 @@ import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
 import { roomMatches } from '../core/room'
+import { pusherChannelTopic, pusherUserTopic } from '../core/topic'
 import type { Door } from '../hub/admission'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
@@ -11,7 +12,6 @@ import type { Occupancy } from './occupancy'
 import { CODE, LIMITS, USER_CHANNEL_PREFIX, channelKind, channelProblem, presenceData, pusherFrames, validAuth } from './protocol'
 import { clientEventBucket, refusalCode } from './socket'
 import type { PusherSocket, Sub } from './socket'
-import { channelTopic, pusherUserTopic } from './topics'
 import type { PusherHooks } from './webhooks'
 
 export interface ChannelsDeps {
@@ -30,7 +30,7 @@ export interface ChannelsDeps {
 export interface PusherChannels {
   /** This node's live subscribers of each room (the fan-out publishes to them). */
   readonly subs: ReadonlyMap<string, ReadonlySet<PusherSocket>>
-  /** This node's signed-in sockets of each user (their `pu:` topic). */
+  /** This node's signed-in sockets of each user (their Pusher user topic). */
   readonly signedIn: ReadonlyMap<string, ReadonlySet<PusherSocket>>
   subscribe(s: PusherSocket, data: Record<string, unknown>): Promise<void>
   unsubscribe(s: PusherSocket, room: string): void
@@ -118,7 +118,7 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
       throw err
     }
     if (s.closed || s.channels.get(room) !== sub) return void broker.unwatch(topic)
-    s.ws.subscribe(channelTopic(room))
+    s.ws.subscribe(pusherChannelTopic(room))
     sub.live = true
     let set = subs.get(room)
     if (!set) subs.set(room, (set = new Set()))
@@ -140,7 +140,7 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     s.channels.delete(room)
     // Not live yet: the subscription in progress sees it gone and gives its watch back.
     if (!sub.live) return
-    if (!s.closed) s.ws.unsubscribe(channelTopic(room))
+    if (!s.closed) s.ws.unsubscribe(pusherChannelTopic(room))
     const set = subs.get(room)
     set?.delete(s)
     if (set?.size === 0) subs.delete(room)

@@ -1,13 +1,13 @@
 import type { Server } from 'bun'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
+import { isPusherUserTopic, pusherChannelTopic, topicPusherUser, topicRoom } from '../core/topic'
 import type { DeliveryHook } from '../hub/hub'
 import type { Metrics } from '../metrics'
-import { CHAT_HEAD, CONTROL_HEAD, DM_HEAD, PUSHER_HEAD } from '../protocol/server-frames'
+import { CONTROL_HEAD, PUSHER_HEAD, isMessageFrame } from '../protocol/server-frames'
 import type { PusherChannels } from './channels'
 import { CODE, channelKind, pusherFrames } from './protocol'
 import type { PusherSocket } from './socket'
-import { channelTopic } from './topics'
 
 export interface FanOutDeps {
   config: Config
@@ -55,24 +55,25 @@ export function pusherFanOut(deps: FanOutDeps): DeliveryHook {
 
   return {
     // A signed-in user's topic is this face's alone.
-    ownTopics: 'pu:',
+    owns: isPusherUserTopic,
     deliver(topic, frame, except) {
-      if (topic.startsWith('pu:')) {
+      const user = topicPusherUser(topic)
+      if (user !== undefined) {
         if (frame.startsWith(CONTROL_HEAD)) {
           const cmd = JSON.parse(frame) as { ctl: string; code?: number; reason?: string }
-          if (cmd.ctl === 'close') for (const s of signedIn.get(topic.slice(3)) ?? []) s.fail(cmd.code ?? CODE.unauthorized, cmd.reason ?? 'connection terminated')
+          if (cmd.ctl === 'close') for (const s of signedIn.get(user) ?? []) s.fail(cmd.code ?? CODE.unauthorized, cmd.reason ?? 'connection terminated')
           return
         }
-        return publish(topic, frame, except, signedIn.get(topic.slice(3)))
+        return publish(topic, frame, except, signedIn.get(user))
       }
-      if (!topic.startsWith('r:')) return
-      const room = topic.slice(2)
+      const room = topicRoom(topic)
+      if (room === undefined) return
       const set = subs.get(room)
       if (!set) return
       const out = asPusher(room, frame)
       if (out === undefined) return
-      publish(channelTopic(room), out, except, set)
-      if (frame.startsWith(CHAT_HEAD) || frame.startsWith(DM_HEAD)) metrics.delivered.inc(set.size)
+      publish(pusherChannelTopic(room), out, except, set)
+      if (isMessageFrame(frame)) metrics.delivered.inc(set.size)
     },
   }
 }

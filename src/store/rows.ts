@@ -2,7 +2,10 @@ import { SYSTEM_USER } from '../core/identity'
 import { eventHead, eventTail } from '../protocol/server-frames'
 import type { EventType } from '../protocol/server-frames'
 
-/** A row of `messages` as the readers select it, and the frame it makes again (postgres.ts, search.ts). */
+/** The event types that are messages (counted as unread, shown as a conversation's last). */
+export const MESSAGE_TYPES = ['chat', 'dm']
+
+/** A row of `messages` as the readers select it, and the frame it makes again (message-reads.ts, search.ts). */
 export interface Row {
   seq: string
   type: EventType

@@ -4,12 +4,13 @@ import { log } from '../log'
 import { frameOf } from './rows'
 import type { Row } from './rows'
 import type { SearchPage, SearchQuery } from './types'
+import { reactionMap } from '../core/room-log'
 import type { MessageState } from '../core/room-log'
 
 /** A result's stored state, as `Store.messages` makes it (search never returns a deleted message). */
 function stateOf(r: Row & { cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] }): MessageState {
   const edited = r.edited_at !== null
-  const reactions: Record<string, string[]> = {}
+  const reactions = reactionMap()
   for (const [reaction, user] of r.reactions) (reactions[reaction] ??= []).push(user)
   return {
     seq: Number(r.seq),

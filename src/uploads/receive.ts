@@ -1,5 +1,5 @@
 import Busboy from '@fastify/busboy'
-import type { BusboyFileStream } from '@fastify/busboy'
+import type { BusboyFileStream, BusboyInstance } from '@fastify/busboy'
 import { SNIFF_BYTES, allowedType, reconcile, sniff } from './sniff'
 import type { Sniffed } from './sniff'
 import type { Storage } from './types'
@@ -32,7 +32,7 @@ export interface Received extends Sniffed {
  * multipart parser's `part` event ahead of busboy (prepended): a part's `header` event reaches
  * this listener before busboy's, which emits `file` from within it.
  */
-function partTypeDeclared(bb: ReturnType<typeof Busboy>): () => boolean {
+function partTypeDeclared(bb: BusboyInstance): () => boolean {
   const parser = (bb as unknown as { _parser?: { parser?: NodeJS.EventEmitter } })._parser?.parser
   if (typeof parser?.prependListener !== 'function') throw new Error('@fastify/busboy: its multipart parser is not where receive() expects it (pinned 3.2.6)')
   let declared = false
@@ -65,7 +65,7 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
   const tooLarge = () => new UploadError(413, 'too_large', `file: larger than UPLOAD_MAX_BYTES (${maxBytes} bytes)`)
   if (declaredLength > maxBytes + OVERHEAD_BYTES) throw tooLarge()
 
-  let bb: ReturnType<typeof Busboy>
+  let bb: BusboyInstance
   try {
     bb = Busboy({ headers: { 'content-type': contentType }, limits: { files: 1, fileSize: maxBytes, fields: 16, fieldSize: 1024, parts: 32 } })
   } catch (err) {

@@ -29,6 +29,34 @@ export interface UploadSettings {
   urlTtlS: number
 }
 
+/** Attachments: uploads received, checked, linked to messages and reaped (see createUploads). */
+export interface Uploads {
+  /** Receives one upload of `owner` from a multipart request (size, type and content checked). */
+  accept(req: Request, owner: string): Promise<Upload>
+  /** The attachments of a message `owner` sends: each id an upload of the sender's, else bad_request naming it. */
+  attachments(ids: string[], owner: string): Promise<Attachment[]>
+  /** Records that a message carries the uploads, before it is appended (undone by `unlink`). */
+  link(ids: string[], ref: Ref): Promise<void>
+  /** Undoes `link`; resolves with the ids no message carries any more. */
+  unlink(ref: Ref): Promise<string[]>
+  /** A message was deleted: its uploads go, unless another message carries them; resolves with those removed. */
+  deleted(ref: Ref): Promise<string[]>
+  /** Reaps orphans older than the TTL; resolves with how many. */
+  sweep(now?: number): Promise<number>
+  /** May `user` read the upload: its uploader, or a member of a room where it was sent. */
+  mayRead(u: Upload, user: string, member: (room: string, user: string) => Promise<boolean>): Promise<boolean>
+  /** A URL that reads the upload as `user` until it expires, with no other credential. */
+  signedUrl(id: string, user: string, now?: number): { url: string; expires: string }
+  /** The user a signed URL names, or why it is not valid. */
+  verify(id: string, q: { as?: string; exp?: string; sig?: string }, now?: number): { user: string } | { reason: string }
+  get(id: string): Promise<Upload | undefined>
+  /** The upload's bytes, undefined when the storage no longer has them. */
+  open(id: string): Promise<ReadableStream<Uint8Array> | undefined>
+  settings: UploadSettings
+  index: UploadIndex
+  storage: Storage
+}
+
 /** The stable path of an upload: what frames and history carry (see docs/attachments.md). */
 export const uploadPath = (id: string) => `/api/uploads/${id}`
 
@@ -46,7 +74,7 @@ export const attachmentOf = (u: Upload): Attachment => ({
  * PostgreSQL), the bytes' storage (disk, S3), who may read an upload, and the reaping of
  * orphans and of a deleted message's files.
  */
-export function createUploads(deps: { index: UploadIndex; storage: Storage; settings: UploadSettings }) {
+export function createUploads(deps: { index: UploadIndex; storage: Storage; settings: UploadSettings }): Uploads {
   const { index, storage, settings } = deps
   const key = new TextEncoder().encode(settings.urlSecret)
 
@@ -137,5 +165,3 @@ export function createUploads(deps: { index: UploadIndex; storage: Storage; sett
 
   return { accept, attachments, link, unlink: (ref: Ref) => index.unlink(ref), deleted, sweep, mayRead, signedUrl, verify, get: (id: string) => index.get(id), open: (id: string) => storage.get(id), settings, index, storage }
 }
-
-export type Uploads = ReturnType<typeof createUploads>

@@ -1,7 +1,7 @@
 import type { User } from '../protocol/server-frames'
 import { userJson } from '../protocol/server-frames'
 
-export { EVENT_TYPES, parseEventTypes } from '../protocol/webhook-events'
+export { EVENT_TYPES } from '../protocol/webhook-events'
 export type { EventType } from '../protocol/webhook-events'
 import type { EventType } from '../protocol/webhook-events'
 

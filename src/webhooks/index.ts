@@ -3,6 +3,7 @@ import type { Cluster } from '../cluster/heartbeat'
 import type { Sql } from 'postgres'
 import pkg from '../../package.json'
 import type { Config } from '../config'
+import { isUserTopic, topicRoom, topicUser } from '../core/topic'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
 import type { User } from '../protocol/server-frames'
@@ -125,11 +126,12 @@ export function createWebhooks(opts: {
     r: types.has('room.occupied') || types.has('room.vacated'),
   }
   const change = (edge: 'up' | 'down') => (topic: string, user: User) => {
-    const kind = topic.charCodeAt(0) === 117 /* u */ ? 'u' : 'r'
+    const kind = isUserTopic(topic) ? 'u' : 'r'
     // Counted when either edge is wanted: an offline needs the online that came before it.
     if (!counted[kind]) return
     const type = kinds[kind][edge]
-    const id = topic.slice(2)
+    const id = kind === 'u' ? topicUser(topic) : topicRoom(topic)
+    if (id === undefined) return
     const first = edge === 'up' ? liveness.up(kind, id, user.name) : liveness.down(kind, id)
     track(first.then((yes) => yes && emit(toEvent(kind, type, id, user))))
   }

@@ -17,7 +17,7 @@ export async function pgJournal(opts: { sql: Sql; onError?: (err: unknown) => vo
   const { sql } = opts
   let adds = new Map<string, Encoded>()
   let forgets = new Set<string>()
-  let timer: ReturnType<typeof setTimeout> | undefined
+  let timer: Timer | undefined
   let writing: Promise<void> | undefined
   let down = false
   /** Rows loaded at start: in the table already, whatever the queue does with them. */

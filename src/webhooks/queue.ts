@@ -110,21 +110,13 @@ export interface DelivererMetrics {
   latency: { observe(seconds: number): void }
 }
 
-/** What a `send` made of a batch: the events to try again (a subset of the batch), and why. */
-export interface Sent {
-  retry: Held[]
-  problem?: string
-}
-
 export interface DelivererOptions {
   source: Source
-  /** Sends one request body; resolves with undefined on a 2xx, else what went wrong. */
-  post?: (body: string) => Promise<string | undefined>
   /**
-   * Instead of `post`: delivers the events one by one (push: one provider call per device);
-   * the events it does not hand back as `retry` are finished, whatever their outcome.
+   * Sends one request body; resolves with undefined on a 2xx, else what went wrong. (Jobs with
+   * a destination each, like pushes, go through job-deliverer.ts: retried one by one.)
    */
-  send?: (batch: Held[]) => Promise<Sent>
+  post: (body: string) => Promise<string | undefined>
   /** What the queue carries, in its log lines (default `webhook`). */
   name?: string
   batchMax: number
@@ -133,8 +125,6 @@ export interface DelivererOptions {
   /** Renew held events at least this often while retrying (Redis claims). */
   renewMs: number
   metrics: DelivererMetrics
-  /** Events given up after the retry window (push: reported as `push.failed`). */
-  onExpired?: (events: Held[], problem?: string) => void
 }
 
 export const BACKOFF_FIRST_MS = 250
@@ -153,12 +143,10 @@ export const requestBody = (batch: Held[]) => `{"events":[${batch.map((e) => e.j
 export function startDeliverer(opts: DelivererOptions) {
   const { source, metrics } = opts
   const name = opts.name ?? 'webhook'
-  const send =
-    opts.send ??
-    (async (batch: Held[]): Promise<Sent> => {
-      const problem = await opts.post!(requestBody(batch))
-      return problem === undefined ? { retry: [] } : { retry: batch, problem }
-    })
+  const send = async (batch: Held[]): Promise<{ retry: Held[]; problem?: string }> => {
+    const problem = await opts.post(requestBody(batch))
+    return problem === undefined ? { retry: [] } : { retry: batch, problem }
+  }
   let stopping = false
   let stopAt = Infinity
   let stopTimer: ReturnType<typeof setTimeout> | undefined
@@ -197,7 +185,6 @@ export function startDeliverer(opts: DelivererOptions) {
       const expired = batch.filter((e) => e.at < cutoff)
       if (expired.length > 0) {
         metrics.failed.inc(expired.length)
-        opts.onExpired?.(expired, problem)
         log.error(`${name} events given up after the retry window`, { events: expired.length, problem })
         batch = batch.filter((e) => e.at >= cutoff)
         await source.done(expired)

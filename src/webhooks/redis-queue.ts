@@ -45,7 +45,7 @@ export function redisSource(opts: {
   /** Emitted events not yet in Redis (written in one script call per tick). */
   let local: Encoded[] = []
   let flushing = false
-  let flushTimer: ReturnType<typeof setTimeout> | undefined
+  let flushTimer: Timer | undefined
   let depth = 0
   let closed = false
   let claimCursor = '0-0'

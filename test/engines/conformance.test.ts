@@ -205,6 +205,21 @@ for (const factory of factories) {
       expect(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, [...v].sort()]))).toEqual({ a: ['mo'], b: ['bob'], c: ['alice'] })
     })
 
+    test('reactions named like Object members (__proto__, constructor, toString) are reactions like any other', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice))
+      // A reaction is a user's string: a map keyed by it must not find the object prototype's members.
+      expect(await outcome(e.broker.append(room, react(room, bob, m.id, '__proto__')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, react(room, alice, m.id, 'constructor')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, react(room, alice, m.id, 'toString')))).toBe('ok')
+      expect((await e.broker.append(room, react(room, bob, m.id, 'toString', 'remove'))).noop).toBe(true)
+      const r = (await e.broker.messages!(room, [m.id])).get(m.id)!.reactions
+      expect(Object.entries(r).map(([k, v]) => [k, [...v]]).sort()).toEqual([['__proto__', ['bob']], ['constructor', ['alice']], ['toString', ['alice']]])
+      expect(await outcome(e.broker.append(room, react(room, bob, m.id, '__proto__', 'remove')))).toBe('ok')
+      const after = (await e.broker.messages!(room, [m.id])).get(m.id)!.reactions
+      expect(Object.keys(after).sort()).toEqual(['constructor', 'toString'])
+    })
+
     test('replies: to a message of the room; an unknown parent is not_found', async () => {
       const room = newRoom()
       const m = await e.broker.append(room, chat(room, alice, 'parent'))

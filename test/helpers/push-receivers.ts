@@ -254,6 +254,8 @@ export async function pushReceivers() {
     PUSH_VAPID_PUBLIC_KEY: wp.vapid.publicKey,
     PUSH_VAPID_PRIVATE_KEY: wp.vapid.privateKey,
     PUSH_VAPID_SUBJECT: 'mailto:ops@example.com',
+    // The receivers are plain http on loopback: the outbound rule lets them through only when allowed.
+    OUTBOUND_ALLOW: '127.0.0.1',
     PUSH_FCM_CREDENTIALS_FILE: fcm.file,
     PUSH_FCM_URL: fcm.url,
     ...apns.env,

@@ -6,7 +6,7 @@
 -- A new epoch is announced on the room's channel (ARGV[3]) as `{"epoch":…,"seq":…}` before
 -- any frame of it, so that every node resets the room's members first (RESET_HEAD); the seq it
 -- started from stays in the state (`fs`) for a node that learns of the epoch later.
--- KEYS: state. ARGV: epoch, observed seq, channel, gap. Returns {seq, epoch} | {-1} (no state).
+-- KEYS: state. ARGV: epoch, observed seq, channel, gap. Returns {seq, epoch, fs ('' if unknown)} | {-1} (no state).
 local myid = redis.call('CLUSTER', 'MYID')
 local st = redis.call('HMGET', KEYS[1], 'seq', 'epoch', 'w')
 if not st[1] then return {-1} end
@@ -20,4 +20,4 @@ if lost and ARGV[1] ~= '' then
   redis.call('SPUBLISH', ARGV[3], '{"epoch":"' .. epoch .. '","seq":' .. seq .. '}')
 end
 redis.call('HSET', KEYS[1], 'w', myid)
-return {seq, epoch}
+return {seq, epoch, redis.call('HGET', KEYS[1], 'fs') or ''}

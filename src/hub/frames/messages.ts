@@ -14,6 +14,9 @@ import type { Attachment } from '../../uploads/service'
 /** Retry keys: unambiguous whatever the ids contain, one space per kind of send. */
 export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
 
+/** Sequences and fans out one chat message; `dedupe` is the sender's retry key, `files` its attachments. */
+export type Publish = (room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string, files?: Attachment[]) => Promise<Accepted>
+
 /** chat and dm: messages, each an event of its room's log. */
 export function messageFrames(h: HubContext) {
   const { config, broker, metrics, members, webhooks, push } = h
@@ -108,7 +111,7 @@ export function messageFrames(h: HubContext) {
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string, files?: Attachment[]) {
+  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string, files?: Attachment[]): Promise<Accepted> {
     const m = draft(room, from, body, data, fromJson, replyTo, files)
     const accepted = await appendWithFiles(room, m, files, dedupe)
     published(room, from, m, accepted)

@@ -8,6 +8,19 @@ import type { HubContext, Handlers } from '../context'
 /** Env variables that turn each provider on, for the error a device of an unconfigured kind gets. */
 const TURNS_ON = { webpush: 'PUSH_VAPID_*', fcm: 'PUSH_FCM_CREDENTIALS_FILE', apns: 'PUSH_APNS_*' } as const
 
+/** A device as the API and the `device` frame give it (validated already: deviceAddress). */
+export interface DeviceInput {
+  kind: Device['kind']
+  token?: string
+  subscription?: WebPushSubscription
+}
+
+/** A device put: whether it was added or updated, and the device kept. */
+export interface DevicePut {
+  status: 'added' | 'updated'
+  device: Device
+}
+
 /**
  * A user's push settings: devices (also the API's), notify levels per room, and blocks. The
  * frames act on the connection's own user only.
@@ -16,9 +29,12 @@ export function pushFrames(h: HubContext) {
   const { config, members } = h
 
   /** Adds or replaces a device of `user` (validated already: deviceAddress). */
-  async function putDevice(user: string, id: string, a: { kind: Device['kind']; token?: string; subscription?: WebPushSubscription }) {
+  async function putDevice(user: string, id: string, a: DeviceInput): Promise<DevicePut> {
     if (!h.push) throw new FrameError('unavailable', 'device: push notifications are not configured on this server')
     if (!h.push.kinds.has(a.kind)) throw new FrameError('bad_request', `kind: ${a.kind} is not configured on this server (${TURNS_ON[a.kind]}); configured: ${[...h.push.kinds].join(', ')}`)
+    // A Web Push endpoint is a URL the server will POST to: the outbound rule, before it is kept.
+    const refused = await h.push.refuse({ kind: a.kind, subscription: a.subscription })
+    if (refused) throw new FrameError('bad_request', refused)
     const device: Device = { device: id, kind: a.kind, ...(a.kind === 'webpush' ? { subscription: a.subscription } : { token: a.token }), updated: new Date().toISOString() }
     const r = await members.putDevice(user, device, config.PUSH_MAX_DEVICES)
     if (r === 'limit') throw new FrameError('limit', `device: ${user} has ${config.PUSH_MAX_DEVICES} devices already (PUSH_MAX_DEVICES); remove one first`)

@@ -1,0 +1,68 @@
+import { userTopic } from '../broker/types'
+import { log } from '../log'
+import { isDirect } from '../members/types'
+import { frames } from '../protocol/server-frames'
+import { NO_JOINS, allowed } from './connection'
+import type { Conn } from './connection'
+import type { HubContext } from './context'
+
+/**
+ * The start of a connection: its memberships (and the default room) are read and their rooms
+ * prepared while everything for the user is held back; then `welcome` (with the total unread),
+ * one `joined` per room, and whatever was held, in that order. `since`: when its upgrade was
+ * asked for (performance.now()), for chat_connect_seconds.
+ */
+export async function welcome(h: HubContext, nodeId: string, c: Conn, since: number | undefined) {
+  const { config, broker, metrics, members: memberships } = h
+  const u = c.identity.user
+  const mine = userTopic(u.id)
+  const held = h.rooms.hold(mine)
+  broker.watch(mine).catch((err) => log.warn('user topic not watched', { conn: c.id, err }))
+  let list: { room: string; read: number }[] = []
+  const home = allowed(c.identity, config.DEFAULT_ROOM)
+  try {
+    if (!c.identity.ephemeral) {
+      void memberships.seen(u).catch(() => {})
+      list = (await memberships.of(u.id)).filter((m) => isDirect(m.room) || allowed(c.identity, m.room))
+      // Every user is a member of the default room, from its first connection on.
+      // (Not again for a user banned from it: the ban ended that membership.)
+      if (home && !list.some((m) => m.room === config.DEFAULT_ROOM) && !(await memberships.standing(config.DEFAULT_ROOM, u.id)).banned) {
+        const read = (await broker.position(config.DEFAULT_ROOM)).seq
+        const r = await memberships.add(config.DEFAULT_ROOM, u, read, Infinity)
+        list.unshift({ room: config.DEFAULT_ROOM, read: r.read ?? read })
+      }
+    } else if (home) list = [{ room: config.DEFAULT_ROOM, read: (await broker.position(config.DEFAULT_ROOM)).seq }]
+  } catch (err) {
+    log.warn('memberships not read', { conn: c.id, err })
+    if (home) list = [{ room: config.DEFAULT_ROOM, read: 0 }]
+  }
+  const unread: number[] = []
+  const sendLater: (() => void)[] = []
+  const prepared = await Promise.all(
+    list.map((m, i) => {
+      c.member.add(m.room)
+      return h.rooms.prepare(c, m.room, { member: { read: m.read }, onState: (s) => (unread[i] = s.unread) }).catch((err) => {
+        sendLater.push(() => h.sendError(c, err.code ?? 'internal', err.message))
+        return undefined
+      })
+    }),
+  )
+  if (c.closing) {
+    held.release()
+    for (const p of prepared) p?.()
+    return
+  }
+  c.ws.cork(() => {
+    const joined = list.filter((_, i) => prepared[i])
+    h.send(c, frames.welcome(c.id, u, nodeId, joined.map((m) => m.room), unread.reduce((a, b) => a + (b ?? 0), 0)), 'welcome')
+    for (const p of prepared) p?.()
+    for (const f of held) h.send(c, f, 'chat')
+    held.release()
+    c.ws.subscribe(mine)
+    for (const s of sendLater) s()
+  })
+  if (since !== undefined) metrics.connect.ws.observe((performance.now() - since) / 1000)
+  // The joins of the start are done: a map that held entries would keep its grown table
+  // (~220 bytes) for the socket's life.
+  if (c.joining.size === 0) c.joining = NO_JOINS
+}

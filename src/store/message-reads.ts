@@ -1,0 +1,87 @@
+import type { Sql } from 'postgres'
+import { freshEpoch, reactionMap } from '../core/room-log'
+import type { MessageState, Origin, Page } from '../core/room-log'
+import { MESSAGE_TYPES, frameOf } from './rows'
+import type { Row } from './rows'
+import type { Store } from './types'
+
+/** The reads of a room's log: where it continues, its events by seq, unread counts, message state. */
+export type MessageReads = Pick<Store, 'origin' | 'range' | 'page' | 'unread' | 'last' | 'messages' | 'stored'>
+
+/** A room's log read back from `messages` (and its state from `pins`, `reactions`), by seq. */
+export function messageReads(sql: Sql): MessageReads {
+  const COLUMNS = () => sql`seq, type, id, user_id, user_name, body, data, data is null as no_data, extra, created_at`
+
+  return {
+    async origin(room): Promise<Origin> {
+      const created = await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing returning room`
+      const [r] = await sql<{ epoch: string; seq: string }[]>`
+        select epoch, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
+      const pins = created.length ? [] : await sql<{ msg_id: string; msg_seq: string; by_id: string; by_name: string; pinned_at: Date }[]>`
+        select msg_id, msg_seq, by_id, by_name, pinned_at from pins where room = ${room} and present order by pinned_at, seq`
+      return {
+        epoch: r!.epoch,
+        seq: Number(r!.seq),
+        known: created.length === 0,
+        pins: pins.map((p) => ({ msg: p.msg_id, seq: Number(p.msg_seq), by: { id: p.by_id, name: p.by_name }, ts: p.pinned_at.toISOString() })),
+      }
+    },
+    async range(room, after, upTo) {
+      if (upTo <= after) return []
+      const rows = await sql<Row[]>`
+        select ${COLUMNS()} from messages
+        where room = ${room} and seq > ${after} and seq <= ${upTo} order by seq`
+      return rows.map((r) => frameOf(room, r))
+    },
+    async page(room, before, limit): Promise<Page> {
+      const rows = await sql<Row[]>`
+        select ${COLUMNS()} from messages
+        where room = ${room} ${before === undefined ? sql`` : sql`and seq < ${before}`}
+        order by seq desc limit ${limit + 1}`
+      const more = rows.length > limit
+      return { frames: rows.slice(0, limit).reverse().map((r) => frameOf(room, r)), more }
+    },
+    async unread(room, after, below, user, cap) {
+      if (below <= after + 1 || cap <= 0) return 0
+      const [r] = await sql<{ n: string }[]>`
+        select count(*) as n from (select 1 from messages where room = ${room} and seq > ${after} and seq < ${below}
+          and type in ${sql(MESSAGE_TYPES)} and user_id <> ${user} limit ${cap}) x`
+      return Number(r!.n)
+    },
+    async last(room, below) {
+      const [r] = await sql<Row[]>`
+        select ${COLUMNS()} from messages where room = ${room} and seq < ${below} and type in ${sql(MESSAGE_TYPES)}
+        order by seq desc limit 1`
+      return r ? frameOf(room, r) : undefined
+    },
+    async messages(room, ids) {
+      const out = new Map<string, MessageState>()
+      if (!ids.length) return out
+      const rows = await sql<{ id: string; seq: string; user_id: string; body: string | null; data: unknown; cur_body: string | null; cur_data: unknown; edited_at: Date | null; deleted_at: Date | null }[]>`
+        select id, seq, user_id, body, data, cur_body, cur_data, edited_at, deleted_at from messages
+        where room = ${room} and id in ${sql(ids)} and type in ${sql(MESSAGE_TYPES)}`
+      for (const r of rows) {
+        const edited = r.edited_at !== null && r.deleted_at === null
+        out.set(r.id, {
+          seq: Number(r.seq),
+          author: r.user_id,
+          deleted: r.deleted_at !== null || undefined,
+          edited_at: edited ? r.edited_at!.toISOString() : undefined,
+          body: r.deleted_at ? undefined : edited ? (r.cur_body ?? undefined) : (r.body ?? undefined),
+          data: r.deleted_at ? undefined : edited ? (r.cur_data ?? undefined) : (r.data ?? undefined),
+          reactions: reactionMap(),
+        })
+      }
+      if (out.size) {
+        const reactions = await sql<{ msg_id: string; reaction: string; user_id: string }[]>`
+          select msg_id, reaction, user_id from reactions where room = ${room} and msg_id in ${sql([...out.keys()])} and present order by seq`
+        for (const r of reactions) (out.get(r.msg_id)!.reactions[r.reaction] ??= []).push(r.user_id)
+      }
+      return out
+    },
+    async stored(room, from, to) {
+      const rows = await sql<{ seq: string }[]>`select seq from messages where room = ${room} and seq between ${from} and ${to}`
+      return new Set(rows.map((r) => Number(r.seq)))
+    },
+  }
+}
