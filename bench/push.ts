@@ -67,7 +67,7 @@ async function hotpath() {
     const metrics = createMetrics()
     const members = memoryMembers()
     const broker = memoryBroker({ historyLimit: config.HISTORY_LIMIT })
-    const p = push ? createPush({ config, metrics, nodeId: 'hot', members }) : undefined
+    const p = push ? createPush({ config, metrics, nodeId: 'hot', members, badge: (user) => hub.badge(user) }) : undefined
     const server = { publish: () => 1, subscriberCount: () => 10 }
     const hub = createHub({ config, broker, metrics, nodeId: 'hot', server: () => server as never, members, push: p?.hub })
     await broker.start(hub.deliver, hub.reset)
@@ -152,7 +152,7 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
       : webPushProvider({ publicKey: vapid.publicKey, privateKey: vapid.privateKey, subject: 'mailto:bench@example.com', timeoutMs: 10_000, allow: parseAllowList('127.0.0.1') })
   const connections = redis ? redisConnections(config.REDIS_URL!, false) : undefined
   const nodes = connections && redisCluster({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodeId: 'tp' })
-  const push = createPush({ config, metrics: createMetrics(), nodeId: 'tp', members, providers: [provider], redis: connections && nodes && { connections, nodes } })!
+  const push = createPush({ config, metrics: createMetrics(), nodeId: 'tp', members, providers: [provider], redis: connections && nodes && { connections, nodes }, badge: async () => 1 })!
   await push.start()
   await nodes?.start()
   const room = 'tp-room'
@@ -162,7 +162,6 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
     await members.add(room, user, 0, 10)
     await members.putDevice(user.id, kind === 'fcm' ? { device: 'd', kind, token: `t-${i}`, updated: '' } : { device: 'd', kind, subscription: { endpoint: `${rx.base}/push/${i}`, keys }, updated: '' }, 20)
   }
-  push.hub.badge = async () => 1
   const t0 = performance.now()
   push.hub.created(room, { id: 'sender', name: 'Sender' }, 1, 'm-1', 'hello everyone', 'chat')
   let got = 0

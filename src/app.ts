@@ -122,9 +122,12 @@ export function createApp(deps: AppDeps) {
     push: deps.push,
   })
 
-  // The Pusher protocol's face (src/pusher): its routes, and the hub's deliver and drain with its sockets in them.
+  // The Pusher protocol's face (src/pusher): its routes, and its sockets in the hub's delivery and drain (the hub's hooks).
   const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), door, redis: deps.redis }) : undefined
-  if (pusher) Object.assign(hub, { deliver: pusher.deliver(hub.deliver), drain: pusher.drain(hub.drain) })
+  if (pusher) {
+    hub.onDeliver(pusher.delivery)
+    hub.onDrain(pusher.drain)
+  }
 
   /** The admin view of this node (and, with Redis, of the cluster); main starts and stops its ticks. */
   const stats = nodeStats({

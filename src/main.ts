@@ -164,7 +164,8 @@ const uploads = configuredUploads(config, { sql: store?.sql, redis: connections?
 const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps, sql: store?.sql })
 let push: Push | undefined
 try {
-  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit, redis: redisDeps })
+  // The badge is the hub's unread count; the hub is made below, and push asks only once it runs.
+  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit, redis: redisDeps, badge: (user) => hub.badge(user) })
 } catch (err) {
   console.error(`config error: ${(err as Error).message}`)
   process.exit(1)

@@ -94,8 +94,8 @@ export interface WebhookMetrics {
   dropped: Tally
   /** Pre-publish hook calls without a valid answer in time. */
   hookFailures: Tally
-  /** The queue's depth, read on scrape: the webhooks set `read` when they start. */
-  depth: { read: () => number }
+  /** The queue's depth, read on scrape; the webhooks register how to read it (`from`) when they make their queue. */
+  depth: { read(): number; from(read: () => number): void }
   /** From an event emitted to the application answering 2xx for it. */
   latency: Histogram
 }
@@ -187,8 +187,15 @@ export function createMetrics(): Metrics {
     },
   })
 
-  /** Webhooks (src/webhooks): per event; the depth is read from the queue on scrape. */
-  const webhookDepth = { read: () => 0 }
+  /** Webhooks (src/webhooks): per event; the depth is read from the queue on scrape (webhook.depth.from). */
+  let readWebhookDepth = () => 0
+  const webhookDepth = {
+    read: () => readWebhookDepth(),
+    /** How to read the queue's depth: the webhooks register it when they make their queue. */
+    from(read: () => number) {
+      readWebhookDepth = read
+    },
+  }
   const webhook = {
     sent: tally('chat_webhook_events_sent_total', 'Webhook events delivered (the application answered 2xx)'),
     failed: tally('chat_webhook_events_failed_total', 'Webhook events given up after WEBHOOK_RETRY_S of failed attempts'),

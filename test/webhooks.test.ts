@@ -172,6 +172,8 @@ describe('webhooks, one node', () => {
     const c = await connect(s.ws, { user: 'dave' })
     await c.next({ type: 'joined' })
     const ids = await chat(c, 30)
+    // The gauge reads the queue (the webhooks register how: metrics.webhook.depth.from).
+    expect(await metric(s, 'chat_webhook_queue_depth')).toBeGreaterThan(0)
     r.mode = 'ok'
     await until(async () => (await metric(s, 'chat_webhook_queue_depth')) === 0, 'an empty queue', 10_000)
     const got = byMessage(r.delivered())

@@ -19,6 +19,7 @@ export const pusherChannelTopic = (room: string) => `${PUSHER_CHANNEL}${room}`
 
 export const isRoomTopic = (topic: string) => topic.startsWith(ROOM)
 export const isUserTopic = (topic: string) => topic.startsWith(USER)
+export const isPusherUserTopic = (topic: string) => topic.startsWith(PUSHER_USER)
 
 /** The room of a room topic; undefined for any other kind. */
 export const topicRoom = (topic: string) => (topic.startsWith(ROOM) ? topic.slice(ROOM.length) : undefined)

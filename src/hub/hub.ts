@@ -1,5 +1,5 @@
 import type { Server } from 'bun'
-import type { Broker, Position } from '../broker/types'
+import type { Broker, Deliver, Position } from '../broker/types'
 import type { Config } from '../config'
 import { FrameError } from '../core/errors'
 import type { Identity } from '../core/identity'
@@ -63,21 +63,25 @@ export interface HubDeps {
 
 /** The hub as the faces, the HTTP API and main see it (see createHub). */
 export interface Hub {
-  /** Called by the broker for every frame of a watched topic (Pusher wraps it, app.ts). */
+  /** Called by the broker for every frame of a watched topic: the hub's sockets, then each delivery hook (onDeliver). */
   deliver: (topic: string, frame: string, except?: string) => void
+  onDeliver: HubHooks['onDeliver']
+  onDrain: HubHooks['onDrain']
   /** A room's sequence restarted (Redis came back empty): its members here start over from `pos`. */
   reset(room: string, pos: Position): void
   open: Session['open']
   message: Session['message']
   close: Session['close']
   sweep: Session['sweep']
-  /** Closes every socket with 1001; resolves with how many were left after `graceMs` (Pusher wraps it, app.ts). */
+  /** Closes every socket with 1001; resolves with how many were left after `graceMs`, each drain hook's (onDrain) counted in. */
   drain: (graceMs: number) => Promise<number>
   pong: Session['pong']
   /** Sequences and fans out one chat message (the publish API). */
   publish: Publish
   /** Adds or replaces a device of a user (the push API). */
   putDevice(user: string, id: string, a: DeviceInput): Promise<DevicePut>
+  /** The user's total unread, as `welcome` counts it (a push's badge). */
+  badge(user: string): Promise<number>
   /** History of a room: the broker's log, then the store. */
   page: Rooms['page']
   audit(entry: AuditEntry): void
@@ -93,6 +97,36 @@ export interface Hub {
   readonly draining: boolean
   /** Connections open on this node. */
   readonly size: number
+}
+
+/**
+ * Another face's part in the way out (the Pusher face, src/pusher), registered with
+ * `hub.onDeliver` where the parts are wired (app.ts).
+ */
+export interface DeliveryHook {
+  /**
+   * True for a topic only that face has (Pusher's user topics, core/topic.ts): its frames go to
+   * the hook's `deliver` alone, never to the hub's sockets.
+   */
+  owns?(topic: string): boolean
+  /** Every frame of a watched topic, after the hub's own sockets got it (one encoded frame, as the broker gave it). */
+  deliver: Deliver
+}
+
+/** Another face's part in the graceful drain, registered with `hub.onDrain` (app.ts). */
+export interface DrainHook {
+  /** Before the hub drains: the face refuses new sockets and tells its open ones to go. */
+  begin(): void
+  /** After the hub's drain (given the same grace): how many of the face's connections are still open. */
+  end(graceMs: number): Promise<number>
+}
+
+/** How another face plugs into the hub (centrifuge's On*()): registered where the parts are wired, before traffic. */
+export interface HubHooks {
+  /** Another face's sockets get the frames the hub delivers (see the hub's deliver). */
+  onDeliver(hook: DeliveryHook): void
+  /** Another face drains with the hub (see the hub's drain). */
+  onDrain(hook: DrainHook): void
 }
 
 /**
@@ -172,8 +206,6 @@ export function createHub(deps: HubDeps): Hub {
     },
   }
 
-  // A push's badge: the user's total unread, as `welcome` counts it.
-  if (push) push.badge = async (user) => (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0)
   const messages = messageFrames(h)
   const pushing = pushFrames(h)
   const session = createSession({
@@ -185,17 +217,51 @@ export function createHub(deps: HubDeps): Hub {
     handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pinFrames(h, pins, search), ...pushing.handlers },
   })
 
+  const deliveryHooks: DeliveryHook[] = []
+  const drainHooks: DrainHook[] = []
+
+  /**
+   * The broker's frames (every watched topic) on their way out: to this hub's sockets
+   * (delivery.ts, one publish per frame), then to every other face's (deliveryHooks). A
+   * topic a face owns goes to that face alone. No hook registered: two empty loops.
+   */
+  function deliver(topic: string, frame: string, except?: string) {
+    for (let i = 0; i < deliveryHooks.length; i++) {
+      const hook = deliveryHooks[i]!
+      if (hook.owns?.(topic)) return hook.deliver(topic, frame, except)
+    }
+    delivery.deliver(topic, frame, except)
+    for (let i = 0; i < deliveryHooks.length; i++) deliveryHooks[i]!.deliver(topic, frame, except)
+  }
+
+  /** The graceful drain: every face is told first, the hub's sockets drain, then each face's count is added. */
+  async function drain(graceMs: number): Promise<number> {
+    for (const hook of drainHooks) hook.begin()
+    let left = await session.drain(graceMs)
+    for (const hook of drainHooks) left += await hook.end(graceMs)
+    return left
+  }
+
+  const hooks: HubHooks = {
+    onDeliver: (hook) => void deliveryHooks.push(hook),
+    onDrain: (hook) => void drainHooks.push(hook),
+  }
+
   return {
-    deliver: delivery.deliver,
+    deliver,
+    onDeliver: hooks.onDeliver,
+    onDrain: hooks.onDrain,
     reset: (room: string, pos: Position) => session.reset(room, pos, (topic, frame) => server().publish(topic, frame)),
     open: session.open,
     message: session.message,
     close: session.close,
     sweep: session.sweep,
-    drain: session.drain,
+    drain,
     pong: session.pong,
     publish: messages.publish,
     putDevice: pushing.putDevice,
+    /** The user's total unread, as `welcome` counts it (a push's badge). */
+    badge: async (user: string) => (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0),
     page: rooms.page,
     audit,
     conversations,

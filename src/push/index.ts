@@ -29,8 +29,6 @@ export interface HubPush {
   /** This node's first / last connection of a user (`u:<user>` topics; others are ignored). */
   live(topic: string, user: User): void
   idle(topic: string, user: User): void
-  /** The user's total unread, the badge (the hub sets it: it is what `welcome` counts). */
-  badge?: (user: string) => Promise<number>
   /** Providers configured here: a device of another kind is refused. */
   readonly kinds: ReadonlySet<PushKind>
   /**
@@ -119,6 +117,8 @@ export function createPush(opts: {
   /** With Redis: the node's connections and the cluster's heartbeat (the queue and liveness shared by every node). */
   redis?: { connections: RedisConnections; nodes: Cluster }
   providers?: Provider[]
+  /** The user's total unread, the badge: the hub's count, the one `welcome` shows (main.ts wires it). */
+  badge?: (user: string) => Promise<number>
 }): Push | undefined {
   const { config, metrics, members, nodeId } = opts
   const providers = opts.providers ?? providersOf(config)
@@ -206,7 +206,7 @@ export function createPush(opts: {
           const name = level === 'mentions' ? ((await members.user(user))?.name ?? user) : user
           const mine = w.msgs.filter((m) => m.from.id !== user && !blockedBy.get(m.from.id)?.has(user) && (level === 'all' || mentions(m.body, user, name)))
           if (mine.length === 0) return
-          const [devices, badge] = await Promise.all([members.devices(user), hub.badge ? hub.badge(user).catch(() => 0) : 0])
+          const [devices, badge] = await Promise.all([members.devices(user), opts.badge ? opts.badge(user).catch(() => 0) : 0])
           // Messages past the window's bound count too, when every one of them would have.
           const count = level === 'all' && mine.length === w.msgs.length ? w.count : mine.length
           const base = notification(room, mine.at(-1)!, count, badge)

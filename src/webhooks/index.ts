@@ -99,7 +99,7 @@ export function createWebhooks(opts: {
   // Without Redis the queue is this process's; with PostgreSQL it is journalled there.
   const memory = redis ? undefined : memorySource({ bound: config.WEBHOOK_QUEUE_MAX, onDrop, journal: journalled })
   const source: Source = redis ?? memory!
-  metrics.webhook.depth.read = () => source.depth()
+  metrics.webhook.depth.from(() => source.depth())
 
   const emit = (hub.emit = (input: EventInput) => {
     if (types.has(input.type)) source.push([encodeEvent(input)])
