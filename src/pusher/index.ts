@@ -1,6 +1,5 @@
 import type { Server, ServerWebSocket } from 'bun'
-import type { RedisConnections } from '../broker/redis-connect'
-import type { Cluster } from '../cluster/heartbeat'
+import type { Ledger } from '../cluster/ledger'
 import type { Broker, Deliver } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
@@ -14,7 +13,7 @@ import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { CHAT_HEAD, CONTROL_HEAD, DM_HEAD, PUSHER_HEAD, control, frames } from '../protocol/server-frames'
 import { pusherApi } from './http-api'
-import { memoryOccupancy, redisOccupancy } from './occupancy'
+import { ledgerOccupancy } from './occupancy'
 import type { Occupancy } from './occupancy'
 import { CODE, LIMITS, USER_CHANNEL_PREFIX, channelKind, channelProblem, presenceData, pusherFrames, validAuth } from './protocol'
 import type { ChannelKind } from './protocol'
@@ -28,8 +27,8 @@ export interface PusherDeps {
   server: () => Server<unknown>
   /** The one door of every face (hub/admission.ts): limits, origin, connect rate, draining. */
   door: Door
-  /** With Redis: the node's connections and the cluster's heartbeat (channel counts shared by every node). */
-  redis?: { connections: RedisConnections; nodes: Cluster }
+  /** The node's ledger (cluster/ledger.ts): channel counts shared by every node. */
+  ledger: Ledger
 }
 
 /** Bun topics of the Pusher face: a room's events as Pusher frames, a signed-in user's. */
@@ -69,14 +68,8 @@ export function createPusher(deps: PusherDeps) {
   /** Rooms whose public channels anyone with the key may read (auth off: all, as every room is open to /ws too). */
   const publicRooms = config.PUSHER_PUBLIC_ROOMS ?? (config.authMode === 'off' ? ['*'] : [])
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
-  const occupancy: Occupancy = deps.redis
-    ? redisOccupancy({
-        cmd: deps.redis!.connections.cmd,
-        prefix: config.REDIS_PREFIX,
-        nodes: deps.redis!.nodes,
-        onVacated: (channel) => hooks?.emit({ name: 'channel_vacated', channel }),
-      })
-    : memoryOccupancy()
+  // A channel a dead node's reaping left vacant gets its channel_vacated from that one reaper.
+  const occupancy: Occupancy = ledgerOccupancy(deps.ledger.book('pusher', (edge, _key, channel) => edge === 'down' && hooks?.emit({ name: 'channel_vacated', channel })))
 
   /** Socket ids: this process's random number, then a counter (unique cluster-wide in practice). */
   const prefix = 1 + Math.floor(Math.random() * 2_000_000_000)
@@ -282,7 +275,7 @@ export function createPusher(deps: PusherDeps) {
     let set = subs.get(room)
     if (!set) subs.set(room, (set = new Set()))
     set.add(s)
-    void counted(occupancy.change(room, 1).then((n) => n === 1 && hooks?.emit({ name: 'channel_occupied', channel: room })), 'occupancy not counted')
+    void counted(occupancy.change(room, 1).then((first) => first && hooks?.emit({ name: 'channel_occupied', channel: room })), 'occupancy not counted')
     if (!member) return s.send(pusherFrames.succeeded(room, '{}'))
     // Cluster-wide presence: the broker's, the same chat-server clients of the room are in.
     const first = await broker.presence.add(room, member, s.id)
@@ -305,7 +298,7 @@ export function createPusher(deps: PusherDeps) {
     if (set?.size === 0) subs.delete(room)
     const topic = roomTopic(room)
     broker.unwatch(topic)
-    void counted(occupancy.change(room, -1).then((n) => n === 0 && hooks?.emit({ name: 'channel_vacated', channel: room })), 'occupancy not counted')
+    void counted(occupancy.change(room, -1).then((last) => last && hooks?.emit({ name: 'channel_vacated', channel: room })), 'occupancy not counted')
     const m = sub.member
     if (m)
       void counted(

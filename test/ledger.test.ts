@@ -1,0 +1,209 @@
+// The cluster's ledger (src/cluster/ledger.ts): one book of facts per use (presence, liveness,
+// Pusher occupancy, connection counts), the same promises in memory, on one Redis and on a
+// real Redis Cluster: first/last across nodes, counts, paging, a limit, a dead node reaped.
+import { afterAll, describe, expect, test } from 'bun:test'
+import type Redis from 'ioredis'
+import { redisConnection } from '../src/broker/redis-connect'
+import { redisCluster } from '../src/cluster/heartbeat'
+import type { Cluster } from '../src/cluster/heartbeat'
+import { listAll, memoryLedger, redisLedger } from '../src/cluster/ledger'
+import type { Book, Ledger } from '../src/cluster/ledger'
+import { startRedisCluster, needRedisBinaries } from './helpers/redis-cluster'
+import { dropRedisPrefix, needService } from './helpers/services'
+
+type Edge = [edge: 'up' | 'down', key: string, member: string, info: string]
+
+interface Node {
+  book: Book
+  edges: Edge[]
+  /** The node dies without a word: its lease lapses (Redis only). */
+  die?: () => Promise<void>
+}
+
+interface Engine {
+  name: string
+  test: typeof test
+  /** Two nodes of one cluster (memory: the same one twice, it is the cluster). */
+  nodes(): Promise<[Node, Node]>
+  stop(): Promise<void>
+}
+
+const redisTest = await needService('Redis', 6379)
+const clusterTest = needRedisBinaries()
+let rc: Awaited<ReturnType<typeof startRedisCluster>> | undefined
+const cleanups: (() => Promise<void> | void)[] = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+  await rc?.stop()
+})
+
+let n = 0
+const uid = (s: string) => `${s}-${process.pid}-${n++}`
+
+function memoryEngine(): Engine {
+  return {
+    name: 'memory',
+    test,
+    async nodes() {
+      const edges: Edge[] = []
+      const book = memoryLedger().book('t', (...e) => edges.push(e))
+      const one = { book, edges }
+      return [one, one]
+    },
+    async stop() {},
+  }
+}
+
+function redisEngine(name: string, url: () => string, cluster: boolean, test: Engine['test']): Engine {
+  return {
+    name,
+    test,
+    async nodes() {
+      if (cluster && !rc) rc = await startRedisCluster()
+      const prefix = `ledger-${process.pid}-${Date.now().toString(36)}-${n++}:`
+      const make = async (nodeId: string): Promise<Node & { heart: Cluster; ledger: Ledger; cmd: Redis }> => {
+        const cmd = redisConnection(url(), cluster, 'command')
+        await cmd.connect()
+        // A short lease: a node silent for 600 ms is dead, seen within a 100 ms beat.
+        const heart = redisCluster({ cmd, prefix, nodeId, ttlMs: 600, beatMs: 100 })
+        const ledger = redisLedger({ cmd, prefix, nodes: heart })
+        const edges: Edge[] = []
+        const book = ledger.book('t', (...e) => edges.push(e))
+        await heart.start()
+        return {
+          book,
+          edges,
+          heart,
+          ledger,
+          cmd,
+          async die() {
+            cmd.disconnect() // no more beats, no goodbye: the lease lapses
+          },
+        }
+      }
+      const a = await make('node-a')
+      const b = await make('node-b')
+      cleanups.push(async () => {
+        await b.heart.stop()
+        await a.heart.stop().catch(() => {})
+        a.cmd.disconnect()
+        b.cmd.disconnect()
+        if (!cluster) await dropRedisPrefix(prefix)
+      })
+      return [a, b]
+    },
+    async stop() {},
+  }
+}
+
+const factories: Engine[] = [
+  memoryEngine(),
+  redisEngine('Redis', () => 'redis://127.0.0.1:6379', false, redisTest),
+  redisEngine('Redis Cluster', () => rc!.url, true, clusterTest),
+]
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000) {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await check()) return
+    await Bun.sleep(50)
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
+
+for (const e of factories) {
+  describe(`ledger: ${e.name}`, () => {
+    e.test('first and last are the cluster\'s: a member up on two nodes is first once and last once', async () => {
+      const [a, b] = await e.nodes()
+      const room = uid('room')
+      expect(await a.book.up(room, 'alice', 'Alice')).toBe(true)
+      expect(await b.book.up(room, 'alice', 'Alice')).toBe(false)
+      expect(await a.book.up(room, 'alice', 'Alice')).toBe(false)
+      expect(await a.book.weight(room, 'alice')).toBe(3)
+      expect(await a.book.down(room, 'alice')).toBe(false)
+      expect(await a.book.down(room, 'alice')).toBe(false)
+      expect(await b.book.down(room, 'alice')).toBe(true)
+      expect(await a.book.weight(room, 'alice')).toBe(0)
+      // A member this node holds none of: nothing taken from the others, not a last.
+      expect(await b.book.up(room, 'bob')).toBe(true)
+      expect(await a.book.down(room, 'bob')).toBe(e.name === 'memory')
+    }, 60_000)
+
+    e.test('count, has and the info kept with a member', async () => {
+      const [a, b] = await e.nodes()
+      const key = uid('key')
+      await a.book.up(key, 'alice', 'Alice')
+      await b.book.up(key, 'bob', 'Bob')
+      await b.book.up(key, 'alice', 'Alice')
+      expect(await a.book.count(key)).toBe(2)
+      expect(await b.book.has(key, ['alice', 'carol', 'bob'])).toEqual(new Set(['alice', 'bob']))
+      expect((await listAll(a.book, key)).sort((x, y) => x.member.localeCompare(y.member))).toEqual([
+        { member: 'alice', count: 2, info: 'Alice' },
+        { member: 'bob', count: 1, info: 'Bob' },
+      ])
+      expect(await a.book.count(uid('empty'))).toBe(0)
+      expect(await a.book.has(uid('empty'), [])).toEqual(new Set())
+    }, 60_000)
+
+    e.test('paging: every member once, pages continued by their cursor', async () => {
+      const [a, b] = await e.nodes()
+      const key = uid('paged')
+      // More than a small hash (512 fields, kept compact: HSCAN answers it whole) holds.
+      const N = 700
+      await Promise.all(Array.from({ length: N }, (_, i) => (i % 2 ? a : b).book.up(key, `m${i}`, `M${i}`)))
+      expect(await a.book.count(key)).toBe(N)
+      const seen: string[] = []
+      let cursor: string | undefined
+      let pages = 0
+      do {
+        const page = await a.book.list(key, cursor, 50)
+        for (const f of page.facts) {
+          expect(f.info).toBe(`M${f.member.slice(1)}`)
+          seen.push(f.member)
+        }
+        cursor = page.cursor
+        pages++
+      } while (cursor && pages < 1000)
+      expect(pages).toBeGreaterThan(1)
+      expect(seen.length).toBe(N)
+      expect(new Set(seen).size).toBe(N)
+    }, 60_000)
+
+    e.test('acquire holds a limit across nodes; a down frees a place anywhere', async () => {
+      const [a, b] = await e.nodes()
+      const key = uid('users')
+      expect(await a.book.acquire(key, 'u', 3)).toBe(true)
+      expect(await a.book.acquire(key, 'u', 3)).toBe(true)
+      expect(await b.book.acquire(key, 'u', 3)).toBe(true)
+      expect(await b.book.acquire(key, 'u', 3)).toBe(false)
+      expect(await a.book.acquire(key, 'u', 3)).toBe(false)
+      expect(await a.book.weight(key, 'u')).toBe(3)
+      expect(await b.book.acquire(key, 'other', 3)).toBe(true)
+      expect(await a.book.down(key, 'u')).toBe(false)
+      expect(await b.book.acquire(key, 'u', 3)).toBe(true)
+      expect(await a.book.weight(key, 'u')).toBe(3)
+    }, 60_000)
+
+    if (e.name !== 'memory')
+      e.test('a dead node\'s facts are reaped: its lasts reach a live node once, what others hold stays', async () => {
+        const [a, b] = await e.nodes()
+        const key = uid('room')
+        await a.book.up(key, 'only-a', 'Only A')
+        await a.book.up(key, 'both', 'Both')
+        await b.book.up(key, 'both', 'Both')
+        await a.book.acquire(key, 'limited', 1)
+        expect(await b.book.acquire(key, 'limited', 1)).toBe(false)
+        await a.die!()
+        await until('node a reaped', async () => (await b.book.count(key)) === 1)
+        expect(await b.book.has(key, ['only-a', 'both', 'limited'])).toEqual(new Set(['both']))
+        expect(await b.book.weight(key, 'both')).toBe(1)
+        // Its place is free again: the dead node's connection no longer counts.
+        expect(await b.book.acquire(key, 'limited', 1)).toBe(true)
+        const downs = b.edges.filter(([edge, k]) => edge === 'down' && k === key).map(([, , m, info]) => [m, info])
+        expect(downs.sort()).toEqual([
+          ['limited', 'limited'],
+          ['only-a', 'Only A'],
+        ])
+      }, 60_000)
+  })
+}
