@@ -159,6 +159,34 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
   const books = new Map<string, { shares: Shares; onEdge?: (edge: 'up' | 'down', key: string, member: string, info: string) => void }>()
   /** Facts whose last write failed: `book\nkey\nmember`. */
   const dirty = new Set<string>()
+  /**
+   * The node's index entries (`book\nkey`) Redis has: added before the first share of a key is
+   * written, so a reaper always finds it; an entry whose key this node no longer holds goes at
+   * the next beat, in one command, so a busy key (users, a lively room) costs no index write.
+   */
+  const indexed = new Set<string>()
+  const holds = (entry: string) => {
+    const at = entry.indexOf('\n')
+    return (books.get(entry.slice(0, at))?.shares.get(entry.slice(at + 1))?.size ?? 0) > 0
+  }
+  async function ensureIndexed(book: string, key: string) {
+    const entry = `${book}\n${key}`
+    if (indexed.has(entry)) return
+    indexed.add(entry)
+    try {
+      await track(cmd.sadd(index(nodeId), entry))
+    } catch (err) {
+      indexed.delete(entry)
+      throw err
+    }
+  }
+  async function trimIndex() {
+    const idle = [...indexed].filter((e) => !holds(e))
+    if (idle.length === 0) return
+    // Out of the set first: an `up` from now on indexes its key again, after this SREM.
+    for (const e of idle) indexed.delete(e)
+    await cmd.srem(index(nodeId), ...idle)
+  }
   const inflight = new Set<Promise<unknown>>()
   let closing = false
 
@@ -194,7 +222,7 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
       const [book, key, member] = f.split('\n') as [string, string, string]
       const b = books.get(book)
       try {
-        if (b?.shares.get(key)?.size) await cmd.sadd(index(nodeId), `${book}\n${key}`)
+        if (b?.shares.get(key)?.size) await ensureIndexed(book, key)
         const [before, after] = await send(book, key, member)
         const info = b?.shares.get(key)?.get(member)?.info ?? member
         if (before === 0 && after > 0) b?.onEdge?.('up', key, member, info)
@@ -212,11 +240,14 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
 
   nodes.onBeat(async () => {
     if (dirty.size) await resync([...dirty])
+    await trimIndex()
   })
   // The command connection is back: Redis may have restarted empty, or a replica without this
   // node's latest writes was promoted. The shares are absolute, so sending them all is safe.
   const resyncAll = () => {
-    if (!closing) void resync([...new Set(everything())])
+    if (closing) return
+    indexed.clear() // Redis may have lost the index too
+    void resync([...new Set(everything())])
   }
   cmd.on('ready', resyncAll)
 
@@ -245,34 +276,18 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
     const shares: Shares = new Map()
     books.set(name, { shares, onEdge })
     const b = (key: string) => base(name, key)
-    /** The node's first member of a key is indexed before its share is written, so a reaper always finds it. */
-    const indexed = async (key: string) => {
-      if (shares.get(key)?.size === 1 && countOfKey(key) === 1) await track(cmd.sadd(index(nodeId), `${name}\n${key}`))
-    }
-    const countOfKey = (key: string) => {
-      let n = 0
-      for (const e of shares.get(key)?.values() ?? []) if ((n += e.count) > 1) break
-      return n
-    }
-    const unindex = (key: string) => {
-      if (!shares.has(key)) void track(cmd.srem(index(nodeId), `${name}\n${key}`)).catch(() => {})
-    }
     return {
       async up(key, member, info) {
         bump(shares, key, member, 1, info)
-        await indexed(key)
+        await ensureIndexed(name, key)
         const [before, after] = await send(name, key, member)
         return before === 0 && after > 0
       },
       async down(key, member) {
         if (countOf(shares, key, member) === 0) return false
         bump(shares, key, member, -1)
-        try {
-          const [before, after] = await send(name, key, member)
-          return before > 0 && after === 0
-        } finally {
-          unindex(key)
-        }
+        const [before, after] = await send(name, key, member)
+        return before > 0 && after === 0
       },
       async acquire(key, member, limit, info) {
         if (countOf(shares, key, member) >= limit) return false
@@ -280,7 +295,7 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
         bump(shares, key, member, 1, info)
         let after: number
         try {
-          await indexed(key)
+          await ensureIndexed(name, key)
           after = (await send(name, key, member, limit))[1]
         } catch (err) {
           // Redis unreachable: admitted on this node's count (chat needs Redis then anyway); sent again at the next beat.
@@ -289,7 +304,6 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
         }
         if (after >= 0) return true
         bump(shares, key, member, -1)
-        unindex(key)
         // A write of this fact while the refused one was in flight carried the +1: set it right.
         void send(name, key, member).catch(() => {})
         return false
