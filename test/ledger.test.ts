@@ -207,3 +207,68 @@ for (const e of factories) {
       }, 60_000)
   })
 }
+
+describe('one write per fact (a server on a private Redis, webhooks and push on)', () => {
+  // What a connect writes to Redis about who is online, on a node that already serves the room:
+  // the connection count, the user online (read by both webhooks and push) and the presence in
+  // the room: one script each. The trackers this ledger replaced wrote five (liveness twice,
+  // presence's node index apart from its script).
+  redisTest('a connect writes its connection count, its user online and its presence once each; a close likewise', async () => {
+    const { privateRedis } = await import('./helpers/services')
+    const { startServer } = await import('./helpers/server')
+    const { connect } = await import('./helpers/client')
+    const { webhookReceiver } = await import('./helpers/webhook-receiver')
+    const webpush = (await import('web-push')).default
+    const redis = await privateRedis({ keepData: false })
+    const rx = webhookReceiver()
+    const vapid = webpush.generateVAPIDKeys()
+    const s = await startServer({
+      env: {
+        REDIS_URL: redis.url,
+        NODE_ID: 'w1',
+        WEBHOOK_URL: rx.url,
+        WEBHOOK_SECRET: 'a-secret-of-sufficient-length',
+        WEBHOOK_BATCH_MS: '10',
+        PUSH_VAPID_PUBLIC_KEY: vapid.publicKey,
+        PUSH_VAPID_PRIVATE_KEY: vapid.privateKey,
+        PUSH_VAPID_SUBJECT: 'mailto:ops@example.com',
+        MAX_CONNECTIONS_PER_USER: '5',
+      },
+    })
+    const monitor = Bun.spawn(['redis-cli', '-p', String(new URL(redis.url).port), 'monitor'], { stdout: 'pipe', stderr: 'ignore' })
+    try {
+      const bob = await connect(s.ws, { user: 'bob' })
+      await bob.next({ type: 'joined' })
+      let text = ''
+      void (async () => {
+        for await (const c of monitor.stdout) text += new TextDecoder().decode(c)
+      })()
+      await Bun.sleep(300) // MONITOR is on
+      const userOnline = (type: string) => rx.received.flatMap((r) => r.events).some((e: any) => e.type === type && e.user?.id === 'alice')
+      const alice = await connect(s.ws, { user: 'alice' })
+      await alice.next({ type: 'joined' })
+      await until('user.online of alice', () => userOnline('user.online'))
+      await bob.next((f) => f.type === 'presence' && f.event === 'join' && f.user?.id === 'alice')
+      const atOpen = text.length
+      alice.ws.close()
+      await bob.next((f) => f.type === 'presence' && f.event === 'leave' && f.user?.id === 'alice')
+      await until('user.offline of alice', () => userOnline('user.offline'))
+      await Bun.sleep(200)
+      // The commands of the node (scripts run inside Redis are listed apart, as `lua`) that say
+      // who is online: scripts and index writes naming alice or her room's presence.
+      const facts = (s: string) =>
+        s
+          .split('\n')
+          .filter((l) => !l.includes(' lua] ') && /"(eval|evalsha|sadd|srem|hset|hdel|hincrby)"/i.test(l) && l.includes('alice'))
+          .filter((l) => !/rooms"|:members"|"chat:users"|devices|:events"|:state"/.test(l))
+      const open = facts(text.slice(0, atOpen))
+      const close = facts(text.slice(atOpen))
+      expect({ open: open.length, close: close.length }).toEqual({ open: 3, close: 3 })
+    } finally {
+      monitor.kill()
+      await s.stop()
+      rx.stop()
+      await redis.kill()
+    }
+  }, 60_000)
+})
