@@ -68,7 +68,11 @@ export async function listAll(book: Book, key: string): Promise<Fact[]> {
 interface Entry {
   count: number
   info: string
+  /** When it last changed here (a node-wide clock): an acquire refused tells whether others wrote meanwhile. */
+  at: number
 }
+
+let clock = 0
 
 /** key → member → this node's entry: the node's own truth, re-sent to Redis when Redis lost it. */
 type Shares = Map<string, Map<string, Entry>>
@@ -77,9 +81,10 @@ function bump(shares: Shares, key: string, member: string, by: 1 | -1, info?: st
   let members = shares.get(key)
   if (!members) shares.set(key, (members = new Map()))
   let e = members.get(member)
-  if (!e) members.set(member, (e = { count: 0, info: info ?? '' }))
+  if (!e) members.set(member, (e = { count: 0, info: info ?? '', at: 0 }))
   if (info !== undefined) e.info = info
   e.count += by
+  e.at = ++clock
   if (e.count <= 0) members.delete(member)
   if (members.size === 0) shares.delete(key)
   return e
@@ -216,6 +221,18 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
     )
   }
 
+  /** Indexes the key if needed, then sends the share: a failure of either leaves the fact to the next beat. */
+  async function write(book: string, key: string, member: string, limit = 0): Promise<[number, number]> {
+    try {
+      await ensureIndexed(book, key)
+    } catch (err) {
+      dirty.add(`${book}\n${key}\n${member}`)
+      opts.onError?.()
+      throw err
+    }
+    return send(book, key, member, limit)
+  }
+
   /** Sends again what Redis may not have; edges it finds are the book's `onEdge`. */
   async function resync(facts: Iterable<string>) {
     for (const f of facts) {
@@ -279,8 +296,7 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
     return {
       async up(key, member, info) {
         bump(shares, key, member, 1, info)
-        await ensureIndexed(name, key)
-        const [before, after] = await send(name, key, member)
+        const [before, after] = await write(name, key, member)
         return before === 0 && after > 0
       },
       async down(key, member) {
@@ -292,20 +308,20 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
       async acquire(key, member, limit, info) {
         if (countOf(shares, key, member) >= limit) return false
         // Counted here first, so that writes meanwhile (absolute) include it; given back if refused.
-        bump(shares, key, member, 1, info)
+        const mine = bump(shares, key, member, 1, info).at
         let after: number
         try {
-          await ensureIndexed(name, key)
-          after = (await send(name, key, member, limit))[1]
+          after = (await write(name, key, member, limit))[1]
         } catch (err) {
           // Redis unreachable: admitted on this node's count (chat needs Redis then anyway); sent again at the next beat.
           log.debug('ledger: acquire not written; counted here', { err })
           return true
         }
         if (after >= 0) return true
+        const others = shares.get(key)?.get(member)?.at !== mine
         bump(shares, key, member, -1)
         // A write of this fact while the refused one was in flight carried the +1: set it right.
-        void send(name, key, member).catch(() => {})
+        if (others) void send(name, key, member).catch(() => {})
         return false
       },
       async count(key) {
