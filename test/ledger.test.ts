@@ -272,3 +272,35 @@ describe('one write per fact (a server on a private Redis, webhooks and push on)
     }
   }, 60_000)
 })
+
+describe('ledger: Redis back without its data', () => {
+  redisTest('every node sends its shares again: the counts come back, and what was gone is an up edge of its book', async () => {
+    const { privateRedis } = await import('./helpers/services')
+    const redis = await privateRedis({ keepData: false })
+    const cmd = redisConnection(redis.url, false, 'command')
+    try {
+      await cmd.connect()
+      const heart = redisCluster({ cmd, prefix: 'p:', nodeId: 'solo', ttlMs: 600, beatMs: 100 })
+      const ledger = redisLedger({ cmd, prefix: 'p:', nodes: heart })
+      const edges: Edge[] = []
+      const book = ledger.book('t', (...e) => edges.push(e))
+      await heart.start()
+      await book.up('room', 'alice', 'Alice')
+      await book.up('room', 'alice', 'Alice')
+      await book.up('room', 'bob', 'Bob')
+      await book.down('room', 'bob')
+      await redis.kill()
+      await redis.restart() // empty
+      await until('the shares sent again', async () => (await book.weight('room', 'alice').catch(() => 0)) === 2)
+      expect(await book.count('room')).toBe(1)
+      expect(edges).toEqual([['up', 'room', 'alice', 'Alice']])
+      // Written again from here on as before: the last goes with its down.
+      await book.down('room', 'alice')
+      expect(await book.down('room', 'alice')).toBe(true)
+      await heart.stop()
+    } finally {
+      cmd.disconnect()
+      await redis.kill()
+    }
+  }, 60_000)
+})
