@@ -110,7 +110,9 @@ const connections = config.REDIS_URL ? redisConnections(config.REDIS_URL, config
 const nodes: Cluster = connections ? redisCluster({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodeId }) : singleNode(nodeId)
 const redisDeps = connections && { connections, nodes }
 // Who is online, cluster-wide, kept once (presence, liveness, Pusher occupancy, connection counts): one write per fact.
-const ledger = connections ? redisLedger({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodes, onError: () => metrics.brokerErrors.inc() }) : memoryLedger()
+const ledger = connections
+  ? redisLedger({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodes, onError: () => metrics.brokerErrors.inc() })
+  : memoryLedger()
 const redis = connections
   ? redisBroker({
       redis: connections,
@@ -174,7 +176,8 @@ try {
   console.error(`config error: ${(err as Error).message}`)
   process.exit(1)
 }
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, ledger, online: webhooks?.hub.emit || push ? online : undefined, webhooks: webhooks?.hub, uploads, push: push?.hub, ...authDeps })
+const followed = webhooks?.hub.emit || push ? online : undefined
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, ledger, online: followed, webhooks: webhooks?.hub, uploads, push: push?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 if (push) await orExit('REDIS_URL', () => push.start())

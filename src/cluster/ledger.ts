@@ -290,6 +290,8 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
   })
 
   function book(name: string, onEdge?: (edge: 'up' | 'down', key: string, member: string, info: string) => void): Book {
+    // Two books of one name would share the keys and split the edges: a wiring mistake.
+    if (books.has(name)) throw new Error(`ledger: the book ${name} is open already`)
     const shares: Shares = new Map()
     books.set(name, { shares, onEdge })
     const b = (key: string) => base(name, key)

@@ -69,7 +69,8 @@ export function createPusher(deps: PusherDeps) {
   const publicRooms = config.PUSHER_PUBLIC_ROOMS ?? (config.authMode === 'off' ? ['*'] : [])
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
   // A channel a dead node's reaping left vacant gets its channel_vacated from that one reaper.
-  const occupancy: Occupancy = ledgerOccupancy(deps.ledger.book('pusher', (edge, _key, channel) => edge === 'down' && hooks?.emit({ name: 'channel_vacated', channel })))
+  const vacated = (edge: 'up' | 'down', _key: string, channel: string) => edge === 'down' && hooks?.emit({ name: 'channel_vacated', channel })
+  const occupancy: Occupancy = ledgerOccupancy(deps.ledger.book('pusher', vacated))
 
   /** Socket ids: this process's random number, then a counter (unique cluster-wide in practice). */
   const prefix = 1 + Math.floor(Math.random() * 2_000_000_000)
