@@ -21,7 +21,10 @@ import { demoRoutes } from './http/demo'
 import { listeners } from './http/listeners'
 import { createDoor, refusalResponse } from './hub/admission'
 import type { Ticket } from './hub/admission'
-import type { UserConnCounter } from './broker/redis-user-conns'
+import { memoryLedger } from './cluster/ledger'
+import type { Ledger } from './cluster/ledger'
+import type { Online } from './cluster/online'
+import type { UserConnCounter } from './cluster/user-conns'
 import type { RedisConnections } from './broker/redis-connect'
 import type { Cluster } from './cluster/heartbeat'
 import { docsRoutes } from './http/docs'
@@ -85,6 +88,10 @@ export interface AppDeps {
   /** Attachments (POST /api/uploads); absent: chat and dm refuse `attachments`. */
   uploads?: Uploads
   push?: HubPush
+  /** The node's ledger (cluster/ledger.ts), for the Pusher face's channel counts; one node's when absent. */
+  ledger?: Ledger
+  /** Who is online, cluster-wide; absent when neither webhooks nor push follow it. */
+  online?: Online
 }
 
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
@@ -120,10 +127,11 @@ export function createApp(deps: AppDeps) {
     webhooks: deps.webhooks,
     uploads: deps.uploads,
     push: deps.push,
+    online: deps.online,
   })
 
   // The Pusher protocol's face (src/pusher): its routes, and its sockets in the hub's delivery and drain (the hub's hooks).
-  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), door, redis: deps.redis }) : undefined
+  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), door, ledger: deps.ledger ?? memoryLedger() }) : undefined
   if (pusher) {
     hub.onDeliver(pusher.delivery)
     hub.onDrain(pusher.drain)

@@ -4,9 +4,11 @@ import { createJwtAuth } from './auth/jwt'
 import type { JwtAuth } from './auth/jwt'
 import { memoryBroker } from './broker/memory'
 import { redisBroker } from './broker/redis'
-import { redisUserConns } from './broker/redis-user-conns'
 import { redisConnections } from './broker/redis-connect'
 import { redisCluster, singleNode } from './cluster/heartbeat'
+import { memoryLedger, redisLedger } from './cluster/ledger'
+import { ledgerOnline } from './cluster/online'
+import { ledgerUserConns } from './cluster/user-conns'
 import type { Cluster } from './cluster/heartbeat'
 import { postgresStore } from './store/postgres'
 import type { PostgresStore } from './store/postgres'
@@ -107,10 +109,15 @@ const origin = store?.origin
 const connections = config.REDIS_URL ? redisConnections(config.REDIS_URL, config.REDIS_CLUSTER) : undefined
 const nodes: Cluster = connections ? redisCluster({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodeId }) : singleNode(nodeId)
 const redisDeps = connections && { connections, nodes }
+// Who is online, cluster-wide, kept once (presence, liveness, Pusher occupancy, connection counts): one write per fact.
+const ledger = connections
+  ? redisLedger({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodes, onError: () => metrics.brokerErrors.inc() })
+  : memoryLedger()
 const redis = connections
   ? redisBroker({
       redis: connections,
       nodes,
+      ledger,
       cluster: config.REDIS_CLUSTER,
       prefix: config.REDIS_PREFIX,
       nodeId,
@@ -133,6 +140,7 @@ const broker: Broker =
     maxRooms: config.MAX_ROOMS,
     reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER, pinsPerRoom: config.PINS_MAX_PER_ROOM },
     loadMessages: store && ((room, ids) => store.messages(room, ids)),
+    ledger,
     onEvict: () => metrics.roomsEvicted.inc(),
   })
 // Memberships are durable with PostgreSQL, cluster-wide with Redis, else in this process.
@@ -142,10 +150,7 @@ const members: Members = store
     ? redisMembers(redis.client, config.REDIS_PREFIX)
     : memoryMembers()
 
-const userConns =
-  config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0
-    ? redisUserConns({ cmd: connections!.cmd, nodes, prefix: config.REDIS_PREFIX, onError: () => metrics.brokerErrors.inc() })
-    : undefined
+const userConns = config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0 ? ledgerUserConns(ledger.book('conns')) : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
 /**
  * `offline` of message.created: the room's members with no live connection in the cluster, up
@@ -161,22 +166,24 @@ const offline: OfflineProvider = async (room, sender, online) => {
 }
 // Upload metadata where the memberships are; the files on disk (UPLOAD_DIR) or in S3.
 const uploads = configuredUploads(config, { sql: store?.sql, redis: connections?.cmd })
-const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps, sql: store?.sql })
+// The users and rooms online: written once, followed by the webhooks and push (absent when neither is on).
+const online = ledgerOnline((onEdge) => ledger.book('live', onEdge))
+const webhooks = createWebhooks({ config, metrics, nodeId, offline, redis: redisDeps, sql: store?.sql, online })
 let push: Push | undefined
 try {
   // The badge is the hub's unread count; the hub is made below, and push asks only once it runs.
-  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit, redis: redisDeps, badge: (user) => hub.badge(user) })
+  push = createPush({ config, metrics, nodeId, members, emit: webhooks?.emit, redis: redisDeps, badge: (user) => hub.badge(user), online })
 } catch (err) {
   console.error(`config error: ${(err as Error).message}`)
   process.exit(1)
 }
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, webhooks: webhooks?.hub, uploads, push: push?.hub, ...authDeps })
+const followed = webhooks?.hub.emit || push ? online : undefined
+const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, ledger, online: followed, webhooks: webhooks?.hub, uploads, push: push?.hub, ...authDeps })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 if (push) await orExit('REDIS_URL', () => push.start())
-// After the engines that reap what dead nodes left (presence, webhook and push liveness, counts) are up.
+// After every book of the ledger is open: reaping what dead nodes left (and this node's earlier life) tells each its edges.
 await orExit('REDIS_URL', () => nodes.start())
-if (userConns) await orExit('REDIS_URL', () => userConns.start())
 // reusePort: WORKERS share the port, and a renewed TLS certificate takes it over (SIGHUP below).
 app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) })
 listeners.set(app.server)
@@ -220,7 +227,6 @@ async function shutdown(signal: string) {
   log.info('draining', { signal, connections: hub.size })
   const left = await hub.drain(Math.max(0, graceMs - 500))
   app.server?.stop(true)
-  await userConns?.close()
   await stats.stop()
   await push?.stop(Math.min(2000, graceMs))
   await webhooks?.stop(Math.min(2000, graceMs))

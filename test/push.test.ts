@@ -320,7 +320,7 @@ describe('push across three nodes through Redis', async () => {
     fc.close()
     await fc.closed
     // bob's connection on B counts cluster-wide once B's liveness write is in Redis.
-    await until('bob online in Redis', async () => (await redis.exists(`${prefix}{push}:live:u:${bob}`)) === 1)
+    await until('bob online in Redis', async () => (await redis.hexists(`${prefix}{u}:l:live:n`, bob)) === 1)
     const a = await as(A, alice)
     expect(await a.request({ type: 'dm', to: frank, body: 'hi' })).toMatchObject({ type: 'error', code: 'forbidden' })
     await a.request({ type: 'chat', room, body: 'cluster one' })
@@ -332,7 +332,7 @@ describe('push across three nodes through Redis', async () => {
     // bob goes offline: now he is pushed, by whichever node took the job from the stream.
     bobConn.close()
     await bobConn.closed
-    await until('bob offline in Redis', async () => (await redis.exists(`${prefix}{push}:live:u:${bob}`)) === 0)
+    await until('bob offline in Redis', async () => (await redis.hexists(`${prefix}{u}:l:live:n`, bob)) === 0)
     await a.request({ type: 'chat', room, body: 'cluster three' })
     await pushedAll(b)
     expect(webOf(b)[0]!.payload.body).toBe('cluster three')

@@ -7,7 +7,9 @@ import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import type { User } from '../protocol/server-frames'
 import { MessageStates, Refused, byPinTime, neededMessage, project } from './message-rules'
-import { memoryPresence } from './memory-presence'
+import { memoryLedger } from '../cluster/ledger'
+import type { Ledger } from '../cluster/ledger'
+import { ledgerPresence } from './presence'
 import type { Caps, LoadMessages, MessageState, Pins, Sanctions } from './message-rules'
 
 const MAX_DEDUPE_KEYS = 200_000
@@ -50,6 +52,8 @@ export interface MemoryBrokerOptions {
   reactionCaps?: Caps
   /** Message state beyond what this process holds (after a restart): PostgreSQL. */
   loadMessages?: LoadMessages
+  /** The node's ledger (cluster/ledger.ts), where presence is a book; made here when absent. */
+  ledger?: Ledger
 }
 
 /**
@@ -278,7 +282,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     async pins(room) {
       return [...(await log(room)).pins.values()].sort(byPinTime)
     },
-    presence: memoryPresence(),
+    presence: ledgerPresence((opts.ledger ?? memoryLedger()).book('presence')),
     problem: () => undefined,
     async close() {
       clearInterval(sweep)

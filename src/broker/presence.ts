@@ -1,3 +1,5 @@
+import type { Book } from '../cluster/ledger'
+import { listAll } from '../cluster/ledger'
 import type { User } from '../protocol/server-frames'
 
 /**
@@ -11,3 +13,18 @@ export interface Presence {
   list(room: string): Promise<User[]>
 }
 
+
+/**
+ * Presence as a book of the cluster's ledger: per room, each user counted by connection, with
+ * the user's name. The hub pairs every `add` with one `remove` (rooms.ts, the Pusher face), so
+ * the connections themselves need not be kept: a count per user and node is enough.
+ */
+export function ledgerPresence(book: Book): Presence {
+  return {
+    add: (room, user) => book.up(room, user.id, user.name),
+    remove: (room, userId) => book.down(room, userId),
+    async list(room) {
+      return (await listAll(book, room)).map((f) => ({ id: f.member, name: f.info || f.member }))
+    },
+  }
+}

@@ -3,8 +3,6 @@ import APPEND from './lua/append.lua' with { type: 'text' }
 import INIT from './lua/init.lua' with { type: 'text' }
 import SINCE from './lua/since.lua' with { type: 'text' }
 import SUMMARY from './lua/summary.lua' with { type: 'text' }
-import PRESENCE_ADD from './lua/presence-add.lua' with { type: 'text' }
-import PRESENCE_REMOVE from './lua/presence-remove.lua' with { type: 'text' }
 import PERSISTED from './lua/persisted.lua' with { type: 'text' }
 import DUE_DONE from './lua/due-done.lua' with { type: 'text' }
 import FENCE from './lua/fence.lua' with { type: 'text' }
@@ -45,8 +43,6 @@ export type Scripted = Redis & {
   unlock(lock: string, owner: string): Promise<number>
   chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string, string | null]>
   chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][], string] | [-1]>
-  presenceAdd(conns: string, counts: string, names: string, conn: string, user: string, name: string): Promise<number>
-  presenceRemove(conns: string, counts: string, names: string, conn: string, user: string): Promise<number>
 }
 
 /** The append script as the engine runs it: fenced and sharded in a Redis Cluster. */
@@ -63,8 +59,6 @@ export function withScripts(redis: Redis, cluster = false): Scripted {
   redis.defineCommand('unlock', { numberOfKeys: 1, lua: UNLOCK })
   redis.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })
   redis.defineCommand('chatSince', { numberOfKeys: 2, lua: SINCE })
-  redis.defineCommand('presenceAdd', { numberOfKeys: 3, lua: PRESENCE_ADD })
-  redis.defineCommand('presenceRemove', { numberOfKeys: 3, lua: PRESENCE_REMOVE })
   return redis as Scripted
 }
 
@@ -93,10 +87,6 @@ export function redisKeys(P: string) {
     msgOrder: (room: string) => `${P}{${room}}:msgorder`,
     /** hash: pinned message id -> {s its seq, b who pinned, t when} (append.lua). */
     pins: (room: string) => `${P}{${room}}:pins`,
-    pConns: (room: string) => `${P}{${room}}:pconns`,
-    pCounts: (room: string) => `${P}{${room}}:pcounts`,
-    pNames: (room: string) => `${P}{${room}}:pnames`,
-    nodeIndex: (node: string) => `${P}node:${node}:presence`,
     /** zset: room -> until when a node's lease keeps it due for the archive repair. */
     unpersisted: `${P}archive-due`,
     repairLock: `${P}repair-lock`,

@@ -1,11 +1,13 @@
-import { CHAT_HEAD, DM_HEAD, eventSeq } from '../protocol/server-frames'
+import { CHAT_HEAD, DM_HEAD, eventSeq, frames } from '../protocol/server-frames'
 import type Redis from 'ioredis'
 import { log } from '../log'
 import type { Store } from '../store/types'
 import { archiveRepair } from './redis-archive'
 import type { RedisConnections } from './redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
-import { redisPresence } from './redis-presence'
+import { redisLedger } from '../cluster/ledger'
+import type { Ledger } from '../cluster/ledger'
+import { ledgerPresence } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
 import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
@@ -20,6 +22,8 @@ export interface RedisBrokerOptions {
   cluster?: boolean
   /** The cluster's heartbeat: a dead node's presence entries are reaped when it sees one. */
   nodes: Cluster
+  /** The node's ledger (cluster/ledger.ts), where presence is a book; made here when absent (tests). */
+  ledger?: Ledger
   prefix: string
   nodeId: string
   historyLimit: number
@@ -110,8 +114,13 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
-  const presence = redisPresence(cmd, key, opts.nodeId, publish)
-  opts.nodes.onNodeDead(presence.reap)
+  const ledger = opts.ledger ?? redisLedger({ cmd: opts.redis.cmd, prefix: P, nodes: opts.nodes })
+  // A join or leave no call here returned (a dead node reaped, Redis back without presence): announced to the room.
+  const presence = ledgerPresence(
+    ledger.book('presence', (edge, room, id, name) => {
+      void publish(key.channel(roomTopic(room)), frames.presenceEvent(room, edge === 'up' ? 'join' : 'leave', { id, name })).catch(() => {})
+    }),
+  )
   const repairArchive = opts.store ? archiveRepair(cmd, key, opts.store, opts.nodeId) : undefined
 
   // ---- receiving ----
@@ -300,7 +309,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     if (closing || !started) return
     settleUntil = Date.now() + 30_000
     // A promoted replica may lack this node's latest presence entries: register them again.
-    presence.reconnected(true)
+    ledger.resync()
     for (const topic of watched.keys()) void resubscribe(topic)
   })
 
@@ -331,7 +340,6 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     }
     if (stream && streams.get(topic) === stream) void repair(topic, stream)
   }
-  cmd.on('ready', () => presence.reconnected(!closing && started))
   let lastState = ''
   const onState = () => {
     const state = `${cmd.status}/${sub.status}`
@@ -576,7 +584,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       })
       return out.sort(byPinTime)
     },
-    presence: presence.presence,
+    presence,
     problem() {
       if (cmd.status !== 'ready') return `redis: ${cmd.status}`
       if (sub.status !== 'ready') return `redis subscriber: ${sub.status}`
@@ -587,7 +595,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       closing = true
       if (repairTimer) clearInterval(repairTimer)
       if (settleTimer) clearInterval(settleTimer)
-      await presence.end()
+      await ledger.end()
     },
   }
 }

@@ -1,5 +1,5 @@
 import type { Server } from 'bun'
-import type { UserConnCounter } from '../broker/redis-user-conns'
+import type { UserConnCounter } from '../cluster/user-conns'
 import { clientAddress, limitKey, trustedProxies } from '../core/client-ip'
 import { log } from '../log'
 import type { Metrics } from '../metrics'

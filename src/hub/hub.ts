@@ -8,6 +8,7 @@ import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { AuditEntry, Store } from '../store/types'
 import type { Uploads } from '../uploads/service'
+import type { Online } from '../cluster/online'
 import type { HubPush } from '../push'
 import type { HubWebhooks } from '../webhooks'
 import type { EventInput } from '../webhooks/events'
@@ -59,6 +60,8 @@ export interface HubDeps {
   uploads?: Uploads
   /** Push notifications (src/push); absent when no provider is configured. */
   push?: HubPush
+  /** Who is online, cluster-wide (webhooks and push follow it); absent when nothing does. */
+  online?: Pick<Online, 'live' | 'idle'>
 }
 
 /** The hub as the faces, the HTTP API and main see it (see createHub). */
@@ -153,8 +156,8 @@ export function createHub(deps: HubDeps): Hub {
     overhear: (topic, frame) => rooms.overhear(topic, frame),
     control: (topic, frame, except) => session.control(topic, frame, except),
     moderation: mutes.note,
-    live: (topic, user) => (webhooks?.live?.(topic, user), push?.live(topic, user)),
-    idle: (topic, user) => (webhooks?.idle?.(topic, user), push?.idle(topic, user)),
+    live: deps.online?.live,
+    idle: deps.online?.idle,
   })
   const { send, sendError } = delivery
   const append = appender(broker, metrics)

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs'
 import type { RedisConnections } from '../broker/redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
+import { memoryLedger } from '../cluster/ledger'
+import { ledgerOnline } from '../cluster/online'
+import type { Online } from '../cluster/online'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
 import { topicUser } from '../core/topic'
@@ -8,7 +11,6 @@ import { log } from '../log'
 import type { Device, Members, PushKind } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { EventInput } from '../webhooks/events'
-import { memoryLiveness, redisLiveness } from '../webhooks/presence'
 import { OutboundRefused, checkOutbound } from '../core/outbound-fetch'
 import { startJobDeliverer } from '../webhooks/job-deliverer'
 import type { JobDeliverer } from '../webhooks/job-deliverer'
@@ -26,9 +28,6 @@ import { webPushProvider } from './webpush'
 export interface HubPush {
   /** A chat or dm was accepted (not a retry's duplicate). */
   created(room: string, from: User, seq: number, msg: string, body: string, type: 'chat' | 'dm'): void
-  /** This node's first / last connection of a user (`u:<user>` topics; others are ignored). */
-  live(topic: string, user: User): void
-  idle(topic: string, user: User): void
   /** Providers configured here: a device of another kind is refused. */
   readonly kinds: ReadonlySet<PushKind>
   /**
@@ -104,7 +103,7 @@ export function providersOf(config: Config): Provider[] {
  * (a Map lookup and an array push); when the window closes (PUSH_COALESCE_MS) the room is
  * decided once for all its messages: the members with devices (kept per room by the members
  * engine, so a room of 10 000 members without devices costs one empty read), of those the
- * ones with no live connection anywhere (the cluster-wide liveness of webhooks/presence), then
+ * ones with no live connection anywhere (`online`, the ledger's `live` book), then
  * notify levels and blocks for those few, then one job per device into the queue (the webhooks'
  * queue code: a Redis stream with a consumer group in a cluster), sent and retried there.
  */
@@ -114,8 +113,10 @@ export function createPush(opts: {
   nodeId: string
   members: Members
   emit?: (e: EventInput) => void
-  /** With Redis: the node's connections and the cluster's heartbeat (the queue and liveness shared by every node). */
+  /** With Redis: the node's connections and the cluster's heartbeat (the queue shared by every node). */
   redis?: { connections: RedisConnections; nodes: Cluster }
+  /** Who is online, cluster-wide (the ledger's `live` book, shared with the webhooks). */
+  online?: Online
   providers?: Provider[]
   /** The user's total unread, the badge: the hub's count, the one `welcome` shows (main.ts wires it). */
   badge?: (user: string) => Promise<number>
@@ -136,13 +137,9 @@ export function createPush(opts: {
   }
   const redis = cmd && blocking ? redisSource({ cmd, blocking, prefix: config.REDIS_PREFIX, nodeId, bound: QUEUE_MAX, claimMs: config.WEBHOOK_CLAIM_MS, onDrop, tag: 'push', group: 'push' }) : undefined
   const source: Source = redis ?? memorySource({ bound: QUEUE_MAX, onDrop })
-  // Who is online: its own liveness keys (tag `push`), whatever the webhooks count.
-  const liveness = opts.redis ? redisLiveness({ cmd: opts.redis.connections.cmd, prefix: config.REDIS_PREFIX, nodes: opts.redis.nodes, onReaped: () => {}, tag: 'push' }) : memoryLiveness()
-  const inflight = new Set<Promise<unknown>>()
-  const track = (p: Promise<unknown>) => {
-    inflight.add(p)
-    p.catch((err) => log.warn('push liveness not recorded', { err })).finally(() => inflight.delete(p))
-  }
+  // Who is online: the users the webhooks count too, written once.
+  const online = opts.online ?? ledgerOnline((onEdge) => memoryLedger().book('live', onEdge))
+  online.follow('u')
 
   const windows = new Map<string, Window>()
   const hub: HubPush = {
@@ -166,14 +163,6 @@ export function createPush(opts: {
       // A ring of the newest WINDOW_MAX: put in order when the window is decided.
       w.msgs[w.count++ % WINDOW_MAX] = { from, seq, msg, body, type }
     },
-    live(topic, user) {
-      const id = topicUser(topic)
-      if (id !== undefined) track(liveness.up('u', id, user.name))
-    },
-    idle(topic) {
-      const id = topicUser(topic)
-      if (id !== undefined) track(liveness.down('u', id))
-    },
   }
 
   function close(room: string) {
@@ -192,7 +181,7 @@ export function createPush(opts: {
     if (room === config.DEFAULT_ROOM) return
     const withDevices = await members.pushable(room)
     if (withDevices.length === 0) return
-    const live = await liveness.online(withDevices)
+    const live = await online.online(withDevices)
     const offline = withDevices.filter((u) => !live.has(u))
     if (offline.length === 0) return
     const senders = [...new Set(w.msgs.map((m) => m.from.id))]
@@ -279,9 +268,8 @@ export function createPush(opts: {
     async stop(graceMs) {
       // The windows still open are decided now, so their pushes reach the queue.
       for (const room of [...windows.keys()]) close(room)
-      await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(Math.min(graceMs, 2000))])
+      await online.settle(Math.min(graceMs, 2000))
       await deliverer?.stop(graceMs)
-      await liveness.close()
       for (const p of providers) p.close?.()
     },
   }

@@ -123,7 +123,7 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     let set = subs.get(room)
     if (!set) subs.set(room, (set = new Set()))
     set.add(s)
-    void counted(occupancy.change(room, 1).then((n) => n === 1 && hooks?.emit({ name: 'channel_occupied', channel: room })), 'occupancy not counted')
+    void counted(occupancy.change(room, 1).then((first) => first && hooks?.emit({ name: 'channel_occupied', channel: room })), 'occupancy not counted')
     if (!member) return s.send(pusherFrames.succeeded(room, '{}'))
     // Cluster-wide presence: the broker's, the same chat-server clients of the room are in.
     const first = await broker.presence.add(room, member, s.id)
@@ -146,7 +146,7 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     if (set?.size === 0) subs.delete(room)
     const topic = roomTopic(room)
     broker.unwatch(topic)
-    void counted(occupancy.change(room, -1).then((n) => n === 0 && hooks?.emit({ name: 'channel_vacated', channel: room })), 'occupancy not counted')
+    void counted(occupancy.change(room, -1).then((last) => last && hooks?.emit({ name: 'channel_vacated', channel: room })), 'occupancy not counted')
     const m = sub.member
     if (m)
       void counted(

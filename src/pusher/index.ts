@@ -1,6 +1,5 @@
 import type { Server } from 'bun'
-import type { RedisConnections } from '../broker/redis-connect'
-import type { Cluster } from '../cluster/heartbeat'
+import type { Ledger } from '../cluster/ledger'
 import type { Broker } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
@@ -13,7 +12,7 @@ import { pusherChannels } from './channels'
 import type { PusherChannels } from './channels'
 import { pusherFanOut } from './fanout'
 import { pusherApi } from './http-api'
-import { memoryOccupancy, redisOccupancy } from './occupancy'
+import { ledgerOccupancy } from './occupancy'
 import type { Occupancy } from './occupancy'
 import { CODE, USER_CHANNEL_PREFIX, pusherFrames } from './protocol'
 import { pusherSockets } from './socket'
@@ -28,8 +27,8 @@ export interface PusherDeps {
   server: () => Server<unknown>
   /** The one door of every face (hub/admission.ts): limits, origin, connect rate, draining. */
   door: Door
-  /** With Redis: the node's connections and the cluster's heartbeat (channel counts shared by every node). */
-  redis?: { connections: RedisConnections; nodes: Cluster }
+  /** The node's ledger (cluster/ledger.ts): channel counts shared by every node. */
+  ledger: Ledger
 }
 
 /** A Bun route of the face (Bun fills `params` from `/app/:key`, `/apps/:id/…`). */
@@ -60,14 +59,9 @@ export interface Pusher {
 export function createPusher(deps: PusherDeps): Pusher {
   const { config, broker, metrics, door } = deps
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
-  const occupancy: Occupancy = deps.redis
-    ? redisOccupancy({
-        cmd: deps.redis!.connections.cmd,
-        prefix: config.REDIS_PREFIX,
-        nodes: deps.redis!.nodes,
-        onVacated: (channel) => hooks?.emit({ name: 'channel_vacated', channel }),
-      })
-    : memoryOccupancy()
+  // A channel a dead node's reaping left vacant gets its channel_vacated from that one reaper.
+  const vacated = (edge: 'up' | 'down', _key: string, channel: string) => edge === 'down' && hooks?.emit({ name: 'channel_vacated', channel })
+  const occupancy: Occupancy = ledgerOccupancy(deps.ledger.book('pusher', vacated))
 
   const channels = pusherChannels({ config, broker, metrics, door, occupancy, hooks })
   const sockets = pusherSockets({ config, broker, metrics, door, dispatch: (s, f) => dispatch(channels, s, f), closed: channels.leave })

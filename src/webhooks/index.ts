@@ -1,5 +1,8 @@
 import type { RedisConnections } from '../broker/redis-connect'
 import type { Cluster } from '../cluster/heartbeat'
+import { memoryLedger } from '../cluster/ledger'
+import { ledgerOnline } from '../cluster/online'
+import type { Kind, Online } from '../cluster/online'
 import type { Sql } from 'postgres'
 import pkg from '../../package.json'
 import type { Config } from '../config'
@@ -12,8 +15,6 @@ import type { Draft, Verdict } from './before-publish'
 import { EVENT_TYPES, OFFLINE_CAP, encodeEvent, encodeMessageCreated } from './events'
 import type { EventInput, EventType } from './events'
 import { pgJournal } from './pg-journal'
-import { memoryLiveness, redisLiveness } from './presence'
-import type { Kind, Liveness } from './presence'
 import { memorySource, startDeliverer } from './queue'
 import type { Journal, Source } from './queue'
 import { redisSource } from './redis-queue'
@@ -30,10 +31,6 @@ export interface HubWebhooks {
   beforePublish?: (d: Draft) => Promise<Verdict>
   /** A chat message was accepted: `frame` is its encoded chat frame. */
   created?: (room: string, from: User, frame: string) => void
-  /** This node's first member of a topic (`u:<user>` or `r:<room>`). */
-  live?: (topic: string, user: User) => void
-  /** This node's last member of a topic left. */
-  idle?: (topic: string, user: User) => void
   /** Any other event (member.added, member.removed, …); absent when WEBHOOK_URL is unset. */
   emit?: (input: EventInput) => void
 }
@@ -53,8 +50,10 @@ export function createWebhooks(opts: {
   metrics: Metrics
   nodeId: string
   offline?: OfflineProvider
-  /** With Redis: the node's connections and the cluster's heartbeat (a queue and liveness shared by every node). */
+  /** With Redis: the node's connections and the cluster's heartbeat (a queue shared by every node). */
   redis?: { connections: RedisConnections; nodes: Cluster }
+  /** Who is online, cluster-wide (the ledger's `live` book, shared with push): online/offline, occupied/vacated. */
+  online?: Online
   /** Without Redis, with PostgreSQL: the store's pool, where the queue is journalled. */
   sql?: Sql
 }): Webhooks | undefined {
@@ -110,42 +109,27 @@ export function createWebhooks(opts: {
     r: { up: 'room.occupied', down: 'room.vacated' },
   } as const
   const toEvent = (kind: Kind, type: EventType, id: string, user?: User): EventInput => (kind === 'u' ? { type, user: user ?? { id, name: id } } : { type, room: id, user })
-  const liveness: Liveness = cmd
-    ? redisLiveness({ cmd, prefix: config.REDIS_PREFIX, nodes: opts.redis!.nodes, onReaped: (kind, user) => emit(toEvent(kind, kinds[kind].down, user.id, kind === 'u' ? user : undefined)) })
-    : memoryLiveness()
-  /** Liveness calls in flight: a graceful stop waits for them, so the last offline/vacated go out. */
-  const inflight = new Set<Promise<unknown>>()
-  const track = (p: Promise<unknown>) => {
-    inflight.add(p)
-    p.catch((err) => log.warn('webhook liveness not recorded', { err })).finally(() => inflight.delete(p))
-  }
+  const online = opts.online ?? ledgerOnline((onEdge) => memoryLedger().book('live', onEdge))
   // Users are counted whenever an event needs them: online/offline, and the `offline` list of
   // message.created (without the count every member would look offline).
   const counted = {
     u: types.has('user.online') || types.has('user.offline') || types.has('message.created'),
     r: types.has('room.occupied') || types.has('room.vacated'),
   }
-  const change = (edge: 'up' | 'down') => (topic: string, user: User) => {
-    const kind = isUserTopic(topic) ? 'u' : 'r'
-    // Counted when either edge is wanted: an offline needs the online that came before it.
-    if (!counted[kind]) return
-    const type = kinds[kind][edge]
-    const id = kind === 'u' ? topicUser(topic) : topicRoom(topic)
-    if (id === undefined) return
-    const first = edge === 'up' ? liveness.up(kind, id, user.name) : liveness.down(kind, id)
-    track(first.then((yes) => yes && emit(toEvent(kind, type, id, user))))
-  }
-  if (counted.u || counted.r) {
-    hub.live = change('up')
-    hub.idle = change('down')
-  }
+  // Counted when either edge is wanted: an offline needs the online that came before it. A
+  // dead node's reaped edge carries no user of a room: the event names the room alone.
+  for (const kind of ['u', 'r'] as const)
+    if (counted[kind])
+      online.follow(kind, (edge, id, user) => {
+        if (types.has(kinds[kind][edge])) emit(toEvent(kind, kinds[kind][edge], id, user))
+      })
 
   if (types.has('message.created')) {
     const offline = opts.offline
     const none: string[] = []
     hub.created = offline
       ? (room, from, frame) =>
-          void offline(room, from.id, liveness.online)
+          void offline(room, from.id, online.online)
             .catch((err) => {
               log.warn('offline members not known', { room, err })
               return none
@@ -191,10 +175,9 @@ export function createWebhooks(opts: {
       })
     },
     async stop(graceMs) {
-      await Promise.race([Promise.allSettled([...inflight]), Bun.sleep(Math.min(graceMs, 2000))])
+      await online.settle(Math.min(graceMs, 2000))
       await deliverer?.stop(graceMs)
       await journal?.close(2000)
-      await liveness.close()
     },
   }
 }
