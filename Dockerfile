@@ -4,7 +4,7 @@
 #   docker run --rm -p 8080:8080 --stop-timeout 15 -e API_KEY=... chat-server
 # Configuration comes from the environment at run time; nothing secret is baked in.
 
-# --- build: the same Bun as the `bun` devDependency in package.json (test/deploy.test.ts checks) ---
+# --- build: the same Bun as the `bun` devDependency in package.json (test/deploy/deploy.test.ts checks) ---
 FROM oven/bun:1.4.5 AS build
 WORKDIR /src
 # Dependencies first, so a source change does not reinstall them. --frozen-lockfile fails
