@@ -67,8 +67,17 @@ async function run(label: string, env: Record<string, string>) {
   await server.stop()
   const mib = (xs: number[]) => xs.map((b) => (b / 1048576).toFixed(1))
   const perRound = (xs: number[]) => (xs.at(-1)! - xs[1]!) / (ROUNDS - 1) / 1048576
-  console.log(`${label.padEnd(34)} after each round of ${ROOMS} rooms: RSS MiB ${mib(rss).join(' → ')} (${perRound(rss).toFixed(2)}/round after the first); JS heap MiB ${mib(heap).join(' → ')} (${perRound(heap).toFixed(2)}/round); rooms evicted ${evicted}`)
-  return { label, rssMiB: mib(rss).map(Number), heapMiB: mib(heap).map(Number), rssGrowthPerRoundMiB: perRound(rss), heapGrowthPerRoundMiB: perRound(heap), evicted }
+  console.log(
+    `${label.padEnd(34)} after each round of ${ROOMS} rooms: RSS MiB ${mib(rss).join(' → ')} (${perRound(rss).toFixed(2)}/round after the first); JS heap MiB ${mib(heap).join(' → ')} (${perRound(heap).toFixed(2)}/round); rooms evicted ${evicted}`,
+  )
+  return {
+    label,
+    rssMiB: mib(rss).map(Number),
+    heapMiB: mib(heap).map(Number),
+    rssGrowthPerRoundMiB: perRound(rss),
+    heapGrowthPerRoundMiB: perRound(heap),
+    evicted,
+  }
 }
 
 export async function churnBench() {

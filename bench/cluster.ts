@@ -48,7 +48,10 @@ async function runOne(config: string, o: ClusterOptions) {
   try {
     await Bun.sleep(workers === '1' ? 200 : 1500) // every worker listening
     const t0 = performance.now()
-    const load = await openRooms([port], Array.from({ length: o.rooms }, () => o.members))
+    const load = await openRooms(
+      [port],
+      Array.from({ length: o.rooms }, () => o.members),
+    )
     log(`${config}: ${o.rooms * o.members} members in ${o.rooms} rooms open in ${Math.round(performance.now() - t0)} ms`)
     load.flood(o.window)
     await Bun.sleep(1000) // warm-up

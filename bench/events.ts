@@ -84,7 +84,14 @@ function flood(s: Sock, phase: string, count: number, frame: (i: number, id: str
 }
 
 async function measure(engine: string, env: Record<string, string>) {
-  const started = await startServer('chat', { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'info', ENABLE_DEMO: 'false', MAX_BUFFERED_BYTES: String(256 << 20), HISTORY_LIMIT: String(EVENTS), ...env })
+  const started = await startServer('chat', {
+    RATE_LIMIT_PER_SEC: '0',
+    LOG_LEVEL: 'info',
+    ENABLE_DEMO: 'false',
+    MAX_BUFFERED_BYTES: String(256 << 20),
+    HISTORY_LIMIT: String(EVENTS),
+    ...env,
+  })
   if (!started.ok) throw new Error(`${engine}: server did not start: ${started.stderr}`)
   const { server } = started
   const url = (u: string) => `ws://127.0.0.1:${server.port}/ws?user=${u}`
@@ -94,7 +101,9 @@ async function measure(engine: string, env: Record<string, string>) {
     for (const s of [...members, ...senders]) await join(s)
     const per = Math.floor(EVENTS / SENDERS)
     // Warm-up (not measured): the first phase would otherwise carry the JIT's work.
-    await Promise.all(senders.map((s) => flood(s, 'warm', Math.min(per, 1000), (i, id) => ({ type: 'chat', room: ROOM, body: `warm-up ${i}`, id }))))
+    await Promise.all(
+      senders.map((s) => flood(s, 'warm', Math.min(per, 1000), (i, id) => ({ type: 'chat', room: ROOM, body: `warm-up ${i}`, id }))),
+    )
     for (let i = 0; i < 100 && members.some((m) => m.received < Math.min(per, 1000) * SENDERS); i++) await Bun.sleep(10)
     const own: string[][] = senders.map(() => [])
     const rows: { kind: Kind; events: number; seconds: number; cpu: number; delivered: number }[] = []
@@ -143,20 +152,34 @@ export interface EventRow {
 export async function eventsBench(): Promise<{ rows: EventRow[]; table: string }> {
   const rows: EventRow[] = []
   const out: string[] = []
-  out.push(`${EVENTS} events of each kind, ${SENDERS} senders (window ${WINDOW}), ${MEMBERS} members besides them, one room; load average ${(await Bun.file('/proc/loadavg').text()).split(' ').slice(0, 3).join(' ')} at start`)
+  out.push(
+    `${EVENTS} events of each kind, ${SENDERS} senders (window ${WINDOW}), ${MEMBERS} members besides them, one room; load average ${(await Bun.file('/proc/loadavg').text()).split(' ').slice(0, 3).join(' ')} at start`,
+  )
   out.push('')
   out.push('| engine | event | events/s | server CPU µs per event | vs chat | delivered to members / expected |')
   out.push('|---|---|---:|---:|---:|---:|')
   for (const engine of ENGINES) {
-    const env: Record<string, string> = engine === 'redis' ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-events-${Date.now().toString(36)}:` } : {}
+    const env: Record<string, string> =
+      engine === 'redis' ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-events-${Date.now().toString(36)}:` } : {}
     try {
       const phases = await measure(engine, env)
       const chat = (phases[0]!.cpu / phases[0]!.events) * 1e6
       for (const r of phases) {
         const us = (r.cpu / r.events) * 1e6
-        const row: EventRow = { engine, kind: r.kind, events: r.events, eventsPerS: Math.round(r.events / r.seconds), cpuUsPerEvent: Number(us.toFixed(1)), vsChat: Number((us / chat).toFixed(2)), delivered: r.delivered, expected: r.events * MEMBERS }
+        const row: EventRow = {
+          engine,
+          kind: r.kind,
+          events: r.events,
+          eventsPerS: Math.round(r.events / r.seconds),
+          cpuUsPerEvent: Number(us.toFixed(1)),
+          vsChat: Number((us / chat).toFixed(2)),
+          delivered: r.delivered,
+          expected: r.events * MEMBERS,
+        }
         rows.push(row)
-        out.push(`| ${engine} | ${r.kind} | ${row.eventsPerS.toLocaleString('en')} | ${us.toFixed(1)} | ${row.vsChat.toFixed(2)} | ${r.delivered.toLocaleString('en')} / ${row.expected.toLocaleString('en')} |`)
+        out.push(
+          `| ${engine} | ${r.kind} | ${row.eventsPerS.toLocaleString('en')} | ${us.toFixed(1)} | ${row.vsChat.toFixed(2)} | ${r.delivered.toLocaleString('en')} / ${row.expected.toLocaleString('en')} |`,
+        )
       }
     } finally {
       if (engine === 'redis') {

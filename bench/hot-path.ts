@@ -24,7 +24,15 @@ let published = 0
 const server = { publish: () => (published++, 1), subscriberCount: () => 10 }
 const hub = createHub({ config, broker, metrics: createMetrics(), nodeId: 'hot', server: () => server as never, members: memoryMembers() })
 await broker.start(hub.deliver, hub.reset)
-const ws = { send: () => 1, publish: () => 1, subscribe() {}, unsubscribe() {}, cork: (f: () => void) => f(), getBufferedAmount: () => 0, close() {} }
+const ws = {
+  send: () => 1,
+  publish: () => 1,
+  subscribe() {},
+  unsubscribe() {},
+  cork: (f: () => void) => f(),
+  getBufferedAmount: () => 0,
+  close() {},
+}
 const c = hub.open(ws as never, { user: { id: 'bench-s-0', name: 'bench-s-0' } }, { remote: '127.0.0.1', userAgent: '' })
 await Bun.sleep(10) // the join of the default room
 const text = '{"type":"chat","body":"~1795781979100000~ bench message ........"}'
@@ -42,6 +50,10 @@ for (let r = 0; r < ROUNDS + 1; r++) {
 }
 results.sort((a, b) => a - b)
 const median = results[results.length >> 1]!
-console.log(`hub.message(chat), ${N} frames x ${ROUNDS} rounds: median ${median.toFixed(3)} µs/frame (min ${results[0]!.toFixed(3)}, max ${results.at(-1)!.toFixed(3)}); published ${published}`)
-console.log(`server JS per chat message: ${median.toFixed(2)} µs (target ≤ 3 µs: ${median <= 3 ? 'met' : 'NOT met'}); load average ${(await Bun.file('/proc/loadavg').text()).split(' ').slice(0, 3).join(' ')}`)
+console.log(
+  `hub.message(chat), ${N} frames x ${ROUNDS} rounds: median ${median.toFixed(3)} µs/frame (min ${results[0]!.toFixed(3)}, max ${results.at(-1)!.toFixed(3)}); published ${published}`,
+)
+console.log(
+  `server JS per chat message: ${median.toFixed(2)} µs (target ≤ 3 µs: ${median <= 3 ? 'met' : 'NOT met'}); load average ${(await Bun.file('/proc/loadavg').text()).split(' ').slice(0, 3).join(' ')}`,
+)
 process.exit(0)

@@ -25,18 +25,42 @@ const TOP = Number(arg('top', '25'))
 /** Another checkout's server (e.g. an export of main) measured with this tool. */
 const SERVER_ROOT = arg('root', ROOT)
 
-type Heap = { rss: number; heapSize: number; heapCapacity: number; extraMemorySize: number; objectCount: number; types: Record<string, number> }
+type Heap = {
+  rss: number
+  heapSize: number
+  heapCapacity: number
+  extraMemorySize: number
+  objectCount: number
+  types: Record<string, number>
+}
 
 /** --entry: any other server file (a variant of the bare one, say), with --env=K=V,K=V. */
 const entry = arg('entry', KIND === 'bare' ? join(ROOT, 'bench/servers/bare.ts') : join(SERVER_ROOT, 'src/main.ts'))
-const EXTRA_ENV = Object.fromEntries(arg('env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
+const EXTRA_ENV = Object.fromEntries(
+  arg('env', '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+)
 let onHeap: ((h: Heap) => void) | undefined
 let onCensus: ((c: Record<string, number>) => void) | undefined
 /** --census: also a V8-format heap snapshot before and after, nodes by type and name (strings by text). */
 const CENSUS = process.argv.includes('--census')
 const proc = Bun.spawn([BUN, '--preload', join(ROOT, 'bench/lib/heap-probe.ts'), entry], {
   cwd: mkdtempSync(join(tmpdir(), 'chat-idle-')),
-  env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', RATE_LIMIT_PER_SEC: '0', IDLE_TIMEOUT_S: '960', LOG_LEVEL: 'warn', ENABLE_DEMO: 'false', APP_ENV: 'development', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...EXTRA_ENV },
+  env: {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/tmp',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    RATE_LIMIT_PER_SEC: '0',
+    IDLE_TIMEOUT_S: '960',
+    LOG_LEVEL: 'warn',
+    ENABLE_DEMO: 'false',
+    APP_ENV: 'development',
+    MAX_BUFFERED_BYTES: String(256 * 2 ** 20),
+    ...EXTRA_ENV,
+  },
   stdin: 'ignore',
   stdout: 'pipe',
   stderr: 'inherit',
@@ -87,16 +111,39 @@ const censusBefore = CENSUS ? await census() : {}
 const perWorker = 5000
 const parts = Array.from({ length: Math.ceil(COUNT / perWorker) }, (_, i) => Math.min(perWorker, COUNT - i * perWorker))
 const ws = parts.map((_, i) => new Worker(`idle-${i}`))
-const ready = await Promise.all(ws.map((w, i) => w.request({ cmd: 'idle', host: '127.0.0.1', port, count: parts[i]!, user: `idle${i}`, distinctUsers: USERS === 'distinct', waitJoined: KIND === 'chat', ramp: 200 }, 'ready', 300_000)))
+const ready = await Promise.all(
+  ws.map((w, i) =>
+    w.request(
+      {
+        cmd: 'idle',
+        host: '127.0.0.1',
+        port,
+        count: parts[i]!,
+        user: `idle${i}`,
+        distinctUsers: USERS === 'distinct',
+        waitJoined: KIND === 'chat',
+        ramp: 200,
+      },
+      'ready',
+      300_000,
+    ),
+  ),
+)
 const open = ready.reduce((s, r) => s + r.open, 0)
 await Bun.sleep(Number(arg('settle-s', '2')) * 1000)
 const after = await heap()
 const censusAfter = CENSUS ? await census() : {}
 
 const kib = (b: number) => (b / 1024).toFixed(2)
-console.log(`${KIND}, ${open} idle sockets (${USERS} users), load average ${(await Bun.file('/proc/loadavg').text()).split(' ').slice(0, 3).join(' ')}`)
-console.log(`RSS ${Math.round(before.rss / 2 ** 20)} → ${Math.round(after.rss / 2 ** 20)} MiB: ${kib((after.rss - before.rss) / open)} KiB per socket`)
-console.log(`JS heap (after full GC) ${Math.round(before.heapSize / 2 ** 20)} → ${Math.round(after.heapSize / 2 ** 20)} MiB: ${kib((after.heapSize - before.heapSize) / open)} KiB per socket; extra memory ${kib((after.extraMemorySize - before.extraMemorySize) / open)} KiB per socket; objects ${((after.objectCount - before.objectCount) / open).toFixed(1)} per socket; heap capacity ${Math.round(before.heapCapacity / 2 ** 20)} → ${Math.round(after.heapCapacity / 2 ** 20)} MiB`)
+console.log(
+  `${KIND}, ${open} idle sockets (${USERS} users), load average ${(await Bun.file('/proc/loadavg').text()).split(' ').slice(0, 3).join(' ')}`,
+)
+console.log(
+  `RSS ${Math.round(before.rss / 2 ** 20)} → ${Math.round(after.rss / 2 ** 20)} MiB: ${kib((after.rss - before.rss) / open)} KiB per socket`,
+)
+console.log(
+  `JS heap (after full GC) ${Math.round(before.heapSize / 2 ** 20)} → ${Math.round(after.heapSize / 2 ** 20)} MiB: ${kib((after.heapSize - before.heapSize) / open)} KiB per socket; extra memory ${kib((after.extraMemorySize - before.extraMemorySize) / open)} KiB per socket; objects ${((after.objectCount - before.objectCount) / open).toFixed(1)} per socket; heap capacity ${Math.round(before.heapCapacity / 2 ** 20)} → ${Math.round(after.heapCapacity / 2 ** 20)} MiB`,
+)
 const rows = Object.keys({ ...before.types, ...after.types })
   .map((t) => [t, ((after.types[t] ?? 0) - (before.types[t] ?? 0)) / open] as const)
   .filter(([, d]) => Math.abs(d) >= 0.01)
@@ -108,7 +155,14 @@ if (CENSUS) {
   const b = (k: string) => (k.startsWith('bytes ') ? k : `bytes ${k}`)
   const rows = Object.keys({ ...censusBefore, ...censusAfter })
     .filter((k) => !k.startsWith('bytes ') || k.startsWith('bytes butterfly of '))
-    .map((k) => [k, ((censusAfter[k] ?? 0) - (censusBefore[k] ?? 0)) / open, ((censusAfter[b(k)] ?? 0) - (censusBefore[b(k)] ?? 0)) / open] as const)
+    .map(
+      (k) =>
+        [
+          k,
+          ((censusAfter[k] ?? 0) - (censusBefore[k] ?? 0)) / open,
+          ((censusAfter[b(k)] ?? 0) - (censusBefore[b(k)] ?? 0)) / open,
+        ] as const,
+    )
     .filter(([, d, b]) => Math.abs(d) >= 0.05 || Math.abs(b) >= 4)
     .sort((a, b) => b[2] - a[2])
   console.log('  (count, bytes per socket)')

@@ -27,8 +27,13 @@ interface Profile {
 const ROOT = join(import.meta.dir, '..')
 const dir = join(ROOT, 'bench/results/profiles')
 const args = process.argv.slice(2)
-const beforeEnd = args.find((a) => a.startsWith('--before-end='))?.slice('--before-end='.length).split(',').map(Number)
-if (beforeEnd && (beforeEnd.length !== 2 || beforeEnd.some((x) => !Number.isFinite(x)) || beforeEnd[0]! <= beforeEnd[1]!)) throw new Error('--before-end: expected from,to in seconds before the end, from > to (e.g. 20,15)')
+const beforeEnd = args
+  .find((a) => a.startsWith('--before-end='))
+  ?.slice('--before-end='.length)
+  .split(',')
+  .map(Number)
+if (beforeEnd && (beforeEnd.length !== 2 || beforeEnd.some((x) => !Number.isFinite(x)) || beforeEnd[0]! <= beforeEnd[1]!))
+  throw new Error('--before-end: expected from,to in seconds before the end, from > to (e.g. 20,15)')
 const file =
   args.find((a) => !a.startsWith('--')) ??
   readdirSync(dir)
@@ -64,7 +69,8 @@ const where = (url: string) => {
   if (url.includes('/src/')) return relative(ROOT, url)
   return url.startsWith('/') ? relative(ROOT, url) : url
 }
-const label = (n: Node) => `${n.callFrame.functionName || '(anonymous)'} ${where(n.callFrame.url)}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ''}`
+const label = (n: Node) =>
+  `${n.callFrame.functionName || '(anonymous)'} ${where(n.callFrame.url)}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ''}`
 
 const fnSelf = new Map<string, number>()
 const pkgSelf = new Map<string, number>()
@@ -72,7 +78,8 @@ for (const [id, t] of self) {
   const n = byId.get(id)!
   if (isIdle(n)) continue
   fnSelf.set(label(n), (fnSelf.get(label(n)) ?? 0) + t)
-  const k = IDLE.has(n.callFrame.functionName) || n.callFrame.functionName.startsWith('(') ? n.callFrame.functionName : where(n.callFrame.url)
+  const k =
+    IDLE.has(n.callFrame.functionName) || n.callFrame.functionName.startsWith('(') ? n.callFrame.functionName : where(n.callFrame.url)
   pkgSelf.set(k, (pkgSelf.get(k) ?? 0) + t)
 }
 
@@ -89,10 +96,12 @@ for (const [id, t] of self) {
   }
 }
 
-const pct = (t: number) => ((100 * t) / total).toFixed(1).padStart(5) + ' %'
+const pct = (t: number) => `${((100 * t) / total).toFixed(1).padStart(5)} %`
 const top = (m: Map<string, number>, k: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k)
 const wall = beforeEnd ? beforeEnd[0]! - beforeEnd[1]! : (p.endTime - p.startTime) / 1e6
-console.log(`${relative(ROOT, file)}: ${wall.toFixed(1)} s profiled, ${(total / 1e6).toFixed(2)} s on CPU in the JS thread (${((100 * total) / 1e6 / wall).toFixed(0)} % busy)\n`)
+console.log(
+  `${relative(ROOT, file)}: ${wall.toFixed(1)} s profiled, ${(total / 1e6).toFixed(2)} s on CPU in the JS thread (${((100 * total) / 1e6 / wall).toFixed(0)} % busy)\n`,
+)
 console.log('self time by package / file:')
 for (const [k, t] of top(pkgSelf, 15)) console.log(`  ${pct(t)}  ${k}`)
 console.log('\nself time by function (top 25):')

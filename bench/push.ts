@@ -22,7 +22,6 @@
  */
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import webpush from 'web-push'
 import { memoryBroker } from '../src/broker/memory'
 import { loadConfig } from '../src/config'
@@ -55,7 +54,12 @@ const log = (...a: unknown[]) => console.error('[bench:push]', ...a)
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 configureLog('warn')
 const vapid = webpush.generateVAPIDKeys()
-const VAPID_ENV = { PUSH_VAPID_PUBLIC_KEY: vapid.publicKey, PUSH_VAPID_PRIVATE_KEY: vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:bench@example.com', OUTBOUND_ALLOW: '127.0.0.1' }
+const VAPID_ENV = {
+  PUSH_VAPID_PUBLIC_KEY: vapid.publicKey,
+  PUSH_VAPID_PRIVATE_KEY: vapid.privateKey,
+  PUSH_VAPID_SUBJECT: 'mailto:bench@example.com',
+  OUTBOUND_ALLOW: '127.0.0.1',
+}
 
 // ---- 1. the chat path with push off and on ----
 
@@ -73,14 +77,34 @@ async function hotpath() {
     await broker.start(hub.deliver, hub.reset)
     await p?.start()
     const room = 'bench-room'
-    const ws = () => ({ send: () => 1, publish: () => 1, subscribe() {}, unsubscribe() {}, cork: (f: () => void) => f(), getBufferedAmount: () => 0, close() {} })
+    const ws = () => ({
+      send: () => 1,
+      publish: () => 1,
+      subscribe() {},
+      unsubscribe() {},
+      cork: (f: () => void) => f(),
+      getBufferedAmount: () => 0,
+      close() {},
+    })
     for (let i = 0; i <= MEMBERS; i++) {
       const user = { id: `m-${i}`, name: `m-${i}` }
       await members.add(room, user, 0, 1000)
-      if (i > 0) await members.putDevice(user.id, { device: 'web', kind: 'webpush', subscription: { endpoint: 'https://127.0.0.1:9/never', keys: browserKeys().keys }, updated: new Date().toISOString() }, 20)
+      if (i > 0)
+        await members.putDevice(
+          user.id,
+          {
+            device: 'web',
+            kind: 'webpush',
+            subscription: { endpoint: 'https://127.0.0.1:9/never', keys: browserKeys().keys },
+            updated: new Date().toISOString(),
+          },
+          20,
+        )
     }
     // Every member online (each its own connection): nobody is to be pushed.
-    const conns = Array.from({ length: MEMBERS + 1 }, (_, i) => hub.open(ws() as never, { user: { id: `m-${i}`, name: `m-${i}` } }, { remote: '127.0.0.1', userAgent: '' }))
+    const conns = Array.from({ length: MEMBERS + 1 }, (_, i) =>
+      hub.open(ws() as never, { user: { id: `m-${i}`, name: `m-${i}` } }, { remote: '127.0.0.1', userAgent: '' }),
+    )
     await Bun.sleep(50)
     return { hub, c: conns[0]!, metrics, stop: () => p?.stop(100) }
   }
@@ -101,7 +125,7 @@ async function hotpath() {
   const keys = Object.keys(variants) as (keyof typeof variants)[]
   for (let i = 0; i <= ROUNDS; i++)
     // Each round in another order: no variant always runs first (warm caches, a fresh GC).
-    for (const k of keys.map((k, j) => keys[(j + i) % keys.length]!)) {
+    for (const k of keys.map((_k, j) => keys[(j + i) % keys.length]!)) {
       const us = await round(variants[k])
       if (i > 0) r[k].push(us) // the first round warms up
     }
@@ -143,16 +167,34 @@ async function receiver() {
 
 async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
   const rx = await receiver()
-  const env: Record<string, string> = { LOG_LEVEL: 'warn', PUSH_COALESCE_MS: '0', ...(redis ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-push-${process.pid}:` } : {}) }
+  const env: Record<string, string> = {
+    LOG_LEVEL: 'warn',
+    PUSH_COALESCE_MS: '0',
+    ...(redis ? { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-push-${process.pid}:` } : {}),
+  }
   const config = loadConfig(env)
   const members = memoryMembers()
   const provider =
     kind === 'fcm'
       ? fcmProvider({ account: { ...serviceAccount(`${rx.base}/token`, tmpdir()).creds }, url: rx.base, timeoutMs: 10_000 })
-      : webPushProvider({ publicKey: vapid.publicKey, privateKey: vapid.privateKey, subject: 'mailto:bench@example.com', timeoutMs: 10_000, allow: parseAllowList('127.0.0.1') })
+      : webPushProvider({
+          publicKey: vapid.publicKey,
+          privateKey: vapid.privateKey,
+          subject: 'mailto:bench@example.com',
+          timeoutMs: 10_000,
+          allow: parseAllowList('127.0.0.1'),
+        })
   const connections = redis ? redisConnections(config.REDIS_URL!, false) : undefined
   const nodes = connections && redisCluster({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodeId: 'tp' })
-  const push = createPush({ config, metrics: createMetrics(), nodeId: 'tp', members, providers: [provider], redis: connections && nodes && { connections, nodes }, badge: async () => 1 })!
+  const push = createPush({
+    config,
+    metrics: createMetrics(),
+    nodeId: 'tp',
+    members,
+    providers: [provider],
+    redis: connections && nodes && { connections, nodes },
+    badge: async () => 1,
+  })!
   await push.start()
   await nodes?.start()
   const room = 'tp-room'
@@ -160,7 +202,13 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
   for (let i = 0; i < PUSHES; i++) {
     const user = { id: `u-${i}`, name: `u-${i}` }
     await members.add(room, user, 0, 10)
-    await members.putDevice(user.id, kind === 'fcm' ? { device: 'd', kind, token: `t-${i}`, updated: '' } : { device: 'd', kind, subscription: { endpoint: `${rx.base}/push/${i}`, keys }, updated: '' }, 20)
+    await members.putDevice(
+      user.id,
+      kind === 'fcm'
+        ? { device: 'd', kind, token: `t-${i}`, updated: '' }
+        : { device: 'd', kind, subscription: { endpoint: `${rx.base}/push/${i}`, keys }, updated: '' },
+      20,
+    )
   }
   const t0 = performance.now()
   push.hub.created(room, { id: 'sender', name: 'Sender' }, 1, 'm-1', 'hello everyone', 'chat')
@@ -178,7 +226,13 @@ async function throughput(kind: 'fcm' | 'webpush', redis: boolean) {
     if (ks.length) await r.del(...ks)
     r.disconnect()
   }
-  const out = { provider: kind, queue: redis ? 'redis' : 'memory', pushes: got, seconds: +s.toFixed(2), pushesPerSecond: Math.round(got / s) }
+  const out = {
+    provider: kind,
+    queue: redis ? 'redis' : 'memory',
+    pushes: got,
+    seconds: +s.toFixed(2),
+    pushesPerSecond: Math.round(got / s),
+  }
   log('throughput', out)
   return out
 }
@@ -191,27 +245,46 @@ async function serverCpu() {
   const KEY = 'bench-push-api-key-0123456789abcdef'
   const room = 'bench-room'
   const start = async (on: boolean) => {
-    const r = await startServer('chat', { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'info', ENABLE_DEMO: 'false', API_KEY: KEY, IDLE_TIMEOUT_S: '960', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...(on ? VAPID_ENV : {}) })
+    const r = await startServer('chat', {
+      RATE_LIMIT_PER_SEC: '0',
+      LOG_LEVEL: 'info',
+      ENABLE_DEMO: 'false',
+      API_KEY: KEY,
+      IDLE_TIMEOUT_S: '960',
+      MAX_BUFFERED_BYTES: String(256 * 2 ** 20),
+      ...(on ? VAPID_ENV : {}),
+    })
     if (!r.ok) throw new Error(`chat server did not start: ${r.stderr.slice(0, 300)}`)
     const base = `http://127.0.0.1:${r.server.port}/api`
-    const api = (method: string, path: string, body?: unknown) => fetch(base + path, { method, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+    const api = (method: string, path: string, body?: unknown) =>
+      fetch(base + path, {
+        method,
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      })
     for (let i = 0; i <= MEMBERS; i++) {
       await api('PUT', `/rooms/${room}/members/m-${i}`, { name: `m-${i}` })
-      if (on && i > 0) await api('PUT', `/users/m-${i}/devices/web`, { kind: 'webpush', subscription: { endpoint: 'http://127.0.0.1:9/never', keys: browserKeys().keys } })
+      if (on && i > 0)
+        await api('PUT', `/users/m-${i}/devices/web`, {
+          kind: 'webpush',
+          subscription: { endpoint: 'http://127.0.0.1:9/never', keys: browserKeys().keys },
+        })
     }
     let got = 0
     let want = Infinity
     let reached: (() => void) | undefined
     const socks = await Promise.all(
-      Array.from({ length: MEMBERS + 1 }, (_, i) =>
-        new Promise<WebSocket>((resolve) => {
-          const ws = new WebSocket(`ws://127.0.0.1:${r.server.port}/ws?user=m-${i}`)
-          ws.onmessage = (e) => {
-            const t = String(e.data)
-            if (t.includes('"type":"welcome"')) resolve(ws)
-            else if (i === MEMBERS && t.startsWith('{"type":"chat"') && ++got >= want) reached?.()
-          }
-        }),
+      Array.from(
+        { length: MEMBERS + 1 },
+        (_, i) =>
+          new Promise<WebSocket>((resolve) => {
+            const ws = new WebSocket(`ws://127.0.0.1:${r.server.port}/ws?user=m-${i}`)
+            ws.onmessage = (e) => {
+              const t = String(e.data)
+              if (t.includes('"type":"welcome"')) resolve(ws)
+              else if (i === MEMBERS && t.startsWith('{"type":"chat"') && ++got >= want) reached?.()
+            }
+          }),
       ),
     )
     await Bun.sleep(300)
@@ -240,7 +313,16 @@ async function serverCpu() {
   const on = await start(true)
   const r = { off: [] as number[], on: [] as number[] }
   for (let i = 0; i <= ROUNDS_S; i++) {
-    const pair = i % 2 ? [['on', on], ['off', off]] as const : [['off', off], ['on', on]] as const
+    const pair =
+      i % 2
+        ? ([
+            ['on', on],
+            ['off', off],
+          ] as const)
+        : ([
+            ['off', off],
+            ['on', on],
+          ] as const)
     for (const [k, x] of pair) {
       const us = await x.round()
       if (i > 0) r[k].push(us)
@@ -249,7 +331,14 @@ async function serverCpu() {
   await off.stop()
   await on.stop()
   const m = { off: median(r.off), on: median(r.on) }
-  const out = { messages: MESSAGES, members: MEMBERS, rounds: ROUNDS_S, serverCpuUsPerMessage: { off: +m.off.toFixed(2), on: +m.on.toFixed(2) }, samples: r, addedPercent: +((m.on / m.off - 1) * 100).toFixed(1) }
+  const out = {
+    messages: MESSAGES,
+    members: MEMBERS,
+    rounds: ROUNDS_S,
+    serverCpuUsPerMessage: { off: +m.off.toFixed(2), on: +m.on.toFixed(2) },
+    samples: r,
+    addedPercent: +((m.on / m.off - 1) * 100).toFixed(1),
+  }
   log('server', out)
   return out
 }

@@ -55,7 +55,8 @@ async function pusherReceiver(port: number): Promise<Receiver> {
     ws.onmessage = (e) => {
       const t = e.data as string
       if (t.startsWith('{"event":"chat"')) r.got++
-      else if (t.startsWith('{"event":"pusher:connection_established"')) ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: ROOM } }))
+      else if (t.startsWith('{"event":"pusher:connection_established"'))
+        ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: ROOM } }))
       else if (t.startsWith('{"event":"pusher_internal:subscription_succeeded"')) resolve()
     }
   })
@@ -66,7 +67,8 @@ async function flood(sender: WebSocket, count: number, tag: string) {
   await new Promise<void>((resolve) => {
     let sent = 0
     let acked = 0
-    const send = () => sender.send(JSON.stringify({ type: 'chat', room: ROOM, body: `bench message ${tag} ${sent}`, id: `${tag}-${sent++}` }))
+    const send = () =>
+      sender.send(JSON.stringify({ type: 'chat', room: ROOM, body: `bench message ${tag} ${sent}`, id: `${tag}-${sent++}` }))
     sender.onmessage = (e) => {
       if (!(e.data as string).startsWith('{"type":"ack"')) return
       acked++
@@ -78,7 +80,15 @@ async function flood(sender: WebSocket, count: number, tag: string) {
 }
 
 async function phase(name: string, chatN: number, pusherN: number) {
-  const started = await startServer('chat', { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'info', ENABLE_DEMO: 'false', MAX_BUFFERED_BYTES: String(256 << 20), PUSHER_APP_ID: 'bench', PUSHER_KEY: KEY, PUSHER_SECRET: 'bench-secret-0123456789' })
+  const started = await startServer('chat', {
+    RATE_LIMIT_PER_SEC: '0',
+    LOG_LEVEL: 'info',
+    ENABLE_DEMO: 'false',
+    MAX_BUFFERED_BYTES: String(256 << 20),
+    PUSHER_APP_ID: 'bench',
+    PUSHER_KEY: KEY,
+    PUSHER_SECRET: 'bench-secret-0123456789',
+  })
   if (!started.ok) throw new Error(`server did not start: ${started.stderr}`)
   const { server } = started
   try {
@@ -123,6 +133,11 @@ for (const r of rows) {
 }
 const [chatOnly, pusherOnly, both] = rows as [(typeof rows)[0], (typeof rows)[0], (typeof rows)[0]]
 const per = (r: typeof chatOnly) => r.cpu / (r.chat + r.pusher)
-console.log(`\nPusher / chat-server, CPU per delivery: ${(per(pusherOnly) / per(chatOnly)).toFixed(2)}; deliveries/s: ${((pusherOnly.pusher / pusherOnly.seconds) / (chatOnly.chat / chatOnly.seconds)).toFixed(2)}`)
-console.log(`both faces at once: ${both.chat} + ${both.pusher} of ${both.expected} expected, ${((per(both) / per(chatOnly))).toFixed(2)}x chat-only CPU per delivery`)
-for (const r of rows) if (r.chat + r.pusher < r.expected) console.log(`warning: ${r.name}: ${r.chat + r.pusher} of ${r.expected} deliveries arrived`)
+console.log(
+  `\nPusher / chat-server, CPU per delivery: ${(per(pusherOnly) / per(chatOnly)).toFixed(2)}; deliveries/s: ${(pusherOnly.pusher / pusherOnly.seconds / (chatOnly.chat / chatOnly.seconds)).toFixed(2)}`,
+)
+console.log(
+  `both faces at once: ${both.chat} + ${both.pusher} of ${both.expected} expected, ${(per(both) / per(chatOnly)).toFixed(2)}x chat-only CPU per delivery`,
+)
+for (const r of rows)
+  if (r.chat + r.pusher < r.expected) console.log(`warning: ${r.name}: ${r.chat + r.pusher} of ${r.expected} deliveries arrived`)

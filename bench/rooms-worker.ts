@@ -70,7 +70,8 @@ function send(s: Sender) {
 /** Where `needle` starts in buf[start, end), or -1. */
 function find(buf: Uint8Array, start: number, end: number, needle: Uint8Array): number {
   const first = needle[0]!
-  for (let i = buf.indexOf(first, start); i >= 0 && i + needle.length <= end; i = buf.indexOf(first, i + 1)) if (startsWith(buf, i, end, needle)) return i
+  for (let i = buf.indexOf(first, start); i >= 0 && i + needle.length <= end; i = buf.indexOf(first, i + 1))
+    if (startsWith(buf, i, end, needle)) return i
   return -1
 }
 
@@ -166,7 +167,9 @@ function openMember(port: number, node: number, room: string, user: string, send
 async function open(c: Extract<RoomsCommand, { cmd: 'open' }>) {
   jwtSecret = c.jwtSecret
   const all: [number, number, string, string, boolean][] = []
-  for (const [r, size] of c.rooms) for (let m = 0; m < size; m++) all.push([c.ports[(r + m) % c.ports.length]!, (r + m) % c.ports.length, `${c.prefix}-${r}`, `u${r}-${m}`, m === 0])
+  for (const [r, size] of c.rooms)
+    for (let m = 0; m < size; m++)
+      all.push([c.ports[(r + m) % c.ports.length]!, (r + m) % c.ports.length, `${c.prefix}-${r}`, `u${r}-${m}`, m === 0])
   let next = 0
   const lane = async () => {
     while (next < all.length) {

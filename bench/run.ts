@@ -109,15 +109,20 @@ const opt = {
   smallRoomsRate: flag('small-rooms-rate') === undefined ? undefined : num('small-rooms-rate', 0, 0),
   smallRoomsConfigs: (flag('small-rooms-configs') ?? 'bare,memory,redis,cluster').split(','),
 }
-for (const s of ONLY) if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events', 'pusher'].includes(s)) throw new Error(`--only: unknown scenario ${s}`)
+for (const s of ONLY)
+  if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events', 'pusher'].includes(s))
+    throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
 const SERVER_ENV: Record<string, string> = Object.fromEntries(
-  (flag('server-env') ?? '').split(',').filter(Boolean).map((kv) => {
-    const i = kv.indexOf('=')
-    if (i < 1) throw new Error(`--server-env: expected K=V, got ${kv}`)
-    return [kv.slice(0, i), kv.slice(i + 1)]
-  }),
+  (flag('server-env') ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => {
+      const i = kv.indexOf('=')
+      if (i < 1) throw new Error(`--server-env: expected K=V, got ${kv}`)
+      return [kv.slice(0, i), kv.slice(i + 1)]
+    }),
 )
 
 const PROF_DIR = join(ROOT, 'bench/results/profiles')
@@ -156,7 +161,21 @@ async function spawnMembers(server: { port: number }, kind: 'bare' | 'chat', tot
   const ws = parts.map((_, i) => new Worker(`members-${i}`))
   const t0 = performance.now()
   const ready = await Promise.all(
-    ws.map((w, i) => w.request({ cmd: 'members', host: '127.0.0.1', port: server.port, count: parts[i]!, user: `bench-m${i}`, waitJoined: kind === 'chat', latency, ramp: 200 }, 'ready')),
+    ws.map((w, i) =>
+      w.request(
+        {
+          cmd: 'members',
+          host: '127.0.0.1',
+          port: server.port,
+          count: parts[i]!,
+          user: `bench-m${i}`,
+          waitJoined: kind === 'chat',
+          latency,
+          ramp: 200,
+        },
+        'ready',
+      ),
+    ),
   )
   const failed = ready.reduce((s, r) => s + r.failed, 0)
   if (failed) log(`members: ${failed} of ${total} failed to connect:`, ready.flatMap((r) => r.reasons).slice(0, 3))
@@ -166,7 +185,10 @@ async function spawnMembers(server: { port: number }, kind: 'bare' | 'chat', tot
 async function spawnSenders(server: { port: number }, kind: 'bare' | 'chat', count: number) {
   const w = new Worker('senders')
   const padTo = kind === 'bare' ? chatFrameBytes(BODY) : 0
-  const r = await w.request({ cmd: 'senders', host: '127.0.0.1', port: server.port, count, user: 'bench-s', waitJoined: kind === 'chat', padTo, body: BODY }, 'ready')
+  const r = await w.request(
+    { cmd: 'senders', host: '127.0.0.1', port: server.port, count, user: 'bench-s', waitJoined: kind === 'chat', padTo, body: BODY },
+    'ready',
+  )
   if (r.failed) throw new Error(`senders failed to connect: ${r.reasons.join('; ')}`)
   return w
 }
@@ -260,7 +282,10 @@ async function peerFlood(kind: ServerKind, count: number, seconds: number, pinIt
       const pinned = pinIt && pin(server.pid, 0) && pin(w.pid, 1)
       try {
         const padTo = kind === 'bare' ? chatFrameBytes(BODY) : 0
-        const r = await w.request({ cmd: 'peers', host: '127.0.0.1', port: server.port, count, user: 'bench-p', waitJoined: kind === 'chat', padTo, body: BODY }, 'ready')
+        const r = await w.request(
+          { cmd: 'peers', host: '127.0.0.1', port: server.port, count, user: 'bench-p', waitJoined: kind === 'chat', padTo, body: BODY },
+          'ready',
+        )
         if (r.failed) throw new Error(`peers failed to connect: ${r.reasons.join('; ')}`)
         w.send({ cmd: 'peerflood', window: opt.peerWindow })
         await sleep(opt.warmupS)
@@ -318,8 +343,17 @@ function notAvailable(r: { code: number | null; stderr: string }, variable: stri
   return undefined
 }
 
-async function withServer<T>(kind: ServerKind, env: Record<string, string>, fn: (s: Server) => Promise<T>, profile = false): Promise<T | Skipped> {
-  const r = await startServer(kind, { ...BENCH_ENV, ...(kind === 'chat' ? SERVER_ENV : {}), ...env }, { cpuProfDir: profile ? PROF_DIR : undefined })
+async function withServer<T>(
+  kind: ServerKind,
+  env: Record<string, string>,
+  fn: (s: Server) => Promise<T>,
+  profile = false,
+): Promise<T | Skipped> {
+  const r = await startServer(
+    kind,
+    { ...BENCH_ENV, ...(kind === 'chat' ? SERVER_ENV : {}), ...env },
+    { cpuProfDir: profile ? PROF_DIR : undefined },
+  )
   if (!r.ok) return { skipped: `${kind} server did not start (exit ${r.code})`, detail: r.stderr.slice(0, 300) }
   try {
     return await fn(r.server)
@@ -339,8 +373,17 @@ async function fanout(kind: 'bare' | 'chat', members: number, seconds: number) {
       const s = await spawnSenders(server, kind, opt.senders)
       try {
         const r = await floodPhase(server, m.ws, s, seconds, false)
-        const serverCpuUsPerMessage = r.messagesPerSec ? Math.round(((r.serverCpuPct / 100) * 1e6 * 100) / r.messagesPerSec) / 100 : undefined
-        return { ...r, serverCpuUsPerMessage, members: m.open, senders: opt.senders, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
+        const serverCpuUsPerMessage = r.messagesPerSec
+          ? Math.round(((r.serverCpuPct / 100) * 1e6 * 100) / r.messagesPerSec) / 100
+          : undefined
+        return {
+          ...r,
+          serverCpuUsPerMessage,
+          members: m.open,
+          senders: opt.senders,
+          memberWorkers: m.ws.length,
+          serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20),
+        }
       } finally {
         await Promise.all([...m.ws, s].map((w) => w.exit()))
       }
@@ -358,7 +401,14 @@ async function latency(kind: 'bare' | 'chat', members: number, rate: number) {
       const s = await spawnSenders(server, kind, opt.senders)
       try {
         const r = await pacedPhase(server, m.ws, s, m.open, opt.latencyS, rate)
-        return { ...r, members: m.open, connectMs: m.connectMs, rate, memberWorkers: m.ws.length, serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20) }
+        return {
+          ...r,
+          members: m.open,
+          connectMs: m.connectMs,
+          rate,
+          memberWorkers: m.ws.length,
+          serverRssMiB: Math.round(rssBytes(server.pid) / 2 ** 20),
+        }
       } finally {
         await Promise.all([...m.ws, s].map((w) => w.exit()))
       }
@@ -371,7 +421,10 @@ async function cross(): Promise<unknown> {
   const prefix = `bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}:`
   const env = { ...BENCH_ENV, REDIS_URL: REDIS, REDIS_PREFIX: prefix }
   const a = await startServer('chat', { ...env, NODE_ID: 'bench-a' }, { cpuProfDir: PROFILE ? PROF_DIR : undefined })
-  if (!a.ok) return notAvailable(a, 'REDIS_URL', 'cluster engine') ?? { skipped: `node A did not start (exit ${a.code})`, detail: a.stderr.slice(0, 300) }
+  if (!a.ok)
+    return (
+      notAvailable(a, 'REDIS_URL', 'cluster engine') ?? { skipped: `node A did not start (exit ${a.code})`, detail: a.stderr.slice(0, 300) }
+    )
   const b = await startServer('chat', { ...env, NODE_ID: 'bench-b' }, { cpuProfDir: PROFILE ? PROF_DIR : undefined })
   if (!b.ok) {
     await a.server.stop()
@@ -391,7 +444,11 @@ async function cross(): Promise<unknown> {
         const r = await f()
         const wall = (performance.now() - t0) / 1000
         const r1 = await redisCpuSeconds()
-        return { ...r, nodeACpuPct: pct((cpuSeconds(a.server.pid) - a0) / wall), redisCpuPct: r0 === undefined || r1 === undefined ? undefined : pct((r1 - r0) / wall) }
+        return {
+          ...r,
+          nodeACpuPct: pct((cpuSeconds(a.server.pid) - a0) / wall),
+          redisCpuPct: r0 === undefined || r1 === undefined ? undefined : pct((r1 - r0) / wall),
+        }
       }
       const paced = await others(() => pacedPhase(b.server, m.ws, s, m.open, opt.crossS, opt.rate))
       await sleep(0.5)
@@ -458,7 +515,9 @@ async function cleanRedis(prefix: string): Promise<number> {
 const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/test'
 
 /** 10 senders with 4 acked messages in flight each, into a room of 100 members; stops the server. */
-async function ackedLoad(server: Awaited<ReturnType<typeof startServer>> extends infer R ? (R extends { ok: true; server: infer S } ? S : never) : never) {
+async function ackedLoad(
+  server: Awaited<ReturnType<typeof startServer>> extends infer R ? (R extends { ok: true; server: infer S } ? S : never) : never,
+) {
   try {
     const m = await spawnMembers(server, 'chat', 100, 1, false)
     const s = await spawnSenders(server, 'chat', opt.senders)
@@ -511,7 +570,13 @@ async function persist(): Promise<unknown> {
   }
   try {
     const r = await startServer('chat', { ...BENCH_ENV, POSTGRES_DSN: `postgres://postgres@127.0.0.1:5432/${db}` })
-    if (!r.ok) return notAvailable(r, 'POSTGRES_DSN', 'persistence engine') ?? { skipped: `server did not start (exit ${r.code})`, detail: r.stderr.slice(0, 300) }
+    if (!r.ok)
+      return (
+        notAvailable(r, 'POSTGRES_DSN', 'persistence engine') ?? {
+          skipped: `server did not start (exit ${r.code})`,
+          detail: r.stderr.slice(0, 300),
+        }
+      )
     const withStore = await ackedLoad(r.server)
     withStore.storedRows = await countStored(db)
     // The same load on a node without a store: what persistence costs per ack.
@@ -551,7 +616,12 @@ async function idle(kind: 'bare' | 'chat', count: number) {
     let target = count
     let note: string | undefined
     if (count > usable) {
-      if (usable < 0.9 * count) return { skipped: `open-file limit ${limit} of the server process is below ${count} (raising the hard limit needs CAP_SYS_RESOURCE)`, count, fdLimit: limit }
+      if (usable < 0.9 * count)
+        return {
+          skipped: `open-file limit ${limit} of the server process is below ${count} (raising the hard limit needs CAP_SYS_RESOURCE)`,
+          count,
+          fdLimit: limit,
+        }
       target = usable
       note = `capped at ${usable} by the open-file limit ${limit}`
     }
@@ -565,7 +635,24 @@ async function idle(kind: 'bare' | 'chat', count: number) {
     const ws = parts.map((_, i) => new Worker(`idle-${i}`))
     try {
       const t0 = performance.now()
-      const ready = await Promise.all(ws.map((w, i) => w.request({ cmd: 'idle', host: '127.0.0.1', port: server.port, count: parts[i]!, user: `bench-i${i}`, waitJoined: kind === 'chat', localAddresses, ramp: 200 }, 'ready', 300_000)))
+      const ready = await Promise.all(
+        ws.map((w, i) =>
+          w.request(
+            {
+              cmd: 'idle',
+              host: '127.0.0.1',
+              port: server.port,
+              count: parts[i]!,
+              user: `bench-i${i}`,
+              waitJoined: kind === 'chat',
+              localAddresses,
+              ramp: 200,
+            },
+            'ready',
+            300_000,
+          ),
+        ),
+      )
       const connectMs = Math.round(performance.now() - t0)
       const open = ready.reduce((s, r) => s + r.open, 0)
       const failed = ready.reduce((s, r) => s + r.failed, 0)
@@ -618,8 +705,13 @@ async function clusterMain() {
   }
   const results = await clusterScenario(o)
   const out = flag('out') ?? join(ROOT, 'bench/results/cluster.json')
-  const record = { date: new Date().toISOString(), options: o, machine: { ...machine(), loadavgEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }, results }
-  writeFileSync(out, JSON.stringify(record, null, 2) + '\n')
+  const record = {
+    date: new Date().toISOString(),
+    options: o,
+    machine: { ...machine(), loadavgEnd: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') },
+    results,
+  }
+  writeFileSync(out, `${JSON.stringify(record, null, 2)}\n`)
   console.log(clusterTable(results))
   log(`wrote ${out}`)
   process.exit(0)
@@ -632,7 +724,7 @@ async function conversationsMain() {
   const welcome = await welcomeBench()
   const churn = await churnBench()
   const out = flag('out') ?? join(ROOT, 'bench/results/conversations.json')
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine: machine(), welcome, churn }, null, 2) + '\n')
+  writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), welcome, churn }, null, 2)}\n`)
   log(`wrote ${out}`)
   process.exit(0)
 }
@@ -643,7 +735,7 @@ async function eventsMain() {
   const { rows, table } = await eventsBench()
   console.log(table)
   const out = flag('out') ?? join(ROOT, 'bench/results/events.json')
-  writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine: machine(), rows }, null, 2) + '\n')
+  writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), rows }, null, 2)}\n`)
   log(`wrote ${out}`)
   process.exit(0)
 }
@@ -730,7 +822,9 @@ async function main() {
   }
   if (ONLY.includes('small')) {
     const { smallRoomsScenario } = await import('./small-rooms')
-    log(`small rooms: ${opt.smallRooms} rooms of 2-10 members, window ${opt.smallRoomsWindow}, ${opt.smallRoomsS} s a phase, ${opt.smallRoomsConfigs.join(', ')}`)
+    log(
+      `small rooms: ${opt.smallRooms} rooms of 2-10 members, window ${opt.smallRoomsWindow}, ${opt.smallRoomsS} s a phase, ${opt.smallRoomsConfigs.join(', ')}`,
+    )
     const t0 = Date.now()
     const rows = await smallRoomsScenario({
       rooms: opt.smallRooms,
@@ -766,7 +860,7 @@ async function main() {
   }
   results.machine.loadavgEnd = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   results.totalSeconds = Math.round((Date.now() - started) / 1000)
-  writeFileSync(opt.out, JSON.stringify(results, null, 2) + '\n')
+  writeFileSync(opt.out, `${JSON.stringify(results, null, 2)}\n`)
   console.log(renderTables(results))
   log(`wrote ${opt.out} (${results.totalSeconds} s); chart: bun run bench/chart.ts`)
   process.exit(0)

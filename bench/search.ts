@@ -30,7 +30,9 @@ try {
   const t0 = performance.now()
   // Building the search indexes once after the fill is several times faster than updating them
   // per row; they are made again below with the migration's own definitions.
-  const indexes = await sql<{ indexname: string; indexdef: string }[]>`select indexname, indexdef from pg_indexes where tablename = 'messages' and indexname like 'messages_search_%'`
+  const indexes = await sql<
+    { indexname: string; indexdef: string }[]
+  >`select indexname, indexdef from pg_indexes where tablename = 'messages' and indexname like 'messages_search_%'`
   for (const i of indexes) await sql.unsafe(`drop index ${i.indexname}`)
   // Words: a few hundred common ones cycling, plus planted ones at known rates: `hello` in 1 of
   // 10, a URL in 1 of 40, `unbelievable` in 1 of 100, `xylophone` in 1 of 100 000, Cyrillic in
@@ -56,7 +58,9 @@ try {
   const filled = (performance.now() - t0) / 1000
   await sql`set maintenance_work_mem = '256MB'`
   for (const i of indexes) await sql.unsafe(i.indexdef)
-  console.log(`\nrows in ${filled.toFixed(1)} s; indexes (${indexes.map((i) => i.indexname).join(', ')}) in ${((performance.now() - t0) / 1000 - filled).toFixed(1)} s`)
+  console.log(
+    `\nrows in ${filled.toFixed(1)} s; indexes (${indexes.map((i) => i.indexname).join(', ')}) in ${((performance.now() - t0) / 1000 - filled).toFixed(1)} s`,
+  )
   await sql`insert into rooms (room, epoch) select 'r' || r, 'bench' from generate_series(0, ${ROOMS - 1}) r`
   await sql`insert into memberships (room, user_id) select 'r' || (r * 20), ${USER} from generate_series(0, 49) r`
   await sql`insert into users (id, name) values (${USER}, 'Bench')`
@@ -81,7 +85,9 @@ try {
     let results = 0
     for (let i = 0; i < RUNS + 3; i++) {
       const t = performance.now()
-      const r = await fetch(`${server.url}/api/search?user=${USER}&q=${encodeURIComponent(q)}&limit=20`, { headers: { authorization: `Bearer ${API_KEY}` } })
+      const r = await fetch(`${server.url}/api/search?user=${USER}&q=${encodeURIComponent(q)}&limit=20`, {
+        headers: { authorization: `Bearer ${API_KEY}` },
+      })
       const body = (await r.json()) as { results: unknown[] }
       if (r.status !== 200) throw new Error(`search ${q}: ${r.status} ${JSON.stringify(body)}`)
       if (i >= 3) times.push(performance.now() - t) // the first ones warm the cache
@@ -89,12 +95,16 @@ try {
     }
     times.sort((a, b) => a - b)
     const pct = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!
-    console.log(`${kind.padEnd(16)} ${q.padEnd(26)} ${String(results).padStart(7)} ${pct(0.5).toFixed(1).padStart(8)} ${pct(0.99).toFixed(1).padStart(8)}`)
+    console.log(
+      `${kind.padEnd(16)} ${q.padEnd(26)} ${String(results).padStart(7)} ${pct(0.5).toFixed(1).padStart(8)} ${pct(0.99).toFixed(1).padStart(8)}`,
+    )
   }
 
   // The plans: the same SQL as src/store/search.ts, as the server runs it.
   for (const [kind, q] of kinds.slice(0, 4)) {
-    const [t] = await sql<{ tsq: string }[]>`select coalesce(string_agg(quote_literal(l) || ':*', ' & '), '') as tsq from unnest(tsvector_to_array(to_tsvector('simple', ${q}))) l`
+    const [t] = await sql<
+      { tsq: string }[]
+    >`select coalesce(string_agg(quote_literal(l) || ':*', ' & '), '') as tsq from unnest(tsvector_to_array(to_tsvector('simple', ${q}))) l`
     const plan = await sql.unsafe(
       `explain (analyze, costs off, timing on, summary on)
        select p.*, coalesce((select json_agg(json_build_array(r.reaction, r.user_id) order by r.seq) from reactions r

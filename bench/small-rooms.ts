@@ -96,18 +96,29 @@ const log = (...a: unknown[]) => console.error('[bench:small]', ...a)
 const r1 = (x: number) => Math.round(x * 10) / 10
 
 async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean): Promise<SmallRoomsRow> {
-  if (!['bare', 'memory', 'redis', 'cluster'].includes(config)) throw new Error(`--small-rooms-configs: expected bare, memory, redis or cluster, got ${config}`)
-  const redis: BenchRedis | undefined = config === 'redis' ? await privateRedis() : config === 'cluster' ? await startRedisCluster() : undefined
+  if (!['bare', 'memory', 'redis', 'cluster'].includes(config))
+    throw new Error(`--small-rooms-configs: expected bare, memory, redis or cluster, got ${config}`)
+  const redis: BenchRedis | undefined =
+    config === 'redis' ? await privateRedis() : config === 'cluster' ? await startRedisCluster() : undefined
   const nodes: Server[] = []
   try {
     // Every member has a token for its own room only: as in an app of conversations, nobody is
     // in the default room (DEFAULT_ROOM), whose presence events would reach every socket on
     // each connect (n² frames while 12 000 sockets open).
     const env: Record<string, string> = { ...o.env, LOG_LEVEL: 'info', JWT_SECRET: SMALL_JWT_SECRET }
-    if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: `bench-small-${process.pid}:` }, config === 'cluster' ? { REDIS_CLUSTER: 'true' } : {})
+    if (redis)
+      Object.assign(
+        env,
+        { REDIS_URL: redis.url, REDIS_PREFIX: `bench-small-${process.pid}:` },
+        config === 'cluster' ? { REDIS_CLUSTER: 'true' } : {},
+      )
     for (const name of redis ? ['a', 'b'] : ['a']) {
       const kind = config === 'bare' ? 'bare-rooms' : 'chat'
-      const r = await startServer(kind, { ...env, NODE_ID: `bench-small-${name}` }, { cpuProfDir: profile && name === 'a' ? o.profileDir : undefined })
+      const r = await startServer(
+        kind,
+        { ...env, NODE_ID: `bench-small-${name}` },
+        { cpuProfDir: profile && name === 'a' ? o.profileDir : undefined },
+      )
       if (!r.ok) throw new Error(`${kind} node ${name} (${config}) did not start (exit ${r.code}): ${r.stderr.slice(0, 300)}`)
       nodes.push(r.server)
     }
@@ -121,7 +132,9 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
       SMALL_JWT_SECRET,
     )
     const connectMs = Math.round(performance.now() - t0)
-    log(`${config}: ${load.sockets} members in ${o.rooms} rooms on ${nodes.length} node(s) open in ${connectMs} ms (${load.workers} generator processes)`)
+    log(
+      `${config}: ${load.sockets} members in ${o.rooms} rooms on ${nodes.length} node(s) open in ${connectMs} ms (${load.workers} generator processes)`,
+    )
     const primaries = redis ? await redis.primaries() : []
 
     /** One measured window: CPU of every node, of every Redis instance and of the generator (its workers and this process). */
@@ -166,7 +179,8 @@ async function runConfig(config: string, o: SmallRoomsOptions, profile: boolean)
       idle = { seconds: p.seconds, nodeCpuPct: p.nodeCpuPct, serverCpuPct: p.serverCpuPct, redisCpuPct: p.redisCpuPct }
       log(`${config} idle: ${JSON.stringify(idle)}`)
     }
-    const net = (x: SmallRoomsPhase) => (idle && x.msgsPerS ? r1((((x.serverCpuPct - idle.serverCpuPct) / 100) * 1e6) / x.msgsPerS) : undefined)
+    const net = (x: SmallRoomsPhase) =>
+      idle && x.msgsPerS ? r1((((x.serverCpuPct - idle.serverCpuPct) / 100) * 1e6) / x.msgsPerS) : undefined
     try {
       load.flood(o.window)
       await Bun.sleep(o.warmupS * 1000)

@@ -23,11 +23,37 @@ const RSA = process.argv.includes('--rsa')
 
 const dir = mkdtempSync(join(tmpdir(), 'bench-tls-'))
 const keyArgs = RSA ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1']
-const made = Bun.spawnSync(['openssl', 'req', '-x509', ...keyArgs, '-nodes', '-days', '1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-subj', '/CN=bench', '-addext', 'subjectAltName=IP:127.0.0.1'], { stderr: 'pipe' })
+const made = Bun.spawnSync(
+  [
+    'openssl',
+    'req',
+    '-x509',
+    ...keyArgs,
+    '-nodes',
+    '-days',
+    '1',
+    '-keyout',
+    join(dir, 'k.pem'),
+    '-out',
+    join(dir, 'c.pem'),
+    '-subj',
+    '/CN=bench',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+  ],
+  { stderr: 'pipe' },
+)
 if (made.exitCode !== 0) throw new Error(`openssl: ${made.stderr}`)
 
 async function startServer(tls: boolean) {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', RATE_LIMIT_PER_SEC: '0', ENABLE_DEMO: 'false' }
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_PER_SEC: '0',
+    ENABLE_DEMO: 'false',
+  }
   if (tls) Object.assign(env, { TLS_CERT_FILE: join(dir, 'c.pem'), TLS_KEY_FILE: join(dir, 'k.pem') })
   // LOG_LEVEL=warn hides the `listening` line: find the port by asking for a free one first.
   const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } })
@@ -36,7 +62,10 @@ async function startServer(tls: boolean) {
   const proc = Bun.spawn([BUN, join(ROOT, 'src/main.ts')], { cwd: dir, env, stdout: 'ignore', stderr: 'inherit' })
   const url = `${tls ? 'https' : 'http'}://127.0.0.1:${env.PORT}`
   for (let i = 0; i < 200; i++) {
-    const ok = await fetch(`${url}/healthz`, { tls: { rejectUnauthorized: false } } as RequestInit).then((r) => r.ok, () => false)
+    const ok = await fetch(`${url}/healthz`, { tls: { rejectUnauthorized: false } } as RequestInit).then(
+      (r) => r.ok,
+      () => false,
+    )
     if (ok) return { proc, ws: `${tls ? 'wss' : 'ws'}://127.0.0.1:${env.PORT}/ws` }
     await Bun.sleep(50)
   }
@@ -72,7 +101,10 @@ async function round(url: string, pid: number) {
   const lane = async () => {
     while (started < N && performance.now() - t0 < MAX_MS) {
       started++
-      await once(url).then(() => done++, () => failed++)
+      await once(url).then(
+        () => done++,
+        () => failed++,
+      )
     }
   }
   await Promise.all(Array.from({ length: CONCURRENCY }, lane))
@@ -100,7 +132,15 @@ for (const mode of ['plain', 'tls'] as const) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 const plain = median(results.plain!)
 const tls = median(results.tls!)
-console.log(`connections/s (open, welcome, close; ${N} per round, ${CONCURRENCY} in flight, median of ${ROUNDS}; certificate ${RSA ? 'RSA 2048' : 'ECDSA P-256'}):`)
-console.log(`  ws://  ${plain.toFixed(0)}   rounds: ${results.plain!.map((x) => x.toFixed(0)).join(', ')}   server CPU ${median(cpu.plain!).toFixed(3)} ms per connection`)
-console.log(`  wss:// ${tls.toFixed(0)}   rounds: ${results.tls!.map((x) => x.toFixed(0)).join(', ')}   server CPU ${median(cpu.tls!).toFixed(3)} ms per connection`)
-console.log(`  TLS costs ${(1000 / tls - 1000 / plain).toFixed(3)} ms per connection (${((1 - tls / plain) * 100).toFixed(0)}% fewer connections/s); client and server share this machine's cores`)
+console.log(
+  `connections/s (open, welcome, close; ${N} per round, ${CONCURRENCY} in flight, median of ${ROUNDS}; certificate ${RSA ? 'RSA 2048' : 'ECDSA P-256'}):`,
+)
+console.log(
+  `  ws://  ${plain.toFixed(0)}   rounds: ${results.plain!.map((x) => x.toFixed(0)).join(', ')}   server CPU ${median(cpu.plain!).toFixed(3)} ms per connection`,
+)
+console.log(
+  `  wss:// ${tls.toFixed(0)}   rounds: ${results.tls!.map((x) => x.toFixed(0)).join(', ')}   server CPU ${median(cpu.tls!).toFixed(3)} ms per connection`,
+)
+console.log(
+  `  TLS costs ${(1000 / tls - 1000 / plain).toFixed(3)} ms per connection (${((1 - tls / plain) * 100).toFixed(0)}% fewer connections/s); client and server share this machine's cores`,
+)

@@ -22,7 +22,9 @@ const mib = (n: number) => (n / 1024 / 1024).toFixed(1)
 /** A multipart body of `size` bytes of file (a PNG header, then filler) made as it is read. */
 function body(boundary: string, size: number): ReadableStream<Uint8Array> {
   const enc = new TextEncoder()
-  const head = enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`)
+  const head = enc.encode(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n`,
+  )
   const tail = enc.encode(`\r\n--${boundary}--\r\n`)
   const chunk = new Uint8Array(256 * 1024).fill(0x42)
   const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52, 0, 0, 4, 0, 0, 0, 3, 0])
@@ -57,12 +59,19 @@ async function measure(label: string, pid: number, url: string) {
   const boundary = `bench${Date.now()}`
   const size = MIB * 1024 * 1024
   const t0 = performance.now()
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: body(boundary, size), duplex: 'half' } as RequestInit)
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    body: body(boundary, size),
+    duplex: 'half',
+  } as RequestInit)
   const text = await res.text()
   const secs = (performance.now() - t0) / 1000
   clearInterval(sampler)
   const after = rssBytes(pid)
-  console.log(`${label}: ${res.status} ${MIB} MiB in ${secs.toFixed(2)} s = ${(MIB / secs).toFixed(0)} MiB/s; server RSS before ${mib(before)} MiB, peak ${mib(peak)} MiB (+${mib(peak - before)}), after ${mib(after)} MiB`)
+  console.log(
+    `${label}: ${res.status} ${MIB} MiB in ${secs.toFixed(2)} s = ${(MIB / secs).toFixed(0)} MiB/s; server RSS before ${mib(before)} MiB, peak ${mib(peak)} MiB (+${mib(peak - before)}), after ${mib(after)} MiB`,
+  )
   if (res.status !== 201 && res.status !== 200) console.log(`  answer: ${text.slice(0, 200)}`)
   return { status: res.status, seconds: secs, mibPerSec: MIB / secs, rssBefore: before, rssPeak: peak }
 }
@@ -78,9 +87,20 @@ await disk.server.stop()
 
 if (has('s3')) {
   const s3 = s3Receiver('AKIABENCH')
-  const srv = await startServer('chat', { ...env, S3_BUCKET: 'bench', S3_ENDPOINT: s3.url, S3_REGION: 'us-east-1', S3_ACCESS_KEY_ID: 'AKIABENCH', S3_SECRET_ACCESS_KEY: 'bench-secret-0123456789' })
+  const srv = await startServer('chat', {
+    ...env,
+    S3_BUCKET: 'bench',
+    S3_ENDPOINT: s3.url,
+    S3_REGION: 'us-east-1',
+    S3_ACCESS_KEY_ID: 'AKIABENCH',
+    S3_SECRET_ACCESS_KEY: 'bench-secret-0123456789',
+  })
   if (!srv.ok) throw new Error(`server did not start: ${srv.stderr}`)
-  await measure('chat-server, S3 (receiver in the bench process)', srv.server.pid, `http://127.0.0.1:${srv.server.port}/api/uploads?user=bench`)
+  await measure(
+    'chat-server, S3 (receiver in the bench process)',
+    srv.server.pid,
+    `http://127.0.0.1:${srv.server.port}/api/uploads?user=bench`,
+  )
   console.log(`  stored: ${[...s3.objects.values()].map((o) => mib(o.length)).join(', ')} MiB`)
   await srv.server.stop()
   s3.stop()

@@ -72,7 +72,14 @@ function receiver() {
 }
 
 async function chatServer(env: Record<string, string>): Promise<Server> {
-  const r = await startServer('chat', { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'info', ENABLE_DEMO: 'false', IDLE_TIMEOUT_S: '960', MAX_BUFFERED_BYTES: String(256 * 2 ** 20), ...env })
+  const r = await startServer('chat', {
+    RATE_LIMIT_PER_SEC: '0',
+    LOG_LEVEL: 'info',
+    ENABLE_DEMO: 'false',
+    IDLE_TIMEOUT_S: '960',
+    MAX_BUFFERED_BYTES: String(256 * 2 ** 20),
+    ...env,
+  })
   if (!r.ok) throw new Error(`chat server did not start (${r.code}): ${r.stderr.slice(0, 300)}`)
   return r.server
 }
@@ -107,7 +114,12 @@ async function client(port: number, user: string) {
 
 async function metric(port: number, name: string) {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-  return Number(text.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN)
+  return Number(
+    text
+      .split('\n')
+      .find((l) => l.startsWith(`${name} `))
+      ?.split(' ')[1] ?? NaN,
+  )
 }
 
 async function until(cond: () => boolean | Promise<boolean>, what: string, ms: number) {
@@ -132,9 +144,25 @@ async function hotpath() {
     const broker = memoryBroker({ historyLimit: config.HISTORY_LIMIT })
     const server = { publish: () => 1, subscriberCount: () => 10 }
     const webhooks = createWebhooks({ config, metrics, nodeId: 'hot' }) // never started: nothing is sent
-    const hub = createHub({ config, broker, metrics, nodeId: 'hot', server: () => server as never, webhooks: webhooks?.hub, members: memoryMembers() })
+    const hub = createHub({
+      config,
+      broker,
+      metrics,
+      nodeId: 'hot',
+      server: () => server as never,
+      webhooks: webhooks?.hub,
+      members: memoryMembers(),
+    })
     await broker.start(hub.deliver, hub.reset)
-    const ws = { send: () => 1, publish: () => 1, subscribe() {}, unsubscribe() {}, cork: (f: () => void) => f(), getBufferedAmount: () => 0, close() {} }
+    const ws = {
+      send: () => 1,
+      publish: () => 1,
+      subscribe() {},
+      unsubscribe() {},
+      cork: (f: () => void) => f(),
+      getBufferedAmount: () => 0,
+      close() {},
+    }
     const c = hub.open(ws as never, { user: { id: 'bench-s-0', name: 'bench-s-0' } }, { remote: '127.0.0.1', userAgent: '' })
     await Bun.sleep(10)
     return { hub, c, metrics }
@@ -175,8 +203,15 @@ async function hotpath() {
 async function throughput(engine: 'memory' | 'redis') {
   const rx = receiver()
   rx.state.ok = false
-  const env: Record<string, string> = { WEBHOOK_URL: rx.url, WEBHOOK_SECRET: SECRET, WEBHOOK_EVENTS: 'message.created', WEBHOOK_BATCH_MAX: BATCH, WEBHOOK_QUEUE_MAX: String(EVENTS * 2) }
-  if (engine === 'redis') Object.assign(env, { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-wh-${process.pid}-${Date.now()}:` })
+  const env: Record<string, string> = {
+    WEBHOOK_URL: rx.url,
+    WEBHOOK_SECRET: SECRET,
+    WEBHOOK_EVENTS: 'message.created',
+    WEBHOOK_BATCH_MAX: BATCH,
+    WEBHOOK_QUEUE_MAX: String(EVENTS * 2),
+  }
+  if (engine === 'redis')
+    Object.assign(env, { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `bench-wh-${process.pid}-${Date.now()}:` })
   const s = await chatServer(env)
   try {
     const c = await client(s.port, 'bench-tp')
@@ -191,7 +226,14 @@ async function throughput(engine: 'memory' | 'redis') {
     await until(() => rx.state.events >= EVENTS, 'all events delivered', 120_000)
     const seconds = (performance.now() - rx.state.firstAt) / 1000
     c.close()
-    const r = { engine, events: rx.state.events, requests: rx.state.requests, seconds: Math.round(seconds * 1000) / 1000, eventsPerSec: Math.round(rx.state.events / seconds), batchMax: Number(BATCH) }
+    const r = {
+      engine,
+      events: rx.state.events,
+      requests: rx.state.requests,
+      seconds: Math.round(seconds * 1000) / 1000,
+      eventsPerSec: Math.round(rx.state.events / seconds),
+      batchMax: Number(BATCH),
+    }
     log('throughput', r)
     return r
   } finally {
@@ -212,10 +254,18 @@ async function throughput(engine: 'memory' | 'redis') {
 async function runFanout(serverEnv?: Record<string, string>) {
   const out = join(tmpdir(), `bench-wh-fanout-${Date.now()}.json`)
   const args = [BUN, join(ROOT, 'bench/run.ts'), '--only=fanout', '--small-members=0', `--fanout-s=${FANOUT_S}`, `--out=${out}`]
-  if (serverEnv) args.push(`--server-env=${Object.entries(serverEnv).map(([k, v]) => `${k}=${v}`).join(',')}`)
+  if (serverEnv)
+    args.push(
+      `--server-env=${Object.entries(serverEnv)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',')}`,
+    )
   const p = Bun.spawn(args, { cwd: ROOT, stdout: 'ignore', stderr: 'inherit' })
   if ((await p.exited) !== 0) throw new Error('bench/run.ts failed')
-  const f = JSON.parse(readFileSync(out, 'utf8')).scenarios.fanout as { bare: { deliveriesPerSec: number }; chat: { deliveriesPerSec: number; messagesPerSec: number; serverCpuPct: number; serverCpuUsPerMessage: number } }
+  const f = JSON.parse(readFileSync(out, 'utf8')).scenarios.fanout as {
+    bare: { deliveriesPerSec: number }
+    chat: { deliveriesPerSec: number; messagesPerSec: number; serverCpuPct: number; serverCpuUsPerMessage: number }
+  }
   return {
     bare: f.bare.deliveriesPerSec,
     chat: f.chat.deliveriesPerSec,
@@ -236,7 +286,10 @@ async function fanout() {
     off.push(await runFanout())
     log(`fan-out round ${i + 1}, webhooks off`, off.at(-1))
     const before = rx.state.requests
-    on.push({ ...(await runFanout({ WEBHOOK_URL: rx.url, WEBHOOK_SECRET: SECRET, WEBHOOK_EVENTS: 'message.created' })), webhookRequests: rx.state.requests - before })
+    on.push({
+      ...(await runFanout({ WEBHOOK_URL: rx.url, WEBHOOK_SECRET: SECRET, WEBHOOK_EVENTS: 'message.created' })),
+      webhookRequests: rx.state.requests - before,
+    })
     log(`fan-out round ${i + 1}, webhooks on`, on.at(-1))
   }
   rx.stop()
@@ -288,13 +341,22 @@ async function hook() {
     const payload = JSON.stringify({ room: 'general', user: { id: 'bench-hook', name: 'bench-hook' }, body: 'message 1' })
     for (let i = 0; i < HOOK_N + 200; i++) {
       const t0 = performance.now()
-      const res = await fetch(url, { method: 'POST', body: payload, headers: { 'content-type': 'application/json', 'chat-signature': sign(SECRET, payload) } })
+      const res = await fetch(url, {
+        method: 'POST',
+        body: payload,
+        headers: { 'content-type': 'application/json', 'chat-signature': sign(SECRET, payload) },
+      })
       await res.json()
       if (i >= 200) rtt.record((performance.now() - t0) * 1000)
     }
     const r = rtt.summary()
     const added = (k: 'p50' | 'mean' | 'p99') => Math.round((b[k] - a[k] - r[k]) * 1000) / 1000
-    const out = { ackWithoutHookMs: a, ackWithHookMs: b, hookRoundTripMs: r, addedBeyondRoundTripMs: { p50: added('p50'), mean: added('mean'), p99: added('p99') } }
+    const out = {
+      ackWithoutHookMs: a,
+      ackWithHookMs: b,
+      hookRoundTripMs: r,
+      addedBeyondRoundTripMs: { p50: added('p50'), mean: added('mean'), p99: added('p99') },
+    }
     log('hook', JSON.stringify(out))
     return out
   } finally {
@@ -310,5 +372,5 @@ if (ONLY.includes('throughput')) {
 }
 if (ONLY.includes('hook')) results.hook = await hook()
 if (ONLY.includes('fanout')) results.fanout = await fanout()
-writeFileSync(OUT, JSON.stringify(results, null, 1) + '\n')
+writeFileSync(OUT, `${JSON.stringify(results, null, 1)}\n`)
 console.log(JSON.stringify(results, null, 1))

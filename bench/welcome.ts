@@ -56,7 +56,13 @@ function open(url: string): Promise<Conn> {
 }
 
 async function measure(engine: string, env: Record<string, string>) {
-  const started = await startServer('chat', { RATE_LIMIT_PER_SEC: '0', LOG_LEVEL: 'info', ENABLE_DEMO: 'false', MAX_MEMBERSHIPS: String(MEMBERSHIPS), ...env })
+  const started = await startServer('chat', {
+    RATE_LIMIT_PER_SEC: '0',
+    LOG_LEVEL: 'info',
+    ENABLE_DEMO: 'false',
+    MAX_MEMBERSHIPS: String(MEMBERSHIPS),
+    ...env,
+  })
   if (!started.ok) throw new Error(`${engine}: server did not start: ${started.stderr}`)
   const server = started.server
   const url = `ws://127.0.0.1:${server.port}/ws`
@@ -77,7 +83,11 @@ async function measure(engine: string, env: Record<string, string>) {
     const rooms = Array.from({ length: MEMBERSHIPS - 1 }, (_, i) => `wb-${i + 1}`)
     await Promise.all(rooms.map((room) => request(member, { type: 'join', room, member: true })))
     await Promise.all(rooms.map((room) => request(poster, { type: 'join', room })))
-    await Promise.all(Array.from({ length: MEMBERSHIPS - 1 }, (_, i) => Array.from({ length: PER_ROOM }, (_, k) => request(poster, { type: 'chat', room: `wb-${i + 1}`, body: `m${k}` }))).flat())
+    await Promise.all(
+      Array.from({ length: MEMBERSHIPS - 1 }, (_, i) =>
+        Array.from({ length: PER_ROOM }, (_, k) => request(poster, { type: 'chat', room: `wb-${i + 1}`, body: `m${k}` })),
+      ).flat(),
+    )
     member.ws.close()
     poster.ws.close()
 
@@ -101,7 +111,13 @@ async function measure(engine: string, env: Record<string, string>) {
     console.log(
       `${engine.padEnd(9)} ${MEMBERSHIPS} memberships, unread ${unread}: open→welcome p50 ${q(toWelcome, 0.5).toFixed(1)} ms p90 ${q(toWelcome, 0.9).toFixed(1)} ms max ${Math.max(...toWelcome).toFixed(1)} ms; open→last joined p50 ${q(toJoined, 0.5).toFixed(1)} ms max ${Math.max(...toJoined).toFixed(1)} ms (${CONNECTS} connects)`,
     )
-    return { engine, memberships: MEMBERSHIPS, unread, welcomeMs: { p50: q(toWelcome, 0.5), p90: q(toWelcome, 0.9), max: Math.max(...toWelcome) }, lastJoinedMs: { p50: q(toJoined, 0.5), max: Math.max(...toJoined) } }
+    return {
+      engine,
+      memberships: MEMBERSHIPS,
+      unread,
+      welcomeMs: { p50: q(toWelcome, 0.5), p90: q(toWelcome, 0.9), max: Math.max(...toWelcome) },
+      lastJoinedMs: { p50: q(toJoined, 0.5), max: Math.max(...toJoined) },
+    }
   } finally {
     await server.stop()
   }
@@ -111,7 +127,8 @@ export async function welcomeBench() {
   const out = []
   for (const engine of ENGINES) {
     if (engine === 'memory') out.push(await measure(engine, {}))
-    else if (engine === 'redis') out.push(await measure(engine, { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `wb-${Date.now().toString(36)}:` }))
+    else if (engine === 'redis')
+      out.push(await measure(engine, { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `wb-${Date.now().toString(36)}:` }))
     else if (engine === 'postgres') {
       const name = `chat_welcome_${Date.now().toString(36)}`
       const admin = postgres('postgres://postgres@127.0.0.1:5432/test', { max: 1, onnotice: () => {} })

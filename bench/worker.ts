@@ -44,7 +44,19 @@ export type Command =
 export type Event =
   | { ev: 'ready'; open: number; failed: number; reasons: string[]; ms: number }
   | { ev: 'progress'; min: number }
-  | { ev: 'stats'; frames: number; chat: number; sent: number; acks: number; errors: number; closes: number; reasons: string[]; hist?: ReturnType<Histogram['toJSON']>; ms: number; totals: { sent: number; acks: number; errors: number; outstanding: number } }
+  | {
+      ev: 'stats'
+      frames: number
+      chat: number
+      sent: number
+      acks: number
+      errors: number
+      closes: number
+      reasons: string[]
+      hist?: ReturnType<Histogram['toJSON']>
+      ms: number
+      totals: { sent: number; acks: number; errors: number; outstanding: number }
+    }
 
 const send = (e: Event) => process.send!(e)
 const JOINED = new TextEncoder().encode('{"type":"joined"')
@@ -52,7 +64,7 @@ const ACK = new TextEncoder().encode('{"type":"ack"')
 const ERROR = new TextEncoder().encode('{"type":"error"')
 const dec = new TextDecoder()
 
-let conns: Conn[] = []
+const conns: Conn[] = []
 let counts = new Float64Array(0)
 let frames = 0
 let chatTotal = 0
@@ -73,7 +85,10 @@ function note(why: string) {
 }
 
 /** Opens `count` connections, at most `ramp` handshakes at a time; resolves when all are ready or failed. */
-function openMany(c: Extract<Command, { cmd: 'members' | 'idle' | 'senders' | 'peers' }>, onFrame?: (i: number, op: number, b: Uint8Array, s: number, e: number) => void) {
+function openMany(
+  c: Extract<Command, { cmd: 'members' | 'idle' | 'senders' | 'peers' }>,
+  onFrame?: (i: number, op: number, b: Uint8Array, s: number, e: number) => void,
+) {
   const t0 = performance.now()
   const ramp = ('ramp' in c && c.ramp) || 200
   counts = new Float64Array(c.count)
@@ -339,14 +354,17 @@ process.on('message', async (m: Command) => {
     case 'pace': {
       const t0 = performance.now()
       const base = sent
-      paceTimer = setInterval(() => {
-        const due = Math.floor(((performance.now() - t0) / 1000) * m.rate) - (sent - base)
-        for (let k = 0; k < due && !stopping; k++) {
-          const c = senderConns[rr++ % senderConns.length]!
-          if (c.open) c.write(chatFrame())
-          sent++
-        }
-      }, Math.max(1, Math.min(10, Math.floor(1000 / m.rate))))
+      paceTimer = setInterval(
+        () => {
+          const due = Math.floor(((performance.now() - t0) / 1000) * m.rate) - (sent - base)
+          for (let k = 0; k < due && !stopping; k++) {
+            const c = senderConns[rr++ % senderConns.length]!
+            if (c.open) c.write(chatFrame())
+            sent++
+          }
+        },
+        Math.max(1, Math.min(10, Math.floor(1000 / m.rate))),
+      )
       break
     }
     case 'acked':

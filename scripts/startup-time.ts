@@ -14,7 +14,12 @@ const cwd = mkdtempSync(join(tmpdir(), 'chat-server-startup-'))
 
 async function once(): Promise<number> {
   const t0 = performance.now()
-  const proc = Bun.spawn(command, { cwd, env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1' }, stdout: 'pipe', stderr: 'inherit' })
+  const proc = Bun.spawn(command, {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1' },
+    stdout: 'pipe',
+    stderr: 'inherit',
+  })
   const decoder = new TextDecoder()
   let buf = ''
   let ms = NaN
@@ -37,4 +42,6 @@ for (let i = 0; i < runs; i++) times.push(await once())
 times.sort((a, b) => a - b)
 const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!.toFixed(1)
 const mean = times.reduce((a, b) => a + b, 0) / times.length
-console.log(`${command.join(' ')}: spawn -> "listening" over ${runs} runs: min ${at(0)} ms, median ${at(0.5)} ms, mean ${mean.toFixed(1)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms`)
+console.log(
+  `${command.join(' ')}: spawn -> "listening" over ${runs} runs: min ${at(0)} ms, median ${at(0.5)} ms, mean ${mean.toFixed(1)} ms, p90 ${at(0.9)} ms, max ${at(1)} ms`,
+)

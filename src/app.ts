@@ -69,7 +69,6 @@ export function parseFrame(message: string | Buffer): unknown {
  */
 const EDEN_GC_EVERY_UPGRADES = 200
 
-
 export interface AppDeps {
   config: Config
   broker: Broker
@@ -131,7 +130,17 @@ export function createApp(deps: AppDeps) {
   })
 
   // The Pusher protocol's face (src/pusher): its routes, and its sockets in the hub's delivery and drain (the hub's hooks).
-  const pusher: Pusher | undefined = config.PUSHER_KEY ? createPusher({ config, broker, metrics, nodeId: deps.nodeId, server: (): Server<unknown> => (net.set(app.server), net.server()!), door, ledger: deps.ledger ?? memoryLedger() }) : undefined
+  const pusher: Pusher | undefined = config.PUSHER_KEY
+    ? createPusher({
+        config,
+        broker,
+        metrics,
+        nodeId: deps.nodeId,
+        server: (): Server<unknown> => (net.set(app.server), net.server()!),
+        door,
+        ledger: deps.ledger ?? memoryLedger(),
+      })
+    : undefined
   if (pusher) {
     hub.onDeliver(pusher.delivery)
     hub.onDrain(pusher.drain)
@@ -253,7 +262,10 @@ export function createApp(deps: AppDeps) {
     },
     // A Bun route ahead of Elysia's router (other methods on /ws fall through to its 404).
     // Bun's own cap on a request body (128 MiB by default) stays above the upload limit.
-    serve: { routes: { '/ws': { GET: upgradeRoute as never }, ...(pusher?.routes as {} | undefined) }, maxRequestBodySize: Math.max(128 * 1024 * 1024, config.UPLOAD_MAX_BYTES + 1024 * 1024) },
+    serve: {
+      routes: { '/ws': { GET: upgradeRoute as never }, ...(pusher?.routes as object | undefined) },
+      maxRequestBodySize: Math.max(128 * 1024 * 1024, config.UPLOAD_MAX_BYTES + 1024 * 1024),
+    },
   })
     .onError(({ code, error }) => {
       if (code === 'NOT_FOUND') return status(404, { error: 'not_found' })
@@ -278,7 +290,11 @@ export function createApp(deps: AppDeps) {
     .use(pushRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(searchRoutes({ config, hub, broker, store: deps.store }))
     .use(adminRoutes({ config, stats }))
-    .use(deps.uploads ? uploadsRoutes({ config, uploads: deps.uploads, authenticate, members: deps.members, broker }) : new Elysia({ name: 'no-uploads' }))
+    .use(
+      deps.uploads
+        ? uploadsRoutes({ config, uploads: deps.uploads, authenticate, members: deps.members, broker })
+        : new Elysia({ name: 'no-uploads' }),
+    )
     .use(demoRoutes(config.ENABLE_DEMO))
 
   return { app, hub, stats, listeners: net }

@@ -11,13 +11,20 @@ export function healthcheckUrl(env: Record<string, string | undefined> = process
   if (port.data === 0) throw new Error('PORT: 0 picks a random port; a health check needs the real one')
   const host = (env.HOST || variables.HOST.default).trim()
   // A wildcard address listens on loopback too; a specific address must be asked directly.
-  const target = ['0.0.0.0', '::', '[::]', ''].includes(host) ? '127.0.0.1' : host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
+  const target = ['0.0.0.0', '::', '[::]', ''].includes(host)
+    ? '127.0.0.1'
+    : host.includes(':') && !host.startsWith('[')
+      ? `[${host}]`
+      : host
   // With TLS the server speaks only HTTPS on PORT (the certificate is checked by the server at
   // startup; here it is our own loopback, whose name rarely matches it: not verified).
   return `${env.TLS_CERT_FILE ? 'https' : 'http'}://${target}:${port.data}/healthz`
 }
 
-export async function healthcheck(env: Record<string, string | undefined> = process.env, timeoutMs = 3000): Promise<{ ok: boolean; detail: string }> {
+export async function healthcheck(
+  env: Record<string, string | undefined> = process.env,
+  timeoutMs = 3000,
+): Promise<{ ok: boolean; detail: string }> {
   let url: string
   try {
     url = healthcheckUrl(env)
@@ -25,7 +32,10 @@ export async function healthcheck(env: Record<string, string | undefined> = proc
     return { ok: false, detail: (err as Error).message }
   }
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), ...(url.startsWith('https:') ? { tls: { rejectUnauthorized: false } } : {}) })
+    const res = await fetch(url, {
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(url.startsWith('https:') ? { tls: { rejectUnauthorized: false } } : {}),
+    })
     const body = await res.text()
     let status: unknown
     try {

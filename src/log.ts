@@ -14,7 +14,7 @@ function write(level: Exclude<Level, 'silent'>, msg: string, fields?: Record<str
   if (levels[level] < threshold) return
   const line: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base, ...fields }
   if (fields?.err instanceof Error) line.err = { message: fields.err.message, name: fields.err.name }
-  process.stdout.write(JSON.stringify(line) + '\n')
+  process.stdout.write(`${JSON.stringify(line)}\n`)
 }
 
 export const log = {

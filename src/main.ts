@@ -123,7 +123,11 @@ const redis = connections
       nodeId,
       historyLimit: config.HISTORY_LIMIT,
       historyTtlMs: config.HISTORY_TTL_S * 1000,
-      reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER, pinsPerRoom: config.PINS_MAX_PER_ROOM },
+      reactionCaps: {
+        perMessage: config.MAX_REACTIONS_PER_MESSAGE,
+        perUser: config.MAX_REACTIONS_PER_USER,
+        pinsPerRoom: config.PINS_MAX_PER_ROOM,
+      },
       loadMessages: store && ((room, ids) => store.messages(room, ids)),
       origin,
       store,
@@ -138,7 +142,11 @@ const broker: Broker =
     store,
     historyTtlMs: config.HISTORY_TTL_S ? config.HISTORY_TTL_S * 1000 : undefined,
     maxRooms: config.MAX_ROOMS,
-    reactionCaps: { perMessage: config.MAX_REACTIONS_PER_MESSAGE, perUser: config.MAX_REACTIONS_PER_USER, pinsPerRoom: config.PINS_MAX_PER_ROOM },
+    reactionCaps: {
+      perMessage: config.MAX_REACTIONS_PER_MESSAGE,
+      perUser: config.MAX_REACTIONS_PER_USER,
+      pinsPerRoom: config.PINS_MAX_PER_ROOM,
+    },
     loadMessages: store && ((room, ids) => store.messages(room, ids)),
     ledger,
     onEvict: () => metrics.roomsEvicted.inc(),
@@ -178,7 +186,22 @@ try {
   process.exit(1)
 }
 const followed = webhooks?.hub.emit || push ? online : undefined
-const { app, hub, stats, listeners } = createApp({ config, broker, metrics, nodeId, store, members, userConns, redis: redisDeps, ledger, online: followed, webhooks: webhooks?.hub, uploads, push: push?.hub, ...authDeps })
+const { app, hub, stats, listeners } = createApp({
+  config,
+  broker,
+  metrics,
+  nodeId,
+  store,
+  members,
+  userConns,
+  redis: redisDeps,
+  ledger,
+  online: followed,
+  webhooks: webhooks?.hub,
+  uploads,
+  push: push?.hub,
+  ...authDeps,
+})
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
 await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhooks?.start())
 if (push) await orExit('REDIS_URL', () => push.start())
@@ -188,7 +211,15 @@ await orExit('REDIS_URL', () => nodes.start())
 app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) })
 listeners.set(app.server)
 const port = app.server!.port
-log.info('listening', { host: config.HOST, port, tls: tls ? { subject: tls.subject, notAfter: tls.notAfter } : false, broker: broker.kind, store: store ? 'postgres' : 'none', auth: config.authMode, version: pkg.version })
+log.info('listening', {
+  host: config.HOST,
+  port,
+  tls: tls ? { subject: tls.subject, notAfter: tls.notAfter } : false,
+  broker: broker.kind,
+  store: store ? 'postgres' : 'none',
+  auth: config.authMode,
+  version: pkg.version,
+})
 if (config.APP_ENV === 'production' && config.authMode === 'off')
   log.warn('authentication is off: anyone can connect; set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL')
 
@@ -196,7 +227,11 @@ auth?.start() // a JWKS that cannot be fetched now is retried; it never stops th
 const sweep = setInterval(hub.sweep, 1000)
 // Orphan uploads: a few sweeps per TTL, at most one a minute.
 const uploadSweep = setInterval(
-  () => void uploads.sweep().then((n) => n && log.info('orphan uploads removed', { count: n }), (err) => log.warn('orphan sweep failed', { err })),
+  () =>
+    void uploads.sweep().then(
+      (n) => n && log.info('orphan uploads removed', { count: n }),
+      (err) => log.warn('orphan sweep failed', { err }),
+    ),
   Math.min(60_000, Math.max(200, (config.UPLOAD_ORPHAN_TTL_S * 1000) / 4)),
 )
 stats.start()
@@ -207,7 +242,10 @@ stats.start()
 // Such an error is logged and counted; the node keeps serving.
 const uncaught = (kind: string) => (err: unknown) => {
   metrics.uncaught.inc()
-  log.error(`${kind}; serving on`, { err: err instanceof Error ? err : String(err), stack: err instanceof Error ? err.stack?.split('\n').slice(0, 4).join(' | ') : undefined })
+  log.error(`${kind}; serving on`, {
+    err: err instanceof Error ? err : String(err),
+    stack: err instanceof Error ? err.stack?.split('\n').slice(0, 4).join(' | ') : undefined,
+  })
 }
 process.on('uncaughtException', uncaught('uncaught exception'))
 process.on('unhandledRejection', uncaught('unhandled rejection'))
@@ -252,7 +290,9 @@ process.on('SIGHUP', () => {
   try {
     next = loadTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE)
   } catch (err) {
-    return log.error('SIGHUP: TLS files refused; still serving the old certificate', { err: err instanceof ConfigError ? err.lines.join('; ') : String(err) })
+    return log.error('SIGHUP: TLS files refused; still serving the old certificate', {
+      err: err instanceof ConfigError ? err.lines.join('; ') : String(err),
+    })
   }
   if (next.cert === tls.cert && next.key === tls.key) return log.info('SIGHUP: TLS files unchanged', { notAfter: tls.notAfter })
   // Bun cannot swap the certificate of a listening server (server.reload ignores `tls`):
@@ -261,7 +301,11 @@ process.on('SIGHUP', () => {
     app.listen({ hostname: config.HOST, port, reusePort: true, tls: { cert: next.cert, key: next.key } })
     listeners.set(app.server)
     tls = next
-    log.info('SIGHUP: TLS certificate reloaded for new connections', { subject: next.subject, notAfter: next.notAfter, retiredListeners: listeners.retired })
+    log.info('SIGHUP: TLS certificate reloaded for new connections', {
+      subject: next.subject,
+      notAfter: next.notAfter,
+      retiredListeners: listeners.retired,
+    })
   } catch (err) {
     log.error('SIGHUP: could not listen with the new certificate; still serving the old one', { err: String(err) })
   }

@@ -36,7 +36,22 @@ export class TallyHistogram {
 }
 
 /** The frame types counted going out (the `type` label of chat_frames_out_total; the list in createMetrics). */
-export type FrameOutType = 'welcome' | 'chat' | 'dm' | 'ack' | 'joined' | 'left' | 'history' | 'presence' | 'typing' | 'read' | 'rooms' | 'pins' | 'search' | 'pong' | 'error'
+export type FrameOutType =
+  | 'welcome'
+  | 'chat'
+  | 'dm'
+  | 'ack'
+  | 'joined'
+  | 'left'
+  | 'history'
+  | 'presence'
+  | 'typing'
+  | 'read'
+  | 'rooms'
+  | 'pins'
+  | 'search'
+  | 'pong'
+  | 'error'
 
 /**
  * Every metric of the server. Tallies are counted as plain numbers on the hot path and read by
@@ -147,18 +162,62 @@ export function createMetrics(): Metrics {
   // The schemas' types, not a copy: hub/dispatch.ts counts each decoded frame by its type outside any
   // try, so a type missing here would throw there. `invalid`: a frame that decodes to none.
   const inTypes = [...CLIENT_FRAME_TYPES, 'invalid'] as const
-  const outTypes = ['welcome', 'chat', 'dm', 'ack', 'joined', 'left', 'history', 'presence', 'typing', 'read', 'rooms', 'pins', 'search', 'pong', 'error'] as const
+  const outTypes = [
+    'welcome',
+    'chat',
+    'dm',
+    'ack',
+    'joined',
+    'left',
+    'history',
+    'presence',
+    'typing',
+    'read',
+    'rooms',
+    'pins',
+    'search',
+    'pong',
+    'error',
+  ] as const
   const framesIn = tallyBy('chat_frames_in_total', 'Client frames received, by type', 'type', inTypes)
   const framesOut = tallyBy('chat_frames_out_total', 'Frames sent or published by this node, by type', 'type', outTypes)
   const published = tally('chat_messages_published_total', 'Chat messages accepted and published')
   const delivered = tally('chat_messages_delivered_total', 'Chat and DM frames handed to local subscribers')
-  const dropped = new Counter({ name: 'chat_messages_dropped_total', help: 'Frames a slow subscriber could not take (it is then closed with 4008)', registers: [registry] })
-  const codes: ErrorCode[] = ['bad_request', 'unauthorized', 'forbidden', 'rate_limited', 'too_large', 'unavailable', 'internal', 'not_found', 'limit']
+  const dropped = new Counter({
+    name: 'chat_messages_dropped_total',
+    help: 'Frames a slow subscriber could not take (it is then closed with 4008)',
+    registers: [registry],
+  })
+  const codes: ErrorCode[] = [
+    'bad_request',
+    'unauthorized',
+    'forbidden',
+    'rate_limited',
+    'too_large',
+    'unavailable',
+    'internal',
+    'not_found',
+    'limit',
+  ]
   const errors = new Counter({ name: 'chat_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers: [registry] })
   const rateLimited = new Counter({ name: 'chat_rate_limited_total', help: 'Frames refused by the rate limit', registers: [registry] })
-  const slowConsumers = new Counter({ name: 'chat_slow_consumer_closes_total', help: 'Connections closed with 4008', registers: [registry] })
-  const authRefused = new Counter({ name: 'chat_auth_refused_total', help: 'Upgrades refused by authentication, by reason', labelNames: ['reason'], registers: [registry] })
-  const connRefused = new Counter({ name: 'chat_connections_refused_total', help: 'Upgrades refused by a connection limit, by reason', labelNames: ['reason'], registers: [registry] })
+  const slowConsumers = new Counter({
+    name: 'chat_slow_consumer_closes_total',
+    help: 'Connections closed with 4008',
+    registers: [registry],
+  })
+  const authRefused = new Counter({
+    name: 'chat_auth_refused_total',
+    help: 'Upgrades refused by authentication, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  })
+  const connRefused = new Counter({
+    name: 'chat_connections_refused_total',
+    help: 'Upgrades refused by a connection limit, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  })
   const connectSeconds = new Histogram({
     name: 'chat_connect_seconds',
     help: 'From the upgrade request to the first frame of the session (welcome; Pusher: pusher:connection_established), by transport',
@@ -166,10 +225,26 @@ export function createMetrics(): Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   })
-  const roomsEvicted = new Counter({ name: 'chat_rooms_evicted_total', help: 'Idle rooms the memory engine forgot (HISTORY_TTL_S, MAX_ROOMS)', registers: [registry] })
-  const brokerErrors = new Counter({ name: 'chat_broker_errors_total', help: 'Broker (Redis) operations that failed', registers: [registry] })
-  const uncaught = new Counter({ name: 'chat_uncaught_errors_total', help: 'Errors no handler caught (logged; the node serves on)', registers: [registry] })
-  const storeErrors = new Counter({ name: 'chat_store_errors_total', help: 'Store (PostgreSQL) operations that failed', registers: [registry] })
+  const roomsEvicted = new Counter({
+    name: 'chat_rooms_evicted_total',
+    help: 'Idle rooms the memory engine forgot (HISTORY_TTL_S, MAX_ROOMS)',
+    registers: [registry],
+  })
+  const brokerErrors = new Counter({
+    name: 'chat_broker_errors_total',
+    help: 'Broker (Redis) operations that failed',
+    registers: [registry],
+  })
+  const uncaught = new Counter({
+    name: 'chat_uncaught_errors_total',
+    help: 'Errors no handler caught (logged; the node serves on)',
+    registers: [registry],
+  })
+  const storeErrors = new Counter({
+    name: 'chat_store_errors_total',
+    help: 'Store (PostgreSQL) operations that failed',
+    registers: [registry],
+  })
   const latencyBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
   const publishLatency = new TallyHistogram(latencyBuckets)
   new Histogram({
@@ -180,8 +255,12 @@ export function createMetrics(): Metrics {
     collect() {
       // prom-client has no bulk setter: its one unlabelled series is written as observe() would.
       this.zero({})
-      const series = Object.values((this as unknown as { hashMap: Record<string, { bucketValues: Record<number, number>; sum: number; count: number }> }).hashMap)[0]!
-      latencyBuckets.forEach((b, i) => (series.bucketValues[b] = publishLatency.counts[i]!))
+      const series = Object.values(
+        (this as unknown as { hashMap: Record<string, { bucketValues: Record<number, number>; sum: number; count: number }> }).hashMap,
+      )[0]!
+      latencyBuckets.forEach((b, i) => {
+        series.bucketValues[b] = publishLatency.counts[i]!
+      })
       series.sum = publishLatency.sum
       series.count = publishLatency.n
     },
@@ -221,7 +300,12 @@ export function createMetrics(): Metrics {
 
   /** Push (src/push): one count per device and outcome. */
   const push = {
-    sent: new Counter({ name: 'chat_push_sent_total', help: 'Pushes handed to a provider, by provider and result (ok, retry, gone: the device was removed, failed, expired: given up)', labelNames: ['provider', 'result'], registers: [registry] }),
+    sent: new Counter({
+      name: 'chat_push_sent_total',
+      help: 'Pushes handed to a provider, by provider and result (ok, retry, gone: the device was removed, failed, expired: given up)',
+      labelNames: ['provider', 'result'],
+      registers: [registry],
+    }),
     dropped: tally('chat_push_dropped_total', 'Pushes dropped, oldest first, past the queue bound'),
   }
 
@@ -243,7 +327,11 @@ export function createMetrics(): Metrics {
     authRefused,
     connRefused,
     /** Label children made once: observed once per connection. */
-    connect: { ws: connectSeconds.labels({ transport: 'ws' }), sse: connectSeconds.labels({ transport: 'sse' }), pusher: connectSeconds.labels({ transport: 'pusher' }) },
+    connect: {
+      ws: connectSeconds.labels({ transport: 'ws' }),
+      sse: connectSeconds.labels({ transport: 'sse' }),
+      pusher: connectSeconds.labels({ transport: 'pusher' }),
+    },
     brokerErrors,
     roomsEvicted,
     storeErrors,

@@ -28,8 +28,10 @@ function read(variable: string, path: string): string {
 export function loadTls(certFile: string, keyFile: string): TlsFiles {
   const cert = read('TLS_CERT_FILE', certFile)
   const key = read('TLS_KEY_FILE', keyFile)
-  if (!cert.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError([`TLS_CERT_FILE: ${certFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`])
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new ConfigError([`TLS_KEY_FILE: ${keyFile} holds no PEM private key (-----BEGIN … PRIVATE KEY-----)`])
+  if (!cert.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ConfigError([`TLS_CERT_FILE: ${certFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`])
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key))
+    throw new ConfigError([`TLS_KEY_FILE: ${keyFile} holds no PEM private key (-----BEGIN … PRIVATE KEY-----)`])
   let x509: X509Certificate
   try {
     x509 = new X509Certificate(cert) // the first certificate of a chain: the leaf
@@ -40,8 +42,11 @@ export function loadTls(certFile: string, keyFile: string): TlsFiles {
   try {
     privateKey = createPrivateKey(key)
   } catch (err) {
-    throw new ConfigError([`TLS_KEY_FILE: ${keyFile} is not a usable private key (${(err as Error).message}; encrypted keys are not supported)`])
+    throw new ConfigError([
+      `TLS_KEY_FILE: ${keyFile} is not a usable private key (${(err as Error).message}; encrypted keys are not supported)`,
+    ])
   }
-  if (!x509.checkPrivateKey(privateKey)) throw new ConfigError([`TLS_KEY_FILE: ${keyFile} is not the key of the certificate in TLS_CERT_FILE`])
+  if (!x509.checkPrivateKey(privateKey))
+    throw new ConfigError([`TLS_KEY_FILE: ${keyFile} is not the key of the certificate in TLS_CERT_FILE`])
   return { cert, key, subject: x509.subject.replace(/\n/g, ', '), notAfter: new Date(x509.validTo).toISOString() }
 }

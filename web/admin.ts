@@ -71,7 +71,10 @@ class ApiError extends Error {
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const key = sessionStorage.getItem(KEY) ?? ''
-  const res = await fetch(path, { ...init, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...init.headers } })
+  const res = await fetch(path, {
+    ...init,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...init.headers },
+  })
   const body = await res.json().catch(() => ({}))
   if (!res.ok) throw new ApiError(res.status, body)
   return body as T
@@ -167,7 +170,16 @@ function renderSeries(v: { points: { t: number; connections: number; msgInPerS: 
         { label: 'connections', stroke: '#2b8a3e', width: 2, scale: 'conns' },
       ],
       scales: { rate: { range: (_u, _min, max) => [0, Math.max(1, max)] }, conns: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
-      axes: [{ space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600], values: (_u, splits) => splits.map((s) => new Date(s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })) }, { scale: 'rate', label: 'messages/s' }, { scale: 'conns', side: 1, label: 'connections', grid: { show: false } }],
+      axes: [
+        {
+          space: 70,
+          incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600],
+          values: (_u, splits) =>
+            splits.map((s) => new Date(s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })),
+        },
+        { scale: 'rate', label: 'messages/s' },
+        { scale: 'conns', side: 1, label: 'connections', grid: { show: false } },
+      ],
     },
     data,
     ui.chart,
@@ -202,7 +214,10 @@ async function refresh() {
 async function publish(room: string, body: string) {
   ui.publishResult.className = 'result'
   try {
-    const r = await api<{ id: string; room: string; seq: number }>('/api/publish', { method: 'POST', body: JSON.stringify(room ? { room, body } : { body }) })
+    const r = await api<{ id: string; room: string; seq: number }>('/api/publish', {
+      method: 'POST',
+      body: JSON.stringify(room ? { room, body } : { body }),
+    })
     ui.publishResult.textContent = `published to ${r.room} as seq ${r.seq}`
     ui.publishBody.value = ''
   } catch (err) {
@@ -214,7 +229,10 @@ async function publish(room: string, body: string) {
 async function disconnect(user: string, reason: string) {
   ui.disconnectResult.className = 'result'
   try {
-    const r = await api<{ user: string; code: number }>(`/api/users/${encodeURIComponent(user)}/disconnect`, { method: 'POST', body: JSON.stringify(reason ? { reason } : {}) })
+    const r = await api<{ user: string; code: number }>(`/api/users/${encodeURIComponent(user)}/disconnect`, {
+      method: 'POST',
+      body: JSON.stringify(reason ? { reason } : {}),
+    })
     ui.disconnectResult.textContent = `every connection of ${r.user} closed with ${r.code}`
   } catch (err) {
     ui.disconnectResult.className = 'result error'
@@ -249,7 +267,11 @@ function moderate() {
   const user = ui.moderateUser.value.trim()
   const action = ui.moderateAction.value
   const reason = ui.moderateReason.value.trim()
-  const body = { user, ...(action === 'mute' ? { seconds: Number(ui.moderateSeconds.value) } : {}), ...(reason && (action === 'ban' || action === 'kick' || action === 'mute') ? { reason } : {}) }
+  const body = {
+    user,
+    ...(action === 'mute' ? { seconds: Number(ui.moderateSeconds.value) } : {}),
+    ...(reason && (action === 'ban' || action === 'kick' || action === 'mute') ? { reason } : {}),
+  }
   return report(
     ui.moderateResult,
     () => api<{ seq: number }>(`/api/rooms/${encodeURIComponent(room)}/${action}`, { method: 'POST', body: JSON.stringify(body) }),
@@ -262,7 +284,11 @@ function setRole() {
   const user = ui.roleUser.value.trim()
   return report(
     ui.roleResult,
-    () => api<{ role: string }>(`/api/rooms/${encodeURIComponent(room)}/roles/${encodeURIComponent(user)}`, { method: 'PUT', body: JSON.stringify({ role: ui.roleRole.value }) }),
+    () =>
+      api<{ role: string }>(`/api/rooms/${encodeURIComponent(room)}/roles/${encodeURIComponent(user)}`, {
+        method: 'PUT',
+        body: JSON.stringify({ role: ui.roleRole.value }),
+      }),
     (r) => `${user} is ${r.role} of ${room} (shown to them on their next join)`,
   )
 }
@@ -292,14 +318,26 @@ async function showAudit(before?: number) {
     ui.audit.replaceChildren(
       ...r.entries.map((e) => {
         const tr = el('tr')
-        const detail = e.detail ? Object.entries(e.detail).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ') : ''
-        tr.append(cell(String(e.id)), cell(new Date(e.at).toLocaleString()), cell(e.event), cell(e.room ?? ''), cell(e.user ?? ''), cell(detail))
+        const detail = e.detail
+          ? Object.entries(e.detail)
+              .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`)
+              .join(', ')
+          : ''
+        tr.append(
+          cell(String(e.id)),
+          cell(new Date(e.at).toLocaleString()),
+          cell(e.event),
+          cell(e.room ?? ''),
+          cell(e.user ?? ''),
+          cell(detail),
+        )
         return tr
       }),
     )
   } catch (err) {
     ui.auditResult.className = 'result error'
-    ui.auditResult.textContent = (err as ApiError).status === 404 ? `${(err as Error).message} (the audit log needs PostgreSQL)` : (err as Error).message
+    ui.auditResult.textContent =
+      (err as ApiError).status === 404 ? `${(err as Error).message} (the audit log needs PostgreSQL)` : (err as Error).message
     ui.audit.replaceChildren()
     ui.auditOlder.hidden = true
   }
@@ -327,7 +365,12 @@ async function lookup(room: string) {
         .filter((m) => m.type === 'chat' || m.type === 'dm') // not the edits, reactions and moderation between them
         .map((m) => {
           const li = el('li')
-          li.append(el('span', `#${m.seq} ${new Date(m.ts).toLocaleTimeString()}`, 'meta'), el('strong', m.from.name), document.createTextNode(': '), el('span', m.deleted ? '(deleted)' : `${m.body}${m.edited_at ? ' (edited)' : ''}`))
+          li.append(
+            el('span', `#${m.seq} ${new Date(m.ts).toLocaleTimeString()}`, 'meta'),
+            el('strong', m.from.name),
+            document.createTextNode(': '),
+            el('span', m.deleted ? '(deleted)' : `${m.body}${m.edited_at ? ' (edited)' : ''}`),
+          )
           return li
         }),
     )

@@ -9,10 +9,19 @@ const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
 const token = params.get('token') ?? undefined
 /** With auth off the server takes `?user=`: derive a stable id from the name. */
-const derived = name ? name.toLowerCase().replace(/[^a-z0-9_.:@-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64) || undefined : undefined
+const derived = name
+  ? name
+      .toLowerCase()
+      .replace(/[^a-z0-9_.:@-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 64) || undefined
+  : undefined
 /** `server` is the server's own id (refused to connections): a person named Server gets another. */
 const userId = derived === 'server' ? 'user-server' : derived
-const extraRooms = (params.get('rooms') ?? '').split(',').map((r) => r.trim()).filter(Boolean)
+const extraRooms = (params.get('rooms') ?? '')
+  .split(',')
+  .map((r) => r.trim())
+  .filter(Boolean)
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T
 const el = <K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string) => {
@@ -71,7 +80,16 @@ interface Shown {
   reactions: Map<string, { count: number; me: boolean }>
 }
 
-type Change = { type: 'edit' | 'delete' | 'react'; seq: number; msg: string; body?: string; data?: unknown; op?: 'add' | 'remove'; reaction?: string; user?: User }
+type Change = {
+  type: 'edit' | 'delete' | 'react'
+  seq: number
+  msg: string
+  body?: string
+  data?: unknown
+  op?: 'add' | 'remove'
+  reaction?: string
+  user?: User
+}
 
 /** The reaction buttons every message offers. */
 const QUICK = ['👍', '❤️', '😂', '🎉']
@@ -86,7 +104,13 @@ const partners = new Map<string, User>()
 
 const url = new URL('/ws', location.href)
 url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:'
-const client = new ChatClient({ url: url.toString(), token: token ? () => token : undefined, user: token ? undefined : userId, name: token ? undefined : name, rooms: extraRooms })
+const client = new ChatClient({
+  url: url.toString(),
+  token: token ? () => token : undefined,
+  user: token ? undefined : userId,
+  name: token ? undefined : name,
+  rooms: extraRooms,
+})
 ;(globalThis as { chat?: ChatClient }).chat = client // for the console (and tests)
 
 const me = () => client.user?.id
@@ -100,7 +124,18 @@ function view(room: string, draft?: User): RoomView {
     list.dataset.room = room
     list.hidden = true
     ui.messages.append(list)
-    v = { segment: [], list, ids: new Set(), users: new Map(), typing: new Map(), unread: 0, historyLoaded: false, draft, msgs: new Map(), loadedUpTo: 0 }
+    v = {
+      segment: [],
+      list,
+      ids: new Set(),
+      users: new Map(),
+      typing: new Map(),
+      unread: 0,
+      historyLoaded: false,
+      draft,
+      msgs: new Map(),
+      loadedUpTo: 0,
+    }
     views.set(room, v)
     if (!current) select(room)
     renderRooms()
@@ -139,7 +174,8 @@ function select(room: string) {
 function renderHeader() {
   if (!current) return
   ui.roomLabel.textContent = `in ${label(current)}`
-  ui.text.placeholder = views.get(current)?.draft || isDirect(current) ? `Write to ${partnerOf(current)?.name ?? 'them'}` : 'Write a message'
+  ui.text.placeholder =
+    views.get(current)?.draft || isDirect(current) ? `Write to ${partnerOf(current)?.name ?? 'them'}` : 'Write a message'
 }
 
 function label(room: string): string {
@@ -290,7 +326,9 @@ function render(s: Shown, room: string) {
     const reactions = el('div', 'reactions')
     for (const [reaction, r] of s.reactions) {
       if (r.count <= 0) continue
-      const b = button('reaction', `${reaction} ${r.count}`, r.me ? 'remove your reaction' : 'react too', () => toggleReaction(s, room, reaction))
+      const b = button('reaction', `${reaction} ${r.count}`, r.me ? 'remove your reaction' : 'react too', () =>
+        toggleReaction(s, room, reaction),
+      )
       b.dataset.reaction = reaction
       b.setAttribute('aria-pressed', String(r.me))
       reactions.append(b)
@@ -322,11 +360,14 @@ function actions(s: Shown, room: string, mine: boolean) {
   }
   box.append(button('reply', 'Reply', 'reply to this message', () => startReply(s, room)))
   if (mine) box.append(button('edit', 'Edit', 'edit your message', () => startEdit(s, room)))
-  if (mine || moderates(room)) box.append(button('delete', 'Delete', mine ? 'delete your message' : 'delete this message (moderator)', () => remove(s, room)))
+  if (mine || moderates(room))
+    box.append(button('delete', 'Delete', mine ? 'delete your message' : 'delete this message (moderator)', () => remove(s, room)))
   if (!mine && moderates(room)) {
     const who = s.m.from
     box.append(
-      button('mute', 'Mute', `mute ${who.name} here for ${MUTE_S / 60} minutes`, () => moderate(room, () => client.mute(room, who.id, MUTE_S))),
+      button('mute', 'Mute', `mute ${who.name} here for ${MUTE_S / 60} minutes`, () =>
+        moderate(room, () => client.mute(room, who.id, MUTE_S)),
+      ),
       button('ban', 'Ban', `ban ${who.name} from this room`, () => moderate(room, () => client.ban(room, who.id))),
     )
   }
@@ -422,7 +463,13 @@ function applyChange(c: Change & { room: string }) {
   if (replyTo?.id === c.msg) renderReplying()
 }
 
-const verbs: Record<ModerationEvent['action'], string> = { mute: 'muted', unmute: 'unmuted', ban: 'banned', unban: 'unbanned', kick: 'removed' }
+const verbs: Record<ModerationEvent['action'], string> = {
+  mute: 'muted',
+  unmute: 'unmuted',
+  ban: 'banned',
+  unban: 'unbanned',
+  kick: 'removed',
+}
 
 /** A moderation event, as a line in the room's log. */
 function addModeration(e: ModerationEvent) {
@@ -507,7 +554,13 @@ function loadConversations() {
 
 // ---- client events ----
 
-const statusText: Record<string, string> = { idle: 'offline', connecting: 'connecting…', open: 'connected', reconnecting: 'reconnecting…', closed: 'disconnected' }
+const statusText: Record<string, string> = {
+  idle: 'offline',
+  connecting: 'connecting…',
+  open: 'connected',
+  reconnecting: 'reconnecting…',
+  closed: 'disconnected',
+}
 client.on('state', (s) => {
   ui.status.dataset.state = s
   ui.status.textContent = statusText[s] ?? s
@@ -571,7 +624,9 @@ client.on('chat', addMessage)
 client.on('dm', addMessage)
 client.on('edit', (e) => applyChange({ type: 'edit', room: e.room, seq: e.seq, msg: e.msg, body: e.body, data: e.data }))
 client.on('delete', (e) => applyChange({ type: 'delete', room: e.room, seq: e.seq, msg: e.msg }))
-client.on('react', (e) => applyChange({ type: 'react', room: e.room, seq: e.seq, msg: e.msg, reaction: e.reaction, op: e.op, user: e.user }))
+client.on('react', (e) =>
+  applyChange({ type: 'react', room: e.room, seq: e.seq, msg: e.msg, reaction: e.reaction, op: e.op, user: e.user }),
+)
 client.on('moderation', addModeration)
 client.on('left', (l) => {
   if (l.reason === 'banned') addDivider(l.room, 'you were banned from this room')
@@ -614,7 +669,16 @@ async function sendDirect(from: string, to: User, body: string) {
     const ack = await client.dm(to.id, body)
     const room = ack.room!
     partners.set(room, to)
-    const sent: DirectMessage = { type: 'dm', id: ack.msg ?? ack.id, room, seq: ack.seq!, from: client.user!, to: to.id, body, ts: new Date().toISOString() }
+    const sent: DirectMessage = {
+      type: 'dm',
+      id: ack.msg ?? ack.id,
+      room,
+      seq: ack.seq!,
+      from: client.user!,
+      to: to.id,
+      body,
+      ts: new Date().toISOString(),
+    }
     addMessage(sent)
     if (from !== room) {
       // The draft becomes the conversation.
@@ -667,7 +731,8 @@ async function downloadUrl(a: Attachment): Promise<string> {
   return ((await res.json()) as { url: string }).url
 }
 
-const sizeOf = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`)
+const sizeOf = (n: number) =>
+  n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`
 
 /** Images inline (the server sniffed their type; SVG is never one of them), anything else as a link. */
 function attachmentsOf(list: Attachment[]): HTMLElement {
@@ -685,12 +750,18 @@ function attachmentsOf(list: Attachment[]): HTMLElement {
         img.height = Math.round((img.width * a.height) / a.width)
       }
       link.append(img)
-      void downloadUrl(a).then((u) => {
-        img.src = u
-        link.href = u
-      }, () => (img.alt = `${a.name} (not available)`))
+      void downloadUrl(a).then(
+        (u) => {
+          img.src = u
+          link.href = u
+        },
+        () => (img.alt = `${a.name} (not available)`),
+      )
     } else {
-      void downloadUrl(a).then((u) => (link.href = u), () => link.append(' (not available)'))
+      void downloadUrl(a).then(
+        (u) => (link.href = u),
+        () => link.append(' (not available)'),
+      )
     }
     box.append(link)
   }
@@ -704,7 +775,11 @@ async function sendFile(file: File) {
   if (!userId && !token) return addDivider(room, 'not sent: an anonymous user cannot upload (open the page with ?name=)')
   const form = new FormData()
   form.append('file', file, file.name || 'pasted')
-  const res = await fetch(`/api/uploads${token ? '' : `?user=${encodeURIComponent(userId!)}`}`, { method: 'POST', body: form, headers: token ? { authorization: `Bearer ${token}` } : {} })
+  const res = await fetch(`/api/uploads${token ? '' : `?user=${encodeURIComponent(userId!)}`}`, {
+    method: 'POST',
+    body: form,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  })
   const answer = (await res.json().catch(() => ({}))) as { upload?: Attachment; reason?: string; error?: string }
   if (!res.ok || !answer.upload) return addDivider(room, `not sent: ${answer.reason ?? answer.error ?? res.status}`)
   const body = ui.text.value.trim() || answer.upload.name
@@ -713,7 +788,17 @@ async function sendFile(file: File) {
   try {
     if (to) {
       const ack = await client.dm(to.id, body, undefined, { attachments: [answer.upload.id] })
-      addMessage({ type: 'dm', id: ack.msg ?? ack.id, room: ack.room!, seq: ack.seq!, from: client.user!, to: to.id, body, attachments: [answer.upload], ts: new Date().toISOString() })
+      addMessage({
+        type: 'dm',
+        id: ack.msg ?? ack.id,
+        room: ack.room!,
+        seq: ack.seq!,
+        from: client.user!,
+        to: to.id,
+        body,
+        attachments: [answer.upload],
+        ts: new Date().toISOString(),
+      })
     } else await client.send(room, body, undefined, { attachments: [answer.upload.id] })
   } catch (err) {
     addDivider(room, `not sent: ${(err as Error).message}`)

@@ -21,11 +21,13 @@ function census(): Record<string, number> {
   for (let i = 0; i < snap.nodes.length; i += w) {
     const type = types[snap.nodes[i + ti]]
     let name: string = snap.strings[snap.nodes[i + ni]] ?? ''
-    if (type === 'string' || type === 'concatenated string' || type === 'sliced string') name = JSON.stringify(name.slice(0, 48)).replace(/[0-9a-f]{6,}/g, '<hex>').replace(/\d+/g, '#')
+    if (type === 'string' || type === 'concatenated string' || type === 'sliced string')
+      name = JSON.stringify(name.slice(0, 48))
+        .replace(/[0-9a-f]{6,}/g, '<hex>')
+        .replace(/\d+/g, '#')
     const k = `${type} ${name}`
     out[k] = (out[k] ?? 0) + 1
     out[`bytes ${k}`] = (out[`bytes ${k}`] ?? 0) + (snap.nodes[i + si] ?? 0)
-
   }
   // Butterflies (a JS object's out-of-line properties and elements) by the object that owns them.
   const ef: string[] = snap.snapshot.meta.edge_fields
@@ -55,5 +57,13 @@ process.on('message', (m: { cmd?: string }) => {
   Bun.gc(true)
   const h = heapStats()
   const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) * 1024
-  process.send!({ ev: 'heap', rss, heapSize: h.heapSize, heapCapacity: h.heapCapacity, extraMemorySize: h.extraMemorySize, objectCount: h.objectCount, types: h.objectTypeCounts })
+  process.send!({
+    ev: 'heap',
+    rss,
+    heapSize: h.heapSize,
+    heapCapacity: h.heapCapacity,
+    extraMemorySize: h.extraMemorySize,
+    objectCount: h.objectCount,
+    types: h.objectTypeCounts,
+  })
 })

@@ -41,7 +41,9 @@ export function rssBytes(pid: number): number {
 
 /** The soft open-file limit of a process. */
 export function fdLimit(pid: number | 'self'): number {
-  const line = readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+  const line = readFileSync(`/proc/${pid}/limits`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'))
   return Number(line?.trim().split(/\s+/)[3])
 }
 
@@ -82,7 +84,9 @@ export async function startServer(
 ): Promise<StartResult> {
   const cwd = mkdtempSync(join(tmpdir(), 'chat-bench-'))
   const entry = kind === 'chat' ? join(CHAT_ROOT, 'src/main.ts') : join(ROOT, `bench/servers/${kind}.ts`)
-  const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`] : []
+  const prof = opts.cpuProfDir
+    ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`]
+    : []
   const proc = Bun.spawn([BUN, ...prof, entry], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', ...env },
@@ -115,7 +119,8 @@ export async function startServer(
   })()
   ;(async () => {
     const d = new TextDecoder()
-    for await (const chunk of proc.stderr as unknown as AsyncIterable<Uint8Array>) if (stderr.length < 20_000) stderr += d.decode(chunk, { stream: true })
+    for await (const chunk of proc.stderr as unknown as AsyncIterable<Uint8Array>)
+      if (stderr.length < 20_000) stderr += d.decode(chunk, { stream: true })
   })()
   const timeoutMs = opts.timeoutMs ?? 20_000
   const port = await new Promise<number | null>((resolve) => {

@@ -51,12 +51,20 @@ export interface BenchRedis {
 export async function privateRedis(): Promise<BenchRedis> {
   const port = freePort()
   const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'))
-  const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdout: 'ignore', stderr: 'ignore' })
+  const proc = Bun.spawn(
+    ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
+    { stdout: 'ignore', stderr: 'ignore' },
+  )
   // An interrupted bench (bench/lib/proc.ts exits on SIGINT/SIGTERM) leaves no redis-server behind.
   process.on('exit', () => proc.exitCode === null && proc.kill('SIGKILL'))
   for (let i = 0; i < 250 && !(await listening(port)); i++) await Bun.sleep(20)
   if (!(await listening(port))) throw new Error(`redis-server on ${port} did not start`)
-  return { ports: [port], url: `redis://127.0.0.1:${port}`, primaries: async () => [port], stop: async () => void (proc.kill('SIGKILL'), await proc.exited) }
+  return {
+    ports: [port],
+    url: `redis://127.0.0.1:${port}`,
+    primaries: async () => [port],
+    stop: async () => void (proc.kill('SIGKILL'), await proc.exited),
+  }
 }
 
 /**
@@ -105,10 +113,15 @@ export interface RoomsLoad {
  * Room r is opened by worker r mod `workers`.
  */
 export async function openRooms(ports: number[], sizes: number[], prefix = 'room', workers = 2, jwtSecret?: string): Promise<RoomsLoad> {
-  const ws = Array.from({ length: Math.max(1, Math.min(workers, sizes.length)) }, (_, i) => new Worker<RoomsCommand, RoomsEvent>(`rooms-${i}`, 'bench/rooms-worker.ts'))
+  const ws = Array.from(
+    { length: Math.max(1, Math.min(workers, sizes.length)) },
+    (_, i) => new Worker<RoomsCommand, RoomsEvent>(`rooms-${i}`, 'bench/rooms-worker.ts'),
+  )
   const close = () => Promise.all(ws.map((w) => w.exit())).then(() => {})
   const parts = ws.map((_, i) => sizes.flatMap((size, r): [number, number][] => (r % ws.length === i ? [[r, size]] : [])))
-  const opened = await Promise.all(ws.map((w, i) => w.request({ cmd: 'open', ports, rooms: parts[i]!, prefix, jwtSecret }, 'opened', 30 * 60_000))).catch(async (err) => {
+  const opened = await Promise.all(
+    ws.map((w, i) => w.request({ cmd: 'open', ports, rooms: parts[i]!, prefix, jwtSecret }, 'opened', 30 * 60_000)),
+  ).catch(async (err) => {
     await close()
     throw err
   })

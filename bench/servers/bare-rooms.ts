@@ -39,11 +39,16 @@ const server = Bun.serve<Member>({
       if (f.type === 'join') {
         ws.subscribe(`r:${f.room}`)
         seqs.set(f.room, seqs.get(f.room) ?? 0)
-        ws.send(`{"type":"joined","room":${q(f.room)},"seq":0,"epoch":"000000000000","recovered":false,"role":"member"${f.id === undefined ? '' : `,"id":${q(f.id)}`}}`)
+        ws.send(
+          `{"type":"joined","room":${q(f.room)},"seq":0,"epoch":"000000000000","recovered":false,"role":"member"${f.id === undefined ? '' : `,"id":${q(f.id)}`}}`,
+        )
       } else if (f.type === 'chat') {
         const seq = (seqs.get(f.room) ?? 0) + 1
         seqs.set(f.room, seq)
-        server.publish(`r:${f.room}`, `{"type":"chat","seq":${seq},"id":"${ID}","room":${q(f.room)},"from":${ws.data.from},"body":${q(f.body ?? '')},"ts":"${TS}"}`)
+        server.publish(
+          `r:${f.room}`,
+          `{"type":"chat","seq":${seq},"id":"${ID}","room":${q(f.room)},"from":${ws.data.from},"body":${q(f.body ?? '')},"ts":"${TS}"}`,
+        )
         ws.send(`{"type":"ack"${f.id === undefined ? '' : `,"id":${q(f.id)}`},"msg":"${ID}","seq":${seq}}`)
       }
     },

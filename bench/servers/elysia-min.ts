@@ -6,7 +6,16 @@
  *   bun run bench/idle-memory.ts --kind=bare --entry=$PWD/bench/servers/elysia-min.ts [--env=REPLACE=1]
  */
 import { Elysia } from 'elysia'
-const app = new Elysia({ websocket: { maxPayloadLength: 65536, backpressureLimit: 256 * 2 ** 20, closeOnBackpressureLimit: false, idleTimeout: 960, sendPings: true, perMessageDeflate: false } })
+const app = new Elysia({
+  websocket: {
+    maxPayloadLength: 65536,
+    backpressureLimit: 256 * 2 ** 20,
+    closeOnBackpressureLimit: false,
+    idleTimeout: 960,
+    sendPings: true,
+    perMessageDeflate: false,
+  },
+})
   .ws('/ws', {
     async beforeHandle() {},
     open(ws) {
@@ -16,4 +25,4 @@ const app = new Elysia({ websocket: { maxPayloadLength: 65536, backpressureLimit
     message() {},
   })
   .listen({ port: 0, hostname: '127.0.0.1' })
-process.stdout.write(JSON.stringify({ msg: 'listening', port: app.server!.port }) + '\n')
+process.stdout.write(`${JSON.stringify({ msg: 'listening', port: app.server!.port })}\n`)

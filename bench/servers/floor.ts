@@ -15,5 +15,7 @@ let seq = 0
 referenceServer('floor', (ws, message, publish) => {
   const f = JSON.parse(String(message)) as { type?: unknown; body?: unknown }
   if (f.type !== 'chat' || typeof f.body !== 'string') return void ws.send('{"type":"error","code":"bad_request"}')
-  publish(`{"type":"chat","seq":${++seq},"id":"${Bun.randomUUIDv7()}","room":"general","from":${from},"body":${JSON.stringify(f.body)},"ts":"${new Date().toISOString()}"}`)
+  publish(
+    `{"type":"chat","seq":${++seq},"id":"${Bun.randomUUIDv7()}","room":"general","from":${from},"body":${JSON.stringify(f.body)},"ts":"${new Date().toISOString()}"}`,
+  )
 })

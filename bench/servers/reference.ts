@@ -12,7 +12,7 @@ export const SOCKET_SETTINGS = {
 
 /** Tells the bench the port (bench/lib/proc.ts waits for `listening`) and stops on SIGTERM / SIGINT. */
 export function announce(kind: string, server: Server<unknown>) {
-  process.stdout.write(JSON.stringify({ msg: 'listening', port: server.port, kind }) + '\n')
+  process.stdout.write(`${JSON.stringify({ msg: 'listening', port: server.port, kind })}\n`)
   const shutdown = () => {
     server.stop(true)
     process.exit(0)
@@ -26,7 +26,10 @@ export function announce(kind: string, server: Server<unknown>) {
  * subscribe to one topic, with chat-server's socket settings. `onMessage` is what the server
  * does with a frame.
  */
-export function referenceServer(kind: string, onMessage: (ws: ServerWebSocket<undefined>, message: string | Buffer, publish: (frame: string | Buffer) => void) => void) {
+export function referenceServer(
+  kind: string,
+  onMessage: (ws: ServerWebSocket<undefined>, message: string | Buffer, publish: (frame: string | Buffer) => void) => void,
+) {
   const topic = 'r:general'
   const server = Bun.serve({
     hostname: process.env.HOST ?? '127.0.0.1',

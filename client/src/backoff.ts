@@ -15,6 +15,6 @@ export function backoffDelay(attempt: number, o: BackoffOptions = {}, random: ()
   const max = o.maxMs ?? 10_000
   const factor = o.factor ?? 2
   const jitter = Math.min(1, Math.max(0, o.jitter ?? 0.5))
-  const base = Math.min(max, initial * Math.pow(factor, Math.min(attempt, 64)))
+  const base = Math.min(max, initial * factor ** Math.min(attempt, 64))
   return Math.round(base * (1 - jitter * random()))
 }

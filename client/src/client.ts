@@ -124,11 +124,17 @@ export interface HistoryPage {
 }
 
 /** A deleted message has no body on the wire; the client's type promises a string. */
-const shown = <T extends RoomMessage | ChangeEvent>(f: T): T => ((f.type === 'chat' || f.type === 'dm') && f.deleted && f.body === undefined ? { ...f, body: '' } : f)
+const shown = <T extends RoomMessage | ChangeEvent>(f: T): T =>
+  (f.type === 'chat' || f.type === 'dm') && f.deleted && f.body === undefined ? { ...f, body: '' } : f
 
 function pageOf(f: HistoryFrame): HistoryPage {
   const events = f.messages.map(shown)
-  return { messages: events.filter((e): e is RoomMessage => e.type === 'chat' || e.type === 'dm'), events, more: f.more, ...(events.length ? { before: events[0]!.seq } : {}) }
+  return {
+    messages: events.filter((e): e is RoomMessage => e.type === 'chat' || e.type === 'dm'),
+    events,
+    more: f.more,
+    ...(events.length ? { before: events[0]!.seq } : {}),
+  }
 }
 
 export interface ClientEvents {
@@ -303,7 +309,16 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   /** Publishes to a room; resolves with the ack (`msg`, `seq`), rejects with the server's error. */
   send(room: string, body: string, data?: unknown, opts: { attachments?: string[] } = {}): Promise<Ack> {
-    return this.#request<Ack>({ type: 'chat', room, body, ...(data === undefined ? {} : { data }), ...(opts.attachments?.length ? { attachments: opts.attachments } : {}) }, true)
+    return this.#request<Ack>(
+      {
+        type: 'chat',
+        room,
+        body,
+        ...(data === undefined ? {} : { data }),
+        ...(opts.attachments?.length ? { attachments: opts.attachments } : {}),
+      },
+      true,
+    )
   }
 
   /**
@@ -311,7 +326,16 @@ export class ChatClient extends Emitter<ClientEvents> {
    * first one); resolves with `room` and `seq`. This connection gets no `dm` event for it.
    */
   dm(to: string, body: string, data?: unknown, opts: { attachments?: string[] } = {}): Promise<Ack> {
-    return this.#request<Ack>({ type: 'dm', to, body, ...(data === undefined ? {} : { data }), ...(opts.attachments?.length ? { attachments: opts.attachments } : {}) }, true)
+    return this.#request<Ack>(
+      {
+        type: 'dm',
+        to,
+        body,
+        ...(data === undefined ? {} : { data }),
+        ...(opts.attachments?.length ? { attachments: opts.attachments } : {}),
+      },
+      true,
+    )
   }
 
   /**
@@ -395,7 +419,12 @@ export class ChatClient extends Emitter<ClientEvents> {
    * Registers (or replaces) one of this user's devices for push notifications: a Web Push
    * `subscription` (`PushSubscription.toJSON()`), or an FCM / APNs `token`. Idempotent: resent after a reconnect.
    */
-  registerDevice(device: string, address: { kind: 'webpush'; subscription: { endpoint: string; keys: { p256dh: string; auth: string } } } | { kind: 'fcm' | 'apns'; token: string }): Promise<Ack> {
+  registerDevice(
+    device: string,
+    address:
+      | { kind: 'webpush'; subscription: { endpoint: string; keys: { p256dh: string; auth: string } } }
+      | { kind: 'fcm' | 'apns'; token: string },
+  ): Promise<Ack> {
     return this.#request<Ack>({ type: 'device', device, ...address }, true)
   }
 
@@ -424,7 +453,10 @@ export class ChatClient extends Emitter<ClientEvents> {
    * first; pass the answer's `cursor` back for the next page. Needs PostgreSQL on the server
    * (without it the request rejects with `unavailable`).
    */
-  async search(q: string, opts: { room?: string; from?: string; before?: string; cursor?: string; limit?: number } = {}): Promise<{ results: RoomMessage[]; cursor?: string }> {
+  async search(
+    q: string,
+    opts: { room?: string; from?: string; before?: string; cursor?: string; limit?: number } = {},
+  ): Promise<{ results: RoomMessage[]; cursor?: string }> {
     const f = await this.#request<SearchFrame>({ type: 'search', q, ...opts }, true)
     return { results: f.results, ...(f.cursor === undefined ? {} : { cursor: f.cursor }) }
   }
@@ -493,7 +525,9 @@ export class ChatClient extends Emitter<ClientEvents> {
    * `next` is the `before` of the following page. Merged into `conversations` (this fills in
    * `with` and `last`, which `joined` frames do not carry). (`rooms`, the getter, predates it.)
    */
-  async loadConversations(opts: { before?: string; limit?: number } = {}): Promise<{ rooms: ConversationState[]; more: boolean; next?: string }> {
+  async loadConversations(
+    opts: { before?: string; limit?: number } = {},
+  ): Promise<{ rooms: ConversationState[]; more: boolean; next?: string }> {
     const f = await this.#request<RoomsFrame>({ type: 'rooms', ...opts }, true)
     return { rooms: f.rooms.map((c) => this.#book.get(c.room) ?? { ...c, readBy: [] }), more: f.more, next: f.next }
   }
@@ -842,7 +876,17 @@ export class ChatClient extends Emitter<ClientEvents> {
     if (!me || !c) return
     const frame = p.frame as unknown as { to: string; body: string; data?: unknown }
     // The sent message as the conversation's last; its time is this client's, the server's is not sent back.
-    const sent: DirectMessage = { type: 'dm', id: f.msg ?? f.id, room, seq, from: me, to: frame.to, body: frame.body, ...(frame.data === undefined ? {} : { data: frame.data }), ts: new Date(this.#clock.now()).toISOString() }
+    const sent: DirectMessage = {
+      type: 'dm',
+      id: f.msg ?? f.id,
+      room,
+      seq,
+      from: me,
+      to: frame.to,
+      body: frame.body,
+      ...(frame.data === undefined ? {} : { data: frame.data }),
+      ts: new Date(this.#clock.now()).toISOString(),
+    }
     this.#book.message(sent)
     this.#changed(room)
   }

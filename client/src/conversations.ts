@@ -91,7 +91,15 @@ export class ConversationBook {
       e.boundary = c.seq
       e.base = c.unread
       e.live = c.epoch === local.epoch ? e.live.filter((s) => s > c.seq) : []
-      e.c = { ...local, kind: c.kind, with: c.with ?? local.with, seq: c.seq, epoch: c.epoch, read: c.read, last: c.last ?? (c.epoch === local.epoch ? local.last : undefined) }
+      e.c = {
+        ...local,
+        kind: c.kind,
+        with: c.with ?? local.with,
+        seq: c.seq,
+        epoch: c.epoch,
+        read: c.read,
+        last: c.last ?? (c.epoch === local.epoch ? local.last : undefined),
+      }
       // Markers never go back: one this client moved since the server's snapshot still holds.
       if (c.epoch === local.epoch && local.read > c.read) this.#marker(e, local.read)
     } else {

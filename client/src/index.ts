@@ -1,5 +1,14 @@
 export { ChatClient, ChatError } from './client'
-export type { Ack, ChatClientOptions, ClientEvents, Clock, ConnectionState, HistoryPage, WebSocketConstructor, WebSocketLike } from './client'
+export type {
+  Ack,
+  ChatClientOptions,
+  ClientEvents,
+  Clock,
+  ConnectionState,
+  HistoryPage,
+  WebSocketConstructor,
+  WebSocketLike,
+} from './client'
 export type { ConversationState } from './conversations'
 export { backoffDelay } from './backoff'
 export type { BackoffOptions } from './backoff'

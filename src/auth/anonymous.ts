@@ -12,9 +12,13 @@ export function anonymousIdentity(query: Record<string, string | undefined>): Id
   if (!USER_ID_PATTERN.test(id)) return { reason: 'user: must be 1..64 of A-Z a-z 0-9 _ . : @ -', status: 400 }
   if (id === SYSTEM_USER.id) return { reason: RESERVED_USER }
   const name = query.name ?? id
-  if (name.length < 1 || name.length > 64 || /[\u0000-\u001f]/.test(name)) return { reason: 'name: must be 1..64 characters, no control characters', status: 400 }
+  if (name.length < 1 || name.length > 64 || /[\u0000-\u001f]/.test(name))
+    return { reason: 'name: must be 1..64 characters, no control characters', status: 400 }
   return ephemeral ? { user: { id, name }, ephemeral } : { user: { id, name } }
 }
 
 /** Resolves who is connecting, from the upgrade request (of its headers, `authorization` is passed). */
-export type Authenticate = (req: { query: Record<string, string | undefined>; headers: { authorization?: string } }) => Promise<Identity | Refusal>
+export type Authenticate = (req: {
+  query: Record<string, string | undefined>
+  headers: { authorization?: string }
+}) => Promise<Identity | Refusal>

@@ -39,7 +39,10 @@ export interface JwtAuth {
 class KeysUnavailable extends Error {}
 
 /** `Authorization: Bearer <t>` first, then `?token=<t>`. */
-export function tokenFrom(req: { query: Record<string, string | undefined>; headers: Record<string, string | undefined> }): string | undefined {
+export function tokenFrom(req: {
+  query: Record<string, string | undefined>
+  headers: Record<string, string | undefined>
+}): string | undefined {
   const header = req.headers.authorization
   if (header) {
     const m = /^Bearer +(\S+) *$/i.exec(header)
@@ -84,7 +87,14 @@ export function identityFrom(claims: JWTPayload): Identity | Refusal {
   if (sub === SYSTEM_USER.id) return { reason: RESERVED_USER }
   if (name !== undefined && typeof name !== 'string') return { reason: 'malformed' }
   if (rooms !== undefined && (!Array.isArray(rooms) || !rooms.every((r) => typeof r === 'string'))) return { reason: 'malformed' }
-  if (roles !== undefined && (roles === null || typeof roles !== 'object' || Array.isArray(roles) || !Object.values(roles).every((r) => (ROLES as readonly unknown[]).includes(r)))) return { reason: 'malformed' }
+  if (
+    roles !== undefined &&
+    (roles === null ||
+      typeof roles !== 'object' ||
+      Array.isArray(roles) ||
+      !Object.values(roles).every((r) => (ROLES as readonly unknown[]).includes(r)))
+  )
+    return { reason: 'malformed' }
   return {
     user: { id: sub, name: (name || sub).replace(CONTROL_ALL, '').slice(0, MAX_ID_CHARS) || sub },
     rooms: rooms as string[] | undefined,
@@ -104,8 +114,7 @@ function pemText(raw: string) {
  */
 async function publicKeys(raw: string): Promise<Map<string, CryptoKey>> {
   const pem = pemText(raw)
-  if (/PRIVATE KEY/.test(pem))
-    throw new ConfigError(['JWT_PUBLIC_KEY: this is a private key; give the issuer\'s public key (SPKI PEM)'])
+  if (/PRIVATE KEY/.test(pem)) throw new ConfigError(["JWT_PUBLIC_KEY: this is a private key; give the issuer's public key (SPKI PEM)"])
   const keys = new Map<string, CryptoKey>()
   for (const alg of ASYMMETRIC_ALGS) {
     try {

@@ -1,4 +1,3 @@
-
 export { SYSTEM_USER } from '../core/identity'
 
 /** Why an upgrade (or refresh) claiming the server's id is refused. */

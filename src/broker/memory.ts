@@ -5,7 +5,6 @@ import type { RoomOrigin } from './types'
 import { Unavailable } from './types'
 import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
-import type { User } from '../protocol/server-frames'
 import { MessageStates, Refused, byPinTime, neededMessage, project } from './message-rules'
 import { memoryLedger } from '../cluster/ledger'
 import type { Ledger } from '../cluster/ledger'
@@ -86,7 +85,18 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     let p = opening.get(room)
     if (!p) {
       p = origin(room).then((o) => {
-        const fresh: RoomLog = { topic: roomTopic(room), seq: o.seq, epoch: o.epoch, first: o.seq + 1, frames: [], watchers: early.get(room) ?? 0, active: Date.now(), msgs: new MessageStates(opts.historyLimit * 2), standing: new Map(), pins: new Map((o.pins ?? []).map((p) => [p.msg, p])) }
+        const fresh: RoomLog = {
+          topic: roomTopic(room),
+          seq: o.seq,
+          epoch: o.epoch,
+          first: o.seq + 1,
+          frames: [],
+          watchers: early.get(room) ?? 0,
+          active: Date.now(),
+          msgs: new MessageStates(opts.historyLimit * 2),
+          standing: new Map(),
+          pins: new Map((o.pins ?? []).map((p) => [p.msg, p])),
+        }
         early.delete(room)
         rooms.set(room, fresh)
         opening.delete(room)
@@ -135,7 +145,14 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
   }
 
   /** The half of an append after its seq (and the store's commit): log, deliver, remember. */
-  function publish(room: string, r: RoomLog, seq: number, draft: EventDraft, key: string | undefined, except: string | undefined): Accepted {
+  function publish(
+    room: string,
+    r: RoomLog,
+    seq: number,
+    draft: EventDraft,
+    key: string | undefined,
+    except: string | undefined,
+  ): Accepted {
     const frame = draft.head + seq + draft.tail
     r.frames.push(frame)
     r.active = Date.now()
@@ -175,11 +192,14 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     return publish(room, r, s, draft, k, except)
   }
 
-  const sweep = setInterval(() => {
-    const now = Date.now()
-    for (const [key, entry] of dedupe) if (entry.at < now - DEDUPE_WINDOW_MS) dedupe.delete(key)
-    if (Number.isFinite(ttl)) for (const [room, r] of rooms) if (r.watchers === 0 && now - r.active > ttl) evict(room)
-  }, Math.min(10_000, Number.isFinite(ttl) ? Math.max(250, ttl / 4) : 10_000))
+  const sweep = setInterval(
+    () => {
+      const now = Date.now()
+      for (const [key, entry] of dedupe) if (entry.at < now - DEDUPE_WINDOW_MS) dedupe.delete(key)
+      if (Number.isFinite(ttl)) for (const [room, r] of rooms) if (r.watchers === 0 && now - r.active > ttl) evict(room)
+    },
+    Math.min(10_000, Number.isFinite(ttl) ? Math.max(250, ttl / 4) : 10_000),
+  )
   sweep.unref()
 
   return {

@@ -91,13 +91,22 @@ const NO_EXTRA = Object.freeze({})
 export type Sanctions = Map<string, number>
 
 /** The refusal of a muted user's chat (the hub's own check says the same). */
-export const mutedMessage = (room: string, until: number | string) => `room: muted in ${room} until ${typeof until === 'number' ? new Date(until).toISOString() : until}`
+export const mutedMessage = (room: string, until: number | string) =>
+  `room: muted in ${room} until ${typeof until === 'number' ? new Date(until).toISOString() : until}`
 
 /**
  * Checks `e` (with seq `seq`) against `msgs` and `standing` and, when allowed and not a no-op,
  * applies it. `moderator`: the actor may delete other users' messages in this room.
  */
-export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Caps, moderator = false, standing?: Sanctions, pins?: Pins): Verdict {
+export function project(
+  msgs: MessageStore,
+  e: RoomEvent,
+  seq: number,
+  caps: Caps,
+  moderator = false,
+  standing?: Sanctions,
+  pins?: Pins,
+): Verdict {
   const x = (e.extra ?? NO_EXTRA) as Record<string, unknown>
   if (standing && e.type === 'moderation') {
     const target = (x.user as { id: string }).id
@@ -151,7 +160,8 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
     return { ok: true }
   }
   if (e.type === 'delete') {
-    if (m.author !== e.from.id && !moderator) return refuse('forbidden', `msg: only its author or a moderator of ${e.room} may delete ${id}`)
+    if (m.author !== e.from.id && !moderator)
+      return refuse('forbidden', `msg: only its author or a moderator of ${e.room} may delete ${id}`)
     m.deleted = true
     // A deleted message leaves the room's pins with it (the delete event says so: no unpinned follows).
     pins?.delete(id)
@@ -172,7 +182,8 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
     return { ok: true }
   }
   if (has) return { ok: true, noop: true }
-  if (!users && Object.keys(m.reactions).length >= caps.perMessage) return refuse('limit', `reaction: ${id} already has ${caps.perMessage} different reactions`)
+  if (!users && Object.keys(m.reactions).length >= caps.perMessage)
+    return refuse('limit', `reaction: ${id} already has ${caps.perMessage} different reactions`)
   let mine = 0
   for (const r in m.reactions) if (m.reactions[r]!.includes(e.from.id)) mine++
   if (mine >= caps.perUser) return refuse('limit', `reaction: at most ${caps.perUser} reactions per user on one message`)
@@ -191,7 +202,11 @@ export function project(msgs: MessageStore, e: RoomEvent, seq: number, caps: Cap
  */
 export function current(frame: string, state: MessageState | undefined, viewer: string): string {
   if (!state) return frame
-  const reactions = Object.entries(state.reactions).map(([reaction, users]) => ({ reaction, count: users.length, me: users.includes(viewer) }))
+  const reactions = Object.entries(state.reactions).map(([reaction, users]) => ({
+    reaction,
+    count: users.length,
+    me: users.includes(viewer),
+  }))
   if (!state.deleted && !state.edited_at && reactions.length === 0) return frame
   const f = JSON.parse(frame)
   const out: Record<string, unknown> = {}

@@ -151,7 +151,10 @@ export function nodeStats(opts: NodeStatsOptions): NodeStats {
     const reading = opts.read()
     if (last && now > last.t) {
       const s = (now - last.t) / 1000
-      rates = { msgInPerS: round((reading.publishedTotal - last.published) / s), msgOutPerS: round((reading.deliveredTotal - last.delivered) / s) }
+      rates = {
+        msgInPerS: round((reading.publishedTotal - last.published) / s),
+        msgOutPerS: round((reading.deliveredTotal - last.delivered) / s),
+      }
     }
     last = { t: now, published: reading.publishedTotal, delivered: reading.deliveredTotal }
     series.push({ t: now, connections: reading.connections, ...rates })

@@ -13,7 +13,6 @@ export interface Presence {
   list(room: string): Promise<User[]>
 }
 
-
 /**
  * Presence as a book of the cluster's ledger: per room, each user counted by connection, with
  * the user's name. The hub pairs every `add` with one `remove` (rooms.ts, the Pusher face), so

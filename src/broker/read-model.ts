@@ -24,7 +24,13 @@ export const fromNeedle = (user: string) => `"from":{"id":${JSON.stringify(user)
  * A summary from a log read newest first (`entries` of [seq, frame], contiguous by seq).
  * Stops as soon as the count is complete and the last message is found.
  */
-export function summarize(pos: Position, read: number, user: string, entries: Iterable<[number, string]>, isMessage: (f: string) => boolean): Summary {
+export function summarize(
+  pos: Position,
+  read: number,
+  user: string,
+  entries: Iterable<[number, string]>,
+  isMessage: (f: string) => boolean,
+): Summary {
   const needle = fromNeedle(user)
   let unread = 0
   let counted = pos.seq + 1

@@ -30,7 +30,16 @@ const sharded = (lua: string) => FENCED + lua.replaceAll("call('PUBLISH'", "call
 
 /** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
 export type Scripted = Redis & {
-  chatSummary(state: string, log: string, read: number, needle: string, cap: number, budget: number, chatHead: string, dmHead: string): Promise<[number, string, number, number, string] | [-1]>
+  chatSummary(
+    state: string,
+    log: string,
+    read: number,
+    needle: string,
+    cap: number,
+    budget: number,
+    chatHead: string,
+    dmHead: string,
+  ): Promise<[number, string, number, number, string] | [-1]>
   /**
    * The append script with its 5 keys, or 6 with a retry key: one command per key count, so that
    * the first argument is a key, which is what a Redis Cluster's auto-pipelining groups by.

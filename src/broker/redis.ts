@@ -197,7 +197,10 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     for (let attempt = 0; streams.get(topic) === stream && !closing; attempt++) {
       try {
         const [seq, epoch, fs] = await cmd.hmget(key.state(room), 'seq', 'epoch', 'fs')
-        let pos: Start = seq == null || epoch == null ? await init(room) : { seq: Number(seq), epoch: epoch as string, start: fs == null ? undefined : Number(fs) }
+        let pos: Start =
+          seq == null || epoch == null
+            ? await init(room)
+            : { seq: Number(seq), epoch: epoch as string, start: fs == null ? undefined : Number(fs) }
         // A promoted replica without the last writes: the seqs it lacks must not come again in this epoch.
         if (cluster && pos.epoch === stream.epoch && pos.seq < stream.last) pos = await fence(room, stream.last)
         // A new epoch (Redis came back empty, a fence) is joined where it started, however late
@@ -208,16 +211,18 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
           const start = pos.start ?? pos.seq
           // The old sequence's last messages this node had not handed over when Redis lost
           // them: the store has them (archived after each ack, below the new start).
-          if (opts.store && stream.last >= 0 && start > stream.last) await fromStore(topic, stream, Math.min(start, stream.last + REPAIR_FROM_STORE_MAX))
+          if (opts.store && stream.last >= 0 && start > stream.last)
+            await fromStore(topic, stream, Math.min(start, stream.last + REPAIR_FROM_STORE_MAX))
           restarted(room, stream, { seq: start, epoch: pos.epoch })
         } else if (stream.epoch !== undefined && pos.seq < stream.last) restarted(room, stream, pos)
         stream.epoch = pos.epoch
         if (stream.last >= 0) {
           const entries = (await cmd.xrange(key.log(room), `${stream.last + 1}-0`, '+')) as [string, string[]][]
-          const firstKept = entries.length > 0 ? Number.parseInt(entries[0]![0]) : stream.last + 1
+          const firstKept = entries.length > 0 ? Number.parseInt(entries[0]![0], 10) : stream.last + 1
           // Trimmed past the gap (more than HISTORY_LIMIT appended meanwhile, e.g. while this
           // node's subscriber was away): the store has what was acked, archived after each ack.
-          if (firstKept > stream.last + 1 && opts.store) found += await fromStore(topic, stream, Math.min(firstKept - 1, stream.last + REPAIR_FROM_STORE_MAX))
+          if (firstKept > stream.last + 1 && opts.store)
+            found += await fromStore(topic, stream, Math.min(firstKept - 1, stream.last + REPAIR_FROM_STORE_MAX))
           if (firstKept > stream.last + 1) log.warn('room stream no longer reaches back to the gap', { room, last: stream.last })
           for (const [, fields] of entries) {
             if (eventSeq(fields[1]!) > stream.last) found++
@@ -447,7 +452,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       pu: caps.perUser,
       pc: caps.pinsPerRoom ?? DEFAULT_PINS_PER_ROOM,
       bu: e.type === 'pinned' ? { id: e.from.id, name: e.from.name } : undefined,
-      ...(e.type === 'moderation' ? { act: x.action, tg: (x.user as { id: string }).id, um: x.until ? Date.parse(x.until as string) : undefined, until: x.until } : {}),
+      ...(e.type === 'moderation'
+        ? { act: x.action, tg: (x.user as { id: string }).id, um: x.until ? Date.parse(x.until as string) : undefined, until: x.until }
+        : {}),
     })
   }
 
@@ -456,7 +463,15 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     if (id === undefined || !opts.loadMessages) return false
     const m = (await opts.loadMessages(room, [id])).get(id)
     if (!m) return false
-    const lua = { s: m.seq, a: m.author, d: m.deleted || undefined, e: m.edited_at, b: m.edited_at ? m.body : undefined, j: m.edited_at && m.data !== undefined ? JSON.stringify(m.data) : undefined, r: Object.keys(m.reactions).length ? m.reactions : undefined }
+    const lua = {
+      s: m.seq,
+      a: m.author,
+      d: m.deleted || undefined,
+      e: m.edited_at,
+      b: m.edited_at ? m.body : undefined,
+      j: m.edited_at && m.data !== undefined ? JSON.stringify(m.data) : undefined,
+      r: Object.keys(m.reactions).length ? m.reactions : undefined,
+    }
     if (await cmd.hsetnx(key.msgs(room), id, JSON.stringify(lua))) await cmd.rpush(key.msgOrder(room), id)
     return true
   }
@@ -481,8 +496,26 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room), key.pins(room)]
       if (dedupe) keys.push(key.dedupe(dedupe, room))
       const command = lifecycleCommand(draft)
-      const args = [draft.head, draft.tail, opts.historyLimit, key.channel(roomTopic(room)), draft.event.id, DEDUPE_WINDOW_MS, except ?? '', opts.historyTtlMs ?? 0, room, command, opts.historyLimit * 2]
-      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : dedupe ? () => cmd.chatAppendOnce(...keys, ...args) : () => cmd.chatAppend(...keys, ...args)) as () => Promise<[number, (number | string)?, string?]>
+      const args = [
+        draft.head,
+        draft.tail,
+        opts.historyLimit,
+        key.channel(roomTopic(room)),
+        draft.event.id,
+        DEDUPE_WINDOW_MS,
+        except ?? '',
+        opts.historyTtlMs ?? 0,
+        room,
+        command,
+        opts.historyLimit * 2,
+      ]
+      const call = (
+        scripts
+          ? () => scripts.run(APPEND_SCRIPT, keys, args)
+          : dedupe
+            ? () => cmd.chatAppendOnce(...keys, ...args)
+            : () => cmd.chatAppend(...keys, ...args)
+      ) as () => Promise<[number, (number | string)?, string?]>
       let r = await call()
       for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)
@@ -549,10 +582,17 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       if (before !== undefined && before <= 1) return { frames: [], more: false }
       const entries = (await cmd.xrevrange(key.log(room), end, '-', 'COUNT', limit + 1)) as [string, string[]][]
       const more = entries.length > limit
-      return { frames: entries.slice(0, limit).reverse().map(([, f]) => f[1]!), more }
+      return {
+        frames: entries
+          .slice(0, limit)
+          .reverse()
+          .map(([, f]) => f[1]!),
+        more,
+      }
     },
     async summary(room, read, user) {
-      const call = () => cmd.chatSummary(key.state(room), key.log(room), read, fromNeedle(user), UNREAD_CAP, SUMMARY_BUDGET, CHAT_HEAD, DM_HEAD)
+      const call = () =>
+        cmd.chatSummary(key.state(room), key.log(room), read, fromNeedle(user), UNREAD_CAP, SUMMARY_BUDGET, CHAT_HEAD, DM_HEAD)
       let r = await call()
       if (r[0] === -1) {
         await init(room)
@@ -571,7 +611,15 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         const v = raw[i]
         if (!v) return
         const m = JSON.parse(v) as { s: number; a: string; d?: boolean; e?: string; b?: string; j?: string; r?: Record<string, string[]> }
-        out.set(id, { seq: m.s, author: m.a, deleted: m.d, edited_at: m.e, body: m.b, data: m.j === undefined ? undefined : JSON.parse(m.j), reactions: m.r ?? {} })
+        out.set(id, {
+          seq: m.s,
+          author: m.a,
+          deleted: m.d,
+          edited_at: m.e,
+          body: m.b,
+          data: m.j === undefined ? undefined : JSON.parse(m.j),
+          reactions: m.r ?? {},
+        })
       })
       return out
     },

@@ -32,7 +32,12 @@ export interface ScriptClient {
 
 export function scriptClient(url: string, opts: { stallMs?: number } = {}): ScriptClient {
   const stallMs = opts.stallMs ?? STALL_MS
-  const client = new RedisClient(url, { enableOfflineQueue: false, autoReconnect: true, enableAutoPipelining: true, connectionTimeout: STALL_MS })
+  const client = new RedisClient(url, {
+    enableOfflineQueue: false,
+    autoReconnect: true,
+    enableAutoPipelining: true,
+    connectionTimeout: STALL_MS,
+  })
   const shas = new Map<string, string>()
   /** Calls sent and not answered yet, and when the connection last answered (or became busy). */
   let waiting = 0
@@ -46,15 +51,25 @@ export function scriptClient(url: string, opts: { stallMs?: number } = {}): Scri
     if (closing) return
     // Bun gives up after its own retries (and never retries a close of ours); keep trying, as ioredis does.
     const wait = Math.min(100 * 2 ** retry++, BACKOFF_MAX_MS)
-    setTimeout(() => void client.connect().then(() => ((retry = 0), (stalled = false)), () => {}), wait).unref?.()
+    setTimeout(
+      () =>
+        void client.connect().then(
+          () => ((retry = 0), (stalled = false)),
+          () => {},
+        ),
+      wait,
+    ).unref?.()
   }
 
-  const watchdog = setInterval(() => {
-    if (waiting === 0 || stalled || performance.now() - progress < stallMs) return
-    stalled = true
-    log.warn('redis (append connection) stalled; reconnecting', { waiting, stallMs })
-    client.close() // Bun fails every call it still waits for
-  }, Math.min(500, stallMs / 2))
+  const watchdog = setInterval(
+    () => {
+      if (waiting === 0 || stalled || performance.now() - progress < stallMs) return
+      stalled = true
+      log.warn('redis (append connection) stalled; reconnecting', { waiting, stallMs })
+      client.close() // Bun fails every call it still waits for
+    },
+    Math.min(500, stallMs / 2),
+  )
   watchdog.unref?.()
 
   const answered = (v: unknown) => {

@@ -36,6 +36,7 @@ export function clusterSubscriber(sub: Redis): Subscriber {
     },
     subscribe: async (channels) => void (await sub.ssubscribe(...channels)),
     unsubscribe: async (channel) => void (await sub.sunsubscribe(channel)),
+    // biome-ignore lint/suspicious/noExplicitAny: a listener of any event's arguments, as ioredis's and Bun's on() take
     on(event: string, fn: (...a: any[]) => void) {
       sub.on(event === 'message' ? 'smessage' : event, fn)
     },
@@ -53,6 +54,7 @@ export function clusterSubscriber(sub: Redis): Subscriber {
  */
 export function bunSubscriber(url: string): Subscriber {
   const client = new RedisClient(url, { autoReconnect: true, enableOfflineQueue: true })
+  // biome-ignore lint/suspicious/noExplicitAny: listeners of any event's arguments
   const handlers: Record<string, ((...a: any[]) => void)[]> = {}
   const emit = (event: string, ...a: unknown[]) => {
     for (const fn of handlers[event] ?? []) fn(...a)
@@ -114,6 +116,7 @@ export function bunSubscriber(url: string): Subscriber {
       if (!subscribed.delete(channel)) return
       await client.unsubscribe(channel)
     },
+    // biome-ignore lint/suspicious/noExplicitAny: a listener of any event's arguments, as ioredis's and Bun's on() take
     on(event: string, fn: (...a: any[]) => void) {
       ;(handlers[event] ??= []).push(fn)
     },

@@ -42,7 +42,9 @@ export function singleNode(nodeId: string): Cluster {
     onBeat: (f) => void beats.push(f),
     onNodeDead() {},
     async start() {
-      timer = setInterval(() => beats.forEach((b) => b().catch(() => {})), BEAT_MS)
+      timer = setInterval(() => {
+        for (const b of beats) b().catch(() => {})
+      }, BEAT_MS)
       timer.unref()
     },
     async stop() {
@@ -50,7 +52,6 @@ export function singleNode(nodeId: string): Cluster {
     },
   }
 }
-
 
 /**
  * The cluster in Redis: a sorted set of nodes scored by when their lease ends
@@ -82,7 +83,8 @@ export function redisCluster(opts: { cmd: Redis; prefix: string; nodeId: string;
       const now = Number(await cmd.eval(RENEW, 1, leases, nodeId, ttl))
       for (const f of beats) await f().catch((err) => log.debug('heartbeat hook failed', { err }))
       if (Date.now() - connectedAt < ttl) return
-      for (const node of await cmd.zrangebyscore(leases, '-inf', now)) if (node !== nodeId) await reap(node).catch((err) => log.warn('dead node not reaped yet', { dead: node, err }))
+      for (const node of await cmd.zrangebyscore(leases, '-inf', now))
+        if (node !== nodeId) await reap(node).catch((err) => log.warn('dead node not reaped yet', { dead: node, err }))
     } catch (err) {
       log.debug('heartbeat failed', { err })
     } finally {

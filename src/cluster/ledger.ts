@@ -131,7 +131,15 @@ export function memoryLedger(): Ledger {
 }
 
 interface Scripts {
-  ledgerSet(total: string, info: string, share: string, member: string, count: number, infoArg: string, limit: number): Promise<[number, number]>
+  ledgerSet(
+    total: string,
+    info: string,
+    share: string,
+    member: string,
+    count: number,
+    infoArg: string,
+    limit: number,
+  ): Promise<[number, number]>
   ledgerReap(total: string, info: string, share: string, per: number): Promise<string[]>
   ledgerPage(total: string, info: string, cursor: string, count: number): Promise<string[]>
 }
@@ -251,7 +259,8 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
   }
 
   function* everything() {
-    for (const [book, b] of books) for (const [key, members] of b.shares) for (const member of members.keys()) yield `${book}\n${key}\n${member}`
+    for (const [book, b] of books)
+      for (const [key, members] of b.shares) for (const member of members.keys()) yield `${book}\n${key}\n${member}`
     yield* [...dirty]
   }
 

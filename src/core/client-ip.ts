@@ -29,7 +29,7 @@ function toBig(addr: string): { v6: boolean; n: bigint } | undefined {
   const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
   if (quad) {
     const v4 = toBig(quad[1]!)!.n
-    text = text.slice(0, -quad[1]!.length) + `${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`
+    text = `${text.slice(0, -quad[1]!.length)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`
   }
   const [head, tail] = text.split('::') as [string, string | undefined]
   const h = head ? head.split(':') : []
@@ -80,7 +80,7 @@ export function clientAddress(peer: string | undefined, forwardedFor: string | u
  */
 export function limitKey(addr: string): string {
   const ip = toBig(addr)
-  if (!ip || !ip.v6) return unmap(addr)
+  if (!ip?.v6) return unmap(addr)
   const net = ip.n >> 64n
   const groups = [48n, 32n, 16n, 0n].map((s) => ((net >> s) & 0xffffn).toString(16))
   return `${groups.join(':')}::/64`

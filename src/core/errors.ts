@@ -10,10 +10,12 @@ export type ErrorCode =
   | 'not_found'
   | 'limit'
 
-
 /** Thrown by a frame's handler to answer it with an `error` frame of that code. */
 export class FrameError extends Error {
-  constructor(readonly code: ErrorCode, message: string) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
     super(message)
   }
 }

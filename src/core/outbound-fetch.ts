@@ -95,9 +95,11 @@ export async function outboundFetch(text: string, init: RequestInit, opts: Outbo
     await res.body?.cancel().catch(() => {})
     url = new URL(location, url).href
     // A 303, and a 301/302 after a POST, continue as GET without a body (what browsers do).
-    if (res.status === 303 || ((res.status === 301 || res.status === 302) && (request.method ?? 'GET') === 'POST')) request = { ...request, method: 'GET', body: undefined }
+    if (res.status === 303 || ((res.status === 301 || res.status === 302) && (request.method ?? 'GET') === 'POST'))
+      request = { ...request, method: 'GET', body: undefined }
   }
 }
 
 /** A status line fit for a log: `status 400 Bad Request`, printable ASCII only, short; never the body. */
-export const statusLine = (res: Response) => `status ${res.status}${res.statusText ? ` ${res.statusText.replace(/[^\x20-\x7e]/g, '?').slice(0, 60)}` : ''}`
+export const statusLine = (res: Response) =>
+  `status ${res.status}${res.statusText ? ` ${res.statusText.replace(/[^\x20-\x7e]/g, '?').slice(0, 60)}` : ''}`

@@ -155,7 +155,12 @@ export const allowsAddress = (allow: AllowList, a: Address) => allow.ranges.some
 
 /** What a URL may be before its host is resolved. */
 export type Target =
-  | { ok: true; url: URL; /** The host name (lowercase, no dot) when the URL names one. */ name?: string; /** The address when the URL holds one. */ address?: Address }
+  | {
+      ok: true
+      url: URL /** The host name (lowercase, no dot) when the URL names one. */
+      name?: string /** The address when the URL holds one. */
+      address?: Address
+    }
   | { ok: false; reason: string }
 
 /**
@@ -180,7 +185,8 @@ export function checkTarget(text: string, allow: AllowList): Target {
   }
   const name = hostKey(url.hostname)
   if (!HOST_NAME.test(name)) return { ok: false, reason: `has a host that is not a DNS name: ${url.hostname.slice(0, 64)}` }
-  if (url.protocol === 'http:' && !allow.hosts.has(name) && allow.ranges.length === 0) return { ok: false, reason: 'must be an https:// URL (plain http only to hosts in OUTBOUND_ALLOW)' }
+  if (url.protocol === 'http:' && !allow.hosts.has(name) && allow.ranges.length === 0)
+    return { ok: false, reason: 'must be an https:// URL (plain http only to hosts in OUTBOUND_ALLOW)' }
   return { ok: true, url, name }
 }
 
@@ -195,8 +201,10 @@ export function destinationRefused(url: URL, addresses: Address[], allow: AllowL
   for (const a of addresses) {
     if (allowsAddress(allow, a)) continue
     const why = nonPublic(a)
-    if (why) return `${name ? `${url.hostname} resolves to ${formatAddress(a)}, ` : `${formatAddress(a)} is `}a ${why} address: not allowed (only public addresses, or OUTBOUND_ALLOW)`
+    if (why)
+      return `${name ? `${url.hostname} resolves to ${formatAddress(a)}, ` : `${formatAddress(a)} is `}a ${why} address: not allowed (only public addresses, or OUTBOUND_ALLOW)`
   }
-  if (url.protocol === 'http:' && !addresses.every((a) => allowsAddress(allow, a))) return 'must be an https:// URL (plain http only to hosts in OUTBOUND_ALLOW)'
+  if (url.protocol === 'http:' && !addresses.every((a) => allowsAddress(allow, a)))
+    return 'must be an https:// URL (plain http only to hosts in OUTBOUND_ALLOW)'
   return undefined
 }

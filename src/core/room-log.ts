@@ -60,4 +60,3 @@ export interface MessageState {
 export function reactionMap(): Record<string, string[]> {
   return Object.create(null)
 }
-

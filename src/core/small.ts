@@ -37,7 +37,8 @@ export class SmallMap<K, V> implements Map<K, V> {
     }
     const i = this.find(k)
     if (i >= 0) this.a[i + 1] = v
-    else if (this.a.length === 0) this.a = [k, v] // exactly sized: most hold one entry for life
+    else if (this.a.length === 0)
+      this.a = [k, v] // exactly sized: most hold one entry for life
     else if (this.a.length < 2 * SMALL) this.a.push(k, v)
     else {
       this.m = new Map(this.entries())
@@ -95,7 +96,8 @@ export class SmallSet<T> implements Set<T> {
   add(v: T) {
     if (this.s) this.s.add(v)
     else if (!this.a.includes(v)) {
-      if (this.a.length === 0) this.a = [v] // exactly sized: most hold one entry for life
+      if (this.a.length === 0)
+        this.a = [v] // exactly sized: most hold one entry for life
       else if (this.a.length < SMALL) this.a.push(v)
       else {
         this.s = new Set(this.a)

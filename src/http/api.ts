@@ -14,7 +14,11 @@ import { deeperThan } from '../protocol/json-depth'
 
 const API_USER = SYSTEM_USER
 
-export const User = z.object({ id: z.string(), name: z.string(), system: z.literal(true).optional().meta({ description: 'only on the server\'s own messages' }) })
+export const User = z.object({
+  id: z.string(),
+  name: z.string(),
+  system: z.literal(true).optional().meta({ description: "only on the server's own messages" }),
+})
 /** A message frame of a room's log: `chat`, or `dm` in a direct room (with `to`). */
 export const ChatFrame = z.object({
   type: z.enum(['chat', 'dm']),
@@ -27,9 +31,12 @@ export const ChatFrame = z.object({
   body: z.string().optional().meta({ description: 'absent when deleted' }),
   data: z.json().optional(),
   ts: z.string().meta({ description: 'ISO 8601 time the message was accepted' }),
-  edited_at: z.string().optional().meta({ description: 'history only: when last edited (body and data are the edit\'s)' }),
+  edited_at: z.string().optional().meta({ description: "history only: when last edited (body and data are the edit's)" }),
   deleted: z.literal(true).optional().meta({ description: 'history only: the message was deleted' }),
-  reactions: z.array(z.object({ reaction: z.string(), count: z.number().int(), me: z.boolean() })).optional().meta({ description: 'history only' }),
+  reactions: z
+    .array(z.object({ reaction: z.string(), count: z.number().int(), me: z.boolean() }))
+    .optional()
+    .meta({ description: 'history only' }),
 })
 
 /** The server-side API: publish, history, presence. Behind `Authorization: Bearer <API_KEY>`. */
@@ -39,14 +46,18 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
   const publishBody = z
     .object({ room: room.optional().meta({ description: `the room (default: DEFAULT_ROOM, here ${config.DEFAULT_ROOM})` }), body, data })
     .meta({ examples: [{ room: config.DEFAULT_ROOM, body: 'Hello from the server', data: { kind: 'notice' } }] })
-  const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
+  const int = (min: number, max: number) =>
+    z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
   const pageQuery = z.object({
     before: int(1, Number.MAX_SAFE_INTEGER).optional().meta({ description: 'only messages with a smaller seq (default: the newest)' }),
     limit: int(1, 100).default(50),
   })
   const roomParams = z.object({ room })
   const idempotency = z.looseObject({
-    'idempotency-key': z.string().optional().meta({ description: 'a retry with the same key (within 2 minutes) publishes nothing new and answers the first id and seq' }),
+    'idempotency-key': z
+      .string()
+      .optional()
+      .meta({ description: 'a retry with the same key (within 2 minutes) publishes nothing new and answers the first id and seq' }),
   })
 
   /** A dependency that is down answers 503 with the reason, not a bare 500. */
@@ -85,7 +96,8 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
         },
         ...apiRoute({
           summary: 'Publish a chat message to a room',
-          description: 'Sent as the user `server` (`from.system: true`, which no connection can carry); members of the room on every node receive it as a `chat` frame.',
+          description:
+            'Sent as the user `server` (`from.system: true`, which no connection can carry); members of the room on every node receive it as a `chat` frame.',
           tags: ['messages'],
           body: publishBody,
           headers: idempotency,
@@ -108,7 +120,11 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
         tags: ['messages'],
         params: roomParams,
         query: pageQuery,
-        response: z.object({ room: z.string(), messages: z.array(ChatFrame), more: z.boolean().meta({ description: 'older messages exist' }) }),
+        response: z.object({
+          room: z.string(),
+          messages: z.array(ChatFrame),
+          more: z.boolean().meta({ description: 'older messages exist' }),
+        }),
         errors: [400, 503],
       }),
     )

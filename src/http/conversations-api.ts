@@ -12,10 +12,10 @@ import type { Store } from '../store/types'
 import { ChatFrame, User } from './api'
 import { answerWith, apiRoute, idText, json, requireApiKey, roomName } from './route-spec'
 
-
 const text = idText
 const room = roomName
-const int = (min: number, max: number) => z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
+const int = (min: number, max: number) =>
+  z.coerce.number().int('must be a whole number').min(min, `must be ${min}..${max}`).max(max, `must be ${min}..${max}`)
 
 const Conversation = z.object({
   room: z.string(),
@@ -38,15 +38,19 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
   /** FrameErrors answer with their code; a dependency that is down answers 503; nothing else is hidden. */
   const answer = answerWith(() => deps.broker.problem() ?? deps.store?.problem())
 
-
-  const unknownUser = (id: string) => json(404, { error: 'not_found', reason: `user: ${id} is not known here (never connected; PUT a membership with {"name"} to name them)` })
+  const unknownUser = (id: string) =>
+    json(404, {
+      error: 'not_found',
+      reason: `user: ${id} is not known here (never connected; PUT a membership with {"name"} to name them)`,
+    })
 
   /** A direct room takes only its own two users. */
   async function directRefuses(r: string, user: string) {
     if (!isDirect(r)) return undefined
     const pair = await members.pair(r)
     if (!pair) return json(404, { error: 'not_found', reason: `room: no direct room ${r}` })
-    if (pair[0].id !== user && pair[1].id !== user) return json(403, { error: 'forbidden', reason: `room: ${r} is the direct room of two other users` })
+    if (pair[0].id !== user && pair[1].id !== user)
+      return json(403, { error: 'forbidden', reason: `room: ${r} is the direct room of two other users` })
     return undefined
   }
 
@@ -58,15 +62,21 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
         answer(async () => {
           if (!(await members.user(params.user)) && (await members.of(params.user)).length === 0) return unknownUser(params.user)
           const r = await hub.conversations.list(params.user, query.before, query.limit)
-          return new Response(`{"user":${JSON.stringify(params.user)},"rooms":[${r.conversations.join(',')}],"more":${r.more}${r.next ? `,"next":${JSON.stringify(r.next)}` : ''}}`, {
-            headers: { 'content-type': 'application/json' },
-          })
+          return new Response(
+            `{"user":${JSON.stringify(params.user)},"rooms":[${r.conversations.join(',')}],"more":${r.more}${r.next ? `,"next":${JSON.stringify(r.next)}` : ''}}`,
+            {
+              headers: { 'content-type': 'application/json' },
+            },
+          )
         }),
       apiRoute({
         summary: "A user's conversation list, most recently active first",
         tags: ['conversations'],
         params: userParams,
-        query: z.object({ before: z.string().max(512).optional().meta({ description: 'the `next` of the previous page' }), limit: int(1, 100).default(50) }),
+        query: z.object({
+          before: z.string().max(512).optional().meta({ description: 'the `next` of the previous page' }),
+          limit: int(1, 100).default(50),
+        }),
         response: z.object({ user: z.string(), rooms: z.array(Conversation), more: z.boolean(), next: z.string().optional() }),
         errors: [400, 404, 503],
       }),
@@ -83,7 +93,10 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
         summary: "A room's members, by user id",
         tags: ['conversations'],
         params: z.object({ room }),
-        query: z.object({ after: z.string().max(64).optional().meta({ description: 'the `next` of the previous page' }), limit: int(1, 1000).default(100) }),
+        query: z.object({
+          after: z.string().max(64).optional().meta({ description: 'the `next` of the previous page' }),
+          limit: int(1, 1000).default(100),
+        }),
         response: z.object({ room: z.string(), members: z.array(Member), more: z.boolean(), next: z.string().optional() }),
         errors: [400, 503],
       }),
@@ -110,7 +123,13 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
           .strict()
           .nullish()
           .meta({ examples: [{ name: 'Alice' }] }),
-        response: z.object({ room: z.string(), user: User, member: z.literal(true), added: z.boolean().meta({ description: 'false: already a member' }), read: z.number().int() }),
+        response: z.object({
+          room: z.string(),
+          user: User,
+          member: z.literal(true),
+          added: z.boolean().meta({ description: 'false: already a member' }),
+          read: z.number().int(),
+        }),
         errors: [400, 404, 409, 503],
       }),
     )
@@ -125,14 +144,23 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
           return { user: params.user, code, reason }
         }),
       apiRoute({
-        summary: "Close every connection of a user, on every node",
+        summary: 'Close every connection of a user, on every node',
         description: 'Each socket of the user is closed with `code` and `reason`. A user with no connection is not an error.',
         tags: ['users'],
         params: userParams,
         body: z
           .object({
-            code: z.number().int('must be a whole number').refine((n) => n === 1000 || (n >= 4000 && n <= 4999), 'must be 1000 or 4000..4999').optional().meta({ description: 'the close code (default 4000)' }),
-            reason: z.string().max(120, 'must be at most 120 characters').optional().meta({ description: 'the close reason (default "disconnected by the server")' }),
+            code: z
+              .number()
+              .int('must be a whole number')
+              .refine((n) => n === 1000 || (n >= 4000 && n <= 4999), 'must be 1000 or 4000..4999')
+              .optional()
+              .meta({ description: 'the close code (default 4000)' }),
+            reason: z
+              .string()
+              .max(120, 'must be at most 120 characters')
+              .optional()
+              .meta({ description: 'the close reason (default "disconnected by the server")' }),
           })
           .strict()
           .nullish()
@@ -145,7 +173,8 @@ export function conversationsRoutes(deps: { config: Config; hub: Hub; broker: Br
       '/rooms/:room/members/:user',
       ({ params }) =>
         answer(async () => {
-          if (!(await hub.conversations.revoke(params.room, params.user))) return json(404, { error: 'not_found', reason: `member: ${params.user} is not a member of ${params.room}` })
+          if (!(await hub.conversations.revoke(params.room, params.user)))
+            return json(404, { error: 'not_found', reason: `member: ${params.user} is not a member of ${params.room}` })
           return { room: params.room, user: params.user, member: false as const }
         }),
       apiRoute({

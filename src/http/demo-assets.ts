@@ -15,7 +15,10 @@ export function webFile(name: string): string {
 
 /** web/app.ts and the client package, bundled for browsers (Bun.build cannot run inside a macro). */
 export function webBundle(entry: string): string {
-  const r = Bun.spawnSync([process.execPath, 'build', join(WEB, entry), '--target=browser', '--format=esm', '--minify'], { stdout: 'pipe', stderr: 'pipe' })
+  const r = Bun.spawnSync([process.execPath, 'build', join(WEB, entry), '--target=browser', '--format=esm', '--minify'], {
+    stdout: 'pipe',
+    stderr: 'pipe',
+  })
   if (r.exitCode !== 0) throw new Error(`bundling web/${entry} failed: ${r.stderr.toString()}`)
   return r.stdout.toString()
 }

@@ -7,10 +7,13 @@ const css = webFile('style.css')
 const js = webBundle('app.ts')
 
 /** The page may load only its own script and style and talk only to this origin. */
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-const asset = (body: string, type: string, extra: Record<string, string> = {}) => () =>
-  new Response(body, { headers: { 'content-type': type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', ...extra } })
+const asset =
+  (body: string, type: string, extra: Record<string, string> = {}) =>
+  () =>
+    new Response(body, { headers: { 'content-type': type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', ...extra } })
 
 /** The demo chat page at `/` and its two assets; mounted only when ENABLE_DEMO is on. */
 export function demoRoutes(enabled: boolean) {

@@ -26,10 +26,13 @@ const page = `<!doctype html>
 const init = `window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', validatorUrl: null, deepLinking: true, tryItOutEnabled: false });\n`
 
 /** Swagger UI sets inline styles and shows inline SVG; everything else comes from this origin only. */
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-const asset = (body: string, type: string, extra: Record<string, string> = {}) => () =>
-  new Response(body, { headers: { 'content-type': type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', ...extra } })
+const asset =
+  (body: string, type: string, extra: Record<string, string> = {}) =>
+  () =>
+    new Response(body, { headers: { 'content-type': type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', ...extra } })
 
 /** Only /api/* is the documented API: pages, probes and /ws are not in the spec. */
 const EXCLUDE = { paths: [/^(?!\/api\/)/] }

@@ -17,8 +17,16 @@ const SERVER = { id: SERVER_ID, name: 'server' }
 
 const id = idText
 const room = roomName
-const reaction = z.string().min(1, 'must be 1..32 characters').max(32, 'must be 1..32 characters').refine((s) => !s.includes('\0'), 'must not contain NUL characters')
-const Changed = z.object({ room: z.string(), msg: z.string(), seq: z.number().int().optional().meta({ description: "the event's seq; absent when nothing changed" }) })
+const reaction = z
+  .string()
+  .min(1, 'must be 1..32 characters')
+  .max(32, 'must be 1..32 characters')
+  .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+const Changed = z.object({
+  room: z.string(),
+  msg: z.string(),
+  seq: z.number().int().optional().meta({ description: "the event's seq; absent when nothing changed" }),
+})
 
 /**
  * Message lifecycle and moderation for the app's backend: edits, deletes and reactions on
@@ -57,13 +65,26 @@ export function moderationRoutes(deps: { config: Config; hub: Hub; broker: Broke
     .delete(
       '/rooms/:room/messages/:msg',
       ({ params }) => answer(async () => changed(params.room, params.msg, await hub.changes.remove(params.room, SERVER, params.msg, true))),
-      apiRoute({ summary: 'Delete a message', description: 'As the server (a moderator). A `delete` event to the room.', tags: ['lifecycle'], params: msgParams, response: Changed, errors: [400, 404, 503] }),
+      apiRoute({
+        summary: 'Delete a message',
+        description: 'As the server (a moderator). A `delete` event to the room.',
+        tags: ['lifecycle'],
+        params: msgParams,
+        response: Changed,
+        errors: [400, 404, 503],
+      }),
     )
-  for (const [method, op] of [['post', 'add'], ['delete', 'remove']] as const) {
+  for (const [method, op] of [
+    ['post', 'add'],
+    ['delete', 'remove'],
+  ] as const) {
     // One route per method, built in a loop: Elysia's chained types do not follow a computed method.
     app = (app as unknown as Record<string, (...a: unknown[]) => typeof app>)[method]!(
       '/rooms/:room/messages/:msg/reactions',
-      ({ params, body }: { params: { room: string; msg: string }; body: { user: string; reaction: string } }) => answer(async () => changed(params.room, params.msg, await hub.changes.react(params.room, await named(body.user), params.msg, body.reaction, op))),
+      ({ params, body }: { params: { room: string; msg: string }; body: { user: string; reaction: string } }) =>
+        answer(async () =>
+          changed(params.room, params.msg, await hub.changes.react(params.room, await named(body.user), params.msg, body.reaction, op)),
+        ),
       apiRoute({
         summary: op === 'add' ? "Add a user's reaction" : "Remove a user's reaction",
         description: 'A `react` event to the room; nothing (no `seq`) when the user already had it (add) or did not (remove).',
@@ -100,7 +121,10 @@ export function moderationRoutes(deps: { config: Config; hub: Hub; broker: Broke
         answer(async () => {
           if (isDirect(params.room)) throw new FrameError('forbidden', 'room: a direct room has no moderation')
           if (action === 'mute' && body.seconds === undefined) throw new FrameError('bad_request', 'seconds: is required')
-          const seq = await hub.moderation.act(params.room, SERVER, action as Action, await named(body.user), { seconds: body.seconds, reason: body.reason })
+          const seq = await hub.moderation.act(params.room, SERVER, action as Action, await named(body.user), {
+            seconds: body.seconds,
+            reason: body.reason,
+          })
           return { room: params.room, user: body.user, action, seq }
         }),
       apiRoute({
@@ -111,7 +135,13 @@ export function moderationRoutes(deps: { config: Config; hub: Hub; broker: Broke
         body: z
           .object({
             user: id('the user'),
-            seconds: z.number().int('must be a whole number').min(1, 'must be 1..31536000').max(31_536_000, 'must be 1..31536000').optional().meta({ description: 'mute only: how long' }),
+            seconds: z
+              .number()
+              .int('must be a whole number')
+              .min(1, 'must be 1..31536000')
+              .max(31_536_000, 'must be 1..31536000')
+              .optional()
+              .meta({ description: 'mute only: how long' }),
             reason: z.string().max(500, 'must be at most 500 characters').optional(),
           })
           .strict(),
@@ -120,27 +150,41 @@ export function moderationRoutes(deps: { config: Config; hub: Hub; broker: Broke
       }),
     ) as unknown as typeof app
   }
-  return app
-    .get(
-      '/audit',
-      ({ query }) =>
-        answer(async () => {
-          if (!store) return json(404, { error: 'not_found', reason: 'audit: the audit log needs PostgreSQL (POSTGRES_DSN is not set)' })
-          const r = await store.auditList({ room: query.room, user: query.user, before: query.before, limit: query.limit ?? 50 })
-          return { entries: r.rows, more: r.more, ...(r.more ? { next: r.rows.at(-1)!.id } : {}) }
-        }),
-      apiRoute({
-        summary: 'The audit log, newest first',
-        description: 'Needs PostgreSQL (404 without). Page with `before` = the `next` of the previous page.',
-        tags: ['moderation'],
-        query: z.object({
-          room: room.optional(),
-          user: id('a user id').optional(),
-          before: z.coerce.number().int('must be a whole number').min(1, 'must be positive').optional(),
-          limit: z.coerce.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100').optional(),
-        }),
-        response: z.object({ entries: z.array(z.object({ id: z.number(), at: z.string(), event: z.string(), user: z.string().optional(), conn: z.string().optional(), node: z.string().optional(), room: z.string().optional(), detail: z.unknown().optional() })), more: z.boolean(), next: z.number().optional() }),
-        errors: [400, 404, 503],
+  return app.get(
+    '/audit',
+    ({ query }) =>
+      answer(async () => {
+        if (!store) return json(404, { error: 'not_found', reason: 'audit: the audit log needs PostgreSQL (POSTGRES_DSN is not set)' })
+        const r = await store.auditList({ room: query.room, user: query.user, before: query.before, limit: query.limit ?? 50 })
+        return { entries: r.rows, more: r.more, ...(r.more ? { next: r.rows.at(-1)!.id } : {}) }
       }),
-    )
+    apiRoute({
+      summary: 'The audit log, newest first',
+      description: 'Needs PostgreSQL (404 without). Page with `before` = the `next` of the previous page.',
+      tags: ['moderation'],
+      query: z.object({
+        room: room.optional(),
+        user: id('a user id').optional(),
+        before: z.coerce.number().int('must be a whole number').min(1, 'must be positive').optional(),
+        limit: z.coerce.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100').optional(),
+      }),
+      response: z.object({
+        entries: z.array(
+          z.object({
+            id: z.number(),
+            at: z.string(),
+            event: z.string(),
+            user: z.string().optional(),
+            conn: z.string().optional(),
+            node: z.string().optional(),
+            room: z.string().optional(),
+            detail: z.unknown().optional(),
+          }),
+        ),
+        more: z.boolean(),
+        next: z.number().optional(),
+      }),
+      errors: [400, 404, 503],
+    }),
+  )
 }

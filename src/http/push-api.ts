@@ -12,7 +12,10 @@ const Device = z.object({
   device: z.string(),
   kind: z.enum(['webpush', 'fcm', 'apns']),
   token: z.string().optional().meta({ description: 'fcm, apns: the device token' }),
-  subscription: z.object({ endpoint: z.string(), keys: z.object({ p256dh: z.string(), auth: z.string() }) }).optional().meta({ description: 'webpush: the PushSubscription' }),
+  subscription: z
+    .object({ endpoint: z.string(), keys: z.object({ p256dh: z.string(), auth: z.string() }) })
+    .optional()
+    .meta({ description: 'webpush: the PushSubscription' }),
   updated: z.string(),
 })
 
@@ -34,7 +37,8 @@ export function pushRoutes(deps: { config: Config; hub: Hub; broker: Broker; mem
         }),
       apiRoute({
         summary: 'Register (or replace) a device of a user for push notifications',
-        description: 'At most PUSH_MAX_DEVICES per user (409 `limit` beyond). A kind whose provider is not configured is a 400, and so is a Web Push endpoint that is not https to a public address (loopback, private, link-local, shared, multicast and reserved ranges are refused, names are resolved; hosts and CIDRs of OUTBOUND_ALLOW aside): docs/push.md.',
+        description:
+          'At most PUSH_MAX_DEVICES per user (409 `limit` beyond). A kind whose provider is not configured is a 400, and so is a Web Push endpoint that is not https to a public address (loopback, private, link-local, shared, multicast and reserved ranges are refused, names are resolved; hosts and CIDRs of OUTBOUND_ALLOW aside): docs/push.md.',
         tags: ['push'],
         params: deviceParams,
         body: deviceAddress.meta({ examples: [{ kind: 'fcm', token: 'dGVzdA:APA91b...' }] }),
@@ -46,15 +50,28 @@ export function pushRoutes(deps: { config: Config; hub: Hub; broker: Broker; mem
       '/users/:user/devices/:device',
       ({ params }) =>
         answer(async () => {
-          if (!(await members.removeDevice(params.user, params.device))) return json(404, { error: 'not_found', reason: `device: ${params.user} has no device ${params.device}` })
+          if (!(await members.removeDevice(params.user, params.device)))
+            return json(404, { error: 'not_found', reason: `device: ${params.user} has no device ${params.device}` })
           return { user: params.user, device: params.device, removed: true as const }
         }),
-      apiRoute({ summary: "Remove a user's device", tags: ['push'], params: deviceParams, response: z.object({ user: z.string(), device: z.string(), removed: z.literal(true) }), errors: [400, 404, 503] }),
+      apiRoute({
+        summary: "Remove a user's device",
+        tags: ['push'],
+        params: deviceParams,
+        response: z.object({ user: z.string(), device: z.string(), removed: z.literal(true) }),
+        errors: [400, 404, 503],
+      }),
     )
     .get(
       '/users/:user/devices',
       ({ params }) => answer(async () => ({ user: params.user, devices: await members.devices(params.user) })),
-      apiRoute({ summary: "A user's push devices", tags: ['push'], params: z.object({ user }), response: z.object({ user: z.string(), devices: z.array(Device) }), errors: [400, 503] }),
+      apiRoute({
+        summary: "A user's push devices",
+        tags: ['push'],
+        params: z.object({ user }),
+        response: z.object({ user: z.string(), devices: z.array(Device) }),
+        errors: [400, 503],
+      }),
     )
     .get(
       '/users/:user/blocks',

@@ -106,9 +106,13 @@ interface RouteSpec<B, Q, P, H, R> {
 const errorResponse = (code: ErrorStatus) => ErrorBody.meta({ description: ERRORS[code] })
 
 /** Elysia route options (schemas, parser, OpenAPI detail) for one bearer-key API route. */
-export function apiRoute<B extends z.ZodType | undefined = undefined, Q extends z.ZodType | undefined = undefined, P extends z.ZodType | undefined = undefined, H extends z.ZodType | undefined = undefined, R extends z.ZodType = z.ZodType>(
-  spec: RouteSpec<B, Q, P, H, R>,
-) {
+export function apiRoute<
+  B extends z.ZodType | undefined = undefined,
+  Q extends z.ZodType | undefined = undefined,
+  P extends z.ZodType | undefined = undefined,
+  H extends z.ZodType | undefined = undefined,
+  R extends z.ZodType = z.ZodType,
+>(spec: RouteSpec<B, Q, P, H, R>) {
   const errors = [...new Set<ErrorStatus>([...(spec.errors ?? []), 401, 403])].sort()
   return {
     // jsonBody reads every body; 'json' after it is never reached, it names the content type in the spec.
@@ -117,7 +121,10 @@ export function apiRoute<B extends z.ZodType | undefined = undefined, Q extends 
     query: spec.query as Q,
     params: spec.params as P,
     headers: spec.headers as H,
-    response: { 200: spec.response, ...Object.fromEntries(errors.map((c) => [c, errorResponse(c)])) } as { 200: R } & Record<number, z.ZodType>,
+    response: { 200: spec.response, ...Object.fromEntries(errors.map((c) => [c, errorResponse(c)])) } as { 200: R } & Record<
+      number,
+      z.ZodType
+    >,
     detail: { summary: spec.summary, description: spec.description, tags: spec.tags, security: [{ bearer: [] }] },
   }
 }

@@ -20,7 +20,13 @@ export function searchRoutes(deps: { config: Config; hub: Hub; broker: Broker; s
     from: f.from.meta({ description: 'only messages sent by this user id' }),
     before: f.before.meta({ description: 'only messages older than this ISO 8601 time, or than the message with this id' }),
     cursor: f.cursor.meta({ description: 'the `cursor` of the previous page' }),
-    limit: z.coerce.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100').optional().meta({ description: 'results per page (default 20)' }),
+    limit: z.coerce
+      .number()
+      .int('must be a whole number')
+      .min(1, 'must be 1..100')
+      .max(100, 'must be 1..100')
+      .optional()
+      .meta({ description: 'results per page (default 20)' }),
   })
   return new Elysia({ prefix: '/api' }).onTransform(requireApiKey(config)).get(
     '/search',
@@ -28,7 +34,10 @@ export function searchRoutes(deps: { config: Config; hub: Hub; broker: Broker; s
       answer(async () => {
         const { user, ...input } = query
         const r = await hub.search.search(user, input)
-        return new Response(`{"type":"search","results":[${r.results.join(',')}]${r.cursor ? `,"cursor":${JSON.stringify(r.cursor)}` : ''}}`, { headers: { 'content-type': 'application/json' } })
+        return new Response(
+          `{"type":"search","results":[${r.results.join(',')}]${r.cursor ? `,"cursor":${JSON.stringify(r.cursor)}` : ''}}`,
+          { headers: { 'content-type': 'application/json' } },
+        )
       }),
     apiRoute({
       summary: "Search a user's messages",
@@ -36,7 +45,11 @@ export function searchRoutes(deps: { config: Config; hub: Hub; broker: Broker; s
         'Newest first, in the rooms the user is a member of; deleted messages never match, edited ones match and show as they stand. Needs PostgreSQL (503 `unavailable` without it). The same answer as the `search` frame.',
       tags: ['search'],
       query,
-      response: z.object({ type: z.literal('search'), results: z.array(ChatFrame), cursor: z.string().optional().meta({ description: 'present when there may be more: pass it back for the next page' }) }),
+      response: z.object({
+        type: z.literal('search'),
+        results: z.array(ChatFrame),
+        cursor: z.string().optional().meta({ description: 'present when there may be more: pass it back for the next page' }),
+      }),
       errors: [400, 503],
     }),
   )

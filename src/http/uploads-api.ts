@@ -43,7 +43,8 @@ const AttachmentSchema = {
 } as const
 const ErrorSchema = { type: 'object', required: ['error'], properties: { error: { type: 'string' }, reason: { type: 'string' } } } as const
 const err = (description: string) => ({ description, content: { 'application/json': { schema: ErrorSchema } } })
-const AUTH = 'Authenticated as on `/ws`: the user\'s token (`Authorization: Bearer <token>` or `?token=`), or `?user=` when auth is off; or the API key (`Authorization: Bearer <API_KEY>`) with `?user=` naming the user.'
+const AUTH =
+  "Authenticated as on `/ws`: the user's token (`Authorization: Bearer <token>` or `?token=`), or `?user=` when auth is off; or the API key (`Authorization: Bearer <API_KEY>`) with `?user=` naming the user."
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } }
 
 /**
@@ -57,11 +58,15 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
   async function who(request: Request, query: Record<string, string | undefined>): Promise<Who> {
     const authorization = request.headers.get('authorization') ?? undefined
     if (config.API_KEY && authorization?.startsWith('Bearer ') && safeEqual(authorization.slice(7), config.API_KEY)) {
-      if (!query.user || !USER_ID_PATTERN.test(query.user)) return json(400, { error: 'bad_request', reason: 'user: required with the API key (1..64 of A-Z a-z 0-9 _ . : @ -)' })
+      if (!query.user || !USER_ID_PATTERN.test(query.user))
+        return json(400, { error: 'bad_request', reason: 'user: required with the API key (1..64 of A-Z a-z 0-9 _ . : @ -)' })
       return { user: query.user }
     }
     const r = await authenticate({ query, headers: { authorization } })
-    if ('reason' in r) return r.status && r.status !== 401 ? json(r.status, { error: 'bad_request', reason: r.reason }) : json(401, { error: 'unauthorized', reason: r.reason })
+    if ('reason' in r)
+      return r.status && r.status !== 401
+        ? json(r.status, { error: 'bad_request', reason: r.reason })
+        : json(401, { error: 'unauthorized', reason: r.reason })
     return { user: r.user.id, anonymous: r.ephemeral }
   }
 
@@ -79,7 +84,8 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
   async function readable(id: string, user: string): Promise<Upload | Response> {
     const u = await uploads.get(id)
     if (!u) return json(404, { error: 'not_found', reason: `upload: no upload ${id}` })
-    if (!(await uploads.mayRead(u, user, member))) return json(403, { error: 'forbidden', reason: 'upload: only its uploader and members of a room where it was sent may read it' })
+    if (!(await uploads.mayRead(u, user, member)))
+      return json(403, { error: 'forbidden', reason: 'upload: only its uploader and members of a room where it was sent may read it' })
     return u
   }
 
@@ -95,7 +101,8 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
       async ({ request, query }) => {
         const w = await who(request, query)
         if (w instanceof Response) return w
-        if (w.anonymous) return json(401, { error: 'unauthorized', reason: 'user: an anonymous user cannot upload (give ?user= or a token)' })
+        if (w.anonymous)
+          return json(401, { error: 'unauthorized', reason: 'user: an anonymous user cannot upload (give ?user= or a token)' })
         try {
           const u = await uploads.accept(request, w.user)
           log.info('upload', { upload: u.id, user: w.user, type: u.type, size: u.size })
@@ -112,9 +119,21 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
           description: `${AUTH} Multipart body with the field \`file\`. Its type is sniffed from its content and must match the declared one and UPLOAD_TYPES; its size is checked while it streams in (UPLOAD_MAX_BYTES). An upload no message carries is removed after UPLOAD_ORPHAN_TTL_S.`,
           tags: ['uploads'],
           security: [{ bearer: [] }],
-          requestBody: { required: true, content: { 'multipart/form-data': { schema: { type: 'object', required: ['file'], properties: { file: { type: 'string', format: 'binary' } } } } } },
+          requestBody: {
+            required: true,
+            content: {
+              'multipart/form-data': {
+                schema: { type: 'object', required: ['file'], properties: { file: { type: 'string', format: 'binary' } } },
+              },
+            },
+          },
           responses: {
-            201: { description: 'Stored', content: { 'application/json': { schema: { type: 'object', required: ['upload'], properties: { upload: AttachmentSchema } } } } },
+            201: {
+              description: 'Stored',
+              content: {
+                'application/json': { schema: { type: 'object', required: ['upload'], properties: { upload: AttachmentSchema } } },
+              },
+            },
             400: err('Not a multipart body with a field `file`, or `user` missing with the API key'),
             401: err('No or bad credentials, or an anonymous user'),
             403: err('Not used by this route'),
@@ -152,7 +171,10 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
           security: [{ bearer: [] }],
           parameters: [idParam],
           responses: {
-            200: { description: 'The file, with its sniffed type as Content-Type', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+            200: {
+              description: 'The file, with its sniffed type as Content-Type',
+              content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+            },
             400: err('`user` missing with the API key'),
             401: err('No or bad credentials'),
             403: err('Not its uploader nor a member of a room where it was sent; or a bad or expired signed URL'),
@@ -179,7 +201,18 @@ export function uploadsRoutes(deps: { config: Config; uploads: Uploads; authenti
           security: [{ bearer: [] }],
           parameters: [idParam],
           responses: {
-            200: { description: 'The signed URL', content: { 'application/json': { schema: { type: 'object', required: ['url', 'expires'], properties: { url: { type: 'string' }, expires: { type: 'string', description: 'ISO 8601' } } } } } },
+            200: {
+              description: 'The signed URL',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['url', 'expires'],
+                    properties: { url: { type: 'string' }, expires: { type: 'string', description: 'ISO 8601' } },
+                  },
+                },
+              },
+            },
             400: err('`user` missing with the API key'),
             401: err('No or bad credentials'),
             403: err('Not allowed to read it'),

@@ -13,7 +13,13 @@ import type { Metrics } from '../metrics'
  */
 
 /** Why a connection was refused; the `reason` of the answer and of `chat_connections_refused_total`. */
-export type RefusalReason = 'draining' | 'origin_not_allowed' | 'connect_rate' | 'connections' | 'connections_per_ip' | 'connections_per_user'
+export type RefusalReason =
+  | 'draining'
+  | 'origin_not_allowed'
+  | 'connect_rate'
+  | 'connections'
+  | 'connections_per_ip'
+  | 'connections_per_user'
 
 export interface Refusal {
   reason: RefusalReason
@@ -88,7 +94,10 @@ const LIMITS = new Set<RefusalReason>(['connect_rate', 'connections', 'connectio
 /** A refusal as an HTTP answer: `429 {"error":"limit",…}`, `503 {"error":"unavailable",…}` (with Retry-After), `403 {"error":"forbidden",…}`. */
 export function refusalResponse(r: Refusal): Response {
   const error = r.status === 429 ? 'limit' : r.status === 503 ? 'unavailable' : 'forbidden'
-  return Response.json({ error, reason: r.reason }, { status: r.status, headers: r.retryAfterS !== undefined ? { 'retry-after': String(r.retryAfterS) } : undefined })
+  return Response.json(
+    { error, reason: r.reason },
+    { status: r.status, headers: r.retryAfterS !== undefined ? { 'retry-after': String(r.retryAfterS) } : undefined },
+  )
 }
 
 /**

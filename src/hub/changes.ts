@@ -21,7 +21,12 @@ export interface Changes {
   /** A page of history with each message shown in its current state, for `viewer`. */
   present(room: string, p: Page, viewer: string): Promise<Page>
   /** The replies to `parent`, `limit` at most with seq < before, oldest first, read through `page`. */
-  thread(page: (before: number | undefined, limit: number) => Promise<Page>, parent: string, before: number | undefined, limit: number): Promise<Page>
+  thread(
+    page: (before: number | undefined, limit: number) => Promise<Page>,
+    parent: string,
+    before: number | undefined,
+    limit: number,
+  ): Promise<Page>
 }
 
 /**
@@ -39,27 +44,48 @@ export function createChanges(deps: {
   const { broker, append, store, emit, deleted } = deps
 
   /** Appends a change; refused changes become the frame error they name. */
-  async function change(room: string, type: EventType, actor: User, fields: { extra: Record<string, unknown>; body?: string; data?: unknown }, moderator = false) {
+  async function change(
+    room: string,
+    type: EventType,
+    actor: User,
+    fields: { extra: Record<string, unknown>; body?: string; data?: unknown },
+    moderator = false,
+  ) {
     if (!broker.messages) throw new FrameError('unavailable', `${type}: this engine (${broker.kind}) does not keep message state yet`)
     const event: RoomEvent = { type, id: Bun.randomUUIDv7(), room, from: actor, ts: new Date().toISOString(), ...fields }
     const tail = eventTail(event)
     const accepted = await append(room, { event, head: eventHead(type), tail, moderator })
     if (emit && !accepted.duplicate && !accepted.noop)
-      emit({ type: hookType(type, fields.extra.op), room, user: actor, msg: fields.extra.msg, ...(type === 'react' ? { reaction: fields.extra.reaction } : {}), message: new RawJson(eventFrame(type, accepted.seq, tail)) })
+      emit({
+        type: hookType(type, fields.extra.op),
+        room,
+        user: actor,
+        msg: fields.extra.msg,
+        ...(type === 'react' ? { reaction: fields.extra.reaction } : {}),
+        message: new RawJson(eventFrame(type, accepted.seq, tail)),
+      })
     // After the log accepted it: a refused delete leaves the files alone.
     if (type === 'delete' && deleted && !accepted.duplicate && !accepted.noop)
-      await deleted(room, fields.extra.msg as string).catch((err) => log.warn('attachments of a deleted message not removed', { room, msg: fields.extra.msg, err }))
+      await deleted(room, fields.extra.msg as string).catch((err) =>
+        log.warn('attachments of a deleted message not removed', { room, msg: fields.extra.msg, err }),
+      )
     return accepted
   }
 
-  const edit = (room: string, actor: User, msg: string, body: string, data?: unknown, moderator = false) => change(room, 'edit', actor, { extra: { msg }, body, data }, moderator)
-  const remove = (room: string, actor: User, msg: string, moderator: boolean) => change(room, 'delete', actor, { extra: { msg } }, moderator)
-  const react = (room: string, actor: User, msg: string, reaction: string, op: 'add' | 'remove') => change(room, 'react', actor, { extra: { msg, reaction, op } })
+  const edit = (room: string, actor: User, msg: string, body: string, data?: unknown, moderator = false) =>
+    change(room, 'edit', actor, { extra: { msg }, body, data }, moderator)
+  const remove = (room: string, actor: User, msg: string, moderator: boolean) =>
+    change(room, 'delete', actor, { extra: { msg } }, moderator)
+  const react = (room: string, actor: User, msg: string, reaction: string, op: 'add' | 'remove') =>
+    change(room, 'react', actor, { extra: { msg, reaction, op } })
 
   /** A page of history with each message shown in its current state, for `viewer`. */
   async function present(room: string, p: Page, viewer: string): Promise<Page> {
     if (!broker.messages) return p
-    const ids = p.frames.filter(isMessageFrame).map(messageIdOf).filter((x): x is string => !!x)
+    const ids = p.frames
+      .filter(isMessageFrame)
+      .map(messageIdOf)
+      .filter((x): x is string => !!x)
     if (!ids.length) return p
     const states = await broker.messages(room, ids)
     // What the broker no longer holds (older pages, a restarted node), the store does.
@@ -72,7 +98,12 @@ export function createChanges(deps: {
    * The replies to `parent`, `limit` at most with seq < before, oldest first: read back through
    * the room's pages (bounded by what the log and store hold).
    */
-  async function thread(page: (before: number | undefined, limit: number) => Promise<Page>, parent: string, before: number | undefined, limit: number): Promise<Page> {
+  async function thread(
+    page: (before: number | undefined, limit: number) => Promise<Page>,
+    parent: string,
+    before: number | undefined,
+    limit: number,
+  ): Promise<Page> {
     const needle = `,"reply_to":${JSON.stringify(parent)},`
     const found: string[] = []
     let cursor = before

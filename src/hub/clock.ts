@@ -12,5 +12,5 @@ export function isoNow(now = Date.now()): string {
     second = s
     prefix = new Date(s).toISOString().slice(0, -4) // up to and with the `.` before the milliseconds
   }
-  return prefix + (ms < 10 ? '00' : ms < 100 ? '0' : '') + ms + 'Z'
+  return `${prefix + (ms < 10 ? '00' : ms < 100 ? '0' : '') + ms}Z`
 }

@@ -32,7 +32,13 @@ export function control(h: HubContext, delivery: Pick<Delivery, 'local' | 'close
 }
 
 /** A room's sequence restarted (Redis came back empty): its members start over from `pos`. */
-export function reset(h: HubContext, delivery: Pick<Delivery, 'local'>, room: string, pos: Position, publish: (topic: string, frame: string) => void) {
+export function reset(
+  h: HubContext,
+  delivery: Pick<Delivery, 'local'>,
+  room: string,
+  pos: Position,
+  publish: (topic: string, frame: string) => void,
+) {
   const topic = roomTopic(room)
   for (const c of delivery.local.get(topic) ?? []) c.rooms.set(room, pos.seq)
   h.metrics.framesOut.joined.inc()

@@ -1,5 +1,4 @@
 import type { ServerWebSocket } from 'bun'
-import type { User } from '../protocol/server-frames'
 import type { Liveness } from './admission'
 import type { Bucket, Strikes } from './rate-limit'
 

@@ -84,7 +84,8 @@ export function createConversations(deps: ConversationsDeps): Conversations {
     if ((await members.standing(room, user.id)).banned) throw new FrameError('forbidden', `member: ${user.id} is banned from ${room}`)
     const read = opts.read ?? (await broker.position(room)).seq
     const r = await members.add(room, user, read, config.MAX_MEMBERSHIPS)
-    if (r.status === 'limit') throw new FrameError('limit', `memberships: ${user.id} is a member of ${config.MAX_MEMBERSHIPS} rooms already (MAX_MEMBERSHIPS)`)
+    if (r.status === 'limit')
+      throw new FrameError('limit', `memberships: ${user.id} is a member of ${config.MAX_MEMBERSHIPS} rooms already (MAX_MEMBERSHIPS)`)
     if (r.status === 'added') {
       deps.emit?.({ type: 'member.added', room, user })
       await tell(user.id, { ctl: 'join', room, since: read }, opts.except)
@@ -126,7 +127,12 @@ export function createConversations(deps: ConversationsDeps): Conversations {
       mine.map(async (m) => {
         const [s, pair] = await Promise.all([rooms.summary(m.room, m.read, user), isDirect(m.room) ? members.pair(m.room) : undefined])
         const direct = pair ? (pair[0].id === user ? pair[1] : pair[0]) : undefined
-        return { key: [tsOf(s.last), m.room] as Key, text: (last = s.last) => conversation({ room: m.room, direct, seq: s.seq, epoch: s.epoch, read: m.read, unread: s.unread, last }), room: m.room, last: s.last }
+        return {
+          key: [tsOf(s.last), m.room] as Key,
+          text: (last = s.last) => conversation({ room: m.room, direct, seq: s.seq, epoch: s.epoch, read: m.read, unread: s.unread, last }),
+          room: m.room,
+          last: s.last,
+        }
       }),
     )
     const sorted = all.filter((c) => !after || newerFirst(c.key, after) > 0).sort((a, b) => newerFirst(a.key, b.key))
@@ -134,7 +140,9 @@ export function createConversations(deps: ConversationsDeps): Conversations {
     const more = sorted.length > limit
     // The last message as it stands now (an edit's body, a deleted one without its body), for the page only.
     const present = deps.present
-    const lasts = present ? await Promise.all(page.map(async (c) => (c.last ? (await present(c.room, [c.last], user))[0] : undefined))) : page.map((c) => c.last)
+    const lasts = present
+      ? await Promise.all(page.map(async (c) => (c.last ? (await present(c.room, [c.last], user))[0] : undefined)))
+      : page.map((c) => c.last)
     return { conversations: page.map((c, i) => c.text(lasts[i])), more, next: more ? cursorOf(page.at(-1)!.key) : undefined }
   }
 

@@ -66,7 +66,12 @@ export function createDelivery(d: DeliveryDeps): Delivery {
     const s = d.server()
     // After a TLS certificate rotation several servers share the topics (src/http/listeners.ts).
     const publishExcept = (s as { publishExcept?: (ws: ServerWebSocket<unknown>, t: string, f: string) => number }).publishExcept
-    const status = skip && !skip.closing ? (publishExcept ? publishExcept(skip.ws, topic, frame) : skip.ws.publish(topic, frame)) : s.publish(topic, frame)
+    const status =
+      skip && !skip.closing
+        ? publishExcept
+          ? publishExcept(skip.ws, topic, frame)
+          : skip.ws.publish(topic, frame)
+        : s.publish(topic, frame)
     // Bun's subscribers of a room topic are its live connections here (subscribed and added in
     // one step, rooms.ts), so their count is read from the set, not from Bun's topic per message.
     if (isMessageFrame(frame)) metrics.delivered.inc(local.get(topic)?.size ?? 0)

@@ -69,7 +69,8 @@ export function frameDispatch(d: DispatchDeps): (c: Conn, raw: unknown) => Promi
 
   function failed(c: Conn, f: ClientFrame, err: unknown) {
     if (err instanceof FrameError) {
-      if (err.code === 'forbidden') h.audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
+      if (err.code === 'forbidden')
+        h.audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
       return h.sendError(c, err.code, err.message, f.id)
     }
     // A dependency that is down explains most failures: say so, as the contract asks.

@@ -217,7 +217,15 @@ export function createHub(deps: HubDeps): Hub {
     conns,
     nodeId: deps.nodeId,
     chatNow: messages.chatNow,
-    handlers: { ...messages.handlers, ...roomFrames(h), ...changeFrames(h), ...moderationFrames(h), ...sessionFrames(h), ...pinFrames(h, pins, search), ...pushing.handlers },
+    handlers: {
+      ...messages.handlers,
+      ...roomFrames(h),
+      ...changeFrames(h),
+      ...moderationFrames(h),
+      ...sessionFrames(h),
+      ...pinFrames(h, pins, search),
+      ...pushing.handlers,
+    },
   })
 
   const deliveryHooks: DeliveryHook[] = []
@@ -264,7 +272,8 @@ export function createHub(deps: HubDeps): Hub {
     publish: messages.publish,
     putDevice: pushing.putDevice,
     /** The user's total unread, as `welcome` counts it (a push's badge). */
-    badge: async (user: string) => (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0),
+    badge: async (user: string) =>
+      (await Promise.all((await members.of(user)).map((m) => rooms.summary(m.room, m.read, user)))).reduce((n, s) => n + s.unread, 0),
     page: rooms.page,
     audit,
     conversations,

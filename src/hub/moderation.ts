@@ -1,4 +1,4 @@
-import type { Broker } from '../broker/types'
+import type { Accepted, Broker } from '../broker/types'
 import { userTopic } from '../broker/types'
 import { control, eventFrame, eventHead, eventTail } from '../protocol/server-frames'
 import type { RoomEvent, User } from '../protocol/server-frames'
@@ -23,7 +23,8 @@ export function tokenRole(identity: Identity, room: string): Role | undefined {
   if (!roles) return undefined
   if (Object.hasOwn(roles, room)) return roles[room]
   let best: [number, Role] | undefined
-  for (const [k, r] of Object.entries(roles)) if (k.endsWith('*') && room.startsWith(k.slice(0, -1)) && (!best || k.length > best[0])) best = [k.length, r]
+  for (const [k, r] of Object.entries(roles))
+    if (k.endsWith('*') && room.startsWith(k.slice(0, -1)) && (!best || k.length > best[0])) best = [k.length, r]
   return best?.[1]
 }
 
@@ -51,12 +52,20 @@ export interface Moderation {
  * Roles (token claim or API, the higher counts) and the moderation of rooms: each action is an
  * event of the room's log, a change of the target's standing (members engine) and an audit row.
  */
-export function createModeration(deps: { broker: Broker; append: Append; members: Members; audit: (e: AuditEntry) => void; emit?: (e: EventInput) => void }): Moderation {
+export function createModeration(deps: {
+  broker: Broker
+  append: Append
+  members: Members
+  audit: (e: AuditEntry) => void
+  emit?: (e: EventInput) => void
+}): Moderation {
   const { broker, append, members, audit } = deps
 
-  const roleOf = async (identity: Identity | undefined, user: string, room: string): Promise<Role> => higherRole(identity, room, await members.standing(room, user))
+  const roleOf = async (identity: Identity | undefined, user: string, room: string): Promise<Role> =>
+    higherRole(identity, room, await members.standing(room, user))
 
-  const moderates = async (identity: Identity | undefined, user: string, room: string) => RANK[await roleOf(identity, user, room)] >= RANK.moderator
+  const moderates = async (identity: Identity | undefined, user: string, room: string) =>
+    RANK[await roleOf(identity, user, room)] >= RANK.moderator
 
   /**
    * Applies `action` to `target` in `room` by `by` (a moderator, or the API when `by` is the
@@ -74,16 +83,31 @@ export function createModeration(deps: { broker: Broker; append: Append; members
       extra: { action, user: target, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}) },
     }
     const tail = eventTail(event)
-    let accepted
+    let accepted: Accepted
     try {
       accepted = await append(room, { event, head: MODERATION_HEAD, tail })
     } catch (err) {
       await undo()
       throw err
     }
-    if (action === 'ban' || action === 'kick') await broker.relay(userTopic(target.id), control({ ctl: 'leave', room, reason: action === 'ban' ? 'banned' : 'kicked' }))
-    audit({ event: 'moderation', user: target.id, room, detail: { action, by: by.id, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), seq: accepted.seq } })
-    deps.emit?.({ type: 'moderation', room, user: target, action, by, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), message: new RawJson(eventFrame('moderation', accepted.seq, tail)) })
+    if (action === 'ban' || action === 'kick')
+      await broker.relay(userTopic(target.id), control({ ctl: 'leave', room, reason: action === 'ban' ? 'banned' : 'kicked' }))
+    audit({
+      event: 'moderation',
+      user: target.id,
+      room,
+      detail: { action, by: by.id, ...(until ? { until } : {}), ...(o.reason ? { reason: o.reason } : {}), seq: accepted.seq },
+    })
+    deps.emit?.({
+      type: 'moderation',
+      room,
+      user: target,
+      action,
+      by,
+      ...(until ? { until } : {}),
+      ...(o.reason ? { reason: o.reason } : {}),
+      message: new RawJson(eventFrame('moderation', accepted.seq, tail)),
+    })
     return accepted.seq
   }
 
@@ -96,7 +120,12 @@ export function createModeration(deps: { broker: Broker; append: Append; members
     if (action === 'kick') return async () => {}
     const before = await members.standing(room, target.id)
     const membership = action === 'ban' ? await members.get(room, target.id) : undefined
-    const patch: StandingPatch = action === 'mute' ? { mutedUntil: Date.parse(until!) } : action === 'unmute' ? { mutedUntil: null } : { banned: action === 'ban' ? true : null }
+    const patch: StandingPatch =
+      action === 'mute'
+        ? { mutedUntil: Date.parse(until!) }
+        : action === 'unmute'
+          ? { mutedUntil: null }
+          : { banned: action === 'ban' ? true : null }
     const back: StandingPatch = 'mutedUntil' in patch ? { mutedUntil: before.mutedUntil ?? null } : { banned: before.banned ?? null }
     await members.setStanding(room, target.id, patch)
     if (membership) await members.remove(room, target.id)

@@ -26,7 +26,8 @@ export function createMutes(members: Members): Mutes {
     const m = JSON.parse(frame) as { room: string; action: string; user: { id: string }; until?: string }
     if (m.action !== 'mute' && m.action !== 'unmute') return
     const until = m.action === 'mute' && m.until ? Date.parse(m.until) : 0
-    for (const c of conns ?? []) if (c.identity.user.id === m.user.id) (c.muted ??= new Map()).set(m.room, { until, at: c.rooms.get(m.room) })
+    for (const c of conns ?? [])
+      if (c.identity.user.id === m.user.id) (c.muted ??= new Map()).set(m.room, { until, at: c.rooms.get(m.room) })
   }
 
   /**

@@ -24,7 +24,8 @@ export function createPins(deps: { broker: Broker; append: Append; rooms: Pick<R
   const { broker, append, rooms, changes } = deps
 
   async function change(type: 'pinned' | 'unpinned', room: string, actor: User, msg: string, moderator: boolean) {
-    if (!broker.pins) throw new FrameError('unavailable', `${type === 'pinned' ? 'pin' : 'unpin'}: this engine (${broker.kind}) keeps no pins`)
+    if (!broker.pins)
+      throw new FrameError('unavailable', `${type === 'pinned' ? 'pin' : 'unpin'}: this engine (${broker.kind}) keeps no pins`)
     const event: RoomEvent = { type, id: Bun.randomUUIDv7(), room, from: actor, ts: new Date().toISOString(), extra: { msg } }
     return append(room, { event, head: eventHead(type), tail: eventTail(event), moderator })
   }

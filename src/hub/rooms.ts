@@ -177,7 +177,14 @@ export function createRooms(deps: RoomsDeps): Rooms {
         }
         // The count must end where the replay does (`joined`'s seq): what comes later arrives
         // live and the client counts it. A summary read afterwards could hold it already.
-        if (member) state = { read: member.read, unread: recovered && since <= member.read ? replayUnread(r, replay, member.read, c.identity.user.id) : (await summary(room, member.read, c.identity.user.id)).unread }
+        if (member)
+          state = {
+            read: member.read,
+            unread:
+              recovered && since <= member.read
+                ? replayUnread(r, replay, member.read, c.identity.user.id)
+                : (await summary(room, member.read, c.identity.user.id)).unread,
+          }
       } else if (member) {
         const s = await summary(room, member.read, c.identity.user.id)
         pos = s

@@ -25,7 +25,8 @@ export const encodeCursor = (c: SearchCursor) => Buffer.from(JSON.stringify([c.r
 export function decodeCursor(text: string): SearchCursor {
   try {
     const v = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'))
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && Number.isSafeInteger(v[1]) && v[1] >= 0) return { room: v[0], seq: v[1] }
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && Number.isSafeInteger(v[1]) && v[1] >= 0)
+      return { room: v[0], seq: v[1] }
   } catch {}
   throw new FrameError('bad_request', 'cursor: not a cursor this server gave (pass the `cursor` of the previous answer as it is)')
 }
@@ -48,7 +49,8 @@ export function createSearch(deps: { store?: Store; members: Members; broker: Pi
     if (!store?.search) throw new FrameError('unavailable', 'search: search needs PostgreSQL (POSTGRES_DSN)')
     const q = input.q.trim()
     if (!q) throw new FrameError('bad_request', 'q: must not be empty')
-    if (input.room !== undefined && !(await members.get(input.room, user))) throw new FrameError('forbidden', `room: not a member of ${input.room}`)
+    if (input.room !== undefined && !(await members.get(input.room, user)))
+      throw new FrameError('forbidden', `room: not a member of ${input.room}`)
     let before: SearchQuery['before']
     if (input.before !== undefined) {
       if (ISO_TIME.test(input.before)) {
@@ -58,17 +60,30 @@ export function createSearch(deps: { store?: Store; members: Members; broker: Pi
     }
     const rooms = members.kind === 'postgres' ? undefined : (await members.of(user)).map((m) => m.room)
     if (rooms && rooms.length === 0) return { results: [] }
-    const page = await store.search({ user, q, rooms, room: input.room, from: input.from, before, cursor: input.cursor === undefined ? undefined : decodeCursor(input.cursor), limit: input.limit ?? SEARCH_DEFAULT_LIMIT })
+    const page = await store.search({
+      user,
+      q,
+      rooms,
+      room: input.room,
+      from: input.from,
+      before,
+      cursor: input.cursor === undefined ? undefined : decodeCursor(input.cursor),
+      limit: input.limit ?? SEARCH_DEFAULT_LIMIT,
+    })
     // As they stand, as history shows them: the broker's state of a message first (with Redis
     // it may be ahead of the archive), else the state the search read with the row.
     const byRoom = new Map<string, number[]>()
-    page.results.forEach((r, i) => byRoom.set(r.room, [...(byRoom.get(r.room) ?? []), i]))
+    page.results.forEach((r, i) => {
+      byRoom.set(r.room, [...(byRoom.get(r.room) ?? []), i])
+    })
     const shown: string[] = page.results.map((r) => r.frame)
     await Promise.all(
       [...byRoom].map(async ([room, idx]) => {
         const ids = idx.map((i) => messageIdOf(page.results[i]!.frame)!)
         const live = broker.messages ? await broker.messages(room, ids) : new Map<string, MessageState>()
-        idx.forEach((i, k) => (shown[i] = current(page.results[i]!.frame, live.get(ids[k]!) ?? page.results[i]!.state, user)))
+        idx.forEach((i, k) => {
+          shown[i] = current(page.results[i]!.frame, live.get(ids[k]!) ?? page.results[i]!.state, user)
+        })
       }),
     )
     return { results: shown, cursor: page.cursor && encodeCursor(page.cursor) }

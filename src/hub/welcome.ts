@@ -54,7 +54,17 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
   }
   c.ws.cork(() => {
     const joined = list.filter((_, i) => prepared[i])
-    h.send(c, frames.welcome(c.id, u, nodeId, joined.map((m) => m.room), unread.reduce((a, b) => a + (b ?? 0), 0)), 'welcome')
+    h.send(
+      c,
+      frames.welcome(
+        c.id,
+        u,
+        nodeId,
+        joined.map((m) => m.room),
+        unread.reduce((a, b) => a + (b ?? 0), 0),
+      ),
+      'welcome',
+    )
     for (const p of prepared) p?.()
     for (const f of held) h.send(c, f, 'chat')
     held.release()

@@ -64,7 +64,10 @@ export function memoryMembers(): Members {
       const ids = [...(byRoom.get(room)?.keys() ?? [])].filter((id) => after === undefined || id > after).sort()
       const page = ids.slice(0, limit)
       const names = byRoom.get(room)
-      return { members: page.map((id) => ({ id, name: users.get(id)?.name ?? names!.get(id)!, read: roomsOf(id)?.get(room) ?? 0 })), more: ids.length > limit }
+      return {
+        members: page.map((id) => ({ id, name: users.get(id)?.name ?? names!.get(id)!, read: roomsOf(id)?.get(room) ?? 0 })),
+        more: ids.length > limit,
+      }
     },
     async read(room, user, seq) {
       return mark(room, user, seq)

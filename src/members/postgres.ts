@@ -22,10 +22,10 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
    * it must not see the marker go back. Markers only rise, so counting a batch longer is harmless.
    */
   const writing = new Set<Map<string, number>>()
-  let timer: Timer | undefined
+  let _timer: Timer | undefined
 
   async function flush() {
-    timer = undefined
+    _timer = undefined
     const batch = touched
     touched = new Map()
     writing.add(batch)
@@ -94,7 +94,9 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
         where m.room = ${room} ${after === undefined ? sql`` : sql`and m.user_id > ${after}`}
         order by m.user_id limit ${limit + 1}`
       return {
-        members: rows.slice(0, limit).map((r) => ({ id: r.id, name: r.name ?? r.id, read: Math.max(Number(r.read_seq), pending(room, r.id)) })),
+        members: rows
+          .slice(0, limit)
+          .map((r) => ({ id: r.id, name: r.name ?? r.id, read: Math.max(Number(r.read_seq), pending(room, r.id)) })),
         more: rows.length > limit,
       }
     },
@@ -106,13 +108,18 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
     touch(room, user, seq) {
       const k = `${room}\n${user}`
       if ((touched.get(k) ?? 0) < seq) touched.set(k, seq)
-      timer ??= setTimeout(() => void flush(), TOUCH_EVERY_MS)
+      _timer ??= setTimeout(() => void flush(), TOUCH_EVERY_MS)
     },
     async pair(room) {
       const [r] = await sql<{ a: string; an: string | null; b: string; bn: string | null }[]>`
         select d.user_a as a, ua.name as an, d.user_b as b, ub.name as bn from direct_rooms d
         left join users ua on ua.id = d.user_a left join users ub on ub.id = d.user_b where d.room = ${room}`
-      return r ? ([{ id: r.a, name: r.an ?? r.a }, { id: r.b, name: r.bn ?? r.b }] as [User, User]) : undefined
+      return r
+        ? ([
+            { id: r.a, name: r.an ?? r.a },
+            { id: r.b, name: r.bn ?? r.b },
+          ] as [User, User])
+        : undefined
     },
     async setPair(room, [a, b]) {
       await sql`insert into users (id, name) select * from unnest(${[a.id, b.id]}::text[], ${[a.name, b.name]}::text[]) on conflict (id) do nothing`
@@ -128,7 +135,11 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
       const [r] = await sql<{ role: Role | null; muted_until: Date | null; banned: boolean }[]>`
         select role, muted_until, banned from room_standing where room = ${room} and user_id = ${user}`
       if (!r) return {}
-      return { ...(r.role ? { role: r.role } : {}), ...(r.muted_until ? { mutedUntil: r.muted_until.getTime() } : {}), ...(r.banned ? { banned: true } : {}) }
+      return {
+        ...(r.role ? { role: r.role } : {}),
+        ...(r.muted_until ? { mutedUntil: r.muted_until.getTime() } : {}),
+        ...(r.banned ? { banned: true } : {}),
+      }
     },
     async setStanding(room, user, p) {
       // Each field: null clears, undefined keeps (coalesce with a flag).
@@ -144,7 +155,9 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
           banned = ${banned === undefined ? sql`room_standing.banned` : sql`excluded.banned`}`
     },
     async devices(user) {
-      const rows = await sql<{ device: string; kind: Device['kind']; address: { token?: string; subscription?: Device['subscription'] }; updated_at: Date }[]>`
+      const rows = await sql<
+        { device: string; kind: Device['kind']; address: { token?: string; subscription?: Device['subscription'] }; updated_at: Date }[]
+      >`
         select device, kind, address, updated_at from push_devices where user_id = ${user} order by device`
       return rows.map((r) => ({ device: r.device, kind: r.kind, ...r.address, updated: r.updated_at.toISOString() }))
     },
@@ -152,7 +165,7 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
       const address = (d.subscription ? { subscription: d.subscription } : { token: d.token }) as unknown as postgres.JSONValue
       return sql.begin(async (tx) => {
         // One device change per user at a time: the cap holds under concurrent PUTs.
-        await tx`select pg_advisory_xact_lock(hashtext(${'devices:' + user}))`
+        await tx`select pg_advisory_xact_lock(hashtext(${`devices:${user}`}))`
         const [n] = await tx<{ n: string; mine: boolean }[]>`
           select count(*) as n, bool_or(device = ${d.device}) as mine from push_devices where user_id = ${user}`
         if (n!.mine) {
@@ -176,13 +189,16 @@ export function postgresMembers(sql: Sql, onError?: (err: unknown) => void): Mem
     async notifyLevels(room, ids) {
       const out = new Map<string, NotifyLevel>()
       if (ids.length === 0) return out
-      const rows = await sql<{ user_id: string; level: NotifyLevel }[]>`select user_id, level from push_notify where room = ${room} and user_id = any(${ids}::text[])`
+      const rows = await sql<
+        { user_id: string; level: NotifyLevel }[]
+      >`select user_id, level from push_notify where room = ${room} and user_id = any(${ids}::text[])`
       for (const r of rows) out.set(r.user_id, r.level)
       return out
     },
     async setNotify(room, user, level) {
       if (level === 'all') await sql`delete from push_notify where room = ${room} and user_id = ${user}`
-      else await sql`insert into push_notify (room, user_id, level) values (${room}, ${user}, ${level}) on conflict (room, user_id) do update set level = excluded.level`
+      else
+        await sql`insert into push_notify (room, user_id, level) values (${room}, ${user}, ${level}) on conflict (room, user_id) do update set level = excluded.level`
     },
     async block(user, other) {
       return (await sql`insert into blocks (user_id, blocked) values (${user}, ${other}) on conflict do nothing`).count > 0

@@ -120,7 +120,10 @@ export function redisMembers(redis: Redis, P: string): Members {
       return r === 0 ? 'updated' : 'added'
     },
     async removeDevice(user, device) {
-      const [[, removed], [, left]] = (await cmd.multi().hdel(key.devices(user), device).hlen(key.devices(user)).exec()) as [[unknown, number], [unknown, number]]
+      const [[, removed], [, left]] = (await cmd.multi().hdel(key.devices(user), device).hlen(key.devices(user)).exec()) as [
+        [unknown, number],
+        [unknown, number],
+      ]
       if (removed && left === 0) await pushableEverywhere(user, false)
       return removed > 0
     },
@@ -131,7 +134,9 @@ export function redisMembers(redis: Redis, P: string): Members {
       const out = new Map<string, NotifyLevel>()
       if (ids.length === 0) return out
       const vals = await cmd.hmget(key.notify(room), ...ids)
-      ids.forEach((id, i) => vals[i] && out.set(id, vals[i] as NotifyLevel))
+      ids.forEach((id, i) => {
+        if (vals[i]) out.set(id, vals[i] as NotifyLevel)
+      })
       return out
     },
     async setNotify(room, user, level) {

@@ -31,7 +31,10 @@ export function messageFields(maxBodyChars: number) {
 const b64url = (bytes: number, what: string) =>
   z
     .string(`must be a string (${what})`)
-    .refine((v) => /^[A-Za-z0-9_-]+={0,2}$/.test(v) && Buffer.from(v, 'base64url').length === bytes, `must be ${what}: ${bytes} bytes, base64url`)
+    .refine(
+      (v) => /^[A-Za-z0-9_-]+={0,2}$/.test(v) && Buffer.from(v, 'base64url').length === bytes,
+      `must be ${what}: ${bytes} bytes, base64url`,
+    )
 
 /** A Web Push subscription as PushManager.subscribe() gives it (the JSON of PushSubscription). */
 export const webPushSubscription = z.object(
@@ -44,7 +47,10 @@ export const webPushSubscription = z.object(
       .refine((v) => URL.canParse(v) && ['https:', 'http:'].includes(new URL(v).protocol), 'must be an https:// URL'),
     keys: z.object(
       {
-        p256dh: b64url(65, 'the P-256 public key').refine((v) => Buffer.from(v, 'base64url')[0] === 4, 'must be an uncompressed P-256 point'),
+        p256dh: b64url(65, 'the P-256 public key').refine(
+          (v) => Buffer.from(v, 'base64url')[0] === 4,
+          'must be an uncompressed P-256 point',
+        ),
         auth: b64url(16, 'the auth secret'),
       },
       'must be an object {p256dh, auth}',
@@ -69,14 +75,21 @@ export const deviceAddress = z
       if (d.token !== undefined) issue('token', 'is for fcm and apns; webpush takes a subscription')
     } else {
       if (d.token === undefined) issue('token', `is required for kind ${d.kind}`)
-      else if (d.kind === 'apns' && !/^[0-9a-fA-F]{64,200}$/.test(d.token)) issue('token', 'must be an APNs device token: 64..200 hex digits')
-      else if (d.kind === 'fcm' && !/^[A-Za-z0-9_:.-]+$/.test(d.token)) issue('token', 'must be an FCM registration token (A-Z a-z 0-9 _ : . -)')
+      else if (d.kind === 'apns' && !/^[0-9a-fA-F]{64,200}$/.test(d.token))
+        issue('token', 'must be an APNs device token: 64..200 hex digits')
+      else if (d.kind === 'fcm' && !/^[A-Za-z0-9_:.-]+$/.test(d.token))
+        issue('token', 'must be an FCM registration token (A-Z a-z 0-9 _ : . -)')
       if (d.subscription !== undefined) issue('subscription', 'is for webpush only')
     }
   })
 /** The fields of a search, shared by the `search` frame and GET /api/search (docs/search.md). */
 export function searchFields() {
-  const text = (max: number, what: string) => z.string(`must be ${what}`).min(1, 'must not be empty').max(max, `must be at most ${max} characters`).refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+  const text = (max: number, what: string) =>
+    z
+      .string(`must be ${what}`)
+      .min(1, 'must not be empty')
+      .max(max, `must be at most ${max} characters`)
+      .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
   return {
     q: text(200, 'a string').refine((s) => s.trim().length > 0, 'must not be blank'),
     room: z.string('must be a room name').regex(ROOM_PATTERN, 'must be 1..64 of A-Z a-z 0-9 _ . : -').optional(),
@@ -99,11 +112,17 @@ export function clientFrameSchemas(maxBodyChars: number) {
     .max(32, 'must be 1..32 characters')
     .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
   const target = z.string('must be a user id').min(1, 'must not be empty').max(64, 'must be at most 64 characters')
-  const reason = z.string('must be a string').max(500, 'must be at most 500 characters').refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+  const reason = z
+    .string('must be a string')
+    .max(500, 'must be at most 500 characters')
+    .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
   const limit = z.number().int('must be a whole number').min(1, 'must be 1..100').max(100, 'must be 1..100')
   /** Upload ids (POST /api/uploads) the message carries; each is checked to be the sender's. */
   const attachments = z
-    .array(z.string('must be an upload id').min(1, 'must not be empty').max(64, 'must be at most 64 characters'), 'must be an array of upload ids')
+    .array(
+      z.string('must be an upload id').min(1, 'must not be empty').max(64, 'must be at most 64 characters'),
+      'must be an array of upload ids',
+    )
     .max(10, 'must be at most 10 upload ids')
     .optional()
 
@@ -113,16 +132,41 @@ export function clientFrameSchemas(maxBodyChars: number) {
     delete: z.object({ type: z.literal('delete'), room, msg, id }),
     react: z.object({ type: z.literal('react'), room, msg, reaction, id }),
     unreact: z.object({ type: z.literal('unreact'), room, msg, reaction, id }),
-    mute: z.object({ type: z.literal('mute'), room, user: target, seconds: z.number().int('must be a whole number').min(1, 'must be 1..31536000').max(31_536_000, 'must be 1..31536000'), id }),
+    mute: z.object({
+      type: z.literal('mute'),
+      room,
+      user: target,
+      seconds: z.number().int('must be a whole number').min(1, 'must be 1..31536000').max(31_536_000, 'must be 1..31536000'),
+      id,
+    }),
     unmute: z.object({ type: z.literal('unmute'), room, user: target, id }),
     ban: z.object({ type: z.literal('ban'), room, user: target, reason: reason.optional(), id }),
     unban: z.object({ type: z.literal('unban'), room, user: target, id }),
     kick: z.object({ type: z.literal('kick'), room, user: target, reason: reason.optional(), id }),
-    join: z.object({ type: z.literal('join'), room, since: seq.optional(), epoch: z.string().max(64).optional(), member: z.boolean('must be true or false').optional(), id }),
+    join: z.object({
+      type: z.literal('join'),
+      room,
+      since: seq.optional(),
+      epoch: z.string().max(64).optional(),
+      member: z.boolean('must be true or false').optional(),
+      id,
+    }),
     leave: z.object({ type: z.literal('leave'), room, member: z.boolean('must be true or false').optional(), id }),
-    rooms: z.object({ type: z.literal('rooms'), before: z.string().max(512, 'must be at most 512 characters').optional(), limit: limit.optional(), id }),
+    rooms: z.object({
+      type: z.literal('rooms'),
+      before: z.string().max(512, 'must be at most 512 characters').optional(),
+      limit: limit.optional(),
+      id,
+    }),
     read: z.object({ type: z.literal('read'), room, seq, id }),
-    dm: z.object({ type: z.literal('dm'), to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'), body, data, attachments, id }),
+    dm: z.object({
+      type: z.literal('dm'),
+      to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'),
+      body,
+      data,
+      attachments,
+      id,
+    }),
     history: z.object({
       type: z.literal('history'),
       room,
@@ -153,7 +197,16 @@ export function clientFrameSchemas(maxBodyChars: number) {
         // Removing names the device only; adding checks the address as the API does.
         if (f.remove) return
         const r = deviceAddress.safeParse({ kind: f.kind, token: f.token, subscription: f.subscription })
-        if (!r.success) for (const i of r.error.issues) ctx.addIssue({ code: 'custom', path: i.path, message: i.code === 'invalid_value' && i.path[0] === 'kind' && f.kind === undefined ? 'is required (webpush, fcm or apns), or remove: true' : i.message })
+        if (!r.success)
+          for (const i of r.error.issues)
+            ctx.addIssue({
+              code: 'custom',
+              path: i.path,
+              message:
+                i.code === 'invalid_value' && i.path[0] === 'kind' && f.kind === undefined
+                  ? 'is required (webpush, fcm or apns), or remove: true'
+                  : i.message,
+            })
       }),
     notify: z.object({ type: z.literal('notify'), room, level: z.enum(['all', 'mentions', 'none'], 'must be all, mentions or none'), id }),
     block: z.object({ type: z.literal('block'), user: target, id }),
@@ -171,9 +224,7 @@ export const CLIENT_FRAME_TYPES = Object.keys(clientFrameSchemas(1)) as ClientFr
 export type ClientFrame = { [K in ClientFrameType]: z.output<Schemas[K]> }[ClientFrameType]
 export type FrameOf<T extends ClientFrameType> = z.output<Schemas[T]>
 
-export type Decoded =
-  | { ok: true; frame: ClientFrame }
-  | { ok: false; message: string; id?: string; type?: string }
+export type Decoded = { ok: true; frame: ClientFrame } | { ok: false; message: string; id?: string; type?: string }
 
 /** Validates an already JSON-parsed frame (Elysia parses text that looks like JSON). */
 export function frameDecoder(maxBodyChars: number, maxDepth = 32) {
@@ -198,8 +249,7 @@ export function frameDecoder(maxBodyChars: number, maxDepth = 32) {
   }
   return function decode(raw: unknown): Decoded {
     if (typeof raw === 'string') return { ok: false, message: 'frame is not valid JSON' }
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
-      return { ok: false, message: 'frame must be a JSON object' }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { ok: false, message: 'frame must be a JSON object' }
     const obj = raw as Record<string, unknown>
     const id = typeof obj.id === 'string' && obj.id.length <= 64 ? obj.id : undefined
     const type = obj.type
@@ -217,7 +267,13 @@ export function frameDecoder(maxBodyChars: number, maxDepth = 32) {
     const field = issue.path.join('.') || 'frame'
     const given = issue.path.reduce<unknown>((v, k) => (v as Record<PropertyKey, unknown> | undefined)?.[k], obj)
     const message =
-      issue.code !== 'invalid_type' ? issue.message : given === undefined ? 'is required' : issue.expected === 'int' ? 'must be a whole number' : `expected ${issue.expected}, got ${Array.isArray(given) ? 'array' : given === null ? 'null' : typeof given}`
+      issue.code !== 'invalid_type'
+        ? issue.message
+        : given === undefined
+          ? 'is required'
+          : issue.expected === 'int'
+            ? 'must be a whole number'
+            : `expected ${issue.expected}, got ${Array.isArray(given) ? 'array' : given === null ? 'null' : typeof given}`
     return { ok: false, message: `${field}: ${message}`, id, type }
   }
 }

@@ -62,7 +62,16 @@ export function chatTail(m: { id: string; room: string; from: User; body: string
  * from Date#toISOString() (digits, `-`, `:`, `.`, `T`, `Z`) hold nothing JSON must escape, so
  * they are quoted without JSON.stringify; `fromJson` is userJson(from). Same bytes as chatTail.
  */
-export function chatTailOfOwn(id: string, room: string, fromJson: string, body: string, data: unknown, ts: string, replyTo?: string, attachments?: unknown[]): string {
+export function chatTailOfOwn(
+  id: string,
+  room: string,
+  fromJson: string,
+  body: string,
+  data: unknown,
+  ts: string,
+  replyTo?: string,
+  attachments?: unknown[],
+): string {
   return `,"id":"${id}","room":${q(room)},"from":${fromJson}${opt('reply_to', replyTo)}${opt('attachments', attachments)},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
 }
 
@@ -102,7 +111,8 @@ export const PUSHER_HEAD = '{"type":"pusher",'
 export const frames = {
   welcome: (conn: string, u: User, node: string, rooms: string[], unread: number) =>
     `{"type":"welcome","conn":${q(conn)},"user":${user(u)},"node":${q(node)},"rooms":${q(rooms)},"unread":${unread}}`,
-  ack: (id: string, msg?: string, seq?: number, room?: string) => `{"type":"ack","id":${q(id)}${opt('msg', msg)}${opt('seq', seq)}${opt('room', room)}}`,
+  ack: (id: string, msg?: string, seq?: number, room?: string) =>
+    `{"type":"ack","id":${q(id)}${opt('msg', msg)}${opt('seq', seq)}${opt('room', room)}}`,
   joined: (room: string, seq: number, epoch: string, recovered: boolean, id?: string, member?: MemberState, role?: string) =>
     `{"type":"joined","room":${q(room)},"seq":${seq},"epoch":${q(epoch)},"recovered":${recovered}${member ? `,"member":true,"read":${member.read},"unread":${member.unread}` : ''}${opt('role', role)}${opt('id', id)}}`,
   left: (room: string, id?: string, reason?: string) => `{"type":"left","room":${q(room)}${opt('reason', reason)}${opt('id', id)}}`,
@@ -121,7 +131,8 @@ export const frames = {
   /** `pins` are already-encoded pin objects (see pinJson). */
   pins: (room: string, pins: string[], id?: string) => `{"type":"pins","room":${q(room)},"pins":[${pins.join(',')}]${opt('id', id)}}`,
   /** `results` are already-encoded message frames, spliced in. */
-  search: (results: string[], cursor?: string, id?: string) => `{"type":"search","results":[${results.join(',')}]${opt('cursor', cursor)}${opt('id', id)}}`,
+  search: (results: string[], cursor?: string, id?: string) =>
+    `{"type":"search","results":[${results.join(',')}]${opt('cursor', cursor)}${opt('id', id)}}`,
   pong: (id?: string) => `{"type":"pong"${opt('id', id)}}`,
   /**
    * A Pusher event of the room (a Pusher client's `client-*` event or one of the Pusher HTTP
@@ -129,8 +140,7 @@ export const frames = {
    */
   pusher: (room: string, event: string, dataJson: string, userId?: string) =>
     `${PUSHER_HEAD}"room":${q(room)},"event":${q(event)},"data":${dataJson}${opt('user_id', userId)}}`,
-  error: (code: ErrorCode, message: string, id?: string) =>
-    `{"type":"error","code":"${code}","message":${q(message)}${opt('id', id)}}`,
+  error: (code: ErrorCode, message: string, id?: string) => `{"type":"error","code":"${code}","message":${q(message)}${opt('id', id)}}`,
 }
 
 /** One entry of a `pins` list; `message` is the encoded message frame as it stands (spliced in). */
@@ -138,7 +148,15 @@ export const pinJson = (p: { msg: string; by: User; ts: string }, message: strin
   `{"msg":${q(p.msg)},"by":${user(p.by)},"ts":${q(p.ts)}${message ? `,"message":${message}` : ''}}`
 
 /** A conversation of the `rooms` list; `last` is an encoded message frame, spliced in. */
-export function conversation(c: { room: string; direct?: User; seq: number; epoch: string; read: number; unread: number; last?: string }): string {
+export function conversation(c: {
+  room: string
+  direct?: User
+  seq: number
+  epoch: string
+  read: number
+  unread: number
+  last?: string
+}): string {
   return `{"room":${q(c.room)},"kind":"${c.direct ? 'direct' : 'room'}"${c.direct ? `,"with":${user(c.direct)}` : ''},"seq":${c.seq},"epoch":${q(c.epoch)},"read":${c.read},"unread":${c.unread}${c.last ? `,"last":${c.last}` : ''}}`
 }
 

@@ -13,14 +13,25 @@ const GONE = new Set(['BadDeviceToken', 'Unregistered', 'DeviceTokenNotForTopic'
  * connection (node:http2, which Bun implements) kept open and made again when it closes;
  * `POST /3/device/{token}` with apns-topic, apns-push-type, apns-collapse-id, apns-priority.
  */
-export function apnsProvider(opts: { key: string; keyId: string; teamId: string; topic: string; url: string; timeoutMs: number }): Provider {
+export function apnsProvider(opts: {
+  key: string
+  keyId: string
+  teamId: string
+  topic: string
+  url: string
+  timeoutMs: number
+}): Provider {
   const key = importPKCS8(opts.key, 'ES256')
   let jwt: { value: string; at: number } | undefined
   let session: http2.ClientHttp2Session | undefined
 
   async function bearer() {
     if (jwt && Date.now() - jwt.at < TOKEN_MS) return jwt.value
-    const value = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: opts.keyId }).setIssuer(opts.teamId).setIssuedAt().sign(await key)
+    const value = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: opts.keyId })
+      .setIssuer(opts.teamId)
+      .setIssuedAt()
+      .sign(await key)
     jwt = { value, at: Date.now() }
     return value
   }
@@ -63,7 +74,10 @@ export function apnsProvider(opts: { key: string; keyId: string; teamId: string;
   return {
     kind: 'apns',
     async send(job: PushJob): Promise<Outcome> {
-      const body = JSON.stringify({ aps: { alert: { title: job.title, body: job.body }, badge: job.badge, sound: 'default', 'thread-id': job.room }, ...dataOf(job) })
+      const body = JSON.stringify({
+        aps: { alert: { title: job.title, body: job.body }, badge: job.badge, sound: 'default', 'thread-id': job.room },
+        ...dataOf(job),
+      })
       try {
         const { status, text } = await request(
           {

@@ -13,7 +13,7 @@ export interface Message {
 /** The longest body a push carries (providers cap payloads at 4 KiB; a lock screen shows far less). */
 export const BODY_MAX = 200
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /**
  * Does `body` mention the user? `@` then the user's id or display name, case-insensitive,
@@ -21,7 +21,7 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
  */
 export function mentions(body: string, id: string, name: string): boolean {
   if (!body.includes('@')) return false
-  const names = [id, name].filter(Boolean).map(escape).join('|')
+  const names = [id, name].filter(Boolean).map(escapeRegExp).join('|')
   return new RegExp(`(?:^|[^\\p{L}\\p{N}_])@(?:${names})(?![\\p{L}\\p{N}_])`, 'iu').test(body)
 }
 
@@ -35,5 +35,15 @@ export function trimmed(body: string, max = BODY_MAX): string {
 export function notification(room: string, m: Message, count: number, badge: number): Omit<PushJob, 'user' | 'device'> {
   const title = m.type === 'dm' ? m.from.name : `${m.from.name} in ${room}`
   const more = count > 1 ? ` (+${count - 1} more)` : ''
-  return { room, seq: m.seq, msg: m.msg, type: m.type, from: { id: m.from.id, name: m.from.name }, title, body: trimmed(m.body, BODY_MAX - more.length) + more, badge, count }
+  return {
+    room,
+    seq: m.seq,
+    msg: m.msg,
+    type: m.type,
+    from: { id: m.from.id, name: m.from.name },
+    title,
+    body: trimmed(m.body, BODY_MAX - more.length) + more,
+    badge,
+    count,
+  }
 }

@@ -61,7 +61,8 @@ export function fcmProvider(opts: { account: ServiceAccount; url: string; timeou
   }
 
   /** One token request at a time, shared by the sends waiting for it. */
-  const accessToken = () => (token && Date.now() < token.until ? Promise.resolve(token.value) : (pending ??= fetchToken().finally(() => (pending = undefined))))
+  const accessToken = () =>
+    token && Date.now() < token.until ? Promise.resolve(token.value) : (pending ??= fetchToken().finally(() => (pending = undefined)))
 
   return {
     kind: 'fcm',

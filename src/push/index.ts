@@ -6,7 +6,6 @@ import { ledgerOnline } from '../cluster/online'
 import type { Online } from '../cluster/online'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
-import { topicUser } from '../core/topic'
 import { log } from '../log'
 import type { Device, Members, PushKind } from '../members/types'
 import type { Metrics } from '../metrics'
@@ -19,6 +18,7 @@ import type { Held, Source } from '../webhooks/queue'
 import { redisSource } from '../webhooks/redis-queue'
 import { apnsProvider } from './apns'
 import { fcmProvider, parseServiceAccount } from './fcm'
+import type { ServiceAccount } from './fcm'
 import { mentions, notification } from './decide'
 import type { Message } from './decide'
 import type { Provider, PushJob } from './types'
@@ -66,7 +66,15 @@ interface Window {
 export function providersOf(config: Config): Provider[] {
   const out: Provider[] = []
   if (config.PUSH_VAPID_PUBLIC_KEY && config.PUSH_VAPID_PRIVATE_KEY && config.PUSH_VAPID_SUBJECT)
-    out.push(webPushProvider({ publicKey: config.PUSH_VAPID_PUBLIC_KEY, privateKey: config.PUSH_VAPID_PRIVATE_KEY, subject: config.PUSH_VAPID_SUBJECT, timeoutMs: TIMEOUT_MS, allow: config.OUTBOUND_ALLOW }))
+    out.push(
+      webPushProvider({
+        publicKey: config.PUSH_VAPID_PUBLIC_KEY,
+        privateKey: config.PUSH_VAPID_PRIVATE_KEY,
+        subject: config.PUSH_VAPID_SUBJECT,
+        timeoutMs: TIMEOUT_MS,
+        allow: config.OUTBOUND_ALLOW,
+      }),
+    )
   if (config.PUSH_FCM_CREDENTIALS_FILE) {
     const file = config.PUSH_FCM_CREDENTIALS_FILE
     let text: string
@@ -75,7 +83,7 @@ export function providersOf(config: Config): Provider[] {
     } catch (err) {
       throw new Error(`PUSH_FCM_CREDENTIALS_FILE: cannot read ${file}: ${(err as Error).message}`)
     }
-    let account
+    let account: ServiceAccount
     try {
       account = parseServiceAccount(text, file)
     } catch (err) {
@@ -90,8 +98,18 @@ export function providersOf(config: Config): Provider[] {
     } catch (err) {
       throw new Error(`PUSH_APNS_KEY_FILE: cannot read ${config.PUSH_APNS_KEY_FILE}: ${(err as Error).message}`)
     }
-    if (!key.includes('-----BEGIN PRIVATE KEY-----')) throw new Error(`PUSH_APNS_KEY_FILE: ${config.PUSH_APNS_KEY_FILE} is not a PKCS#8 PEM key (the .p8 file Apple gives)`)
-    out.push(apnsProvider({ key, keyId: config.PUSH_APNS_KEY_ID, teamId: config.PUSH_APNS_TEAM_ID, topic: config.PUSH_APNS_TOPIC, url: config.PUSH_APNS_URL, timeoutMs: TIMEOUT_MS }))
+    if (!key.includes('-----BEGIN PRIVATE KEY-----'))
+      throw new Error(`PUSH_APNS_KEY_FILE: ${config.PUSH_APNS_KEY_FILE} is not a PKCS#8 PEM key (the .p8 file Apple gives)`)
+    out.push(
+      apnsProvider({
+        key,
+        keyId: config.PUSH_APNS_KEY_ID,
+        teamId: config.PUSH_APNS_TEAM_ID,
+        topic: config.PUSH_APNS_TOPIC,
+        url: config.PUSH_APNS_URL,
+        timeoutMs: TIMEOUT_MS,
+      }),
+    )
   }
   return out
 }
@@ -135,7 +153,20 @@ export function createPush(opts: {
     dropLogAt = Date.now()
     log.warn('pushes dropped: the queue is full', { dropped: n, bound: QUEUE_MAX })
   }
-  const redis = cmd && blocking ? redisSource({ cmd, blocking, prefix: config.REDIS_PREFIX, nodeId, bound: QUEUE_MAX, claimMs: config.WEBHOOK_CLAIM_MS, onDrop, tag: 'push', group: 'push' }) : undefined
+  const redis =
+    cmd && blocking
+      ? redisSource({
+          cmd,
+          blocking,
+          prefix: config.REDIS_PREFIX,
+          nodeId,
+          bound: QUEUE_MAX,
+          claimMs: config.WEBHOOK_CLAIM_MS,
+          onDrop,
+          tag: 'push',
+          group: 'push',
+        })
+      : undefined
   const source: Source = redis ?? memorySource({ bound: QUEUE_MAX, onDrop })
   // Who is online: the users the webhooks count too, written once.
   const online = opts.online ?? ledgerOnline((onEdge) => memoryLedger().book('live', onEdge))
@@ -185,7 +216,10 @@ export function createPush(opts: {
     const offline = withDevices.filter((u) => !live.has(u))
     if (offline.length === 0) return
     const senders = [...new Set(w.msgs.map((m) => m.from.id))]
-    const [levels, ...blocked] = await Promise.all([members.notifyLevels(room, offline), ...senders.map((s) => members.blocking(s, offline))])
+    const [levels, ...blocked] = await Promise.all([
+      members.notifyLevels(room, offline),
+      ...senders.map((s) => members.blocking(s, offline)),
+    ])
     const blockedBy = new Map(senders.map((s, i) => [s, blocked[i]!]))
     for (let i = 0; i < offline.length; i += CHUNK)
       await Promise.all(
@@ -193,13 +227,21 @@ export function createPush(opts: {
           const level = levels.get(user) ?? 'all'
           if (level === 'none') return
           const name = level === 'mentions' ? ((await members.user(user))?.name ?? user) : user
-          const mine = w.msgs.filter((m) => m.from.id !== user && !blockedBy.get(m.from.id)?.has(user) && (level === 'all' || mentions(m.body, user, name)))
+          const mine = w.msgs.filter(
+            (m) => m.from.id !== user && !blockedBy.get(m.from.id)?.has(user) && (level === 'all' || mentions(m.body, user, name)),
+          )
           if (mine.length === 0) return
           const [devices, badge] = await Promise.all([members.devices(user), opts.badge ? opts.badge(user).catch(() => 0) : 0])
           // Messages past the window's bound count too, when every one of them would have.
           const count = level === 'all' && mine.length === w.msgs.length ? w.count : mine.length
           const base = notification(room, mine.at(-1)!, count, badge)
-          const jobs = devices.filter((d) => byKind.has(d.kind)).map((device) => ({ id: Bun.randomUUIDv7(), at: Date.now(), json: JSON.stringify({ user, device, ...base } satisfies PushJob) }))
+          const jobs = devices
+            .filter((d) => byKind.has(d.kind))
+            .map((device) => ({
+              id: Bun.randomUUIDv7(),
+              at: Date.now(),
+              json: JSON.stringify({ user, device, ...base } satisfies PushJob),
+            }))
           if (jobs.length) source.push(jobs)
         }),
       )
@@ -208,7 +250,13 @@ export function createPush(opts: {
   /** A 400/403 is logged once per device and reason (a device refused every time would flood the log). */
   const logged = new Set<string>()
   const report = (job: PushJob, reason: string) => {
-    opts.emit?.({ type: 'push.failed', user: { id: job.user, name: job.user }, device: job.device.device, provider: job.device.kind, reason })
+    opts.emit?.({
+      type: 'push.failed',
+      user: { id: job.user, name: job.user },
+      device: job.device.device,
+      provider: job.device.kind,
+      reason,
+    })
   }
 
   /** One job: undefined when finished (sent, gone, refused for good), else why it is retried. */
@@ -223,14 +271,20 @@ export function createPush(opts: {
     if (out.result === 'gone') {
       // Removed only if it still is the device that was pushed to (not re-registered since).
       const now = (await members.devices(job.user)).find((d) => d.device === job.device.device)
-      if (now && (now.token ?? now.subscription?.endpoint) === (job.device.token ?? job.device.subscription?.endpoint)) await members.removeDevice(job.user, job.device.device)
+      if (now && (now.token ?? now.subscription?.endpoint) === (job.device.token ?? job.device.subscription?.endpoint))
+        await members.removeDevice(job.user, job.device.device)
       log.info('push device gone; removed', { user: job.user, device: job.device.device, provider: job.device.kind, reason: out.reason })
     } else {
       const k = `${job.user}\n${job.device.device}\n${out.reason}`
       if (!logged.has(k)) {
         if (logged.size > 10_000) logged.clear()
         logged.add(k)
-        log.warn('push refused by the provider', { user: job.user, device: job.device.device, provider: job.device.kind, reason: out.reason })
+        log.warn('push refused by the provider', {
+          user: job.user,
+          device: job.device.device,
+          provider: job.device.kind,
+          reason: out.reason,
+        })
       }
     }
     report(job, out.reason)

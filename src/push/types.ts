@@ -22,7 +22,11 @@ export interface PushJob {
  * What a provider said: `ok`; `retry` (429, 5xx, no answer: tried again with backoff);
  * `gone` (the device no longer exists: removed); `failed` (refused for good: counted, reported).
  */
-export type Outcome = { result: 'ok' } | { result: 'retry'; reason: string } | { result: 'gone'; reason: string } | { result: 'failed'; reason: string }
+export type Outcome =
+  | { result: 'ok' }
+  | { result: 'retry'; reason: string }
+  | { result: 'gone'; reason: string }
+  | { result: 'failed'; reason: string }
 
 export type Provider = {
   kind: PushKind
@@ -31,7 +35,14 @@ export type Provider = {
 }
 
 /** The message fields a push carries to the app (`data` of FCM, the custom keys of APNs, the Web Push payload). */
-export const dataOf = (job: PushJob) => ({ room: job.room, seq: String(job.seq), msg: job.msg, type: job.type, from: job.from.id, count: String(job.count) })
+export const dataOf = (job: PushJob) => ({
+  room: job.room,
+  seq: String(job.seq),
+  msg: job.msg,
+  type: job.type,
+  from: job.from.id,
+  count: String(job.count),
+})
 
 /** The collapse key of a room: providers keep one notification per key (APNs apns-collapse-id <= 64 bytes, Web Push Topic <= 32 base64url). */
 export const collapseKey = (room: string) => new Bun.CryptoHasher('sha256').update(room).digest('base64url').slice(0, 32)

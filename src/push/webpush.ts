@@ -12,7 +12,13 @@ import { byStatus, collapseKey, dataOf } from './types'
  * send, connected to the checked address, no redirect followed, and the answer's body never
  * read (an internal service's error text must not reach the log or the `push.failed` event).
  */
-export function webPushProvider(opts: { publicKey: string; privateKey: string; subject: string; timeoutMs: number; allow: AllowList }): Provider {
+export function webPushProvider(opts: {
+  publicKey: string
+  privateKey: string
+  subject: string
+  timeoutMs: number
+  allow: AllowList
+}): Provider {
   const vapidDetails = { subject: opts.subject, publicKey: opts.publicKey, privateKey: opts.privateKey }
   return {
     kind: 'webpush',
@@ -28,16 +34,28 @@ export function webPushProvider(opts: { publicKey: string; privateKey: string; s
       try {
         const res = await outboundFetch(
           details.endpoint,
-          { method: 'POST', headers: details.headers as Record<string, string>, body: new Uint8Array(details.body as Buffer) as Uint8Array<ArrayBuffer> },
+          {
+            method: 'POST',
+            headers: details.headers as Record<string, string>,
+            body: new Uint8Array(details.body as Buffer) as Uint8Array<ArrayBuffer>,
+          },
           { allow: opts.allow, timeoutMs: opts.timeoutMs },
         )
         await res.body?.cancel().catch(() => {})
-        if (res.status >= 300 && res.status < 400) return { result: 'failed', reason: `${statusLine(res)} (a push endpoint's redirect is not followed)` }
+        if (res.status >= 300 && res.status < 400)
+          return { result: 'failed', reason: `${statusLine(res)} (a push endpoint's redirect is not followed)` }
         return byStatus(res.status, statusLine(res))
       } catch (err) {
-        if (err instanceof OutboundRefused) return err.transient ? { result: 'retry', reason: err.message } : { result: 'failed', reason: `endpoint refused: ${err.message}` }
+        if (err instanceof OutboundRefused)
+          return err.transient ? { result: 'retry', reason: err.message } : { result: 'failed', reason: `endpoint refused: ${err.message}` }
         const e = err as Error
-        return { result: 'retry', reason: e.name === 'TimeoutError' ? `no answer in ${opts.timeoutMs} ms` : `${e.name}: ${e.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 60)}` }
+        return {
+          result: 'retry',
+          reason:
+            e.name === 'TimeoutError'
+              ? `no answer in ${opts.timeoutMs} ms`
+              : `${e.name}: ${e.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 60)}`,
+        }
       }
     },
   }

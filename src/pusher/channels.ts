@@ -64,7 +64,8 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
   async function subscribe(s: PusherSocket, data: Record<string, unknown>) {
     const channel = data.channel
     if (typeof channel === 'string' && channel.startsWith(USER_CHANNEL_PREFIX)) {
-      if (s.user === undefined || channel !== USER_CHANNEL_PREFIX + s.user) return refuse(s, channel, `channel: ${channel} is the channel of a signed-in user (pusher:signin first)`, CODE.unauthorized, 403)
+      if (s.user === undefined || channel !== USER_CHANNEL_PREFIX + s.user)
+        return refuse(s, channel, `channel: ${channel} is the channel of a signed-in user (pusher:signin first)`, CODE.unauthorized, 403)
       return s.send(pusherFrames.succeeded(channel, '{}'))
     }
     const problem = channelProblem(channel)
@@ -75,19 +76,32 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     // room that JWT rules protect, so only the rooms PUSHER_PUBLIC_ROOMS names are public.
     if (kind === 'public' && !roomMatches(publicRooms, room)) {
       metrics.authRefused.labels({ reason: 'pusher_public_room' }).inc()
-      return refuse(s, room, `channel: ${room} is not a public channel on this server (PUSHER_PUBLIC_ROOMS): use a private- channel your auth endpoint signs`, CODE.unauthorized, 403)
+      return refuse(
+        s,
+        room,
+        `channel: ${room} is not a public channel on this server (PUSHER_PUBLIC_ROOMS): use a private- channel your auth endpoint signs`,
+        CODE.unauthorized,
+        403,
+      )
     }
     let member: User | undefined
     if (kind !== 'public') {
       const channelData = data.channel_data
       if (kind === 'presence') {
-        if (typeof channelData !== 'string') return refuse(s, room, `channel_data: required to subscribe to ${room}`, CODE.unauthorized, 401)
+        if (typeof channelData !== 'string')
+          return refuse(s, room, `channel_data: required to subscribe to ${room}`, CODE.unauthorized, 401)
         if (channelData.length > LIMITS.userData) return refuse(s, room, `channel_data: must be at most ${LIMITS.userData} bytes`)
       }
       const signed = kind === 'presence' ? `${s.id}:${room}:${channelData}` : `${s.id}:${room}`
       if (!validAuth(data.auth, key, secret, signed)) {
         metrics.authRefused.labels({ reason: 'pusher_signature' }).inc()
-        return refuse(s, room, `auth: invalid signature for ${room} (HMAC-SHA256 of "socket_id:channel${kind === 'presence' ? ':channel_data' : ''}" with the app secret)`, CODE.unauthorized, 401)
+        return refuse(
+          s,
+          room,
+          `auth: invalid signature for ${room} (HMAC-SHA256 of "socket_id:channel${kind === 'presence' ? ':channel_data' : ''}" with the app secret)`,
+          CODE.unauthorized,
+          401,
+        )
       }
       if (kind === 'presence') {
         let parsed: { user_id?: unknown; user_info?: { name?: unknown } }
@@ -97,7 +111,8 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
           return refuse(s, room, 'channel_data: not valid JSON')
         }
         const id = parsed?.user_id
-        if ((typeof id !== 'string' && typeof id !== 'number') || String(id) === '' || String(id).length > LIMITS.userId) return refuse(s, room, `channel_data: user_id must be a string or number of 1..${LIMITS.userId} characters`)
+        if ((typeof id !== 'string' && typeof id !== 'number') || String(id) === '' || String(id).length > LIMITS.userId)
+          return refuse(s, room, `channel_data: user_id must be a string or number of 1..${LIMITS.userId} characters`)
         const name = parsed.user_info?.name
         member = { id: String(id), name: typeof name === 'string' && name !== '' ? name : String(id) }
       }
@@ -123,7 +138,10 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     let set = subs.get(room)
     if (!set) subs.set(room, (set = new Set()))
     set.add(s)
-    void counted(occupancy.change(room, 1).then((first) => first && hooks?.emit({ name: 'channel_occupied', channel: room })), 'occupancy not counted')
+    void counted(
+      occupancy.change(room, 1).then((first) => first && hooks?.emit({ name: 'channel_occupied', channel: room })),
+      'occupancy not counted',
+    )
     if (!member) return s.send(pusherFrames.succeeded(room, '{}'))
     // Cluster-wide presence: the broker's, the same chat-server clients of the room are in.
     const first = await broker.presence.add(room, member, s.id)
@@ -146,7 +164,10 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     if (set?.size === 0) subs.delete(room)
     const topic = roomTopic(room)
     broker.unwatch(topic)
-    void counted(occupancy.change(room, -1).then((last) => last && hooks?.emit({ name: 'channel_vacated', channel: room })), 'occupancy not counted')
+    void counted(
+      occupancy.change(room, -1).then((last) => last && hooks?.emit({ name: 'channel_vacated', channel: room })),
+      'occupancy not counted',
+    )
     const m = sub.member
     if (m)
       void counted(
@@ -161,7 +182,11 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
 
   async function signin(s: PusherSocket, data: Record<string, unknown>) {
     const userData = data.user_data
-    if (typeof userData !== 'string' || userData.length > LIMITS.userData || !validAuth(data.auth, key, secret, `${s.id}::user::${userData}`)) {
+    if (
+      typeof userData !== 'string' ||
+      userData.length > LIMITS.userData ||
+      !validAuth(data.auth, key, secret, `${s.id}::user::${userData}`)
+    ) {
       metrics.authRefused.labels({ reason: 'pusher_signature' }).inc()
       return s.fail(CODE.unauthorized, 'pusher:signin: invalid signature (HMAC-SHA256 of "socket_id::user::user_data" with the app secret)')
     }
@@ -169,7 +194,8 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     try {
       id = JSON.parse(userData)?.id
     } catch {}
-    if ((typeof id !== 'string' && typeof id !== 'number') || String(id) === '' || String(id).length > LIMITS.userId) return s.fail(CODE.unauthorized, `user_data: needs an id of 1..${LIMITS.userId} characters`)
+    if ((typeof id !== 'string' && typeof id !== 'number') || String(id) === '' || String(id).length > LIMITS.userId)
+      return s.fail(CODE.unauthorized, `user_data: needs an id of 1..${LIMITS.userId} characters`)
     if (s.user !== undefined) return s.send(pusherFrames.error(null, 'pusher:signin: this connection is signed in already'))
     const user = String(id)
     s.user = user // at once: a second signin meanwhile is refused above
@@ -202,7 +228,14 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     }
     const dataJson = JSON.stringify(data ?? {})
     if (dataJson.length > LIMITS.eventBytes) return reject(`data: at most ${LIMITS.eventBytes} bytes`)
-    hooks?.emit({ name: 'client_event', channel: room, event, data: typeof data === 'string' ? data : dataJson, socket_id: s.id, ...(sub.member ? { user_id: sub.member.id } : {}) })
+    hooks?.emit({
+      name: 'client_event',
+      channel: room,
+      event,
+      data: typeof data === 'string' ? data : dataJson,
+      socket_id: s.id,
+      ...(sub.member ? { user_id: sub.member.id } : {}),
+    })
     return broker.relay(roomTopic(room), frames.pusher(room, event, dataJson, sub.member?.id), s.id)
   }
 

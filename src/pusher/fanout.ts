@@ -50,7 +50,10 @@ export function pusherFanOut(deps: FanOutDeps): DeliveryHook {
   function publish(topic: string, frame: string, except: string | undefined, set: ReadonlySet<PusherSocket> | undefined) {
     const skip = except ? sockets.get(except) : undefined
     const status = skip && !skip.closed ? skip.ws.publish(topic, frame) : deps.server().publish(topic, frame)
-    if (status === 0 && set) for (const s of set) if (s.ws.getBufferedAmount() + frame.length > config.MAX_BUFFERED_BYTES) s.fail(CODE.overCapacity, 'slow consumer: the connection could not keep up')
+    if (status === 0 && set)
+      for (const s of set)
+        if (s.ws.getBufferedAmount() + frame.length > config.MAX_BUFFERED_BYTES)
+          s.fail(CODE.overCapacity, 'slow consumer: the connection could not keep up')
   }
 
   return {
@@ -61,7 +64,8 @@ export function pusherFanOut(deps: FanOutDeps): DeliveryHook {
       if (user !== undefined) {
         if (frame.startsWith(CONTROL_HEAD)) {
           const cmd = JSON.parse(frame) as { ctl: string; code?: number; reason?: string }
-          if (cmd.ctl === 'close') for (const s of signedIn.get(user) ?? []) s.fail(cmd.code ?? CODE.unauthorized, cmd.reason ?? 'connection terminated')
+          if (cmd.ctl === 'close')
+            for (const s of signedIn.get(user) ?? []) s.fail(cmd.code ?? CODE.unauthorized, cmd.reason ?? 'connection terminated')
           return
         }
         return publish(topic, frame, except, signedIn.get(user))

@@ -51,16 +51,18 @@ export function pusherApi(deps: PusherApiDeps) {
     if (body.length > MAX_BODY_BYTES) throw new ApiError(413, 'too_large', `body: at most ${MAX_BODY_BYTES} bytes`)
     const q = url.searchParams
     const unauthorized = (reason: string) => new ApiError(401, 'unauthorized', reason)
-    if (q.get('auth_key') !== key) throw unauthorized('auth_key: not this app\'s key')
+    if (q.get('auth_key') !== key) throw unauthorized("auth_key: not this app's key")
     const ts = Number(q.get('auth_timestamp'))
     if (!q.get('auth_timestamp') || !Number.isFinite(ts)) throw unauthorized('auth_timestamp: required (unix seconds)')
-    if (Math.abs(Date.now() / 1000 - ts) > config.PUSHER_AUTH_MAX_AGE_S) throw unauthorized(`auth_timestamp: more than ${config.PUSHER_AUTH_MAX_AGE_S} s from the server's time (PUSHER_AUTH_MAX_AGE_S)`)
+    if (Math.abs(Date.now() / 1000 - ts) > config.PUSHER_AUTH_MAX_AGE_S)
+      throw unauthorized(`auth_timestamp: more than ${config.PUSHER_AUTH_MAX_AGE_S} s from the server's time (PUSHER_AUTH_MAX_AGE_S)`)
     if (q.get('auth_version') !== '1.0') throw unauthorized('auth_version: must be 1.0')
     if (body !== '' && q.get('body_md5') !== md5(body)) throw unauthorized('body_md5: does not match the body')
     const pairs = [...q.entries()].filter(([k]) => k !== 'auth_signature').map(([k, v]) => [k.toLowerCase(), v] as const)
     pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     const expected = hmac(secret, `${req.method}\n${url.pathname}\n${pairs.map(([k, v]) => `${k}=${v}`).join('&')}`)
-    if (!safeEqual(q.get('auth_signature') ?? '', expected)) throw unauthorized('auth_signature: invalid (HMAC-SHA256 of "METHOD\\nPATH\\nsorted query" with the app secret)')
+    if (!safeEqual(q.get('auth_signature') ?? '', expected))
+      throw unauthorized('auth_signature: invalid (HMAC-SHA256 of "METHOD\\nPATH\\nsorted query" with the app secret)')
     return { url, body }
   }
 
@@ -109,7 +111,8 @@ export function pusherApi(deps: PusherApiDeps) {
     } else if (e.channel !== undefined) channels = [channelOk(e.channel, `${at}channel`)]
     else throw bad(`${at}${single ? 'channels' : 'channel'}: required`)
     const socketId = e.socket_id
-    if (socketId !== undefined && (typeof socketId !== 'string' || !SOCKET_ID.test(socketId))) throw bad(`${at}socket_id: expected a socket id like 1234.5678`)
+    if (socketId !== undefined && (typeof socketId !== 'string' || !SOCKET_ID.test(socketId)))
+      throw bad(`${at}socket_id: expected a socket id like 1234.5678`)
     const info = typeof e.info === 'string' ? e.info.split(',').map((s) => s.trim()) : []
     return { name, data: e.data, channels, socketId: socketId as string | undefined, info }
   }
@@ -123,8 +126,12 @@ export function pusherApi(deps: PusherApiDeps) {
 
   /** `info` of the channel routes: what is known, and user_count only for presence channels (as Pusher answers). */
   const infoParam = (url: URL, presence: boolean) => {
-    const info = (url.searchParams.get('info') ?? '').split(',').map((s) => s.trim()).filter(Boolean)
-    for (const i of info) if (i !== 'user_count' && i !== 'subscription_count') throw bad(`info: unknown attribute ${i} (user_count, subscription_count)`)
+    const info = (url.searchParams.get('info') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+    for (const i of info)
+      if (i !== 'user_count' && i !== 'subscription_count') throw bad(`info: unknown attribute ${i} (user_count, subscription_count)`)
     if (info.includes('user_count') && !presence) throw bad('info: user_count is only for presence channels (filter_by_prefix=presence-)')
     return info
   }

@@ -32,7 +32,10 @@ export interface PusherDeps {
 }
 
 /** A Bun route of the face (Bun fills `params` from `/app/:key`, `/apps/:id/…`). */
-export type PusherRoute = (req: Request & { params: Record<string, string> }, server: Server<unknown>) => Response | undefined | Promise<Response>
+export type PusherRoute = (
+  req: Request & { params: Record<string, string> },
+  server: Server<unknown>,
+) => Response | undefined | Promise<Response>
 
 /** The Pusher face as app.ts wires it: its routes, and its parts in the hub's delivery and drain (the hub's hooks). */
 export interface Pusher {
@@ -60,7 +63,8 @@ export function createPusher(deps: PusherDeps): Pusher {
   const { config, broker, metrics, door } = deps
   const hooks = pusherHooks({ config, metrics, nodeId: deps.nodeId })
   // A channel a dead node's reaping left vacant gets its channel_vacated from that one reaper.
-  const vacated = (edge: 'up' | 'down', _key: string, channel: string) => edge === 'down' && hooks?.emit({ name: 'channel_vacated', channel })
+  const vacated = (edge: 'up' | 'down', _key: string, channel: string) =>
+    edge === 'down' && hooks?.emit({ name: 'channel_vacated', channel })
   const occupancy: Occupancy = ledgerOccupancy(deps.ledger.book('pusher', vacated))
 
   const channels = pusherChannels({ config, broker, metrics, door, occupancy, hooks })
@@ -74,7 +78,11 @@ export function createPusher(deps: PusherDeps): Pusher {
       room.startsWith(USER_CHANNEL_PREFIX)
         ? broker.relay(pusherUserTopic(room.slice(USER_CHANNEL_PREFIX.length)), pusherFrames.event(room, name, dataJson), except)
         : broker.relay(roomTopic(room), frames.pusher(room, name, dataJson), except),
-    terminate: (user) => broker.relay(pusherUserTopic(user), control({ ctl: 'close', code: CODE.unauthorized, reason: 'connection terminated by the server' })),
+    terminate: (user) =>
+      broker.relay(
+        pusherUserTopic(user),
+        control({ ctl: 'close', code: CODE.unauthorized, reason: 'connection terminated by the server' }),
+      ),
   })
 
   return {
@@ -114,5 +122,10 @@ function dispatch(channels: PusherChannels, s: PusherSocket, f: ClientFrame): Pr
       return channels.signin(s, data)
   }
   if (event.startsWith('client-')) return channels.clientEvent(s, event, f.channel, f.data)
-  s.send(pusherFrames.error(null, `event: ${JSON.stringify(event.slice(0, 80))} is not a client event (client-*) nor one of pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:signin`))
+  s.send(
+    pusherFrames.error(
+      null,
+      `event: ${JSON.stringify(event.slice(0, 80))} is not a client event (client-*) nor one of pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:signin`,
+    ),
+  )
 }

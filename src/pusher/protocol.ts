@@ -56,7 +56,8 @@ export function channelKind(name: string): ChannelKind {
 /** Why a channel name cannot be a room (undefined: it can). A Pusher channel X is the room X. */
 export function channelProblem(name: unknown): string | undefined {
   if (typeof name !== 'string' || name === '') return 'channel: a channel name is required'
-  if (!ROOM_PATTERN.test(name)) return `channel: ${JSON.stringify(name.slice(0, 80))} is not a room name here (1..64 of A-Z a-z 0-9 _ . : -)`
+  if (!ROOM_PATTERN.test(name))
+    return `channel: ${JSON.stringify(name.slice(0, 80))} is not a room name here (1..64 of A-Z a-z 0-9 _ . : -)`
   // A direct room holds two users' dms: never readable through a channel name.
   if (isDirect(name)) return `channel: ${name} is a direct conversation`
   return undefined
@@ -87,7 +88,8 @@ export const pusherFrames = {
   error: (code: number | null, message: string) => `{"event":"pusher:error","data":{"code":${code},"message":${q(message)}}}`,
   pong: '{"event":"pusher:pong","data":{}}',
   ping: '{"event":"pusher:ping","data":{}}',
-  succeeded: (channel: string, data: string) => `{"event":"pusher_internal:subscription_succeeded","channel":${q(channel)},"data":${q(data)}}`,
+  succeeded: (channel: string, data: string) =>
+    `{"event":"pusher_internal:subscription_succeeded","channel":${q(channel)},"data":${q(data)}}`,
   subscriptionError: (channel: string, message: string, status: number) =>
     `{"event":"pusher:subscription_error","channel":${q(channel)},"data":{"type":"AuthError","error":${q(message)},"status":${status}}}`,
   signinSuccess: (userData: string) => `{"event":"pusher:signin_success","data":${q(JSON.stringify({ user_data: userData }))}}`,

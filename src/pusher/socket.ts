@@ -50,7 +50,12 @@ export const clientEventBucket = tokenBucket(LIMITS.clientEventsPerSec, LIMITS.c
 
 /** How a refusal of the door is told on a socket already upgraded: Pusher's error frame and close code. */
 export const refusalCode = (r: Refusal): [number, string] =>
-  r.reason === 'draining' ? [CODE.reconnect, 'the server is shutting down: reconnect'] : [CODE.overCapacity, `over capacity: ${r.reason === 'connections' ? 'MAX_CONNECTIONS' : r.reason === 'connections_per_ip' ? 'MAX_CONNECTIONS_PER_IP' : 'MAX_CONNECTIONS_PER_USER'} reached`]
+  r.reason === 'draining'
+    ? [CODE.reconnect, 'the server is shutting down: reconnect']
+    : [
+        CODE.overCapacity,
+        `over capacity: ${r.reason === 'connections' ? 'MAX_CONNECTIONS' : r.reason === 'connections_per_ip' ? 'MAX_CONNECTIONS_PER_IP' : 'MAX_CONNECTIONS_PER_USER'} reached`,
+      ]
 
 export interface SocketsDeps {
   config: Config
@@ -138,7 +143,8 @@ export function pusherSockets(deps: SocketsDeps): PusherSockets {
     open(ws: ServerWebSocket<unknown>) {
       this.ws = ws
       if (this.appKey !== key) return this.fail(CODE.appKey, `App key ${this.appKey.slice(0, 64)} not in this cluster: check PUSHER_KEY`)
-      if (!(this.protocol >= 5 && this.protocol <= 7)) return this.fail(CODE.protocol, `Unsupported protocol version ${this.protocol} (5..7 are)`)
+      if (!(this.protocol >= 5 && this.protocol <= 7))
+        return this.fail(CODE.protocol, `Unsupported protocol version ${this.protocol} (5..7 are)`)
       if (this.refused) return this.fail(...refusalCode(this.refused))
       // Opened after its admission was given back: it would count against no limit.
       if (!door.opened(this)) return this.fail(CODE.reconnect, 'admission expired: reconnect')
@@ -166,12 +172,14 @@ export function pusherSockets(deps: SocketsDeps): PusherSockets {
       } catch {
         return this.send(pusherFrames.error(null, 'frame: not valid JSON'))
       }
-      if (!f || typeof f !== 'object' || typeof f.event !== 'string') return this.send(pusherFrames.error(null, 'event: every frame needs an event name'))
+      if (!f || typeof f !== 'object' || typeof f.event !== 'string')
+        return this.send(pusherFrames.error(null, 'event: every frame needs an event name'))
       const done = deps.dispatch(this, f as ClientFrame)
-      if (done) done.catch((err) => {
-        log.warn('pusher frame failed', { socket: this.id, event: f.event, err })
-        this.send(pusherFrames.error(null, `${f.event}: not available right now (${broker.problem() ?? 'internal error'})`))
-      })
+      if (done)
+        done.catch((err) => {
+          log.warn('pusher frame failed', { socket: this.id, event: f.event, err })
+          this.send(pusherFrames.error(null, `${f.event}: not available right now (${broker.problem() ?? 'internal error'})`))
+        })
     }
     close() {
       this.closed = true
@@ -222,7 +230,10 @@ export function pusherSockets(deps: SocketsDeps): PusherSockets {
     if (!refused) door.upgrading(socket)
     if (server.upgrade(req, { data: socket })) return undefined
     door.release(socket)
-    return Response.json({ error: 'bad_request', reason: 'expected a WebSocket upgrade (the Pusher protocol at /app/:key)' }, { status: 400 })
+    return Response.json(
+      { error: 'bad_request', reason: 'expected a WebSocket upgrade (the Pusher protocol at /app/:key)' },
+      { status: 400 },
+    )
   }
 
   return {

@@ -43,7 +43,12 @@ export function pusherHooks(opts: { config: Config; metrics: Metrics; nodeId: st
       const res = await fetch(url, {
         method: 'POST',
         body,
-        headers: { 'content-type': 'application/json', 'x-pusher-key': key, 'x-pusher-signature': hmac(secret, body), 'user-agent': userAgent },
+        headers: {
+          'content-type': 'application/json',
+          'x-pusher-key': key,
+          'x-pusher-signature': hmac(secret, body),
+          'user-agent': userAgent,
+        },
         signal: AbortSignal.timeout(config.WEBHOOK_TIMEOUT_MS),
       })
       await res.arrayBuffer().catch(() => {})

@@ -51,13 +51,36 @@ export async function endSessions(sql: Sql, es: ({ conn: string } & SessionEnd)[
 }
 
 /** Audit rows, newest first, with id < before (the admin API). */
-export async function auditList(sql: Sql, q: { room?: string; user?: string; before?: number; limit: number }): Promise<{ rows: AuditRow[]; more: boolean }> {
-  const rows = await sql<{ id: string; at: Date; event: string; user_id: string | null; conn: string | null; node: string | null; room: string | null; detail: unknown }[]>`
+export async function auditList(
+  sql: Sql,
+  q: { room?: string; user?: string; before?: number; limit: number },
+): Promise<{ rows: AuditRow[]; more: boolean }> {
+  const rows = await sql<
+    {
+      id: string
+      at: Date
+      event: string
+      user_id: string | null
+      conn: string | null
+      node: string | null
+      room: string | null
+      detail: unknown
+    }[]
+  >`
     select id, at, event, user_id, conn, node, room, detail from audit
     where true ${q.room ? sql`and room = ${q.room}` : sql``} ${q.user ? sql`and user_id = ${q.user}` : sql``} ${q.before ? sql`and id < ${q.before}` : sql``}
     order by id desc limit ${q.limit + 1}`
   return {
     more: rows.length > q.limit,
-    rows: rows.slice(0, q.limit).map((r) => ({ id: Number(r.id), at: r.at.toISOString(), event: r.event, user: r.user_id ?? undefined, conn: r.conn ?? undefined, node: r.node ?? undefined, room: r.room ?? undefined, detail: r.detail ?? undefined })),
+    rows: rows.slice(0, q.limit).map((r) => ({
+      id: Number(r.id),
+      at: r.at.toISOString(),
+      event: r.event,
+      user: r.user_id ?? undefined,
+      conn: r.conn ?? undefined,
+      node: r.node ?? undefined,
+      room: r.room ?? undefined,
+      detail: r.detail ?? undefined,
+    })),
   }
 }

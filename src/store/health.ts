@@ -44,7 +44,10 @@ export function pinger(sql: Sql, h: Health): () => void {
     if (pinging) return
     pinging = true
     withTimeout(PING_TIMEOUT_MS, () => sql`select 1`)
-      .then(() => h.succeeded(), (err) => h.failed(err))
+      .then(
+        () => h.succeeded(),
+        (err) => h.failed(err),
+      )
       .finally(() => (pinging = false))
   }, PING_EVERY_MS)
   timer.unref()

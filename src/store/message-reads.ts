@@ -14,16 +14,24 @@ export function messageReads(sql: Sql): MessageReads {
 
   return {
     async origin(room): Promise<Origin> {
-      const created = await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing returning room`
+      const created =
+        await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing returning room`
       const [r] = await sql<{ epoch: string; seq: string }[]>`
         select epoch, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
-      const pins = created.length ? [] : await sql<{ msg_id: string; msg_seq: string; by_id: string; by_name: string; pinned_at: Date }[]>`
+      const pins = created.length
+        ? []
+        : await sql<{ msg_id: string; msg_seq: string; by_id: string; by_name: string; pinned_at: Date }[]>`
         select msg_id, msg_seq, by_id, by_name, pinned_at from pins where room = ${room} and present order by pinned_at, seq`
       return {
         epoch: r!.epoch,
         seq: Number(r!.seq),
         known: created.length === 0,
-        pins: pins.map((p) => ({ msg: p.msg_id, seq: Number(p.msg_seq), by: { id: p.by_id, name: p.by_name }, ts: p.pinned_at.toISOString() })),
+        pins: pins.map((p) => ({
+          msg: p.msg_id,
+          seq: Number(p.msg_seq),
+          by: { id: p.by_id, name: p.by_name },
+          ts: p.pinned_at.toISOString(),
+        })),
       }
     },
     async range(room, after, upTo) {
@@ -39,7 +47,13 @@ export function messageReads(sql: Sql): MessageReads {
         where room = ${room} ${before === undefined ? sql`` : sql`and seq < ${before}`}
         order by seq desc limit ${limit + 1}`
       const more = rows.length > limit
-      return { frames: rows.slice(0, limit).reverse().map((r) => frameOf(room, r)), more }
+      return {
+        frames: rows
+          .slice(0, limit)
+          .reverse()
+          .map((r) => frameOf(room, r)),
+        more,
+      }
     },
     async unread(room, after, below, user, cap) {
       if (below <= after + 1 || cap <= 0) return 0
@@ -57,7 +71,19 @@ export function messageReads(sql: Sql): MessageReads {
     async messages(room, ids) {
       const out = new Map<string, MessageState>()
       if (!ids.length) return out
-      const rows = await sql<{ id: string; seq: string; user_id: string; body: string | null; data: unknown; cur_body: string | null; cur_data: unknown; edited_at: Date | null; deleted_at: Date | null }[]>`
+      const rows = await sql<
+        {
+          id: string
+          seq: string
+          user_id: string
+          body: string | null
+          data: unknown
+          cur_body: string | null
+          cur_data: unknown
+          edited_at: Date | null
+          deleted_at: Date | null
+        }[]
+      >`
         select id, seq, user_id, body, data, cur_body, cur_data, edited_at, deleted_at from messages
         where room = ${room} and id in ${sql(ids)} and type in ${sql(MESSAGE_TYPES)}`
       for (const r of rows) {

@@ -35,4 +35,3 @@ export const frameOf = (room: string, r: Row) =>
     ts: r.created_at.toISOString(),
     ...(r.extra ? { extra: r.extra } : {}),
   })
-

@@ -8,7 +8,9 @@ import { reactionMap } from '../core/room-log'
 import type { MessageState } from '../core/room-log'
 
 /** A result's stored state, as `Store.messages` makes it (search never returns a deleted message). */
-function stateOf(r: Row & { cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] }): MessageState {
+function stateOf(
+  r: Row & { cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] },
+): MessageState {
   const edited = r.edited_at !== null
   const reactions = reactionMap()
   for (const [reaction, user] of r.reactions) (reactions[reaction] ??= []).push(user)
@@ -45,7 +47,9 @@ export async function createSearch(sql: Sql) {
            exists (select 1 from pg_indexes where indexname = 'messages_search_trgm') as indexed`
   const trigrams = !!ext?.trgm && !!ext?.indexed
   if (!trigrams)
-    log.warn('search: pg_trgm is not available (CREATE EXTENSION pg_trgm failed or was not allowed): partial words, URLs and CJK are matched by an unindexed ILIKE over the rooms searched')
+    log.warn(
+      'search: pg_trgm is not available (CREATE EXTENSION pg_trgm failed or was not allowed): partial words, URLs and CJK are matched by an unindexed ILIKE over the rooms searched',
+    )
 
   async function search(q: SearchQuery): Promise<SearchPage> {
     const scope = q.rooms ? sql`m.room = any(${q.rooms}::text[])` : sql`m.room in (select room from memberships where user_id = ${q.user})`
@@ -62,7 +66,9 @@ export async function createSearch(sql: Sql) {
     let before = sql``
     if (q.before && 'ts' in q.before) before = sql`and m.created_at < ${q.before.ts}::timestamptz`
     else if (q.before) {
-      const [b] = await sql<{ room: string; seq: string }[]>`select m.room, m.seq from messages m where m.id = ${q.before.msg} and ${scope} limit 1`
+      const [b] = await sql<
+        { room: string; seq: string }[]
+      >`select m.room, m.seq from messages m where m.id = ${q.before.msg} and ${scope} limit 1`
       if (!b) throw new FrameError('bad_request', `before: no message ${q.before.msg} in your rooms`)
       before = sql`and (m.created_at, m.room, m.seq) < ((select created_at from messages where room = ${b.room} and seq = ${b.seq}), ${b.room}, ${b.seq})`
     }
@@ -79,7 +85,9 @@ export async function createSearch(sql: Sql) {
               sql`search_symbols(m.search_body) @> search_symbols(${q.q}) and m.search_body ilike ${likePattern(q.q)}`
             : sql`m.search_body ilike ${likePattern(q.q)}`
     // The page first, then each row's state (current body, reactions) for those rows only.
-    const rows = await sql<(Row & { room: string; cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] })[]>`
+    const rows = await sql<
+      (Row & { room: string; cur_body: string | null; cur_data: unknown; edited_at: Date | null; reactions: [string, string][] })[]
+    >`
       select p.*, coalesce((select json_agg(json_build_array(r.reaction, r.user_id) order by r.seq) from reactions r
         where r.room = p.room and r.msg_id = p.id and r.present), '[]') as reactions
       from (select m.room, m.seq, m.type, m.id, m.user_id, m.user_name, m.body, m.data, m.data is null as no_data, m.extra, m.created_at, m.cur_body, m.cur_data, m.edited_at

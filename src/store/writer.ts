@@ -86,7 +86,11 @@ export function writer(sql: Sql, opts: WriterOptions, health: Health): Writer {
           // during its handshake: a write that takes this long counts as failed (and is retried;
           // ON CONFLICT makes a late duplicate harmless).
           await withTimeout(WRITE_TIMEOUT_MS, async () => {
-            if (batch.length) await insertOrIsolate(batch.map((p) => p.m), (ms) => insertMessages(sql, ms))
+            if (batch.length)
+              await insertOrIsolate(
+                batch.map((p) => p.m),
+                (ms) => insertMessages(sql, ms),
+              )
             if (auditBatch.length) await insertOrIsolate(auditBatch, (es) => insertAudit(sql, opts.nodeId, es))
             if (userBatch.length) await insertOrIsolate(userBatch, (us) => upsertUsers(sql, us))
             const starts = sessionBatch.flatMap(([, r]) => (r.start ? [r.start] : []))

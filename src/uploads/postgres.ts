@@ -50,7 +50,9 @@ export function postgresUploads(sql: Sql): UploadIndex {
       return ids.find((id) => !linked.has(id))
     },
     async unlink(ref) {
-      const rows = await sql<{ upload_id: string }[]>`delete from upload_refs where room = ${ref.room} and msg = ${ref.msg} returning upload_id`
+      const rows = await sql<
+        { upload_id: string }[]
+      >`delete from upload_refs where room = ${ref.room} and msg = ${ref.msg} returning upload_id`
       if (!rows.length) return []
       const free = await sql<{ id: string }[]>`
         select id from uploads u where id = any(${rows.map((r) => r.upload_id)}::text[])
@@ -58,7 +60,8 @@ export function postgresUploads(sql: Sql): UploadIndex {
       return free.map((r) => r.id)
     },
     async reap(id) {
-      const rows = await sql`delete from uploads u where id = ${id} and not exists (select 1 from upload_refs r where r.upload_id = u.id) returning id`
+      const rows =
+        await sql`delete from uploads u where id = ${id} and not exists (select 1 from upload_refs r where r.upload_id = u.id) returning id`
       return rows.length === 1
     },
     async claimOrphans(before, limit) {

@@ -34,7 +34,8 @@ export interface Received extends Sniffed {
  */
 function partTypeDeclared(bb: BusboyInstance): () => boolean {
   const parser = (bb as unknown as { _parser?: { parser?: NodeJS.EventEmitter } })._parser?.parser
-  if (typeof parser?.prependListener !== 'function') throw new Error('@fastify/busboy: its multipart parser is not where receive() expects it (pinned 3.2.6)')
+  if (typeof parser?.prependListener !== 'function')
+    throw new Error('@fastify/busboy: its multipart parser is not where receive() expects it (pinned 3.2.6)')
   let declared = false
   parser.prependListener('part', (part: NodeJS.EventEmitter) => {
     part.prependListener('header', (header: Record<string, string[] | undefined>) => {
@@ -47,7 +48,11 @@ function partTypeDeclared(bb: BusboyInstance): () => boolean {
 /** A file name as kept: no path, no control characters nor ones that reorder or hide others, at most 255 characters. */
 export function cleanName(raw: string | undefined): string {
   const base = (raw ?? '').split(/[\\/]/).pop() ?? ''
-  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').replace(INVISIBLE, '').trim().slice(0, 255)
+  const clean = base
+    .replace(/[\u0000-\u001f\u007f]/g, '')
+    .replace(INVISIBLE, '')
+    .trim()
+    .slice(0, 255)
   return clean || 'file'
 }
 
@@ -60,14 +65,18 @@ export function cleanName(raw: string | undefined): string {
 export async function receive(req: Request, opts: { storage: Storage; key: string; maxBytes: number; types: string[] }): Promise<Received> {
   const { storage, key, maxBytes, types } = opts
   const contentType = req.headers.get('content-type') ?? ''
-  if (!/^multipart\/form-data\s*;/i.test(contentType) || !req.body) throw new UploadError(400, 'bad_request', 'body: expected multipart/form-data with a field `file`')
+  if (!/^multipart\/form-data\s*;/i.test(contentType) || !req.body)
+    throw new UploadError(400, 'bad_request', 'body: expected multipart/form-data with a field `file`')
   const declaredLength = Number(req.headers.get('content-length') ?? NaN)
   const tooLarge = () => new UploadError(413, 'too_large', `file: larger than UPLOAD_MAX_BYTES (${maxBytes} bytes)`)
   if (declaredLength > maxBytes + OVERHEAD_BYTES) throw tooLarge()
 
   let bb: BusboyInstance
   try {
-    bb = Busboy({ headers: { 'content-type': contentType }, limits: { files: 1, fileSize: maxBytes, fields: 16, fieldSize: 1024, parts: 32 } })
+    bb = Busboy({
+      headers: { 'content-type': contentType },
+      limits: { files: 1, fileSize: maxBytes, fields: 16, fieldSize: 1024, parts: 32 },
+    })
   } catch (err) {
     throw new UploadError(400, 'bad_request', `body: ${(err as Error).message}`)
   }
@@ -97,7 +106,9 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
   })
   const parsed = new Promise<void>((resolve, reject) => {
     bb.on('finish', resolve)
-    bb.on('error', (err: unknown) => reject(new UploadError(400, 'bad_request', `body: ${(err as Error).message ?? 'not valid multipart'}`)))
+    bb.on('error', (err: unknown) =>
+      reject(new UploadError(400, 'bad_request', `body: ${(err as Error).message ?? 'not valid multipart'}`)),
+    )
   })
   parsed.catch(halt)
 
@@ -121,7 +132,8 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
     const declared = mime || undefined
     const type = reconcile(declared, sniffed.type)
     if (!type) throw new UploadError(415, 'unsupported_type', `file: declared ${declared} but the content is ${sniffed.type}`)
-    if (!allowedType(type, types)) throw new UploadError(415, 'unsupported_type', `file: ${type} is not an allowed type (UPLOAD_TYPES: ${types.join(',')})`)
+    if (!allowedType(type, types))
+      throw new UploadError(415, 'unsupported_type', `file: ${type} is not an allowed type (UPLOAD_TYPES: ${types.join(',')})`)
     let size = 0
     async function* chunks() {
       size += first.length
@@ -154,10 +166,11 @@ export async function receive(req: Request, opts: { storage: Storage; key: strin
         halt(tooLarge())
         break
       }
-      if (!bb.write(r.value)) await new Promise<void>((resolve) => {
-        wake = resolve
-        bb.once('drain', resolve)
-      })
+      if (!bb.write(r.value))
+        await new Promise<void>((resolve) => {
+          wake = resolve
+          bb.once('drain', resolve)
+        })
       wake = undefined
     }
   } catch (err) {

@@ -81,7 +81,15 @@ export function createUploads(deps: { index: UploadIndex; storage: Storage; sett
   async function accept(req: Request, owner: string): Promise<Upload> {
     const id = Bun.randomUUIDv7()
     const got = await receive(req, { storage, key: id, maxBytes: settings.maxBytes, types: settings.types })
-    const u: Upload = { id, owner, name: got.name, type: got.type, size: got.size, ...(got.width ? { width: got.width, height: got.height } : {}), created: Date.now() }
+    const u: Upload = {
+      id,
+      owner,
+      name: got.name,
+      type: got.type,
+      size: got.size,
+      ...(got.width ? { width: got.width, height: got.height } : {}),
+      created: Date.now(),
+    }
     try {
       await index.put(u)
     } catch (err) {
@@ -144,12 +152,16 @@ export function createUploads(deps: { index: UploadIndex; storage: Storage; sett
     return false
   }
 
-  const hmac = (id: string, user: string, exp: number) => new Bun.CryptoHasher('sha256', key).update(`${id}\n${user}\n${exp}`).digest('base64url')
+  const hmac = (id: string, user: string, exp: number) =>
+    new Bun.CryptoHasher('sha256', key).update(`${id}\n${user}\n${exp}`).digest('base64url')
 
   /** A URL that reads the upload as `user` until it expires, with no other credential (for <img src>). */
   function signedUrl(id: string, user: string, now = Date.now()) {
     const exp = Math.floor(now / 1000) + settings.urlTtlS
-    return { url: `${uploadPath(id)}?as=${encodeURIComponent(user)}&exp=${exp}&sig=${hmac(id, user, exp)}`, expires: new Date(exp * 1000).toISOString() }
+    return {
+      url: `${uploadPath(id)}?as=${encodeURIComponent(user)}&exp=${exp}&sig=${hmac(id, user, exp)}`,
+      expires: new Date(exp * 1000).toISOString(),
+    }
   }
 
   /** The user a signed URL names, or why it is not valid. */
@@ -163,5 +175,20 @@ export function createUploads(deps: { index: UploadIndex; storage: Storage; sett
     return { user: q.as }
   }
 
-  return { accept, attachments, link, unlink: (ref: Ref) => index.unlink(ref), deleted, sweep, mayRead, signedUrl, verify, get: (id: string) => index.get(id), open: (id: string) => storage.get(id), settings, index, storage }
+  return {
+    accept,
+    attachments,
+    link,
+    unlink: (ref: Ref) => index.unlink(ref),
+    deleted,
+    sweep,
+    mayRead,
+    signedUrl,
+    verify,
+    get: (id: string) => index.get(id),
+    open: (id: string) => storage.get(id),
+    settings,
+    index,
+    storage,
+  }
 }

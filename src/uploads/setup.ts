@@ -24,13 +24,29 @@ export function urlSecret(config: Pick<Config, 'UPLOAD_URL_SECRET' | 'JWT_SECRET
 
 /** Uploads as configured: metadata where the memberships are (PostgreSQL, else Redis, else memory), bytes on disk or in S3. */
 export function configuredUploads(config: Config, engines: { sql?: Sql; redis?: Redis | Cluster }) {
-  const index = engines.sql ? postgresUploads(engines.sql) : engines.redis ? redisUploads(engines.redis, config.REDIS_PREFIX) : memoryUploads()
+  const index = engines.sql
+    ? postgresUploads(engines.sql)
+    : engines.redis
+      ? redisUploads(engines.redis, config.REDIS_PREFIX)
+      : memoryUploads()
   const storage = config.S3_BUCKET
-    ? s3Storage({ bucket: config.S3_BUCKET, endpoint: config.S3_ENDPOINT, region: config.S3_REGION, accessKeyId: config.S3_ACCESS_KEY_ID, secretAccessKey: config.S3_SECRET_ACCESS_KEY })
+    ? s3Storage({
+        bucket: config.S3_BUCKET,
+        endpoint: config.S3_ENDPOINT,
+        region: config.S3_REGION,
+        accessKeyId: config.S3_ACCESS_KEY_ID,
+        secretAccessKey: config.S3_SECRET_ACCESS_KEY,
+      })
     : diskStorage(resolve(config.UPLOAD_DIR))
   return createUploads({
     index,
     storage,
-    settings: { maxBytes: config.UPLOAD_MAX_BYTES, types: config.UPLOAD_TYPES, orphanTtlMs: config.UPLOAD_ORPHAN_TTL_S * 1000, urlSecret: urlSecret(config), urlTtlS: config.UPLOAD_URL_TTL_S },
+    settings: {
+      maxBytes: config.UPLOAD_MAX_BYTES,
+      types: config.UPLOAD_TYPES,
+      orphanTtlMs: config.UPLOAD_ORPHAN_TTL_S * 1000,
+      urlSecret: urlSecret(config),
+      urlTtlS: config.UPLOAD_URL_TTL_S,
+    },
   })
 }

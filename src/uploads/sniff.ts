@@ -79,7 +79,11 @@ function isText(b: Uint8Array, complete: boolean): boolean {
 
 /** Markup a browser would run as a page or a script if it ever rendered it: never text/plain. */
 function markup(b: Uint8Array): string | undefined {
-  const head = new TextDecoder().decode(b.subarray(0, 1024)).replace(/^\uFEFF/, '').trimStart().toLowerCase()
+  const head = new TextDecoder()
+    .decode(b.subarray(0, 1024))
+    .replace(/^\uFEFF/, '')
+    .trimStart()
+    .toLowerCase()
   if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg'))) return 'image/svg+xml'
   if (/^<(!doctype html|html|head|body|script|iframe|object|embed|style|meta|title|a |div|table|img)/.test(head)) return 'text/html'
   if (head.startsWith('<?xml')) return 'application/xml'
@@ -108,7 +112,8 @@ export function sniff(b: Uint8Array, complete: boolean): Sniffed {
     if (ascii(b, 8, 'heic') || ascii(b, 8, 'heix') || ascii(b, 8, 'mif1')) return { type: 'image/heic' }
     return { type: 'video/mp4' }
   }
-  if (b[0] === 0x1a && b[1] === 0x45 && b[2] === 0xdf && b[3] === 0xa3) return { type: has(b, 'webm', 64) ? 'video/webm' : 'video/x-matroska' }
+  if (b[0] === 0x1a && b[1] === 0x45 && b[2] === 0xdf && b[3] === 0xa3)
+    return { type: has(b, 'webm', 64) ? 'video/webm' : 'video/x-matroska' }
   if (ascii(b, 0, 'OggS')) return { type: has(b, 'theora', 128) ? 'video/ogg' : 'audio/ogg' }
   if (ascii(b, 0, 'fLaC')) return { type: 'audio/flac' }
   if (ascii(b, 0, 'ID3') || (b[0] === 0xff && (b[1]! & 0xe6) === 0xe2)) return { type: 'audio/mpeg' }
@@ -143,7 +148,7 @@ const ALIASES: Record<string, string[]> = {
  * A declared alias that names the medium more exactly (audio/webm for a WebM) is kept.
  */
 export function reconcile(declared: string | undefined, sniffed: string): string | undefined {
-  const d = declared?.split(';')[0]!.trim().toLowerCase()
+  const d = declared?.split(';')[0]?.trim().toLowerCase()
   if (!d || d === 'application/octet-stream' || d === sniffed) return sniffed
   if (!ALIASES[sniffed]?.includes(d)) return undefined
   // Same format, other medium (an audio-only WebM, an Ogg video): the declared medium is kept.

@@ -31,7 +31,15 @@ const answer = (maxBody: number) =>
  * body, and data when the answer has the key). No answer in time, a non-2xx or an answer
  * that is not one of those three: `fail` decides (open: publish as sent; closed: `unavailable`).
  */
-export function beforePublishHook(opts: { url: string; secret: string; timeoutMs: number; fail: 'open' | 'closed'; maxBody: number; userAgent: string; onFailure?: () => void }) {
+export function beforePublishHook(opts: {
+  url: string
+  secret: string
+  timeoutMs: number
+  fail: 'open' | 'closed'
+  maxBody: number
+  userAgent: string
+  onFailure?: () => void
+}) {
   const schema = answer(opts.maxBody)
   return async function check(d: Draft): Promise<Verdict> {
     const payload = JSON.stringify(d)

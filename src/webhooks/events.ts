@@ -61,11 +61,17 @@ const isoOf = (ms: number) => (ms === lastMs ? lastIso : ((lastMs = ms), (lastIs
  * bytes as encodeEvent would make (`id` and `ts` hold nothing JSON must escape), at a fraction
  * of its cost on the chat path.
  */
-export function encodeMessageCreated(room: string, from: User, frame: string, offline: string[], truncated: boolean, now = Date.now()): Encoded {
+export function encodeMessageCreated(
+  room: string,
+  from: User,
+  frame: string,
+  offline: string[],
+  truncated: boolean,
+  now = Date.now(),
+): Encoded {
   const id = Bun.randomUUIDv7()
   const json =
     `{"id":"${id}","type":"message.created","ts":"${isoOf(now)}","room":${JSON.stringify(room)},"user":${userJson(from)},` +
     `"offline":${offline.length ? JSON.stringify(offline) : '[]'}${truncated ? ',"offline_truncated":true' : ''},"message":${frame}}`
   return { id, at: now, json }
 }
-

@@ -6,7 +6,6 @@ import type { Kind, Online } from '../cluster/online'
 import type { Sql } from 'postgres'
 import pkg from '../../package.json'
 import type { Config } from '../config'
-import { isUserTopic, topicRoom, topicUser } from '../core/topic'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
 import type { User } from '../protocol/server-frames'
@@ -93,8 +92,24 @@ export function createWebhooks(opts: {
   const blocking = opts.redis?.connections.blocking()
   let journal: Journal | undefined
   /** The memory queue writes through to the journal once start() has opened it. */
-  const journalled: Journal = { load: async () => [], add: (e) => journal?.add(e), forget: (ids) => journal?.forget(ids), close: async () => {} }
-  const redis = cmd && blocking ? redisSource({ cmd, blocking, prefix: config.REDIS_PREFIX, nodeId, bound: config.WEBHOOK_QUEUE_MAX, claimMs: config.WEBHOOK_CLAIM_MS, onDrop }) : undefined
+  const journalled: Journal = {
+    load: async () => [],
+    add: (e) => journal?.add(e),
+    forget: (ids) => journal?.forget(ids),
+    close: async () => {},
+  }
+  const redis =
+    cmd && blocking
+      ? redisSource({
+          cmd,
+          blocking,
+          prefix: config.REDIS_PREFIX,
+          nodeId,
+          bound: config.WEBHOOK_QUEUE_MAX,
+          claimMs: config.WEBHOOK_CLAIM_MS,
+          onDrop,
+        })
+      : undefined
   // Without Redis the queue is this process's; with PostgreSQL it is journalled there.
   const memory = redis ? undefined : memorySource({ bound: config.WEBHOOK_QUEUE_MAX, onDrop, journal: journalled })
   const source: Source = redis ?? memory!
@@ -108,7 +123,8 @@ export function createWebhooks(opts: {
     u: { up: 'user.online', down: 'user.offline' },
     r: { up: 'room.occupied', down: 'room.vacated' },
   } as const
-  const toEvent = (kind: Kind, type: EventType, id: string, user?: User): EventInput => (kind === 'u' ? { type, user: user ?? { id, name: id } } : { type, room: id, user })
+  const toEvent = (kind: Kind, type: EventType, id: string, user?: User): EventInput =>
+    kind === 'u' ? { type, user: user ?? { id, name: id } } : { type, room: id, user }
   const online = opts.online ?? ledgerOnline((onEdge) => memoryLedger().book('live', onEdge))
   // Users are counted whenever an event needs them: online/offline, and the `offline` list of
   // message.created (without the count every member would look offline).
@@ -140,7 +156,12 @@ export function createWebhooks(opts: {
 
   const post = async (body: string): Promise<string | undefined> => {
     try {
-      const res = await fetch(url, { method: 'POST', body, headers: signedHeaders(secret, body, userAgent), signal: AbortSignal.timeout(config.WEBHOOK_TIMEOUT_MS) })
+      const res = await fetch(url, {
+        method: 'POST',
+        body,
+        headers: signedHeaders(secret, body, userAgent),
+        signal: AbortSignal.timeout(config.WEBHOOK_TIMEOUT_MS),
+      })
       await res.arrayBuffer().catch(() => {})
       return res.ok ? undefined : `status ${res.status}`
     } catch (err) {

@@ -142,11 +142,14 @@ export function startJobDeliverer(opts: JobDelivererOptions): JobDeliverer {
       failLogAt = Date.now()
       failedSinceLog = 0
     }
-    const t = setTimeout(() => {
-      timers.delete(t)
-      lane.due.push(job)
-      pump()
-    }, backoff(h.attempts++))
+    const t = setTimeout(
+      () => {
+        timers.delete(t)
+        lane.due.push(job)
+        pump()
+      },
+      backoff(h.attempts++),
+    )
     timers.add(t)
   }
 

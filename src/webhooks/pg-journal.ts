@@ -46,7 +46,8 @@ export async function pgJournal(opts: { sql: Sql; onError?: (err: unknown) => vo
             select * from unnest(${part.map((e) => e.id)}::text[], ${part.map((e) => e.at)}::bigint[], ${part.map((e) => e.json)}::text[])
             on conflict (id) do nothing`
         }
-        for (let i = 0; i < gone.length; i += CHUNK) await tx`delete from webhook_events where id = any(${gone.slice(i, i + CHUNK)}::text[])`
+        for (let i = 0; i < gone.length; i += CHUNK)
+          await tx`delete from webhook_events where id = any(${gone.slice(i, i + CHUNK)}::text[])`
       })
       if (down) log.info('webhook journal writes again')
       down = false

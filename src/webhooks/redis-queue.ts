@@ -4,7 +4,6 @@ import type { Encoded } from './events'
 import type { Held, Source } from './queue'
 import PUSH from './lua/queue-push.lua' with { type: 'text' }
 
-
 const DEFAULT_GROUP = 'webhooks'
 const FLUSH_RETRY_MS = 500
 
@@ -83,7 +82,11 @@ export function redisSource(opts: {
 
   async function claimDead(max: number): Promise<Held[]> {
     lastClaim = Date.now()
-    const [next, entries] = (await cmd.xautoclaim(stream, GROUP, me, opts.claimMs, claimCursor, 'COUNT', max)) as [string, Entry[], string[]?]
+    const [next, entries] = (await cmd.xautoclaim(stream, GROUP, me, opts.claimMs, claimCursor, 'COUNT', max)) as [
+      string,
+      Entry[],
+      string[]?,
+    ]
     claimCursor = next
     const held = entries.map(heldOf).filter((e): e is Held => e !== undefined)
     if (held.length) log.info('webhook events claimed from a silent node', { events: held.length })
@@ -94,7 +97,9 @@ export function redisSource(opts: {
     const args: (string | number)[] = ['GROUP', GROUP, me, 'COUNT', max]
     if (blockMs > 0) args.push('BLOCK', blockMs)
     args.push('STREAMS', stream, '>')
-    const r = (await (blocking as unknown as { xreadgroup(...a: (string | number)[]): Promise<[string, Entry[]][] | null> }).xreadgroup(...args)) ?? []
+    const r =
+      (await (blocking as unknown as { xreadgroup(...a: (string | number)[]): Promise<[string, Entry[]][] | null> }).xreadgroup(...args)) ??
+      []
     return (r[0]?.[1] ?? []).map(heldOf).filter((e): e is Held => e !== undefined)
   }
 
@@ -138,7 +143,12 @@ export function redisSource(opts: {
     },
     async done(batch) {
       const ids = batch.map((e) => e.sid!)
-      const r = await cmd.multi().xack(stream, GROUP, ...ids).xdel(stream, ...ids).xlen(stream).exec()
+      const r = await cmd
+        .multi()
+        .xack(stream, GROUP, ...ids)
+        .xdel(stream, ...ids)
+        .xlen(stream)
+        .exec()
       depth = Number(r?.[2]?.[1] ?? depth)
     },
     async renew(batch) {

@@ -45,7 +45,9 @@ function crossings(): [string, string, string][] {
     for (const m of text.matchAll(/^\s*(?:import|export)\b[^'"]*?\bfrom\s+['"](\.{1,2}\/[^'"]+)['"]/gm)) {
       const target = resolve(dirname(file), m[1]!)
       if (!target.startsWith(SRC)) continue
-      const withExt = statSync(target, { throwIfNoEntry: false })?.isDirectory() ? join(target, 'index.ts') : target.replace(/(\.ts)?$/, '.ts')
+      const withExt = statSync(target, { throwIfNoEntry: false })?.isDirectory()
+        ? join(target, 'index.ts')
+        : target.replace(/(\.ts)?$/, '.ts')
       const [a, b] = [unitOf(file), unitOf(withExt)]
       if (a !== b) out.push([a, b, `${relative(SRC, file)} imports ${m[1]}`])
     }
@@ -80,18 +82,22 @@ describe('architecture', () => {
     expect(scripts.length).toBeGreaterThan(10)
     const missing = scripts.filter((f) => {
       const text = readFileSync(f, 'utf8')
-      const head = text.split('\n').filter((l) => l.startsWith('--')).join('\n')
+      const head = text
+        .split('\n')
+        .filter((l) => l.startsWith('--'))
+        .join('\n')
       return !head.includes('KEYS') || (text.includes('ARGV[') && !head.includes('ARGV'))
     })
     expect(missing.map((f) => relative(SRC, f))).toEqual([])
-    const inline = sources(SRC).filter((f) => /redis\.call\(/.test(readFileSync(f, "utf8")))
+    const inline = sources(SRC).filter((f) => /redis\.call\(/.test(readFileSync(f, 'utf8')))
     expect(inline.map((f) => relative(SRC, f))).toEqual([])
   })
 
   test('docs/architecture.md shows these floors, numbered and filled as here (the page cannot drift from the rule)', () => {
     const page = readFileSync(join(import.meta.dir, '..', '..', 'docs', 'architecture.md'), 'utf8')
     const documented: string[][] = []
-    for (const m of page.matchAll(/^\| (\d+) \| ([^|]+) \|/gm)) documented[Number(m[1])] = [...m[2]!.matchAll(/`([^`]+)`/g)].map((u) => u[1]!)
+    for (const m of page.matchAll(/^\| (\d+) \| ([^|]+) \|/gm))
+      documented[Number(m[1])] = [...m[2]!.matchAll(/`([^`]+)`/g)].map((u) => u[1]!)
     expect(documented).toEqual(FLOORS)
   })
 

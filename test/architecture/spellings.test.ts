@@ -38,7 +38,11 @@ describe('one spelling per concept', () => {
     const files = ['src', 'test', 'bench', 'client/src', 'web', 'scripts'].flatMap((d) => sources(join(ROOT, d), /\.(ts|tsx|js|mjs|html)$/))
     const text = files.map((f) => readFileSync(f, 'utf8')).join('\n')
     const declared = sources(SRC).flatMap((f) =>
-      [...readFileSync(f, 'utf8').matchAll(/^export (?:declare )?(?:async )?(?:const|let|function\*?|class|type|interface|enum) ([A-Za-z_$][\w$]*)/gm)].map((m) => [m[1]!, relative(SRC, f)] as const),
+      [
+        ...readFileSync(f, 'utf8').matchAll(
+          /^export (?:declare )?(?:async )?(?:const|let|function\*?|class|type|interface|enum) ([A-Za-z_$][\w$]*)/gm,
+        ),
+      ].map((m) => [m[1]!, relative(SRC, f)] as const),
     )
     expect(declared.length).toBeGreaterThan(200)
     const count = (name: string) => text.match(new RegExp(`(?<![\\w$])${name.replace(/\$/g, '\\$')}(?![\\w$])`, 'g'))?.length ?? 0

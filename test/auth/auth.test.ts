@@ -17,14 +17,28 @@ const now = () => Math.floor(Date.now() / 1000)
 const secretKey = new TextEncoder().encode(SECRET)
 
 /** A token with the claims the secret server requires (iss, aud, sub, exp), overridable. */
-async function mint(claims: JWTPayload & Record<string, unknown> = {}, opts: { key?: CryptoKey | Uint8Array; alg?: string; kid?: string } = {}) {
-  const payload: Record<string, unknown> = { sub: 'alice', name: 'Alice', iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 600, ...claims }
+async function mint(
+  claims: JWTPayload & Record<string, unknown> = {},
+  opts: { key?: CryptoKey | Uint8Array; alg?: string; kid?: string } = {},
+) {
+  const payload: Record<string, unknown> = {
+    sub: 'alice',
+    name: 'Alice',
+    iss: ISSUER,
+    aud: AUDIENCE,
+    iat: now(),
+    exp: now() + 600,
+    ...claims,
+  }
   for (const k of Object.keys(payload)) if (payload[k] === undefined) delete payload[k]
-  return new SignJWT(payload).setProtectedHeader({ alg: opts.alg ?? 'HS256', ...(opts.kid ? { kid: opts.kid } : {}) }).sign(opts.key ?? secretKey)
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: opts.alg ?? 'HS256', ...(opts.kid ? { kid: opts.kid } : {}) })
+    .sign(opts.key ?? secretKey)
 }
 
 /** The HTTP answer to an upgrade request to `s` (see helpers/upgrade). */
-const upgrade = (s: RunningServer, query: Record<string, string> = {}, headers: Record<string, string> = {}) => httpUpgrade(s.url, query, headers)
+const upgrade = (s: RunningServer, query: Record<string, string> = {}, headers: Record<string, string> = {}) =>
+  httpUpgrade(s.url, query, headers)
 
 async function readyz(s: RunningServer) {
   const res = await fetch(`${s.url}/readyz`)
@@ -67,7 +81,12 @@ describe('shared secret (HS*) with issuer and audience', () => {
     const cases: [string, Record<string, string>, Record<string, string>, string][] = [
       ['no token', {}, {}, 'missing_token'],
       ['a non-Bearer Authorization header', {}, { authorization: `Basic ${btoa('a:b')}` }, 'missing_token'],
-      ['alg none', { token: new UnsecuredJWT({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now() + 600 }).encode() }, {}, 'bad_algorithm'],
+      [
+        'alg none',
+        { token: new UnsecuredJWT({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: now() + 600 }).encode() },
+        {},
+        'bad_algorithm',
+      ],
       ['RS256 where a secret is configured', { token: await mint({}, { alg: 'RS256', key: pem.privateKey }) }, {}, 'bad_algorithm'],
       ['wrong secret', { token: await mint({}, { key: new TextEncoder().encode('another-secret-0123456789') }) }, {}, 'bad_signature'],
       ['tampered payload', { token: tampered }, {}, 'bad_signature'],
@@ -93,7 +112,17 @@ describe('shared secret (HS*) with issuer and audience', () => {
     // Nothing was registered, each refusal was counted and logged at warn, and no token reached the log.
     const metrics = await (await fetch(`${s.url}/metrics`)).text()
     expect(metrics).toMatch(/chat_connections 0\b/)
-    for (const reason of ['missing_token', 'bad_algorithm', 'bad_signature', 'expired', 'not_yet_valid', 'wrong_issuer', 'wrong_audience', 'missing_sub', 'malformed'])
+    for (const reason of [
+      'missing_token',
+      'bad_algorithm',
+      'bad_signature',
+      'expired',
+      'not_yet_valid',
+      'wrong_issuer',
+      'wrong_audience',
+      'missing_sub',
+      'malformed',
+    ])
       expect(metrics).toMatch(new RegExp(`chat_auth_refused_total\\{reason="${reason}"\\} [1-9]`))
     await until(() => s.logs.filter((l) => l.msg === 'upgrade refused').length >= cases.length, 'refusal log lines')
     const refused = s.logs.filter((l) => l.msg === 'upgrade refused')
@@ -156,7 +185,10 @@ describe('shared secret (HS*) with issuer and audience', () => {
     const c = await connect(s.ws, { token: await mint({ exp: now() + 3 }) })
     const other = await c.request({ type: 'refresh', token: await mint({ sub: 'mallory', exp: now() + 600 }) })
     expect([other.type, other.code]).toEqual(['error', 'forbidden'])
-    const bad = await c.request({ type: 'refresh', token: await mint({ exp: now() + 600 }, { key: new TextEncoder().encode('another-secret-0123456789') }) })
+    const bad = await c.request({
+      type: 'refresh',
+      token: await mint({ exp: now() + 600 }, { key: new TextEncoder().encode('another-secret-0123456789') }),
+    })
     expect([bad.type, bad.code, bad.message]).toEqual(['error', 'unauthorized', 'token: bad_signature'])
     const expired = await c.request({ type: 'refresh', token: await mint({ exp: now() - 60 }) })
     expect([expired.type, expired.code, expired.message]).toEqual(['error', 'unauthorized', 'token: expired'])
@@ -165,7 +197,7 @@ describe('shared secret (HS*) with issuer and audience', () => {
     expect(closed.code).toBe(4001)
   }, 15_000)
 
-  test('refresh to a token without exp is refused where the socket\'s token had one: the expiry stays', async () => {
+  test("refresh to a token without exp is refused where the socket's token had one: the expiry stays", async () => {
     const c = await connect(s.ws, { token: await mint({ exp: now() + 3 }) })
     const lifted = await c.request({ type: 'refresh', token: await mint({ exp: undefined }) })
     expect([lifted.type, lifted.code, lifted.message]).toEqual(['error', 'unauthorized', 'token: missing_exp'])
@@ -285,7 +317,13 @@ function jwksEndpoint(port = 0) {
 async function signingKey(kid: string, alg = 'RS256') {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true })
   const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' }
-  return { kid, alg, privateKey, jwk, token: (claims: Record<string, unknown> = {}) => mint({ iss: undefined, aud: undefined, ...claims }, { alg, key: privateKey, kid }) }
+  return {
+    kid,
+    alg,
+    privateKey,
+    jwk,
+    token: (claims: Record<string, unknown> = {}) => mint({ iss: undefined, aud: undefined, ...claims }, { alg, key: privateKey, kid }),
+  }
 }
 
 describe('JWKS (remote key set)', () => {
@@ -352,7 +390,10 @@ describe('JWKS unreachable at startup', () => {
     endpoint.state.keys = [key.jwk]
     const s = await startServer({ env: { JWT_JWKS_URL: endpoint.url } })
     try {
-      await until(async () => (await readyz(s)).body.checks.auth?.startsWith('keys_unavailable') ?? false, 'readyz to report keys_unavailable')
+      await until(
+        async () => (await readyz(s)).body.checks.auth?.startsWith('keys_unavailable') ?? false,
+        'readyz to report keys_unavailable',
+      )
       expect((await readyz(s)).status).toBe(503)
       const r = await upgrade(s, { token: await key.token() })
       expect([r.status, r.body.reason]).toEqual([401, 'keys_unavailable'])

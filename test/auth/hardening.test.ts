@@ -60,7 +60,10 @@ describe('JWT_REQUIRE_EXP', () => {
 describe('origins', () => {
   test('a `null` Origin (sandboxed frames, file: pages) is refused like any foreign one', async () => {
     const s = await server({ ALLOWED_ORIGINS: 'https://app.example' })
-    expect(await upgrade(s.url, {}, { origin: 'null' })).toEqual({ status: 403, body: { error: 'forbidden', reason: 'origin_not_allowed' } })
+    expect(await upgrade(s.url, {}, { origin: 'null' })).toEqual({
+      status: 403,
+      body: { error: 'forbidden', reason: 'origin_not_allowed' },
+    })
     expect(await upgrade(s.url, {}, { origin: 'https://app.example.evil.test' })).toMatchObject({ status: 403 })
     expect((await upgrade(s.url, {}, { origin: 'https://app.example' })).status).toBe(101)
   })
@@ -91,7 +94,14 @@ describe('the server identity', () => {
     expect(res.status).toBe(200)
     const fromServer = await c.next({ type: 'chat' })
     expect(fromServer.from).toEqual({ id: 'server', name: 'server', system: true })
-    c.send({ type: 'chat', body: 'i am not the server', from: { id: 'server', name: 'server', system: true }, seq: 999, ts: '2000-01-01T00:00:00.000Z', room: 'general' })
+    c.send({
+      type: 'chat',
+      body: 'i am not the server',
+      from: { id: 'server', name: 'server', system: true },
+      seq: 999,
+      ts: '2000-01-01T00:00:00.000Z',
+      room: 'general',
+    })
     const own = await c.next({ type: 'chat' })
     // from, seq and ts are the server's to set: the ones in the frame are ignored.
     expect(own.from).toEqual({ id: 'sys-bob', name: 'server' })
@@ -105,7 +115,10 @@ describe('the server identity', () => {
 
   test('a token whose sub is "server" is refused (upgrade and refresh); a `system` claim is ignored', async () => {
     const s = await server({ JWT_SECRET: SECRET })
-    expect(await upgrade(s.url, { token: await mint({ sub: 'server', exp: now() + 600 }) })).toEqual({ status: 401, body: { error: 'unauthorized', reason: 'reserved_user' } })
+    expect(await upgrade(s.url, { token: await mint({ sub: 'server', exp: now() + 600 }) })).toEqual({
+      status: 401,
+      body: { error: 'unauthorized', reason: 'reserved_user' },
+    })
     const c = await connect(s.ws, { token: await mint({ sub: 'carol', name: 'server', system: true, exp: now() + 600 }) })
     expect(c.welcome.user).toEqual({ id: 'carol', name: 'server' })
     const r = await c.request({ type: 'refresh', token: await mint({ sub: 'server', exp: now() + 600 }) })
@@ -131,7 +144,12 @@ describe('deep JSON', () => {
     const c = await connect(s.ws)
     await c.next({ type: 'joined' })
     c.sendRaw(`{"type":"chat","id":"deep-1","body":"x","data":${deep(30_000)}}`)
-    expect(await c.next({ id: 'deep-1' })).toEqual({ type: 'error', code: 'bad_request', message: 'data: nested deeper than 32 levels', id: 'deep-1' })
+    expect(await c.next({ id: 'deep-1' })).toEqual({
+      type: 'error',
+      code: 'bad_request',
+      message: 'data: nested deeper than 32 levels',
+      id: 'deep-1',
+    })
     c.sendRaw(`{"type":"dm","id":"deep-2","to":"x","body":"x","data":${deep(30_000)}}`)
     expect(await c.next({ id: 'deep-2' })).toMatchObject({ code: 'bad_request' })
     // Deep values in fields that are not JSON-typed fail their own check, without recursion.
@@ -155,7 +173,10 @@ describe('deep JSON', () => {
     expect((await publish(s, `{"body":"x","data":${deep(5)}}`)).status).toBe(400)
     expect((await publish(s, `{"body":"x","data":${deep(4)}}`)).status).toBe(200)
     const c = await connect(s.ws)
-    expect(await c.request({ type: 'chat', body: 'x', data: [[[[[1]]]]] })).toMatchObject({ code: 'bad_request', message: 'data: nested deeper than 4 levels' })
+    expect(await c.request({ type: 'chat', body: 'x', data: [[[[[1]]]]] })).toMatchObject({
+      code: 'bad_request',
+      message: 'data: nested deeper than 4 levels',
+    })
     c.close()
   })
 })

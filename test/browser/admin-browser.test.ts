@@ -106,7 +106,11 @@ describe.skipIf(!haveChromium)('admin page in Chromium', () => {
     expect(await number('node-b', MSG_IN)).toBeGreaterThan(0)
     mallory.send({ type: 'chat', room: 'town-square', body: EVIL_BODY })
     await page.locator('#rooms td', { hasText: 'town-square' }).waitFor(WAIT)
-    await page.waitForFunction(() => [...document.querySelectorAll('#rooms tr')].some((tr) => tr.textContent === 'town-square92'), undefined, WAIT)
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('#rooms tr')].some((tr) => tr.textContent === 'town-square92'),
+      undefined,
+      WAIT,
+    )
     // The chart has data from both nodes (uPlot draws into a canvas).
     expect(await page.locator('#chart canvas').count()).toBeGreaterThan(0)
     expect(await page.locator('#chart .u-legend').textContent()).toContain('messages in/s')
@@ -140,7 +144,10 @@ describe.skipIf(!haveChromium)('admin page in Chromium', () => {
     await page.fill('#publish-body', 'announcement from the admin page')
     await page.click('#publish-form button')
     await page.locator('#publish-result', { hasText: 'published to town-square as seq' }).waitFor(WAIT)
-    for (const c of [onA, onB]) expect(await c.next((f) => f.type === 'chat' && f.body === 'announcement from the admin page')).toMatchObject({ from: { id: 'server' } })
+    for (const c of [onA, onB])
+      expect(await c.next((f) => f.type === 'chat' && f.body === 'announcement from the admin page')).toMatchObject({
+        from: { id: 'server' },
+      })
     await page.waitForTimeout(2500) // one more poll, so the screenshot shows the latest counts
     await page.screenshot({ path: join(ARTIFACTS, 'admin-cluster.png'), fullPage: true })
     expect(pageErrors).toEqual([])

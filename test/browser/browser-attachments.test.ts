@@ -37,7 +37,11 @@ describe.skipIf(!haveChromium)('attachments on the demo page in Chromium', () =>
 
   /** Bob's images that were drawn (their bytes loaded and decoded). */
   const loadedImages = (page: Page) =>
-    page.evaluate(() => [...document.querySelectorAll<HTMLImageElement>('.room-log:not([hidden]) img.attachment-image')].filter((i) => i.complete && i.naturalWidth > 0).map((i) => i.alt))
+    page.evaluate(() =>
+      [...document.querySelectorAll<HTMLImageElement>('.room-log:not([hidden]) img.attachment-image')]
+        .filter((i) => i.complete && i.naturalWidth > 0)
+        .map((i) => i.alt),
+    )
 
   test('an image Alice pastes is shown inline to Bob', async () => {
     await alice.evaluate((b64) => {
@@ -47,7 +51,12 @@ describe.skipIf(!haveChromium)('attachments on the demo page in Chromium', () =>
       document.getElementById('text')!.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }))
     }, PNG_B64)
     await bob.locator('.room-log:not([hidden]) img.attachment-image[alt="pasted.png"]').waitFor(WAIT)
-    await bob.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('img.attachment-image')].some((i) => i.alt === 'pasted.png' && i.naturalWidth > 0), undefined, WAIT)
+    await bob.waitForFunction(
+      () =>
+        [...document.querySelectorAll<HTMLImageElement>('img.attachment-image')].some((i) => i.alt === 'pasted.png' && i.naturalWidth > 0),
+      undefined,
+      WAIT,
+    )
     expect(await loadedImages(bob)).toContain('pasted.png')
   })
 
@@ -58,7 +67,12 @@ describe.skipIf(!haveChromium)('attachments on the demo page in Chromium', () =>
       dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }))
       document.getElementById('messages')!.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }))
     }, PNG_B64)
-    await bob.waitForFunction(() => [...document.querySelectorAll<HTMLImageElement>('img.attachment-image')].some((i) => i.alt === 'dropped.png' && i.naturalWidth > 0), undefined, WAIT)
+    await bob.waitForFunction(
+      () =>
+        [...document.querySelectorAll<HTMLImageElement>('img.attachment-image')].some((i) => i.alt === 'dropped.png' && i.naturalWidth > 0),
+      undefined,
+      WAIT,
+    )
     expect(await loadedImages(bob)).toEqual(['pasted.png', 'dropped.png'])
   })
 
@@ -66,7 +80,14 @@ describe.skipIf(!haveChromium)('attachments on the demo page in Chromium', () =>
     await alice.locator('#file').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('meeting notes\n') })
     const link = bob.locator('.room-log:not([hidden]) a.attachment', { hasText: 'notes.txt' })
     await link.waitFor(WAIT)
-    await bob.waitForFunction(() => [...document.querySelectorAll<HTMLAnchorElement>('a.attachment')].some((a) => a.textContent?.startsWith('notes.txt') && a.href.includes('/api/uploads/')), undefined, WAIT)
+    await bob.waitForFunction(
+      () =>
+        [...document.querySelectorAll<HTMLAnchorElement>('a.attachment')].some(
+          (a) => a.textContent?.startsWith('notes.txt') && a.href.includes('/api/uploads/'),
+        ),
+      undefined,
+      WAIT,
+    )
     const href = await link.getAttribute('href')
     const fetched = await bob.evaluate(async (u) => {
       const r = await fetch(u!)

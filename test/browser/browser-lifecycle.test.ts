@@ -28,10 +28,12 @@ describe.skipIf(!haveChromium)('message lifecycle on the demo page in Chromium',
   let browser: Browser
   const pageErrors: string[] = []
 
-  const open = (name: string): Promise<Page> => openDemo(browser, server.url, name, pageErrors, { viewport: { width: 1000, height: 700 }, wait: SLOW })
+  const open = (name: string): Promise<Page> =>
+    openDemo(browser, server.url, name, pageErrors, { viewport: { width: 1000, height: 700 }, wait: SLOW })
   const log = (page: Page) => page.locator('.room-log:not([hidden])')
   /** The message by `from` whose body (or tombstone) has `text`. */
-  const msg = (page: Page, from: string, text: string) => log(page).locator(`.msg[data-from="${from}"]`, { has: page.locator('.body', { hasText: text }) })
+  const msg = (page: Page, from: string, text: string) =>
+    log(page).locator(`.msg[data-from="${from}"]`, { has: page.locator('.body', { hasText: text }) })
   const bodies = (page: Page) => log(page).locator('.msg .body').allTextContents()
 
   beforeAll(async () => {
@@ -160,52 +162,56 @@ describe.skipIf(!haveChromium)('moderation and the audit log on the admin page i
     await db?.drop()
   })
 
-  pgTest('set a role, ban a user (their page sees it), unban, and read it all back in the audit log', async () => {
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
-    const tom = await ctx.newPage()
-    tom.on('pageerror', (e) => pageErrors.push(`tom: ${e.message}`))
-    await tom.goto(`${server.url}/?name=Tom`, SLOW)
-    await tom.locator('#status[data-state="open"]').waitFor(SLOW)
+  pgTest(
+    'set a role, ban a user (their page sees it), unban, and read it all back in the audit log',
+    async () => {
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 1000 } })
+      const tom = await ctx.newPage()
+      tom.on('pageerror', (e) => pageErrors.push(`tom: ${e.message}`))
+      await tom.goto(`${server.url}/?name=Tom`, SLOW)
+      await tom.locator('#status[data-state="open"]').waitFor(SLOW)
 
-    const admin = await (await browser.newContext({ viewport: { width: 1280, height: 1200 } })).newPage()
-    admin.on('pageerror', (e) => pageErrors.push(`admin: ${e.message}`))
-    await admin.goto(`${server.url}/admin`, SLOW)
-    await admin.fill('#key', API_KEY)
-    await admin.click('#key-form button')
-    await admin.locator('#main:not([hidden])').waitFor(SLOW)
+      const admin = await (await browser.newContext({ viewport: { width: 1280, height: 1200 } })).newPage()
+      admin.on('pageerror', (e) => pageErrors.push(`admin: ${e.message}`))
+      await admin.goto(`${server.url}/admin`, SLOW)
+      await admin.fill('#key', API_KEY)
+      await admin.click('#key-form button')
+      await admin.locator('#main:not([hidden])').waitFor(SLOW)
 
-    await admin.fill('#role-room', 'general')
-    await admin.fill('#role-user', 'mo')
-    await admin.selectOption('#role-role', 'moderator')
-    await admin.click('#role-form button')
-    await admin.locator('#role-result', { hasText: 'mo is moderator of general' }).waitFor(SLOW)
+      await admin.fill('#role-room', 'general')
+      await admin.fill('#role-user', 'mo')
+      await admin.selectOption('#role-role', 'moderator')
+      await admin.click('#role-form button')
+      await admin.locator('#role-result', { hasText: 'mo is moderator of general' }).waitFor(SLOW)
 
-    await admin.fill('#moderate-room', 'general')
-    await admin.fill('#moderate-user', 'tom')
-    await admin.selectOption('#moderate-action', 'ban')
-    await admin.fill('#moderate-reason', 'spam <b>links</b>')
-    await admin.click('#moderate-form button')
-    await admin.locator('#moderate-result', { hasText: 'ban tom in general: event seq' }).waitFor(SLOW)
-    await tom.locator('.divider', { hasText: 'you were banned from this room' }).waitFor(SLOW)
-    await admin.selectOption('#moderate-action', 'unban')
-    await admin.click('#moderate-form button')
-    await admin.locator('#moderate-result', { hasText: 'unban tom in general' }).waitFor(SLOW)
+      await admin.fill('#moderate-room', 'general')
+      await admin.fill('#moderate-user', 'tom')
+      await admin.selectOption('#moderate-action', 'ban')
+      await admin.fill('#moderate-reason', 'spam <b>links</b>')
+      await admin.click('#moderate-form button')
+      await admin.locator('#moderate-result', { hasText: 'ban tom in general: event seq' }).waitFor(SLOW)
+      await tom.locator('.divider', { hasText: 'you were banned from this room' }).waitFor(SLOW)
+      await admin.selectOption('#moderate-action', 'unban')
+      await admin.click('#moderate-form button')
+      await admin.locator('#moderate-result', { hasText: 'unban tom in general' }).waitFor(SLOW)
 
-    // The audit rows are written in the background: show until they are there.
-    await admin.fill('#audit-room', 'general')
-    const rows = admin.locator('#audit tbody tr')
-    for (let i = 0; i < 50 && (await rows.filter({ hasText: 'moderation' }).count()) < 2; i++) {
-      await admin.click('#audit-form button[type="submit"]')
-      await admin.waitForTimeout(200)
-    }
-    const moderation = await rows.filter({ hasText: 'moderation' }).allTextContents()
-    expect(moderation.length).toBe(2)
-    expect(moderation[0]).toContain('action: unban')
-    expect(moderation[1]).toContain('action: ban')
-    expect(moderation[1]).toContain('reason: spam <b>links</b>') // text, not HTML
-    expect(await rows.filter({ hasText: 'role' }).filter({ hasText: 'role: moderator' }).count()).toBe(1)
-    expect(await admin.locator('#audit b').count()).toBe(0)
-    await admin.screenshot({ path: join(ARTIFACTS, 'admin-moderation.png'), fullPage: true })
-    expect(pageErrors).toEqual([])
-  }, 60_000)
+      // The audit rows are written in the background: show until they are there.
+      await admin.fill('#audit-room', 'general')
+      const rows = admin.locator('#audit tbody tr')
+      for (let i = 0; i < 50 && (await rows.filter({ hasText: 'moderation' }).count()) < 2; i++) {
+        await admin.click('#audit-form button[type="submit"]')
+        await admin.waitForTimeout(200)
+      }
+      const moderation = await rows.filter({ hasText: 'moderation' }).allTextContents()
+      expect(moderation.length).toBe(2)
+      expect(moderation[0]).toContain('action: unban')
+      expect(moderation[1]).toContain('action: ban')
+      expect(moderation[1]).toContain('reason: spam <b>links</b>') // text, not HTML
+      expect(await rows.filter({ hasText: 'role' }).filter({ hasText: 'role: moderator' }).count()).toBe(1)
+      expect(await admin.locator('#audit b').count()).toBe(0)
+      await admin.screenshot({ path: join(ARTIFACTS, 'admin-moderation.png'), fullPage: true })
+      expect(pageErrors).toEqual([])
+    },
+    60_000,
+  )
 })

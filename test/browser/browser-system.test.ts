@@ -29,7 +29,7 @@ describe.skipIf(!haveChromium)('system messages on the demo page', () => {
     await server?.stop()
   })
 
-  test('an API message is marked as the server\'s; a user named Server is an ordinary user', async () => {
+  test("an API message is marked as the server's; a user named Server is an ordinary user", async () => {
     const page = await (await browser.newContext({ viewport: { width: 900, height: 500 } })).newPage()
     const errors: string[] = []
     page.on('pageerror', (e) => errors.push(e.message))
@@ -38,7 +38,11 @@ describe.skipIf(!haveChromium)('system messages on the demo page', () => {
     await page.fill('#text', 'I am a person')
     await page.press('#text', 'Enter')
     await page.locator('.msg .body', { hasText: 'I am a person' }).waitFor(WAIT)
-    const res = await fetch(`${server.url}/api/publish`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: JSON.stringify({ body: 'Maintenance tonight' }) })
+    const res = await fetch(`${server.url}/api/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ body: 'Maintenance tonight' }),
+    })
     expect(res.status).toBe(200)
     const notice = page.locator('.msg', { hasText: 'Maintenance tonight' })
     await notice.waitFor(WAIT)

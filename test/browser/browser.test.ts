@@ -62,7 +62,7 @@ describe.skipIf(!haveChromium)('demo page in Chromium', () => {
     await server?.stop()
   })
 
-  test('two users chat: each sees the other\'s messages, presence and typing', async () => {
+  test("two users chat: each sees the other's messages, presence and typing", async () => {
     alice = await open('Alice')
     bob = await open('Bob')
     await alice.locator('#users li[data-user="bob"]').waitFor(WAIT)
@@ -133,7 +133,8 @@ describe.skipIf(!haveChromium)('conversations on the demo page in Chromium', () 
   /** Waits only: the machine may be busy; nothing here is a timing assertion. */
   const SLOW = { timeout: 15_000 }
 
-  const open = (name: string): Promise<Page> => openDemo(browser, server.url, name, pageErrors, { viewport: { width: 1000, height: 640 }, wait: SLOW })
+  const open = (name: string): Promise<Page> =>
+    openDemo(browser, server.url, name, pageErrors, { viewport: { width: 1000, height: 640 }, wait: SLOW })
   const shown = (page: Page) => page.locator('.room-log:not([hidden]) .msg .body').allTextContents()
 
   beforeAll(async () => {
@@ -224,7 +225,11 @@ describe('demo page switch', () => {
   test('the compiled binary serves the page with no files beside it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'chat-server-bin-'))
     const out = join(dir, 'chat-server')
-    const build = Bun.spawnSync([process.execPath, 'build', '--compile', join(ROOT, 'src/main.ts'), '--outfile', out], { cwd: ROOT, stdout: 'pipe', stderr: 'pipe' })
+    const build = Bun.spawnSync([process.execPath, 'build', '--compile', join(ROOT, 'src/main.ts'), '--outfile', out], {
+      cwd: ROOT,
+      stdout: 'pipe',
+      stderr: 'pipe',
+    })
     expect(build.exitCode, build.stderr.toString()).toBe(0)
     const bin = await startServer({ command: [out] }) // runs in another empty directory
     try {

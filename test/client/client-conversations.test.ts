@@ -123,7 +123,7 @@ describe('conversations against a real server', () => {
     await until(() => bob2.conversation(room)?.unread === 1, 'bob2 follows the partial read')
   })
 
-  test('a member room: joinAsMember lists it; chat by others counts, the user\'s own message reads up to it', async () => {
+  test("a member room: joinAsMember lists it; chat by others counts, the user's own message reads up to it", async () => {
     const ann = make({ user: 'm-ann', name: 'Ann' })
     const ben = make({ user: 'm-ben', name: 'Ben' })
     const ben2 = make({ user: 'm-ben', name: 'Ben' })
@@ -142,9 +142,9 @@ describe('conversations against a real server', () => {
     await until(() => ben.conversation('team')?.unread === 2 && ben2.conversation('team')?.unread === 2, 'two unread for ben')
     expect(ann.conversation('team')!.unread).toBe(0)
     const own = await ben.send('team', 'b1') // the sender's marker moves to its message, no read event
-    await until(() => ben2.conversation('team')?.unread === 0, 'ben2 sees ben\'s own message clear the count')
+    await until(() => ben2.conversation('team')?.unread === 0, "ben2 sees ben's own message clear the count")
     expect(ben.conversation('team')).toMatchObject({ read: own.seq, unread: 0 })
-    await until(() => ann.conversation('team')?.unread === 1, 'ann to count ben\'s message')
+    await until(() => ann.conversation('team')?.unread === 1, "ann to count ben's message")
 
     const list = await ann.loadConversations({ limit: 1 })
     expect(list.rooms.map((c) => c.room)).toEqual(['team'])
@@ -182,7 +182,7 @@ describe('dm recovery', () => {
     await server?.stop()
   })
 
-  test('the sender\'s own dm counts as seen: after a drop the missed dms are replayed once, with no gap and no echo', async () => {
+  test("the sender's own dm counts as seen: after a drop the missed dms are replayed once, with no gap and no echo", async () => {
     const joins: Record<string, unknown>[] = []
     const alice = new ChatClient({ ...FAST, url: proxy.ws, user: 'g-alice', name: 'Alice', WebSocket: joinSpy(joins) as never })
     const bob = new ChatClient({ ...FAST, url: server.ws, user: 'g-bob', name: 'Bob' })
@@ -196,7 +196,7 @@ describe('dm recovery', () => {
       alice.on('reset', (r) => resets.push(r))
 
       await bob.dm('g-alice', 'hello Alice') // seq 1
-      await until(() => got.length === 1, 'alice got bob\'s dm')
+      await until(() => got.length === 1, "alice got bob's dm")
       const mine = await alice.dm('g-bob', 'hi Bob, I am about to go offline') // seq 2: no frame comes back
       const room = mine.room!
       expect(mine.seq).toBe(2)
@@ -229,32 +229,38 @@ const withRedis = await needService('Redis', 6379)
 describe('first dms with Redis', () => {
   let server: RunningServer
   beforeAll(async () => {
-    server = await startServer({ env: { RATE_LIMIT_PER_SEC: '0', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `client-conv-${process.pid}-${Date.now()}:` } })
+    server = await startServer({
+      env: { RATE_LIMIT_PER_SEC: '0', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `client-conv-${process.pid}-${Date.now()}:` },
+    })
   })
   afterAll(async () => {
     await server?.stop()
   })
 
-  withRedis('dms sent back to back to a connected user: its joined and its frames count each message once', async () => {
-    // The recipient's connection is made a member while the messages are being appended: the
-    // count in its `joined` must stop at the seq of that joined, or the live frames count twice.
-    const wrong: string[] = []
-    for (let i = 0; i < 30; i++) {
-      const a = new ChatClient({ ...FAST, url: server.ws, user: `fa${i}`, name: 'A' })
-      const b = new ChatClient({ ...FAST, url: server.ws, user: `fb${i}`, name: 'B' })
-      try {
-        await Promise.all([opened(a), opened(b)])
-        const [first] = await Promise.all([a.dm(`fb${i}`, 'x'), a.dm(`fb${i}`, 'y'), a.dm(`fb${i}`, 'z')])
-        await until(() => b.position(first.room!).seq === 3, 'the three dms arrived')
-        const unread = b.conversation(first.room!)!.unread
-        if (unread !== 3) wrong.push(`pair ${i}: ${unread}`)
-      } finally {
-        a.close()
-        b.close()
+  withRedis(
+    'dms sent back to back to a connected user: its joined and its frames count each message once',
+    async () => {
+      // The recipient's connection is made a member while the messages are being appended: the
+      // count in its `joined` must stop at the seq of that joined, or the live frames count twice.
+      const wrong: string[] = []
+      for (let i = 0; i < 30; i++) {
+        const a = new ChatClient({ ...FAST, url: server.ws, user: `fa${i}`, name: 'A' })
+        const b = new ChatClient({ ...FAST, url: server.ws, user: `fb${i}`, name: 'B' })
+        try {
+          await Promise.all([opened(a), opened(b)])
+          const [first] = await Promise.all([a.dm(`fb${i}`, 'x'), a.dm(`fb${i}`, 'y'), a.dm(`fb${i}`, 'z')])
+          await until(() => b.position(first.room!).seq === 3, 'the three dms arrived')
+          const unread = b.conversation(first.room!)!.unread
+          if (unread !== 3) wrong.push(`pair ${i}: ${unread}`)
+        } finally {
+          a.close()
+          b.close()
+        }
       }
-    }
-    expect(wrong).toEqual([])
-  }, 60_000)
+      expect(wrong).toEqual([])
+    },
+    60_000,
+  )
 })
 
 /** A platform WebSocket that records the `join` frames a client sends. */
@@ -270,12 +276,25 @@ function joinSpy(into: Record<string, unknown>[]) {
 
 // ---- fake socket: orderings a real server seldom shows ----
 
-
 const ROOM = 'dm:0123456789abcdef0123456789abcdef01234567'
-const dmFrame = (seq: number, from = 'other') => ({ type: 'dm', seq, id: `m${seq}`, room: ROOM, from: { id: from, name: from }, to: from === 'me' ? 'other' : 'me', body: `b${seq}`, ts: new Date(seq * 1000).toISOString() })
+const dmFrame = (seq: number, from = 'other') => ({
+  type: 'dm',
+  seq,
+  id: `m${seq}`,
+  room: ROOM,
+  from: { id: from, name: from },
+  to: from === 'me' ? 'other' : 'me',
+  body: `b${seq}`,
+  ts: new Date(seq * 1000).toISOString(),
+})
 
 test('an own dm acked after a later frame: the earlier frame is still delivered, the seq tracking has no hole (fake socket)', async () => {
-  const c = new ChatClient({ url: 'ws://x/ws', WebSocket: FakeSocket, pingIntervalMs: 0, reconnect: { initialMs: 10, maxMs: 10, jitter: 0 } })
+  const c = new ChatClient({
+    url: 'ws://x/ws',
+    WebSocket: FakeSocket,
+    pingIntervalMs: 0,
+    reconnect: { initialMs: 10, maxMs: 10, jitter: 0 },
+  })
   const seen: number[] = []
   c.on('dm', (m) => seen.push(m.seq))
   await until(() => FakeSocket.last?.readyState === 0, 'socket')
@@ -311,7 +330,10 @@ test('made a member while connected: the replay before the unasked joined comes 
   ws.push(dmFrame(1)) // a duplicate
   ws.push(dmFrame(2))
   expect(seen).toEqual([1, 2])
-  expect(memberships).toEqual([{ room: 'general', member: true }, { room: ROOM, member: true }])
+  expect(memberships).toEqual([
+    { room: 'general', member: true },
+    { room: ROOM, member: true },
+  ])
   expect(c.conversation(ROOM)).toMatchObject({ kind: 'direct', read: 0, unread: 2, with: { id: 'other' } })
   expect(c.unreadTotal).toBe(2)
   // The user read it on another device: the read event of its own user clears the count.

@@ -39,7 +39,11 @@ describe('message lifecycle against a real server', () => {
     return c
   }
   const api = (method: string, path: string, body?: unknown) =>
-    fetch(`${server.url}/api${path}`, { method, headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
+    fetch(`${server.url}/api${path}`, {
+      method,
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
 
   beforeAll(async () => {
     server = await startServer({ env: { RATE_LIMIT_PER_SEC: '0', API_KEY } })
@@ -74,8 +78,25 @@ describe('message lifecycle against a real server', () => {
 
     const s = hello.seq!
     await until(() => bobSaw.seen.length === 9, `bob saw 9 events (${bobSaw.seen})`)
-    expect(bobSaw.seen).toEqual([`chat:${s}`, `edit:${s + 1}`, `react:${s + 2}`, `react:${s + 3}`, `react:${s + 4}`, `react:${s + 5}`, `chat:${s + 6}`, `chat:${s + 7}`, `delete:${s + 8}`])
-    expect(bobSaw.edit[0]).toMatchObject({ type: 'edit', room, msg: hello.msg, body: 'hello!', data: { v: 2 }, by: { id: 'l-alice', name: 'Alice' } })
+    expect(bobSaw.seen).toEqual([
+      `chat:${s}`,
+      `edit:${s + 1}`,
+      `react:${s + 2}`,
+      `react:${s + 3}`,
+      `react:${s + 4}`,
+      `react:${s + 5}`,
+      `chat:${s + 6}`,
+      `chat:${s + 7}`,
+      `delete:${s + 8}`,
+    ])
+    expect(bobSaw.edit[0]).toMatchObject({
+      type: 'edit',
+      room,
+      msg: hello.msg,
+      body: 'hello!',
+      data: { v: 2 },
+      by: { id: 'l-alice', name: 'Alice' },
+    })
     expect(bobSaw.react.map((r) => [r.user.id, r.reaction, r.op])).toEqual([
       ['l-bob', '👍', 'add'],
       ['l-alice', '👍', 'add'],
@@ -90,7 +111,12 @@ describe('message lifecycle against a real server', () => {
     expect(page.before).toBe(s)
     expect(page.messages.map((m) => m.id)).toEqual([hello.msg!, reply.msg!, doomed.msg!])
     const [first, second, third] = page.messages
-    expect(first).toMatchObject({ body: 'hello!', data: { v: 2 }, edited_at: expect.any(String), reactions: [{ reaction: '👍', count: 2, me: true }] })
+    expect(first).toMatchObject({
+      body: 'hello!',
+      data: { v: 2 },
+      edited_at: expect.any(String),
+      reactions: [{ reaction: '👍', count: 2, me: true }],
+    })
     expect(second).toMatchObject({ body: 'hi Alice', reply_to: hello.msg })
     expect(third).toMatchObject({ deleted: true, body: '' })
     expect(third!.data).toBeUndefined()
@@ -154,7 +180,13 @@ describe('message lifecycle against a real server', () => {
     const muted = await mod.mute(room, 'm-tom', 60)
     expect(muted.seq).toEqual(expect.any(Number))
     await until(() => tomSaw.moderation.length === 1, 'tom sees the mute')
-    expect(tomSaw.moderation[0]).toMatchObject({ action: 'mute', user: { id: 'm-tom' }, by: { id: 'm-mod', name: 'Mo' }, until: expect.any(String), seq: muted.seq })
+    expect(tomSaw.moderation[0]).toMatchObject({
+      action: 'mute',
+      user: { id: 'm-tom' },
+      by: { id: 'm-mod', name: 'Mo' },
+      until: expect.any(String),
+      seq: muted.seq,
+    })
     const refused = await tom.send(room, 'hello?').catch((e) => e)
     expect(refused.code).toBe('forbidden')
     expect(refused.message).toMatch(/muted .* until \d{4}-/)
@@ -183,7 +215,12 @@ describe('message lifecycle against a real server', () => {
 // ---- fake socket: the change events in the seq tracking ----
 
 test('change events fill the room sequence: no gap between chat seqs; a re-join asks from the last event; duplicates dropped (fake socket)', async () => {
-  const c = new ChatClient({ url: 'ws://x/ws', WebSocket: FakeSocket, pingIntervalMs: 0, reconnect: { initialMs: 10, maxMs: 10, jitter: 0 } })
+  const c = new ChatClient({
+    url: 'ws://x/ws',
+    WebSocket: FakeSocket,
+    pingIntervalMs: 0,
+    reconnect: { initialMs: 10, maxMs: 10, jitter: 0 },
+  })
   const seen = record(c)
   await until(() => FakeSocket.last?.readyState === 0, 'socket')
   const ws = FakeSocket.last

@@ -35,7 +35,7 @@ afterAll(async () => {
   await db?.drop()
 })
 
-test('search: the user\'s rooms only, newest first, paged with the cursor; a bad query rejects with bad_request', async () => {
+test("search: the user's rooms only, newest first, paged with the cursor; a bad query rejects with bad_request", async () => {
   const room = uid('cs')
   const other = uid('cs-other')
   const ann = await client(uid('ann'))

@@ -18,7 +18,10 @@ function recorder(c: ChatClient) {
     if (!list) byRoom.set(m.room, (list = []))
     list.push(m)
   })
-  return { seqs: (room: string) => (byRoom.get(room) ?? []).map((m) => m.seq), bodies: (room: string) => (byRoom.get(room) ?? []).map((m) => m.body) }
+  return {
+    seqs: (room: string) => (byRoom.get(room) ?? []).map((m) => m.seq),
+    bodies: (room: string) => (byRoom.get(room) ?? []).map((m) => m.body),
+  }
 }
 
 const opened = (c: ChatClient, ms = 5000) => until(() => c.state === 'open', `client open (state ${c.state})`, ms)
@@ -99,7 +102,10 @@ describe('ChatClient against a real server', () => {
       await pub.request({ type: 'chat', room: 'resume', body: `r-before-${i}` })
     }
     const startG = c.position('general').seq!
-    await until(() => rec.bodies('resume').length === 3 && rec.bodies('general').filter((b) => b.startsWith('g-before')).length === 3, 'live messages')
+    await until(
+      () => rec.bodies('resume').length === 3 && rec.bodies('general').filter((b) => b.startsWith('g-before')).length === 3,
+      'live messages',
+    )
 
     // Cut the connection and keep it cut; traffic goes on; the client queues a message.
     proxy.block()
@@ -208,10 +214,17 @@ class FakeClock implements Clock {
   }
 }
 
-
 const b64url = (o: unknown) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_')
 const fakeJwt = (claims: Record<string, unknown>) => `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url(claims)}.c2ln`
-const chat = (room: string, seq: number) => ({ type: 'chat', id: `m${seq}`, room, seq, from: { id: 'x', name: 'X' }, body: `b${seq}`, ts: new Date(0).toISOString() })
+const chat = (room: string, seq: number) => ({
+  type: 'chat',
+  id: `m${seq}`,
+  room,
+  seq,
+  from: { id: 'x', name: 'X' },
+  body: `b${seq}`,
+  ts: new Date(0).toISOString(),
+})
 
 test('jwtExpiry reads exp without verifying; backoff grows, is capped and jittered', () => {
   expect(jwtExpiry(fakeJwt({ sub: 'u', exp: 1234, name: 'é/?>' }))).toBe(1234)
@@ -232,7 +245,14 @@ test('token refresh: before exp the provider is asked again and a refresh frame 
   const now = Math.floor(clock.t / 1000)
   const tokens = [fakeJwt({ sub: 'u', exp: now + 120 }), fakeJwt({ sub: 'u', exp: now + 600 })]
   let asked = 0
-  const c = new ChatClient({ url: 'ws://x/ws', token: async () => tokens[Math.min(asked++, 1)], clock, WebSocket: FakeSocket, refreshMarginMs: 30_000, pingIntervalMs: 0 })
+  const c = new ChatClient({
+    url: 'ws://x/ws',
+    token: async () => tokens[Math.min(asked++, 1)],
+    clock,
+    WebSocket: FakeSocket,
+    refreshMarginMs: 30_000,
+    pingIntervalMs: 0,
+  })
   const refreshed: unknown[] = []
   c.on('refreshed', (r) => refreshed.push(r))
   await until(() => FakeSocket.last?.url.includes('token='), 'socket created')
@@ -254,7 +274,13 @@ test('token refresh: before exp the provider is asked again and a refresh frame 
 
 test('resume ordering: replayed and live frames arriving out of order are emitted in seq order, once (fake socket)', async () => {
   const clock = new FakeClock()
-  const c = new ChatClient({ url: 'ws://x/ws', clock, WebSocket: FakeSocket, pingIntervalMs: 0, reconnect: { initialMs: 10, maxMs: 10, jitter: 0 } })
+  const c = new ChatClient({
+    url: 'ws://x/ws',
+    clock,
+    WebSocket: FakeSocket,
+    pingIntervalMs: 0,
+    reconnect: { initialMs: 10, maxMs: 10, jitter: 0 },
+  })
   const seen: number[] = []
   c.on('chat', (m) => seen.push(m.seq))
   await until(() => FakeSocket.last !== undefined && FakeSocket.last.readyState === 0, 'socket')

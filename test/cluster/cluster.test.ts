@@ -49,150 +49,188 @@ const backends = [
   },
 ]
 
-for (const backend of backends) describe(`cluster through ${backend.name}`, () => {
-  const test = backend.test
-  let base: Record<string, string> = {}
-  const node = (extra: Record<string, string> = {}) => nodeOf({ ...base, ...extra })
-  let a: RunningServer
-  let b: RunningServer
-  let c: RunningServer
+for (const backend of backends)
+  describe(`cluster through ${backend.name}`, () => {
+    const test = backend.test
+    let base: Record<string, string> = {}
+    const node = (extra: Record<string, string> = {}) => nodeOf({ ...base, ...extra })
+    let a: RunningServer
+    let b: RunningServer
+    let c: RunningServer
 
-  test('three nodes start', async () => {
-    base = await backend.env()
-    ;[a, b, c] = await Promise.all([node(), node(), node()])
-    for (const s of [a, b, c]) expect((await fetch(`${s.url}/readyz`)).status).toBe(200)
-  }, 60_000)
+    test('three nodes start', async () => {
+      base = await backend.env()
+      ;[a, b, c] = await Promise.all([node(), node(), node()])
+      for (const s of [a, b, c]) expect((await fetch(`${s.url}/readyz`)).status).toBe(200)
+    }, 60_000)
 
-  test('a chat sent on one node reaches members on every node', async () => {
-    const r = room()
-    const [x, y, z] = await Promise.all([member(a.ws, r), member(b.ws, r), member(c.ws, r)])
-    const ack = await x.request({ type: 'chat', room: r, body: 'everywhere' })
-    for (const m of [x, y, z]) expect(await m.next({ type: 'chat', room: r })).toMatchObject({ id: ack.msg, seq: 1, body: 'everywhere' })
-    for (const m of [x, y, z]) m.close()
+    test('a chat sent on one node reaches members on every node', async () => {
+      const r = room()
+      const [x, y, z] = await Promise.all([member(a.ws, r), member(b.ws, r), member(c.ws, r)])
+      const ack = await x.request({ type: 'chat', room: r, body: 'everywhere' })
+      for (const m of [x, y, z]) expect(await m.next({ type: 'chat', room: r })).toMatchObject({ id: ack.msg, seq: 1, body: 'everywhere' })
+      for (const m of [x, y, z]) m.close()
+    })
+
+    test('seq is continuous across nodes with sends alternating between them', async () => {
+      const r = room()
+      const senders = await Promise.all([member(a.ws, r), member(b.ws, r), member(c.ws, r)])
+      const watcher = await member(b.ws, r)
+      const acks = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => senders[i % 3]!.request({ type: 'chat', room: r, body: `alt${i}` })),
+      )
+      expect(acks.map((x) => x.seq).sort((p, q) => p - q)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
+      await until(() => watcher.all('chat').filter((f) => f.room === r).length === 60, '60 messages at the watcher')
+      expect(
+        watcher
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.seq),
+      ).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
+      for (const m of [...senders, watcher]) m.close()
+    })
+
+    test('sends to many rooms in one go are all accepted (rooms on every shard)', async () => {
+      const x = await connect(a.ws)
+      const y = await connect(b.ws)
+      const rooms = Array.from({ length: 30 }, () => room())
+      await Promise.all(rooms.flatMap((r) => [x.request({ type: 'join', room: r }), y.request({ type: 'join', room: r })]))
+      const acks = await Promise.all(
+        rooms.flatMap((r) => [
+          x.request({ type: 'chat', room: r, body: 'one' }),
+          x.request({ type: 'chat', room: r, body: 'two', id: `many-${r}` }),
+        ]),
+      )
+      expect(acks.filter((f) => f.type === 'ack')).toHaveLength(60)
+      await until(() => y.all('chat').length === 60, '60 messages on the other node')
+      for (const r of rooms)
+        expect(
+          y
+            .all('chat')
+            .filter((f) => f.room === r)
+            .map((f) => f.seq),
+        ).toEqual([1, 2])
+      x.close()
+      y.close()
+    })
+
+    test("a DM reaches the user on another node, and the sender's other connections", async () => {
+      const bob = await connect(c.ws, { user: 'cl-bob' })
+      const alice = await connect(a.ws, { user: 'cl-alice' })
+      const aliceElsewhere = await connect(b.ws, { user: 'cl-alice' })
+      await Bun.sleep(100) // user channels are subscribed asynchronously on connect
+      const ack = await alice.request({ type: 'dm', to: 'cl-bob', body: 'across nodes' })
+      expect(await bob.next({ type: 'dm' })).toMatchObject({ id: ack.msg, body: 'across nodes', from: { id: 'cl-alice' } })
+      expect(await aliceElsewhere.next({ type: 'dm' })).toMatchObject({ id: ack.msg })
+      expect((await alice.request({ type: 'ping' })).type).toBe('pong')
+      expect(alice.all('dm')).toHaveLength(0)
+      for (const m of [bob, alice, aliceElsewhere]) m.close()
+    })
+
+    test('presence is cluster-wide, with join and leave events on every node', async () => {
+      const r = room()
+      const p1 = await member(a.ws, r, { user: 'pres-1', name: 'One' })
+      const p2 = await connect(c.ws, { user: 'pres-2', name: 'Two' })
+      await p2.request({ type: 'join', room: r })
+      expect(await p1.next((f) => f.type === 'presence' && f.event === 'join' && f.room === r && f.user.id === 'pres-2')).toMatchObject({
+        room: r,
+      })
+      const list = await p1.request({ type: 'presence', room: r })
+      expect(list.users.map((u: { id: string }) => u.id).sort()).toEqual(['pres-1', 'pres-2'])
+      p2.close()
+      expect(await p1.next((f) => f.type === 'presence' && f.event === 'leave' && f.room === r && f.user.id === 'pres-2')).toMatchObject({
+        room: r,
+      })
+      expect((await p1.request({ type: 'presence', room: r })).users).toEqual([{ id: 'pres-1', name: 'One' }])
+      p1.close()
+    })
+
+    test('recovery on another node: since+epoch replays exactly what was missed', async () => {
+      const r = room()
+      const sender = await member(a.ws, r)
+      let reader = await member(b.ws, r)
+      for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `r${i}` })
+      await reader.next({ type: 'chat', room: r, seq: 3 })
+      const epoch = (await reader.request({ type: 'join', room: r })).epoch
+      reader.close()
+      for (let i = 4; i <= 8; i++) await sender.request({ type: 'chat', room: r, body: `r${i}` })
+      reader = await connect(c.ws)
+      expect(await reader.request({ type: 'join', room: r, since: 3, epoch })).toMatchObject({ recovered: true, seq: 8, epoch })
+      await sender.request({ type: 'chat', room: r, body: 'r9' })
+      await reader.next({ type: 'chat', room: r, seq: 9 })
+      expect(
+        reader
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.seq),
+      ).toEqual([4, 5, 6, 7, 8, 9])
+      sender.close()
+      reader.close()
+    })
+
+    test('a retry with the same id on another node is accepted once with the original ack', async () => {
+      const r = room()
+      const first = await member(a.ws, r, { user: 'idem-user' })
+      const second = await member(b.ws, r, { user: 'idem-user' })
+      const ack1 = await first.request({ type: 'chat', room: r, body: 'once', id: 'retry-1' })
+      const ack2 = await second.request({ type: 'chat', room: r, body: 'once', id: 'retry-1' })
+      expect(ack2).toMatchObject({ msg: ack1.msg, seq: ack1.seq })
+      const dm1 = await first.request({ type: 'dm', to: 'someone', body: 'x', id: 'retry-dm' })
+      const dm2 = await second.request({ type: 'dm', to: 'someone', body: 'x', id: 'retry-dm' })
+      expect(dm2.msg).toBe(dm1.msg)
+      const page = await first.request({ type: 'history', room: r })
+      expect(page.messages).toHaveLength(1)
+      first.close()
+      second.close()
+    })
+
+    test('SIGTERM drains with 1001; clients resume on another node with no gap', async () => {
+      const d = await node()
+      const r = room()
+      const sender = await member(a.ws, r)
+      const leaving = await member(d.ws, r)
+      for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `d${i}` })
+      await leaving.next({ type: 'chat', room: r, seq: 3 })
+      const epoch = leaving.all('joined').find((f) => f.room === r)!.epoch
+      const last = Math.max(
+        ...leaving
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.seq),
+      )
+      d.proc.kill('SIGTERM')
+      expect((await leaving.closed).code).toBe(1001)
+      for (let i = 4; i <= 6; i++) await sender.request({ type: 'chat', room: r, body: `d${i}` })
+      expect(await d.exited).toBe(0)
+      const back = await connect(b.ws)
+      expect(await back.request({ type: 'join', room: r, since: last, epoch })).toMatchObject({ recovered: true })
+      expect(
+        back
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.seq),
+      ).toEqual([4, 5, 6])
+      sender.close()
+      back.close()
+    })
+
+    test('a node that dies without cleanup has its members expire within 30 s', async () => {
+      const doomed = await node()
+      const r = room()
+      const watcher = await member(a.ws, r, { user: 'survivor' })
+      const ghost = await member(doomed.ws, r, { user: 'ghost' })
+      await until(async () => (await watcher.request({ type: 'presence', room: r })).users.length === 2, 'ghost present')
+      void doomed.stop('SIGKILL')
+      await doomed.exited
+      const killedAt = Date.now()
+      const leave = await watcher.next((f) => f.type === 'presence' && f.event === 'leave' && f.room === r && f.user.id === 'ghost', 32_000)
+      expect(leave.room).toBe(r)
+      expect(Date.now() - killedAt).toBeLessThan(30_000)
+      expect((await watcher.request({ type: 'presence', room: r })).users.map((u: { id: string }) => u.id)).toEqual(['survivor'])
+      watcher.close()
+      void ghost
+    }, 40_000)
   })
-
-  test('seq is continuous across nodes with sends alternating between them', async () => {
-    const r = room()
-    const senders = await Promise.all([member(a.ws, r), member(b.ws, r), member(c.ws, r)])
-    const watcher = await member(b.ws, r)
-    const acks = await Promise.all(Array.from({ length: 60 }, (_, i) => senders[i % 3]!.request({ type: 'chat', room: r, body: `alt${i}` })))
-    expect(acks.map((x) => x.seq).sort((p, q) => p - q)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
-    await until(() => watcher.all('chat').filter((f) => f.room === r).length === 60, '60 messages at the watcher')
-    expect(watcher.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
-    for (const m of [...senders, watcher]) m.close()
-  })
-
-  test('sends to many rooms in one go are all accepted (rooms on every shard)', async () => {
-    const x = await connect(a.ws)
-    const y = await connect(b.ws)
-    const rooms = Array.from({ length: 30 }, () => room())
-    await Promise.all(rooms.flatMap((r) => [x.request({ type: 'join', room: r }), y.request({ type: 'join', room: r })]))
-    const acks = await Promise.all(rooms.flatMap((r) => [x.request({ type: 'chat', room: r, body: 'one' }), x.request({ type: 'chat', room: r, body: 'two', id: `many-${r}` })]))
-    expect(acks.filter((f) => f.type === 'ack')).toHaveLength(60)
-    await until(() => y.all('chat').length === 60, '60 messages on the other node')
-    for (const r of rooms) expect(y.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([1, 2])
-    x.close()
-    y.close()
-  })
-
-  test('a DM reaches the user on another node, and the sender\'s other connections', async () => {
-    const bob = await connect(c.ws, { user: 'cl-bob' })
-    const alice = await connect(a.ws, { user: 'cl-alice' })
-    const aliceElsewhere = await connect(b.ws, { user: 'cl-alice' })
-    await Bun.sleep(100) // user channels are subscribed asynchronously on connect
-    const ack = await alice.request({ type: 'dm', to: 'cl-bob', body: 'across nodes' })
-    expect(await bob.next({ type: 'dm' })).toMatchObject({ id: ack.msg, body: 'across nodes', from: { id: 'cl-alice' } })
-    expect(await aliceElsewhere.next({ type: 'dm' })).toMatchObject({ id: ack.msg })
-    expect((await alice.request({ type: 'ping' })).type).toBe('pong')
-    expect(alice.all('dm')).toHaveLength(0)
-    for (const m of [bob, alice, aliceElsewhere]) m.close()
-  })
-
-  test('presence is cluster-wide, with join and leave events on every node', async () => {
-    const r = room()
-    const p1 = await member(a.ws, r, { user: 'pres-1', name: 'One' })
-    const p2 = await connect(c.ws, { user: 'pres-2', name: 'Two' })
-    await p2.request({ type: 'join', room: r })
-    expect(await p1.next((f) => f.type === 'presence' && f.event === 'join' && f.room === r && f.user.id === 'pres-2')).toMatchObject({ room: r })
-    const list = await p1.request({ type: 'presence', room: r })
-    expect(list.users.map((u: { id: string }) => u.id).sort()).toEqual(['pres-1', 'pres-2'])
-    p2.close()
-    expect(await p1.next((f) => f.type === 'presence' && f.event === 'leave' && f.room === r && f.user.id === 'pres-2')).toMatchObject({ room: r })
-    expect((await p1.request({ type: 'presence', room: r })).users).toEqual([{ id: 'pres-1', name: 'One' }])
-    p1.close()
-  })
-
-  test('recovery on another node: since+epoch replays exactly what was missed', async () => {
-    const r = room()
-    const sender = await member(a.ws, r)
-    let reader = await member(b.ws, r)
-    for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `r${i}` })
-    await reader.next({ type: 'chat', room: r, seq: 3 })
-    const epoch = (await reader.request({ type: 'join', room: r })).epoch
-    reader.close()
-    for (let i = 4; i <= 8; i++) await sender.request({ type: 'chat', room: r, body: `r${i}` })
-    reader = await connect(c.ws)
-    expect(await reader.request({ type: 'join', room: r, since: 3, epoch })).toMatchObject({ recovered: true, seq: 8, epoch })
-    await sender.request({ type: 'chat', room: r, body: 'r9' })
-    await reader.next({ type: 'chat', room: r, seq: 9 })
-    expect(reader.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([4, 5, 6, 7, 8, 9])
-    sender.close()
-    reader.close()
-  })
-
-  test('a retry with the same id on another node is accepted once with the original ack', async () => {
-    const r = room()
-    const first = await member(a.ws, r, { user: 'idem-user' })
-    const second = await member(b.ws, r, { user: 'idem-user' })
-    const ack1 = await first.request({ type: 'chat', room: r, body: 'once', id: 'retry-1' })
-    const ack2 = await second.request({ type: 'chat', room: r, body: 'once', id: 'retry-1' })
-    expect(ack2).toMatchObject({ msg: ack1.msg, seq: ack1.seq })
-    const dm1 = await first.request({ type: 'dm', to: 'someone', body: 'x', id: 'retry-dm' })
-    const dm2 = await second.request({ type: 'dm', to: 'someone', body: 'x', id: 'retry-dm' })
-    expect(dm2.msg).toBe(dm1.msg)
-    const page = await first.request({ type: 'history', room: r })
-    expect(page.messages).toHaveLength(1)
-    first.close()
-    second.close()
-  })
-
-  test('SIGTERM drains with 1001; clients resume on another node with no gap', async () => {
-    const d = await node()
-    const r = room()
-    const sender = await member(a.ws, r)
-    const leaving = await member(d.ws, r)
-    for (let i = 1; i <= 3; i++) await sender.request({ type: 'chat', room: r, body: `d${i}` })
-    await leaving.next({ type: 'chat', room: r, seq: 3 })
-    const epoch = leaving.all('joined').find((f) => f.room === r)!.epoch
-    const last = Math.max(...leaving.all('chat').filter((f) => f.room === r).map((f) => f.seq))
-    d.proc.kill('SIGTERM')
-    expect((await leaving.closed).code).toBe(1001)
-    for (let i = 4; i <= 6; i++) await sender.request({ type: 'chat', room: r, body: `d${i}` })
-    expect(await d.exited).toBe(0)
-    const back = await connect(b.ws)
-    expect(await back.request({ type: 'join', room: r, since: last, epoch })).toMatchObject({ recovered: true })
-    expect(back.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([4, 5, 6])
-    sender.close()
-    back.close()
-  })
-
-  test('a node that dies without cleanup has its members expire within 30 s', async () => {
-    const doomed = await node()
-    const r = room()
-    const watcher = await member(a.ws, r, { user: 'survivor' })
-    const ghost = await member(doomed.ws, r, { user: 'ghost' })
-    await until(async () => (await watcher.request({ type: 'presence', room: r })).users.length === 2, 'ghost present')
-    void doomed.stop('SIGKILL')
-    await doomed.exited
-    const killedAt = Date.now()
-    const leave = await watcher.next((f) => f.type === 'presence' && f.event === 'leave' && f.room === r && f.user.id === 'ghost', 32_000)
-    expect(leave.room).toBe(r)
-    expect(Date.now() - killedAt).toBeLessThan(30_000)
-    expect((await watcher.request({ type: 'presence', room: r })).users.map((u: { id: string }) => u.id)).toEqual(['survivor'])
-    watcher.close()
-    void ghost
-  }, 40_000)
-})
 
 const node = nodeOf
 
@@ -218,7 +256,11 @@ describe('Redis outage', () => {
       expect((await fetch(`${x.url}/healthz`)).status).toBe(200) // the process keeps serving
 
       await redis.restart()
-      await until(async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200, 'both nodes ready again', 15_000)
+      await until(
+        async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200,
+        'both nodes ready again',
+        15_000,
+      )
       // Re-subscribed: live traffic flows across nodes again, seq continues.
       const ack = await sender.request({ type: 'chat', room: r, body: 'o4' })
       expect(ack.seq).toBe(4)
@@ -226,7 +268,12 @@ describe('Redis outage', () => {
       // A client that resumes with since misses nothing that was accepted.
       const resumed = await connect(x.ws)
       expect(await resumed.request({ type: 'join', room: r, since: 1, epoch })).toMatchObject({ recovered: true, seq: 4 })
-      expect(resumed.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['o2', 'o3', 'o4'])
+      expect(
+        resumed
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.body),
+      ).toEqual(['o2', 'o3', 'o4'])
       for (const m of [sender, reader, resumed]) m.close()
     } finally {
       await redis.kill()
@@ -246,7 +293,11 @@ describe('Redis outage', () => {
       await reader.next({ type: 'chat', room: r, body: 'k1' })
 
       for (let round = 0; round < 2; round++) {
-        const subscribers = async () => String(await admin.call('CLIENT', 'LIST', 'TYPE', 'pubsub')).trim().split('\n').filter(Boolean).length
+        const subscribers = async () =>
+          String(await admin.call('CLIENT', 'LIST', 'TYPE', 'pubsub'))
+            .trim()
+            .split('\n')
+            .filter(Boolean).length
         await until(async () => (await subscribers()) >= 2, 'both nodes subscribed (again)', 10_000)
         expect(Number(await admin.client('KILL', 'TYPE', 'pubsub'))).toBeGreaterThanOrEqual(2)
         for (let i = 0; i < 3; i++) await sender.request({ type: 'chat', room: r, body: `k${round}-${i}` })
@@ -255,14 +306,26 @@ describe('Redis outage', () => {
       await reader.next({ type: 'chat', room: r, body: 'k1-2' }, 10_000)
       const after = await sender.request({ type: 'chat', room: r, body: 'live again' })
       await reader.next({ type: 'chat', room: r, body: 'live again' }, 5000)
-      const bodies = reader.all('chat').filter((f) => f.room === r).map((f) => f.body)
+      const bodies = reader
+        .all('chat')
+        .filter((f) => f.room === r)
+        .map((f) => f.body)
       expect(bodies).toEqual(['k1', 'k0-0', 'k0-1', 'k0-2', 'k1-0', 'k1-1', 'k1-2', 'live again'])
-      expect(reader.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual(Array.from({ length: after.seq }, (_, i) => i + 1))
+      expect(
+        reader
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.seq),
+      ).toEqual(Array.from({ length: after.seq }, (_, i) => i + 1))
       // A user's topic (not a room's: nothing to repair it from) is subscribed again too.
-      await until(async () => {
-        const ack = await sender.request({ type: 'dm', to: 'sd-bob', body: `dm ${Date.now()}` })
-        return reader.all('dm').some((f) => f.seq === ack.seq)
-      }, 'a dm reaches the reader after the drop', 10_000)
+      await until(
+        async () => {
+          const ack = await sender.request({ type: 'dm', to: 'sd-bob', body: `dm ${Date.now()}` })
+          return reader.all('dm').some((f) => f.seq === ack.seq)
+        },
+        'a dm reaches the reader after the drop',
+        10_000,
+      )
       expect(new Set(reader.all('dm').map((f) => f.id)).size).toBe(reader.all('dm').length) // none twice
       sender.close()
       reader.close()
@@ -325,14 +388,29 @@ describe('Redis Cluster outage', () => {
 
       for (const p of rc.ports) await rc.restart(p) // nodes.conf kept, data not: the same cluster, empty
       await rc.waitOk()
-      await until(async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200, 'both nodes ready again', 30_000)
-      const reset = await reader.next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 15_000).catch((err) => {
-        console.error(y.logs.slice(-25).map((l) => JSON.stringify(l)).join('\n'))
-        throw err
-      })
+      await until(
+        async () => (await fetch(`${x.url}/readyz`)).status === 200 && (await fetch(`${y.url}/readyz`)).status === 200,
+        'both nodes ready again',
+        30_000,
+      )
+      const reset = await reader
+        .next((f) => f.type === 'joined' && f.room === r && f.id === undefined && f.epoch !== before.epoch, 15_000)
+        .catch((err) => {
+          console.error(
+            y.logs
+              .slice(-25)
+              .map((l) => JSON.stringify(l))
+              .join('\n'),
+          )
+          throw err
+        })
       expect(reset.recovered).toBe(false)
       let ack: Record<string, any> = {}
-      await until(async () => (ack = await sender.request({ type: 'chat', room: r, body: 'after the outage' }, 4000)).type === 'ack', 'a send accepted', 20_000)
+      await until(
+        async () => (ack = await sender.request({ type: 'chat', room: r, body: 'after the outage' }, 4000)).type === 'ack',
+        'a send accepted',
+        20_000,
+      )
       expect(await reader.next({ type: 'chat', room: r, body: 'after the outage' }, 5000)).toMatchObject({ seq: ack.seq })
       sender.close()
       reader.close()

@@ -113,98 +113,118 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 
 for (const e of factories) {
   describe(`ledger: ${e.name}`, () => {
-    e.test('first and last are the cluster\'s: a member up on two nodes is first once and last once', async () => {
-      const [a, b] = await e.nodes()
-      const room = uid('room')
-      expect(await a.book.up(room, 'alice', 'Alice')).toBe(true)
-      expect(await b.book.up(room, 'alice', 'Alice')).toBe(false)
-      expect(await a.book.up(room, 'alice', 'Alice')).toBe(false)
-      expect(await a.book.weight(room, 'alice')).toBe(3)
-      expect(await a.book.down(room, 'alice')).toBe(false)
-      expect(await a.book.down(room, 'alice')).toBe(false)
-      expect(await b.book.down(room, 'alice')).toBe(true)
-      expect(await a.book.weight(room, 'alice')).toBe(0)
-      // A member this node holds none of: nothing taken from the others, not a last.
-      expect(await b.book.up(room, 'bob')).toBe(true)
-      expect(await a.book.down(room, 'bob')).toBe(e.name === 'memory')
-    }, 60_000)
+    e.test(
+      "first and last are the cluster's: a member up on two nodes is first once and last once",
+      async () => {
+        const [a, b] = await e.nodes()
+        const room = uid('room')
+        expect(await a.book.up(room, 'alice', 'Alice')).toBe(true)
+        expect(await b.book.up(room, 'alice', 'Alice')).toBe(false)
+        expect(await a.book.up(room, 'alice', 'Alice')).toBe(false)
+        expect(await a.book.weight(room, 'alice')).toBe(3)
+        expect(await a.book.down(room, 'alice')).toBe(false)
+        expect(await a.book.down(room, 'alice')).toBe(false)
+        expect(await b.book.down(room, 'alice')).toBe(true)
+        expect(await a.book.weight(room, 'alice')).toBe(0)
+        // A member this node holds none of: nothing taken from the others, not a last.
+        expect(await b.book.up(room, 'bob')).toBe(true)
+        expect(await a.book.down(room, 'bob')).toBe(e.name === 'memory')
+      },
+      60_000,
+    )
 
-    e.test('count, has and the info kept with a member', async () => {
-      const [a, b] = await e.nodes()
-      const key = uid('key')
-      await a.book.up(key, 'alice', 'Alice')
-      await b.book.up(key, 'bob', 'Bob')
-      await b.book.up(key, 'alice', 'Alice')
-      expect(await a.book.count(key)).toBe(2)
-      expect(await b.book.has(key, ['alice', 'carol', 'bob'])).toEqual(new Set(['alice', 'bob']))
-      expect((await listAll(a.book, key)).sort((x, y) => x.member.localeCompare(y.member))).toEqual([
-        { member: 'alice', count: 2, info: 'Alice' },
-        { member: 'bob', count: 1, info: 'Bob' },
-      ])
-      expect(await a.book.count(uid('empty'))).toBe(0)
-      expect(await a.book.has(uid('empty'), [])).toEqual(new Set())
-    }, 60_000)
+    e.test(
+      'count, has and the info kept with a member',
+      async () => {
+        const [a, b] = await e.nodes()
+        const key = uid('key')
+        await a.book.up(key, 'alice', 'Alice')
+        await b.book.up(key, 'bob', 'Bob')
+        await b.book.up(key, 'alice', 'Alice')
+        expect(await a.book.count(key)).toBe(2)
+        expect(await b.book.has(key, ['alice', 'carol', 'bob'])).toEqual(new Set(['alice', 'bob']))
+        expect((await listAll(a.book, key)).sort((x, y) => x.member.localeCompare(y.member))).toEqual([
+          { member: 'alice', count: 2, info: 'Alice' },
+          { member: 'bob', count: 1, info: 'Bob' },
+        ])
+        expect(await a.book.count(uid('empty'))).toBe(0)
+        expect(await a.book.has(uid('empty'), [])).toEqual(new Set())
+      },
+      60_000,
+    )
 
-    e.test('paging: every member once, pages continued by their cursor', async () => {
-      const [a, b] = await e.nodes()
-      const key = uid('paged')
-      // More than a small hash (512 fields, kept compact: HSCAN answers it whole) holds.
-      const N = 700
-      await Promise.all(Array.from({ length: N }, (_, i) => (i % 2 ? a : b).book.up(key, `m${i}`, `M${i}`)))
-      expect(await a.book.count(key)).toBe(N)
-      const seen: string[] = []
-      let cursor: string | undefined
-      let pages = 0
-      do {
-        const page = await a.book.list(key, cursor, 50)
-        for (const f of page.facts) {
-          expect(f.info).toBe(`M${f.member.slice(1)}`)
-          seen.push(f.member)
-        }
-        cursor = page.cursor
-        pages++
-      } while (cursor && pages < 1000)
-      expect(pages).toBeGreaterThan(1)
-      expect(seen.length).toBe(N)
-      expect(new Set(seen).size).toBe(N)
-    }, 60_000)
+    e.test(
+      'paging: every member once, pages continued by their cursor',
+      async () => {
+        const [a, b] = await e.nodes()
+        const key = uid('paged')
+        // More than a small hash (512 fields, kept compact: HSCAN answers it whole) holds.
+        const N = 700
+        await Promise.all(Array.from({ length: N }, (_, i) => (i % 2 ? a : b).book.up(key, `m${i}`, `M${i}`)))
+        expect(await a.book.count(key)).toBe(N)
+        const seen: string[] = []
+        let cursor: string | undefined
+        let pages = 0
+        do {
+          const page = await a.book.list(key, cursor, 50)
+          for (const f of page.facts) {
+            expect(f.info).toBe(`M${f.member.slice(1)}`)
+            seen.push(f.member)
+          }
+          cursor = page.cursor
+          pages++
+        } while (cursor && pages < 1000)
+        expect(pages).toBeGreaterThan(1)
+        expect(seen.length).toBe(N)
+        expect(new Set(seen).size).toBe(N)
+      },
+      60_000,
+    )
 
-    e.test('acquire holds a limit across nodes; a down frees a place anywhere', async () => {
-      const [a, b] = await e.nodes()
-      const key = uid('users')
-      expect(await a.book.acquire(key, 'u', 3)).toBe(true)
-      expect(await a.book.acquire(key, 'u', 3)).toBe(true)
-      expect(await b.book.acquire(key, 'u', 3)).toBe(true)
-      expect(await b.book.acquire(key, 'u', 3)).toBe(false)
-      expect(await a.book.acquire(key, 'u', 3)).toBe(false)
-      expect(await a.book.weight(key, 'u')).toBe(3)
-      expect(await b.book.acquire(key, 'other', 3)).toBe(true)
-      expect(await a.book.down(key, 'u')).toBe(false)
-      expect(await b.book.acquire(key, 'u', 3)).toBe(true)
-      expect(await a.book.weight(key, 'u')).toBe(3)
-    }, 60_000)
+    e.test(
+      'acquire holds a limit across nodes; a down frees a place anywhere',
+      async () => {
+        const [a, b] = await e.nodes()
+        const key = uid('users')
+        expect(await a.book.acquire(key, 'u', 3)).toBe(true)
+        expect(await a.book.acquire(key, 'u', 3)).toBe(true)
+        expect(await b.book.acquire(key, 'u', 3)).toBe(true)
+        expect(await b.book.acquire(key, 'u', 3)).toBe(false)
+        expect(await a.book.acquire(key, 'u', 3)).toBe(false)
+        expect(await a.book.weight(key, 'u')).toBe(3)
+        expect(await b.book.acquire(key, 'other', 3)).toBe(true)
+        expect(await a.book.down(key, 'u')).toBe(false)
+        expect(await b.book.acquire(key, 'u', 3)).toBe(true)
+        expect(await a.book.weight(key, 'u')).toBe(3)
+      },
+      60_000,
+    )
 
     if (e.name !== 'memory')
-      e.test('a dead node\'s facts are reaped: its lasts reach a live node once, what others hold stays', async () => {
-        const [a, b] = await e.nodes()
-        const key = uid('room')
-        await a.book.up(key, 'only-a', 'Only A')
-        await a.book.up(key, 'both', 'Both')
-        await b.book.up(key, 'both', 'Both')
-        await a.book.acquire(key, 'limited', 1)
-        expect(await b.book.acquire(key, 'limited', 1)).toBe(false)
-        await a.die!()
-        await until('node a reaped', async () => (await b.book.count(key)) === 1)
-        expect(await b.book.has(key, ['only-a', 'both', 'limited'])).toEqual(new Set(['both']))
-        expect(await b.book.weight(key, 'both')).toBe(1)
-        // Its place is free again: the dead node's connection no longer counts.
-        expect(await b.book.acquire(key, 'limited', 1)).toBe(true)
-        const downs = b.edges.filter(([edge, k]) => edge === 'down' && k === key).map(([, , m, info]) => [m, info])
-        expect(downs.sort()).toEqual([
-          ['limited', 'limited'],
-          ['only-a', 'Only A'],
-        ])
-      }, 60_000)
+      e.test(
+        "a dead node's facts are reaped: its lasts reach a live node once, what others hold stays",
+        async () => {
+          const [a, b] = await e.nodes()
+          const key = uid('room')
+          await a.book.up(key, 'only-a', 'Only A')
+          await a.book.up(key, 'both', 'Both')
+          await b.book.up(key, 'both', 'Both')
+          await a.book.acquire(key, 'limited', 1)
+          expect(await b.book.acquire(key, 'limited', 1)).toBe(false)
+          await a.die!()
+          await until('node a reaped', async () => (await b.book.count(key)) === 1)
+          expect(await b.book.has(key, ['only-a', 'both', 'limited'])).toEqual(new Set(['both']))
+          expect(await b.book.weight(key, 'both')).toBe(1)
+          // Its place is free again: the dead node's connection no longer counts.
+          expect(await b.book.acquire(key, 'limited', 1)).toBe(true)
+          const downs = b.edges.filter(([edge, k]) => edge === 'down' && k === key).map(([, , m, info]) => [m, info])
+          expect(downs.sort()).toEqual([
+            ['limited', 'limited'],
+            ['only-a', 'Only A'],
+          ])
+        },
+        60_000,
+      )
   })
 }
 
@@ -213,94 +233,103 @@ describe('one write per fact (a server on a private Redis, webhooks and push on)
   // the connection count, the user online (read by both webhooks and push) and the presence in
   // the room: one script each. The trackers this ledger replaced wrote five (liveness twice,
   // presence's node index apart from its script).
-  redisTest('a connect writes its connection count, its user online and its presence once each; a close likewise', async () => {
-    const { privateRedis } = await import('../helpers/services')
-    const { startServer } = await import('../helpers/server')
-    const { connect } = await import('../helpers/client')
-    const { webhookReceiver } = await import('../helpers/webhook-receiver')
-    const webpush = (await import('web-push')).default
-    const redis = await privateRedis({ keepData: false })
-    const rx = webhookReceiver()
-    const vapid = webpush.generateVAPIDKeys()
-    const s = await startServer({
-      env: {
-        REDIS_URL: redis.url,
-        NODE_ID: 'w1',
-        WEBHOOK_URL: rx.url,
-        WEBHOOK_SECRET: 'a-secret-of-sufficient-length',
-        WEBHOOK_BATCH_MS: '10',
-        PUSH_VAPID_PUBLIC_KEY: vapid.publicKey,
-        PUSH_VAPID_PRIVATE_KEY: vapid.privateKey,
-        PUSH_VAPID_SUBJECT: 'mailto:ops@example.com',
-        MAX_CONNECTIONS_PER_USER: '5',
-      },
-    })
-    const monitor = Bun.spawn(['redis-cli', '-p', String(new URL(redis.url).port), 'monitor'], { stdout: 'pipe', stderr: 'ignore' })
-    try {
-      const bob = await connect(s.ws, { user: 'bob' })
-      await bob.next({ type: 'joined' })
-      let text = ''
-      void (async () => {
-        for await (const c of monitor.stdout) text += new TextDecoder().decode(c)
-      })()
-      await Bun.sleep(300) // MONITOR is on
-      const userOnline = (type: string) => rx.received.flatMap((r) => r.events).some((e: any) => e.type === type && e.user?.id === 'alice')
-      const alice = await connect(s.ws, { user: 'alice' })
-      await alice.next({ type: 'joined' })
-      await until('user.online of alice', () => userOnline('user.online'))
-      await bob.next((f) => f.type === 'presence' && f.event === 'join' && f.user?.id === 'alice')
-      const atOpen = text.length
-      alice.ws.close()
-      await bob.next((f) => f.type === 'presence' && f.event === 'leave' && f.user?.id === 'alice')
-      await until('user.offline of alice', () => userOnline('user.offline'))
-      await Bun.sleep(200)
-      // The commands of the node (scripts run inside Redis are listed apart, as `lua`) that say
-      // who is online: scripts and index writes naming alice or her room's presence.
-      const facts = (s: string) =>
-        s
-          .split('\n')
-          .filter((l) => !l.includes(' lua] ') && /"(eval|evalsha|sadd|srem|hset|hdel|hincrby)"/i.test(l) && l.includes('alice'))
-          .filter((l) => !/rooms"|:members"|"chat:users"|devices|:events"|:state"/.test(l))
-      const open = facts(text.slice(0, atOpen))
-      const close = facts(text.slice(atOpen))
-      expect({ open: open.length, close: close.length }).toEqual({ open: 3, close: 3 })
-    } finally {
-      monitor.kill()
-      await s.stop()
-      rx.stop()
-      await redis.kill()
-    }
-  }, 60_000)
+  redisTest(
+    'a connect writes its connection count, its user online and its presence once each; a close likewise',
+    async () => {
+      const { privateRedis } = await import('../helpers/services')
+      const { startServer } = await import('../helpers/server')
+      const { connect } = await import('../helpers/client')
+      const { webhookReceiver } = await import('../helpers/webhook-receiver')
+      const webpush = (await import('web-push')).default
+      const redis = await privateRedis({ keepData: false })
+      const rx = webhookReceiver()
+      const vapid = webpush.generateVAPIDKeys()
+      const s = await startServer({
+        env: {
+          REDIS_URL: redis.url,
+          NODE_ID: 'w1',
+          WEBHOOK_URL: rx.url,
+          WEBHOOK_SECRET: 'a-secret-of-sufficient-length',
+          WEBHOOK_BATCH_MS: '10',
+          PUSH_VAPID_PUBLIC_KEY: vapid.publicKey,
+          PUSH_VAPID_PRIVATE_KEY: vapid.privateKey,
+          PUSH_VAPID_SUBJECT: 'mailto:ops@example.com',
+          MAX_CONNECTIONS_PER_USER: '5',
+        },
+      })
+      const monitor = Bun.spawn(['redis-cli', '-p', String(new URL(redis.url).port), 'monitor'], { stdout: 'pipe', stderr: 'ignore' })
+      try {
+        const bob = await connect(s.ws, { user: 'bob' })
+        await bob.next({ type: 'joined' })
+        let text = ''
+        void (async () => {
+          for await (const c of monitor.stdout) text += new TextDecoder().decode(c)
+        })()
+        await Bun.sleep(300) // MONITOR is on
+        const userOnline = (type: string) =>
+          rx.received.flatMap((r) => r.events).some((e: any) => e.type === type && e.user?.id === 'alice')
+        const alice = await connect(s.ws, { user: 'alice' })
+        await alice.next({ type: 'joined' })
+        await until('user.online of alice', () => userOnline('user.online'))
+        await bob.next((f) => f.type === 'presence' && f.event === 'join' && f.user?.id === 'alice')
+        const atOpen = text.length
+        alice.ws.close()
+        await bob.next((f) => f.type === 'presence' && f.event === 'leave' && f.user?.id === 'alice')
+        await until('user.offline of alice', () => userOnline('user.offline'))
+        await Bun.sleep(200)
+        // The commands of the node (scripts run inside Redis are listed apart, as `lua`) that say
+        // who is online: scripts and index writes naming alice or her room's presence.
+        const facts = (s: string) =>
+          s
+            .split('\n')
+            .filter((l) => !l.includes(' lua] ') && /"(eval|evalsha|sadd|srem|hset|hdel|hincrby)"/i.test(l) && l.includes('alice'))
+            .filter((l) => !/rooms"|:members"|"chat:users"|devices|:events"|:state"/.test(l))
+        const open = facts(text.slice(0, atOpen))
+        const close = facts(text.slice(atOpen))
+        expect({ open: open.length, close: close.length }).toEqual({ open: 3, close: 3 })
+      } finally {
+        monitor.kill()
+        await s.stop()
+        rx.stop()
+        await redis.kill()
+      }
+    },
+    60_000,
+  )
 })
 
 describe('ledger: Redis back without its data', () => {
-  redisTest('every node sends its shares again: the counts come back, and what was gone is an up edge of its book', async () => {
-    const { privateRedis } = await import('../helpers/services')
-    const redis = await privateRedis({ keepData: false })
-    const cmd = redisConnection(redis.url, false, 'command')
-    try {
-      await cmd.connect()
-      const heart = redisCluster({ cmd, prefix: 'p:', nodeId: 'solo', ttlMs: 600, beatMs: 100 })
-      const ledger = redisLedger({ cmd, prefix: 'p:', nodes: heart })
-      const edges: Edge[] = []
-      const book = ledger.book('t', (...e) => edges.push(e))
-      await heart.start()
-      await book.up('room', 'alice', 'Alice')
-      await book.up('room', 'alice', 'Alice')
-      await book.up('room', 'bob', 'Bob')
-      await book.down('room', 'bob')
-      await redis.kill()
-      await redis.restart() // empty
-      await until('the shares sent again', async () => (await book.weight('room', 'alice').catch(() => 0)) === 2)
-      expect(await book.count('room')).toBe(1)
-      expect(edges).toEqual([['up', 'room', 'alice', 'Alice']])
-      // Written again from here on as before: the last goes with its down.
-      await book.down('room', 'alice')
-      expect(await book.down('room', 'alice')).toBe(true)
-      await heart.stop()
-    } finally {
-      cmd.disconnect()
-      await redis.kill()
-    }
-  }, 60_000)
+  redisTest(
+    'every node sends its shares again: the counts come back, and what was gone is an up edge of its book',
+    async () => {
+      const { privateRedis } = await import('../helpers/services')
+      const redis = await privateRedis({ keepData: false })
+      const cmd = redisConnection(redis.url, false, 'command')
+      try {
+        await cmd.connect()
+        const heart = redisCluster({ cmd, prefix: 'p:', nodeId: 'solo', ttlMs: 600, beatMs: 100 })
+        const ledger = redisLedger({ cmd, prefix: 'p:', nodes: heart })
+        const edges: Edge[] = []
+        const book = ledger.book('t', (...e) => edges.push(e))
+        await heart.start()
+        await book.up('room', 'alice', 'Alice')
+        await book.up('room', 'alice', 'Alice')
+        await book.up('room', 'bob', 'Bob')
+        await book.down('room', 'bob')
+        await redis.kill()
+        await redis.restart() // empty
+        await until('the shares sent again', async () => (await book.weight('room', 'alice').catch(() => 0)) === 2)
+        expect(await book.count('room')).toBe(1)
+        expect(edges).toEqual([['up', 'room', 'alice', 'Alice']])
+        // Written again from here on as before: the last goes with its down.
+        await book.down('room', 'alice')
+        expect(await book.down('room', 'alice')).toBe(true)
+        await heart.stop()
+      } finally {
+        cmd.disconnect()
+        await redis.kill()
+      }
+    },
+    60_000,
+  )
 })

@@ -84,7 +84,11 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       // Node C reaches Redis through a proxy that can hold back its subscriber connection alone.
       proxy = await startProxy(redis.port)
       env = { ...env, POSTGRES_DSN: db.dsn, REDIS_PREFIX: prefix }
-      const [a, b, c] = await Promise.all([node({ ...env, REDIS_URL: redis.url }), node({ ...env, REDIS_URL: redis.url }), node({ ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` })])
+      const [a, b, c] = await Promise.all([
+        node({ ...env, REDIS_URL: redis.url }),
+        node({ ...env, REDIS_URL: redis.url }),
+        node({ ...env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` }),
+      ])
       const nodes = [a, b, c]
       const room = `epoch-room-${Date.now().toString(36)}`
       // 30 members, 10 per node; the first of each node also sends.
@@ -101,19 +105,27 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       const send = async (s: number, body: string) => acked.set(body, await sendUntilAcked(senders[s]!, room, body))
 
       // The old epoch: 20 numbered messages per sender, every member has them.
-      await Promise.all([0, 1, 2].map(async (s) => {
-        for (let i = 1; i <= 20; i++) await send(s, `old-${s}-${i}`)
-      }))
+      await Promise.all(
+        [0, 1, 2].map(async (s) => {
+          for (let i = 1; i <= 20; i++) await send(s, `old-${s}-${i}`)
+        }),
+      )
       const oldEpoch = members[0]![0]!.all('joined').find((f) => f.room === room)!.epoch
       await until(() => everyone.every((m) => received(m, room).bodies.length === 60), 'the old epoch delivered', 10_000)
       if (deaf > 0) {
         // C's subscriber stops hearing (a lagging connection): the old epoch's last messages
         // never reach C before Redis dies; PostgreSQL has them.
         proxy.deafen('SUBSCRIBE')
-        await Promise.all([0, 1, 2].map(async (s) => {
-          for (let i = 1; i <= deaf; i++) await send(s, `tail-${s}-${i}`)
-        }))
-        await until(async () => (await db.sql`select 1 from messages where room = ${room}`).length === acked.size, 'the old epoch stored', 10_000)
+        await Promise.all(
+          [0, 1, 2].map(async (s) => {
+            for (let i = 1; i <= deaf; i++) await send(s, `tail-${s}-${i}`)
+          }),
+        )
+        await until(
+          async () => (await db.sql`select 1 from messages where room = ${room}`).length === acked.size,
+          'the old epoch stored',
+          10_000,
+        )
       }
 
       // Redis restarted empty; node C's subscriber is held back when it tries to subscribe again
@@ -121,12 +133,14 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       proxy.holdWhen('SUBSCRIBE')
       await redis.kill()
       const newAcks = [0, 0, 0]
-      const sending = Promise.all([0, 1, 2].map(async (s) => {
-        for (let i = 1; i <= total; i++) {
-          await send(s, `new-${s}-${i}`)
-          newAcks[s]!++
-        }
-      }))
+      const sending = Promise.all(
+        [0, 1, 2].map(async (s) => {
+          for (let i = 1; i <= total; i++) {
+            await send(s, `new-${s}-${i}`)
+            newAcks[s]!++
+          }
+        }),
+      )
       await redis.restart()
       // Every node, C included, acknowledges messages of the new epoch before C has noticed it.
       await until(() => newAcks.every((n) => n >= before), 'messages of the new epoch acknowledged on every node', 30_000)
@@ -141,7 +155,12 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       const report = everyone.map((m, i) => {
         const { bodies, faults } = received(m, room)
         const got = new Set(bodies)
-        return { member: `node ${Math.floor(i / 10)} #${i % 10}`, missing: [...acked.keys()].filter((k) => !got.has(k)).length, twice: bodies.length - got.size, faults: faults.slice(0, 3) }
+        return {
+          member: `node ${Math.floor(i / 10)} #${i % 10}`,
+          missing: [...acked.keys()].filter((k) => !got.has(k)).length,
+          twice: bodies.length - got.size,
+          faults: faults.slice(0, 3),
+        }
       })
       expect(report.filter((r) => r.missing || r.twice || r.faults.length)).toEqual([])
       // Each member was told of the new epoch once, at the seq it began from.
@@ -150,7 +169,11 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       expect(start.epoch).not.toBe(oldEpoch)
       for (const r of resets) expect(r.map((f) => [f.epoch, f.seq])).toEqual([[start.epoch, start.seq]])
       // Every acknowledged message is in PostgreSQL.
-      await until(async () => (await db.sql`select 1 from messages where room = ${room}`).length === acked.size, 'every message stored', 20_000)
+      await until(
+        async () => (await db.sql`select 1 from messages where room = ${room}`).length === acked.size,
+        'every message stored',
+        20_000,
+      )
       for (const m of everyone) m.close()
     } finally {
       proxy?.close()
@@ -162,13 +185,13 @@ describe('Redis restarted empty, with PostgreSQL', () => {
     await lateNode('epoch:', {}, 15, 40)
   }, 120_000)
 
-  test('… also when the room\'s stream no longer holds the start of the new epoch (HISTORY_LIMIT): the rest comes from PostgreSQL', async () => {
+  test("… also when the room's stream no longer holds the start of the new epoch (HISTORY_LIMIT): the rest comes from PostgreSQL", async () => {
     // The stream is trimmed by whole nodes of 100 entries: 3 x 70 appended before C is back
     // leave its oldest ones only in PostgreSQL.
     await lateNode('epoch-trim:', { HISTORY_LIMIT: '10' }, 70, 80)
   }, 120_000)
 
-  test('… also when the node had not heard the old epoch\'s last messages before Redis lost them: they come from PostgreSQL first', async () => {
+  test("… also when the node had not heard the old epoch's last messages before Redis lost them: they come from PostgreSQL first", async () => {
     await lateNode('epoch-tail:', {}, 10, 20, 10)
   }, 120_000)
 
@@ -184,7 +207,13 @@ describe('Redis restarted empty, with PostgreSQL', () => {
       expect((await sender.request({ type: 'join', room })).type).toBe('joined')
       // The client reaches node B through a door the test can shut.
       door = await startProxy(b.port)
-      client = new ChatClient({ url: door.ws, user: 'ea-reader', reconnect: { initialMs: 50, maxMs: 300 }, requestTimeoutMs: 8000, pingIntervalMs: 0 })
+      client = new ChatClient({
+        url: door.ws,
+        user: 'ea-reader',
+        reconnect: { initialMs: 50, maxMs: 300 },
+        requestTimeoutMs: 8000,
+        pingIntervalMs: 0,
+      })
       const got: string[] = []
       const gaps: unknown[] = []
       const resets: unknown[] = []
@@ -226,7 +255,10 @@ describe('gap repair with PostgreSQL down', () => {
     const pgDoor = await startProxy(5432)
     try {
       const env = { POSTGRES_DSN: db.dsnVia(pgDoor.port), REDIS_PREFIX: 'gap-pg:', HISTORY_LIMIT: '10' }
-      const [a, b] = await Promise.all([node({ ...env, REDIS_URL: redis.url }), node({ ...env, REDIS_URL: `redis://127.0.0.1:${redisDoor.port}` })])
+      const [a, b] = await Promise.all([
+        node({ ...env, REDIS_URL: redis.url }),
+        node({ ...env, REDIS_URL: `redis://127.0.0.1:${redisDoor.port}` }),
+      ])
       const room = `gap-pg-${Date.now().toString(36)}`
       const sender = await connect(a.ws, { user: 'gp-sender' })
       const reader = await connect(b.ws, { user: 'gp-reader' })

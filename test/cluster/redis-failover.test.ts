@@ -48,7 +48,8 @@ describe('Redis Cluster failover', () => {
     const R = 'fo-written'
     const primary = (await primaryOf(cluster, `${prefix}{${R}}:state`, cluster.ports[0]!))!
     let Q = ''
-    for (let i = 0; !Q; i++) if ((await primaryOf(cluster, `${prefix}{fo-quiet-${i}}:state`, cluster.ports[0]!)) === primary) Q = `fo-quiet-${i}`
+    for (let i = 0; !Q; i++)
+      if ((await primaryOf(cluster, `${prefix}{fo-quiet-${i}}:state`, cluster.ports[0]!)) === primary) Q = `fo-quiet-${i}`
 
     const sender = await member(x.ws, R)
     expect((await sender.request({ type: 'join', room: Q })).type).toBe('joined')
@@ -65,11 +66,20 @@ describe('Redis Cluster failover', () => {
     // Let the replica catch up (replication is asynchronous), then crash the primary.
     await Bun.sleep(300)
     await cluster.kill(primary)
-    await until(async () => ![undefined, primary].includes(await primaryOf(cluster!, `${prefix}{${R}}:state`, cluster!.ports.find((p) => p !== primary)!)), 'a replica promoted', 20_000)
+    await until(
+      async () =>
+        ![undefined, primary].includes(await primaryOf(cluster!, `${prefix}{${R}}:state`, cluster!.ports.find((p) => p !== primary)!)),
+      'a replica promoted',
+      20_000,
+    )
 
     // Chat goes on: sends are refused (unavailable) until the nodes follow the new topology.
     let ack: Record<string, any> = {}
-    await until(async () => (ack = await sender.request({ type: 'chat', room: R, body: 'after failover', id: 'fo-1' }, 4000)).type === 'ack', 'a send accepted after the failover', 20_000)
+    await until(
+      async () => (ack = await sender.request({ type: 'chat', room: R, body: 'after failover', id: 'fo-1' }, 4000)).type === 'ack',
+      'a send accepted after the failover',
+      20_000,
+    )
     expect(ack.seq).toBe(4)
     // Members on the other node: the room went on in a new epoch on the new primary (it cannot
     // know whether the old one had acknowledged more), announced before its first frame.
@@ -82,8 +92,17 @@ describe('Redis Cluster failover', () => {
     // says recovered:false, and its history holds everything the new primary has.
     const back = await connect(x.ws)
     expect(await back.request({ type: 'join', room: Q, since: 1, epoch: epochQ })).toMatchObject({ recovered: true, seq: 2, epoch: epochQ })
-    expect(back.all('chat').filter((f) => f.room === Q).map((f) => f.body)).toEqual(['q2'])
-    expect(await back.request({ type: 'join', room: R, since: 2, epoch: epochR })).toMatchObject({ recovered: false, seq: 4, epoch: reset.epoch })
+    expect(
+      back
+        .all('chat')
+        .filter((f) => f.room === Q)
+        .map((f) => f.body),
+    ).toEqual(['q2'])
+    expect(await back.request({ type: 'join', room: R, since: 2, epoch: epochR })).toMatchObject({
+      recovered: false,
+      seq: 4,
+      epoch: reset.epoch,
+    })
     const page = await back.request({ type: 'history', room: R })
     expect(page.messages.map((m: { body: string }) => m.body)).toEqual(['r1', 'r2', 'r3', 'after failover'])
     // And live traffic of both rooms flows on the new primary.

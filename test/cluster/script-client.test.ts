@@ -19,51 +19,59 @@ describe('script client', () => {
   })
   afterAll(() => redis?.kill())
 
-  t('calls queued behind a long burst all answer, however old they are, while the connection keeps answering', async () => {
-    const sc = scriptClient(redis.url, { stallMs: 300 })
-    await sc.connect()
-    try {
-      // 400 calls of 3 ms: the last waits ~1.2 s, four times the stall limit, and is answered.
-      // Each carries 8 KiB, so that Redis reads (and answers) a couple at a time: a pipeline of
-      // small calls is read whole and answered at once when done, which is a stall from outside.
-      const pad = 'x'.repeat(8192)
-      const t0 = performance.now()
-      const out = await Promise.allSettled(Array.from({ length: 400 }, (_, i) => sc.run(SLOW, [], [3, `r${i}`, pad])))
-      const waited = performance.now() - t0
-      expect(waited).toBeGreaterThan(1000)
-      const failed = out.filter((r) => r.status === 'rejected')
-      expect(failed.map((r) => String((r as PromiseRejectedResult).reason))).toEqual([])
-      expect(out.map((r) => (r as PromiseFulfilledResult<unknown>).value)).toEqual(Array.from({ length: 400 }, (_, i) => `r${i}`))
-    } finally {
-      sc.close()
-    }
-  }, 20_000)
-
-  t('a connection that answers nothing fails its calls and is back once Redis answers again', async () => {
-    const sc = scriptClient(redis.url, { stallMs: 300 })
-    await sc.connect()
-    const admin = new RedisClient(redis.url)
-    await admin.connect()
-    try {
-      expect(await sc.run(SLOW, [], [0, 'before'])).toBe('before')
-      await admin.send('CLIENT', ['PAUSE', '1500', 'ALL'])
-      const t0 = performance.now()
-      const stuck = await Promise.allSettled([sc.run(SLOW, [], [0, 'a']), sc.run(SLOW, [], [0, 'b'])])
-      const failedAfter = performance.now() - t0
-      expect(stuck.map((r) => r.status)).toEqual(['rejected', 'rejected'])
-      expect(String((stuck[0] as PromiseRejectedResult).reason)).toContain('no answer in 300 ms')
-      // Failed by the stall watchdog (300 ms, checked every 150 ms), not by the pause's end.
-      expect(failedAfter).toBeLessThan(1200)
-      let after: unknown
-      for (let i = 0; i < 60 && after === undefined; i++) {
-        await Bun.sleep(100)
-        after = await sc.run(SLOW, [], [0, 'after']).catch(() => undefined)
+  t(
+    'calls queued behind a long burst all answer, however old they are, while the connection keeps answering',
+    async () => {
+      const sc = scriptClient(redis.url, { stallMs: 300 })
+      await sc.connect()
+      try {
+        // 400 calls of 3 ms: the last waits ~1.2 s, four times the stall limit, and is answered.
+        // Each carries 8 KiB, so that Redis reads (and answers) a couple at a time: a pipeline of
+        // small calls is read whole and answered at once when done, which is a stall from outside.
+        const pad = 'x'.repeat(8192)
+        const t0 = performance.now()
+        const out = await Promise.allSettled(Array.from({ length: 400 }, (_, i) => sc.run(SLOW, [], [3, `r${i}`, pad])))
+        const waited = performance.now() - t0
+        expect(waited).toBeGreaterThan(1000)
+        const failed = out.filter((r) => r.status === 'rejected')
+        expect(failed.map((r) => String((r as PromiseRejectedResult).reason))).toEqual([])
+        expect(out.map((r) => (r as PromiseFulfilledResult<unknown>).value)).toEqual(Array.from({ length: 400 }, (_, i) => `r${i}`))
+      } finally {
+        sc.close()
       }
-      expect(after).toBe('after')
-      expect(sc.connected).toBe(true)
-    } finally {
-      admin.close()
-      sc.close()
-    }
-  }, 20_000)
+    },
+    20_000,
+  )
+
+  t(
+    'a connection that answers nothing fails its calls and is back once Redis answers again',
+    async () => {
+      const sc = scriptClient(redis.url, { stallMs: 300 })
+      await sc.connect()
+      const admin = new RedisClient(redis.url)
+      await admin.connect()
+      try {
+        expect(await sc.run(SLOW, [], [0, 'before'])).toBe('before')
+        await admin.send('CLIENT', ['PAUSE', '1500', 'ALL'])
+        const t0 = performance.now()
+        const stuck = await Promise.allSettled([sc.run(SLOW, [], [0, 'a']), sc.run(SLOW, [], [0, 'b'])])
+        const failedAfter = performance.now() - t0
+        expect(stuck.map((r) => r.status)).toEqual(['rejected', 'rejected'])
+        expect(String((stuck[0] as PromiseRejectedResult).reason)).toContain('no answer in 300 ms')
+        // Failed by the stall watchdog (300 ms, checked every 150 ms), not by the pause's end.
+        expect(failedAfter).toBeLessThan(1200)
+        let after: unknown
+        for (let i = 0; i < 60 && after === undefined; i++) {
+          await Bun.sleep(100)
+          after = await sc.run(SLOW, [], [0, 'after']).catch(() => undefined)
+        }
+        expect(after).toBe('after')
+        expect(sc.connected).toBe(true)
+      } finally {
+        admin.close()
+        sc.close()
+      }
+    },
+    20_000,
+  )
 })

@@ -43,7 +43,16 @@ async function clientOn(url: string, avoid: Set<string>, user: string): Promise<
 describe('WORKERS=2', () => {
   test('two workers share the port; clients on both chat and recover across them; a killed worker is restarted; one SIGTERM drains all', async () => {
     const port = freePort()
-    sup = await startServer({ env: { WORKERS: '2', PORT: String(port), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, RATE_LIMIT_PER_SEC: '0', NODE_ID: 'wk' } })
+    sup = await startServer({
+      env: {
+        WORKERS: '2',
+        PORT: String(port),
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        REDIS_PREFIX: prefix,
+        RATE_LIMIT_PER_SEC: '0',
+        NODE_ID: 'wk',
+      },
+    })
     await until(() => sup!.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 15_000)
     const listening = sup.logs.filter((l) => l.msg === 'listening')
     expect(listening.map((l) => l.worker).sort()).toEqual([1, 2])
@@ -64,12 +73,25 @@ describe('WORKERS=2', () => {
     process.kill(pid, 'SIGKILL')
     await b.closed
     for (let i = 4; i <= 5; i++) expect((await a.request({ type: 'chat', room: 'wr', body: `m${i}` })).type).toBe('ack')
-    await until(() => sup!.logs.filter((l) => l.msg === 'worker started' && l.worker === bobsWorker).length === 2, 'the killed worker started again', 15_000)
+    await until(
+      () => sup!.logs.filter((l) => l.msg === 'worker started' && l.worker === bobsWorker).length === 2,
+      'the killed worker started again',
+      15_000,
+    )
     expect(sup.logs.find((l) => l.msg === 'worker exited; starting it again')).toMatchObject({ worker: bobsWorker })
-    await until(() => sup!.logs.filter((l) => l.msg === 'listening' && l.worker === bobsWorker).length === 2, 'the new worker listening', 15_000)
+    await until(
+      () => sup!.logs.filter((l) => l.msg === 'listening' && l.worker === bobsWorker).length === 2,
+      'the new worker listening',
+      15_000,
+    )
     const back = await clientOn(ws, new Set([a.welcome.node]), 'w-bob')
     expect(await back.request({ type: 'join', room: 'wr', since: 3, epoch })).toMatchObject({ recovered: true, seq: 5 })
-    expect(back.all('chat').filter((f) => f.room === 'wr').map((f) => f.body)).toEqual(['m4', 'm5'])
+    expect(
+      back
+        .all('chat')
+        .filter((f) => f.room === 'wr')
+        .map((f) => f.body),
+    ).toEqual(['m4', 'm5'])
     await a.request({ type: 'chat', room: 'wr', body: 'live' })
     expect(await back.next({ type: 'chat', room: 'wr', body: 'live' })).toMatchObject({ seq: 6 })
 
@@ -85,7 +107,9 @@ describe('WORKERS=2', () => {
 
   test('workers whose supervisor is SIGKILLed drain themselves instead of holding the port', async () => {
     const port = freePort()
-    sup = await startServer({ env: { WORKERS: '2', PORT: String(port), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, RATE_LIMIT_PER_SEC: '0' } })
+    sup = await startServer({
+      env: { WORKERS: '2', PORT: String(port), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, RATE_LIMIT_PER_SEC: '0' },
+    })
     await until(() => sup!.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 15_000)
     const pids = workerPids().filter(alive)
     expect(pids).toHaveLength(2)

@@ -88,7 +88,8 @@ describe('address classification', () => {
   })
 
   test('addresses print back in their usual form', () => {
-    for (const ip of ['127.0.0.1', '::1', '::', '2001:db8::1', 'fe80::1:2', '1:2:3:4:5:6:7:8', '::ffff:7f00:1']) expect(formatAddress(parseAddress(ip)!)).toBe(ip)
+    for (const ip of ['127.0.0.1', '::1', '::', '2001:db8::1', 'fe80::1:2', '1:2:3:4:5:6:7:8', '::ffff:7f00:1'])
+      expect(formatAddress(parseAddress(ip)!)).toBe(ip)
     expect(formatAddress(parseAddress('[0:0:0:0:0:0:0:1]')!)).toBe('::1')
   })
 })
@@ -125,10 +126,25 @@ describe('URLs users give', () => {
       if (!t.ok) expect(t.reason.length).toBeGreaterThan(5)
     }
     // WHATWG URL normalises each spelling of loopback to the address it is.
-    for (const url of ['http://127.1:8080/', 'http://2130706433:8080/', 'http://0x7f.1:8080/', 'http://017700000001/', 'https://127.0.0.1./'])
-      expect([url, checkTarget(url, NOTHING_ALLOWED)]).toEqual([url, { ok: false, reason: '127.0.0.1 is a loopback address: not allowed (only public addresses, or OUTBOUND_ALLOW)' }])
-    expect(checkTarget('http://[::ffff:127.0.0.1]/', NOTHING_ALLOWED)).toEqual({ ok: false, reason: expect.stringContaining('::ffff:7f00:1 is a loopback (an IPv4 address inside IPv6) address') })
-    expect(checkTarget('https://[::1]/', NOTHING_ALLOWED)).toEqual({ ok: false, reason: expect.stringContaining('::1 is a loopback address') })
+    for (const url of [
+      'http://127.1:8080/',
+      'http://2130706433:8080/',
+      'http://0x7f.1:8080/',
+      'http://017700000001/',
+      'https://127.0.0.1./',
+    ])
+      expect([url, checkTarget(url, NOTHING_ALLOWED)]).toEqual([
+        url,
+        { ok: false, reason: '127.0.0.1 is a loopback address: not allowed (only public addresses, or OUTBOUND_ALLOW)' },
+      ])
+    expect(checkTarget('http://[::ffff:127.0.0.1]/', NOTHING_ALLOWED)).toEqual({
+      ok: false,
+      reason: expect.stringContaining('::ffff:7f00:1 is a loopback (an IPv4 address inside IPv6) address'),
+    })
+    expect(checkTarget('https://[::1]/', NOTHING_ALLOWED)).toEqual({
+      ok: false,
+      reason: expect.stringContaining('::1 is a loopback address'),
+    })
     // A name passes this first step over https, and is judged by what it resolves to.
     expect(checkTarget('https://push.example.com/x', NOTHING_ALLOWED).ok).toBe(true)
     expect(checkTarget('http://push.example.com/x', NOTHING_ALLOWED)).toEqual({ ok: false, reason: expect.stringContaining('https://') })
@@ -153,8 +169,14 @@ describe('URLs users give', () => {
     const resolve = async () => ['8.8.8.8', '10.1.2.3']
     const err = await checkOutbound('https://mixed.example/x', { allow: NOTHING_ALLOWED, timeoutMs: 5000, resolve }).catch((e) => e)
     expect(err).toBeInstanceOf(OutboundRefused)
-    expect(err.message).toBe('mixed.example resolves to 10.1.2.3, a private address: not allowed (only public addresses, or OUTBOUND_ALLOW)')
-    const ok = await checkOutbound('https://public.example/x', { allow: NOTHING_ALLOWED, timeoutMs: 5000, resolve: async () => ['8.8.8.8', '2606:4700::1'] })
+    expect(err.message).toBe(
+      'mixed.example resolves to 10.1.2.3, a private address: not allowed (only public addresses, or OUTBOUND_ALLOW)',
+    )
+    const ok = await checkOutbound('https://public.example/x', {
+      allow: NOTHING_ALLOWED,
+      timeoutMs: 5000,
+      resolve: async () => ['8.8.8.8', '2606:4700::1'],
+    })
     expect(formatAddress(ok.address)).toBe('8.8.8.8')
   })
 
@@ -167,10 +189,14 @@ describe('URLs users give', () => {
     expect(checkTarget('http://127.0.0.2/x', allow).ok).toBe(false)
     expect(checkTarget('https://169.254.169.254/', allow).ok).toBe(false)
     // An allowed name is allowed whatever it resolves to; a listed range covers what names resolve to.
-    expect((await checkOutbound('http://push.internal/x', { allow, timeoutMs: 1000, resolve: async () => ['192.168.1.9'] })).name).toBe('push.internal')
+    expect((await checkOutbound('http://push.internal/x', { allow, timeoutMs: 1000, resolve: async () => ['192.168.1.9'] })).name).toBe(
+      'push.internal',
+    )
     expect((await checkOutbound('http://localhost:9/x', { allow, timeoutMs: 1000 })).name).toBe('localhost')
     // Plain http to a public address is not allowed by an allow list that does not hold it.
-    expect(await checkOutbound('http://public.example/x', { allow, timeoutMs: 1000, resolve: async () => ['8.8.8.8'] }).catch((e) => e.message)).toContain('https://')
+    expect(
+      await checkOutbound('http://public.example/x', { allow, timeoutMs: 1000, resolve: async () => ['8.8.8.8'] }).catch((e) => e.message),
+    ).toContain('https://')
     for (const bad of ['10.0.0.0/33', '300.1.1.1', 'fd00::/129', 'a b', 'http://x', '10.0.0.0/8/1', '1.2.3']) {
       expect(() => parseAllowList(bad)).toThrow('is neither a host name nor an address or CIDR')
       let lines: string[] = []
@@ -215,7 +241,11 @@ describe('the pinned fetch', () => {
     // A rebinding DNS: the first answer passes the check, every later one points elsewhere.
     let calls = 0
     const resolve = async () => (calls++ === 0 ? ['127.0.0.1'] : ['127.0.0.2'])
-    const res = await outboundFetch(`http://rebind.example:${first.port}/push`, { method: 'POST', body: 'x' }, { allow, timeoutMs: 5000, resolve })
+    const res = await outboundFetch(
+      `http://rebind.example:${first.port}/push`,
+      { method: 'POST', body: 'x' },
+      { allow, timeoutMs: 5000, resolve },
+    )
     expect(res.status).toBe(201)
     expect(calls).toBe(1)
     expect(hits).toEqual([{ where: '127.0.0.1', host: `rebind.example:${first.port}`, path: '/push' }])
@@ -225,7 +255,11 @@ describe('the pinned fetch', () => {
     hits.length = 0
     const res = await outboundFetch(`http://127.0.0.1:${first.port}/redirect`, { method: 'POST', body: 'x' }, { allow, timeoutMs: 5000 })
     expect(res.status).toBe(307)
-    const err = await outboundFetch(`http://127.0.0.1:${first.port}/redirect`, { method: 'GET' }, { allow, timeoutMs: 5000, redirects: 5 }).catch((e) => e)
+    const err = await outboundFetch(
+      `http://127.0.0.1:${first.port}/redirect`,
+      { method: 'GET' },
+      { allow, timeoutMs: 5000, redirects: 5 },
+    ).catch((e) => e)
     expect(err).toBeInstanceOf(OutboundRefused)
     expect(err.message).toContain('127.0.0.2 is a loopback address')
     expect(hits.map((h) => h.where)).toEqual(['127.0.0.1', '127.0.0.1'])

@@ -3,7 +3,7 @@ import { SmallMap, SmallSet } from '../../src/core/small'
 
 /** A fixed pseudo-random sequence, so that a failure is the same on every run. */
 function rng(seed: number) {
-  return () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
 }
 
 describe('SmallMap and SmallSet behave as Map and Set', () => {

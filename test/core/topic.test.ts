@@ -1,7 +1,17 @@
 import { describe, expect, test } from 'bun:test'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { isRoomTopic, isUserTopic, pusherChannelTopic, pusherUserTopic, roomTopic, topicPusherUser, topicRoom, topicUser, userTopic } from '../../src/core/topic'
+import {
+  isRoomTopic,
+  isUserTopic,
+  pusherChannelTopic,
+  pusherUserTopic,
+  roomTopic,
+  topicPusherUser,
+  topicRoom,
+  topicUser,
+  userTopic,
+} from '../../src/core/topic'
 
 const SRC = join(import.meta.dir, '..', '..', 'src')
 const sources = (dir: string): string[] =>

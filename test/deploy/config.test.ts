@@ -37,7 +37,9 @@ describe('config', () => {
     expect(errorsOf({ ENABLE_PERSISTENCE: 'true' })).toEqual(['ENABLE_PERSISTENCE: true needs POSTGRES_DSN to be set'])
     expect(errorsOf({ DEFAULT_ROOM: 'has space' })[0]).toMatch(/^DEFAULT_ROOM:/)
     expect(errorsOf({ ENABLE_DEMO: 'maybe' })[0]).toMatch(/^ENABLE_DEMO: expected true or false/)
-    expect(errorsOf({ JWT_SECRET: 'x'.repeat(32), JWT_JWKS_URL: 'https://issuer.example/jwks' })[0]).toMatch(/JWT_SECRET, JWT_JWKS_URL: set only one/)
+    expect(errorsOf({ JWT_SECRET: 'x'.repeat(32), JWT_JWKS_URL: 'https://issuer.example/jwks' })[0]).toMatch(
+      /JWT_SECRET, JWT_JWKS_URL: set only one/,
+    )
   })
 
   test('APP_ENV=production refuses short secrets', () => {
@@ -50,17 +52,24 @@ describe('config', () => {
   })
 
   test('ALLOWED_ORIGINS is a comma list', () => {
-    expect(loadConfig({ ALLOWED_ORIGINS: 'https://a.example, https://b.example' }).ALLOWED_ORIGINS).toEqual(['https://a.example', 'https://b.example'])
+    expect(loadConfig({ ALLOWED_ORIGINS: 'https://a.example, https://b.example' }).ALLOWED_ORIGINS).toEqual([
+      'https://a.example',
+      'https://b.example',
+    ])
   })
 
   test('Redis Cluster seeds and workers: lists need REDIS_CLUSTER, workers need Redis and a fixed port', () => {
     const seeds = 'redis://10.0.0.1:7000,redis://10.0.0.2:7000'
     expect(loadConfig({ REDIS_URL: seeds, REDIS_CLUSTER: 'true' }).REDIS_CLUSTER).toBe(true)
     expect(errorsOf({ REDIS_URL: seeds })).toEqual(['REDIS_URL: a comma list of seed nodes needs REDIS_CLUSTER=true'])
-    expect(errorsOf({ REDIS_URL: 'redis://a:1,http://b:2', REDIS_CLUSTER: 'true' })[0]).toMatch(/^REDIS_URL: expected a URL starting with redis:\/\/ or rediss:\/\/ \(or a comma list of them\)/)
+    expect(errorsOf({ REDIS_URL: 'redis://a:1,http://b:2', REDIS_CLUSTER: 'true' })[0]).toMatch(
+      /^REDIS_URL: expected a URL starting with redis:\/\/ or rediss:\/\/ \(or a comma list of them\)/,
+    )
     expect(errorsOf({ REDIS_CLUSTER: 'true' })).toEqual(["REDIS_CLUSTER: true needs REDIS_URL (the cluster's seed nodes)"])
     expect(errorsOf({ WORKERS: '2' })).toEqual(['WORKERS: 2 workers are nodes of one cluster and need REDIS_URL'])
-    expect(errorsOf({ WORKERS: '2', REDIS_URL: 'redis://127.0.0.1:6379', PORT: '0' })).toEqual(['WORKERS: several workers share one port; set PORT (0 would give each its own)'])
+    expect(errorsOf({ WORKERS: '2', REDIS_URL: 'redis://127.0.0.1:6379', PORT: '0' })).toEqual([
+      'WORKERS: several workers share one port; set PORT (0 would give each its own)',
+    ])
     expect(errorsOf({ WORKERS: 'many' })[0]).toBe('WORKERS: expected a number from 1 to 256 or auto, got "many"')
     expect(loadConfig({ WORKERS: 'auto', REDIS_URL: 'redis://127.0.0.1:6379' }).WORKERS).toBe(navigator.hardwareConcurrency)
     expect(loadConfig({}).WORKERS).toBe(1)

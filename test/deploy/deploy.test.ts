@@ -39,7 +39,7 @@ function parseDockerfile(text: string): Stage[] {
     const line = raw.trim()
     if (!cur && (line === '' || line.startsWith('#'))) continue
     if (cur && line.startsWith('#')) continue // comments inside a continued instruction
-    if (line.endsWith('\\')) cur += line.slice(0, -1) + ' '
+    if (line.endsWith('\\')) cur += `${line.slice(0, -1)} `
     else {
       logical.push(cur + line)
       cur = ''
@@ -88,7 +88,9 @@ describe('Dockerfile', () => {
     const runs = all(build, 'RUN').map((i) => i.args)
     expect(runs.some((r) => /bun install\b.*--frozen-lockfile|\bnpm ci\b/.test(r))).toBe(true)
     // The lockfile it installs from is in the context.
-    const copied = all(build, 'COPY').map((i) => i.args).join(' ')
+    const copied = all(build, 'COPY')
+      .map((i) => i.args)
+      .join(' ')
     expect(copied).toContain('package-lock.json')
   })
 
@@ -144,7 +146,9 @@ describe('Dockerfile', () => {
       for (const c of all(s, 'COPY').concat(all(s, 'ADD'))) expect(c.args).not.toMatch(/(^|\s)\.env(\s|$)/)
       for (const [k] of Object.entries(env)) expect(KNOWN.has(k)).toBe(true)
     }
-    const ignore = read('.dockerignore').split('\n').map((l) => l.trim())
+    const ignore = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
     for (const p of ['.env', 'node_modules', 'dist', '.git']) expect(ignore).toContain(p)
   })
 })
@@ -255,12 +259,17 @@ describe('Kubernetes manifests', () => {
 
 /** Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` with sample values. */
 function interpolate(v: string, env: Record<string, string>) {
-  return v.replace(/\$\{(\w+)(?::?([-?])([^}]*))?\}/g, (_, name: string, op?: string, rest?: string) => env[name] ?? (op === '-' ? rest! : ''))
+  return v.replace(
+    /\$\{(\w+)(?::?([-?])([^}]*))?\}/g,
+    (_, name: string, op?: string, rest?: string) => env[name] ?? (op === '-' ? rest! : ''),
+  )
 }
 
 describe('docker-compose example', () => {
   const compose = parse(read('deploy/compose/docker-compose.yml'), { merge: true }) as Doc
-  const nodes = Object.entries(compose.services as Record<string, Doc>).filter(([, s]) => s.build || String(s.image).startsWith('chat-server'))
+  const nodes = Object.entries(compose.services as Record<string, Doc>).filter(
+    ([, s]) => s.build || String(s.image).startsWith('chat-server'),
+  )
   const sample = { POSTGRES_PASSWORD: 'pw', API_KEY: 'k'.repeat(32), JWT_SECRET: 's'.repeat(32) }
 
   test('two chat nodes built from the Dockerfile, with Redis, PostgreSQL and a proxy', () => {
@@ -298,7 +307,12 @@ describe('Redis Cluster variants', () => {
   test('compose: the cluster file layered on the base gives every node a valid cluster config', () => {
     const base = parse(read('deploy/compose/docker-compose.yml'), { merge: true }) as Doc
     const over = parse(read('deploy/compose/docker-compose.cluster.yml'), { merge: true }) as Doc
-    const sample = { POSTGRES_PASSWORD: 'pw', API_KEY: 'k'.repeat(32), JWT_SECRET: 's'.repeat(32), REDIS_CLUSTER_URL: 'redis://10.0.0.1:7000,redis://10.0.0.2:7000' }
+    const sample = {
+      POSTGRES_PASSWORD: 'pw',
+      API_KEY: 'k'.repeat(32),
+      JWT_SECRET: 's'.repeat(32),
+      REDIS_CLUSTER_URL: 'redis://10.0.0.1:7000,redis://10.0.0.2:7000',
+    }
     for (const [name, svc] of Object.entries(over.services as Record<string, Doc>)) {
       expect(base.services[name]).toBeDefined()
       const env = { ...base.services[name].environment, ...svc.environment } as Record<string, string>

@@ -50,11 +50,18 @@ afterAll(() => {
   for (const pid of started) if (running(pid)) process.kill(pid, 'SIGKILL')
 })
 
-test('SIGTERM to npm\'s pid stops the server `npm start` runs, after its drain', async () => {
+test("SIGTERM to npm's pid stops the server `npm start` runs, after its drain", async () => {
   const port = freePort()
   const npm = Bun.spawn(['npm', 'start'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', npm_config_update_notifier: 'false' },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      npm_config_update_notifier: 'false',
+    },
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',

@@ -17,8 +17,29 @@ const servers: RunningServer[] = []
 
 /** A self-signed certificate for 127.0.0.1, made with openssl. */
 function makeCert(name: string) {
-  const r = Bun.spawnSync(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-    '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`), '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stderr: 'pipe' })
+  const r = Bun.spawnSync(
+    [
+      'openssl',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-keyout',
+      join(dir, `${name}.key`),
+      '-out',
+      join(dir, `${name}.crt`),
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stderr: 'pipe' },
+  )
   if (r.exitCode !== 0) throw new Error(`openssl failed: ${r.stderr.toString()}`)
   return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), ca: readFileSync(join(dir, `${name}.crt`), 'utf8') }
 }
@@ -138,22 +159,35 @@ describe('TLS', () => {
     expect((await closes).map((c) => c.code)).toEqual([1001, 1001])
   }, 30_000)
 
-  redisTest('WORKERS: SIGHUP to the supervisor reloads the certificate in every worker', async () => {
-    const live = { cert: join(dir, 'workers.crt'), key: join(dir, 'workers.key') }
-    copyFileSync(a.cert, live.cert)
-    copyFileSync(a.key, live.key)
-    const { freePort } = await import('../helpers/services')
-    const s = await tlsServer(live, { WORKERS: '2', PORT: String(freePort()), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `tls-workers-${process.pid}-${Date.now()}:` })
-    await until(() => s.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 10_000)
-    for (let i = 0; i < 6; i++) expect(await peerName(s.port)).toBe('cert-a')
-    copyFileSync(b.cert, live.cert)
-    copyFileSync(b.key, live.key)
-    s.proc.kill('SIGHUP')
-    await until(() => s.logs.filter((l) => l.msg === 'SIGHUP: TLS certificate reloaded for new connections').length === 2, 'both workers reloaded', 10_000)
-    // The kernel spreads new connections over the workers: every one of them serves the new certificate.
-    for (let i = 0; i < 12; i++) expect(await peerName(s.port)).toBe('cert-b')
-    expect(await s.stop()).toBe(0)
-  }, 30_000)
+  redisTest(
+    'WORKERS: SIGHUP to the supervisor reloads the certificate in every worker',
+    async () => {
+      const live = { cert: join(dir, 'workers.crt'), key: join(dir, 'workers.key') }
+      copyFileSync(a.cert, live.cert)
+      copyFileSync(a.key, live.key)
+      const { freePort } = await import('../helpers/services')
+      const s = await tlsServer(live, {
+        WORKERS: '2',
+        PORT: String(freePort()),
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        REDIS_PREFIX: `tls-workers-${process.pid}-${Date.now()}:`,
+      })
+      await until(() => s.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 10_000)
+      for (let i = 0; i < 6; i++) expect(await peerName(s.port)).toBe('cert-a')
+      copyFileSync(b.cert, live.cert)
+      copyFileSync(b.key, live.key)
+      s.proc.kill('SIGHUP')
+      await until(
+        () => s.logs.filter((l) => l.msg === 'SIGHUP: TLS certificate reloaded for new connections').length === 2,
+        'both workers reloaded',
+        10_000,
+      )
+      // The kernel spreads new connections over the workers: every one of them serves the new certificate.
+      for (let i = 0; i < 12; i++) expect(await peerName(s.port)).toBe('cert-b')
+      expect(await s.stop()).toBe(0)
+    },
+    30_000,
+  )
 
   test('--healthcheck speaks HTTPS when TLS is on', async () => {
     const s = await tlsServer(a)

@@ -70,7 +70,7 @@ describe('admission tickets', () => {
     expect(limits.total).toBe(0)
   })
 
-  test('a refused ticket gives nothing back; a user refused keeps the user\'s other tickets counted', async () => {
+  test("a refused ticket gives nothing back; a user refused keeps the user's other tickets counted", async () => {
     const limits = door({ maxConnections: 2, perUser: 1, openWithinMs: 1000 })
     const refused = ticket()
     const a = ticket()
@@ -161,14 +161,19 @@ describe('per address and per node', () => {
     flood[0]!.ws.close()
     await flood[0]!.closed
     await until(async () => (await upgrade(s.url, { user: 'flood-back' })).status === 101, 'a place freed', 3000)
-    console.log(`flood: ${PER_IP} sockets admitted in ${admittedMs.toFixed(0)} ms; ${ATTEMPTS} further upgrades refused (429) in ${refusedMs.toFixed(0)} ms; a second address connected and chatted`)
+    console.log(
+      `flood: ${PER_IP} sockets admitted in ${admittedMs.toFixed(0)} ms; ${ATTEMPTS} further upgrades refused (429) in ${refusedMs.toFixed(0)} ms; a second address connected and chatted`,
+    )
   }, 30_000)
 
   test('X-Forwarded-For from an untrusted peer is ignored: it cannot dodge the limit', async () => {
     const s = await server({ MAX_CONNECTIONS_PER_IP: '2' })
     await open(s.ws, {}, { 'x-forwarded-for': '203.0.113.1' })
     await open(s.ws, {}, { 'x-forwarded-for': '203.0.113.2' })
-    expect(await upgrade(s.url, {}, { 'x-forwarded-for': '203.0.113.3' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_ip' } })
+    expect(await upgrade(s.url, {}, { 'x-forwarded-for': '203.0.113.3' })).toEqual({
+      status: 429,
+      body: { error: 'limit', reason: 'connections_per_ip' },
+    })
     // Through a trusted proxy, one IPv6 /64 is one address for the limit.
     const v6 = await server({ MAX_CONNECTIONS_PER_IP: '1', TRUST_PROXY: '127.0.0.1' })
     await open(v6.ws, {}, { 'x-forwarded-for': '2001:db8:0:1::1' })
@@ -182,7 +187,9 @@ describe('per address and per node', () => {
     // A bad token still counts against nothing: refused with 401 and its place given back.
     for (let i = 0; i < 5; i++) expect((await upgrade(s.url, { token: 'bad' })).status).toBe(401)
     const { SignJWT } = await import('jose')
-    const token = await new SignJWT({ sub: 'maxc' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode('limits-secret-0123456789-abcdef'))
+    const token = await new SignJWT({ sub: 'maxc' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .sign(new TextEncoder().encode('limits-secret-0123456789-abcdef'))
     for (let i = 0; i < 3; i++) await open(s.ws, { token })
     expect(await upgrade(s.url, { token })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections' } })
     expect(await upgrade(s.url, { token: 'bad' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections' } })
@@ -202,29 +209,41 @@ describe('per address and per node', () => {
 })
 
 describe('per user across a cluster (Redis)', () => {
-  redisTest('the limit holds across two nodes; a dead node\'s connections stop counting', async () => {
-    const env = { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `limits-${process.pid}-${Date.now()}:`, MAX_CONNECTIONS_PER_USER: '3' }
-    const [a, b] = await Promise.all([server({ ...env, NODE_ID: 'lim-a' }), server({ ...env, NODE_ID: 'lim-b' })])
-    const onA = [await open(a.ws, { user: 'cu' }), await open(a.ws, { user: 'cu' })]
-    await open(b.ws, { user: 'cu' })
-    expect(await upgrade(a.url, { user: 'cu' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
-    expect(await upgrade(b.url, { user: 'cu' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
-    // Other users are not affected, and the user's sockets chat across nodes.
-    const other = await open(b.ws, { user: 'cu-other' })
-    await other.next({ type: 'joined' })
-    await onA[0]!.next({ type: 'joined' })
-    await onA[0]!.request({ type: 'chat', body: 'across nodes' })
-    expect(await other.next({ type: 'chat' })).toMatchObject({ body: 'across nodes' })
-    // A close on node A frees a place on node B.
-    onA[0]!.ws.close()
-    await onA[0]!.closed
-    const tryOpen = () => connect(b.ws, { user: 'cu' }).then((c) => (clients.push(c), true), () => false)
-    await until(tryOpen, 'place freed across nodes', 5000) // cu: 1 on A + 2 on B
-    expect(await upgrade(b.url, { user: 'cu' })).toMatchObject({ status: 429 })
-    // Node A dies without a word: its socket stops counting once its lease expires.
-    await a.stop('SIGKILL')
-    const t0 = Date.now()
-    await until(tryOpen, 'dead node forgotten', 25_000)
-    console.log(`per-user limit: a killed node's connections stopped counting after ${Date.now() - t0} ms`)
-  }, 60_000)
+  redisTest(
+    "the limit holds across two nodes; a dead node's connections stop counting",
+    async () => {
+      const env = {
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        REDIS_PREFIX: `limits-${process.pid}-${Date.now()}:`,
+        MAX_CONNECTIONS_PER_USER: '3',
+      }
+      const [a, b] = await Promise.all([server({ ...env, NODE_ID: 'lim-a' }), server({ ...env, NODE_ID: 'lim-b' })])
+      const onA = [await open(a.ws, { user: 'cu' }), await open(a.ws, { user: 'cu' })]
+      await open(b.ws, { user: 'cu' })
+      expect(await upgrade(a.url, { user: 'cu' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
+      expect(await upgrade(b.url, { user: 'cu' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
+      // Other users are not affected, and the user's sockets chat across nodes.
+      const other = await open(b.ws, { user: 'cu-other' })
+      await other.next({ type: 'joined' })
+      await onA[0]!.next({ type: 'joined' })
+      await onA[0]!.request({ type: 'chat', body: 'across nodes' })
+      expect(await other.next({ type: 'chat' })).toMatchObject({ body: 'across nodes' })
+      // A close on node A frees a place on node B.
+      onA[0]!.ws.close()
+      await onA[0]!.closed
+      const tryOpen = () =>
+        connect(b.ws, { user: 'cu' }).then(
+          (c) => (clients.push(c), true),
+          () => false,
+        )
+      await until(tryOpen, 'place freed across nodes', 5000) // cu: 1 on A + 2 on B
+      expect(await upgrade(b.url, { user: 'cu' })).toMatchObject({ status: 429 })
+      // Node A dies without a word: its socket stops counting once its lease expires.
+      await a.stop('SIGKILL')
+      const t0 = Date.now()
+      await until(tryOpen, 'dead node forgotten', 25_000)
+      console.log(`per-user limit: a killed node's connections stopped counting after ${Date.now() - t0} ms`)
+    },
+    60_000,
+  )
 })

@@ -77,7 +77,10 @@ describe('one count for every face', () => {
     const s = await server({ MAX_CONNECTIONS_PER_IP: '3' })
     for (let i = 0; i < 3; i++) await pusher(s)
     const fourth = await rawPusher(s)
-    expect(fourth.first).toMatchObject({ event: 'pusher:error', data: { code: 4100, message: expect.stringContaining('MAX_CONNECTIONS_PER_IP') } })
+    expect(fourth.first).toMatchObject({
+      event: 'pusher:error',
+      data: { code: 4100, message: expect.stringContaining('MAX_CONNECTIONS_PER_IP') },
+    })
     expect((await fourth.closed()).code).toBe(4100)
     // The address is full for /ws too.
     expect(await upgrade(s.url)).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_ip' } })
@@ -106,7 +109,10 @@ describe('one count for every face', () => {
     const r = await rawPusher(s)
     const signed = (await auth.post({ socket_id: r.socketId, user: 'bob' })) as { auth: string; user_data: string }
     r.send({ event: 'pusher:signin', data: signed })
-    expect((await r.next((f) => f.event === 'pusher:error')).data).toMatchObject({ code: 4100, message: expect.stringContaining('MAX_CONNECTIONS_PER_USER') })
+    expect((await r.next((f) => f.event === 'pusher:error')).data).toMatchObject({
+      code: 4100,
+      message: expect.stringContaining('MAX_CONNECTIONS_PER_USER'),
+    })
     expect((await r.closed()).code).toBe(4100)
     // Bob's /ws connection and alice's Pusher one stay.
     expect((await bob.request({ type: 'ping' })).type).toBe('pong')
@@ -114,39 +120,51 @@ describe('one count for every face', () => {
     expect(await metric(s, 'chat_connections_refused_total{reason="connections_per_user"}')).toBe(2)
     // Alice's Pusher socket closes: her place is free for /ws.
     p.close()
-    await until(async () => (await upgrade(s.url, { user: 'alice' })).status === 101, 'alice\'s place freed', 3000)
+    await until(async () => (await upgrade(s.url, { user: 'alice' })).status === 101, "alice's place freed", 3000)
   })
 })
 
 describe('per user across a cluster (Redis)', () => {
-  redisTest('a user signed in on Pusher on one node counts for /ws on another, and the reverse', async () => {
-    const env = { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `door-${process.pid}-${Date.now()}:`, MAX_CONNECTIONS_PER_USER: '1' }
-    const [a, b] = await Promise.all([server({ ...env, NODE_ID: 'door-a' }), server({ ...env, NODE_ID: 'door-b' })])
-    const p = await pusher(a, { user: 'carol' })
-    p.pusher.signin()
-    await p.pusher.user.signinDonePromise
-    expect(p.pusher.user.user_data).toMatchObject({ id: 'carol' })
-    expect(await upgrade(b.url, { user: 'carol' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
-    await ws(b, { user: 'dave' })
-    const r = await rawPusher(a)
-    r.send({ event: 'pusher:signin', data: await auth.post({ socket_id: r.socketId, user: 'dave' }) })
-    expect((await r.closed()).code).toBe(4100)
-    // Carol's Pusher socket closes on node A: her place is free on node B.
-    p.close()
-    await until(async () => (await upgrade(b.url, { user: 'carol' })).status === 101, 'carol\'s place freed across nodes', 5000)
-  }, 60_000)
+  redisTest(
+    'a user signed in on Pusher on one node counts for /ws on another, and the reverse',
+    async () => {
+      const env = { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `door-${process.pid}-${Date.now()}:`, MAX_CONNECTIONS_PER_USER: '1' }
+      const [a, b] = await Promise.all([server({ ...env, NODE_ID: 'door-a' }), server({ ...env, NODE_ID: 'door-b' })])
+      const p = await pusher(a, { user: 'carol' })
+      p.pusher.signin()
+      await p.pusher.user.signinDonePromise
+      expect(p.pusher.user.user_data).toMatchObject({ id: 'carol' })
+      expect(await upgrade(b.url, { user: 'carol' })).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
+      await ws(b, { user: 'dave' })
+      const r = await rawPusher(a)
+      r.send({ event: 'pusher:signin', data: await auth.post({ socket_id: r.socketId, user: 'dave' }) })
+      expect((await r.closed()).code).toBe(4100)
+      // Carol's Pusher socket closes on node A: her place is free on node B.
+      p.close()
+      await until(async () => (await upgrade(b.url, { user: 'carol' })).status === 101, "carol's place freed across nodes", 5000)
+    },
+    60_000,
+  )
 })
 
 describe('connect rate', () => {
   test('CONNECT_RATE_PER_SEC: past it both faces answer 503 connect_rate with Retry-After', async () => {
     const s = await server({ CONNECT_RATE_PER_SEC: '1' })
-    const UP = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+    const UP = {
+      upgrade: 'websocket',
+      connection: 'Upgrade',
+      'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      'sec-websocket-version': '13',
+    }
     const ask = (path: string) =>
       fetch(`${s.url}${path}`, { headers: UP, signal: AbortSignal.timeout(1500) }).then(
         async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: r.status === 101 ? undefined : await r.json() }),
         () => ({ status: 101, retryAfter: null, body: undefined }), // a 101 never completes as a fetch
       )
-    const answers = await Promise.all([...Array.from({ length: 5 }, () => ask('/ws')), ...Array.from({ length: 5 }, () => ask(`/app/${APP.key}?protocol=7`))])
+    const answers = await Promise.all([
+      ...Array.from({ length: 5 }, () => ask('/ws')),
+      ...Array.from({ length: 5 }, () => ask(`/app/${APP.key}?protocol=7`)),
+    ])
     const ws503 = answers.slice(0, 5).filter((a) => a.status === 503)
     const pusher503 = answers.slice(5).filter((a) => a.status === 503)
     // One connection a second, at most a second's worth saved up: of ten at once, at most two pass.

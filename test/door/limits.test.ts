@@ -25,7 +25,9 @@ afterAll(async () => {
 async function stalledClient(port: number, path = '/ws'): Promise<{ socket: Socket; closedWith: () => number | undefined }> {
   const socket = tcpConnect({ host: '127.0.0.1', port })
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()))
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+  socket.write(
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  )
   let head = Buffer.alloc(0)
   await new Promise<void>((resolve) => {
     const onData = (d: Buffer) => {
@@ -82,7 +84,12 @@ describe('limits', () => {
 
   test('ALLOWED_ORIGINS refuses other origins with 403 before upgrade', async () => {
     const s = await start({ ALLOWED_ORIGINS: 'https://app.example' })
-    const headers = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+    const headers = {
+      upgrade: 'websocket',
+      connection: 'Upgrade',
+      'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      'sec-websocket-version': '13',
+    }
     const refused = await fetch(`${s.url}/ws`, { headers: { ...headers, origin: 'https://evil.example' } })
     expect(refused.status).toBe(403)
     expect(await refused.json()).toEqual({ error: 'forbidden', reason: 'origin_not_allowed' })
@@ -108,7 +115,6 @@ describe('limits', () => {
   test('a consumer that stops reading is closed with 4008 and never stalls the room', async () => {
     const s = await start({ MAX_BUFFERED_BYTES: '65536', RATE_LIMIT_PER_SEC: '0' })
     const stalled = await stalledClient(s.port)
-    let closeFrame: Buffer | undefined
     const reader = await connect(s.ws)
     const sender = await connect(s.ws)
     const body = 'x'.repeat(3900)
@@ -136,7 +142,7 @@ describe('limits', () => {
     const all = Buffer.concat(chunks)
     // The last frame is a close frame: 0x88, length, code (big endian).
     const i = all.lastIndexOf(0x88)
-    closeFrame = all.subarray(i)
+    const closeFrame = all.subarray(i)
     expect(closeFrame.readUInt16BE(2)).toBe(4008)
     const metrics = await (await fetch(`${s.url}/metrics`)).text()
     expect(metrics).toMatch(/chat_slow_consumer_closes_total 1/)
@@ -183,7 +189,14 @@ describe('limits', () => {
       const ready = await fetch(`${url}/readyz`)
       expect(ready.status).toBe(503)
       expect(await ready.json()).toEqual({ status: 'unready', checks: { broker: 'ok', node: 'draining' } })
-      const up = await fetch(`${url}/ws`, { headers: { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } })
+      const up = await fetch(`${url}/ws`, {
+        headers: {
+          upgrade: 'websocket',
+          connection: 'Upgrade',
+          'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'sec-websocket-version': '13',
+        },
+      })
       expect(up.status).toBe(503)
     } finally {
       app.server!.stop(true)

@@ -24,15 +24,28 @@ const newRoom = () => `conf-${process.pid}-${Date.now().toString(36)}-${rooms++}
 function event(type: EventType, room: string, from: User, fields: Partial<RoomEvent> = {}): RoomEvent {
   return { type, id: Bun.randomUUIDv7(), room, from, ts: new Date().toISOString(), ...fields }
 }
-const draftOf = (e: RoomEvent, moderator?: boolean): EventDraft => ({ event: e, head: eventHead(e.type), tail: eventTail(e), ...(moderator ? { moderator } : {}) })
-const chat = (room: string, from: User, body = 'hi', reply_to?: string) => draftOf(event('chat', room, from, { body, ...(reply_to ? { extra: { reply_to } } : {}) }))
+const draftOf = (e: RoomEvent, moderator?: boolean): EventDraft => ({
+  event: e,
+  head: eventHead(e.type),
+  tail: eventTail(e),
+  ...(moderator ? { moderator } : {}),
+})
+const chat = (room: string, from: User, body = 'hi', reply_to?: string) =>
+  draftOf(event('chat', room, from, { body, ...(reply_to ? { extra: { reply_to } } : {}) }))
 const dm = (room: string, from: User, to: string, body = 'psst') => draftOf(event('dm', room, from, { body, extra: { to } }))
-const edit = (room: string, by: User, msg: string, body = 'edited', moderator?: boolean) => draftOf(event('edit', room, by, { extra: { msg }, body }), moderator)
+const edit = (room: string, by: User, msg: string, body = 'edited', moderator?: boolean) =>
+  draftOf(event('edit', room, by, { extra: { msg }, body }), moderator)
 const del = (room: string, by: User, msg: string, moderator?: boolean) => draftOf(event('delete', room, by, { extra: { msg } }), moderator)
-const react = (room: string, by: User, msg: string, reaction: string, op: 'add' | 'remove' = 'add') => draftOf(event('react', room, by, { extra: { msg, reaction, op } }))
-const pin = (room: string, by: User, msg: string, type: 'pinned' | 'unpinned' = 'pinned', moderator = true) => draftOf(event(type, room, by, { extra: { msg } }), moderator)
+const react = (room: string, by: User, msg: string, reaction: string, op: 'add' | 'remove' = 'add') =>
+  draftOf(event('react', room, by, { extra: { msg, reaction, op } }))
+const pin = (room: string, by: User, msg: string, type: 'pinned' | 'unpinned' = 'pinned', moderator = true) =>
+  draftOf(event(type, room, by, { extra: { msg } }), moderator)
 const moderation = (room: string, by: User, action: string, target: User, seconds?: number) =>
-  draftOf(event('moderation', room, by, { extra: { action, user: target, ...(seconds ? { until: new Date(Date.now() + seconds * 1000).toISOString() } : {}) } }))
+  draftOf(
+    event('moderation', room, by, {
+      extra: { action, user: target, ...(seconds ? { until: new Date(Date.now() + seconds * 1000).toISOString() } : {}) },
+    }),
+  )
 
 /** The refusal an append ends in (its code), or 'ok'. */
 async function outcome(p: Promise<Accepted>): Promise<string> {
@@ -80,7 +93,9 @@ for (const factory of factories) {
       const room = newRoom()
       await e.broker.watch(roomTopic(room))
       const start = (await e.broker.position(room)).seq
-      const accepted = await Promise.all(Array.from({ length: 30 }, (_, i) => e.broker.append(room, chat(room, i % 2 ? alice : bob, `c${i}`))))
+      const accepted = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => e.broker.append(room, chat(room, i % 2 ? alice : bob, `c${i}`))),
+      )
       expect(accepted.map((a) => a.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => start + i + 1))
       await e.broker.caughtUp(room, start + 30)
       await waitFor(() => (e.delivered.get(roomTopic(room))?.length ?? 0) >= 30)
@@ -93,7 +108,11 @@ for (const factory of factories) {
       const base = (await e.broker.position(room)).seq
       const appends = Array.from({ length: 20 }, (_, i) => e.broker.append(room, chat(room, alice, `f${i}`)))
       for (let i = 0; i < 10; i++) {
-        const [pos, replay, sum] = await Promise.all([e.broker.position(room), e.broker.since(room, base), e.broker.summary(room, base, 'bob')])
+        const [pos, replay, sum] = await Promise.all([
+          e.broker.position(room),
+          e.broker.since(room, base),
+          e.broker.summary(room, base, 'bob'),
+        ])
         // Everything up to a reader's seq is there to read.
         expect(seqs(replay.frames)).toEqual(Array.from({ length: replay.seq - base }, (_, j) => base + j + 1))
         expect(sum.unread).toBe(sum.seq - base)
@@ -214,7 +233,15 @@ for (const factory of factories) {
       expect(await outcome(e.broker.append(room, react(room, alice, m.id, 'toString')))).toBe('ok')
       expect((await e.broker.append(room, react(room, bob, m.id, 'toString', 'remove'))).noop).toBe(true)
       const r = (await e.broker.messages!(room, [m.id])).get(m.id)!.reactions
-      expect(Object.entries(r).map(([k, v]) => [k, [...v]]).sort()).toEqual([['__proto__', ['bob']], ['constructor', ['alice']], ['toString', ['alice']]])
+      expect(
+        Object.entries(r)
+          .map(([k, v]) => [k, [...v]])
+          .sort(),
+      ).toEqual([
+        ['__proto__', ['bob']],
+        ['constructor', ['alice']],
+        ['toString', ['alice']],
+      ])
       expect(await outcome(e.broker.append(room, react(room, bob, m.id, '__proto__', 'remove')))).toBe('ok')
       const after = (await e.broker.messages!(room, [m.id])).get(m.id)!.reactions
       expect(Object.keys(after).sort()).toEqual(['constructor', 'toString'])
@@ -255,7 +282,7 @@ for (const factory of factories) {
 
     // ---- moderation, enforced by the sequencer ----
 
-    test('a mute refuses the user\'s chats until unmuted; other users and changes go on', async () => {
+    test("a mute refuses the user's chats until unmuted; other users and changes go on", async () => {
       const room = newRoom()
       const m = await e.broker.append(room, chat(room, alice, 'before'))
       await e.broker.append(room, moderation(room, mod, 'mute', alice, 600))
@@ -290,11 +317,15 @@ for (const factory of factories) {
 
     // ---- concurrency ----
 
-    test('a change racing the message\'s delete: never applied after it', async () => {
+    test("a change racing the message's delete: never applied after it", async () => {
       for (let round = 0; round < 8; round++) {
         const room = newRoom()
         const m = await e.broker.append(room, chat(room, alice))
-        const [d, x, r] = await Promise.all([outcome(e.broker.append(room, del(room, alice, m.id))), outcome(e.broker.append(room, edit(room, alice, m.id, 'late'))), outcome(e.broker.append(room, react(room, bob, m.id, 'r')))])
+        const [d, x, r] = await Promise.all([
+          outcome(e.broker.append(room, del(room, alice, m.id))),
+          outcome(e.broker.append(room, edit(room, alice, m.id, 'late'))),
+          outcome(e.broker.append(room, react(room, bob, m.id, 'r'))),
+        ])
         expect(d).toBe('ok')
         expect(['ok', 'not_found']).toContain(x)
         expect(['ok', 'not_found']).toContain(r)
@@ -312,9 +343,15 @@ for (const factory of factories) {
       for (let round = 0; round < 6; round++) {
         const room = newRoom()
         const m = await e.broker.append(room, chat(room, alice))
-        const both = await Promise.all([outcome(e.broker.append(room, del(room, mod, m.id, true))), outcome(e.broker.append(room, del(room, bob, m.id, true)))])
+        const both = await Promise.all([
+          outcome(e.broker.append(room, del(room, mod, m.id, true))),
+          outcome(e.broker.append(room, del(room, bob, m.id, true))),
+        ])
         expect(both.sort()).toEqual(['not_found', 'ok'])
-        const [mute, unmute] = await Promise.all([e.broker.append(room, moderation(room, mod, 'mute', alice, 600)), e.broker.append(room, moderation(room, bob, 'unmute', alice))])
+        const [mute, unmute] = await Promise.all([
+          e.broker.append(room, moderation(room, mod, 'mute', alice, 600)),
+          e.broker.append(room, moderation(room, bob, 'unmute', alice)),
+        ])
         const muted = mute.seq > unmute.seq
         expect(await outcome(e.broker.append(room, chat(room, alice)))).toBe(muted ? 'forbidden' : 'ok')
       }
@@ -322,7 +359,7 @@ for (const factory of factories) {
 
     // ---- summaries and unread ----
 
-    test('summary: unread after the marker not counting the reader\'s own; last is the newest message', async () => {
+    test("summary: unread after the marker not counting the reader's own; last is the newest message", async () => {
       const room = newRoom()
       const base = (await e.broker.position(room)).seq
       const m1 = await e.broker.append(room, chat(room, alice, 'a1'))

@@ -75,7 +75,15 @@ function redisEngine(name: string, test: typeof bunTest, url: () => string, clus
       const prefix = `conf-${process.pid}-${Date.now().toString(36)}-${cluster ? 'c' : 'r'}:`
       const connections = redisConnections(url(), cluster)
       const nodeId = `conf-${cluster ? 'c' : 'r'}`
-      const broker = redisBroker({ redis: connections, nodes: singleNode(nodeId), cluster, prefix, nodeId, historyLimit: LIMITS.historyLimit, reactionCaps: caps })
+      const broker = redisBroker({
+        redis: connections,
+        nodes: singleNode(nodeId),
+        cluster,
+        prefix,
+        nodeId,
+        historyLimit: LIMITS.historyLimit,
+        reactionCaps: caps,
+      })
       const client = connections.cmd
       // Redis lost the room (restarted empty, or the keys expired): its sequence state goes.
       const forget = async (room: string) => {
@@ -117,7 +125,14 @@ export async function engines(): Promise<{ factories: EngineFactory[]; stop(): P
         const db = await freshDatabase('conformance')
         dbs.push(db)
         const store = await postgresStore({ dsn: db.dsn, nodeId: 'conf-pg' })
-        const broker = memoryBroker({ historyLimit: LIMITS.historyLimit, maxRooms: LIMITS.maxRooms, reactionCaps: caps, origin: store.origin, store, loadMessages: (room, ids) => store.messages(room, ids) })
+        const broker = memoryBroker({
+          historyLimit: LIMITS.historyLimit,
+          maxRooms: LIMITS.maxRooms,
+          reactionCaps: caps,
+          origin: store.origin,
+          store,
+          loadMessages: (room, ids) => store.messages(room, ids),
+        })
         return started(broker, memoryForget(broker), () => store.close(2000))
       },
     },

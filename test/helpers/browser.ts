@@ -26,14 +26,28 @@ export const launchChromium = () =>
     executablePath: CHROMIUM,
     headless: true,
     timeout: 20_000,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+    ],
   })
 
 /**
  * The demo page as `name`, in a context of its own, once its socket is open. Page errors and
  * dialogs go into `errors` (a test ends by expecting it empty); `wait` only bounds the waits.
  */
-export async function openDemo(browser: Browser, url: string, name: string, errors: string[], o: { viewport?: { width: number; height: number }; wait?: { timeout: number } } = {}): Promise<Page> {
+export async function openDemo(
+  browser: Browser,
+  url: string,
+  name: string,
+  errors: string[],
+  o: { viewport?: { width: number; height: number }; wait?: { timeout: number } } = {},
+): Promise<Page> {
   const wait = o.wait ?? { timeout: 15_000 }
   const ctx = await browser.newContext({ viewport: o.viewport ?? { width: 1000, height: 700 } })
   const page = await ctx.newPage()

@@ -23,7 +23,11 @@ const ANSWERS = new Set(['ack', 'error', 'joined', 'left', 'history', 'presence'
 const matches = (f: Frame, m?: Partial<Frame> | ((f: Frame) => boolean)) =>
   !m ? true : typeof m === 'function' ? m(f) : Object.entries(m).every(([k, v]) => f[k] === v)
 
-export async function connect(url: string, query: Record<string, string> = {}, init?: { headers?: Record<string, string> }): Promise<TestClient> {
+export async function connect(
+  url: string,
+  query: Record<string, string> = {},
+  init?: { headers?: Record<string, string> },
+): Promise<TestClient> {
   const qs = new URLSearchParams(query).toString()
   const ws = new WebSocket(qs ? `${url}?${qs}` : url, init as never)
   const frames: Frame[] = []
@@ -64,7 +68,11 @@ export async function connect(url: string, query: Record<string, string> = {}, i
       }
       const timer = setTimeout(() => {
         done()
-        reject(new Error(`timed out waiting for ${typeof match === 'function' ? 'a frame' : JSON.stringify(match)}; got ${JSON.stringify(frames.slice(cursor)).slice(0, 2000)}`))
+        reject(
+          new Error(
+            `timed out waiting for ${typeof match === 'function' ? 'a frame' : JSON.stringify(match)}; got ${JSON.stringify(frames.slice(cursor)).slice(0, 2000)}`,
+          ),
+        )
       }, ms)
       const done = () => {
         clearTimeout(timer)

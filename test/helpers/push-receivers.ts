@@ -7,7 +7,6 @@ import { join } from 'node:path'
 import { decodeProtectedHeader, importJWK, importSPKI, jwtVerify } from 'jose'
 import webpush from 'web-push'
 
-
 /**
  * Loopback stand-ins for the three push services, each checking what the real one checks:
  * Web Push (the VAPID JWT's signature, and the payload decrypted with the subscription's own
@@ -83,7 +82,8 @@ export async function webPushReceiver() {
       if (req.headers.get('content-encoding') !== 'aes128gcm') throw new Error(`content-encoding ${req.headers.get('content-encoding')}`)
       const text = decryptAes128gcm(Buffer.from(await req.arrayBuffer()), ua)
       const answer = status.get(sub) ?? 201
-      if (answer < 300) received.push({ sub, topic: req.headers.get('topic'), urgency: req.headers.get('urgency'), payload: JSON.parse(text) })
+      if (answer < 300)
+        received.push({ sub, topic: req.headers.get('topic'), urgency: req.headers.get('urgency'), payload: JSON.parse(text) })
       return new Response(null, { status: answer })
     } catch (err) {
       problems.push(String(err))
@@ -129,7 +129,12 @@ export function serviceAccount(tokenUri: string, dir: string) {
 }
 
 export interface FcmReceived {
-  message: { token: string; notification: { title: string; body: string }; data: Record<string, string>; android: { collapse_key: string; notification: { notification_count: number } } }
+  message: {
+    token: string
+    notification: { title: string; body: string }
+    data: Record<string, string>
+    android: { collapse_key: string; notification: { notification_count: number } }
+  }
 }
 
 /** FCM: POST /token (the OAuth exchange) and POST /v1/projects/<p>/messages:send; `gone` tokens answer 404 UNREGISTERED. */
@@ -148,8 +153,12 @@ export async function fcmReceiver(dir: string) {
       try {
         if (url.pathname === '/token') {
           const form = new URLSearchParams(await req.text())
-          if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') throw new Error(`grant_type ${form.get('grant_type')}`)
-          const { payload } = await jwtVerify(form.get('assertion') ?? '', await importSPKI(account!.publicPem, 'RS256'), { audience: account!.creds.token_uri, issuer: account!.creds.client_email })
+          if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer')
+            throw new Error(`grant_type ${form.get('grant_type')}`)
+          const { payload } = await jwtVerify(form.get('assertion') ?? '', await importSPKI(account!.publicPem, 'RS256'), {
+            audience: account!.creds.token_uri,
+            issuer: account!.creds.client_email,
+          })
           if (payload.scope !== 'https://www.googleapis.com/auth/firebase.messaging') throw new Error(`scope ${payload.scope}`)
           exchanges++
           const token = `ya29.${randomBytes(12).toString('hex')}`
@@ -160,7 +169,17 @@ export async function fcmReceiver(dir: string) {
         const bearer = (req.headers.get('authorization') ?? '').replace(/^Bearer /, '')
         if (!tokens.has(bearer)) return Response.json({ error: { code: 401, status: 'UNAUTHENTICATED' } }, { status: 401 })
         const body = (await req.json()) as FcmReceived
-        if (gone.has(body.message.token)) return Response.json({ error: { code: 404, status: 'NOT_FOUND', details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'UNREGISTERED' }] } }, { status: 404 })
+        if (gone.has(body.message.token))
+          return Response.json(
+            {
+              error: {
+                code: 404,
+                status: 'NOT_FOUND',
+                details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode: 'UNREGISTERED' }],
+              },
+            },
+            { status: 404 },
+          )
         received.push(body)
         return Response.json({ name: `projects/${account!.creds.project_id}/messages/${received.length}` })
       } catch (err) {
@@ -170,7 +189,15 @@ export async function fcmReceiver(dir: string) {
     },
   })
   account = serviceAccount(`http://127.0.0.1:${server.port}/token`, dir)
-  return { url: `http://127.0.0.1:${server.port}`, file: account.file, received, problems, gone, exchanges: () => exchanges, stop: () => server.stop(true) }
+  return {
+    url: `http://127.0.0.1:${server.port}`,
+    file: account.file,
+    received,
+    problems,
+    gone,
+    exchanges: () => exchanges,
+    stop: () => server.stop(true),
+  }
 }
 
 export interface ApnsReceived {
@@ -183,7 +210,29 @@ export interface ApnsReceived {
 export function selfSigned(dir: string) {
   const key = join(dir, 'tls.key')
   const cert = join(dir, 'tls.crt')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  )
   return { key, cert }
 }
 
@@ -221,7 +270,8 @@ export async function apnsReceiver(dir: string) {
         await jwtVerify(jwt, verifyKey, { issuer: teamId, algorithms: ['ES256'] })
         if (headers['apns-topic'] !== topic) throw new Error(`apns-topic ${headers['apns-topic']}`)
         if (headers['apns-push-type'] !== 'alert') throw new Error(`apns-push-type ${headers['apns-push-type']}`)
-        if (!headers['apns-collapse-id'] || String(headers['apns-collapse-id']).length > 64) throw new Error(`apns-collapse-id ${headers['apns-collapse-id']}`)
+        if (!headers['apns-collapse-id'] || String(headers['apns-collapse-id']).length > 64)
+          throw new Error(`apns-collapse-id ${headers['apns-collapse-id']}`)
         if (bad.has(token)) return answer(400, { reason: 'BadDeviceToken' })
         if (unregistered.has(token)) return answer(410, { reason: 'Unregistered', timestamp: Date.now() })
         const hs: Record<string, string> = {}
@@ -237,7 +287,14 @@ export async function apnsReceiver(dir: string) {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   const port = (server.address() as { port: number }).port
   return {
-    env: { PUSH_APNS_URL: `https://127.0.0.1:${port}`, PUSH_APNS_KEY_FILE: keyFile, PUSH_APNS_KEY_ID: keyId, PUSH_APNS_TEAM_ID: teamId, PUSH_APNS_TOPIC: topic, NODE_EXTRA_CA_CERTS: tls.cert },
+    env: {
+      PUSH_APNS_URL: `https://127.0.0.1:${port}`,
+      PUSH_APNS_KEY_FILE: keyFile,
+      PUSH_APNS_KEY_ID: keyId,
+      PUSH_APNS_TEAM_ID: teamId,
+      PUSH_APNS_TOPIC: topic,
+      NODE_EXTRA_CA_CERTS: tls.cert,
+    },
     received,
     problems,
     bad,
@@ -260,7 +317,14 @@ export async function pushReceivers() {
     PUSH_FCM_URL: fcm.url,
     ...apns.env,
   }
-  return { wp, fcm, apns, env, problems: () => [...wp.problems, ...fcm.problems, ...apns.problems], stop: async () => (wp.stop(), fcm.stop(), await apns.stop()) }
+  return {
+    wp,
+    fcm,
+    apns,
+    env,
+    problems: () => [...wp.problems, ...fcm.problems, ...apns.problems],
+    stop: async () => (wp.stop(), fcm.stop(), await apns.stop()),
+  }
 }
 
 /** Waits until `check` returns a value other than undefined/false (polling), or throws with `what`. */

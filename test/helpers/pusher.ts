@@ -12,7 +12,15 @@ export const pusherEnv = { PUSHER_APP_ID: APP.appId, PUSHER_KEY: APP.key, PUSHER
 
 /** The Pusher server SDK pointed at a test server, as an app's backend would configure it. */
 export const sdk = (s: RunningServer, secret = APP.secret) =>
-  new PusherServer({ appId: APP.appId, key: APP.key, secret, host: '127.0.0.1', port: String(s.port), useTLS: false, encryptionMasterKeyBase64: MASTER_KEY })
+  new PusherServer({
+    appId: APP.appId,
+    key: APP.key,
+    secret,
+    host: '127.0.0.1',
+    port: String(s.port),
+    useTLS: false,
+    encryptionMasterKeyBase64: MASTER_KEY,
+  })
 
 /**
  * The app's auth endpoint, served with Bun.serve: signs channel subscriptions and user sign-ins
@@ -20,7 +28,13 @@ export const sdk = (s: RunningServer, secret = APP.secret) =>
  * presence member is `user`; `refuse` makes it sign with a wrong secret.
  */
 export function authEndpoint() {
-  const signer = new PusherServer({ appId: APP.appId, key: APP.key, secret: APP.secret, host: '127.0.0.1', encryptionMasterKeyBase64: MASTER_KEY })
+  const signer = new PusherServer({
+    appId: APP.appId,
+    key: APP.key,
+    secret: APP.secret,
+    host: '127.0.0.1',
+    encryptionMasterKeyBase64: MASTER_KEY,
+  })
   const forger = new PusherServer({ appId: APP.appId, key: APP.key, secret: 'not-the-secret-at-all-000000', host: '127.0.0.1' })
   const server = Bun.serve({
     hostname: '127.0.0.1',
@@ -29,7 +43,9 @@ export function authEndpoint() {
       const b = (await req.json()) as { socket_id: string; channel_name?: string; user?: string; name?: string; forge?: boolean }
       const s = b.forge ? forger : signer
       if (!b.channel_name) return Response.json(s.authenticateUser(b.socket_id, { id: b.user ?? 'anon', name: b.name ?? b.user }))
-      const presence = b.channel_name.startsWith('presence-') ? { user_id: b.user ?? 'anon', user_info: { name: b.name ?? b.user } } : undefined
+      const presence = b.channel_name.startsWith('presence-')
+        ? { user_id: b.user ?? 'anon', user_info: { name: b.name ?? b.user } }
+        : undefined
       return Response.json(s.authorizeChannel(b.socket_id, b.channel_name, presence))
     },
   })
@@ -54,7 +70,11 @@ afterAll(() => {
 })
 
 /** pusher-js (its Node build) against a test server, as an app would configure it. */
-export async function pusherClient(s: RunningServer, auth: ReturnType<typeof authEndpoint>, as: { user?: string; name?: string; forge?: boolean } = {}): Promise<PusherClient> {
+export async function pusherClient(
+  s: RunningServer,
+  auth: ReturnType<typeof authEndpoint>,
+  as: { user?: string; name?: string; forge?: boolean } = {},
+): Promise<PusherClient> {
   const pusher = new PusherJs(APP.key, {
     wsHost: '127.0.0.1',
     wsPort: s.port,
@@ -64,12 +84,18 @@ export async function pusherClient(s: RunningServer, auth: ReturnType<typeof aut
     cluster: 'mt1',
     channelAuthorization: {
       customHandler: (p, cb) => {
-        auth.post({ socket_id: p.socketId, channel_name: p.channelName, ...as }).then((d) => cb(null, d), (e) => cb(e, null))
+        auth.post({ socket_id: p.socketId, channel_name: p.channelName, ...as }).then(
+          (d) => cb(null, d),
+          (e) => cb(e, null),
+        )
       },
     },
     userAuthentication: {
       customHandler: (p, cb) => {
-        auth.post({ socket_id: p.socketId, ...as }).then((d) => cb(null, d), (e) => cb(e, null))
+        auth.post({ socket_id: p.socketId, ...as }).then(
+          (d) => cb(null, d),
+          (e) => cb(e, null),
+        )
       },
     },
   })
@@ -160,5 +186,13 @@ export async function rawPusher(s: RunningServer, key = APP.key, protocol = 7) {
       check()
     })
   const first = await next((f) => f.event === 'pusher:connection_established' || f.event === 'pusher:error')
-  return { ws, frames, next, closed: closedP, first, socketId: first.data?.socket_id as string, send: (f: unknown) => ws.send(JSON.stringify(f)) }
+  return {
+    ws,
+    frames,
+    next,
+    closed: closedP,
+    first,
+    socketId: first.data?.socket_id as string,
+    send: (f: unknown) => ws.send(JSON.stringify(f)),
+  }
 }

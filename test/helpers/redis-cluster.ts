@@ -12,9 +12,10 @@ export const haveRedisBinaries = () => Bun.which('redis-server') !== null && Bun
 export function needRedisBinaries(): typeof test {
   if (haveRedisBinaries()) return test
   if (process.env.CI === 'true')
-    return ((label: string) => test(label, () => {
-      throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
-    })) as unknown as typeof test
+    return ((label: string) =>
+      test(label, () => {
+        throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
+      })) as unknown as typeof test
   console.warn('skipping the Redis Cluster suites: redis-server/redis-cli are not on PATH')
   return test.skip
 }
@@ -52,7 +53,27 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
   const nodeTimeout = String(opts.nodeTimeoutMs ?? 2000)
   const spawn = (port: number, dir: string) =>
     Bun.spawn(
-      ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', nodeTimeout, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+      [
+        'redis-server',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--cluster-node-timeout',
+        nodeTimeout,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'no',
+      ],
       { stdout: 'ignore', stderr: 'ignore' },
     )
   const waitUp = async (port: number) => {
@@ -112,7 +133,10 @@ export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): 
   const alive = () => [...instances.values()].filter((i) => i.proc.exitCode === null && i.proc.signalCode === null).map((i) => i.port)
   try {
     await Promise.all(ports.map(waitUp))
-    const create = Bun.spawn(['redis-cli', '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], { stdout: 'pipe', stderr: 'pipe' })
+    const create = Bun.spawn(
+      ['redis-cli', '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'],
+      { stdout: 'pipe', stderr: 'pipe' },
+    )
     const [out, err, code] = await Promise.all([new Response(create.stdout).text(), new Response(create.stderr).text(), create.exited])
     if (code !== 0) throw new Error(`redis-cli --cluster create failed (${code}): ${out}\n${err}`)
     await cluster.waitOk()

@@ -9,7 +9,8 @@ export function s3Receiver(accessKeyId: string) {
   const multipart = new Map<string, Map<number, Uint8Array>>()
   const requests: { method: string; path: string }[] = []
   let refused = 0
-  const xml = (body: string, status = 200) => new Response(`<?xml version="1.0" encoding="UTF-8"?>${body}`, { status, headers: { 'content-type': 'application/xml' } })
+  const xml = (body: string, status = 200) =>
+    new Response(`<?xml version="1.0" encoding="UTF-8"?>${body}`, { status, headers: { 'content-type': 'application/xml' } })
   const server = Bun.serve({
     hostname: '127.0.0.1',
     port: 0,
@@ -27,7 +28,9 @@ export function s3Receiver(accessKeyId: string) {
       if (req.method === 'POST' && url.searchParams.has('uploads')) {
         const id = Bun.randomUUIDv7()
         multipart.set(id, new Map())
-        return xml(`<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>${path}</Key><UploadId>${id}</UploadId></InitiateMultipartUploadResult>`)
+        return xml(
+          `<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>${path}</Key><UploadId>${id}</UploadId></InitiateMultipartUploadResult>`,
+        )
       }
       if (req.method === 'PUT' && uploadId) {
         const parts = multipart.get(uploadId)
@@ -56,7 +59,9 @@ export function s3Receiver(accessKeyId: string) {
       const obj = objects.get(path)
       if (req.method === 'GET' || req.method === 'HEAD') {
         if (!obj) return xml('<Error><Code>NoSuchKey</Code></Error>', 404)
-        return new Response(req.method === 'HEAD' ? null : (obj as Uint8Array<ArrayBuffer>), { headers: { 'content-length': String(obj.length), etag: '"x"', 'last-modified': new Date().toUTCString() } })
+        return new Response(req.method === 'HEAD' ? null : (obj as Uint8Array<ArrayBuffer>), {
+          headers: { 'content-length': String(obj.length), etag: '"x"', 'last-modified': new Date().toUTCString() },
+        })
       }
       if (req.method === 'DELETE') {
         objects.delete(path)

@@ -32,7 +32,13 @@ export interface StartOptions {
  */
 export async function startServer(opts: StartOptions = {}): Promise<RunningServer> {
   const cwd = mkdtempSync(join(tmpdir(), 'chat-server-test-'))
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' }
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/tmp',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+  }
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v
   const proc = Bun.spawn(opts.command ?? [BUN, join(ROOT, 'src/main.ts')], { cwd, env, stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' })
   const logs: Record<string, unknown>[] = []
@@ -64,7 +70,10 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   })()
   const timeoutMs = opts.timeoutMs ?? 15_000
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs} ms; stderr: ${err}; logs: ${JSON.stringify(logs)}`)), timeoutMs)
+    const timer = setTimeout(
+      () => reject(new Error(`server did not start in ${timeoutMs} ms; stderr: ${err}; logs: ${JSON.stringify(logs)}`)),
+      timeoutMs,
+    )
     const check = (l: Record<string, unknown>) => {
       if (l.msg === 'listening') {
         clearTimeout(timer)
@@ -84,7 +93,8 @@ export async function startServer(opts: StartOptions = {}): Promise<RunningServe
   proc.exited.then((code) => {
     running.delete(proc)
     // A server that dies on its own is a finding: show why next to the failing test.
-    if (!stopping && code !== 0) console.error(`server on port ${port} exited by itself (${code}); stderr:\n${err}\nlast logs: ${JSON.stringify(logs.slice(-5))}`)
+    if (!stopping && code !== 0)
+      console.error(`server on port ${port} exited by itself (${code}); stderr:\n${err}\nlast logs: ${JSON.stringify(logs.slice(-5))}`)
   })
   return {
     port,

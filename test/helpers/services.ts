@@ -24,9 +24,10 @@ export async function needService(name: string, port: number): Promise<typeof te
   if (await listening(port)) return test
   const reason = `${name} is not answering on 127.0.0.1:${port}`
   if (process.env.CI === 'true') {
-    return ((label: string) => test(label, () => {
-      throw new Error(`${reason} (CI=true: a missing service is a failure)`)
-    })) as unknown as typeof test
+    return ((label: string) =>
+      test(label, () => {
+        throw new Error(`${reason} (CI=true: a missing service is a failure)`)
+      })) as unknown as typeof test
   }
   console.warn(`skipping: ${reason}`)
   return test.skip
@@ -51,7 +52,11 @@ export async function privateRedis(opts: { keepData: boolean }) {
   const port = freePort()
   const dir = mkdtempSync(join(tmpdir(), 'chat-redis-'))
   const persistence = opts.keepData ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']
-  const spawn = () => Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...persistence], { stdout: 'ignore', stderr: 'ignore' })
+  const spawn = () =>
+    Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...persistence], {
+      stdout: 'ignore',
+      stderr: 'ignore',
+    })
   const waitUp = async () => {
     for (let i = 0; i < 250 && !(await listening(port)); i++) await Bun.sleep(20)
   }

@@ -1,4 +1,9 @@
-const UPGRADE = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+const UPGRADE = {
+  upgrade: 'websocket',
+  connection: 'Upgrade',
+  'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+  'sec-websocket-version': '13',
+}
 
 /**
  * The HTTP answer to a WebSocket upgrade request (a WebSocket client would hide a refusal's
@@ -7,7 +12,10 @@ const UPGRADE = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-ke
  */
 export async function upgrade(baseUrl: string, query: Record<string, string> = {}, headers: Record<string, string> = {}) {
   const qs = new URLSearchParams(query).toString()
-  const res = await fetch(`${baseUrl}/ws${qs ? `?${qs}` : ''}`, { headers: { ...UPGRADE, ...headers }, signal: AbortSignal.timeout(1500) }).catch((err) => {
+  const res = await fetch(`${baseUrl}/ws${qs ? `?${qs}` : ''}`, {
+    headers: { ...UPGRADE, ...headers },
+    signal: AbortSignal.timeout(1500),
+  }).catch((err) => {
     if (err.name === 'TimeoutError') return undefined
     throw err
   })

@@ -33,7 +33,13 @@ export function webhookReceiver(opts: { port?: number; answer?: (body: any) => R
   let held: (() => void)[] = []
   const handler = async (req: Request) => {
     const body = await req.text()
-    const r: Received = { body, signature: req.headers.get('chat-signature') ?? '', userAgent: req.headers.get('user-agent') ?? '', events: [], status: 0 }
+    const r: Received = {
+      body,
+      signature: req.headers.get('chat-signature') ?? '',
+      userAgent: req.headers.get('user-agent') ?? '',
+      events: [],
+      status: 0,
+    }
     let parsed: any
     try {
       parsed = JSON.parse(body)

@@ -99,7 +99,7 @@ describe('admin API across a cluster through Redis', () => {
     const onA = await connect(a.ws, { user: 'ca' })
     expect((await onA.request({ type: 'join', room: 'lobby' })).type).toBe('joined')
     const nodeOf = async (s: RunningServer, id: string) => ((await admin(s, '/api/admin/nodes')).nodes as any[]).find((n) => n.id === id)
-    await until(async () => (await nodeOf(a, 'admin-b'))?.connections === 4, 'b\'s 4 connections seen from a', 8000)
+    await until(async () => (await nodeOf(a, 'admin-b'))?.connections === 4, "b's 4 connections seen from a", 8000)
 
     // Chat on b: b's message rate moves, as seen from a.
     const end = Date.now() + 6000
@@ -113,7 +113,11 @@ describe('admin API across a cluster through Redis', () => {
     expect((await nodeOf(a, 'admin-b')).msgOutPerS).toBeGreaterThan(0)
 
     // Busiest rooms: lobby's members summed over both nodes.
-    await until(async () => (await admin(a, '/api/admin/rooms')).rooms.find((r: any) => r.room === 'lobby')?.members === 5, 'lobby with 5 members over 2 nodes', 8000)
+    await until(
+      async () => (await admin(a, '/api/admin/rooms')).rooms.find((r: any) => r.room === 'lobby')?.members === 5,
+      'lobby with 5 members over 2 nodes',
+      8000,
+    )
     expect((await admin(a, '/api/admin/rooms')).rooms.find((r: any) => r.room === 'lobby')).toEqual({ room: 'lobby', members: 5, nodes: 2 })
 
     // The series sums both nodes: its last points hold the 5 connections and a message rate.

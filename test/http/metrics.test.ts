@@ -13,12 +13,25 @@ describe('metrics counted as plain numbers', () => {
     for (const t of types) expect(() => m.framesIn[t as keyof typeof m.framesIn].inc()).not.toThrow()
   })
 
-  test('the server\'s tallies show as its prom-client counters did', async () => {
+  test("the server's tallies show as its prom-client counters did", async () => {
     const m = createMetrics()
     const ref = new Registry()
-    const framesIn = new Counter({ name: 'chat_frames_in_total', help: 'Client frames received, by type', labelNames: ['type'], registers: [ref] })
-    const delivered = new Counter({ name: 'chat_messages_delivered_total', help: 'Chat and DM frames handed to local subscribers', registers: [ref] })
-    const pick = (text: string, name: string) => text.split('\n').filter((l) => l.includes(name)).join('\n')
+    const framesIn = new Counter({
+      name: 'chat_frames_in_total',
+      help: 'Client frames received, by type',
+      labelNames: ['type'],
+      registers: [ref],
+    })
+    const delivered = new Counter({
+      name: 'chat_messages_delivered_total',
+      help: 'Chat and DM frames handed to local subscribers',
+      registers: [ref],
+    })
+    const pick = (text: string, name: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.includes(name))
+        .join('\n')
     for (let round = 0; round < 2; round++) {
       const text = await m.registry.metrics()
       const want = await ref.metrics()
@@ -46,7 +59,11 @@ describe('metrics counted as plain numbers', () => {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [ref],
     })
-    const pick = (text: string) => text.split('\n').filter((l) => l.includes('chat_publish_latency_seconds')).join('\n')
+    const pick = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) => l.includes('chat_publish_latency_seconds'))
+        .join('\n')
     // On a bound, between bounds, past the last one, zero: each lands where prom-client puts it.
     const values = [0, 0.0001, 0.00011, 0.0003, 0.001, 0.004, 0.25, 0.9999, 1, 1.5, 30, 0.00002]
     for (let round = 0; round < 3; round++) {

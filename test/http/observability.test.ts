@@ -47,13 +47,22 @@ function dashboardExprs(node: unknown, out: string[] = []): string[] {
   return out
 }
 
-const ruleExprs = (): { alert: string; expr: string }[] => rules.groups.flatMap((g: any) => g.rules.map((r: any) => ({ alert: r.alert, expr: r.expr })))
+const ruleExprs = (): { alert: string; expr: string }[] =>
+  rules.groups.flatMap((g: any) => g.rules.map((r: any) => ({ alert: r.alert, expr: r.expr })))
 
 const names = (expr: string) => [...expr.matchAll(METRIC)].map((m) => m[0])
 
 describe('dashboard and alert rules against /metrics', () => {
   test('the server exports the metrics this check relies on', () => {
-    for (const name of ['chat_connections', 'chat_ready', 'chat_check_ok', 'chat_publish_latency_seconds_bucket', 'process_cpu_seconds_total', 'process_resident_memory_bytes']) expect(exported).toContain(name)
+    for (const name of [
+      'chat_connections',
+      'chat_ready',
+      'chat_check_ok',
+      'chat_publish_latency_seconds_bucket',
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+    ])
+      expect(exported).toContain(name)
   })
 
   test('every metric the dashboard names is exported, and every chat_* metric has a panel', () => {
@@ -78,11 +87,20 @@ describe('dashboard and alert rules against /metrics', () => {
     for (const { alert, expr } of all) {
       const found = names(expr)
       expect({ alert, names: found.length > 0 }).toEqual({ alert, names: true })
-      for (const n of found) expect({ alert, missing: exported.has(n) || SYNTHETIC.has(n) ? undefined : n }).toEqual({ alert, missing: undefined })
+      for (const n of found)
+        expect({ alert, missing: exported.has(n) || SYNTHETIC.has(n) ? undefined : n }).toEqual({ alert, missing: undefined })
     }
     // What the issue asks the rules to watch.
     const text = JSON.stringify(all)
-    for (const watched of ['chat_ready', 'chat_broker_errors_total', 'chat_store_errors_total', 'chat_errors_total', 'chat_publish_latency_seconds_bucket', 'chat_slow_consumer_closes_total']) expect(text).toContain(watched)
+    for (const watched of [
+      'chat_ready',
+      'chat_broker_errors_total',
+      'chat_store_errors_total',
+      'chat_errors_total',
+      'chat_publish_latency_seconds_bucket',
+      'chat_slow_consumer_closes_total',
+    ])
+      expect(text).toContain(watched)
   })
 
   test('the dashboard is importable: unique panel ids, a datasource variable, every target with a refId', () => {

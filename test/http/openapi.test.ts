@@ -36,7 +36,14 @@ afterAll(async () => {
 function registeredApiRoutes(): string[] {
   const config = loadConfig({ API_KEY, LOG_LEVEL: 'silent', UPLOAD_DIR: mkdtempSync(join(tmpdir(), 'openapi-uploads-')) })
   const uploads = configuredUploads(config, {})
-  const { app } = createApp({ config, broker: memoryBroker({ historyLimit: 10 }), metrics: createMetrics(), nodeId: 'spec', members: memoryMembers(), uploads })
+  const { app } = createApp({
+    config,
+    broker: memoryBroker({ historyLimit: 10 }),
+    metrics: createMetrics(),
+    nodeId: 'spec',
+    members: memoryMembers(),
+    uploads,
+  })
   return app.routes
     .filter((r) => r.path.startsWith('/api/'))
     .map((r) => `${r.method.toUpperCase()} ${r.path.replace(/:(\w+)/g, '{$1}')}`)
@@ -44,7 +51,9 @@ function registeredApiRoutes(): string[] {
 }
 
 const operations = () =>
-  Object.entries(spec.paths as Record<string, Record<string, any>>).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ key: `${method.toUpperCase()} ${path}`, op })))
+  Object.entries(spec.paths as Record<string, Record<string, any>>).flatMap(([path, methods]) =>
+    Object.entries(methods).map(([method, op]) => ({ key: `${method.toUpperCase()} ${path}`, op })),
+  )
 
 /** Every `$ref` in the document points at something that exists. */
 function danglingRefs(node: unknown, at = '#'): string[] {
@@ -73,7 +82,11 @@ describe('OpenAPI', () => {
     const registered = registeredApiRoutes()
     expect(registered).toContain('POST /api/publish')
     expect(registered).toContain('GET /api/admin/nodes')
-    expect(operations().map((o) => o.key).sort()).toEqual(registered)
+    expect(
+      operations()
+        .map((o) => o.key)
+        .sort(),
+    ).toEqual(registered)
   })
 
   test('every operation names the bearer security, its 200 schema and its error bodies', () => {
@@ -81,7 +94,9 @@ describe('OpenAPI', () => {
       expect({ key, security: op.security }).toEqual({ key, security: [{ bearer: [] }] })
       // The success answer: 200 (201 for what a POST creates), a JSON object or, for a download, the file's bytes.
       const success = (op.responses['200'] ?? op.responses['201'])?.content
-      const ok = success?.['application/json']?.schema?.type ?? (success?.['application/octet-stream']?.schema?.format === 'binary' ? 'object' : undefined)
+      const ok =
+        success?.['application/json']?.schema?.type ??
+        (success?.['application/octet-stream']?.schema?.format === 'binary' ? 'object' : undefined)
       expect({ key, ok }).toEqual({ key, ok: 'object' })
       for (const code of ['401', '403']) {
         const schema = op.responses[code]?.content?.['application/json']?.schema
@@ -92,7 +107,7 @@ describe('OpenAPI', () => {
     }
   })
 
-  test('a request built from the spec\'s example for /api/publish succeeds and answers the 200 schema', async () => {
+  test("a request built from the spec's example for /api/publish succeeds and answers the 200 schema", async () => {
     const op = spec.paths['/api/publish'].post
     const media = op.requestBody.content['application/json']
     const example = media.schema.examples[0]
@@ -101,7 +116,11 @@ describe('OpenAPI', () => {
     const member = await connect(s.ws, { user: 'reader' })
     expect((await member.request({ type: 'join', room })).type).toBe('joined')
 
-    const res = await fetch(`${s.url}/api/publish`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(example) })
+    const res = await fetch(`${s.url}/api/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify(example),
+    })
     expect(res.status).toBe(200)
     const out: any = await res.json()
     const ok = op.responses['200'].content['application/json'].schema
@@ -112,7 +131,11 @@ describe('OpenAPI', () => {
   })
 
   test('an error answer has the documented error body', async () => {
-    const res = await fetch(`${s.url}/api/publish`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: JSON.stringify({ body: 42 }) })
+    const res = await fetch(`${s.url}/api/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ body: 42 }),
+    })
     expect(res.status).toBe(400)
     const body: any = await res.json()
     expect(body).toEqual({ error: 'bad_request', reason: 'body: must be a string' })

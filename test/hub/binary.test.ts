@@ -96,7 +96,16 @@ describe('single binary', () => {
     const env = { API_KEY: 'binary-test-key-0123456789' }
     const [fromBin, fromSrc] = await Promise.all([startServer({ command: [bin], env }), startServer({ env })])
     try {
-      const paths = ['/docs', '/docs/init.js', '/docs/swagger-ui-bundle.js', '/docs/swagger-ui.css', '/openapi.json', '/admin', '/admin/app.js', '/admin/style.css']
+      const paths = [
+        '/docs',
+        '/docs/init.js',
+        '/docs/swagger-ui-bundle.js',
+        '/docs/swagger-ui.css',
+        '/openapi.json',
+        '/admin',
+        '/admin/app.js',
+        '/admin/style.css',
+      ]
       for (const path of paths) {
         const [a, b] = await Promise.all([fetch(fromBin.url + path), fetch(fromSrc.url + path)])
         expect({ path, status: a.status }).toEqual({ path, status: 200 })
@@ -152,10 +161,18 @@ describe('single binary', () => {
       return console.warn('skipping: Redis is not answering on 127.0.0.1:6379')
     }
     const port = freePort()
-    const srv = await startServer({ command: [bin], env: { WORKERS: '2', PORT: String(port), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `test-binworkers-${process.pid}:` } })
+    const srv = await startServer({
+      command: [bin],
+      env: { WORKERS: '2', PORT: String(port), REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `test-binworkers-${process.pid}:` },
+    })
     try {
       await until(() => srv.logs.filter((l) => l.msg === 'listening').length === 2, 'both workers listening', 15_000)
-      expect(srv.logs.filter((l) => l.msg === 'listening').map((l) => l.worker).sort()).toEqual([1, 2])
+      expect(
+        srv.logs
+          .filter((l) => l.msg === 'listening')
+          .map((l) => l.worker)
+          .sort(),
+      ).toEqual([1, 2])
       expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200)
       srv.proc.kill('SIGTERM')
       expect(await srv.exited).toBe(0)

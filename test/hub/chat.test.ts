@@ -51,7 +51,8 @@ describe('connect', () => {
     const clients = await Promise.all([0, 1, 2].map(() => connect(s.ws)))
     await Promise.all(clients.map((c) => c.next({ type: 'joined' })))
     clients[0]!.send({ type: 'chat', body: 'Hello' })
-    for (const c of clients) expect(await c.next({ type: 'chat', body: 'Hello' })).toMatchObject({ room: 'general', from: { id: clients[0]!.welcome.user.id } })
+    for (const c of clients)
+      expect(await c.next({ type: 'chat', body: 'Hello' })).toMatchObject({ room: 'general', from: { id: clients[0]!.welcome.user.id } })
     clients.forEach((c) => c.close())
   })
 })
@@ -157,7 +158,9 @@ describe('rooms', () => {
     const a = await member(r, { user: 'pa', name: 'Pa' })
     const b = await connect(s.ws, { user: 'pb', name: 'Pb' })
     await b.request({ type: 'join', room: r })
-    expect(await a.next((f) => f.type === 'presence' && f.event === 'join' && f.room === r && f.user.id === 'pb')).toMatchObject({ user: { id: 'pb', name: 'Pb' } })
+    expect(await a.next((f) => f.type === 'presence' && f.event === 'join' && f.room === r && f.user.id === 'pb')).toMatchObject({
+      user: { id: 'pb', name: 'Pb' },
+    })
     const list = await a.request({ type: 'presence', room: r })
     expect(list.users.map((u: { id: string }) => u.id).sort()).toEqual(['pa', 'pb'])
     // a second connection of pb is not a second presence
@@ -190,7 +193,7 @@ describe('rooms', () => {
 })
 
 describe('direct messages', () => {
-  test('reach every connection of the user and the sender\'s other connections, not the sending one', async () => {
+  test("reach every connection of the user and the sender's other connections, not the sending one", async () => {
     const to1 = await connect(s.ws, { user: 'dm-bob' })
     const to2 = await connect(s.ws, { user: 'dm-bob' })
     const from = await connect(s.ws, { user: 'dm-alice' })
@@ -199,7 +202,13 @@ describe('direct messages', () => {
     const ack = await from.request({ type: 'dm', to: 'dm-bob', body: 'psst', data: { k: 1 } })
     expect(ack.type).toBe('ack')
     for (const c of [to1, to2, fromOther])
-      expect(await c.next({ type: 'dm' })).toMatchObject({ id: ack.msg, from: { id: 'dm-alice' }, to: 'dm-bob', body: 'psst', data: { k: 1 } })
+      expect(await c.next({ type: 'dm' })).toMatchObject({
+        id: ack.msg,
+        from: { id: 'dm-alice' },
+        to: 'dm-bob',
+        body: 'psst',
+        data: { k: 1 },
+      })
     expect((await stranger.request({ type: 'ping' })).type).toBe('pong')
     expect((await from.request({ type: 'ping' })).type).toBe('pong')
     expect(stranger.all('dm')).toHaveLength(0)
@@ -254,10 +263,20 @@ describe('recovery after reconnect', () => {
     b = await connect(s.ws, { user: 'rec-b' })
     const joined = await b.request({ type: 'join', room: r, since: 3, epoch })
     expect(joined).toMatchObject({ room: r, seq: 6, epoch, recovered: true })
-    expect(b.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([4, 5, 6])
+    expect(
+      b
+        .all('chat')
+        .filter((f) => f.room === r)
+        .map((f) => f.seq),
+    ).toEqual([4, 5, 6])
     await a.request({ type: 'chat', room: r, body: 'live' })
     expect(await b.next({ type: 'chat', room: r, body: 'live' })).toMatchObject({ seq: 7 })
-    expect(b.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([4, 5, 6, 7])
+    expect(
+      b
+        .all('chat')
+        .filter((f) => f.room === r)
+        .map((f) => f.seq),
+    ).toEqual([4, 5, 6, 7])
     a.close()
     b.close()
   })
@@ -289,7 +308,11 @@ describe('recovery after reconnect', () => {
     await b.next({ type: 'chat', body: 'g-live' })
     const joined = await b.request({ type: 'join', room: 'general', since: start })
     expect(joined.recovered).toBe(true)
-    const seqs = b.all('chat').filter((f) => f.room === 'general').map((f) => f.seq).sort((x, y) => x - y)
+    const seqs = b
+      .all('chat')
+      .filter((f) => f.room === 'general')
+      .map((f) => f.seq)
+      .sort((x, y) => x - y)
     expect(seqs).toEqual(Array.from({ length: live - start + 1 }, (_, i) => start + 1 + i))
     a.close()
     b.close()
@@ -318,7 +341,10 @@ describe('recovery after reconnect', () => {
           const c = await connect(s.ws)
           await c.request({ type: 'join', room: r, since, epoch })
           await Bun.sleep(150)
-          const seqs = c.all('chat').filter((f) => f.room === r).map((f) => f.seq)
+          const seqs = c
+            .all('chat')
+            .filter((f) => f.room === r)
+            .map((f) => f.seq)
           expect(seqs.length).toBeGreaterThan(0)
           seqs.forEach((q, i) => expect(q).toBe(since + 1 + i)) // contiguous, in order, from since+1
           c.close()
@@ -340,7 +366,13 @@ describe('publish API', () => {
     expect(res.status).toBe(200)
     const out: any = await res.json()
     expect(out).toMatchObject({ room: r, seq: 1 })
-    expect(await c.next({ type: 'chat', room: r })).toMatchObject({ id: out.id, seq: 1, body: 'from the server', data: { k: 'v' }, from: { id: 'server' } })
+    expect(await c.next({ type: 'chat', room: r })).toMatchObject({
+      id: out.id,
+      seq: 1,
+      body: 'from the server',
+      data: { k: 'v' },
+      from: { id: 'server' },
+    })
     c.close()
   })
 
@@ -377,7 +409,19 @@ describe('HTTP', () => {
     expect(ready.status).toBe(200)
     expect(((await ready.json()) as any).status).toBe('ready')
     const text = await (await fetch(`${s.url}/metrics`)).text()
-    for (const name of ['chat_connections', 'chat_rooms', 'chat_frames_in_total', 'chat_frames_out_total', 'chat_messages_published_total', 'chat_messages_delivered_total', 'chat_errors_total', 'chat_rate_limited_total', 'chat_slow_consumer_closes_total', 'chat_publish_latency_seconds_bucket', 'chat_broker_errors_total'])
+    for (const name of [
+      'chat_connections',
+      'chat_rooms',
+      'chat_frames_in_total',
+      'chat_frames_out_total',
+      'chat_messages_published_total',
+      'chat_messages_delivered_total',
+      'chat_errors_total',
+      'chat_rate_limited_total',
+      'chat_slow_consumer_closes_total',
+      'chat_publish_latency_seconds_bucket',
+      'chat_broker_errors_total',
+    ])
       expect(text).toContain(name)
     expect(text).toMatch(/chat_frames_in_total\{type="chat"\} [1-9]/)
     expect(text).toMatch(/chat_errors_total\{code="bad_request"\} [1-9]/)
@@ -386,7 +430,7 @@ describe('HTTP', () => {
     expect(await missing.json()).toEqual({ error: 'not_found' })
   })
 
-  test('chat_messages_delivered_total counts the room\'s subscribers of each message, the sender included, not those who left', async () => {
+  test("chat_messages_delivered_total counts the room's subscribers of each message, the sender included, not those who left", async () => {
     const delivered = async () => Number(/^chat_messages_delivered_total (\d+)$/m.exec(await (await fetch(`${s.url}/metrics`)).text())![1])
     const r = room()
     const [a, b, c] = await Promise.all([member(r), member(r), member(r)])

@@ -88,9 +88,25 @@ function conversationSuite(name: string, nodes: () => RunningServer[], test: typ
       expect(await b.next({ type: 'joined', room: ack.room })).toMatchObject({ member: true, read: 0, unread: 1, seq: 1 })
       const list = await b.request({ type: 'rooms' })
       const conv = list.rooms.find((c: { room: string }) => c.room === ack.room)
-      expect(conv).toMatchObject({ kind: 'direct', with: { id: alice, name: alice.toUpperCase() }, seq: 1, read: 0, unread: 1, last: { type: 'dm', id: ack.msg, body: 'are you there?' } })
+      expect(conv).toMatchObject({
+        kind: 'direct',
+        with: { id: alice, name: alice.toUpperCase() },
+        seq: 1,
+        read: 0,
+        unread: 1,
+        last: { type: 'dm', id: ack.msg, body: 'are you there?' },
+      })
       const h = await b.request({ type: 'history', room: ack.room })
-      expect(h.messages).toEqual([expect.objectContaining({ type: 'dm', seq: 1, room: ack.room, from: { id: alice, name: alice.toUpperCase() }, to: bob, body: 'are you there?' })])
+      expect(h.messages).toEqual([
+        expect.objectContaining({
+          type: 'dm',
+          seq: 1,
+          room: ack.room,
+          from: { id: alice, name: alice.toUpperCase() },
+          to: bob,
+          body: 'are you there?',
+        }),
+      ])
       // live both ways now; the sending connection gets no copy of its own dm
       const back = await b.request({ type: 'dm', to: alice, body: 'yes' })
       expect(back).toMatchObject({ room: ack.room, seq: 2 })
@@ -141,11 +157,17 @@ function conversationSuite(name: string, nodes: () => RunningServer[], test: typ
       for (const body of ['one', 'two', 'three']) last = await a.request({ type: 'dm', to: bob, body })
       const room = last.room
       await b1.next({ type: 'dm', seq: 3 })
-      expect((await b1.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)).toMatchObject({ unread: 3, read: 0 })
+      expect((await b1.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)).toMatchObject({
+        unread: 3,
+        read: 0,
+      })
       expect(await b1.request({ type: 'read', room, seq: 2 })).toMatchObject({ type: 'ack' })
       expect(await a.next({ type: 'read', room })).toMatchObject({ user: { id: bob, name: bob.toUpperCase() }, seq: 2 })
       expect(await b2.next({ type: 'read', room })).toMatchObject({ seq: 2 })
-      expect((await b1.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)).toMatchObject({ unread: 1, read: 2 })
+      expect((await b1.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)).toMatchObject({
+        unread: 1,
+        read: 2,
+      })
       // never back
       await b1.request({ type: 'read', room, seq: 1 })
       expect(await a.next({ type: 'read', room })).toMatchObject({ seq: 2 })
@@ -157,8 +179,14 @@ function conversationSuite(name: string, nodes: () => RunningServer[], test: typ
       // the sender's own messages are never unread, and sending reads up to them
       expect((await a.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)).toMatchObject({ unread: 0 })
       const mine = await b1.request({ type: 'dm', to: alice, body: 'four' })
-      await until(async () => (await b2.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)?.read === mine.seq, 'the marker to follow the sent message')
-      expect((await b2.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)).toMatchObject({ unread: 0, read: 4 })
+      await until(
+        async () => (await b2.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)?.read === mine.seq,
+        'the marker to follow the sent message',
+      )
+      expect((await b2.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === room)).toMatchObject({
+        unread: 0,
+        read: 4,
+      })
       for (const c of [a, b1, b2]) c.close()
     })
 
@@ -179,7 +207,11 @@ function conversationSuite(name: string, nodes: () => RunningServer[], test: typ
       const all = await c.request({ type: 'rooms', limit: 100 })
       const mine = all.rooms.map((x: { room: string }) => x.room).filter((r: string) => rooms.includes(r))
       expect(mine).toEqual([rooms[1], rooms[2], rooms[0]])
-      expect(all.rooms.find((x: { room: string }) => x.room === rooms[1])).toMatchObject({ kind: 'room', unread: 1, last: { type: 'chat', body: `in ${rooms[1]}` } })
+      expect(all.rooms.find((x: { room: string }) => x.room === rooms[1])).toMatchObject({
+        kind: 'room',
+        unread: 1,
+        last: { type: 'chat', body: `in ${rooms[1]}` },
+      })
       const p1 = await c.request({ type: 'rooms', limit: 2 })
       expect(p1.rooms).toHaveLength(2)
       expect(p1.more).toBe(true)
@@ -304,26 +336,36 @@ describe('anonymous users', () => {
 
 // ---- three nodes through Redis, and through a real Redis Cluster (memberships keyed by user and by room slot) ----
 
-const { redisTest } = await onRedisAndCluster({ what: 'conversations', node, env: { MAX_MEMBERSHIPS: '5' }, prefix: `conv-${tag}:`, suite: conversationSuite })
+const { redisTest } = await onRedisAndCluster({
+  what: 'conversations',
+  node,
+  env: { MAX_MEMBERSHIPS: '5' },
+  prefix: `conv-${tag}:`,
+  suite: conversationSuite,
+})
 
 describe('Redis down', () => {
-  redisTest('a membership change answers unavailable and is not half-applied', async () => {
-    const redis = await privateRedis({ keepData: false })
-    const s = await node({ REDIS_URL: redis.url, REDIS_PREFIX: 'down:' })
-    const u = uid('down')
-    const c = await as(s, u)
-    await c.next({ type: 'joined', room: 'general' })
-    await redis.kill()
-    const r = uid('room')
-    expect(await c.request({ type: 'join', room: r, member: true })).toMatchObject({ type: 'error', code: 'unavailable' })
-    expect((await api(s, 'PUT', `/rooms/${r}/members/${u}`)).status).toBe(503)
-    await redis.restart()
-    await until(async () => (await fetch(`${s.url}/readyz`)).status === 200, 'readyz after Redis is back', 15_000)
-    expect((await c.request({ type: 'rooms' })).rooms.map((x: { room: string }) => x.room)).not.toContain(r)
-    c.close()
-    await s.stop('SIGKILL')
-    await redis.kill()
-  }, 40_000)
+  redisTest(
+    'a membership change answers unavailable and is not half-applied',
+    async () => {
+      const redis = await privateRedis({ keepData: false })
+      const s = await node({ REDIS_URL: redis.url, REDIS_PREFIX: 'down:' })
+      const u = uid('down')
+      const c = await as(s, u)
+      await c.next({ type: 'joined', room: 'general' })
+      await redis.kill()
+      const r = uid('room')
+      expect(await c.request({ type: 'join', room: r, member: true })).toMatchObject({ type: 'error', code: 'unavailable' })
+      expect((await api(s, 'PUT', `/rooms/${r}/members/${u}`)).status).toBe(503)
+      await redis.restart()
+      await until(async () => (await fetch(`${s.url}/readyz`)).status === 200, 'readyz after Redis is back', 15_000)
+      expect((await c.request({ type: 'rooms' })).rooms.map((x: { room: string }) => x.room)).not.toContain(r)
+      c.close()
+      await s.stop('SIGKILL')
+      await redis.kill()
+    },
+    40_000,
+  )
 })
 
 // ---- PostgreSQL: memberships, direct rooms and markers survive restarts ----
@@ -345,48 +387,58 @@ describe('with PostgreSQL', () => {
   })
   conversationSuite('conversations with PostgreSQL', () => pg, pgTest)
 
-  pgTest('memberships, direct rooms and read markers survive a restart of every node and of Redis', async () => {
-    const redis = await privateRedis({ keepData: false })
-    const env = { POSTGRES_DSN: db.dsn, REDIS_URL: redis.url, REDIS_PREFIX: 'pgconv:' }
-    let [x, y] = await Promise.all([node(env), node(env)])
-    const alice = uid('alice')
-    const bob = uid('bob')
-    const r = uid('room')
-    const a = await as(x, alice)
-    await a.request({ type: 'join', room: r, member: true })
-    const dm1 = await a.request({ type: 'dm', to: bob, body: 'first' })
-    await a.request({ type: 'dm', to: bob, body: 'second' })
-    const b = await as(y, bob)
-    await b.next({ type: 'joined', room: dm1.room })
-    await b.request({ type: 'read', room: dm1.room, seq: 1 })
-    a.close()
-    b.close()
-    await until(async () => (await db.sql`select read_seq from memberships where room = ${dm1.room} and user_id = ${bob}`)[0]?.read_seq === '1', 'the marker in PostgreSQL')
-    await until(async () => Number((await db.sql`select count(*) as n from messages where room = ${dm1.room}`)[0]!.n) === 2, 'the dms archived')
-    // everything restarts, Redis empty
-    await Promise.all([x.stop('SIGKILL'), y.stop('SIGKILL'), redis.kill()])
-    await redis.restart()
-    ;[x, y] = await Promise.all([node(env), node(env)])
-    const b2 = await as(x, bob)
-    expect(b2.welcome.rooms).toContain(dm1.room)
-    // Redis came back empty: the room goes on under a new epoch, past the store's last seq
-    const rejoined = await b2.next({ type: 'joined', room: dm1.room })
-    expect(rejoined).toMatchObject({ member: true, read: 1, unread: 1 })
-    expect(rejoined.seq).toBeGreaterThan(2)
-    const conv = (await b2.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === dm1.room)
-    expect(conv).toMatchObject({ kind: 'direct', with: { id: alice }, read: 1, unread: 1, last: { body: 'second' } })
-    const h = await b2.request({ type: 'history', room: dm1.room })
-    expect(h.messages.map((m: { body: string }) => m.body)).toEqual(['first', 'second'])
-    const a2 = await as(y, alice)
-    expect(a2.welcome.rooms).toEqual(expect.arrayContaining([r, dm1.room]))
-    const dm3 = await a2.request({ type: 'dm', to: bob, body: 'third' })
-    expect(dm3).toMatchObject({ room: dm1.room, seq: rejoined.seq + 1 })
-    expect(await b2.next({ type: 'dm', seq: dm3.seq })).toMatchObject({ body: 'third' })
-    a2.close()
-    b2.close()
-    await Promise.all([x.stop('SIGKILL'), y.stop('SIGKILL')])
-    await redis.kill()
-  }, 60_000)
+  pgTest(
+    'memberships, direct rooms and read markers survive a restart of every node and of Redis',
+    async () => {
+      const redis = await privateRedis({ keepData: false })
+      const env = { POSTGRES_DSN: db.dsn, REDIS_URL: redis.url, REDIS_PREFIX: 'pgconv:' }
+      let [x, y] = await Promise.all([node(env), node(env)])
+      const alice = uid('alice')
+      const bob = uid('bob')
+      const r = uid('room')
+      const a = await as(x, alice)
+      await a.request({ type: 'join', room: r, member: true })
+      const dm1 = await a.request({ type: 'dm', to: bob, body: 'first' })
+      await a.request({ type: 'dm', to: bob, body: 'second' })
+      const b = await as(y, bob)
+      await b.next({ type: 'joined', room: dm1.room })
+      await b.request({ type: 'read', room: dm1.room, seq: 1 })
+      a.close()
+      b.close()
+      await until(
+        async () => (await db.sql`select read_seq from memberships where room = ${dm1.room} and user_id = ${bob}`)[0]?.read_seq === '1',
+        'the marker in PostgreSQL',
+      )
+      await until(
+        async () => Number((await db.sql`select count(*) as n from messages where room = ${dm1.room}`)[0]!.n) === 2,
+        'the dms archived',
+      )
+      // everything restarts, Redis empty
+      await Promise.all([x.stop('SIGKILL'), y.stop('SIGKILL'), redis.kill()])
+      await redis.restart()
+      ;[x, y] = await Promise.all([node(env), node(env)])
+      const b2 = await as(x, bob)
+      expect(b2.welcome.rooms).toContain(dm1.room)
+      // Redis came back empty: the room goes on under a new epoch, past the store's last seq
+      const rejoined = await b2.next({ type: 'joined', room: dm1.room })
+      expect(rejoined).toMatchObject({ member: true, read: 1, unread: 1 })
+      expect(rejoined.seq).toBeGreaterThan(2)
+      const conv = (await b2.request({ type: 'rooms' })).rooms.find((c: { room: string }) => c.room === dm1.room)
+      expect(conv).toMatchObject({ kind: 'direct', with: { id: alice }, read: 1, unread: 1, last: { body: 'second' } })
+      const h = await b2.request({ type: 'history', room: dm1.room })
+      expect(h.messages.map((m: { body: string }) => m.body)).toEqual(['first', 'second'])
+      const a2 = await as(y, alice)
+      expect(a2.welcome.rooms).toEqual(expect.arrayContaining([r, dm1.room]))
+      const dm3 = await a2.request({ type: 'dm', to: bob, body: 'third' })
+      expect(dm3).toMatchObject({ room: dm1.room, seq: rejoined.seq + 1 })
+      expect(await b2.next({ type: 'dm', seq: dm3.seq })).toMatchObject({ body: 'third' })
+      a2.close()
+      b2.close()
+      await Promise.all([x.stop('SIGKILL'), y.stop('SIGKILL')])
+      await redis.kill()
+    },
+    60_000,
+  )
 })
 
 // ---- webhooks of the conversations ----
@@ -396,7 +448,12 @@ describe('webhooks', () => {
     const { webhookReceiver } = await import('../helpers/webhook-receiver')
     const r = webhookReceiver()
     try {
-      const s = await node({ WEBHOOK_URL: r.url, WEBHOOK_SECRET: 'w'.repeat(32), WEBHOOK_EVENTS: 'member.added,member.removed,message.created', WEBHOOK_BATCH_MS: '10' })
+      const s = await node({
+        WEBHOOK_URL: r.url,
+        WEBHOOK_SECRET: 'w'.repeat(32),
+        WEBHOOK_EVENTS: 'member.added,member.removed,message.created',
+        WEBHOOK_BATCH_MS: '10',
+      })
       const alice = uid('alice')
       const bob = uid('bob')
       const a = await as(s, alice)
@@ -407,9 +464,19 @@ describe('webhooks', () => {
       await until(() => r.delivered().filter((e) => e.type === 'message.created').length === 1, 'message.created', 10_000)
       await until(() => r.delivered().filter((e) => e.type === 'member.added').length === 3, 'three member.added', 10_000)
       const ev = r.delivered()
-      expect(ev.filter((e) => e.type === 'member.added').map((e) => `${e.room} ${e.user.id}`).sort()).toEqual([`${room} ${alice}`, `${dm.room} ${alice}`, `${dm.room} ${bob}`].sort())
+      expect(
+        ev
+          .filter((e) => e.type === 'member.added')
+          .map((e) => `${e.room} ${e.user.id}`)
+          .sort(),
+      ).toEqual([`${room} ${alice}`, `${dm.room} ${alice}`, `${dm.room} ${bob}`].sort())
       expect(ev.find((e) => e.type === 'member.removed')).toMatchObject({ room, user: { id: alice } })
-      expect(ev.find((e) => e.type === 'message.created')).toMatchObject({ room: dm.room, user: { id: alice }, message: { type: 'dm', seq: dm.seq, body: 'ping' }, offline: [bob] })
+      expect(ev.find((e) => e.type === 'message.created')).toMatchObject({
+        room: dm.room,
+        user: { id: alice },
+        message: { type: 'dm', seq: dm.seq, body: 'ping' },
+        offline: [bob],
+      })
       a.close()
     } finally {
       r.stop()

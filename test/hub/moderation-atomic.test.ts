@@ -17,8 +17,19 @@ function refusingSetup() {
   const members = memoryMembers()
   const audited: AuditEntry[] = []
   const emitted: unknown[] = []
-  const brokerErrors = { n: 0, inc() { this.n++ } }
-  const moderation = createModeration({ broker, append: appender(broker, { brokerErrors } as never), members, audit: (e) => audited.push(e), emit: (e) => emitted.push(e) })
+  const brokerErrors = {
+    n: 0,
+    inc() {
+      this.n++
+    },
+  }
+  const moderation = createModeration({
+    broker,
+    append: appender(broker, { brokerErrors } as never),
+    members,
+    audit: (e) => audited.push(e),
+    emit: (e) => emitted.push(e),
+  })
   return { broker, members, moderation, audited, emitted }
 }
 
@@ -44,7 +55,12 @@ describe('moderation when its event cannot be appended', () => {
     const broker = memoryBroker({ historyLimit: 10 })
     const members = memoryMembers()
     const audited: AuditEntry[] = []
-    const moderation = createModeration({ broker, append: appender(broker, { brokerErrors: { inc() {} } } as never), members, audit: (e) => audited.push(e) })
+    const moderation = createModeration({
+      broker,
+      append: appender(broker, { brokerErrors: { inc() {} } } as never),
+      members,
+      audit: (e) => audited.push(e),
+    })
     await members.add('room', alice, 3, Infinity)
     await moderation.act('room', mo, 'mute', alice, { seconds: 60 })
     expect((await members.standing('room', 'alice')).mutedUntil).toBeGreaterThan(Date.now())

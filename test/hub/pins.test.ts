@@ -41,7 +41,14 @@ function pinSuite(name: string, nodes: () => RunningServer[], test: typeof bunTe
 
       const pinned = await mod.request({ type: 'pin', room, msg: m1 })
       expect(pinned).toMatchObject({ type: 'ack', msg: m1, seq: 4 })
-      expect(await a.next({ type: 'pinned' })).toMatchObject({ type: 'pinned', room, seq: 4, msg: m1, by: { id: mod.welcome.user.id }, ts: expect.any(String) })
+      expect(await a.next({ type: 'pinned' })).toMatchObject({
+        type: 'pinned',
+        room,
+        seq: 4,
+        msg: m1,
+        by: { id: mod.welcome.user.id },
+        ts: expect.any(String),
+      })
       // again: nothing new (an ack without seq)
       const again = await mod.request({ type: 'pin', room, msg: m1 })
       expect(again.type).toBe('ack')
@@ -57,7 +64,11 @@ function pinSuite(name: string, nodes: () => RunningServer[], test: typeof bunTe
       expect(list).toMatchObject({ type: 'pins', room })
       const pins = list.pins as Pin[]
       expect(pins.map((p) => p.msg)).toEqual([m1, m2])
-      expect(pins[0]).toMatchObject({ by: { id: mod.welcome.user.id }, ts: expect.any(String), message: { type: 'chat', id: m1, body: 'first (edited)', edited_at: expect.any(String) } })
+      expect(pins[0]).toMatchObject({
+        by: { id: mod.welcome.user.id },
+        ts: expect.any(String),
+        message: { type: 'chat', id: m1, body: 'first (edited)', edited_at: expect.any(String) },
+      })
       expect(pins[1]!.message).toMatchObject({ id: m2, body: 'second' })
       expect(await outsider.request({ type: 'pins', room })).toMatchObject({ type: 'error', code: 'forbidden' })
       expect(await a.request({ type: 'unpin', room, msg: m2 })).toMatchObject({ type: 'error', code: 'forbidden' })
@@ -109,9 +120,13 @@ function pinSuite(name: string, nodes: () => RunningServer[], test: typeof bunTe
 
 let one: RunningServer
 describe('one node', () => {
-  bunTest('start', async () => {
-    one = await node(ENV)
-  }, 30_000)
+  bunTest(
+    'start',
+    async () => {
+      one = await node(ENV)
+    },
+    30_000,
+  )
 })
 pinSuite('pins on one node', () => [one], bunTest)
 
@@ -128,50 +143,58 @@ describe('with PostgreSQL', () => {
     await Promise.all(pg.map((s) => s.stop('SIGKILL')))
     await db?.drop()
   })
-  pgTest('start a node on PostgreSQL', async () => {
-    pg = [await node({ POSTGRES_DSN: db.dsn, ...ENV })]
-  }, 30_000)
+  pgTest(
+    'start a node on PostgreSQL',
+    async () => {
+      pg = [await node({ POSTGRES_DSN: db.dsn, ...ENV })]
+    },
+    30_000,
+  )
   pinSuite('pins with PostgreSQL', () => pg, pgTest)
 
   for (const [what, env] of [
     ['memory', {}],
     ['Redis', { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `pins-pg-${tag}:` }],
   ] as const)
-    pgTest(`pins survive a restart (${what} engine with PostgreSQL), beyond the broker's log`, async () => {
-      const room = uid('keep')
-      const start = () => node({ POSTGRES_DSN: db.dsn, ...ENV, HISTORY_LIMIT: '3', ...env })
-      let s = await start()
-      const mod = await as(s, uid('mod'))
-      expect((await api(s, 'PUT', `/rooms/${room}/roles/${mod.welcome.user.id}`, { role: 'moderator' })).status).toBe(200)
-      await member(mod, room)
-      const m = (await mod.request({ type: 'chat', room, body: 'kept' })).msg as string
-      const gone = (await mod.request({ type: 'chat', room, body: 'unpinned later' })).msg as string
-      expect(await mod.request({ type: 'pin', room, msg: m })).toMatchObject({ type: 'ack' })
-      expect(await mod.request({ type: 'pin', room, msg: gone })).toMatchObject({ type: 'ack' })
-      expect(await mod.request({ type: 'unpin', room, msg: gone })).toMatchObject({ type: 'ack' })
-      // past the broker's log (HISTORY_LIMIT=3)
-      for (let i = 0; i < 6; i++) await mod.request({ type: 'chat', room, body: `filler ${i}` })
-      mod.close()
-      await s.stop('SIGTERM')
-      if (what === 'Redis') {
-        // Redis lost the room too: the store has the pins.
-        const { default: Redis } = await import('ioredis')
-        const r = new Redis('redis://127.0.0.1:6379')
-        const keys = await r.keys(`pins-pg-${tag}:{${room}}:*`)
-        expect(keys.length).toBeGreaterThan(0)
-        await r.del(...keys)
-        r.disconnect()
-      }
-      s = await start()
-      const again = await as(s, mod.welcome.user.id)
-      await again.next({ type: 'joined', room })
-      const pins = (await again.request({ type: 'pins', room })).pins as Pin[]
-      expect(pins.map((p) => p.msg)).toEqual([m])
-      expect(pins[0]!.message).toMatchObject({ id: m, body: 'kept' })
-      // still pinned for the sequencer: pinning again is a no-op, and the cap counts it
-      const noop = await again.request({ type: 'pin', room, msg: m })
-      expect(noop.type).toBe('ack')
-      expect(noop.seq).toBeUndefined()
-      again.close()
-    }, 60_000)
+    pgTest(
+      `pins survive a restart (${what} engine with PostgreSQL), beyond the broker's log`,
+      async () => {
+        const room = uid('keep')
+        const start = () => node({ POSTGRES_DSN: db.dsn, ...ENV, HISTORY_LIMIT: '3', ...env })
+        let s = await start()
+        const mod = await as(s, uid('mod'))
+        expect((await api(s, 'PUT', `/rooms/${room}/roles/${mod.welcome.user.id}`, { role: 'moderator' })).status).toBe(200)
+        await member(mod, room)
+        const m = (await mod.request({ type: 'chat', room, body: 'kept' })).msg as string
+        const gone = (await mod.request({ type: 'chat', room, body: 'unpinned later' })).msg as string
+        expect(await mod.request({ type: 'pin', room, msg: m })).toMatchObject({ type: 'ack' })
+        expect(await mod.request({ type: 'pin', room, msg: gone })).toMatchObject({ type: 'ack' })
+        expect(await mod.request({ type: 'unpin', room, msg: gone })).toMatchObject({ type: 'ack' })
+        // past the broker's log (HISTORY_LIMIT=3)
+        for (let i = 0; i < 6; i++) await mod.request({ type: 'chat', room, body: `filler ${i}` })
+        mod.close()
+        await s.stop('SIGTERM')
+        if (what === 'Redis') {
+          // Redis lost the room too: the store has the pins.
+          const { default: Redis } = await import('ioredis')
+          const r = new Redis('redis://127.0.0.1:6379')
+          const keys = await r.keys(`pins-pg-${tag}:{${room}}:*`)
+          expect(keys.length).toBeGreaterThan(0)
+          await r.del(...keys)
+          r.disconnect()
+        }
+        s = await start()
+        const again = await as(s, mod.welcome.user.id)
+        await again.next({ type: 'joined', room })
+        const pins = (await again.request({ type: 'pins', room })).pins as Pin[]
+        expect(pins.map((p) => p.msg)).toEqual([m])
+        expect(pins[0]!.message).toMatchObject({ id: m, body: 'kept' })
+        // still pinned for the sequencer: pinning again is a no-op, and the cap counts it
+        const noop = await again.request({ type: 'pin', room, msg: m })
+        expect(noop.type).toBe('ack')
+        expect(noop.seq).toBeUndefined()
+        again.close()
+      },
+      60_000,
+    )
 })

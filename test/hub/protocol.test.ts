@@ -37,7 +37,7 @@ describe('client frame validation', () => {
 })
 
 describe('chat frames decoded without zod', () => {
-  test('a plain chat frame decodes to what zod makes of it; any other to zod\'s error', () => {
+  test("a plain chat frame decodes to what zod makes of it; any other to zod's error", () => {
     const decode = frameDecoder(10)
     const schema = clientFrameSchemas(10).chat
     const frames: unknown[] = [
@@ -71,36 +71,65 @@ describe('chat frames decoded without zod', () => {
 
 describe('message timestamps', () => {
   test('isoNow is Date#toISOString, across seconds and for every width of milliseconds', () => {
-    for (const t of [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1795781979009, 1795781979099, 1795781979100, 1795781980000, Date.now()]) expect(isoNow(t)).toBe(new Date(t).toISOString())
+    for (const t of [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1795781979009, 1795781979099, 1795781979100, 1795781980000, Date.now()])
+      expect(isoNow(t)).toBe(new Date(t).toISOString())
   })
 })
 
 describe('chat frame encoding', () => {
   test('is valid JSON with the seq spliced in, and the seq reads back', () => {
-    const tail = chatTail({ id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
+    const tail = chatTail({
+      id: 'm1',
+      room: 'r',
+      from: { id: 'u', name: 'U "q"' },
+      body: '<b>\n',
+      data: { x: 1 },
+      ts: '2026-01-01T00:00:00.000Z',
+    })
     const f = chatFrame(42, tail)
-    expect(JSON.parse(f)).toEqual({ type: 'chat', seq: 42, id: 'm1', room: 'r', from: { id: 'u', name: 'U "q"' }, body: '<b>\n', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z' })
+    expect(JSON.parse(f)).toEqual({
+      type: 'chat',
+      seq: 42,
+      id: 'm1',
+      room: 'r',
+      from: { id: 'u', name: 'U "q"' },
+      body: '<b>\n',
+      data: { x: 1 },
+      ts: '2026-01-01T00:00:00.000Z',
+    })
     expect(eventSeq(f)).toBe(42)
     expect(eventSeq('{"type":"typing"}')).toBe(-1)
   })
 
   test('a pre-encoded sender gives the same bytes as encoding it per message', () => {
-    for (const from of [{ id: 'u', name: 'U "q"' }, { id: 'ü\u2028', name: '<\\>\n\t' }, { id: 'anon-1', name: '' }]) {
+    for (const from of [
+      { id: 'u', name: 'U "q"' },
+      { id: 'ü\u2028', name: '<\\>\n\t' },
+      { id: 'anon-1', name: '' },
+    ]) {
       const m = { id: Bun.randomUUIDv7(), room: 'general', from, body: 'hi "there"', data: { a: 1 }, ts: new Date().toISOString() }
       expect(userJson(from)).toBe(JSON.stringify({ id: from.id, name: from.name }))
       expect(chatTailOfOwn(m.id, m.room, userJson(from), m.body, m.data, m.ts)).toBe(chatTail(m))
     }
   })
 
-  test('a reply: chatTailOfOwn with reply_to gives chatTail\'s (eventTail\'s) bytes', () => {
+  test("a reply: chatTailOfOwn with reply_to gives chatTail's (eventTail's) bytes", () => {
     const from = { id: 'u', name: 'U' }
-    const m = { id: '0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000', room: 'r', from, body: 'b', data: { x: 1 }, ts: '2026-01-01T00:00:00.000Z', reply_to: 'p"1' }
+    const m = {
+      id: '0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000',
+      room: 'r',
+      from,
+      body: 'b',
+      data: { x: 1 },
+      ts: '2026-01-01T00:00:00.000Z',
+      reply_to: 'p"1',
+    }
     const own = chatTailOfOwn(m.id, m.room, userJson(from), m.body, m.data, m.ts, m.reply_to)
     expect(own).toBe(chatTail(m))
-    expect(JSON.parse('{"type":"chat","seq":1' + own).reply_to).toBe('p"1')
+    expect(JSON.parse(`{"type":"chat","seq":1${own}`).reply_to).toBe('p"1')
   })
 
-  test('own ids and timestamps need no escaping: chatTailOfOwn gives chatTail\'s bytes', () => {
+  test("own ids and timestamps need no escaping: chatTailOfOwn gives chatTail's bytes", () => {
     const from = { id: 'u"1', name: 'N\\n' }
     const times = [0, Date.now(), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(1970, 0, 1, 0, 0, 0, 1)]
     for (let i = 0; i < 2000; i++) {
@@ -109,7 +138,9 @@ describe('chat frame encoding', () => {
       expect(JSON.stringify(id)).toBe(`"${id}"`)
       expect(JSON.stringify(ts)).toBe(`"${ts}"`)
       const data = i % 2 ? undefined : { k: [i, 'x"'] }
-      expect(chatTailOfOwn(id, 'r.1:a-b_c', userJson(from), 'b"\u2028', data, ts)).toBe(chatTail({ id, room: 'r.1:a-b_c', from, body: 'b"\u2028', data, ts }))
+      expect(chatTailOfOwn(id, 'r.1:a-b_c', userJson(from), 'b"\u2028', data, ts)).toBe(
+        chatTail({ id, room: 'r.1:a-b_c', from, body: 'b"\u2028', data, ts }),
+      )
     }
   })
 })

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import webpush from 'web-push'
 import { testNodes } from '../helpers/nodes'
-import { browserKeys, until, webPushReceiver } from '../helpers/push-receivers'
+import { browserKeys, until } from '../helpers/push-receivers'
 import type { RunningServer } from '../helpers/server'
 import { dropRedisPrefix, needService } from '../helpers/services'
 import { webhookReceiver } from '../helpers/webhook-receiver'
@@ -24,7 +24,12 @@ setDefaultTimeout(60_000)
 const API_KEY = 'push-outbound-test-key-0123456789abcdef'
 const { node, api, as, uid, tag } = testNodes(API_KEY)
 const vapid = webpush.generateVAPIDKeys()
-const VAPID = { PUSH_VAPID_PUBLIC_KEY: vapid.publicKey, PUSH_VAPID_PRIVATE_KEY: vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:ops@example.com', PUSH_COALESCE_MS: '100' }
+const VAPID = {
+  PUSH_VAPID_PUBLIC_KEY: vapid.publicKey,
+  PUSH_VAPID_PRIVATE_KEY: vapid.privateKey,
+  PUSH_VAPID_SUBJECT: 'mailto:ops@example.com',
+  PUSH_COALESCE_MS: '100',
+}
 const keys = browserKeys().keys
 const redisTest = await needService('Redis', 6379)
 
@@ -44,8 +49,10 @@ function recorder(answer: (path: string) => Response = () => new Response(null, 
   return { hits, port: server.port!, url: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) }
 }
 
-const member = async (s: RunningServer, room: string, user: string) => expect((await api(s, 'PUT', `/rooms/${room}/members/${user}`, { name: user })).status).toBe(200)
-const register = (s: RunningServer, user: string, endpoint: string, subKeys = keys) => api(s, 'PUT', `/users/${user}/devices/web`, { kind: 'webpush', subscription: { endpoint, keys: subKeys } })
+const member = async (s: RunningServer, room: string, user: string) =>
+  expect((await api(s, 'PUT', `/rooms/${room}/members/${user}`, { name: user })).status).toBe(200)
+const register = (s: RunningServer, user: string, endpoint: string, subKeys = keys) =>
+  api(s, 'PUT', `/users/${user}/devices/web`, { kind: 'webpush', subscription: { endpoint, keys: subKeys } })
 const logged = (s: RunningServer) => JSON.stringify(s.logs)
 
 describe('Web Push endpoints under the outbound rule', () => {
@@ -91,7 +98,12 @@ describe('Web Push endpoints under the outbound rule', () => {
       expect(body.reason).toStartWith('subscription.endpoint: ')
     }
     const c = await as(s, user)
-    const r = await c.request({ type: 'device', device: 'web', kind: 'webpush', subscription: { endpoint: `http://127.1:${p}/push/frame`, keys } })
+    const r = await c.request({
+      type: 'device',
+      device: 'web',
+      kind: 'webpush',
+      subscription: { endpoint: `http://127.1:${p}/push/frame`, keys },
+    })
     expect(r).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringContaining('127.0.0.1 is a loopback address') })
     c.close()
     expect((await (await api(s, 'GET', `/users/${user}/devices`)).json()).devices).toEqual([])
@@ -101,11 +113,19 @@ describe('Web Push endpoints under the outbound rule', () => {
   test('a redirect from an endpoint is not followed: the second listener gets nothing; an error body never reaches the log', async () => {
     const stolen = recorder()
     const first = recorder((path) =>
-      path.startsWith('/redirect') ? new Response(null, { status: 307, headers: { location: `${stolen.url}/steal` } }) : new Response('INTERNAL-SECRET-TOKEN=abc123', { status: 400, statusText: 'Bad Request' }),
+      path.startsWith('/redirect')
+        ? new Response(null, { status: 307, headers: { location: `${stolen.url}/steal` } })
+        : new Response('INTERNAL-SECRET-TOKEN=abc123', { status: 400, statusText: 'Bad Request' }),
     )
     const hooks = webhookReceiver()
     try {
-      const s = await node({ ...VAPID, OUTBOUND_ALLOW: '127.0.0.1', WEBHOOK_URL: hooks.url, WEBHOOK_SECRET: 'outbound-test-webhook-secret-0123456789', WEBHOOK_EVENTS: 'push.failed' })
+      const s = await node({
+        ...VAPID,
+        OUTBOUND_ALLOW: '127.0.0.1',
+        WEBHOOK_URL: hooks.url,
+        WEBHOOK_SECRET: 'outbound-test-webhook-secret-0123456789',
+        WEBHOOK_EVENTS: 'push.failed',
+      })
       const room = uid('room')
       const [alice, bob, carol] = [uid('alice'), uid('bob'), uid('carol')]
       for (const u of [alice, bob, carol]) await member(s, room, u)
@@ -114,7 +134,9 @@ describe('Web Push endpoints under the outbound rule', () => {
       const a = await as(s, alice)
       await a.request({ type: 'chat', room, body: 'hello' })
       const failed = await until('push.failed for bob and carol', () => {
-        const evs = hooks.received.flatMap((r) => r.events).filter((e) => e.type === 'push.failed' && (e.user?.id === bob || e.user?.id === carol))
+        const evs = hooks.received
+          .flatMap((r) => r.events)
+          .filter((e) => e.type === 'push.failed' && (e.user?.id === bob || e.user?.id === carol))
         return evs.length >= 2 ? evs : undefined
       })
       expect(first.hits.sort()).toEqual(['/redirect/bob', `/secret/carol`])
@@ -136,7 +158,29 @@ describe('Web Push endpoints under the outbound rule', () => {
   test('https to a name: the request goes to the checked address, with the name as Host and SNI, and the certificate checked against the name', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'chat-outbound-'))
     const [key, cert] = [join(dir, 'tls.key'), join(dir, 'tls.crt')]
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' })
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+      ],
+      { stdio: 'ignore' },
+    )
     const hits: { path: string; host: string | null }[] = []
     const tlsServer = Bun.serve({
       hostname: '127.0.0.1',
@@ -183,7 +227,9 @@ describe('Web Push endpoints under the outbound rule', () => {
       s = await node(env)
       const a = await as(s, alice)
       await a.request({ type: 'chat', room, body: 'to dave' })
-      await until('the push refused at send', () => (logged(s).includes('endpoint refused: 127.0.0.1 is a loopback address') ? true : undefined))
+      await until('the push refused at send', () =>
+        logged(s).includes('endpoint refused: 127.0.0.1 is a loopback address') ? true : undefined,
+      )
       a.close()
       expect(rec2.hits).toEqual([])
     } finally {

@@ -31,7 +31,8 @@ afterAll(async () => {
 
 const hex = () => randomBytes(32).toString('hex')
 /** Makes `user` a member of `room` (named USER, as the test client connects). */
-const member = async (s: RunningServer, room: string, user: string) => expect((await api(s, 'PUT', `/rooms/${room}/members/${user}`, { name: user.toUpperCase() })).status).toBe(200)
+const member = async (s: RunningServer, room: string, user: string) =>
+  expect((await api(s, 'PUT', `/rooms/${room}/members/${user}`, { name: user.toUpperCase() })).status).toBe(200)
 /** One device per provider; returns their addresses. */
 async function devices(s: RunningServer, user: string) {
   const sub = rx.wp.subscribe(`${user}-web`)
@@ -53,12 +54,20 @@ const fcmOf = (a: Addr) => rx.fcm.received.filter((r) => r.message.token === a.f
 const apnsOf = (a: Addr) => rx.apns.received.filter((r) => r.token === a.apns)
 const pushesOf = (a: Addr) => webOf(a).length + fcmOf(a).length + apnsOf(a).length
 /** Every provider has pushed `n` times to the user's devices. */
-const pushedAll = (a: Addr, n = 1) => until(`${n} push(es) on each device`, () => webOf(a).length >= n && fcmOf(a).length >= n && apnsOf(a).length >= n)
+const pushedAll = (a: Addr, n = 1) =>
+  until(`${n} push(es) on each device`, () => webOf(a).length >= n && fcmOf(a).length >= n && apnsOf(a).length >= n)
 
 describe('push on one node (memory engine)', () => {
   let s: RunningServer
   beforeAll(async () => {
-    s = await node({ ...rx.env, PUSH_COALESCE_MS: '300', PUSH_MAX_DEVICES: '3', WEBHOOK_URL: hooks.url, WEBHOOK_SECRET: SECRET, WEBHOOK_EVENTS: 'push.failed' })
+    s = await node({
+      ...rx.env,
+      PUSH_COALESCE_MS: '300',
+      PUSH_MAX_DEVICES: '3',
+      WEBHOOK_URL: hooks.url,
+      WEBHOOK_SECRET: SECRET,
+      WEBHOOK_EVENTS: 'push.failed',
+    })
   })
 
   test('an offline member is pushed on each provider: decrypted, signed, with the badge and the message', async () => {
@@ -95,7 +104,13 @@ describe('push on one node (memory engine)', () => {
 
   test('an online member, a muted room (notify none) and a blocked sender get no push; the others do', async () => {
     const room = uid('room')
-    const [alice, dave, carol, erin, frank] = ['alice', 'dave', 'carol', 'erin', 'frank'].map(uid) as [string, string, string, string, string]
+    const [alice, dave, carol, erin, frank] = ['alice', 'dave', 'carol', 'erin', 'frank'].map(uid) as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ]
     for (const u of [alice, dave, carol, erin, frank]) await member(s, room, u)
     const [d, c, e, f] = (await Promise.all([dave, carol, erin, frank].map((u) => devices(s, u)))) as [Addr, Addr, Addr, Addr]
     const carolConn = await as(s, carol)
@@ -112,7 +127,10 @@ describe('push on one node (memory engine)', () => {
     // A second window: once it reached dave, the first window's decisions are all out.
     await a.request({ type: 'chat', room, body: 'two' })
     await pushedAll(d, 2)
-    await until('the second push to every device of dave', () => webOf(d).at(-1)?.payload.body === 'two' && fcmOf(d).at(-1)?.message.notification.body === 'two')
+    await until(
+      'the second push to every device of dave',
+      () => webOf(d).at(-1)?.payload.body === 'two' && fcmOf(d).at(-1)?.message.notification.body === 'two',
+    )
     expect(pushesOf(c)).toBe(0)
     expect(pushesOf(e)).toBe(0)
     expect(pushesOf(f)).toBe(0)
@@ -145,7 +163,11 @@ describe('push on one node (memory engine)', () => {
     const [alice, frank] = [uid('alice'), uid('frank')]
     const f = await as(s, frank)
     expect((await f.request({ type: 'block', user: alice })).type).toBe('ack')
-    expect(await f.request({ type: 'block', user: frank })).toMatchObject({ type: 'error', code: 'bad_request', message: 'user: you cannot block yourself' })
+    expect(await f.request({ type: 'block', user: frank })).toMatchObject({
+      type: 'error',
+      code: 'bad_request',
+      message: 'user: you cannot block yourself',
+    })
     f.close()
     await f.closed
     const fd = await devices(s, frank)
@@ -180,7 +202,9 @@ describe('push on one node (memory engine)', () => {
     rx.apns.bad.add(g.apns)
     const a = await as(s, alice)
     await a.request({ type: 'chat', room, body: 'anyone?' })
-    await until('every device of gina removed', async () => ((await (await api(s, 'GET', `/users/${gina}/devices`)).json()).devices.length === 0 ? true : undefined))
+    await until('every device of gina removed', async () =>
+      (await (await api(s, 'GET', `/users/${gina}/devices`)).json()).devices.length === 0 ? true : undefined,
+    )
     const failed = await until('three push.failed events', () => {
       const evs = hooks.received.flatMap((r) => r.events).filter((e) => e.type === 'push.failed' && e.user?.id === gina)
       return evs.length >= 3 ? evs : undefined
@@ -221,7 +245,10 @@ describe('push on one node (memory engine)', () => {
     await member(s, room, ivan)
     const sub = rx.wp.subscribe(`${ivan}-web`)
     expect((await api(s, 'PUT', `/users/${ivan}/devices/web`, { kind: 'webpush', subscription: sub })).status).toBe(201)
-    const retried = async () => Number(/chat_push_sent_total\{provider="webpush",result="retry"\} (\d+)/.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? 0)
+    const retried = async () =>
+      Number(
+        /chat_push_sent_total\{provider="webpush",result="retry"\} (\d+)/.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? 0,
+      )
     const before = await retried()
     rx.wp.down()
     const a = await as(s, alice)
@@ -251,7 +278,9 @@ describe('push on one node (memory engine)', () => {
     await c.unblock(alice)
     await c.removeDevice('phone')
     const listed = (await (await api(s, 'GET', `/users/${lea}/devices`)).json()).devices
-    expect(listed.map((d: { device: string; subscription?: { endpoint: string } }) => [d.device, d.subscription?.endpoint])).toEqual([['web', sub.endpoint]])
+    expect(listed.map((d: { device: string; subscription?: { endpoint: string } }) => [d.device, d.subscription?.endpoint])).toEqual([
+      ['web', sub.endpoint],
+    ])
     expect((await (await api(s, 'GET', `/users/${lea}/blocks`)).json()).blocks).toEqual([])
     await expect(c.registerDevice('x', { kind: 'fcm', token: 'bad token!' })).rejects.toThrow('token: must be an FCM registration token')
     c.close()
@@ -261,9 +290,22 @@ describe('push on one node (memory engine)', () => {
     const user = uid('kim')
     const c = await as(s, user)
     const cases: [Record<string, unknown>, string][] = [
-      [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'http://127.0.0.1:1/x', keys: { p256dh: 'abc', auth: randomBytes(16).toString('base64url') } } }, 'subscription.keys.p256dh: must be the P-256 public key'],
-      [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'not a url', keys: rx.wp.subscribe('x').keys } }, 'subscription.endpoint: must be an https:// URL'],
-      [{ device: 'web', kind: 'webpush', subscription: { endpoint: 'http://10.0.0.1/x', keys: rx.wp.subscribe('y').keys } }, 'subscription.endpoint: 10.0.0.1 is a private address'],
+      [
+        {
+          device: 'web',
+          kind: 'webpush',
+          subscription: { endpoint: 'http://127.0.0.1:1/x', keys: { p256dh: 'abc', auth: randomBytes(16).toString('base64url') } },
+        },
+        'subscription.keys.p256dh: must be the P-256 public key',
+      ],
+      [
+        { device: 'web', kind: 'webpush', subscription: { endpoint: 'not a url', keys: rx.wp.subscribe('x').keys } },
+        'subscription.endpoint: must be an https:// URL',
+      ],
+      [
+        { device: 'web', kind: 'webpush', subscription: { endpoint: 'http://10.0.0.1/x', keys: rx.wp.subscribe('y').keys } },
+        'subscription.endpoint: 10.0.0.1 is a private address',
+      ],
       [{ device: 'web', kind: 'webpush' }, 'subscription: is required for kind webpush'],
       [{ device: 'a', kind: 'fcm' }, 'token: is required for kind fcm'],
       [{ device: 'a', kind: 'apns', token: 'not-hex' }, 'token: must be an APNs device token'],
@@ -279,7 +321,8 @@ describe('push on one node (memory engine)', () => {
     const bad = await api(s, 'PUT', `/users/${user}/devices/a`, { kind: 'apns', token: 'zz' })
     expect(bad.status).toBe(400)
     expect((await bad.json()).reason).toContain('token')
-    for (const id of ['d1', 'd2', 'd3']) expect((await c.request({ type: 'device', device: id, kind: 'fcm', token: `t-${id}` })).type).toBe('ack')
+    for (const id of ['d1', 'd2', 'd3'])
+      expect((await c.request({ type: 'device', device: id, kind: 'fcm', token: `t-${id}` })).type).toBe('ack')
     expect((await c.request({ type: 'device', device: 'd1', kind: 'fcm', token: 'replaced' })).type).toBe('ack')
     expect(await c.request({ type: 'device', device: 'd4', kind: 'fcm', token: 't4' })).toMatchObject({ type: 'error', code: 'limit' })
     expect((await api(s, 'PUT', `/users/${user}/devices/d4`, { kind: 'fcm', token: 't4' })).status).toBe(409)
@@ -292,7 +335,11 @@ describe('push on one node (memory engine)', () => {
     expect((await api(s, 'DELETE', `/users/${user}/devices/d3`)).status).toBe(200)
     expect((await api(s, 'DELETE', `/users/${user}/devices/d3`)).status).toBe(404)
     expect(await c.request({ type: 'notify', room: uid('room'), level: 'none' })).toMatchObject({ type: 'error', code: 'forbidden' })
-    expect(await c.request({ type: 'notify', room: 'r', level: 'loud' })).toMatchObject({ type: 'error', code: 'bad_request', message: 'level: must be all, mentions or none' })
+    expect(await c.request({ type: 'notify', room: 'r', level: 'loud' })).toMatchObject({
+      type: 'error',
+      code: 'bad_request',
+      message: 'level: must be all, mentions or none',
+    })
     c.close()
   })
 })
@@ -307,37 +354,43 @@ describe('push across three nodes through Redis', async () => {
     await dropRedisPrefix(prefix)
   })
 
-  redisTest('a user online on another node is not pushed; blocks hold cluster-wide', async () => {
-    nodes = await Promise.all([0, 1, 2].map(() => node({ ...rx.env, PUSH_COALESCE_MS: '300', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix })))
-    const [A, B, C] = nodes as [RunningServer, RunningServer, RunningServer]
-    const room = uid('room')
-    const [alice, bob, dave, frank] = ['alice', 'bob', 'dave', 'frank'].map(uid) as [string, string, string, string]
-    for (const u of [alice, bob, dave, frank]) await member(A, room, u)
-    const [b, d, f] = (await Promise.all([bob, dave, frank].map((u) => devices(B, u)))) as [Addr, Addr, Addr]
-    const bobConn = await as(B, bob)
-    const fc = await as(C, frank)
-    expect((await fc.request({ type: 'block', user: alice })).type).toBe('ack')
-    fc.close()
-    await fc.closed
-    // bob's connection on B counts cluster-wide once B's liveness write is in Redis.
-    await until('bob online in Redis', async () => (await redis.hexists(`${prefix}{u}:l:live:n`, bob)) === 1)
-    const a = await as(A, alice)
-    expect(await a.request({ type: 'dm', to: frank, body: 'hi' })).toMatchObject({ type: 'error', code: 'forbidden' })
-    await a.request({ type: 'chat', room, body: 'cluster one' })
-    await pushedAll(d)
-    await a.request({ type: 'chat', room, body: 'cluster two' })
-    await pushedAll(d, 2)
-    expect(pushesOf(b)).toBe(0)
-    expect(pushesOf(f)).toBe(0)
-    // bob goes offline: now he is pushed, by whichever node took the job from the stream.
-    bobConn.close()
-    await bobConn.closed
-    await until('bob offline in Redis', async () => (await redis.hexists(`${prefix}{u}:l:live:n`, bob)) === 0)
-    await a.request({ type: 'chat', room, body: 'cluster three' })
-    await pushedAll(b)
-    expect(webOf(b)[0]!.payload.body).toBe('cluster three')
-    a.close()
-  }, 60_000)
+  redisTest(
+    'a user online on another node is not pushed; blocks hold cluster-wide',
+    async () => {
+      nodes = await Promise.all(
+        [0, 1, 2].map(() => node({ ...rx.env, PUSH_COALESCE_MS: '300', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix })),
+      )
+      const [A, B, C] = nodes as [RunningServer, RunningServer, RunningServer]
+      const room = uid('room')
+      const [alice, bob, dave, frank] = ['alice', 'bob', 'dave', 'frank'].map(uid) as [string, string, string, string]
+      for (const u of [alice, bob, dave, frank]) await member(A, room, u)
+      const [b, d, f] = (await Promise.all([bob, dave, frank].map((u) => devices(B, u)))) as [Addr, Addr, Addr]
+      const bobConn = await as(B, bob)
+      const fc = await as(C, frank)
+      expect((await fc.request({ type: 'block', user: alice })).type).toBe('ack')
+      fc.close()
+      await fc.closed
+      // bob's connection on B counts cluster-wide once B's liveness write is in Redis.
+      await until('bob online in Redis', async () => (await redis.hexists(`${prefix}{u}:l:live:n`, bob)) === 1)
+      const a = await as(A, alice)
+      expect(await a.request({ type: 'dm', to: frank, body: 'hi' })).toMatchObject({ type: 'error', code: 'forbidden' })
+      await a.request({ type: 'chat', room, body: 'cluster one' })
+      await pushedAll(d)
+      await a.request({ type: 'chat', room, body: 'cluster two' })
+      await pushedAll(d, 2)
+      expect(pushesOf(b)).toBe(0)
+      expect(pushesOf(f)).toBe(0)
+      // bob goes offline: now he is pushed, by whichever node took the job from the stream.
+      bobConn.close()
+      await bobConn.closed
+      await until('bob offline in Redis', async () => (await redis.hexists(`${prefix}{u}:l:live:n`, bob)) === 0)
+      await a.request({ type: 'chat', room, body: 'cluster three' })
+      await pushedAll(b)
+      expect(webOf(b)[0]!.payload.body).toBe('cluster three')
+      a.close()
+    },
+    60_000,
+  )
 })
 
 describe('push settings', () => {
@@ -354,10 +407,16 @@ describe('push settings', () => {
     expect(lines({ PUSH_VAPID_PUBLIC_KEY: rx.wp.vapid.publicKey })).toEqual([
       'PUSH_VAPID_PRIVATE_KEY, PUSH_VAPID_SUBJECT: Web Push needs PUSH_VAPID_PUBLIC_KEY, PUSH_VAPID_PRIVATE_KEY and PUSH_VAPID_SUBJECT together',
     ])
-    expect(lines({ PUSH_APNS_KEY_FILE: '/x.p8', PUSH_APNS_KEY_ID: 'ABC123DEFG' })[0]).toStartWith('PUSH_APNS_TEAM_ID, PUSH_APNS_TOPIC: APNs needs')
-    expect(lines({ PUSH_VAPID_PUBLIC_KEY: 'short', PUSH_VAPID_PRIVATE_KEY: rx.wp.vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:a@b' })[0]).toStartWith('PUSH_VAPID_PUBLIC_KEY: expected the base64url public key')
+    expect(lines({ PUSH_APNS_KEY_FILE: '/x.p8', PUSH_APNS_KEY_ID: 'ABC123DEFG' })[0]).toStartWith(
+      'PUSH_APNS_TEAM_ID, PUSH_APNS_TOPIC: APNs needs',
+    )
+    expect(
+      lines({ PUSH_VAPID_PUBLIC_KEY: 'short', PUSH_VAPID_PRIVATE_KEY: rx.wp.vapid.privateKey, PUSH_VAPID_SUBJECT: 'mailto:a@b' })[0],
+    ).toStartWith('PUSH_VAPID_PUBLIC_KEY: expected the base64url public key')
     const { providersOf } = await import('../../src/push')
-    expect(() => providersOf(loadConfig({ PUSH_FCM_CREDENTIALS_FILE: '/nonexistent/fcm.json' }))).toThrow('PUSH_FCM_CREDENTIALS_FILE: cannot read /nonexistent/fcm.json')
+    expect(() => providersOf(loadConfig({ PUSH_FCM_CREDENTIALS_FILE: '/nonexistent/fcm.json' }))).toThrow(
+      'PUSH_FCM_CREDENTIALS_FILE: cannot read /nonexistent/fcm.json',
+    )
     const started = await node({ PUSH_FCM_CREDENTIALS_FILE: '/nonexistent/fcm.json' }).catch((err: Error) => err.message)
     expect(String(started)).toContain('config error: PUSH_FCM_CREDENTIALS_FILE: cannot read /nonexistent/fcm.json')
     // No provider variables: no provider, push stays off.
@@ -382,32 +441,36 @@ describe('push with PostgreSQL memberships', async () => {
     await db?.drop()
   })
 
-  pgTest('devices, levels and blocks are kept in PostgreSQL: an offline member is pushed, a blocker and a muted member are not, across a restart', async () => {
-    db = await freshDatabase('push')
-    const env = { ...rx.env, PUSH_COALESCE_MS: '300', POSTGRES_DSN: db.dsn }
-    let s = await node(env)
-    const room = uid('room')
-    const [alice, olga, pia, quin] = ['alice', 'olga', 'pia', 'quin'].map(uid) as [string, string, string, string]
-    for (const u of [alice, olga, pia, quin]) await member(s, room, u)
-    const [o, p, q] = (await Promise.all([olga, pia, quin].map((u) => devices(s, u)))) as [Addr, Addr, Addr]
-    const pc = await as(s, pia)
-    expect((await pc.request({ type: 'block', user: alice })).type).toBe('ack')
-    pc.close()
-    const qc = await as(s, quin)
-    expect((await qc.request({ type: 'notify', room, level: 'none' })).type).toBe('ack')
-    qc.close()
-    await Promise.all([pc.closed, qc.closed])
-    // A restart: what was registered is the database's, not the process's.
-    await s.stop('SIGTERM')
-    s = await node(env)
-    const a = await as(s, alice)
-    expect(await a.request({ type: 'dm', to: pia, body: 'hi' })).toMatchObject({ type: 'error', code: 'forbidden' })
-    await a.request({ type: 'chat', room, body: 'stored settings' })
-    await pushedAll(o)
-    await a.request({ type: 'chat', room, body: 'barrier' })
-    await pushedAll(o, 2)
-    expect(pushesOf(p)).toBe(0)
-    expect(pushesOf(q)).toBe(0)
-    a.close()
-  }, 60_000)
+  pgTest(
+    'devices, levels and blocks are kept in PostgreSQL: an offline member is pushed, a blocker and a muted member are not, across a restart',
+    async () => {
+      db = await freshDatabase('push')
+      const env = { ...rx.env, PUSH_COALESCE_MS: '300', POSTGRES_DSN: db.dsn }
+      let s = await node(env)
+      const room = uid('room')
+      const [alice, olga, pia, quin] = ['alice', 'olga', 'pia', 'quin'].map(uid) as [string, string, string, string]
+      for (const u of [alice, olga, pia, quin]) await member(s, room, u)
+      const [o, p, q] = (await Promise.all([olga, pia, quin].map((u) => devices(s, u)))) as [Addr, Addr, Addr]
+      const pc = await as(s, pia)
+      expect((await pc.request({ type: 'block', user: alice })).type).toBe('ack')
+      pc.close()
+      const qc = await as(s, quin)
+      expect((await qc.request({ type: 'notify', room, level: 'none' })).type).toBe('ack')
+      qc.close()
+      await Promise.all([pc.closed, qc.closed])
+      // A restart: what was registered is the database's, not the process's.
+      await s.stop('SIGTERM')
+      s = await node(env)
+      const a = await as(s, alice)
+      expect(await a.request({ type: 'dm', to: pia, body: 'hi' })).toMatchObject({ type: 'error', code: 'forbidden' })
+      await a.request({ type: 'chat', room, body: 'stored settings' })
+      await pushedAll(o)
+      await a.request({ type: 'chat', room, body: 'barrier' })
+      await pushedAll(o, 2)
+      expect(pushesOf(p)).toBe(0)
+      expect(pushesOf(q)).toBe(0)
+      a.close()
+    },
+    60_000,
+  )
 })

@@ -53,7 +53,10 @@ const { redisTest } = await onRedisAndCluster({
       chat.send({ type: 'chat', room: channel, body: 'from chat-server' })
       expect(await heard).toMatchObject({ body: 'from chat-server', from: { id: 'cy' } })
       onB.trigger('client-hello', { from: 'bob again' })
-      expect(await chat.next((f) => f.type === 'pusher' && f.event === 'client-hello')).toMatchObject({ data: { from: 'bob again' }, user_id: 'bob' })
+      expect(await chat.next((f) => f.type === 'pusher' && f.event === 'client-hello')).toMatchObject({
+        data: { from: 'bob again' },
+        user_id: 'bob',
+      })
       // The chat-server client is a member of the presence channel too: its leave is a member_removed.
       const cyGone = ann.next(onA, 'pusher:member_removed')
       chat.close()
@@ -83,33 +86,45 @@ const { redisTest } = await onRedisAndCluster({
 
 // A node that dies leaves its Pusher subscriptions and presence members behind: the others take
 // them out once its heartbeat lapses (20 s), with member_removed and channel_vacated.
-redisTest('a dead node\'s Pusher members and subscriptions are taken out by the others', async () => {
-  const env = { ...pusherEnv, RATE_LIMIT_PER_SEC: '0', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `${prefix}dead:` }
-  const hooked: any[] = []
-  const receiver = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: async (req) => (hooked.push(...JSON.parse(await req.text()).events), new Response('ok')) })
-  try {
-    const a = await startServer({ env, timeoutMs: 40_000 })
-    started.push(a)
-    const b = await startServer({ env: { ...env, PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/h` }, timeoutMs: 40_000 })
-    started.push(b)
-    const channel = uid('presence-doomed')
-    const onA = await pusherClient(a, auth, { user: 'doomed' })
-    await onA.subscribe(channel)
-    // Only A's client is in this one: its channel_vacated can only come from the reaper on B.
-    const alone = uid('doomed-alone')
-    await onA.subscribe(alone)
-    const onB = await pusherClient(b, auth, { user: 'survivor' })
-    const chB = (await onB.subscribe(channel)) as any
-    expect(chB.members.count).toBe(2)
-    const removed = onB.next(chB, 'pusher:member_removed', 60_000)
-    await a.stop('SIGKILL')
-    expect((await removed).id).toBe('doomed')
-    await until(() => hooked.some((e) => e.name === 'channel_vacated' && e.channel === alone), 'channel_vacated of the dead node\'s channel', 60_000)
-    onB.close()
-    await until(() => hooked.some((e) => e.name === 'channel_vacated' && e.channel === channel), 'channel_vacated', 60_000)
-    const info = await (await sdk(b).get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } })).json()
-    expect(info).toEqual({ occupied: false, subscription_count: 0 })
-  } finally {
-    receiver.stop(true)
-  }
-}, 120_000)
+redisTest(
+  "a dead node's Pusher members and subscriptions are taken out by the others",
+  async () => {
+    const env = { ...pusherEnv, RATE_LIMIT_PER_SEC: '0', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `${prefix}dead:` }
+    const hooked: any[] = []
+    const receiver = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      fetch: async (req) => (hooked.push(...JSON.parse(await req.text()).events), new Response('ok')),
+    })
+    try {
+      const a = await startServer({ env, timeoutMs: 40_000 })
+      started.push(a)
+      const b = await startServer({ env: { ...env, PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/h` }, timeoutMs: 40_000 })
+      started.push(b)
+      const channel = uid('presence-doomed')
+      const onA = await pusherClient(a, auth, { user: 'doomed' })
+      await onA.subscribe(channel)
+      // Only A's client is in this one: its channel_vacated can only come from the reaper on B.
+      const alone = uid('doomed-alone')
+      await onA.subscribe(alone)
+      const onB = await pusherClient(b, auth, { user: 'survivor' })
+      const chB = (await onB.subscribe(channel)) as any
+      expect(chB.members.count).toBe(2)
+      const removed = onB.next(chB, 'pusher:member_removed', 60_000)
+      await a.stop('SIGKILL')
+      expect((await removed).id).toBe('doomed')
+      await until(
+        () => hooked.some((e) => e.name === 'channel_vacated' && e.channel === alone),
+        "channel_vacated of the dead node's channel",
+        60_000,
+      )
+      onB.close()
+      await until(() => hooked.some((e) => e.name === 'channel_vacated' && e.channel === channel), 'channel_vacated', 60_000)
+      const info = await (await sdk(b).get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } })).json()
+      expect(info).toEqual({ occupied: false, subscription_count: 0 })
+    } finally {
+      receiver.stop(true)
+    }
+  },
+  120_000,
+)

@@ -15,7 +15,8 @@ const JWT_SECRET = 'pusher-public-rooms-secret-0123456789'
 const auth = authEndpoint()
 let n = 0
 const uid = (what: string) => `${what}-${process.pid}-${++n}`
-const token = (sub: string) => new SignJWT({ name: sub }).setSubject(sub).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(JWT_SECRET))
+const token = (sub: string) =>
+  new SignJWT({ name: sub }).setSubject(sub).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(JWT_SECRET))
 
 const servers: RunningServer[] = []
 afterAll(() => Promise.all(servers.map((s) => s.stop('SIGKILL'))))
@@ -48,7 +49,11 @@ describe('pusher public channels with auth on (PUSHER_PUBLIC_ROOMS)', () => {
 
     // pusher-js with only the public key: refused as Pusher refuses (AuthError, 403).
     const anon = await pusherClient(s, auth)
-    expect(await trySubscribe(anon, room)).toEqual({ type: 'AuthError', status: 403, error: expect.stringContaining('PUSHER_PUBLIC_ROOMS') } as never)
+    expect(await trySubscribe(anon, room)).toEqual({
+      type: 'AuthError',
+      status: 403,
+      error: expect.stringContaining('PUSHER_PUBLIC_ROOMS'),
+    } as never)
     let heard = 0
     anon.pusher.channel(room)?.bind_global(() => heard++)
     // A raw socket too: pusher:error 4009, then the subscription_error on the channel.
@@ -87,7 +92,8 @@ describe('pusher public channels with auth on (PUSHER_PUBLIC_ROOMS)', () => {
   test('PUSHER_PUBLIC_ROOMS=lobby,news-*: lobby and news-1 are public, team-secret, lobbyx, LOBBY and news are not', async () => {
     const s = await server({ JWT_SECRET, PUSHER_PUBLIC_ROOMS: 'lobby, news-*' })
     const anon = await pusherClient(s, auth)
-    for (const refused of ['team-secret', 'lobbyx', 'LOBBY', 'news']) expect(await trySubscribe(anon, refused)).toMatchObject({ status: 403 })
+    for (const refused of ['team-secret', 'lobbyx', 'LOBBY', 'news'])
+      expect(await trySubscribe(anon, refused)).toMatchObject({ status: 403 })
     const lobby = await anon.subscribe('lobby')
     const news = await anon.subscribe('news-1')
     const alice = await member(s, 'alice', 'lobby')
@@ -127,7 +133,9 @@ describe('pusher public channels with auth on (PUSHER_PUBLIC_ROOMS)', () => {
 
   test('a bad PUSHER_PUBLIC_ROOMS is a config error naming the variable and the entry', () => {
     expect(loadConfig({ ...pusherEnv, JWT_SECRET, PUSHER_PUBLIC_ROOMS: 'lobby,news-*' }).PUSHER_PUBLIC_ROOMS).toEqual(['lobby', 'news-*'])
-    expect(() => loadConfig({ ...pusherEnv, PUSHER_PUBLIC_ROOMS: 'lobby,team secret' })).toThrow('PUSHER_PUBLIC_ROOMS: expected a comma list of room names and prefix* patterns (* alone: every room), not "team secret"')
+    expect(() => loadConfig({ ...pusherEnv, PUSHER_PUBLIC_ROOMS: 'lobby,team secret' })).toThrow(
+      'PUSHER_PUBLIC_ROOMS: expected a comma list of room names and prefix* patterns (* alone: every room), not "team secret"',
+    )
     expect(() => loadConfig({ ...pusherEnv, PUSHER_PUBLIC_ROOMS: 'a*b' })).toThrow('PUSHER_PUBLIC_ROOMS')
     expect(() => loadConfig({ ...pusherEnv, PUSHER_PUBLIC_ROOMS: ' , ' })).toThrow('PUSHER_PUBLIC_ROOMS')
     expect(() => loadConfig({ PUSHER_PUBLIC_ROOMS: 'lobby' })).toThrow('PUSHER_PUBLIC_ROOMS: needs PUSHER_APP_ID')
@@ -137,36 +145,51 @@ describe('pusher public channels with auth on (PUSHER_PUBLIC_ROOMS)', () => {
 const onRedis = await needService('Redis', 6379)
 const engines = [
   { name: 'one node', env: {}, test },
-  { name: 'Redis', env: { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `test-pusherpub-${process.pid}-${Date.now()}:` }, test: onRedis },
+  {
+    name: 'Redis',
+    env: { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `test-pusherpub-${process.pid}-${Date.now()}:` },
+    test: onRedis,
+  },
 ] as const
 
 for (const engine of engines) {
   describe(`pusher channels and members named __proto__ (${engine.name})`, () => {
-    engine.test('GET /channels lists an occupied __proto__ channel; events and their info reach it', async () => {
-      const s = await server(engine.env)
-      // pusher-js keeps its channels in a plain object and cannot subscribe to __proto__: a raw socket does.
-      const raw = await rawPusher(s)
-      raw.send({ event: 'pusher:subscribe', data: { channel: '__proto__' } })
-      await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === '__proto__')
-      const api = sdk(s)
-      const all = await (await api.get({ path: '/channels', params: { info: 'subscription_count' } })).json()
-      expect(Object.keys(all.channels)).toContain('__proto__')
-      expect(Object.getOwnPropertyDescriptor(all.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
-      const sent = await (await api.trigger('__proto__', 'ping', { n: 1 }, { info: 'subscription_count' })).json()
-      expect(Object.getOwnPropertyDescriptor(sent.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
-      expect(JSON.parse((await raw.next((f) => f.event === 'ping')).data)).toEqual({ n: 1 })
-    }, 60_000)
+    engine.test(
+      'GET /channels lists an occupied __proto__ channel; events and their info reach it',
+      async () => {
+        const s = await server(engine.env)
+        // pusher-js keeps its channels in a plain object and cannot subscribe to __proto__: a raw socket does.
+        const raw = await rawPusher(s)
+        raw.send({ event: 'pusher:subscribe', data: { channel: '__proto__' } })
+        await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === '__proto__')
+        const api = sdk(s)
+        const all = await (await api.get({ path: '/channels', params: { info: 'subscription_count' } })).json()
+        expect(Object.keys(all.channels)).toContain('__proto__')
+        expect(Object.getOwnPropertyDescriptor(all.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
+        const sent = await (await api.trigger('__proto__', 'ping', { n: 1 }, { info: 'subscription_count' })).json()
+        expect(Object.getOwnPropertyDescriptor(sent.channels, '__proto__')?.value).toEqual({ subscription_count: 1 })
+        expect(JSON.parse((await raw.next((f) => f.event === 'ping')).data)).toEqual({ n: 1 })
+      },
+      60_000,
+    )
 
-    engine.test('a presence member whose user_id is __proto__ is in subscription_succeeded', async () => {
-      const s = await server(engine.env)
-      const channel = uid('presence-proto')
-      const raw = await rawPusher(s)
-      const signed = (await auth.post({ socket_id: raw.socketId, channel_name: channel, user: '__proto__', name: 'Proto' })) as { auth: string; channel_data: string }
-      raw.send({ event: 'pusher:subscribe', data: { channel, auth: signed.auth, channel_data: signed.channel_data } })
-      const ok = await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel)
-      expect(ok.data.presence.ids).toEqual(['__proto__'])
-      expect(ok.data.presence.count).toBe(1)
-      expect(Object.getOwnPropertyDescriptor(ok.data.presence.hash, '__proto__')?.value).toEqual({ name: 'Proto' })
-    }, 60_000)
+    engine.test(
+      'a presence member whose user_id is __proto__ is in subscription_succeeded',
+      async () => {
+        const s = await server(engine.env)
+        const channel = uid('presence-proto')
+        const raw = await rawPusher(s)
+        const signed = (await auth.post({ socket_id: raw.socketId, channel_name: channel, user: '__proto__', name: 'Proto' })) as {
+          auth: string
+          channel_data: string
+        }
+        raw.send({ event: 'pusher:subscribe', data: { channel, auth: signed.auth, channel_data: signed.channel_data } })
+        const ok = await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel)
+        expect(ok.data.presence.ids).toEqual(['__proto__'])
+        expect(ok.data.presence.count).toBe(1)
+        expect(Object.getOwnPropertyDescriptor(ok.data.presence.hash, '__proto__')?.value).toEqual({ name: 'Proto' })
+      },
+      60_000,
+    )
   })
 }

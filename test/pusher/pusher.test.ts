@@ -82,7 +82,9 @@ describe('pusher protocol on one node', () => {
     await until(() => raw.frames.filter((f) => f.event === 'pusher:subscription_error').length === 2, 'second refusal')
     // Without auth at all.
     raw.send({ event: 'pusher:subscribe', data: { channel: uid('presence-raw') } })
-    expect((await raw.next((f) => f.event === 'pusher:subscription_error' && f.channel.startsWith('presence-raw'))).data.error).toContain('channel_data')
+    expect((await raw.next((f) => f.event === 'pusher:subscription_error' && f.channel.startsWith('presence-raw'))).data.error).toContain(
+      'channel_data',
+    )
     expect(raw.frames.some((f) => f.event === 'pusher_internal:subscription_succeeded')).toBe(false)
   })
 
@@ -93,7 +95,9 @@ describe('pusher protocol on one node', () => {
     raw.send({ event: 'pusher:subscribe', data: { channel: 'dm:0123456789abcdef' } })
     await until(() => raw.frames.filter((f) => f.event === 'pusher:error').length === 2, 'direct room refused')
     raw.send({ event: 'nonsense' })
-    expect((await raw.next((f) => f.event === 'pusher:error' && f.data.message.includes('nonsense'))).data.message).toContain('not a client event')
+    expect((await raw.next((f) => f.event === 'pusher:error' && f.data.message.includes('nonsense'))).data.message).toContain(
+      'not a client event',
+    )
     raw.ws.send('not json')
     expect((await raw.next((f) => f.event === 'pusher:error' && f.data.message.includes('JSON'))).data.code).toBe(null)
   })
@@ -195,13 +199,17 @@ describe('pusher protocol on one node', () => {
       { channel: two.name, name: 'e2', data: 'plain text' },
     ])
     expect(await got).toEqual([{ a: 1 }, 'plain text'])
-    const tooMany = await sdk(s).triggerBatch(Array.from({ length: 11 }, () => ({ channel: one.name, name: 'x', data: {} }))).catch((e) => e)
+    const tooMany = await sdk(s)
+      .triggerBatch(Array.from({ length: 11 }, () => ({ channel: one.name, name: 'x', data: {} })))
+      .catch((e) => e)
     expect(tooMany.status).toBe(400)
     expect(tooMany.body).toContain('at most 10')
   })
 
   test('HTTP API errors: 401 on a wrong secret or a stale auth_timestamp, 413 on data too large, 400 on a bad body, 404 on another app id', async () => {
-    const wrong = await sdk(s, 'a-secret-that-is-not-it-0000').trigger('x', 'e', {}).catch((e) => e)
+    const wrong = await sdk(s, 'a-secret-that-is-not-it-0000')
+      .trigger('x', 'e', {})
+      .catch((e) => e)
     expect(wrong.status).toBe(401)
     expect(JSON.parse(wrong.body)).toMatchObject({ error: 'unauthorized', reason: expect.stringContaining('auth_signature') })
     // Signed exactly as the SDK signs, but 11 minutes ago (PUSHER_AUTH_MAX_AGE_S is 600).
@@ -215,7 +223,11 @@ describe('pusher protocol on one node', () => {
     } finally {
       Date.now = real
     }
-    const stale = await fetch(`${s.url}/apps/${APP.appId}/events?${qs}`, { method: 'POST', body, headers: { 'content-type': 'application/json' } })
+    const stale = await fetch(`${s.url}/apps/${APP.appId}/events?${qs}`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+    })
     expect(stale.status).toBe(401)
     expect((await stale.json()).reason).toContain('auth_timestamp')
     const fresh = api.createSignedQueryString({ method: 'POST', path: `/apps/${APP.appId}/events`, body })
@@ -231,7 +243,14 @@ describe('pusher protocol on one node', () => {
     expect(JSON.parse(bad.body).reason).toContain('channels[0]')
     const noData = await api.post({ path: '/events', body: { name: 'e', channels: ['x'] } as never }).catch((e) => e)
     expect(JSON.parse(noData.body).reason).toContain('data')
-    const otherApp = new (api.constructor as any)({ appId: 'other', key: APP.key, secret: APP.secret, host: '127.0.0.1', port: String(s.port), useTLS: false })
+    const otherApp = new (api.constructor as any)({
+      appId: 'other',
+      key: APP.key,
+      secret: APP.secret,
+      host: '127.0.0.1',
+      port: String(s.port),
+      useTLS: false,
+    })
     expect((await otherApp.trigger('x', 'e', {}).catch((e: any) => e)).status).toBe(404)
   })
 
@@ -300,7 +319,10 @@ describe('pusher protocol on one node', () => {
     expect(wire.data).not.toContain('1234')
     // Client events are refused there (the server could not check what they carry).
     raw.send({ event: 'client-x', channel, data: {} })
-    expect((await raw.next((f) => f.event === 'pusher:error')).data).toMatchObject({ code: 4301, message: expect.stringContaining('encrypted') })
+    expect((await raw.next((f) => f.event === 'pusher:error')).data).toMatchObject({
+      code: 4301,
+      message: expect.stringContaining('encrypted'),
+    })
   })
 
   test('a silent client gets pusher:ping after activity_timeout, and 4201 when it never answers', async () => {
@@ -348,7 +370,10 @@ describe('pusher protocol on one node', () => {
       Pusher,
       authorizer: (channel: { name: string }) => ({
         authorize: (socketId: string, callback: (err: unknown, data: unknown) => void) => {
-          auth.post({ socket_id: socketId, channel_name: channel.name }).then((d) => callback(null, d), (e) => callback(e, null))
+          auth.post({ socket_id: socketId, channel_name: channel.name }).then(
+            (d) => callback(null, d),
+            (e) => callback(e, null),
+          )
         },
       }),
     } as any)
@@ -385,10 +410,18 @@ describe('pusher webhooks and switches', () => {
   const events = () => hooks.flatMap((h) => h.events)
 
   test('start with PUSHER_WEBHOOK_URL', async () => {
-    w = await startServer({ env: { ...pusherEnv, RATE_LIMIT_PER_SEC: '0', WEBHOOK_BATCH_MS: '10', PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/pusher` }, timeoutMs: 40_000 })
+    w = await startServer({
+      env: {
+        ...pusherEnv,
+        RATE_LIMIT_PER_SEC: '0',
+        WEBHOOK_BATCH_MS: '10',
+        PUSHER_WEBHOOK_URL: `http://127.0.0.1:${receiver.port}/pusher`,
+      },
+      timeoutMs: 40_000,
+    })
   }, 60_000)
 
-  test('channel_occupied, member_added, member_removed, channel_vacated: signed, in Pusher\'s body', async () => {
+  test("channel_occupied, member_added, member_removed, channel_vacated: signed, in Pusher's body", async () => {
     const channel = uid('presence-hooked')
     const c = await pusherClient(w, auth, { user: 'hook-user' })
     await c.subscribe(channel)
@@ -403,7 +436,9 @@ describe('pusher webhooks and switches', () => {
     expect(typeof body.time_ms).toBe('number')
     expect(Array.isArray(body.events)).toBe(true)
     // A forged signature is what the SDK's check would catch (the check can fail).
-    expect(verifier.webhook({ headers: { 'x-pusher-key': APP.key, 'x-pusher-signature': '0'.repeat(64) }, rawBody: hooks[0]!.body }).isValid()).toBe(false)
+    expect(
+      verifier.webhook({ headers: { 'x-pusher-key': APP.key, 'x-pusher-signature': '0'.repeat(64) }, rawBody: hooks[0]!.body }).isValid(),
+    ).toBe(false)
   })
 
   test('client_event: the event, its data, socket_id and the presence member', async () => {

@@ -59,12 +59,18 @@ describe('PostgreSQL persistence', () => {
     await c.request({ type: 'leave', room: r })
     c.ws.close(1000)
     await c.closed
-    await until(async () => (await db.sql`select 1 from sessions where conn = ${c.welcome.conn} and close_code is not null`).length === 1, 'session closed')
+    await until(
+      async () => (await db.sql`select 1 from sessions where conn = ${c.welcome.conn} and close_code is not null`).length === 1,
+      'session closed',
+    )
     const [session] = await db.sql`select * from sessions where conn = ${c.welcome.conn}`
     expect(session).toMatchObject({ user_id: 'pg-alice', node: 'writer-1', remote_addr: '127.0.0.1', close_code: 1000 })
     const [user] = await db.sql`select * from users where id = 'pg-alice'`
     expect(user).toMatchObject({ name: 'Alice' })
-    await until(async () => (await db.sql`select 1 from audit where conn = ${c.welcome.conn} and event = 'disconnect'`).length === 1, 'audit written')
+    await until(
+      async () => (await db.sql`select 1 from audit where conn = ${c.welcome.conn} and event = 'disconnect'`).length === 1,
+      'audit written',
+    )
     const events = (await db.sql`select event from audit where conn = ${c.welcome.conn} order by id`).map((e) => e.event)
     expect(events).toEqual(['connect', 'join', 'join', 'forbidden', 'leave', 'leave', 'disconnect'])
     await s.stop()
@@ -81,7 +87,12 @@ describe('PostgreSQL persistence', () => {
     c = await connect(s.ws)
     const joined = await c.request({ type: 'join', room: r, since: 2, epoch })
     expect(joined).toMatchObject({ recovered: true, seq: 12, epoch })
-    expect(c.all('chat').filter((f) => f.room === r).map((f) => f.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+    expect(
+      c
+        .all('chat')
+        .filter((f) => f.room === r)
+        .map((f) => f.seq),
+    ).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
     const page = await c.request({ type: 'history', room: r, before: 4, limit: 2 })
     expect(page.messages.map((m: any) => m.body)).toEqual(['m2', 'm3'])
     expect(page.more).toBe(true)
@@ -105,7 +116,12 @@ describe('PostgreSQL persistence', () => {
       expect(ready.checks.store).toMatch(/^postgres/)
       // Past the bound: refused at once, nothing published.
       expect(await c.request({ type: 'chat', room: r, body: 'too many' })).toMatchObject({ type: 'error', code: 'unavailable' })
-      expect(c.all('chat').filter((f) => f.room === r).map((f) => f.body)).toEqual(['before'])
+      expect(
+        c
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.body),
+      ).toEqual(['before'])
       proxy = await startProxy(5432, port)
       const acks = await Promise.all(waiting)
       expect(acks.map((a) => a.seq)).toEqual([2, 3, 4, 5, 6])
@@ -144,7 +160,15 @@ describe('PostgreSQL persistence', () => {
     configureLog('silent')
     const store = await postgresStore({ dsn: db.dsn, nodeId: 'poison-test' })
     const r = room()
-    const msg = (seq: number, body: string) => ({ type: 'chat' as const, room: r, seq, id: `m${seq}`, from: { id: 'u', name: 'u' }, body, ts: new Date().toISOString() })
+    const msg = (seq: number, body: string) => ({
+      type: 'chat' as const,
+      room: r,
+      seq,
+      id: `m${seq}`,
+      from: { id: 'u', name: 'u' },
+      body,
+      ts: new Date().toISOString(),
+    })
     // NUL is refused at the door; this goes around the door to prove one bad row cannot block the rest.
     await Promise.all([store.save([msg(1, 'fine')]), store.save([msg(2, 'bad\u0000row')]), store.save([msg(3, 'also fine')])])
     expect((await db.sql`select seq from messages where room = ${r} order by seq`).map((x) => Number(x.seq))).toEqual([1, 3])
@@ -167,7 +191,6 @@ describe('PostgreSQL persistence', () => {
 })
 
 describe('PostgreSQL with Redis', () => {
-
   /** Four messages acknowledged through Redis but never written; another node copies them. */
   async function killedBeforeWriting(redisEnv: Record<string, string>) {
     const prefix = `repair-${process.pid}-${Date.now()}:`
@@ -185,7 +208,11 @@ describe('PostgreSQL with Redis', () => {
       await doomed.exited
       expect((await db.sql`select 1 from messages where room = ${r}`).length).toBe(0)
       const healer = await node({ ...redisEnv, REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsn })
-      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 4, 'the repair to copy 4 messages', 10_000)
+      await until(
+        async () => (await db.sql`select 1 from messages where room = ${r}`).length === 4,
+        'the repair to copy 4 messages',
+        10_000,
+      )
       const rows = await db.sql`select seq, id, body from messages where room = ${r} order by seq`
       expect(rows.map((x) => x.id)).toEqual(acks.map((a) => a.msg))
       // logged once the rows are committed: it may still be on its way through the pipe
@@ -196,100 +223,132 @@ describe('PostgreSQL with Redis', () => {
     }
   }
 
-  withRedis('a node killed before writing is repaired by another node from the stream', () => killedBeforeWriting({ REDIS_URL: 'redis://127.0.0.1:6379' }), 40_000)
+  withRedis(
+    'a node killed before writing is repaired by another node from the stream',
+    () => killedBeforeWriting({ REDIS_URL: 'redis://127.0.0.1:6379' }),
+    40_000,
+  )
 
-  ;(haveRedisBinaries() ? withRedis : process.env.CI === 'true' ? withRedis : realTest.skip)('Redis Cluster: a node killed before writing is repaired by another node from the stream', async () => {
-    if (!haveRedisBinaries()) throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
-    const rc = await startRedisCluster()
-    try {
-      await killedBeforeWriting({ REDIS_URL: rc.url, REDIS_CLUSTER: 'true' })
-    } finally {
-      await rc.stop()
-    }
-  }, 60_000)
+  ;(haveRedisBinaries() ? withRedis : process.env.CI === 'true' ? withRedis : realTest.skip)(
+    'Redis Cluster: a node killed before writing is repaired by another node from the stream',
+    async () => {
+      if (!haveRedisBinaries()) throw new Error('redis-server/redis-cli are not on PATH (CI=true: a missing service is a failure)')
+      const rc = await startRedisCluster()
+      try {
+        await killedBeforeWriting({ REDIS_URL: rc.url, REDIS_CLUSTER: 'true' })
+      } finally {
+        await rc.stop()
+      }
+    },
+    60_000,
+  )
 
-  withRedis('with Redis, chat goes on while PostgreSQL is down and the backlog is written when it returns', async () => {
-    const prefix = `backlog-${process.pid}-${Date.now()}:`
-    let proxy = await startProxy(5432)
-    const port = proxy.port
-    try {
-      const s = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsnVia(port) })
-      const r = room()
-      const c = await connect(s.ws)
-      await c.request({ type: 'join', room: r })
-      proxy.close()
-      for (let i = 1; i <= 6; i++) expect((await c.request({ type: 'chat', room: r, body: `b${i}` })).type).toBe('ack')
-      await until(async () => (await fetch(`${s.url}/readyz`)).status === 503, 'readyz 503', 10_000)
-      proxy = await startProxy(5432, port)
-      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 6, 'backlog written', 15_000)
-      await s.stop()
-    } finally {
-      proxy.close()
-    }
-  }, 40_000)
+  withRedis(
+    'with Redis, chat goes on while PostgreSQL is down and the backlog is written when it returns',
+    async () => {
+      const prefix = `backlog-${process.pid}-${Date.now()}:`
+      let proxy = await startProxy(5432)
+      const port = proxy.port
+      try {
+        const s = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, POSTGRES_DSN: db.dsnVia(port) })
+        const r = room()
+        const c = await connect(s.ws)
+        await c.request({ type: 'join', room: r })
+        proxy.close()
+        for (let i = 1; i <= 6; i++) expect((await c.request({ type: 'chat', room: r, body: `b${i}` })).type).toBe('ack')
+        await until(async () => (await fetch(`${s.url}/readyz`)).status === 503, 'readyz 503', 10_000)
+        proxy = await startProxy(5432, port)
+        await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 6, 'backlog written', 15_000)
+        await s.stop()
+      } finally {
+        proxy.close()
+      }
+    },
+    40_000,
+  )
 
-  withRedis('Redis restarted empty while acked messages wait for the archive: no seq is handed out twice in an epoch', async () => {
-    const redis = await privateRedis({ keepData: false })
-    let proxy = await startProxy(5432)
-    const port = proxy.port
-    try {
-      const s = await node({ REDIS_URL: redis.url, POSTGRES_DSN: db.dsnVia(port) })
-      const r = room()
-      const member = await connect(s.ws)
-      const first = await member.request({ type: 'join', room: r })
-      const sender = await connect(s.ws)
-      await sender.request({ type: 'join', room: r })
-      proxy.close() // the archive is held back: acks come from the Redis stream only
-      const held = []
-      for (let i = 1; i <= 3; i++) held.push(await sender.request({ type: 'chat', room: r, body: `held${i}` }))
-      expect(held.map((a) => a.seq)).toEqual([1, 2, 3])
-      await redis.kill()
-      await redis.restart() // empty: the three are gone from Redis, not yet in PostgreSQL
-      proxy = await startProxy(5432, port)
-      const reset = await member.next((f) => f.type === 'joined' && f.room === r && f.epoch !== first.epoch, 20_000)
-      expect(reset.recovered).toBe(false)
-      const after = await sender.request({ type: 'chat', room: r, body: 'after' }, 10_000)
-      expect(after.seq).toBeGreaterThan(3)
-      // every (epoch, seq) the member saw is unique, and the held messages reach the store beside the new one
-      const seen = member.all('chat').filter((f) => f.room === r).map((f) => f.seq)
-      expect(new Set(seen).size).toBe(seen.length)
-      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 4, 'all four messages in PostgreSQL', 20_000)
-      expect((await db.sql`select body from messages where room = ${r} order by seq`).map((x) => x.body)).toEqual(['held1', 'held2', 'held3', 'after'])
-      await s.stop()
-    } finally {
-      proxy.close()
-      await redis.kill()
-    }
-  }, 60_000)
+  withRedis(
+    'Redis restarted empty while acked messages wait for the archive: no seq is handed out twice in an epoch',
+    async () => {
+      const redis = await privateRedis({ keepData: false })
+      let proxy = await startProxy(5432)
+      const port = proxy.port
+      try {
+        const s = await node({ REDIS_URL: redis.url, POSTGRES_DSN: db.dsnVia(port) })
+        const r = room()
+        const member = await connect(s.ws)
+        const first = await member.request({ type: 'join', room: r })
+        const sender = await connect(s.ws)
+        await sender.request({ type: 'join', room: r })
+        proxy.close() // the archive is held back: acks come from the Redis stream only
+        const held = []
+        for (let i = 1; i <= 3; i++) held.push(await sender.request({ type: 'chat', room: r, body: `held${i}` }))
+        expect(held.map((a) => a.seq)).toEqual([1, 2, 3])
+        await redis.kill()
+        await redis.restart() // empty: the three are gone from Redis, not yet in PostgreSQL
+        proxy = await startProxy(5432, port)
+        const reset = await member.next((f) => f.type === 'joined' && f.room === r && f.epoch !== first.epoch, 20_000)
+        expect(reset.recovered).toBe(false)
+        const after = await sender.request({ type: 'chat', room: r, body: 'after' }, 10_000)
+        expect(after.seq).toBeGreaterThan(3)
+        // every (epoch, seq) the member saw is unique, and the held messages reach the store beside the new one
+        const seen = member
+          .all('chat')
+          .filter((f) => f.room === r)
+          .map((f) => f.seq)
+        expect(new Set(seen).size).toBe(seen.length)
+        await until(
+          async () => (await db.sql`select 1 from messages where room = ${r}`).length === 4,
+          'all four messages in PostgreSQL',
+          20_000,
+        )
+        expect((await db.sql`select body from messages where room = ${r} order by seq`).map((x) => x.body)).toEqual([
+          'held1',
+          'held2',
+          'held3',
+          'after',
+        ])
+        await s.stop()
+      } finally {
+        proxy.close()
+        await redis.kill()
+      }
+    },
+    60_000,
+  )
 
-  withRedis('after every node and Redis restart (Redis empty), the room continues under a new epoch past the store; history reaches back', async () => {
-    const redis = await privateRedis({ keepData: false })
-    try {
-      const env = { REDIS_URL: redis.url, POSTGRES_DSN: db.dsn }
-      let [x, y] = await Promise.all([node(env), node(env)])
-      const r = room()
-      const c = await connect(x.ws)
-      const epoch = (await c.request({ type: 'join', room: r })).epoch
-      for (let i = 1; i <= 5; i++) await c.request({ type: 'chat', room: r, body: `s${i}` })
-      await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 5, 'stored')
-      await Promise.all([x.stop(), y.stop()])
-      await redis.kill()
-      await redis.restart() // empty: no save, no AOF
-      ;[x, y] = await Promise.all([node(env), node(env)])
-      const back = await connect(y.ws)
-      // Redis lost the room: nothing proves that no acknowledged message was lost with it, so
-      // its seqs are never handed out again in that epoch: a new epoch, past the store's last seq.
-      const joined = await back.request({ type: 'join', room: r, since: 1, epoch })
-      expect(joined.epoch).not.toBe(epoch)
-      expect(joined).toMatchObject({ seq: 5 + REBUILT_SEQ_GAP, recovered: false })
-      const sender = await connect(x.ws)
-      await sender.request({ type: 'join', room: r })
-      expect((await sender.request({ type: 'chat', room: r, body: 's6' })).seq).toBe(6 + REBUILT_SEQ_GAP)
-      const h = await back.request({ type: 'history', room: r, limit: 3 })
-      expect(h.messages.map((m: any) => m.body)).toEqual(['s4', 's5', 's6'])
-      await Promise.all([x.stop(), y.stop()])
-    } finally {
-      await redis.kill()
-    }
-  }, 40_000)
+  withRedis(
+    'after every node and Redis restart (Redis empty), the room continues under a new epoch past the store; history reaches back',
+    async () => {
+      const redis = await privateRedis({ keepData: false })
+      try {
+        const env = { REDIS_URL: redis.url, POSTGRES_DSN: db.dsn }
+        let [x, y] = await Promise.all([node(env), node(env)])
+        const r = room()
+        const c = await connect(x.ws)
+        const epoch = (await c.request({ type: 'join', room: r })).epoch
+        for (let i = 1; i <= 5; i++) await c.request({ type: 'chat', room: r, body: `s${i}` })
+        await until(async () => (await db.sql`select 1 from messages where room = ${r}`).length === 5, 'stored')
+        await Promise.all([x.stop(), y.stop()])
+        await redis.kill()
+        await redis.restart() // empty: no save, no AOF
+        ;[x, y] = await Promise.all([node(env), node(env)])
+        const back = await connect(y.ws)
+        // Redis lost the room: nothing proves that no acknowledged message was lost with it, so
+        // its seqs are never handed out again in that epoch: a new epoch, past the store's last seq.
+        const joined = await back.request({ type: 'join', room: r, since: 1, epoch })
+        expect(joined.epoch).not.toBe(epoch)
+        expect(joined).toMatchObject({ seq: 5 + REBUILT_SEQ_GAP, recovered: false })
+        const sender = await connect(x.ws)
+        await sender.request({ type: 'join', room: r })
+        expect((await sender.request({ type: 'chat', room: r, body: 's6' })).seq).toBe(6 + REBUILT_SEQ_GAP)
+        const h = await back.request({ type: 'history', room: r, limit: 3 })
+        expect(h.messages.map((m: any) => m.body)).toEqual(['s4', 's5', 's6'])
+        await Promise.all([x.stop(), y.stop()])
+      } finally {
+        await redis.kill()
+      }
+    },
+    40_000,
+  )
 })

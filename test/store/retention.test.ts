@@ -78,7 +78,12 @@ describe('memory engine with PostgreSQL', () => {
       await until(async () => (await evicted(s)) >= 1, 'the idle room to be evicted', 8000)
       const again = await c.request({ type: 'join', room: r, since: 0, epoch: j.epoch })
       expect(again).toMatchObject({ seq: 2, epoch: j.epoch, recovered: true })
-      expect(c.all('chat').filter((m) => m.room === r).map((m) => m.body)).toEqual(['a', 'b', 'a', 'b'])
+      expect(
+        c
+          .all('chat')
+          .filter((m) => m.room === r)
+          .map((m) => m.body),
+      ).toEqual(['a', 'b', 'a', 'b'])
       expect((await c.request({ type: 'chat', room: r, body: 'c' })).seq).toBe(3)
       c.close()
     } finally {
@@ -89,7 +94,7 @@ describe('memory engine with PostgreSQL', () => {
 
 const redisTest = await needService('Redis', 6379)
 describe('Redis engine', () => {
-  redisTest('an idle room\'s state and stream expire after HISTORY_TTL_S', async () => {
+  redisTest("an idle room's state and stream expire after HISTORY_TTL_S", async () => {
     const prefix = `ret-${tag}:`
     const s = await node({ HISTORY_TTL_S: '1', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix })
     const r = room()

@@ -23,9 +23,13 @@ async function member(c: TestClient, room: string) {
 
 describe('without PostgreSQL', () => {
   let s: RunningServer
-  bunTest('start', async () => {
-    s = await node()
-  }, 30_000)
+  bunTest(
+    'start',
+    async () => {
+      s = await node()
+    },
+    30_000,
+  )
   bunTest('search answers unavailable, naming POSTGRES_DSN (frame and API)', async () => {
     const a = await as(s, uid('a'))
     const r = await a.request({ type: 'search', q: 'hello' })
@@ -65,26 +69,31 @@ describe('with PostgreSQL', () => {
   }
   const bodies = async (c: TestClient, q: string, more: Record<string, unknown> = {}) => (await find(c, q, more)).results.map((r) => r.body)
 
-  pgTest('start, and messages in three rooms', async () => {
-    s = await node({ POSTGRES_DSN: db.dsn })
-    a = await as(s, uid('a'))
-    b = await as(s, uid('b'))
-    await member(a, room1)
-    await member(a, room2)
-    await member(b, room3)
-    const say = async (c: TestClient, room: string, key: string, body: string) => (ids[key] = (await c.request({ type: 'chat', room, body })).msg as string)
-    await say(a, room1, 'hello', 'Hello world, how are you')
-    await say(a, room1, 'url', 'docs at https://example.com/docs/page?id=42 now')
-    await say(a, room1, 'file', 'attached foo.png here')
-    await say(a, room1, 'ru', 'Привет мир, как дела')
-    await say(a, room1, 'ja', '東京タワーに行きました')
-    await say(a, room2, 'partial', 'an unbelievable result')
-    await say(a, room1, 'secret', 'secretword to be deleted')
-    await say(a, room1, 'edit', 'oldword before the edit')
-    await say(b, room3, 'other', 'hello from a room a is not in')
-    expect(await a.request({ type: 'delete', room: room1, msg: ids.secret! })).toMatchObject({ type: 'ack' })
-    expect(await a.request({ type: 'edit', room: room1, msg: ids.edit!, body: 'newword after the edit' })).toMatchObject({ type: 'ack' })
-  }, 30_000)
+  pgTest(
+    'start, and messages in three rooms',
+    async () => {
+      s = await node({ POSTGRES_DSN: db.dsn })
+      a = await as(s, uid('a'))
+      b = await as(s, uid('b'))
+      await member(a, room1)
+      await member(a, room2)
+      await member(b, room3)
+      const say = async (c: TestClient, room: string, key: string, body: string) =>
+        (ids[key] = (await c.request({ type: 'chat', room, body })).msg as string)
+      await say(a, room1, 'hello', 'Hello world, how are you')
+      await say(a, room1, 'url', 'docs at https://example.com/docs/page?id=42 now')
+      await say(a, room1, 'file', 'attached foo.png here')
+      await say(a, room1, 'ru', 'Привет мир, как дела')
+      await say(a, room1, 'ja', '東京タワーに行きました')
+      await say(a, room2, 'partial', 'an unbelievable result')
+      await say(a, room1, 'secret', 'secretword to be deleted')
+      await say(a, room1, 'edit', 'oldword before the edit')
+      await say(b, room3, 'other', 'hello from a room a is not in')
+      expect(await a.request({ type: 'delete', room: room1, msg: ids.secret! })).toMatchObject({ type: 'ack' })
+      expect(await a.request({ type: 'edit', room: room1, msg: ids.edit!, body: 'newword after the edit' })).toMatchObject({ type: 'ack' })
+    },
+    30_000,
+  )
 
   pgTest('words, partial words, URLs, file names, Cyrillic and Japanese', async () => {
     expect(await bodies(a, 'hello')).toEqual(['Hello world, how are you'])
@@ -108,10 +117,17 @@ describe('with PostgreSQL', () => {
     expect(await bodies(a, 'h_llo')).toEqual([])
     // each result is the message frame
     const [hit] = (await find(a, 'hello')).results
-    expect(hit).toMatchObject({ type: 'chat', id: ids.hello, room: room1, from: { id: a.welcome.user.id }, seq: expect.any(Number), ts: expect.any(String) })
+    expect(hit).toMatchObject({
+      type: 'chat',
+      id: ids.hello,
+      room: room1,
+      from: { id: a.welcome.user.id },
+      seq: expect.any(Number),
+      ts: expect.any(String),
+    })
   })
 
-  pgTest('a query the word parser drops whole (an emoji, `:)`) matches where it appears as it is, in the user\'s rooms only', async () => {
+  pgTest("a query the word parser drops whole (an emoji, `:)`) matches where it appears as it is, in the user's rooms only", async () => {
     const room = uid('em')
     await member(a, room)
     for (const body of ['we shipped it 🎉', 'nice :)', 'no party here', '🎉🎉 double', 'learning C++ today', '#release tomorrow'])
@@ -203,9 +219,13 @@ describe('with PostgreSQL', () => {
     expect(body.cursor).toBeUndefined()
     const paged = (await (await api(s, 'GET', `/search?user=${user}&q=zebra&limit=2`)).json()) as { results: Result[]; cursor: string }
     expect(paged.results).toHaveLength(2)
-    const next = (await (await api(s, 'GET', `/search?user=${user}&q=zebra&limit=2&cursor=${paged.cursor}`)).json()) as { results: Result[] }
+    const next = (await (await api(s, 'GET', `/search?user=${user}&q=zebra&limit=2&cursor=${paged.cursor}`)).json()) as {
+      results: Result[]
+    }
     expect(next.results.map((x) => x.id).some((id) => paged.results.some((p) => p.id === id))).toBe(false)
-    expect((await api(s, 'GET', `/search?user=${b.welcome.user.id}&q=foo.png`).then((x) => x.json())) as unknown).toMatchObject({ results: [] })
+    expect((await api(s, 'GET', `/search?user=${b.welcome.user.id}&q=foo.png`).then((x) => x.json())) as unknown).toMatchObject({
+      results: [],
+    })
     const noQ = await api(s, 'GET', `/search?user=${user}`)
     expect(noQ.status).toBe(400)
     expect(JSON.stringify(await noQ.json())).toMatch(/q/)
@@ -231,7 +251,15 @@ describe('with PostgreSQL', () => {
         { type: 'chat', id: uid('m'), room: theirs, from, body: 'giraffe elsewhere', ts, seq: 1 },
         { type: 'chat', id: edited, room: mine, from, body: 'a zebra', ts, seq: 2 },
         { type: 'edit', id: uid('e'), room: mine, from, body: 'an okapi, edited', ts, seq: 3, extra: { msg: edited } },
-        { type: 'react', id: uid('r'), room: mine, from: { id: 'u1', name: 'U1' }, ts, seq: 4, extra: { msg: edited, reaction: 'wow', op: 'add' } },
+        {
+          type: 'react',
+          id: uid('r'),
+          room: mine,
+          from: { id: 'u1', name: 'U1' },
+          ts,
+          seq: 4,
+          extra: { msg: edited, reaction: 'wow', op: 'add' },
+        },
       ])
       // No broker state (a node that restarted): the state read with the rows shows them as they stand.
       const search = createSearch({ store, members, broker: {} })
@@ -239,10 +267,19 @@ describe('with PostgreSQL', () => {
       expect(r.results.map((f) => JSON.parse(f).body)).toEqual(['giraffe in my room'])
       expect((await search.search('u1', { q: 'zebra' })).results).toEqual([])
       const [okapi] = (await search.search('u1', { q: 'okapi' })).results
-      expect(JSON.parse(okapi!)).toMatchObject({ id: edited, body: 'an okapi, edited', edited_at: expect.any(String), reactions: [{ reaction: 'wow', count: 1, me: true }] })
+      expect(JSON.parse(okapi!)).toMatchObject({
+        id: edited,
+        body: 'an okapi, edited',
+        edited_at: expect.any(String),
+        reactions: [{ reaction: 'wow', count: 1, me: true }],
+      })
       expect((await search.search('nobody', { q: 'giraffe' })).results).toEqual([])
       // The frame that comes back is the stored event's frame
-      expect(JSON.parse(r.results[0]!)).toMatchObject(JSON.parse(`{"type":"chat","seq":1${chatTail({ id: JSON.parse(r.results[0]!).id, room: mine, from, body: 'giraffe in my room', ts })}`))
+      expect(JSON.parse(r.results[0]!)).toMatchObject(
+        JSON.parse(
+          `{"type":"chat","seq":1${chatTail({ id: JSON.parse(r.results[0]!).id, room: mine, from, body: 'giraffe in my room', ts })}`,
+        ),
+      )
     } finally {
       await store?.close()
     }
@@ -258,25 +295,31 @@ describe('without pg_trgm (a role that may not create extensions)', () => {
     await admin.unsafe(`drop role if exists ${role}`)
     await admin.end({ timeout: 1 })
   })
-  pgTest('the migration succeeds, the server logs why, and substrings are still found (unindexed)', async () => {
-    db = await freshDatabase('notrgm')
-    // Not the database's owner and no CREATE on it: CREATE EXTENSION (even a trusted one) is refused.
-    await db.sql.unsafe(`create role ${role} login`)
-    await db.sql.unsafe(`grant usage, create on schema public to ${role}`)
-    const s = await node({ POSTGRES_DSN: `postgres://${role}@127.0.0.1:5432/${db.name}` })
-    const [ext] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_extension where extname = 'pg_trgm'`
-    expect(ext!.n).toBe(0)
-    const [idx] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_indexes where indexname = 'messages_search_trgm'`
-    expect(idx!.n).toBe(0)
-    expect(s.logs.some((l) => String(l.msg).includes('pg_trgm is not available'))).toBe(true)
-    const room = uid('nt')
-    const user = uid('u')
-    expect((await api(s, 'PUT', `/rooms/${room}/members/${user}`, { name: 'U' })).status).toBeLessThan(300)
-    expect((await api(s, 'POST', '/publish', { room, body: 'an unbelievable thing at https://example.org/x.png' })).status).toBe(200)
-    const r = (await (await api(s, 'GET', `/search?user=${user}&q=believ`)).json()) as { results: Result[] }
-    expect(r.results.map((x) => x.body)).toEqual(['an unbelievable thing at https://example.org/x.png'])
-    const url = (await (await api(s, 'GET', `/search?user=${user}&q=${encodeURIComponent('example.org/x.png')}`)).json()) as { results: Result[] }
-    expect(url.results).toHaveLength(1)
-    await s.stop('SIGKILL')
-  }, 30_000)
+  pgTest(
+    'the migration succeeds, the server logs why, and substrings are still found (unindexed)',
+    async () => {
+      db = await freshDatabase('notrgm')
+      // Not the database's owner and no CREATE on it: CREATE EXTENSION (even a trusted one) is refused.
+      await db.sql.unsafe(`create role ${role} login`)
+      await db.sql.unsafe(`grant usage, create on schema public to ${role}`)
+      const s = await node({ POSTGRES_DSN: `postgres://${role}@127.0.0.1:5432/${db.name}` })
+      const [ext] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_extension where extname = 'pg_trgm'`
+      expect(ext!.n).toBe(0)
+      const [idx] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_indexes where indexname = 'messages_search_trgm'`
+      expect(idx!.n).toBe(0)
+      expect(s.logs.some((l) => String(l.msg).includes('pg_trgm is not available'))).toBe(true)
+      const room = uid('nt')
+      const user = uid('u')
+      expect((await api(s, 'PUT', `/rooms/${room}/members/${user}`, { name: 'U' })).status).toBeLessThan(300)
+      expect((await api(s, 'POST', '/publish', { room, body: 'an unbelievable thing at https://example.org/x.png' })).status).toBe(200)
+      const r = (await (await api(s, 'GET', `/search?user=${user}&q=believ`)).json()) as { results: Result[] }
+      expect(r.results.map((x) => x.body)).toEqual(['an unbelievable thing at https://example.org/x.png'])
+      const url = (await (await api(s, 'GET', `/search?user=${user}&q=${encodeURIComponent('example.org/x.png')}`)).json()) as {
+        results: Result[]
+      }
+      expect(url.results).toHaveLength(1)
+      await s.stop('SIGKILL')
+    },
+    30_000,
+  )
 })

@@ -27,7 +27,12 @@ afterAll(async () => {
  * while held is executed and committed, but the client hears nothing, times out and retries.
  */
 async function holdingProxy() {
-  interface Pair { up?: Socket<Pair>; down: Socket<Pair>; toDown: Uint8Array[]; toUp: Uint8Array[] }
+  interface Pair {
+    up?: Socket<Pair>
+    down: Socket<Pair>
+    toDown: Uint8Array[]
+    toUp: Uint8Array[]
+  }
   const pairs = new Set<Pair>()
   let held = false
   const listener: TCPSocketListener<Pair> = Bun.listen<Pair>({
@@ -117,7 +122,11 @@ describe('store writes', () => {
       servers.push(s)
       proxy.close()
       await until(async () => (await fetch(`${s.url}/readyz`)).status === 503, 'readyz 503', 10_000)
-      const c = await connect(s.ws, { user: 'outage-user', name: 'During' }, { headers: { 'x-forwarded-for': '198.51.100.9', 'user-agent': 'outage-agent' } })
+      const c = await connect(
+        s.ws,
+        { user: 'outage-user', name: 'During' },
+        { headers: { 'x-forwarded-for': '198.51.100.9', 'user-agent': 'outage-agent' } },
+      )
       const conn = c.welcome.conn
       await Bun.sleep(200)
       c.ws.close(1000)
@@ -125,9 +134,19 @@ describe('store writes', () => {
       await Bun.sleep(2500) // several failed write attempts
       expect((await db.sql`select 1 from sessions where conn = ${conn}`).length).toBe(0)
       proxy = await startProxy(5432, port)
-      await until(async () => (await db.sql`select 1 from sessions where conn = ${conn} and close_code is not null`).length === 1, 'session written', 15_000)
+      await until(
+        async () => (await db.sql`select 1 from sessions where conn = ${conn} and close_code is not null`).length === 1,
+        'session written',
+        15_000,
+      )
       const [session] = await db.sql`select * from sessions where conn = ${conn}`
-      expect(session).toMatchObject({ user_id: 'outage-user', node: 'outage-node', remote_addr: '198.51.100.9', user_agent: 'outage-agent', close_code: 1000 })
+      expect(session).toMatchObject({
+        user_id: 'outage-user',
+        node: 'outage-node',
+        remote_addr: '198.51.100.9',
+        user_agent: 'outage-agent',
+        close_code: 1000,
+      })
       // The times are those of the connection, not of the late write.
       expect(session!.disconnected_at.getTime() - session!.connected_at.getTime()).toBeGreaterThanOrEqual(150)
       expect(session!.disconnected_at.getTime() - session!.connected_at.getTime()).toBeLessThan(2000)
@@ -142,11 +161,15 @@ describe('store writes', () => {
     }
   }, 40_000)
 
-  test('the server\'s messages read back from PostgreSQL still carry system: true', async () => {
+  test("the server's messages read back from PostgreSQL still carry system: true", async () => {
     const s = await startServer({ env: { POSTGRES_DSN: db.dsn, HISTORY_LIMIT: '1', API_KEY } })
     servers.push(s)
     const room = `sys-${Date.now()}`
-    const res = await fetch(`${s.url}/api/publish`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: JSON.stringify({ room, body: 'notice' }) })
+    const res = await fetch(`${s.url}/api/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ room, body: 'notice' }),
+    })
     expect(res.status).toBe(200)
     const c = await connect(s.ws, { user: 'reader' })
     await c.request({ type: 'join', room })

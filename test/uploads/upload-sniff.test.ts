@@ -18,16 +18,35 @@ const pad = (b: Uint8Array, n = 64) => {
 
 describe('sniff', () => {
   test('images, with their size where the header gives it', () => {
-    expect(sniff(pad(bytes([0x89], 'PNG\r\n\x1a\n', [0, 0, 0, 13], 'IHDR', [0, 0, 2, 0, 0, 0, 1, 0x80])), true)).toEqual({ type: 'image/png', width: 512, height: 384 })
+    expect(sniff(pad(bytes([0x89], 'PNG\r\n\x1a\n', [0, 0, 0, 13], 'IHDR', [0, 0, 2, 0, 0, 0, 1, 0x80])), true)).toEqual({
+      type: 'image/png',
+      width: 512,
+      height: 384,
+    })
     expect(sniff(pad(bytes('GIF89a', [0x40, 0x01, 0xf0, 0x00])), true)).toEqual({ type: 'image/gif', width: 320, height: 240 })
     // JPEG: SOI, an APP0 segment of 16 bytes, then SOF0 with height 600 and width 800.
-    const jpeg = bytes([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10], 'JFIF\0', new Array(9).fill(0), [0xff, 0xc0, 0x00, 0x11, 0x08, 0x02, 0x58, 0x03, 0x20, 0x03])
+    const jpeg = bytes(
+      [0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10],
+      'JFIF\0',
+      new Array(9).fill(0),
+      [0xff, 0xc0, 0x00, 0x11, 0x08, 0x02, 0x58, 0x03, 0x20, 0x03],
+    )
     expect(sniff(pad(jpeg), true)).toEqual({ type: 'image/jpeg', width: 800, height: 600 })
     // WebP lossless (VP8L): 14-bit width-1 and height-1 after the signature byte 0x2f.
     const w = 100 - 1
     const h = 50 - 1
     const bits = w | (h << 14)
-    const vp8l = bytes('RIFF', [0, 0, 0, 0], 'WEBPVP8L', [0, 0, 0, 0, 0x2f, bits & 0xff, (bits >> 8) & 0xff, (bits >> 16) & 0xff, (bits >> 24) & 0xff])
+    const vp8l = bytes('RIFF', [0, 0, 0, 0], 'WEBPVP8L', [
+      0,
+      0,
+      0,
+      0,
+      0x2f,
+      bits & 0xff,
+      (bits >> 8) & 0xff,
+      (bits >> 16) & 0xff,
+      (bits >> 24) & 0xff,
+    ])
     expect(sniff(pad(vp8l), true)).toEqual({ type: 'image/webp', width: 100, height: 50 })
   })
 
@@ -35,7 +54,9 @@ describe('sniff', () => {
     expect(sniff(pad(bytes('%PDF-1.7\n')), true).type).toBe('application/pdf')
     expect(sniff(pad(bytes([0, 0, 0, 0x20], 'ftypisom')), true).type).toBe('video/mp4')
     expect(sniff(pad(bytes([0, 0, 0, 0x20], 'ftypM4A ')), true).type).toBe('audio/mp4')
-    expect(sniff(pad(bytes([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x84], 'webm')), true).type).toBe('video/webm')
+    expect(sniff(pad(bytes([0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x84], 'webm')), true).type).toBe(
+      'video/webm',
+    )
     expect(sniff(pad(bytes('OggS', [0, 2], new Array(22).fill(0), 'OpusHead')), true).type).toBe('audio/ogg')
     expect(sniff(pad(bytes('ID3', [4, 0, 0])), true).type).toBe('audio/mpeg')
     expect(sniff(pad(bytes([0xff, 0xfb, 0x90, 0x64])), true).type).toBe('audio/mpeg')
@@ -51,7 +72,9 @@ describe('sniff', () => {
     expect(sniff(cut, false).type).toBe('text/plain')
     expect(sniff(cut, true).type).toBe('application/octet-stream')
     expect(sniff(new TextEncoder().encode('  <!DOCTYPE html><p>x'), true).type).toBe('text/html')
-    expect(sniff(new TextEncoder().encode('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>'), true).type).toBe('image/svg+xml')
+    expect(sniff(new TextEncoder().encode('<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>'), true).type).toBe(
+      'image/svg+xml',
+    )
     expect(sniff(bytes('abc', [0], 'def'), true).type).toBe('application/octet-stream')
     expect(sniff(new Uint8Array([1, 2, 3, 4, 5, 6, 200, 201]), true).type).toBe('application/octet-stream')
   })
@@ -89,7 +112,7 @@ describe('reconcile and allowedType', () => {
 })
 
 describe('download names: the extension follows the served type', () => {
-  test('a name whose extension is not one of the type\'s gets the type\'s own appended', () => {
+  test("a name whose extension is not one of the type's gets the type's own appended", () => {
     expect(downloadName('evil.html', 'text/plain')).toBe('evil.html.txt')
     expect(downloadName('evil.HTML', 'text/plain')).toBe('evil.HTML.txt')
     expect(downloadName('image.svg', 'text/plain')).toBe('image.svg.txt')
@@ -101,7 +124,7 @@ describe('download names: the extension follows the served type', () => {
     expect(downloadName('photo.jpg', 'image/png')).toBe('photo.jpg.png')
     expect(downloadName('x.svg', 'image/svg+xml')).toBe('x.svg')
   })
-  test('a name with the type\'s extension is kept; none, or trailing dots, get it', () => {
+  test("a name with the type's extension is kept; none, or trailing dots, get it", () => {
     expect(downloadName('notes.txt', 'text/plain')).toBe('notes.txt')
     expect(downloadName('README.md', 'text/plain')).toBe('README.md')
     expect(downloadName('Photo.JPEG', 'image/jpeg')).toBe('Photo.JPEG')
@@ -120,8 +143,12 @@ describe('download names: the extension follows the served type', () => {
     expect(contentDisposition('image/png', 'dot.png')).toBe(`inline; filename="dot.png"; filename*=UTF-8''dot.png`)
     expect(contentDisposition('image/svg+xml', 'x.svg')).toStartWith('attachment; ')
     const d = contentDisposition('text/plain', `it's "a" \\ (1)*!;x\r\nSet-Cookie: a=b.txt`)
-    expect(d).toBe(`attachment; filename="it's _a_ _ (1)*!;x__Set-Cookie: a=b.txt"; filename*=UTF-8''it%27s%20%22a%22%20%5C%20%281%29%2A%21%3Bx%0D%0ASet-Cookie%3A%20a%3Db.txt`)
+    expect(d).toBe(
+      `attachment; filename="it's _a_ _ (1)*!;x__Set-Cookie: a=b.txt"; filename*=UTF-8''it%27s%20%22a%22%20%5C%20%281%29%2A%21%3Bx%0D%0ASet-Cookie%3A%20a%3Db.txt`,
+    )
     expect(() => new Headers({ 'content-disposition': d })).not.toThrow()
-    expect(contentDisposition('text/plain', 'café ü.txt')).toBe(`attachment; filename="caf_ _.txt"; filename*=UTF-8''caf%C3%A9%20%C3%BC.txt`)
+    expect(contentDisposition('text/plain', 'café ü.txt')).toBe(
+      `attachment; filename="caf_ _.txt"; filename*=UTF-8''caf%C3%A9%20%C3%BC.txt`,
+    )
   })
 })

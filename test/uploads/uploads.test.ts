@@ -19,7 +19,10 @@ const API_KEY = 'uploads-test-key-0123456789'
 const { tag, uid, node, as } = testNodes(API_KEY)
 
 /** A real 1x1 PNG (browsers draw it), and a PNG header claiming 640x480. */
-export const PNG_1x1 = Uint8Array.from(atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='), (c) => c.charCodeAt(0))
+export const PNG_1x1 = Uint8Array.from(
+  atob('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='),
+  (c) => c.charCodeAt(0),
+)
 const pngHeader = (w: number, h: number) => {
   const b = new Uint8Array(new ArrayBuffer(64))
   b.set([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52])
@@ -36,14 +39,20 @@ async function upload(s: RunningServer, user: string | undefined, bytes: Uint8Ar
   const res = await fetch(`${s.url}/api/uploads${q}`, { method: 'POST', body: form })
   return { status: res.status, body: (await res.json()) as any }
 }
-const get = (s: RunningServer, url: string, user?: string) => fetch(`${s.url}${url}${user ? `${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(user)}` : ''}`)
+const get = (s: RunningServer, url: string, user?: string) =>
+  fetch(`${s.url}${url}${user ? `${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(user)}` : ''}`)
 
 async function inRoom(c: TestClient, room: string) {
   expect(await c.request({ type: 'join', room })).toMatchObject({ type: 'joined', room })
 }
 
 /** The behaviour every engine and storage must show; `at(i)` is the node of the i-th participant. */
-function uploadSuite(name: string, nodes: () => RunningServer[], test: typeof bunTest, opts: { orphanTtl?: boolean; stored?: () => number } = {}) {
+function uploadSuite(
+  name: string,
+  nodes: () => RunningServer[],
+  test: typeof bunTest,
+  opts: { orphanTtl?: boolean; stored?: () => number } = {},
+) {
   const at = (i: number) => nodes()[i % nodes().length]!
   describe(name, () => {
     test('an upload sent in a room is delivered with its metadata and a member downloads it', async () => {
@@ -52,7 +61,15 @@ function uploadSuite(name: string, nodes: () => RunningServer[], test: typeof bu
       const up = await upload(at(0), ua, PNG_1x1, 'dot.png', 'image/png')
       expect(up.status).toBe(201)
       const file = up.body.upload
-      expect(file).toEqual({ id: expect.any(String), name: 'dot.png', type: 'image/png', size: PNG_1x1.length, url: `/api/uploads/${file.id}`, width: 1, height: 1 })
+      expect(file).toEqual({
+        id: expect.any(String),
+        name: 'dot.png',
+        type: 'image/png',
+        size: PNG_1x1.length,
+        url: `/api/uploads/${file.id}`,
+        width: 1,
+        height: 1,
+      })
       const a = await as(at(0), ua)
       const b = await as(at(1), ub)
       await inRoom(a, room)
@@ -98,7 +115,7 @@ function uploadSuite(name: string, nodes: () => RunningServer[], test: typeof bu
       c.close()
     })
 
-    test('attachments: more than 10, an unknown id, and someone else\'s upload are bad requests naming them', async () => {
+    test("attachments: more than 10, an unknown id, and someone else's upload are bad requests naming them", async () => {
       const room = uid('r')
       const [ua, ub] = [uid('a'), uid('b')]
       const a = await as(at(0), ua)
@@ -122,7 +139,10 @@ function uploadSuite(name: string, nodes: () => RunningServer[], test: typeof bu
       const z = await upload(at(0), u, zip, 'a.zip', 'application/zip')
       expect(z).toMatchObject({ status: 415, body: { error: 'unsupported_type' } })
       const lying = await upload(at(0), u, PDF, 'fake.png', 'image/png')
-      expect(lying).toMatchObject({ status: 415, body: { error: 'unsupported_type', reason: 'file: declared image/png but the content is application/pdf' } })
+      expect(lying).toMatchObject({
+        status: 415,
+        body: { error: 'unsupported_type', reason: 'file: declared image/png but the content is application/pdf' },
+      })
       const html = await upload(at(0), u, '<!doctype html><script>alert(1)</script>', 'x.txt', 'text/plain')
       expect(html).toMatchObject({ status: 415, body: { error: 'unsupported_type' } })
       const svg = await upload(at(0), u, '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', 'x.svg', 'image/svg+xml')
@@ -150,7 +170,7 @@ function uploadSuite(name: string, nodes: () => RunningServer[], test: typeof bu
       b.close()
     })
 
-    test('a deleted message\'s attachments are removed with it', async () => {
+    test("a deleted message's attachments are removed with it", async () => {
       const room = uid('r')
       const ua = uid('a')
       const before = opts.stored?.()
@@ -216,7 +236,11 @@ describe('one node, memory engine, disk storage', () => {
       f.append('file', new Blob([PNG_1x1]), 'k.png')
       return f
     }
-    const ok = await fetch(`${s.url}/api/uploads?user=keyed`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: form() })
+    const ok = await fetch(`${s.url}/api/uploads?user=keyed`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: form(),
+    })
     expect(ok.status).toBe(201)
     const missing = await fetch(`${s.url}/api/uploads`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` }, body: form() })
     expect(missing.status).toBe(400)
@@ -233,7 +257,11 @@ async function rawUpload(s: RunningServer, user: string, bytes: Uint8Array | str
   const boundary = `----raw${tag}`
   const head = [`--${boundary}`, `Content-Disposition: form-data; name="file"; filename="${name}"`, ...partHeaders, '', ''].join('\r\n')
   const body = Buffer.concat([Buffer.from(head), Buffer.from(bytes), Buffer.from(`\r\n--${boundary}--\r\n`)])
-  const res = await fetch(`${s.url}/api/uploads?user=${encodeURIComponent(user)}`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body })
+  const res = await fetch(`${s.url}/api/uploads?user=${encodeURIComponent(user)}`, {
+    method: 'POST',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    body,
+  })
   return { status: res.status, body: (await res.json()) as any }
 }
 
@@ -245,81 +273,106 @@ describe('upload types (PROTOCOL-v4) and download names', () => {
 
   bunTest('is sniffed like application/octet-stream; a declared text/plain is still checked against the content', async () => {
     const u = uid('a')
-    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', [])).toMatchObject({ status: 201, body: { upload: { type: 'image/png', name: 'dot.png', width: 1, height: 1 } } })
+    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', [])).toMatchObject({
+      status: 201,
+      body: { upload: { type: 'image/png', name: 'dot.png', width: 1, height: 1 } },
+    })
     expect(await rawUpload(s, u, PDF, 'doc.pdf', [])).toMatchObject({ status: 201, body: { upload: { type: 'application/pdf' } } })
     expect(await rawUpload(s, u, 'plain notes\n', 'notes.txt', [])).toMatchObject({ status: 201, body: { upload: { type: 'text/plain' } } })
     // An empty header says nothing either.
-    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', ['Content-Type: '])).toMatchObject({ status: 201, body: { upload: { type: 'image/png' } } })
+    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', ['Content-Type: '])).toMatchObject({
+      status: 201,
+      body: { upload: { type: 'image/png' } },
+    })
     // What is declared is still compared with the content, and what is sniffed with UPLOAD_TYPES.
-    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', ['Content-Type: text/plain'])).toMatchObject({ status: 415, body: { error: 'unsupported_type', reason: 'file: declared text/plain but the content is image/png' } })
-    expect(await rawUpload(s, u, '<!doctype html><script>alert(1)</script>', 'x.txt', [])).toMatchObject({ status: 415, body: { error: 'unsupported_type', reason: expect.stringContaining('text/html is not an allowed type') } })
+    expect(await rawUpload(s, u, PNG_1x1, 'dot.png', ['Content-Type: text/plain'])).toMatchObject({
+      status: 415,
+      body: { error: 'unsupported_type', reason: 'file: declared text/plain but the content is image/png' },
+    })
+    expect(await rawUpload(s, u, '<!doctype html><script>alert(1)</script>', 'x.txt', [])).toMatchObject({
+      status: 415,
+      body: { error: 'unsupported_type', reason: expect.stringContaining('text/html is not an allowed type') },
+    })
   })
 
-  bunTest('a download is saved under a name whose extension follows the served type (evil.html served as text/plain is evil.html.txt)', async () => {
-    const u = uid('a')
-    const evil = (await upload(s, u, 'not a page, just text\n', 'evil.html', 'text/plain')).body.upload
-    // The name as uploaded stays in the metadata; only the saved name gains the extension.
-    expect(evil).toMatchObject({ name: 'evil.html', type: 'text/plain' })
-    const res = await get(s, evil.url, u)
-    expect(res.status).toBe(200)
-    expect(res.headers.get('content-type')).toBe('text/plain; charset=utf-8')
-    expect(res.headers.get('content-disposition')).toBe(`attachment; filename="evil.html.txt"; filename*=UTF-8''evil.html.txt`)
-    const kept = (await upload(s, u, PNG_1x1, 'dot.png')).body.upload
-    expect((await get(s, kept.url, u)).headers.get('content-disposition')).toBe(`inline; filename="dot.png"; filename*=UTF-8''dot.png`)
-    const spoof = (await upload(s, u, 'text\n', 'evil\u202Etxt.exe', 'text/plain')).body.upload
-    expect(spoof.name).toBe('eviltxt.exe')
-    expect((await get(s, spoof.url, u)).headers.get('content-disposition')).toBe(`attachment; filename="eviltxt.exe.txt"; filename*=UTF-8''eviltxt.exe.txt`)
-  })
+  bunTest(
+    'a download is saved under a name whose extension follows the served type (evil.html served as text/plain is evil.html.txt)',
+    async () => {
+      const u = uid('a')
+      const evil = (await upload(s, u, 'not a page, just text\n', 'evil.html', 'text/plain')).body.upload
+      // The name as uploaded stays in the metadata; only the saved name gains the extension.
+      expect(evil).toMatchObject({ name: 'evil.html', type: 'text/plain' })
+      const res = await get(s, evil.url, u)
+      expect(res.status).toBe(200)
+      expect(res.headers.get('content-type')).toBe('text/plain; charset=utf-8')
+      expect(res.headers.get('content-disposition')).toBe(`attachment; filename="evil.html.txt"; filename*=UTF-8''evil.html.txt`)
+      const kept = (await upload(s, u, PNG_1x1, 'dot.png')).body.upload
+      expect((await get(s, kept.url, u)).headers.get('content-disposition')).toBe(`inline; filename="dot.png"; filename*=UTF-8''dot.png`)
+      const spoof = (await upload(s, u, 'text\n', 'evil\u202Etxt.exe', 'text/plain')).body.upload
+      expect(spoof.name).toBe('eviltxt.exe')
+      expect((await get(s, spoof.url, u)).headers.get('content-disposition')).toBe(
+        `attachment; filename="eviltxt.exe.txt"; filename*=UTF-8''eviltxt.exe.txt`,
+      )
+    },
+  )
 })
 
 describe('with JWT auth the token authenticates the upload and the download, as on /ws', () => {
   const SECRET = 'uploads-jwt-secret-0123456789abcdef'
-  const mint = (sub: string) => new SignJWT({ sub, name: sub }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(SECRET))
+  const mint = (sub: string) =>
+    new SignJWT({ sub, name: sub }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(SECRET))
   let s: RunningServer
   beforeAll(async () => {
     s = await node({ JWT_SECRET: SECRET, UPLOAD_DIR: mkdtempSync(join(tmpdir(), 'uploads-jwt-')) })
   }, 20_000)
 
-  bunTest('no token is 401 for upload and download; a member\'s token in the header or ?token= reads it; a non-member\'s is 403', async () => {
-    const form = () => {
-      const f = new FormData()
-      f.append('file', new Blob([PNG_1x1]), 'j.png')
-      return f
-    }
-    expect((await fetch(`${s.url}/api/uploads`, { method: 'POST', body: form() })).status).toBe(401)
-    expect((await fetch(`${s.url}/api/uploads?user=alice`, { method: 'POST', body: form() })).status).toBe(401)
-    const [ta, tb, tc] = await Promise.all([mint('alice'), mint('bob'), mint('carol')])
-    const up = await fetch(`${s.url}/api/uploads`, { method: 'POST', headers: { authorization: `Bearer ${ta}` }, body: form() })
-    expect(up.status).toBe(201)
-    const file = ((await up.json()) as any).upload
-    const room = uid('r')
-    const a = await connect(s.ws, { token: ta })
-    const b = await connect(s.ws, { token: tb })
-    await inRoom(a, room)
-    await inRoom(b, room)
-    expect(await a.request({ type: 'chat', room, body: 'pic', attachments: [file.id] })).toMatchObject({ type: 'ack' })
-    expect((await b.next({ type: 'chat', room })).attachments).toEqual([file])
-    const none = await fetch(`${s.url}${file.url}`)
-    expect(none.status).toBe(401)
-    expect(await none.json()).toMatchObject({ error: 'unauthorized' })
-    expect((await fetch(`${s.url}${file.url}?user=bob`)).status).toBe(401)
-    expect((await fetch(`${s.url}${file.url}`, { headers: { authorization: `Bearer ${tb}` } })).status).toBe(200)
-    expect((await fetch(`${s.url}${file.url}?token=${tb}`)).status).toBe(200)
-    expect((await fetch(`${s.url}${file.url}?token=${tc}`)).status).toBe(403)
-    a.close()
-    b.close()
-  })
+  bunTest(
+    "no token is 401 for upload and download; a member's token in the header or ?token= reads it; a non-member's is 403",
+    async () => {
+      const form = () => {
+        const f = new FormData()
+        f.append('file', new Blob([PNG_1x1]), 'j.png')
+        return f
+      }
+      expect((await fetch(`${s.url}/api/uploads`, { method: 'POST', body: form() })).status).toBe(401)
+      expect((await fetch(`${s.url}/api/uploads?user=alice`, { method: 'POST', body: form() })).status).toBe(401)
+      const [ta, tb, tc] = await Promise.all([mint('alice'), mint('bob'), mint('carol')])
+      const up = await fetch(`${s.url}/api/uploads`, { method: 'POST', headers: { authorization: `Bearer ${ta}` }, body: form() })
+      expect(up.status).toBe(201)
+      const file = ((await up.json()) as any).upload
+      const room = uid('r')
+      const a = await connect(s.ws, { token: ta })
+      const b = await connect(s.ws, { token: tb })
+      await inRoom(a, room)
+      await inRoom(b, room)
+      expect(await a.request({ type: 'chat', room, body: 'pic', attachments: [file.id] })).toMatchObject({ type: 'ack' })
+      expect((await b.next({ type: 'chat', room })).attachments).toEqual([file])
+      const none = await fetch(`${s.url}${file.url}`)
+      expect(none.status).toBe(401)
+      expect(await none.json()).toMatchObject({ error: 'unauthorized' })
+      expect((await fetch(`${s.url}${file.url}?user=bob`)).status).toBe(401)
+      expect((await fetch(`${s.url}${file.url}`, { headers: { authorization: `Bearer ${tb}` } })).status).toBe(200)
+      expect((await fetch(`${s.url}${file.url}?token=${tb}`)).status).toBe(200)
+      expect((await fetch(`${s.url}${file.url}?token=${tc}`)).status).toBe(403)
+      a.close()
+      b.close()
+    },
+  )
 })
 
 describe('an UPLOAD_DIR that cannot be written', () => {
-  bunTest('the node starts and serves chat; an upload answers 503 unavailable', async () => {
-    const s = await node({ UPLOAD_DIR: '/proc/no-such-dir/uploads' })
-    const up = await upload(s, 'u1', PNG_1x1, 'x.png')
-    expect(up).toMatchObject({ status: 503, body: { error: 'unavailable' } })
-    const c = await as(s, 'u1')
-    expect(await c.request({ type: 'chat', body: 'still chatting' })).toMatchObject({ type: 'ack' })
-    c.close()
-  }, 20_000)
+  bunTest(
+    'the node starts and serves chat; an upload answers 503 unavailable',
+    async () => {
+      const s = await node({ UPLOAD_DIR: '/proc/no-such-dir/uploads' })
+      const up = await upload(s, 'u1', PNG_1x1, 'x.png')
+      expect(up).toMatchObject({ status: 503, body: { error: 'unavailable' } })
+      const c = await as(s, 'u1')
+      expect(await c.request({ type: 'chat', body: 'still chatting' })).toMatchObject({ type: 'ack' })
+      c.close()
+    },
+    20_000,
+  )
 })
 
 describe('the size limit is checked while the body streams in', () => {
@@ -330,65 +383,75 @@ describe('the size limit is checked while the body streams in', () => {
   }, 20_000)
   const rss = async (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(await Bun.file(`/proc/${pid}/status`).text())![1]) * 1024
 
-  bunTest('a 2 GiB body is cut at UPLOAD_MAX_BYTES with 413, nothing is stored, and the server never holds it', async () => {
-    // A raw socket: it keeps sending (chunked, as a stream of unknown length) until the answer
-    // arrives, and counts what it sent; a fetch client would not read the answer before its body ended.
-    const boundary = `----b${tag}`
-    const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.png"\r\nContent-Type: image/png\r\n\r\n`
-    const chunk = new Uint8Array(256 * 1024).fill(7)
-    chunk.set(pngHeader(10, 10))
-    const total = 2 * 1024 ** 3
-    let sent = 0
-    let answer = ''
-    let closed = false
-    const before = await rss(s.proc.pid)
-    let peak = before
-    const enc = new TextEncoder()
-    const sock = await Bun.connect({
-      hostname: '127.0.0.1',
-      port: s.port,
-      socket: {
-        data(_s, d) {
-          answer += new TextDecoder().decode(d)
+  bunTest(
+    'a 2 GiB body is cut at UPLOAD_MAX_BYTES with 413, nothing is stored, and the server never holds it',
+    async () => {
+      // A raw socket: it keeps sending (chunked, as a stream of unknown length) until the answer
+      // arrives, and counts what it sent; a fetch client would not read the answer before its body ended.
+      const boundary = `----b${tag}`
+      const head = `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.png"\r\nContent-Type: image/png\r\n\r\n`
+      const chunk = new Uint8Array(256 * 1024).fill(7)
+      chunk.set(pngHeader(10, 10))
+      const total = 2 * 1024 ** 3
+      let sent = 0
+      let answer = ''
+      let closed = false
+      const before = await rss(s.proc.pid)
+      let peak = before
+      const enc = new TextEncoder()
+      const sock = await Bun.connect({
+        hostname: '127.0.0.1',
+        port: s.port,
+        socket: {
+          data(_s, d) {
+            answer += new TextDecoder().decode(d)
+          },
+          close() {
+            closed = true
+          },
         },
-        close() {
-          closed = true
-        },
-      },
-    })
-    const write = async (b: Uint8Array) => {
-      let off = 0
-      while (off < b.length) {
-        const n = sock.write(b.subarray(off))
-        off += n
-        if (off < b.length) await Bun.sleep(1)
+      })
+      const write = async (b: Uint8Array) => {
+        let off = 0
+        while (off < b.length) {
+          const n = sock.write(b.subarray(off))
+          off += n
+          if (off < b.length) await Bun.sleep(1)
+        }
       }
-    }
-    await write(enc.encode(`POST /api/uploads?user=big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nTransfer-Encoding: chunked\r\n\r\n`))
-    const first = enc.encode(head)
-    await write(enc.encode(`${first.length.toString(16)}\r\n`))
-    await write(first)
-    await write(enc.encode('\r\n'))
-    const size = enc.encode(`${chunk.length.toString(16)}\r\n`)
-    const crlf = enc.encode('\r\n')
-    while (sent < total && !answer.includes('\r\n\r\n') && !closed) {
-      await write(size)
-      await write(chunk)
-      await write(crlf)
-      sent += chunk.length
-      if (sent % (16 * 1024 * 1024) === 0) peak = Math.max(peak, await rss(s.proc.pid))
-    }
-    await until(() => answer.includes('}'), 'the answer body', 5000).catch((e) => { throw new Error(`${e.message}: closed=${closed} sent=${sent} answer=${JSON.stringify(answer)}`) })
-    sock.end()
-    expect(answer).toStartWith('HTTP/1.1 413')
-    expect(answer).toContain('"error":"too_large"')
-    // The server answered long before the body ended, and did not keep what it had read.
-    expect(sent).toBeLessThan(total / 8)
-    expect(peak - before).toBeLessThan(128 * 1024 * 1024)
-    expect(filesIn(dir)).toBe(0)
-    // The server still serves.
-    expect((await upload(s, 'small', PNG_1x1, 'ok.png')).status).toBe(201)
-  }, 60_000)
+      await write(
+        enc.encode(
+          `POST /api/uploads?user=big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nTransfer-Encoding: chunked\r\n\r\n`,
+        ),
+      )
+      const first = enc.encode(head)
+      await write(enc.encode(`${first.length.toString(16)}\r\n`))
+      await write(first)
+      await write(enc.encode('\r\n'))
+      const size = enc.encode(`${chunk.length.toString(16)}\r\n`)
+      const crlf = enc.encode('\r\n')
+      while (sent < total && !answer.includes('\r\n\r\n') && !closed) {
+        await write(size)
+        await write(chunk)
+        await write(crlf)
+        sent += chunk.length
+        if (sent % (16 * 1024 * 1024) === 0) peak = Math.max(peak, await rss(s.proc.pid))
+      }
+      await until(() => answer.includes('}'), 'the answer body', 5000).catch((e) => {
+        throw new Error(`${e.message}: closed=${closed} sent=${sent} answer=${JSON.stringify(answer)}`)
+      })
+      sock.end()
+      expect(answer).toStartWith('HTTP/1.1 413')
+      expect(answer).toContain('"error":"too_large"')
+      // The server answered long before the body ended, and did not keep what it had read.
+      expect(sent).toBeLessThan(total / 8)
+      expect(peak - before).toBeLessThan(128 * 1024 * 1024)
+      expect(filesIn(dir)).toBe(0)
+      // The server still serves.
+      expect((await upload(s, 'small', PNG_1x1, 'ok.png')).status).toBe(201)
+    },
+    60_000,
+  )
 
   bunTest('a declared Content-Length past the limit is refused before its body is read', async () => {
     const form = new FormData()
@@ -403,7 +466,15 @@ describe('S3-compatible storage', () => {
   const s3 = s3Receiver('AKIATESTUPLOADS')
   let s: RunningServer
   beforeAll(async () => {
-    s = await node({ S3_BUCKET: 'chat-uploads', S3_ENDPOINT: s3.url, S3_REGION: 'us-east-1', S3_ACCESS_KEY_ID: 'AKIATESTUPLOADS', S3_SECRET_ACCESS_KEY: 'secret-of-the-test-0123', UPLOAD_ORPHAN_TTL_S: '1', UPLOAD_MAX_BYTES: String(16 * 1024 * 1024) })
+    s = await node({
+      S3_BUCKET: 'chat-uploads',
+      S3_ENDPOINT: s3.url,
+      S3_REGION: 'us-east-1',
+      S3_ACCESS_KEY_ID: 'AKIATESTUPLOADS',
+      S3_SECRET_ACCESS_KEY: 'secret-of-the-test-0123',
+      UPLOAD_ORPHAN_TTL_S: '1',
+      UPLOAD_MAX_BYTES: String(16 * 1024 * 1024),
+    })
   }, 20_000)
   afterAll(() => s3.stop())
   uploadSuite('memory + S3', () => [s], bunTest, { orphanTtl: true, stored: () => s3.objects.size })
@@ -442,32 +513,42 @@ describe('PostgreSQL keeps the metadata', () => {
   })
   uploadSuite('postgres + disk', () => [s], pgTest, { orphanTtl: true, stored: () => filesIn(dir) })
 
-  pgTest('after a restart the stored message still carries its attachments and the upload is still readable', async () => {
-    const room = uid('r')
-    const [ua, ub] = [uid('a'), uid('b')]
-    const file = (await upload(s, ua, PNG_1x1, 'kept.png')).body.upload
-    const a = await as(s, ua)
-    expect(await a.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined' })
-    const b = await as(s, ub)
-    expect(await b.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined' })
-    expect(await a.request({ type: 'chat', room, body: 'durable', attachments: [file.id] })).toMatchObject({ type: 'ack' })
-    const live = await b.next({ type: 'chat', room })
-    a.close()
-    b.close()
-    expect(await s.stop()).toBe(0)
-    s = await node({ POSTGRES_DSN: db!.dsn, UPLOAD_DIR: dir, UPLOAD_ORPHAN_TTL_S: '1' })
-    const b2 = await as(s, ub)
-    const h = await b2.request({ type: 'history', room })
-    const again = h.messages.find((m: any) => m.id === live.id)
-    expect(again).toEqual(live)
-    const res = await get(s, file.url, ub)
-    expect(res.status).toBe(200)
-    b2.close()
-  }, 30_000)
+  pgTest(
+    'after a restart the stored message still carries its attachments and the upload is still readable',
+    async () => {
+      const room = uid('r')
+      const [ua, ub] = [uid('a'), uid('b')]
+      const file = (await upload(s, ua, PNG_1x1, 'kept.png')).body.upload
+      const a = await as(s, ua)
+      expect(await a.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined' })
+      const b = await as(s, ub)
+      expect(await b.request({ type: 'join', room, member: true })).toMatchObject({ type: 'joined' })
+      expect(await a.request({ type: 'chat', room, body: 'durable', attachments: [file.id] })).toMatchObject({ type: 'ack' })
+      const live = await b.next({ type: 'chat', room })
+      a.close()
+      b.close()
+      expect(await s.stop()).toBe(0)
+      s = await node({ POSTGRES_DSN: db!.dsn, UPLOAD_DIR: dir, UPLOAD_ORPHAN_TTL_S: '1' })
+      const b2 = await as(s, ub)
+      const h = await b2.request({ type: 'history', room })
+      const again = h.messages.find((m: any) => m.id === live.id)
+      expect(again).toEqual(live)
+      const res = await get(s, file.url, ub)
+      expect(res.status).toBe(200)
+      b2.close()
+    },
+    30_000,
+  )
 })
 
 // Three nodes share one UPLOAD_DIR (a cluster needs a shared volume or S3): an upload through
 // one node is delivered and downloaded through the others.
 const shared = mkdtempSync(join(tmpdir(), 'uploads-cluster-'))
 const prefix = `test:uploads:${process.pid}:${tag}:`
-await onRedisAndCluster({ what: 'uploads', node, env: { UPLOAD_DIR: shared, UPLOAD_ORPHAN_TTL_S: '1' }, prefix, suite: (name, nodes, test) => uploadSuite(name, nodes, test, { orphanTtl: true }) })
+await onRedisAndCluster({
+  what: 'uploads',
+  node,
+  env: { UPLOAD_DIR: shared, UPLOAD_ORPHAN_TTL_S: '1' },
+  prefix,
+  suite: (name, nodes, test) => uploadSuite(name, nodes, test, { orphanTtl: true }),
+})

@@ -26,7 +26,11 @@ async function run(source: Source) {
   const N = 120
   const now = Date.now()
   // Job 0 is older than the retry window and always fails: given up. Every 7th fails twice, then goes.
-  const jobs = Array.from({ length: N }, (_, i) => ({ id: `j${i}`, at: i === 0 ? now - 120_000 : now, json: JSON.stringify({ i, lane: i % 2 ? 'a' : 'b' }) }))
+  const jobs = Array.from({ length: N }, (_, i) => ({
+    id: `j${i}`,
+    at: i === 0 ? now - 120_000 : now,
+    json: JSON.stringify({ i, lane: i % 2 ? 'a' : 'b' }),
+  }))
   const sent = new Map<string, number>()
   const finished: string[] = []
   const expired: string[] = []
@@ -62,7 +66,12 @@ async function run(source: Source) {
   await until('the source empty', () => source.depth() === 0 || undefined, 5000)
   await d.stop(1000)
   expect(expired).toEqual(['j0'])
-  expect(finished.sort()).toEqual(jobs.slice(1).map((j) => j.id).sort())
+  expect(finished.sort()).toEqual(
+    jobs
+      .slice(1)
+      .map((j) => j.id)
+      .sort(),
+  )
   expect(new Set(finished).size).toBe(N - 1)
   expect(sent.get('j7')).toBe(3)
   expect(worst).toBeLessThanOrEqual(4)
@@ -99,7 +108,11 @@ describe('job deliverer', () => {
     // Ten hanging jobs first (more than the slow lane's slots and than one take), then the fast lane's.
     source.push(Array.from({ length: 10 }, (_, i) => ({ id: `slow${i}`, at, json: JSON.stringify({ lane: 'slow' }) })))
     source.push(Array.from({ length: 10 }, (_, i) => ({ id: `fast${i}`, at, json: JSON.stringify({ lane: 'fast' }) })))
-    await until('every fast job sent while the slow lane hangs', () => done.filter((id) => id.startsWith('fast')).length === 10 || undefined, 10_000)
+    await until(
+      'every fast job sent while the slow lane hangs',
+      () => done.filter((id) => id.startsWith('fast')).length === 10 || undefined,
+      10_000,
+    )
     expect(done.filter((id) => id.startsWith('slow'))).toEqual([])
     release()
     await until('the slow ones too', () => done.length === 20 || undefined, 10_000)
@@ -111,7 +124,17 @@ describe('job deliverer', () => {
     const cmd = new Redis('redis://127.0.0.1:6379')
     const blocking = new Redis('redis://127.0.0.1:6379')
     conns.push(cmd, blocking)
-    const source = redisSource({ cmd, blocking, prefix, nodeId: 'n1', bound: 10_000, claimMs: 5000, onDrop: () => {}, tag: 'jobs', group: 'jobs' })
+    const source = redisSource({
+      cmd,
+      blocking,
+      prefix,
+      nodeId: 'n1',
+      bound: 10_000,
+      claimMs: 5000,
+      onDrop: () => {},
+      tag: 'jobs',
+      group: 'jobs',
+    })
     await source.start()
     await run(source)
     const stream = `${prefix}{jobs}:events`

@@ -44,7 +44,9 @@ async function twice(c: TestClient, frames: Frame[]): Promise<Map<string, Frame[
   const deadline = Date.now() + 10_000
   while ([...answers.values()].reduce((n, a) => n + a.length, 0) < frames.length * 2 && Date.now() < deadline) {
     answers.clear()
-    for (const f of c.frames) if ((f.type === 'ack' || f.type === 'error') && frames.some((x) => x.id === f.id)) answers.set(f.id, [...(answers.get(f.id) ?? []), f])
+    for (const f of c.frames)
+      if ((f.type === 'ack' || f.type === 'error') && frames.some((x) => x.id === f.id))
+        answers.set(f.id, [...(answers.get(f.id) ?? []), f])
     await Bun.sleep(20)
   }
   return answers

@@ -62,7 +62,8 @@ function expectOncePerId(r: Receiver) {
     for (const e of req.events) {
       const json = JSON.stringify(e)
       const seen = firstSeen.get(e.id)
-      if (seen) expect(json).toBe(seen) // a retry: the same event, same id
+      if (seen)
+        expect(json).toBe(seen) // a retry: the same event, same id
       else firstSeen.set(e.id, json)
     }
 }
@@ -76,7 +77,11 @@ describe('webhooks, one node', () => {
     expect((await alice.request({ type: 'join', room: 'side' })).type).toBe('joined')
     const ack = await alice.request({ type: 'chat', room: 'side', body: 'hello', data: { n: 1 } })
     const frame = await alice.next({ type: 'chat', id: ack.msg })
-    const api = await fetch(`${s.url}/api/publish`, { method: 'POST', headers: { authorization: 'Bearer test-api-key-0123456789' }, body: JSON.stringify({ body: 'from the backend' }) })
+    const api = await fetch(`${s.url}/api/publish`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer test-api-key-0123456789' },
+      body: JSON.stringify({ body: 'from the backend' }),
+    })
     const published = (await api.json()) as { id: string }
     alice.close()
     await until(() => r.delivered().some((e) => e.type === 'user.offline'), 'user.offline')
@@ -168,7 +173,13 @@ describe('webhooks, one node', () => {
   plainTest('past WEBHOOK_QUEUE_MAX the oldest waiting events are dropped and counted', async () => {
     const r = receiver()
     r.mode = 'fail'
-    const s = await server({ WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created', WEBHOOK_QUEUE_MAX: '10', WEBHOOK_BATCH_MAX: '2', WEBHOOK_BATCH_MS: '0' })
+    const s = await server({
+      WEBHOOK_URL: r.url,
+      WEBHOOK_EVENTS: 'message.created',
+      WEBHOOK_QUEUE_MAX: '10',
+      WEBHOOK_BATCH_MAX: '2',
+      WEBHOOK_BATCH_MS: '0',
+    })
     const c = await connect(s.ws, { user: 'dave' })
     await c.next({ type: 'joined' })
     const ids = await chat(c, 30)
@@ -187,7 +198,11 @@ describe('webhooks, one node', () => {
   })
 
   plainTest('bad webhook settings stop startup with one clear line', async () => {
-    const bad = await runServerOnce({ WEBHOOK_URL: 'http://127.0.0.1:9/x', WEBHOOK_SECRET: SECRET, WEBHOOK_EVENTS: 'message.created,message.bogus' })
+    const bad = await runServerOnce({
+      WEBHOOK_URL: 'http://127.0.0.1:9/x',
+      WEBHOOK_SECRET: SECRET,
+      WEBHOOK_EVENTS: 'message.created,message.bogus',
+    })
     expect(bad.code).toBe(1)
     expect(bad.stderr).toContain('config error: WEBHOOK_EVENTS: unknown event type message.bogus')
     const unsigned = await runServerOnce({ HOOK_BEFORE_PUBLISH_URL: 'http://127.0.0.1:9/x' })
@@ -290,59 +305,89 @@ const backends = [
   },
 ]
 
-for (const backend of backends) describe(`webhooks in a cluster (${backend.name})`, () => {
-  backend.test('3 nodes: each event is sent by one node only; online and occupied are cluster-wide', async () => {
-    const r = receiver()
-    const env = { ...(await backend.env()), REDIS_PREFIX: `${prefix}three:`, WEBHOOK_URL: r.url }
-    const nodes = await Promise.all([server(env), server(env), server(env)])
-    const clients = await Promise.all(nodes.map((n, i) => connect(n.ws, { user: i === 2 ? 'hank' : `user${i}` })))
-    // hank on two nodes: one user.online
-    const hank2 = await connect(nodes[0]!.ws, { user: 'hank' })
-    for (const c of [...clients, hank2]) await c.next({ type: 'joined' })
-    const ids = (await Promise.all(clients.map((c, i) => chat(c, 20, undefined, `n${i}-`)))).flat()
-    await until(() => byMessage(r.delivered()).size === 60, 'all 60 message.created', 10_000)
-    for (const c of [...clients, hank2]) c.close()
-    await until(() => r.delivered().filter((e) => e.type === 'user.offline').length === 3, 'three user.offline', 10_000)
-    await Bun.sleep(300) // room for a stray duplicate to show
-    expectOncePerId(r)
-    const events = r.delivered()
-    expect(created(events).length).toBe(60) // one event per message: never emitted twice
-    expect([...byMessage(events)].sort()).toEqual([...ids].sort())
-    expect(events.filter((e) => e.type === 'room.occupied').map((e) => e.room)).toEqual(['general'])
-    expect(events.filter((e) => e.type === 'room.vacated').map((e) => e.room)).toEqual(['general'])
-    expect(events.filter((e) => e.type === 'user.online').map((e) => e.user.id).sort()).toEqual(['hank', 'user0', 'user1'])
-    let sent = 0
-    for (const n of nodes) sent += await metric(n, 'chat_webhook_events_sent_total')
-    expect(sent).toBe(events.length)
-  }, 30_000)
+for (const backend of backends)
+  describe(`webhooks in a cluster (${backend.name})`, () => {
+    backend.test(
+      '3 nodes: each event is sent by one node only; online and occupied are cluster-wide',
+      async () => {
+        const r = receiver()
+        const env = { ...(await backend.env()), REDIS_PREFIX: `${prefix}three:`, WEBHOOK_URL: r.url }
+        const nodes = await Promise.all([server(env), server(env), server(env)])
+        const clients = await Promise.all(nodes.map((n, i) => connect(n.ws, { user: i === 2 ? 'hank' : `user${i}` })))
+        // hank on two nodes: one user.online
+        const hank2 = await connect(nodes[0]!.ws, { user: 'hank' })
+        for (const c of [...clients, hank2]) await c.next({ type: 'joined' })
+        const ids = (await Promise.all(clients.map((c, i) => chat(c, 20, undefined, `n${i}-`)))).flat()
+        await until(() => byMessage(r.delivered()).size === 60, 'all 60 message.created', 10_000)
+        for (const c of [...clients, hank2]) c.close()
+        await until(() => r.delivered().filter((e) => e.type === 'user.offline').length === 3, 'three user.offline', 10_000)
+        await Bun.sleep(300) // room for a stray duplicate to show
+        expectOncePerId(r)
+        const events = r.delivered()
+        expect(created(events).length).toBe(60) // one event per message: never emitted twice
+        expect([...byMessage(events)].sort()).toEqual([...ids].sort())
+        expect(events.filter((e) => e.type === 'room.occupied').map((e) => e.room)).toEqual(['general'])
+        expect(events.filter((e) => e.type === 'room.vacated').map((e) => e.room)).toEqual(['general'])
+        expect(
+          events
+            .filter((e) => e.type === 'user.online')
+            .map((e) => e.user.id)
+            .sort(),
+        ).toEqual(['hank', 'user0', 'user1'])
+        let sent = 0
+        for (const n of nodes) sent += await metric(n, 'chat_webhook_events_sent_total')
+        expect(sent).toBe(events.length)
+      },
+      30_000,
+    )
 
-  backend.test('a node SIGKILLed mid-delivery: another node claims and delivers its events', async () => {
-    const r = receiver()
-    const env = { ...(await backend.env()), REDIS_PREFIX: `${prefix}kill:`, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created', WEBHOOK_TIMEOUT_MS: '1000', WEBHOOK_CLAIM_MS: '2000' }
-    const a = await server({ ...env, NODE_ID: 'wh-a' })
-    const b = await server({ ...env, NODE_ID: 'wh-b' })
-    r.mode = 'hold'
-    const ca = await connect(a.ws, { user: 'ivy' })
-    await ca.next({ type: 'joined' })
-    const ids: string[] = []
-    for (let i = 0; i < 200 && !r.received.some((q) => q.userAgent.includes('(wh-a)')); i++) {
-      ids.push(...(await chat(ca, 1, undefined, `k${i}-`)))
-      await Bun.sleep(20)
-    }
-    const held = r.received.find((q) => q.userAgent.includes('(wh-a)'))
-    expect(held).toBeDefined()
-    await Bun.sleep(200) // every acknowledged message is in the stream by now
-    await a.stop('SIGKILL')
-    r.mode = 'ok'
-    r.release()
-    await until(() => ids.every((id) => byMessage(r.received.filter((q) => q.userAgent.includes('(wh-b)') && q.status === 200).flatMap((q) => q.events)).has(id)), 'every message delivered by the surviving node', 15_000)
-    // The batch node A held when it died went out again, by B, with the same event ids.
-    const heldIds = new Set(held!.events.map((e) => e.id))
-    const byB = new Set(r.received.filter((q) => q.userAgent.includes('(wh-b)') && q.status === 200).flatMap((q) => q.events.map((e) => e.id)))
-    for (const id of heldIds) expect(byB.has(id)).toBe(true)
-    expect(await metric(b, 'chat_webhook_queue_depth')).toBe(0)
-  }, 30_000)
-})
+    backend.test(
+      'a node SIGKILLed mid-delivery: another node claims and delivers its events',
+      async () => {
+        const r = receiver()
+        const env = {
+          ...(await backend.env()),
+          REDIS_PREFIX: `${prefix}kill:`,
+          WEBHOOK_URL: r.url,
+          WEBHOOK_EVENTS: 'message.created',
+          WEBHOOK_TIMEOUT_MS: '1000',
+          WEBHOOK_CLAIM_MS: '2000',
+        }
+        const a = await server({ ...env, NODE_ID: 'wh-a' })
+        const b = await server({ ...env, NODE_ID: 'wh-b' })
+        r.mode = 'hold'
+        const ca = await connect(a.ws, { user: 'ivy' })
+        await ca.next({ type: 'joined' })
+        const ids: string[] = []
+        for (let i = 0; i < 200 && !r.received.some((q) => q.userAgent.includes('(wh-a)')); i++) {
+          ids.push(...(await chat(ca, 1, undefined, `k${i}-`)))
+          await Bun.sleep(20)
+        }
+        const held = r.received.find((q) => q.userAgent.includes('(wh-a)'))
+        expect(held).toBeDefined()
+        await Bun.sleep(200) // every acknowledged message is in the stream by now
+        await a.stop('SIGKILL')
+        r.mode = 'ok'
+        r.release()
+        await until(
+          () =>
+            ids.every((id) =>
+              byMessage(r.received.filter((q) => q.userAgent.includes('(wh-b)') && q.status === 200).flatMap((q) => q.events)).has(id),
+            ),
+          'every message delivered by the surviving node',
+          15_000,
+        )
+        // The batch node A held when it died went out again, by B, with the same event ids.
+        const heldIds = new Set(held!.events.map((e) => e.id))
+        const byB = new Set(
+          r.received.filter((q) => q.userAgent.includes('(wh-b)') && q.status === 200).flatMap((q) => q.events.map((e) => e.id)),
+        )
+        for (const id of heldIds) expect(byB.has(id)).toBe(true)
+        expect(await metric(b, 'chat_webhook_queue_depth')).toBe(0)
+      },
+      30_000,
+    )
+  })
 
 describe('webhooks after Redis lost the queue', () => {
   redisTest('the consumer group is created again and events flow', async () => {
@@ -380,56 +425,83 @@ describe('cluster-wide online and occupied (Redis)', () => {
     expect(r.delivered()[0]).toMatchObject({ type: 'user.offline', user: { id: 'mona', name: 'mona' } })
   })
 
-  redisTest('a node SIGKILLed: another node emits the offline and vacated its users and rooms are due', async () => {
-    const r = receiver()
-    const env = { ...redisEnv, REDIS_PREFIX: `${prefix}reap:`, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'user.online,user.offline,room.occupied,room.vacated' }
-    const a = await server({ ...env, NODE_ID: 'reap-a' })
-    const b = await server({ ...env, NODE_ID: 'reap-b' })
-    const kim = await connect(a.ws, { user: 'kim' }) // only on a
-    const lee = await connect(b.ws, { user: 'lee' }) // on b, in general too
-    await kim.next({ type: 'joined' })
-    expect((await kim.request({ type: 'join', room: 'kims-room' })).type).toBe('joined')
-    await lee.next({ type: 'joined' })
-    await until(() => r.delivered().filter((e) => e.type === 'user.online').length === 2, 'two user.online', 5000)
-    // a's own events must be out before it dies: the test is about what the survivor emits
-    await until(() => r.delivered().some((e) => e.type === 'room.occupied' && e.room === 'kims-room'), 'kims-room occupied', 5000)
-    await a.stop('SIGKILL')
-    // a's heartbeat key lapses after ~20 s; b's sweep (every 5 s) then reaps a's entries.
-    await until(() => r.delivered().some((e) => e.type === 'user.offline'), 'user.offline of kim', 45_000)
-    await until(() => r.delivered().some((e) => e.type === 'room.vacated'), 'room.vacated of kims-room', 15_000).catch((err) => {
-      throw new Error(`${err.message}; got ${JSON.stringify(r.delivered().map((e) => [e.type, e.room, e.user?.id]))}`)
-    })
-    await Bun.sleep(300)
-    const late = r.delivered().filter((e) => e.type === 'user.offline' || e.type === 'room.vacated')
-    expect(late.map((e) => `${e.type} ${e.room ?? e.user.id}`).sort()).toEqual(['room.vacated kims-room', 'user.offline kim'])
-    expect(late.find((e) => e.type === 'user.offline')!.user).toEqual({ id: 'kim', name: 'kim' })
-    lee.close() // general is vacated only now
-    await until(() => r.delivered().some((e) => e.type === 'room.vacated' && e.room === 'general'), 'general vacated', 5000)
-    expect(r.delivered().filter((e) => e.type === 'room.occupied').map((e) => e.room).sort()).toEqual(['general', 'kims-room'])
-  }, 60_000)
+  redisTest(
+    'a node SIGKILLed: another node emits the offline and vacated its users and rooms are due',
+    async () => {
+      const r = receiver()
+      const env = {
+        ...redisEnv,
+        REDIS_PREFIX: `${prefix}reap:`,
+        WEBHOOK_URL: r.url,
+        WEBHOOK_EVENTS: 'user.online,user.offline,room.occupied,room.vacated',
+      }
+      const a = await server({ ...env, NODE_ID: 'reap-a' })
+      const b = await server({ ...env, NODE_ID: 'reap-b' })
+      const kim = await connect(a.ws, { user: 'kim' }) // only on a
+      const lee = await connect(b.ws, { user: 'lee' }) // on b, in general too
+      await kim.next({ type: 'joined' })
+      expect((await kim.request({ type: 'join', room: 'kims-room' })).type).toBe('joined')
+      await lee.next({ type: 'joined' })
+      await until(() => r.delivered().filter((e) => e.type === 'user.online').length === 2, 'two user.online', 5000)
+      // a's own events must be out before it dies: the test is about what the survivor emits
+      await until(() => r.delivered().some((e) => e.type === 'room.occupied' && e.room === 'kims-room'), 'kims-room occupied', 5000)
+      await a.stop('SIGKILL')
+      // a's heartbeat key lapses after ~20 s; b's sweep (every 5 s) then reaps a's entries.
+      await until(() => r.delivered().some((e) => e.type === 'user.offline'), 'user.offline of kim', 45_000)
+      await until(() => r.delivered().some((e) => e.type === 'room.vacated'), 'room.vacated of kims-room', 15_000).catch((err) => {
+        throw new Error(`${err.message}; got ${JSON.stringify(r.delivered().map((e) => [e.type, e.room, e.user?.id]))}`)
+      })
+      await Bun.sleep(300)
+      const late = r.delivered().filter((e) => e.type === 'user.offline' || e.type === 'room.vacated')
+      expect(late.map((e) => `${e.type} ${e.room ?? e.user.id}`).sort()).toEqual(['room.vacated kims-room', 'user.offline kim'])
+      expect(late.find((e) => e.type === 'user.offline')!.user).toEqual({ id: 'kim', name: 'kim' })
+      lee.close() // general is vacated only now
+      await until(() => r.delivered().some((e) => e.type === 'room.vacated' && e.room === 'general'), 'general vacated', 5000)
+      expect(
+        r
+          .delivered()
+          .filter((e) => e.type === 'room.occupied')
+          .map((e) => e.room)
+          .sort(),
+      ).toEqual(['general', 'kims-room'])
+    },
+    60_000,
+  )
 })
 
 const pgTest = await needService('PostgreSQL', 5432)
 
 describe('webhooks with PostgreSQL and no Redis', () => {
-  pgTest('pending events survive a restart (SIGKILL) and arrive once the receiver is back', async () => {
-    const db = await freshDatabase('webhooks')
-    cleanups.push(() => db.drop())
-    const r = receiver()
-    r.stop() // connection refused
-    const env = { POSTGRES_DSN: db.dsn, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created' }
-    const first = await server(env)
-    const c = await connect(first.ws, { user: 'jack' })
-    await c.next({ type: 'joined' })
-    const ids = await chat(c, 25)
-    await until(async () => Number((await db.sql`select count(*)::int as n from webhook_events`)[0]!.n) === 25, 'the journal holding all 25', 5000)
-    await first.stop('SIGKILL')
-    r.restart()
-    const second = await server(env)
-    await until(() => byMessage(r.delivered()).size === 25, 'all 25 after the restart', 15_000)
-    expect([...byMessage(r.delivered())].sort()).toEqual([...ids].sort())
-    expectOncePerId(r)
-    await until(async () => Number((await db.sql`select count(*)::int as n from webhook_events`)[0]!.n) === 0, 'the journal emptied', 5000)
-    await second.stop()
-  }, 30_000)
+  pgTest(
+    'pending events survive a restart (SIGKILL) and arrive once the receiver is back',
+    async () => {
+      const db = await freshDatabase('webhooks')
+      cleanups.push(() => db.drop())
+      const r = receiver()
+      r.stop() // connection refused
+      const env = { POSTGRES_DSN: db.dsn, WEBHOOK_URL: r.url, WEBHOOK_EVENTS: 'message.created' }
+      const first = await server(env)
+      const c = await connect(first.ws, { user: 'jack' })
+      await c.next({ type: 'joined' })
+      const ids = await chat(c, 25)
+      await until(
+        async () => Number((await db.sql`select count(*)::int as n from webhook_events`)[0]!.n) === 25,
+        'the journal holding all 25',
+        5000,
+      )
+      await first.stop('SIGKILL')
+      r.restart()
+      const second = await server(env)
+      await until(() => byMessage(r.delivered()).size === 25, 'all 25 after the restart', 15_000)
+      expect([...byMessage(r.delivered())].sort()).toEqual([...ids].sort())
+      expectOncePerId(r)
+      await until(
+        async () => Number((await db.sql`select count(*)::int as n from webhook_events`)[0]!.n) === 0,
+        'the journal emptied',
+        5000,
+      )
+      await second.stop()
+    },
+    30_000,
+  )
 })

@@ -19,7 +19,12 @@ export function changeFrames(h: HubContext): Handlers<'edit' | 'delete' | 'react
 
   async function del(c: Conn, f: FrameOf<'delete'>) {
     await h.live(c, f.room)
-    changed(c, f.id, f.msg, await changes.remove(f.room, c.identity.user, f.msg, await moderation.moderates(c.identity, c.identity.user.id, f.room)))
+    changed(
+      c,
+      f.id,
+      f.msg,
+      await changes.remove(f.room, c.identity.user, f.msg, await moderation.moderates(c.identity, c.identity.user.id, f.room)),
+    )
   }
 
   async function react(c: Conn, f: FrameOf<'react'> | FrameOf<'unreact'>) {

@@ -15,7 +15,16 @@ import type { Attachment } from '../../uploads/service'
 export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
 
 /** Sequences and fans out one chat message; `dedupe` is the sender's retry key, `files` its attachments. */
-export type Publish = (room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string, files?: Attachment[]) => Promise<Accepted>
+export type Publish = (
+  room: string,
+  from: User,
+  body: string,
+  data: unknown,
+  dedupe?: string,
+  fromJson?: string,
+  replyTo?: string,
+  files?: Attachment[],
+) => Promise<Accepted>
 
 /** chat and dm: messages, each an event of its room's log. */
 export function messageFrames(h: HubContext) {
@@ -30,9 +39,19 @@ export function messageFrames(h: HubContext) {
     const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     let body = f.body
     let data: unknown = f.data
-    if (webhooks?.beforePublish) ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
+    if (webhooks?.beforePublish)
+      ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
     const started = performance.now()
-    const accepted = await publish(room, c.identity.user, body, data, f.id && dedupeKey('chat', room, c.identity.user.id, f.id), c.fromJson, f.reply_to, files)
+    const accepted = await publish(
+      room,
+      c.identity.user,
+      body,
+      data,
+      f.id && dedupeKey('chat', room, c.identity.user.id, f.id),
+      c.fromJson,
+      f.reply_to,
+      files,
+    )
     chatDone(c, f, room, accepted, started)
   }
 
@@ -48,7 +67,7 @@ export function messageFrames(h: HubContext) {
     const started = performance.now()
     const from = c.identity.user
     const m = draft(room, from, f.body, f.data, c.fromJson, f.reply_to)
-    let accepted
+    let accepted: Accepted | undefined
     try {
       accepted = broker.appendNow(room, m, f.id && dedupeKey('chat', room, from.id, f.id))
     } catch (err) {
@@ -67,13 +86,22 @@ export function messageFrames(h: HubContext) {
   }
 
   /** A chat event made here: its id and time, and its frame's tail encoded once. */
-  function draft(room: string, from: User, body: string, data: unknown, fromJson?: string, replyTo?: string, files?: Attachment[]): EventDraft {
+  function draft(
+    room: string,
+    from: User,
+    body: string,
+    data: unknown,
+    fromJson?: string,
+    replyTo?: string,
+    files?: Attachment[],
+  ): EventDraft {
     const id = Bun.randomUUIDv7()
     const ts = isoNow()
     const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo, files)
     const event: RoomEvent = { type: 'chat', id, room, from, body, data, ts }
     // In the frame's order (chatTailOfOwn): reply_to, then attachments.
-    if (replyTo !== undefined || files) event.extra = { ...(replyTo !== undefined ? { reply_to: replyTo } : {}), ...(files ? { attachments: files } : {}) }
+    if (replyTo !== undefined || files)
+      event.extra = { ...(replyTo !== undefined ? { reply_to: replyTo } : {}), ...(files ? { attachments: files } : {}) }
     return { event, head: CHAT_HEAD, tail }
   }
 
@@ -88,10 +116,19 @@ export function messageFrames(h: HubContext) {
    * accepted message's file is ever reaped as an orphan), and undone when the append is
    * refused or was a retry of a message already accepted (which holds its own record).
    */
-  async function appendWithFiles(room: string, m: EventDraft, files: Attachment[] | undefined, key?: string, except?: string): Promise<Accepted> {
+  async function appendWithFiles(
+    room: string,
+    m: EventDraft,
+    files: Attachment[] | undefined,
+    key?: string,
+    except?: string,
+  ): Promise<Accepted> {
     if (!files || !h.uploads) return h.append(room, m, key, except)
     const ref = { room, msg: m.event.id }
-    await h.uploads.link(files.map((a) => a.id), ref)
+    await h.uploads.link(
+      files.map((a) => a.id),
+      ref,
+    )
     let accepted: Accepted
     try {
       accepted = await h.append(room, m, key, except)
@@ -111,7 +148,16 @@ export function messageFrames(h: HubContext) {
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  async function publish(room: string, from: User, body: string, data: unknown, dedupe?: string, fromJson?: string, replyTo?: string, files?: Attachment[]): Promise<Accepted> {
+  async function publish(
+    room: string,
+    from: User,
+    body: string,
+    data: unknown,
+    dedupe?: string,
+    fromJson?: string,
+    replyTo?: string,
+    files?: Attachment[],
+  ): Promise<Accepted> {
     const m = draft(room, from, body, data, fromJson, replyTo, files)
     const accepted = await appendWithFiles(room, m, files, dedupe)
     published(room, from, m, accepted)
@@ -135,14 +181,25 @@ export function messageFrames(h: HubContext) {
   /** A dm is a message of the pair's direct room; the sending connection does not get it back. */
   async function dmNow(c: Conn, f: FrameOf<'dm'>) {
     const from = c.identity.user
-    if (c.identity.ephemeral) throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
+    if (c.identity.ephemeral)
+      throw new FrameError('forbidden', 'dm: an anonymous user has no conversations (connect with ?user= or a token)')
     // Refused when the recipient blocks the sender: never stored, so never in their unread.
-    if (f.to !== from.id && (await members.blocking(from.id, [f.to])).size > 0) throw new FrameError('forbidden', `to: ${f.to} does not accept direct messages from you`)
+    if (f.to !== from.id && (await members.blocking(from.id, [f.to])).size > 0)
+      throw new FrameError('forbidden', `to: ${f.to} does not accept direct messages from you`)
     // Checked first: a refused dm opens no conversation.
     const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const room = await h.conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
-    const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body: f.body, data: f.data, ts: isoNow(), extra: files ? { to: f.to, attachments: files } : { to: f.to } }
+    const event: RoomEvent = {
+      type: 'dm',
+      id: Bun.randomUUIDv7(),
+      room,
+      from,
+      body: f.body,
+      data: f.data,
+      ts: isoNow(),
+      extra: files ? { to: f.to, attachments: files } : { to: f.to },
+    }
     const tail = eventTail(event)
     const accepted = await appendWithFiles(room, { event, head: DM_HEAD, tail }, files, f.id && dedupeKey('dm', from.id, f.id), c.id)
     if (!accepted.duplicate) {

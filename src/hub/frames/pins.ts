@@ -12,7 +12,8 @@ export function pinFrames(h: HubContext, pins: Pins, search: Search): Handlers<'
   async function change(c: Conn, f: FrameOf<'pin'> | FrameOf<'unpin'>) {
     await h.live(c, f.room)
     const verb = f.type
-    if (!(await h.moderation.moderates(c.identity, c.identity.user.id, f.room))) throw new FrameError('forbidden', `room: only a moderator or owner of ${f.room} may ${verb}`)
+    if (!(await h.moderation.moderates(c.identity, c.identity.user.id, f.room)))
+      throw new FrameError('forbidden', `room: only a moderator or owner of ${f.room} may ${verb}`)
     const a = await (verb === 'pin' ? pins.pin : pins.unpin)(f.room, c.identity.user, f.msg, true)
     if (f.id) h.send(c, frames.ack(f.id, f.msg, a.noop ? undefined : a.seq), 'ack')
   }

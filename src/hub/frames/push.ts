@@ -31,25 +31,41 @@ export function pushFrames(h: HubContext) {
   /** Adds or replaces a device of `user` (validated already: deviceAddress). */
   async function putDevice(user: string, id: string, a: DeviceInput): Promise<DevicePut> {
     if (!h.push) throw new FrameError('unavailable', 'device: push notifications are not configured on this server')
-    if (!h.push.kinds.has(a.kind)) throw new FrameError('bad_request', `kind: ${a.kind} is not configured on this server (${TURNS_ON[a.kind]}); configured: ${[...h.push.kinds].join(', ')}`)
+    if (!h.push.kinds.has(a.kind))
+      throw new FrameError(
+        'bad_request',
+        `kind: ${a.kind} is not configured on this server (${TURNS_ON[a.kind]}); configured: ${[...h.push.kinds].join(', ')}`,
+      )
     // A Web Push endpoint is a URL the server will POST to: the outbound rule, before it is kept.
     const refused = await h.push.refuse({ kind: a.kind, subscription: a.subscription })
     if (refused) throw new FrameError('bad_request', refused)
-    const device: Device = { device: id, kind: a.kind, ...(a.kind === 'webpush' ? { subscription: a.subscription } : { token: a.token }), updated: new Date().toISOString() }
+    const device: Device = {
+      device: id,
+      kind: a.kind,
+      ...(a.kind === 'webpush' ? { subscription: a.subscription } : { token: a.token }),
+      updated: new Date().toISOString(),
+    }
     const r = await members.putDevice(user, device, config.PUSH_MAX_DEVICES)
-    if (r === 'limit') throw new FrameError('limit', `device: ${user} has ${config.PUSH_MAX_DEVICES} devices already (PUSH_MAX_DEVICES); remove one first`)
+    if (r === 'limit')
+      throw new FrameError('limit', `device: ${user} has ${config.PUSH_MAX_DEVICES} devices already (PUSH_MAX_DEVICES); remove one first`)
     return { status: r, device }
   }
 
   const own = (c: Conn, what: string) => {
-    if (c.identity.ephemeral) throw new FrameError('forbidden', `${what}: an anonymous user has no settings (connect with ?user= or a token)`)
+    if (c.identity.ephemeral)
+      throw new FrameError('forbidden', `${what}: an anonymous user has no settings (connect with ?user= or a token)`)
     return c.identity.user.id
   }
 
   async function device(c: Conn, f: FrameOf<'device'>) {
     const user = own(c, 'device')
     if (f.remove) await members.removeDevice(user, f.device)
-    else await putDevice(user, f.device, { kind: f.kind!, token: f.token as string | undefined, subscription: f.subscription as WebPushSubscription | undefined })
+    else
+      await putDevice(user, f.device, {
+        kind: f.kind!,
+        token: f.token as string | undefined,
+        subscription: f.subscription as WebPushSubscription | undefined,
+      })
   }
 
   async function notify(c: Conn, f: FrameOf<'notify'>) {
@@ -68,6 +84,11 @@ export function pushFrames(h: HubContext) {
     await members.unblock(own(c, 'unblock'), f.user)
   }
 
-  const handlers: Handlers<'device' | 'notify' | 'block' | 'unblock'> = { device: acked(device), notify: acked(notify), block: acked(block), unblock: acked(unblock) }
+  const handlers: Handlers<'device' | 'notify' | 'block' | 'unblock'> = {
+    device: acked(device),
+    notify: acked(notify),
+    block: acked(block),
+    unblock: acked(unblock),
+  }
   return { handlers, putDevice }
 }

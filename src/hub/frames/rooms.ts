@@ -17,8 +17,16 @@ export function roomFrames(h: HubContext): Handlers<'join' | 'leave' | 'rooms' |
     const standing = await h.moderation.mayJoin(f.room, c.identity.user.id)
     // The answer names the user's role, read with the ban check (no extra read); direct rooms have none.
     const role = isDirect(f.room) ? undefined : higherRole(c.identity, f.room, standing)
-    if (!f.member) return rooms.join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, role, member: c.member.has(f.room) ? await marker(c, f.room) : undefined })
-    if (c.identity.ephemeral) throw new FrameError('forbidden', 'member: an anonymous user cannot hold memberships (connect with ?user= or a token)')
+    if (!f.member)
+      return rooms.join(c, f.room, {
+        since: f.since,
+        epoch: f.epoch,
+        id: f.id,
+        role,
+        member: c.member.has(f.room) ? await marker(c, f.room) : undefined,
+      })
+    if (c.identity.ephemeral)
+      throw new FrameError('forbidden', 'member: an anonymous user cannot hold memberships (connect with ?user= or a token)')
     const r = await conversations.grant(f.room, c.identity.user, { except: c.id })
     c.member.add(f.room)
     return rooms.join(c, f.room, { since: f.since, epoch: f.epoch, id: f.id, role, member: { read: r.read } })
@@ -55,7 +63,10 @@ export function roomFrames(h: HubContext): Handlers<'join' | 'leave' | 'rooms' |
   async function history(c: Conn, f: FrameOf<'history'>) {
     await h.mayUse(c, f.room, 'read')
     const limit = f.limit ?? 50
-    const raw = f.thread === undefined ? await rooms.page(f.room, f.before, limit) : await changes.thread((b, l) => rooms.page(f.room, b, l), f.thread, f.before, limit)
+    const raw =
+      f.thread === undefined
+        ? await rooms.page(f.room, f.before, limit)
+        : await changes.thread((b, l) => rooms.page(f.room, b, l), f.thread, f.before, limit)
     const p = await changes.present(f.room, raw, c.identity.user.id)
     h.send(c, frames.history(f.room, p.frames, p.more, f.id), 'history')
   }
