@@ -46,6 +46,8 @@ export function redisSource(opts: {
   let flushing = false
   let flushTimer: Timer | undefined
   let depth = 0
+  /** done() calls made so far (see done). */
+  let doneAsked = 0
   let closed = false
   let claimCursor = '0-0'
   let lastClaim = 0
@@ -143,13 +145,16 @@ export function redisSource(opts: {
     },
     async done(batch) {
       const ids = batch.map((e) => e.sid!)
+      // Batches finish concurrently: only the length read by the newest call is the depth (an
+      // older answer arriving last would leave a stale count on an empty queue).
+      const asked = ++doneAsked
       const r = await cmd
         .multi()
         .xack(stream, GROUP, ...ids)
         .xdel(stream, ...ids)
         .xlen(stream)
         .exec()
-      depth = Number(r?.[2]?.[1] ?? depth)
+      if (asked === doneAsked) depth = Number(r?.[2]?.[1] ?? depth)
     },
     async renew(batch) {
       await cmd.xclaim(stream, GROUP, me, 0, ...batch.map((e) => e.sid!), 'JUSTID')
