@@ -206,8 +206,11 @@ export interface ApnsReceived {
   body: { aps: { alert: { title: string; body: string }; badge: number }; room: string; seq: string; msg: string }
 }
 
-/** A certificate for 127.0.0.1 made by openssl, and the file the server's NODE_EXTRA_CA_CERTS names. */
-export function selfSigned(dir: string) {
+/**
+ * A self-signed certificate made by openssl (by default for 127.0.0.1; `name` a DNS name), and
+ * the file the server's NODE_EXTRA_CA_CERTS names.
+ */
+export function selfSigned(dir: string, name?: string) {
   const key = join(dir, 'tls.key')
   const cert = join(dir, 'tls.crt')
   execFileSync(
@@ -227,9 +230,9 @@ export function selfSigned(dir: string) {
       '-days',
       '2',
       '-subj',
-      '/CN=127.0.0.1',
+      `/CN=${name ?? '127.0.0.1'}`,
       '-addext',
-      'subjectAltName=IP:127.0.0.1',
+      name ? `subjectAltName=DNS:${name}` : 'subjectAltName=IP:127.0.0.1',
     ],
     { stdio: 'ignore' },
   )

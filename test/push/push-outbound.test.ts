@@ -1,11 +1,10 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import webpush from 'web-push'
 import { testNodes } from '../helpers/nodes'
-import { browserKeys, until } from '../helpers/push-receivers'
+import { browserKeys, selfSigned, until } from '../helpers/push-receivers'
 import type { RunningServer } from '../helpers/server'
 import { dropRedisPrefix, needService } from '../helpers/services'
 import { webhookReceiver } from '../helpers/webhook-receiver'
@@ -157,30 +156,7 @@ describe('Web Push endpoints under the outbound rule', () => {
 
   test('https to a name: the request goes to the checked address, with the name as Host and SNI, and the certificate checked against the name', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'chat-outbound-'))
-    const [key, cert] = [join(dir, 'tls.key'), join(dir, 'tls.crt')]
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost',
-      ],
-      { stdio: 'ignore' },
-    )
+    const { key, cert } = selfSigned(dir, 'localhost')
     const hits: { path: string; host: string | null }[] = []
     const tlsServer = Bun.serve({
       hostname: '127.0.0.1',
