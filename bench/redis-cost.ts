@@ -8,7 +8,7 @@
  *
  * (a) `--messages` plain chat messages (acked, `--window` in flight per sender) into one room;
  * (b) `--connects` distinct users connecting (each joins DEFAULT_ROOM), `--parallel` at a time,
- * then all closed. Each phase starts from `CONFIG RESETSTAT`; Redis CPU is `INFO cpu`
+ * then all closed, then the same users connecting again (members already: a reconnect's case). Each phase starts from `CONFIG RESETSTAT`; Redis CPU is `INFO cpu`
  * (used_cpu_sys + used_cpu_user: all of Redis's work, network I/O included), next to the sum of
  * commandstats' `usec` (a script's time counts both as EVALSHA and as its commands). The
  * commands counted include those a script runs.
@@ -56,6 +56,7 @@ async function privateRedis() {
 
 interface Stats {
   calls: Map<string, number>
+  usecOf: Map<string, number>
   usec: number
   cpu: number
 }
@@ -63,17 +64,19 @@ interface Stats {
 async function stats(r: Redis, pid: number): Promise<Stats> {
   const text = await r.info('commandstats')
   const calls = new Map<string, number>()
+  const usecOf = new Map<string, number>()
   let usec = 0
   for (const line of text.split('\n')) {
     const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line.trim())
     if (!m || m[1] === 'info' || m[1] === 'config') continue
     calls.set(m[1]!, Number(m[2]))
+    usecOf.set(m[1]!, Number(m[3]))
     usec += Number(m[3])
   }
   // INFO cpu is getrusage: microseconds, where /proc counts 10 ms ticks.
   const cpu = await r.info('cpu')
   const f = (k: string) => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(cpu)?.[1] ?? NaN)
-  return { calls, usec, cpu: Number.isNaN(f('used_cpu_sys')) ? cpuSeconds(pid) : f('used_cpu_sys') + f('used_cpu_user') }
+  return { calls, usecOf, usec, cpu: Number.isNaN(f('used_cpu_sys')) ? cpuSeconds(pid) : f('used_cpu_sys') + f('used_cpu_user') }
 }
 
 async function reset(r: Redis, pid: number) {
@@ -83,8 +86,13 @@ async function reset(r: Redis, pid: number) {
 
 function delta(a: Stats, b: Stats) {
   const calls = new Map<string, number>()
-  for (const [k, v] of b.calls) if (v - (a.calls.get(k) ?? 0) > 0) calls.set(k, v - (a.calls.get(k) ?? 0))
-  return { calls, usec: b.usec - a.usec, cpuUs: (b.cpu - a.cpu) * 1e6 }
+  const usecOf = new Map<string, number>()
+  for (const [k, v] of b.calls)
+    if (v - (a.calls.get(k) ?? 0) > 0) {
+      calls.set(k, v - (a.calls.get(k) ?? 0))
+      usecOf.set(k, (b.usecOf.get(k) ?? 0) - (a.usecOf.get(k) ?? 0))
+    }
+  return { calls, usecOf, usec: b.usec - a.usec, cpuUs: (b.cpu - a.cpu) * 1e6 }
 }
 
 function open(url: string): Promise<WebSocket> {
@@ -136,10 +144,12 @@ async function quiet(r: Redis, pid: number, ms = 300): Promise<Stats> {
   return last
 }
 
-const fmtCalls = (calls: Map<string, number>, per: number) =>
-  [...calls.entries()]
+/** `command calls-each (µs per call)`, the commands of at least one call in 100 operations. */
+const fmtCalls = (d: { calls: Map<string, number>; usecOf: Map<string, number> }, per: number) =>
+  [...d.calls.entries()]
+    .filter(([, v]) => v / per >= 0.01)
     .sort((a, b) => b[1] - a[1])
-    .map(([k, v]) => `${k} ${(v / per).toFixed(2)}`)
+    .map(([k, v]) => `${k} ${(v / per).toFixed(2)} (${((d.usecOf.get(k) ?? 0) / v).toFixed(1)})`)
     .join(', ')
 const total = (calls: Map<string, number>) => [...calls.values()].reduce((a, b) => a + b, 0)
 
@@ -175,11 +185,11 @@ export async function redisCostBench(): Promise<{ table: string; rows: Record<st
     out.push(`private redis-server, one chat-server node; load average ${load} at start`)
     out.push('')
     out.push(
-      '| phase | count | Redis CPU µs each (INFO cpu) | commandstats usec each (scripts and their commands both counted) | commands each | per command |',
+      '| phase | count | Redis CPU µs each (INFO cpu) | commandstats usec each (scripts and their commands both counted) | commands each | per command: calls each (µs per call) |',
     )
     out.push('|---|---:|---:|---:|---:|---|')
     out.push(
-      `| chat message (${SENDERS} senders, ${Math.round(n / secs)}/s) | ${n} | ${(a.cpuUs / n).toFixed(1)} | ${(a.usec / n).toFixed(1)} | ${(total(a.calls) / n).toFixed(2)} | ${fmtCalls(a.calls, n)} |`,
+      `| chat message (${SENDERS} senders, ${Math.round(n / secs)}/s) | ${n} | ${(a.cpuUs / n).toFixed(1)} | ${(a.usec / n).toFixed(1)} | ${(total(a.calls) / n).toFixed(2)} | ${fmtCalls(a, n)} |`,
     )
     rows.push({ messages: n, cpuUsPerMessage: a.cpuUs / n, usecPerMessage: a.usec / n, commandsPerMessage: total(a.calls) / n })
     for (const s of senders) s.close()
@@ -196,30 +206,44 @@ export async function redisCostBench(): Promise<{ table: string; rows: Record<st
     for (const s of socks) s.close()
     const c = delta(c0, await quiet(redis.r, redis.proc.pid))
     const m = socks.length
+    // The same users again (a reconnect storm's case): members of the default room already.
+    const d0 = await reset(redis.r, redis.proc.pid)
+    const again: WebSocket[] = []
+    for (let i = 0; i < m && Date.now() < deadline + PHASE_MS; i += PARALLEL)
+      again.push(...(await Promise.all(Array.from({ length: Math.min(PARALLEL, m - i) }, (_, j) => open(url(`u${i + j}`))))))
+    const d = delta(d0, await quiet(redis.r, redis.proc.pid))
+    for (const s of again) s.close()
+    await quiet(redis.r, redis.proc.pid)
     out.push(
-      `| connect (${PARALLEL} at a time) | ${m} | ${(b.cpuUs / m).toFixed(1)} | ${(b.usec / m).toFixed(1)} | ${(total(b.calls) / m).toFixed(2)} | ${fmtCalls(b.calls, m)} |`,
+      `| connect (${PARALLEL} at a time) | ${m} | ${(b.cpuUs / m).toFixed(1)} | ${(b.usec / m).toFixed(1)} | ${(total(b.calls) / m).toFixed(2)} | ${fmtCalls(b, m)} |`,
     )
     out.push(
-      `| close | ${m} | ${(c.cpuUs / m).toFixed(1)} | ${(c.usec / m).toFixed(1)} | ${(total(c.calls) / m).toFixed(2)} | ${fmtCalls(c.calls, m)} |`,
+      `| close | ${m} | ${(c.cpuUs / m).toFixed(1)} | ${(c.usec / m).toFixed(1)} | ${(total(c.calls) / m).toFixed(2)} | ${fmtCalls(c, m)} |`,
     )
+    out.push(
+      `| reconnect, same users (${PARALLEL} at a time) | ${again.length} | ${(d.cpuUs / again.length).toFixed(1)} | ${(d.usec / again.length).toFixed(1)} | ${(total(d.calls) / again.length).toFixed(2)} | ${fmtCalls(d, again.length)} |`,
+    )
+    rows.push({ reconnects: again.length, cpuUsPerReconnect: d.cpuUs / again.length, commandsPerReconnect: total(d.calls) / again.length })
     rows.push({ connects: m, cpuUsPerConnect: b.cpuUs / m, usecPerConnect: b.usec / m, commandsPerConnect: total(b.calls) / m })
     rows.push({ closes: m, cpuUsPerClose: c.cpuUs / m, usecPerClose: c.usec / m, commandsPerClose: total(c.calls) / m })
 
-    if (MONITOR) {
-      // One more connect, every command Redis gets for it (a new user, the room already warm).
-      const mon = await redis.r.monitor()
-      const seen: string[] = []
-      mon.on('monitor', (time: string, args: string[], source: string) => seen.push(`${time} ${source} ${args.slice(0, 4).join(' ')}`))
-      const ws = await open(url('monitored'))
-      await Bun.sleep(500)
-      mon.disconnect()
-      ws.close()
-      out.push('')
-      out.push(`one connect, ${seen.length} commands (time, client, first arguments):`)
-      out.push('```')
-      out.push(...seen)
-      out.push('```')
-    }
+    if (MONITOR)
+      for (const who of ['a new user', 'the same user again']) {
+        // One more connect, every command Redis gets for it (the room already warm).
+        const mon = await redis.r.monitor()
+        const seen: string[] = []
+        mon.on('monitor', (time: string, args: string[], source: string) => seen.push(`${time} ${source} ${args.slice(0, 4).join(' ')}`))
+        const ws = await open(url('monitored'))
+        await Bun.sleep(500)
+        mon.disconnect()
+        ws.close()
+        await Bun.sleep(300)
+        out.push('')
+        out.push(`one connect of ${who}, ${seen.length} commands (time, client, first arguments):`)
+        out.push('```')
+        out.push(...seen.filter((l) => !l.includes(':node:')))
+        out.push('```')
+      }
     return { table: out.join('\n'), rows }
   } finally {
     await server.stop()
