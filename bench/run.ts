@@ -36,6 +36,8 @@
  * retention off and on (bench/churn.ts, --rooms --rounds), written to bench/results/conversations.json.
  * --only=pusher: deliveries/s and server CPU per delivery to Pusher subscribers next to chat-server
  * clients in one room (bench/pusher.ts, --n --messages --window).
+ * --only=redis-cost: Redis's own CPU and commands per chat message, per connect and per close, on a
+ * private redis-server (bench/redis-cost.ts, --messages --senders --window --connects --parallel --monitor).
  * --only=events: server CPU per event for chat, edit, react, unreact and delete, memory and Redis
  * engines (bench/events.ts, --events --members --senders --window --engines), written to bench/results/events.json.
  */
@@ -108,6 +110,14 @@ const opt = {
   smallRoomsIdleS: num('small-rooms-idle-s', 2, 1),
   smallRoomsRate: flag('small-rooms-rate') === undefined ? undefined : num('small-rooms-rate', 0, 0),
   smallRoomsConfigs: (flag('small-rooms-configs') ?? 'bare,memory,redis,cluster').split(','),
+}
+// Opt-in --only=redis-cost (bench/redis-cost.ts, issue 34): Redis's own CPU and commands per chat
+// message, connect and close on a private redis-server; its flags pass through. Handled before the
+// scenario check, alone.
+if (ONLY.includes('redis-cost')) {
+  const passed = process.argv.filter((a) => /^--(messages|senders|window|connects|parallel|monitor)(=|$)/.test(a))
+  const p = Bun.spawn([process.execPath, join(ROOT, 'bench/redis-cost.ts'), ...passed], { stdout: 'inherit', stderr: 'inherit' })
+  process.exit(await p.exited)
 }
 for (const s of ONLY)
   if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events', 'pusher'].includes(s))

@@ -436,6 +436,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   function lifecycleCommand(draft: EventDraft): string {
     const e = draft.event
     const x = (e.extra ?? {}) as Record<string, unknown>
+    // A plain chat or dm (most events) needs only its author: no JSON for the script to decode.
+    if ((e.type === 'chat' || e.type === 'dm') && x.reply_to === undefined) return `${e.type === 'chat' ? 'c' : 'd'}${e.from.id}`
     return JSON.stringify({
       t: e.type,
       id: e.id,
@@ -508,6 +510,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         room,
         command,
         opts.historyLimit * 2,
+        JSON.stringify(draft.event.from.id),
       ]
       const call = (
         scripts

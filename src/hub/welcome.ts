@@ -26,10 +26,13 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
       list = (await memberships.of(u.id)).filter((m) => isDirect(m.room) || allowed(c.identity, m.room))
       // Every user is a member of the default room, from its first connection on.
       // (Not again for a user banned from it: the ban ended that membership.)
-      if (home && !list.some((m) => m.room === config.DEFAULT_ROOM) && !(await memberships.standing(config.DEFAULT_ROOM, u.id)).banned) {
-        const read = (await broker.position(config.DEFAULT_ROOM)).seq
-        const r = await memberships.add(config.DEFAULT_ROOM, u, read, Infinity)
-        list.unshift({ room: config.DEFAULT_ROOM, read: r.read ?? read })
+      if (home && !list.some((m) => m.room === config.DEFAULT_ROOM)) {
+        // The standing and the room's position in one round trip (auto-pipelined with Redis).
+        const [standing, pos] = await Promise.all([memberships.standing(config.DEFAULT_ROOM, u.id), broker.position(config.DEFAULT_ROOM)])
+        if (!standing.banned) {
+          const r = await memberships.add(config.DEFAULT_ROOM, u, pos.seq, Infinity)
+          list.unshift({ room: config.DEFAULT_ROOM, read: r.read ?? pos.seq })
+        }
       }
     } else if (home) list = [{ room: config.DEFAULT_ROOM, read: (await broker.position(config.DEFAULT_ROOM)).seq }]
   } catch (err) {

@@ -57,14 +57,20 @@ export function redisMembers(redis: Redis, P: string): Members {
       const [status, marker] = await cmd.memberAdd(key.rooms(user.id), room, read, Number.isFinite(cap) ? cap : 1e15)
       if (status === -1) return { status: 'limit' }
       if (status === 0) return { status: 'exists', read: marker! }
+      let pushable: number
       try {
-        await Promise.all([cmd.hset(key.members(room), user.id, user.name), cmd.hsetnx(key.users, user.id, user.name)])
+        // One round trip (auto-pipelined): the room's side, the directory, whether the user has devices.
+        ;[, , pushable] = await Promise.all([
+          cmd.hset(key.members(room), user.id, user.name),
+          cmd.hsetnx(key.users, user.id, user.name),
+          cmd.exists(key.devices(user.id)),
+        ])
       } catch (err) {
         // Never half-applied: the user's side goes again when the room's side cannot be written.
         await cmd.hdel(key.rooms(user.id), room).catch(() => {})
         throw err
       }
-      if (await cmd.exists(key.devices(user.id))) await cmd.sadd(key.pushable(room), user.id)
+      if (pushable) await cmd.sadd(key.pushable(room), user.id)
       return { status: 'added', read: marker! }
     },
     async remove(room, user) {

@@ -3,7 +3,7 @@ import { connect } from '../helpers/client'
 import { freshDatabase } from '../helpers/postgres'
 import { startServer, until } from '../helpers/server'
 import type { RunningServer } from '../helpers/server'
-import { needService } from '../helpers/services'
+import { needService, privateRedis } from '../helpers/services'
 
 /** Rooms are forgotten: an idle room's log expires (HISTORY_TTL_S), and the memory engine keeps at most MAX_ROOMS. */
 
@@ -107,8 +107,65 @@ describe('Redis engine', () => {
       expect(await redis.exists(...keys)).toBe(2)
       const ttl = await redis.pttl(keys[1]!)
       expect(ttl).toBeGreaterThan(0)
-      expect(ttl).toBeLessThanOrEqual(1000)
+      // Each refresh sets 1.25 × HISTORY_TTL_S (refreshes come at most once per quarter of it).
+      expect(ttl).toBeLessThanOrEqual(1250)
       await until(async () => (await redis.exists(...keys)) === 0, 'the keys to expire', 5000)
+    } finally {
+      redis.disconnect()
+      c.close()
+    }
+  })
+
+  redisTest("a busy room's keys are given their TTL once per quarter HISTORY_TTL_S, not on every message", async () => {
+    // A private Redis: its command counts are this node's alone.
+    const own = await privateRedis({ keepData: false })
+    const s = await node({ REDIS_URL: own.url, REDIS_PREFIX: `ret-${tag}:` })
+    const r = room()
+    const c = await connect(s.ws)
+    const redis = new (await import('ioredis')).default(own.url)
+    try {
+      await c.request({ type: 'join', room: r })
+      await c.request({ type: 'chat', room: r, body: 'first' })
+      await redis.config('RESETSTAT')
+      for (let i = 0; i < 20; i++) await c.request({ type: 'chat', room: r, body: `message ${i}` })
+      const stats = await redis.info('commandstats')
+      // Before: five PEXPIREs per message (100 here); HISTORY_TTL_S is a day, so none is due.
+      expect(Number(/cmdstat_pexpire:calls=(\d+)/.exec(stats)?.[1] ?? 0)).toBe(0)
+      expect(Number(/cmdstat_xadd:calls=(\d+)/.exec(stats)?.[1] ?? 0)).toBe(20)
+      // Every key the room's messages made still has its TTL.
+      for (const k of ['state', 'log', 'msgs', 'msgorder']) expect(await redis.pttl(`ret-${tag}:{${r}}:${k}`)).toBeGreaterThan(0)
+    } finally {
+      redis.disconnect()
+      c.close()
+      await own.kill()
+    }
+  })
+
+  redisTest('a room that goes quiet after a burst of messages loses every key, its message list included', async () => {
+    const prefix = `ret-${tag}:`
+    const s = await node({ HISTORY_TTL_S: '1', REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix })
+    const r = room()
+    const c = await connect(s.ws)
+    const redis = new (await import('ioredis')).default('redis://127.0.0.1:6379')
+    try {
+      await c.request({ type: 'join', room: r })
+      // Messages for ~0.6 s: some refresh the TTL (a quarter of it old), most do not.
+      for (let i = 0; i < 12; i++) {
+        await c.request({ type: 'chat', room: r, body: `burst ${i}` })
+        await Bun.sleep(50)
+      }
+      const keys = ['state', 'log', 'msgs', 'msgorder'].map((k) => `${prefix}{${r}}:${k}`)
+      expect(await redis.exists(...keys)).toBe(4)
+      for (const k of keys) {
+        const ttl = await redis.pttl(k)
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(1250)
+      }
+      await until(async () => (await redis.exists(...keys)) === 0, 'the keys to expire', 5000)
+      // The room goes on from a new state: a message is accepted, all its keys with a TTL again.
+      const a = await c.request({ type: 'chat', room: r, body: 'after' })
+      expect(a.type).toBe('ack')
+      for (const k of keys) expect(await redis.pttl(k)).toBeGreaterThan(0)
     } finally {
       redis.disconnect()
       c.close()

@@ -6,14 +6,19 @@
 -- appended) | {-3, code, message} (refused by the message state: nothing changed) | {-1} (room
 -- state missing: the caller initialises it from its origin and calls again).
 -- The published payload is the frame, or `<conn>\n<frame>` when a connection must not get it.
--- The room's keys expire after ARGV[8] ms without an append (0 = never).
+-- The room's keys expire ARGV[8] ms (0 = never) to 1.25 * ARGV[8] ms after the room's last append:
+-- each refresh sets 1.25 * ARGV[8], and a plain chat or dm refreshes only when the last refresh (the
+-- state's `tx`, Redis's clock in ms) is a quarter of it old, so that a busy room pays five PEXPIREs
+-- once per quarter TTL, not per message. Every other event, a room's first message (its stream
+-- and message list are new) and a state without `tx` (new, or back after it expired) refresh at once.
 --
 -- Message state (see message-rules.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
 -- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions};
 -- KEYS[4] lists message ids oldest first: past ARGV[11] entries the oldest leave the hash (a
 -- change to one is then checked against the store's copy, which the caller puts back).
 -- ARGV[10] is the event's command JSON {t, id, by, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu,
--- act?, tg?, um?, until?}. Moderation events keep the room's standing in the same hash:
+-- act?, tg?, um?, until?}, or for a plain chat or dm (no reply_to: the common case, nothing in it
+-- to decode) `c<author id>` or `d<author id>`; ARGV[12] is the author's id as a JSON string. Moderation events keep the room's standing in the same hash:
 -- `~mute:<user>` -> "<until ms> <until ISO>", `~ban:<user>` -> 1; a later event of a banned
 -- user, or chat of a muted one, is refused here, whichever node it came through.
 --
@@ -23,8 +28,9 @@
 --
 -- KEYS: state, log, msgs, msg order, pins, and the dedupe key only when there is one (every key
 -- in the room's slot: no placeholder keys, which a Redis Cluster would refuse as another slot).
--- ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, except ('' = none), ttlMs, room, command, keep
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+-- ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, except ('' = none), ttlMs, room, command, keep, author JSON
+local st = redis.call('HMGET', KEYS[1], 'seq', 'tx')
+if not st[1] then return {-1} end
 local function unchanged() return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
 if KEYS[6] then
   local hit = redis.call('GET', KEYS[6])
@@ -33,13 +39,18 @@ if KEYS[6] then
     return {0, tonumber(string.sub(hit, 1, sp - 1)), string.sub(hit, sp + 1)}
   end
 end
-local cmd = cjson.decode(ARGV[10])
+local kind = string.sub(ARGV[10], 1, 1)
+local plain = kind ~= '{'
+local cmd
+if plain then cmd = {t = kind == 'c' and 'chat' or 'dm', by = string.sub(ARGV[10], 2)} else cmd = cjson.decode(ARGV[10]) end
 local lcKey, lcVal, lcNew = false, false, false
 local function nf(what, id) return {-3, 'not_found', what .. ': no message ' .. id .. ' in ' .. ARGV[9]} end
 if cmd.t ~= 'moderation' and cmd.by ~= 'server' then
-  if redis.call('HEXISTS', KEYS[3], '~ban:' .. cmd.by) == 1 then return {-3, 'forbidden', 'room: banned from ' .. ARGV[9]} end
+  -- One read for both standings (the mute matters to a chat only).
+  local bm = redis.call('HMGET', KEYS[3], '~ban:' .. cmd.by, '~mute:' .. cmd.by)
+  if bm[1] then return {-3, 'forbidden', 'room: banned from ' .. ARGV[9]} end
   if cmd.t == 'chat' then
-    local mu = redis.call('HGET', KEYS[3], '~mute:' .. cmd.by)
+    local mu = bm[2]
     if mu then
       local sp = string.find(mu, ' ', 1, true)
       local now = redis.call('TIME')
@@ -59,7 +70,7 @@ elseif cmd.t == 'chat' or cmd.t == 'dm' then
     local p = redis.call('HGET', KEYS[3], cmd.reply_to)
     if not p or cjson.decode(p).d then return nf('reply_to', cmd.reply_to) end
   end
-  lcKey, lcNew = cmd.id, true
+  lcKey, lcNew = ARGV[5], true
 elseif cmd.t == 'unpinned' then
   if not cmd.mod then return {-3, 'forbidden', 'room: only a moderator or owner of ' .. ARGV[9] .. ' may unpin'} end
   if redis.call('HDEL', KEYS[5], cmd.msg) == 0 then return unchanged() end
@@ -118,14 +129,22 @@ local frame = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
 if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[7] .. '\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
 if KEYS[6] then redis.call('SET', KEYS[6], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
+local listed = 0
 if lcNew then
-  redis.call('HSET', KEYS[3], lcKey, cjson.encode({s = seq, a = cmd.by}))
-  redis.call('RPUSH', KEYS[4], lcKey)
-  if redis.call('LLEN', KEYS[4]) > tonumber(ARGV[11]) then redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4])) end
+  redis.call('HSET', KEYS[3], lcKey, '{"s":' .. seq .. ',"a":' .. ARGV[12] .. '}')
+  listed = redis.call('RPUSH', KEYS[4], lcKey)
+  if listed > tonumber(ARGV[11]) then redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4])) end
 elseif lcKey then
   redis.call('HSET', KEYS[3], lcKey, lcVal)
 end
 if ARGV[8] ~= '0' then
-  for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ARGV[8]) end
+  local ttl = tonumber(ARGV[8])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not plain or listed == 1 or not st[2] or now - tonumber(st[2]) >= ttl / 4 then
+    local px = ttl + math.floor(ttl / 4)
+    for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], px) end
+    redis.call('HSET', KEYS[1], 'tx', now)
+  end
 end
 return {1, seq}
