@@ -110,14 +110,30 @@ export function createSse(deps: SseDeps): Sse {
   }, KEEPALIVE_MS)
   keepalive.unref?.()
 
-  /** Frames for a stream of this node, in the order they came; each goes through the hub's dispatch as a /ws frame. */
+  /**
+   * Frames for a stream of this node, handled one after the other in the order they came: a
+   * frame that needs an await (a join, an append that is not immediate) holds the frames behind
+   * it, also those of later POSTs, so that a client's POSTs keep their order whichever node
+   * they went to and whatever each frame waits for. Each goes through the hub's dispatch as a /ws frame.
+   */
   function dispatch(s: SseStream, frames: unknown[]) {
+    const run = () => handle(s, frames, 0)
+    const tail = s.pending ? s.pending.then(run) : run()
+    if (!tail) return
+    s.pending = tail
+    void tail.then(() => {
+      if (s.pending === tail) s.pending = undefined
+    })
+  }
+
+  function handle(s: SseStream, frames: unknown[], from: number): Promise<void> | undefined {
     const c = s.conn
-    if (!c || s.done) return
-    for (const f of frames) {
-      const p = hub.message(c, f)
-      if (p) p.catch((err) => log.error('frame failed', { conn: c.id, err }))
+    for (let i = from; i < frames.length; i++) {
+      if (!c || s.done) return undefined
+      const p = hub.message(c, frames[i])
+      if (p) return p.catch((err) => log.error('frame failed', { conn: c.id, err })).then(() => handle(s, frames, i + 1))
     }
+    return undefined
   }
 
   /** A POST relayed from another node: `{"session":…,"frames":[…]}`. A session that ended meanwhile: dropped. */

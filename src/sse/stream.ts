@@ -59,6 +59,8 @@ export class SseStream implements Ticket, SseSocket {
 
   conn: Conn | undefined = undefined
   readonly topics = new Set<string>()
+  /** The client frames being handled, in order (index.ts `dispatch`); undefined when none waits. */
+  pending: Promise<void> | undefined = undefined
   /** True once the stream ended: nothing more is written to it. */
   done = false
   private controller!: ReadableStreamDefaultController<Uint8Array>

@@ -25,7 +25,12 @@ describe('one door: /sse is admitted as /ws', () => {
     const e = await openSse(s.url, { user: 'door-b' })
     expect(await refusal(`${s.url}/sse?user=door-c`)).toEqual({ status: 429, body: { error: 'limit', reason: 'connections' } })
     const r = await fetch(`${s.url}/ws?user=door-c`, {
-      headers: { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' },
+      headers: {
+        upgrade: 'websocket',
+        connection: 'Upgrade',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+        'sec-websocket-version': '13',
+      },
     })
     expect(r.status).toBe(429)
     e.close()
@@ -47,7 +52,10 @@ describe('one door: /sse is admitted as /ws', () => {
     expect(await r.json()).toEqual({ error: 'unavailable', reason: 'connect_rate' })
     for (const c of opened) c.close()
     await Bun.sleep(1100)
-    expect(await refusal(`${s.url}/sse?user=${encodeURIComponent('bad id')}`)).toMatchObject({ status: 400, body: { error: 'bad_request' } })
+    expect(await refusal(`${s.url}/sse?user=${encodeURIComponent('bad id')}`)).toMatchObject({
+      status: 400,
+      body: { error: 'bad_request' },
+    })
   })
 
   test('ALLOWED_ORIGINS: a foreign page gets 403; a token that does not verify gets 401', async () => {
