@@ -44,18 +44,25 @@ export function sseFanOut(d: SseFanOutDeps): SseFanOut {
     s.close(CLOSE.slowConsumer, 'slow consumer')
   }
 
+  /** One frame to every stream of the topic here (but `except`), its bytes made once. */
+  function write(topic: string, frame: string, except: string | undefined) {
+    const set = byTopic.get(topic)
+    if (!set) return
+    const bytes = eventBytes(frame)
+    for (const s of set) {
+      if (except !== undefined && s.conn?.id === except) continue
+      if (s.write(bytes) === 0) slow(s)
+    }
+  }
+
   const hook: DeliveryHook = {
     owns: isSseNodeTopic,
     deliver(topic, frame, except) {
       if (isSseNodeTopic(topic)) return d.posted(frame)
-      const set = byTopic.get(topic)
-      if (!set || frame.startsWith(CONTROL_HEAD)) return
-      const bytes = eventBytes(frame)
-      for (const s of set) {
-        if (except !== undefined && s.conn?.id === except) continue
-        if (s.write(bytes) === 0) slow(s)
-      }
+      if (!frame.startsWith(CONTROL_HEAD)) write(topic, frame, except)
     },
+    // A room's restart (`joined` at the new epoch), which the hub hands to Bun's topic directly.
+    local: (topic, frame) => write(topic, frame, undefined),
   }
 
   return {
