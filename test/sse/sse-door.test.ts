@@ -58,7 +58,7 @@ describe('one door: /sse is admitted as /ws', () => {
     })
   })
 
-  test('ALLOWED_ORIGINS: a foreign page gets 403; a token that does not verify gets 401', async () => {
+  test('ALLOWED_ORIGINS: a foreign page gets 403; a token that does not verify gets 401; a room the token does not allow: forbidden on the stream', async () => {
     const s = await server({ ALLOWED_ORIGINS: 'https://chat.example', JWT_SECRET: 'sse-secret-0123456789-abcdef-xyz' })
     const foreign = await fetch(`${s.url}/sse`, { headers: { origin: 'https://evil.example' } })
     expect(foreign.status).toBe(403)
@@ -66,6 +66,19 @@ describe('one door: /sse is admitted as /ws', () => {
     const bad = await fetch(`${s.url}/sse?token=bad`, { headers: { origin: 'https://chat.example' } })
     expect(bad.status).toBe(401)
     expect(await bad.json()).toMatchObject({ error: 'unauthorized' })
+    // A token limited to some rooms: a frame for another room is refused on the stream, the rest goes on.
+    const { SignJWT } = await import('jose')
+    const token = await new SignJWT({ sub: 'sse-limited', rooms: ['general', 'ok-room'] })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode('sse-secret-0123456789-abcdef-xyz'))
+    const e = await openSse(s.url, {}, { authorization: `Bearer ${token}` })
+    expect(e.welcome.user.id).toBe('sse-limited')
+    expect((await e.post({ type: 'join', room: 'secret-room', id: 'j1' })).status).toBe(202)
+    expect(await e.next({ type: 'error', id: 'j1' })).toMatchObject({ code: 'forbidden' })
+    expect(await e.request({ type: 'join', room: 'ok-room' })).toMatchObject({ type: 'joined', room: 'ok-room' })
+    expect(await e.request({ type: 'chat', room: 'ok-room', body: 'fine' })).toMatchObject({ type: 'ack' })
+    e.close()
   })
 
   test('drain (SIGTERM): each stream gets {"type":"close","code":1001} and then ends; the server exits 0', async () => {
