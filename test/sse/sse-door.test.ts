@@ -81,6 +81,28 @@ describe('one door: /sse is admitted as /ws', () => {
     e.close()
   })
 
+  test('MAX_CONNECTIONS_PER_USER counts /ws and /sse together', async () => {
+    const s = await server({ MAX_CONNECTIONS_PER_USER: '1' })
+    const w = await connect(s.ws, { user: 'per-user' })
+    expect(await refusal(`${s.url}/sse?user=per-user`)).toEqual({ status: 429, body: { error: 'limit', reason: 'connections_per_user' } })
+    w.close()
+  })
+
+  test('a POST flood is rate limited as /ws frames are: rate_limited errors, then close 1008 on the stream', async () => {
+    const s = await server({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '2' })
+    const e = await openSse(s.url, { user: 'flooder' })
+    expect((await e.post(Array.from({ length: 10 }, (_, i) => ({ type: 'ping', id: `f${i}` })))).status).toBe(202)
+    expect(await e.next({ type: 'error', code: 'rate_limited' })).toMatchObject({ message: 'too many frames: slow down' })
+    expect(await e.next({ type: 'close' })).toEqual({ type: 'close', code: 1008, reason: 'rate limit exceeded' })
+    await e.ended
+    let status = 0
+    for (let i = 0; i < 20 && status !== 404; i++) {
+      status = (await e.post({ type: 'ping' })).status
+      if (status !== 404) await Bun.sleep(50)
+    }
+    expect(status).toBe(404)
+  })
+
   test('drain (SIGTERM): each stream gets {"type":"close","code":1001} and then ends; the server exits 0', async () => {
     const s = await server({})
     const e = await openSse(s.url, { user: 'drain-a' })
