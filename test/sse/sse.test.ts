@@ -26,6 +26,9 @@ describe('GET /sse + POST /sse/:session on one node', () => {
     expect((await c.next({ type: 'joined' })).room).toBe('general')
     const other = await openSse(s.url, { user: 'sse-alice' })
     expect(other.session).not.toBe(c.session)
+    // chat_connect_seconds{transport="sse"} counts the streams, not as /ws connections.
+    const metrics = await (await fetch(`${s.url}/metrics`)).text()
+    expect(metrics).toMatch(/^chat_connect_seconds_count\{transport="sse"\} 2$/m)
     c.close()
     other.close()
   })
