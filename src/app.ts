@@ -10,6 +10,7 @@ import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
 import { createPusher } from './pusher'
 import type { Pusher } from './pusher'
+import { createSse } from './sse'
 import { apiRoutes } from './http/api'
 import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
@@ -211,6 +212,45 @@ export function createApp(deps: AppDeps) {
     return q < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(q + 1)))
   }
 
+  /**
+   * Who is connecting (/ws and /sse alike): the token or query, then the door's user limit. A
+   * refusal is the answer to send (the ticket is released then).
+   */
+  async function identify(req: Request, remote: string, t: Ticket): Promise<Identity | Response> {
+    let who: Identity | Refusal
+    try {
+      who = await authenticate({ query: queryOf(req.url), headers: { authorization: req.headers.get('authorization') ?? undefined } })
+    } catch (err) {
+      door.release(t)
+      log.error('http error', { code: 'UPGRADE', err })
+      return json(500, { error: 'internal' })
+    }
+    if ('reason' in who) {
+      door.release(t)
+      if (who.status && who.status !== 401) return json(who.status, { error: 'bad_request', reason: who.reason })
+      metrics.authRefused.labels({ reason: who.reason }).inc()
+      log.warn('upgrade refused', { reason: who.reason, remote })
+      hub.audit({ event: 'auth_refused', detail: { reason: who.reason, remote } })
+      return json(401, { error: 'unauthorized', reason: who.reason })
+    }
+    const over = await door.admitUser(t, who.user.id)
+    return over ? refusalResponse(over) : who
+  }
+
+  /** Server-Sent Events with POST (src/sse): sessions of the same hub, through the same door. */
+  const sse = createSse({
+    config,
+    broker,
+    metrics,
+    nodeId: deps.nodeId,
+    server: (): Server<unknown> => (net.set(app.server), net.server()!),
+    door,
+    hub,
+    identify,
+    sessions: (deps.ledger ?? memoryLedger()).book('sse'),
+  })
+  hub.onDeliver(sse.delivery)
+
   /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
   let upgrades = 0
   /**
@@ -225,24 +265,8 @@ export function createApp(deps: AppDeps) {
     const socket = new Socket()
     const refused = door.admit(socket, header('origin'), remote)
     if (refused) return refusalResponse(refused)
-    let who: Identity | Refusal
-    try {
-      who = await authenticate({ query: queryOf(req.url), headers: { authorization: header('authorization') } })
-    } catch (err) {
-      door.release(socket)
-      log.error('http error', { code: 'UPGRADE', err })
-      return json(500, { error: 'internal' })
-    }
-    if ('reason' in who) {
-      door.release(socket)
-      if (who.status && who.status !== 401) return json(who.status, { error: 'bad_request', reason: who.reason })
-      metrics.authRefused.labels({ reason: who.reason }).inc()
-      log.warn('upgrade refused', { reason: who.reason, remote })
-      hub.audit({ event: 'auth_refused', detail: { reason: who.reason, remote } })
-      return json(401, { error: 'unauthorized', reason: who.reason })
-    }
-    const over = await door.admitUser(socket, who.user.id)
-    if (over) return refusalResponse(over)
+    const who = await identify(req, remote, socket)
+    if (who instanceof Response) return who
     socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '', since }
     if (++upgrades % EDEN_GC_EVERY_UPGRADES === 0) Bun.gc(false)
     door.upgrading(socket)
@@ -263,7 +287,7 @@ export function createApp(deps: AppDeps) {
     // A Bun route ahead of Elysia's router (other methods on /ws fall through to its 404).
     // Bun's own cap on a request body (128 MiB by default) stays above the upload limit.
     serve: {
-      routes: { '/ws': { GET: upgradeRoute as never }, ...(pusher?.routes as object | undefined) },
+      routes: { '/ws': { GET: upgradeRoute as never }, ...(sse.routes as object), ...(pusher?.routes as object | undefined) },
       maxRequestBodySize: Math.max(128 * 1024 * 1024, config.UPLOAD_MAX_BYTES + 1024 * 1024),
     },
   })
@@ -297,5 +321,5 @@ export function createApp(deps: AppDeps) {
     )
     .use(demoRoutes(config.ENABLE_DEMO))
 
-  return { app, hub, stats, listeners: net }
+  return { app, hub, stats, listeners: net, sse }
 }

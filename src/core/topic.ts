@@ -11,11 +11,16 @@ const USER = 'u:'
 const PUSHER_USER = 'pu:'
 /** A room's events as Pusher frames: a Bun topic of this node only, never relayed. */
 const PUSHER_CHANNEL = 'p:'
+/** A node's SSE posts: client frames a POST to another node relays to the node holding the stream (src/sse). */
+const SSE_NODE = 's:'
 
 export const roomTopic = (room: string) => `${ROOM}${room}`
 export const userTopic = (userId: string) => `${USER}${userId}`
 export const pusherUserTopic = (user: string) => `${PUSHER_USER}${user}`
 export const pusherChannelTopic = (room: string) => `${PUSHER_CHANNEL}${room}`
+
+export const sseNodeTopic = (nodeId: string) => `${SSE_NODE}${nodeId}`
+export const isSseNodeTopic = (topic: string) => topic.startsWith(SSE_NODE)
 
 export const isRoomTopic = (topic: string) => topic.startsWith(ROOM)
 export const isUserTopic = (topic: string) => topic.startsWith(USER)

@@ -114,6 +114,12 @@ export interface DeliveryHook {
   owns?(topic: string): boolean
   /** Every frame of a watched topic, after the hub's own sockets got it (one encoded frame, as the broker gave it). */
   deliver: Deliver
+  /**
+   * A frame of this node alone for the local subscribers of a hub topic, never relayed nor
+   * overheard: a room's restart (`joined` at the new epoch). A face whose sockets subscribe to
+   * the hub's topics outside Bun (SSE streams) takes it; a face with its own frames ignores it.
+   */
+  local?(topic: string, frame: string): void
 }
 
 /** Another face's part in the graceful drain, registered with `hub.onDrain` (app.ts). */
@@ -262,7 +268,11 @@ export function createHub(deps: HubDeps): Hub {
     deliver,
     onDeliver: hooks.onDeliver,
     onDrain: hooks.onDrain,
-    reset: (room: string, pos: Position) => session.reset(room, pos, (topic, frame) => server().publish(topic, frame)),
+    reset: (room: string, pos: Position) =>
+      session.reset(room, pos, (topic, frame) => {
+        server().publish(topic, frame)
+        for (let i = 0; i < deliveryHooks.length; i++) deliveryHooks[i]!.local?.(topic, frame)
+      }),
     open: session.open,
     message: session.message,
     close: session.close,

@@ -33,6 +33,8 @@ export interface OpenMeta {
   userAgent: string
   /** When its upgrade was asked for (performance.now()), for chat_connect_seconds. */
   since?: number
+  /** The face it came through, for chat_connect_seconds{transport} (default `ws`). */
+  transport?: 'ws' | 'sse'
 }
 
 /** A connection's life on this node (see createSession). */
@@ -96,7 +98,7 @@ export function createSession(d: SessionDeps): Session {
     metrics.connections.inc()
     const u = identity.user
     delivery.addMember(userTopic(u.id), c)
-    c.loading = welcome(h, d.nodeId, c, meta.since).finally(() => (c.loading = undefined))
+    c.loading = welcome(h, d.nodeId, c, meta.since, meta.transport ?? 'ws').finally(() => (c.loading = undefined))
     log.info('connected', { conn: c.id, user: u.id, remote: meta.remote })
     if (store) {
       store.userSeen(u)

@@ -10,9 +10,9 @@ import type { HubContext } from './context'
  * The start of a connection: its memberships (and the default room) are read and their rooms
  * prepared while everything for the user is held back; then `welcome` (with the total unread),
  * one `joined` per room, and whatever was held, in that order. `since`: when its upgrade was
- * asked for (performance.now()), for chat_connect_seconds.
+ * asked for (performance.now()), for chat_connect_seconds{transport}.
  */
-export async function welcome(h: HubContext, nodeId: string, c: Conn, since: number | undefined) {
+export async function welcome(h: HubContext, nodeId: string, c: Conn, since: number | undefined, transport: 'ws' | 'sse' = 'ws') {
   const { config, broker, metrics, members: memberships } = h
   const u = c.identity.user
   const mine = userTopic(u.id)
@@ -74,7 +74,7 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
     c.ws.subscribe(mine)
     for (const s of sendLater) s()
   })
-  if (since !== undefined) metrics.connect.ws.observe((performance.now() - since) / 1000)
+  if (since !== undefined) metrics.connect[transport].observe((performance.now() - since) / 1000)
   // The joins of the start are done: a map that held entries would keep its grown table
   // (~220 bytes) for the socket's life.
   if (c.joining.size === 0) c.joining = NO_JOINS

@@ -19,7 +19,7 @@ const FLOORS: string[][] = [
   ['push/'],
   ['hub/'],
   ['http/'],
-  ['pusher/'],
+  ['pusher/', 'sse/'],
   ['app.ts', 'tls.ts', 'healthcheck.ts'],
   ['main.ts', 'workers.ts'],
 ]
