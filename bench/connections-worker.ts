@@ -35,9 +35,19 @@ export type ConnCommand =
   | { cmd: 'exit' }
 
 export type ConnEvent =
-  | { ev: 'opened'; open: number; failed: number; retries: number; reasons: string[] }
+  | { ev: 'opened'; open: number; failed: number; retries: number; retryReasons: string[]; reasons: string[] }
   | { ev: 'counted'; frames: number; framesOfReady: number; bytes: number; ready: number; maxSeq: number }
-  | { ev: 'stormed'; resumed: number; failed: number; retries: number; reasons: string[]; lastMs: number; p50Ms: number; p99Ms: number }
+  | {
+      ev: 'stormed'
+      resumed: number
+      failed: number
+      retries: number
+      retryReasons: string[]
+      reasons: string[]
+      lastMs: number
+      p50Ms: number
+      p99Ms: number
+    }
   | { ev: 'sending' }
   | { ev: 'watching' }
   | { ev: 'unsent'; acked: number[]; sent: number; errors: number }
@@ -76,6 +86,7 @@ const count = { frames: 0, framesOfReady: 0, bytes: 0 }
 let maxSeq = 0
 /** Connects tried again after a refusal, a close or silence (since the last `opened` / `stormed`). */
 let retries = 0
+let retryReasons: string[] = []
 let base = 0
 const bcast = new Histogram()
 let bcastReceived = 0
@@ -120,10 +131,14 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
     let settled = false
     let state = 'connecting'
     let welcomed = false
+    /** Chat seqs this attempt received before it was ready: undone if it fails (the next attempt replays them again). */
+    const got: number[] = []
     const fail = (why: string) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
+      for (const seq of got) if (c.seen && seq >= base && seq - base < c.seen.length) c.seen[seq - base]!--
+      if (retryReasons.length < 3) retryReasons.push(`${state}: ${why}`)
       c.conn?.close()
       c.conn = undefined
       const pause = Math.min(2000, 100 * 2 ** attempt)
@@ -135,6 +150,9 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
     const done = () => {
       settled = true
       clearTimeout(timer)
+      // What it resumes from next time: the highest seq seen once the replay is complete, never
+      // a live one that came before the replay (that would skip the replay's gap).
+      for (const seq of got) if (seq > c.lastSeq) c.lastSeq = seq
       c.ready = true
       resolve()
     }
@@ -149,9 +167,12 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
         state = 'open'
       },
       onClose: (why) => {
-        if (c.conn === conn) c.conn = undefined
-        if (!c.ready) fail(why)
-        else c.ready = false
+        if (!settled) return fail(why)
+        // A socket closed once ready (or an earlier attempt's, closing late) touches only its own state.
+        if (c.conn === conn) {
+          c.conn = undefined
+          c.ready = false
+        }
       },
       onFrame: (op, b, s, e) => {
         if (op !== OP_TEXT) return
@@ -160,7 +181,8 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
         if (c.ready) count.framesOfReady++
         if (startsWith(b, s, e, CHAT)) {
           const seq = seqOf(b, s, e)
-          if (seq > c.lastSeq) c.lastSeq = seq
+          if (!c.ready) got.push(seq)
+          else if (seq > c.lastSeq) c.lastSeq = seq
           if (seq > maxSeq) maxSeq = seq
           if (c.seen && seq >= base && seq - base < c.seen.length) c.seen[seq - base]!++
           const stamp = stampOf(b, s, e)
@@ -228,12 +250,14 @@ async function open(m: Extract<ConnCommand, { cmd: 'open' }>) {
     await connect(c, false, deadline)
     clients.push(c)
   })
-  reply({ ev: 'opened', open: fresh.length - r.failed, failed: r.failed, retries, reasons: r.reasons })
+  reply({ ev: 'opened', open: fresh.length - r.failed, failed: r.failed, retries, retryReasons, reasons: r.reasons })
   retries = 0
+  retryReasons = []
 }
 
 async function storm(m: Extract<ConnCommand, { cmd: 'storm' }>) {
   retries = 0
+  retryReasons = []
   for (const c of clients) {
     c.ready = false
     c.conn?.close()
@@ -253,6 +277,7 @@ async function storm(m: Extract<ConnCommand, { cmd: 'storm' }>) {
     resumed: times.length,
     failed: r.failed,
     retries,
+    retryReasons,
     reasons: r.reasons,
     lastMs: Math.round(times[times.length - 1] ?? NaN),
     p50Ms: at(0.5),

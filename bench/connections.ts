@@ -72,6 +72,8 @@ export interface ConnStorm {
   resumed: number
   failed: number
   retries: number
+  /** Why the first few were retried. */
+  retryReasons: string[]
   seconds: number
   p50S: number
   p99S: number
@@ -211,6 +213,13 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
       }
       steps.push(st)
       log(`${config}: ${JSON.stringify(st)}`)
+      if (st.retries)
+        log(
+          `${config}: retried because ${opened
+            .flatMap((x) => x.retryReasons)
+            .slice(0, 3)
+            .join(' | ')}`,
+        )
       if (failed) {
         log(
           `${config}: ${failed} failed: ${opened
@@ -291,6 +300,7 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
         resumed: sum(stormed.map((x) => x.resumed)),
         failed: sum(stormed.map((x) => x.failed)),
         retries: sum(stormed.map((x) => x.retries)),
+        retryReasons: stormed.flatMap((x) => x.retryReasons).slice(0, 3),
         seconds: r2(seconds),
         p50S: r2(Math.max(...stormed.map((x) => x.p50Ms)) / 1000),
         p99S: r2(Math.max(...stormed.map((x) => x.p99Ms)) / 1000),
