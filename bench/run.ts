@@ -2,7 +2,7 @@
  * `npm run bench`: measures chat-server against a bare Bun.serve publish server, in one run.
  * See docs/performance.md for what each scenario does and how to read the figures.
  *
- *   npm run bench                          every scenario, defaults (< 5 min)
+ *   npm run bench                          every scenario, defaults (~7 min)
  *   npm run bench -- --quick               every scenario for ~2 s with smaller counts
  *   npm run bench -- --only=fanout,latency --fanout-s=5 --profile
  *
