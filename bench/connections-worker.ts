@@ -22,7 +22,7 @@ export type ConnCommand =
   /** From now on counts, per socket, the arrivals of seqs base … base + window - 1 (before the senders start). */
   | { cmd: 'watch'; base: number; window: number }
   /** Closes every socket at once, then reopens each, resuming with `join {since, epoch}`. */
-  | { cmd: 'storm'; inflight: number; timeoutS: number }
+  | { cmd: 'storm'; inflight: number; timeoutS: number; attemptS: number }
   /** Senders (users `<prefix><i>`, kept out of the storm): `rate` chats a second in all, round-robin. */
   | { cmd: 'senders'; ports: number[]; addresses: string[]; prefix: string; count: number }
   /** `rate` chats a second in all, at most `max` of them (the storm window counts no more). */
@@ -87,6 +87,8 @@ let maxSeq = 0
 /** Connects tried again after a refusal, a close or silence (since the last `opened` / `stormed`). */
 let retries = 0
 let retryReasons: string[] = []
+/** How long a client waits for its answer before it closes and tries again (a real client's patience). */
+let attemptS = 30
 let base = 0
 const bcast = new Histogram()
 let bcastReceived = 0
@@ -146,7 +148,7 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
       if (Date.now() + pause < deadline) setTimeout(() => connect(c, resume, deadline, attempt + 1).then(resolve, reject), pause)
       else reject(new Error(`${c.user} via ${c.address}, ${state}: ${why}`))
     }
-    const timer = setTimeout(() => fail('no answer within 30 s'), Math.max(100, Math.min(30_000, deadline - Date.now())))
+    const timer = setTimeout(() => fail(`no answer within ${attemptS} s`), Math.max(100, Math.min(attemptS * 1000, deadline - Date.now())))
     const done = () => {
       settled = true
       clearTimeout(timer)
@@ -258,6 +260,7 @@ async function open(m: Extract<ConnCommand, { cmd: 'open' }>) {
 async function storm(m: Extract<ConnCommand, { cmd: 'storm' }>) {
   retries = 0
   retryReasons = []
+  attemptS = m.attemptS
   for (const c of clients) {
     c.ready = false
     c.conn?.close()

@@ -46,6 +46,8 @@ export interface ConnectionsOptions {
   stormRate: number
   stormInflight: number
   stormTimeoutS: number
+  /** Seconds a storm client waits for its answer before it closes and retries. */
+  stormAttemptS: number
   broadcasts: number
   generators: number
   /** redis config: one chat-server of WORKERS=K instead of two separate nodes (0: two nodes). */
@@ -282,7 +284,7 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
       const stormed = await Promise.all(
         members.map((g) =>
           g.request(
-            { cmd: 'storm', inflight: Math.max(1, Math.ceil(o.stormInflight / G)), timeoutS: o.stormTimeoutS },
+            { cmd: 'storm', inflight: Math.max(1, Math.ceil(o.stormInflight / G)), timeoutS: o.stormTimeoutS, attemptS: o.stormAttemptS },
             'stormed',
             (o.stormTimeoutS + 60) * 1000,
           ),

@@ -38,7 +38,8 @@
  * --conn-configs=bare,memory,redis --conn-workers=K (redis: one chat-server of WORKERS=K, not two nodes)
  * --conn-generators (max(2, ⌈N/15 000⌉) processes) --conn-addresses (source addresses 127.0.0.1–.8, 8)
  * --conn-broadcasts (3) --storm=0 (skip the storm) --storm-senders (5) --storm-rate (20 chats/s in all)
- * --storm-inflight (2000 handshakes in flight) --storm-timeout-s (180). E.g. issue 34's one-node figures:
+ * --storm-inflight (2000 handshakes in flight) --storm-timeout-s (180) --storm-attempt-s (30: a client's
+ * wait for its answer before it closes and retries, backoff 100 ms doubling to 2 s). E.g. issue 34's one-node figures:
  * npm run bench -- --only=connections --connections=19000 --conn-configs=bare,memory
  * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
  * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
@@ -133,6 +134,7 @@ const opt = {
   stormRate: Math.max(1, num('storm-rate', 20, 20)),
   stormInflight: Math.max(1, num('storm-inflight', 2000, 2000)),
   stormTimeoutS: Math.max(5, num('storm-timeout-s', 180, 60)),
+  stormAttemptS: Math.max(1, num('storm-attempt-s', 30, 30)),
 }
 for (const s of ONLY)
   if (
@@ -897,6 +899,7 @@ async function main() {
       stormRate: opt.stormRate,
       stormInflight: opt.stormInflight,
       stormTimeoutS: opt.stormTimeoutS,
+      stormAttemptS: opt.stormAttemptS,
       broadcasts: opt.connBroadcasts,
       generators: opt.connGenerators,
       workers: opt.connWorkers,
