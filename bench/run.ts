@@ -2,7 +2,7 @@
  * `npm run bench`: measures chat-server against a bare Bun.serve publish server, in one run.
  * See docs/performance.md for what each scenario does and how to read the figures.
  *
- *   npm run bench                          every scenario, defaults (< 5 min)
+ *   npm run bench                          every scenario, defaults (~7 min)
  *   npm run bench -- --quick               every scenario for ~2 s with smaller counts
  *   npm run bench -- --only=fanout,latency --fanout-s=5 --profile
  *
@@ -29,6 +29,18 @@
  * the CPU without messages) --small-rooms-rate (a fixed paced rate instead of half the saturated
  * one) --small-rooms-configs=bare,memory,redis,cluster; with --profile, node A of the first Redis
  * config is profiled.
+ * Scenario connections (issue 34), in the default run at 2 000 sockets (bench/connections.ts): distinct
+ * users open into the default room in steps, on a bare Bun.serve that subscribes and welcomes
+ * (servers/bare-connect.ts, the reference), one memory node and two nodes + Redis: connects/s, server
+ * CPU per connect, frames per connect to the open sockets, RSS per socket per step; a broadcast to all
+ * (p50/p99); a reconnect storm with join {since, epoch} and 5 senders (nothing lost, counted).
+ * --connections (2000) --conn-step (1000) --conn-batch (200 handshakes in flight)
+ * --conn-configs=bare,memory,redis --conn-workers=K (redis: one chat-server of WORKERS=K, not two nodes)
+ * --conn-generators (max(2, ⌈N/15 000⌉) processes) --conn-addresses (source addresses 127.0.0.1–.8, 8)
+ * --conn-broadcasts (3) --storm=0 (skip the storm) --storm-senders (5) --storm-rate (20 chats/s in all)
+ * --storm-inflight (2000 handshakes in flight) --storm-timeout-s (180) --storm-attempt-s (30: a client's
+ * wait for its answer before it closes and retries, backoff 100 ms doubling to 2 s). E.g. issue 34's one-node figures:
+ * npm run bench -- --only=connections --connections=19000 --conn-configs=bare,memory
  * Opt-in, not part of the default run: --only=cluster (many rooms, one Redis vs a Redis
  * Cluster, WORKERS 1 vs 2; see bench/cluster.ts for its flags), written to bench/results/cluster.json.
  * --only=conversations: the time from open to `welcome` with 500 memberships on each engine
@@ -74,7 +86,7 @@ if (flag('help')) {
   process.exit(0)
 }
 const QUICK = flag('quick') === 'true'
-const ONLY = (flag('only') ?? 'fanout,chatbench,latency,cross,idle,persist,small').split(',').map((s) => s.trim())
+const ONLY = (flag('only') ?? 'fanout,chatbench,latency,cross,idle,persist,small,connections').split(',').map((s) => s.trim())
 const PROFILE = flag('profile') === 'true'
 const opt = {
   fanoutS: num('fanout-s', 8, 2),
@@ -110,6 +122,21 @@ const opt = {
   smallRoomsIdleS: num('small-rooms-idle-s', 2, 1),
   smallRoomsRate: flag('small-rooms-rate') === undefined ? undefined : num('small-rooms-rate', 0, 0),
   smallRoomsConfigs: (flag('small-rooms-configs') ?? 'bare,memory,redis,cluster').split(','),
+  /** Scenario `connections` (bench/connections.ts, issue 34). */
+  connections: num('connections', 2000, 1000),
+  connStep: Math.max(1, num('conn-step', 1000, 500)),
+  connBatch: Math.max(1, num('conn-batch', 200, 200)),
+  connConfigs: (flag('conn-configs') ?? 'bare,memory,redis').split(','),
+  connWorkers: num('conn-workers', 0, 0),
+  connGenerators: num('conn-generators', 0, 0),
+  connAddresses: Math.min(8, Math.max(1, num('conn-addresses', 8, 8))),
+  connBroadcasts: num('conn-broadcasts', 3, 1),
+  storm: flag('storm') !== '0' && flag('storm') !== 'false',
+  stormSenders: Math.max(1, num('storm-senders', 5, 5)),
+  stormRate: Math.max(1, num('storm-rate', 20, 20)),
+  stormInflight: Math.max(1, num('storm-inflight', 2000, 2000)),
+  stormTimeoutS: Math.max(5, num('storm-timeout-s', 180, 60)),
+  stormAttemptS: Math.max(1, num('storm-attempt-s', 30, 30)),
 }
 // Opt-in --only=redis-cost (bench/redis-cost.ts, issue 34): Redis's own CPU and commands per chat
 // message, connect and close on a private redis-server; its flags pass through. Handled before the
@@ -120,7 +147,22 @@ if (ONLY.includes('redis-cost')) {
   process.exit(await p.exited)
 }
 for (const s of ONLY)
-  if (!['fanout', 'chatbench', 'latency', 'cross', 'idle', 'persist', 'small', 'cluster', 'conversations', 'events', 'pusher'].includes(s))
+  if (
+    ![
+      'fanout',
+      'chatbench',
+      'latency',
+      'cross',
+      'idle',
+      'persist',
+      'small',
+      'connections',
+      'cluster',
+      'conversations',
+      'events',
+      'pusher',
+    ].includes(s)
+  )
     throw new Error(`--only: unknown scenario ${s}`)
 
 /** Extra environment of the chat server (never of the bare one), from --server-env=K=V,K=V. */
@@ -850,6 +892,35 @@ async function main() {
       env: { ...BENCH_ENV, ...SERVER_ENV },
     })
     results.scenarios.small = { rows, seconds: Math.round((Date.now() - t0) / 1000) }
+  }
+  if (ONLY.includes('connections')) {
+    const { connectionsScenario } = await import('./connections')
+    log(
+      `connections: up to ${opt.connections} sockets in steps of ${opt.connStep}, ${opt.connBatch} in flight, ${opt.connConfigs.join(', ')}${opt.storm ? ', storm' : ''}`,
+    )
+    const t0 = Date.now()
+    const rows = await connectionsScenario({
+      connections: opt.connections,
+      step: opt.connStep,
+      batch: opt.connBatch,
+      configs: opt.connConfigs,
+      storm: opt.storm,
+      stormSenders: opt.stormSenders,
+      stormRate: opt.stormRate,
+      stormInflight: opt.stormInflight,
+      stormTimeoutS: opt.stormTimeoutS,
+      stormAttemptS: opt.stormAttemptS,
+      broadcasts: opt.connBroadcasts,
+      generators: opt.connGenerators,
+      workers: opt.connWorkers,
+      addresses: opt.connAddresses,
+      env: { ...BENCH_ENV, ...SERVER_ENV },
+    })
+    results.scenarios.connections = {
+      rows,
+      seconds: Math.round((Date.now() - t0) / 1000),
+      loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+    }
   }
   if (ONLY.includes('idle')) {
     const rows: unknown[] = []

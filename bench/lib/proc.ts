@@ -57,9 +57,10 @@ export function openFds(pid: number): number {
 
 /**
  * bare: republishes what it reads; floor: the least a server of this protocol does (servers/floor.ts);
- * bare-rooms: joins, chat and ack for the many-rooms generator, Bun's own cost (servers/bare-rooms.ts); chat: chat-server.
+ * bare-rooms: joins, chat and ack for the many-rooms generator, Bun's own cost (servers/bare-rooms.ts);
+ * bare-connect: subscribe + welcome per socket (servers/bare-connect.ts, scenario connections); chat: chat-server.
  */
-export type ServerKind = 'bare' | 'floor' | 'bare-rooms' | 'chat'
+export type ServerKind = 'bare' | 'floor' | 'bare-rooms' | 'bare-connect' | 'chat'
 
 export interface Server {
   kind: ServerKind

@@ -1,4 +1,6 @@
 /** The shape of bench/results/*.json and the Markdown tables made from it (stdout and docs). */
+import type { ConnRow } from '../connections'
+import { connectionsTable } from '../connections'
 import type { SmallRoomsRow } from '../small-rooms'
 import type { LatencySummary } from './histogram'
 
@@ -65,6 +67,8 @@ export interface Results {
     chatBenchUnpinned?: { bare: RunStats | Skipped; chat: RunStats | Skipped }
     /** Many small rooms (bench/small-rooms.ts): one node memory, two nodes + Redis, two nodes + Redis Cluster. */
     small?: { rows: SmallRoomsRow[]; seconds: number }
+    /** Connections at scale (bench/connections.ts, issue 34): bare-connect, one memory node, two nodes + Redis. */
+    connections?: { rows: ConnRow[]; seconds: number; loadavg: string }
     latency?: { members: number; rate: number; bare: RunStats | Skipped; chat: RunStats | Skipped }[]
     cross?: { flood: RunStats & CrossCpu; paced: RunStats & CrossCpu; members: number; senders: number; rate?: number } | Skipped
     idle?: IdleRow[]
@@ -237,6 +241,8 @@ export function renderTables(r: Results): string {
   }
   const sm = r.scenarios.small
   if (sm) out.push('', smallRoomsTable(sm.rows))
+  const cn = r.scenarios.connections
+  if (cn) out.push('', connectionsTable(cn.rows), '', `(connections: load average ${cn.loadavg} at its end, ${cn.seconds} s)`)
   const idle = r.scenarios.idle
   if (idle) {
     const counts = [...new Set(idle.map((x) => x.count))]
