@@ -435,6 +435,35 @@ for (const factory of factories) {
         expect((await e.broker.append(room, chat(room, alice, 'after'))).seq).toBe(old.seq + 1)
       })
 
+    // ---- presence: counted and paged cluster-wide (issue 34) ----
+
+    test('presence: count is the users present (not their connections); a page of each limit covers every user once', async () => {
+      const room = newRoom()
+      expect(await e.broker.presence.count(room)).toBe(0)
+      expect(await e.broker.presence.page(room)).toEqual({ users: [] })
+      const users = Array.from({ length: 7 }, (_, i) => ({ id: `u${i}`, name: `User ${i}` }))
+      for (const u of users) expect(await e.broker.presence.add(room, u, `c-${u.id}`)).toBe(true)
+      expect(await e.broker.presence.add(room, users[0]!, 'c-second')).toBe(false) // a second connection: no new user
+      expect(await e.broker.presence.count(room)).toBe(7)
+      for (const limit of [1, 3, 7, 1000]) {
+        const seen: string[] = []
+        let cursor: string | undefined
+        for (let i = 0; i < 20; i++) {
+          const p = await e.broker.presence.page(room, cursor, limit)
+          expect(p.users.length).toBeLessThanOrEqual(limit)
+          seen.push(...p.users.map((u) => `${u.id}:${u.name}`))
+          if (!(cursor = p.next)) break
+        }
+        expect(seen.sort()).toEqual(users.map((u) => `${u.id}:${u.name}`).sort())
+      }
+      expect(await e.broker.presence.remove(room, users[0]!.id, 'c-second')).toBe(false)
+      expect(await e.broker.presence.remove(room, users[0]!.id, `c-${users[0]!.id}`)).toBe(true)
+      expect(await e.broker.presence.count(room)).toBe(6)
+      for (const u of users.slice(1)) await e.broker.presence.remove(room, u.id, `c-${u.id}`)
+      expect(await e.broker.presence.count(room)).toBe(0)
+      expect((await e.broker.presence.page(room, undefined, 5)).users).toEqual([])
+    })
+
     test('a chat and a dm frame both count as messages; other events do not', async () => {
       const room = newRoom()
       const base = (await e.broker.position(room)).seq
