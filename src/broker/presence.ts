@@ -14,7 +14,7 @@ export interface Presence {
   list(room: string): Promise<User[]>
   /** How many users are present, cluster-wide. */
   count(room: string): Promise<number>
-  /** At most `limit` users; `next` (absent at the end) is the `cursor` of the following page. */
+  /** At most `limit` users; `next` (absent at the end) is the `cursor` of the following page: the ledger's cursor, a dot, how many of that ledger page were given already. */
   page(room: string, cursor?: string, limit?: number): Promise<PresencePage>
 }
 
@@ -22,9 +22,6 @@ export interface PresencePage {
   users: User[]
   next?: string
 }
-
-/** A page cursor: the ledger's cursor, then how many of that ledger page were given already. */
-export const PRESENCE_CURSOR = /^[0-9]{0,20}\.[0-9]{1,6}$/
 
 /** Ledger pages read per presence page at most (a ledger page may be empty, never endless). */
 const STEPS = 1000

@@ -35,6 +35,8 @@ import { createModeration } from './moderation'
 import type { Moderation } from './moderation'
 import { createMutes } from './mutes'
 import { createRooms } from './rooms'
+import { presenceEvents } from './presence-events'
+import { log } from '../log'
 import type { Rooms } from './rooms'
 import { createSession } from './session'
 import type { Session } from './session'
@@ -161,7 +163,25 @@ export function createHub(deps: HubDeps): Hub {
   })
   const { send, sendError } = delivery
   const append = appender(broker, metrics)
-  const rooms = createRooms({ broker, store, metrics, send, audit, addMember: delivery.addMember, removeMember: delivery.removeMember })
+  const presence = presenceEvents({
+    broker,
+    max: config.PRESENCE_EVENTS_MAX,
+    windowMs: config.PRESENCE_BATCH_MS,
+    onError: (room, err) => {
+      metrics.brokerErrors.inc()
+      log.warn('presence event not relayed', { room, err })
+    },
+  })
+  const rooms = createRooms({
+    broker,
+    store,
+    metrics,
+    send,
+    audit,
+    addMember: delivery.addMember,
+    removeMember: delivery.removeMember,
+    announce: presence.announce,
+  })
   const emit = webhooks?.emit && ((e: EventInput) => webhooks.emit!(e))
   const changes = createChanges({ broker, append, store, emit, deleted: uploads && ((room, msg) => uploads.deleted({ room, msg })) })
   const conversations = createConversations({
@@ -249,6 +269,7 @@ export function createHub(deps: HubDeps): Hub {
   async function drain(graceMs: number): Promise<number> {
     for (const hook of drainHooks) hook.begin()
     let left = await session.drain(graceMs)
+    await presence.flush() // the windows of this node's big rooms would die with it
     for (const hook of drainHooks) left += await hook.end(graceMs)
     return left
   }

@@ -18,6 +18,8 @@ export interface RoomsDeps {
   audit: (entry: AuditEntry) => void
   addMember: (topic: string, c: Conn) => void
   removeMember: (topic: string, c: Conn) => void
+  /** Tells the room a user's first (`join`) or last (`leave`) connection in it, cluster-wide (hub/presence-events.ts). */
+  announce: (room: string, event: 'join' | 'leave', user: User) => void
 }
 
 export interface JoinOptions {
@@ -61,7 +63,7 @@ export interface Rooms {
  * the broker's log and the store. Who may join is decided before (hub).
  */
 export function createRooms(deps: RoomsDeps): Rooms {
-  const { broker, store, metrics, send, audit, addMember, removeMember } = deps
+  const { broker, store, metrics, send, audit, addMember, removeMember, announce } = deps
   /** Buffers of joins in progress, by topic: frames delivered meanwhile land here too. */
   const recovering = new Map<string, Set<string[]>>()
 
@@ -110,13 +112,6 @@ export function createRooms(deps: RoomsDeps): Rooms {
   }
 
   // ---- rooms ----
-
-  function announce(room: string, event: 'join' | 'leave', user: User) {
-    broker.relay(roomTopic(room), frames.presenceEvent(room, event, user)).catch((err) => {
-      metrics.brokerErrors.inc()
-      log.warn('presence event not relayed', { room, err })
-    })
-  }
 
   /**
    * Makes `c` live in `room`. With `since` (and a matching `epoch`), first replays what it
