@@ -269,7 +269,9 @@ export function createHub(deps: HubDeps): Hub {
   async function drain(graceMs: number): Promise<number> {
     for (const hook of drainHooks) hook.begin()
     let left = await session.drain(graceMs)
-    await presence.flush() // the windows of this node's big rooms would die with it
+    // The leaves of the sockets just closed, and the windows of this node's big rooms, would die with it.
+    await rooms.settled()
+    await presence.drain()
     for (const hook of drainHooks) left += await hook.end(graceMs)
     return left
   }

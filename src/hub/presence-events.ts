@@ -10,8 +10,10 @@ export const BATCH_LIST_MAX = 100
 export interface PresenceEvents {
   /** A user's first connection in the room (`join`) or last (`leave`), cluster-wide, as the ledger returned it here. */
   announce(room: string, event: 'join' | 'leave', user: User): void
-  /** Sends what is held now, without waiting for the windows' ends (the node is draining: its windows would be lost). */
+  /** Sends what is held now, without waiting for the windows' ends. */
   flush(): Promise<void>
+  /** `flush`, and every later window ends at once (the node is draining: its windows would be lost). */
+  drain(): Promise<void>
 }
 
 export interface PresenceEventsDeps {
@@ -52,6 +54,7 @@ export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
   const windows = new Map<string, Window>()
   /** The tail of each room's chain of pending steps. */
   const tails = new Map<string, Promise<void>>()
+  let draining = false
 
   function inOrder(room: string, step: () => Promise<void>): Promise<void> {
     const run = (tails.get(room) ?? Promise.resolve()).then(step).catch((err) => onError(room, err))
@@ -100,7 +103,7 @@ export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
       const open = windows.get(room)
       if (open) return void open.changes.push(change)
       if ((await broker.presence.count(room)) <= max) return single(room, change)
-      const timer = setTimeout(() => void inOrder(room, () => close(room)), windowMs)
+      const timer = setTimeout(() => void inOrder(room, () => close(room)), draining ? 0 : windowMs)
       windows.set(room, { changes: [change], timer })
     })
   }
@@ -111,5 +114,11 @@ export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
     await Promise.all([...rooms].map((room) => inOrder(room, () => close(room))))
   }
 
-  return { announce, flush }
+  /** From now on a window ends at once: the leaves of the sockets still closing go out before the node does. */
+  function drain() {
+    draining = true
+    return flush()
+  }
+
+  return { announce, flush, drain }
 }

@@ -55,6 +55,8 @@ export interface Rooms {
   overhear(topic: string, frame: string): void
   /** Holds back what this node delivers on `topic` until `release()`. */
   hold(topic: string): Held
+  /** Resolves when the presence writes under way are done and their events handed to `announce` (a draining node). */
+  settled(): Promise<void>
 }
 
 /**
@@ -66,6 +68,12 @@ export function createRooms(deps: RoomsDeps): Rooms {
   const { broker, store, metrics, send, audit, addMember, removeMember, announce } = deps
   /** Buffers of joins in progress, by topic: frames delivered meanwhile land here too. */
   const recovering = new Map<string, Set<string[]>>()
+  /** Presence writes in flight: a draining node waits for them, so that their events are not lost with it. */
+  const writes = new Set<Promise<unknown>>()
+  function tracked(p: Promise<unknown>) {
+    writes.add(p)
+    void p.finally(() => writes.delete(p))
+  }
 
   /** Every frame this node delivers on a topic passes here first, for the joins in progress. */
   function overhear(topic: string, frame: string) {
@@ -207,10 +215,12 @@ export function createRooms(deps: RoomsDeps): Rooms {
           c.rooms.set(room, pos.seq)
           addMember(topic, c)
           audit({ event: 'join', user: c.identity.user.id, conn: c.id, room })
-          broker.presence
-            .add(room, c.identity.user, c.id)
-            .then((first) => first && announce(room, 'join', c.identity.user))
-            .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err }))
+          tracked(
+            broker.presence
+              .add(room, c.identity.user, c.id)
+              .then((first) => first && announce(room, 'join', c.identity.user))
+              .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err })),
+          )
         } finally {
           release()
         }
@@ -250,10 +260,12 @@ export function createRooms(deps: RoomsDeps): Rooms {
     removeMember(topic, c)
     audit({ event: 'leave', user: c.identity.user.id, conn: c.id, room })
     broker.unwatch(topic)
-    broker.presence
-      .remove(room, c.identity.user.id, c.id)
-      .then((last) => last && announce(room, 'leave', c.identity.user))
-      .catch((err) => log.warn('presence not removed', { room, conn: c.id, err }))
+    tracked(
+      broker.presence
+        .remove(room, c.identity.user.id, c.id)
+        .then((last) => last && announce(room, 'leave', c.identity.user))
+        .catch((err) => log.warn('presence not removed', { room, conn: c.id, err })),
+    )
   }
 
   /**
@@ -272,5 +284,9 @@ export function createRooms(deps: RoomsDeps): Rooms {
     return held
   }
 
-  return { join, prepare, leave, page, summary, overhear, hold }
+  async function settled() {
+    await Promise.all([...writes])
+  }
+
+  return { join, prepare, leave, page, summary, overhear, hold, settled }
 }

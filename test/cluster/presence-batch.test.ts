@@ -96,3 +96,23 @@ test('two nodes: each join and leave reaches the members of both nodes exactly o
   expect(await res.json()).toMatchObject({ room, count: 5 })
   for (const c of late) c.close()
 })
+
+test('a draining node sends the leaves it holds before it goes, though its window is long', async () => {
+  const slow = { ...env, PRESENCE_BATCH_MS: '600000', SHUTDOWN_GRACE_S: '5' }
+  const [a, b] = await Promise.all([startServer({ env: slow }), startServer({ env: slow })])
+  try {
+    const room = `pd-${Date.now()}`
+    const wa = await user(a, 'dwa', room)
+    // At most 3 present: these joins are events, heard at once.
+    await user(b, 'db1', room)
+    await user(b, 'db2', room)
+    await until(() => heard(wa, room).has('db2'), "db2's join")
+    // Node a's own joins push the room above the limit (its window never ends in this test).
+    for (const id of ['da1', 'da2', 'da3']) await user(a, id, room)
+    expect(await b.stop('SIGTERM')).toBe(0)
+    await until(() => ['db1', 'db2'].every((id) => heard(wa, room).get(id)?.length === 2), 'the leaves of the drained node')
+    for (const id of ['db1', 'db2']) expect(heard(wa, room).get(id)).toEqual(['join', 'batch-'])
+  } finally {
+    await Promise.all([a.stop(), b.stop().catch(() => 0)])
+  }
+})
