@@ -16,7 +16,15 @@ export interface Presence {
   count(room: string): Promise<number>
   /** At most `limit` users; `next` (absent at the end) is the `cursor` of the following page: the ledger's cursor, a dot, how many of that ledger page were given already. */
   page(room: string, cursor?: string, limit?: number): Promise<PresencePage>
+  /**
+   * Where the joins and leaves that no call of this node returned go (a dead node's users reaped
+   * here, Redis back without presence): the hub's announcer, so that they are batched like the
+   * others in a big room. Until one is set, the engine relays each as its own event.
+   */
+  onEdge(listener: PresenceEdge): void
 }
+
+export type PresenceEdge = (room: string, event: 'join' | 'leave', user: User) => void
 
 export interface PresencePage {
   users: User[]
@@ -42,6 +50,7 @@ export function ledgerPresence(book: Book): Presence {
       return (await listAll(book, room)).map(asUser)
     },
     count: (room) => book.count(room),
+    onEdge() {}, // a book without edges of its own (one node): every change is a call's
     // A ledger page's size is a hint (Redis's HSCAN may give more): the cursor says how many of
     // the ledger page at `at` were given, so that a page never exceeds `limit` and none is skipped.
     async page(room, cursor, limit = 1000) {

@@ -172,6 +172,8 @@ export function createHub(deps: HubDeps): Hub {
       log.warn('presence event not relayed', { room, err })
     },
   })
+  // The joins and leaves no call of this node returned (a dead node's users reaped here) are announced alike.
+  broker.presence.onEdge(presence.announce)
   const rooms = createRooms({
     broker,
     store,

@@ -116,3 +116,21 @@ test('a draining node sends the leaves it holds before it goes, though its windo
     await Promise.all([a.stop(), b.stop().catch(() => 0)])
   }
 })
+
+test('a dead node: the leaves its reaping finds in a big room come in a batch, not one event each', async () => {
+  const [a, doomed] = await Promise.all([startServer({ env }), startServer({ env })])
+  try {
+    const room = `pk-${Date.now()}`
+    const wa = await user(a, 'kwa', room)
+    for (const id of ['ka1', 'ka2', 'ka3']) await user(a, id, room)
+    const ghosts = ['kg1', 'kg2', 'kg3']
+    for (const id of ghosts) await user(doomed, id, room)
+    await until(() => ghosts.every((id) => heard(wa, room).has(id)), 'the ghosts present')
+    void doomed.stop('SIGKILL')
+    await doomed.exited
+    await until(() => ghosts.every((id) => heard(wa, room).get(id)?.length === 2), 'the reaped leaves', 35_000)
+    for (const id of ghosts) expect(heard(wa, room).get(id)![1]).toBe('batch-')
+  } finally {
+    await Promise.all([a.stop(), doomed.stop('SIGKILL').catch(() => 0)])
+  }
+}, 45_000)
