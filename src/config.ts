@@ -136,9 +136,21 @@ export const variables = {
     help: 'prune audit rows older than this (unset: keep forever)',
   },
   DEFAULT_ROOM: {
-    schema: z.string().regex(ROOM_PATTERN, 'expected 1..64 of A-Z a-z 0-9 _ . : -'),
+    schema: z.string().refine((s) => s === '' || ROOM_PATTERN.test(s), 'expected 1..64 of A-Z a-z 0-9 _ . : - (or empty: no default room)'),
     default: 'general',
-    help: 'the room every connection joins',
+    help: 'the room every connection joins; empty (`DEFAULT_ROOM=`): none, and a `chat` must name its room',
+    // Empty is a value here (no default room), not "unset".
+    keepEmpty: true,
+  },
+  PRESENCE_EVENTS_MAX: {
+    schema: int(0, 1_000_000, 'a number of users'),
+    default: '100',
+    help: 'up to this many present users a room sends each join and leave as its own `presence` event; above it, `batch` frames',
+  },
+  PRESENCE_BATCH_MS: {
+    schema: int(10, 3_600_000, 'milliseconds'),
+    default: '2000',
+    help: "above PRESENCE_EVENTS_MAX, a room's joins and leaves are coalesced into at most one `batch` frame per this many ms (per node)",
   },
   API_KEY: {
     schema: optional(z.string().min(16, 'must be at least 16 characters')),
@@ -510,7 +522,7 @@ export const variables = {
     default: undefined,
     help: 'S3 secret access key (unset: Bun reads AWS_SECRET_ACCESS_KEY)',
   },
-} as const satisfies Record<string, { schema: z.ZodType; default: string | undefined; help: string }>
+} as const satisfies Record<string, { schema: z.ZodType; default: string | undefined; help: string; keepEmpty?: true }>
 
 type Vars = typeof variables
 type Parsed = { [K in keyof Vars]: z.output<Vars[K]['schema']> }
@@ -532,7 +544,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const errors: string[] = []
   const out: Record<string, unknown> = {}
   for (const [name, spec] of Object.entries(variables) as [keyof Vars, Vars[keyof Vars]][]) {
-    const raw = env[name] === '' ? undefined : env[name]
+    const raw = env[name] === '' && !('keepEmpty' in spec) ? undefined : env[name]
     const input = raw ?? spec.default
     const result = (spec.schema as z.ZodType).safeParse(input)
     if (result.success) out[name] = result.data

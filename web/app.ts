@@ -641,7 +641,19 @@ client.on('gap', ({ room }) => addDivider(room, 'some messages could not be reco
 client.on('presence', (p) => {
   if (!p.event) return
   const v = view(p.room)
-  if (p.event === 'join') v.users.set(p.user.id, p.user)
+  if (p.event === 'batch') {
+    // A big room's window of changes (PRESENCE_EVENTS_MAX): the lists may be truncated, then ask again.
+    for (const u of p.joined) v.users.set(u.id, u)
+    for (const u of p.left) v.users.delete(u.id)
+    if (p.truncated)
+      void client
+        .presence(p.room)
+        .then((users) => {
+          v.users = new Map(users.map((u) => [u.id, u]))
+          if (p.room === current) renderUsers()
+        })
+        .catch(() => {})
+  } else if (p.event === 'join') v.users.set(p.user.id, p.user)
   else v.users.delete(p.user.id)
   if (p.room === current) renderUsers()
 })

@@ -21,6 +21,7 @@ import type {
   PinsFrame,
   PongFrame,
   PresenceFrame,
+  PresencePage,
   ReactEvent,
   ReadFrame,
   Role,
@@ -476,10 +477,13 @@ export class ChatClient extends Emitter<ClientEvents> {
     return (await this.#request<PinsFrame>({ type: 'pins', room }, true)).pins
   }
 
-  /** Who is in a room, cluster-wide. */
-  async presence(room: string): Promise<User[]> {
-    const f = await this.#request<PresenceFrame>({ type: 'presence', room }, true)
-    return f.users ?? []
+  /** Who is in a room, cluster-wide (the first 1000; with `{ limit, cursor }`, one page with `count` and `next`). */
+  presence(room: string): Promise<User[]>
+  presence(room: string, page: { limit?: number; cursor?: string }): Promise<PresencePage>
+  async presence(room: string, page?: { limit?: number; cursor?: string }): Promise<User[] | PresencePage> {
+    const f = await this.#request<Extract<PresenceFrame, { users: User[] }>>({ type: 'presence', room, ...page }, true)
+    if (!page) return f.users
+    return { users: f.users, count: f.count, ...(f.next ? { next: f.next } : {}) }
   }
 
   /**

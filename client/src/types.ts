@@ -211,9 +211,39 @@ export interface HistoryFrame {
   id?: string
 }
 
+/**
+ * A `presence` frame: an answer (one page of `users`, the room's `count`, `next` when more
+ * pages follow), one user's `join`/`leave`, or, in a room above the server's
+ * PRESENCE_EVENTS_MAX, a `batch` of the users who `joined` and `left` in one window
+ * (`truncated`: more did than the lists hold; ask `presence` for the whole list).
+ */
 export type PresenceFrame =
-  | { type: 'presence'; room: string; users: User[]; id?: string; event?: undefined; user?: undefined }
+  | { type: 'presence'; room: string; users: User[]; count: number; next?: string; id?: string; event?: undefined; user?: undefined }
   | { type: 'presence'; room: string; event: 'join' | 'leave'; user: User; users?: undefined; id?: undefined }
+  | PresenceBatch
+
+export interface PresenceBatch {
+  type: 'presence'
+  room: string
+  event: 'batch'
+  joined: User[]
+  left: User[]
+  /** The room's present users, cluster-wide. */
+  count: number
+  truncated?: true
+  user?: undefined
+  users?: undefined
+  id?: undefined
+}
+
+/** One page of a room's presence (`client.presence(room, { limit, cursor })`). */
+export interface PresencePage {
+  users: User[]
+  /** The room's present users, cluster-wide. */
+  count: number
+  /** The `cursor` of the next page; absent on the last. */
+  next?: string
+}
 
 export interface TypingFrame {
   type: 'typing'

@@ -8,6 +8,7 @@ import type { Cluster } from '../cluster/heartbeat'
 import { redisLedger } from '../cluster/ledger'
 import type { Ledger } from '../cluster/ledger'
 import { ledgerPresence } from './presence'
+import type { Presence, PresenceEdge } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
 import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
@@ -115,12 +116,19 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   let closing = false
   let started = false
   const ledger = opts.ledger ?? redisLedger({ cmd: opts.redis.cmd, prefix: P, nodes: opts.nodes })
-  // A join or leave no call here returned (a dead node reaped, Redis back without presence): announced to the room.
-  const presence = ledgerPresence(
-    ledger.book('presence', (edge, room, id, name) => {
-      void publish(key.channel(roomTopic(room)), frames.presenceEvent(room, edge === 'up' ? 'join' : 'leave', { id, name })).catch(() => {})
-    }),
-  )
+  // A join or leave no call here returned (a dead node reaped, Redis back without presence): announced to the room,
+  // through the hub's announcer once it listens (batched in a big room), else as its own event.
+  let edgeListener: PresenceEdge | undefined
+  const presence: Presence = {
+    ...ledgerPresence(
+      ledger.book('presence', (edge, room, id, name) => {
+        const event = edge === 'up' ? 'join' : 'leave'
+        if (edgeListener) return edgeListener(room, event, { id, name })
+        void publish(key.channel(roomTopic(room)), frames.presenceEvent(room, event, { id, name })).catch(() => {})
+      }),
+    ),
+    onEdge: (listener) => void (edgeListener = listener),
+  }
   const repairArchive = opts.store ? archiveRepair(cmd, key, opts.store, opts.nodeId) : undefined
 
   // ---- receiving ----

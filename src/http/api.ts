@@ -7,7 +7,7 @@ import type { Hub } from '../hub/hub'
 import { dedupeKey } from '../hub/hub'
 import { FrameError } from '../core/errors'
 import { log } from '../log'
-import { messageFields } from '../protocol/client-frames'
+import { PRESENCE_CURSOR, messageFields } from '../protocol/client-frames'
 import { apiRoute, frameErrorResponse, json, requireApiKey } from './route-spec'
 import { SYSTEM_USER } from '../auth/system'
 import { deeperThan } from '../protocol/json-depth'
@@ -53,6 +53,10 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
     limit: int(1, 100).default(50),
   })
   const roomParams = z.object({ room })
+  const presenceQuery = z.object({
+    limit: int(1, 1000).default(1000),
+    cursor: z.string().regex(PRESENCE_CURSOR, "expected a previous answer's next").optional(),
+  })
   const idempotency = z.looseObject({
     'idempotency-key': z
       .string()
@@ -77,6 +81,7 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
       '/publish',
       async ({ body, headers }) => {
         const target = body.room ?? config.DEFAULT_ROOM
+        if (target === '') return status(400, { error: 'bad_request', reason: 'room: required (this server has no default room)' })
         const key = headers['idempotency-key']
         try {
           const a = await hub.publish(target, API_USER, body.body, body.data, key ? dedupeKey('api', target, key.slice(0, 128)) : undefined)
@@ -130,12 +135,26 @@ export function apiRoutes(deps: { config: Config; hub: Hub; broker: Broker; stor
     )
     .get(
       '/rooms/:room/presence',
-      ({ params }) => orUnavailable(async () => ({ room: params.room, users: await broker.presence.list(params.room) })),
+      ({ params, query }) =>
+        orUnavailable(async () => {
+          const [page, count] = await Promise.all([
+            broker.presence.page(params.room, query.cursor, query.limit),
+            broker.presence.count(params.room),
+          ])
+          return { room: params.room, users: page.users, count, ...(page.next ? { next: page.next } : {}) }
+        }),
       apiRoute({
         summary: 'Who is in a room, cluster-wide',
+        description: 'One page of the present users (`limit`, default 1000); `next`, when present, is the `cursor` of the following page.',
         tags: ['rooms'],
         params: roomParams,
-        response: z.object({ room: z.string(), users: z.array(User) }),
+        query: presenceQuery,
+        response: z.object({
+          room: z.string(),
+          users: z.array(User),
+          count: z.number().int().meta({ description: 'present users, cluster-wide' }),
+          next: z.string().optional().meta({ description: 'the cursor of the next page (absent: this is the last)' }),
+        }),
         errors: [400, 503],
       }),
     )

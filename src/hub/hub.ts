@@ -35,6 +35,8 @@ import { createModeration } from './moderation'
 import type { Moderation } from './moderation'
 import { createMutes } from './mutes'
 import { createRooms } from './rooms'
+import { presenceEvents } from './presence-events'
+import { log } from '../log'
 import type { Rooms } from './rooms'
 import { createSession } from './session'
 import type { Session } from './session'
@@ -167,7 +169,27 @@ export function createHub(deps: HubDeps): Hub {
   })
   const { send, sendError } = delivery
   const append = appender(broker, metrics)
-  const rooms = createRooms({ broker, store, metrics, send, audit, addMember: delivery.addMember, removeMember: delivery.removeMember })
+  const presence = presenceEvents({
+    broker,
+    max: config.PRESENCE_EVENTS_MAX,
+    windowMs: config.PRESENCE_BATCH_MS,
+    onError: (room, err) => {
+      metrics.brokerErrors.inc()
+      log.warn('presence event not relayed', { room, err })
+    },
+  })
+  // The joins and leaves no call of this node returned (a dead node's users reaped here) are announced alike.
+  broker.presence.onEdge(presence.announce)
+  const rooms = createRooms({
+    broker,
+    store,
+    metrics,
+    send,
+    audit,
+    addMember: delivery.addMember,
+    removeMember: delivery.removeMember,
+    announce: presence.announce,
+  })
   const emit = webhooks?.emit && ((e: EventInput) => webhooks.emit!(e))
   const changes = createChanges({ broker, append, store, emit, deleted: uploads && ((room, msg) => uploads.deleted({ room, msg })) })
   const conversations = createConversations({
@@ -255,6 +277,9 @@ export function createHub(deps: HubDeps): Hub {
   async function drain(graceMs: number): Promise<number> {
     for (const hook of drainHooks) hook.begin()
     let left = await session.drain(graceMs)
+    // The leaves of the sockets just closed, and the windows of this node's big rooms, would die with it.
+    await rooms.settled()
+    await presence.drain()
     for (const hook of drainHooks) left += await hook.end(graceMs)
     return left
   }

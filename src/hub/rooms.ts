@@ -18,6 +18,8 @@ export interface RoomsDeps {
   audit: (entry: AuditEntry) => void
   addMember: (topic: string, c: Conn) => void
   removeMember: (topic: string, c: Conn) => void
+  /** Tells the room a user's first (`join`) or last (`leave`) connection in it, cluster-wide (hub/presence-events.ts). */
+  announce: (room: string, event: 'join' | 'leave', user: User) => void
 }
 
 export interface JoinOptions {
@@ -53,6 +55,8 @@ export interface Rooms {
   overhear(topic: string, frame: string): void
   /** Holds back what this node delivers on `topic` until `release()`. */
   hold(topic: string): Held
+  /** Resolves when the presence writes under way are done and their events handed to `announce` (a draining node). */
+  settled(): Promise<void>
 }
 
 /**
@@ -61,9 +65,15 @@ export interface Rooms {
  * the broker's log and the store. Who may join is decided before (hub).
  */
 export function createRooms(deps: RoomsDeps): Rooms {
-  const { broker, store, metrics, send, audit, addMember, removeMember } = deps
+  const { broker, store, metrics, send, audit, addMember, removeMember, announce } = deps
   /** Buffers of joins in progress, by topic: frames delivered meanwhile land here too. */
   const recovering = new Map<string, Set<string[]>>()
+  /** Presence writes in flight: a draining node waits for them, so that their events are not lost with it. */
+  const writes = new Set<Promise<unknown>>()
+  function tracked(p: Promise<unknown>) {
+    writes.add(p)
+    void p.finally(() => writes.delete(p))
+  }
 
   /** Every frame this node delivers on a topic passes here first, for the joins in progress. */
   function overhear(topic: string, frame: string) {
@@ -110,13 +120,6 @@ export function createRooms(deps: RoomsDeps): Rooms {
   }
 
   // ---- rooms ----
-
-  function announce(room: string, event: 'join' | 'leave', user: User) {
-    broker.relay(roomTopic(room), frames.presenceEvent(room, event, user)).catch((err) => {
-      metrics.brokerErrors.inc()
-      log.warn('presence event not relayed', { room, err })
-    })
-  }
 
   /**
    * Makes `c` live in `room`. With `since` (and a matching `epoch`), first replays what it
@@ -212,10 +215,12 @@ export function createRooms(deps: RoomsDeps): Rooms {
           c.rooms.set(room, pos.seq)
           addMember(topic, c)
           audit({ event: 'join', user: c.identity.user.id, conn: c.id, room })
-          broker.presence
-            .add(room, c.identity.user, c.id)
-            .then((first) => first && announce(room, 'join', c.identity.user))
-            .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err }))
+          tracked(
+            broker.presence
+              .add(room, c.identity.user, c.id)
+              .then((first) => first && announce(room, 'join', c.identity.user))
+              .catch((err) => log.warn('presence not recorded', { room, conn: c.id, err })),
+          )
         } finally {
           release()
         }
@@ -255,10 +260,12 @@ export function createRooms(deps: RoomsDeps): Rooms {
     removeMember(topic, c)
     audit({ event: 'leave', user: c.identity.user.id, conn: c.id, room })
     broker.unwatch(topic)
-    broker.presence
-      .remove(room, c.identity.user.id, c.id)
-      .then((last) => last && announce(room, 'leave', c.identity.user))
-      .catch((err) => log.warn('presence not removed', { room, conn: c.id, err }))
+    tracked(
+      broker.presence
+        .remove(room, c.identity.user.id, c.id)
+        .then((last) => last && announce(room, 'leave', c.identity.user))
+        .catch((err) => log.warn('presence not removed', { room, conn: c.id, err })),
+    )
   }
 
   /**
@@ -277,5 +284,9 @@ export function createRooms(deps: RoomsDeps): Rooms {
     return held
   }
 
-  return { join, prepare, leave, page, summary, overhear, hold }
+  async function settled() {
+    await Promise.all([...writes])
+  }
+
+  return { join, prepare, leave, page, summary, overhear, hold, settled }
 }

@@ -19,7 +19,7 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
   const held = h.rooms.hold(mine)
   broker.watch(mine).catch((err) => log.warn('user topic not watched', { conn: c.id, err }))
   let list: { room: string; read: number }[] = []
-  const home = allowed(c.identity, config.DEFAULT_ROOM)
+  const home = config.DEFAULT_ROOM !== '' && allowed(c.identity, config.DEFAULT_ROOM)
   try {
     if (!c.identity.ephemeral) {
       void memberships.seen(u).catch(() => {})

@@ -2,6 +2,9 @@ import { z } from 'zod'
 import { ROOM_PATTERN } from '../core/room'
 import { deeperThan } from './json-depth'
 
+/** A presence page's cursor (broker/presence.ts): the ledger's cursor (digits), a dot, an offset. */
+export const PRESENCE_CURSOR = /^[0-9]{0,20}\.[0-9]{1,6}$/
+
 /** True when a JSON value holds a NUL character in any string or key (PostgreSQL cannot store it). */
 export function hasNul(v: unknown): boolean {
   if (typeof v === 'string') return v.includes('\0')
@@ -179,7 +182,13 @@ export function clientFrameSchemas(maxBodyChars: number) {
     unpin: z.object({ type: z.literal('unpin'), room, msg, id }),
     pins: z.object({ type: z.literal('pins'), room, id }),
     search: z.object({ type: z.literal('search'), ...searchFields(), id }),
-    presence: z.object({ type: z.literal('presence'), room, id }),
+    presence: z.object({
+      type: z.literal('presence'),
+      room,
+      limit: z.number('must be a number').int('must be a whole number').min(1, 'must be 1..1000').max(1000, 'must be 1..1000').optional(),
+      cursor: z.string('must be a string').regex(PRESENCE_CURSOR, "must be a previous answer's next").optional(),
+      id,
+    }),
     typing: z.object({ type: z.literal('typing'), room, id }),
     refresh: z.object({ type: z.literal('refresh'), token: z.string().min(1, 'must not be empty'), id }),
     ping: z.object({ type: z.literal('ping'), id }),

@@ -119,8 +119,11 @@ export const frames = {
   /** `messages` are already-encoded frames, spliced in without re-encoding. */
   history: (room: string, messages: string[], more: boolean, id?: string) =>
     `{"type":"history","room":${q(room)},"messages":[${messages.join(',')}],"more":${more}${opt('id', id)}}`,
-  presenceList: (room: string, users: User[], id?: string) =>
-    `{"type":"presence","room":${q(room)},"users":[${users.map(user).join(',')}]${opt('id', id)}}`,
+  presenceList: (room: string, users: User[], count: number, next?: string, id?: string) =>
+    `{"type":"presence","room":${q(room)},"users":[${users.map(user).join(',')}],"count":${count}${opt('next', next)}${opt('id', id)}}`,
+  /** A window's joins and leaves of a room above PRESENCE_EVENTS_MAX (hub/presence-events.ts). */
+  presenceBatch: (room: string, joined: User[], left: User[], count: number, truncated: boolean) =>
+    `{"type":"presence","room":${q(room)},"event":"batch","joined":[${joined.map(user).join(',')}],"left":[${left.map(user).join(',')}],"count":${count}${truncated ? ',"truncated":true' : ''}}`,
   presenceEvent: (room: string, event: 'join' | 'leave', u: User) =>
     `{"type":"presence","room":${q(room)},"event":"${event}","user":${user(u)}}`,
   typing: (room: string, u: User) => `{"type":"typing","room":${q(room)},"user":${user(u)}}`,

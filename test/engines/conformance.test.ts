@@ -7,6 +7,7 @@ import { UNREAD_CAP, roomTopic } from '../../src/broker/types'
 import { Refused, SERVER_ID } from '../../src/broker/message-rules'
 import { CHAT_HEAD, DM_HEAD, eventHead, eventSeq, eventTail } from '../../src/protocol/server-frames'
 import type { EventType, RoomEvent, User } from '../../src/protocol/server-frames'
+import { presenceEvents } from '../../src/hub/presence-events'
 import { LIMITS, engines } from './engines'
 import type { EngineUnderTest } from './engines'
 
@@ -434,6 +435,112 @@ for (const factory of factories) {
         expect(await e.broker.position(room)).toEqual(old)
         expect((await e.broker.append(room, chat(room, alice, 'after'))).seq).toBe(old.seq + 1)
       })
+
+    // ---- presence: counted and paged cluster-wide (issue 34) ----
+
+    test('presence: count is the users present (not their connections); a page of each limit covers every user once', async () => {
+      const room = newRoom()
+      expect(await e.broker.presence.count(room)).toBe(0)
+      expect(await e.broker.presence.page(room)).toEqual({ users: [] })
+      const users = Array.from({ length: 7 }, (_, i) => ({ id: `u${i}`, name: `User ${i}` }))
+      for (const u of users) expect(await e.broker.presence.add(room, u, `c-${u.id}`)).toBe(true)
+      expect(await e.broker.presence.add(room, users[0]!, 'c-second')).toBe(false) // a second connection: no new user
+      expect(await e.broker.presence.count(room)).toBe(7)
+      for (const limit of [1, 3, 7, 1000]) {
+        const seen: string[] = []
+        let cursor: string | undefined
+        for (let i = 0; i < 20; i++) {
+          const p = await e.broker.presence.page(room, cursor, limit)
+          expect(p.users.length).toBeLessThanOrEqual(limit)
+          seen.push(...p.users.map((u) => `${u.id}:${u.name}`))
+          if (!(cursor = p.next)) break
+        }
+        expect(seen.sort()).toEqual(users.map((u) => `${u.id}:${u.name}`).sort())
+      }
+      expect(await e.broker.presence.remove(room, users[0]!.id, 'c-second')).toBe(false)
+      expect(await e.broker.presence.remove(room, users[0]!.id, `c-${users[0]!.id}`)).toBe(true)
+      expect(await e.broker.presence.count(room)).toBe(6)
+      for (const u of users.slice(1)) await e.broker.presence.remove(room, u.id, `c-${u.id}`)
+      expect(await e.broker.presence.count(room)).toBe(0)
+      expect((await e.broker.presence.page(room, undefined, 5)).users).toEqual([])
+    })
+
+    // The hub's presence events over this engine's presence and relay (hub/presence-events.ts):
+    // windows long enough never to end by themselves; `flush` ends them, so the cases are exact.
+    async function presenceOf(room: string, max: number) {
+      const topic = roomTopic(room)
+      await e.broker.watch(topic)
+      const events = presenceEvents({ broker: e.broker, max, windowMs: 600_000, onError: (_, err) => console.error(err) })
+      const frames = () => (e.delivered.get(topic) ?? []).map((f) => JSON.parse(f))
+      const change = async (event: 'join' | 'leave', u: User) => {
+        const edge =
+          event === 'join' ? await e.broker.presence.add(room, u, `c-${u.id}`) : await e.broker.presence.remove(room, u.id, `c-${u.id}`)
+        if (edge) events.announce(room, event, u)
+      }
+      /** Sends what is held, then waits for the relayed frames (this engine's delivery is asynchronous). */
+      const settle = async (expected: number) => {
+        await events.flush()
+        await waitFor(() => frames().length >= expected)
+        return frames()
+      }
+      return { change, settle, frames, done: () => e.broker.unwatch(topic) }
+    }
+    const person = (i: number): User => ({ id: `p${i}`, name: `P ${i}` })
+
+    test('presence events: each its own event up to PRESENCE_EVENTS_MAX; above it one batch per window with the count; back at the limit, single events again', async () => {
+      const room = newRoom()
+      const p = await presenceOf(room, 3)
+      for (let i = 0; i < 3; i++) await p.change('join', person(i))
+      let got = await p.settle(3) // at most 3 present whenever the count is read: events
+      expect(got.map((f) => [f.event, f.user?.id])).toEqual([
+        ['join', 'p0'],
+        ['join', 'p1'],
+        ['join', 'p2'],
+      ])
+      await p.change('join', person(3))
+      await p.change('join', person(4))
+      got = await p.settle(4)
+      expect(got.slice(3)).toEqual([{ type: 'presence', room, event: 'batch', joined: [person(3), person(4)], left: [], count: 5 }])
+      // Two leaves in a window that ends with 3 present: a small room never sees a batch.
+      await p.change('leave', person(4))
+      await p.change('leave', person(3))
+      got = await p.settle(6)
+      expect(got.slice(4).map((f) => [f.event, f.user?.id])).toEqual([
+        ['leave', 'p4'],
+        ['leave', 'p3'],
+      ])
+      expect(got).toHaveLength(6)
+      p.done()
+    })
+
+    test('presence batch: a user who joined and left in one window is in neither list; past 100 a list is truncated', async () => {
+      const room = newRoom()
+      const p = await presenceOf(room, 2)
+      // The count is read when the change's turn comes: each event out before the next change.
+      for (let i = 0; i < 2; i++) {
+        await p.change('join', person(i))
+        await waitFor(() => p.frames().length > i)
+      }
+      await p.change('join', person(2))
+      expect((await p.settle(3)).map((f) => f.event)).toEqual(['join', 'join', 'batch'])
+      for (let i = 3; i < 153; i++) await p.change('join', person(i))
+      await p.change('join', person(999))
+      await p.change('leave', person(999))
+      await p.change('leave', person(0))
+      const got = await p.settle(4)
+      expect(got).toHaveLength(4)
+      const batch = got[3]
+      expect(batch.event).toBe('batch')
+      expect(batch.count).toBe(152)
+      expect(batch.truncated).toBe(true)
+      expect(batch.joined).toHaveLength(100)
+      expect(batch.left).toEqual([person(0)])
+      const named = [...batch.joined, ...batch.left].map((u: User) => u.id)
+      expect(named).not.toContain('p999')
+      expect(new Set(named).size).toBe(named.length)
+      for (let i = 1; i < 153; i++) await e.broker.presence.remove(room, person(i).id, `c-p${i}`)
+      p.done()
+    })
 
     test('a chat and a dm frame both count as messages; other events do not', async () => {
       const room = newRoom()

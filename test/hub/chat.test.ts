@@ -174,7 +174,7 @@ describe('rooms', () => {
     expect(await a.next({ type: 'presence', event: 'leave', room: r })).toMatchObject({ user: { id: 'pb' } })
     expect((await a.request({ type: 'presence', room: r })).users.map((u: { id: string }) => u.id)).toEqual(['pa'])
     const res = await api(`/api/rooms/${r}/presence`)
-    expect(await res.json()).toEqual({ room: r, users: [{ id: 'pa', name: 'Pa' }] })
+    expect(await res.json()).toEqual({ room: r, users: [{ id: 'pa', name: 'Pa' }], count: 1 })
     a.close()
   })
 

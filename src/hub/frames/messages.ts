@@ -30,8 +30,15 @@ export type Publish = (
 export function messageFrames(h: HubContext) {
   const { config, broker, metrics, members, webhooks, push } = h
 
-  async function chat(c: Conn, f: FrameOf<'chat'>) {
+  /** The frame's room, else the default room; with `DEFAULT_ROOM=` (none) a `chat` must name one. */
+  function roomOf(f: FrameOf<'chat'>): string {
     const room = f.room ?? config.DEFAULT_ROOM
+    if (room === '') throw new FrameError('bad_request', 'room: required (this server has no default room)')
+    return room
+  }
+
+  async function chat(c: Conn, f: FrameOf<'chat'>) {
+    const room = roomOf(f)
     await h.live(c, room)
     const m = h.mutes.until(c, room)
     const muted = typeof m === 'number' ? m : await m
@@ -63,6 +70,7 @@ export function messageFrames(h: HubContext) {
   function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
     if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length) return false
     const room = f.room ?? config.DEFAULT_ROOM
+    if (room === '') return false // `chat` answers bad_request
     if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
     const started = performance.now()
     const from = c.identity.user

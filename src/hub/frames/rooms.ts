@@ -73,7 +73,8 @@ export function roomFrames(h: HubContext): Handlers<'join' | 'leave' | 'rooms' |
 
   async function presence(c: Conn, f: FrameOf<'presence'>) {
     await h.mayUse(c, f.room, 'see')
-    h.send(c, frames.presenceList(f.room, await broker.presence.list(f.room), f.id), 'presence')
+    const [page, count] = await Promise.all([broker.presence.page(f.room, f.cursor, f.limit), broker.presence.count(f.room)])
+    h.send(c, frames.presenceList(f.room, page.users, count, page.next, f.id), 'presence')
   }
 
   async function typing(c: Conn, f: FrameOf<'typing'>) {
