@@ -156,16 +156,7 @@ export function messageFrames(h: HubContext) {
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  async function publish(
-    room: string,
-    from: User,
-    body: string,
-    data: unknown,
-    dedupe?: string,
-    fromJson?: string,
-    replyTo?: string,
-    files?: Attachment[],
-  ): Promise<Accepted> {
+  const publish: Publish = async (room, from, body, data, dedupe, fromJson, replyTo, files) => {
     const m = draft(room, from, body, data, fromJson, replyTo, files)
     const accepted = await appendWithFiles(room, m, files, dedupe)
     published(room, from, m, accepted)
