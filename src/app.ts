@@ -130,6 +130,10 @@ export function createApp(deps: AppDeps) {
     online: deps.online,
   })
 
+  // One ledger for the faces' books (main passes the node's; alone, one in memory) and Bun's server, set once it listens.
+  const ledger = deps.ledger ?? memoryLedger()
+  const bunServer = (): Server<unknown> => (net.set(app.server), net.server()!)
+
   // The Pusher protocol's face (src/pusher): its routes, and its sockets in the hub's delivery and drain (the hub's hooks).
   const pusher: Pusher | undefined = config.PUSHER_KEY
     ? createPusher({
@@ -137,9 +141,9 @@ export function createApp(deps: AppDeps) {
         broker,
         metrics,
         nodeId: deps.nodeId,
-        server: (): Server<unknown> => (net.set(app.server), net.server()!),
+        server: bunServer,
         door,
-        ledger: deps.ledger ?? memoryLedger(),
+        ledger,
       })
     : undefined
   if (pusher) {
@@ -243,11 +247,11 @@ export function createApp(deps: AppDeps) {
     broker,
     metrics,
     nodeId: deps.nodeId,
-    server: (): Server<unknown> => (net.set(app.server), net.server()!),
+    server: bunServer,
     door,
     hub,
     identify,
-    sessions: (deps.ledger ?? memoryLedger()).book('sse'),
+    sessions: ledger.book('sse'),
   })
   hub.onDeliver(sse.delivery)
 
