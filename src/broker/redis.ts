@@ -1,4 +1,4 @@
-import { CHAT_HEAD, DM_HEAD, eventSeq, frames } from '../protocol/server-frames'
+import { CHAT_HEAD, DM_HEAD, eventSeq, frames, isMessageFrame } from '../protocol/server-frames'
 import type Redis from 'ioredis'
 import { log } from '../log'
 import type { Store } from '../store/types'
@@ -13,7 +13,7 @@ import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-script
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
 import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
-import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
+import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic, summarize } from './types'
 import { isRoomTopic, topicRoom } from '../core/topic'
 
 export interface RedisBrokerOptions {
@@ -60,9 +60,66 @@ interface RoomStream {
   /** Payloads (see `split`) held back while a gap is repaired or the channel resubscribed. */
   pending: string[]
   waiters: { seq: number; resolve: () => void }[]
+  /**
+   * The frames this node handed over last, in order: seqs `tailFirst` … `last`, no gap. A resume
+   * or an unread count that they cover is answered here, not by Redis: in a reconnect storm
+   * every client of a room asks for the same few hundred recent events.
+   */
+  tail: string[]
+  tailFirst: number
+  tailBytes: number
 }
 
-const newStream = (): RoomStream => ({ last: -1, repairing: false, held: false, pending: [], waiters: [] })
+const newStream = (): RoomStream => ({
+  last: -1,
+  repairing: false,
+  held: false,
+  pending: [],
+  waiters: [],
+  tail: [],
+  tailFirst: 0,
+  tailBytes: 0,
+})
+
+/** A room's tail keeps at most this many frames and about this many bytes (UTF-16 units). */
+const TAIL_FRAMES = 512
+const TAIL_BYTES = 256 * 1024
+
+/** Forgets the tail: it starts again after `last`. */
+function clearTail(stream: RoomStream) {
+  stream.tail = []
+  stream.tailFirst = stream.last + 1
+  stream.tailBytes = 0
+}
+
+function keepInTail(stream: RoomStream, frame: string, seq: number) {
+  if (stream.tail.length === 0 || seq !== stream.tailFirst + stream.tail.length) {
+    stream.tail = []
+    stream.tailFirst = seq
+    stream.tailBytes = 0
+  }
+  stream.tail.push(frame)
+  stream.tailBytes += frame.length
+  if (stream.tail.length > TAIL_FRAMES || stream.tailBytes > TAIL_BYTES) {
+    // Halved at once rather than shifted per frame: amortised O(1) a frame.
+    const drop = Math.ceil(stream.tail.length / 2)
+    for (let i = 0; i < drop; i++) stream.tailBytes -= stream.tail[i]!.length
+    stream.tail = stream.tail.slice(drop)
+    stream.tailFirst += drop
+  }
+}
+
+/** The tail answers for the room when nothing is held back or being repaired, and the epoch is known. */
+function tailAnswers(stream: RoomStream | undefined): stream is RoomStream & { epoch: string } {
+  return (
+    stream !== undefined &&
+    stream.epoch !== undefined &&
+    stream.last >= 0 &&
+    !stream.repairing &&
+    !stream.held &&
+    stream.pending.length === 0
+  )
+}
 
 /** A payload is a frame, or `<conn>\n<frame>` when that connection must not receive it. */
 function split(payload: string): [frame: string, except?: string] {
@@ -178,6 +235,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   function handOverFrame(topic: string, stream: RoomStream, frame: string, except: string | undefined, seq: number) {
     if (seq <= stream.last) return // already handed over (a repair got it first)
     stream.last = seq
+    keepInTail(stream, frame, seq)
     deliver(topic, frame, except)
     settle(stream)
   }
@@ -277,6 +335,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     log.warn('room sequence restarted', { room, epoch: pos.epoch, seq: pos.seq, was: stream.last })
     stream.epoch = pos.epoch
     stream.last = pos.seq
+    clearTail(stream)
     // Frames held so far are of the old sequence (their seqs may be above the new start: no
     // store, or more than the gap unarchived): gone. The new one's are in the room's stream,
     // where the repair reads them from the new start; later ones queue again.
@@ -416,14 +475,25 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   function noteBaseline(room: string, pos: Position) {
     const stream = streams.get(roomTopic(room))
     if (!stream) return
-    stream.epoch ??= pos.epoch
+    if (stream.epoch === undefined) {
+      // Frames handed over before the epoch was known might be of an earlier one.
+      stream.epoch = pos.epoch
+      clearTail(stream)
+    }
     if (stream.last < 0) {
       stream.last = pos.seq
+      clearTail(stream)
       settle(stream)
     }
   }
 
   async function snapshot(room: string, since: number): Promise<Replay> {
+    const stream = streams.get(roomTopic(room))
+    if (tailAnswers(stream) && since >= stream.tailFirst - 1 && since <= stream.last) {
+      // Everything after `since` is in the tail, and what comes after `last` is still to be
+      // handed over here (the caller watches the room): the same boundary Redis would give.
+      return { seq: stream.last, epoch: stream.epoch, frames: stream.tail.slice(since - stream.tailFirst + 1), complete: true, from: since }
+    }
     let r = await cmd.chatSince(key.state(room), key.log(room), since)
     if (r[0] === -1) {
       await init(room)
@@ -602,6 +672,17 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       }
     },
     async summary(room, read, user) {
+      const stream = streams.get(roomTopic(room))
+      if (tailAnswers(stream) && stream.tail.length > 0 && read >= stream.tailFirst - 1) {
+        const tail = stream.tail
+        const first = stream.tailFirst
+        function* newestFirst(): Generator<[number, string]> {
+          for (let i = tail.length - 1; i >= 0; i--) yield [first + i, tail[i]!]
+        }
+        const s = summarize({ seq: stream.last, epoch: stream.epoch }, read, user, newestFirst(), isMessageFrame)
+        // Without a message in the tail the last one is older: Redis walks for it.
+        if (s.complete && s.last !== undefined) return s
+      }
       const call = () =>
         cmd.chatSummary(key.state(room), key.log(room), read, fromNeedle(user), UNREAD_CAP, SUMMARY_BUDGET, CHAT_HEAD, DM_HEAD)
       let r = await call()
