@@ -81,9 +81,14 @@ const newStream = (): RoomStream => ({
   tailBytes: 0,
 })
 
-/** A room's tail keeps at most this many frames and about this many bytes (UTF-16 units). */
+/**
+ * A room's tail keeps at most TAIL_FRAMES_PER_WATCHER frames per local connection in the room, up
+ * to TAIL_FRAMES, and about TAIL_BYTES (UTF-16 units): a big room (where a storm asks the same
+ * thing thousands of times) keeps the most, and a node of many small rooms stays small.
+ */
 const TAIL_FRAMES = 512
-const TAIL_BYTES = 256 * 1024
+const TAIL_FRAMES_PER_WATCHER = 8
+const TAIL_BYTES = 128 * 1024
 
 /** Forgets the tail: it starts again after `last`. */
 function clearTail(stream: RoomStream) {
@@ -92,7 +97,7 @@ function clearTail(stream: RoomStream) {
   stream.tailBytes = 0
 }
 
-function keepInTail(stream: RoomStream, frame: string, seq: number) {
+function keepInTail(stream: RoomStream, frame: string, seq: number, watchers: number) {
   if (stream.tail.length === 0 || seq !== stream.tailFirst + stream.tail.length) {
     stream.tail = []
     stream.tailFirst = seq
@@ -100,7 +105,7 @@ function keepInTail(stream: RoomStream, frame: string, seq: number) {
   }
   stream.tail.push(frame)
   stream.tailBytes += frame.length
-  if (stream.tail.length > TAIL_FRAMES || stream.tailBytes > TAIL_BYTES) {
+  if (stream.tail.length > Math.min(TAIL_FRAMES, TAIL_FRAMES_PER_WATCHER * watchers) || stream.tailBytes > TAIL_BYTES) {
     // Halved at once rather than shifted per frame: amortised O(1) a frame.
     const drop = Math.ceil(stream.tail.length / 2)
     for (let i = 0; i < drop; i++) stream.tailBytes -= stream.tail[i]!.length
@@ -235,7 +240,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   function handOverFrame(topic: string, stream: RoomStream, frame: string, except: string | undefined, seq: number) {
     if (seq <= stream.last) return // already handed over (a repair got it first)
     stream.last = seq
-    keepInTail(stream, frame, seq)
+    keepInTail(stream, frame, seq, watched.get(topic)?.count ?? 1)
     deliver(topic, frame, except)
     settle(stream)
   }
