@@ -121,8 +121,10 @@ export interface RoomView {
  */
 export function useRoom(room: string, options?: RoomOptions): RoomView {
   const client = useClient()
-  // Options are read once per room (by the first component that shows it).
-  const ctl = useMemo(() => roomOf(client, room, options), [client, room])
+  const member = options?.member
+  const pageSize = options?.pageSize
+  // One controller per room of a client: its options are the first caller's.
+  const ctl = useMemo(() => roomOf(client, room, { member, pageSize }), [client, room, member, pageSize])
   useEffect(() => ctl.retain(), [ctl])
   const messages = useStore(ctl.timeline.rows)
   const typing = useStore(ctl.typing)
