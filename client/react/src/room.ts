@@ -1,4 +1,4 @@
-import type { Ack, ChatClient, DirectMessage, PresenceFrame, RoomMessage, ServerFrame, User } from '@chat-server/client'
+import type { Ack, ChatClient, DirectMessage, HistoryPage, PresenceFrame, RoomMessage, ServerFrame, User } from '@chat-server/client'
 import { Store } from './store'
 import { Timeline } from './timeline'
 import type { PreviewEvent } from './timeline'
@@ -60,6 +60,8 @@ export class RoomController {
   #presenceAsked = 0
   #loading = false
   #retained = 0
+  /** Counts starts: an answer to an earlier one (StrictMode mounts twice) is not this one's. */
+  #session = 0
 
   constructor(
     readonly client: ChatClient,
@@ -222,10 +224,11 @@ export class RoomController {
     )
     this.timeline.hold()
     this.#meta({ status: 'joining', error: undefined })
+    const session = ++this.#session
     const join = this.options.member ? client.joinAsMember(room) : client.join(room)
     join.then(
-      () => this.#joined(),
-      (err: Error) => this.#meta({ status: 'error', error: err.message }),
+      () => session === this.#session && this.#joined(),
+      (err: Error) => session === this.#session && this.#retained > 0 && this.#meta({ status: 'error', error: err.message }),
     )
   }
 
@@ -251,18 +254,26 @@ export class RoomController {
   async #loadNewest() {
     if (this.#loading) return
     this.#loading = true
+    const session = this.#session
     this.#meta({ status: 'loading' })
+    let page: HistoryPage | undefined
+    let error: Error | undefined
     try {
-      const page = await this.client.history(this.room, { limit: this.#pageSize })
-      this.timeline.loaded(page)
+      page = await this.client.history(this.room, { limit: this.#pageSize })
+    } catch (err) {
+      error = err as Error
+    }
+    this.#loading = false
+    if (session !== this.#session || this.#retained === 0) {
+      // Stopped meanwhile; started again: that start's page is still to read.
+      if (this.#retained > 0 && this.timeline.holding) void this.#loadNewest()
+      return
+    }
+    this.timeline.loaded(page)
+    if (page) {
       this.#before = page.before
       this.#meta({ status: this.client.state === 'open' ? 'ready' : 'offline', more: page.more, error: undefined })
-    } catch (err) {
-      this.timeline.loaded()
-      this.#meta({ status: 'error', error: (err as Error).message })
-    } finally {
-      this.#loading = false
-    }
+    } else this.#meta({ status: 'error', error: error?.message ?? 'history failed' })
   }
 
   /** The room's sequence restarted, or messages could not be recovered: start over from the newest page. */
