@@ -128,6 +128,7 @@ export class RoomController {
     const m = this.meta.get()
     if (!m.more || m.loadingOlder) return m.more
     this.#meta({ loadingOlder: true })
+    this.timeline.readingOlder()
     try {
       const page = await this.client.history(this.room, { before: this.#before ?? this.timeline.first?.seq, limit: this.#pageSize })
       this.timeline.older(page)
@@ -135,6 +136,7 @@ export class RoomController {
       this.#meta({ loadingOlder: false, more: page.more })
       return page.more
     } catch (err) {
+      this.timeline.older({ messages: [] })
       this.#meta({ loadingOlder: false })
       throw err
     }

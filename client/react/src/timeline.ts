@@ -84,6 +84,8 @@ export class Timeline {
   /** Reply ids by the id of the message they answer. */
   #replies = new Map<string, Set<string>>()
   #held?: Live[]
+  /** While an older page is read: edits and deletes of messages not loaded (they may be on that page). */
+  #olderPending?: Change[]
   #earlyPreviews = new Map<string, LinkPreview>()
 
   constructor(private readonly me: () => string | undefined) {}
@@ -139,10 +141,23 @@ export class Timeline {
     if (changed) this.#publish()
   }
 
-  /** An older page (`history` with `before`): its messages in their current state, before the ones shown. */
+  /** An older page is being read: from now until `older`, changes to messages not loaded are kept. */
+  readingOlder(): void {
+    this.#olderPending ??= []
+  }
+
+  /**
+   * An older page (`history` with `before`): its messages in their current state, before the
+   * ones shown. Edits and deletes that came live while it was read, to its messages, are applied
+   * after it: they are newer than anything before the request, and applying one twice changes
+   * nothing. (Reactions are not: a count cannot tell whether the page had it already.)
+   */
   older(page: Pick<HistoryPage, 'messages'>): void {
+    const pending = this.#olderPending ?? []
+    this.#olderPending = undefined
     let changed = false
     for (const m of page.messages) changed = this.#insert(m, true) || changed
+    for (const e of pending) changed = this.#apply(e) || changed
     if (changed) this.#publish()
   }
 
@@ -152,6 +167,7 @@ export class Timeline {
     this.#byId.clear()
     this.#replies.clear()
     this.#earlyPreviews.clear()
+    this.#olderPending = undefined
     this.#publish()
   }
 
@@ -271,6 +287,7 @@ export class Timeline {
   #apply(e: Change): boolean {
     const row = this.#byId.get(e.msg)
     if (!row) {
+      if (this.#olderPending && e.type !== 'react') this.#olderPending.push(e)
       // A change to a message older than what is loaded: its page will show it as it stands.
       if (e.type === 'preview') {
         if (this.#earlyPreviews.size >= MAX_EARLY_PREVIEWS) this.#earlyPreviews.delete(this.#earlyPreviews.keys().next().value!)

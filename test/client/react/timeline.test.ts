@@ -178,6 +178,23 @@ describe('Timeline (useRoom messages)', () => {
     expect(t.holding).toBe(false)
   })
 
+  test('edits and deletes that come while an older page is read are applied to its messages after it', () => {
+    const t = live()
+    t.message(chat(10, 'ten'))
+    t.readingOlder()
+    // Live while the older page is read: the page was read before these (or after: applying again changes nothing).
+    t.change(edit(11, 'm2', 'two, edited'))
+    t.change(del(12, 'm3'))
+    t.change(edit(13, 'm4', 'four, edited'))
+    t.older({ messages: [chat(2, 'two'), chat(3, 'three'), chat(4, 'four, edited', alice, { edited_at: ts(13) })] })
+    expect(bodies(t)).toEqual(['two, edited', '', 'four, edited', 'ten'])
+    expect(t.rows.get()[1]!.deleted).toBe(true)
+    // Once the page is in, changes to messages not loaded are dropped again (their page will show them).
+    t.change(edit(14, 'm1', 'one, edited'))
+    t.older({ messages: [chat(1, 'one')] })
+    expect(bodies(t)[0]).toBe('one')
+  })
+
   test('a history copy of a message shown live is its newer state; an identical copy keeps the row', () => {
     const t = live()
     t.message(chat(1, 'hi'))
