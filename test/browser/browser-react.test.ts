@@ -3,7 +3,7 @@
  * example app (client/react/example), bundled here by Bun.build and served by the test, used by
  * two people in one room. Messages appear in order on both pages; one's typing shows on the
  * other's; the unread badge of a room the other does not look at counts up, then clears when
- * they open it; a new message renders one row, not the list (React.memo on stable rows); a
+ * they open it; replies quote their message as edited; a new message renders one row, not the list (React.memo on stable rows); a
  * dropped connection resumes with nothing lost and nothing twice.
  * No Chromium at /usr/bin/chromium: with CI=true that is a failure, else the suite is skipped.
  */
@@ -162,6 +162,36 @@ describe.skipIf(!haveChromium)('@chat-server/react example app in Chromium', () 
     // He was looking at the room: what came while away is read too.
     await unreadOf(bob, 'team').waitFor({ state: 'detached', ...SLOW })
     await bob.screenshot({ path: join(ARTIFACTS, 'react-after-reconnect.png') })
+
+    // Bob replies to "one"; Alice edits "one" and deletes "three": both pages show the reply's quote follow.
+    await bob.locator('.room .msg', { hasText: 'one' }).first().locator('button.reply').click()
+    await bob.locator('.replying', { hasText: 'Replying to Alice: one' }).waitFor(SLOW)
+    await say(bob, 'count me in')
+    const reply = (page: Page) => page.locator('.room .msg', { hasText: 'count me in' })
+    await reply(alice).locator('.quote', { hasText: 'Alice: one' }).waitFor(SLOW)
+    const one = alice.locator('.room .msg', { has: alice.locator('.body', { hasText: /^one$/ }) })
+    await one.locator('button.edit').click()
+    await alice.fill('.msg .edit-form input', 'one (at noon)')
+    await alice.press('.msg .edit-form input', 'Enter')
+    await alice.locator('.room .msg', { hasText: 'three' }).locator('button.delete').click()
+    for (const page of [alice, bob]) {
+      await reply(page).locator('.quote', { hasText: 'Alice: one (at noon)' }).waitFor(SLOW)
+      await page.locator('.room .msg.deleted .body', { hasText: 'message deleted' }).waitFor(SLOW)
+      await page.locator('.room .msg .edited').first().waitFor(SLOW)
+      await shows(page, [
+        'one (at noon)',
+        'two',
+        'message deleted',
+        'four',
+        'I am wri',
+        'five',
+        'six',
+        'while you were away',
+        'and another',
+        'count me in',
+      ])
+    }
+    await alice.screenshot({ path: join(ARTIFACTS, 'react-lifecycle.png') })
     expect(errors).toEqual([])
   }, 120_000)
 })
