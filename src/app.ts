@@ -42,6 +42,7 @@ import type { Members } from './members/types'
 import pkg from '../package.json'
 import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
+import type { WordFilter } from './hub/word-filter'
 
 /**
  * A text frame as Elysia hands it to a ws handler: JSON when it looks like JSON (and parses),
@@ -92,6 +93,8 @@ export interface AppDeps {
   ledger?: Ledger
   /** Who is online, cluster-wide; absent when neither webhooks nor push follow it. */
   online?: Online
+  /** The word filter (main makes it, to stop the start on a bad MODERATION_WORDS_FILE); made from config when absent. */
+  words?: WordFilter
 }
 
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
@@ -128,6 +131,7 @@ export function createApp(deps: AppDeps) {
     uploads: deps.uploads,
     push: deps.push,
     online: deps.online,
+    words: deps.words,
   })
 
   // One ledger for the faces' books (main passes the node's; alone, one in memory) and Bun's server, set once it listens.

@@ -301,6 +301,8 @@ export type ErrorCode =
   | 'internal'
   | 'not_found'
   | 'limit'
+  /** The word filter refused the text (MODERATION_WORDS_ACTION=reject). */
+  | 'rejected'
 
 export interface ErrorFrame {
   type: 'error'
