@@ -35,7 +35,8 @@ const UNICODE_WORD = /[\p{L}\p{N}_]+/gu
 /** A word or phrase as it is compared: NFD, no combining marks, lowercase, spaces collapsed. */
 export const foldWord = (w: string) => w.normalize('NFD').replace(MARKS, '').toLowerCase().trim().replace(/\s+/g, ' ')
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')
+/** A phrase's text as a pattern of itself (`-` needs no escape outside a class, and may not have one under the `u` flag). */
+const literal = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
 
 /** Compiles a list's text; throws WordListError naming the first bad line. */
 export function compileWords(text: string): WordList {
@@ -60,7 +61,7 @@ export function compileWords(text: string): WordList {
     const w = foldWord(line)
     if (!w) continue
     if (/^[\p{L}\p{N}_]+$/u.test(w)) words.add(w)
-    else patterns.push(new RegExp(`(?<![${WORD_CHARS}])${w.split(' ').map(escape).join('\\s+')}(?![${WORD_CHARS}])`, 'giu'))
+    else patterns.push(new RegExp(`(?<![${WORD_CHARS}])${w.split(' ').map(literal).join('\\s+')}(?![${WORD_CHARS}])`, 'giu'))
   }
   return { words, patterns, size: words.size + patterns.length }
 }

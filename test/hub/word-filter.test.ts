@@ -37,6 +37,7 @@ describe('matching', () => {
     const list = ['# a comment', '', 'bad  word', '/fr[o0]+g/i', '/\\d{4}-\\d{4}/'].join('\n')
     expect(mask(list, 'a Bad word here, FROOOG and fr0g, call 1234-5678')).toBe('a ******** here, ****** and ****, call *********')
     expect(mask(list, 'badword # a comment')).toBe('badword # a comment')
+    expect(mask('e-mail spam\nc++', 'E-mail  spam in c++ and e-mail')).toBe('************ in *** and e-mail')
   })
 
   test('a bad regex line is refused, naming its line', () => {
