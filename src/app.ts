@@ -43,6 +43,7 @@ import pkg from '../package.json'
 import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
 import type { WordFilter } from './hub/word-filter'
+import { sharedPreviewCache } from './hub/previews'
 
 /**
  * A text frame as Elysia hands it to a ws handler: JSON when it looks like JSON (and parses),
@@ -132,6 +133,8 @@ export function createApp(deps: AppDeps) {
     push: deps.push,
     online: deps.online,
     words: deps.words,
+    // With Redis the nodes share what they fetched: a link is fetched once per TTL, not once per node.
+    previewCache: deps.redis && sharedPreviewCache(deps.redis.connections.cmd, config.REDIS_PREFIX),
   })
 
   // One ledger for the faces' books (main passes the node's; alone, one in memory) and Bun's server, set once it listens.

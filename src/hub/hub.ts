@@ -43,6 +43,8 @@ import type { Session } from './session'
 import type { Publish } from './frames/messages'
 import type { DeviceInput, DevicePut } from './frames/push'
 import { createWordFilter } from './word-filter'
+import { createPreviews } from './previews'
+import type { PreviewCache, Previews } from './previews'
 import type { WordFilter } from './word-filter'
 
 export { dedupeKey } from './frames/messages'
@@ -68,6 +70,8 @@ export interface HubDeps {
   online?: Pick<Online, 'live' | 'idle'>
   /** The word filter; made from MODERATION_WORDS_FILE when not given (main makes it first, to name the variable on a bad file). */
   words?: WordFilter
+  /** Link previews' cache (shared with Redis); this node's LRU when absent. Used only with LINK_PREVIEWS. */
+  previewCache?: PreviewCache
 }
 
 /** The hub as the faces, the HTTP API and main see it (see createHub). */
@@ -101,6 +105,8 @@ export interface Hub {
   search: Search
   /** The word filter (main rereads it on SIGHUP). */
   words: WordFilter
+  /** Link previews (LINK_PREVIEWS); absent when off. */
+  previews?: Previews
   /** Rooms with members on this node. */
   readonly roomCount: number
   /** Each room with members on this node and how many (for the admin view). */
@@ -210,6 +216,9 @@ export function createHub(deps: HubDeps): Hub {
   const pins = createPins({ broker, append, rooms, changes })
   const search = createSearch({ store, members, broker })
   const words = deps.words ?? createWordFilter({ file: config.MODERATION_WORDS_FILE, action: config.MODERATION_WORDS_ACTION })
+  const previews = config.LINK_PREVIEWS
+    ? createPreviews({ append, metrics, allow: config.OUTBOUND_ALLOW, timeoutMs: config.LINK_PREVIEW_TIMEOUT_MS, cache: deps.previewCache })
+    : undefined
 
   const h: HubContext = {
     config,
@@ -228,6 +237,7 @@ export function createHub(deps: HubDeps): Hub {
     moderation,
     mutes,
     words,
+    previews,
     send,
     sendError,
     audit,
@@ -325,6 +335,7 @@ export function createHub(deps: HubDeps): Hub {
     pins,
     search,
     words,
+    previews,
     get roomCount() {
       let n = 0
       for (const topic of delivery.local.keys()) if (isRoomTopic(topic)) n++

@@ -153,6 +153,7 @@ export function messageFrames(h: HubContext) {
     metrics.published.inc()
     webhooks?.created?.(room, from, chatFrame(accepted.seq, m.tail))
     push?.created(room, from, accepted.seq, accepted.id, m.event.body!, 'chat')
+    h.previews?.created(room, accepted.id, m.event.body!)
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
