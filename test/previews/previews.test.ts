@@ -2,6 +2,8 @@
 // rule, its preview a `preview` event of the room's log and a field of the message in history.
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import type { Server } from 'bun'
+import { ChatClient } from '../../client/src/index'
+import type { PreviewEvent } from '../../client/src/index'
 import { firstUrl } from '../../src/core/link-preview'
 import { decodeEntities } from '../../src/core/html-meta'
 import { connect } from '../helpers/client'
@@ -193,6 +195,22 @@ describe('previews on a server', () => {
     const preview = await b.next((f) => f.type === 'preview' && f.msg === ack.msg, 8000)
     expect(slowResponded).toBe(true)
     expect(preview.preview.title).toBe('Slow page')
+  })
+
+  test("the typed client emits `preview`, and its history shows the message's preview", async () => {
+    const c = new ChatClient({ url: allowed.ws, user: `tc-${process.pid}`, reconnect: { initialMs: 50, maxMs: 300 }, pingIntervalMs: 0 })
+    try {
+      await until(() => c.state === 'open', 'client open')
+      const got: PreviewEvent[] = []
+      c.on('preview', (e) => got.push(e))
+      const ack = await c.send('general', `typed ${base()}/page?typed`)
+      await until(() => got.some((e) => e.msg === ack.msg), 'the preview event', 8000)
+      expect(got.find((e) => e.msg === ack.msg)!.preview.title).toBe('Café & "Friends"')
+      const page = await c.history('general', { limit: 20 })
+      expect(page.messages.find((x) => x.id === ack.msg)?.preview?.site_name).toBe('Example')
+    } finally {
+      c.close()
+    }
   })
 
   test('without OUTBOUND_ALLOW a loopback URL gets no preview, and nothing reaches the listener', async () => {
