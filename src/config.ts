@@ -418,7 +418,7 @@ export const variables = {
       }
     }),
     default: '',
-    help: 'comma list of host names and CIDRs (v4, v6) that requests to user-given URLs (Web Push endpoints) may reach although not public, and over plain http (tests: 127.0.0.1); unset: only https to public addresses',
+    help: 'comma list of host names and CIDRs (v4, v6) that requests to user-given URLs (Web Push endpoints, link previews) may reach although not public, and over plain http (tests: 127.0.0.1); unset: only https to public addresses',
   },
   LINK_PREVIEWS: {
     schema: bool,
