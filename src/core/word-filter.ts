@@ -74,25 +74,44 @@ interface Folded {
   to?: Int32Array
 }
 
+/** A non-ASCII character's folded form, cached (a chat's alphabet is small; the cache is bounded). */
+const FOLDS = new Map<number, string>()
+function foldChar(cp: number): string {
+  let f = FOLDS.get(cp)
+  if (f === undefined) {
+    f = String.fromCodePoint(cp).normalize('NFD').replace(MARKS, '')
+    if (FOLDS.size < 8192) FOLDS.set(cp, f)
+  }
+  return f
+}
+
 function fold(text: string): Folded {
   if (!NON_ASCII.test(text)) return { text }
   let out = ''
-  const from: number[] = []
-  const to: number[] = []
+  // While every character folds to as many code units as it has (é → e), positions are the
+  // original's and no map is needed; the maps are made from the first one that does not.
+  let from: number[] | undefined
+  let to: number[] | undefined
   for (let i = 0; i < text.length; ) {
     const cp = text.codePointAt(i)!
     const n = cp > 0xffff ? 2 : 1
-    const f = cp < 0x80 ? text[i]! : String.fromCodePoint(cp).normalize('NFD').replace(MARKS, '')
-    for (let k = 0; k < f.length; k++) {
-      from.push(i)
-      to.push(i + n)
+    const f = cp < 0x80 ? text[i]! : foldChar(cp)
+    if (!from && f.length !== n) {
+      from = Array.from({ length: out.length }, (_, k) => k)
+      to = from.map((k) => k + 1)
     }
-    // A mark left alone (already decomposed text) belongs to the character before it.
-    if (!f.length && to.length) to[to.length - 1] = i + n
+    if (from && to) {
+      for (let k = 0; k < f.length; k++) {
+        from.push(i)
+        to.push(i + n)
+      }
+      // A mark left alone (already decomposed text) belongs to the character before it.
+      if (!f.length && to.length) to[to.length - 1] = i + n
+    }
     out += f
     i += n
   }
-  return { text: out, from: Int32Array.from(from), to: Int32Array.from(to) }
+  return from && to ? { text: out, from: Int32Array.from(from), to: Int32Array.from(to) } : { text: out }
 }
 
 /** Where the list matches the text: ranges of the original [start, end) and the mask length of each. */

@@ -26,6 +26,9 @@ describe('matching', () => {
     expect(mask('café', 'un cafe, un CAFÉ')).toBe('un ****, un ****')
     // Characters before the match that fold to several code units keep their places.
     expect(mask('bad', 'ﬁ Ǆ é bad ok')).toBe('ﬁ Ǆ é *** ok')
+    // Hangul folds to more code units, a lone mark to none: what follows still masks at its place.
+    expect(mask('bad', '한 e\u0301 bad ok, 한BAD')).toBe('한 e\u0301 *** ok, 한BAD')
+    expect(mask('bad', 'e\u0301e\u0301 bad')).toBe('e\u0301e\u0301 ***')
   })
 
   test('whole words only: "ass" does not mask "class" or "assess"', () => {
