@@ -24,6 +24,7 @@ let pages: Server<unknown>
 const hits = new Map<string, number>()
 let releaseSlow: () => void = () => {}
 let slowResponded = false
+let dripCancelled = false
 
 function startPages() {
   return Bun.serve({
@@ -49,6 +50,27 @@ function startPages() {
         })
         slowResponded = true
         return html('<title>Slow page</title>')
+      }
+      if (path === '/drip') {
+        // Headers at once, then a byte every 200 ms for ever: only the timeout ends it.
+        let timer: ReturnType<typeof setInterval> | undefined
+        const body = new ReadableStream({
+          start(c) {
+            c.enqueue(new TextEncoder().encode('<html><head><title>never ends'))
+            timer = setInterval(() => {
+              try {
+                c.enqueue(new TextEncoder().encode(' '))
+              } catch {
+                clearInterval(timer)
+              }
+            }, 200)
+          },
+          cancel() {
+            clearInterval(timer)
+            dripCancelled = true
+          },
+        })
+        return html(body)
       }
       if (path === '/big') {
         // The title is in the first MiB; an og:title after it would win if it were read.
@@ -211,6 +233,11 @@ describe('previews on a server', () => {
     } finally {
       c.close()
     }
+  })
+
+  test('a page that trickles its body for ever is cut at LINK_PREVIEW_TIMEOUT_MS: no preview, the connection closed', async () => {
+    await withoutPreview(allowed, a, `${base()}/drip`, 'failed')
+    await until(() => dripCancelled, 'the body stream cancelled by the client', 3000)
   })
 
   test('without OUTBOUND_ALLOW a loopback URL gets no preview, and nothing reaches the listener', async () => {
