@@ -50,6 +50,9 @@
  * clients in one room (bench/pusher.ts, --n --messages --window).
  * --only=redis-cost: Redis's own CPU and commands per chat message, per connect and per close, on a
  * private redis-server (bench/redis-cost.ts, --messages --senders --window --connects --parallel --monitor).
+ * --only=filter: server CPU per chat with the word filter (200 words + 3 regexes) against none, ASCII and
+ * accented bodies, and a chat's ack latency with link previews on (pages answering after 3 s) against off
+ * (bench/filter-previews.ts, --chats --senders --window --latency-chats); prints tables only.
  * --only=events: server CPU per event for chat, edit, react, unreact and delete, memory and Redis
  * engines (bench/events.ts, --events --members --senders --window --engines), written to bench/results/events.json.
  */
@@ -161,6 +164,7 @@ for (const s of ONLY)
       'conversations',
       'events',
       'pusher',
+      'filter',
     ].includes(s)
   )
     throw new Error(`--only: unknown scenario ${s}`)
@@ -799,7 +803,15 @@ async function pusherMain() {
   process.exit(await p.exited)
 }
 
+/** The opt-in word filter and link preview scenario (bench/filter-previews.ts): CPU per chat with the filter, ack latency with previews. */
+async function filterMain() {
+  const passed = process.argv.filter((a) => /^--(chats|senders|window|latency-chats)=/.test(a))
+  const p = Bun.spawn([process.execPath, join(ROOT, 'bench/filter-previews.ts'), ...passed], { stdout: 'inherit', stderr: 'inherit' })
+  process.exit(await p.exited)
+}
+
 async function main() {
+  if (ONLY.includes('filter')) return filterMain()
   if (ONLY.includes('events')) return eventsMain()
   if (ONLY.includes('pusher')) return pusherMain()
   if (ONLY.includes('cluster')) return clusterMain()

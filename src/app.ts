@@ -42,6 +42,8 @@ import type { Members } from './members/types'
 import pkg from '../package.json'
 import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
+import type { WordFilter } from './hub/word-filter'
+import { sharedPreviewCache } from './hub/previews'
 
 /**
  * A text frame as Elysia hands it to a ws handler: JSON when it looks like JSON (and parses),
@@ -92,6 +94,8 @@ export interface AppDeps {
   ledger?: Ledger
   /** Who is online, cluster-wide; absent when neither webhooks nor push follow it. */
   online?: Online
+  /** The word filter (main makes it, to stop the start on a bad MODERATION_WORDS_FILE); made from config when absent. */
+  words?: WordFilter
 }
 
 /** The Elysia app: HTTP routes, the /ws upgrade and the hub behind it. */
@@ -128,6 +132,9 @@ export function createApp(deps: AppDeps) {
     uploads: deps.uploads,
     push: deps.push,
     online: deps.online,
+    words: deps.words,
+    // With Redis the nodes share what they fetched: a link is fetched once per TTL, not once per node.
+    previewCache: deps.redis && sharedPreviewCache(deps.redis.connections.cmd, config.REDIS_PREFIX),
   })
 
   // One ledger for the faces' books (main passes the node's; alone, one in memory) and Bun's server, set once it listens.

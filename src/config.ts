@@ -418,7 +418,27 @@ export const variables = {
       }
     }),
     default: '',
-    help: 'comma list of host names and CIDRs (v4, v6) that requests to user-given URLs (Web Push endpoints) may reach although not public, and over plain http (tests: 127.0.0.1); unset: only https to public addresses',
+    help: 'comma list of host names and CIDRs (v4, v6) that requests to user-given URLs (Web Push endpoints, link previews) may reach although not public, and over plain http (tests: 127.0.0.1); unset: only https to public addresses',
+  },
+  LINK_PREVIEWS: {
+    schema: bool,
+    default: 'false',
+    help: "`true`: the first http(s) URL of a chat body is fetched in the background (html only, 1 MiB, 5 redirects, OUTBOUND_ALLOW's rule) and a `preview` event follows the message",
+  },
+  LINK_PREVIEW_TIMEOUT_MS: {
+    schema: int(100, 60_000, 'milliseconds'),
+    default: '3000',
+    help: "a link preview's whole fetch (name resolution, redirects, body); past it the message gets no preview",
+  },
+  MODERATION_WORDS_FILE: {
+    schema: optional(text),
+    default: undefined,
+    help: 'word filter: a file of words or phrases, or /regex/flags, one per line (# comments); matched as whole words, case- and accent-insensitively, in chat, dm and edit bodies; reread on SIGHUP',
+  },
+  MODERATION_WORDS_ACTION: {
+    schema: z.enum(['mask', 'reject'], 'expected mask or reject'),
+    default: 'mask',
+    help: '`mask`: each match becomes `*` of its length; `reject`: the frame is answered with error `rejected`',
   },
   HOOK_FAIL: {
     schema: z.enum(['open', 'closed'], 'expected open or closed'),

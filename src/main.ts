@@ -31,6 +31,8 @@ import type { OfflineProvider } from './webhooks'
 import { OFFLINE_CAP } from './webhooks/events'
 import { supervise, watchSupervisor, workerNumber } from './workers'
 import { configuredUploads } from './uploads/setup'
+import { createWordFilter } from './hub/word-filter'
+import type { WordFilter } from './hub/word-filter'
 import pkg from '../package.json'
 
 const args = process.argv.slice(2)
@@ -185,6 +187,14 @@ try {
   console.error(`config error: ${(err as Error).message}`)
   process.exit(1)
 }
+// The word filter: a file that cannot be read or compiled stops the start, naming the variable.
+let words: WordFilter
+try {
+  words = createWordFilter({ file: config.MODERATION_WORDS_FILE, action: config.MODERATION_WORDS_ACTION })
+} catch (err) {
+  console.error(`config error: ${(err as Error).message}`)
+  process.exit(1)
+}
 const followed = webhooks?.hub.emit || push ? online : undefined
 const { app, hub, stats, listeners } = createApp({
   config,
@@ -200,6 +210,7 @@ const { app, hub, stats, listeners } = createApp({
   webhooks: webhooks?.hub,
   uploads,
   push: push?.hub,
+  words,
   ...authDeps,
 })
 await orExit('REDIS_URL', () => broker.start(hub.deliver, hub.reset))
@@ -282,6 +293,15 @@ process.on('SIGUSR2', () => {
   Bun.gc(true)
   const m = process.memoryUsage()
   log.info('garbage collected', { rss: m.rss, heapUsed: m.heapUsed })
+})
+// SIGHUP rereads what an operator edits in place: the word list (a bad file keeps the list in use), then TLS below.
+process.on('SIGHUP', () => {
+  if (!config.MODERATION_WORDS_FILE) return
+  try {
+    log.info('SIGHUP: word list reloaded', { words: hub.words.reload().size })
+  } catch (err) {
+    log.error('SIGHUP: word list refused; still using the old one', { err: (err as Error).message })
+  }
 })
 process.on('SIGHUP', () => {
   if (!tls || !config.TLS_CERT_FILE || !config.TLS_KEY_FILE) return log.info('SIGHUP: nothing to reload (TLS is off)')

@@ -95,6 +95,8 @@ export interface Metrics {
   publishLatency: TallyHistogram
   webhook: WebhookMetrics
   push: PushMetrics
+  /** chat_link_previews_total by result: each message with a link (LINK_PREVIEWS), how its preview went. */
+  previews: Counter<'result'>
 }
 
 /** Webhooks (src/webhooks): counted per event. */
@@ -198,6 +200,7 @@ export function createMetrics(): Metrics {
     'internal',
     'not_found',
     'limit',
+    'rejected',
   ]
   const errors = new Counter({ name: 'chat_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers: [registry] })
   const rateLimited = new Counter({ name: 'chat_rate_limited_total', help: 'Frames refused by the rate limit', registers: [registry] })
@@ -309,6 +312,13 @@ export function createMetrics(): Metrics {
     dropped: tally('chat_push_dropped_total', 'Pushes dropped, oldest first, past the queue bound'),
   }
 
+  const previews = new Counter({
+    name: 'chat_link_previews_total',
+    help: 'Messages with a link (LINK_PREVIEWS) by result: fetched, cached (no fetch), none (not html, no title, a status), refused (the outbound rule), failed (timeout, network), dropped (queue full), gone (the message went first)',
+    labelNames: ['result'],
+    registers: [registry],
+  })
+
   const byType = <L extends string>(c: Counter<L>, label: L, values: readonly string[]) =>
     Object.fromEntries(values.map((v) => [v, c.labels({ [label]: v } as Record<L, string>)]))
 
@@ -339,5 +349,6 @@ export function createMetrics(): Metrics {
     publishLatency,
     webhook,
     push,
+    previews,
   }
 }

@@ -3,7 +3,7 @@
  * user-supplied text is put on the page with `textContent`, never parsed as HTML.
  */
 import { ChatClient, isSystemMessage } from '../client/src/index'
-import type { Attachment, DirectMessage, ModerationEvent, RoomMessage, User } from '../client/src/index'
+import type { Attachment, DirectMessage, LinkPreview, ModerationEvent, RoomMessage, User } from '../client/src/index'
 
 const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
@@ -81,7 +81,7 @@ interface Shown {
 }
 
 type Change = {
-  type: 'edit' | 'delete' | 'react'
+  type: 'edit' | 'delete' | 'react' | 'preview'
   seq: number
   msg: string
   body?: string
@@ -89,6 +89,7 @@ type Change = {
   op?: 'add' | 'remove'
   reaction?: string
   user?: User
+  preview?: LinkPreview
 }
 
 /** The reaction buttons every message offers. */
@@ -323,6 +324,7 @@ function render(s: Shown, room: string) {
     // An edit in progress stays open while reactions and other changes come in.
     parts.push(li.querySelector<HTMLFormElement>('.edit-form') ?? el('div', 'body', m.body)) // textContent: a body is never HTML
     if (m.attachments?.length) parts.push(attachmentsOf(m.attachments))
+    if (m.preview) parts.push(previewCard(m.preview))
     const reactions = el('div', 'reactions')
     for (const [reaction, r] of s.reactions) {
       if (r.count <= 0) continue
@@ -339,6 +341,21 @@ function render(s: Shown, room: string) {
   const seen = li.querySelector('.seen')
   li.replaceChildren(...parts)
   if (seen) li.append(seen)
+}
+
+/**
+ * A link preview as a small card: site, title, description, all as text. The page's image is
+ * not loaded: it would tell a third party every reader's address.
+ */
+function previewCard(p: LinkPreview) {
+  const a = el('a', 'preview')
+  a.href = p.url
+  a.target = '_blank'
+  a.rel = 'noopener noreferrer nofollow'
+  if (p.site_name) a.append(el('span', 'site', p.site_name))
+  a.append(el('strong', 'title', p.title))
+  if (p.description) a.append(el('span', 'description', p.description))
+  return a
 }
 
 /** The parent of a reply, quoted from what the page holds. */
@@ -451,6 +468,7 @@ function applyChange(c: Change & { room: string }) {
     s.m = { ...s.m, body: c.body!, data: c.data }
     s.edited = true
   } else if (c.type === 'delete') s.deleted = true
+  else if (c.type === 'preview') s.m = { ...s.m, preview: c.preview }
   else {
     const r = s.reactions.get(c.reaction!) ?? { count: 0, me: false }
     r.count = Math.max(0, r.count + (c.op === 'add' ? 1 : -1))
@@ -628,6 +646,7 @@ client.on('react', (e) =>
   applyChange({ type: 'react', room: e.room, seq: e.seq, msg: e.msg, reaction: e.reaction, op: e.op, user: e.user }),
 )
 client.on('moderation', addModeration)
+client.on('preview', (e) => applyChange({ type: 'preview', room: e.room, seq: e.seq, msg: e.msg, preview: e.preview }))
 client.on('left', (l) => {
   if (l.reason === 'banned') addDivider(l.room, 'you were banned from this room')
   else if (l.reason === 'kicked') addDivider(l.room, 'you were removed from this room; join it again to come back')

@@ -23,6 +23,7 @@ import type {
   PresenceFrame,
   PresencePage,
   ReactEvent,
+  PreviewEvent,
   ReadFrame,
   Role,
   RoomMessage,
@@ -156,6 +157,8 @@ export interface ClientEvents {
   react: ReactEvent
   /** mute, unmute, ban, unban, kick of a user in the room (the banned or kicked user also gets `left` with that `reason`). */
   moderation: ModerationEvent
+  /** v4: a message's link preview (in seq order like `edit`); `history` shows it as the message's `preview`. */
+  preview: PreviewEvent
   ack: AckFrame
   joined: JoinedFrame
   /** Answers `leave`; unasked (no `id`) when the server took the connection out: `reason` `banned` or `kicked`, a membership ended, a refreshed token lost the room. */
@@ -854,6 +857,8 @@ export class ChatClient extends Emitter<ClientEvents> {
         return this.emit('react', m as unknown as ReactEvent)
       case 'moderation':
         return this.emit('moderation', m as unknown as ModerationEvent)
+      case 'preview':
+        return this.emit('preview', m as unknown as PreviewEvent)
     }
     if (m.type !== 'chat' && m.type !== 'dm') return // an event type this client does not know: `frame` only
     const message = m as unknown as RoomMessage

@@ -39,6 +39,18 @@ export interface MessageState {
   deleted?: true
   /** Absent when it has none. */
   reactions?: Reaction[]
+  /** v4: its first link's preview (LINK_PREVIEWS on the server); live, it comes as a `preview` event. */
+  preview?: LinkPreview
+}
+
+/** v4: what a link's page says about itself (og: tags, twitter:, `<title>`, meta description). */
+export interface LinkPreview {
+  url: string
+  title: string
+  description?: string
+  /** An absolute http(s) URL of the page's image: load it only as the app's policy allows. */
+  image?: string
+  site_name?: string
 }
 
 /** v3: an uploaded file a message carries (`POST /api/uploads`); `url` needs the viewer's credentials. */
@@ -176,8 +188,21 @@ export interface ModerationEvent {
   ts: string
 }
 
+/** v4: the server attached a link preview to message `msg` (each message its own event). */
+export interface PreviewEvent {
+  type: 'preview'
+  id: string
+  room: string
+  seq: number
+  msg: string
+  /** The server (`system: true`). */
+  by: User
+  preview: LinkPreview
+  ts: string
+}
+
 /** v2: an event of a room's sequence that changes a message or a user's standing. */
-export type ChangeEvent = EditEvent | DeleteEvent | ReactEvent | ModerationEvent
+export type ChangeEvent = EditEvent | DeleteEvent | ReactEvent | ModerationEvent | PreviewEvent
 
 /** The answer to `search`: matching messages as they stand, newest first, and a cursor while there are more. */
 export interface SearchFrame {
@@ -301,6 +326,8 @@ export type ErrorCode =
   | 'internal'
   | 'not_found'
   | 'limit'
+  /** The word filter refused the text (MODERATION_WORDS_ACTION=reject). */
+  | 'rejected'
 
 export interface ErrorFrame {
   type: 'error'
@@ -329,6 +356,7 @@ export type ServerFrame =
   | DeleteEvent
   | ReactEvent
   | ModerationEvent
+  | PreviewEvent
 
 /** Close codes the server uses. */
 export const CloseCode = {

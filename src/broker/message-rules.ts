@@ -1,7 +1,7 @@
 import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
 export type { MessageState, Pin, Pins } from '../core/room-log'
-import type { MessageState, Pin, Pins } from '../core/room-log'
+import type { LinkPreview, MessageState, Pin, Pins } from '../core/room-log'
 import { reactionMap } from '../core/room-log'
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
@@ -142,6 +142,12 @@ export function project(
   }
   const m = msgs.get(id)
   if (!m || m.deleted) return refuse('not_found', `msg: no message ${id} in ${e.room}`)
+  if (e.type === 'preview') {
+    // Only the node that accepted the message fetches its link, and it appends as the server.
+    if (e.from.id !== SERVER_ID) return refuse('forbidden', `preview: only the server attaches a link preview to ${id}`)
+    m.preview = x.preview as LinkPreview
+    return { ok: true }
+  }
   if (e.type === 'pinned') {
     if (!moderator) return refuse('forbidden', `room: only a moderator or owner of ${e.room} may pin`)
     if (!pins) return refuse('unavailable', 'pin: this engine keeps no pins')
@@ -168,6 +174,7 @@ export function project(
     m.body = undefined
     m.data = undefined
     m.reactions = NO_REACTIONS
+    m.preview = undefined
     return { ok: true }
   }
   // react
@@ -197,7 +204,8 @@ export function project(
 
 /**
  * A chat or dm frame as `history` shows it: the message's current state (edited body and data,
- * `edited_at`, `deleted: true` without body and data, `reactions` with `me` for `viewer`).
+ * `edited_at`, `deleted: true` without body and data, `reactions` with `me` for `viewer`,
+ * `preview` once a preview event gave one).
  * Other frames, and messages without state, are returned as they are.
  */
 export function current(frame: string, state: MessageState | undefined, viewer: string): string {
@@ -207,7 +215,8 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
     count: users.length,
     me: users.includes(viewer),
   }))
-  if (!state.deleted && !state.edited_at && reactions.length === 0) return frame
+  const preview = state.deleted ? undefined : state.preview
+  if (!state.deleted && !state.edited_at && reactions.length === 0 && !preview) return frame
   const f = JSON.parse(frame)
   const out: Record<string, unknown> = {}
   for (const k in f) {
@@ -228,6 +237,7 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
   if (state.edited_at) out.edited_at = state.edited_at
   if (state.deleted) out.deleted = true
   if (reactions.length) out.reactions = reactions
+  if (preview) out.preview = preview
   return JSON.stringify(out)
 }
 
@@ -246,7 +256,7 @@ export type LoadMessages = (room: string, ids: string[]) => Promise<Map<string, 
 export function neededMessage(e: RoomEvent): string | undefined {
   const x = e.extra as Record<string, unknown> | undefined
   if (!x) return undefined
-  if (e.type === 'edit' || e.type === 'delete' || e.type === 'react' || e.type === 'pinned') return x.msg as string
+  if (e.type === 'edit' || e.type === 'delete' || e.type === 'react' || e.type === 'pinned' || e.type === 'preview') return x.msg as string
   if (e.type === 'chat' || e.type === 'dm') return x.reply_to as string | undefined
   return undefined
 }

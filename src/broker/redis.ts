@@ -537,6 +537,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       pu: caps.perUser,
       pc: caps.pinsPerRoom ?? DEFAULT_PINS_PER_ROOM,
       bu: e.type === 'pinned' ? { id: e.from.id, name: e.from.name } : undefined,
+      pv: e.type === 'preview' ? JSON.stringify(x.preview) : undefined,
       ...(e.type === 'moderation'
         ? { act: x.action, tg: (x.user as { id: string }).id, um: x.until ? Date.parse(x.until as string) : undefined, until: x.until }
         : {}),
@@ -556,6 +557,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       b: m.edited_at ? m.body : undefined,
       j: m.edited_at && m.data !== undefined ? JSON.stringify(m.data) : undefined,
       r: Object.keys(m.reactions).length ? m.reactions : undefined,
+      p: m.preview && !m.deleted ? JSON.stringify(m.preview) : undefined,
     }
     if (await cmd.hsetnx(key.msgs(room), id, JSON.stringify(lua))) await cmd.rpush(key.msgOrder(room), id)
     return true
@@ -707,7 +709,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       ids.forEach((id, i) => {
         const v = raw[i]
         if (!v) return
-        const m = JSON.parse(v) as { s: number; a: string; d?: boolean; e?: string; b?: string; j?: string; r?: Record<string, string[]> }
+        const m = JSON.parse(v) as {
+          s: number
+          a: string
+          d?: boolean
+          e?: string
+          b?: string
+          j?: string
+          r?: Record<string, string[]>
+          p?: string
+        }
         out.set(id, {
           seq: m.s,
           author: m.a,
@@ -716,6 +727,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
           body: m.b,
           data: m.j === undefined ? undefined : JSON.parse(m.j),
           reactions: m.r ?? {},
+          ...(m.p ? { preview: JSON.parse(m.p) } : {}),
         })
       })
       return out

@@ -9,6 +9,8 @@ export type ErrorCode =
   | 'internal'
   | 'not_found'
   | 'limit'
+  // The word filter refused a text (MODERATION_WORDS_ACTION=reject).
+  | 'rejected'
 
 /** Thrown by a frame's handler to answer it with an `error` frame of that code. */
 export class FrameError extends Error {

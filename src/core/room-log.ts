@@ -51,6 +51,17 @@ export interface MessageState {
   data?: unknown
   /** reaction → user ids; NO_REACTIONS (shared, frozen) until the first. Made by `reactionMap`. */
   reactions: Record<string, string[]>
+  /** The link preview of its first URL (a `preview` event of the server's); dropped with a delete. */
+  preview?: LinkPreview
+}
+
+/** What a `preview` event attaches to a message: its first URL's page, as its meta tags say it. */
+export interface LinkPreview {
+  url: string
+  title: string
+  description?: string
+  image?: string
+  site_name?: string
 }
 
 /**

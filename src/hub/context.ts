@@ -16,6 +16,8 @@ import type { Changes } from './changes'
 import type { Moderation } from './moderation'
 import type { Mutes } from './mutes'
 import type { Rooms } from './rooms'
+import type { WordFilter } from './word-filter'
+import type { Previews } from './previews'
 
 /** What every frame family works with: the engines, the way out to a connection, and the hub's parts. */
 export interface HubContext {
@@ -37,6 +39,10 @@ export interface HubContext {
   changes: Changes
   moderation: Moderation
   mutes: Mutes
+  /** The word filter (MODERATION_WORDS_FILE): every text users write for others goes through `words.filterText`. */
+  words: WordFilter
+  /** Link previews (LINK_PREVIEWS): each accepted chat message is handed to `previews.created`. */
+  previews?: Previews
   send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
   sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
   audit(entry: AuditEntry): void

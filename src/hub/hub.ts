@@ -42,6 +42,10 @@ import { createSession } from './session'
 import type { Session } from './session'
 import type { Publish } from './frames/messages'
 import type { DeviceInput, DevicePut } from './frames/push'
+import { createWordFilter } from './word-filter'
+import { createPreviews } from './previews'
+import type { PreviewCache, Previews } from './previews'
+import type { WordFilter } from './word-filter'
 
 export { dedupeKey } from './frames/messages'
 
@@ -64,6 +68,10 @@ export interface HubDeps {
   push?: HubPush
   /** Who is online, cluster-wide (webhooks and push follow it); absent when nothing does. */
   online?: Pick<Online, 'live' | 'idle'>
+  /** The word filter; made from MODERATION_WORDS_FILE when not given (main makes it first, to name the variable on a bad file). */
+  words?: WordFilter
+  /** Link previews' cache (shared with Redis); this node's LRU when absent. Used only with LINK_PREVIEWS. */
+  previewCache?: PreviewCache
 }
 
 /** The hub as the faces, the HTTP API and main see it (see createHub). */
@@ -95,6 +103,10 @@ export interface Hub {
   moderation: Moderation
   pins: Pins
   search: Search
+  /** The word filter (main rereads it on SIGHUP). */
+  words: WordFilter
+  /** Link previews (LINK_PREVIEWS); absent when off. */
+  previews?: Previews
   /** Rooms with members on this node. */
   readonly roomCount: number
   /** Each room with members on this node and how many (for the admin view). */
@@ -203,6 +215,10 @@ export function createHub(deps: HubDeps): Hub {
   const moderation = createModeration({ broker, append, members, audit, emit })
   const pins = createPins({ broker, append, rooms, changes })
   const search = createSearch({ store, members, broker })
+  const words = deps.words ?? createWordFilter({ file: config.MODERATION_WORDS_FILE, action: config.MODERATION_WORDS_ACTION })
+  const previews = config.LINK_PREVIEWS
+    ? createPreviews({ append, metrics, allow: config.OUTBOUND_ALLOW, timeoutMs: config.LINK_PREVIEW_TIMEOUT_MS, cache: deps.previewCache })
+    : undefined
 
   const h: HubContext = {
     config,
@@ -220,6 +236,8 @@ export function createHub(deps: HubDeps): Hub {
     changes,
     moderation,
     mutes,
+    words,
+    previews,
     send,
     sendError,
     audit,
@@ -316,6 +334,8 @@ export function createHub(deps: HubDeps): Hub {
     moderation,
     pins,
     search,
+    words,
+    previews,
     get roomCount() {
       let n = 0
       for (const topic of delivery.local.keys()) if (isRoomTopic(topic)) n++

@@ -16,7 +16,17 @@ const opt = (key: string, value: unknown) => (value === undefined ? '' : `,"${ke
  * `{"type":"<type>","seq":` and the tail after the number. Any holder of the text reads the
  * seq back cheaply (`eventSeq`), whatever the event's type.
  */
-export type EventType = 'chat' | 'dm' | 'edit' | 'delete' | 'react' | 'moderation' | 'pinned' | 'unpinned'
+export type EventType =
+  | 'chat'
+  | 'dm'
+  | 'edit'
+  | 'delete'
+  | 'react'
+  | 'moderation'
+  | 'pinned'
+  | 'unpinned'
+  // Link previews (PROTOCOL-v4): the server's, one per message whose first URL has one.
+  | 'preview'
 
 /** The key of an event's actor (`RoomEvent.from`) in its frame: who wrote, edited, reacted, moderated. */
 export const actorKey = (type: EventType) => (type === 'chat' || type === 'dm' ? 'from' : type === 'react' ? 'user' : 'by')

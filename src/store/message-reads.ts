@@ -1,6 +1,6 @@
 import type { Sql } from 'postgres'
 import { freshEpoch, reactionMap } from '../core/room-log'
-import type { MessageState, Origin, Page } from '../core/room-log'
+import type { LinkPreview, MessageState, Origin, Page } from '../core/room-log'
 import { MESSAGE_TYPES, frameOf } from './rows'
 import type { Row } from './rows'
 import type { Store } from './types'
@@ -82,9 +82,10 @@ export function messageReads(sql: Sql): MessageReads {
           cur_data: unknown
           edited_at: Date | null
           deleted_at: Date | null
+          preview: LinkPreview | null
         }[]
       >`
-        select id, seq, user_id, body, data, cur_body, cur_data, edited_at, deleted_at from messages
+        select id, seq, user_id, body, data, cur_body, cur_data, edited_at, deleted_at, preview from messages
         where room = ${room} and id in ${sql(ids)} and type in ${sql(MESSAGE_TYPES)}`
       for (const r of rows) {
         const edited = r.edited_at !== null && r.deleted_at === null
@@ -96,6 +97,7 @@ export function messageReads(sql: Sql): MessageReads {
           body: r.deleted_at ? undefined : edited ? (r.cur_body ?? undefined) : (r.body ?? undefined),
           data: r.deleted_at ? undefined : edited ? (r.cur_data ?? undefined) : (r.data ?? undefined),
           reactions: reactionMap(),
+          ...(r.preview && !r.deleted_at ? { preview: r.preview } : {}),
         })
       }
       if (out.size) {

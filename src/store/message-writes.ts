@@ -3,7 +3,7 @@ import { MESSAGE_TYPES } from './rows'
 import type { StoredEvent } from './types'
 
 /** The event types that change a message's state (applied to it and to reactions by the writer). */
-const CHANGE_TYPES = new Set(['edit', 'delete', 'react', 'pinned', 'unpinned'])
+const CHANGE_TYPES = new Set(['edit', 'delete', 'react', 'pinned', 'unpinned', 'preview'])
 
 /**
  * A batch of a room log's events into `messages` (`ON CONFLICT DO NOTHING`: a retried batch
@@ -27,12 +27,16 @@ async function applyChange(tx: Sql, m: StoredEvent) {
     await tx`update messages set cur_body = ${m.body ?? null}, cur_data = (${m.data === undefined ? null : JSON.stringify(m.data)}::text)::jsonb, edited_at = ${m.ts}, state_seq = ${m.seq}
       where room = ${m.room} and id = ${msg} and state_seq < ${m.seq}`
   else if (m.type === 'delete') {
-    await tx`update messages set cur_body = null, cur_data = null, deleted_at = ${m.ts}, state_seq = ${m.seq}
+    await tx`update messages set cur_body = null, cur_data = null, preview = null, deleted_at = ${m.ts}, state_seq = ${m.seq}
       where room = ${m.room} and id = ${msg} and state_seq < ${m.seq}`
     await tx`delete from reactions where room = ${m.room} and msg_id = ${msg}`
     // A deleted message is no longer pinned (the broker's rules say the same).
     await tx`update pins set present = false, seq = ${m.seq} where room = ${m.room} and msg_id = ${msg} and seq < ${m.seq}`
-  } else if (m.type === 'pinned')
+  } else if (m.type === 'preview')
+    // A deleted message takes no preview (the broker refused it anyway; a batch applied again changes nothing).
+    await tx`update messages set preview = (${JSON.stringify(x.preview)}::text)::jsonb
+      where room = ${m.room} and id = ${msg} and type in ${tx(MESSAGE_TYPES)} and deleted_at is null`
+  else if (m.type === 'pinned')
     await tx`insert into pins (room, msg_id, msg_seq, by_id, by_name, pinned_at, present, seq)
       values (${m.room}, ${msg}, coalesce((select seq from messages where room = ${m.room} and id = ${msg} and type in ${tx(MESSAGE_TYPES)} limit 1), 0), ${m.from.id}, ${m.from.name}, ${m.ts}, true, ${m.seq})
       on conflict (room, msg_id) do update set msg_seq = excluded.msg_seq, by_id = excluded.by_id, by_name = excluded.by_name, pinned_at = excluded.pinned_at, present = true, seq = excluded.seq

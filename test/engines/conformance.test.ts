@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
 import type { Accepted, EventDraft } from '../../src/broker/types'
 import { UNREAD_CAP, roomTopic } from '../../src/broker/types'
-import { Refused, SERVER_ID } from '../../src/broker/message-rules'
+import { Refused, SERVER_ID, current } from '../../src/broker/message-rules'
 import { CHAT_HEAD, DM_HEAD, eventHead, eventSeq, eventTail } from '../../src/protocol/server-frames'
 import type { EventType, RoomEvent, User } from '../../src/protocol/server-frames'
 import { presenceEvents } from '../../src/hub/presence-events'
@@ -41,6 +41,9 @@ const react = (room: string, by: User, msg: string, reaction: string, op: 'add' 
   draftOf(event('react', room, by, { extra: { msg, reaction, op } }))
 const pin = (room: string, by: User, msg: string, type: 'pinned' | 'unpinned' = 'pinned', moderator = true) =>
   draftOf(event(type, room, by, { extra: { msg } }), moderator)
+const LINK = { url: 'https://example.com/a', title: 'A & "B"', description: 'about A', site_name: 'Example' }
+const preview = (room: string, msg: string, p: object = LINK, by: User = server) =>
+  draftOf(event('preview', room, by, { extra: { msg, preview: p } }))
 const moderation = (room: string, by: User, action: string, target: User, seconds?: number) =>
   draftOf(
     event('moderation', room, by, {
@@ -279,6 +282,31 @@ for (const factory of factories) {
       expect(await outcome(e.broker.append(room, pin(room, mod, ids[3]!)))).toBe('ok')
       const log = (await e.broker.since(room, first.seq - 1)).frames.map((f) => JSON.parse(f).type)
       expect(log).toEqual(['pinned', 'delete', 'pinned', 'pinned', 'unpinned', 'delete', 'pinned'])
+    })
+
+    // ---- link previews (PROTOCOL-v4: a room event of the server's, one per message) ----
+
+    test('preview: the server only, for a message of the room; unknown or deleted is not_found; the state carries it, a delete drops it', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice, 'see https://example.com/a'))
+      expect(await outcome(e.broker.append(room, preview(room, 'nope')))).toBe('not_found')
+      expect(await outcome(e.broker.append(room, preview(room, m.id, LINK, alice)))).toBe('forbidden')
+      const p = await e.broker.append(room, preview(room, m.id))
+      expect(p.seq).toBe(m.seq + 1)
+      const state = (await e.broker.messages!(room, [m.id])).get(m.id)!
+      expect(state.preview).toEqual(LINK)
+      // history shows the message with its preview; recovery replays the event itself.
+      const [chatFrame, previewFrame] = (await e.broker.since(room, m.seq - 1)).frames
+      expect(JSON.parse(current(chatFrame!, state, 'bob')).preview).toEqual(LINK)
+      expect(JSON.parse(previewFrame!)).toMatchObject({ type: 'preview', seq: p.seq, room, msg: m.id, preview: LINK })
+      // Each message its own event: a second message with the same link gets its own.
+      const m2 = await e.broker.append(room, chat(room, bob, 'again https://example.com/a'))
+      expect(await outcome(e.broker.append(room, preview(room, m2.id)))).toBe('ok')
+      await e.broker.append(room, del(room, alice, m.id))
+      expect((await e.broker.messages!(room, [m.id])).get(m.id)!.preview).toBeUndefined()
+      expect(await outcome(e.broker.append(room, preview(room, m.id)))).toBe('not_found')
+      const log = (await e.broker.since(room, m.seq - 1)).frames.map((f) => JSON.parse(f).type)
+      expect(log).toEqual(['chat', 'preview', 'chat', 'preview', 'delete'])
     })
 
     // ---- moderation, enforced by the sequencer ----

@@ -13,7 +13,7 @@
 -- and message list are new) and a state without `tx` (new, or back after it expired) refresh at once.
 --
 -- Message state (see message-rules.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
--- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions};
+-- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions, p preview as JSON text};
 -- KEYS[4] lists message ids oldest first: past ARGV[11] entries the oldest leave the hash (a
 -- change to one is then checked against the store's copy, which the caller puts back).
 -- ARGV[10] is the event's command JSON {t, id, by, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu,
@@ -21,6 +21,9 @@
 -- to decode) `c<author id>` or `d<author id>`; ARGV[12] is the author's id as a JSON string. Moderation events keep the room's standing in the same hash:
 -- `~mute:<user>` -> "<until ms> <until ISO>", `~ban:<user>` -> 1; a later event of a banned
 -- user, or chat of a muted one, is refused here, whichever node it came through.
+--
+-- Link previews (preview, the server only: cmd.by == 'server'): the message's state keeps cmd.pv
+-- (the preview as JSON text) until a delete drops it.
 --
 -- Pins (pinned / unpinned, moderators only: cmd.mod): KEYS[5] is a hash msg id -> JSON {s the
 -- message's seq, b {id, name} who pinned, t ts}, at most cmd.pc entries (else `limit`); pinning
@@ -83,13 +86,16 @@ elseif cmd.t == 'pinned' then
   if redis.call('HEXISTS', KEYS[5], cmd.msg) == 1 then return unchanged() end
   if redis.call('HLEN', KEYS[5]) >= cmd.pc then return {-3, 'limit', 'msg: ' .. ARGV[9] .. ' already has ' .. cmd.pc .. ' pinned messages (PINS_MAX_PER_ROOM)'} end
   redis.call('HSET', KEYS[5], cmd.msg, cjson.encode({s = m.s, b = cmd.bu, t = cmd.ts}))
-elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' then
+elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' or cmd.t == 'preview' then
   local raw = redis.call('HGET', KEYS[3], cmd.msg)
   if not raw then return nf('msg', cmd.msg) end
   local m = cjson.decode(raw)
   if m.d then return nf('msg', cmd.msg) end
   if m.r == nil or type(m.r) ~= 'table' then m.r = {} end
-  if cmd.t == 'edit' then
+  if cmd.t == 'preview' then
+    if cmd.by ~= 'server' then return {-3, 'forbidden', 'preview: only the server attaches a link preview to ' .. cmd.msg} end
+    m.p = cmd.pv
+  elseif cmd.t == 'edit' then
     if m.a ~= cmd.by and not (cmd.mod and cmd.by == 'server') then return {-3, 'forbidden', 'msg: only its author may edit ' .. cmd.msg} end
     m.b = cmd.body
     m.j = cmd.dj
@@ -101,6 +107,7 @@ elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' then
     m.b = nil
     m.j = nil
     m.r = {}
+    m.p = nil
   else
     local users = m.r[cmd.reaction]
     local at = false

@@ -14,7 +14,7 @@ export function changeFrames(h: HubContext): Handlers<'edit' | 'delete' | 'react
 
   async function edit(c: Conn, f: FrameOf<'edit'>) {
     await h.live(c, f.room)
-    changed(c, f.id, f.msg, await changes.edit(f.room, c.identity.user, f.msg, f.body, f.data))
+    changed(c, f.id, f.msg, await changes.edit(f.room, c.identity.user, f.msg, h.words.filterText(f.body), f.data))
   }
 
   async function del(c: Conn, f: FrameOf<'delete'>) {

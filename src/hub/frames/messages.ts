@@ -44,7 +44,7 @@ export function messageFrames(h: HubContext) {
     const muted = typeof m === 'number' ? m : await m
     if (muted > Date.now()) throw new FrameError('forbidden', mutedMessage(room, muted))
     const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
-    let body = f.body
+    let body = h.words.filterText(f.body)
     let data: unknown = f.data
     if (webhooks?.beforePublish)
       ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
@@ -74,7 +74,7 @@ export function messageFrames(h: HubContext) {
     if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
     const started = performance.now()
     const from = c.identity.user
-    const m = draft(room, from, f.body, f.data, c.fromJson, f.reply_to)
+    const m = draft(room, from, h.words.filterText(f.body), f.data, c.fromJson, f.reply_to)
     let accepted: Accepted | undefined
     try {
       accepted = broker.appendNow(room, m, f.id && dedupeKey('chat', room, from.id, f.id))
@@ -153,6 +153,7 @@ export function messageFrames(h: HubContext) {
     metrics.published.inc()
     webhooks?.created?.(room, from, chatFrame(accepted.seq, m.tail))
     push?.created(room, from, accepted.seq, accepted.id, m.event.body!, 'chat')
+    h.previews?.created(room, accepted.id, m.event.body!)
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
@@ -186,6 +187,7 @@ export function messageFrames(h: HubContext) {
     if (f.to !== from.id && (await members.blocking(from.id, [f.to])).size > 0)
       throw new FrameError('forbidden', `to: ${f.to} does not accept direct messages from you`)
     // Checked first: a refused dm opens no conversation.
+    const body = h.words.filterText(f.body)
     const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const room = await h.conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
@@ -194,7 +196,7 @@ export function messageFrames(h: HubContext) {
       id: Bun.randomUUIDv7(),
       room,
       from,
-      body: f.body,
+      body,
       data: f.data,
       ts: isoNow(),
       extra: files ? { to: f.to, attachments: files } : { to: f.to },
@@ -204,7 +206,7 @@ export function messageFrames(h: HubContext) {
     if (!accepted.duplicate) {
       metrics.published.inc()
       webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
-      push?.created(room, from, accepted.seq, accepted.id, f.body, 'dm')
+      push?.created(room, from, accepted.seq, accepted.id, body, 'dm')
     }
     members.touch(room, from.id, accepted.seq)
     if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
