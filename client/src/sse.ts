@@ -60,9 +60,10 @@ export class SseSocket {
   constructor(url: string, opts: SseSocketOptions = {}) {
     this.#url = url
     this.#opts = opts
-    const f = opts.fetch ?? (globalThis as { fetch?: FetchLike }).fetch
-    if (!f) throw new Error('no fetch implementation: pass options.fetch')
-    this.#fetch = f
+    const platform = (globalThis as { fetch?: FetchLike }).fetch
+    if (!opts.fetch && !platform) throw new Error('no fetch implementation: pass options.fetch')
+    // Not `this.#fetch = fetch`: a browser's fetch called as another object's method throws "Illegal invocation".
+    this.#fetch = opts.fetch ?? ((url, init) => platform!.call(globalThis, url, init))
     void this.#read()
   }
 
