@@ -48,6 +48,9 @@
  * retention off and on (bench/churn.ts, --rooms --rounds), written to bench/results/conversations.json.
  * --only=pusher: deliveries/s and server CPU per delivery to Pusher subscribers next to chat-server
  * clients in one room (bench/pusher.ts, --n --messages --window).
+ * --only=sse: Server-Sent Events with POST next to /ws on the same build (bench/sse.ts, --n --messages
+ * --window --idle --frames --batch): deliveries/s and server CPU per delivery to a room of 1 000,
+ * RSS per idle session, server CPU per client frame by POST; written to bench/results/sse.json.
  * --only=redis-cost: Redis's own CPU and commands per chat message, per connect and per close, on a
  * private redis-server (bench/redis-cost.ts, --messages --senders --window --connects --parallel --monitor).
  * --only=events: server CPU per event for chat, edit, react, unreact and delete, memory and Redis
@@ -161,6 +164,7 @@ for (const s of ONLY)
       'conversations',
       'events',
       'pusher',
+      'sse',
     ].includes(s)
   )
     throw new Error(`--only: unknown scenario ${s}`)
@@ -799,8 +803,16 @@ async function pusherMain() {
   process.exit(await p.exited)
 }
 
+/** The opt-in SSE scenario (bench/sse.ts): the SSE face's deliveries, idle memory and POST path next to /ws. */
+async function sseMain() {
+  const passed = process.argv.filter((a) => /^--(n|messages|window|idle|frames|batch|out)=/.test(a))
+  const p = Bun.spawn([process.execPath, join(ROOT, 'bench/sse.ts'), ...passed], { stdout: 'inherit', stderr: 'inherit' })
+  process.exit(await p.exited)
+}
+
 async function main() {
   if (ONLY.includes('events')) return eventsMain()
+  if (ONLY.includes('sse')) return sseMain()
   if (ONLY.includes('pusher')) return pusherMain()
   if (ONLY.includes('cluster')) return clusterMain()
   if (ONLY.includes('conversations')) return conversationsMain()
