@@ -97,6 +97,8 @@ export interface ChatClientOptions {
    * a WebSocket.
    */
   transports?: Transport[]
+  /** A connection without the server's `welcome` in this time is given up (default 10 000 ms; 0 = never): the next transport, or a reconnect. */
+  connectTimeoutMs?: number
   /** After a fallback, reconnects use SSE for this long before trying the WebSocket again (default 60 000 ms). */
   websocketRetryMs?: number
   /** The SSE endpoint (default: `url` with `ws(s):` as `http(s):` and its last `/ws` as `/sse`). */
@@ -679,6 +681,24 @@ export class ChatClient extends Emitter<ClientEvents> {
     this.#transport = kind
     let opened = false
     let welcomed = false
+    const ended = (code: number, reason: string) => {
+      this.#clock.clearTimeout(timer)
+      if (this.#ws !== ws) return
+      if (failed(opened, welcomed, code)) return
+      this.#dropped(code, reason)
+    }
+    // A proxy may hold an upgrade (or a stream) without ever answering: give up on it as on a refusal.
+    const within = this.options.connectTimeoutMs ?? 10_000
+    const timer =
+      within > 0
+        ? this.#clock.setTimeout(() => {
+            if (this.#ws !== ws || welcomed) return
+            try {
+              ws.close(4000, 'connect timeout')
+            } catch {}
+            ended(1006, 'connect timeout')
+          }, within)
+        : undefined
     ws.onopen = () => {
       opened = true
     }
@@ -690,14 +710,13 @@ export class ChatClient extends Emitter<ClientEvents> {
       } catch {
         return
       }
-      if (frame.type === 'welcome') welcomed = true
+      if (frame.type === 'welcome') {
+        welcomed = true
+        this.#clock.clearTimeout(timer)
+      }
       this.#onFrame(frame)
     }
-    ws.onclose = (ev) => {
-      if (this.#ws !== ws) return
-      if (failed(opened, welcomed, ev.code)) return
-      this.#dropped(ev.code, ev.reason)
-    }
+    ws.onclose = (ev) => ended(ev.code, ev.reason)
     ws.onerror = () => {
       /* a close event follows */
     }

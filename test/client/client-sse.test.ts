@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { ChatClient, SseSocket } from '../../client/src/index'
 import type { ChatClientOptions, FetchLike } from '../../client/src/index'
 import { connect } from '../helpers/client'
+import { FakeSocket } from '../helpers/fake-socket'
 import type { TestClient } from '../helpers/client'
 import { startHttpProxy } from '../helpers/http-proxy'
 import type { HttpProxy } from '../helpers/http-proxy'
@@ -302,4 +303,49 @@ test("SseSocket: a POST stays under maxPostBytes; the server's close event gives
 test("the client's transports option: an unknown or empty list is refused", () => {
   expect(() => new ChatClient({ url: 'ws://x/ws', autoConnect: false, transports: [] })).toThrow(/transports/)
   expect(() => new ChatClient({ url: 'ws://x/ws', autoConnect: false, transports: ['polling' as never] })).toThrow(/transports/)
+})
+
+test('a WebSocket that never answers is given up after connectTimeoutMs: the attempt goes on over SSE (fake socket, fake fetch)', async () => {
+  const timers: { at: number; fn: () => void }[] = []
+  let now = 0
+  const clock = {
+    now: () => now,
+    setTimeout: (fn: () => void, ms: number) => timers.push({ at: now + ms, fn }) - 1,
+    clearTimeout: (h: unknown) => {
+      if (typeof h === 'number' && timers[h]) timers[h]!.fn = () => {}
+    },
+  }
+  const advance = (ms: number) => {
+    now += ms
+    for (const t of timers) if (t.at <= now && t.at >= 0) t.fn(), (t.at = -1)
+  }
+  const hung: FakeSocket[] = []
+  class HungSocket extends FakeSocket {
+    constructor(url: string) {
+      super(url)
+      hung.push(this)
+    }
+  }
+  const f = fakeFetch()
+  const c = new ChatClient({
+    url: 'ws://x/ws',
+    user: 'u',
+    WebSocket: HungSocket,
+    fetch: f.fetch,
+    clock,
+    pingIntervalMs: 0,
+    connectTimeoutMs: 5000,
+  })
+  await until(() => hung.length === 1, 'the WebSocket')
+  advance(4999)
+  await Bun.sleep(5)
+  expect(f.gets.length).toBe(0)
+  advance(1)
+  await until(() => f.gets.length === 1, 'the SSE stream')
+  expect(hung[0]!.readyState).toBe(3) // closed by the client
+  expect(f.gets[0]!.url).toBe('http://x/sse?user=u')
+  f.event({ type: 'welcome', session: 'n.s', conn: 'c', user: { id: 'u', name: 'U' }, node: 'n', rooms: ['general'] })
+  await until(() => c.state === 'open', 'open over SSE')
+  expect(c.transport).toBe('sse')
+  c.close()
 })
