@@ -97,7 +97,7 @@ export interface ChatClientOptions {
    * a WebSocket.
    */
   transports?: Transport[]
-  /** A connection without the server's `welcome` in this time is given up (default 10 000 ms; 0 = never): the next transport, or a reconnect. */
+  /** A connection that does not open in this time is given up (default 10 000 ms; 0 = never): the next transport, or a reconnect. */
   connectTimeoutMs?: number
   /** After a fallback, reconnects use SSE for this long before trying the WebSocket again (default 60 000 ms). */
   websocketRetryMs?: number
@@ -654,12 +654,15 @@ export class ChatClient extends Emitter<ClientEvents> {
       this.#emitLocalError('bad_request', `could not open the SSE stream: ${(err as Error)?.message ?? err}`)
       return this.#scheduleReconnect(1006, 'sse failed')
     }
-    this.#attach(ws, 'sse', () => false)
-    if (afterWebSocket)
-      ws.onopen = () => {
+    this.#attach(
+      ws,
+      'sse',
+      () => false,
+      () => {
         // SSE works where the WebSocket did not: stay on it for a while before trying again.
-        if (this.#ws === ws) this.#sseUntil = this.#clock.now() + (this.options.websocketRetryMs ?? 60_000)
-      }
+        if (afterWebSocket) this.#sseUntil = this.#clock.now() + (this.options.websocketRetryMs ?? 60_000)
+      },
+    )
   }
 
   /** `sseUrl`, or `url` as http(s) with its last path segment `ws` as `sse`. */
@@ -676,7 +679,7 @@ export class ChatClient extends Emitter<ClientEvents> {
    * Makes `ws` the connection. `failed` decides, when it closes, whether that was the end of a
    * failed attempt that another transport takes over (true), or a drop (reconnect with backoff).
    */
-  #attach(ws: WebSocketLike, kind: Transport, failed: (opened: boolean, welcomed: boolean, code: number) => boolean) {
+  #attach(ws: WebSocketLike, kind: Transport, failed: (opened: boolean, welcomed: boolean, code: number) => boolean, onOpen?: () => void) {
     this.#ws = ws
     this.#transport = kind
     let opened = false
@@ -687,12 +690,13 @@ export class ChatClient extends Emitter<ClientEvents> {
       if (failed(opened, welcomed, code)) return
       this.#dropped(code, reason)
     }
-    // A proxy may hold an upgrade (or a stream) without ever answering: give up on it as on a refusal.
+    // A proxy may hold an upgrade (or a stream) without ever answering: give up on it as on a
+    // refusal. Only until it opens: a busy server may take its time over the welcome.
     const within = this.options.connectTimeoutMs ?? 10_000
     const timer =
       within > 0
         ? this.#clock.setTimeout(() => {
-            if (this.#ws !== ws || welcomed) return
+            if (this.#ws !== ws || opened) return
             try {
               ws.close(4000, 'connect timeout')
             } catch {}
@@ -701,6 +705,8 @@ export class ChatClient extends Emitter<ClientEvents> {
         : undefined
     ws.onopen = () => {
       opened = true
+      this.#clock.clearTimeout(timer)
+      if (this.#ws === ws) onOpen?.()
     }
     ws.onmessage = (ev) => {
       if (this.#ws !== ws) return
@@ -710,10 +716,7 @@ export class ChatClient extends Emitter<ClientEvents> {
       } catch {
         return
       }
-      if (frame.type === 'welcome') {
-        welcomed = true
-        this.#clock.clearTimeout(timer)
-      }
+      if (frame.type === 'welcome') welcomed = true
       this.#onFrame(frame)
     }
     ws.onclose = (ev) => ended(ev.code, ev.reason)
