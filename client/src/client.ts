@@ -696,7 +696,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     const timer =
       within > 0
         ? this.#clock.setTimeout(() => {
-            if (this.#ws !== ws || opened) return
+            if (this.#ws !== ws || opened || welcomed) return
             try {
               ws.close(4000, 'connect timeout')
             } catch {}
@@ -716,7 +716,11 @@ export class ChatClient extends Emitter<ClientEvents> {
       } catch {
         return
       }
-      if (frame.type === 'welcome') welcomed = true
+      if (frame.type === 'welcome') {
+        // A socket that says welcome is open, whether or not its implementation said so first.
+        welcomed = true
+        this.#clock.clearTimeout(timer)
+      }
       this.#onFrame(frame)
     }
     ws.onclose = (ev) => ended(ev.code, ev.reason)
