@@ -48,6 +48,9 @@
  * retention off and on (bench/churn.ts, --rooms --rounds), written to bench/results/conversations.json.
  * --only=pusher: deliveries/s and server CPU per delivery to Pusher subscribers next to chat-server
  * clients in one room (bench/pusher.ts, --n --messages --window).
+ * --only=sse: Server-Sent Events with POST next to /ws on the same build (bench/sse.ts, --n --messages
+ * --window --idle --frames --batch): deliveries/s and server CPU per delivery to a room of 1 000,
+ * RSS per idle session, server CPU per client frame by POST; written to bench/results/sse.json.
  * --only=redis-cost: Redis's own CPU and commands per chat message, per connect and per close, on a
  * private redis-server (bench/redis-cost.ts, --messages --senders --window --connects --parallel --monitor).
  * --only=filter: server CPU per chat with the word filter (200 words + 3 regexes) against none, ASCII and
@@ -165,6 +168,7 @@ for (const s of ONLY)
       'events',
       'pusher',
       'filter',
+      'sse',
     ].includes(s)
   )
     throw new Error(`--only: unknown scenario ${s}`)
@@ -810,9 +814,17 @@ async function filterMain() {
   process.exit(await p.exited)
 }
 
+/** The opt-in SSE scenario (bench/sse.ts): the SSE face's deliveries, idle memory and POST path next to /ws. */
+async function sseMain() {
+  const passed = process.argv.filter((a) => /^--(n|messages|window|idle|frames|batch|out)=/.test(a))
+  const p = Bun.spawn([process.execPath, join(ROOT, 'bench/sse.ts'), ...passed], { stdout: 'inherit', stderr: 'inherit' })
+  process.exit(await p.exited)
+}
+
 async function main() {
   if (ONLY.includes('filter')) return filterMain()
   if (ONLY.includes('events')) return eventsMain()
+  if (ONLY.includes('sse')) return sseMain()
   if (ONLY.includes('pusher')) return pusherMain()
   if (ONLY.includes('cluster')) return clusterMain()
   if (ONLY.includes('conversations')) return conversationsMain()

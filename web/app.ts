@@ -105,6 +105,7 @@ const partners = new Map<string, User>()
 
 const url = new URL('/ws', location.href)
 url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:'
+// The default transports: the WebSocket, else Server-Sent Events with POST (same origin: the CSP's connect-src 'self').
 const client = new ChatClient({
   url: url.toString(),
   token: token ? () => token : undefined,
@@ -581,7 +582,9 @@ const statusText: Record<string, string> = {
 }
 client.on('state', (s) => {
   ui.status.dataset.state = s
-  ui.status.textContent = statusText[s] ?? s
+  // Where WebSockets are blocked the client goes on over Server-Sent Events by itself: say so.
+  ui.status.dataset.transport = client.transport ?? ''
+  ui.status.textContent = s === 'open' && client.transport === 'sse' ? 'connected (SSE)' : (statusText[s] ?? s)
 })
 client.on('reconnecting', ({ attempt, delayMs }) => {
   ui.status.textContent = `reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt})`

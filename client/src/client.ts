@@ -4,6 +4,8 @@ import { ConversationBook } from './conversations'
 import type { ConversationState } from './conversations'
 import { Emitter } from './emitter'
 import { jwtExpiry } from './jwt'
+import { SseSocket } from './sse'
+import type { FetchLike } from './sse'
 import type {
   AckFrame,
   ChangeEvent,
@@ -47,6 +49,10 @@ export interface WebSocketLike {
 }
 export type WebSocketConstructor = new (url: string) => WebSocketLike
 
+/** How the client reaches the server: `/ws`, or Server-Sent Events with POST (`/sse`). */
+export type Transport = 'websocket' | 'sse'
+const TRANSPORTS: readonly Transport[] = ['websocket', 'sse']
+
 /** Time source and timers; tests pass a fake one. */
 export interface Clock {
   now(): number
@@ -85,6 +91,21 @@ export interface ChatClientOptions {
   pongTimeoutMs?: number
   /** Defaults to `globalThis.WebSocket`. */
   WebSocket?: WebSocketConstructor
+  /**
+   * The transports to use, in order of preference (default `['websocket', 'sse']`): when the
+   * WebSocket cannot open, the same connection is tried at once over Server-Sent Events with
+   * POST, keeping resume and the outbox; `['websocket']` never falls back, `['sse']` never tries
+   * a WebSocket.
+   */
+  transports?: Transport[]
+  /** A connection that does not open in this time is given up (default 10 000 ms; 0 = never): the next transport, or a reconnect. */
+  connectTimeoutMs?: number
+  /** After a fallback, reconnects use SSE for this long before trying the WebSocket again (default 60 000 ms). */
+  websocketRetryMs?: number
+  /** The SSE endpoint (default: `url` with `ws(s):` as `http(s):` and its last `/ws` as `/sse`). */
+  sseUrl?: string
+  /** Defaults to `globalThis.fetch` (the SSE transport). */
+  fetch?: FetchLike
   clock?: Clock
   /** Connect in the constructor (default true); else call `connect()`. */
   autoConnect?: boolean
@@ -254,10 +275,18 @@ export class ChatClient extends Emitter<ClientEvents> {
   #book = new ConversationBook(() => this.#welcome?.user.id)
   #unreadTotal = 0
   #orphans = new Map<string, RoomEvent[]>()
+  #transports: readonly Transport[]
+  #transport?: Transport
+  /** Until then (clock ms) reconnects go straight to SSE: the WebSocket failed and SSE worked. */
+  #sseUntil = 0
 
   constructor(options: ChatClientOptions) {
     super()
     this.options = options
+    this.#transports = options.transports ?? TRANSPORTS
+    const unknown = this.#transports.find((t) => !TRANSPORTS.includes(t))
+    if (this.#transports.length === 0 || unknown !== undefined)
+      throw new Error(`transports: expected a non-empty list of 'websocket' and 'sse', got ${JSON.stringify(options.transports)}`)
     this.#clock = options.clock ?? realClock
     for (const room of options.rooms ?? []) this.#room(room)
     if (options.autoConnect !== false) void this.connect()
@@ -266,6 +295,11 @@ export class ChatClient extends Emitter<ClientEvents> {
   /** Connection state: `open` once the server's `welcome` arrived. */
   get state(): ConnectionState {
     return this.#state
+  }
+
+  /** The transport of the current (or last) connection attempt. */
+  get transport(): Transport | undefined {
+    return this.#transport
   }
 
   /** Who the server says we are (from the last `welcome`). */
@@ -578,20 +612,105 @@ export class ChatClient extends Emitter<ClientEvents> {
     }
     if ((this.#state as ConnectionState) !== 'connecting') return // closed meanwhile
     this.#token = token
-    const url = new URL(this.options.url)
+    const fallback = this.#transports.includes('sse')
+    if (!this.#transports.includes('websocket') || (fallback && this.#clock.now() < this.#sseUntil)) this.#openSse(token, false)
+    else this.#openWebSocket(token, fallback)
+  }
+
+  /** The identity query of both transports (`token` only on the WebSocket: SSE sends it as a header). */
+  #query(url: URL, token: string | undefined) {
     if (token) url.searchParams.set('token', token)
     if (this.options.user) url.searchParams.set('user', this.options.user)
     if (this.options.name) url.searchParams.set('name', this.options.name)
+    return url
+  }
+
+  #openWebSocket(token: string | undefined, fallback: boolean) {
+    const url = this.#query(new URL(this.options.url), token)
     const WS = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
-    if (!WS) throw new Error('no WebSocket implementation: pass options.WebSocket')
+    if (!WS) {
+      if (fallback) return this.#openSse(token, true)
+      throw new Error('no WebSocket implementation: pass options.WebSocket')
+    }
     let ws: WebSocketLike
     try {
       ws = new WS(url.toString())
     } catch (err) {
+      if (fallback) return this.#openSse(token, true)
       this.#emitLocalError('bad_request', `could not open ${this.options.url}: ${(err as Error)?.message ?? err}`)
       return this.#scheduleReconnect(1006, 'constructor failed')
     }
+    this.#attach(ws, 'websocket', (opened, welcomed, code) => {
+      // It never opened (a proxy refused the upgrade, a network that blocks WebSockets), or it
+      // broke before the server said anything: the same attempt goes on over SSE.
+      if (!fallback || welcomed || (opened && code !== 1006) || this.#state !== 'connecting') return false
+      this.#openSse(token, true)
+      return true
+    })
+  }
+
+  #openSse(token: string | undefined, afterWebSocket: boolean) {
+    let ws: SseSocket
+    try {
+      ws = new SseSocket(this.#query(new URL(this.#sseUrl()), undefined).toString(), { token, fetch: this.options.fetch })
+    } catch (err) {
+      this.#emitLocalError('bad_request', `could not open the SSE stream: ${(err as Error)?.message ?? err}`)
+      return this.#scheduleReconnect(1006, 'sse failed')
+    }
+    this.#attach(
+      ws,
+      'sse',
+      () => false,
+      () => {
+        // SSE works where the WebSocket did not: stay on it for a while before trying again.
+        if (afterWebSocket) this.#sseUntil = this.#clock.now() + (this.options.websocketRetryMs ?? 60_000)
+      },
+    )
+  }
+
+  /** `sseUrl`, or `url` as http(s) with its last path segment `ws` as `sse`. */
+  #sseUrl(): string {
+    if (this.options.sseUrl) return this.options.sseUrl
+    const u = new URL(this.options.url)
+    u.protocol = u.protocol === 'wss:' ? 'https:' : u.protocol === 'ws:' ? 'http:' : u.protocol
+    u.pathname = /\/ws\/?$/.test(u.pathname) ? u.pathname.replace(/\/ws\/?$/, '/sse') : `${u.pathname.replace(/\/$/, '')}/sse`
+    u.search = ''
+    return u.toString()
+  }
+
+  /**
+   * Makes `ws` the connection. `failed` decides, when it closes, whether that was the end of a
+   * failed attempt that another transport takes over (true), or a drop (reconnect with backoff).
+   */
+  #attach(ws: WebSocketLike, kind: Transport, failed: (opened: boolean, welcomed: boolean, code: number) => boolean, onOpen?: () => void) {
     this.#ws = ws
+    this.#transport = kind
+    let opened = false
+    let welcomed = false
+    const ended = (code: number, reason: string) => {
+      this.#clock.clearTimeout(timer)
+      if (this.#ws !== ws) return
+      if (failed(opened, welcomed, code)) return
+      this.#dropped(code, reason)
+    }
+    // A proxy may hold an upgrade (or a stream) without ever answering: give up on it as on a
+    // refusal. Only until it opens: a busy server may take its time over the welcome.
+    const within = this.options.connectTimeoutMs ?? 10_000
+    const timer =
+      within > 0
+        ? this.#clock.setTimeout(() => {
+            if (this.#ws !== ws || opened || welcomed) return
+            try {
+              ws.close(4000, 'connect timeout')
+            } catch {}
+            ended(1006, 'connect timeout')
+          }, within)
+        : undefined
+    ws.onopen = () => {
+      opened = true
+      this.#clock.clearTimeout(timer)
+      if (this.#ws === ws) onOpen?.()
+    }
     ws.onmessage = (ev) => {
       if (this.#ws !== ws) return
       let frame: ServerFrame
@@ -600,11 +719,14 @@ export class ChatClient extends Emitter<ClientEvents> {
       } catch {
         return
       }
+      if (frame.type === 'welcome') {
+        // A socket that says welcome is open, whether or not its implementation said so first.
+        welcomed = true
+        this.#clock.clearTimeout(timer)
+      }
       this.#onFrame(frame)
     }
-    ws.onclose = (ev) => {
-      if (this.#ws === ws) this.#dropped(ev.code, ev.reason)
-    }
+    ws.onclose = (ev) => ended(ev.code, ev.reason)
     ws.onerror = () => {
       /* a close event follows */
     }

@@ -6,10 +6,13 @@ export type {
   Clock,
   ConnectionState,
   HistoryPage,
+  Transport,
   WebSocketConstructor,
   WebSocketLike,
 } from './client'
 export type { ConversationState } from './conversations'
+export { SseSocket } from './sse'
+export type { FetchLike, SseSocketOptions } from './sse'
 export { backoffDelay } from './backoff'
 export type { BackoffOptions } from './backoff'
 export { jwtExpiry } from './jwt'

@@ -16,6 +16,8 @@ export interface WelcomeFrame {
   rooms: string[]
   /** v2: unread messages over all memberships. */
   unread?: number
+  /** Over SSE only: the session that `POST /sse/:session` names (the transport uses it). */
+  session?: string
 }
 
 /** v2: one reaction value on a message, as `history` shows it. */

@@ -9,6 +9,7 @@ import type { Door, Ticket } from '../hub/admission'
 import type { DeliveryHook, Hub } from '../hub/hub'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
+import { originAllowed, preflight, withCors } from './cors'
 import { sseFanOut } from './fanout'
 import { COMMENT, SseStream, asSocket } from './stream'
 
@@ -35,8 +36,8 @@ export type SseRoute = (req: Request & { params: Record<string, string> }, serve
 
 /** The SSE face as app.ts wires it. */
 export interface Sse {
-  /** Bun routes for serve.routes: `GET /sse`, `POST /sse/:session`. */
-  readonly routes: Record<string, { GET?: SseRoute; POST?: SseRoute }>
+  /** Bun routes for serve.routes: `GET /sse`, `POST /sse/:session`, and their CORS preflights. */
+  readonly routes: Record<string, { GET?: SseRoute; POST?: SseRoute; OPTIONS?: SseRoute }>
   /** For `hub.onDeliver`: the hub's frames to this node's streams, and POSTs relayed from other nodes. */
   readonly delivery: DeliveryHook
   /** SSE streams open on this node. */
@@ -86,6 +87,7 @@ async function readCapped(req: Request, max: number): Promise<string | undefined
  */
 export function createSse(deps: SseDeps): Sse {
   const { config, broker, metrics, door, hub, nodeId } = deps
+  const origins = config.ALLOWED_ORIGINS
   const streams = new Map<string, SseStream>()
   const fanout = sseFanOut({
     metrics,
@@ -194,6 +196,10 @@ export function createSse(deps: SseDeps): Sse {
 
   async function post(req: Request & { params: Record<string, string> }): Promise<Response> {
     const session = req.params.session ?? ''
+    // The door's origin rule, for a POST too: a browser sends a plain-text POST without asking first.
+    const origin = req.headers.get('origin')
+    if (origin !== null && !originAllowed(origin, config.ALLOWED_ORIGINS))
+      return Response.json({ error: 'forbidden', reason: 'origin_not_allowed' }, { status: 403 })
     if (session.length > SESSION_MAX) return notFound()
     const local = streams.get(session)
     const holder = holderOf(session)
@@ -231,7 +237,10 @@ export function createSse(deps: SseDeps): Sse {
   }
 
   return {
-    routes: { '/sse': { GET: open }, '/sse/:session': { POST: post } },
+    routes: {
+      '/sse': { GET: async (req, server) => withCors(req, await open(req, server), origins), OPTIONS: (req) => preflight(req, origins) },
+      '/sse/:session': { POST: async (req) => withCors(req, await post(req), origins), OPTIONS: (req) => preflight(req, origins) },
+    },
     delivery: fanout.hook,
     get size() {
       return streams.size

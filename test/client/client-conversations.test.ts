@@ -184,7 +184,15 @@ describe('dm recovery', () => {
 
   test("the sender's own dm counts as seen: after a drop the missed dms are replayed once, with no gap and no echo", async () => {
     const joins: Record<string, unknown>[] = []
-    const alice = new ChatClient({ ...FAST, url: proxy.ws, user: 'g-alice', name: 'Alice', WebSocket: joinSpy(joins) as never })
+    // WebSocket only: the spy sees the WebSocket's frames (a blocked proxy would otherwise send the client to SSE).
+    const alice = new ChatClient({
+      ...FAST,
+      url: proxy.ws,
+      user: 'g-alice',
+      name: 'Alice',
+      WebSocket: joinSpy(joins) as never,
+      transports: ['websocket'],
+    })
     const bob = new ChatClient({ ...FAST, url: server.ws, user: 'g-bob', name: 'Bob' })
     try {
       await Promise.all([opened(alice), opened(bob)])
