@@ -42,6 +42,8 @@ import type { Members } from './members/types'
 import pkg from '../package.json'
 import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
+import { createOutbox } from './outbox'
+import type { Outbox } from './outbox'
 
 /**
  * A text frame as Elysia hands it to a ws handler: JSON when it looks like JSON (and parses),
@@ -255,6 +257,22 @@ export function createApp(deps: AppDeps) {
   })
   hub.onDeliver(sse.delivery)
 
+  /**
+   * The transactional outbox (src/outbox): rows of the application's database sent through the
+   * hub's one append path, as /api/publish sends (a dm as a client's dm). main starts it once
+   * the broker runs and stops it first on shutdown.
+   */
+  const outbox: Outbox | undefined = config.OUTBOX_DSN
+    ? createOutbox({
+        dsn: config.OUTBOX_DSN,
+        table: config.OUTBOX_TABLE,
+        pollMs: config.OUTBOX_POLL_MS,
+        nodeId: deps.nodeId,
+        limits: config,
+        deliver: { publish: hub.publish, sendDirect: hub.sendDirect, user: (id) => deps.members.user(id) },
+      })
+    : undefined
+
   /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
   let upgrades = 0
   /**
@@ -325,5 +343,5 @@ export function createApp(deps: AppDeps) {
     )
     .use(demoRoutes(config.ENABLE_DEMO))
 
-  return { app, hub, stats, listeners: net, sse }
+  return { app, hub, stats, listeners: net, sse, outbox }
 }
