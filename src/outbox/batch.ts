@@ -107,9 +107,11 @@ async function lockLanes(tx: TransactionSql, n: OutboxNames): Promise<string[]> 
     if (seen.length === 0) return []
     const fresh = [...new Set(seen.map((s) => s.lane))].filter((l) => !tried.has(l))
     shuffle(fresh)
-    // Only as many as one batch takes at a time: a lane locked and left untouched would hold up other nodes.
-    for (let at = 0; at < fresh.length; at += MAX_LANES) {
-      const candidates = fresh.slice(at, at + MAX_LANES)
+    // Half the free lanes at most, so that nodes woken together by one NOTIFY share them; and
+    // only as many as one batch takes (a lane locked and left untouched would hold up other nodes).
+    const take = Math.max(1, Math.min(MAX_LANES, Math.ceil(fresh.length / 2)))
+    for (let at = 0; at < fresh.length; at += take) {
+      const candidates = fresh.slice(at, at + take)
       for (const l of candidates) tried.add(l)
       const got = await tx.unsafe<{ lane: string }[]>(
         `select lane from unnest($1::text[]) as lane where pg_try_advisory_xact_lock(hashtext($2), hashtext(lane))`,

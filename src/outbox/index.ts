@@ -80,6 +80,10 @@ export function createOutbox(deps: OutboxDeps): Outbox {
       }
       if (r.delivered || r.failed) deps.onBatch?.(r)
       if (r.failed) log.warn('outbox: rows that can never be delivered moved aside', { table: names.failed, count: r.failed })
+      if (r.duplicates)
+        log.info('outbox: rows whose retry key was delivered already (a node stopped before its commit, or a key used again)', {
+          count: r.duplicates,
+        })
       if (r.passing !== undefined) return backOff(r.passing)
       backoffMs = 0
       if (!r.took || (r.delivered === 0 && r.failed === 0)) return
