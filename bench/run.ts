@@ -50,6 +50,9 @@
  * clients in one room (bench/pusher.ts, --n --messages --window).
  * --only=redis-cost: Redis's own CPU and commands per chat message, per connect and per close, on a
  * private redis-server (bench/redis-cost.ts, --messages --senders --window --connects --parallel --monitor).
+ * --only=outbox: the transactional outbox's commit-to-delivery p50/p99 (paced one-row transactions)
+ * and rows/s from a backlog, one memory node and two nodes + Redis (bench/outbox.ts, --rows --paced
+ * --rooms --configs).
  * --only=events: server CPU per event for chat, edit, react, unreact and delete, memory and Redis
  * engines (bench/events.ts, --events --members --senders --window --engines), written to bench/results/events.json.
  */
@@ -161,6 +164,7 @@ for (const s of ONLY)
       'conversations',
       'events',
       'pusher',
+      'outbox',
     ].includes(s)
   )
     throw new Error(`--only: unknown scenario ${s}`)
@@ -799,7 +803,15 @@ async function pusherMain() {
   process.exit(await p.exited)
 }
 
+/** The opt-in outbox scenario (bench/outbox.ts): commit-to-delivery p50/p99 and rows/s of the transactional outbox. */
+async function outboxMain() {
+  const passed = process.argv.filter((a) => /^--(rows|paced|rooms|configs)=/.test(a))
+  const p = Bun.spawn([process.execPath, join(ROOT, 'bench/outbox.ts'), ...passed], { stdout: 'inherit', stderr: 'inherit' })
+  process.exit(await p.exited)
+}
+
 async function main() {
+  if (ONLY.includes('outbox')) return outboxMain()
   if (ONLY.includes('events')) return eventsMain()
   if (ONLY.includes('pusher')) return pusherMain()
   if (ONLY.includes('cluster')) return clusterMain()

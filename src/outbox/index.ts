@@ -107,7 +107,11 @@ export function createOutbox(deps: OutboxDeps): Outbox {
     async start() {
       await ensureOutbox(sql, names)
       // Called again on each reconnection of the LISTEN connection: what was inserted meanwhile is looked at.
-      const l = await sql.listen(names.channel, () => wake(), () => wake())
+      const l = await sql.listen(
+        names.channel,
+        () => wake(),
+        () => wake(),
+      )
       unlisten = l.unlisten
       poll = setInterval(wake, deps.pollMs)
       log.info('outbox on', { table: names.table, pollMs: deps.pollMs })

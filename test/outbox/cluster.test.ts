@@ -55,13 +55,10 @@ async function write(table: string, rooms: string[], writers: number, perWriter:
       for (let from = 0; from < perWriter; from += chunk) {
         const n = Math.min(chunk, perWriter - from)
         await sql.begin((tx) =>
-          tx.unsafe(`insert into ${table} (room, body) select ($1::text[])[1 + (i % $2)], 'w' || $3 || '-' || i from generate_series($4::int, $5::int) i`, [
-            rooms,
-            rooms.length,
-            w,
-            from,
-            from + n - 1,
-          ] as never[]),
+          tx.unsafe(
+            `insert into ${table} (room, body) select ($1::text[])[1 + (i % $2)], 'w' || $3 || '-' || i from generate_series($4::int, $5::int) i`,
+            [rooms, rooms.length, w, from, from + n - 1] as never[],
+          ),
         )
       }
     }),
