@@ -268,6 +268,7 @@ export function createApp(deps: AppDeps) {
         table: config.OUTBOX_TABLE,
         pollMs: config.OUTBOX_POLL_MS,
         nodeId: deps.nodeId,
+        metrics,
         limits: config,
         deliver: { publish: hub.publish, sendDirect: hub.sendDirect, user: (id) => deps.members.user(id) },
       })

@@ -95,6 +95,11 @@ export interface Metrics {
   publishLatency: TallyHistogram
   webhook: WebhookMetrics
   push: PushMetrics
+  /**
+   * chat_outbox_rows_total by result (src/outbox): `delivered` (appended), `duplicate` (its retry
+   * key was delivered already), `failed` (moved to `<OUTBOX_TABLE>_failed`).
+   */
+  outbox: Record<'delivered' | 'duplicate' | 'failed', Tally>
 }
 
 /** Webhooks (src/webhooks): counted per event. */
@@ -339,5 +344,10 @@ export function createMetrics(): Metrics {
     publishLatency,
     webhook,
     push,
+    outbox: tallyBy('chat_outbox_rows_total', 'Outbox rows taken by this node, by result', 'result', [
+      'delivered',
+      'duplicate',
+      'failed',
+    ] as const),
   }
 }

@@ -1,6 +1,7 @@
 import postgres from 'postgres'
 import type { Sql } from 'postgres'
 import { log } from '../log'
+import type { Metrics } from '../metrics'
 import { runBatch } from './batch'
 import type { BatchResult, Deliver } from './batch'
 import type { RowLimits } from './row'
@@ -18,8 +19,7 @@ export interface OutboxDeps {
   nodeId: string
   limits: RowLimits
   deliver: Deliver
-  /** Counts per batch: rows delivered, of which duplicates, rows moved to `_failed`. */
-  onBatch?: (r: BatchResult) => void
+  metrics: Pick<Metrics, 'outbox'>
 }
 
 /** The transactional outbox of one node (docs/outbox.md): main starts it after the broker, stops it first on shutdown. */
@@ -78,7 +78,10 @@ export function createOutbox(deps: OutboxDeps): Outbox {
       } catch (err) {
         r = { delivered: 0, duplicates: 0, failed: 0, passing: err, took: true }
       }
-      if (r.delivered || r.failed) deps.onBatch?.(r)
+      const m = deps.metrics.outbox
+      m.delivered.inc(r.delivered - r.duplicates)
+      m.duplicate.inc(r.duplicates)
+      m.failed.inc(r.failed)
       if (r.failed) log.warn('outbox: rows that can never be delivered moved aside', { table: names.failed, count: r.failed })
       if (r.duplicates)
         log.info('outbox: rows whose retry key was delivered already (a node stopped before its commit, or a key used again)', {

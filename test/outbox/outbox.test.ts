@@ -86,6 +86,9 @@ describe('outbox: one node', () => {
     await until(async () => (await db.count(table)) === 0, 'both rows gone')
     expect(bodies(alice, room)).toEqual(['first', 'next'])
     expect(await db.count(`${table}_failed`)).toBe(0)
+    const metrics = await (await fetch(`${s.url}/metrics`)).text()
+    expect(metrics).toContain('chat_outbox_rows_total{result="delivered"} 2')
+    expect(metrics).toContain('chat_outbox_rows_total{result="duplicate"} 1')
   })
 
   it('rows that can never be delivered move to _failed with their error; later rows of the room still arrive', async () => {
@@ -107,6 +110,8 @@ describe('outbox: one node', () => {
     })
     await until(() => bodies(alice, room).includes('after'), 'the row after the bad ones', 10_000)
     expect(bodies(alice, room)).toEqual(['before', 'after'])
+    // The bad rows of other lanes (another room, no room, a dm pair) may come in a later batch.
+    await until(async () => (await db.count(table)) === 0, 'every row taken')
     const failed = await sql.unsafe(`select room, body, error, failed_at from ${table}_failed order by id`)
     expect(failed.map((f) => f.error)).toEqual([
       'body: must be at most 50 characters',
@@ -116,6 +121,7 @@ describe('outbox: one node', () => {
       'room: required (or to_user, for a dm)',
     ])
     expect(failed.every((f) => f.failed_at instanceof Date)).toBe(true)
+    expect(await (await fetch(`${s.url}/metrics`)).text()).toContain('chat_outbox_rows_total{result="failed"} 5')
     expect(await db.count(table)).toBe(0)
   })
 
