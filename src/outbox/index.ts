@@ -42,9 +42,9 @@ const BACKOFF_MAX_MS = 30_000
  */
 export function createOutbox(deps: OutboxDeps): Outbox {
   const names = outboxNames(deps.table)
-  // One connection for batches, one for LISTEN (postgres.js keeps its own); the name shows in pg_stat_activity.
+  // One connection for batches (one at a time), and postgres.js's own for LISTEN; the name shows in pg_stat_activity.
   const sql: Sql = postgres(deps.dsn, {
-    max: 2,
+    max: 1,
     onnotice: () => {},
     connection: { application_name: `chat-outbox ${deps.nodeId}` },
   })
