@@ -150,6 +150,21 @@ describe('outbox: a cluster', () => {
     expect(retried).toBeGreaterThan(0)
   }, 180_000)
 
+  it('a node stopped (SIGTERM) mid-flood lets its batch commit and exits 0; the other delivers the rest, each row once', async () => {
+    const table = db.table()
+    const nodes = await cluster(table, 2)
+    const rooms = Array.from({ length: 20 }, () => t.uid('term'))
+    const c = await listener(nodes[0]!, rooms)
+    await write(table, rooms, 10, 200, 100)
+    await until(() => c.frames.filter((f) => f.type === 'chat').length > 200, 'delivery under way', 30_000)
+    expect(await nodes[1]!.stop('SIGTERM')).toBe(0)
+    expect(nodes[1]!.logs.some((l) => l.msg === 'stopped')).toBe(true)
+    await until(() => c.frames.filter((f) => f.type === 'chat').length >= 2000, '2 000 chats', 90_000)
+    await until(async () => (await db.count(table)) === 0, 'the table emptied', 30_000)
+    await Bun.sleep(500)
+    checkOnce(c, rooms, 2000)
+  }, 180_000)
+
   it('Redis away: rows wait (not failed) and are delivered, once and in order, when it is back', async () => {
     const proxy = await startProxy(6379)
     const table = db.table()
