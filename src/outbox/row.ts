@@ -66,7 +66,9 @@ export function toSend(row: OutboxRow, limits: RowLimits): Send {
   const key = retryKey(row)
   if (row.to_user !== null) {
     if (row.room !== null) throw new Undeliverable('room: must be empty when to_user is set (a dm goes to the direct room of the pair)')
-    return { kind: 'dm', to: check('to_user', userId, row.to_user), from, body, data, key }
+    const to = check('to_user', userId, row.to_user)
+    if (to === SYSTEM_USER.id) throw new Undeliverable(`to_user: ${to} is the server's own user, which no connection can be`)
+    return { kind: 'dm', to, from, body, data, key }
   }
   if (row.room === null) throw new Undeliverable('room: required (or to_user, for a dm)')
   return { kind: 'chat', room: check('room', fields.room, row.room), from, body, data, key }

@@ -106,6 +106,7 @@ describe('outbox: one node', () => {
       await add('room', [room])
       await add('room, to_user, body', [room, 'bob', 'which one?'])
       await add('body', ['nowhere'])
+      await add('to_user, body', ['server', 'to myself'])
       await add('room, body', [room, 'after'])
     })
     await until(() => bodies(alice, room).includes('after'), 'the row after the bad ones', 10_000)
@@ -119,9 +120,10 @@ describe('outbox: one node', () => {
       'body: required',
       'room: must be empty when to_user is set (a dm goes to the direct room of the pair)',
       'room: required (or to_user, for a dm)',
+      "to_user: server is the server's own user, which no connection can be",
     ])
     expect(failed.every((f) => f.failed_at instanceof Date)).toBe(true)
-    expect(await (await fetch(`${s.url}/metrics`)).text()).toContain('chat_outbox_rows_total{result="failed"} 5')
+    expect(await (await fetch(`${s.url}/metrics`)).text()).toContain('chat_outbox_rows_total{result="failed"} 6')
     expect(await db.count(table)).toBe(0)
   })
 
