@@ -68,6 +68,13 @@ describe('outbox: one node', () => {
     const members = (await (await t.api(s, 'GET', `/rooms/${first.room}/members`)).json()) as unknown
     expect(JSON.stringify(members)).toContain(`"${bob}"`)
     expect(JSON.stringify(members)).not.toContain('"server"')
+    // A refusal of the append path is for good: bob blocks carol, her next row moves aside.
+    await b.request({ type: 'block', user: carol })
+    await sql.unsafe(`insert into ${table} (to_user, from_user, body) values ($1, $2, 'blocked')`, [bob, carol])
+    await until(async () => (await db.count(`${table}_failed`)) === 1, 'the refused dm moved aside', 10_000)
+    const [failed] = await sql.unsafe(`select error from ${table}_failed`)
+    expect(failed!.error).toBe(`to: ${bob} does not accept direct messages from ${carol}`)
+    expect(b.frames.some((f) => f.body === 'blocked')).toBe(false)
   })
 
   it('an idempotency_key delivered once is not delivered again, even from a later row', async () => {
