@@ -56,6 +56,9 @@
  * --only=filter: server CPU per chat with the word filter (200 words + 3 regexes) against none, ASCII and
  * accented bodies, and a chat's ack latency with link previews on (pages answering after 3 s) against off
  * (bench/filter-previews.ts, --chats --senders --window --latency-chats); prints tables only.
+ * --only=outbox: the transactional outbox's commit-to-delivery p50/p99 (paced one-row transactions)
+ * and rows/s from a backlog, one memory node and two nodes + Redis (bench/outbox.ts, --rows --paced
+ * --rooms --configs).
  * --only=events: server CPU per event for chat, edit, react, unreact and delete, memory and Redis
  * engines (bench/events.ts, --events --members --senders --window --engines), written to bench/results/events.json.
  */
@@ -169,6 +172,7 @@ for (const s of ONLY)
       'pusher',
       'filter',
       'sse',
+      'outbox',
     ].includes(s)
   )
     throw new Error(`--only: unknown scenario ${s}`)
@@ -821,8 +825,16 @@ async function sseMain() {
   process.exit(await p.exited)
 }
 
+/** The opt-in outbox scenario (bench/outbox.ts): commit-to-delivery p50/p99 and rows/s of the transactional outbox. */
+async function outboxMain() {
+  const passed = process.argv.filter((a) => /^--(rows|paced|rooms|configs)=/.test(a))
+  const p = Bun.spawn([process.execPath, join(ROOT, 'bench/outbox.ts'), ...passed], { stdout: 'inherit', stderr: 'inherit' })
+  process.exit(await p.exited)
+}
+
 async function main() {
   if (ONLY.includes('filter')) return filterMain()
+  if (ONLY.includes('outbox')) return outboxMain()
   if (ONLY.includes('events')) return eventsMain()
   if (ONLY.includes('sse')) return sseMain()
   if (ONLY.includes('pusher')) return pusherMain()

@@ -44,6 +44,8 @@ import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
 import type { WordFilter } from './hub/word-filter'
 import { sharedPreviewCache } from './hub/previews'
+import { createOutbox } from './outbox'
+import type { Outbox } from './outbox'
 
 /**
  * A text frame as Elysia hands it to a ws handler: JSON when it looks like JSON (and parses),
@@ -262,6 +264,23 @@ export function createApp(deps: AppDeps) {
   })
   hub.onDeliver(sse.delivery)
 
+  /**
+   * The transactional outbox (src/outbox): rows of the application's database sent through the
+   * hub's one append path, as /api/publish sends (a dm as a client's dm). main starts it once
+   * the broker runs and stops it first on shutdown.
+   */
+  const outbox: Outbox | undefined = config.OUTBOX_DSN
+    ? createOutbox({
+        dsn: config.OUTBOX_DSN,
+        table: config.OUTBOX_TABLE,
+        pollMs: config.OUTBOX_POLL_MS,
+        nodeId: deps.nodeId,
+        metrics,
+        limits: config,
+        deliver: { publish: hub.publish, sendDirect: hub.sendDirect, user: (id) => deps.members.user(id) },
+      })
+    : undefined
+
   /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
   let upgrades = 0
   /**
@@ -332,5 +351,5 @@ export function createApp(deps: AppDeps) {
     )
     .use(demoRoutes(config.ENABLE_DEMO))
 
-  return { app, hub, stats, listeners: net, sse }
+  return { app, hub, stats, listeners: net, sse, outbox }
 }

@@ -44,6 +44,12 @@ const urls = (protocols: string[]) =>
       `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')} (or a comma list of them)`,
     )
 
+/**
+ * The outbox's table name goes into SQL as an identifier (and `<name>_failed`, `<name>_notify`
+ * beside it, within PostgreSQL's 63 bytes): only names that need no quoting.
+ */
+export const OUTBOX_TABLE_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/
+
 const text = z.string().min(1, 'must not be empty')
 const optional = <T extends z.ZodType>(schema: T) => schema.optional()
 
@@ -328,6 +334,23 @@ export const variables = {
     help: "the application's pre-publish hook: asked before each chat frame is accepted (allow, reject, replace); unset: off",
   },
   HOOK_TIMEOUT_MS: { schema: int(1, 60_000, 'milliseconds'), default: '1000', help: 'how long the pre-publish hook may take to answer' },
+  OUTBOX_DSN: {
+    schema: optional(url(['postgres:', 'postgresql:'])),
+    default: undefined,
+    help: "the transactional outbox: PostgreSQL (usually the application's own database) whose OUTBOX_TABLE rows are delivered as chat or dm, each once (docs/outbox.md); unset: off",
+  },
+  OUTBOX_TABLE: {
+    schema: z
+      .string()
+      .regex(OUTBOX_TABLE_PATTERN, 'expected a lowercase SQL name: 1..48 of a-z 0-9 _, not starting with a digit (no quotes, no schema)'),
+    default: 'chat_outbox',
+    help: 'the outbox table (created when missing, with `<name>_failed` for rows that can never be delivered)',
+  },
+  OUTBOX_POLL_MS: {
+    schema: int(10, 3_600_000, 'milliseconds'),
+    default: '1000',
+    help: 'how often each node looks at the outbox besides being woken by LISTEN (what a missed notification left)',
+  },
   PUSH_VAPID_PUBLIC_KEY: {
     schema: optional(
       z

@@ -196,7 +196,7 @@ try {
   process.exit(1)
 }
 const followed = webhooks?.hub.emit || push ? online : undefined
-const { app, hub, stats, listeners } = createApp({
+const { app, hub, stats, listeners, outbox } = createApp({
   config,
   broker,
   metrics,
@@ -218,6 +218,8 @@ await orExit(config.REDIS_URL ? 'REDIS_URL' : 'POSTGRES_DSN', async () => webhoo
 if (push) await orExit('REDIS_URL', () => push.start())
 // After every book of the ledger is open: reaping what dead nodes left (and this node's earlier life) tells each its edges.
 await orExit('REDIS_URL', () => nodes.start())
+// Once the room log runs: the outbox's rows go through it.
+if (outbox) await orExit('OUTBOX_DSN', () => outbox.start())
 // reusePort: WORKERS share the port, and a renewed TLS certificate takes it over (SIGHUP below).
 app.listen({ hostname: config.HOST, port: config.PORT, reusePort: true, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) })
 listeners.set(app.server)
@@ -274,7 +276,10 @@ async function shutdown(signal: string) {
     process.exit(0)
   }, graceMs + 500).unref()
   log.info('draining', { signal, connections: hub.size })
+  // No new outbox batch from now on; the one in flight commits while the sockets drain.
+  const outboxStopped = outbox?.stop(Math.min(5000, graceMs))
   const left = await hub.drain(Math.max(0, graceMs - 500))
+  await outboxStopped
   app.server?.stop(true)
   await stats.stop()
   await push?.stop(Math.min(2000, graceMs))

@@ -97,6 +97,11 @@ export interface Metrics {
   push: PushMetrics
   /** chat_link_previews_total by result: each message with a link (LINK_PREVIEWS), how its preview went. */
   previews: Counter<'result'>
+  /**
+   * chat_outbox_rows_total by result (src/outbox): `delivered` (appended), `duplicate` (its retry
+   * key was delivered already), `failed` (moved to `<OUTBOX_TABLE>_failed`).
+   */
+  outbox: Record<'delivered' | 'duplicate' | 'failed', Tally>
 }
 
 /** Webhooks (src/webhooks): counted per event. */
@@ -350,5 +355,10 @@ export function createMetrics(): Metrics {
     webhook,
     push,
     previews,
+    outbox: tallyBy('chat_outbox_rows_total', 'Outbox rows taken by this node, by result', 'result', [
+      'delivered',
+      'duplicate',
+      'failed',
+    ] as const),
   }
 }

@@ -108,13 +108,16 @@ export function createConversations(deps: ConversationsDeps): Conversations {
     const room = directRoom(from.id, to)
     const self = to === from.id
     const [mine, theirs] = await Promise.all([members.get(room, from.id), self ? undefined : members.get(room, to)])
+    // The server's own user (the outbox's dms) is never a member: it has no connections, and as
+    // a member of every direct room it wrote to it would soon pass MAX_MEMBERSHIPS.
+    const sender = mine || from.system
     // Both are members already (every dm after the first): nothing to register, no write.
-    if (mine && (theirs || self)) return room
+    if (sender && (theirs || self)) return room
     const other = self ? from : ((await members.user(to)) ?? { id: to, name: to })
     await members.setPair(room, from.id <= to ? [from, other] : [other, from])
     // The recipient's marker stays before this message: it is unread until they read it.
     const since = (await broker.position(room)).seq
-    if (!mine) await grant(room, from, { read: since, except })
+    if (!sender) await grant(room, from, { read: since, except })
     if (!theirs && !self) await grant(room, other, { read: since })
     return room
   }

@@ -40,7 +40,7 @@ import { log } from '../log'
 import type { Rooms } from './rooms'
 import { createSession } from './session'
 import type { Session } from './session'
-import type { Publish } from './frames/messages'
+import type { Publish, SendDirect } from './frames/messages'
 import type { DeviceInput, DevicePut } from './frames/push'
 import { createWordFilter } from './word-filter'
 import { createPreviews } from './previews'
@@ -91,6 +91,8 @@ export interface Hub {
   pong: Session['pong']
   /** Sequences and fans out one chat message (the publish API). */
   publish: Publish
+  /** Sends one dm outside any connection (the outbox), by the rules of a client's dm. */
+  sendDirect: SendDirect
   /** Adds or replaces a device of a user (the push API). */
   putDevice(user: string, id: string, a: DeviceInput): Promise<DevicePut>
   /** The user's total unread, as `welcome` counts it (a push's badge). */
@@ -323,6 +325,7 @@ export function createHub(deps: HubDeps): Hub {
     drain,
     pong: session.pong,
     publish: messages.publish,
+    sendDirect: messages.sendDirect,
     putDevice: pushing.putDevice,
     /** The user's total unread, as `welcome` counts it (a push's badge). */
     badge: async (user: string) =>

@@ -18,6 +18,7 @@ const FLOORS: string[][] = [
   ['webhooks/', 'auth/'],
   ['push/'],
   ['hub/'],
+  ['outbox/'],
   ['http/'],
   ['pusher/', 'sse/'],
   ['app.ts', 'tls.ts', 'healthcheck.ts'],

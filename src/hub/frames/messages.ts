@@ -26,6 +26,12 @@ export type Publish = (
   files?: Attachment[],
 ) => Promise<Accepted>
 
+/**
+ * Sends a dm as `from` to `to` outside any connection (the outbox): the rules and the append of
+ * a client's dm; resolves with the pair's direct room besides the append's answer.
+ */
+export type SendDirect = (from: User, to: string, body: string, data: unknown, dedupe?: string) => Promise<Accepted & { room: string }>
+
 /** chat and dm: messages, each an event of its room's log. */
 export function messageFrames(h: HubContext) {
   const { config, broker, metrics, members, webhooks, push } = h
@@ -212,6 +218,21 @@ export function messageFrames(h: HubContext) {
     if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
   }
 
+  const sendDirect: SendDirect = async (from, to, body, data, dedupe) => {
+    if (to !== from.id && (await members.blocking(from.id, [to])).size > 0)
+      throw new FrameError('forbidden', `to: ${to} does not accept direct messages from ${from.id}`)
+    const room = await h.conversations.direct(from, to, '')
+    const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body, data, ts: isoNow(), extra: { to } }
+    const tail = eventTail(event)
+    const accepted = await h.append(room, { event, head: DM_HEAD, tail }, dedupe)
+    if (!accepted.duplicate) {
+      metrics.published.inc()
+      webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
+      push?.created(room, from, accepted.seq, accepted.id, body, 'dm')
+    }
+    return { ...accepted, room }
+  }
+
   const handlers: Handlers<'chat' | 'dm'> = { chat: answering(chat), dm: answering(dm) }
-  return { handlers, chatNow, publish }
+  return { handlers, chatNow, publish, sendDirect }
 }
