@@ -44,6 +44,9 @@ export interface Ticket {
 
 /** When a client was last heard (its frames and its pongs, never what the server sent it). */
 export interface Liveness {
+  /** Heard since the last check (`heard`): the one write a frame costs; the check turns it into `lastSeen`. */
+  heard: boolean
+  /** When a check last found it heard (or when it opened): within one sweep of its last frame. */
   lastSeen: number
   /** When the server pinged it and still waits for an answer (0: not waiting). */
   pingedAt: number
@@ -106,6 +109,12 @@ export function refusalResponse(r: Refusal): Response {
  * frame or pong follows within `answerWithinMs`. `ping` and `close` are the face's own.
  */
 export function checkIdle(s: Liveness, now: number, rule: IdleRule): 'ping' | 'close' | undefined {
+  if (s.heard) {
+    s.heard = false
+    s.lastSeen = now
+    s.pingedAt = 0
+    return undefined
+  }
   if (s.pingedAt) return now - s.pingedAt > rule.answerWithinMs ? 'close' : undefined
   if (now - s.lastSeen > rule.pingAfterMs) {
     s.pingedAt = now
@@ -114,10 +123,13 @@ export function checkIdle(s: Liveness, now: number, rule: IdleRule): 'ping' | 'c
   return undefined
 }
 
-/** The client said something (a frame, a pong): it is alive, and no ping is awaited. */
+/**
+ * The client said something (a frame, a pong): it is alive, and no ping is awaited. One field
+ * write, no clock read: it runs for every frame, and the periodic check (checkIdle) dates it,
+ * which is precise enough for timeouts of seconds (a ping may come one sweep later).
+ */
 export function heard(s: Liveness) {
-  s.lastSeen = performance.now()
-  s.pingedAt = 0
+  s.heard = true
 }
 
 export interface DoorOptions {

@@ -136,6 +136,12 @@ export interface DeliveryHook {
    * the hub's topics outside Bun (SSE streams) takes it; a face with its own frames ignores it.
    */
   local?(topic: string, frame: string): void
+  /**
+   * True while the face has nobody on this node to deliver to (and so no topic of its own
+   * watched): the hub passes it by with one field read a frame, so a face that is wired but
+   * unused (SSE on a node of WebSockets only) adds nothing to the chat path. The face keeps it.
+   */
+  idle?: boolean
 }
 
 /** Another face's part in the graceful drain, registered with `hub.onDrain` (app.ts). */
@@ -282,15 +288,18 @@ export function createHub(deps: HubDeps): Hub {
   /**
    * The broker's frames (every watched topic) on their way out: to this hub's sockets
    * (delivery.ts, one publish per frame), then to every other face's (deliveryHooks). A
-   * topic a face owns goes to that face alone. No hook registered: two empty loops.
+   * topic a face owns goes to that face alone. An idle hook (nobody of its face here) is passed by.
    */
   function deliver(topic: string, frame: string, except?: string) {
     for (let i = 0; i < deliveryHooks.length; i++) {
       const hook = deliveryHooks[i]!
-      if (hook.owns?.(topic)) return hook.deliver(topic, frame, except)
+      if (!hook.idle && hook.owns?.(topic)) return hook.deliver(topic, frame, except)
     }
     delivery.deliver(topic, frame, except)
-    for (let i = 0; i < deliveryHooks.length; i++) deliveryHooks[i]!.deliver(topic, frame, except)
+    for (let i = 0; i < deliveryHooks.length; i++) {
+      const hook = deliveryHooks[i]!
+      if (!hook.idle) hook.deliver(topic, frame, except)
+    }
   }
 
   /** The graceful drain: every face is told first, the hub's sockets drain, then each face's count is added. */
@@ -316,7 +325,7 @@ export function createHub(deps: HubDeps): Hub {
     reset: (room: string, pos: Position) =>
       session.reset(room, pos, (topic, frame) => {
         server().publish(topic, frame)
-        for (let i = 0; i < deliveryHooks.length; i++) deliveryHooks[i]!.local?.(topic, frame)
+        for (let i = 0; i < deliveryHooks.length; i++) if (!deliveryHooks[i]!.idle) deliveryHooks[i]!.local?.(topic, frame)
       }),
     open: session.open,
     message: session.message,

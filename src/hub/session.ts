@@ -89,6 +89,7 @@ export function createSession(d: SessionDeps): Session {
       refilledAt: full.refilledAt,
       strikes: 0,
       lastStrikeAt: 0,
+      heard: false,
       lastSeen: performance.now(),
       pingedAt: 0,
       closing: false,

@@ -117,6 +117,7 @@ export function pusherSockets(deps: SocketsDeps): PusherSockets {
     tokens: number
     refilledAt: number
     events: Bucket = clientEventBucket.full()
+    heard = false
     lastSeen = performance.now()
     pingedAt = 0
     strikes = 0

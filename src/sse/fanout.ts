@@ -12,6 +12,8 @@ export interface SseFanOut {
   readonly hook: DeliveryHook
   subscribe(topic: string, s: SseStream): void
   unsubscribe(topic: string, s: SseStream): void
+  /** The node's topic of relayed POSTs is watched from now on: the hook is never idle again. */
+  watchPosts(): void
 }
 
 export interface SseFanOutDeps {
@@ -30,6 +32,7 @@ export interface SseFanOutDeps {
  */
 export function sseFanOut(d: SseFanOutDeps): SseFanOut {
   const byTopic = new Map<string, Set<SseStream>>()
+  let posts = false
 
   function slow(s: SseStream) {
     d.metrics.dropped.inc()
@@ -56,6 +59,9 @@ export function sseFanOut(d: SseFanOutDeps): SseFanOut {
   }
 
   const hook: DeliveryHook = {
+    // Idle while no stream subscribes and no POST can be relayed here: a node without SSE
+    // streams delivers as if SSE were not wired.
+    idle: true,
     owns: isSseNodeTopic,
     deliver(topic, frame, except) {
       if (isSseNodeTopic(topic)) return d.posted(frame)
@@ -71,11 +77,17 @@ export function sseFanOut(d: SseFanOutDeps): SseFanOut {
       let set = byTopic.get(topic)
       if (!set) byTopic.set(topic, (set = new Set()))
       set.add(s)
+      hook.idle = false
     },
     unsubscribe(topic, s) {
       const set = byTopic.get(topic)
       if (!set?.delete(s) || set.size > 0) return
       byTopic.delete(topic)
+      if (byTopic.size === 0 && !posts) hook.idle = true
+    },
+    watchPosts() {
+      posts = true
+      hook.idle = false
     },
   }
 }

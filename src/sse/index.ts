@@ -166,6 +166,7 @@ export function createSse(deps: SseDeps): Sse {
     }
     if (who instanceof Response) return who
     if (broker.kind === 'redis') {
+      fanout.watchPosts()
       watching ??= broker.watch(sseNodeTopic(nodeId)).catch((err) => {
         watching = undefined
         throw err

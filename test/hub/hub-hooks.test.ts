@@ -61,6 +61,34 @@ describe('hub hooks', () => {
     expect(after).toContain('{"type":"typing","room":"owned","marker":1}')
   })
 
+  test('an idle hook is passed by (neither asked whether it owns a topic nor handed frames), and gets them again once it is not', async () => {
+    const s = start()
+    running.push({ stop: () => s.app.server!.stop(true) })
+    const asked: string[] = []
+    const got: string[] = []
+    const hook = {
+      idle: true,
+      owns: (topic: string) => (asked.push(topic), isUserTopic(topic)),
+      deliver: (_topic: string, frame: string) => void got.push(frame),
+    }
+    s.hub.onDeliver(hook)
+    await s.broker.start(s.hub.deliver)
+    const c = await connect(s.ws, { user: 'dave' })
+    expect((await c.request({ type: 'join', room: 'idle' })).type).toBe('joined')
+    // Idle: the user topic it would own goes to dave's socket, as if the hook were not there.
+    await s.broker.relay(userTopic('dave'), '{"type":"notice","text":"idle hook"}')
+    await c.next({ type: 'notice', text: 'idle hook' })
+    c.send({ type: 'chat', room: 'idle', body: 'while idle' })
+    await c.next({ type: 'chat', body: 'while idle' })
+    expect(asked).toEqual([])
+    expect(got).toEqual([])
+    hook.idle = false
+    c.send({ type: 'chat', room: 'idle', body: 'once busy' })
+    await c.next({ type: 'chat', body: 'once busy' })
+    expect(asked).toContain(roomTopic('idle'))
+    expect(got.filter((f) => f.includes('once busy'))).toHaveLength(1)
+  })
+
   test("drain hooks: begin before the hub's sockets are told, end's count added to the hub's", async () => {
     const s = start()
     running.push({ stop: () => s.app.server!.stop(true) })
