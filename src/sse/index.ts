@@ -2,6 +2,7 @@ import type { Server } from 'bun'
 import type { Book } from '../cluster/ledger'
 import type { Broker } from '../broker/types'
 import type { Config } from '../config'
+import { readCapped } from '../core/body'
 import { sseNodeTopic } from '../core/topic'
 import type { Identity } from '../core/identity'
 import { refusalResponse } from '../hub/admission'
@@ -60,21 +61,6 @@ function newSession(nodeId: string): string {
   return `${nodeId}.${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url')}`
 }
 const holderOf = (session: string) => session.slice(0, Math.max(0, session.lastIndexOf('.')))
-
-/** The body, read up to `max` bytes; undefined past it (also when it comes chunked without a length). */
-async function readCapped(req: Request, max: number): Promise<string | undefined> {
-  const length = Number(req.headers.get('content-length') ?? Number.NaN)
-  if (length > max) return undefined
-  if (!req.body) return ''
-  const chunks: Uint8Array[] = []
-  let n = 0
-  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
-    n += chunk.byteLength
-    if (n > max) return undefined
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
 
 /**
  * Server-Sent Events with POST, for clients whose network breaks WebSockets (docs/protocol.md,
