@@ -27,8 +27,8 @@ import type { PusherSockets } from './socket'
 const POLL_HOLD_MS = 20_000
 /** A stream quiet this long gets a heartbeat line (pusher-js answers with an empty xhr_send: the client is alive). */
 const HEARTBEAT_MS = 25_000
-/** A session without a request this long is over: the client is gone (pusher-js polls again at once). */
-const DETACHED_MS = 30_000
+/** A session without a request this long is over (half of IDLE_TIMEOUT_S, at most this): the client is gone (pusher-js polls again at once). */
+const DETACHED_MAX_MS = 30_000
 /** After the client left a request (aborted it), this long for its next one (pusher-js renews a full stream at once). */
 const ABORT_GRACE_MS = 2_000
 /** Frames an xhr_send may carry. */
@@ -158,6 +158,7 @@ class PollReceiver implements Receiver {
 export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
   const { config, nodeId, door, relay } = deps
   const max = config.MAX_BUFFERED_BYTES
+  const detachedMs = Math.min(DETACHED_MAX_MS, config.IDLE_TIMEOUT_S * 500)
   const sessions = new Map<string, HttpSession>()
   /** The sessions of each Pusher topic on this node (Bun's topics carry WebSockets only). */
   const byTopic = new Map<string, Set<HttpSession>>()
@@ -447,7 +448,7 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
         } else if (r.streaming && now - r.at > HEARTBEAT_MS) r.write(HEARTBEAT)
         continue
       }
-      if (now - s.detachedAt <= (s.left ? ABORT_GRACE_MS : DETACHED_MS)) continue
+      if (now - s.detachedAt <= (s.left ? ABORT_GRACE_MS : detachedMs)) continue
       sessions.delete(s.id)
       if (!s.done) s.socket?.fail(CODE.pongNotReceived, 'no request of the client within the timeout: reconnect')
     }
