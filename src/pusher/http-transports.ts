@@ -23,8 +23,8 @@ import type { PusherSockets } from './socket'
  * poll or a renewed stream, which the holder answers through the asking node's topic.
  */
 
-/** A poll is held this long at most, then answered with a heartbeat (below pusher-js's 30 s pong timeout). */
-const POLL_HOLD_MS = 20_000
+/** A poll is held this long at most (a third of IDLE_TIMEOUT_S, at most this), then answered with a heartbeat (below pusher-js's 30 s pong timeout). */
+const POLL_HOLD_MAX_MS = 20_000
 /** A stream quiet this long gets a heartbeat line (pusher-js answers with an empty xhr_send: the client is alive). */
 const HEARTBEAT_MS = 25_000
 /** A session without a request this long is over (half of IDLE_TIMEOUT_S, at most this): the client is gone (pusher-js polls again at once). */
@@ -33,8 +33,8 @@ const DETACHED_MAX_MS = 30_000
 const ABORT_GRACE_MS = 2_000
 /** Frames an xhr_send may carry. */
 const MAX_SEND_FRAMES = 100
-/** How long a node waits for the holder's first answer to a relayed request (a poll may be held POLL_HOLD_MS). */
-const AWAY_WAIT_MS = POLL_HOLD_MS + 10_000
+/** How long a node waits for the holder's first answer to a relayed request (a poll may be held POLL_HOLD_MAX_MS). */
+const AWAY_WAIT_MS = POLL_HOLD_MAX_MS + 10_000
 /** The `:server` and `:session` of the URL (pusher-js: a number below 1000, 8 base-32 characters). */
 const ID_PART = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -158,6 +158,8 @@ class PollReceiver implements Receiver {
 export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
   const { config, nodeId, door, relay } = deps
   const max = config.MAX_BUFFERED_BYTES
+  // A client that went without a word (its last request's end unseen) is let go within IDLE_TIMEOUT_S: held poll, then no next one.
+  const pollHoldMs = Math.min(POLL_HOLD_MAX_MS, Math.round(config.IDLE_TIMEOUT_S * 333))
   const detachedMs = Math.min(DETACHED_MAX_MS, config.IDLE_TIMEOUT_S * 500)
   const sessions = new Map<string, HttpSession>()
   /** The sessions of each Pusher topic on this node (Bun's topics carry WebSockets only). */
@@ -220,16 +222,22 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
       const r = new StreamReceiver(max, (gone) => left(s, gone))
       r.write(PRELUDE)
       s.attach(r)
-      req.signal.addEventListener('abort', () => left(s, r), { once: true })
+      whenLeft(req, () => left(s, r))
       settle(s)
       return new Response(r.body, { headers })
     }
     return new Promise<Response>((resolve) => {
       const r = new PollReceiver((body) => resolve(new Response(body, { headers })))
       s.attach(r)
-      req.signal.addEventListener('abort', () => left(s, r), { once: true })
+      whenLeft(req, () => left(s, r))
       settle(s)
     })
+  }
+
+  /** Once the client leaves the request (also when it left during an await before). */
+  function whenLeft(req: Request, then: () => void) {
+    if (req.signal.aborted) return void queueMicrotask(then)
+    req.signal.addEventListener('abort', then, { once: true })
   }
 
   /** The client left a request: the session waits a moment for the next (a renewed stream). */
@@ -349,7 +357,7 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
         gone()
         resolve(json(req, 503, { error: 'unavailable', reason: 'the node holding the session did not answer' }))
       }, AWAY_WAIT_MS)
-      req.signal.addEventListener('abort', () => away.has(id) && gone(), { once: true })
+      whenLeft(req, () => away.has(id) && gone())
       away.set(id, (m) => {
         if (m.t === 'nf') {
           clearTimeout(timer)
@@ -442,7 +450,7 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
     for (const s of sessions.values()) {
       const r = s.receiver
       if (r) {
-        if (!r.streaming && now - r.at > POLL_HOLD_MS) {
+        if (!r.streaming && now - r.at > pollHoldMs) {
           s.detach(r)
           r.end(HEARTBEAT)
         } else if (r.streaming && now - r.at > HEARTBEAT_MS) r.write(HEARTBEAT)
