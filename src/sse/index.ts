@@ -8,6 +8,7 @@ import type { Identity } from '../core/identity'
 import { refusalResponse } from '../hub/admission'
 import type { Door, Ticket } from '../hub/admission'
 import type { DeliveryHook, Hub } from '../hub/hub'
+import { sessionRelay } from '../hub/session-relay'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { sseFanOut } from './fanout'
@@ -84,13 +85,13 @@ export function createSse(deps: SseDeps): Sse {
     server: deps.server,
     ended(s: SseStream, code: number, reason: string) {
       streams.delete(s.session)
-      deps.sessions.down(s.session, nodeId).catch((err) => log.warn('sse session not unrecorded', { err }))
+      relay.drop(s.session)
       door.release(s)
       if (s.conn) hub.close(s.conn, code, reason)
     },
   }
-  /** This node's topic of relayed POSTs, watched from the first stream on (Redis only: one node needs no relay). */
-  let watching: Promise<void> | undefined
+  /** The book of sessions and this node's topic of relayed POSTs, watched from the first stream on (Redis only: one node needs no relay). */
+  const relay = sessionRelay({ broker, nodeId, book: deps.sessions, topic: sseNodeTopic })
   const keepalive = setInterval(() => {
     for (const s of streams.values()) s.write(COMMENT)
   }, KEEPALIVE_MS)
@@ -149,23 +150,17 @@ export function createSse(deps: SseDeps): Sse {
       return Response.json({ error: 'internal' }, { status: 500 })
     }
     if (who instanceof Response) return who
-    if (broker.kind === 'redis') {
-      watching ??= broker.watch(sseNodeTopic(nodeId)).catch((err) => {
-        watching = undefined
-        throw err
-      })
-      try {
-        await Promise.all([watching, deps.sessions.up(s.session, nodeId)])
-      } catch (err) {
-        // Without them a POST to another node could not reach this stream: refuse, as a broker outage.
-        door.release(s)
-        log.warn('sse session not recorded', { err })
-        return Response.json({ error: 'unavailable', reason: 'sessions cannot be shared right now' }, { status: 503 })
-      }
+    try {
+      await relay.hold(s.session)
+    } catch (err) {
+      // Without it a POST to another node could not reach this stream: refuse, as a broker outage.
+      door.release(s)
+      log.warn('sse session not recorded', { err })
+      return Response.json({ error: 'unavailable', reason: 'sessions cannot be shared right now' }, { status: 503 })
     }
     if (!door.opened(s) || req.signal.aborted) {
       door.release(s)
-      void deps.sessions.down(s.session, nodeId).catch(() => {})
+      relay.drop(s.session)
       return Response.json({ error: 'unavailable', reason: 'admission expired: reconnect' }, { status: 503 })
     }
     // A stream is quiet for long stretches: Bun's idle timeout of HTTP requests must not cut it.
@@ -183,7 +178,7 @@ export function createSse(deps: SseDeps): Sse {
     if (session.length > SESSION_MAX) return notFound()
     const local = streams.get(session)
     const holder = holderOf(session)
-    if (!local && (holder === nodeId || broker.kind !== 'redis' || !holder)) return notFound()
+    if (!local && (holder === nodeId || !relay.shared || !holder)) return notFound()
     const text = await readCapped(req, config.MAX_FRAME_BYTES)
     if (text === undefined)
       return Response.json(
@@ -207,8 +202,8 @@ export function createSse(deps: SseDeps): Sse {
     // Another node's session: relayed on its node topic, once Redis said it is open. The 202
     // follows the publish, so a client that waits for it keeps its POSTs in order across nodes.
     try {
-      if ((await deps.sessions.count(session)) === 0) return notFound()
-      await broker.relay(sseNodeTopic(holder), `{"session":${JSON.stringify(session)},"frames":${JSON.stringify(frames)}}`)
+      if ((await relay.holder(session))?.node !== holder) return notFound()
+      await relay.send(holder, `{"session":${JSON.stringify(session)},"frames":${JSON.stringify(frames)}}`)
     } catch (err) {
       log.warn('sse post not relayed', { err })
       return Response.json({ error: 'unavailable', reason: 'the session cannot be reached right now' }, { status: 503 })
