@@ -19,6 +19,13 @@ export const HEARTBEAT = 'h\n'
 /** What a stream starts with, as SockJS servers do: 2 KiB before the first frame, past what some browsers buffer before they show a response's text. */
 export const PRELUDE = encoder.encode(`${'h'.repeat(2048)}\n`)
 
+/**
+ * pusher-js renews a stream once its response text passes this many characters and it has read
+ * it all (core/http/http_request.ts, MAX_BUFFER_LENGTH): frames written after that would be lost
+ * with the old response, so a stream takes none past it; they wait for the renewed one.
+ */
+export const STREAM_RENEWED_AFTER = 256 * 1024
+
 /** A line of frames, each already a JSON string (`JSON.stringify(frame)`, made once per frame for every session). */
 export const framesLine = (escaped: string[]) => `a[${escaped.join(',')}]\n`
 export const lineBytes = (escaped: string) => encoder.encode(`a[${escaped}]\n`)
@@ -32,10 +39,12 @@ export interface Receiver {
   readonly streaming: boolean
   /** When it was attached, or (a stream) last written to: the sweep's heartbeats go by it. */
   readonly at: number
+  /** A stream past STREAM_RENEWED_AFTER characters: the client renews it, nothing more is written to it. */
+  readonly full: boolean
   /** Bytes queued and not yet taken by the client. */
   buffered(): number
-  /** Lines to the client: the bytes written, 0 when over the limit (not written); a poll is answered by it. */
-  write(chunk: string | Uint8Array): number
+  /** Lines to the client (`chars`: their length as text, for a stream's STREAM_RENEWED_AFTER): the bytes written, 0 when over the limit (not written); a poll is answered by it. */
+  write(chunk: string | Uint8Array, chars?: number): number
   /** The response ends (after `last`, written whatever the limit). */
   end(last?: string): void
 }
@@ -97,7 +106,7 @@ export class HttpSession implements PusherWire {
   push(escaped: string, line?: () => Uint8Array): number {
     if (this.done) return -1
     const r = this.receiver
-    if (r?.streaming && this.queue.length === 0) return r.write(line ? line() : lineBytes(escaped))
+    if (r?.streaming && !r.full && this.queue.length === 0) return r.write(line ? line() : lineBytes(escaped), escaped.length + 3)
     if (this.getBufferedAmount() + escaped.length > this.maxBuffered) return 0
     this.queue.push(escaped)
     this.queued += escaped.length
@@ -115,7 +124,7 @@ export class HttpSession implements PusherWire {
   /** The queue's frames to the receiver, as one line; a poll is answered by them. */
   flush() {
     const r = this.receiver
-    if (!r || this.queue.length === 0) return
+    if (!r || r.full || this.queue.length === 0) return
     const line = framesLine(this.queue)
     this.queue = []
     this.queued = 0

@@ -4,7 +4,7 @@ import { readCapped } from '../core/body'
 import type { Door } from '../hub/admission'
 import type { SessionRelay } from '../hub/session-relay'
 import { log } from '../log'
-import { HEARTBEAT, HttpSession, PRELUDE, lineBytes } from './http-session'
+import { HEARTBEAT, HttpSession, PRELUDE, STREAM_RENEWED_AFTER, lineBytes } from './http-session'
 import type { Receiver, SessionHost } from './http-session'
 import { CODE } from './protocol'
 import type { PusherSockets } from './socket'
@@ -88,6 +88,8 @@ const decoder = new TextDecoder()
 class StreamReceiver implements Receiver {
   readonly streaming = true
   at = performance.now()
+  /** Characters written (as pusher-js counts its response text). */
+  private chars = 0
   readonly body: ReadableStream<Uint8Array>
   private controller!: ReadableStreamDefaultController<Uint8Array>
   private ended = false
@@ -109,13 +111,17 @@ class StreamReceiver implements Receiver {
       { highWaterMark: max, size: (chunk) => chunk?.byteLength ?? 0 },
     )
   }
+  get full() {
+    return this.chars > STREAM_RENEWED_AFTER
+  }
   buffered() {
     return this.ended ? 0 : this.max - (this.controller.desiredSize ?? this.max)
   }
-  write(chunk: string | Uint8Array): number {
+  write(chunk: string | Uint8Array, chars?: number): number {
     if (this.ended) return -1
     const bytes = typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk
     if (this.buffered() + bytes.byteLength > this.max) return 0
+    this.chars += chars ?? (typeof chunk === 'string' ? chunk.length : bytes.byteLength)
     this.at = performance.now()
     try {
       this.controller.enqueue(bytes)
@@ -137,6 +143,7 @@ class StreamReceiver implements Receiver {
 /** A held poll: answered once, by its first lines. */
 class PollReceiver implements Receiver {
   readonly streaming = false
+  readonly full = false
   readonly at = performance.now()
   private answered = false
   constructor(private readonly answer: (body: string) => void) {}
@@ -391,6 +398,7 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
   /** A request another node holds for a session of this node: its lines are relayed back there. */
   function remoteReceiver(node: string, id: string, streaming: boolean): Receiver {
     let ended = false
+    let chars = 0
     const out = (chunk: string, end: boolean) =>
       relay
         .send(node, JSON.stringify({ t: 'data', id, chunk, ...(end ? { end } : {}) } satisfies Relayed))
@@ -399,10 +407,15 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
       streaming,
       at: performance.now(),
       id,
+      // The asking node writes exactly these lines to its client's stream: counted here, where the writing is decided.
+      get full() {
+        return chars > STREAM_RENEWED_AFTER
+      },
       buffered: () => 0,
-      write(chunk: string | Uint8Array) {
+      write(chunk: string | Uint8Array, n?: number) {
         if (ended) return -1
         const text = typeof chunk === 'string' ? chunk : decoder.decode(chunk)
+        chars += n ?? text.length
         r.at = performance.now()
         if (!streaming) {
           ended = true
@@ -453,7 +466,7 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
         if (!r.streaming && now - r.at > pollHoldMs) {
           s.detach(r)
           r.end(HEARTBEAT)
-        } else if (r.streaming && now - r.at > HEARTBEAT_MS) r.write(HEARTBEAT)
+        } else if (r.streaming && !r.full && now - r.at > HEARTBEAT_MS) r.write(HEARTBEAT)
         continue
       }
       if (now - s.detachedAt <= (s.left ? ABORT_GRACE_MS : detachedMs)) continue

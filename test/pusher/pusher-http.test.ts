@@ -151,6 +151,45 @@ describe('pusher-js over HTTP', () => {
     })
   }
 
+  test("a stream past pusher-js's 256 KiB buffer is renewed on the same session: no second `o`, nothing lost", async () => {
+    const c = await pusherClient(s, auth, {}, 'xhr_streaming')
+    const id = c.socketId
+    const ch = await c.subscribe(uid('bulk'))
+    const got: number[] = []
+    ch.bind('bulk', (d: { i: number }) => got.push(d.i))
+    // 40 events of ~9 KB: past 256 KiB on one response, which pusher-js then renews.
+    for (let i = 0; i < 40; i++) await sdk(s).trigger(ch.name, 'bulk', { i, pad: 'p'.repeat(9000) })
+    await until(() => got.length === 40, 'every event', 15_000)
+    expect(got).toEqual([...Array(40).keys()])
+    expect(c.pusher.connection.state).toBe('connected')
+    expect(c.pusher.connection.socket_id).toBe(id)
+  })
+
+  test('the one door: an HTTP session counts in MAX_CONNECTIONS with /ws (429) and is refused with 4100; chat_connect_seconds{transport="pusher"}', async () => {
+    const full = await startServer({ env: { ...pusherEnv, MAX_CONNECTIONS: '1' }, timeoutMs: 40_000 })
+    try {
+      const first = rawSession(full)
+      expect((await first.poll()).frames[0].event).toBe('pusher:connection_established')
+      const ws = await fetch(`${full.url}/ws`, {
+        headers: {
+          upgrade: 'websocket',
+          connection: 'upgrade',
+          'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'sec-websocket-version': '13',
+        },
+      })
+      expect(ws.status).toBe(429)
+      const second = await rawSession(full).poll()
+      expect(second.frames[0]).toMatchObject({ event: 'pusher:error', data: { code: 4100 } })
+      expect(second.close?.[0]).toBe(4100)
+      const metrics = await (await fetch(`${full.url}/metrics`)).text()
+      expect(metrics).toMatch(/chat_connect_seconds_count\{transport="pusher"\} 1\b/)
+      expect(metrics).toMatch(/chat_connections 1\b/)
+    } finally {
+      await full.stop('SIGKILL')
+    }
+  }, 60_000)
+
   test('a raw session: `o` and connection_established on the first poll, frames by xhr_send, answers on the next poll', async () => {
     const r = rawSession(s)
     const first = await r.poll()
