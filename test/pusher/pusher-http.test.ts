@@ -165,7 +165,7 @@ describe('pusher-js over HTTP', () => {
     expect(c.pusher.connection.socket_id).toBe(id)
   })
 
-  test('the one door: an HTTP session counts in MAX_CONNECTIONS with /ws (429) and is refused with 4100; chat_connect_seconds{transport="pusher"}', async () => {
+  test('the one door: an HTTP session counts in MAX_CONNECTIONS with /ws (429) and is refused with 4100; chat_connect_seconds{transport="pusher"}; drain closes it with 4200', async () => {
     const full = await startServer({ env: { ...pusherEnv, MAX_CONNECTIONS: '1' }, timeoutMs: 40_000 })
     try {
       const first = rawSession(full)
@@ -185,6 +185,11 @@ describe('pusher-js over HTTP', () => {
       const metrics = await (await fetch(`${full.url}/metrics`)).text()
       expect(metrics).toMatch(/chat_connect_seconds_count\{transport="pusher"\} 1\b/)
       expect(metrics).toMatch(/chat_connections 1\b/)
+      // Draining: the held poll is answered with the close 4200 (pusher-js reconnects, to another node).
+      const held = first.poll()
+      await Bun.sleep(200)
+      await full.stop('SIGTERM')
+      expect((await held).close?.[0]).toBe(4200)
     } finally {
       await full.stop('SIGKILL')
     }
