@@ -347,7 +347,10 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
     server.timeout(req, 0)
     const id = `${nodeId}.${++nextAway}`
     const headers = { ...JS_HEADERS, ...cors(req) }
+    let abandoned = false
     const gone = () => {
+      if (abandoned) return
+      abandoned = true
       away.delete(id)
       void relay.send(node, JSON.stringify({ t: 'gone', session, id } satisfies Relayed)).catch(() => {})
     }
@@ -360,10 +363,13 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
     }
     return new Promise<Response>((resolve) => {
       let stream: StreamReceiver | undefined
-      const timer = setTimeout(() => {
+      // No word from the holder (it died, Redis lost the lines): the request ends, pusher-js reconnects.
+      const expire = () => {
         gone()
-        resolve(json(req, 503, { error: 'unavailable', reason: 'the node holding the session did not answer' }))
-      }, AWAY_WAIT_MS)
+        if (stream) stream.end()
+        else resolve(json(req, 503, { error: 'unavailable', reason: 'the node holding the session did not answer' }))
+      }
+      let timer = setTimeout(expire, AWAY_WAIT_MS)
       whenLeft(req, () => away.has(id) && gone())
       away.set(id, (m) => {
         if (m.t === 'nf') {
@@ -377,17 +383,25 @@ export function httpTransports(deps: HttpTransportsDeps): HttpTransports {
           away.delete(id)
           return resolve(new Response(m.chunk, { headers }))
         }
+        // A stream hears the holder at least every HEARTBEAT_MS.
+        clearTimeout(timer)
+        timer = setTimeout(expire, 2 * HEARTBEAT_MS)
         if (!stream) {
-          clearTimeout(timer)
-          stream = new StreamReceiver(max, () => away.has(id) && gone())
+          stream = new StreamReceiver(max, () => {
+            if (!away.has(id)) return
+            clearTimeout(timer)
+            gone()
+          })
           resolve(new Response(stream.body, { headers }))
         }
         if (m.end) {
+          clearTimeout(timer)
           away.delete(id)
           return stream.end(m.chunk)
         }
         // Past the limit here: the stream ends, pusher-js reconnects.
         if (stream.write(m.chunk) === 0) {
+          clearTimeout(timer)
           gone()
           stream.end()
         }
