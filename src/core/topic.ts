@@ -13,6 +13,8 @@ const PUSHER_USER = 'pu:'
 const PUSHER_CHANNEL = 'p:'
 /** A node's SSE posts: client frames a POST to another node relays to the node holding the stream (src/sse). */
 const SSE_NODE = 's:'
+/** A node's Pusher HTTP fallback sessions: xhr_send frames and polls to another node, relayed to the node holding the session (src/pusher). */
+const PUSHER_HTTP_NODE = 'ph:'
 
 export const roomTopic = (room: string) => `${ROOM}${room}`
 export const userTopic = (userId: string) => `${USER}${userId}`
@@ -21,6 +23,8 @@ export const pusherChannelTopic = (room: string) => `${PUSHER_CHANNEL}${room}`
 
 export const sseNodeTopic = (nodeId: string) => `${SSE_NODE}${nodeId}`
 export const isSseNodeTopic = (topic: string) => topic.startsWith(SSE_NODE)
+export const pusherHttpNodeTopic = (nodeId: string) => `${PUSHER_HTTP_NODE}${nodeId}`
+export const isPusherHttpNodeTopic = (topic: string) => topic.startsWith(PUSHER_HTTP_NODE)
 
 export const isRoomTopic = (topic: string) => topic.startsWith(ROOM)
 export const isUserTopic = (topic: string) => topic.startsWith(USER)

@@ -16,6 +16,8 @@ export interface FanOutDeps {
   /** This node's open Pusher sockets, by socket id (the one named by `except` is skipped). */
   sockets: ReadonlyMap<string, PusherSocket>
   channels: Pick<PusherChannels, 'subs' | 'signedIn'>
+  /** The same frame to this node's HTTP fallback sessions of the topic (http-transports.ts; Bun's topics carry WebSockets only). */
+  http?: { publish(topic: string, frame: string, except: string | undefined): void }
 }
 
 /** A frame of the room's topic as Pusher subscribers see it (made once per frame). */
@@ -50,6 +52,7 @@ export function pusherFanOut(deps: FanOutDeps): DeliveryHook {
   function publish(topic: string, frame: string, except: string | undefined, set: ReadonlySet<PusherSocket> | undefined) {
     const skip = except ? sockets.get(except) : undefined
     const status = skip && !skip.closed ? skip.ws.publish(topic, frame) : deps.server().publish(topic, frame)
+    deps.http?.publish(topic, frame, except)
     if (status === 0 && set)
       for (const s of set)
         if (s.ws.getBufferedAmount() + frame.length > config.MAX_BUFFERED_BYTES)

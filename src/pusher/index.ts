@@ -3,15 +3,18 @@ import type { Ledger } from '../cluster/ledger'
 import type { Broker } from '../broker/types'
 import { roomTopic } from '../broker/types'
 import type { Config } from '../config'
-import { pusherUserTopic } from '../core/topic'
+import { isPusherHttpNodeTopic, isPusherUserTopic, pusherHttpNodeTopic, pusherUserTopic } from '../core/topic'
 import type { Door } from '../hub/admission'
 import type { DeliveryHook, DrainHook } from '../hub/hub'
+import { sessionRelay } from '../hub/session-relay'
 import type { Metrics } from '../metrics'
 import { control, frames } from '../protocol/server-frames'
 import { pusherChannels } from './channels'
 import type { PusherChannels } from './channels'
 import { pusherFanOut } from './fanout'
 import { pusherApi } from './http-api'
+import { httpTransports } from './http-transports'
+import type { HttpRoute } from './http-transports'
 import { ledgerOccupancy } from './occupancy'
 import type { Occupancy } from './occupancy'
 import { CODE, USER_CHANNEL_PREFIX, pusherFrames } from './protocol'
@@ -39,9 +42,9 @@ export type PusherRoute = (
 
 /** The Pusher face as app.ts wires it: its routes, and its parts in the hub's delivery and drain (the hub's hooks). */
 export interface Pusher {
-  /** Bun routes for serve.routes: the WebSocket (/app/:key) and the HTTP API. */
-  readonly routes: Record<string, { GET?: PusherRoute; POST?: PusherRoute }>
-  /** Pusher sockets open on this node. */
+  /** Bun routes for serve.routes: the WebSocket (/app/:key), pusher-js's HTTP fallbacks (/pusher/app/:key/…) and the HTTP API. */
+  readonly routes: Record<string, { GET?: PusherRoute; POST?: PusherRoute | HttpRoute; OPTIONS?: HttpRoute }>
+  /** Pusher connections open on this node (WebSockets and HTTP fallback sessions). */
   readonly size: number
   /** True once drain began: the door refuses new connections of every face. */
   readonly draining: boolean
@@ -85,9 +88,24 @@ export function createPusher(deps: PusherDeps): Pusher {
       ),
   })
 
+  // pusher-js's HTTP fallbacks: sessions of the same sockets, their requests relayed to the holding node (no sticky sessions).
+  const http = httpTransports({
+    config,
+    nodeId: deps.nodeId,
+    server: deps.server,
+    door,
+    sockets,
+    relay: sessionRelay({ broker, nodeId: deps.nodeId, book: deps.ledger.book('pusher-http'), topic: pusherHttpNodeTopic }),
+  })
+  const fanout = pusherFanOut({ config, metrics, server: deps.server, sockets: sockets.open, channels, http })
+
   return {
-    routes: { '/app/:key': { GET: sockets.upgrade }, ...api },
-    delivery: pusherFanOut({ config, metrics, server: deps.server, sockets: sockets.open, channels }),
+    routes: { '/app/:key': { GET: sockets.upgrade }, ...http.routes, ...api },
+    delivery: {
+      // A signed-in user's topic and this node's relayed HTTP requests are this face's alone.
+      owns: (topic) => isPusherUserTopic(topic) || isPusherHttpNodeTopic(topic),
+      deliver: (topic, frame, except) => (isPusherHttpNodeTopic(topic) ? http.relayed(frame) : fanout.deliver(topic, frame, except)),
+    },
     get size() {
       return sockets.open.size
     },
@@ -95,7 +113,10 @@ export function createPusher(deps: PusherDeps): Pusher {
       return sockets.draining
     },
     drain: {
-      begin: sockets.closeAll,
+      begin() {
+        sockets.closeAll()
+        http.stop()
+      },
       async end(graceMs: number): Promise<number> {
         const left = await sockets.gone()
         await hooks?.stop(Math.min(2000, graceMs))

@@ -1,4 +1,4 @@
-import type { Server, ServerWebSocket } from 'bun'
+import type { Server } from 'bun'
 import type { Broker } from '../broker/types'
 import type { Config } from '../config'
 import type { User } from '../core/identity'
@@ -20,11 +20,26 @@ export interface Sub {
   live: boolean
 }
 
+/**
+ * What a Pusher connection is carried on: Bun's WebSocket, or an HTTP fallback session
+ * (http-session.ts) that speaks the same calls. Channels and the fan-out use only these.
+ */
+export interface PusherWire {
+  /** Bytes sent or queued; 0 when it could not take the frame (a slow consumer), -1 under backpressure. */
+  send(frame: string): number
+  close(code?: number, reason?: string): void
+  subscribe(topic: string): void
+  unsubscribe(topic: string): void
+  /** A frame to every subscriber of the topic but this one. */
+  publish(topic: string, frame: string): number
+  getBufferedAmount(): number
+}
+
 /** A Pusher connection as the face's other parts (channels, fan-out) see it; its admission ticket too. */
 export interface PusherSocket extends Ticket {
   /** The socket_id: this process's random number, then a counter (unique cluster-wide in practice). */
   readonly id: string
-  readonly ws: ServerWebSocket<unknown>
+  readonly ws: PusherWire
   /** Its channels, by room. */
   readonly channels: Map<string, Sub>
   /** Signed in as (pusher:signin), once. */
@@ -36,6 +51,16 @@ export interface PusherSocket extends Ticket {
   send(frame: string): void
   /** A `pusher:error` with the code, then the close with it (as Pusher does). */
   fail(code: number, message: string): void
+}
+
+/** A connection on an HTTP fallback (http-session.ts): its frames and its end are handed in by the transport, as Bun does for a WebSocket. */
+export interface PusherHttpSocket extends PusherSocket {
+  /** One client frame (one string of an xhr_send). */
+  message(_ws: unknown, raw: string): void
+  /** The client showed it is alive without a frame (an empty xhr_send, a poll). */
+  pong(): void
+  /** The transport ended: the ticket, channels and user given back. */
+  close(): void
 }
 
 /** A client's frame, parsed: `event` checked to be a string. */
@@ -75,6 +100,12 @@ export interface PusherSockets {
   readonly open: ReadonlyMap<string, PusherSocket>
   /** GET /app/:key, a Bun route. */
   upgrade(req: Request & { params?: Record<string, string> }, server: Server<unknown>): Response | undefined
+  /**
+   * An HTTP fallback session through the same door (http-transports.ts): the socket, open on
+   * `wire` (connection_established, or Pusher's error and close for a refusal it can speak),
+   * or the HTTP answer of a refusal before it (a foreign origin, the connect rate).
+   */
+  connect(wire: PusherWire, req: Request, server: Server<unknown>, appKey: string): PusherHttpSocket | Response
   /** True once drain began: the door refuses new connections of every face. */
   readonly draining: boolean
   /** Drain: every socket closed with 4200 (pusher-js reconnects, to another node), none opened after. */
@@ -109,9 +140,9 @@ export function pusherSockets(deps: SocketsDeps): PusherSockets {
    * socket). Rate-limit fields of the socket's frames, its admission ticket and its liveness
    * are the record's own (Bucket, Ticket, Liveness, Strikes).
    */
-  class Socket implements PusherSocket, Bucket, Ticket, Liveness, Strikes {
+  class Socket implements PusherHttpSocket, Bucket, Ticket, Liveness, Strikes {
     readonly id = `${prefix}.${next++}`
-    ws!: ServerWebSocket<unknown>
+    ws!: PusherWire
     channels = new Map<string, Sub>()
     user: string | undefined = undefined
     tokens: number
@@ -141,7 +172,7 @@ export function pusherSockets(deps: SocketsDeps): PusherSockets {
       this.tokens = b.tokens
       this.refilledAt = b.refilledAt
     }
-    open(ws: ServerWebSocket<unknown>) {
+    open(ws: PusherWire) {
       this.ws = ws
       if (this.appKey !== key) return this.fail(CODE.appKey, `App key ${this.appKey.slice(0, 64)} not in this cluster: check PUSHER_KEY`)
       if (!(this.protocol >= 5 && this.protocol <= 7))
@@ -237,9 +268,20 @@ export function pusherSockets(deps: SocketsDeps): PusherSockets {
     )
   }
 
+  function connect(wire: PusherWire, req: Request, server: Server<unknown>, appKey: string): PusherHttpSocket | Response {
+    const url = new URL(req.url)
+    const socket = new Socket(appKey, Number(url.searchParams.get('protocol') ?? 7), performance.now())
+    const refused = door.admit(socket, req.headers.get('origin') ?? undefined, door.remote(req, server))
+    if (refused?.reason === 'origin_not_allowed' || refused?.reason === 'connect_rate') return refusalResponse(refused)
+    socket.refused = refused
+    socket.open(wire)
+    return socket
+  }
+
   return {
     open: sockets,
     upgrade,
+    connect,
     get draining() {
       return draining
     },

@@ -2,11 +2,13 @@ import type { Server } from 'bun'
 import type { Book } from '../cluster/ledger'
 import type { Broker } from '../broker/types'
 import type { Config } from '../config'
+import { readCapped } from '../core/body'
 import { sseNodeTopic } from '../core/topic'
 import type { Identity } from '../core/identity'
 import { refusalResponse } from '../hub/admission'
 import type { Door, Ticket } from '../hub/admission'
 import type { DeliveryHook, Hub } from '../hub/hub'
+import { sessionRelay } from '../hub/session-relay'
 import { log } from '../log'
 import type { Metrics } from '../metrics'
 import { originAllowed, preflight, withCors } from './cors'
@@ -62,21 +64,6 @@ function newSession(nodeId: string): string {
 }
 const holderOf = (session: string) => session.slice(0, Math.max(0, session.lastIndexOf('.')))
 
-/** The body, read up to `max` bytes; undefined past it (also when it comes chunked without a length). */
-async function readCapped(req: Request, max: number): Promise<string | undefined> {
-  const length = Number(req.headers.get('content-length') ?? Number.NaN)
-  if (length > max) return undefined
-  if (!req.body) return ''
-  const chunks: Uint8Array[] = []
-  let n = 0
-  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
-    n += chunk.byteLength
-    if (n > max) return undefined
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
 /**
  * Server-Sent Events with POST, for clients whose network breaks WebSockets (docs/protocol.md,
  * "Server-Sent Events"): `GET /sse` is a session of the hub like a /ws connection (the same door,
@@ -100,13 +87,13 @@ export function createSse(deps: SseDeps): Sse {
     server: deps.server,
     ended(s: SseStream, code: number, reason: string) {
       streams.delete(s.session)
-      deps.sessions.down(s.session, nodeId).catch((err) => log.warn('sse session not unrecorded', { err }))
+      relay.drop(s.session)
       door.release(s)
       if (s.conn) hub.close(s.conn, code, reason)
     },
   }
-  /** This node's topic of relayed POSTs, watched from the first stream on (Redis only: one node needs no relay). */
-  let watching: Promise<void> | undefined
+  /** The book of sessions and this node's topic of relayed POSTs, watched from the first stream on (Redis only: one node needs no relay). */
+  const relay = sessionRelay({ broker, nodeId, book: deps.sessions, topic: sseNodeTopic })
   const keepalive = setInterval(() => {
     for (const s of streams.values()) s.write(COMMENT)
   }, KEEPALIVE_MS)
@@ -165,24 +152,19 @@ export function createSse(deps: SseDeps): Sse {
       return Response.json({ error: 'internal' }, { status: 500 })
     }
     if (who instanceof Response) return who
-    if (broker.kind === 'redis') {
-      fanout.watchPosts()
-      watching ??= broker.watch(sseNodeTopic(nodeId)).catch((err) => {
-        watching = undefined
-        throw err
-      })
-      try {
-        await Promise.all([watching, deps.sessions.up(s.session, nodeId)])
-      } catch (err) {
-        // Without them a POST to another node could not reach this stream: refuse, as a broker outage.
-        door.release(s)
-        log.warn('sse session not recorded', { err })
-        return Response.json({ error: 'unavailable', reason: 'sessions cannot be shared right now' }, { status: 503 })
-      }
+    // Relayed POSTs arrive on this node's topic through the SSE hook: it must not sleep from now on.
+    if (relay.shared) fanout.watchPosts()
+    try {
+      await relay.hold(s.session)
+    } catch (err) {
+      // Without it a POST to another node could not reach this stream: refuse, as a broker outage.
+      door.release(s)
+      log.warn('sse session not recorded', { err })
+      return Response.json({ error: 'unavailable', reason: 'sessions cannot be shared right now' }, { status: 503 })
     }
     if (!door.opened(s) || req.signal.aborted) {
       door.release(s)
-      void deps.sessions.down(s.session, nodeId).catch(() => {})
+      relay.drop(s.session)
       return Response.json({ error: 'unavailable', reason: 'admission expired: reconnect' }, { status: 503 })
     }
     // A stream is quiet for long stretches: Bun's idle timeout of HTTP requests must not cut it.
@@ -204,7 +186,7 @@ export function createSse(deps: SseDeps): Sse {
     if (session.length > SESSION_MAX) return notFound()
     const local = streams.get(session)
     const holder = holderOf(session)
-    if (!local && (holder === nodeId || broker.kind !== 'redis' || !holder)) return notFound()
+    if (!local && (holder === nodeId || !relay.shared || !holder)) return notFound()
     const text = await readCapped(req, config.MAX_FRAME_BYTES)
     if (text === undefined)
       return Response.json(
@@ -228,8 +210,8 @@ export function createSse(deps: SseDeps): Sse {
     // Another node's session: relayed on its node topic, once Redis said it is open. The 202
     // follows the publish, so a client that waits for it keeps its POSTs in order across nodes.
     try {
-      if ((await deps.sessions.count(session)) === 0) return notFound()
-      await broker.relay(sseNodeTopic(holder), `{"session":${JSON.stringify(session)},"frames":${JSON.stringify(frames)}}`)
+      if ((await relay.holder(session))?.node !== holder) return notFound()
+      await relay.send(holder, `{"session":${JSON.stringify(session)},"frames":${JSON.stringify(frames)}}`)
     } catch (err) {
       log.warn('sse post not relayed', { err })
       return Response.json({ error: 'unavailable', reason: 'the session cannot be reached right now' }, { status: 503 })

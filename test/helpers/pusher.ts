@@ -69,17 +69,27 @@ afterAll(() => {
   for (const p of opened) p.disconnect()
 })
 
-/** pusher-js (its Node build) against a test server, as an app would configure it. */
+/** A port nothing listens on: pusher-js's WebSocket there is refused, as behind a proxy that breaks WebSockets. */
+export const CLOSED_PORT = 9
+
+/**
+ * pusher-js (its Node build) against a test server, as an app would configure it. `transport`:
+ * one of its HTTP fallbacks only (its WebSocket pointed at a closed port), on the server's `/pusher`.
+ */
 export async function pusherClient(
   s: RunningServer,
   auth: ReturnType<typeof authEndpoint>,
   as: { user?: string; name?: string; forge?: boolean } = {},
+  transport: 'ws' | 'xhr_streaming' | 'xhr_polling' = 'ws',
 ): Promise<PusherClient> {
+  const http = transport !== 'ws'
   const pusher = new PusherJs(APP.key, {
     wsHost: '127.0.0.1',
-    wsPort: s.port,
+    wsPort: http ? CLOSED_PORT : s.port,
+    httpHost: '127.0.0.1',
+    httpPort: s.port,
     forceTLS: false,
-    enabledTransports: ['ws'],
+    enabledTransports: [transport],
     disableStats: true,
     cluster: 'mt1',
     channelAuthorization: {
