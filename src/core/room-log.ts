@@ -20,7 +20,38 @@ export interface Origin extends Position {
   known?: boolean
   /** The room's pinned messages as the store has them (a restarted engine starts from these). */
   pins?: Pin[]
+  /** The room's settings as the store has them (a restarted engine starts from these). */
+  settings?: RoomSettings
 }
+
+/** A room's settings, set by `settings` events of its log (v4). */
+export interface RoomSettings {
+  /** A member's chats are this many seconds apart at least (owners and moderators exempt); 0: off. */
+  slow_mode_s: number
+}
+
+export const DEFAULT_SETTINGS: Readonly<RoomSettings> = Object.freeze({ slow_mode_s: 0 })
+
+/**
+ * A poll's state (a chat that carries `poll`), changed by `vote` and `poll_closed` events.
+ * The question and option texts stay in the message's frame; the rules need only these.
+ */
+export interface PollState {
+  /** How many options it has. */
+  options: number
+  multiple: boolean
+  anonymous: boolean
+  /** When it closes by itself, in ms since the epoch. */
+  closes_at?: number
+  closed?: boolean
+  /** Votes per option, kept with each vote (never counted again from `votes`). */
+  tallies: number[]
+  /** user id → the options of that user's vote (no prototype: any user id is a key). */
+  votes: Record<string, number[]>
+}
+
+/** A poll past its `closes_at` is closed, whether or not its `poll_closed` event is appended yet. */
+export const pollClosed = (p: PollState, now: number) => p.closed === true || (p.closes_at !== undefined && p.closes_at <= now)
 
 /** A pinned message of a room: the message (id and seq), who pinned it and when. */
 export interface Pin {
@@ -51,6 +82,8 @@ export interface MessageState {
   data?: unknown
   /** reaction → user ids; NO_REACTIONS (shared, frozen) until the first. Made by `reactionMap`. */
   reactions: Record<string, string[]>
+  /** The message's poll, when it carries one. */
+  poll?: PollState
 }
 
 /**

@@ -38,7 +38,7 @@ export interface HubContext {
   moderation: Moderation
   mutes: Mutes
   send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
-  sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
+  sendError(c: Conn, code: ErrorCode, message: string, id?: string, retryAfter?: number): void
   audit(entry: AuditEntry): void
   /** Refuses (forbidden) a room the connection may not use: the token's rooms, a direct room's pair. */
   mayUse(c: Conn, room: string, verb: string): Promise<void>
