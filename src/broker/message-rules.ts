@@ -180,8 +180,8 @@ export function project(
   if (e.type === 'settings') {
     if (!moderator) return refuse('forbidden', `room: only a moderator or owner of ${e.room} may change its settings`)
     if (!rules) return refuse('unavailable', 'settings: this engine keeps no room settings')
+    // Last chats stay: turned off and on again, the wait runs from a member's last chat in slow mode (as in append.lua).
     rules.settings = { slow_mode_s: x.slow_mode_s as number }
-    rules.lastChat.clear()
     return OK
   }
   if (standing && e.type === 'moderation') {
