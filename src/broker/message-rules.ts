@@ -2,7 +2,8 @@ import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
 export type { MessageState, Pin, Pins, PollState, RoomSettings } from '../core/room-log'
 import type { MessageState, Pin, Pins, PollState, RoomSettings } from '../core/room-log'
-import { pollClosed, reactionMap } from '../core/room-log'
+import { pollClosed, pollStateOf, reactionMap } from '../core/room-log'
+export { pollStateOf }
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
 export const NO_REACTIONS: Record<string, string[]> = Object.freeze(reactionMap())
@@ -92,18 +93,6 @@ const refuse = (code: ErrorCode, message: string, retryAfter?: number): Verdict 
 export interface RoomRules {
   settings: RoomSettings
   lastChat: Map<string, number>
-}
-
-/** A poll's state as a new poll starts (its frame's `poll`: options, multiple, anonymous, closes_at). */
-export function pollStateOf(poll: { options: unknown[]; multiple?: boolean; anonymous?: boolean; closes_at?: string }): PollState {
-  return {
-    options: poll.options.length,
-    multiple: poll.multiple === true,
-    anonymous: poll.anonymous === true,
-    ...(poll.closes_at ? { closes_at: Date.parse(poll.closes_at) } : {}),
-    tallies: poll.options.map(() => 0),
-    votes: Object.create(null),
-  }
 }
 
 /** What is wrong with a vote's options for `p`, or undefined: indexes of its options, distinct, one unless multiple. */
@@ -208,7 +197,11 @@ export function project(
       const now = Date.now()
       const last = rules!.lastChat.get(e.from.id)
       if (last !== undefined && now - last < slow * 1000)
-        return refuse('slow_mode', `room: slow mode in ${e.room}: one message every ${slow} s`, Math.ceil((last + slow * 1000 - now) / 1000))
+        return refuse(
+          'slow_mode',
+          `room: slow mode in ${e.room}: one message every ${slow} s`,
+          Math.ceil((last + slow * 1000 - now) / 1000),
+        )
       rules!.lastChat.set(e.from.id, now)
     }
     // Its body and data are the frame's until an edit: only an edit's are kept here.
@@ -344,7 +337,14 @@ export type LoadMessages = (room: string, ids: string[]) => Promise<Map<string, 
 export function neededMessage(e: RoomEvent): string | undefined {
   const x = e.extra as Record<string, unknown> | undefined
   if (!x) return undefined
-  if (e.type === 'edit' || e.type === 'delete' || e.type === 'react' || e.type === 'pinned' || e.type === 'vote' || e.type === 'poll_closed')
+  if (
+    e.type === 'edit' ||
+    e.type === 'delete' ||
+    e.type === 'react' ||
+    e.type === 'pinned' ||
+    e.type === 'vote' ||
+    e.type === 'poll_closed'
+  )
     return x.msg as string
   if (e.type === 'chat' || e.type === 'dm') return x.reply_to as string | undefined
   return undefined

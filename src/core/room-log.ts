@@ -50,6 +50,18 @@ export interface PollState {
   votes: Record<string, number[]>
 }
 
+/** A poll's state as a new poll starts (its frame's `poll`: options, multiple, anonymous, closes_at). */
+export function pollStateOf(poll: { options: unknown[]; multiple?: boolean; anonymous?: boolean; closes_at?: string }): PollState {
+  return {
+    options: poll.options.length,
+    multiple: poll.multiple === true,
+    anonymous: poll.anonymous === true,
+    ...(poll.closes_at ? { closes_at: Date.parse(poll.closes_at) } : {}),
+    tallies: poll.options.map(() => 0),
+    votes: Object.create(null),
+  }
+}
+
 /** A poll past its `closes_at` is closed, whether or not its `poll_closed` event is appended yet. */
 export const pollClosed = (p: PollState, now: number) => p.closed === true || (p.closes_at !== undefined && p.closes_at <= now)
 

@@ -49,7 +49,12 @@ const moderation = (room: string, by: User, action: string, target: User, second
   )
 
 /** A chat carrying a poll (its frame's `poll` as a new poll shows it: no votes, not closed, `mine` empty). */
-const pollChat = (room: string, from: User, options: string[], opts: { multiple?: boolean; anonymous?: boolean; closes_at?: string } = {}) =>
+const pollChat = (
+  room: string,
+  from: User,
+  options: string[],
+  opts: { multiple?: boolean; anonymous?: boolean; closes_at?: string } = {},
+) =>
   draftOf(
     event('chat', room, from, {
       body: 'poll',
@@ -401,7 +406,12 @@ for (const factory of factories) {
       const room = newRoom()
       const p = await e.broker.append(room, pollChat(room, alice, ['a', 'b', 'c']))
       const voters = Array.from({ length: 20 }, (_, i) => ({ id: `v${i}`, name: `V${i}` }))
-      await Promise.all(voters.flatMap((u, i) => [e.broker.append(room, vote(room, u, p.id, [i % 3])), e.broker.append(room, vote(room, u, p.id, [(i + 1) % 3]))]))
+      await Promise.all(
+        voters.flatMap((u, i) => [
+          e.broker.append(room, vote(room, u, p.id, [i % 3])),
+          e.broker.append(room, vote(room, u, p.id, [(i + 1) % 3])),
+        ]),
+      )
       const poll = (await e.broker.messages!(room, [p.id])).get(p.id)!.poll!
       const held = [0, 0, 0]
       for (const v of Object.values(poll.votes)) for (const o of v) held[o]!++
@@ -415,7 +425,11 @@ for (const factory of factories) {
       const room = newRoom()
       expect(await outcome(e.broker.append(room, settings(room, alice, 1, false)))).toBe('forbidden')
       const set = await e.broker.append(room, settings(room, mod, 1))
-      expect(JSON.parse((await e.broker.since(room, set.seq - 1)).frames[0]!)).toMatchObject({ type: 'settings', slow_mode_s: 1, by: { id: 'mo' } })
+      expect(JSON.parse((await e.broker.since(room, set.seq - 1)).frames[0]!)).toMatchObject({
+        type: 'settings',
+        slow_mode_s: 1,
+        by: { id: 'mo' },
+      })
       expect(await e.broker.settings!(room)).toEqual({ slow_mode_s: 1 })
       expect(await outcome(e.broker.append(room, chat(room, alice, 'first')))).toBe('ok')
       const r = await refusal(e.broker.append(room, chat(room, alice, 'too soon')))
