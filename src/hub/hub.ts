@@ -24,6 +24,9 @@ import { moderationFrames } from './frames/moderation'
 import { pushFrames } from './frames/push'
 import { pinFrames } from './frames/pins'
 import { createPins } from './pins'
+import { createPolls } from './polls'
+import type { Polls } from './polls'
+import { pollFrames } from './frames/polls'
 import type { Pins } from './pins'
 import { createSearch } from './search'
 import type { Search } from './search'
@@ -95,6 +98,8 @@ export interface Hub {
   moderation: Moderation
   pins: Pins
   search: Search
+  /** Polls and slow mode (v4). */
+  polls: Polls
   /** Rooms with members on this node. */
   readonly roomCount: number
   /** Each room with members on this node and how many (for the admin view). */
@@ -203,6 +208,7 @@ export function createHub(deps: HubDeps): Hub {
   const moderation = createModeration({ broker, append, members, audit, emit })
   const pins = createPins({ broker, append, rooms, changes })
   const search = createSearch({ store, members, broker })
+  const polls = createPolls({ broker, append, store })
 
   const h: HubContext = {
     config,
@@ -237,7 +243,7 @@ export function createHub(deps: HubDeps): Hub {
     },
   }
 
-  const messages = messageFrames(h)
+  const messages = messageFrames(h, polls)
   const pushing = pushFrames(h)
   const session = createSession({
     h,
@@ -252,6 +258,7 @@ export function createHub(deps: HubDeps): Hub {
       ...moderationFrames(h),
       ...sessionFrames(h),
       ...pinFrames(h, pins, search),
+      ...pollFrames(h, polls),
       ...pushing.handlers,
     },
   })
@@ -281,6 +288,7 @@ export function createHub(deps: HubDeps): Hub {
     await rooms.settled()
     await presence.drain()
     for (const hook of drainHooks) left += await hook.end(graceMs)
+    polls.stop()
     return left
   }
 
@@ -316,6 +324,7 @@ export function createHub(deps: HubDeps): Hub {
     moderation,
     pins,
     search,
+    polls,
     get roomCount() {
       let n = 0
       for (const topic of delivery.local.keys()) if (isRoomTopic(topic)) n++
