@@ -19,6 +19,8 @@ import type {
   ModerationEvent,
   Pin,
   PinsFrame,
+  PollClosedEvent,
+  PollInput,
   PongFrame,
   PresenceFrame,
   PresencePage,
@@ -26,11 +28,14 @@ import type {
   ReadFrame,
   Role,
   RoomMessage,
+  RoomSettings,
   RoomsFrame,
   SearchFrame,
   ServerFrame,
+  SettingsEvent,
   TypingFrame,
   User,
+  VoteEvent,
   WelcomeFrame,
 } from './types'
 
@@ -96,6 +101,8 @@ export class ChatError extends Error {
   constructor(
     readonly code: ErrorCode | 'timeout' | 'closed',
     message: string,
+    /** v4: seconds to wait before sending again (`slow_mode`). */
+    readonly retryAfter?: number,
   ) {
     super(message)
     this.name = 'ChatError'
@@ -156,6 +163,12 @@ export interface ClientEvents {
   react: ReactEvent
   /** mute, unmute, ban, unban, kick of a user in the room (the banned or kicked user also gets `left` with that `reason`). */
   moderation: ModerationEvent
+  /** v4, like `chat` (in seq order, once): a vote on a poll, with the poll's tallies after it. */
+  vote: VoteEvent
+  /** v4: a poll closed, with its final tallies. */
+  poll_closed: PollClosedEvent
+  /** v4: the room's settings changed (slow mode). */
+  settings: SettingsEvent
   ack: AckFrame
   joined: JoinedFrame
   /** Answers `leave`; unasked (no `id`) when the server took the connection out: `reason` `banned` or `kicked`, a membership ended, a refreshed token lost the room. */
@@ -462,6 +475,34 @@ export class ChatClient extends Emitter<ClientEvents> {
     return { results: f.results, ...(f.cursor === undefined ? {} : { cursor: f.cursor }) }
   }
 
+  // ---------------------------------------------------------------- polls and slow mode (v4)
+
+  /** Sends a chat carrying a poll; resolves with its ack (`msg` is the poll's message id). */
+  sendPoll(room: string, body: string, poll: PollInput): Promise<Ack> {
+    return this.#request<Ack>({ type: 'chat', room, body, poll }, true)
+  }
+
+  /**
+   * Replaces this user's vote on a poll (`[]` withdraws it; several options only in a `multiple`
+   * poll); the ack has no `seq` when the vote was the same. Rejects with `closed` once it closed.
+   */
+  vote(room: string, msg: string, options: number[]): Promise<Ack> {
+    return this.#request<Ack>({ type: 'vote', room, msg, options }, true)
+  }
+
+  /** Closes a poll (its author, moderators and owners); rejects with `closed` when it is already. */
+  closePoll(room: string, msg: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'close_poll', room, msg }, true)
+  }
+
+  /**
+   * Changes a room's settings (owners and moderators): `slow_mode_s` 0..3600. In slow mode a
+   * member's `send` too soon rejects with `slow_mode` and `retryAfter` (seconds).
+   */
+  setSettings(room: string, settings: RoomSettings): Promise<Ack> {
+    return this.#request<Ack>({ type: 'settings', room, slow_mode_s: settings.slow_mode_s }, true)
+  }
+
   /** Pins a message of the room (moderators and owners); the ack has no `seq` when it was pinned already. */
   pin(room: string, msg: string): Promise<Ack> {
     return this.#request<Ack>({ type: 'pin', room, msg }, true)
@@ -732,7 +773,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     if (ok) p.resolve(value as never)
     else {
       const e = value as ErrorFrame
-      p.reject(new ChatError(e.code, e.message))
+      p.reject(new ChatError(e.code, e.message, e.retry_after))
     }
     return true
   }
@@ -854,6 +895,12 @@ export class ChatClient extends Emitter<ClientEvents> {
         return this.emit('react', m as unknown as ReactEvent)
       case 'moderation':
         return this.emit('moderation', m as unknown as ModerationEvent)
+      case 'vote':
+        return this.emit('vote', m as unknown as VoteEvent)
+      case 'poll_closed':
+        return this.emit('poll_closed', m as unknown as PollClosedEvent)
+      case 'settings':
+        return this.emit('settings', m as unknown as SettingsEvent)
     }
     if (m.type !== 'chat' && m.type !== 'dm') return // an event type this client does not know: `frame` only
     const message = m as unknown as RoomMessage
