@@ -30,8 +30,6 @@ export interface RoomSettings {
   slow_mode_s: number
 }
 
-export const DEFAULT_SETTINGS: Readonly<RoomSettings> = Object.freeze({ slow_mode_s: 0 })
-
 /**
  * A poll's state (a chat that carries `poll`), changed by `vote` and `poll_closed` events.
  * The question and option texts stay in the message's frame; the rules need only these.
