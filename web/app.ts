@@ -797,7 +797,7 @@ function redraw(room: string, msg: string) {
 client.on('vote', (e) => {
   const p = shownPoll(e.room, e.msg)
   if (!p) return
-  p.options.forEach((o, i) => (o.votes = e.tallies[i] ?? o.votes))
+  for (const [i, o] of p.options.entries()) o.votes = e.tallies[i] ?? o.votes
   if (e.user?.id === me()) p.mine = e.options
   redraw(e.room, e.msg)
 })
@@ -805,7 +805,7 @@ client.on('poll_closed', (e) => {
   const p = shownPoll(e.room, e.msg)
   if (!p) return
   p.closed = true
-  p.options.forEach((o, i) => (o.votes = e.tallies[i] ?? o.votes))
+  for (const [i, o] of p.options.entries()) o.votes = e.tallies[i] ?? o.votes
   redraw(e.room, e.msg)
 })
 
