@@ -39,6 +39,8 @@ export interface Polls {
 }
 
 const SERVER: User = { id: SERVER_ID, name: 'server' }
+/** Polls whose anonymity this node knows, at most (past it the map starts over). */
+const KNOWN_POLLS_MAX = 10_000
 /** setTimeout's longest delay; a later close re-arms its timer. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -53,6 +55,12 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export function createPolls(deps: { broker: Broker; append: Append; store?: Pick<Store, 'messages'> }): Polls {
   const { broker, append, store } = deps
   const timers = new Map<string, ReturnType<typeof setTimeout>>()
+  /**
+   * Whether a poll is anonymous, by room and message: it never changes, so a vote after the
+   * first on this node needs no read before its append (bench/events.ts: the read cost a vote
+   * about as much as the append). The sequencer still checks it.
+   */
+  const anonymity = new Map<string, boolean>()
 
   function shape(poll: NonNullable<FrameOf<'chat'>['poll']>): PollFrame {
     let closes_at: string | undefined
@@ -120,16 +128,28 @@ export function createPolls(deps: { broker: Broker; append: Append; store?: Pick
 
   async function vote(room: string, actor: User, msg: string, options: number[]) {
     // Whether the frame names the voter is the poll's (it never changes); the sequencer checks it again.
-    const poll = await pollOf(room, msg)
+    const k = `${room}\n${msg}`
+    let anonymous = anonymity.get(k)
+    if (anonymous === undefined) {
+      anonymous = (await pollOf(room, msg)).anonymous
+      if (anonymity.size >= KNOWN_POLLS_MAX) anonymity.clear()
+      anonymity.set(k, anonymous)
+    }
     const sorted = [...options].sort((a, b) => a - b)
-    const extra = { msg, options: sorted, tallies: null, ...(poll.anonymous ? { anonymous: true } : {}) }
+    const extra = { msg, options: sorted, tallies: null, ...(anonymous ? { anonymous: true } : {}) }
     try {
       return await append(room, draft('vote', room, actor, extra))
     } catch (err) {
       // Past its closes_at and its close not appended (the node that armed it went away): appended now.
-      if (err instanceof FrameError && err.code === 'closed' && !poll.closed && pollClosed(poll, Date.now())) void closeBy(room, msg)
+      if (err instanceof FrameError && err.code === 'closed') void closeIfDue(room, msg)
       throw err
     }
+  }
+
+  /** A poll past its closes_at whose close is not appended: the server appends it. */
+  async function closeIfDue(room: string, msg: string) {
+    const poll = await pollOf(room, msg).catch(() => undefined)
+    if (poll && !poll.closed && pollClosed(poll, Date.now())) await closeBy(room, msg)
   }
 
   const close = (room: string, actor: User, msg: string, moderator: boolean) =>
