@@ -106,7 +106,10 @@ describe.skipIf(!haveChromium)('polls on the demo page in Chromium', () => {
     await bob.locator('#send-form .slow-mode', { hasText: /slow mode: \d+ s/ }).waitFor(SLOW)
     await bob.fill('#text', 'second')
     await bob.press('#text', 'Enter')
-    await bob.locator('.divider', { hasText: 'slow mode' }).last().waitFor(SLOW)
-    expect(await bob.locator('.divider').last().textContent()).toContain('not sent')
+    const refused = bob.locator('.divider', { hasText: 'not sent' }).last()
+    await refused.waitFor(SLOW)
+    expect(await refused.textContent()).toContain('slow mode')
+    // The message was not shown as sent.
+    expect(await bob.locator('.room-log:not([hidden]) .msg .body', { hasText: 'second' }).count()).toBe(0)
   }, 60_000)
 })
