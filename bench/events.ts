@@ -1,6 +1,6 @@
 /**
- * What a change costs next to a message: server CPU per event for chat, edit, react, unreact and
- * delete, each phase a flood of one kind of event into one room with members, every event an
+ * What a change costs next to a message: server CPU per event for chat, edit, react, unreact,
+ * vote (v4: every sender's vote on one poll, replaced each time, tallied by the sequencer) and delete, each phase a flood of one kind of event into one room with members, every event an
  * ack'd request (a window of them in flight per sender).
  *
  *   bun run bench/events.ts [--events=30000] [--members=10] [--senders=10] [--window=32] [--engines=memory,redis]
@@ -22,8 +22,8 @@ const WINDOW = Number(arg('window', '32'))
 const ENGINES = arg('engines', 'memory,redis').split(',')
 const ROOM = 'events-bench'
 
-type Kind = 'chat' | 'edit' | 'react' | 'unreact' | 'delete'
-const KINDS: Kind[] = ['chat', 'edit', 'react', 'unreact', 'delete']
+type Kind = 'chat' | 'edit' | 'react' | 'unreact' | 'vote' | 'delete'
+const KINDS: Kind[] = ['chat', 'edit', 'react', 'unreact', 'vote', 'delete']
 
 interface Sock {
   ws: WebSocket
@@ -105,6 +105,14 @@ async function measure(engine: string, env: Record<string, string>) {
       senders.map((s) => flood(s, 'warm', Math.min(per, 1000), (i, id) => ({ type: 'chat', room: ROOM, body: `warm-up ${i}`, id }))),
     )
     for (let i = 0; i < 100 && members.some((m) => m.received < Math.min(per, 1000) * SENDERS); i++) await Bun.sleep(10)
+    // The poll of the vote phase (not measured): every sender votes on it, each vote replacing the last.
+    const [poll] = await flood(senders[0]!, 'poll', 1, (_, id) => ({
+      type: 'chat',
+      room: ROOM,
+      body: 'the bench poll',
+      poll: { question: 'which?', options: ['a', 'b', 'c'] },
+      id,
+    }))
     const own: string[][] = senders.map(() => [])
     const rows: { kind: Kind; events: number; seconds: number; cpu: number; delivered: number }[] = []
     for (const kind of KINDS) {
@@ -118,6 +126,8 @@ async function measure(engine: string, env: Record<string, string>) {
             if (kind === 'chat') return { type: 'chat', room: ROOM, body: `message ${i} of sender ${k}`, id }
             if (kind === 'edit') return { type: 'edit', room: ROOM, msg, body: `message ${i} of sender ${k}, edited`, id }
             if (kind === 'react' || kind === 'unreact') return { type: kind, room: ROOM, msg, reaction: '👍', id }
+            // Alternating options: each vote changes the sender's vote (a repeat would append nothing).
+            if (kind === 'vote') return { type: 'vote', room: ROOM, msg: poll, options: [i % 2], id }
             return { type: 'delete', room: ROOM, msg, id }
           }),
         ),

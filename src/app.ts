@@ -16,6 +16,7 @@ import { conversationsRoutes } from './http/conversations-api'
 import { moderationRoutes } from './http/moderation-api'
 import { pushRoutes } from './http/push-api'
 import { searchRoutes } from './http/search-api'
+import { pollsRoutes } from './http/polls-api'
 import { uploadsRoutes } from './http/uploads-api'
 import type { Uploads } from './uploads/service'
 import { demoRoutes } from './http/demo'
@@ -343,6 +344,7 @@ export function createApp(deps: AppDeps) {
     .use(moderationRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(pushRoutes({ config, hub, broker, members: deps.members, store: deps.store }))
     .use(searchRoutes({ config, hub, broker, store: deps.store }))
+    .use(pollsRoutes({ config, hub, broker, store: deps.store }))
     .use(adminRoutes({ config, stats }))
     .use(
       deps.uploads

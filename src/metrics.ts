@@ -206,6 +206,8 @@ export function createMetrics(): Metrics {
     'not_found',
     'limit',
     'rejected',
+    'closed',
+    'slow_mode',
   ]
   const errors = new Counter({ name: 'chat_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers: [registry] })
   const rateLimited = new Counter({ name: 'chat_rate_limited_total', help: 'Frames refused by the rate limit', registers: [registry] })

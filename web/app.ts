@@ -3,7 +3,7 @@
  * user-supplied text is put on the page with `textContent`, never parsed as HTML.
  */
 import { ChatClient, isSystemMessage } from '../client/src/index'
-import type { Attachment, DirectMessage, LinkPreview, ModerationEvent, RoomMessage, User } from '../client/src/index'
+import type { Attachment, DirectMessage, LinkPreview, ModerationEvent, Poll, RoomMessage, User } from '../client/src/index'
 
 const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
@@ -261,7 +261,7 @@ function addMessage(m: RoomMessage) {
   const known = v.msgs.get(m.id)
   if (known) {
     // The history page's copy is the newer state (it arrived live before the page was read).
-    if (m.edited_at || m.deleted || m.reactions) render(Object.assign(known, stateOf(m)), m.room)
+    if (m.edited_at || m.deleted || m.reactions || (m.type === 'chat' && m.poll)) render(Object.assign(known, stateOf(m)), m.room)
     return
   }
   if (v.ids.has(m.id)) return
@@ -325,6 +325,7 @@ function render(s: Shown, room: string) {
     // An edit in progress stays open while reactions and other changes come in.
     parts.push(li.querySelector<HTMLFormElement>('.edit-form') ?? el('div', 'body', m.body)) // textContent: a body is never HTML
     if (m.attachments?.length) parts.push(attachmentsOf(m.attachments))
+    if (m.type === 'chat' && m.poll) parts.push(pollView(m.poll, room, m.id, mine))
     if (m.preview) parts.push(previewCard(m.preview))
     const reactions = el('div', 'reactions')
     for (const [reaction, r] of s.reactions) {
@@ -735,10 +736,14 @@ ui.sendForm.addEventListener('submit', (e) => {
   if (isDirect(current)) return addDivider(current, 'not sent: the other user of this conversation is not known yet')
   // Sent at once when connected; kept in the client's outbox (same id) while reconnecting.
   const room = current
+  if (body.startsWith('/poll ')) return sendPoll(room, body)
   const parent = replyTo?.room === room ? replyTo.id : undefined
   replyTo = undefined
   renderReplying()
-  ;(parent ? client.reply(room, parent, body) : client.send(room, body)).catch((err) => addDivider(room, `not sent: ${err.message}`))
+  ;(parent ? client.reply(room, parent, body) : client.send(room, body)).then(
+    () => sent(room),
+    (err) => notSent(room, err),
+  )
 })
 
 ui.joinForm.addEventListener('submit', (e) => {
@@ -754,6 +759,110 @@ ui.joinForm.addEventListener('submit', (e) => {
     .catch((err) => (err.code === 'forbidden' && !client.conversation(room) ? client.join(room) : Promise.reject(err)))
     .catch((err) => addDivider(room, `could not join: ${err.message}`))
 })
+
+// ---------------------------------------------------------------- polls and slow mode (v4)
+
+/** `/poll Question? | option | option…` (`/poll!` for several choices): a chat carrying a poll. */
+function sendPoll(room: string, text: string) {
+  const multiple = text.startsWith('/poll! ')
+  const [question = '', ...options] = text
+    .slice(multiple ? 7 : 6)
+    .split('|')
+    .map((s) => s.trim())
+  client.sendPoll(room, question, { question, options: options.filter(Boolean), multiple }).then(
+    () => sent(room),
+    (err) => notSent(room, err),
+  )
+}
+
+/** A poll's question and one bar per option (its share of the votes); a click votes (again: withdraws). */
+function pollView(p: Poll, room: string, msg: string, mine: boolean): HTMLElement {
+  const box = el('div', 'poll')
+  box.dataset.msg = msg
+  box.append(el('div', 'question', p.question))
+  const total = p.options.reduce((n, o) => n + o.votes, 0)
+  p.options.forEach((o, i) => {
+    const chosen = p.mine.includes(i)
+    const b = button('option', '', p.closed ? 'closed' : chosen ? 'withdraw your vote' : 'vote', () => {
+      const next = chosen ? p.mine.filter((x) => x !== i) : p.multiple ? [...p.mine, i] : [i]
+      client.vote(room, msg, next).then(
+        () => {
+          p.mine = next // an anonymous vote's event names nobody: this page knows its own
+          redraw(room, msg)
+        },
+        (err) => addDivider(room, `vote not counted: ${err.message}`),
+      )
+    })
+    b.disabled = p.closed
+    b.setAttribute('aria-pressed', String(chosen))
+    const bar = el('span', 'bar')
+    bar.style.width = `${total ? Math.round((o.votes / total) * 100) : 0}%`
+    b.append(bar, el('span', 'text', o.text), el('span', 'votes', String(o.votes)))
+    box.append(b)
+  })
+  const foot = el('div', 'poll-foot', p.closed ? `closed · ${total} votes` : `${total} votes${p.anonymous ? ' · anonymous' : ''}`)
+  if (!p.closed && (mine || moderates(room)))
+    foot.append(button('close-poll', 'Close', 'close the poll', () => void client.closePoll(room, msg).catch(() => {})))
+  box.append(foot)
+  return box
+}
+
+/** The poll of a message on the page, to change and draw again. */
+function shownPoll(room: string, msg: string): Poll | undefined {
+  const m = views.get(room)?.msgs.get(msg)?.m
+  return m?.type === 'chat' ? m.poll : undefined
+}
+function redraw(room: string, msg: string) {
+  const s = views.get(room)?.msgs.get(msg)
+  if (s) render(s, room)
+}
+client.on('vote', (e) => {
+  const p = shownPoll(e.room, e.msg)
+  if (!p) return
+  for (const [i, o] of p.options.entries()) o.votes = e.tallies[i] ?? o.votes
+  if (e.user?.id === me()) p.mine = e.options
+  redraw(e.room, e.msg)
+})
+client.on('poll_closed', (e) => {
+  const p = shownPoll(e.room, e.msg)
+  if (!p) return
+  p.closed = true
+  for (const [i, o] of p.options.entries()) o.votes = e.tallies[i] ?? o.votes
+  redraw(e.room, e.msg)
+})
+
+/** Slow mode per room (`joined` and `settings` say it), and when this user may write again. */
+const slowMode = new Map<string, number>()
+const waitUntil = new Map<string, number>()
+const slowLabel = el('span', 'slow-mode')
+ui.sendForm.append(slowLabel)
+client.on('joined', (j) => {
+  if (j.settings) slowMode.set(j.room, j.settings.slow_mode_s)
+  if (j.room === current) renderSlow()
+})
+client.on('settings', (e) => {
+  slowMode.set(e.room, e.slow_mode_s)
+  if (e.slow_mode_s === 0) waitUntil.delete(e.room)
+  addDivider(e.room, e.slow_mode_s ? `slow mode: one message every ${e.slow_mode_s} s` : 'slow mode off')
+  renderSlow()
+})
+/** Sent: in slow mode a member's next message waits (owners and moderators do not). */
+function sent(room: string) {
+  const s = slowMode.get(room) ?? 0
+  if (s > 0 && !moderates(room)) waitUntil.set(room, Date.now() + s * 1000)
+  renderSlow()
+}
+function notSent(room: string, err: { code?: string; message: string; retryAfter?: number }) {
+  if (err.code === 'slow_mode' && err.retryAfter) waitUntil.set(room, Date.now() + err.retryAfter * 1000)
+  addDivider(room, `not sent: ${err.message}`)
+  renderSlow()
+}
+/** The countdown beside Send while the current room makes this user wait. */
+function renderSlow() {
+  const left = Math.ceil(((waitUntil.get(current) ?? 0) - Date.now()) / 1000)
+  slowLabel.textContent = left > 0 ? `slow mode: ${left} s` : (slowMode.get(current) ?? 0) > 0 ? 'slow mode' : ''
+}
+setInterval(renderSlow, 1000)
 
 // ---------------------------------------------------------------- attachments
 

@@ -21,6 +21,8 @@ import type {
   ModerationEvent,
   Pin,
   PinsFrame,
+  PollClosedEvent,
+  PollInput,
   PongFrame,
   PresenceFrame,
   PresencePage,
@@ -29,11 +31,14 @@ import type {
   ReadFrame,
   Role,
   RoomMessage,
+  RoomSettings,
   RoomsFrame,
   SearchFrame,
   ServerFrame,
+  SettingsEvent,
   TypingFrame,
   User,
+  VoteEvent,
   WelcomeFrame,
 } from './types'
 
@@ -118,6 +123,8 @@ export class ChatError extends Error {
   constructor(
     readonly code: ErrorCode | 'timeout' | 'closed',
     message: string,
+    /** v4: seconds to wait before sending again (`slow_mode`). */
+    readonly retryAfter?: number,
   ) {
     super(message)
     this.name = 'ChatError'
@@ -180,6 +187,12 @@ export interface ClientEvents {
   moderation: ModerationEvent
   /** v4: a message's link preview (in seq order like `edit`); `history` shows it as the message's `preview`. */
   preview: PreviewEvent
+  /** v4, like `chat` (in seq order, once): a vote on a poll, with the poll's tallies after it. */
+  vote: VoteEvent
+  /** v4: a poll closed, with its final tallies. */
+  poll_closed: PollClosedEvent
+  /** v4: the room's settings changed (slow mode). */
+  settings: SettingsEvent
   ack: AckFrame
   joined: JoinedFrame
   /** Answers `leave`; unasked (no `id`) when the server took the connection out: `reason` `banned` or `kicked`, a membership ended, a refreshed token lost the room. */
@@ -497,6 +510,34 @@ export class ChatClient extends Emitter<ClientEvents> {
   ): Promise<{ results: RoomMessage[]; cursor?: string }> {
     const f = await this.#request<SearchFrame>({ type: 'search', q, ...opts }, true)
     return { results: f.results, ...(f.cursor === undefined ? {} : { cursor: f.cursor }) }
+  }
+
+  // ---------------------------------------------------------------- polls and slow mode (v4)
+
+  /** Sends a chat carrying a poll; resolves with its ack (`msg` is the poll's message id). */
+  sendPoll(room: string, body: string, poll: PollInput): Promise<Ack> {
+    return this.#request<Ack>({ type: 'chat', room, body, poll }, true)
+  }
+
+  /**
+   * Replaces this user's vote on a poll (`[]` withdraws it; several options only in a `multiple`
+   * poll); the ack has no `seq` when the vote was the same. Rejects with `closed` once it closed.
+   */
+  vote(room: string, msg: string, options: number[]): Promise<Ack> {
+    return this.#request<Ack>({ type: 'vote', room, msg, options }, true)
+  }
+
+  /** Closes a poll (its author, moderators and owners); rejects with `closed` when it is already. */
+  closePoll(room: string, msg: string): Promise<Ack> {
+    return this.#request<Ack>({ type: 'close_poll', room, msg }, true)
+  }
+
+  /**
+   * Changes a room's settings (owners and moderators): `slow_mode_s` 0..3600. In slow mode a
+   * member's `send` too soon rejects with `slow_mode` and `retryAfter` (seconds).
+   */
+  setSettings(room: string, settings: RoomSettings): Promise<Ack> {
+    return this.#request<Ack>({ type: 'settings', room, slow_mode_s: settings.slow_mode_s }, true)
   }
 
   /** Pins a message of the room (moderators and owners); the ack has no `seq` when it was pinned already. */
@@ -857,7 +898,7 @@ export class ChatClient extends Emitter<ClientEvents> {
     if (ok) p.resolve(value as never)
     else {
       const e = value as ErrorFrame
-      p.reject(new ChatError(e.code, e.message))
+      p.reject(new ChatError(e.code, e.message, e.retry_after))
     }
     return true
   }
@@ -981,6 +1022,12 @@ export class ChatClient extends Emitter<ClientEvents> {
         return this.emit('moderation', m as unknown as ModerationEvent)
       case 'preview':
         return this.emit('preview', m as unknown as PreviewEvent)
+      case 'vote':
+        return this.emit('vote', m as unknown as VoteEvent)
+      case 'poll_closed':
+        return this.emit('poll_closed', m as unknown as PollClosedEvent)
+      case 'settings':
+        return this.emit('settings', m as unknown as SettingsEvent)
     }
     if (m.type !== 'chat' && m.type !== 'dm') return // an event type this client does not know: `frame` only
     const message = m as unknown as RoomMessage

@@ -75,6 +75,75 @@ export interface ChatMessage extends MessageState {
   body: string
   data?: unknown
   attachments?: Attachment[]
+  /** v4: the message is a poll (live frames show it as sent; `history` as it stands, with `mine`). */
+  poll?: Poll
+  ts: string
+}
+
+/** v4: a poll as a message carries it. */
+export interface Poll {
+  question: string
+  options: { text: string; votes: number }[]
+  multiple: boolean
+  /** Votes name no user. */
+  anonymous: boolean
+  closed: boolean
+  /** The options of the asking user's vote (`[]`: none); always there in `history`. */
+  mine: number[]
+  closes_at?: string
+}
+
+/** v4: what `sendPoll` sends (the server makes the rest). */
+export interface PollInput {
+  question: string
+  /** 2..10 options of 1..100 characters. */
+  options: string[]
+  multiple?: boolean
+  anonymous?: boolean
+  /** ISO time, ahead: the poll closes by itself then. */
+  closes_at?: string
+}
+
+/** v4: a user's vote replaced (`options` `[]`: withdrawn); `tallies` are every option's votes after it. */
+export interface VoteEvent {
+  type: 'vote'
+  id: string
+  room: string
+  seq: number
+  /** Absent when the poll is anonymous. */
+  user?: User
+  msg: string
+  options: number[]
+  tallies: number[]
+  anonymous?: true
+  ts: string
+}
+
+/** v4: a poll closed (by its author, a moderator, or the server at `closes_at`), with its final tallies. */
+export interface PollClosedEvent {
+  type: 'poll_closed'
+  id: string
+  room: string
+  seq: number
+  by: User
+  msg: string
+  tallies: number[]
+  ts: string
+}
+
+/** v4: a room's settings. */
+export interface RoomSettings {
+  /** A member's chats are at least this many seconds apart (owners and moderators exempt); 0: off. */
+  slow_mode_s: number
+}
+
+/** v4: an owner, a moderator or the server changed the room's settings. */
+export interface SettingsEvent extends RoomSettings {
+  type: 'settings'
+  id: string
+  room: string
+  seq: number
+  by: User
   ts: string
 }
 
@@ -119,6 +188,8 @@ export interface JoinedFrame {
   unread?: number
   /** v2: the user's role in the room; only in the answer to a `join` (not in direct rooms). */
   role?: Role
+  /** v4: the room's settings. */
+  settings?: RoomSettings
 }
 
 /** v2: a user's role in a room (token claim `roles`, or the server API). */
@@ -330,11 +401,15 @@ export type ErrorCode =
   | 'limit'
   /** The word filter refused the text (MODERATION_WORDS_ACTION=reject). */
   | 'rejected'
+  | 'closed'
+  | 'slow_mode'
 
 export interface ErrorFrame {
   type: 'error'
   code: ErrorCode
   message: string
+  /** v4: seconds to wait before sending again (`slow_mode`). */
+  retry_after?: number
   id?: string
 }
 
@@ -359,6 +434,9 @@ export type ServerFrame =
   | ReactEvent
   | ModerationEvent
   | PreviewEvent
+  | VoteEvent
+  | PollClosedEvent
+  | SettingsEvent
 
 /** Close codes the server uses. */
 export const CloseCode = {

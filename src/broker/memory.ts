@@ -6,6 +6,8 @@ import { Unavailable } from './types'
 import type { Store } from '../store/types'
 import { isMessageFrame } from '../protocol/server-frames'
 import { MessageStates, Refused, byPinTime, neededMessage, project } from './message-rules'
+import { withTallies } from '../protocol/server-frames'
+import type { RoomRules } from './message-rules'
 import { memoryLedger } from '../cluster/ledger'
 import type { Ledger } from '../cluster/ledger'
 import { ledgerPresence } from './presence'
@@ -37,6 +39,8 @@ interface RoomLog {
   standing: Sanctions
   /** The room's pinned messages (from the store's origin after a restart). */
   pins: Pins
+  /** Its settings and slow mode's last chats (from the store's origin after a restart). */
+  rules: RoomRules
 }
 
 export interface MemoryBrokerOptions {
@@ -96,6 +100,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
           msgs: new MessageStates(opts.historyLimit * 2),
           standing: new Map(),
           pins: new Map((o.pins ?? []).map((p) => [p.msg, p])),
+          rules: { settings: { slow_mode_s: o.settings?.slow_mode_s ?? 0 }, lastChat: new Map() },
         }
         early.delete(room)
         rooms.set(room, fresh)
@@ -138,9 +143,14 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
    * synchronous step (no change races another); an answer instead when there is nothing to publish.
    */
   function sequence(r: RoomLog, draft: EventDraft): number | Accepted {
-    const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing, r.pins)
-    if (!verdict.ok) throw new Refused(verdict.code, verdict.message)
+    const verdict = project(r.msgs, draft.event, r.seq + 1, caps, draft.moderator, r.standing, r.pins, r.rules)
+    if (!verdict.ok) throw new Refused(verdict.code, verdict.message, verdict.retryAfter)
     if (verdict.noop) return { id: draft.event.id, seq: top(r), duplicate: false, noop: true }
+    if (verdict.tallies) {
+      // A vote's or close's tallies are known only now: into its frame and its stored event.
+      draft.tail = withTallies(draft.tail, verdict.tallies)
+      draft.event.extra = { ...draft.event.extra, tallies: verdict.tallies }
+    }
     return ++r.seq
   }
 
@@ -301,6 +311,9 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
     },
     async pins(room) {
       return [...(await log(room)).pins.values()].sort(byPinTime)
+    },
+    async settings(room) {
+      return { ...(await log(room)).rules.settings }
     },
     presence: ledgerPresence((opts.ledger ?? memoryLedger()).book('presence')),
     problem: () => undefined,

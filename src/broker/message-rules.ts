@@ -1,8 +1,9 @@
 import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
-export type { MessageState, Pin, Pins } from '../core/room-log'
-import type { LinkPreview, MessageState, Pin, Pins } from '../core/room-log'
-import { reactionMap } from '../core/room-log'
+export type { MessageState, Pin, Pins, PollState, RoomSettings } from '../core/room-log'
+import type { LinkPreview, MessageState, Pin, Pins, PollState, RoomSettings } from '../core/room-log'
+import { pollClosed, pollStateOf, reactionMap } from '../core/room-log'
+export { pollStateOf }
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
 export const NO_REACTIONS: Record<string, string[]> = Object.freeze(reactionMap())
@@ -71,14 +72,70 @@ export class Refused extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** Seconds until the same event would be accepted (`slow_mode`). */
+    readonly retryAfter?: number,
   ) {
     super(message)
   }
 }
 
-export type Verdict = { ok: true; noop?: boolean } | { ok: false; code: ErrorCode; message: string }
+/** Accepted (`tallies`: a poll's after a vote or its close, for the event's frame), or refused. */
+export type Verdict =
+  | { ok: true; noop?: boolean; tallies?: number[] }
+  | { ok: false; code: ErrorCode; message: string; retryAfter?: number }
 
-const refuse = (code: ErrorCode, message: string): Verdict => ({ ok: false, code, message })
+const refuse = (code: ErrorCode, message: string, retryAfter?: number): Verdict => ({ ok: false, code, message, retryAfter })
+
+/**
+ * What the sequencer keeps of a room beside its messages (v4): its settings, and when slow mode
+ * is on, each member's last chat (ms), so that the wait holds whichever node a chat comes through.
+ */
+export interface RoomRules {
+  settings: RoomSettings
+  lastChat: Map<string, number>
+}
+
+/** What is wrong with a vote's options for `p`, or undefined: indexes of its options, distinct, one unless multiple. */
+function badOptions(p: PollState, options: unknown): string | undefined {
+  if (!Array.isArray(options)) return 'options: must be an array of option indexes'
+  if (options.length > 1 && !p.multiple) return 'options: this poll takes one option (it is not multiple)'
+  const seen = new Set<number>()
+  for (const o of options) {
+    if (!Number.isInteger(o) || (o as number) < 0 || (o as number) >= p.options)
+      return `options: ${JSON.stringify(o)} is not an option (0..${p.options - 1})`
+    if (seen.has(o as number)) return `options: ${o} is given twice`
+    seen.add(o as number)
+  }
+  return undefined
+}
+
+const sameVote = (a: number[], b: number[]) => a.length === b.length && a.every((o, i) => o === b[i])
+
+/** A vote or a close of `m`'s poll, checked and applied (see project). */
+function pollChange(m: MessageState, e: RoomEvent, x: Record<string, unknown>, moderator: boolean): Verdict {
+  const id = x.msg as string
+  const p = m.poll
+  if (!p) return refuse('bad_request', `msg: ${id} is not a poll`)
+  if (e.type === 'poll_closed') {
+    if (p.closed) return refuse('closed', `poll: ${id} is already closed`)
+    if (m.author !== e.from.id && !moderator) return refuse('forbidden', `msg: only its author or a moderator of ${e.room} may close ${id}`)
+    p.closed = true
+    return { ok: true, tallies: [...p.tallies] }
+  }
+  if (pollClosed(p, Date.now())) return refuse('closed', `poll: ${id} is closed`)
+  // The frame names the voter unless the poll is anonymous: a draft that says otherwise would leak it.
+  if ((x.anonymous === true) !== p.anonymous) return refuse('bad_request', `vote: anonymous must be the poll's (${p.anonymous})`)
+  const bad = badOptions(p, x.options)
+  if (bad) return refuse('bad_request', bad)
+  const next = x.options as number[]
+  const prev = p.votes[e.from.id] ?? []
+  if (sameVote(prev, next)) return { ok: true, noop: true }
+  for (const o of prev) p.tallies[o]!--
+  for (const o of next) p.tallies[o]!++
+  if (next.length) p.votes[e.from.id] = [...next]
+  else delete p.votes[e.from.id]
+  return { ok: true, tallies: [...p.tallies] }
+}
 const OK: Verdict = Object.freeze({ ok: true })
 const NO_EXTRA = Object.freeze({})
 
@@ -106,8 +163,16 @@ export function project(
   moderator = false,
   standing?: Sanctions,
   pins?: Pins,
+  rules?: RoomRules,
 ): Verdict {
   const x = (e.extra ?? NO_EXTRA) as Record<string, unknown>
+  if (e.type === 'settings') {
+    if (!moderator) return refuse('forbidden', `room: only a moderator or owner of ${e.room} may change its settings`)
+    if (!rules) return refuse('unavailable', 'settings: this engine keeps no room settings')
+    // Last chats stay: turned off and on again, the wait runs from a member's last chat in slow mode (as in append.lua).
+    rules.settings = { slow_mode_s: x.slow_mode_s as number }
+    return OK
+  }
   if (standing && e.type === 'moderation') {
     const target = (x.user as { id: string }).id
     if (x.action === 'mute') standing.set(`mute:${target}`, Date.parse(x.until as string))
@@ -127,8 +192,22 @@ export function project(
       const p = msgs.get(parent)
       if (!p || p.deleted) return refuse('not_found', `reply_to: no message ${parent} in ${e.room}`)
     }
+    const slow = rules?.settings.slow_mode_s ?? 0
+    if (slow > 0 && e.type === 'chat' && e.from.id !== SERVER_ID && !moderator) {
+      const now = Date.now()
+      const last = rules!.lastChat.get(e.from.id)
+      if (last !== undefined && now - last < slow * 1000)
+        return refuse(
+          'slow_mode',
+          `room: slow mode in ${e.room}: one message every ${slow} s`,
+          Math.ceil((last + slow * 1000 - now) / 1000),
+        )
+      rules!.lastChat.set(e.from.id, now)
+    }
     // Its body and data are the frame's until an edit: only an edit's are kept here.
-    msgs.add(e.id, { seq, author: e.from.id, reactions: NO_REACTIONS })
+    const state: MessageState = { seq, author: e.from.id, reactions: NO_REACTIONS }
+    if (x.poll) state.poll = pollStateOf(x.poll as Parameters<typeof pollStateOf>[0])
+    msgs.add(e.id, state)
     return OK
   }
   if (e.type === 'moderation') return { ok: true }
@@ -148,6 +227,7 @@ export function project(
     m.preview = x.preview as LinkPreview
     return { ok: true }
   }
+  if (e.type === 'vote' || e.type === 'poll_closed') return pollChange(m, e, x, moderator)
   if (e.type === 'pinned') {
     if (!moderator) return refuse('forbidden', `room: only a moderator or owner of ${e.room} may pin`)
     if (!pins) return refuse('unavailable', 'pin: this engine keeps no pins')
@@ -216,12 +296,13 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
     me: users.includes(viewer),
   }))
   const preview = state.deleted ? undefined : state.preview
-  if (!state.deleted && !state.edited_at && reactions.length === 0 && !preview) return frame
+  if (!state.deleted && !state.edited_at && reactions.length === 0 && !preview && !state.poll) return frame
   const f = JSON.parse(frame)
+  if (state.poll && f.poll && !state.deleted) f.poll = pollAsShown(f.poll, state.poll, viewer)
   const out: Record<string, unknown> = {}
   for (const k in f) {
     // A deleted message's files are removed with it: it no longer lists them.
-    if (k === 'attachments' && state.deleted) continue
+    if ((k === 'attachments' || k === 'poll') && state.deleted) continue
     if (k === 'body' || k === 'data') {
       // Deleted: neither; edited: the edit's (its data may be absent); else the frame's own.
       if (state.deleted || state.edited_at) continue
@@ -241,6 +322,16 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
   return JSON.stringify(out)
 }
 
+/** A poll as `viewer` sees it now: each option's votes, closed (also past closes_at), the viewer's own vote. */
+export function pollAsShown(shown: { options: { text: string }[] }, p: PollState, viewer: string) {
+  return {
+    ...shown,
+    options: shown.options.map((o, i) => ({ text: o.text, votes: p.tallies[i] ?? 0 })),
+    closed: pollClosed(p, Date.now()),
+    mine: p.votes[viewer] ?? [],
+  }
+}
+
 /** The message id a chat/dm frame carries, cheaply (its `id` follows the seq). */
 export function messageIdOf(frame: string): string | undefined {
   const i = frame.indexOf(',"id":"')
@@ -256,7 +347,16 @@ export type LoadMessages = (room: string, ids: string[]) => Promise<Map<string, 
 export function neededMessage(e: RoomEvent): string | undefined {
   const x = e.extra as Record<string, unknown> | undefined
   if (!x) return undefined
-  if (e.type === 'edit' || e.type === 'delete' || e.type === 'react' || e.type === 'pinned' || e.type === 'preview') return x.msg as string
+  if (
+    e.type === 'edit' ||
+    e.type === 'delete' ||
+    e.type === 'react' ||
+    e.type === 'pinned' ||
+    e.type === 'preview' ||
+    e.type === 'vote' ||
+    e.type === 'poll_closed'
+  )
+    return x.msg as string
   if (e.type === 'chat' || e.type === 'dm') return x.reply_to as string | undefined
   return undefined
 }

@@ -1,5 +1,5 @@
 import type { Position } from '../core/room-log'
-import type { MessageState, Pin } from './message-rules'
+import type { MessageState, Pin, RoomSettings } from './message-rules'
 
 /** Unread counts are exact up to this; at it, the client shows "999+". */
 export const UNREAD_CAP = 1000
@@ -63,4 +63,6 @@ export interface ReadModel {
   messages?(room: string, ids: string[]): Promise<Map<string, MessageState>>
   /** The room's pinned messages, oldest pin first (the engine's own state, checked by its append). */
   pins?(room: string): Promise<Pin[]>
+  /** The room's settings (v4: slow mode), as its `settings` events set them. */
+  settings?(room: string): Promise<RoomSettings>
 }

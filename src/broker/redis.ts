@@ -11,7 +11,7 @@ import { ledgerPresence } from './presence'
 import type { Presence, PresenceEdge } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
-import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
+import type { Caps, LoadMessages, MessageState, Pin, PollState } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic, summarize } from './types'
 import { isRoomTopic, topicRoom } from '../core/topic'
@@ -42,6 +42,42 @@ export interface RedisBrokerOptions {
    */
   store?: Pick<Store, 'save' | 'stored' | 'accepting' | 'range'>
   onError?: (err: unknown) => void
+}
+
+/** A poll's state as append.lua keeps it in the message's `p` (see its header). */
+interface LuaPoll {
+  n: number
+  m: boolean
+  an: boolean
+  z?: number
+  c?: boolean
+  t: number[]
+  v: Record<string, number[]> | []
+}
+
+const pollToLua = (p: PollState): LuaPoll => ({
+  n: p.options,
+  m: p.multiple,
+  an: p.anonymous,
+  z: p.closes_at,
+  c: p.closed || undefined,
+  t: p.tallies,
+  v: { ...p.votes },
+})
+
+function pollFromLua(p: LuaPoll): PollState {
+  const votes: Record<string, number[]> = Object.create(null)
+  // cjson writes an empty table as `{}`, but one it read as `[]` back as `[]`.
+  if (!Array.isArray(p.v)) for (const u in p.v) votes[u] = p.v[u]!
+  return {
+    options: p.n,
+    multiple: p.m === true,
+    anonymous: p.an === true,
+    ...(typeof p.z === 'number' ? { closes_at: p.z } : {}),
+    ...(p.c ? { closed: true } : {}),
+    tallies: p.t,
+    votes,
+  }
 }
 
 /** A room's position, and the seq its epoch started from when the state knows it (`fs`). */
@@ -449,6 +485,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       for (const p of o.pins) await cmd.hsetnx(key.pins(room), p.msg, JSON.stringify({ s: p.seq, b: p.by, t: p.ts }))
       if (opts.historyTtlMs) await cmd.pexpire(key.pins(room), opts.historyTtlMs)
     }
+    // And its settings (a later `settings` event, appended meanwhile, is not overwritten).
+    if (o.settings) await cmd.hsetnx(key.state(room), 'slow', o.settings.slow_mode_s)
     return { seq: Number(seq), epoch, start: fs == null ? undefined : Number(fs) }
   }
 
@@ -520,7 +558,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     const e = draft.event
     const x = (e.extra ?? {}) as Record<string, unknown>
     // A plain chat or dm (most events) needs only its author: no JSON for the script to decode.
-    if ((e.type === 'chat' || e.type === 'dm') && x.reply_to === undefined) return `${e.type === 'chat' ? 'c' : 'd'}${e.from.id}`
+    if ((e.type === 'chat' || e.type === 'dm') && x.reply_to === undefined && x.poll === undefined && !draft.moderator)
+      return `${e.type === 'chat' ? 'c' : 'd'}${e.from.id}`
+    const poll = x.poll as { options: unknown[]; multiple?: boolean; anonymous?: boolean; closes_at?: string } | undefined
     return JSON.stringify({
       t: e.type,
       id: e.id,
@@ -538,6 +578,15 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       pc: caps.pinsPerRoom ?? DEFAULT_PINS_PER_ROOM,
       bu: e.type === 'pinned' ? { id: e.from.id, name: e.from.name } : undefined,
       pv: e.type === 'preview' ? JSON.stringify(x.preview) : undefined,
+      poll: poll && {
+        n: poll.options.length,
+        m: poll.multiple === true,
+        an: poll.anonymous === true,
+        z: poll.closes_at ? Date.parse(poll.closes_at) : undefined,
+      },
+      o: e.type === 'vote' ? x.options : undefined,
+      an: e.type === 'vote' ? x.anonymous === true : undefined,
+      sl: e.type === 'settings' ? x.slow_mode_s : undefined,
       ...(e.type === 'moderation'
         ? { act: x.action, tg: (x.user as { id: string }).id, um: x.until ? Date.parse(x.until as string) : undefined, until: x.until }
         : {}),
@@ -557,7 +606,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       b: m.edited_at ? m.body : undefined,
       j: m.edited_at && m.data !== undefined ? JSON.stringify(m.data) : undefined,
       r: Object.keys(m.reactions).length ? m.reactions : undefined,
-      p: m.preview && !m.deleted ? JSON.stringify(m.preview) : undefined,
+      pv: m.preview && !m.deleted ? JSON.stringify(m.preview) : undefined,
+      p: m.poll && pollToLua(m.poll),
     }
     if (await cmd.hsetnx(key.msgs(room), id, JSON.stringify(lua))) await cmd.rpush(key.msgOrder(room), id)
     return true
@@ -611,11 +661,13 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         r = await call()
       }
       if (r[0] === -3 && r[1] === 'not_found' && (await restore(room, neededMessage(draft.event)))) r = await call()
-      if (r[0] === -3) throw new Refused(r[1] as 'not_found', r[2]!)
+      if (r[0] === -3) throw new Refused(r[1] as 'not_found', r[2]!, (r as unknown[])[3] as number | undefined)
       if (r[0] < 0) throw new Error('redis: the room could not be written (its slot keeps moving)')
       if (r[0] === 2) return { id: draft.event.id, seq: r[1] as number, duplicate: false, noop: true }
       if (r[0] === 0) return { id: r[2]!, seq: r[1] as number, duplicate: true }
       const seq = r[1] as number
+      // A vote's or close's tallies, known only to the script: into the event the store keeps.
+      if (r[2] !== undefined) draft.event.extra = { ...draft.event.extra, tallies: JSON.parse(r[2]) }
       // Acknowledged once in the stream; the store catches up (or the repair does it).
       if (opts.store?.accepting()) void opts.store.save([{ ...draft.event, seq }])
       return { id: draft.event.id, seq, duplicate: false }
@@ -717,7 +769,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
           b?: string
           j?: string
           r?: Record<string, string[]>
-          p?: string
+          pv?: string
+          p?: LuaPoll
         }
         out.set(id, {
           seq: m.s,
@@ -727,10 +780,19 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
           body: m.b,
           data: m.j === undefined ? undefined : JSON.parse(m.j),
           reactions: m.r ?? {},
-          ...(m.p ? { preview: JSON.parse(m.p) } : {}),
+          ...(m.pv ? { preview: JSON.parse(m.pv) } : {}),
+          ...(m.p ? { poll: pollFromLua(m.p) } : {}),
         })
       })
       return out
+    },
+    async settings(room) {
+      let slow = await cmd.hget(key.state(room), 'slow')
+      if (slow === null && !(await cmd.exists(key.state(room)))) {
+        await init(room)
+        slow = await cmd.hget(key.state(room), 'slow')
+      }
+      return { slow_mode_s: Number(slow ?? 0) }
     },
     async pins(room) {
       if (!(await cmd.exists(key.state(room)))) await init(room)

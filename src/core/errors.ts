@@ -11,12 +11,16 @@ export type ErrorCode =
   | 'limit'
   // The word filter refused a text (MODERATION_WORDS_ACTION=reject).
   | 'rejected'
+  | 'closed'
+  | 'slow_mode'
 
 /** Thrown by a frame's handler to answer it with an `error` frame of that code. */
 export class FrameError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** Seconds to wait before trying again (`slow_mode`): the frame's `retry_after`. */
+    readonly retryAfter?: number,
   ) {
     super(message)
   }

@@ -20,7 +20,48 @@ export interface Origin extends Position {
   known?: boolean
   /** The room's pinned messages as the store has them (a restarted engine starts from these). */
   pins?: Pin[]
+  /** The room's settings as the store has them (a restarted engine starts from these). */
+  settings?: RoomSettings
 }
+
+/** A room's settings, set by `settings` events of its log (v4). */
+export interface RoomSettings {
+  /** A member's chats are this many seconds apart at least (owners and moderators exempt); 0: off. */
+  slow_mode_s: number
+}
+
+/**
+ * A poll's state (a chat that carries `poll`), changed by `vote` and `poll_closed` events.
+ * The question and option texts stay in the message's frame; the rules need only these.
+ */
+export interface PollState {
+  /** How many options it has. */
+  options: number
+  multiple: boolean
+  anonymous: boolean
+  /** When it closes by itself, in ms since the epoch. */
+  closes_at?: number
+  closed?: boolean
+  /** Votes per option, kept with each vote (never counted again from `votes`). */
+  tallies: number[]
+  /** user id → the options of that user's vote (no prototype: any user id is a key). */
+  votes: Record<string, number[]>
+}
+
+/** A poll's state as a new poll starts (its frame's `poll`: options, multiple, anonymous, closes_at). */
+export function pollStateOf(poll: { options: unknown[]; multiple?: boolean; anonymous?: boolean; closes_at?: string }): PollState {
+  return {
+    options: poll.options.length,
+    multiple: poll.multiple === true,
+    anonymous: poll.anonymous === true,
+    ...(poll.closes_at ? { closes_at: Date.parse(poll.closes_at) } : {}),
+    tallies: poll.options.map(() => 0),
+    votes: Object.create(null),
+  }
+}
+
+/** A poll past its `closes_at` is closed, whether or not its `poll_closed` event is appended yet. */
+export const pollClosed = (p: PollState, now: number) => p.closed === true || (p.closes_at !== undefined && p.closes_at <= now)
 
 /** A pinned message of a room: the message (id and seq), who pinned it and when. */
 export interface Pin {
@@ -53,6 +94,8 @@ export interface MessageState {
   reactions: Record<string, string[]>
   /** The link preview of its first URL (a `preview` event of the server's); dropped with a delete. */
   preview?: LinkPreview
+  /** The message's poll, when it carries one. */
+  poll?: PollState
 }
 
 /** What a `preview` event attaches to a message: its first URL's page, as its meta tags say it. */

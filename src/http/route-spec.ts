@@ -23,7 +23,15 @@ export const json = (status: number, body: unknown) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
 
 /** The HTTP status of a frame error code, for routes that call the hub. */
-const STATUS: Record<string, number> = { bad_request: 400, forbidden: 403, not_found: 404, limit: 409, unavailable: 503 }
+const STATUS: Record<string, number> = {
+  bad_request: 400,
+  forbidden: 403,
+  not_found: 404,
+  limit: 409,
+  closed: 409,
+  slow_mode: 429,
+  unavailable: 503,
+}
 
 /** A FrameError from the hub as the API answers it: its code and reason, with the matching status. */
 export const frameErrorResponse = (err: FrameError) => json(STATUS[err.code] ?? 400, { error: err.code, reason: err.message })

@@ -14,7 +14,7 @@ export type Append = (room: string, draft: EventDraft, key?: string, except?: st
  */
 export function notAccepted(metrics: Pick<Metrics, 'brokerErrors'>, room: string, type: string, err: unknown): FrameError {
   if (err instanceof FrameError) return err
-  if (err instanceof Refused) return new FrameError(err.code, err.message)
+  if (err instanceof Refused) return new FrameError(err.code, err.message, err.retryAfter)
   if (err instanceof Unavailable) return new FrameError('unavailable', `${type}: not accepted: ${err.message}`)
   metrics.brokerErrors.inc()
   warnNotAccepted(room, type, err)

@@ -44,7 +44,7 @@ export interface HubContext {
   /** Link previews (LINK_PREVIEWS): each accepted chat message is handed to `previews.created`. */
   previews?: Previews
   send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
-  sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
+  sendError(c: Conn, code: ErrorCode, message: string, id?: string, retryAfter?: number): void
   audit(entry: AuditEntry): void
   /** Refuses (forbidden) a room the connection may not use: the token's rooms, a direct room's pair. */
   mayUse(c: Conn, room: string, verb: string): Promise<void>

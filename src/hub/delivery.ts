@@ -37,7 +37,8 @@ export interface Delivery {
   deliver(topic: string, frame: string, except?: string): void
   /** One frame to one connection, counted by type; a connection that cannot take it is closed. */
   send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
-  sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
+  /** `retryAfter`: seconds, the frame's `retry_after` (slow_mode). */
+  sendError(c: Conn, code: ErrorCode, message: string, id?: string, retryAfter?: number): void
   closeConn(c: Conn, code: number, reason: string): void
   /** Closes a slow consumer with 4008 (counted, logged, audited). */
   closeSlow(c: Conn): void
@@ -110,9 +111,9 @@ export function createDelivery(d: DeliveryDeps): Delivery {
     if (c.ws.send(frame) === 0) closeSlow(c)
   }
 
-  function sendError(c: Conn, code: ErrorCode, message: string, id?: string) {
+  function sendError(c: Conn, code: ErrorCode, message: string, id?: string, retryAfter?: number) {
     metrics.errors[code].inc()
-    send(c, frames.error(code, message, id), 'error')
+    send(c, frames.error(code, message, id, retryAfter), 'error')
   }
 
   function addMember(topic: string, c: Conn) {

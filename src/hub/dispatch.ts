@@ -71,7 +71,7 @@ export function frameDispatch(d: DispatchDeps): (c: Conn, raw: unknown) => Promi
     if (err instanceof FrameError) {
       if (err.code === 'forbidden')
         h.audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
-      return h.sendError(c, err.code, err.message, f.id)
+      return h.sendError(c, err.code, err.message, f.id, err.retryAfter)
     }
     // A dependency that is down explains most failures: say so, as the contract asks.
     const down = broker.problem() ?? store?.problem()

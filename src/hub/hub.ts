@@ -24,6 +24,9 @@ import { moderationFrames } from './frames/moderation'
 import { pushFrames } from './frames/push'
 import { pinFrames } from './frames/pins'
 import { createPins } from './pins'
+import { createPolls } from './polls'
+import type { Polls } from './polls'
+import { pollFrames } from './frames/polls'
 import type { Pins } from './pins'
 import { createSearch } from './search'
 import type { Search } from './search'
@@ -109,6 +112,8 @@ export interface Hub {
   words: WordFilter
   /** Link previews (LINK_PREVIEWS); absent when off. */
   previews?: Previews
+  /** Polls and slow mode (v4). */
+  polls: Polls
   /** Rooms with members on this node. */
   readonly roomCount: number
   /** Each room with members on this node and how many (for the admin view). */
@@ -227,6 +232,7 @@ export function createHub(deps: HubDeps): Hub {
   const previews = config.LINK_PREVIEWS
     ? createPreviews({ append, metrics, allow: config.OUTBOUND_ALLOW, timeoutMs: config.LINK_PREVIEW_TIMEOUT_MS, cache: deps.previewCache })
     : undefined
+  const polls = createPolls({ broker, append, store })
 
   const h: HubContext = {
     config,
@@ -263,7 +269,7 @@ export function createHub(deps: HubDeps): Hub {
     },
   }
 
-  const messages = messageFrames(h)
+  const messages = messageFrames(h, polls)
   const pushing = pushFrames(h)
   const session = createSession({
     h,
@@ -278,6 +284,7 @@ export function createHub(deps: HubDeps): Hub {
       ...moderationFrames(h),
       ...sessionFrames(h),
       ...pinFrames(h, pins, search),
+      ...pollFrames(h, polls),
       ...pushing.handlers,
     },
   })
@@ -310,6 +317,7 @@ export function createHub(deps: HubDeps): Hub {
     await rooms.settled()
     await presence.drain()
     for (const hook of drainHooks) left += await hook.end(graceMs)
+    polls.stop()
     return left
   }
 
@@ -348,6 +356,7 @@ export function createHub(deps: HubDeps): Hub {
     search,
     words,
     previews,
+    polls,
     get roomCount() {
       let n = 0
       for (const topic of delivery.local.keys()) if (isRoomTopic(topic)) n++

@@ -9,6 +9,7 @@ import type { Role } from '../members/types'
 import { NO_JOINS } from './connection'
 import type { Conn, Joining } from './connection'
 import { FrameError } from '../core/errors'
+import type { RoomSettings } from '../core/room-log'
 
 export interface RoomsDeps {
   broker: Broker
@@ -194,6 +195,7 @@ export function createRooms(deps: RoomsDeps): Rooms {
         state = { read: member.read, unread: s.unread }
       } else pos = await broker.position(room)
       if (state) o.onState?.(state)
+      const settings = await settingsOf(room)
       await broker.caughtUp(room, pos.seq)
       if (c.closing || c.joining.get(room) !== joining) {
         broker.unwatch(topic)
@@ -205,7 +207,7 @@ export function createRooms(deps: RoomsDeps): Rooms {
           if (c.closing || c.joining.get(room) !== joining) return void broker.unwatch(topic)
           c.ws.cork(() => {
             for (const f of replay) send(c, f, 'chat')
-            send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id, state, o.role), 'joined')
+            send(c, frames.joined(room, pos.seq, pos.epoch, recovered, id, state, o.role, settings), 'joined')
             for (const f of joining.buffer) {
               const seq = eventSeq(f)
               if (seq === -1 || seq > pos.seq) send(c, f, seq === -1 ? 'presence' : 'chat')
@@ -235,20 +237,26 @@ export function createRooms(deps: RoomsDeps): Rooms {
     }
   }
 
+  /** The room's settings as `joined` carries them (v4); none from an engine that keeps none. */
+  function settingsOf(room: string): Promise<RoomSettings | undefined> {
+    return broker.settings ? broker.settings(room) : Promise.resolve(undefined)
+  }
+
   /** A join for a room the connection is already live in: replay up to where its live stream began. */
   async function rejoin(c: Conn, room: string, boundary: number, o: JoinOptions) {
     const { since, epoch, id, member } = o
     const state = member ? { read: member.read, unread: (await summary(room, member.read, c.identity.user.id)).unread } : undefined
+    const settings = await settingsOf(room)
     if (since === undefined) {
       const pos = await broker.position(room)
-      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id, state, o.role), 'joined')
+      return send(c, frames.joined(room, pos.seq, pos.epoch, false, id, state, o.role, settings), 'joined')
     }
     const r = await readSince(room, since)
     const ok = r.complete && (epoch === undefined || epoch === r.epoch)
     const replay = ok ? r.frames.slice(0, Math.max(0, boundary - (r.from ?? since))) : []
     c.ws.cork(() => {
       for (const f of replay) send(c, f, 'chat')
-      send(c, frames.joined(room, r.seq, r.epoch, ok, id, state, o.role), 'joined')
+      send(c, frames.joined(room, r.seq, r.epoch, ok, id, state, o.role, settings), 'joined')
     })
   }
 

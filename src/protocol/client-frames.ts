@@ -103,6 +103,34 @@ export function searchFields() {
   }
 }
 
+/** The longest a poll stays open by itself (`closes_at`): a year. */
+export const POLL_MAX_OPEN_MS = 366 * 24 * 3600_000
+
+/** A poll a `chat` carries (v4): its question, 2..10 options, and how it is answered. */
+export function pollFields() {
+  const text = (max: number) =>
+    z
+      .string('must be a string')
+      .min(1, `must be 1..${max} characters`)
+      .max(max, `must be 1..${max} characters`)
+      .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+      .refine((s) => s.trim().length > 0, 'must not be blank')
+  return z.object(
+    {
+      question: text(300),
+      options: z.array(text(100), 'must be an array of 2..10 strings').min(2, 'must be 2..10 options').max(10, 'must be 2..10 options'),
+      multiple: z.boolean('must be true or false').optional(),
+      anonymous: z.boolean('must be true or false').optional(),
+      closes_at: z
+        .string('must be an ISO 8601 time')
+        .max(40, 'must be an ISO 8601 time')
+        .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 time')
+        .optional(),
+    },
+    'must be an object {question, options, multiple?, anonymous?, closes_at?}',
+  )
+}
+
 /** The frames a client may send, as zod schemas built for the configured limits. */
 export function clientFrameSchemas(maxBodyChars: number) {
   const id = z.string().max(64, 'must be at most 64 characters').optional()
@@ -130,7 +158,16 @@ export function clientFrameSchemas(maxBodyChars: number) {
     .optional()
 
   return {
-    chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, reply_to: msg.optional(), attachments, id }),
+    chat: z.object({
+      type: z.literal('chat'),
+      room: room.optional(),
+      body,
+      data,
+      reply_to: msg.optional(),
+      attachments,
+      poll: pollFields().optional(),
+      id,
+    }),
     edit: z.object({ type: z.literal('edit'), room, msg, body, data, id }),
     delete: z.object({ type: z.literal('delete'), room, msg, id }),
     react: z.object({ type: z.literal('react'), room, msg, reaction, id }),
@@ -176,6 +213,26 @@ export function clientFrameSchemas(maxBodyChars: number) {
       before: seq.optional(),
       limit: limit.optional(),
       thread: msg.optional(),
+      id,
+    }),
+    // v4: polls and slow mode
+    vote: z.object({
+      type: z.literal('vote'),
+      room,
+      msg,
+      options: z
+        .array(
+          z.number('must be a number').int('must be a whole number').min(0, 'must not be negative'),
+          'must be an array of option indexes',
+        )
+        .max(10, 'must be at most 10 option indexes'),
+      id,
+    }),
+    close_poll: z.object({ type: z.literal('close_poll'), room, msg, id }),
+    settings: z.object({
+      type: z.literal('settings'),
+      room,
+      slow_mode_s: z.number('must be a number').int('must be a whole number').min(0, 'must be 0..3600').max(3600, 'must be 0..3600'),
       id,
     }),
     pin: z.object({ type: z.literal('pin'), room, msg, id }),

@@ -27,9 +27,28 @@ export type EventType =
   | 'unpinned'
   // Link previews (PROTOCOL-v4): the server's, one per message whose first URL has one.
   | 'preview'
+  // v4: polls and slow mode
+  | 'vote'
+  | 'poll_closed'
+  | 'settings'
 
 /** The key of an event's actor (`RoomEvent.from`) in its frame: who wrote, edited, reacted, moderated. */
-export const actorKey = (type: EventType) => (type === 'chat' || type === 'dm' ? 'from' : type === 'react' ? 'user' : 'by')
+export const actorKey = (type: EventType) =>
+  type === 'chat' || type === 'dm' ? 'from' : type === 'react' || type === 'vote' ? 'user' : 'by'
+
+/** An anonymous poll's vote names no user in its frame (the store keeps who voted, for the rules). */
+const hidesActor = (e: RoomEvent) => e.type === 'vote' && e.extra?.anonymous === true
+
+/**
+ * Where a `vote` or `poll_closed` frame's tallies go: the hub encodes the event with
+ * `tallies: null` and the sequencer, which alone knows them, puts them in its place
+ * (`withTallies`; the same in append.lua) in the step that appends it.
+ */
+export const TALLIES_SLOT = ',"tallies":null'
+export const withTallies = (tail: string, tallies: number[]) => {
+  const i = tail.indexOf(TALLIES_SLOT)
+  return i < 0 ? tail : `${tail.slice(0, i)},"tallies":[${tallies.join(',')}]${tail.slice(i + TALLIES_SLOT.length)}`
+}
 
 export const eventHead = (type: EventType) => `{"type":"${type}","seq":`
 export const CHAT_HEAD = eventHead('chat')
@@ -59,7 +78,8 @@ export interface RoomEvent {
 export function eventTail(e: RoomEvent): string {
   let extra = ''
   if (e.extra) for (const k in e.extra) extra += opt(k, e.extra[k])
-  return `,"id":${q(e.id)},"room":${q(e.room)},"${actorKey(e.type)}":${user(e.from)}${extra}${opt('body', e.body)}${opt('data', e.data)},"ts":${q(e.ts)}}`
+  const actor = hidesActor(e) ? '' : `,"${actorKey(e.type)}":${user(e.from)}`
+  return `,"id":${q(e.id)},"room":${q(e.room)}${actor}${extra}${opt('body', e.body)}${opt('data', e.data)},"ts":${q(e.ts)}}`
 }
 
 export function chatTail(m: { id: string; room: string; from: User; body: string; data?: unknown; ts: string; reply_to?: string }): string {
@@ -81,8 +101,9 @@ export function chatTailOfOwn(
   ts: string,
   replyTo?: string,
   attachments?: unknown[],
+  poll?: unknown,
 ): string {
-  return `,"id":"${id}","room":${q(room)},"from":${fromJson}${opt('reply_to', replyTo)}${opt('attachments', attachments)},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
+  return `,"id":"${id}","room":${q(room)},"from":${fromJson}${opt('reply_to', replyTo)}${opt('attachments', attachments)}${opt('poll', poll)},"body":${q(body)}${opt('data', data)},"ts":"${ts}"}`
 }
 
 export const chatFrame = (seq: number, tail: string) => CHAT_HEAD + seq + tail
@@ -102,7 +123,8 @@ export function eventOf(frame: string): RoomEvent & { seq: number } {
   const parsed = JSON.parse(frame)
   const key = actorKey(parsed.type)
   const { type, seq, id, room, [key]: from, body, data, ts, ...extra } = parsed
-  return { type, seq, id, room, from, body, data, ts, ...(Object.keys(extra).length ? { extra } : {}) }
+  // An anonymous vote's frame names nobody: read back, it is nobody's (its voter is in the rules' state).
+  return { type, seq, id, room, from: from ?? { id: '', name: '' }, body, data, ts, ...(Object.keys(extra).length ? { extra } : {}) }
 }
 
 const user = (u: User) => `{"id":${q(u.id)},"name":${q(u.name)}${u.system ? ',"system":true' : ''}}`
@@ -123,8 +145,17 @@ export const frames = {
     `{"type":"welcome","conn":${q(conn)},"user":${user(u)},"node":${q(node)},"rooms":${q(rooms)},"unread":${unread}}`,
   ack: (id: string, msg?: string, seq?: number, room?: string) =>
     `{"type":"ack","id":${q(id)}${opt('msg', msg)}${opt('seq', seq)}${opt('room', room)}}`,
-  joined: (room: string, seq: number, epoch: string, recovered: boolean, id?: string, member?: MemberState, role?: string) =>
-    `{"type":"joined","room":${q(room)},"seq":${seq},"epoch":${q(epoch)},"recovered":${recovered}${member ? `,"member":true,"read":${member.read},"unread":${member.unread}` : ''}${opt('role', role)}${opt('id', id)}}`,
+  joined: (
+    room: string,
+    seq: number,
+    epoch: string,
+    recovered: boolean,
+    id?: string,
+    member?: MemberState,
+    role?: string,
+    settings?: { slow_mode_s: number },
+  ) =>
+    `{"type":"joined","room":${q(room)},"seq":${seq},"epoch":${q(epoch)},"recovered":${recovered}${member ? `,"member":true,"read":${member.read},"unread":${member.unread}` : ''}${opt('role', role)}${opt('settings', settings)}${opt('id', id)}}`,
   left: (room: string, id?: string, reason?: string) => `{"type":"left","room":${q(room)}${opt('reason', reason)}${opt('id', id)}}`,
   /** `messages` are already-encoded frames, spliced in without re-encoding. */
   history: (room: string, messages: string[], more: boolean, id?: string) =>
@@ -153,7 +184,8 @@ export const frames = {
    */
   pusher: (room: string, event: string, dataJson: string, userId?: string) =>
     `${PUSHER_HEAD}"room":${q(room)},"event":${q(event)},"data":${dataJson}${opt('user_id', userId)}}`,
-  error: (code: ErrorCode, message: string, id?: string) => `{"type":"error","code":"${code}","message":${q(message)}${opt('id', id)}}`,
+  error: (code: ErrorCode, message: string, id?: string, retryAfter?: number) =>
+    `{"type":"error","code":"${code}","message":${q(message)}${opt('retry_after', retryAfter)}${opt('id', id)}}`,
 }
 
 /** One entry of a `pins` list; `message` is the encoded message frame as it stands (spliced in). */

@@ -1,5 +1,5 @@
 import type { Sql } from 'postgres'
-import { freshEpoch, reactionMap } from '../core/room-log'
+import { freshEpoch, pollStateOf, reactionMap } from '../core/room-log'
 import type { LinkPreview, MessageState, Origin, Page } from '../core/room-log'
 import { MESSAGE_TYPES, frameOf } from './rows'
 import type { Row } from './rows'
@@ -16,8 +16,8 @@ export function messageReads(sql: Sql): MessageReads {
     async origin(room): Promise<Origin> {
       const created =
         await sql`insert into rooms (room, epoch) values (${room}, ${freshEpoch()}) on conflict (room) do nothing returning room`
-      const [r] = await sql<{ epoch: string; seq: string }[]>`
-        select epoch, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
+      const [r] = await sql<{ epoch: string; seq: string; slow_mode_s: number }[]>`
+        select epoch, slow_mode_s, coalesce((select max(seq) from messages where room = ${room}), 0) as seq from rooms where room = ${room}`
       const pins = created.length
         ? []
         : await sql<{ msg_id: string; msg_seq: string; by_id: string; by_name: string; pinned_at: Date }[]>`
@@ -32,6 +32,7 @@ export function messageReads(sql: Sql): MessageReads {
           by: { id: p.by_id, name: p.by_name },
           ts: p.pinned_at.toISOString(),
         })),
+        settings: { slow_mode_s: r!.slow_mode_s },
       }
     },
     async range(room, after, upTo) {
@@ -83,9 +84,11 @@ export function messageReads(sql: Sql): MessageReads {
           edited_at: Date | null
           deleted_at: Date | null
           preview: LinkPreview | null
+          extra: { poll?: Parameters<typeof pollStateOf>[0] } | null
+          poll_closed_seq: string | null
         }[]
       >`
-        select id, seq, user_id, body, data, cur_body, cur_data, edited_at, deleted_at, preview from messages
+        select id, seq, user_id, body, data, cur_body, cur_data, edited_at, deleted_at, preview, extra, poll_closed_seq from messages
         where room = ${room} and id in ${sql(ids)} and type in ${sql(MESSAGE_TYPES)}`
       for (const r of rows) {
         const edited = r.edited_at !== null && r.deleted_at === null
@@ -99,11 +102,26 @@ export function messageReads(sql: Sql): MessageReads {
           reactions: reactionMap(),
           ...(r.preview && !r.deleted_at ? { preview: r.preview } : {}),
         })
+        if (r.extra?.poll) {
+          const poll = pollStateOf(r.extra.poll)
+          if (r.poll_closed_seq !== null) poll.closed = true
+          out.get(r.id)!.poll = poll
+        }
       }
       if (out.size) {
         const reactions = await sql<{ msg_id: string; reaction: string; user_id: string }[]>`
           select msg_id, reaction, user_id from reactions where room = ${room} and msg_id in ${sql([...out.keys()])} and present order by seq`
         for (const r of reactions) (out.get(r.msg_id)!.reactions[r.reaction] ??= []).push(r.user_id)
+        const polls = [...out].filter(([, m]) => m.poll).map(([id]) => id)
+        if (polls.length) {
+          const votes = await sql<{ msg_id: string; user_id: string; options: number[] }[]>`
+            select msg_id, user_id, options from poll_votes where room = ${room} and msg_id in ${sql(polls)} and cardinality(options) > 0`
+          for (const v of votes) {
+            const p = out.get(v.msg_id)!.poll!
+            p.votes[v.user_id] = v.options.map(Number)
+            for (const o of v.options) if (o < p.tallies.length) p.tallies[o]!++
+          }
+        }
       }
       return out
     },

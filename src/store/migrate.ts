@@ -9,6 +9,7 @@ import searchPins from './migrations/007_search_pins.sql' with { type: 'text' }
 import uploads from './migrations/008_uploads.sql' with { type: 'text' }
 import searchSymbols from './migrations/009_search_symbols.sql' with { type: 'text' }
 import previews from './migrations/010_previews.sql' with { type: 'text' }
+import pollsSettings from './migrations/011_polls_settings.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
 export const migrations: { name: string; sql: string }[] = [
@@ -22,6 +23,7 @@ export const migrations: { name: string; sql: string }[] = [
   { name: '008_uploads', sql: uploads },
   { name: '009_search_symbols', sql: searchSymbols },
   { name: '010_previews', sql: previews },
+  { name: '011_polls_settings', sql: pollsSettings },
 ]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */

@@ -19,6 +19,9 @@ export async function retention(sql: Sql, opts: RetentionOptions, failed: (err: 
       if (opts.messageRetentionDays) {
         const r = await sql`delete from messages where created_at < now() - make_interval(days => ${opts.messageRetentionDays})`
         if (r.count) log.info('pruned messages', { count: r.count, days: opts.messageRetentionDays })
+        // Votes go with their poll (an anonymous poll's voters are kept no longer than its message).
+        if (r.count)
+          await sql`delete from poll_votes v where not exists (select 1 from messages m where m.room = v.room and m.id = v.msg_id)`
       }
       if (opts.auditRetentionDays) {
         const r = await sql`delete from audit where at < now() - make_interval(days => ${opts.auditRetentionDays})`

@@ -51,6 +51,49 @@ const moderation = (room: string, by: User, action: string, target: User, second
     }),
   )
 
+/** A chat carrying a poll (its frame's `poll` as a new poll shows it: no votes, not closed, `mine` empty). */
+const pollChat = (
+  room: string,
+  from: User,
+  options: string[],
+  opts: { multiple?: boolean; anonymous?: boolean; closes_at?: string } = {},
+) =>
+  draftOf(
+    event('chat', room, from, {
+      body: 'poll',
+      extra: {
+        poll: {
+          question: 'which?',
+          options: options.map((text) => ({ text, votes: 0 })),
+          multiple: opts.multiple ?? false,
+          anonymous: opts.anonymous ?? false,
+          closed: false,
+          mine: [],
+          ...(opts.closes_at ? { closes_at: opts.closes_at } : {}),
+        },
+      },
+    }),
+  )
+/** A vote: its tallies are the sequencer's to fill in (TALLIES_SLOT). */
+const vote = (room: string, by: User, msg: string, options: number[], anonymous = false) =>
+  draftOf(event('vote', room, by, { extra: { msg, options, tallies: null, ...(anonymous ? { anonymous: true } : {}) } }))
+const closePoll = (room: string, by: User, msg: string, moderator?: boolean) =>
+  draftOf(event('poll_closed', room, by, { extra: { msg, tallies: null } }), moderator)
+const settings = (room: string, by: User, slow_mode_s: number, moderator = true) =>
+  draftOf(event('settings', room, by, { extra: { slow_mode_s } }), moderator)
+const chatAs = (room: string, from: User, moderator: boolean) => ({ ...chat(room, from, 'as moderator'), moderator })
+
+/** The refusal of an append (Refused), or undefined when it was accepted. */
+async function refusal(p: Promise<Accepted>): Promise<Refused | undefined> {
+  try {
+    await p
+    return undefined
+  } catch (err) {
+    if (err instanceof Refused) return err
+    throw err
+  }
+}
+
 /** The refusal an append ends in (its code), or 'ok'. */
 async function outcome(p: Promise<Accepted>): Promise<string> {
   try {
@@ -308,6 +351,149 @@ for (const factory of factories) {
       const log = (await e.broker.since(room, m.seq - 1)).frames.map((f) => JSON.parse(f).type)
       expect(log).toEqual(['chat', 'preview', 'chat', 'preview', 'delete'])
     })
+
+    // ---- polls and slow mode (v4) ----
+
+    test("polls: a vote replaces the user's vote, [] withdraws it; the tallies come with each vote; bad options are bad_request", async () => {
+      const room = newRoom()
+      const p = await e.broker.append(room, pollChat(room, alice, ['red', 'green', 'blue']))
+      const v1 = await e.broker.append(room, vote(room, alice, p.id, [0]))
+      await e.broker.append(room, vote(room, alice, p.id, [2]))
+      await e.broker.append(room, vote(room, bob, p.id, [2]))
+      expect((await e.broker.append(room, vote(room, bob, p.id, [2]))).noop).toBe(true)
+      await e.broker.append(room, vote(room, mod, p.id, [1]))
+      await e.broker.append(room, vote(room, mod, p.id, []))
+      expect((await e.broker.append(room, vote(room, mod, p.id, []))).noop).toBe(true)
+      expect(await outcome(e.broker.append(room, vote(room, bob, p.id, [0, 1])))).toBe('bad_request')
+      expect(await outcome(e.broker.append(room, vote(room, bob, p.id, [3])))).toBe('bad_request')
+      expect(await outcome(e.broker.append(room, vote(room, bob, p.id, [-1])))).toBe('bad_request')
+      expect(await outcome(e.broker.append(room, vote(room, bob, 'no-such-poll', [0])))).toBe('not_found')
+      const plain = await e.broker.append(room, chat(room, alice, 'no poll here'))
+      expect(await outcome(e.broker.append(room, vote(room, bob, plain.id, [0])))).toBe('bad_request')
+      const votes = (await e.broker.since(room, v1.seq - 1)).frames.filter((f) => f.startsWith(eventHead('vote'))).map((f) => JSON.parse(f))
+      expect(votes.map((v) => [v.user.id, v.options, v.tallies])).toEqual([
+        ['alice', [0], [1, 0, 0]],
+        ['alice', [2], [0, 0, 1]],
+        ['bob', [2], [0, 0, 2]],
+        ['mo', [1], [0, 1, 2]],
+        ['mo', [], [0, 0, 2]],
+      ])
+      const poll = (await e.broker.messages!(room, [p.id])).get(p.id)!.poll!
+      expect(poll.tallies).toEqual([0, 0, 2])
+      expect({ ...poll.votes }).toEqual({ alice: [2], bob: [2] })
+      expect(poll.closed).toBeFalsy()
+    })
+
+    test('polls: multiple takes several options; an anonymous vote names no user; anonymity must match the poll', async () => {
+      const room = newRoom()
+      const p = await e.broker.append(room, pollChat(room, alice, ['a', 'b', 'c'], { multiple: true, anonymous: true }))
+      const v = await e.broker.append(room, vote(room, bob, p.id, [0, 2], true))
+      await e.broker.append(room, vote(room, alice, p.id, [2], true))
+      expect(await outcome(e.broker.append(room, vote(room, bob, p.id, [1, 1], true)))).toBe('bad_request')
+      expect(await outcome(e.broker.append(room, vote(room, mod, p.id, [1])))).toBe('bad_request')
+      const frames = (await e.broker.since(room, v.seq - 1)).frames.map((f) => JSON.parse(f))
+      expect(frames.map((f) => f.tallies)).toEqual([
+        [1, 0, 1],
+        [1, 0, 2],
+      ])
+      for (const f of frames) {
+        expect(f.user).toBeUndefined()
+        expect(JSON.stringify(f)).not.toContain('bob')
+      }
+      expect({ ...(await e.broker.messages!(room, [p.id])).get(p.id)!.poll!.votes }).toEqual({ bob: [0, 2], alice: [2] })
+    })
+
+    test('polls: closed by its author or a moderator, once; a closed poll refuses votes (closed); closes_at closes it too', async () => {
+      const room = newRoom()
+      const p = await e.broker.append(room, pollChat(room, alice, ['yes', 'no']))
+      await e.broker.append(room, vote(room, bob, p.id, [1]))
+      expect(await outcome(e.broker.append(room, closePoll(room, bob, p.id)))).toBe('forbidden')
+      const closed = await e.broker.append(room, closePoll(room, alice, p.id))
+      expect(JSON.parse((await e.broker.since(room, closed.seq - 1)).frames[0]!)).toMatchObject({
+        type: 'poll_closed',
+        msg: p.id,
+        tallies: [0, 1],
+      })
+      expect(await outcome(e.broker.append(room, closePoll(room, mod, p.id, true)))).toBe('closed')
+      expect(await outcome(e.broker.append(room, closePoll(room, server, p.id, true)))).toBe('closed')
+      expect(await outcome(e.broker.append(room, vote(room, alice, p.id, [0])))).toBe('closed')
+      expect((await e.broker.messages!(room, [p.id])).get(p.id)!.poll!.closed).toBe(true)
+      // A moderator closes another's poll; a poll past its closes_at takes no vote even before its close event.
+      const q = await e.broker.append(room, pollChat(room, alice, ['a', 'b']))
+      expect(await outcome(e.broker.append(room, closePoll(room, mod, q.id, true)))).toBe('ok')
+      const late = await e.broker.append(room, pollChat(room, alice, ['a', 'b'], { closes_at: new Date(Date.now() + 300).toISOString() }))
+      expect(await outcome(e.broker.append(room, vote(room, bob, late.id, [0])))).toBe('ok')
+      await Bun.sleep(400)
+      expect(await outcome(e.broker.append(room, vote(room, bob, late.id, [1])))).toBe('closed')
+      // The timers of several nodes race to close it: one close is appended, the others are refused.
+      const closes = await Promise.all([1, 2, 3].map(() => outcome(e.broker.append(room, closePoll(room, server, late.id, true)))))
+      expect(closes.sort()).toEqual(['closed', 'closed', 'ok'])
+    })
+
+    test('polls: many voters at once, each vote replaced concurrently: the last tallies are the votes held', async () => {
+      const room = newRoom()
+      const p = await e.broker.append(room, pollChat(room, alice, ['a', 'b', 'c']))
+      const voters = Array.from({ length: 20 }, (_, i) => ({ id: `v${i}`, name: `V${i}` }))
+      await Promise.all(
+        voters.flatMap((u, i) => [
+          e.broker.append(room, vote(room, u, p.id, [i % 3])),
+          e.broker.append(room, vote(room, u, p.id, [(i + 1) % 3])),
+        ]),
+      )
+      const poll = (await e.broker.messages!(room, [p.id])).get(p.id)!.poll!
+      const held = [0, 0, 0]
+      for (const v of Object.values(poll.votes)) for (const o of v) held[o]!++
+      expect(poll.tallies).toEqual(held)
+      expect(held.reduce((a, b) => a + b)).toBe(20)
+      const last = (await e.broker.since(room, p.seq)).frames.map((f) => JSON.parse(f)).at(-1)
+      expect(last.tallies).toEqual(held)
+    })
+
+    test('slow mode: set by a moderator (settings event); a member waits slow_mode_s between chats (slow_mode, retry_after); moderators and the server are exempt', async () => {
+      const room = newRoom()
+      expect(await outcome(e.broker.append(room, settings(room, alice, 1, false)))).toBe('forbidden')
+      const set = await e.broker.append(room, settings(room, mod, 1))
+      expect(JSON.parse((await e.broker.since(room, set.seq - 1)).frames[0]!)).toMatchObject({
+        type: 'settings',
+        slow_mode_s: 1,
+        by: { id: 'mo' },
+      })
+      expect(await e.broker.settings!(room)).toEqual({ slow_mode_s: 1 })
+      expect(await outcome(e.broker.append(room, chat(room, alice, 'first')))).toBe('ok')
+      const r = await refusal(e.broker.append(room, chat(room, alice, 'too soon')))
+      expect(r?.code).toBe('slow_mode')
+      expect(r?.retryAfter).toBe(1)
+      expect(await outcome(e.broker.append(room, chat(room, bob, 'another member')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, chatAs(room, mod, true)))).toBe('ok')
+      expect(await outcome(e.broker.append(room, chatAs(room, mod, true)))).toBe('ok')
+      expect(await outcome(e.broker.append(room, chat(room, server)))).toBe('ok')
+      expect(await outcome(e.broker.append(room, chat(room, server)))).toBe('ok')
+      // Changes are not chats: a reaction is not slowed.
+      expect(await outcome(e.broker.append(room, react(room, alice, set.id, 'x')))).toBe('not_found')
+      await Bun.sleep(1100)
+      expect(await outcome(e.broker.append(room, chat(room, alice, 'later')))).toBe('ok')
+      await e.broker.append(room, settings(room, mod, 0))
+      expect(await outcome(e.broker.append(room, chat(room, alice, 'off')))).toBe('ok')
+      expect(await outcome(e.broker.append(room, chat(room, alice, 'off again')))).toBe('ok')
+      expect(await e.broker.settings!(room)).toEqual({ slow_mode_s: 0 })
+    })
+
+    if (factory.durable)
+      test('polls and slow mode outlive the engine forgetting the room (the store keeps them)', async () => {
+        const room = newRoom()
+        const p = await e.broker.append(room, pollChat(room, alice, ['a', 'b'], { anonymous: true }))
+        await e.broker.append(room, vote(room, bob, p.id, [1], true))
+        await e.broker.append(room, settings(room, mod, 60))
+        await e.forget(room)
+        expect(await e.broker.settings!(room)).toEqual({ slow_mode_s: 60 })
+        await e.broker.append(room, vote(room, alice, p.id, [1], true))
+        expect((await e.broker.append(room, vote(room, bob, p.id, [1], true))).noop).toBe(true)
+        const poll = (await e.broker.messages!(room, [p.id])).get(p.id)!.poll!
+        expect(poll.tallies).toEqual([0, 2])
+        await e.broker.append(room, closePoll(room, alice, p.id))
+        await e.forget(room)
+        expect(await outcome(e.broker.append(room, vote(room, bob, p.id, [0], true)))).toBe('closed')
+      })
 
     // ---- moderation, enforced by the sequencer ----
 

@@ -86,6 +86,19 @@ describe('on a server', () => {
     b.close()
   })
 
+  test("a poll's question and options are masked, and refused with reject", async () => {
+    const [a, b] = await Promise.all([user(masking), user(masking)])
+    const poll = { question: 'Damn which?', options: ['frog', 'toad'] }
+    const ack = await a.request({ type: 'chat', body: 'vote', poll })
+    expect(ack.type).toBe('ack')
+    const got = await b.next((f) => f.type === 'chat' && f.id === ack.msg)
+    expect(got.poll.question).toBe('**** which?')
+    expect(got.poll.options.map((o: { text: string }) => o.text)).toEqual(['****', 'toad'])
+    const r = await user(rejecting)
+    expect(await r.request({ type: 'chat', body: 'vote', poll })).toMatchObject({ type: 'error', code: 'rejected' })
+    for (const c of [a, b, r]) c.close()
+  })
+
   test('reject: error `rejected`, nothing sent; a clean text passes', async () => {
     const [a, b] = await Promise.all([user(rejecting), user(rejecting)])
     expect(await a.request({ type: 'chat', body: 'oh DAMN' })).toMatchObject({ type: 'error', code: 'rejected' })

@@ -182,8 +182,12 @@ describe('PostgreSQL persistence', () => {
       (${r}, 1, 'old-1', 'u', 'u', 'old', now() - interval '10 days'),
       (${r}, 2, 'new-2', 'u', 'u', 'new', now())`
     await db.sql`insert into audit (event, at) values ('connect', now() - interval '10 days')`
+    // Votes on a pruned poll go with it (an anonymous poll's voters are not kept past its message).
+    await db.sql`insert into poll_votes (room, msg_id, user_id, options, seq) values
+      (${r}, 'old-1', 'voter', '{0}', 3), (${r}, 'new-2', 'voter', '{1}', 4)`
     const s = await node({ POSTGRES_DSN: db.dsn, MESSAGE_RETENTION_DAYS: '3', AUDIT_RETENTION_DAYS: '3' })
     expect((await db.sql`select id from messages where room = ${r}`).map((x) => x.id)).toEqual(['new-2'])
+    expect((await db.sql`select msg_id from poll_votes where room = ${r}`).map((x) => x.msg_id)).toEqual(['new-2'])
     expect((await db.sql`select 1 from audit where at < now() - interval '5 days'`).length).toBe(0)
     expect(s.logs.some((l) => l.msg === 'pruned messages')).toBe(true)
     await s.stop()

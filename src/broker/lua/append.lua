@@ -13,7 +13,7 @@
 -- and message list are new) and a state without `tx` (new, or back after it expired) refresh at once.
 --
 -- Message state (see message-rules.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
--- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions, p preview as JSON text};
+-- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions, p poll, pv preview as JSON text};
 -- KEYS[4] lists message ids oldest first: past ARGV[11] entries the oldest leave the hash (a
 -- change to one is then checked against the store's copy, which the caller puts back).
 -- ARGV[10] is the event's command JSON {t, id, by, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu,
@@ -29,11 +29,29 @@
 -- message's seq, b {id, name} who pinned, t ts}, at most cmd.pc entries (else `limit`); pinning
 -- a pinned message or unpinning one that is not is a no-op; a delete removes its message's pin.
 --
+-- Polls (v4): a chat's command may carry `poll` {n options, m multiple, an anonymous, z closes_at ms}; its
+-- state is the message's `p` {n, m, an, z, c closed, t tallies, v {user -> options}}. A vote (cmd.o its
+-- options, cmd.an anonymous) replaces the user's vote in `v` and moves `t` in the same step; a vote or a
+-- close puts the tallies in the frame where ARGV[2] holds `,"tallies":null` (server-frames TALLIES_SLOT)
+-- and returns them as JSON: {1, seq, tallies}. Slow mode: the state's `slow` (seconds, set by a
+-- `settings` event, cmd.sl) and each member's last chat `~last:<user>` (ms) in the msgs hash; a
+-- chat too soon is {-3, 'slow_mode', message, retry_after}. Moderators (cmd.mod) and the server are exempt.
+--
 -- KEYS: state, log, msgs, msg order, pins, and the dedupe key only when there is one (every key
 -- in the room's slot: no placeholder keys, which a Redis Cluster would refuse as another slot).
 -- ARGV: head, tail, maxlen, channel, msgId, dedupeTtlMs, except ('' = none), ttlMs, room, command, keep, author JSON
-local st = redis.call('HMGET', KEYS[1], 'seq', 'tx')
+local st = redis.call('HMGET', KEYS[1], 'seq', 'tx', 'slow')
 if not st[1] then return {-1} end
+local clock = false
+local function nowMs()
+  if not clock then
+    local t = redis.call('TIME')
+    clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock
+end
+local slow = tonumber(st[3] or '0')
+local tallies = false
 local function unchanged() return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
 if KEYS[6] then
   local hit = redis.call('GET', KEYS[6])
@@ -46,12 +64,19 @@ local kind = string.sub(ARGV[10], 1, 1)
 local plain = kind ~= '{'
 local cmd
 if plain then cmd = {t = kind == 'c' and 'chat' or 'dm', by = string.sub(ARGV[10], 2)} else cmd = cjson.decode(ARGV[10]) end
-local lcKey, lcVal, lcNew = false, false, false
+local lcKey, lcVal, lcNew, lcPoll = false, false, false, false
 local function nf(what, id) return {-3, 'not_found', what .. ': no message ' .. id .. ' in ' .. ARGV[9]} end
 if cmd.t ~= 'moderation' and cmd.by ~= 'server' then
   -- One read for both standings (the mute matters to a chat only).
-  local bm = redis.call('HMGET', KEYS[3], '~ban:' .. cmd.by, '~mute:' .. cmd.by)
+  local bm = redis.call('HMGET', KEYS[3], '~ban:' .. cmd.by, '~mute:' .. cmd.by, '~last:' .. cmd.by)
   if bm[1] then return {-3, 'forbidden', 'room: banned from ' .. ARGV[9]} end
+  if cmd.t == 'chat' and slow > 0 and not cmd.mod then
+    if bm[3] and nowMs() - tonumber(bm[3]) < slow * 1000 then
+      return {-3, 'slow_mode', 'room: slow mode in ' .. ARGV[9] .. ': one message every ' .. slow .. ' s', math.ceil((tonumber(bm[3]) + slow * 1000 - nowMs()) / 1000)}
+    end
+    -- Nothing after this refuses a chat: its time is the member's last chat.
+    redis.call('HSET', KEYS[3], '~last:' .. cmd.by, nowMs())
+  end
   if cmd.t == 'chat' then
     local mu = bm[2]
     if mu then
@@ -68,12 +93,57 @@ if cmd.t == 'moderation' then
   elseif cmd.act == 'unmute' then redis.call('HDEL', KEYS[3], '~mute:' .. cmd.tg)
   elseif cmd.act == 'ban' then redis.call('HSET', KEYS[3], '~ban:' .. cmd.tg, '1')
   elseif cmd.act == 'unban' then redis.call('HDEL', KEYS[3], '~ban:' .. cmd.tg) end
+elseif cmd.t == 'settings' then
+  if not cmd.mod then return {-3, 'forbidden', 'room: only a moderator or owner of ' .. ARGV[9] .. ' may change its settings'} end
+  redis.call('HSET', KEYS[1], 'slow', cmd.sl)
 elseif cmd.t == 'chat' or cmd.t == 'dm' then
   if cmd.reply_to then
     local p = redis.call('HGET', KEYS[3], cmd.reply_to)
     if not p or cjson.decode(p).d then return nf('reply_to', cmd.reply_to) end
   end
   lcKey, lcNew = ARGV[5], true
+  if cmd.poll then
+    local t = {}
+    for i = 1, cmd.poll.n do t[i] = 0 end
+    lcPoll = cjson.encode({n = cmd.poll.n, m = cmd.poll.m, an = cmd.poll.an, z = cmd.poll.z, t = t, v = {}})
+  end
+elseif cmd.t == 'vote' or cmd.t == 'poll_closed' then
+  local raw = redis.call('HGET', KEYS[3], cmd.msg)
+  if not raw then return nf('msg', cmd.msg) end
+  local m = cjson.decode(raw)
+  if m.d then return nf('msg', cmd.msg) end
+  local p = m.p
+  if type(p) ~= 'table' then return {-3, 'bad_request', 'msg: ' .. cmd.msg .. ' is not a poll'} end
+  if type(p.v) ~= 'table' then p.v = {} end
+  if cmd.t == 'poll_closed' then
+    if p.c then return {-3, 'closed', 'poll: ' .. cmd.msg .. ' is already closed'} end
+    if m.a ~= cmd.by and not cmd.mod then return {-3, 'forbidden', 'msg: only its author or a moderator of ' .. ARGV[9] .. ' may close ' .. cmd.msg} end
+    p.c = true
+  else
+    if p.c or (type(p.z) == 'number' and p.z <= nowMs()) then return {-3, 'closed', 'poll: ' .. cmd.msg .. ' is closed'} end
+    if (cmd.an == true) ~= (p.an == true) then return {-3, 'bad_request', "vote: anonymous must be the poll's (" .. tostring(p.an == true) .. ')'} end
+    local o = cmd.o
+    if type(o) ~= 'table' then return {-3, 'bad_request', 'options: must be an array of option indexes'} end
+    if #o > 1 and not p.m then return {-3, 'bad_request', 'options: this poll takes one option (it is not multiple)'} end
+    local seen = {}
+    for i = 1, #o do
+      local x = o[i]
+      if type(x) ~= 'number' or x ~= math.floor(x) or x < 0 or x >= p.n then
+        return {-3, 'bad_request', 'options: ' .. cjson.encode(x) .. ' is not an option (0..' .. (p.n - 1) .. ')'}
+      end
+      if seen[x] then return {-3, 'bad_request', 'options: ' .. x .. ' is given twice'} end
+      seen[x] = true
+    end
+    local prev = p.v[cmd.by] or {}
+    local same = #prev == #o
+    if same then for i = 1, #o do if prev[i] ~= o[i] then same = false end end end
+    if same then return unchanged() end
+    for i = 1, #prev do p.t[prev[i] + 1] = p.t[prev[i] + 1] - 1 end
+    for i = 1, #o do p.t[o[i] + 1] = p.t[o[i] + 1] + 1 end
+    if #o > 0 then p.v[cmd.by] = o else p.v[cmd.by] = nil end
+  end
+  tallies = p.t
+  lcKey, lcVal = cmd.msg, cjson.encode(m)
 elseif cmd.t == 'unpinned' then
   if not cmd.mod then return {-3, 'forbidden', 'room: only a moderator or owner of ' .. ARGV[9] .. ' may unpin'} end
   if redis.call('HDEL', KEYS[5], cmd.msg) == 0 then return unchanged() end
@@ -94,7 +164,7 @@ elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' or cmd.t == 'pre
   if m.r == nil or type(m.r) ~= 'table' then m.r = {} end
   if cmd.t == 'preview' then
     if cmd.by ~= 'server' then return {-3, 'forbidden', 'preview: only the server attaches a link preview to ' .. cmd.msg} end
-    m.p = cmd.pv
+    m.pv = cmd.pv
   elseif cmd.t == 'edit' then
     if m.a ~= cmd.by and not (cmd.mod and cmd.by == 'server') then return {-3, 'forbidden', 'msg: only its author may edit ' .. cmd.msg} end
     m.b = cmd.body
@@ -107,7 +177,7 @@ elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' or cmd.t == 'pre
     m.b = nil
     m.j = nil
     m.r = {}
-    m.p = nil
+    m.pv = nil
   else
     local users = m.r[cmd.reaction]
     local at = false
@@ -132,13 +202,20 @@ elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' or cmd.t == 'pre
   lcKey, lcVal = cmd.msg, cjson.encode(m)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local frame = ARGV[1] .. seq .. ARGV[2]
+local tail = ARGV[2]
+local talliesJson = false
+if tallies then
+  talliesJson = '[' .. table.concat(tallies, ',') .. ']'
+  local at = string.find(tail, ',"tallies":null', 1, true)
+  if at then tail = string.sub(tail, 1, at - 1) .. ',"tallies":' .. talliesJson .. string.sub(tail, at + 15) end
+end
+local frame = ARGV[1] .. seq .. tail
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'f', frame)
 if ARGV[7] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[7] .. '\n' .. frame) else redis.call('PUBLISH', ARGV[4], frame) end
 if KEYS[6] then redis.call('SET', KEYS[6], seq .. ' ' .. ARGV[5], 'PX', ARGV[6]) end
 local listed = 0
 if lcNew then
-  redis.call('HSET', KEYS[3], lcKey, '{"s":' .. seq .. ',"a":' .. ARGV[12] .. '}')
+  redis.call('HSET', KEYS[3], lcKey, '{"s":' .. seq .. ',"a":' .. ARGV[12] .. (lcPoll and (',"p":' .. lcPoll) or '') .. '}')
   listed = redis.call('RPUSH', KEYS[4], lcKey)
   if listed > tonumber(ARGV[11]) then redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4])) end
 elseif lcKey then
@@ -154,4 +231,5 @@ if ARGV[8] ~= '0' then
     redis.call('HSET', KEYS[1], 'tx', now)
   end
 end
+if talliesJson then return {1, seq, talliesJson} end
 return {1, seq}

@@ -10,6 +10,8 @@ import type { Conn } from '../connection'
 import { answering } from '../context'
 import type { HubContext, Handlers } from '../context'
 import type { Attachment } from '../../uploads/service'
+import { slowed } from '../polls'
+import type { PollFrame, Polls } from '../polls'
 
 /** Retry keys: unambiguous whatever the ids contain, one space per kind of send. */
 export const dedupeKey = (...parts: string[]) => JSON.stringify(parts)
@@ -24,6 +26,7 @@ export type Publish = (
   fromJson?: string,
   replyTo?: string,
   files?: Attachment[],
+  more?: PublishMore,
 ) => Promise<Accepted>
 
 /**
@@ -32,8 +35,14 @@ export type Publish = (
  */
 export type SendDirect = (from: User, to: string, body: string, data: unknown, dedupe?: string) => Promise<Accepted & { room: string }>
 
+/** What a chat may carry beyond the common case (v4): a poll; `moderator` exempts it from slow mode. */
+export interface PublishMore {
+  poll?: PollFrame
+  moderator?: boolean
+}
+
 /** chat and dm: messages, each an event of its room's log. */
-export function messageFrames(h: HubContext) {
+export function messageFrames(h: HubContext, polls: Polls) {
   const { config, broker, metrics, members, webhooks, push } = h
 
   /** The frame's room, else the default room; with `DEFAULT_ROOM=` (none) a `chat` must name one. */
@@ -54,17 +63,35 @@ export function messageFrames(h: HubContext) {
     let data: unknown = f.data
     if (webhooks?.beforePublish)
       ({ body, data } = await webhooks.beforePublish({ room, user: c.identity.user, body, data, reply_to: f.reply_to }))
+    // A poll's texts are written for others like the body: the word filter reads them too.
+    const poll =
+      f.poll &&
+      polls.shape({
+        ...f.poll,
+        question: h.words.filterText(f.poll.question, 'poll.question'),
+        options: f.poll.options.map((o, i) => h.words.filterText(o, `poll.options[${i}]`)),
+      })
     const started = performance.now()
-    const accepted = await publish(
-      room,
-      c.identity.user,
-      body,
-      data,
-      f.id && dedupeKey('chat', room, c.identity.user.id, f.id),
-      c.fromJson,
-      f.reply_to,
-      files,
-    )
+    const send = (more: PublishMore) =>
+      publish(
+        room,
+        c.identity.user,
+        body,
+        data,
+        f.id && dedupeKey('chat', room, c.identity.user.id, f.id),
+        c.fromJson,
+        f.reply_to,
+        files,
+        more,
+      )
+    let accepted: Accepted
+    try {
+      accepted = await send({ poll })
+    } catch (err) {
+      // Slow mode spares owners and moderators: their role is looked up only when a chat was slowed.
+      if (!slowed(err) || !(await h.moderation.moderates(c.identity, c.identity.user.id, room))) throw err
+      accepted = await send({ poll, moderator: true })
+    }
     chatDone(c, f, room, accepted, started)
   }
 
@@ -74,7 +101,7 @@ export function messageFrames(h: HubContext) {
    * False when the frame needs `chat` (nothing was done then).
    */
   function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
-    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length) return false
+    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length || f.poll) return false
     const room = f.room ?? config.DEFAULT_ROOM
     if (room === '') return false // `chat` answers bad_request
     if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
@@ -85,6 +112,8 @@ export function messageFrames(h: HubContext) {
     try {
       accepted = broker.appendNow(room, m, f.id && dedupeKey('chat', room, from.id, f.id))
     } catch (err) {
+      // Slowed: `chat` answers it (and spares an owner or moderator); nothing was appended.
+      if (slowed(err)) return false
       throw notAccepted(metrics, room, 'chat', err)
     }
     if (!accepted) return false
@@ -108,15 +137,21 @@ export function messageFrames(h: HubContext) {
     fromJson?: string,
     replyTo?: string,
     files?: Attachment[],
+    more?: PublishMore,
   ): EventDraft {
     const id = Bun.randomUUIDv7()
     const ts = isoNow()
-    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo, files)
+    const poll = more?.poll
+    const tail = chatTailOfOwn(id, room, fromJson ?? userJson(from), body, data, ts, replyTo, files, poll)
     const event: RoomEvent = { type: 'chat', id, room, from, body, data, ts }
-    // In the frame's order (chatTailOfOwn): reply_to, then attachments.
-    if (replyTo !== undefined || files)
-      event.extra = { ...(replyTo !== undefined ? { reply_to: replyTo } : {}), ...(files ? { attachments: files } : {}) }
-    return { event, head: CHAT_HEAD, tail }
+    // In the frame's order (chatTailOfOwn): reply_to, then attachments, then poll.
+    if (replyTo !== undefined || files || poll)
+      event.extra = {
+        ...(replyTo !== undefined ? { reply_to: replyTo } : {}),
+        ...(files ? { attachments: files } : {}),
+        ...(poll ? { poll } : {}),
+      }
+    return { event, head: CHAT_HEAD, tail, ...(more?.moderator ? { moderator: true } : {}) }
   }
 
   /** The uploads a message names, checked to be the sender's (bad_request naming the id otherwise). */
@@ -163,10 +198,11 @@ export function messageFrames(h: HubContext) {
   }
 
   /** Sequences and fans out one chat message (from a client or the publish API). */
-  const publish: Publish = async (room, from, body, data, dedupe, fromJson, replyTo, files) => {
-    const m = draft(room, from, body, data, fromJson, replyTo, files)
+  const publish: Publish = async (room, from, body, data, dedupe, fromJson, replyTo, files, more) => {
+    const m = draft(room, from, body, data, fromJson, replyTo, files, more)
     const accepted = await appendWithFiles(room, m, files, dedupe)
     published(room, from, m, accepted)
+    if (more?.poll && !accepted.duplicate) polls.opened(room, accepted.id, more.poll)
     return accepted
   }
 
