@@ -1,8 +1,8 @@
 import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
-export type { MessageState, Pin, Pins } from '../core/room-log'
+export type { MessageState, Pin, Pins, ThreadSummary } from '../core/room-log'
 import type { MessageState, Pin, Pins } from '../core/room-log'
-import { reactionMap } from '../core/room-log'
+import { reactionMap, threadAfter } from '../core/room-log'
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
 export const NO_REACTIONS: Record<string, string[]> = Object.freeze(reactionMap())
@@ -126,6 +126,7 @@ export function project(
     if (parent !== undefined) {
       const p = msgs.get(parent)
       if (!p || p.deleted) return refuse('not_found', `reply_to: no message ${parent} in ${e.room}`)
+      p.thread = threadAfter(p.thread, e.from, e.ts)
     }
     // Its body and data are the frame's until an edit: only an edit's are kept here.
     msgs.add(e.id, { seq, author: e.from.id, reactions: NO_REACTIONS })
@@ -207,7 +208,7 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
     count: users.length,
     me: users.includes(viewer),
   }))
-  if (!state.deleted && !state.edited_at && reactions.length === 0) return frame
+  if (!state.deleted && !state.edited_at && reactions.length === 0 && !state.thread) return frame
   const f = JSON.parse(frame)
   const out: Record<string, unknown> = {}
   for (const k in f) {
@@ -228,6 +229,7 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
   if (state.edited_at) out.edited_at = state.edited_at
   if (state.deleted) out.deleted = true
   if (reactions.length) out.reactions = reactions
+  if (state.thread) out.thread = state.thread
   return JSON.stringify(out)
 }
 

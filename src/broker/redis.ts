@@ -11,7 +11,7 @@ import { ledgerPresence } from './presence'
 import type { Presence, PresenceEdge } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
-import type { Caps, LoadMessages, MessageState, Pin } from './message-rules'
+import type { Caps, LoadMessages, MessageState, Pin, ThreadSummary } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic } from './types'
 import { isRoomTopic, topicRoom } from '../core/topic'
@@ -450,6 +450,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       t: e.type,
       id: e.id,
       by: e.from.id,
+      bn: x.reply_to === undefined ? undefined : e.from.name,
       msg: x.msg,
       reply_to: x.reply_to,
       reaction: x.reaction,
@@ -481,6 +482,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       b: m.edited_at ? m.body : undefined,
       j: m.edited_at && m.data !== undefined ? JSON.stringify(m.data) : undefined,
       r: Object.keys(m.reactions).length ? m.reactions : undefined,
+      t: m.thread && { c: m.thread.count, l: m.thread.last_ts, p: m.thread.participants },
     }
     if (await cmd.hsetnx(key.msgs(room), id, JSON.stringify(lua))) await cmd.rpush(key.msgOrder(room), id)
     return true
@@ -621,7 +623,16 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       ids.forEach((id, i) => {
         const v = raw[i]
         if (!v) return
-        const m = JSON.parse(v) as { s: number; a: string; d?: boolean; e?: string; b?: string; j?: string; r?: Record<string, string[]> }
+        const m = JSON.parse(v) as {
+          s: number
+          a: string
+          d?: boolean
+          e?: string
+          b?: string
+          j?: string
+          r?: Record<string, string[]>
+          t?: { c: number; l: string; p: ThreadSummary['participants'] }
+        }
         out.set(id, {
           seq: m.s,
           author: m.a,
@@ -630,6 +641,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
           body: m.b,
           data: m.j === undefined ? undefined : JSON.parse(m.j),
           reactions: m.r ?? {},
+          ...(m.t ? { thread: { count: m.t.c, last_ts: m.t.l, participants: m.t.p } } : {}),
         })
       })
       return out

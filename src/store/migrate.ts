@@ -8,6 +8,7 @@ import push from './migrations/006_push.sql' with { type: 'text' }
 import searchPins from './migrations/007_search_pins.sql' with { type: 'text' }
 import uploads from './migrations/008_uploads.sql' with { type: 'text' }
 import searchSymbols from './migrations/009_search_symbols.sql' with { type: 'text' }
+import threadsScheduled from './migrations/010_threads_scheduled.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
 export const migrations: { name: string; sql: string }[] = [
@@ -20,6 +21,7 @@ export const migrations: { name: string; sql: string }[] = [
   { name: '007_search_pins', sql: searchPins },
   { name: '008_uploads', sql: uploads },
   { name: '009_search_symbols', sql: searchSymbols },
+  { name: '010_threads_scheduled', sql: threadsScheduled },
 ]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */
