@@ -16,6 +16,10 @@ import { memoryMembers } from './members/memory'
 import { postgresMembers } from './members/postgres'
 import { redisMembers } from './members/redis'
 import type { Members } from './members/types'
+import { memoryThreads } from './members/threads'
+import type { Threads } from './members/threads'
+import { postgresThreads } from './members/threads-postgres'
+import { redisThreads } from './members/threads-redis'
 import type { Broker } from './broker/types'
 import { ConfigError, describeVariables, loadConfig } from './config'
 import type { Config } from './config'
@@ -157,6 +161,8 @@ const members: Members = store
   : redis
     ? redisMembers(redis.client, config.REDIS_PREFIX)
     : memoryMembers()
+// Thread lists and markers live where the memberships do.
+const threads: Threads = store ? postgresThreads(store.sql) : redis ? redisThreads(redis.client, config.REDIS_PREFIX) : memoryThreads()
 
 const userConns = config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0 ? ledgerUserConns(ledger.book('conns')) : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
@@ -193,6 +199,7 @@ const { app, hub, stats, listeners } = createApp({
   nodeId,
   store,
   members,
+  threads,
   userConns,
   redis: redisDeps,
   ledger,

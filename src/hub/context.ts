@@ -16,6 +16,7 @@ import type { Changes } from './changes'
 import type { Moderation } from './moderation'
 import type { Mutes } from './mutes'
 import type { Rooms } from './rooms'
+import type { HubThreads } from './threads'
 
 /** What every frame family works with: the engines, the way out to a connection, and the hub's parts. */
 export interface HubContext {
@@ -37,6 +38,8 @@ export interface HubContext {
   changes: Changes
   moderation: Moderation
   mutes: Mutes
+  /** The users' thread lists and thread markers. */
+  threads: HubThreads
   send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
   sendError(c: Conn, code: ErrorCode, message: string, id?: string): void
   audit(entry: AuditEntry): void

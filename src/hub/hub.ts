@@ -39,6 +39,10 @@ import { presenceEvents } from './presence-events'
 import { log } from '../log'
 import type { Rooms } from './rooms'
 import { createSession } from './session'
+import { createHubThreads } from './threads'
+import { threadFrames } from './frames/threads'
+import { memoryThreads } from '../members/threads'
+import type { Threads } from '../members/threads'
 import type { Session } from './session'
 import type { Publish } from './frames/messages'
 import type { DeviceInput, DevicePut } from './frames/push'
@@ -64,6 +68,8 @@ export interface HubDeps {
   push?: HubPush
   /** Who is online, cluster-wide (webhooks and push follow it); absent when nothing does. */
   online?: Pick<Online, 'live' | 'idle'>
+  /** The users' thread lists and markers (chosen beside the memberships); absent: in this process. */
+  threads?: Threads
 }
 
 /** The hub as the faces, the HTTP API and main see it (see createHub). */
@@ -203,6 +209,7 @@ export function createHub(deps: HubDeps): Hub {
   const moderation = createModeration({ broker, append, members, audit, emit })
   const pins = createPins({ broker, append, rooms, changes })
   const search = createSearch({ store, members, broker })
+  const threads = createHubThreads({ broker, store, threads: deps.threads ?? memoryThreads(), rooms, changes, conversations })
 
   const h: HubContext = {
     config,
@@ -220,6 +227,7 @@ export function createHub(deps: HubDeps): Hub {
     changes,
     moderation,
     mutes,
+    threads,
     send,
     sendError,
     audit,
@@ -248,6 +256,7 @@ export function createHub(deps: HubDeps): Hub {
     handlers: {
       ...messages.handlers,
       ...roomFrames(h),
+      ...threadFrames(h),
       ...changeFrames(h),
       ...moderationFrames(h),
       ...sessionFrames(h),

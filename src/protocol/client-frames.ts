@@ -161,7 +161,7 @@ export function clientFrameSchemas(maxBodyChars: number) {
       limit: limit.optional(),
       id,
     }),
-    read: z.object({ type: z.literal('read'), room, seq, id }),
+    read: z.object({ type: z.literal('read'), room, seq, thread: msg.optional(), id }),
     dm: z.object({
       type: z.literal('dm'),
       to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'),
@@ -219,6 +219,14 @@ export function clientFrameSchemas(maxBodyChars: number) {
       }),
     notify: z.object({ type: z.literal('notify'), room, level: z.enum(['all', 'mentions', 'none'], 'must be all, mentions or none'), id }),
     block: z.object({ type: z.literal('block'), user: target, id }),
+    // ---- threads (PROTOCOL-v4) ----
+    threads: z.object({
+      type: z.literal('threads'),
+      room: room.optional(),
+      before: z.string('must be a string').max(64, "must be a previous answer's next").optional(),
+      limit: limit.optional(),
+      id,
+    }),
     unblock: z.object({ type: z.literal('unblock'), user: target, id }),
   }
 }

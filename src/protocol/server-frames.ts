@@ -137,6 +137,9 @@ export const frames = {
   search: (results: string[], cursor?: string, id?: string) =>
     `{"type":"search","results":[${results.join(',')}]${opt('cursor', cursor)}${opt('id', id)}}`,
   pong: (id?: string) => `{"type":"pong"${opt('id', id)}}`,
+  /** `threads` are already-encoded thread objects (see threadJson). */
+  threads: (threads: string[], more: boolean, next?: string, id?: string) =>
+    `{"type":"threads","threads":[${threads.join(',')}],"more":${more}${opt('next', next)}${opt('id', id)}}`,
   /**
    * A Pusher event of the room (a Pusher client's `client-*` event or one of the Pusher HTTP
    * API, src/pusher), as chat-server clients get it; `data` is the event's data already encoded.
@@ -149,6 +152,10 @@ export const frames = {
 /** One entry of a `pins` list; `message` is the encoded message frame as it stands (spliced in). */
 export const pinJson = (p: { msg: string; by: User; ts: string }, message: string | undefined) =>
   `{"msg":${q(p.msg)},"by":${user(p.by)},"ts":${q(p.ts)}${message ? `,"message":${message}` : ''}}`
+
+/** One entry of a `threads` list; `root` is the encoded root message frame as it stands (spliced in). */
+export const threadJson = (t: { room: string; msg: string; root: string; count: number; last_ts: string; unread: number }) =>
+  `{"room":${q(t.room)},"msg":${q(t.msg)},"root":${t.root},"count":${t.count},"last_ts":${q(t.last_ts)},"unread":${t.unread}}`
 
 /** A conversation of the `rooms` list; `last` is an encoded message frame, spliced in. */
 export function conversation(c: {

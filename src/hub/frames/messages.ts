@@ -6,6 +6,7 @@ import { CHAT_HEAD, DM_HEAD, chatFrame, chatTailOfOwn, eventTail, frames, userJs
 import type { RoomEvent, User } from '../../protocol/server-frames'
 import { notAccepted } from '../append'
 import { isoNow } from '../clock'
+import { log } from '../../log'
 import type { Conn } from '../connection'
 import { answering } from '../context'
 import type { HubContext, Handlers } from '../context'
@@ -68,7 +69,8 @@ export function messageFrames(h: HubContext) {
    * False when the frame needs `chat` (nothing was done then).
    */
   function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
-    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length) return false
+    // A reply waits for the thread lists (`chat`), so that its sender's `threads` right after its ack has it.
+    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length || f.reply_to !== undefined) return false
     const room = f.room ?? config.DEFAULT_ROOM
     if (room === '') return false // `chat` answers bad_request
     if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
@@ -160,6 +162,11 @@ export function messageFrames(h: HubContext) {
     const m = draft(room, from, body, data, fromJson, replyTo, files)
     const accepted = await appendWithFiles(room, m, files, dedupe)
     published(room, from, m, accepted)
+    if (replyTo !== undefined && !accepted.duplicate)
+      await h.threads.replied(room, replyTo, from, accepted.seq, m.event.ts).catch((err) => {
+        metrics.brokerErrors.inc()
+        log.warn('a reply is not in the thread lists', { room, msg: replyTo, err })
+      })
     return accepted
   }
 
