@@ -18,7 +18,9 @@ export function postgresThreads(sql: Sql): Threads {
       })
     },
     async read(room, msg, user, seq) {
-      const [r] = await sql<{ read_seq: string }[]>`insert into thread_members (user_id, room, msg, read_seq) values (${user}, ${room}, ${msg}, ${seq})
+      const [r] = await sql<
+        { read_seq: string }[]
+      >`insert into thread_members (user_id, room, msg, read_seq) values (${user}, ${room}, ${msg}, ${seq})
         on conflict (user_id, room, msg) do update set read_seq = greatest(thread_members.read_seq, excluded.read_seq)
         returning read_seq`
       return Number(r!.read_seq)

@@ -45,10 +45,7 @@ export function redisThreads(redis: Redis, P: string): Threads {
         return v
       }) as [unknown, unknown, unknown, unknown, unknown, string[]]
       // Everyone whose list holds the thread sees it move up (a reply costs one write per participant).
-      await Promise.all([
-        ...people.map((u) => cmd.zadd(key.list(u), 'GT', ms, k)),
-        cmd.threadMark(key.marks(r.from), k, r.seq),
-      ])
+      await Promise.all([...people.map((u) => cmd.zadd(key.list(u), 'GT', ms, k)), cmd.threadMark(key.marks(r.from), k, r.seq)])
     },
     read(room, msg, user, seq) {
       return cmd.threadMark(key.marks(user), threadKey(room, msg), seq)

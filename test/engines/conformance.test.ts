@@ -255,7 +255,7 @@ for (const factory of factories) {
       expect(await outcome(e.broker.append(room, chat(room, bob, 'orphan', 'missing')))).toBe('not_found')
     })
 
-    test('threads: each reply counts in its parent\'s thread: count, last_ts (the newest reply\'s), participants (≤ 5, distinct, most recent first)', async () => {
+    test("threads: each reply counts in its parent's thread: count, last_ts (the newest reply's), participants (≤ 5, distinct, most recent first)", async () => {
       const room = newRoom()
       const root = await e.broker.append(room, chat(room, alice, 'root'))
       const other = await e.broker.append(room, chat(room, alice, 'no replies'))

@@ -132,9 +132,13 @@ function threadSuite(name: string, nodes: () => RunningServer[], test: typeof bu
 
 let one: RunningServer
 describe('one node', () => {
-  bunTest('start', async () => {
-    one = await node()
-  }, 30_000)
+  bunTest(
+    'start',
+    async () => {
+      one = await node()
+    },
+    30_000,
+  )
 })
 threadSuite('threads on one node', () => [one], bunTest)
 
@@ -151,37 +155,45 @@ describe('with PostgreSQL', () => {
     await Promise.all(pg.map((s) => s.stop('SIGKILL')))
     await db?.drop()
   })
-  pgTest('start a node on PostgreSQL', async () => {
-    pg = [await node({ POSTGRES_DSN: db.dsn })]
-  }, 30_000)
+  pgTest(
+    'start a node on PostgreSQL',
+    async () => {
+      pg = [await node({ POSTGRES_DSN: db.dsn })]
+    },
+    30_000,
+  )
   threadSuite('threads with PostgreSQL', () => pg, pgTest)
 
-  pgTest("threads survive a restart: summaries from the archive (beyond the broker's state), lists and markers", async () => {
-    const room = uid('keep')
-    const start = () => node({ POSTGRES_DSN: db.dsn, HISTORY_LIMIT: '3' })
-    let s = await start()
-    let a = await as(s, uid('a'))
-    const bId = uid('b')
-    let b = await as(s, bId)
-    await member(a, room)
-    await member(b, room)
-    const root = (await a.request({ type: 'chat', room, body: 'kept root' })).msg as string
-    await reply(b, room, root, 'one')
-    const two = await reply(b, room, root, 'two')
-    await a.request({ type: 'read', room, seq: two.seq - 1, thread: root })
-    for (let i = 0; i < 5; i++) await a.request({ type: 'chat', room, body: `filler ${i}` })
-    a.close()
-    b.close()
-    await Bun.sleep(500) // the store's write batch
-    await s.stop()
-    s = await start()
-    a = await as(s, a.welcome.user.id)
-    const h = (await a.request({ type: 'history', room, limit: 20 })).messages as Frame[]
-    expect(h.find((m) => m.id === root)!.thread).toMatchObject({ count: 2, participants: [{ id: bId, name: bId.toUpperCase() }] })
-    const l = await list(a)
-    expect(l.threads.map((t: Frame) => [t.msg, t.count, t.unread])).toEqual([[root, 2, 1]])
-    expect(l.threads[0].root.thread.count).toBe(2)
-    a.close()
-    pg.push(s)
-  }, 60_000)
+  pgTest(
+    "threads survive a restart: summaries from the archive (beyond the broker's state), lists and markers",
+    async () => {
+      const room = uid('keep')
+      const start = () => node({ POSTGRES_DSN: db.dsn, HISTORY_LIMIT: '3' })
+      let s = await start()
+      let a = await as(s, uid('a'))
+      const bId = uid('b')
+      const b = await as(s, bId)
+      await member(a, room)
+      await member(b, room)
+      const root = (await a.request({ type: 'chat', room, body: 'kept root' })).msg as string
+      await reply(b, room, root, 'one')
+      const two = await reply(b, room, root, 'two')
+      await a.request({ type: 'read', room, seq: two.seq - 1, thread: root })
+      for (let i = 0; i < 5; i++) await a.request({ type: 'chat', room, body: `filler ${i}` })
+      a.close()
+      b.close()
+      await Bun.sleep(500) // the store's write batch
+      await s.stop()
+      s = await start()
+      a = await as(s, a.welcome.user.id)
+      const h = (await a.request({ type: 'history', room, limit: 20 })).messages as Frame[]
+      expect(h.find((m) => m.id === root)!.thread).toMatchObject({ count: 2, participants: [{ id: bId, name: bId.toUpperCase() }] })
+      const l = await list(a)
+      expect(l.threads.map((t: Frame) => [t.msg, t.count, t.unread])).toEqual([[root, 2, 1]])
+      expect(l.threads[0].root.thread.count).toBe(2)
+      a.close()
+      pg.push(s)
+    },
+    60_000,
+  )
 })
