@@ -40,6 +40,10 @@ import { log } from '../log'
 import type { Rooms } from './rooms'
 import { createSession } from './session'
 import { createHubThreads } from './threads'
+import { createScheduler } from './scheduled'
+import { scheduledFrames } from './frames/scheduled'
+import { memoryScheduled } from '../members/scheduled'
+import type { ScheduledQueue } from '../members/scheduled'
 import { threadFrames } from './frames/threads'
 import { memoryThreads } from '../members/threads'
 import type { Threads } from '../members/threads'
@@ -70,6 +74,8 @@ export interface HubDeps {
   online?: Pick<Online, 'live' | 'idle'>
   /** The users' thread lists and markers (chosen beside the memberships); absent: in this process. */
   threads?: Threads
+  /** The pending scheduled messages (chosen beside the memberships); absent: in this process, not durable. */
+  scheduled?: ScheduledQueue
 }
 
 /** The hub as the faces, the HTTP API and main see it (see createHub). */
@@ -246,6 +252,18 @@ export function createHub(deps: HubDeps): Hub {
   }
 
   const messages = messageFrames(h)
+  const scheduler = createScheduler({
+    queue: deps.scheduled ?? memoryScheduled(),
+    broker,
+    members,
+    conversations,
+    metrics,
+    webhooks,
+    send: {
+      chat: (room, from, body, data, dedupe, replyTo) => messages.publish(room, from, body, data, dedupe, undefined, replyTo),
+      dm: messages.dmAs,
+    },
+  })
   const pushing = pushFrames(h)
   const session = createSession({
     h,
@@ -262,6 +280,7 @@ export function createHub(deps: HubDeps): Hub {
       ...sessionFrames(h),
       ...pinFrames(h, pins, search),
       ...pushing.handlers,
+      ...scheduledFrames(h, scheduler, messages.handlers, config.DEFAULT_ROOM),
     },
   })
 
@@ -285,6 +304,8 @@ export function createHub(deps: HubDeps): Hub {
   /** The graceful drain: every face is told first, the hub's sockets drain, then each face's count is added. */
   async function drain(graceMs: number): Promise<number> {
     for (const hook of drainHooks) hook.begin()
+    // A draining node claims no more scheduled messages: the others (or its successor) send them.
+    scheduler.stop()
     let left = await session.drain(graceMs)
     // The leaves of the sockets just closed, and the windows of this node's big rooms, would die with it.
     await rooms.settled()

@@ -129,8 +129,24 @@ export function clientFrameSchemas(maxBodyChars: number) {
     .max(10, 'must be at most 10 upload ids')
     .optional()
 
+  /** When a scheduled message is sent (PROTOCOL-v4); how far ahead is checked when it is scheduled. */
+  const sendAt = z
+    .string('must be an ISO 8601 time')
+    .max(64, 'must be an ISO 8601 time')
+    .refine((s) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 time')
+    .optional()
+
   return {
-    chat: z.object({ type: z.literal('chat'), room: room.optional(), body, data, reply_to: msg.optional(), attachments, id }),
+    chat: z.object({
+      type: z.literal('chat'),
+      room: room.optional(),
+      body,
+      data,
+      reply_to: msg.optional(),
+      attachments,
+      send_at: sendAt,
+      id,
+    }),
     edit: z.object({ type: z.literal('edit'), room, msg, body, data, id }),
     delete: z.object({ type: z.literal('delete'), room, msg, id }),
     react: z.object({ type: z.literal('react'), room, msg, reaction, id }),
@@ -168,6 +184,7 @@ export function clientFrameSchemas(maxBodyChars: number) {
       body,
       data,
       attachments,
+      send_at: sendAt,
       id,
     }),
     history: z.object({
@@ -219,6 +236,9 @@ export function clientFrameSchemas(maxBodyChars: number) {
       }),
     notify: z.object({ type: z.literal('notify'), room, level: z.enum(['all', 'mentions', 'none'], 'must be all, mentions or none'), id }),
     block: z.object({ type: z.literal('block'), user: target, id }),
+    // ---- scheduled messages (PROTOCOL-v4) ----
+    scheduled: z.object({ type: z.literal('scheduled'), room: room.optional(), id }),
+    unschedule: z.object({ type: z.literal('unschedule'), scheduled: msg, id }),
     // ---- threads (PROTOCOL-v4) ----
     threads: z.object({
       type: z.literal('threads'),

@@ -70,7 +70,8 @@ export function messageFrames(h: HubContext) {
    */
   function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
     // A reply waits for the thread lists (`chat`), so that its sender's `threads` right after its ack has it.
-    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length || f.reply_to !== undefined) return false
+    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length || f.reply_to !== undefined || f.send_at !== undefined)
+      return false
     const room = f.room ?? config.DEFAULT_ROOM
     if (room === '') return false // `chat` answers bad_request
     if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
@@ -196,27 +197,50 @@ export function messageFrames(h: HubContext) {
     const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const room = await h.conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
+    const accepted = await appendDm(room, from, f.to, f.body, f.data, files, f.id && dedupeKey('dm', from.id, f.id), c.id)
+    if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
+  }
+
+  /** A dm appended to its direct room (`except`: the sending connection, which does not get it back). */
+  async function appendDm(
+    room: string,
+    from: User,
+    to: string,
+    body: string,
+    data: unknown,
+    files: Attachment[] | undefined,
+    key?: string,
+    except?: string,
+  ): Promise<Accepted> {
     const event: RoomEvent = {
       type: 'dm',
       id: Bun.randomUUIDv7(),
       room,
       from,
-      body: f.body,
-      data: f.data,
+      body,
+      data,
       ts: isoNow(),
-      extra: files ? { to: f.to, attachments: files } : { to: f.to },
+      extra: files ? { to, attachments: files } : { to },
     }
     const tail = eventTail(event)
-    const accepted = await appendWithFiles(room, { event, head: DM_HEAD, tail }, files, f.id && dedupeKey('dm', from.id, f.id), c.id)
+    const accepted = await appendWithFiles(room, { event, head: DM_HEAD, tail }, files, key, except)
     if (!accepted.duplicate) {
       metrics.published.inc()
       webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
-      push?.created(room, from, accepted.seq, accepted.id, f.body, 'dm')
+      push?.created(room, from, accepted.seq, accepted.id, body, 'dm')
     }
     members.touch(room, from.id, accepted.seq)
-    if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
+    return accepted
+  }
+
+  /** A dm sent with no connection at hand (a scheduled one at its time): the same rules as `dm`. */
+  async function dmAs(from: User, to: string, body: string, data: unknown, key: string): Promise<Accepted> {
+    if (to !== from.id && (await members.blocking(from.id, [to])).size > 0)
+      throw new FrameError('forbidden', `to: ${to} does not accept direct messages from you`)
+    const room = await h.conversations.direct(from, to, '')
+    return appendDm(room, from, to, body, data, undefined, key)
   }
 
   const handlers: Handlers<'chat' | 'dm'> = { chat: answering(chat), dm: answering(dm) }
-  return { handlers, chatNow, publish }
+  return { handlers, chatNow, publish, dmAs }
 }
