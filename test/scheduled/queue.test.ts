@@ -8,6 +8,8 @@ import { redisScheduled } from '../../src/members/scheduled-redis'
 import { migrate } from '../../src/store/migrate'
 import { freshDatabase } from '../helpers/postgres'
 import { dropRedisPrefix, needService } from '../helpers/services'
+import { needRedisBinaries, startRedisCluster } from '../helpers/redis-cluster'
+import { redisConnections } from '../../src/broker/redis-connect'
 
 /**
  * The scheduled-message queue engines: the same promises on memory, Redis and PostgreSQL. Two
@@ -23,6 +25,7 @@ afterAll(async () => {
 })
 
 type Pair = [ScheduledQueue, ScheduledQueue]
+let cluster: Awaited<ReturnType<typeof startRedisCluster>> | undefined
 const engines: { name: string; test: typeof bunTest; pair(): Promise<Pair> }[] = [
   {
     name: 'memory',
@@ -45,6 +48,24 @@ const engines: { name: string; test: typeof bunTest; pair(): Promise<Pair> }[] =
         await dropRedisPrefix(prefix)
       })
       return [redisScheduled(r1, prefix), redisScheduled(r2, prefix)]
+    },
+  },
+  {
+    name: 'Redis Cluster',
+    test: needRedisBinaries(),
+    async pair() {
+      if (!cluster) {
+        const started = (cluster = await startRedisCluster())
+        cleanups.push(() => started.stop())
+      }
+      const c1 = redisConnections(cluster.url, true)
+      const c2 = redisConnections(cluster.url, true)
+      await Promise.all([c1.connect(), c2.connect()])
+      cleanups.unshift(async () => {
+        c1.close()
+        c2.close()
+      })
+      return [redisScheduled(c1.cmd, 'schedq:'), redisScheduled(c2.cmd, 'schedq:')]
     },
   },
   {
