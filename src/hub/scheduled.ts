@@ -25,6 +25,13 @@ export const SCHEDULED_MAX_PER_USER = 100
 export const SCHEDULED_LEASE_MS = 30_000
 const CLAIM_BATCH = 50
 
+/** The scheduled id of a frame with a client id: the same for every retry of it by that user. */
+const retryId = (user: string, id: string) =>
+  `s${new Bun.CryptoHasher('sha256')
+    .update(JSON.stringify(['scheduled', user, id]))
+    .digest('hex')
+    .slice(0, 32)}`
+
 /** What a scheduled message is sent with at its time: the hub's own paths of a chat and a dm, as the user. */
 export interface ScheduledSenders {
   chat(room: string, from: User, body: string, data: unknown, dedupe: string, replyTo?: string): Promise<unknown>
@@ -87,7 +94,8 @@ export function createScheduler(deps: {
     const at = sendAt(f.send_at)
     if (f.attachments?.length) throw new FrameError('bad_request', 'attachments: a scheduled message cannot carry attachments')
     const m: ScheduledMessage = {
-      scheduled: Bun.randomUUIDv7(),
+      // A retry of the frame (the same client id, a client's outbox after a reconnect) is the same scheduled message.
+      scheduled: f.id === undefined ? Bun.randomUUIDv7() : retryId(c.identity.user.id, f.id),
       user: { id: c.identity.user.id, name: c.identity.user.name },
       ...(c.identity.rooms ? { rooms: c.identity.rooms } : {}),
       ...(f.room !== undefined ? { room: f.room } : { to: f.to }),
@@ -97,7 +105,7 @@ export function createScheduler(deps: {
       send_at: new Date(at).toISOString(),
       ...(member ? { member } : {}),
     }
-    if (!(await queue.add(m, SCHEDULED_MAX_PER_USER)))
+    if ((await queue.add(m, SCHEDULED_MAX_PER_USER)) === 'limit')
       throw new FrameError('limit', `scheduled: at most ${SCHEDULED_MAX_PER_USER} pending scheduled messages per user`)
     // Sent on time by this node when it is soon; the poll (any node) catches the rest.
     if (at - Date.now() < 60_000) setTimeout(() => void tick(), Math.max(0, at - Date.now())).unref()

@@ -13,8 +13,11 @@ export function postgresScheduled(sql: Sql): ScheduledQueue {
       const rows = await sql`insert into scheduled_messages (id, user_id, send_at, due_at, item)
         select ${m.scheduled}, ${m.user.id}, ${m.send_at}, ${m.send_at}, (${JSON.stringify(m)}::text)::jsonb
         where (select count(*) from scheduled_messages where user_id = ${m.user.id}) < ${cap}
+        on conflict (id) do nothing
         returning id`
-      return rows.length === 1
+      if (rows.length === 1) return 'added'
+      const [kept] = await sql`select 1 from scheduled_messages where id = ${m.scheduled}`
+      return kept ? 'exists' : 'limit'
     },
     async list(user, room) {
       const rows = await sql<Row[]>`select item from scheduled_messages where user_id = ${user}

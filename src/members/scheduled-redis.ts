@@ -22,14 +22,11 @@ export function redisScheduled(redis: Redis, P: string): ScheduledQueue {
   return {
     kind: 'redis',
     async add(m, cap) {
-      if ((await cmd.scard(key.user(m.user.id))) >= cap) return false
-      await cmd
-        .multi()
-        .hset(key.items, m.scheduled, JSON.stringify(m))
-        .zadd(key.due, Date.parse(m.send_at), m.scheduled)
-        .sadd(key.user(m.user.id), m.scheduled)
-        .exec()
-      return true
+      if ((await cmd.scard(key.user(m.user.id))) >= cap) return 'limit'
+      // The item first and only if new: a retry (same id) changes nothing.
+      if (!(await cmd.hsetnx(key.items, m.scheduled, JSON.stringify(m)))) return 'exists'
+      await cmd.multi().zadd(key.due, Date.parse(m.send_at), m.scheduled).sadd(key.user(m.user.id), m.scheduled).exec()
+      return 'added'
     },
     async list(user, room) {
       const ids = await cmd.smembers(key.user(user))

@@ -26,8 +26,8 @@ export interface ScheduledMessage {
  */
 export interface ScheduledQueue {
   readonly kind: 'memory' | 'redis' | 'postgres'
-  /** Keeps a message; false when the user has `cap` pending already. */
-  add(m: ScheduledMessage, cap: number): Promise<boolean>
+  /** Keeps a message (`exists`: one of that id is kept already, a retry); `limit` when the user has `cap` pending. */
+  add(m: ScheduledMessage, cap: number): Promise<'added' | 'exists' | 'limit'>
   /** The user's pending messages (of one room when given), by send_at. */
   list(user: string, room?: string): Promise<ScheduledMessage[]>
   /** Drops one of the user's pending messages; false when the user has none of that id. */
@@ -48,9 +48,10 @@ export function memoryScheduled(): ScheduledQueue {
   return {
     kind: 'memory',
     async add(m, cap) {
-      if (mine(m.user.id).length >= cap) return false
+      if (items.has(m.scheduled)) return 'exists'
+      if (mine(m.user.id).length >= cap) return 'limit'
       items.set(m.scheduled, { m, due: Date.parse(m.send_at) })
-      return true
+      return 'added'
     },
     async list(user, room) {
       return sortBySendAt(

@@ -63,6 +63,25 @@ describe('one node (memory)', () => {
   )
 
   bunTest(
+    'a retry of a scheduling frame (same id) is the same scheduled message: sent once',
+    async () => {
+      const room = uid('retry')
+      const a = await as(one, uid('a'))
+      await member(a, room)
+      const f = { type: 'chat', room, body: 'retried', send_at: inMs(800), id: 'client-1' }
+      const first = await a.request(f)
+      const again = await a.request(f)
+      expect(again.scheduled).toBe(first.scheduled)
+      expect((await a.request({ type: 'scheduled' })).messages.length).toBe(1)
+      await a.next((x) => x.type === 'chat' && x.body === 'retried', 5000)
+      await Bun.sleep(1200)
+      expect(a.all('chat').filter((x) => x.body === 'retried').length).toBe(1)
+      a.close()
+    },
+    20_000,
+  )
+
+  bunTest(
     'a scheduled dm reaches its recipient; a reply scheduled keeps reply_to',
     async () => {
       const room = uid('r')
@@ -207,7 +226,7 @@ describe('with Redis', () => {
       const user = uid('a')
       const a = await as(n1, user)
       await member(a, room)
-      const at = inMs(4000)
+      const at = inMs(12_000)
       const { scheduled } = await a.request({ type: 'chat', room, body: 'survives', send_at: at })
       a.close()
       await n1.stop()
@@ -232,38 +251,44 @@ describe('with PostgreSQL', () => {
   beforeAll(async () => {
     if (pgTest === bunTest) db = await freshDatabase('scheduled')
   })
-  afterAll(async () => db?.drop())
+  afterAll(async () => {
+    await db?.drop()
+    await dropRedisPrefix(`sched-pg-${tag}:`)
+  })
 
   pgTest(
-    'two nodes on one database send each once, and a restart keeps them',
+    'PostgreSQL (with Redis): kept across a restart, then two new nodes send each once',
     async () => {
-      const env = { POSTGRES_DSN: db.dsn }
+      // Several nodes on one database are a cluster through Redis (the room log); the queue is PostgreSQL's.
+      const env = { POSTGRES_DSN: db.dsn, REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: `sched-pg-${tag}:` }
       const n1 = await node(env)
       const room = uid('pg')
       const user = uid('a')
       const a = await as(n1, user)
       await member(a, room)
       const N = 10
-      for (let i = 0; i < N; i++) await a.request({ type: 'chat', room, body: `pg ${i}`, send_at: inMs(3500) })
-      const { scheduled } = await a.request({ type: 'chat', room, body: 'pg restart', send_at: inMs(3500) })
+      for (let i = 0; i < N; i++) await a.request({ type: 'chat', room, body: `pg ${i}`, send_at: inMs(25_000) })
+      const { scheduled } = await a.request({ type: 'chat', room, body: 'pg restart', send_at: inMs(25_000) })
       a.close()
       await n1.stop()
       // Two fresh nodes on the database: neither saw them scheduled.
-      const [n2, n3] = await Promise.all([node(env), node(env)])
+      const n2 = await node(env)
+      const n3 = await node(env)
       const w = await as(n2, uid('w'))
       expect(await w.request({ type: 'join', room })).toMatchObject({ type: 'joined' })
       const a3 = await as(n3, user)
       expect((await a3.request({ type: 'scheduled', room })).messages.map((m: Frame) => m.scheduled)).toContain(scheduled)
-      await w.next((f) => f.type === 'chat' && f.body === 'pg restart', 15_000)
-      await Bun.sleep(2000)
-      const bodies = w
-        .all('chat')
-        .map((f) => f.body as string)
-        .filter((b) => b.startsWith('pg '))
-      expect(bodies.sort()).toEqual([...Array.from({ length: N }, (_, i) => `pg ${i}`), 'pg restart'].sort())
+      // The room's log says what was sent (live frames may have gone before w joined on a slow machine).
+      const sent = async () =>
+        ((await w.request({ type: 'history', room, limit: 100 })).messages as Frame[])
+          .filter((m) => m.type === 'chat' && String(m.body).startsWith('pg '))
+          .map((m) => m.body as string)
+      for (let i = 0; i < 60 && !(await sent()).includes('pg restart'); i++) await Bun.sleep(500)
+      await Bun.sleep(2500) // time for a second send, if there were one
+      expect((await sent()).sort()).toEqual([...Array.from({ length: N }, (_, i) => `pg ${i}`), 'pg restart'].sort())
       w.close()
       a3.close()
     },
-    60_000,
+    120_000,
   )
 })
