@@ -40,6 +40,8 @@ import { log } from './log'
 import type { Metrics } from './metrics'
 import type { Store } from './store/types'
 import type { Members } from './members/types'
+import type { Threads } from './members/threads'
+import type { ScheduledQueue } from './members/scheduled'
 import pkg from '../package.json'
 import type { HubPush } from './push'
 import type { HubWebhooks } from './webhooks'
@@ -85,6 +87,10 @@ export interface AppDeps {
   checks?: Record<string, Check>
   store?: Store
   members: Members
+  /** The users' thread lists and markers (main chooses the engine beside the memberships); absent: in this process. */
+  threads?: Threads
+  /** The pending scheduled messages (main chooses the engine beside the memberships); absent: in this process. */
+  scheduled?: ScheduledQueue
   /** Cluster-wide connection counts per user (Redis), for MAX_CONNECTIONS_PER_USER. */
   userConns?: UserConnCounter
   /** With Redis: the node's connections and the cluster's heartbeat (the admin view of every node). */
@@ -131,6 +137,8 @@ export function createApp(deps: AppDeps) {
     refresh: deps.refresh,
     store: deps.store,
     members: deps.members,
+    threads: deps.threads,
+    scheduled: deps.scheduled,
     webhooks: deps.webhooks,
     uploads: deps.uploads,
     push: deps.push,

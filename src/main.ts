@@ -16,6 +16,14 @@ import { memoryMembers } from './members/memory'
 import { postgresMembers } from './members/postgres'
 import { redisMembers } from './members/redis'
 import type { Members } from './members/types'
+import { memoryThreads } from './members/threads'
+import type { Threads } from './members/threads'
+import { postgresThreads } from './members/threads-postgres'
+import { redisThreads } from './members/threads-redis'
+import { memoryScheduled } from './members/scheduled'
+import type { ScheduledQueue } from './members/scheduled'
+import { postgresScheduled } from './members/scheduled-postgres'
+import { redisScheduled } from './members/scheduled-redis'
 import type { Broker } from './broker/types'
 import { ConfigError, describeVariables, loadConfig } from './config'
 import type { Config } from './config'
@@ -159,6 +167,14 @@ const members: Members = store
   : redis
     ? redisMembers(redis.client, config.REDIS_PREFIX)
     : memoryMembers()
+// Thread lists and markers live where the memberships do.
+const threads: Threads = store ? postgresThreads(store.sql) : redis ? redisThreads(redis.client, config.REDIS_PREFIX) : memoryThreads()
+// Scheduled messages too: durable with PostgreSQL or Redis; in this process (lost on restart) else.
+const scheduled: ScheduledQueue = store
+  ? postgresScheduled(store.sql)
+  : redis
+    ? redisScheduled(redis.client, config.REDIS_PREFIX)
+    : memoryScheduled()
 
 const userConns = config.REDIS_URL && config.MAX_CONNECTIONS_PER_USER > 0 ? ledgerUserConns(ledger.book('conns')) : undefined
 const authDeps: Partial<AppDeps> = auth ? { authenticate: auth.authenticate, refresh: auth.refresh, checks: auth.checks } : {}
@@ -203,6 +219,8 @@ const { app, hub, stats, listeners, outbox } = createApp({
   nodeId,
   store,
   members,
+  threads,
+  scheduled,
   userConns,
   redis: redisDeps,
   ledger,

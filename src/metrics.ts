@@ -52,6 +52,8 @@ export type FrameOutType =
   | 'search'
   | 'pong'
   | 'error'
+  | 'threads'
+  | 'scheduled'
 
 /**
  * Every metric of the server. Tallies are counted as plain numbers on the hot path and read by
@@ -185,6 +187,8 @@ export function createMetrics(): Metrics {
     'search',
     'pong',
     'error',
+    'threads',
+    'scheduled',
   ] as const
   const framesIn = tallyBy('chat_frames_in_total', 'Client frames received, by type', 'type', inTypes)
   const framesOut = tallyBy('chat_frames_out_total', 'Frames sent or published by this node, by type', 'type', outTypes)

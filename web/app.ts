@@ -3,7 +3,7 @@
  * user-supplied text is put on the page with `textContent`, never parsed as HTML.
  */
 import { ChatClient, isSystemMessage } from '../client/src/index'
-import type { Attachment, DirectMessage, LinkPreview, ModerationEvent, Poll, RoomMessage, User } from '../client/src/index'
+import type { Attachment, DirectMessage, LinkPreview, ModerationEvent, Poll, RoomMessage, ThreadEntry, User } from '../client/src/index'
 
 const params = new URLSearchParams(location.search)
 const name = (params.get('name') ?? '').trim().slice(0, 64) || undefined
@@ -46,6 +46,7 @@ const ui = {
   joinName: $<HTMLInputElement>('join-name'),
   file: $<HTMLInputElement>('file'),
   attach: $<HTMLButtonElement>('attach'),
+  threads: $<HTMLUListElement>('threads'),
 }
 
 interface RoomView {
@@ -642,6 +643,34 @@ client.on('joined', async (j) => {
   v.early = undefined
   for (const c of early) applyChange(c as Change & { room: string })
 })
+// ---- threads (v4): the user's threads with their unread replies; a click reads the thread.
+let threadsTimer: ReturnType<typeof setTimeout> | undefined
+function loadThreads() {
+  clearTimeout(threadsTimer)
+  threadsTimer = setTimeout(async () => {
+    const { threads } = await client.threads({ limit: 10 }).catch(() => ({ threads: [] as ThreadEntry[] }))
+    ui.threads.replaceChildren(
+      ...threads.map((t) => {
+        const li = el('li', 'thread', `${t.root.from.name}: ${t.root.body ?? ''}`.slice(0, 60))
+        li.title = `${t.count} replies in ${t.room}`
+        li.append(el('span', 'count', ` ${t.count}↩`))
+        if (t.unread) li.append(el('span', 'unread', ` ${t.unread}`))
+        li.onclick = async () => {
+          const page = await client.thread(t.room, t.msg, { limit: 100 })
+          const last = page.messages[page.messages.length - 1]
+          if (last) await client.readThread(t.room, t.msg, last.seq)
+          loadThreads()
+        }
+        return li
+      }),
+    )
+  }, 300)
+}
+client.on('welcome', loadThreads)
+client.on('chat', (m) => {
+  if (m.reply_to) loadThreads()
+})
+
 client.on('chat', addMessage)
 client.on('dm', addMessage)
 client.on('edit', (e) => applyChange({ type: 'edit', room: e.room, seq: e.seq, msg: e.msg, body: e.body, data: e.data }))

@@ -33,9 +33,13 @@ import type {
   RoomMessage,
   RoomSettings,
   RoomsFrame,
+  ScheduledFrame,
+  ScheduledMessage,
   SearchFrame,
   ServerFrame,
   SettingsEvent,
+  ThreadEntry,
+  ThreadsFrame,
   TypingFrame,
   User,
   VoteEvent,
@@ -140,6 +144,9 @@ export interface Ack {
   seq?: number
   /** The room of a dm: the pair's direct room, named by the server. */
   room?: string
+  /** v4: a message sent with `send_at` was scheduled, not sent: its scheduled id and time. */
+  scheduled?: string
+  send_at?: string
 }
 
 /** A page of `history` (or of a thread), oldest first. */
@@ -235,6 +242,9 @@ interface Pending {
 
 /** A frame of a room's sequence: chat, dm, and the event types a later server adds. */
 type RoomEvent = { type: string; room: string; seq: number } & Record<string, unknown>
+
+/** v4: `send_at` of a scheduled message, as the ISO time the server takes. */
+const sendAt = (at: string | Date | undefined) => (at === undefined ? {} : { send_at: at instanceof Date ? at.toISOString() : at })
 
 /** Frame types that carry `room` and `seq` without being events of the room's sequence. */
 const NOT_EVENTS = new Set(['joined', 'read', 'ack', 'history', 'rooms', 'presence', 'typing', 'left', 'welcome', 'error', 'pong'])
@@ -359,7 +369,7 @@ export class ChatClient extends Emitter<ClientEvents> {
   // ---------------------------------------------------------------- requests
 
   /** Publishes to a room; resolves with the ack (`msg`, `seq`), rejects with the server's error. */
-  send(room: string, body: string, data?: unknown, opts: { attachments?: string[] } = {}): Promise<Ack> {
+  send(room: string, body: string, data?: unknown, opts: { attachments?: string[]; send_at?: string | Date } = {}): Promise<Ack> {
     return this.#request<Ack>(
       {
         type: 'chat',
@@ -367,6 +377,7 @@ export class ChatClient extends Emitter<ClientEvents> {
         body,
         ...(data === undefined ? {} : { data }),
         ...(opts.attachments?.length ? { attachments: opts.attachments } : {}),
+        ...sendAt(opts.send_at),
       },
       true,
     )
@@ -376,7 +387,7 @@ export class ChatClient extends Emitter<ClientEvents> {
    * A message to user `to`, stored in the pair's direct room (both become members on the
    * first one); resolves with `room` and `seq`. This connection gets no `dm` event for it.
    */
-  dm(to: string, body: string, data?: unknown, opts: { attachments?: string[] } = {}): Promise<Ack> {
+  dm(to: string, body: string, data?: unknown, opts: { attachments?: string[]; send_at?: string | Date } = {}): Promise<Ack> {
     return this.#request<Ack>(
       {
         type: 'dm',
@@ -384,6 +395,7 @@ export class ChatClient extends Emitter<ClientEvents> {
         body,
         ...(data === undefined ? {} : { data }),
         ...(opts.attachments?.length ? { attachments: opts.attachments } : {}),
+        ...sendAt(opts.send_at),
       },
       true,
     )
@@ -495,6 +507,34 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   unblock(user: string): Promise<Ack> {
     return this.#request<Ack>({ type: 'unblock', user }, true)
+  }
+
+  // ---------------------------------------------------------------- threads and scheduled messages (v4)
+
+  /**
+   * The threads the user started or replied in (of one `room` when given), most recently active
+   * first, each with its root, `count`, `last_ts` and `unread`; pass `next` as `before` for the next page.
+   */
+  async threads(
+    opts: { room?: string; before?: string; limit?: number } = {},
+  ): Promise<{ threads: ThreadEntry[]; more: boolean; next?: string }> {
+    const f = await this.#request<ThreadsFrame>({ type: 'threads', ...opts }, true)
+    return { threads: f.threads, more: f.more, ...(f.next === undefined ? {} : { next: f.next }) }
+  }
+
+  /** Moves the user's marker in the thread of `msg` up to `seq` (its newest reply seen); the room's marker stays. */
+  async readThread(room: string, msg: string, seq: number): Promise<void> {
+    await this.#request<Ack>({ type: 'read', room, seq, thread: msg }, true)
+  }
+
+  /** The user's pending scheduled messages (of one room when given), by `send_at`. */
+  async scheduled(room?: string): Promise<ScheduledMessage[]> {
+    return (await this.#request<ScheduledFrame>({ type: 'scheduled', ...(room === undefined ? {} : { room }) }, true)).messages
+  }
+
+  /** Cancels one of the user's scheduled messages (rejects with `not_found` when it is not pending). */
+  async unschedule(scheduled: string): Promise<void> {
+    await this.#request<Ack>({ type: 'unschedule', scheduled }, true)
   }
 
   // ---------------------------------------------------------------- search and pins (v3)
@@ -925,7 +965,13 @@ export class ChatClient extends Emitter<ClientEvents> {
         return this.#onJoined(f)
       case 'ack':
         if (f.room !== undefined && f.seq !== undefined) this.#onOwnDm(f)
-        this.#settle(f.id, true, { id: f.id, msg: f.msg, seq: f.seq, ...(f.room === undefined ? {} : { room: f.room }) } satisfies Ack)
+        this.#settle(f.id, true, {
+          id: f.id,
+          msg: f.msg,
+          seq: f.seq,
+          ...(f.room === undefined ? {} : { room: f.room }),
+          ...(f.scheduled === undefined ? {} : { scheduled: f.scheduled, send_at: f.send_at }),
+        } satisfies Ack)
         return this.emit('ack', f)
       case 'error':
         if (!this.#settle(f.id, false, f)) {
@@ -965,6 +1011,8 @@ export class ChatClient extends Emitter<ClientEvents> {
         return this.emit('pong', f)
       case 'search':
       case 'pins':
+      case 'threads':
+      case 'scheduled':
         this.#settle(f.id, true, f)
         return
       case 'dm':

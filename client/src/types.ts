@@ -43,6 +43,8 @@ export interface MessageState {
   reactions?: Reaction[]
   /** v4: its first link's preview (LINK_PREVIEWS on the server); live, it comes as a `preview` event. */
   preview?: LinkPreview
+  /** v4: its replies, once it has one (in `history`, `threads` and search results; live, count the replies you receive). */
+  thread?: ThreadSummary
 }
 
 /** v4: what a link's page says about itself (og: tags, twitter:, `<title>`, meta description). */
@@ -53,6 +55,13 @@ export interface LinkPreview {
   /** An absolute http(s) URL of the page's image: load it only as the app's policy allows. */
   image?: string
   site_name?: string
+}
+
+/** v4: a message's thread: how many replies, the newest one's time, the latest distinct repliers (at most 5, most recent first). */
+export interface ThreadSummary {
+  count: number
+  last_ts: string
+  participants: User[]
 }
 
 /** v3: an uploaded file a message carries (`POST /api/uploads`); `url` needs the viewer's credentials. */
@@ -165,6 +174,9 @@ export interface DirectMessage extends MessageState {
 export interface AckFrame {
   type: 'ack'
   id: string
+  /** v4: the id of a scheduled message (a `chat` or `dm` with `send_at`), and its time. */
+  scheduled?: string
+  send_at?: string
   /** Server message id (chat, dm). */
   msg?: string
   /** The message's seq in its room (chat, dm). */
@@ -411,6 +423,45 @@ export interface ErrorFrame {
   /** v4: seconds to wait before sending again (`slow_mode`). */
   retry_after?: number
   id?: string
+  /** v4: a scheduled message refused at its time (sent to its author's connections). */
+  scheduled?: string
+}
+
+/** v4: one of the user's threads (started or replied in): its root as it stands, its count, last activity and unread replies. */
+export interface ThreadEntry {
+  room: string
+  msg: string
+  root: RoomMessage
+  count: number
+  last_ts: string
+  /** Replies by others above the user's marker in this thread (`readThread` moves it). */
+  unread: number
+}
+
+/** v4: the answer to `threads`, most recently active first; `next` is the `before` of the following page. */
+export interface ThreadsFrame {
+  type: 'threads'
+  threads: ThreadEntry[]
+  more: boolean
+  next?: string
+  id?: string
+}
+
+/** v4: one of the user's pending scheduled messages. */
+export interface ScheduledMessage {
+  scheduled: string
+  room?: string
+  to?: string
+  body: string
+  data?: unknown
+  send_at: string
+}
+
+/** v4: the answer to `scheduled`. */
+export interface ScheduledFrame {
+  type: 'scheduled'
+  messages: ScheduledMessage[]
+  id?: string
 }
 
 export type ServerFrame =
@@ -429,6 +480,8 @@ export type ServerFrame =
   | ReadFrame
   | SearchFrame
   | PinsFrame
+  | ThreadsFrame
+  | ScheduledFrame
   | EditEvent
   | DeleteEvent
   | ReactEvent

@@ -1,8 +1,8 @@
 import type { ErrorCode, RoomEvent } from '../protocol/server-frames'
 
-export type { MessageState, Pin, Pins, PollState, RoomSettings } from '../core/room-log'
+export type { MessageState, Pin, Pins, PollState, RoomSettings, ThreadSummary } from '../core/room-log'
 import type { LinkPreview, MessageState, Pin, Pins, PollState, RoomSettings } from '../core/room-log'
-import { pollClosed, pollStateOf, reactionMap } from '../core/room-log'
+import { pollClosed, pollStateOf, reactionMap, threadAfter } from '../core/room-log'
 export { pollStateOf }
 
 /** The reactions of a message nobody reacted to: one object for all of them, not one per message. */
@@ -191,6 +191,7 @@ export function project(
     if (parent !== undefined) {
       const p = msgs.get(parent)
       if (!p || p.deleted) return refuse('not_found', `reply_to: no message ${parent} in ${e.room}`)
+      p.thread = threadAfter(p.thread, e.from, e.ts)
     }
     const slow = rules?.settings.slow_mode_s ?? 0
     if (slow > 0 && e.type === 'chat' && e.from.id !== SERVER_ID && !moderator) {
@@ -296,7 +297,7 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
     me: users.includes(viewer),
   }))
   const preview = state.deleted ? undefined : state.preview
-  if (!state.deleted && !state.edited_at && reactions.length === 0 && !preview && !state.poll) return frame
+  if (!state.deleted && !state.edited_at && reactions.length === 0 && !preview && !state.poll && !state.thread) return frame
   const f = JSON.parse(frame)
   if (state.poll && f.poll && !state.deleted) f.poll = pollAsShown(f.poll, state.poll, viewer)
   const out: Record<string, unknown> = {}
@@ -319,6 +320,7 @@ export function current(frame: string, state: MessageState | undefined, viewer: 
   if (state.deleted) out.deleted = true
   if (reactions.length) out.reactions = reactions
   if (preview) out.preview = preview
+  if (state.thread) out.thread = state.thread
   return JSON.stringify(out)
 }
 

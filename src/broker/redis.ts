@@ -11,7 +11,7 @@ import { ledgerPresence } from './presence'
 import type { Presence, PresenceEdge } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
-import type { Caps, LoadMessages, MessageState, Pin, PollState } from './message-rules'
+import type { Caps, LoadMessages, MessageState, Pin, PollState, ThreadSummary } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic, summarize } from './types'
 import { isRoomTopic, topicRoom } from '../core/topic'
@@ -565,6 +565,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       t: e.type,
       id: e.id,
       by: e.from.id,
+      bn: x.reply_to === undefined ? undefined : e.from.name,
       msg: x.msg,
       reply_to: x.reply_to,
       reaction: x.reaction,
@@ -608,6 +609,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       r: Object.keys(m.reactions).length ? m.reactions : undefined,
       pv: m.preview && !m.deleted ? JSON.stringify(m.preview) : undefined,
       p: m.poll && pollToLua(m.poll),
+      t: m.thread && { c: m.thread.count, l: m.thread.last_ts, p: m.thread.participants },
     }
     if (await cmd.hsetnx(key.msgs(room), id, JSON.stringify(lua))) await cmd.rpush(key.msgOrder(room), id)
     return true
@@ -771,6 +773,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
           r?: Record<string, string[]>
           pv?: string
           p?: LuaPoll
+          t?: { c: number; l: string; p: ThreadSummary['participants'] }
         }
         out.set(id, {
           seq: m.s,
@@ -782,6 +785,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
           reactions: m.r ?? {},
           ...(m.pv ? { preview: JSON.parse(m.pv) } : {}),
           ...(m.p ? { poll: pollFromLua(m.p) } : {}),
+          ...(m.t ? { thread: { count: m.t.c, last_ts: m.t.l, participants: m.t.p } } : {}),
         })
       })
       return out

@@ -96,6 +96,31 @@ export interface MessageState {
   preview?: LinkPreview
   /** The message's poll, when it carries one. */
   poll?: PollState
+  /** Its replies (`reply_to` this message), once it has one. */
+  thread?: ThreadSummary
+}
+
+/** The most participants a thread summary names (the most recent repliers). */
+export const THREAD_PARTICIPANTS = 5
+
+/**
+ * A message's thread as its replies made it: how many, the newest one's time, and the latest
+ * distinct repliers, most recent first. Kept by the sequencer with the parent's state.
+ */
+export interface ThreadSummary {
+  count: number
+  last_ts: string
+  participants: { id: string; name: string }[]
+}
+
+/** The summary after one more reply by `from` at `ts`. */
+export function threadAfter(t: ThreadSummary | undefined, from: { id: string; name: string }, ts: string): ThreadSummary {
+  const rest = (t?.participants ?? []).filter((p) => p.id !== from.id)
+  return {
+    count: (t?.count ?? 0) + 1,
+    last_ts: ts,
+    participants: [{ id: from.id, name: from.name }, ...rest].slice(0, THREAD_PARTICIPANTS),
+  }
 }
 
 /** What a `preview` event attaches to a message: its first URL's page, as its meta tags say it. */

@@ -18,6 +18,7 @@ import type { Mutes } from './mutes'
 import type { Rooms } from './rooms'
 import type { WordFilter } from './word-filter'
 import type { Previews } from './previews'
+import type { HubThreads } from './threads'
 
 /** What every frame family works with: the engines, the way out to a connection, and the hub's parts. */
 export interface HubContext {
@@ -43,6 +44,8 @@ export interface HubContext {
   words: WordFilter
   /** Link previews (LINK_PREVIEWS): each accepted chat message is handed to `previews.created`. */
   previews?: Previews
+  /** The users' thread lists and thread markers. */
+  threads: HubThreads
   send(c: Conn, frame: string, type: keyof Metrics['framesOut']): void
   sendError(c: Conn, code: ErrorCode, message: string, id?: string, retryAfter?: number): void
   audit(entry: AuditEntry): void

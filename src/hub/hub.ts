@@ -42,6 +42,14 @@ import { presenceEvents } from './presence-events'
 import { log } from '../log'
 import type { Rooms } from './rooms'
 import { createSession } from './session'
+import { createHubThreads } from './threads'
+import { createScheduler } from './scheduled'
+import { scheduledFrames } from './frames/scheduled'
+import { memoryScheduled } from '../members/scheduled'
+import type { ScheduledQueue } from '../members/scheduled'
+import { threadFrames } from './frames/threads'
+import { memoryThreads } from '../members/threads'
+import type { Threads } from '../members/threads'
 import type { Session } from './session'
 import type { Publish, SendDirect } from './frames/messages'
 import type { DeviceInput, DevicePut } from './frames/push'
@@ -75,6 +83,10 @@ export interface HubDeps {
   words?: WordFilter
   /** Link previews' cache (shared with Redis); this node's LRU when absent. Used only with LINK_PREVIEWS. */
   previewCache?: PreviewCache
+  /** The users' thread lists and markers (chosen beside the memberships); absent: in this process. */
+  threads?: Threads
+  /** The pending scheduled messages (chosen beside the memberships); absent: in this process, not durable. */
+  scheduled?: ScheduledQueue
 }
 
 /** The hub as the faces, the HTTP API and main see it (see createHub). */
@@ -233,6 +245,7 @@ export function createHub(deps: HubDeps): Hub {
     ? createPreviews({ append, metrics, allow: config.OUTBOUND_ALLOW, timeoutMs: config.LINK_PREVIEW_TIMEOUT_MS, cache: deps.previewCache })
     : undefined
   const polls = createPolls({ broker, append, store })
+  const threads = createHubThreads({ broker, store, threads: deps.threads ?? memoryThreads(), rooms, changes, conversations })
 
   const h: HubContext = {
     config,
@@ -252,6 +265,7 @@ export function createHub(deps: HubDeps): Hub {
     mutes,
     words,
     previews,
+    threads,
     send,
     sendError,
     audit,
@@ -270,6 +284,19 @@ export function createHub(deps: HubDeps): Hub {
   }
 
   const messages = messageFrames(h, polls)
+  const scheduler = createScheduler({
+    queue: deps.scheduled ?? memoryScheduled(),
+    broker,
+    members,
+    conversations,
+    metrics,
+    webhooks,
+    send: {
+      chat: (room, from, body, data, dedupe, replyTo) =>
+        messages.publish(room, from, words.filterText(body), data, dedupe, undefined, replyTo),
+      dm: (from, to, body, data, key) => messages.dmAs(from, to, words.filterText(body), data, key),
+    },
+  })
   const pushing = pushFrames(h)
   const session = createSession({
     h,
@@ -280,12 +307,14 @@ export function createHub(deps: HubDeps): Hub {
     handlers: {
       ...messages.handlers,
       ...roomFrames(h),
+      ...threadFrames(h),
       ...changeFrames(h),
       ...moderationFrames(h),
       ...sessionFrames(h),
       ...pinFrames(h, pins, search),
       ...pollFrames(h, polls),
       ...pushing.handlers,
+      ...scheduledFrames(h, scheduler, messages.handlers, config.DEFAULT_ROOM),
     },
   })
 
@@ -312,6 +341,8 @@ export function createHub(deps: HubDeps): Hub {
   /** The graceful drain: every face is told first, the hub's sockets drain, then each face's count is added. */
   async function drain(graceMs: number): Promise<number> {
     for (const hook of drainHooks) hook.begin()
+    // A draining node claims no more scheduled messages: the others (or its successor) send them.
+    scheduler.stop()
     let left = await session.drain(graceMs)
     // The leaves of the sockets just closed, and the windows of this node's big rooms, would die with it.
     await rooms.settled()

@@ -81,8 +81,11 @@ export function createSearch(deps: { store?: Store; members: Members; broker: Pi
       [...byRoom].map(async ([room, idx]) => {
         const ids = idx.map((i) => messageIdOf(page.results[i]!.frame)!)
         const live = broker.messages ? await broker.messages(room, ids) : new Map<string, MessageState>()
+        // What the broker no longer holds, the store's full state (with its thread) says.
+        const missing = ids.filter((id) => !live.has(id))
+        const kept = missing.length ? await store.messages(room, missing) : new Map<string, MessageState>()
         idx.forEach((i, k) => {
-          shown[i] = current(page.results[i]!.frame, live.get(ids[k]!) ?? page.results[i]!.state, user)
+          shown[i] = current(page.results[i]!.frame, live.get(ids[k]!) ?? kept.get(ids[k]!) ?? page.results[i]!.state, user)
         })
       }),
     )

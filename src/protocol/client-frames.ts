@@ -157,6 +157,13 @@ export function clientFrameSchemas(maxBodyChars: number) {
     .max(10, 'must be at most 10 upload ids')
     .optional()
 
+  /** When a scheduled message is sent (PROTOCOL-v4); how far ahead is checked when it is scheduled. */
+  const sendAt = z
+    .string('must be an ISO 8601 time')
+    .max(64, 'must be an ISO 8601 time')
+    .refine((s) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(s) && !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 time')
+    .optional()
+
   return {
     chat: z.object({
       type: z.literal('chat'),
@@ -166,6 +173,7 @@ export function clientFrameSchemas(maxBodyChars: number) {
       reply_to: msg.optional(),
       attachments,
       poll: pollFields().optional(),
+      send_at: sendAt,
       id,
     }),
     edit: z.object({ type: z.literal('edit'), room, msg, body, data, id }),
@@ -198,13 +206,14 @@ export function clientFrameSchemas(maxBodyChars: number) {
       limit: limit.optional(),
       id,
     }),
-    read: z.object({ type: z.literal('read'), room, seq, id }),
+    read: z.object({ type: z.literal('read'), room, seq, thread: msg.optional(), id }),
     dm: z.object({
       type: z.literal('dm'),
       to: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'),
       body,
       data,
       attachments,
+      send_at: sendAt,
       id,
     }),
     history: z.object({
@@ -276,6 +285,17 @@ export function clientFrameSchemas(maxBodyChars: number) {
       }),
     notify: z.object({ type: z.literal('notify'), room, level: z.enum(['all', 'mentions', 'none'], 'must be all, mentions or none'), id }),
     block: z.object({ type: z.literal('block'), user: target, id }),
+    // ---- scheduled messages (PROTOCOL-v4) ----
+    scheduled: z.object({ type: z.literal('scheduled'), room: room.optional(), id }),
+    unschedule: z.object({ type: z.literal('unschedule'), scheduled: msg, id }),
+    // ---- threads (PROTOCOL-v4) ----
+    threads: z.object({
+      type: z.literal('threads'),
+      room: room.optional(),
+      before: z.string('must be a string').max(64, "must be a previous answer's next").optional(),
+      limit: limit.optional(),
+      id,
+    }),
     unblock: z.object({ type: z.literal('unblock'), user: target, id }),
   }
 }

@@ -178,6 +178,17 @@ export const frames = {
   search: (results: string[], cursor?: string, id?: string) =>
     `{"type":"search","results":[${results.join(',')}]${opt('cursor', cursor)}${opt('id', id)}}`,
   pong: (id?: string) => `{"type":"pong"${opt('id', id)}}`,
+  /** A scheduled message kept (PROTOCOL-v4): the answer to a `chat` or `dm` with `send_at`. */
+  scheduledAck: (id: string, scheduled: string, sendAt: string) =>
+    `{"type":"ack","id":${q(id)},"scheduled":${q(scheduled)},"send_at":${q(sendAt)}}`,
+  /** `messages` are already-encoded scheduled messages (see scheduledJson). */
+  scheduled: (messages: string[], id?: string) => `{"type":"scheduled","messages":[${messages.join(',')}]${opt('id', id)}}`,
+  /** A scheduled message refused at its time, to its author's connections. */
+  scheduledError: (code: ErrorCode, message: string, scheduled: string) =>
+    `{"type":"error","code":"${code}","message":${q(message)},"scheduled":${q(scheduled)}}`,
+  /** `threads` are already-encoded thread objects (see threadJson). */
+  threads: (threads: string[], more: boolean, next?: string, id?: string) =>
+    `{"type":"threads","threads":[${threads.join(',')}],"more":${more}${opt('next', next)}${opt('id', id)}}`,
   /**
    * A Pusher event of the room (a Pusher client's `client-*` event or one of the Pusher HTTP
    * API, src/pusher), as chat-server clients get it; `data` is the event's data already encoded.
@@ -191,6 +202,20 @@ export const frames = {
 /** One entry of a `pins` list; `message` is the encoded message frame as it stands (spliced in). */
 export const pinJson = (p: { msg: string; by: User; ts: string }, message: string | undefined) =>
   `{"msg":${q(p.msg)},"by":${user(p.by)},"ts":${q(p.ts)}${message ? `,"message":${message}` : ''}}`
+
+/** One entry of a `scheduled` list: what will be sent, where, and when. */
+export const scheduledJson = (m: { scheduled: string; room?: string; to?: string; body: string; data?: unknown; send_at: string }) =>
+  JSON.stringify({
+    scheduled: m.scheduled,
+    ...(m.room !== undefined ? { room: m.room } : { to: m.to }),
+    body: m.body,
+    ...(m.data !== undefined ? { data: m.data } : {}),
+    send_at: m.send_at,
+  })
+
+/** One entry of a `threads` list; `root` is the encoded root message frame as it stands (spliced in). */
+export const threadJson = (t: { room: string; msg: string; root: string; count: number; last_ts: string; unread: number }) =>
+  `{"room":${q(t.room)},"msg":${q(t.msg)},"root":${t.root},"count":${t.count},"last_ts":${q(t.last_ts)},"unread":${t.unread}}`
 
 /** A conversation of the `rooms` list; `last` is an encoded message frame, spliced in. */
 export function conversation(c: {

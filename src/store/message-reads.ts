@@ -1,5 +1,5 @@
 import type { Sql } from 'postgres'
-import { freshEpoch, pollStateOf, reactionMap } from '../core/room-log'
+import { THREAD_PARTICIPANTS, freshEpoch, pollStateOf, reactionMap } from '../core/room-log'
 import type { LinkPreview, MessageState, Origin, Page } from '../core/room-log'
 import { MESSAGE_TYPES, frameOf } from './rows'
 import type { Row } from './rows'
@@ -120,6 +120,23 @@ export function messageReads(sql: Sql): MessageReads {
             const p = out.get(v.msg_id)!.poll!
             p.votes[v.user_id] = v.options.map(Number)
             for (const o of v.options) if (o < p.tallies.length) p.tallies[o]!++
+          }
+        }
+        // Their threads, from the replies archived (messages_thread): the same summary the sequencer keeps.
+        type Reply = { reply_to: string; user_id: string; user_name: string; seq: string; n: string; last: Date }
+        const replies = await sql<Reply[]>`
+          select distinct on (reply_to, user_id) reply_to, user_id, user_name, seq,
+            count(*) over (partition by reply_to) as n, max(created_at) over (partition by reply_to) as last
+          from messages where room = ${room} and reply_to in ${sql([...out.keys()])} and type in ${sql(MESSAGE_TYPES)}
+          order by reply_to, user_id, seq desc`
+        const byParent = new Map<string, Reply[]>()
+        for (const r of replies) byParent.set(r.reply_to, [...(byParent.get(r.reply_to) ?? []), r])
+        for (const [id, rs] of byParent) {
+          rs.sort((a, b) => Number(b.seq) - Number(a.seq))
+          out.get(id)!.thread = {
+            count: Number(rs[0]!.n),
+            last_ts: rs[0]!.last.toISOString(),
+            participants: rs.slice(0, THREAD_PARTICIPANTS).map((r) => ({ id: r.user_id, name: r.user_name })),
           }
         }
       }

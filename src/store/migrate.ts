@@ -10,6 +10,7 @@ import uploads from './migrations/008_uploads.sql' with { type: 'text' }
 import searchSymbols from './migrations/009_search_symbols.sql' with { type: 'text' }
 import previews from './migrations/010_previews.sql' with { type: 'text' }
 import pollsSettings from './migrations/011_polls_settings.sql' with { type: 'text' }
+import threadsScheduled from './migrations/012_threads_scheduled.sql' with { type: 'text' }
 
 /** Every migration, in order. Files are embedded, so the compiled binary carries them. */
 export const migrations: { name: string; sql: string }[] = [
@@ -24,6 +25,7 @@ export const migrations: { name: string; sql: string }[] = [
   { name: '009_search_symbols', sql: searchSymbols },
   { name: '010_previews', sql: previews },
   { name: '011_polls_settings', sql: pollsSettings },
+  { name: '012_threads_scheduled', sql: threadsScheduled },
 ]
 
 /** An arbitrary constant: the advisory lock that serialises migrations across nodes. */

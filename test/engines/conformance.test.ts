@@ -301,6 +301,31 @@ for (const factory of factories) {
       expect(await outcome(e.broker.append(room, chat(room, bob, 'orphan', 'missing')))).toBe('not_found')
     })
 
+    test("threads: each reply counts in its parent's thread: count, last_ts (the newest reply's), participants (≤ 5, distinct, most recent first)", async () => {
+      const room = newRoom()
+      const root = await e.broker.append(room, chat(room, alice, 'root'))
+      const other = await e.broker.append(room, chat(room, alice, 'no replies'))
+      expect((await e.broker.messages!(room, [root.id])).get(root.id)!.thread).toBeUndefined()
+      const users: User[] = ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'].map((id) => ({ id, name: id.toUpperCase() }))
+      let last = ''
+      for (const u of [bob, ...users, bob]) {
+        const d = chat(room, u, `reply of ${u.id}`, root.id)
+        last = d.event.ts
+        await e.broker.append(room, d)
+      }
+      const states = await e.broker.messages!(room, [root.id, other.id])
+      expect(states.get(root.id)!.thread).toEqual({
+        count: 8,
+        last_ts: last,
+        participants: [bob, users[5]!, users[4]!, users[3]!, users[2]!].map(({ id, name }) => ({ id, name })),
+      })
+      expect(states.get(other.id)!.thread).toBeUndefined()
+      // A change to the root (a reaction, an edit) keeps its thread.
+      await e.broker.append(room, react(room, bob, root.id, '👍'))
+      await e.broker.append(room, edit(room, alice, root.id, 'root, edited'))
+      expect((await e.broker.messages!(room, [root.id])).get(root.id)!.thread!.count).toBe(8)
+    })
+
     test('pins: moderators only; an unknown or deleted message is not_found; a repeat changes nothing; the cap answers limit', async () => {
       const room = newRoom()
       const ids: string[] = []

@@ -18,7 +18,20 @@ export interface TestClient {
 }
 
 let counter = 0
-const ANSWERS = new Set(['ack', 'error', 'joined', 'left', 'history', 'presence', 'pong', 'rooms', 'pins', 'search'])
+const ANSWERS = new Set([
+  'ack',
+  'error',
+  'joined',
+  'left',
+  'history',
+  'presence',
+  'pong',
+  'rooms',
+  'pins',
+  'search',
+  'threads',
+  'scheduled',
+])
 
 const matches = (f: Frame, m?: Partial<Frame> | ((f: Frame) => boolean)) =>
   !m ? true : typeof m === 'function' ? m(f) : Object.entries(m).every(([k, v]) => f[k] === v)

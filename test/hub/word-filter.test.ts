@@ -99,6 +99,16 @@ describe('on a server', () => {
     for (const c of [a, b, r]) c.close()
   })
 
+  test('a scheduled chat is masked when it is sent, and refused at once with reject', async () => {
+    const [a, b] = await Promise.all([user(masking), user(masking)])
+    const send_at = new Date(Date.now() + 600).toISOString()
+    expect(await a.request({ type: 'chat', body: 'later damn', send_at })).toMatchObject({ type: 'ack', send_at })
+    expect((await b.next((f) => f.type === 'chat' && f.from.id === a.welcome.user.id, 5000)).body).toBe('later ****')
+    const r = await user(rejecting)
+    expect(await r.request({ type: 'chat', body: 'later damn', send_at })).toMatchObject({ type: 'error', code: 'rejected' })
+    for (const c of [a, b, r]) c.close()
+  })
+
   test('reject: error `rejected`, nothing sent; a clean text passes', async () => {
     const [a, b] = await Promise.all([user(rejecting), user(rejecting)])
     expect(await a.request({ type: 'chat', body: 'oh DAMN' })).toMatchObject({ type: 'error', code: 'rejected' })

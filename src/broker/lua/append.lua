@@ -13,10 +13,11 @@
 -- and message list are new) and a state without `tx` (new, or back after it expired) refresh at once.
 --
 -- Message state (see message-rules.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
--- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions, p poll, pv preview as JSON text};
+-- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions, p poll, pv preview as JSON text,
+-- t thread {c count, l last_ts, p participants [{id, name}]}};
 -- KEYS[4] lists message ids oldest first: past ARGV[11] entries the oldest leave the hash (a
 -- change to one is then checked against the store's copy, which the caller puts back).
--- ARGV[10] is the event's command JSON {t, id, by, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu,
+-- ARGV[10] is the event's command JSON {t, id, by, bn (a reply's author name)?, msg?, reply_to?, reaction?, op?, body?, dj?, ts, mod?, pm, pu,
 -- act?, tg?, um?, until?}, or for a plain chat or dm (no reply_to: the common case, nothing in it
 -- to decode) `c<author id>` or `d<author id>`; ARGV[12] is the author's id as a JSON string. Moderation events keep the room's standing in the same hash:
 -- `~mute:<user>` -> "<until ms> <until ISO>", `~ban:<user>` -> 1; a later event of a banned
@@ -99,7 +100,19 @@ elseif cmd.t == 'settings' then
 elseif cmd.t == 'chat' or cmd.t == 'dm' then
   if cmd.reply_to then
     local p = redis.call('HGET', KEYS[3], cmd.reply_to)
-    if not p or cjson.decode(p).d then return nf('reply_to', cmd.reply_to) end
+    if not p then return nf('reply_to', cmd.reply_to) end
+    local pm = cjson.decode(p)
+    if pm.d then return nf('reply_to', cmd.reply_to) end
+    -- The parent's thread (message-rules.ts threadAfter): one more reply, its time, the replier
+    -- first among at most 5 distinct participants.
+    local t = pm.t or {c = 0, p = {}}
+    local ps = {{id = cmd.by, name = cmd.bn}}
+    for i = 1, #t.p do
+      if #ps >= 5 then break end
+      if t.p[i].id ~= cmd.by then table.insert(ps, t.p[i]) end
+    end
+    pm.t = {c = t.c + 1, l = cmd.ts, p = ps}
+    redis.call('HSET', KEYS[3], cmd.reply_to, cjson.encode(pm))
   end
   lcKey, lcNew = ARGV[5], true
   if cmd.poll then

@@ -6,6 +6,7 @@ import { CHAT_HEAD, DM_HEAD, chatFrame, chatTailOfOwn, eventTail, frames, userJs
 import type { RoomEvent, User } from '../../protocol/server-frames'
 import { notAccepted } from '../append'
 import { isoNow } from '../clock'
+import { log } from '../../log'
 import type { Conn } from '../connection'
 import { answering } from '../context'
 import type { HubContext, Handlers } from '../context'
@@ -101,7 +102,16 @@ export function messageFrames(h: HubContext, polls: Polls) {
    * False when the frame needs `chat` (nothing was done then).
    */
   function chatNow(c: Conn, f: FrameOf<'chat'>): boolean {
-    if (!broker.appendNow || webhooks?.beforePublish || f.attachments?.length || f.poll) return false
+    // A reply waits for the thread lists (`chat`), so that its sender's `threads` right after its ack has it.
+    if (
+      !broker.appendNow ||
+      webhooks?.beforePublish ||
+      f.attachments?.length ||
+      f.poll ||
+      f.reply_to !== undefined ||
+      f.send_at !== undefined
+    )
+      return false
     const room = f.room ?? config.DEFAULT_ROOM
     if (room === '') return false // `chat` answers bad_request
     if (c.joining.has(room) || !c.rooms.has(room) || !h.mutes.knownFree(c, room)) return false
@@ -203,6 +213,11 @@ export function messageFrames(h: HubContext, polls: Polls) {
     const accepted = await appendWithFiles(room, m, files, dedupe)
     published(room, from, m, accepted)
     if (more?.poll && !accepted.duplicate) polls.opened(room, accepted.id, more.poll)
+    if (replyTo !== undefined && !accepted.duplicate)
+      await h.threads.replied(room, replyTo, from, accepted.seq, m.event.ts).catch((err) => {
+        metrics.brokerErrors.inc()
+        log.warn('a reply is not in the thread lists', { room, msg: replyTo, err })
+      })
     return accepted
   }
 
@@ -233,25 +248,48 @@ export function messageFrames(h: HubContext, polls: Polls) {
     const files = f.attachments?.length ? await attachments(c, f.attachments) : undefined
     const room = await h.conversations.direct(from, f.to, c.id)
     if (!c.rooms.has(room)) await h.memberJoin(c, room, (await members.get(room, from.id))?.read ?? 0)
+    const accepted = await appendDm(room, from, f.to, body, f.data, files, f.id && dedupeKey('dm', from.id, f.id), c.id)
+    if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
+  }
+
+  /** A dm appended to its direct room (`except`: the sending connection, which does not get it back). */
+  async function appendDm(
+    room: string,
+    from: User,
+    to: string,
+    body: string,
+    data: unknown,
+    files: Attachment[] | undefined,
+    key?: string,
+    except?: string,
+  ): Promise<Accepted> {
     const event: RoomEvent = {
       type: 'dm',
       id: Bun.randomUUIDv7(),
       room,
       from,
       body,
-      data: f.data,
+      data,
       ts: isoNow(),
-      extra: files ? { to: f.to, attachments: files } : { to: f.to },
+      extra: files ? { to, attachments: files } : { to },
     }
     const tail = eventTail(event)
-    const accepted = await appendWithFiles(room, { event, head: DM_HEAD, tail }, files, f.id && dedupeKey('dm', from.id, f.id), c.id)
+    const accepted = await appendWithFiles(room, { event, head: DM_HEAD, tail }, files, key, except)
     if (!accepted.duplicate) {
       metrics.published.inc()
       webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
       push?.created(room, from, accepted.seq, accepted.id, body, 'dm')
     }
     members.touch(room, from.id, accepted.seq)
-    if (f.id) h.send(c, frames.ack(f.id, accepted.id, accepted.seq, room), 'ack')
+    return accepted
+  }
+
+  /** A dm sent with no connection at hand (a scheduled one at its time): the same rules as `dm`. */
+  async function dmAs(from: User, to: string, body: string, data: unknown, key: string): Promise<Accepted> {
+    if (to !== from.id && (await members.blocking(from.id, [to])).size > 0)
+      throw new FrameError('forbidden', `to: ${to} does not accept direct messages from you`)
+    const room = await h.conversations.direct(from, to, '')
+    return appendDm(room, from, to, body, data, undefined, key)
   }
 
   const sendDirect: SendDirect = async (from, to, body, data, dedupe) => {
@@ -270,5 +308,5 @@ export function messageFrames(h: HubContext, polls: Polls) {
   }
 
   const handlers: Handlers<'chat' | 'dm'> = { chat: answering(chat), dm: answering(dm) }
-  return { handlers, chatNow, publish, sendDirect }
+  return { handlers, chatNow, publish, sendDirect, dmAs }
 }

@@ -55,6 +55,8 @@ export function roomFrames(h: HubContext): Handlers<'join' | 'leave' | 'rooms' |
     await h.mayUse(c, f.room, 'read')
     const pos = await broker.position(f.room)
     if (f.seq > pos.seq) throw new FrameError('bad_request', `seq: ${f.room} has no seq ${f.seq} yet (its last is ${pos.seq})`)
+    // A thread's marker is its own: the room's marker stays where it is, and no read receipt goes out.
+    if (f.thread !== undefined) return void (await h.threads.read(f.room, f.thread, c.identity.user.id, f.seq))
     const now = await members.read(f.room, c.identity.user.id, f.seq)
     if (now === undefined) throw new FrameError('forbidden', `room: not a member of ${f.room}`)
     await broker.relay(roomTopic(f.room), frames.read(f.room, c.identity.user, now))
