@@ -37,6 +37,8 @@ function threadSuite(name: string, nodes: () => RunningServer[], test: typeof bu
       const r2 = (await c.request({ type: 'chat', room, body: 'root two (by c)' })).msg as string
       await reply(b, room, r1, 'b replies to one')
       await reply(c, room, r1, 'c replies to one')
+      // "Newest activity" is by time: in the same millisecond the order is room, then message.
+      await Bun.sleep(5)
       await reply(b, room, r2, 'b replies to two')
 
       const h = (await a.request({ type: 'history', room })).messages as Frame[]
