@@ -104,6 +104,11 @@ interface RoomStream {
   tail: string[]
   tailFirst: number
   tailBytes: number
+  /**
+   * The most local connections the room has had while watched: the tail's size follows it, not
+   * the count now, since a storm closes nearly everyone just before they all ask for the tail.
+   */
+  peak: number
 }
 
 const newStream = (): RoomStream => ({
@@ -115,6 +120,7 @@ const newStream = (): RoomStream => ({
   tail: [],
   tailFirst: 0,
   tailBytes: 0,
+  peak: 1,
 })
 
 /**
@@ -141,7 +147,8 @@ function keepInTail(stream: RoomStream, frame: string, seq: number, watchers: nu
   }
   stream.tail.push(frame)
   stream.tailBytes += frame.length
-  if (stream.tail.length > Math.min(TAIL_FRAMES, TAIL_FRAMES_PER_WATCHER * watchers) || stream.tailBytes > TAIL_BYTES) {
+  if (watchers > stream.peak) stream.peak = watchers
+  if (stream.tail.length > Math.min(TAIL_FRAMES, TAIL_FRAMES_PER_WATCHER * stream.peak) || stream.tailBytes > TAIL_BYTES) {
     // Halved at once rather than shifted per frame: amortised O(1) a frame.
     const drop = Math.ceil(stream.tail.length / 2)
     for (let i = 0; i < drop; i++) stream.tailBytes -= stream.tail[i]!.length

@@ -81,6 +81,23 @@ describe('a node answers recent history of a watched room from what it handed ov
     for (let i = 0; i < 3; i++) broker.unwatch(roomTopic(room))
   })
 
+  test('the tail keeps its size when most connections leave (a storm closes them just before they resume)', async () => {
+    const room = 'storm'
+    for (let i = 0; i < 4; i++) await broker.watch(roomTopic(room))
+    const base = (await broker.position(room)).seq
+    for (let i = 0; i < 20; i++) await broker.append(room, chat(room, `s${i}`))
+    for (let i = 0; i < 3; i++) broker.unwatch(roomTopic(room))
+    const last = (await broker.append(room, chat(room, 'after'))).seq
+    await broker.caughtUp(room, last)
+    await Bun.sleep(100)
+    seen.length = 0
+    const replay = await broker.since(room, base)
+    expect(replay.frames).toHaveLength(21)
+    await Bun.sleep(100)
+    expect(seen).toEqual([])
+    broker.unwatch(roomTopic(room))
+  })
+
   test('an unwatched room, or a since past what the node has handed over, is read from Redis', async () => {
     const room = 'hall'
     const base = (await broker.position(room)).seq
