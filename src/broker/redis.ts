@@ -124,13 +124,17 @@ const newStream = (): RoomStream => ({
 })
 
 /**
- * A room's tail keeps at most TAIL_FRAMES_PER_WATCHER frames per local connection in the room, up
- * to TAIL_FRAMES, and about TAIL_BYTES (UTF-16 units): a big room (where a storm asks the same
- * thing thousands of times) keeps the most, and a node of many small rooms stays small.
+ * A room's tail keeps TAIL_FRAMES_PER_WATCHER frames and TAIL_BYTES_PER_WATCHER bytes (UTF-16
+ * units) per local connection the room has had at most, up to TAIL_FRAMES and TAIL_BYTES_MAX: a
+ * big room (where a storm asks the same thing thousands of times) keeps the most, and a node of
+ * many small rooms stays small. TAIL_FRAMES passes UNREAD_CAP, so that in a big room an unread
+ * count that reaches the cap (a reader far behind) is still answered here.
  */
-const TAIL_FRAMES = 512
+const TAIL_FRAMES = UNREAD_CAP + 24
 const TAIL_FRAMES_PER_WATCHER = 8
-const TAIL_BYTES = 128 * 1024
+const TAIL_BYTES_PER_WATCHER = 1024
+const TAIL_BYTES_MIN = 64 * 1024
+const TAIL_BYTES_MAX = 1024 * 1024
 
 /** Forgets the tail: it starts again after `last`. */
 function clearTail(stream: RoomStream) {
@@ -148,7 +152,8 @@ function keepInTail(stream: RoomStream, frame: string, seq: number, watchers: nu
   stream.tail.push(frame)
   stream.tailBytes += frame.length
   if (watchers > stream.peak) stream.peak = watchers
-  if (stream.tail.length > Math.min(TAIL_FRAMES, TAIL_FRAMES_PER_WATCHER * stream.peak) || stream.tailBytes > TAIL_BYTES) {
+  const bytes = Math.min(TAIL_BYTES_MAX, Math.max(TAIL_BYTES_MIN, TAIL_BYTES_PER_WATCHER * stream.peak))
+  if (stream.tail.length > Math.min(TAIL_FRAMES, TAIL_FRAMES_PER_WATCHER * stream.peak) || stream.tailBytes > bytes) {
     // Halved at once rather than shifted per frame: amortised O(1) a frame.
     const drop = Math.ceil(stream.tail.length / 2)
     for (let i = 0; i < drop; i++) stream.tailBytes -= stream.tail[i]!.length
@@ -741,7 +746,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     },
     async summary(room, read, user) {
       const stream = streams.get(roomTopic(room))
-      if (tailAnswers(stream) && stream.tail.length > 0 && read >= stream.tailFirst - 1) {
+      if (tailAnswers(stream) && stream.tail.length > 0) {
         const tail = stream.tail
         const first = stream.tailFirst
         function* newestFirst(): Generator<[number, string]> {
