@@ -245,6 +245,12 @@ type RoomEvent = { type: string; room: string; seq: number } & Record<string, un
 
 /** v4: `send_at` of a scheduled message, as the ISO time the server takes. */
 const sendAt = (at: string | Date | undefined) => (at === undefined ? {} : { send_at: at instanceof Date ? at.toISOString() : at })
+/** The optional fields of a `chat` or `dm` frame, present only when given. */
+const messageExtras = (data: unknown, opts: { attachments?: string[]; send_at?: string | Date }) => ({
+  ...(data === undefined ? {} : { data }),
+  ...(opts.attachments?.length ? { attachments: opts.attachments } : {}),
+  ...sendAt(opts.send_at),
+})
 
 /** Frame types that carry `room` and `seq` without being events of the room's sequence. */
 const NOT_EVENTS = new Set(['joined', 'read', 'ack', 'history', 'rooms', 'presence', 'typing', 'left', 'welcome', 'error', 'pong'])
@@ -370,17 +376,7 @@ export class ChatClient extends Emitter<ClientEvents> {
 
   /** Publishes to a room; resolves with the ack (`msg`, `seq`), rejects with the server's error. */
   send(room: string, body: string, data?: unknown, opts: { attachments?: string[]; send_at?: string | Date } = {}): Promise<Ack> {
-    return this.#request<Ack>(
-      {
-        type: 'chat',
-        room,
-        body,
-        ...(data === undefined ? {} : { data }),
-        ...(opts.attachments?.length ? { attachments: opts.attachments } : {}),
-        ...sendAt(opts.send_at),
-      },
-      true,
-    )
+    return this.#request<Ack>({ type: 'chat', room, body, ...messageExtras(data, opts) }, true)
   }
 
   /**
@@ -388,17 +384,7 @@ export class ChatClient extends Emitter<ClientEvents> {
    * first one); resolves with `room` and `seq`. This connection gets no `dm` event for it.
    */
   dm(to: string, body: string, data?: unknown, opts: { attachments?: string[]; send_at?: string | Date } = {}): Promise<Ack> {
-    return this.#request<Ack>(
-      {
-        type: 'dm',
-        to,
-        body,
-        ...(data === undefined ? {} : { data }),
-        ...(opts.attachments?.length ? { attachments: opts.attachments } : {}),
-        ...sendAt(opts.send_at),
-      },
-      true,
-    )
+    return this.#request<Ack>({ type: 'dm', to, body, ...messageExtras(data, opts) }, true)
   }
 
   /**

@@ -294,7 +294,7 @@ export function createHub(deps: HubDeps): Hub {
     send: {
       chat: (room, from, body, data, dedupe, replyTo) =>
         messages.publish(room, from, words.filterText(body), data, dedupe, undefined, replyTo),
-      dm: (from, to, body, data, key) => messages.dmAs(from, to, words.filterText(body), data, key),
+      dm: (from, to, body, data, key) => messages.sendDirect(from, to, words.filterText(body), data, key),
     },
   })
   const pushing = pushFrames(h)

@@ -284,29 +284,17 @@ export function messageFrames(h: HubContext, polls: Polls) {
     return accepted
   }
 
-  /** A dm sent with no connection at hand (a scheduled one at its time): the same rules as `dm`. */
-  async function dmAs(from: User, to: string, body: string, data: unknown, key: string): Promise<Accepted> {
-    if (to !== from.id && (await members.blocking(from.id, [to])).size > 0)
-      throw new FrameError('forbidden', `to: ${to} does not accept direct messages from you`)
-    const room = await h.conversations.direct(from, to, '')
-    return appendDm(room, from, to, body, data, undefined, key)
-  }
-
+  /**
+   * A dm sent with no connection at hand (a scheduled one at its time, an outbox row): the rules
+   * and the append of a client's dm; resolves with the pair's direct room besides the append's answer.
+   */
   const sendDirect: SendDirect = async (from, to, body, data, dedupe) => {
     if (to !== from.id && (await members.blocking(from.id, [to])).size > 0)
       throw new FrameError('forbidden', `to: ${to} does not accept direct messages from ${from.id}`)
     const room = await h.conversations.direct(from, to, '')
-    const event: RoomEvent = { type: 'dm', id: Bun.randomUUIDv7(), room, from, body, data, ts: isoNow(), extra: { to } }
-    const tail = eventTail(event)
-    const accepted = await h.append(room, { event, head: DM_HEAD, tail }, dedupe)
-    if (!accepted.duplicate) {
-      metrics.published.inc()
-      webhooks?.created?.(room, from, DM_HEAD + accepted.seq + tail)
-      push?.created(room, from, accepted.seq, accepted.id, body, 'dm')
-    }
-    return { ...accepted, room }
+    return { ...(await appendDm(room, from, to, body, data, undefined, dedupe)), room }
   }
 
   const handlers: Handlers<'chat' | 'dm'> = { chat: answering(chat), dm: answering(dm) }
-  return { handlers, chatNow, publish, sendDirect, dmAs }
+  return { handlers, chatNow, publish, sendDirect }
 }
