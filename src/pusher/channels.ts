@@ -138,11 +138,13 @@ export function pusherChannels(deps: ChannelsDeps): PusherChannels {
     let set = subs.get(room)
     if (!set) subs.set(room, (set = new Set()))
     set.add(s)
-    void counted(
+    // Counted before subscription_succeeded: a client that is told it is in may ask GET /channels
+    // at once, and with Redis an unawaited count could still be on its way.
+    await counted(
       occupancy.change(room, 1).then((first) => first && hooks?.emit({ name: 'channel_occupied', channel: room })),
       'occupancy not counted',
     )
-    if (!member) return s.send(pusherFrames.succeeded(room, '{}'))
+    if (!member) return void (s.channels.get(room) === sub && s.send(pusherFrames.succeeded(room, '{}')))
     // Cluster-wide presence: the broker's, the same chat-server clients of the room are in.
     const first = await broker.presence.add(room, member, s.id)
     if (first) {
