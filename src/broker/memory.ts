@@ -11,6 +11,7 @@ import type { RoomRules } from './message-rules'
 import { memoryLedger } from '../cluster/ledger'
 import type { Ledger } from '../cluster/ledger'
 import { ledgerPresence } from './presence'
+import { memoryWindows } from './presence-windows'
 import type { Caps, LoadMessages, MessageState, Pins, Sanctions } from './message-rules'
 
 const MAX_DEDUPE_KEYS = 200_000
@@ -316,6 +317,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
       return { ...(await log(room)).rules.settings }
     },
     presence: ledgerPresence((opts.ledger ?? memoryLedger()).book('presence')),
+    windows: memoryWindows(),
     problem: () => undefined,
     async close() {
       clearInterval(sweep)

@@ -8,6 +8,8 @@ import DUE_DONE from './lua/due-done.lua' with { type: 'text' }
 import FENCE from './lua/fence.lua' with { type: 'text' }
 import UNLOCK from './lua/unlock.lua' with { type: 'text' }
 import FENCED from './lua/fenced.lua' with { type: 'text' }
+import WINDOW_HOLD from './lua/window-hold.lua' with { type: 'text' }
+import WINDOW_TAKE from './lua/window-take.lua' with { type: 'text' }
 
 /**
  * Lua scripts of the Redis engine. Each runs atomically on the Redis server, so one call is
@@ -52,6 +54,8 @@ export type Scripted = Redis & {
   unlock(lock: string, owner: string): Promise<number>
   chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string, string | null]>
   chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][], string] | [-1]>
+  windowHold(changes: string, mark: string, change: string, token: string, markMs: number): Promise<number>
+  windowTake(changes: string, mark: string, token: string): Promise<string[]>
 }
 
 /** The append script as the engine runs it: fenced and sharded in a Redis Cluster. */
@@ -68,6 +72,8 @@ export function withScripts(redis: Redis, cluster = false): Scripted {
   redis.defineCommand('unlock', { numberOfKeys: 1, lua: UNLOCK })
   redis.defineCommand('chatInit', { numberOfKeys: 1, lua: INIT })
   redis.defineCommand('chatSince', { numberOfKeys: 2, lua: SINCE })
+  redis.defineCommand('windowHold', { numberOfKeys: 2, lua: WINDOW_HOLD })
+  redis.defineCommand('windowTake', { numberOfKeys: 2, lua: WINDOW_TAKE })
   return redis as Scripted
 }
 
@@ -96,6 +102,9 @@ export function redisKeys(P: string) {
     msgOrder: (room: string) => `${P}{${room}}:msgorder`,
     /** hash: pinned message id -> {s its seq, b who pinned, t when} (append.lua). */
     pins: (room: string) => `${P}{${room}}:pins`,
+    /** list: a big room's presence changes held in its window; string: the token of the node that opened it. */
+    window: (room: string) => `${P}{${room}}:pw`,
+    windowMark: (room: string) => `${P}{${room}}:pwo`,
     /** zset: room -> until when a node's lease keeps it due for the archive repair. */
     unpersisted: `${P}archive-due`,
     repairLock: `${P}repair-lock`,

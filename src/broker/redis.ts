@@ -8,6 +8,7 @@ import type { Cluster } from '../cluster/heartbeat'
 import { redisLedger } from '../cluster/ledger'
 import type { Ledger } from '../cluster/ledger'
 import { ledgerPresence } from './presence'
+import { redisWindows } from './redis-presence-windows'
 import type { Presence, PresenceEdge } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
@@ -820,6 +821,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       return out.sort(byPinTime)
     },
     presence,
+    windows: redisWindows(cmd, key),
     problem() {
       if (cmd.status !== 'ready') return `redis: ${cmd.status}`
       if (sub.status !== 'ready') return `redis subscriber: ${sub.status}`

@@ -1,10 +1,12 @@
 import type { FanOut } from './fanout'
 import type { Presence } from './presence'
+import type { PresenceWindows } from './presence-windows'
 import type { ReadModel } from './read-model'
 import type { RoomLog } from './log'
 export * from './fanout'
 export * from './log'
 export * from './presence'
+export * from './presence-windows'
 export * from './read-model'
 import { freshEpoch } from '../core/room-log'
 import type { Origin, Page, Position } from '../core/room-log'
@@ -26,6 +28,8 @@ export const freshOrigin: RoomOrigin = async () => ({ seq: 0, epoch: freshEpoch(
 export interface Broker extends RoomLog, FanOut, ReadModel {
   readonly kind: 'memory' | 'redis'
   presence: Presence
+  /** Big rooms' presence windows, shared by every node on this engine (one `batch` frame per window). */
+  windows: PresenceWindows
   /** Undefined when healthy, else what is wrong (for /readyz). */
   problem(): string | undefined
   close(): Promise<void>

@@ -17,7 +17,7 @@ export interface PresenceEvents {
 }
 
 export interface PresenceEventsDeps {
-  broker: Pick<Broker, 'relay' | 'presence'>
+  broker: Pick<Broker, 'relay' | 'presence' | 'windows'>
   /** PRESENCE_EVENTS_MAX: at most this many present users, each change is its own event at once. */
   max: number
   /** PRESENCE_BATCH_MS: the window a big room's changes are held in. */
@@ -30,30 +30,39 @@ interface Change {
   user: User
 }
 
-interface Window {
-  changes: Change[]
-  timer: ReturnType<typeof setTimeout>
+/** A change as the engine's window holds it: `[j|l, id, name]`. */
+const encode = (c: Change) => JSON.stringify([c.event === 'join' ? 'j' : 'l', c.user.id, c.user.name])
+const decode = (s: string): Change => {
+  const [e, id, name] = JSON.parse(s) as [string, string, string]
+  return { event: e === 'j' ? 'join' : 'leave', user: { id, name } }
 }
 
 /**
  * Each node announces the changes its own connections made (the ledger's first and last
  * returned here), so every change is announced by exactly one node. A room at or below `max`
  * present users (the ledger's count, cluster-wide, after the change) hears each change at once,
- * as before; above it, this node holds the room's changes for `windowMs` and relays them as one
- * `batch` frame, encoded once and published once per node on the room's topic: a connect costs
- * no frame per member. When the window closes the count is read again: a room that fell to
- * `max` or below hears the held changes one by one instead, so a batch never reaches a small
- * room. Per room, changes and window ends are handled one after the other (a promise chain), so
- * a user's join is never announced after its leave.
+ * as before. Above it, the change is held in the room's window, which is the engine's and so the
+ * cluster's (broker/presence-windows.ts): the node whose hold opened it ends it after `windowMs`
+ * and relays every node's changes as one `batch` frame, encoded once: a member gets at most one
+ * frame per window however many nodes there are, and a connect costs no frame per member. When
+ * the window ends the count is read again: a room that fell to `max` or below hears the held
+ * changes one by one instead, so a batch never reaches a small room. Per room, this node's
+ * changes and window ends are handled one after the other (a promise chain), so a user's join is
+ * never announced after its leave.
  *
  * Pusher presence channels (`presence-` rooms) keep per-member events: Pusher clients expect
  * `member_added`/`member_removed` per member (and Pusher caps such a channel at 100 anyway).
  */
 export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
   const { broker, max, windowMs, onError } = deps
-  const windows = new Map<string, Window>()
+  /** The windows this node opened: their token and timer. */
+  const opened = new Map<string, { token: string; timer: ReturnType<typeof setTimeout> }>()
+  /** Rooms seen above `max` and until when that is trusted: a change there is held without reading the count. */
+  const big = new Map<string, number>()
   /** The tail of each room's chain of pending steps. */
   const tails = new Map<string, Promise<void>>()
+  const me = crypto.randomUUID()
+  let tokens = 0
   let draining = false
 
   function inOrder(room: string, step: () => Promise<void>): Promise<void> {
@@ -67,19 +76,24 @@ export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
 
   const single = (room: string, c: Change) => broker.relay(roomTopic(room), frames.presenceEvent(room, c.event, c.user))
 
-  async function close(room: string) {
-    const w = windows.get(room)
-    if (!w) return
-    windows.delete(room)
-    clearTimeout(w.timer)
+  /** Ends the room's window: the one this node opened (`token`), or with none whatever is held. */
+  async function close(room: string, token?: string) {
+    const mine = opened.get(room)
+    if (mine && (token === undefined || mine.token === token)) {
+      opened.delete(room)
+      clearTimeout(mine.timer)
+    }
+    const held = (await broker.windows.take(room, token)).map(decode)
+    if (held.length === 0) return
     const count = await broker.presence.count(room)
     if (count <= max) {
-      for (const c of w.changes) await single(room, c)
+      big.delete(room)
+      for (const c of held) await single(room, c)
       return
     }
     // Net change per user: one who joined and left within the window is in neither list.
     const net = new Map<string, { user: User; by: number }>()
-    for (const c of w.changes) {
+    for (const c of held) {
       const n = net.get(c.user.id) ?? { user: c.user, by: 0 }
       n.by += c.event === 'join' ? 1 : -1
       n.user = c.user
@@ -100,24 +114,32 @@ export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
     const change = { event, user }
     if (room.startsWith('presence-')) return void single(room, change).catch((err) => onError(room, err))
     void inOrder(room, async () => {
-      const open = windows.get(room)
-      if (open) return void open.changes.push(change)
-      if ((await broker.presence.count(room)) <= max) return single(room, change)
-      const timer = setTimeout(() => void inOrder(room, () => close(room)), draining ? 0 : windowMs)
-      windows.set(room, { changes: [change], timer })
+      if ((big.get(room) ?? 0) <= Date.now()) {
+        if ((await broker.presence.count(room)) <= max) return single(room, change)
+        big.set(room, Date.now() + windowMs)
+      }
+      const token = `${me}.${++tokens}`
+      const first = await broker.windows.hold(room, encode(change), token, windowMs)
+      // A draining node's windows would be lost with it: it ends the room's window at once, whoever opened it.
+      if (draining) return close(room)
+      if (!first) return
+      const timer = setTimeout(() => void inOrder(room, () => close(room, token)), windowMs)
+      opened.set(room, { token, timer })
     })
   }
 
   /** After the steps under way (a change still reading the count may open a window). */
   async function flush() {
-    const rooms = new Set([...tails.keys(), ...windows.keys()])
-    await Promise.all([...rooms].map((room) => inOrder(room, () => close(room))))
+    const rooms = new Set([...tails.keys(), ...opened.keys()])
+    // The token is read when the room's turn comes: a step ahead of it may open the window. A room
+    // this node opened no window of takes nothing from another node's.
+    await Promise.all([...rooms].map((room) => inOrder(room, () => close(room, opened.get(room)?.token ?? `${me}.none`))))
   }
 
   /** From now on a window ends at once: the leaves of the sockets still closing go out before the node does. */
   function drain() {
     draining = true
-    return flush()
+    return Promise.all([...new Set([...tails.keys(), ...opened.keys()])].map((room) => inOrder(room, () => close(room)))).then(() => {})
   }
 
   return { announce, flush, drain }

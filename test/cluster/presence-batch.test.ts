@@ -134,3 +134,43 @@ test('a dead node: the leaves its reaping finds in a big room come in a batch, n
     await Promise.all([a.stop(), doomed.stop('SIGKILL').catch(() => 0)])
   }
 }, 45_000)
+
+test('one batch per window for the cluster, not one per node: joins through both nodes come together', async () => {
+  // A window long enough that no batch of a node-local window could pass for the next window's.
+  const wide = { ...env, PRESENCE_BATCH_MS: '2500' }
+  const [a, b] = await Promise.all([startServer({ env: wide }), startServer({ env: wide })])
+  try {
+    const room = `pw-${Date.now()}`
+    const wa = await user(a, 'wwa', room)
+    const wb = await user(b, 'wwb', room)
+    await user(b, 'wx1', room)
+    await until(() => heard(wa, room).has('wx1') && heard(wb, room).has('wx1'), "wx1's join")
+    // When each batch came (polled every 10 ms): per-node windows would send two at about the same time.
+    const at = new Map<TestClient, number[]>([
+      [wa, []],
+      [wb, []],
+    ])
+    const seen = new Map<TestClient, number>([
+      [wa, wa.frames.length],
+      [wb, wb.frames.length],
+    ])
+    const poll = setInterval(() => {
+      for (const [c, times] of at) {
+        for (let i = seen.get(c)!; i < c.frames.length; i++) if (c.frames[i]!.event === 'batch') times.push(Date.now())
+        seen.set(c, c.frames.length)
+      }
+    }, 10)
+    const ids = ['wy1', 'wy2', 'wy3', 'wy4', 'wy5', 'wy6']
+    await Promise.all(ids.map((id, i) => user(i % 2 ? b : a, id, room)))
+    await until(() => [wa, wb].every((w) => ids.every((id) => heard(w, room).has(id))), 'every join on both nodes')
+    await Bun.sleep(300)
+    clearInterval(poll)
+    for (const [w, times] of at) {
+      expect(ids.every((id) => ['join', 'batch+'].includes(heard(w, room).get(id)![0]!))).toBe(true)
+      expect(times.length).toBeGreaterThan(0)
+      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThan(1500)
+    }
+  } finally {
+    await Promise.all([a.stop(), b.stop()])
+  }
+}, 45_000)

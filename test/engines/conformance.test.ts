@@ -752,6 +752,53 @@ for (const factory of factories) {
       p.done()
     })
 
+    test("presence windows are the engine's: two nodes' changes in a big room make one batch per window", async () => {
+      const room = newRoom()
+      const p = await presenceOf(room, 1)
+      // A second node's announcer on the same engine (with Redis: another process, the same keys).
+      const other = presenceEvents({ broker: e.broker, max: 1, windowMs: 600_000, onError: (_, err) => console.error(err) })
+      await p.change('join', person(0))
+      await p.change('join', person(1)) // 2 present: held in a window
+      expect((await p.settle(2)).map((f) => f.event)).toEqual(['join', 'batch'])
+      // Changes through both nodes: whichever opened the window ends it, with the other's changes in it.
+      await p.change('join', person(2))
+      for (const i of [3, 4]) {
+        expect(await e.broker.presence.add(room, person(i), `c-p${i}`)).toBe(true)
+        other.announce(room, 'join', person(i))
+      }
+      await other.flush() // its changes held; it opened no window, so it ends none
+      expect(p.frames()).toHaveLength(2)
+      await p.settle(3)
+      await waitFor(() => p.frames().length > 3, 300) // a second batch would be a window per node
+      const got = p.frames()
+      expect(got).toHaveLength(3)
+      expect(got[2]).toEqual({ type: 'presence', room, event: 'batch', joined: [person(2), person(3), person(4)], left: [], count: 5 })
+      // A draining node ends the window at once, whoever opened it: nothing is left for the other.
+      await p.change('leave', person(2))
+      await other.drain()
+      for (const i of [3, 4]) {
+        expect(await e.broker.presence.remove(room, person(i).id, `c-p${i}`)).toBe(true)
+        other.announce(room, 'leave', person(i))
+      }
+      await p.settle(0)
+      const left = () =>
+        p
+          .frames()
+          .slice(3)
+          .flatMap((f) => (f.event === 'batch' ? f.left : []))
+          .map((u: User) => u.id)
+      await waitFor(() => left().length >= 3)
+      expect(left().sort()).toEqual(['p2', 'p3', 'p4'])
+      expect(
+        p
+          .frames()
+          .slice(3)
+          .every((f) => f.event === 'batch'),
+      ).toBe(true)
+      for (const i of [0, 1]) await e.broker.presence.remove(room, person(i).id, `c-p${i}`)
+      p.done()
+    })
+
     test('presence batch: a user who joined and left in one window is in neither list; past 100 a list is truncated', async () => {
       const room = newRoom()
       const p = await presenceOf(room, 2)
