@@ -156,7 +156,7 @@ export const variables = {
   PRESENCE_BATCH_MS: {
     schema: int(10, 3_600_000, 'milliseconds'),
     default: '2000',
-    help: "above PRESENCE_EVENTS_MAX, a room's joins and leaves are coalesced into at most one `batch` frame per this many ms (for the whole cluster)",
+    help: "above PRESENCE_EVENTS_MAX, a room's joins and leaves are coalesced into at most one `batch` frame per this many ms for the whole cluster (a room above 10 000 present users: longer in proportion)",
   },
   API_KEY: {
     schema: optional(z.string().min(16, 'must be at least 16 characters')),
