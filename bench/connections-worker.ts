@@ -1,9 +1,11 @@
 /**
  * A process of the connections generator (bench/connections.ts), driven over IPC. Its sockets
- * are raw TCP (bench/lib/ws.ts over node:net, each bound to a source address of
- * 127.0.0.1–127.0.0.8 in turn: 19 000 sockets closed and reopened from one address pair would
- * want more ephemeral ports than there are, with the closed ones in TIME_WAIT). A process stays
- * under the 20 000 open files a process may have here.
+ * are raw TCP (bench/lib/ws.ts), spread over the addresses 127.0.0.1–127.0.0.8 in turn: 19 000
+ * sockets closed and reopened on one address pair would want more ephemeral ports than there are,
+ * with the closed ones in TIME_WAIT. `spread: 'dst'` (the default) connects to the address (the
+ * server listens on all of them); `'src'` binds it as the source, which makes the kernel search
+ * the port range at each bind(): past about twice the range (~57 000 sockets here) that search
+ * was most of the generators' time. A process stays under the 20 000 open files a process may have here.
  *
  * Per socket it keeps the default room's `epoch` and the highest chat `seq` seen, so that after
  * the storm it resumes with `join {since, epoch}`, and counts how many times each seq of the
@@ -15,16 +17,22 @@ import type { SparseHistogram } from './lib/histogram'
 import { connectWs, encodeFrame, nowUs, OP_TEXT, stampOf, startsWith } from './lib/ws'
 import type { Conn } from './lib/ws'
 
+/** How sockets are spread over the loopback addresses: to them (dst) or from them (src). */
+export type Spread = 'dst' | 'src'
+let spread: Spread = 'dst'
+/** Where a socket of `address` connects to, and from. */
+const target = (address: string) => (spread === 'dst' ? { host: address } : { host: '127.0.0.1', localAddress: address })
+
 export type ConnCommand =
   /** Opens users `<prefix><i>` for i in [from, from + count), socket i to ports[i mod ports] from addresses[i mod addresses], `inflight` handshakes at a time. */
-  | { cmd: 'open'; ports: number[]; addresses: string[]; prefix: string; from: number; count: number; inflight: number }
+  | { cmd: 'open'; ports: number[]; addresses: string[]; spread: Spread; prefix: string; from: number; count: number; inflight: number }
   | { cmd: 'count' }
   /** From now on counts, per socket, the arrivals of seqs base … base + window - 1 (before the senders start). */
   | { cmd: 'watch'; base: number; window: number }
   /** Closes every socket at once, then reopens each, resuming with `join {since, epoch}`. */
   | { cmd: 'storm'; inflight: number; timeoutS: number; attemptS: number }
   /** Senders (users `<prefix><i>`, kept out of the storm): `rate` chats a second in all, round-robin. */
-  | { cmd: 'senders'; ports: number[]; addresses: string[]; prefix: string; count: number }
+  | { cmd: 'senders'; ports: number[]; addresses: string[]; spread: Spread; prefix: string; count: number }
   /** `rate` chats a second in all, at most `max` of them (the storm window counts no more). */
   | { cmd: 'send'; rate: number; max: number }
   | { cmd: 'unsend' }
@@ -160,10 +168,9 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
     }
     c.ready = false
     const conn = connectWs({
-      host: '127.0.0.1',
+      ...target(c.address),
       port: c.port,
       path: `/ws?user=${c.user}&name=${c.user}`,
-      localAddress: c.address,
       onUpgrade: () => {
         if (settled) return conn.close()
         state = 'open'
@@ -237,6 +244,7 @@ async function lanes<T>(items: T[], inflight: number, task: (x: T) => Promise<vo
 }
 
 async function open(m: Extract<ConnCommand, { cmd: 'open' }>) {
+  spread = m.spread
   const fresh: Client[] = []
   for (let i = m.from; i < m.from + m.count; i++)
     fresh.push({
@@ -305,10 +313,9 @@ function openSender(port: number, address: string, user: string): Promise<Sender
     const timer = setTimeout(() => reject(new Error(`sender ${user}: not ready within 30 s`)), 30_000)
     const me: Sender = {
       conn: connectWs({
-        host: '127.0.0.1',
+        ...target(address),
         port,
         path: `/ws?user=${user}&name=${user}`,
-        localAddress: address,
         onUpgrade: () => {},
         onClose: (why) => !ready && reject(new Error(`sender ${user}: ${why}`)),
         onFrame: (op, b, s, e) => {
@@ -338,6 +345,7 @@ process.on('message', async (m: ConnCommand) => {
     case 'storm':
       return void storm(m)
     case 'senders':
+      spread = m.spread
       for (let i = 0; i < m.count; i++)
         senders.push(await openSender(m.ports[i % m.ports.length]!, m.addresses[i % m.addresses.length]!, `${m.prefix}${i}`))
       return reply({ ev: 'sending' })

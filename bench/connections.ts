@@ -24,8 +24,9 @@
  * its losses are expected: it is there for the time).
  *
  * Generators: `--conn-generators` processes (default max(2, ⌈N / 15 000⌉), each under the
- * 20 000 open files of a process here), bench/connections-worker.ts, raw TCP bound to source
- * addresses 127.0.0.1–127.0.0.8 in turn.
+ * 20 000 open files of a process here), bench/connections-worker.ts, raw TCP to the addresses
+ * 127.0.0.1–127.0.0.8 in turn (`--conn-spread=dst`, the servers listening on all of them), or bound
+ * to them as source addresses (`--conn-spread=src`, whose bind() costs grow past ~57 000 sockets).
  */
 import { freePort } from '../test/helpers/services'
 import { Histogram } from './lib/histogram'
@@ -34,7 +35,7 @@ import { rssBytes, startServer, Worker } from './lib/proc'
 import type { Server } from './lib/proc'
 import type { BenchRedis } from './lib/rooms'
 import { privateRedis, redisCpu, treeCpu } from './lib/rooms'
-import type { ConnCommand, ConnEvent } from './connections-worker'
+import type { ConnCommand, ConnEvent, Spread } from './connections-worker'
 
 export interface ConnectionsOptions {
   connections: number
@@ -53,6 +54,8 @@ export interface ConnectionsOptions {
   /** redis config: one chat-server of WORKERS=K instead of two separate nodes (0: two nodes). */
   workers: number
   addresses: number
+  /** Sockets to the loopback addresses (dst, the server listening on all) or bound from them (src). */
+  spread: Spread
   env: Record<string, string>
 }
 
@@ -129,7 +132,8 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
   const nodes: Server[] = []
   const gens: Worker<ConnCommand, ConnEvent>[] = []
   try {
-    const env: Record<string, string> = { ...o.env, API_KEY, LOG_LEVEL: 'info' }
+    // On every loopback address when the sockets go to them (dst).
+    const env: Record<string, string> = { ...o.env, API_KEY, LOG_LEVEL: 'info', HOST: o.spread === 'dst' ? '0.0.0.0' : '127.0.0.1' }
     if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: `bench-conn-${process.pid}:` })
     const names = config === 'redis' && !o.workers ? ['a', 'b'] : ['a']
     for (const name of names) {
@@ -178,7 +182,16 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
       const opened = await Promise.all(
         gens.map((g, i) => {
           const r = g.request(
-            { cmd: 'open', ports, addresses, prefix: 'c', from, count: per[i]!, inflight: Math.max(1, Math.ceil(o.batch / G)) },
+            {
+              cmd: 'open',
+              ports,
+              addresses,
+              spread: o.spread,
+              prefix: 'c',
+              from,
+              count: per[i]!,
+              inflight: Math.max(1, Math.ceil(o.batch / G)),
+            },
             'opened',
             300_000,
           )
@@ -269,7 +282,11 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
     if (o.storm) {
       const senders = new Worker<ConnCommand, ConnEvent>('conn-senders', 'bench/connections-worker.ts')
       gens.push(senders)
-      await senders.request({ cmd: 'senders', ports, addresses, prefix: 'storm-s', count: o.stormSenders }, 'sending', 60_000)
+      await senders.request(
+        { cmd: 'senders', ports, addresses, spread: o.spread, prefix: 'storm-s', count: o.stormSenders },
+        'sending',
+        60_000,
+      )
       await Bun.sleep(500)
       const base = (await counts()).maxSeq + 1
       // Every seq the senders can take in the window is counted per socket (a byte each).

@@ -36,7 +36,8 @@
  * (p50/p99); a reconnect storm with join {since, epoch} and 5 senders (nothing lost, counted).
  * --connections (2000) --conn-step (1000) --conn-batch (200 handshakes in flight)
  * --conn-configs=bare,memory,redis --conn-workers=K (redis: one chat-server of WORKERS=K, not two nodes)
- * --conn-generators (max(2, ⌈N/15 000⌉) processes) --conn-addresses (source addresses 127.0.0.1–.8, 8)
+ * --conn-generators (max(2, ⌈N/15 000⌉) processes) --conn-addresses (loopback addresses 127.0.0.1–.8, 8)
+ * --conn-spread=dst|src (sockets to those addresses, default; or bound from them)
  * --conn-broadcasts (3) --storm=0 (skip the storm) --storm-senders (5) --storm-rate (20 chats/s in all)
  * --storm-inflight (2000 handshakes in flight) --storm-timeout-s (180) --storm-attempt-s (30: a client's
  * wait for its answer before it closes and retries, backoff 100 ms doubling to 2 s). E.g. issue 34's one-node figures:
@@ -139,6 +140,10 @@ const opt = {
   connWorkers: num('conn-workers', 0, 0),
   connGenerators: num('conn-generators', 0, 0),
   connAddresses: Math.min(8, Math.max(1, num('conn-addresses', 8, 8))),
+  connSpread: ((v: string): 'dst' | 'src' => {
+    if (v !== 'dst' && v !== 'src') throw new Error(`--conn-spread: expected dst or src, got ${v}`)
+    return v
+  })(flag('conn-spread') ?? 'dst'),
   connBroadcasts: num('conn-broadcasts', 3, 1),
   storm: flag('storm') !== '0' && flag('storm') !== 'false',
   stormSenders: Math.max(1, num('storm-senders', 5, 5)),
@@ -950,6 +955,7 @@ async function main() {
       generators: opt.connGenerators,
       workers: opt.connWorkers,
       addresses: opt.connAddresses,
+      spread: opt.connSpread,
       env: { ...BENCH_ENV, ...SERVER_ENV },
     })
     results.scenarios.connections = {

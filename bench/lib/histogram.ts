@@ -1,9 +1,9 @@
 /**
- * Latency histogram in 10 µs buckets up to 2 s (values above land in the last bucket; the
+ * Latency histogram in 10 µs buckets up to 10 s (values above land in the last bucket; the
  * exact max is kept). Cheap to record into, mergeable across processes as sparse pairs.
  */
 export const BUCKET_US = 10
-const BUCKETS = 200_000
+const BUCKETS = 1_000_000
 
 export class Histogram {
   counts = new Uint32Array(BUCKETS)
