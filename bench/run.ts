@@ -956,6 +956,7 @@ async function main() {
       workers: opt.connWorkers,
       addresses: opt.connAddresses,
       spread: opt.connSpread,
+      profileDir: PROFILE ? PROF_DIR : undefined,
       env: { ...BENCH_ENV, ...SERVER_ENV },
     })
     results.scenarios.connections = {
