@@ -56,7 +56,7 @@ export interface ConnectionsOptions {
   addresses: number
   /** Sockets to the loopback addresses (dst, the server listening on all) or bound from them (src). */
   spread: Spread
-  /** With --profile: where the memory node's CPU profile goes. */
+  /** With --profile: where the CPU profile of the memory node or of the redis config's node a goes. */
   profileDir?: string
   env: Record<string, string>
 }
@@ -142,8 +142,8 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
       const kind = config === 'bare' ? 'bare-connect' : 'chat'
       const extra: Record<string, string> = { NODE_ID: `bench-conn-${name}` }
       if (config === 'redis' && o.workers) Object.assign(extra, { WORKERS: String(o.workers), PORT: String(freePort()) })
-      // --profile: the memory node under `bun --cpu-prof` (bench/profile.ts reads it).
-      const cpuProfDir = config === 'memory' ? o.profileDir : undefined
+      // --profile: the memory node, or node a of the redis config, under `bun --cpu-prof` (bench/profile.ts reads it).
+      const cpuProfDir = config !== 'bare' && name === 'a' ? o.profileDir : undefined
       const r = await startServer(kind, { ...env, ...extra }, { timeoutMs: 60_000, cpuProfDir })
       if (!r.ok) throw new Error(`${kind} node ${name} (${config}) did not start (exit ${r.code}): ${r.stderr.slice(0, 300)}`)
       nodes.push(r.server)

@@ -33,6 +33,8 @@ export interface DeliveryDeps {
 export interface Delivery {
   /** Local connections of each topic (room and user topics). */
   local: Map<string, Set<Conn>>
+  /** The room topics of `local`: there is a user topic per user, so counting rooms through `local` grew with the users. */
+  roomTopics: ReadonlySet<string>
   /** Called by the broker for every frame of a watched topic: publishes it to Bun's topic. */
   deliver(topic: string, frame: string, except?: string): void
   /** One frame to one connection, counted by type; a connection that cannot take it is closed. */
@@ -57,6 +59,7 @@ export function createDelivery(d: DeliveryDeps): Delivery {
   const { config, metrics } = d
   /** Local connections of each topic (room and user topics), for presence and slow-consumer checks. */
   const local = new Map<string, Set<Conn>>()
+  const roomTopics = new Set<string>()
 
   /** Called by the broker for every frame of a watched topic. */
   function deliver(topic: string, frame: string, except?: string) {
@@ -120,7 +123,10 @@ export function createDelivery(d: DeliveryDeps): Delivery {
     let set = local.get(topic)
     if (!set) {
       local.set(topic, (set = new SmallSet()))
-      if (isRoomTopic(topic)) metrics.rooms.inc()
+      if (isRoomTopic(topic)) {
+        roomTopics.add(topic)
+        metrics.rooms.inc()
+      }
       d.live?.(topic, c.identity.user)
     }
     set.add(c)
@@ -130,12 +136,13 @@ export function createDelivery(d: DeliveryDeps): Delivery {
     const set = local.get(topic)
     if (!set?.delete(c) || set.size > 0) return
     local.delete(topic)
-    if (isRoomTopic(topic)) metrics.rooms.dec()
+    if (roomTopics.delete(topic)) metrics.rooms.dec()
     d.idle?.(topic, c.identity.user)
   }
 
   return {
     local,
+    roomTopics,
     deliver,
     send,
     sendError,

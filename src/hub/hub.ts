@@ -3,7 +3,7 @@ import type { Broker, Deliver, Position } from '../broker/types'
 import type { Config } from '../config'
 import { FrameError } from '../core/errors'
 import type { Identity } from '../core/identity'
-import { isRoomTopic, topicRoom } from '../core/topic'
+import { topicRoom } from '../core/topic'
 import type { Members } from '../members/types'
 import type { Metrics } from '../metrics'
 import type { AuditEntry, Store } from '../store/types'
@@ -389,16 +389,11 @@ export function createHub(deps: HubDeps): Hub {
     previews,
     polls,
     get roomCount() {
-      let n = 0
-      for (const topic of delivery.local.keys()) if (isRoomTopic(topic)) n++
-      return n
+      return delivery.roomTopics.size
     },
     /** Each room with members on this node and how many (for the admin view). */
     *roomSizes(): Generator<[string, number]> {
-      for (const [topic, set] of delivery.local) {
-        const room = topicRoom(topic)
-        if (room !== undefined) yield [room, set.size]
-      }
+      for (const topic of delivery.roomTopics) yield [topicRoom(topic)!, delivery.local.get(topic)?.size ?? 0]
     },
     get draining() {
       return session.draining
