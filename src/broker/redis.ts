@@ -804,8 +804,9 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       return out
     },
     async settings(room) {
-      let slow = await cmd.hget(key.state(room), 'slow')
-      if (slow === null && !(await cmd.exists(key.state(room)))) {
+      // `seq` tells in the same command whether the room has a state (init.lua always sets it).
+      let [slow, seq] = await cmd.hmget(key.state(room), 'slow', 'seq')
+      if (seq === null) {
         await init(room)
         slow = await cmd.hget(key.state(room), 'slow')
       }
