@@ -52,6 +52,8 @@ describe.skipIf(!haveChromium)('@chat-server/react example app in Chromium', () 
   let site: Server<undefined>
   let browser: Browser
   const errors: string[] = []
+  /** While the proxy blocks: the client's SSE fallback's requests fail then, and Chromium logs each. */
+  let outage = false
 
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true })
@@ -71,8 +73,10 @@ describe.skipIf(!haveChromium)('@chat-server/react example app in Chromium', () 
     const page = await (await browser.newContext({ viewport: { width: 900, height: 600 } })).newPage()
     page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`))
     page.on('console', (m) => {
-      // A refused reconnect while the proxy blocks is expected; anything else React or the app logs is not.
-      if (m.type() === 'error' && !m.text().includes('WebSocket connection')) errors.push(`${name} console: ${m.text()}`)
+      // A refused reconnect while the proxy blocks is expected (the WebSocket's, and the SSE
+      // fallback's requests: `Failed to load resource: net::ERR_…`); anything else React or the app logs is not.
+      const refused = m.text().includes('WebSocket connection') || (outage && m.text().startsWith('Failed to load resource: net::ERR_'))
+      if (m.type() === 'error' && !refused) errors.push(`${name} console: ${m.text()}`)
     })
     const q = new URLSearchParams({ ws, user, name, rooms: 'team,random' })
     await page.goto(`${site.url}?${q}`, SLOW)
@@ -149,6 +153,7 @@ describe.skipIf(!haveChromium)('@chat-server/react example app in Chromium', () 
     expect(await bob.locator('.badge.total').count()).toBe(0)
 
     // Bob's connection drops and stays down while Alice writes; back, his page has everything, in order, once.
+    outage = true
     proxy.block()
     proxy.drop()
     await bob.locator('#status:not([data-state="open"])').waitFor(SLOW)
@@ -157,6 +162,7 @@ describe.skipIf(!haveChromium)('@chat-server/react example app in Chromium', () 
     await shows(alice, ['one', 'two', 'three', 'four', 'I am wri', 'five', 'six', 'while you were away', 'and another'])
     proxy.unblock()
     await bob.locator('#status[data-state="open"]').waitFor(SLOW)
+    outage = false
     await shows(bob, ['one', 'two', 'three', 'four', 'I am wri', 'five', 'six', 'while you were away', 'and another'])
     expect(await bob.locator('.room[data-room="team"]').getAttribute('data-status')).toBe('ready')
     // He was looking at the room: what came while away is read too.
