@@ -67,11 +67,17 @@ const decode = (s: string): Change => {
 export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
   const { broker, max, windowMs, onError } = deps
   const windowUsers = deps.windowUsers ?? WINDOW_USERS
-  const spanOf = (count: number) => Math.round(windowMs * Math.max(1, count / windowUsers))
   /** The windows this node opened: their token and timer. */
   const opened = new Map<string, { token: string; timer: ReturnType<typeof setTimeout> }>()
   /** Rooms seen above `max`, until when that is trusted (a change there is held without reading the count) and their window's length. */
   const big = new Map<string, { until: number; span: number }>()
+  /** `count` present users were read: the room is big for a window of its length. */
+  function trustBig(room: string, count: number) {
+    const span = Math.round(windowMs * Math.max(1, count / windowUsers))
+    const known = { until: Date.now() + span, span }
+    big.set(room, known)
+    return known
+  }
   /** The tail of each room's chain of pending steps. */
   const tails = new Map<string, Promise<void>>()
   /** Holds sent and not answered yet. */
@@ -106,7 +112,7 @@ export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
       for (const c of held) await single(room, c)
       return
     }
-    big.set(room, { until: Date.now() + spanOf(count), span: spanOf(count) })
+    trustBig(room, count)
     // Net change per user: one who joined and left within the window is in neither list.
     const net = new Map<string, { user: User; by: number }>()
     for (const c of held) {
@@ -155,29 +161,31 @@ export function presenceEvents(deps: PresenceEventsDeps): PresenceEvents {
       if (!known || known.until <= Date.now()) {
         const count = await broker.presence.count(room)
         if (count <= max) return single(room, change)
-        const span = spanOf(count)
-        big.set(room, (known = { until: Date.now() + span, span }))
+        known = trustBig(room, count)
       }
       hold(room, change, known.span)
     })
   }
 
-  /** After the steps and holds under way (a change still reading the count may open a window). */
-  async function flush() {
+  /**
+   * Ends the windows of the rooms with steps under way or a window this node opened, after those
+   * steps and the holds in flight (a change still reading the count may open a window). The token
+   * is read when the room's turn comes: a step ahead of it may open the window.
+   */
+  async function endAll(tokenOf: (room: string) => string | undefined) {
     await Promise.all([...tails.values()])
     await Promise.all([...holds])
     const rooms = new Set([...tails.keys(), ...opened.keys()])
-    // The token is read when the room's turn comes: a step ahead of it may open the window. A room
-    // this node opened no window of takes nothing from another node's.
-    await Promise.all([...rooms].map((room) => inOrder(room, () => close(room, opened.get(room)?.token ?? `${me}.none`))))
+    await Promise.all([...rooms].map((room) => inOrder(room, () => close(room, tokenOf(room)))))
   }
 
-  /** From now on a window ends at once: the leaves of the sockets still closing go out before the node does. */
-  async function drain() {
+  /** This node's own windows only: a room it opened no window of takes nothing from another node's. */
+  const flush = () => endAll((room) => opened.get(room)?.token ?? `${me}.none`)
+
+  /** From now on a window ends at once, whoever opened it: the leaves of the sockets still closing go out before the node does. */
+  function drain() {
     draining = true
-    await Promise.all([...tails.values()])
-    await Promise.all([...holds])
-    return Promise.all([...new Set([...tails.keys(), ...opened.keys()])].map((room) => inOrder(room, () => close(room)))).then(() => {})
+    return endAll(() => undefined)
   }
 
   return { announce, flush, drain }
