@@ -48,6 +48,8 @@ export type ConnEvent =
   | {
       ev: 'stormed'
       resumed: number
+      /** Answered `recovered: false`: further behind than the server keeps (they would page `history`). */
+      unrecovered: number
       failed: number
       retries: number
       retryReasons: string[]
@@ -70,6 +72,7 @@ const CHAT = enc.encode('{"type":"chat"')
 const ACK = enc.encode('{"type":"ack"')
 const ERROR = enc.encode('{"type":"error"')
 const ID_J = enc.encode('"id":"j"')
+const NOT_RECOVERED = enc.encode('"recovered":false')
 const SEQ = enc.encode('"seq":')
 const EPOCH = enc.encode('"epoch":"')
 const ROOM = 'general'
@@ -94,6 +97,8 @@ const count = { frames: 0, framesOfReady: 0, bytes: 0 }
 let maxSeq = 0
 /** Connects tried again after a refusal, a close or silence (since the last `opened` / `stormed`). */
 let retries = 0
+/** Resumes answered `recovered: false` in the last storm. */
+let unrecovered = 0
 let retryReasons: string[] = []
 /** How long a client waits for its answer before it closes and tries again (a real client's patience). */
 let attemptS = 30
@@ -217,7 +222,10 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
             if (seq > c.lastSeq) c.lastSeq = seq
             if (seq > maxSeq) maxSeq = seq
             done()
-          } else if (resume && isAnswer) done()
+          } else if (resume && isAnswer) {
+            if (find(b, s, e, NOT_RECOVERED) >= 0) unrecovered++
+            done()
+          }
         } else if (startsWith(b, s, e, ERROR)) fail(`error frame: ${dec.decode(b.subarray(s, Math.min(e, s + 200)))}`)
       },
     })
@@ -268,6 +276,7 @@ async function open(m: Extract<ConnCommand, { cmd: 'open' }>) {
 async function storm(m: Extract<ConnCommand, { cmd: 'storm' }>) {
   retries = 0
   retryReasons = []
+  unrecovered = 0
   attemptS = m.attemptS
   for (const c of clients) {
     c.ready = false
@@ -286,6 +295,7 @@ async function storm(m: Extract<ConnCommand, { cmd: 'storm' }>) {
   reply({
     ev: 'stormed',
     resumed: times.length,
+    unrecovered,
     failed: r.failed,
     retries,
     retryReasons,

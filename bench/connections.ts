@@ -77,6 +77,8 @@ export interface ConnStep {
 export interface ConnStorm {
   sockets: number
   resumed: number
+  /** Resumes answered `recovered: false` (further behind than the server keeps). */
+  unrecovered?: number
   failed: number
   retries: number
   /** Why the first few were retried. */
@@ -321,6 +323,7 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
       row.storm = {
         sockets: open,
         resumed: sum(stormed.map((x) => x.resumed)),
+        unrecovered: sum(stormed.map((x) => x.unrecovered)),
         failed: sum(stormed.map((x) => x.failed)),
         retries: sum(stormed.map((x) => x.retries)),
         retryReasons: stormed.flatMap((x) => x.retryReasons).slice(0, 3),
@@ -411,6 +414,7 @@ export function connectionsTable(rows: ConnRow[]): string {
       const limit = x.config === 'redis' ? t.stormRedisS : t.stormOneNodeS
       return `${n(x.storm.resumed)} / ${n(x.storm.sockets)} in ${f(x.storm.seconds, 1)} (${f(x.storm.p50S, 1)} / ${f(x.storm.p99S, 1)}) ${ok(x.storm.resumed === x.storm.sockets && x.storm.seconds <= limit)}`
     })} | ≤ ${t.stormOneNodeS} s one node, ≤ ${t.stormRedisS} s with Redis |`,
+    `| storm: resumes answered \`recovered: false\` (further behind than the server keeps) | ${col((x) => (x.storm && x.config !== 'bare' ? n(x.storm.unrecovered) : '–'))} | |`,
     `| storm: server CPU s (Redis CPU s) | ${col((x) => (x.storm ? `${f(x.storm.serverCpuS, 1)}${x.storm.redisCpuS === undefined ? '' : ` (${f(x.storm.redisCpuS, 1)})`}` : '–'))} | |`,
     `| storm: senders' acked messages; (socket, message) pairs missing / duplicated (bare keeps nothing: its losses are expected) | ${col((x) => (x.storm ? `${n(x.storm.acked)} of ${n(x.storm.sent)}; ${n(x.storm.missing)} / ${n(x.storm.duplicates)} of ${n(x.storm.expected)} ${x.config === 'bare' ? '' : ok(x.storm.missing === 0 && x.storm.duplicates === 0 && x.storm.acked > 0)}` : '–'))} | nothing lost |`,
     `| failed connects (all steps); retried; in the storm failed; retried; generator processes | ${col((x) => `${n(sum(x.steps.map((s) => s.failed)))}; ${n(sum(x.steps.map((s) => s.retries)))}; ${n(x.storm?.failed)}; ${n(x.storm?.retries)}; ${x.generators}`)} | |`,

@@ -110,6 +110,16 @@ interface RoomStream {
    * the count now, since a storm closes nearly everyone just before they all ask for the tail.
    */
   peak: number
+  /** The seq the epoch started from, when Redis said (`fs`): no event of the epoch is at or below it. */
+  fs?: number
+  /**
+   * The seq of the oldest entry Redis's stream of the room held when last asked (0: not known).
+   * The stream is only ever trimmed from the front within an epoch, so a resume from before it
+   * cannot be replayed from Redis: without a store it is answered "not recovered" here.
+   */
+  logFirst: number
+  /** The read of frames before the tail in flight (see `head`): resumes it covers wait for it. */
+  headRead?: { since: number; done: Promise<unknown> }
 }
 
 const newStream = (): RoomStream => ({
@@ -122,29 +132,48 @@ const newStream = (): RoomStream => ({
   tailFirst: 0,
   tailBytes: 0,
   peak: 1,
+  logFirst: 0,
 })
 
 /**
  * A room's tail keeps TAIL_FRAMES_PER_WATCHER frames and TAIL_BYTES_PER_WATCHER bytes (UTF-16
- * units) per local connection the room has had at most, up to TAIL_FRAMES and TAIL_BYTES_MAX: a
- * big room (where a storm asks the same thing thousands of times) keeps the most, and a node of
- * many small rooms stays small. TAIL_FRAMES passes UNREAD_CAP, so that in a big room an unread
- * count that reaches the cap (a reader far behind) is still answered here.
+ * units) per local connection the room has had at most, up to `maxFrames` (tailFrames) and
+ * TAIL_BYTES_MAX: a big room (where a storm asks the same thing thousands of times) keeps the
+ * most, and a node of many small rooms stays small. `maxFrames` passes both UNREAD_CAP (an unread
+ * count that reaches the cap is still answered here) and HISTORY_LIMIT with the slack of Redis's
+ * approximate trim: a big room's full tail then reaches back as far as the room's stream does,
+ * so a resume from before it is known not to be recoverable from Redis without asking it.
  */
-const TAIL_FRAMES = UNREAD_CAP + 24
 const TAIL_FRAMES_PER_WATCHER = 8
 const TAIL_BYTES_PER_WATCHER = 1024
 const TAIL_BYTES_MIN = 64 * 1024
 const TAIL_BYTES_MAX = 1024 * 1024
+/** `XADD MAXLEN ~` trims whole stream nodes (100 entries by default): the stream may hold this many more. */
+const TRIM_SLACK = 128
+const TAIL_FRAMES_MAX = 16_384
 
-/** Forgets the tail: it starts again after `last`. */
+/** The most frames a room's tail keeps, for a HISTORY_LIMIT. */
+export const tailFrames = (historyLimit: number) =>
+  Math.min(TAIL_FRAMES_MAX, Math.max(UNREAD_CAP + 24, historyLimit + TRIM_SLACK))
+
+/** Forgets the tail: it starts again after `last`. What was known of the epoch's stream goes with it. */
 function clearTail(stream: RoomStream) {
   stream.tail = []
   stream.tailFirst = stream.last + 1
   stream.tailBytes = 0
+  stream.fs = undefined
+  stream.logFirst = 0
 }
 
-function keepInTail(stream: RoomStream, frame: string, seq: number, watchers: number) {
+/** [frames, bytes] the room's tail keeps now. */
+function tailCaps(stream: RoomStream, maxFrames: number): [number, number] {
+  return [
+    Math.min(maxFrames, TAIL_FRAMES_PER_WATCHER * stream.peak),
+    Math.min(TAIL_BYTES_MAX, Math.max(TAIL_BYTES_MIN, TAIL_BYTES_PER_WATCHER * stream.peak)),
+  ]
+}
+
+function keepInTail(stream: RoomStream, frame: string, seq: number, watchers: number, maxFrames: number) {
   if (stream.tail.length === 0 || seq !== stream.tailFirst + stream.tail.length) {
     stream.tail = []
     stream.tailFirst = seq
@@ -153,14 +182,30 @@ function keepInTail(stream: RoomStream, frame: string, seq: number, watchers: nu
   stream.tail.push(frame)
   stream.tailBytes += frame.length
   if (watchers > stream.peak) stream.peak = watchers
-  const bytes = Math.min(TAIL_BYTES_MAX, Math.max(TAIL_BYTES_MIN, TAIL_BYTES_PER_WATCHER * stream.peak))
-  if (stream.tail.length > Math.min(TAIL_FRAMES, TAIL_FRAMES_PER_WATCHER * stream.peak) || stream.tailBytes > bytes) {
-    // Halved at once rather than shifted per frame: amortised O(1) a frame.
-    const drop = Math.ceil(stream.tail.length / 2)
-    for (let i = 0; i < drop; i++) stream.tailBytes -= stream.tail[i]!.length
-    stream.tail = stream.tail.slice(drop)
-    stream.tailFirst += drop
-  }
+  const [frames, bytes] = tailCaps(stream, maxFrames)
+  // Let a quarter past the size before trimming back to it (back to 3/4 of the bytes): amortised
+  // O(1) a frame, and a full tail always keeps its size, which `logFirst` answers count on.
+  if (stream.tail.length <= frames + (frames >> 2) && stream.tailBytes <= bytes) return
+  let drop = Math.max(0, stream.tail.length - frames)
+  let left = stream.tailBytes
+  for (let i = 0; i < drop; i++) left -= stream.tail[i]!.length
+  if (left > bytes) while (drop < stream.tail.length - 1 && left > (bytes * 3) >> 2) left -= stream.tail[drop++]!.length
+  stream.tail = stream.tail.slice(drop)
+  stream.tailFirst += drop
+  stream.tailBytes = left
+}
+
+/** Frames read from before the tail, ending where it starts: kept in front of it as far as its size allows. */
+function keepBeforeTail(stream: RoomStream, head: string[], maxFrames: number) {
+  const [frames, bytes] = tailCaps(stream, maxFrames)
+  let n = 0
+  let b = stream.tailBytes
+  while (n < head.length && stream.tail.length + n < frames && b + head[head.length - 1 - n]!.length <= bytes)
+    b += head[head.length - 1 - n++]!.length
+  if (n === 0) return
+  stream.tail = head.slice(head.length - n).concat(stream.tail)
+  stream.tailFirst -= n
+  stream.tailBytes = b
 }
 
 /** The tail answers for the room when nothing is held back or being repaired, and the epoch is known. */
@@ -211,6 +256,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   const scripts = opts.redis.scripts
   const APPEND_SCRIPT = appendScript(cluster)
   const key = redisKeys(P)
+  const maxTail = tailFrames(opts.historyLimit)
   // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
   // (classic PUBLISH would be broadcast to every shard). One Redis keeps classic pub/sub.
   const publish = cluster ? (ch: string, m: string) => cmd.spublish(ch, m) : (ch: string, m: string) => cmd.publish(ch, m)
@@ -289,7 +335,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   function handOverFrame(topic: string, stream: RoomStream, frame: string, except: string | undefined, seq: number) {
     if (seq <= stream.last) return // already handed over (a repair got it first)
     stream.last = seq
-    keepInTail(stream, frame, seq, watched.get(topic)?.count ?? 1)
+    keepInTail(stream, frame, seq, watched.get(topic)?.count ?? 1, maxTail)
     deliver(topic, frame, except)
     settle(stream)
   }
@@ -543,12 +589,25 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     }
   }
 
-  async function snapshot(room: string, since: number): Promise<Replay> {
+  async function snapshot(room: string, since: number, waited = false): Promise<Replay> {
     const stream = streams.get(roomTopic(room))
-    if (tailAnswers(stream) && since >= stream.tailFirst - 1 && since <= stream.last) {
-      // Everything after `since` is in the tail, and what comes after `last` is still to be
+    if (tailAnswers(stream) && since <= stream.last) {
+      const from = stream.fs === undefined ? since : Math.max(since, stream.fs)
+      // Everything after `from` is in the tail, and what comes after `last` is still to be
       // handed over here (the caller watches the room): the same boundary Redis would give.
-      return { seq: stream.last, epoch: stream.epoch, frames: stream.tail.slice(since - stream.tailFirst + 1), complete: true, from: since }
+      if (from >= stream.tailFirst - 1)
+        return { seq: stream.last, epoch: stream.epoch, frames: stream.tail.slice(from - stream.tailFirst + 1), complete: true, from }
+      // Further behind than Redis's stream reaches, with no store to fill the gap: what Redis
+      // would answer (not complete), without asking it. In a long storm most resumes are here.
+      if (!opts.store && stream.logFirst > from + 1) return { seq: stream.last, epoch: stream.epoch, frames: [], complete: false, from }
+      const inflight = stream.headRead
+      if (inflight && inflight.since <= from && !waited) {
+        // The read in flight brings this one's frames into the tail (as far as its size allows).
+        await inflight.done
+        return snapshot(room, since, true)
+      }
+      const r = await head(room, stream, since)
+      if (r) return r
     }
     let r = await cmd.chatSince(key.state(room), key.log(room), since)
     if (r[0] === -1) {
@@ -563,6 +622,37 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     const frames = entries.map(([, fields]) => fields[1]!)
     const complete = from <= seq && (from === seq || (frames.length === seq - from && eventSeq(frames[0]!) === from + 1))
     return { seq, epoch, frames: from <= seq ? frames : [], complete, from }
+  }
+
+  /**
+   * A resume from before the node's tail: Redis reads only what comes before it, the tail gives
+   * the rest, and what was read is kept in front of the tail for the resumes that follow (in a
+   * storm, thousands ask for nearly the same frames at once). Undefined when the room moved on
+   * meanwhile (a new epoch, the tail trimmed past the read): the caller reads it all from Redis.
+   */
+  async function head(room: string, stream: RoomStream & { epoch: string }, since: number): Promise<Replay | undefined> {
+    const upto = stream.tailFirst - 1
+    const read = cmd.chatSince(key.state(room), key.log(room), since, upto)
+    const mine = { since, done: read.catch(() => {}) }
+    stream.headRead = mine
+    let r: Awaited<typeof read>
+    try {
+      r = await read
+    } finally {
+      if (stream.headRead === mine) stream.headRead = undefined
+    }
+    if (r[0] === -1 || streams.get(roomTopic(room)) !== stream) return undefined
+    const [, epoch, entries, fs, first] = r as [number, string, [string, string[]][], string, number]
+    if (epoch !== stream.epoch || !tailAnswers(stream) || stream.tailFirst > upto + 1) return undefined
+    if (fs !== '') stream.fs = Number(fs)
+    if (first > stream.logFirst) stream.logFirst = first
+    const from = fs === '' ? since : Math.max(since, Number(fs))
+    const frames = entries.map(([, fields]) => fields[1]!)
+    const complete = from >= upto || (frames.length === upto - from && eventSeq(frames[0]!) === from + 1)
+    if (frames.length > 0 && stream.tailFirst === upto + 1 && eventSeq(frames[frames.length - 1]!) === upto)
+      keepBeforeTail(stream, frames, maxTail)
+    const after = stream.tail.slice(Math.max(0, upto + 1 - stream.tailFirst))
+    return { seq: stream.last, epoch, frames: from >= upto ? after.slice(from - upto) : frames.concat(after), complete, from }
   }
 
   const caps = opts.reactionCaps ?? { perMessage: 50, perUser: 10 }
@@ -716,7 +806,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       noteBaseline(room, pos)
       return pos
     },
-    since: snapshot,
+    since: (room, since) => snapshot(room, since),
     caughtUp(room, seq) {
       const stream = streams.get(roomTopic(room))
       if (!stream || stream.last >= seq) return Promise.resolve()

@@ -98,6 +98,78 @@ describe('a node answers recent history of a watched room from what it handed ov
     broker.unwatch(roomTopic(room))
   })
 
+  test('a resume from before the tail reads only what precedes it, and the tail keeps it for the next ones', async () => {
+    const room = 'late'
+    const base = (await broker.position(room)).seq
+    for (let i = 0; i < 10; i++) await broker.append(room, chat(room, `old${i}`))
+    // Watched from here on (a node that just started): its tail has only what follows.
+    for (let i = 0; i < 3; i++) await broker.watch(roomTopic(room))
+    expect((await broker.position(room)).seq).toBe(base + 10) // as a join reads it
+    for (let i = 0; i < 5; i++) await broker.append(room, chat(room, `new${i}`))
+    const last = (await broker.position(room)).seq
+    await broker.caughtUp(room, last)
+    await Bun.sleep(100)
+    seen.length = 0
+    // A storm: 50 resumes at once from before the tail.
+    const replays = await Promise.all(Array.from({ length: 50 }, () => broker.since(room, base)))
+    const bodies = [...Array.from({ length: 10 }, (_, i) => `old${i}`), ...Array.from({ length: 5 }, (_, i) => `new${i}`)]
+    for (const r of replays) {
+      expect(r.complete).toBe(true)
+      expect(r.seq).toBe(last)
+      expect(r.frames.map((f) => JSON.parse(f).body)).toEqual(bodies)
+    }
+    await Bun.sleep(100)
+    const reads = seen.filter((c) => c.includes(`{${room}}:log`))
+    // One read for all 50, and it stops where the tail starts (not at `+`, the stream's end).
+    expect(reads.filter((c) => c.startsWith('XRANGE') && !c.includes(' - + COUNT'))).toEqual([
+      `XRANGE ${prefix}{${room}}:log ${base + 1}-0 ${base + 10}-0`,
+    ])
+    seen.length = 0
+    expect((await broker.since(room, base + 3)).frames).toHaveLength(12)
+    await Bun.sleep(100)
+    expect(seen).toEqual([])
+    for (let i = 0; i < 3; i++) broker.unwatch(roomTopic(room))
+  })
+
+  test('without a store, a resume from before what the stream keeps is answered "not complete" without Redis', async () => {
+    const p2 = `${prefix}short:`
+    const short = redisBroker({ redis: connections, nodes: singleNode('short'), cluster: false, prefix: p2, nodeId: 'short', historyLimit: 10 })
+    await short.start(
+      () => {},
+      () => {},
+    )
+    try {
+      const room = 'busy'
+      for (let i = 0; i < 3; i++) await short.watch(roomTopic(room))
+      const base = (await short.position(room)).seq
+      for (let i = 0; i < 300; i++) await short.append(room, chat(room, `b${i}`))
+      const last = (await short.position(room)).seq
+      await short.caughtUp(room, last)
+      await Bun.sleep(100)
+      seen.length = 0
+      const first = await short.since(room, base)
+      expect(first.complete).toBe(false)
+      await Bun.sleep(100)
+      expect(seen.length).toBeGreaterThan(0) // the node learns where the stream starts
+      seen.length = 0
+      const again = await Promise.all(Array.from({ length: 20 }, () => short.since(room, base)))
+      for (const r of again) {
+        expect(r.complete).toBe(false)
+        expect(r.seq).toBe(last)
+      }
+      await Bun.sleep(100)
+      expect(seen).toEqual([])
+      // Within the tail it is still a complete answer.
+      const recent = await short.since(room, last - 3)
+      expect(recent.complete).toBe(true)
+      expect(recent.frames.map((f) => JSON.parse(f).body)).toEqual(['b297', 'b298', 'b299'])
+      for (let i = 0; i < 3; i++) short.unwatch(roomTopic(room))
+    } finally {
+      await short.close()
+      await dropRedisPrefix(p2)
+    }
+  })
+
   test('an unwatched room, or a since past what the node has handed over, is read from Redis', async () => {
     const room = 'hall'
     const base = (await broker.position(room)).seq
