@@ -1,4 +1,4 @@
-import { CHAT_HEAD, DM_HEAD, eventSeq, frames, isMessageFrame } from '../protocol/server-frames'
+import { CHAT_HEAD, DM_HEAD, eventHead, eventSeq, frames, isMessageFrame } from '../protocol/server-frames'
 import type Redis from 'ioredis'
 import { log } from '../log'
 import type { Store } from '../store/types'
@@ -120,6 +120,14 @@ interface RoomStream {
   logFirst: number
   /** The read of frames before the tail in flight (see `head`): resumes it covers wait for it. */
   headRead?: { since: number; done: Promise<unknown> }
+  /**
+   * The room's settings as Redis last said, while no `settings` event was handed over since:
+   * every join of a watched room reads them, and only such an event (which this node hands
+   * over, in order) changes them. `settingsGen` counts those events, so that a read that one
+   * passed while it was in flight is not kept.
+   */
+  settings?: { slow_mode_s: number }
+  settingsGen: number
 }
 
 const newStream = (): RoomStream => ({
@@ -133,6 +141,7 @@ const newStream = (): RoomStream => ({
   tailBytes: 0,
   peak: 1,
   logFirst: 0,
+  settingsGen: 0,
 })
 
 /**
@@ -163,6 +172,8 @@ function clearTail(stream: RoomStream) {
   stream.tailBytes = 0
   stream.fs = undefined
   stream.logFirst = 0
+  stream.settings = undefined
+  stream.settingsGen++
 }
 
 /** [frames, bytes] the room's tail keeps now. */
@@ -226,6 +237,8 @@ function split(payload: string): [frame: string, except?: string] {
   const nl = payload.indexOf('\n')
   return [payload.slice(nl + 1), payload.slice(0, nl)]
 }
+
+const SETTINGS_HEAD = eventHead('settings')
 
 /** Log entries a summary may walk (unread counts and the last message of a room). */
 const SUMMARY_BUDGET = 2 * UNREAD_CAP
@@ -335,6 +348,10 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   function handOverFrame(topic: string, stream: RoomStream, frame: string, except: string | undefined, seq: number) {
     if (seq <= stream.last) return // already handed over (a repair got it first)
     stream.last = seq
+    if (frame.startsWith(SETTINGS_HEAD)) {
+      stream.settings = undefined
+      stream.settingsGen++
+    }
     keepInTail(stream, frame, seq, watched.get(topic)?.count ?? 1, maxTail)
     deliver(topic, frame, except)
     settle(stream)
@@ -894,13 +911,18 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       return out
     },
     async settings(room) {
+      const stream = streams.get(roomTopic(room))
+      if (stream?.settings && tailAnswers(stream)) return { ...stream.settings }
+      const gen = stream?.settingsGen
       // `seq` tells in the same command whether the room has a state (init.lua always sets it).
       let [slow, seq] = await cmd.hmget(key.state(room), 'slow', 'seq')
       if (seq === null) {
         await init(room)
         slow = await cmd.hget(key.state(room), 'slow')
       }
-      return { slow_mode_s: Number(slow ?? 0) }
+      const settings = { slow_mode_s: Number(slow ?? 0) }
+      if (stream && streams.get(roomTopic(room)) === stream && stream.settingsGen === gen) stream.settings = { ...settings }
+      return settings
     },
     async pins(room) {
       if (!(await cmd.exists(key.state(room)))) await init(room)

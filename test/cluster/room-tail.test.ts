@@ -170,6 +170,27 @@ describe('a node answers recent history of a watched room from what it handed ov
     }
   })
 
+  test("a watched room's settings are read from Redis once, and again after a settings event", async () => {
+    const room = 'slow'
+    await broker.watch(roomTopic(room))
+    await broker.position(room)
+    const settings = (slow_mode_s: number): EventDraft => {
+      const event: RoomEvent = { type: 'settings', id: Bun.randomUUIDv7(), room, from: alice, ts: new Date().toISOString(), extra: { slow_mode_s } }
+      return { event, head: eventHead('settings'), tail: eventTail(event), moderator: true }
+    }
+    await broker.append(room, settings(5))
+    await broker.caughtUp(room, (await broker.position(room)).seq)
+    await Bun.sleep(100)
+    seen.length = 0
+    for (let i = 0; i < 3; i++) expect(await broker.settings!(room)).toEqual({ slow_mode_s: 5 })
+    await Bun.sleep(100)
+    expect(seen.filter((c) => c.includes(`{${room}}:state`))).toHaveLength(1)
+    const at = await broker.append(room, settings(0))
+    await broker.caughtUp(room, at.seq)
+    expect(await broker.settings!(room)).toEqual({ slow_mode_s: 0 })
+    broker.unwatch(roomTopic(room))
+  })
+
   test('an unwatched room, or a since past what the node has handed over, is read from Redis', async () => {
     const room = 'hall'
     const base = (await broker.position(room)).seq
