@@ -61,7 +61,16 @@ export type ConnEvent =
   | { ev: 'sending' }
   | { ev: 'watching' }
   | { ev: 'unsent'; acked: number[]; sent: number; errors: number }
-  | { ev: 'checked'; sockets: number; expected: number; missing: number; duplicates: number; socketsWithLoss: number }
+  | {
+      ev: 'checked'
+      sockets: number
+      expected: number
+      missing: number
+      duplicates: number
+      socketsWithLoss: number
+      /** Of those, sockets the server closed after they resumed (not reopened here: a slow consumer's 4008, say). */
+      closedWithLoss: number
+    }
   | { ev: 'bcast'; received: number; hist: SparseHistogram }
 
 const enc = new TextEncoder()
@@ -382,6 +391,7 @@ process.on('message', async (m: ConnCommand) => {
       let missing = 0
       let duplicates = 0
       let socketsWithLoss = 0
+      let closedWithLoss = 0
       const counted = clients.filter((c) => c.seen)
       for (const c of counted) {
         let lost = 0
@@ -392,12 +402,14 @@ process.on('message', async (m: ConnCommand) => {
         }
         missing += lost
         if (lost) socketsWithLoss++
+        if (lost && !c.conn) closedWithLoss++
       }
       return reply({
         ev: 'checked',
         sockets: counted.length,
         expected: counted.length * m.seqs.length,
         missing,
+        closedWithLoss,
         duplicates,
         socketsWithLoss,
       })

@@ -156,7 +156,7 @@ const newStream = (): RoomStream => ({
 const TAIL_FRAMES_PER_WATCHER = 8
 const TAIL_BYTES_PER_WATCHER = 1024
 const TAIL_BYTES_MIN = 64 * 1024
-const TAIL_BYTES_MAX = 1024 * 1024
+const TAIL_BYTES_MAX = 8 * 1024 * 1024
 /** `XADD MAXLEN ~` trims whole stream nodes (100 entries by default): the stream may hold this many more. */
 const TRIM_SLACK = 128
 const TAIL_FRAMES_MAX = 16_384

@@ -147,7 +147,15 @@ export function createRooms(deps: RoomsDeps): Rooms {
     }
     const boundary = c.rooms.get(room)
     if (boundary !== undefined) {
-      await rejoin(c, room, boundary, o)
+      try {
+        await rejoin(c, room, boundary, o)
+      } catch (err) {
+        // As for a first join: the engine failed (Redis saturated or away), not the server.
+        if (err instanceof FrameError) throw err
+        metrics.brokerErrors.inc()
+        log.warn('join failed', { room, conn: c.id, err })
+        throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
+      }
       return undefined
     }
 
