@@ -70,6 +70,8 @@ export type ConnEvent =
       socketsWithLoss: number
       /** Of those, sockets the server closed after they resumed (not reopened here: a slow consumer's 4008, say). */
       closedWithLoss: number
+      /** Of those, open sockets resumed `recovered: true` missing a seq below one they got (not a late delivery). */
+      withHoles: number
     }
   | { ev: 'bcast'; received: number; hist: SparseHistogram }
 
@@ -97,6 +99,8 @@ interface Client {
   ready: boolean
   epoch: string
   lastSeq: number
+  /** Its last resume was answered `recovered: false` (it would page `history`). */
+  unrecovered?: boolean
   /** Arrivals of seq base + k in the storm window. */
   seen?: Uint8Array
 }
@@ -198,7 +202,8 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
         }
       },
       onFrame: (op, b, s, e) => {
-        if (op !== OP_TEXT) return
+        // An attempt that failed was undone: what its socket still delivers while it closes is not counted.
+        if (op !== OP_TEXT || (settled && c.conn !== conn)) return
         count.frames++
         count.bytes += e - s
         if (c.ready) count.framesOfReady++
@@ -232,7 +237,8 @@ function connect(c: Client, resume: boolean, deadline: number, attempt = 0): Pro
             if (seq > maxSeq) maxSeq = seq
             done()
           } else if (resume && isAnswer) {
-            if (find(b, s, e, NOT_RECOVERED) >= 0) unrecovered++
+            c.unrecovered = find(b, s, e, NOT_RECOVERED) >= 0
+            if (c.unrecovered) unrecovered++
             done()
           }
         } else if (startsWith(b, s, e, ERROR)) fail(`error frame: ${dec.decode(b.subarray(s, Math.min(e, s + 200)))}`)
@@ -392,17 +398,32 @@ process.on('message', async (m: ConnCommand) => {
       let duplicates = 0
       let socketsWithLoss = 0
       let closedWithLoss = 0
+      let withHoles = 0
+      // The last deliveries of a loaded server (or of a starved generator) may still be on their
+      // way: wait, bounded, until every open socket has seen the last acked seq.
+      const lastAcked = m.seqs.reduce((a, b) => Math.max(a, b), 0)
+      const until = Date.now() + 30_000
+      while (Date.now() < until && clients.some((c) => c.ready && c.conn && c.lastSeq < lastAcked)) await Bun.sleep(100)
       const counted = clients.filter((c) => c.seen)
       for (const c of counted) {
         let lost = 0
+        let firstLost = Infinity
+        let lastSeen = -Infinity
         for (const s of m.seqs) {
           const n = c.seen![s - base] ?? 0
-          if (n === 0) lost++
-          else if (n > 1) duplicates += n - 1
+          if (n === 0) {
+            lost++
+            if (s < firstLost) firstLost = s
+          } else {
+            if (s > lastSeen) lastSeen = s
+            if (n > 1) duplicates += n - 1
+          }
         }
         missing += lost
         if (lost) socketsWithLoss++
         if (lost && !c.conn) closedWithLoss++
+        // A seq missing below one that arrived: a hole, not a delivery still on its way.
+        if (lost && c.conn && !c.unrecovered && firstLost < lastSeen) withHoles++
       }
       return reply({
         ev: 'checked',
@@ -410,6 +431,7 @@ process.on('message', async (m: ConnCommand) => {
         expected: counted.length * m.seqs.length,
         missing,
         closedWithLoss,
+        withHoles,
         duplicates,
         socketsWithLoss,
       })

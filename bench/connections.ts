@@ -98,6 +98,8 @@ export interface ConnStorm {
   socketsWithLoss: number
   /** Of those, sockets the server closed after they resumed (a slow consumer, say): the generator does not reopen them. */
   closedWithLoss?: number
+  /** Of those, open sockets resumed `recovered: true` missing a seq below one they got: a hole, not a late delivery. */
+  withHoles?: number
   reasons: string[]
 }
 
@@ -342,6 +344,7 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
         duplicates: sum(checked.map((x) => x.duplicates)),
         socketsWithLoss: sum(checked.map((x) => x.socketsWithLoss)),
         closedWithLoss: sum(checked.map((x) => x.closedWithLoss)),
+        withHoles: sum(checked.map((x) => x.withHoles)),
         reasons: stormed.flatMap((x) => x.reasons).slice(0, 3),
       }
       log(`${config} storm: ${JSON.stringify(row.storm)}`)
@@ -419,7 +422,7 @@ export function connectionsTable(rows: ConnRow[]): string {
     })} | ≤ ${t.stormOneNodeS} s one node, ≤ ${t.stormRedisS} s with Redis |`,
     `| storm: resumes answered \`recovered: false\` (further behind than the server keeps) | ${col((x) => (x.storm && x.config !== 'bare' ? n(x.storm.unrecovered) : '–'))} | |`,
     `| storm: server CPU s (Redis CPU s) | ${col((x) => (x.storm ? `${f(x.storm.serverCpuS, 1)}${x.storm.redisCpuS === undefined ? '' : ` (${f(x.storm.redisCpuS, 1)})`}` : '–'))} | |`,
-    `| storm: senders' acked messages; (socket, message) pairs missing / duplicated (bare keeps nothing: its losses are expected) | ${col((x) => (x.storm ? `${n(x.storm.acked)} of ${n(x.storm.sent)}; ${n(x.storm.missing)} / ${n(x.storm.duplicates)} of ${n(x.storm.expected)}${x.storm.socketsWithLoss ? ` (sockets with a loss: ${n(x.storm.socketsWithLoss)}, of them closed after resuming: ${n(x.storm.closedWithLoss)})` : ''} ${x.config === 'bare' ? '' : ok(x.storm.missing === 0 && x.storm.duplicates === 0 && x.storm.acked > 0)}` : '–'))} | nothing lost |`,
+    `| storm: senders' acked messages; (socket, message) pairs missing / duplicated (bare keeps nothing: its losses are expected) | ${col((x) => (x.storm ? `${n(x.storm.acked)} of ${n(x.storm.sent)}; ${n(x.storm.missing)} / ${n(x.storm.duplicates)} of ${n(x.storm.expected)}${x.storm.socketsWithLoss ? ` (sockets with a loss: ${n(x.storm.socketsWithLoss)}, of them closed: ${n(x.storm.closedWithLoss)}, open with a hole: ${n(x.storm.withHoles)})` : ''} ${x.config === 'bare' ? '' : ok(x.storm.missing === 0 && x.storm.duplicates === 0 && x.storm.acked > 0)}` : '–'))} | nothing lost |`,
     `| failed connects (all steps); retried; in the storm failed; retried; generator processes | ${col((x) => `${n(sum(x.steps.map((s) => s.failed)))}; ${n(sum(x.steps.map((s) => s.retries)))}; ${n(x.storm?.failed)}; ${n(x.storm?.retries)}; ${x.generators}`)} | |`,
   )
   return lines.join('\n')

@@ -25,3 +25,23 @@ export class FrameError extends Error {
     super(message)
   }
 }
+
+/**
+ * An engine that answered too late or lost its connection (ioredis's `commandTimeout`, a socket
+ * reset): the dependency is overloaded or away for a moment, which the contract calls
+ * `unavailable`, not a fault of the server's own.
+ */
+export function isTransient(err: unknown): boolean {
+  if (!(err instanceof Error)) return false
+  const code = (err as { code?: unknown }).code
+  return (
+    err.message === 'Command timed out' ||
+    err.message === 'Connection is closed.' ||
+    err.name === 'MaxRetriesPerRequestError' ||
+    code === 'ECONNRESET' ||
+    code === 'ECONNREFUSED' ||
+    code === 'ETIMEDOUT' ||
+    code === 'CONNECTION_CLOSED' ||
+    code === 'CONNECTION_ENDED'
+  )
+}

@@ -1,4 +1,4 @@
-import { FrameError } from '../core/errors'
+import { FrameError, isTransient } from '../core/errors'
 import { log } from '../log'
 import { frameDecoder } from '../protocol/client-frames'
 import type { ClientFrame, FrameOf } from '../protocol/client-frames'
@@ -76,6 +76,10 @@ export function frameDispatch(d: DispatchDeps): (c: Conn, raw: unknown) => Promi
     // A dependency that is down explains most failures: say so, as the contract asks.
     const down = broker.problem() ?? store?.problem()
     if (down) return h.sendError(c, 'unavailable', `${f.type}: not available right now (${down})`, f.id)
+    if (isTransient(err)) {
+      log.warn('frame failed', { conn: c.id, type: f.type, err })
+      return h.sendError(c, 'unavailable', `${f.type}: not available right now (${(err as Error).message})`, f.id)
+    }
     log.error('frame failed', { conn: c.id, type: f.type, err })
     h.sendError(c, 'internal', 'internal error', f.id)
   }

@@ -18,8 +18,16 @@ const broker: Broker = {
   ...inner,
   since: (room, since) => (failing ? Promise.reject(new Error('Command timed out')) : inner.since(room, since)),
 }
+/** Redis answering too late (ioredis's commandTimeout): what a saturated engine looks like to a frame. */
+let slowMembers = false
+const innerMembers = memoryMembers()
+const members = {
+  ...innerMembers,
+  standing: (room: string, user: string) =>
+    slowMembers ? Promise.reject(new Error('Command timed out')) : innerMembers.standing(room, user),
+}
 const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' })
-const { app, hub } = createApp({ config, broker, metrics: createMetrics(), nodeId: 'join-unavailable', members: memoryMembers() })
+const { app, hub } = createApp({ config, broker, metrics: createMetrics(), nodeId: 'join-unavailable', members })
 app.listen({ hostname: '127.0.0.1', port: 0 })
 await broker.start(hub.deliver)
 const ws = `ws://127.0.0.1:${app.server!.port}/ws`
@@ -37,6 +45,17 @@ describe('a join whose past cannot be read', () => {
     expect(fresh).toMatchObject({ type: 'error', code: 'unavailable' })
     failing = false
     expect((await c.request({ type: 'join', room: 'live', since: 0, epoch: first.epoch })).type).toBe('joined')
+    c.close()
+  })
+
+  test('a frame whose engine answers too late is refused unavailable, not internal', async () => {
+    const c = await connect(ws, { user: 'bob' })
+    slowMembers = true
+    const r = await c.request({ type: 'join', room: 'late-standing' })
+    slowMembers = false
+    expect(r).toMatchObject({ type: 'error', code: 'unavailable' })
+    expect(r.message).toContain('timed out')
+    expect((await c.request({ type: 'join', room: 'late-standing' })).type).toBe('joined')
     c.close()
   })
 })
