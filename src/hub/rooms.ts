@@ -176,6 +176,9 @@ export function createRooms(deps: RoomsDeps): Rooms {
     try {
       watched = true // counted even if it fails: unwatched below either way
       await broker.watch(topic)
+      // Asked now, with the reads below (one round trip to Redis, auto-pipelined), awaited after them.
+      const settingsRead = settingsOf(room)
+      settingsRead.catch(() => {}) // awaited below; a failure before then must not be unhandled
       let replay: string[] = []
       let recovered = false
       let state: MemberState | undefined
@@ -203,7 +206,7 @@ export function createRooms(deps: RoomsDeps): Rooms {
         state = { read: member.read, unread: s.unread }
       } else pos = await broker.position(room)
       if (state) o.onState?.(state)
-      const settings = await settingsOf(room)
+      const settings = await settingsRead
       await broker.caughtUp(room, pos.seq)
       if (c.closing || c.joining.get(room) !== joining) {
         broker.unwatch(topic)
@@ -253,8 +256,10 @@ export function createRooms(deps: RoomsDeps): Rooms {
   /** A join for a room the connection is already live in: replay up to where its live stream began. */
   async function rejoin(c: Conn, room: string, boundary: number, o: JoinOptions) {
     const { since, epoch, id, member } = o
-    const state = member ? { read: member.read, unread: (await summary(room, member.read, c.identity.user.id)).unread } : undefined
-    const settings = await settingsOf(room)
+    const [state, settings] = await Promise.all([
+      member ? summary(room, member.read, c.identity.user.id).then((s) => ({ read: member.read, unread: s.unread })) : undefined,
+      settingsOf(room),
+    ])
     if (since === undefined) {
       const pos = await broker.position(room)
       return send(c, frames.joined(room, pos.seq, pos.epoch, false, id, state, o.role, settings), 'joined')
