@@ -54,12 +54,7 @@ export type Scripted = Redis & {
   unlock(lock: string, owner: string): Promise<number>
   chatInit(state: string, seq: number, epoch: string, ttlMs: number): Promise<[string, string, string | null]>
   chatSince(state: string, log: string, since: number): Promise<[number, string, [string, string[]][], string] | [-1]>
-  chatSince(
-    state: string,
-    log: string,
-    since: number,
-    upto: number,
-  ): Promise<[number, string, [string, string[]][], string, number] | [-1]>
+  chatSince(state: string, log: string, since: number, upto: number): Promise<[number, string, [string, string[]][], string, number] | [-1]>
   windowHold(changes: string, mark: string, change: string, token: string, markMs: number): Promise<number>
   windowTake(changes: string, mark: string, token: string): Promise<string[]>
 }

@@ -162,8 +162,7 @@ const TRIM_SLACK = 128
 const TAIL_FRAMES_MAX = 16_384
 
 /** The most frames a room's tail keeps, for a HISTORY_LIMIT. */
-export const tailFrames = (historyLimit: number) =>
-  Math.min(TAIL_FRAMES_MAX, Math.max(UNREAD_CAP + 24, historyLimit + TRIM_SLACK))
+export const tailFrames = (historyLimit: number) => Math.min(TAIL_FRAMES_MAX, Math.max(UNREAD_CAP + 24, historyLimit + TRIM_SLACK))
 
 /** Forgets the tail: it starts again after `last`. What was known of the epoch's stream goes with it. */
 function clearTail(stream: RoomStream) {

@@ -133,7 +133,14 @@ describe('a node answers recent history of a watched room from what it handed ov
 
   test('without a store, a resume from before what the stream keeps is answered "not complete" without Redis', async () => {
     const p2 = `${prefix}short:`
-    const short = redisBroker({ redis: connections, nodes: singleNode('short'), cluster: false, prefix: p2, nodeId: 'short', historyLimit: 10 })
+    const short = redisBroker({
+      redis: connections,
+      nodes: singleNode('short'),
+      cluster: false,
+      prefix: p2,
+      nodeId: 'short',
+      historyLimit: 10,
+    })
     await short.start(
       () => {},
       () => {},
@@ -175,7 +182,14 @@ describe('a node answers recent history of a watched room from what it handed ov
     await broker.watch(roomTopic(room))
     await broker.position(room)
     const settings = (slow_mode_s: number): EventDraft => {
-      const event: RoomEvent = { type: 'settings', id: Bun.randomUUIDv7(), room, from: alice, ts: new Date().toISOString(), extra: { slow_mode_s } }
+      const event: RoomEvent = {
+        type: 'settings',
+        id: Bun.randomUUIDv7(),
+        room,
+        from: alice,
+        ts: new Date().toISOString(),
+        extra: { slow_mode_s },
+      }
       return { event, head: eventHead('settings'), tail: eventTail(event), moderator: true }
     }
     await broker.append(room, settings(5))
