@@ -171,9 +171,18 @@ function clearTail(stream: RoomStream) {
   stream.tailBytes = 0
   stream.fs = undefined
   stream.logFirst = 0
+  forgetSettings(stream)
+}
+
+/** The settings kept for the room are stale, and so is any read of them in flight. */
+function forgetSettings(stream: RoomStream) {
   stream.settings = undefined
   stream.settingsGen++
 }
+
+/** `frames` are exactly the events `from + 1 … to`, in order (seqs are contiguous in a room's log). */
+const covers = (frames: string[], from: number, to: number) =>
+  from >= to || (frames.length === to - from && eventSeq(frames[0]!) === from + 1)
 
 /** [frames, bytes] the room's tail keeps now. */
 function tailCaps(stream: RoomStream, maxFrames: number): [number, number] {
@@ -347,10 +356,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   function handOverFrame(topic: string, stream: RoomStream, frame: string, except: string | undefined, seq: number) {
     if (seq <= stream.last) return // already handed over (a repair got it first)
     stream.last = seq
-    if (frame.startsWith(SETTINGS_HEAD)) {
-      stream.settings = undefined
-      stream.settingsGen++
-    }
+    if (frame.startsWith(SETTINGS_HEAD)) forgetSettings(stream)
     keepInTail(stream, frame, seq, watched.get(topic)?.count ?? 1, maxTail)
     deliver(topic, frame, except)
     settle(stream)
@@ -636,7 +642,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     // client that starts a new epoch over from 0) reads from there.
     const from = fs === '' ? since : Math.max(since, Number(fs))
     const frames = entries.map(([, fields]) => fields[1]!)
-    const complete = from <= seq && (from === seq || (frames.length === seq - from && eventSeq(frames[0]!) === from + 1))
+    const complete = from <= seq && covers(frames, from, seq)
     return { seq, epoch, frames: from <= seq ? frames : [], complete, from }
   }
 
@@ -664,7 +670,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     if (first > stream.logFirst) stream.logFirst = first
     const from = fs === '' ? since : Math.max(since, Number(fs))
     const frames = entries.map(([, fields]) => fields[1]!)
-    const complete = from >= upto || (frames.length === upto - from && eventSeq(frames[0]!) === from + 1)
+    const complete = covers(frames, from, upto)
     if (frames.length > 0 && stream.tailFirst === upto + 1 && eventSeq(frames[frames.length - 1]!) === upto)
       keepBeforeTail(stream, frames, maxTail)
     const after = stream.tail.slice(Math.max(0, upto + 1 - stream.tailFirst))

@@ -147,15 +147,7 @@ export function createRooms(deps: RoomsDeps): Rooms {
     }
     const boundary = c.rooms.get(room)
     if (boundary !== undefined) {
-      try {
-        await rejoin(c, room, boundary, o)
-      } catch (err) {
-        // As for a first join: the engine failed (Redis saturated or away), not the server.
-        if (err instanceof FrameError) throw err
-        metrics.brokerErrors.inc()
-        log.warn('join failed', { room, conn: c.id, err })
-        throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
-      }
+      await rejoin(c, room, boundary, o).catch((err) => joinFailed(c, room, err))
       return undefined
     }
 
@@ -241,11 +233,16 @@ export function createRooms(deps: RoomsDeps): Rooms {
     } catch (err) {
       if (watched) broker.unwatch(topic)
       release()
-      if (err instanceof FrameError) throw err
-      metrics.brokerErrors.inc()
-      log.warn('join failed', { room, conn: c.id, err })
-      throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
+      joinFailed(c, room, err)
     }
+  }
+
+  /** A join (first or again) the engine could not answer (Redis saturated or away): `unavailable`, not the server's fault. */
+  function joinFailed(c: Conn, room: string, err: unknown): never {
+    if (err instanceof FrameError) throw err
+    metrics.brokerErrors.inc()
+    log.warn('join failed', { room, conn: c.id, err })
+    throw new FrameError('unavailable', `room: ${room} could not be joined right now`)
   }
 
   /** The room's settings as `joined` carries them (v4); none from an engine that keeps none. */
