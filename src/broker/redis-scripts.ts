@@ -42,12 +42,8 @@ export type Scripted = Redis & {
     chatHead: string,
     dmHead: string,
   ): Promise<[number, string, number, number, string] | [-1]>
-  /**
-   * The append script with its 5 keys, or 6 with a retry key: one command per key count, so that
-   * the first argument is a key, which is what a Redis Cluster's auto-pipelining groups by.
-   */
+  /** The append script with its 5 keys (the first argument a key: what a Redis Cluster's auto-pipelining groups by). */
   chatAppend(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
-  chatAppendOnce(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
   chatPersisted(state: string, upTo: number): Promise<[number, number]>
   dueDone(due: string, room: string, now: number): Promise<number>
   chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string, string] | [-1]>
@@ -65,7 +61,6 @@ export const appendScript = (cluster: boolean) => (cluster ? sharded(APPEND) : A
 /** `cluster`: the client is a Redis Cluster's (sharded publish, writes fenced per primary). */
 export function withScripts(redis: Redis, cluster = false): Scripted {
   redis.defineCommand('chatAppend', { numberOfKeys: 5, lua: appendScript(cluster) })
-  redis.defineCommand('chatAppendOnce', { numberOfKeys: 6, lua: appendScript(cluster) })
   redis.defineCommand('chatSummary', { numberOfKeys: 2, lua: SUMMARY })
   redis.defineCommand('chatPersisted', { numberOfKeys: 1, lua: PERSISTED })
   redis.defineCommand('dueDone', { numberOfKeys: 1, lua: DUE_DONE })
@@ -88,7 +83,6 @@ export function redisKeys(P: string) {
     state: (room: string) => `${P}{${room}}:state`,
     log: (room: string) => `${P}{${room}}:log`,
     /** Retry keys belong to their room: in its slot, read by its APPEND script. */
-    dedupe: (k: string, room: string) => `${P}{${room}}:dedupe:${k}`,
     /** Topic `r:<room>` -> `P{<room>}:ch:r`, `u:<user>` -> `P{<user>}:ch:u`. */
     channel: (topic: string) => {
       const i = topic.indexOf(':')

@@ -758,7 +758,6 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     async append(room, draft, dedupe, except): Promise<Accepted> {
       if (opts.store) await markDue(room)
       const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room), key.pins(room)]
-      if (dedupe) keys.push(key.dedupe(dedupe, room))
       const command = lifecycleCommand(draft)
       const args = [
         draft.head,
@@ -773,14 +772,11 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         command,
         opts.historyLimit * 2,
         JSON.stringify(draft.event.from.id),
+        dedupe ? `~d:${dedupe}` : '',
       ]
-      const call = (
-        scripts
-          ? () => scripts.run(APPEND_SCRIPT, keys, args)
-          : dedupe
-            ? () => cmd.chatAppendOnce(...keys, ...args)
-            : () => cmd.chatAppend(...keys, ...args)
-      ) as () => Promise<[number, (number | string)?, string?]>
+      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : () => cmd.chatAppend(...keys, ...args)) as () => Promise<
+        [number, (number | string)?, string?]
+      >
       let r = await call()
       for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)

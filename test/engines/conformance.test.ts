@@ -212,6 +212,22 @@ for (const factory of factories) {
       expect(b.id).not.toBe(a.id)
     })
 
+    test("a retry key answers while its message is among the room's recent ones: after other messages, and for a server-sent message", async () => {
+      const room = newRoom()
+      const first = await e.broker.append(room, chat(room, alice, 'early'), 'late-retry')
+      const api = await e.broker.append(room, chat(room, server, 'from the API'), 'api-key')
+      for (let i = 0; i < LIMITS.historyLimit - 2; i++) await e.broker.append(room, chat(room, bob, `later ${i}`), `bob-${i}`)
+      const again = await e.broker.append(room, chat(room, alice, 'early'), 'late-retry')
+      expect(again).toMatchObject({ id: first.id, seq: first.seq, duplicate: true })
+      expect(await e.broker.append(room, chat(room, server, 'from the API'), 'api-key')).toMatchObject({
+        id: api.id,
+        seq: api.seq,
+        duplicate: true,
+      })
+      // A key is one author's only by its text: another key of the same author is a new message.
+      expect((await e.broker.append(room, chat(room, alice, 'early'), 'late-retry-2')).duplicate).toBe(false)
+    })
+
     test('a refused append leaves its key free: the retry is checked again', async () => {
       const room = newRoom()
       expect(await outcome(e.broker.append(room, chat(room, alice, 'x', 'no-such-message'), 'retry-after-refusal'))).toBe('not_found')

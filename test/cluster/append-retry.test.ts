@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect } from 'bun:test'
+import Redis from 'ioredis'
+import { redisBroker } from '../../src/broker/redis'
+import { redisConnections } from '../../src/broker/redis-connect'
+import type { Broker, EventDraft } from '../../src/broker/types'
+import { singleNode } from '../../src/cluster/heartbeat'
+import { eventHead, eventTail } from '../../src/protocol/server-frames'
+import type { RoomEvent } from '../../src/protocol/server-frames'
+import { dropRedisPrefix, needService } from '../helpers/services'
+
+// A retry key used to be a key of its own with a PX per message: a GET, a SET and an expiry that
+// cost Redis about a third of a plain chat's CPU (bench/redis-cost.ts, issue 34). It is now a field
+// of the room's msgs hash, read and written with the message's own state, and it leaves the hash
+// with its message.
+const test = await needService('Redis', 6379)
+const prefix = `retry-${process.pid}-${Date.now().toString(36)}:`
+const alice = { id: 'alice', name: 'Alice' }
+const HISTORY = 10 // the msgs hash keeps 2 × HISTORY_LIMIT messages, trimmed 64 at a time
+function chat(room: string, body: string): EventDraft {
+  const event: RoomEvent = { type: 'chat', id: Bun.randomUUIDv7(), room, from: alice, ts: new Date().toISOString(), body }
+  return { event, head: eventHead('chat'), tail: eventTail(event) }
+}
+
+describe('retry keys in Redis', () => {
+  let broker: Broker
+  let connections: ReturnType<typeof redisConnections>
+  let r: Redis
+
+  beforeAll(async () => {
+    if (test !== (await import('bun:test')).test) return
+    connections = redisConnections('redis://127.0.0.1:6379', false)
+    broker = redisBroker({ redis: connections, nodes: singleNode('retry'), cluster: false, prefix, nodeId: 'retry', historyLimit: HISTORY })
+    await broker.start(
+      () => {},
+      () => {},
+    )
+    r = new Redis(6379, '127.0.0.1')
+  })
+  afterAll(async () => {
+    r?.disconnect()
+    await broker?.close()
+    connections?.close()
+    await dropRedisPrefix(prefix)
+  })
+
+  test('a retry key is no key of its own, and it leaves the hash with its message', async () => {
+    const room = 'retries'
+    const first = await broker.append(room, chat(room, 'm0'), 'k0')
+    expect(await broker.append(room, chat(room, 'm0'), 'k0')).toMatchObject({ id: first.id, seq: first.seq, duplicate: true })
+    for (let i = 1; i < 100; i++) await broker.append(room, chat(room, `m${i}`), `k${i}`)
+    expect(await r.keys(`${prefix}*`)).toEqual(expect.not.arrayContaining([expect.stringContaining('dedupe')]))
+    const fields = await r.hkeys(`${prefix}{${room}}:msgs`)
+    const retries = fields.filter((f) => f.startsWith('~d:'))
+    const messages = fields.filter((f) => !f.startsWith('~'))
+    // Past 2 × 10 + 64 entries the oldest leave down to 20: every kept message keeps its key, no other.
+    expect(messages.length).toBeGreaterThanOrEqual(2 * HISTORY)
+    expect(messages.length).toBeLessThanOrEqual(2 * HISTORY + 64)
+    expect(retries).toHaveLength(messages.length)
+    expect(retries).not.toContain('~d:k0')
+    expect(retries).toContain('~d:k99')
+    // Its message gone from the hash, an old key is a new message again: as with the old PX key
+    // after its 120 s, the window is bounded (here by count).
+    expect((await broker.append(room, chat(room, 'm0'), 'k0')).duplicate).toBe(false)
+    expect((await broker.append(room, chat(room, 'm99'), 'k99')).duplicate).toBe(true)
+    expect(await r.llen(`${prefix}{${room}}:msgorder`)).toBe(messages.length + 1)
+  })
+})
