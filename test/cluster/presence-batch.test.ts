@@ -83,6 +83,12 @@ test('two nodes: each join and leave reaches the members of both nodes exactly o
   }
   // Count and pages are cluster-wide: users of both nodes, asked on either.
   const late = await Promise.all(['v1', 'v2', 'v3'].map((id, i) => user(i % 2 ? b : a, id, room)))
+  // A join is answered before its presence write lands (the write follows the welcome): wait
+  // for the count, then page (under a loaded CI the count was asked a moment too early).
+  for (let i = 0; (await wb.request({ type: 'presence', room, limit: 2 })).count !== 5; i++) {
+    if (i > 100) throw new Error('the late joins were never counted')
+    await Bun.sleep(20)
+  }
   const seen: string[] = []
   let cursor: string | undefined
   for (let i = 0; i < 10; i++) {

@@ -1,0 +1,92 @@
+/**
+ * The append script alone (issue 34): Redis's CPU per plain chat for `append.lua` as it is here
+ * and as it was at another commit, alternated, on a PRIVATE redis-server, with and without a
+ * retry key. No chat-server in between: `INFO cpu` per `EVALSHA`, pipelined 64 at a time, one
+ * subscriber on the channel. Prints the runs and their medians.
+ *
+ *   npx bun run bench/append-script.ts [--before=<git rev>] [--messages=40000] [--runs=5]
+ *
+ * The arguments follow each version's own header (ARGV[13], the retry field, is new in 763a597;
+ * before it, a retry key was a sixth KEY).
+ */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import Redis from 'ioredis'
+import { ROOT } from './lib/proc'
+
+const arg = (k: string, d: string) => process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d
+const BEFORE = arg('before', '3eb3db5')
+const N = Number(arg('messages', '40000'))
+const RUNS = Number(arg('runs', '5'))
+const B = 64
+
+const now = readFileSync(join(ROOT, 'src/broker/lua/append.lua'), 'utf8')
+const old = Bun.spawnSync(['git', 'show', `${BEFORE}:src/broker/lua/append.lua`], { cwd: ROOT })
+if (old.exitCode !== 0) throw new Error(`git show ${BEFORE}: ${old.stderr.toString()}`)
+const then = old.stdout.toString()
+const keyedBefore = !then.includes('ARGV[13]')
+
+const port = 20000 + Math.floor(Math.random() * 20000)
+const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  stdout: 'ignore',
+  stderr: 'ignore',
+})
+const r = new Redis(port, '127.0.0.1', { retryStrategy: () => 20, maxRetriesPerRequest: null })
+r.on('error', () => {})
+await r.ping()
+const sub = new Redis(port, '127.0.0.1')
+let published = 0
+await sub.subscribe('ch')
+sub.on('message', () => published++)
+
+const shaNow = (await r.script('LOAD', now)) as string
+const shaThen = (await r.script('LOAD', then)) as string
+async function cpu() {
+  const t = await r.info('cpu')
+  const f = (k: string) => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(t)![1])
+  return f('used_cpu_sys') + f('used_cpu_user')
+}
+const head = '{"type":"chat","room":"r","seq":'
+const tail =
+  ',"id":"019af0a0-0000-7000-8000-000000000000","from":{"id":"u1","name":"User one"},"body":"message 1234 of sender 3","ts":"2026-12-06T07:00:00.000Z"}'
+type Call = (i: number, room: string) => [string, string[], (string | number)[]]
+const keys = (room: string) => [`{${room}}:state`, `{${room}}:log`, `{${room}}:msgs`, `{${room}}:order`, `{${room}}:pins`]
+const common = (i: number, room: string) => [head, tail, 1000, 'ch', `m${i}`, 120000, '', 3600000, room, 'cu1', 2000, '"u1"']
+const retryKey = (i: number) => JSON.stringify(['chat', 'r', 'u1', `s${i}`])
+const variants: Record<string, Call> = {
+  'before, retry key': (i, room) =>
+    keyedBefore
+      ? [shaThen, [...keys(room), `{${room}}:dedupe:${retryKey(i)}`], common(i, room)]
+      : [shaThen, keys(room), [...common(i, room), `~d:${retryKey(i)}`]],
+  'after, retry key': (i, room) => [shaNow, keys(room), [...common(i, room), `~d:${retryKey(i)}`]],
+  'before, no key': (i, room) => [shaThen, keys(room), keyedBefore ? common(i, room) : [...common(i, room), '']],
+  'after, no key': (i, room) => [shaNow, keys(room), [...common(i, room), '']],
+}
+
+const results: Record<string, number[]> = {}
+for (let run = 0; run < RUNS; run++) {
+  for (const [name, call] of Object.entries(variants)) {
+    const room = `${name.replace(/\W/g, '')}-${run}`
+    await r.hset(`{${room}}:state`, 'seq', 0, 'epoch', 'e', 'tx', Date.now())
+    const c0 = await cpu()
+    for (let i = 0; i < N; i += B) {
+      const p = r.pipeline()
+      for (let j = i; j < i + B; j++) {
+        const [sha, k, a] = call(j, room)
+        p.evalsha(sha, k.length, ...k, ...a)
+      }
+      const res = (await p.exec())!
+      const bad = res.find(([err, v]) => err || (v as number[])[0] !== 1)
+      if (bad) throw new Error(`${name}: ${JSON.stringify(bad)}`)
+    }
+    ;(results[name] ??= []).push((((await cpu()) - c0) * 1e6) / N)
+  }
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
+console.log(`append.lua alone: ${N} plain chats per run, ${RUNS} runs alternated; before = ${BEFORE}; ${published} frames published`)
+console.log('\n| variant | Redis CPU µs per chat, median | runs |\n|---|---:|---|')
+for (const [name, xs] of Object.entries(results))
+  console.log(`| ${name} | ${median(xs).toFixed(1)} | ${xs.map((x) => x.toFixed(1)).join(', ')} |`)
+r.disconnect()
+sub.disconnect()
+proc.kill()
