@@ -883,7 +883,8 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       const raw = await cmd.hmget(key.msgs(room), ...ids)
       ids.forEach((id, i) => {
         const v = raw[i]
-        if (!v) return
+        // Fields that start with `~` are the room's standings and retry keys, not messages.
+        if (!v || id.startsWith('~')) return
         const m = JSON.parse(v) as {
           s: number
           a: string

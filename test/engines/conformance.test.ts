@@ -252,6 +252,20 @@ for (const factory of factories) {
       expect(await outcome(e.broker.append(room, edit(room, alice, m.id)))).toBe('not_found')
     })
 
+    test("an id naming one of the room's own records (a standing, a retry key) names no message: not_found, and no state", async () => {
+      const room = newRoom()
+      await e.broker.append(room, chat(room, alice, 'kept'), 'k')
+      await e.broker.append(room, moderation(room, mod, 'ban', bob))
+      await e.broker.append(room, moderation(room, mod, 'mute', alice, 60))
+      for (const id of ['~ban:bob', '~mute:alice', '~d:k', `~d:${JSON.stringify(['k'])}`]) {
+        expect(await outcome(e.broker.append(room, edit(room, alice, id)))).toBe('not_found')
+        expect(await outcome(e.broker.append(room, react(room, mod, id, '👍')))).toBe('not_found')
+        expect(await outcome(e.broker.append(room, pin(room, mod, id)))).toBe('not_found')
+        expect(await outcome(e.broker.append(room, chat(room, mod, 'reply', id)))).toBe('not_found')
+        expect((await e.broker.messages!(room, [id])).size).toBe(0)
+      }
+    })
+
     test('delete: the author or a moderator; twice is not_found; a deleted message keeps no body or reactions', async () => {
       const room = newRoom()
       const m1 = await e.broker.append(room, chat(room, alice, 'one'))

@@ -63,6 +63,12 @@ end
 local slow = tonumber(st[3] or '0')
 local tallies = false
 local function unchanged() return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
+-- A message's state by its id. The hash also holds the room's standings and retry keys (fields
+-- that start with `~`, which no message id does): an id naming one of them names no message.
+local function stateOf(id)
+  if string.sub(id, 1, 1) == '~' then return false end
+  return redis.call('HGET', KEYS[3], id)
+end
 local kind = string.sub(ARGV[10], 1, 1)
 local plain = kind ~= '{'
 local cmd
@@ -113,7 +119,7 @@ elseif cmd.t == 'settings' then
   redis.call('HSET', KEYS[1], 'slow', cmd.sl)
 elseif cmd.t == 'chat' or cmd.t == 'dm' then
   if cmd.reply_to then
-    local p = redis.call('HGET', KEYS[3], cmd.reply_to)
+    local p = stateOf(cmd.reply_to)
     if not p then return nf('reply_to', cmd.reply_to) end
     local pm = cjson.decode(p)
     if pm.d then return nf('reply_to', cmd.reply_to) end
@@ -135,7 +141,7 @@ elseif cmd.t == 'chat' or cmd.t == 'dm' then
     lcPoll = cjson.encode({n = cmd.poll.n, m = cmd.poll.m, an = cmd.poll.an, z = cmd.poll.z, t = t, v = {}})
   end
 elseif cmd.t == 'vote' or cmd.t == 'poll_closed' then
-  local raw = redis.call('HGET', KEYS[3], cmd.msg)
+  local raw = stateOf(cmd.msg)
   if not raw then return nf('msg', cmd.msg) end
   local m = cjson.decode(raw)
   if m.d then return nf('msg', cmd.msg) end
@@ -176,7 +182,7 @@ elseif cmd.t == 'unpinned' then
   if redis.call('HDEL', KEYS[5], cmd.msg) == 0 then return unchanged() end
 elseif cmd.t == 'pinned' then
   if not cmd.mod then return {-3, 'forbidden', 'room: only a moderator or owner of ' .. ARGV[9] .. ' may pin'} end
-  local raw = redis.call('HGET', KEYS[3], cmd.msg)
+  local raw = stateOf(cmd.msg)
   if not raw then return nf('msg', cmd.msg) end
   local m = cjson.decode(raw)
   if m.d then return nf('msg', cmd.msg) end
@@ -184,7 +190,7 @@ elseif cmd.t == 'pinned' then
   if redis.call('HLEN', KEYS[5]) >= cmd.pc then return {-3, 'limit', 'msg: ' .. ARGV[9] .. ' already has ' .. cmd.pc .. ' pinned messages (PINS_MAX_PER_ROOM)'} end
   redis.call('HSET', KEYS[5], cmd.msg, cjson.encode({s = m.s, b = cmd.bu, t = cmd.ts}))
 elseif cmd.t == 'edit' or cmd.t == 'delete' or cmd.t == 'react' or cmd.t == 'preview' then
-  local raw = redis.call('HGET', KEYS[3], cmd.msg)
+  local raw = stateOf(cmd.msg)
   if not raw then return nf('msg', cmd.msg) end
   local m = cjson.decode(raw)
   if m.d then return nf('msg', cmd.msg) end
