@@ -7,10 +7,11 @@
 -- state missing: the caller initialises it from its origin and calls again).
 -- The published payload is the frame, or `<conn>\n<frame>` when a connection must not get it.
 -- The room's keys expire ARGV[8] ms (0 = never) to 1.25 * ARGV[8] ms after the room's last append:
--- each refresh sets 1.25 * ARGV[8], and a plain chat or dm refreshes only when the last refresh (the
--- state's `tx`, Redis's clock in ms) is a quarter of it old, so that a busy room pays five PEXPIREs
--- once per quarter TTL, not per message. Every other event, a room's first message (its stream
--- and message list are new) and a state without `tx` (new, or back after it expired) refresh at once.
+-- each refresh sets 1.25 * ARGV[8], and a plain chat or dm refreshes only once the last refresh is
+-- a quarter of it old (the state's `tr`: when that is, Redis's clock in ms), so that a busy room
+-- pays five PEXPIREs once per quarter TTL, not per message. Every other event, a room's first
+-- message (its stream and message list are new) and a state without `tr` (new, back after it
+-- expired, or written before `tr` replaced `tx`) refresh at once.
 --
 -- Message state (see message-rules.ts, the same rules in JavaScript): KEYS[3] is a hash id -> small
 -- JSON {s seq, a author, d deleted, e edited_at, b body, j data as JSON text, r reactions, p poll, pv preview as JSON text,
@@ -50,7 +51,7 @@
 -- ARGV: head, tail, maxlen, channel, msgId, retry window ms, except ('' = none), ttlMs, room,
 -- command, keep, author JSON, retry field ('' = none)
 local TRIM = 64
-local st = redis.call('HMGET', KEYS[1], 'seq', 'tx', 'slow')
+local st = redis.call('HMGET', KEYS[1], 'seq', 'tr', 'slow')
 if not st[1] then return {-1} end
 -- Redis's clock in ms, as text (seconds and the first 3 digits of the 6 microsecond digits: no
 -- sprintf) and as a number, read once.
@@ -66,7 +67,7 @@ local function nowMs()
   if not clock then clock = tonumber(nowText()) end
   return clock
 end
-local slow = tonumber(st[3] or '0')
+local slow = st[3] and tonumber(st[3]) or 0
 local tallies = false
 local function unchanged() return {2, tonumber(redis.call('HGET', KEYS[1], 'seq'))} end
 -- A message's state by its id. The hash also holds the room's standings and retry keys (fields
@@ -282,12 +283,14 @@ elseif lcKey then
   redis.call('HSET', KEYS[3], lcKey, lcVal)
 end
 if ARGV[8] ~= '0' then
-  local ttl = tonumber(ARGV[8])
-  local now = nowMs()
-  if not plain or listed == 1 or not st[2] or now - tonumber(st[2]) >= ttl / 4 then
+  -- `tr`: when the next refresh is due (ms). Both are ms as text of the same length, so a text
+  -- comparison is the numbers' (no strtod per message).
+  local now, due = nowText(), st[2]
+  if not plain or listed == 1 or not due or #now ~= #due or now >= due then
+    local ttl = tonumber(ARGV[8])
     local px = ttl + math.floor(ttl / 4)
     for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], px) end
-    redis.call('HSET', KEYS[1], 'tx', nowText())
+    redis.call('HSET', KEYS[1], 'tr', tostring(nowMs() + math.floor(ttl / 4)))
   end
 end
 if talliesJson then return {1, seq, talliesJson} end
