@@ -557,7 +557,20 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
    * could be handed out again: it continues under a new epoch, REBUILT_SEQ_GAP past the store's
    * last seq (late archive writes of the old epoch never collide with the new one's).
    */
-  async function init(room: string): Promise<Start> {
+  function init(room: string): Promise<Start> {
+    // One at a time per room on a node: a join asks for the position and the settings at once,
+    // and two origin reads of a new room answer "new" and then "known" (the first one created its
+    // row), so the second would start the room REBUILT_SEQ_GAP on if its INIT reached Redis first.
+    let p = initializing.get(room)
+    if (!p) {
+      p = initOnce(room).finally(() => initializing.delete(room))
+      initializing.set(room, p)
+    }
+    return p
+  }
+  const initializing = new Map<string, Promise<Start>>()
+
+  async function initOnce(room: string): Promise<Start> {
     const o = await origin(room)
     const start = o.known ? { seq: o.seq + REBUILT_SEQ_GAP, epoch: freshEpoch() } : o
     const [seq, epoch, fs] = await cmd.chatInit(key.state(room), start.seq, start.epoch, opts.historyTtlMs ?? 0)

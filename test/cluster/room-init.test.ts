@@ -1,0 +1,62 @@
+import { afterAll, beforeAll, describe, expect } from 'bun:test'
+import { redisBroker } from '../../src/broker/redis'
+import { redisConnections } from '../../src/broker/redis-connect'
+import type { Broker } from '../../src/broker/types'
+import { singleNode } from '../../src/cluster/heartbeat'
+import type { Origin } from '../../src/core/room-log'
+import { dropRedisPrefix, needService } from '../helpers/services'
+
+// A new room's first reads on a node (a join asks for the position and the settings at once)
+// each found no state and read the room's origin. The store's origin creates the room's row on
+// the first read, so the second read answered "known" and started the room REBUILT_SEQ_GAP on,
+// in another epoch, whenever its INIT reached Redis first (CI: a room that began at seq 1001).
+const test = await needService('Redis', 6379)
+const prefix = `init-${process.pid}-${Date.now().toString(36)}:`
+
+describe("a room's state is initialised once per node", () => {
+  let broker: Broker
+  let connections: ReturnType<typeof redisConnections>
+  const reads: string[] = []
+  // As the store's origin: the first read of a room creates its row (slowly here), later reads
+  // find the row ("known") at once.
+  const created = new Set<string>()
+  async function origin(room: string): Promise<Origin> {
+    reads.push(room)
+    if (created.has(room)) return { seq: 0, epoch: 'known-epoch', known: true }
+    created.add(room)
+    await Bun.sleep(50)
+    return { seq: 0, epoch: 'new-epoch', known: false }
+  }
+
+  beforeAll(async () => {
+    if (test !== (await import('bun:test')).test) return
+    connections = redisConnections('redis://127.0.0.1:6379', false)
+    broker = redisBroker({
+      redis: connections,
+      nodes: singleNode('init'),
+      cluster: false,
+      prefix,
+      nodeId: 'init',
+      historyLimit: 100,
+      origin,
+    })
+    await broker.start(
+      () => {},
+      () => {},
+    )
+  })
+  afterAll(async () => {
+    await broker?.close()
+    connections?.close()
+    await dropRedisPrefix(prefix)
+  })
+
+  test('concurrent first reads of a new room read its origin once: it starts at 0 in its own epoch', async () => {
+    const room = 'fresh'
+    const [a, b, c] = await Promise.all([broker.position(room), broker.position(room), broker.since(room, 0)])
+    expect(reads).toEqual([room])
+    expect(a).toMatchObject({ seq: 0, epoch: 'new-epoch' })
+    expect(b).toMatchObject({ seq: 0, epoch: 'new-epoch' })
+    expect(c.epoch).toBe('new-epoch')
+  })
+})
