@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import Redis from 'ioredis'
 import { ROOT } from './lib/proc'
+import { privateRedis, redisCpu } from './lib/rooms'
 
 const arg = (k: string, d: string) => process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d
 const BEFORE = arg('before', '3eb3db5')
@@ -26,14 +27,9 @@ if (old.exitCode !== 0) throw new Error(`git show ${BEFORE}: ${old.stderr.toStri
 const then = old.stdout.toString()
 const keyedBefore = !then.includes('ARGV[13]')
 
-const port = 20000 + Math.floor(Math.random() * 20000)
-const proc = Bun.spawn(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-  stdout: 'ignore',
-  stderr: 'ignore',
-})
-const r = new Redis(port, '127.0.0.1', { retryStrategy: () => 20, maxRetriesPerRequest: null })
-r.on('error', () => {})
-await r.ping()
+const redis = await privateRedis()
+const port = redis.ports[0]!
+const r = new Redis(port, '127.0.0.1')
 const sub = new Redis(port, '127.0.0.1')
 let published = 0
 await sub.subscribe('ch')
@@ -41,11 +37,7 @@ sub.on('message', () => published++)
 
 const shaNow = (await r.script('LOAD', now)) as string
 const shaThen = (await r.script('LOAD', then)) as string
-async function cpu() {
-  const t = await r.info('cpu')
-  const f = (k: string) => Number(new RegExp(`^${k}:([0-9.]+)`, 'm').exec(t)![1])
-  return f('used_cpu_sys') + f('used_cpu_user')
-}
+const cpu = () => redisCpu(port)
 const head = '{"type":"chat","room":"r","seq":'
 const tail =
   ',"id":"019af0a0-0000-7000-8000-000000000000","from":{"id":"u1","name":"User one"},"body":"message 1234 of sender 3","ts":"2026-12-06T07:00:00.000Z"}'
@@ -89,4 +81,4 @@ for (const [name, xs] of Object.entries(results))
   console.log(`| ${name} | ${median(xs).toFixed(1)} | ${xs.map((x) => x.toFixed(1)).join(', ')} |`)
 r.disconnect()
 sub.disconnect()
-proc.kill()
+await redis.stop()

@@ -82,7 +82,6 @@ export function redisKeys(P: string) {
   return {
     state: (room: string) => `${P}{${room}}:state`,
     log: (room: string) => `${P}{${room}}:log`,
-    /** Retry keys belong to their room: in its slot, read by its APPEND script. */
     /** Topic `r:<room>` -> `P{<room>}:ch:r`, `u:<user>` -> `P{<user>}:ch:u`. */
     channel: (topic: string) => {
       const i = topic.indexOf(':')

@@ -73,12 +73,13 @@ export function frameDispatch(d: DispatchDeps): (c: Conn, raw: unknown) => Promi
         h.audit({ event: 'forbidden', user: c.identity.user.id, conn: c.id, detail: { type: f.type, reason: err.message } })
       return h.sendError(c, err.code, err.message, f.id, err.retryAfter)
     }
-    // A dependency that is down explains most failures: say so, as the contract asks.
-    const down = broker.problem() ?? store?.problem()
-    if (down) return h.sendError(c, 'unavailable', `${f.type}: not available right now (${down})`, f.id)
-    if (isTransient(err)) {
-      log.warn('frame failed', { conn: c.id, type: f.type, err })
-      return h.sendError(c, 'unavailable', `${f.type}: not available right now (${(err as Error).message})`, f.id)
+    // A dependency that is down, or answered too late, explains most failures: say so, as the
+    // contract asks (a timeout is worth a warning; the rest is the server's own fault).
+    const problem = broker.problem() ?? store?.problem()
+    const down = problem ?? (isTransient(err) ? (err as Error).message : undefined)
+    if (down) {
+      if (!problem) log.warn('frame failed', { conn: c.id, type: f.type, err })
+      return h.sendError(c, 'unavailable', `${f.type}: not available right now (${down})`, f.id)
     }
     log.error('frame failed', { conn: c.id, type: f.type, err })
     h.sendError(c, 'internal', 'internal error', f.id)

@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
 import Redis from 'ioredis'
-import { redisBroker } from '../../src/broker/redis'
-import { redisConnections } from '../../src/broker/redis-connect'
 import type { Broker, EventDraft } from '../../src/broker/types'
-import { singleNode } from '../../src/cluster/heartbeat'
 import { eventHead, eventTail } from '../../src/protocol/server-frames'
 import type { RoomEvent } from '../../src/protocol/server-frames'
-import { dropRedisPrefix, needService } from '../helpers/services'
+import { startRedisBroker } from '../helpers/redis-broker'
+import { needService } from '../helpers/services'
 
 // A retry key used to be a key of its own with a PX per message: a GET, a SET and an expiry that
 // cost Redis about a third of a plain chat's CPU (bench/redis-cost.ts, issue 34). It is now a field
@@ -23,24 +21,18 @@ function chat(room: string, body: string): EventDraft {
 
 describe('retry keys in Redis', () => {
   let broker: Broker
-  let connections: ReturnType<typeof redisConnections>
+  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
   let r: Redis
 
   beforeAll(async () => {
     if (test !== (await import('bun:test')).test) return
-    connections = redisConnections('redis://127.0.0.1:6379', false)
-    broker = redisBroker({ redis: connections, nodes: singleNode('retry'), cluster: false, prefix, nodeId: 'retry', historyLimit: HISTORY })
-    await broker.start(
-      () => {},
-      () => {},
-    )
+    node = await startRedisBroker(prefix, 'retry', { historyLimit: HISTORY })
+    broker = node.broker
     r = new Redis(6379, '127.0.0.1')
   })
   afterAll(async () => {
     r?.disconnect()
-    await broker?.close()
-    connections?.close()
-    await dropRedisPrefix(prefix)
+    await node?.stop()
   })
 
   test('a retry key is no key of its own, and it leaves the hash with its message', async () => {

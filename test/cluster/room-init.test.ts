@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
-import { redisBroker } from '../../src/broker/redis'
-import { redisConnections } from '../../src/broker/redis-connect'
 import type { Broker } from '../../src/broker/types'
-import { singleNode } from '../../src/cluster/heartbeat'
 import type { Origin } from '../../src/core/room-log'
-import { dropRedisPrefix, needService } from '../helpers/services'
+import { startRedisBroker } from '../helpers/redis-broker'
+import { needService } from '../helpers/services'
 
 // A new room's first reads on a node (a join asks for the position and the settings at once)
 // each found no state and read the room's origin. The store's origin creates the room's row on
@@ -15,7 +13,7 @@ const prefix = `init-${process.pid}-${Date.now().toString(36)}:`
 
 describe("a room's state is initialised once per node", () => {
   let broker: Broker
-  let connections: ReturnType<typeof redisConnections>
+  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
   const reads: string[] = []
   // As the store's origin: the first read of a room creates its row (slowly here), later reads
   // find the row ("known") at once.
@@ -30,25 +28,11 @@ describe("a room's state is initialised once per node", () => {
 
   beforeAll(async () => {
     if (test !== (await import('bun:test')).test) return
-    connections = redisConnections('redis://127.0.0.1:6379', false)
-    broker = redisBroker({
-      redis: connections,
-      nodes: singleNode('init'),
-      cluster: false,
-      prefix,
-      nodeId: 'init',
-      historyLimit: 100,
-      origin,
-    })
-    await broker.start(
-      () => {},
-      () => {},
-    )
+    node = await startRedisBroker(prefix, 'init', { historyLimit: 100, origin })
+    broker = node.broker
   })
   afterAll(async () => {
-    await broker?.close()
-    connections?.close()
-    await dropRedisPrefix(prefix)
+    await node?.stop()
   })
 
   test('concurrent first reads of a new room read its origin once: it starts at 0 in its own epoch', async () => {

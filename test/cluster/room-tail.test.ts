@@ -1,13 +1,11 @@
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
 import Redis from 'ioredis'
-import { redisBroker } from '../../src/broker/redis'
-import { redisConnections } from '../../src/broker/redis-connect'
 import type { Broker, EventDraft } from '../../src/broker/types'
 import { roomTopic } from '../../src/broker/types'
-import { singleNode } from '../../src/cluster/heartbeat'
 import { eventHead, eventSeq, eventTail } from '../../src/protocol/server-frames'
 import type { RoomEvent } from '../../src/protocol/server-frames'
-import { dropRedisPrefix, needService } from '../helpers/services'
+import { startRedisBroker } from '../helpers/redis-broker'
+import { needService } from '../helpers/services'
 
 // A resume (`join {since}`) and an unread count that the node's recent frames of a watched room
 // cover are answered from them: in a reconnect storm every client of a room asks Redis for the
@@ -22,18 +20,14 @@ function chat(room: string, body: string): EventDraft {
 
 describe('a node answers recent history of a watched room from what it handed over', () => {
   let broker: Broker
-  let connections: ReturnType<typeof redisConnections>
+  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
   let monitor: Redis | undefined
   const seen: string[] = []
 
   beforeAll(async () => {
     if (test !== (await import('bun:test')).test) return
-    connections = redisConnections('redis://127.0.0.1:6379', false)
-    broker = redisBroker({ redis: connections, nodes: singleNode('tail'), cluster: false, prefix, nodeId: 'tail', historyLimit: 1000 })
-    await broker.start(
-      () => {},
-      () => {},
-    )
+    node = await startRedisBroker(prefix, 'tail', { historyLimit: 1000 })
+    broker = node.broker
     monitor = await new Redis(6379, '127.0.0.1').monitor()
     monitor.on('monitor', (_time: string, args: string[]) => {
       if (args.some((a) => a.includes(prefix))) seen.push(args.join(' '))
@@ -41,9 +35,7 @@ describe('a node answers recent history of a watched room from what it handed ov
   })
   afterAll(async () => {
     monitor?.disconnect()
-    await broker?.close()
-    connections?.close()
-    await dropRedisPrefix(prefix)
+    await node?.stop()
   })
 
   test('since and summary within the tail read nothing from Redis; below it they do', async () => {
@@ -133,18 +125,8 @@ describe('a node answers recent history of a watched room from what it handed ov
 
   test('without a store, a resume from before what the stream keeps is answered "not complete" without Redis', async () => {
     const p2 = `${prefix}short:`
-    const short = redisBroker({
-      redis: connections,
-      nodes: singleNode('short'),
-      cluster: false,
-      prefix: p2,
-      nodeId: 'short',
-      historyLimit: 10,
-    })
-    await short.start(
-      () => {},
-      () => {},
-    )
+    const shortNode = await startRedisBroker(p2, 'short', { historyLimit: 10 })
+    const short = shortNode.broker
     try {
       const room = 'busy'
       for (let i = 0; i < 3; i++) await short.watch(roomTopic(room))
@@ -172,8 +154,7 @@ describe('a node answers recent history of a watched room from what it handed ov
       expect(recent.frames.map((f) => JSON.parse(f).body)).toEqual(['b297', 'b298', 'b299'])
       for (let i = 0; i < 3; i++) short.unwatch(roomTopic(room))
     } finally {
-      await short.close()
-      await dropRedisPrefix(p2)
+      await shortNode.stop()
     }
   })
 
