@@ -43,7 +43,7 @@ export type Scripted = Redis & {
     dmHead: string,
   ): Promise<[number, string, number, number, string] | [-1]>
   /** The append script with its 5 keys (the first argument a key: what a Redis Cluster's auto-pipelining groups by). */
-  chatAppend(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?]>
+  chatAppend(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?][] | [-2]>
   chatPersisted(state: string, upTo: number): Promise<[number, number]>
   dueDone(due: string, room: string, now: number): Promise<number>
   chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string, string] | [-1]>

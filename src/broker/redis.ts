@@ -11,11 +11,17 @@ import { ledgerPresence } from './presence'
 import { redisWindows } from './redis-presence-windows'
 import type { Presence, PresenceEdge } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
+import { appendBatches } from './append-batch'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
 import type { Caps, LoadMessages, MessageState, Pin, PollState, ThreadSummary } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
 import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic, summarize } from './types'
 import { isRoomTopic, topicRoom } from '../core/topic'
+
+/** An event's own arguments of append.lua (head, tail, msgId, except, command, author JSON, retry field). */
+type AppendArgs = [string, string, string, string, string, string, string]
+/** One event's answer of append.lua (see its header). */
+type AppendResult = [number, (number | string)?, string?]
 
 export interface RedisBrokerOptions {
   /** The node's connections (made once, in main). */
@@ -276,6 +282,22 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   /** One Redis: appends go through Bun's client (script-client.ts); a Redis Cluster's through ioredis. */
   const scripts = opts.redis.scripts
   const APPEND_SCRIPT = appendScript(cluster)
+  /** One room's appends that wait together, in one call of append.lua (see append-batch.ts). */
+  const appendOne = appendBatches<AppendArgs, AppendResult>(async (room, events) => {
+    const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room), key.pins(room)]
+    const args = [
+      opts.historyLimit,
+      key.channel(roomTopic(room)),
+      DEDUPE_WINDOW_MS,
+      opts.historyTtlMs ?? 0,
+      room,
+      opts.historyLimit * 2,
+      ...events.flat(),
+    ]
+    const r = (await (scripts ? scripts.run(APPEND_SCRIPT, keys, args) : cmd.chatAppend(...keys, ...args))) as AppendResult[] | [-2]
+    // A Redis Cluster's fence answers for the whole call ({-2}: this primary is not the writer).
+    return typeof r[0] === 'number' ? events.map(() => r as AppendResult) : (r as AppendResult[])
+  })
   const key = redisKeys(P)
   const maxTail = tailFrames(opts.historyLimit)
   // A Redis Cluster carries frames on sharded pub/sub: a channel lives on its slot's shard only
@@ -770,26 +792,17 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
     },
     async append(room, draft, dedupe, except): Promise<Accepted> {
       if (opts.store) await markDue(room)
-      const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room), key.pins(room)]
       const command = lifecycleCommand(draft)
-      const args = [
+      const own: AppendArgs = [
         draft.head,
         draft.tail,
-        opts.historyLimit,
-        key.channel(roomTopic(room)),
         draft.event.id,
-        DEDUPE_WINDOW_MS,
         except ?? '',
-        opts.historyTtlMs ?? 0,
-        room,
         command,
-        opts.historyLimit * 2,
         JSON.stringify(draft.event.from.id),
         dedupe ? `~d:${dedupe}` : '',
       ]
-      const call = (scripts ? () => scripts.run(APPEND_SCRIPT, keys, args) : () => cmd.chatAppend(...keys, ...args)) as () => Promise<
-        [number, (number | string)?, string?]
-      >
+      const call = () => appendOne(room, own)
       let r = await call()
       for (let i = 0; i < 3 && (r[0] === -1 || r[0] === -2); i++) {
         if (r[0] === -2) await fence(room)
@@ -798,6 +811,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       }
       if (r[0] === -3 && r[1] === 'not_found' && (await restore(room, neededMessage(draft.event)))) r = await call()
       if (r[0] === -3) throw new Refused(r[1] as 'not_found', r[2]!, (r as unknown[])[3] as number | undefined)
+      if (r[0] === -4) throw new Error(`redis: ${r[1]}`)
       if (r[0] < 0) throw new Error('redis: the room could not be written (its slot keeps moving)')
       if (r[0] === 2) return { id: draft.event.id, seq: r[1] as number, duplicate: false, noop: true }
       if (r[0] === 0) return { id: r[2]!, seq: r[1] as number, duplicate: true }

@@ -150,6 +150,28 @@ for (const factory of factories) {
       e.broker.unwatch(roomTopic(room))
     })
 
+    test('appends sent at once, some refused or repeated: each has its own answer, and the accepted keep the order sent', async () => {
+      const room = newRoom()
+      const m = await e.broker.append(room, chat(room, alice, 'first'))
+      await e.broker.append(room, moderation(room, mod, 'ban', bob))
+      const start = (await e.broker.position(room)).seq
+      // What a busy room's node may send together (Redis: in one call of the script).
+      const sent = [
+        e.broker.append(room, chat(room, alice, 'a1'), 'ka'),
+        e.broker.append(room, chat(room, bob, 'banned')),
+        e.broker.append(room, chat(room, alice, 'a1'), 'ka'),
+        e.broker.append(room, chat(room, alice, 'reply', 'no-such-message')),
+        e.broker.append(room, edit(room, alice, m.id)),
+        e.broker.append(room, chat(room, alice, 'a2')),
+      ]
+      const outcomes = await Promise.all(sent.map(outcome))
+      expect(outcomes).toEqual(['ok', 'forbidden', 'ok', 'not_found', 'ok', 'ok'])
+      const [a1, , again, , edited, a2] = (await Promise.allSettled(sent)).map((x) => (x.status === 'fulfilled' ? x.value : undefined))
+      expect(again).toMatchObject({ id: a1!.id, seq: a1!.seq, duplicate: true })
+      expect([a1!.seq, edited!.seq, a2!.seq]).toEqual([start + 1, start + 2, start + 3])
+      expect((await e.broker.position(room)).seq).toBe(start + 3)
+    })
+
     test('readers during appends in flight see a whole log: position, since and summary agree', async () => {
       const room = newRoom()
       const base = (await e.broker.position(room)).seq
