@@ -67,6 +67,8 @@ export function bunSubscriber(url: string): Subscriber {
   let retry = 0
   /** Set while a reconnect drops the listeners: a (un)subscribe asked meanwhile waits for it. */
   let resetting: Promise<void> | undefined
+  /** The channels asked for in this tick, subscribed together at its end. */
+  let gathering: { channels: string[]; done: Promise<unknown> } | undefined
 
   client.onconnect = () => {
     state = 'ready'
@@ -104,8 +106,17 @@ export function bunSubscriber(url: string): Subscriber {
       const fresh = channels.filter((c) => !subscribed.has(c))
       if (fresh.length === 0) return
       for (const c of fresh) subscribed.add(c)
+      // Channels asked in one tick go in one SUBSCRIBE: Bun sends a SUBSCRIBE only once the one
+      // before it is answered, and a connect asks for its user's channel and its rooms' at once
+      // (two round trips were one).
+      if (!gathering) {
+        const batch: string[] = []
+        gathering = { channels: batch, done: Promise.resolve().then(() => ((gathering = undefined), client.subscribe(batch, listener))) }
+      }
+      const { channels: batch, done } = gathering
+      batch.push(...fresh)
       try {
-        await client.subscribe(fresh, listener)
+        await done
       } catch (err) {
         for (const c of fresh) subscribed.delete(c)
         throw err
