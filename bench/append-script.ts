@@ -80,8 +80,7 @@ if (layoutNow === 'batched' && BATCH > 1)
   variants[`after, retry key, ${BATCH} a call`] = { sha: shaNow, layout: layoutNow, keyed: true, per: BATCH }
 
 /** Every event's answer, whatever the layout: 1 = appended. */
-const answers = (v: unknown): number[] =>
-  Array.isArray((v as unknown[])[0]) ? (v as number[][]).map((x) => x[0]!) : [(v as number[])[0]!]
+const answers = (v: unknown): number[] => (Array.isArray((v as unknown[])[0]) ? (v as number[][]).map((x) => x[0]!) : [(v as number[])[0]!])
 
 const results: Record<string, number[]> = {}
 for (let run = 0; run < RUNS; run++) {

@@ -1,4 +1,4 @@
-import { userTopic } from '../broker/types'
+import { roomTopic, userTopic } from '../broker/types'
 import { log } from '../log'
 import { isDirect } from '../members/types'
 import { frames } from '../protocol/server-frames'
@@ -20,6 +20,13 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
   broker.watch(mine).catch((err) => log.warn('user topic not watched', { conn: c.id, err }))
   let list: { room: string; read: number }[] = []
   const home = config.DEFAULT_ROOM !== '' && allowed(c.identity, config.DEFAULT_ROOM)
+  /** A new user's membership of the default room, written while its rooms are prepared. */
+  let adding: Promise<unknown> = Promise.resolve()
+  // The default room is nearly every user's: its channel is subscribed while the memberships
+  // are read, a round trip less when this node does not watch it yet (the join's own watch
+  // then finds it ready). Unwatched once the rooms are prepared, whatever they were.
+  const homeTopic = home ? roomTopic(config.DEFAULT_ROOM) : undefined
+  if (homeTopic) broker.watch(homeTopic).catch(() => {})
   try {
     if (!c.identity.ephemeral) {
       void memberships.seen(u).catch(() => {})
@@ -30,8 +37,13 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
         // The standing and the room's position in one round trip (auto-pipelined with Redis).
         const [standing, pos] = await Promise.all([memberships.standing(config.DEFAULT_ROOM, u.id), broker.position(config.DEFAULT_ROOM)])
         if (!standing.banned) {
-          const r = await memberships.add(config.DEFAULT_ROOM, u, pos.seq, Infinity)
-          list.unshift({ room: config.DEFAULT_ROOM, read: r.read ?? pos.seq })
+          // Its marker is the room's position now, so the membership need not be written before
+          // the room is prepared: both go at once (a round trip less for a new user). A write
+          // that fails leaves the user in the room for this connection, as a failed read does.
+          adding = memberships
+            .add(config.DEFAULT_ROOM, u, pos.seq, Infinity)
+            .catch((err) => log.warn('default room membership not written', { conn: c.id, err }))
+          list.unshift({ room: config.DEFAULT_ROOM, read: pos.seq })
         }
       }
     } else if (home) list = [{ room: config.DEFAULT_ROOM, read: (await broker.position(config.DEFAULT_ROOM)).seq }]
@@ -41,15 +53,19 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
   }
   const unread: number[] = []
   const sendLater: (() => void)[] = []
-  const prepared = await Promise.all(
-    list.map((m, i) => {
-      c.member.add(m.room)
-      return h.rooms.prepare(c, m.room, { member: { read: m.read }, onState: (s) => (unread[i] = s.unread) }).catch((err) => {
-        sendLater.push(() => h.sendError(c, err.code ?? 'internal', err.message))
-        return undefined
-      })
-    }),
-  )
+  const [prepared] = await Promise.all([
+    Promise.all(
+      list.map((m, i) => {
+        c.member.add(m.room)
+        return h.rooms.prepare(c, m.room, { member: { read: m.read }, onState: (s) => (unread[i] = s.unread) }).catch((err) => {
+          sendLater.push(() => h.sendError(c, err.code ?? 'internal', err.message))
+          return undefined
+        })
+      }),
+    ),
+    adding,
+  ])
+  if (homeTopic) broker.unwatch(homeTopic)
   if (c.closing) {
     held.release()
     for (const p of prepared) p?.()

@@ -1,0 +1,50 @@
+import { afterAll, describe, expect } from 'bun:test'
+import Redis from 'ioredis'
+import { connect } from '../helpers/client'
+import { until } from '../helpers/server'
+import { testNodes } from '../helpers/nodes'
+import { dropRedisPrefix, needService } from '../helpers/services'
+
+// What a connect asks Redis before its `welcome` (issue 34: one round trip where there were
+// several). A returning user's user channel and default room are subscribed in ONE SUBSCRIBE,
+// sent with the read of its memberships, not after it.
+const test = await needService('Redis', 6379)
+const { node } = testNodes('round-trips-api-key-0001')
+const prefix = `rt-${process.pid}-${Date.now().toString(36)}:`
+afterAll(() => dropRedisPrefix(prefix))
+
+describe('the Redis commands of a connect', () => {
+  test("a returning user, its default room not watched on this node: one SUBSCRIBE of both channels, sent before its memberships' answer", async () => {
+    const s = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, DEFAULT_ROOM: 'lobby' })
+    const first = await connect(s.ws, { user: 'rt-user', name: 'RT' })
+    expect(first.welcome.rooms).toContain('lobby')
+    first.close()
+    const r = new Redis(6379, '127.0.0.1')
+    // The node stops watching the room once its last connection has left.
+    await until(async () => (await r.pubsub('NUMSUB', `${prefix}{lobby}:ch:r`))[1] === 0, 'lobby unwatched')
+    const monitor = await r.monitor()
+    const seen: string[][] = []
+    monitor.on('monitor', (_t: string, args: string[]) => {
+      if (args.some((a) => a.startsWith(prefix))) seen.push(args)
+    })
+    try {
+      await Bun.sleep(50)
+      const again = await connect(s.ws, { user: 'rt-user', name: 'RT' })
+      expect(again.welcome.rooms).toContain('lobby')
+      await Bun.sleep(50)
+      const subscribes = seen.filter((a) => a[0]!.toLowerCase() === 'subscribe')
+      expect(subscribes).toEqual([['SUBSCRIBE', `${prefix}{rt-user}:ch:u`, `${prefix}{lobby}:ch:r`]])
+      // Sent before the memberships were read: it comes before the read of the room's state.
+      const at = (pred: (a: string[]) => boolean) => seen.findIndex(pred)
+      const sub = at((a) => a[0]!.toLowerCase() === 'subscribe')
+      const rooms = at((a) => a[0]!.toLowerCase() === 'hgetall' && a[1]!.endsWith(':rooms'))
+      const state = at((a) => a[0]!.toLowerCase() === 'hmget' && a[1] === `${prefix}{lobby}:state`)
+      expect(sub).toBeLessThan(state)
+      expect(rooms).toBeLessThan(state)
+      again.close()
+    } finally {
+      monitor.disconnect()
+      r.disconnect()
+    }
+  })
+})
