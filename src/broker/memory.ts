@@ -1,5 +1,6 @@
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay } from './types'
-import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarize } from './types'
+import { DEDUPE_WINDOW_MS, freshOrigin, roomTopic, summarizeShared } from './types'
+import type { Tallies } from './types'
 import { topicRoom } from '../core/topic'
 import type { RoomOrigin } from './types'
 import { Unavailable } from './types'
@@ -42,6 +43,8 @@ interface RoomLog {
   pins: Pins
   /** Its settings and slow mode's last chats (from the store's origin after a restart). */
   rules: RoomRules
+  /** Readers' summaries shared while the room stands still (read-model.ts). */
+  tallies?: Tallies
 }
 
 export interface MemoryBrokerOptions {
@@ -299,7 +302,7 @@ export function memoryBroker(opts: MemoryBrokerOptions): Broker {
       function* newestFirst(): Generator<[number, string]> {
         for (let s = seq; s >= kept; s--) yield [s, r.frames[s - r.first]!]
       }
-      return summarize({ seq, epoch: r.epoch }, read, user, newestFirst(), isMessageFrame)
+      return summarizeShared(r, { seq, epoch: r.epoch }, kept, read, user, newestFirst, isMessageFrame)
     },
     async messages(room, ids) {
       const r = await log(room)

@@ -15,7 +15,8 @@ import { appendBatches } from './append-batch'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
 import type { Caps, LoadMessages, MessageState, Pin, PollState, ThreadSummary } from './message-rules'
 import type { Accepted, Broker, Deliver, EventDraft, Page, Position, Replay, RoomOrigin } from './types'
-import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic, summarize } from './types'
+import { DEDUPE_WINDOW_MS, UNREAD_CAP, freshEpoch, freshOrigin, fromNeedle, roomTopic, summarizeShared } from './types'
+import type { Tallies } from './types'
 import { isRoomTopic, topicRoom } from '../core/topic'
 
 /** An event's own arguments of append.lua (head, tail, msgId, except, command, author JSON, retry field). */
@@ -126,6 +127,8 @@ interface RoomStream {
   logFirst: number
   /** The read of frames before the tail in flight (see `head`): resumes it covers wait for it. */
   headRead?: { since: number; done: Promise<unknown> }
+  /** Readers' summaries shared while the tail stands still (read-model.ts). */
+  tallies?: Tallies
   /**
    * The room's settings as Redis last said, while no `settings` event was handed over since:
    * every join of a watched room reads them, and only such an event (which this node hands
@@ -888,7 +891,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         function* newestFirst(): Generator<[number, string]> {
           for (let i = tail.length - 1; i >= 0; i--) yield [first + i, tail[i]!]
         }
-        const s = summarize({ seq: stream.last, epoch: stream.epoch }, read, user, newestFirst(), isMessageFrame)
+        const s = summarizeShared(stream, { seq: stream.last, epoch: stream.epoch }, first, read, user, newestFirst, isMessageFrame)
         // Without a message in the tail the last one is older: Redis walks for it.
         if (s.complete && s.last !== undefined) return s
       }
