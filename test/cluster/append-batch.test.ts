@@ -2,10 +2,9 @@ import { afterAll, beforeAll, describe, expect, test as plain } from 'bun:test'
 import Redis from 'ioredis'
 import { appendBatches } from '../../src/broker/append-batch'
 import { appendScript } from '../../src/broker/redis-scripts'
-import type { Broker, EventDraft } from '../../src/broker/types'
-import { eventHead, eventTail } from '../../src/protocol/server-frames'
-import type { RoomEvent } from '../../src/protocol/server-frames'
-import { startRedisBroker } from '../helpers/redis-broker'
+import type { Broker } from '../../src/broker/types'
+import { eventHead } from '../../src/protocol/server-frames'
+import { chatDraft, startRedisBroker } from '../helpers/redis-broker'
 import { needService } from '../helpers/services'
 
 // A room's appends that wait together go to Redis as one call of append.lua: calling a script
@@ -75,10 +74,7 @@ describe('appendBatches (a group commit per room)', () => {
 const test = await needService('Redis', 6379)
 const prefix = `batch-${process.pid}-${Date.now().toString(36)}:`
 const alice = { id: 'alice', name: 'Alice' }
-function chat(room: string, body: string): EventDraft {
-  const event: RoomEvent = { type: 'chat', id: Bun.randomUUIDv7(), room, from: alice, ts: new Date().toISOString(), body }
-  return { event, head: eventHead('chat'), tail: eventTail(event) }
-}
+const chat = (room: string, body: string) => chatDraft(room, body, alice)
 
 describe('appends in Redis', () => {
   let broker: Broker

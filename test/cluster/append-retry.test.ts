@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
 import Redis from 'ioredis'
-import type { Broker, EventDraft } from '../../src/broker/types'
-import { eventHead, eventTail } from '../../src/protocol/server-frames'
-import type { RoomEvent } from '../../src/protocol/server-frames'
-import { startRedisBroker } from '../helpers/redis-broker'
+import type { Broker } from '../../src/broker/types'
+import { chatDraft, startRedisBroker } from '../helpers/redis-broker'
 import { needService } from '../helpers/services'
 
 // A retry key used to be a key of its own with a PX per message: a GET, a SET and an expiry that
@@ -14,10 +12,7 @@ const test = await needService('Redis', 6379)
 const prefix = `retry-${process.pid}-${Date.now().toString(36)}:`
 const alice = { id: 'alice', name: 'Alice' }
 const HISTORY = 10 // the msgs hash keeps 2 × HISTORY_LIMIT messages, trimmed 64 at a time
-function chat(room: string, body: string): EventDraft {
-  const event: RoomEvent = { type: 'chat', id: Bun.randomUUIDv7(), room, from: alice, ts: new Date().toISOString(), body }
-  return { event, head: eventHead('chat'), tail: eventTail(event) }
-}
+const chat = (room: string, body: string) => chatDraft(room, body, alice)
 
 describe('retry keys in Redis', () => {
   let broker: Broker

@@ -4,7 +4,7 @@ import type { Broker, EventDraft } from '../../src/broker/types'
 import { roomTopic } from '../../src/broker/types'
 import { eventHead, eventSeq, eventTail } from '../../src/protocol/server-frames'
 import type { RoomEvent } from '../../src/protocol/server-frames'
-import { startRedisBroker } from '../helpers/redis-broker'
+import { chatDraft, startRedisBroker } from '../helpers/redis-broker'
 import { needService } from '../helpers/services'
 
 // A resume (`join {since}`) and an unread count that the node's recent frames of a watched room
@@ -13,10 +13,7 @@ import { needService } from '../helpers/services'
 const test = await needService('Redis', 6379)
 const prefix = `tail-${process.pid}-${Date.now().toString(36)}:`
 const alice = { id: 'alice', name: 'Alice' }
-function chat(room: string, body: string): EventDraft {
-  const event: RoomEvent = { type: 'chat', id: Bun.randomUUIDv7(), room, from: alice, ts: new Date().toISOString(), body }
-  return { event, head: eventHead('chat'), tail: eventTail(event) }
-}
+const chat = (room: string, body: string) => chatDraft(room, body, alice)
 
 describe('a node answers recent history of a watched room from what it handed over', () => {
   let broker: Broker
