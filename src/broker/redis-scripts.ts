@@ -30,6 +30,9 @@ export const RESET_HEAD = '{"epoch":'
 
 const sharded = (lua: string) => FENCED + lua.replaceAll("call('PUBLISH'", "call('SPUBLISH'")
 
+/** One event's answer of append.lua (see its header). */
+export type AppendResult = [number, (number | string)?, string?]
+
 /** The Redis client with the scripts above as commands (EVALSHA, falling back to EVAL). */
 export type Scripted = Redis & {
   chatSummary(
@@ -43,7 +46,7 @@ export type Scripted = Redis & {
     dmHead: string,
   ): Promise<[number, string, number, number, string] | [-1]>
   /** The append script with its 5 keys (the first argument a key: what a Redis Cluster's auto-pipelining groups by). */
-  chatAppend(...keysAndArgs: (string | number)[]): Promise<[number, (number | string)?, string?][] | [-2]>
+  chatAppend(...keysAndArgs: (string | number)[]): Promise<AppendResult[] | [-2]>
   chatPersisted(state: string, upTo: number): Promise<[number, number]>
   dueDone(due: string, room: string, now: number): Promise<number>
   chatFence(state: string, epoch: string, observed: string, channel: string, gap: number): Promise<[number, string, string] | [-1]>

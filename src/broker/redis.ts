@@ -11,6 +11,7 @@ import { ledgerPresence } from './presence'
 import { redisWindows } from './redis-presence-windows'
 import type { Presence, PresenceEdge } from './presence'
 import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
+import type { AppendResult } from './redis-scripts'
 import { appendBatches } from './append-batch'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
 import type { Caps, LoadMessages, MessageState, Pin, PollState, ThreadSummary } from './message-rules'
@@ -21,8 +22,6 @@ import { isRoomTopic, topicRoom } from '../core/topic'
 
 /** An event's own arguments of append.lua (head, tail, msgId, except, command, author JSON, retry field). */
 type AppendArgs = [string, string, string, string, string, string, string]
-/** One event's answer of append.lua (see its header). */
-type AppendResult = [number, (number | string)?, string?]
 
 export interface RedisBrokerOptions {
   /** The node's connections (made once, in main). */
