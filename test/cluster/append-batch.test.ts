@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test as plain } from 'bun:test'
-import Redis from 'ioredis'
+import { describe, expect, test as plain } from 'bun:test'
 import { appendBatches } from '../../src/broker/append-batch'
 import { appendScript } from '../../src/broker/redis-scripts'
-import type { Broker } from '../../src/broker/types'
 import { eventHead } from '../../src/protocol/server-frames'
-import { chatDraft, startRedisBroker } from '../helpers/redis-broker'
+import { chatDraft, useRedisBroker } from '../helpers/redis-broker'
 import { needService } from '../helpers/services'
 
 // A room's appends that wait together go to Redis as one call of append.lua: calling a script
@@ -72,44 +70,30 @@ describe('appendBatches (a group commit per room)', () => {
 })
 
 const test = await needService('Redis', 6379)
-const prefix = `batch-${process.pid}-${Date.now().toString(36)}:`
 const alice = { id: 'alice', name: 'Alice' }
 const chat = (room: string, body: string) => chatDraft(room, body, alice)
 
 describe('appends in Redis', () => {
-  let broker: Broker
-  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
-  let r: Redis
-
-  beforeAll(async () => {
-    if (test !== (await import('bun:test')).test) return
-    node = await startRedisBroker(prefix, 'batch')
-    broker = node.broker
-    r = new Redis(6379, '127.0.0.1')
-  })
-  afterAll(async () => {
-    r?.disconnect()
-    await node?.stop()
-  })
+  const rb = useRedisBroker(test, 'batch')
 
   test('40 appends to one room at once: a few calls of the script, each append its own seq, in the order sent', async () => {
     const room = 'busy'
-    const start = (await broker.append(room, chat(room, 'warm'))).seq
-    const monitor = await r.monitor()
+    const start = (await rb.broker.append(room, chat(room, 'warm'))).seq
+    const monitor = await rb.redis.monitor()
     const calls: string[] = []
     monitor.on('monitor', (_t: string, args: string[]) => {
-      if (args[0]?.toLowerCase() === 'evalsha' && args[3] === `${prefix}{${room}}:state`) calls.push(args[0])
+      if (args[0]?.toLowerCase() === 'evalsha' && args[3] === `${rb.prefix}{${room}}:state`) calls.push(args[0])
     })
     try {
       await Bun.sleep(50) // MONITOR is on before the appends
-      const acks = await Promise.all(Array.from({ length: 40 }, (_, i) => broker.append(room, chat(room, `m${i}`), `k${i}`)))
+      const acks = await Promise.all(Array.from({ length: 40 }, (_, i) => rb.broker.append(room, chat(room, `m${i}`), `k${i}`)))
       expect(acks.map((a) => a.seq)).toEqual(Array.from({ length: 40 }, (_, i) => start + i + 1))
       expect(acks.every((a) => !a.duplicate)).toBe(true)
       await Bun.sleep(50)
       // The first goes alone; the 39 that came while it was out go in one call.
       expect(calls.length).toBeGreaterThanOrEqual(1)
       expect(calls.length).toBeLessThanOrEqual(3)
-      const frames = (await broker.since(room, start)).frames.map((f) => JSON.parse(f).body)
+      const frames = (await rb.broker.since(room, start)).frames.map((f) => JSON.parse(f).body)
       expect(frames).toEqual(Array.from({ length: 40 }, (_, i) => `m${i}`))
     } finally {
       monitor.disconnect()
@@ -118,8 +102,8 @@ describe('appends in Redis', () => {
 
   test('a command Redis refuses part-way through a call: the events before keep their seqs, that one and the rest answer -4, the room goes on', async () => {
     const room = 'refused'
-    const start = (await broker.append(room, chat(room, 'first'))).seq
-    const k = (x: string) => `${prefix}{${room}}:${x}`
+    const start = (await rb.broker.append(room, chat(room, 'first'))).seq
+    const k = (x: string) => `${rb.prefix}{${room}}:${x}`
     const keys = [k('state'), k('log'), k('msgs'), k('msgorder'), k('pins')]
     const ev = (body: string, command: string) => [eventHead('chat'), `,"body":"${body}"}`, Bun.randomUUIDv7(), '', command, '"alice"', '']
     // A settings event whose value Redis cannot take (a table): its HSET fails inside the script.
@@ -136,12 +120,12 @@ describe('appends in Redis', () => {
       ...ev('', bad),
       ...ev('b3', 'calice'),
     ]
-    const out = (await r.eval(appendScript(false), keys.length, ...keys, ...args)) as [number, number | string][]
+    const out = (await rb.redis.eval(appendScript(false), keys.length, ...keys, ...args)) as [number, number | string][]
     expect(out.map((x) => x[0])).toEqual([1, 1, -4, -4])
     expect(out.slice(0, 2).map((x) => x[1])).toEqual([start + 1, start + 2])
     expect(String(out[2]![1])).toMatch(/arguments must be strings or integers/)
     // The two appended are in the stream and the state's seq counts them: the room goes on after them.
-    expect(Number(await r.hget(k('state'), 'seq'))).toBe(start + 2)
-    expect((await broker.append(room, chat(room, 'after'))).seq).toBe(start + 3)
+    expect(Number(await rb.redis.hget(k('state'), 'seq'))).toBe(start + 2)
+    expect((await rb.broker.append(room, chat(room, 'after'))).seq).toBe(start + 3)
   })
 })

@@ -1,7 +1,5 @@
-import { afterAll, beforeAll, describe, expect } from 'bun:test'
-import Redis from 'ioredis'
-import type { Broker } from '../../src/broker/types'
-import { chatDraft, startRedisBroker } from '../helpers/redis-broker'
+import { describe, expect } from 'bun:test'
+import { chatDraft, useRedisBroker } from '../helpers/redis-broker'
 import { needService } from '../helpers/services'
 
 // A retry key used to be a key of its own with a PX per message: a GET, a SET and an expiry that
@@ -9,34 +7,20 @@ import { needService } from '../helpers/services'
 // of the room's msgs hash, read and written with the message's own state, and it leaves the hash
 // with its message.
 const test = await needService('Redis', 6379)
-const prefix = `retry-${process.pid}-${Date.now().toString(36)}:`
 const alice = { id: 'alice', name: 'Alice' }
 const HISTORY = 10 // the msgs hash keeps 2 × HISTORY_LIMIT messages, trimmed 64 at a time
 const chat = (room: string, body: string) => chatDraft(room, body, alice)
 
 describe('retry keys in Redis', () => {
-  let broker: Broker
-  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
-  let r: Redis
-
-  beforeAll(async () => {
-    if (test !== (await import('bun:test')).test) return
-    node = await startRedisBroker(prefix, 'retry', { historyLimit: HISTORY })
-    broker = node.broker
-    r = new Redis(6379, '127.0.0.1')
-  })
-  afterAll(async () => {
-    r?.disconnect()
-    await node?.stop()
-  })
+  const rb = useRedisBroker(test, 'retry', { historyLimit: HISTORY })
 
   test('a retry key is no key of its own, and it leaves the hash with its message', async () => {
     const room = 'retries'
-    const first = await broker.append(room, chat(room, 'm0'), 'k0')
-    expect(await broker.append(room, chat(room, 'm0'), 'k0')).toMatchObject({ id: first.id, seq: first.seq, duplicate: true })
-    for (let i = 1; i < 100; i++) await broker.append(room, chat(room, `m${i}`), `k${i}`)
-    expect(await r.keys(`${prefix}*`)).toEqual(expect.not.arrayContaining([expect.stringContaining('dedupe')]))
-    const fields = await r.hkeys(`${prefix}{${room}}:msgs`)
+    const first = await rb.broker.append(room, chat(room, 'm0'), 'k0')
+    expect(await rb.broker.append(room, chat(room, 'm0'), 'k0')).toMatchObject({ id: first.id, seq: first.seq, duplicate: true })
+    for (let i = 1; i < 100; i++) await rb.broker.append(room, chat(room, `m${i}`), `k${i}`)
+    expect(await rb.redis.keys(`${rb.prefix}*`)).toEqual(expect.not.arrayContaining([expect.stringContaining('dedupe')]))
+    const fields = await rb.redis.hkeys(`${rb.prefix}{${room}}:msgs`)
     const retries = fields.filter((f) => f.startsWith('~d:'))
     const messages = fields.filter((f) => !f.startsWith('~'))
     // Past 2 × 10 + 64 entries the oldest leave down to 20: every kept message keeps its key, no other.
@@ -47,8 +31,8 @@ describe('retry keys in Redis', () => {
     expect(retries).toContain('~d:k99')
     // Its message gone from the hash, an old key is a new message again: as with the old PX key
     // after its 120 s, the window is bounded (here by count).
-    expect((await broker.append(room, chat(room, 'm0'), 'k0')).duplicate).toBe(false)
-    expect((await broker.append(room, chat(room, 'm99'), 'k99')).duplicate).toBe(true)
-    expect(await r.llen(`${prefix}{${room}}:msgorder`)).toBe(messages.length + 1)
+    expect((await rb.broker.append(room, chat(room, 'm0'), 'k0')).duplicate).toBe(false)
+    expect((await rb.broker.append(room, chat(room, 'm99'), 'k99')).duplicate).toBe(true)
+    expect(await rb.redis.llen(`${rb.prefix}{${room}}:msgorder`)).toBe(messages.length + 1)
   })
 })

@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect } from 'bun:test'
-import type { Broker } from '../../src/broker/types'
+import { describe, expect } from 'bun:test'
 import type { Origin } from '../../src/core/room-log'
-import { startRedisBroker } from '../helpers/redis-broker'
+import { useRedisBroker } from '../helpers/redis-broker'
 import { needService } from '../helpers/services'
 
 // A new room's first reads on a node (a join asks for the position and the settings at once)
@@ -9,11 +8,8 @@ import { needService } from '../helpers/services'
 // the first read, so the second read answered "known" and started the room REBUILT_SEQ_GAP on,
 // in another epoch, whenever its INIT reached Redis first (CI: a room that began at seq 1001).
 const test = await needService('Redis', 6379)
-const prefix = `init-${process.pid}-${Date.now().toString(36)}:`
 
 describe("a room's state is initialised once per node", () => {
-  let broker: Broker
-  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
   const reads: string[] = []
   // As the store's origin: the first read of a room creates its row (slowly here), later reads
   // find the row ("known") at once.
@@ -26,18 +22,11 @@ describe("a room's state is initialised once per node", () => {
     return { seq: 0, epoch: 'new-epoch', known: false }
   }
 
-  beforeAll(async () => {
-    if (test !== (await import('bun:test')).test) return
-    node = await startRedisBroker(prefix, 'init', { historyLimit: 100, origin })
-    broker = node.broker
-  })
-  afterAll(async () => {
-    await node?.stop()
-  })
+  const rb = useRedisBroker(test, 'init', { historyLimit: 100, origin })
 
   test('concurrent first reads of a new room read its origin once: it starts at 0 in its own epoch', async () => {
     const room = 'fresh'
-    const [a, b, c] = await Promise.all([broker.position(room), broker.position(room), broker.since(room, 0)])
+    const [a, b, c] = await Promise.all([rb.broker.position(room), rb.broker.position(room), rb.broker.since(room, 0)])
     expect(reads).toEqual([room])
     expect(a).toMatchObject({ seq: 0, epoch: 'new-epoch' })
     expect(b).toMatchObject({ seq: 0, epoch: 'new-epoch' })

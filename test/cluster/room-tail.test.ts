@@ -1,106 +1,99 @@
 import { afterAll, beforeAll, describe, expect } from 'bun:test'
-import Redis from 'ioredis'
-import type { Broker, EventDraft } from '../../src/broker/types'
+import type Redis from 'ioredis'
+import type { EventDraft } from '../../src/broker/types'
 import { roomTopic } from '../../src/broker/types'
 import { eventHead, eventSeq, eventTail } from '../../src/protocol/server-frames'
 import type { RoomEvent } from '../../src/protocol/server-frames'
-import { chatDraft, startRedisBroker } from '../helpers/redis-broker'
+import { chatDraft, startRedisBroker, useRedisBroker } from '../helpers/redis-broker'
 import { needService } from '../helpers/services'
 
 // A resume (`join {since}`) and an unread count that the node's recent frames of a watched room
 // cover are answered from them: in a reconnect storm every client of a room asks Redis for the
 // same few hundred events otherwise (measured: ~270 µs of Redis per summary script, 5 000 at once).
 const test = await needService('Redis', 6379)
-const prefix = `tail-${process.pid}-${Date.now().toString(36)}:`
 const alice = { id: 'alice', name: 'Alice' }
 const chat = (room: string, body: string) => chatDraft(room, body, alice)
 
 describe('a node answers recent history of a watched room from what it handed over', () => {
-  let broker: Broker
-  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
+  const rb = useRedisBroker(test, 'tail', { historyLimit: 1000 })
   let monitor: Redis | undefined
   const seen: string[] = []
 
   beforeAll(async () => {
-    if (test !== (await import('bun:test')).test) return
-    node = await startRedisBroker(prefix, 'tail', { historyLimit: 1000 })
-    broker = node.broker
-    monitor = await new Redis(6379, '127.0.0.1').monitor()
+    if (!rb.redis) return
+    monitor = await rb.redis.monitor()
     monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args.some((a) => a.includes(prefix))) seen.push(args.join(' '))
+      if (args.some((a) => a.includes(rb.prefix))) seen.push(args.join(' '))
     })
   })
-  afterAll(async () => {
-    monitor?.disconnect()
-    await node?.stop()
-  })
+  afterAll(() => monitor?.disconnect())
 
   test('since and summary within the tail read nothing from Redis; below it they do', async () => {
     const room = 'lobby'
-    for (let i = 0; i < 2; i++) await broker.append(room, chat(room, `early${i}`))
+    for (let i = 0; i < 2; i++) await rb.broker.append(room, chat(room, `early${i}`))
     // Three local connections in the room: a tail of up to 24 frames.
-    for (let i = 0; i < 3; i++) await broker.watch(roomTopic(room))
-    const base = (await broker.position(room)).seq
+    for (let i = 0; i < 3; i++) await rb.broker.watch(roomTopic(room))
+    const base = (await rb.broker.position(room)).seq
     const acks = []
-    for (let i = 0; i < 20; i++) acks.push(await broker.append(room, chat(room, `m${i}`)))
+    for (let i = 0; i < 20; i++) acks.push(await rb.broker.append(room, chat(room, `m${i}`)))
     const last = acks.at(-1)!.seq
-    await broker.caughtUp(room, last)
+    await rb.broker.caughtUp(room, last)
     await Bun.sleep(100) // the MONITOR stream of the appends above
     seen.length = 0
 
-    const replay = await broker.since(room, base + 5)
+    const replay = await rb.broker.since(room, base + 5)
     expect(replay.complete).toBe(true)
     expect(replay.seq).toBe(last)
     expect(replay.frames.map(eventSeq)).toEqual(Array.from({ length: 15 }, (_, i) => base + 6 + i))
     expect(replay.frames.map((f) => JSON.parse(f).body)).toEqual(Array.from({ length: 15 }, (_, i) => `m${i + 5}`))
-    const sum = await broker.summary(room, base + 5, 'bob')
+    const sum = await rb.broker.summary(room, base + 5, 'bob')
     expect(sum.unread).toBe(15)
     expect(sum.complete).toBe(true)
     expect(JSON.parse(sum.last!).body).toBe('m19')
     // The sender's own messages are not unread for it.
-    expect((await broker.summary(room, base + 5, 'alice')).unread).toBe(0)
+    expect((await rb.broker.summary(room, base + 5, 'alice')).unread).toBe(0)
     await Bun.sleep(100)
     expect(seen).toEqual([])
 
     // Before the node watched the room: the tail does not reach, Redis answers.
     expect(base).toBe(2)
-    expect((await broker.since(room, base - 1)).frames.map((f) => JSON.parse(f).body)[0]).toBe('early1')
+    expect((await rb.broker.since(room, base - 1)).frames.map((f) => JSON.parse(f).body)[0]).toBe('early1')
     await Bun.sleep(100)
     expect(seen.length).toBeGreaterThan(0)
-    for (let i = 0; i < 3; i++) broker.unwatch(roomTopic(room))
+    for (let i = 0; i < 3; i++) rb.broker.unwatch(roomTopic(room))
   })
 
   test('the tail keeps its size when most connections leave (a storm closes them just before they resume)', async () => {
     const room = 'storm'
-    for (let i = 0; i < 4; i++) await broker.watch(roomTopic(room))
-    const base = (await broker.position(room)).seq
-    for (let i = 0; i < 20; i++) await broker.append(room, chat(room, `s${i}`))
-    for (let i = 0; i < 3; i++) broker.unwatch(roomTopic(room))
-    const last = (await broker.append(room, chat(room, 'after'))).seq
-    await broker.caughtUp(room, last)
+    for (let i = 0; i < 4; i++) await rb.broker.watch(roomTopic(room))
+    const base = (await rb.broker.position(room)).seq
+    for (let i = 0; i < 20; i++) await rb.broker.append(room, chat(room, `s${i}`))
+    for (let i = 0; i < 3; i++) rb.broker.unwatch(roomTopic(room))
+    const last = (await rb.broker.append(room, chat(room, 'after'))).seq
+    await rb.broker.caughtUp(room, last)
     await Bun.sleep(100)
     seen.length = 0
-    const replay = await broker.since(room, base)
+    const replay = await rb.broker.since(room, base)
     expect(replay.frames).toHaveLength(21)
     await Bun.sleep(100)
     expect(seen).toEqual([])
-    broker.unwatch(roomTopic(room))
+    rb.broker.unwatch(roomTopic(room))
   })
 
   test('a resume from before the tail reads only what precedes it, and the tail keeps it for the next ones', async () => {
     const room = 'late'
-    const base = (await broker.position(room)).seq
-    for (let i = 0; i < 10; i++) await broker.append(room, chat(room, `old${i}`))
+    const base = (await rb.broker.position(room)).seq
+    for (let i = 0; i < 10; i++) await rb.broker.append(room, chat(room, `old${i}`))
     // Watched from here on (a node that just started): its tail has only what follows.
-    for (let i = 0; i < 3; i++) await broker.watch(roomTopic(room))
-    expect((await broker.position(room)).seq).toBe(base + 10) // as a join reads it
-    for (let i = 0; i < 5; i++) await broker.append(room, chat(room, `new${i}`))
-    const last = (await broker.position(room)).seq
-    await broker.caughtUp(room, last)
+    for (let i = 0; i < 3; i++) await rb.broker.watch(roomTopic(room))
+    expect((await rb.broker.position(room)).seq).toBe(base + 10) // as a join reads it
+    for (let i = 0; i < 5; i++) await rb.broker.append(room, chat(room, `new${i}`))
+    const last = (await rb.broker.position(room)).seq
+    await rb.broker.caughtUp(room, last)
     await Bun.sleep(100)
     seen.length = 0
     // A storm: 50 resumes at once from before the tail.
-    const replays = await Promise.all(Array.from({ length: 50 }, () => broker.since(room, base)))
+    const replays = await Promise.all(Array.from({ length: 50 }, () => rb.broker.since(room, base)))
     const bodies = [...Array.from({ length: 10 }, (_, i) => `old${i}`), ...Array.from({ length: 5 }, (_, i) => `new${i}`)]
     for (const r of replays) {
       expect(r.complete).toBe(true)
@@ -111,17 +104,17 @@ describe('a node answers recent history of a watched room from what it handed ov
     const reads = seen.filter((c) => c.includes(`{${room}}:log`))
     // One read for all 50, and it stops where the tail starts (not at `+`, the stream's end).
     expect(reads.filter((c) => c.startsWith('XRANGE') && !c.includes(' - + COUNT'))).toEqual([
-      `XRANGE ${prefix}{${room}}:log ${base + 1}-0 ${base + 10}-0`,
+      `XRANGE ${rb.prefix}{${room}}:log ${base + 1}-0 ${base + 10}-0`,
     ])
     seen.length = 0
-    expect((await broker.since(room, base + 3)).frames).toHaveLength(12)
+    expect((await rb.broker.since(room, base + 3)).frames).toHaveLength(12)
     await Bun.sleep(100)
     expect(seen).toEqual([])
-    for (let i = 0; i < 3; i++) broker.unwatch(roomTopic(room))
+    for (let i = 0; i < 3; i++) rb.broker.unwatch(roomTopic(room))
   })
 
   test('without a store, a resume from before what the stream keeps is answered "not complete" without Redis', async () => {
-    const p2 = `${prefix}short:`
+    const p2 = `${rb.prefix}short:`
     const shortNode = await startRedisBroker(p2, 'short', { historyLimit: 10 })
     const short = shortNode.broker
     try {
@@ -157,8 +150,8 @@ describe('a node answers recent history of a watched room from what it handed ov
 
   test("a watched room's settings are read from Redis once, and again after a settings event", async () => {
     const room = 'slow'
-    await broker.watch(roomTopic(room))
-    await broker.position(room)
+    await rb.broker.watch(roomTopic(room))
+    await rb.broker.position(room)
     const settings = (slow_mode_s: number): EventDraft => {
       const event: RoomEvent = {
         type: 'settings',
@@ -170,25 +163,25 @@ describe('a node answers recent history of a watched room from what it handed ov
       }
       return { event, head: eventHead('settings'), tail: eventTail(event), moderator: true }
     }
-    await broker.append(room, settings(5))
-    await broker.caughtUp(room, (await broker.position(room)).seq)
+    await rb.broker.append(room, settings(5))
+    await rb.broker.caughtUp(room, (await rb.broker.position(room)).seq)
     await Bun.sleep(100)
     seen.length = 0
-    for (let i = 0; i < 3; i++) expect(await broker.settings!(room)).toEqual({ slow_mode_s: 5 })
+    for (let i = 0; i < 3; i++) expect(await rb.broker.settings!(room)).toEqual({ slow_mode_s: 5 })
     await Bun.sleep(100)
     expect(seen.filter((c) => c.includes(`{${room}}:state`))).toHaveLength(1)
-    const at = await broker.append(room, settings(0))
-    await broker.caughtUp(room, at.seq)
-    expect(await broker.settings!(room)).toEqual({ slow_mode_s: 0 })
-    broker.unwatch(roomTopic(room))
+    const at = await rb.broker.append(room, settings(0))
+    await rb.broker.caughtUp(room, at.seq)
+    expect(await rb.broker.settings!(room)).toEqual({ slow_mode_s: 0 })
+    rb.broker.unwatch(roomTopic(room))
   })
 
   test('an unwatched room, or a since past what the node has handed over, is read from Redis', async () => {
     const room = 'hall'
-    const base = (await broker.position(room)).seq
-    await broker.append(room, chat(room, 'x'))
+    const base = (await rb.broker.position(room)).seq
+    await rb.broker.append(room, chat(room, 'x'))
     seen.length = 0
-    const replay = await broker.since(room, base)
+    const replay = await rb.broker.since(room, base)
     expect(replay.frames.map((f) => JSON.parse(f).body)).toEqual(['x'])
     await Bun.sleep(100)
     expect(seen.some((c) => c.includes(`{${room}}:log`))).toBe(true)

@@ -1,9 +1,11 @@
+import { afterAll, beforeAll, test as bunTest } from 'bun:test'
+import Redis from 'ioredis'
 import { redisBroker } from '../../src/broker/redis'
 import type { RedisBrokerOptions } from '../../src/broker/redis'
 import { redisConnections } from '../../src/broker/redis-connect'
 import { singleNode } from '../../src/cluster/heartbeat'
 import { dropRedisPrefix } from './services'
-import type { EventDraft } from '../../src/broker/types'
+import type { Broker, EventDraft } from '../../src/broker/types'
 import { eventHead, eventTail } from '../../src/protocol/server-frames'
 import type { RoomEvent } from '../../src/protocol/server-frames'
 
@@ -32,4 +34,26 @@ export async function startRedisBroker(prefix: string, nodeId: string, opts: Par
       await dropRedisPrefix(prefix)
     },
   }
+}
+
+/**
+ * For the tests of a `describe`: one node's Redis broker, its keys under a prefix of this run
+ * (`<name>-…:`), and a plain client of the same Redis, made before the tests when Redis answers
+ * (`test` is needService's) and closed after them.
+ */
+export function useRedisBroker(test: unknown, name: string, opts: Partial<RedisBrokerOptions> = {}) {
+  const prefix = `${name}-${process.pid}-${Date.now().toString(36)}:`
+  const held = { prefix, broker: undefined as unknown as Broker, redis: undefined as unknown as Redis }
+  let node: Awaited<ReturnType<typeof startRedisBroker>> | undefined
+  beforeAll(async () => {
+    if (test !== bunTest) return
+    node = await startRedisBroker(prefix, name, opts)
+    held.broker = node.broker
+    held.redis = new Redis(6379, '127.0.0.1')
+  })
+  afterAll(async () => {
+    held.redis?.disconnect()
+    await node?.stop()
+  })
+  return held
 }
