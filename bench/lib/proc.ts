@@ -76,7 +76,7 @@ export type StartResult = { ok: true; server: Server } | { ok: false; code: numb
  * Starts the bare reference or chat-server as a child process on a free port and resolves
  * once it logs `listening`, or with its exit code and stderr when it exits first. With
  * BENCH_SERVER_LOG=<prefix> in the bench's env, each server's log lines are also written to
- * `<prefix>-<kind>-<pid>.log` (what a node warned about during a run).
+ * `<prefix>-<kind>-<pid>.log` (what a node warned about during a run) and its stderr to `.err`.
  */
 export async function startServer(
   kind: ServerKind,
@@ -120,8 +120,12 @@ export async function startServer(
   })()
   ;(async () => {
     const d = new TextDecoder()
-    for await (const chunk of proc.stderr as unknown as AsyncIterable<Uint8Array>)
+    const tee = process.env.BENCH_SERVER_LOG ? Bun.file(`${process.env.BENCH_SERVER_LOG}-${kind}-${proc.pid}.err`).writer() : undefined
+    for await (const chunk of proc.stderr as unknown as AsyncIterable<Uint8Array>) {
+      tee?.write(chunk)
       if (stderr.length < 20_000) stderr += d.decode(chunk, { stream: true })
+    }
+    await tee?.end()
   })()
   const timeoutMs = opts.timeoutMs ?? 20_000
   const port = await new Promise<number | null>((resolve) => {
