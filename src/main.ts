@@ -121,7 +121,13 @@ const nodes: Cluster = connections ? redisCluster({ cmd: connections.cmd, prefix
 const redisDeps = connections && { connections, nodes }
 // Who is online, cluster-wide, kept once (presence, liveness, Pusher occupancy, connection counts): one write per fact.
 const ledger = connections
-  ? redisLedger({ cmd: connections.cmd, prefix: config.REDIS_PREFIX, nodes, onError: () => metrics.brokerErrors.inc() })
+  ? redisLedger({
+      cmd: connections.cmd,
+      prefix: config.REDIS_PREFIX,
+      nodes,
+      onError: () => metrics.brokerErrors.inc(),
+      bun: connections.scripts,
+    })
   : memoryLedger()
 const redis = connections
   ? redisBroker({

@@ -1,4 +1,5 @@
 import type Redis from 'ioredis'
+import type { RunScript } from './script-client'
 import APPEND from './lua/append.lua' with { type: 'text' }
 import INIT from './lua/init.lua' with { type: 'text' }
 import SINCE from './lua/since.lua' with { type: 'text' }
@@ -56,6 +57,27 @@ export type Scripted = Redis & {
   chatSince(state: string, log: string, since: number, upto: number): Promise<[number, string, [string, string[]][], string, number] | [-1]>
   windowHold(changes: string, mark: string, change: string, token: string, markMs: number): Promise<number>
   windowTake(changes: string, mark: string, token: string): Promise<string[]>
+}
+
+/** The scripts a node calls on every connect, close or resume (see `hotScripts`). */
+export type HotScripts = Pick<Scripted, 'chatSummary' | 'chatSince' | 'windowHold' | 'windowTake'>
+
+/**
+ * The scripts of a connect's path (a member's summary, a resume's read, a presence window's hold
+ * and take), run through Bun's client when the engine has it (one Redis: `run` is the script
+ * connection's, script-client.ts) and through ioredis's defined commands otherwise (a Redis
+ * Cluster). Through ioredis each call cost a node ~30 µs more CPU than through Bun's client (the
+ * two clients' EVALSHA, docs/performance.md), and a reconnect storm makes four of them per socket.
+ */
+export function hotScripts(cmd: Scripted, run?: RunScript): HotScripts {
+  if (!run) return cmd
+  const call = <T>(lua: string, keys: string[], args: (string | number)[]) => run(lua, keys, args) as Promise<T>
+  return {
+    chatSummary: (state, log, ...args) => call(SUMMARY, [state, log], args),
+    chatSince: ((state: string, log: string, ...args: number[]) => call(SINCE, [state, log], args)) as Scripted['chatSince'],
+    windowHold: (changes, mark, ...args) => call(WINDOW_HOLD, [changes, mark], args),
+    windowTake: (changes, mark, token) => call(WINDOW_TAKE, [changes, mark], [token]),
+  }
 }
 
 /** The append script as the engine runs it: fenced and sharded in a Redis Cluster. */

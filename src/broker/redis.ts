@@ -10,7 +10,7 @@ import type { Ledger } from '../cluster/ledger'
 import { ledgerPresence } from './presence'
 import { redisWindows } from './redis-presence-windows'
 import type { Presence, PresenceEdge } from './presence'
-import { RESET_HEAD, appendScript, redisKeys, withScripts } from './redis-scripts'
+import { RESET_HEAD, appendScript, hotScripts, redisKeys, withScripts } from './redis-scripts'
 import type { AppendResult } from './redis-scripts'
 import { appendBatches } from './append-batch'
 import { DEFAULT_PINS_PER_ROOM, Refused, byPinTime, neededMessage } from './message-rules'
@@ -284,6 +284,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   /** One Redis: appends go through Bun's client (script-client.ts); a Redis Cluster's through ioredis. */
   const scripts = opts.redis.scripts
   const APPEND_SCRIPT = appendScript(cluster)
+  const hot = hotScripts(cmd, scripts?.run)
   /** One room's appends that wait together, in one call of append.lua (see append-batch.ts). */
   const appendOne = appendBatches<AppendArgs, AppendResult>(async (room, events) => {
     const keys = [key.state(room), key.log(room), key.msgs(room), key.msgOrder(room), key.pins(room)]
@@ -317,7 +318,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
   let repairTimer: ReturnType<typeof setInterval> | undefined
   let closing = false
   let started = false
-  const ledger = opts.ledger ?? redisLedger({ cmd: opts.redis.cmd, prefix: P, nodes: opts.nodes })
+  const ledger = opts.ledger ?? redisLedger({ cmd: opts.redis.cmd, prefix: P, nodes: opts.nodes, bun: scripts })
   // A join or leave no call here returned (a dead node reaped, Redis back without presence): announced to the room,
   // through the hub's announcer once it listens (batched in a big room), else as its own event.
   let edgeListener: PresenceEdge | undefined
@@ -668,10 +669,10 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       const r = await head(room, stream, since)
       if (r) return r
     }
-    let r = await cmd.chatSince(key.state(room), key.log(room), since)
+    let r = await hot.chatSince(key.state(room), key.log(room), since)
     if (r[0] === -1) {
       await init(room)
-      r = await cmd.chatSince(key.state(room), key.log(room), since)
+      r = await hot.chatSince(key.state(room), key.log(room), since)
     }
     const [seq, epoch, entries, fs] = r as [number, string, [string, string[]][], string]
     noteBaseline(room, { seq, epoch })
@@ -691,7 +692,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
    */
   async function head(room: string, stream: RoomStream & { epoch: string }, since: number): Promise<Replay | undefined> {
     const upto = stream.tailFirst - 1
-    const read = cmd.chatSince(key.state(room), key.log(room), since, upto)
+    const read = hot.chatSince(key.state(room), key.log(room), since, upto)
     const mine = { since, done: read.catch(() => {}) }
     stream.headRead = mine
     let r: Awaited<typeof read>
@@ -895,7 +896,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
         if (s.complete && s.last !== undefined) return s
       }
       const call = () =>
-        cmd.chatSummary(key.state(room), key.log(room), read, fromNeedle(user), UNREAD_CAP, SUMMARY_BUDGET, CHAT_HEAD, DM_HEAD)
+        hot.chatSummary(key.state(room), key.log(room), read, fromNeedle(user), UNREAD_CAP, SUMMARY_BUDGET, CHAT_HEAD, DM_HEAD)
       let r = await call()
       if (r[0] === -1) {
         await init(room)
@@ -965,7 +966,7 @@ export function redisBroker(opts: RedisBrokerOptions): Broker & { client: Redis 
       return out.sort(byPinTime)
     },
     presence,
-    windows: redisWindows(cmd, key),
+    windows: redisWindows(hot, key),
     problem() {
       if (cmd.status !== 'ready') return `redis: ${cmd.status}`
       if (sub.status !== 'ready') return `redis subscriber: ${sub.status}`

@@ -11,10 +11,11 @@ const BACKOFF_MAX_MS = 2_000
 export type RunScript = (lua: string, keys: string[], args: (string | number)[]) => Promise<unknown>
 
 /**
- * The append script's connection on one Redis: Bun's own client, which costs a fraction of
- * ioredis's CPU per call (docs/performance.md, round 3). It only runs scripts (EVALSHA, loading
- * a script Redis does not know); everything else stays on the ioredis connections. Not for a
- * Redis Cluster, whose slots it does not follow.
+ * The connection of the hot calls on one Redis: Bun's own client, which costs a fraction of
+ * ioredis's CPU per call (docs/performance.md, round 3). It runs the append script and the calls
+ * of a connect's path (the ledger's writes and reads, a member's summary, a resume's read, the
+ * presence windows: redis-scripts.ts `hotScripts`, cluster/ledger.ts); everything else stays on
+ * the ioredis connections. Not for a Redis Cluster, whose slots it does not follow.
  *
  * Like the ioredis command connection it queues nothing while disconnected (a send fails at
  * once: the hub answers `unavailable`) and reconnects with a backoff. A connection that stops
@@ -25,6 +26,8 @@ export type RunScript = (lua: string, keys: string[], args: (string | number)[])
  */
 export interface ScriptClient {
   run: RunScript
+  /** Any other command on the same connection (after the calls sent before it, as Redis answers in order). */
+  send(command: string, args: string[]): Promise<unknown>
   connect(): Promise<void>
   close(): void
   readonly connected: boolean
@@ -82,10 +85,11 @@ export function scriptClient(url: string, opts: { stallMs?: number } = {}): Scri
     progress = performance.now()
     throw stalled ? new Error(`redis: no answer in ${stallMs} ms`) : err
   }
-  function call(args: string[]): Promise<unknown> {
+  function send(command: string, args: string[]): Promise<unknown> {
     if (waiting++ === 0) progress = performance.now()
-    return client.send('EVALSHA', args).then(answered, failed)
+    return client.send(command, args).then(answered, failed)
   }
+  const call = (args: string[]) => send('EVALSHA', args)
 
   async function run(lua: string, keys: string[], args: (string | number)[]) {
     let sha = shas.get(lua)
@@ -104,6 +108,7 @@ export function scriptClient(url: string, opts: { stallMs?: number } = {}): Scri
 
   return {
     run,
+    send,
     connect: () => client.connect(),
     close() {
       closing = true

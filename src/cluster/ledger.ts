@@ -130,6 +130,12 @@ export function memoryLedger(): Ledger {
   return { book, resync() {}, async end() {} }
 }
 
+/** Bun's client on one Redis, as broker/script-client.ts makes it: scripts and commands on one connection. */
+export interface BunRedis {
+  run(lua: string, keys: string[], args: (string | number)[]): Promise<unknown>
+  send(command: string, args: string[]): Promise<unknown>
+}
+
 interface Scripts {
   ledgerSet(
     total: string,
@@ -160,8 +166,20 @@ const REAP_PER_CALL = 500
  * comes or its last goes. A write that failed is sent again at the next beat, and every share
  * is sent again when the command connection is back (Redis may have come back empty).
  */
-export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; onError?: () => void }): Ledger {
-  const { cmd, prefix: P, nodes } = opts
+export function redisLedger(opts: {
+  cmd: Redis
+  prefix: string
+  nodes: Cluster
+  onError?: () => void
+  /**
+   * Bun's client on one Redis (the engine's script connection): the books' writes and the reads
+   * of a connect's path (count, weight, has) go there, in order on the one connection, so that a
+   * count read after a write sees it. A fact is written on every connect and close, and through
+   * ioredis each call costs a node more CPU. Without it (a Redis Cluster), ioredis.
+   */
+  bun?: BunRedis
+}): Ledger {
+  const { cmd, prefix: P, nodes, bun } = opts
   const nodeId = nodes.nodeId
   cmd.defineCommand('ledgerSet', { numberOfKeys: 3, lua: SET })
   cmd.defineCommand('ledgerReap', { numberOfKeys: 3, lua: REAP })
@@ -213,7 +231,9 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
   function send(book: string, key: string, member: string, limit = 0): Promise<[number, number]> {
     const b = base(book, key)
     const e = books.get(book)?.shares.get(key)?.get(member)
-    const p = c.ledgerSet(`${b}:n`, `${b}:i`, `${b}:s:${nodeId}`, member, e?.count ?? 0, e?.info ?? '', limit)
+    const keys = [`${b}:n`, `${b}:i`, `${b}:s:${nodeId}`] as const
+    const args = [member, e?.count ?? 0, e?.info ?? '', limit] as const
+    const p = (bun ? bun.run(SET, [...keys], [...args]) : c.ledgerSet(...keys, ...args)) as Promise<[number, number]>
     return track(
       p.then(
         (r) => {
@@ -336,10 +356,10 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
         return false
       },
       async count(key) {
-        return cmd.hlen(`${b(key)}:n`)
+        return bun ? Number(await bun.send('HLEN', [`${b(key)}:n`])) : cmd.hlen(`${b(key)}:n`)
       },
       async weight(key, member) {
-        return Number((await cmd.hget(`${b(key)}:n`, member)) ?? 0)
+        return Number((await (bun ? bun.send('HGET', [`${b(key)}:n`, member]) : cmd.hget(`${b(key)}:n`, member))) ?? 0)
       },
       async list(key, cursor, limit = 1000) {
         const r = await c.ledgerPage(`${b(key)}:n`, `${b(key)}:i`, cursor ?? '0', limit)
@@ -349,7 +369,7 @@ export function redisLedger(opts: { cmd: Redis; prefix: string; nodes: Cluster; 
       },
       async has(key, members) {
         if (members.length === 0) return new Set()
-        const r = await cmd.hmget(`${b(key)}:n`, ...members)
+        const r = (await (bun ? bun.send('HMGET', [`${b(key)}:n`, ...members]) : cmd.hmget(`${b(key)}:n`, ...members))) as unknown[]
         return new Set(members.filter((_, i) => r[i] != null))
       },
     }

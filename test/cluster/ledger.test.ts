@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import type Redis from 'ioredis'
 import { redisConnection } from '../../src/broker/redis-connect'
+import { scriptClient } from '../../src/broker/script-client'
 import { redisCluster } from '../../src/cluster/heartbeat'
 import type { Cluster } from '../../src/cluster/heartbeat'
 import { listAll, memoryLedger, redisLedger } from '../../src/cluster/ledger'
@@ -54,19 +55,24 @@ function memoryEngine(): Engine {
   }
 }
 
-function redisEngine(name: string, url: () => string, cluster: boolean, test: Engine['test']): Engine {
+/** `bunScripts`: the ledger's writes go through Bun's client (as a node on one Redis runs them), not ioredis. */
+function redisEngine(name: string, url: () => string, cluster: boolean, test: Engine['test'], bunScripts = false): Engine {
   return {
     name,
     test,
     async nodes() {
       if (cluster && !rc) rc = await startRedisCluster()
       const prefix = `ledger-${process.pid}-${Date.now().toString(36)}-${n++}:`
-      const make = async (nodeId: string): Promise<Node & { heart: Cluster; ledger: Ledger; cmd: Redis }> => {
+      const make = async (
+        nodeId: string,
+      ): Promise<Node & { heart: Cluster; ledger: Ledger; cmd: Redis; scripts?: ReturnType<typeof scriptClient> }> => {
         const cmd = redisConnection(url(), cluster, 'command')
         await cmd.connect()
+        const scripts = bunScripts ? scriptClient(url()) : undefined
+        await scripts?.connect()
         // A short lease: a node silent for 600 ms is dead, seen within a 100 ms beat.
         const heart = redisCluster({ cmd, prefix, nodeId, ttlMs: 600, beatMs: 100 })
-        const ledger = redisLedger({ cmd, prefix, nodes: heart })
+        const ledger = redisLedger({ cmd, prefix, nodes: heart, bun: scripts })
         const edges: Edge[] = []
         const book = ledger.book('t', (...e) => edges.push(e))
         await heart.start()
@@ -76,8 +82,10 @@ function redisEngine(name: string, url: () => string, cluster: boolean, test: En
           heart,
           ledger,
           cmd,
+          scripts,
           async die() {
             cmd.disconnect() // no more beats, no goodbye: the lease lapses
+            scripts?.close()
           },
         }
       }
@@ -88,6 +96,8 @@ function redisEngine(name: string, url: () => string, cluster: boolean, test: En
         await a.heart.stop().catch(() => {})
         a.cmd.disconnect()
         b.cmd.disconnect()
+        a.scripts?.close()
+        b.scripts?.close()
         if (!cluster) await dropRedisPrefix(prefix)
       })
       return [a, b]
@@ -99,6 +109,7 @@ function redisEngine(name: string, url: () => string, cluster: boolean, test: En
 const factories: Engine[] = [
   memoryEngine(),
   redisEngine('Redis', () => 'redis://127.0.0.1:6379', false, redisTest),
+  redisEngine("Redis, writes on Bun's client", () => 'redis://127.0.0.1:6379', false, redisTest, true),
   redisEngine('Redis Cluster', () => rc!.url, true, clusterTest),
 ]
 
