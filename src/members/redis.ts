@@ -54,17 +54,25 @@ export function redisMembers(redis: Redis, P: string): Members {
       return read === null ? undefined : { room, read: Number(read) }
     },
     async add(room, user, read, cap): Promise<AddResult> {
+      // One round trip (auto-pipelined): the room's side, the directory, whether the user has devices.
+      const roomSide = () =>
+        Promise.all([
+          cmd.hset(key.members(room), user.id, user.name),
+          cmd.hsetnx(key.users, user.id, user.name),
+          cmd.exists(key.devices(user.id)),
+        ])
+      // Without a cap the user's side cannot refuse, and a membership that exists has this room
+      // side already (the name written again): both sides go at once, one round trip where there
+      // were two (the default room of a user's first connect, issue 34). A user's side that fails
+      // then leaves the room's side written: the next connect adds the membership again.
+      const early = Number.isFinite(cap) ? undefined : roomSide()
+      early?.catch(() => {}) // awaited below, after the user's side
       const [status, marker] = await cmd.memberAdd(key.rooms(user.id), room, read, Number.isFinite(cap) ? cap : 1e15)
       if (status === -1) return { status: 'limit' }
       if (status === 0) return { status: 'exists', read: marker! }
       let pushable: number
       try {
-        // One round trip (auto-pipelined): the room's side, the directory, whether the user has devices.
-        ;[, , pushable] = await Promise.all([
-          cmd.hset(key.members(room), user.id, user.name),
-          cmd.hsetnx(key.users, user.id, user.name),
-          cmd.exists(key.devices(user.id)),
-        ])
+        ;[, , pushable] = await (early ?? roomSide())
       } catch (err) {
         // Never half-applied: the user's side goes again when the room's side cannot be written.
         await cmd.hdel(key.rooms(user.id), room).catch(() => {})

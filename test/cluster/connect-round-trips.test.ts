@@ -47,4 +47,37 @@ describe('the Redis commands of a connect', () => {
       r.disconnect()
     }
   })
+
+  test("a new user: its default room membership's two sides are written at once, with the room's reads, not after the user's side answered", async () => {
+    const s = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, DEFAULT_ROOM: 'hall' })
+    const r = new Redis(6379, '127.0.0.1')
+    const monitor = await r.monitor()
+    const seen: string[][] = []
+    monitor.on('monitor', (_t: string, args: string[]) => {
+      if (args.some((a) => a.startsWith(prefix))) seen.push(args)
+    })
+    try {
+      await Bun.sleep(50)
+      const c = await connect(s.ws, { user: 'rt-new', name: 'New' })
+      expect(c.welcome.rooms).toContain('hall')
+      await Bun.sleep(50)
+      const at = (pred: (a: string[]) => boolean) => seen.findIndex(pred)
+      const userSide = at((a) => a[0]!.toLowerCase().startsWith('eval') && a[3] === `${prefix}{u:rt-new}:rooms`)
+      const roomSide = at((a) => a[0]!.toLowerCase() === 'hset' && a[1] === `${prefix}{hall}:members` && a[2] === 'rt-new')
+      // The room's settings are read as its join is prepared, in the same turn as the user's side.
+      const settings = at((a) => a[0]!.toLowerCase() === 'hmget' && a[1] === `${prefix}{hall}:state` && a.includes('slow'))
+      expect(userSide).toBeGreaterThanOrEqual(0)
+      expect(roomSide).toBeGreaterThanOrEqual(0)
+      expect(settings).toBeGreaterThanOrEqual(0)
+      // Before: the room's side waited for the user side's answer, so it came after the settings' read.
+      expect(roomSide).toBeLessThan(settings)
+      // Both sides are there, once.
+      expect(await r.hget(`${prefix}{u:rt-new}:rooms`, 'hall')).not.toBeNull()
+      expect(await r.hget(`${prefix}{hall}:members`, 'rt-new')).toBe('New')
+      c.close()
+    } finally {
+      monitor.disconnect()
+      r.disconnect()
+    }
+  })
 })
