@@ -42,6 +42,8 @@ export function scriptClient(url: string, opts: { stallMs?: number } = {}): Scri
     connectionTimeout: STALL_MS,
   })
   const shas = new Map<string, string>()
+  /** SCRIPT LOADs in flight, by sha. */
+  const loading = new Map<string, Promise<unknown>>()
   /** Calls sent and not answered yet, and when the connection last answered (or became busy). */
   let waiting = 0
   let progress = 0
@@ -98,10 +100,16 @@ export function scriptClient(url: string, opts: { stallMs?: number } = {}): Scri
     try {
       return await call(argv)
     } catch (err) {
-      // A Redis that restarted has forgotten its scripts.
+      // A Redis that restarted (or a node's first calls) finds the script unknown: loaded once,
+      // however many calls were in flight (a burst of connects sent hundreds of loads).
       if (!String((err as Error).message).includes('NOSCRIPT')) throw err
-      await client.send('SCRIPT', ['LOAD', lua])
-      log.debug('append script loaded again')
+      let load = loading.get(sha)
+      if (!load) {
+        load = client.send('SCRIPT', ['LOAD', lua]).finally(() => loading.delete(sha!))
+        loading.set(sha, load)
+        log.debug('script loaded', { sha })
+      }
+      await load
       return call(argv)
     }
   }

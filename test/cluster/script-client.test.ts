@@ -74,4 +74,27 @@ describe('script client', () => {
     },
     20_000,
   )
+
+  t('an unknown script is loaded once, however many calls of it were in flight; a command goes on the same connection', async () => {
+    const sc = scriptClient(redis.url)
+    await sc.connect()
+    const admin = new RedisClient(redis.url)
+    await admin.connect()
+    try {
+      await admin.send('SCRIPT', ['FLUSH'])
+      await admin.send('CONFIG', ['RESETSTAT'])
+      // A script text of its own: no earlier test loaded it.
+      const lua = `return ARGV[1] .. '${crypto.randomUUID()}'`
+      const out = await Promise.all(Array.from({ length: 50 }, (_, i) => sc.run(lua, [], [`c${i}-`])))
+      expect(out.every((x, i) => String(x).startsWith(`c${i}-`))).toBe(true)
+      const stats = String(await admin.send('INFO', ['commandstats']))
+      const loads = Number(/cmdstat_script\|load:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+      expect(loads).toBe(1)
+      await sc.send('SET', ['sc-key', 'v'])
+      expect(await sc.send('GET', ['sc-key'])).toBe('v')
+    } finally {
+      admin.close()
+      sc.close()
+    }
+  })
 })
