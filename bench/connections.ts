@@ -79,6 +79,8 @@ export interface ConnStep {
 
 export interface ConnStorm {
   sockets: number
+  /** Server RSS per socket once the storm is over (3 s after it), every socket open again. */
+  rssKiBPerSocketAfter?: number
   resumed: number
   /** Resumes answered `recovered: false` (further behind than the server keeps). */
   unrecovered?: number
@@ -328,9 +330,11 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
       const cpu = serverCpu() - cpu0
       const rc = (await rcpu()) - rc0
       await Bun.sleep(2000) // the last deliveries
+      const rssAfter = serverRss()
       const checked = await Promise.all(members.map((g) => g.request({ cmd: 'check', seqs: unsent.acked }, 'checked', 60_000)))
       row.storm = {
         sockets: open,
+        rssKiBPerSocketAfter: r2((rssAfter - rss0) / open / 1024),
         resumed: sum(stormed.map((x) => x.resumed)),
         unrecovered: sum(stormed.map((x) => x.unrecovered)),
         failed: sum(stormed.map((x) => x.failed)),
@@ -431,6 +435,7 @@ export function connectionsTable(rows: ConnRow[]): string {
       return `${n(x.storm.resumed)} / ${n(x.storm.sockets)} in ${f(x.storm.seconds, 1)} (${f(x.storm.p50S, 1)} / ${f(x.storm.p99S, 1)}) ${ok(x.storm.resumed === x.storm.sockets && x.storm.seconds <= limit)}`
     })} | ≤ ${t.stormOneNodeS} s one node, ≤ ${t.stormRedisS} s with Redis |`,
     `| storm: resumes answered \`recovered: false\` (further behind than the server keeps) | ${col((x) => (x.storm && x.config !== 'bare' ? n(x.storm.unrecovered) : '–'))} | |`,
+    `| storm: idle RSS per socket after it, KiB | ${col((x) => f(x.storm?.rssKiBPerSocketAfter, 1))} | |`,
     `| storm: server CPU s (Redis CPU s) | ${col((x) => (x.storm ? `${f(x.storm.serverCpuS, 1)}${x.storm.redisCpuS === undefined ? '' : ` (${f(x.storm.redisCpuS, 1)})`}` : '–'))} | |`,
     `| storm: senders' acked messages; (socket, message) pairs missing / duplicated (bare keeps nothing: its losses are expected) | ${col((x) => (x.storm ? `${n(x.storm.acked)} of ${n(x.storm.sent)}; ${n(x.storm.missing)} / ${n(x.storm.duplicates)} of ${n(x.storm.expected)}${x.storm.socketsWithLoss ? ` (sockets with a loss: ${n(x.storm.socketsWithLoss)}, of them closed: ${n(x.storm.closedWithLoss)}, open with a hole: ${n(x.storm.withHoles)})` : ''} ${x.config === 'bare' ? '' : ok(x.storm.missing === 0 && x.storm.duplicates === 0 && x.storm.acked > 0)}` : '–'))} | nothing lost |`,
     `| failed connects (all steps); retried; in the storm failed; retried; generator processes | ${col((x) => `${n(sum(x.steps.map((s) => s.failed)))}; ${n(sum(x.steps.map((s) => s.retries)))}; ${n(x.storm?.failed)}; ${n(x.storm?.retries)}; ${x.generators}`)} | |`,

@@ -69,13 +69,19 @@ export function parseFrame(message: string | Buffer): unknown {
 }
 
 /**
- * A young-generation collection every this many upgrades. An upgrade leaves a few KiB of
- * short-lived objects; in a burst of connections they piled up between collections and the
- * heap's high-water mark stayed in the RSS, interleaved with the sockets' long-lived records.
- * `Bun.gc(false)` asks for the collection without waiting for it (figures: docs/performance.md,
- * "A young collection every 200 upgrades").
+ * A young-generation collection every this many upgrades that take the node to a new high of
+ * connections. An upgrade leaves a few KiB of short-lived objects; in a burst of connections they
+ * piled up between collections and the heap's high-water mark stayed in the RSS, interleaved with
+ * the sockets' long-lived records. `Bun.gc(false)` asks for the collection without waiting for it
+ * (figures: docs/performance.md, "A young collection every 200 upgrades").
  */
 const EDEN_GC_EVERY_UPGRADES = 200
+/**
+ * Below that high (a reconnect storm refilling the node, whose heap held as many sockets before),
+ * one every this many: every 200 cost a storm of 19 000 resumes 10–19 % of its CPU, and the RSS
+ * after the storm was the same with one every 1 000 (docs/performance.md, sixth sitting).
+ */
+const EDEN_GC_EVERY_REFILL = 1000
 
 export interface AppDeps {
   config: Config
@@ -290,8 +296,9 @@ export function createApp(deps: AppDeps) {
       })
     : undefined
 
-  /** Upgrades so far (see EDEN_GC_EVERY_UPGRADES). */
+  /** Upgrades since the last collection asked for, and the most connections the node has held (see EDEN_GC_EVERY_UPGRADES). */
   let upgrades = 0
+  let high = 0
   /**
    * GET /ws: every check before the upgrade (the door: draining, origin, connect rate,
    * connection limits; then who it is), so a refused client costs an HTTP answer and never a socket.
@@ -307,7 +314,12 @@ export function createApp(deps: AppDeps) {
     const who = await identify(req, remote, socket)
     if (who instanceof Response) return who
     socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '', since }
-    if (++upgrades % EDEN_GC_EVERY_UPGRADES === 0) Bun.gc(false)
+    const rising = door.total >= high
+    if (rising) high = door.total
+    if (++upgrades >= (rising ? EDEN_GC_EVERY_UPGRADES : EDEN_GC_EVERY_REFILL)) {
+      upgrades = 0
+      Bun.gc(false)
+    }
     door.upgrading(socket)
     if (server.upgrade(req, { data: socket })) return undefined
     door.release(socket)
