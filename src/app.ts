@@ -77,6 +77,14 @@ export function parseFrame(message: string | Buffer): unknown {
  */
 const EDEN_GC_EVERY_UPGRADES = 200
 /**
+ * And past 10 000 connections, one every (connections / this) upgrades: a young collection's
+ * pause grows with the heap, that is with the node's sockets, so a fixed interval made a connect
+ * at 19 000 sockets cost ~1.5x one at 1 000 (the mean of three steps of 1 000 connects; 1.1-1.3x
+ * with the interval in proportion). Idle memory stayed under 3 KiB a socket at 10 000 and 19 000
+ * (docs/performance.md, sixth sitting).
+ */
+const EDEN_GC_SOCKETS_PER_UPGRADE = 50
+/**
  * Below that high (a reconnect storm refilling the node, whose heap held as many sockets before),
  * one every this many: every 200 cost a storm of 19 000 resumes 10–19 % of its CPU, and the RSS
  * after the storm was the same with one every 1 000 (docs/performance.md, sixth sitting).
@@ -316,7 +324,8 @@ export function createApp(deps: AppDeps) {
     socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '', since }
     const rising = door.total >= high
     if (rising) high = door.total
-    if (++upgrades >= (rising ? EDEN_GC_EVERY_UPGRADES : EDEN_GC_EVERY_REFILL)) {
+    const every = Math.max(EDEN_GC_EVERY_UPGRADES, Math.round(door.total / EDEN_GC_SOCKETS_PER_UPGRADE))
+    if (++upgrades >= (rising ? every : Math.max(every, EDEN_GC_EVERY_REFILL))) {
       upgrades = 0
       Bun.gc(false)
     }
