@@ -86,7 +86,7 @@ const EDEN_GC_EVERY_UPGRADES = 200
 const EDEN_GC_SOCKETS_PER_UPGRADE = 50
 /**
  * Below that high (a reconnect storm refilling the node, whose heap held as many sockets before),
- * one every this many: every 200 cost a storm of 19 000 resumes 10–19 % of its CPU, and the RSS
+ * one every this many: every 200 cost a storm of 19 000 resumes 10–16 % of its CPU, and the RSS
  * after the storm was the same with one every 1 000 (docs/performance.md, sixth sitting).
  */
 const EDEN_GC_EVERY_REFILL = 1000
