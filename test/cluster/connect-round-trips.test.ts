@@ -13,6 +13,17 @@ const { node } = testNodes('round-trips-api-key-0001')
 const prefix = `rt-${process.pid}-${Date.now().toString(36)}:`
 afterAll(() => dropRedisPrefix(prefix))
 
+/** The commands Redis receives from now on about this file's keys (MONITOR), once it is listening. */
+async function watchCommands(r: Redis) {
+  const monitor = await r.monitor()
+  const seen: string[][] = []
+  monitor.on('monitor', (_t: string, args: string[]) => {
+    if (args.some((a) => a.startsWith(prefix))) seen.push(args)
+  })
+  await Bun.sleep(50)
+  return { seen, at: (pred: (a: string[]) => boolean) => seen.findIndex(pred), stop: () => monitor.disconnect() }
+}
+
 describe('the Redis commands of a connect', () => {
   test("a returning user, its default room not watched on this node: one SUBSCRIBE of both channels, sent before its memberships' answer", async () => {
     const s = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, DEFAULT_ROOM: 'lobby' })
@@ -22,20 +33,14 @@ describe('the Redis commands of a connect', () => {
     const r = new Redis(6379, '127.0.0.1')
     // The node stops watching the room once its last connection has left.
     await until(async () => (await r.pubsub('NUMSUB', `${prefix}{lobby}:ch:r`))[1] === 0, 'lobby unwatched')
-    const monitor = await r.monitor()
-    const seen: string[][] = []
-    monitor.on('monitor', (_t: string, args: string[]) => {
-      if (args.some((a) => a.startsWith(prefix))) seen.push(args)
-    })
+    const { seen, at, stop } = await watchCommands(r)
     try {
-      await Bun.sleep(50)
       const again = await connect(s.ws, { user: 'rt-user', name: 'RT' })
       expect(again.welcome.rooms).toContain('lobby')
       await Bun.sleep(50)
       const subscribes = seen.filter((a) => a[0]!.toLowerCase() === 'subscribe')
       expect(subscribes).toEqual([['SUBSCRIBE', `${prefix}{rt-user}:ch:u`, `${prefix}{lobby}:ch:r`]])
       // Sent before the memberships were read: it comes before the read of the room's state.
-      const at = (pred: (a: string[]) => boolean) => seen.findIndex(pred)
       const sub = at((a) => a[0]!.toLowerCase() === 'subscribe')
       const rooms = at((a) => a[0]!.toLowerCase() === 'hgetall' && a[1]!.endsWith(':rooms'))
       const state = at((a) => a[0]!.toLowerCase() === 'hmget' && a[1] === `${prefix}{lobby}:state`)
@@ -43,7 +48,7 @@ describe('the Redis commands of a connect', () => {
       expect(rooms).toBeLessThan(state)
       again.close()
     } finally {
-      monitor.disconnect()
+      stop()
       r.disconnect()
     }
   })
@@ -51,17 +56,11 @@ describe('the Redis commands of a connect', () => {
   test("a new user: its default room membership's two sides are written at once, with the room's reads, not after the user's side answered", async () => {
     const s = await node({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PREFIX: prefix, DEFAULT_ROOM: 'hall' })
     const r = new Redis(6379, '127.0.0.1')
-    const monitor = await r.monitor()
-    const seen: string[][] = []
-    monitor.on('monitor', (_t: string, args: string[]) => {
-      if (args.some((a) => a.startsWith(prefix))) seen.push(args)
-    })
+    const { at, stop } = await watchCommands(r)
     try {
-      await Bun.sleep(50)
       const c = await connect(s.ws, { user: 'rt-new', name: 'New' })
       expect(c.welcome.rooms).toContain('hall')
       await Bun.sleep(50)
-      const at = (pred: (a: string[]) => boolean) => seen.findIndex(pred)
       const userSide = at((a) => a[0]!.toLowerCase().startsWith('eval') && a[3] === `${prefix}{u:rt-new}:rooms`)
       const roomSide = at((a) => a[0]!.toLowerCase() === 'hset' && a[1] === `${prefix}{hall}:members` && a[2] === 'rt-new')
       // The room's settings are read as its join is prepared, in the same turn as the user's side.
@@ -76,7 +75,7 @@ describe('the Redis commands of a connect', () => {
       expect(await r.hget(`${prefix}{hall}:members`, 'rt-new')).toBe('New')
       c.close()
     } finally {
-      monitor.disconnect()
+      stop()
       r.disconnect()
     }
   })
