@@ -66,8 +66,8 @@ export type HotScripts = Pick<Scripted, 'chatSummary' | 'chatSince' | 'windowHol
  * The scripts of a connect's path (a member's summary, a resume's read, a presence window's hold
  * and take), run through Bun's client when the engine has it (one Redis: `run` is the script
  * connection's, script-client.ts) and through ioredis's defined commands otherwise (a Redis
- * Cluster). Through ioredis each call cost a node ~30 µs more CPU than through Bun's client (the
- * two clients' EVALSHA, docs/performance.md), and a reconnect storm makes four of them per socket.
+ * Cluster). An EVALSHA costs a node's client 32–59 µs of CPU through ioredis and 19–21 µs through
+ * Bun's (docs/performance.md, round 3), and a socket's close and resume make about four of them.
  */
 export function hotScripts(cmd: Scripted, run?: RunScript): HotScripts {
   if (!run) return cmd
