@@ -408,8 +408,7 @@ export function connectionsTable(rows: ConnRow[]): string {
   const mean = (xs: ConnStep[]) => (sum(xs.map((s) => s.cpuS ?? NaN)) / sum(xs.map((s) => s.connects ?? NaN))) * 1000
   const head3 = (x: ConnRow) => mean(x.steps.slice(0, k3))
   const tail3 = (x: ConnRow) => mean(x.steps.slice(-k3))
-  const bareConnects = bare ? sum(bare.steps.map((s) => s.connects ?? 0)) : 0
-  const bareMean = bare && bareConnects ? (sum(bare.steps.map((s) => s.cpuS ?? NaN)) / bareConnects) * 1000 : NaN
+  const bareMean = bare ? mean(bare.steps) : NaN
   const open = rows.find((x) => x.steps.length)?.steps.at(-1)?.open ?? 0
   const lines = [
     `| 7 connections: distinct users into the default room, up to ${n(open)} sockets | ${col(name)} | target |`,

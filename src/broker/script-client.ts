@@ -1,4 +1,5 @@
 import { RedisClient } from 'bun'
+import type { BunRedis } from '../cluster/ledger'
 import { log } from '../log'
 
 /**
@@ -8,7 +9,8 @@ import { log } from '../log'
 const STALL_MS = 3_000
 const BACKOFF_MAX_MS = 2_000
 
-export type RunScript = (lua: string, keys: string[], args: (string | number)[]) => Promise<unknown>
+/** A script by its text: EVALSHA, loading it when Redis does not know it. */
+export type RunScript = BunRedis['run']
 
 /**
  * The connection of the hot calls on one Redis: Bun's own client, which costs a fraction of
@@ -24,10 +26,7 @@ export type RunScript = (lua: string, keys: string[], args: (string | number)[])
  * says nothing, as every call queued behind a burst is old, and failing it would tell its
  * sender "not accepted" about a message Redis is about to append.
  */
-export interface ScriptClient {
-  run: RunScript
-  /** Any other command on the same connection (after the calls sent before it, as Redis answers in order). */
-  send(command: string, args: string[]): Promise<unknown>
+export interface ScriptClient extends BunRedis {
   connect(): Promise<void>
   close(): void
   readonly connected: boolean

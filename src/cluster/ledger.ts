@@ -130,9 +130,13 @@ export function memoryLedger(): Ledger {
   return { book, resync() {}, async end() {} }
 }
 
-/** Bun's client on one Redis, as broker/script-client.ts makes it: scripts and commands on one connection. */
+/**
+ * Bun's client on one Redis (broker/script-client.ts's ScriptClient is one): scripts and commands
+ * on one connection, answered in the order sent.
+ */
 export interface BunRedis {
   run(lua: string, keys: string[], args: (string | number)[]): Promise<unknown>
+  /** Any other command on the same connection. */
   send(command: string, args: string[]): Promise<unknown>
 }
 

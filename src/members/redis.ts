@@ -65,9 +65,10 @@ export function redisMembers(redis: Redis, P: string): Members {
       // side already (the name written again): both sides go at once, one round trip where there
       // were two (the default room of a user's first connect, issue 34). A user's side that fails
       // then leaves the room's side written: the next connect adds the membership again.
-      const early = Number.isFinite(cap) ? undefined : roomSide()
+      const capped = Number.isFinite(cap)
+      const early = capped ? undefined : roomSide()
       early?.catch(() => {}) // awaited below, after the user's side
-      const [status, marker] = await cmd.memberAdd(key.rooms(user.id), room, read, Number.isFinite(cap) ? cap : 1e15)
+      const [status, marker] = await cmd.memberAdd(key.rooms(user.id), room, read, capped ? cap : 1e15)
       if (status === -1) return { status: 'limit' }
       if (status === 0) return { status: 'exists', read: marker! }
       let pushable: number
