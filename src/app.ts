@@ -8,6 +8,7 @@ import { anonymousIdentity } from './auth/anonymous'
 import type { Authenticate, Refusal } from './auth/anonymous'
 import type { Conn, Identity } from './hub/connection'
 import { createHub } from './hub/hub'
+import type { Started } from './hub/session'
 import { createPusher } from './pusher'
 import type { Pusher } from './pusher'
 import { createSse } from './sse'
@@ -210,8 +211,8 @@ export function createApp(deps: AppDeps) {
    */
   class Socket implements Ticket {
     conn: Conn | undefined = undefined
-    /** From the upgrade until `open`: who it said this is, and when it asked (chat_connect_seconds). */
-    hello: { identity: Identity; remote: string; userAgent: string; since: number } | undefined = undefined
+    /** From the upgrade until `open`: its connection, started before the upgrade (Session.start). */
+    started: Started | undefined = undefined
     /** The ticket's fields (Ticket): `ip` is the address key of the connection limits. */
     ip = ''
     countedUser: string | undefined = undefined
@@ -219,15 +220,18 @@ export function createApp(deps: AppDeps) {
     released = false
     timer: Ticket['timer'] = undefined
     open(ws: ServerWebSocket<unknown>) {
-      const { identity, remote, userAgent, since } = this.hello!
-      this.hello = undefined
+      const started = this.started!
+      this.started = undefined
       if (!door.opened(this)) {
         // Opened after its admission was given back: it would count against no limit. 1001
         // (as a draining node says it) makes the client reconnect and resume.
+        started.abandon()
         ws.close(CLOSE.goingAway, 'admission expired: reconnect')
         return
       }
-      this.conn = hub.open(ws, identity, { remote, userAgent, since })
+      // Synchronous here: `welcome` goes out in the 101's write.
+      started.attach(ws)
+      this.conn = started.conn
     }
     message(_ws: unknown, message: string | Buffer) {
       if (!this.conn) return
@@ -321,7 +325,11 @@ export function createApp(deps: AppDeps) {
     if (refused) return refusalResponse(refused)
     const who = await identify(req, remote, socket)
     if (who instanceof Response) return who
-    socket.hello = { identity: who, remote, userAgent: header('user-agent') ?? '', since }
+    if (header('upgrade')?.toLowerCase() !== 'websocket' || !header('sec-websocket-key')) return notUpgrade(socket)
+    // The connection starts before the upgrade: its memberships and rooms are read while the
+    // client waits for the 101, and its `welcome` leaves with it (see Session.start).
+    const started = await hub.start(who, { remote, userAgent: header('user-agent') ?? '', since })
+    socket.started = started
     const rising = door.total >= high
     if (rising) high = door.total
     const every = Math.max(EDEN_GC_EVERY_UPGRADES, Math.round(door.total / EDEN_GC_SOCKETS_PER_UPGRADE))
@@ -331,6 +339,12 @@ export function createApp(deps: AppDeps) {
     }
     door.upgrading(socket)
     if (server.upgrade(req, { data: socket })) return undefined
+    socket.started = undefined
+    started.abandon()
+    return notUpgrade(socket)
+  }
+
+  function notUpgrade(socket: Socket) {
     door.release(socket)
     return json(400, { error: 'bad_request', reason: 'expected a WebSocket upgrade' })
   }

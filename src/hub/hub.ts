@@ -98,6 +98,7 @@ export interface Hub {
   /** A room's sequence restarted (Redis came back empty): its members here start over from `pos`. */
   reset(room: string, pos: Position): void
   open: Session['open']
+  start: Session['start']
   message: Session['message']
   close: Session['close']
   sweep: Session['sweep']
@@ -367,6 +368,7 @@ export function createHub(deps: HubDeps): Hub {
         for (let i = 0; i < deliveryHooks.length; i++) if (!deliveryHooks[i]!.idle) deliveryHooks[i]!.local?.(topic, frame)
       }),
     open: session.open,
+    start: session.start,
     message: session.message,
     close: session.close,
     sweep: session.sweep,

@@ -15,7 +15,7 @@ import { tokenBucket } from './rate-limit'
 import { control, reset } from './commands'
 import { frameDispatch } from './dispatch'
 import { upkeep } from './upkeep'
-import { welcome } from './welcome'
+import { prepareWelcome, welcome } from './welcome'
 
 export interface SessionDeps {
   h: HubContext
@@ -37,10 +37,28 @@ export interface OpenMeta {
   transport?: 'ws' | 'sse'
 }
 
+/**
+ * A connection started before its socket exists (/ws, see Session.start): everything of its
+ * `welcome` read and prepared, its user's and rooms' frames held until `attach`.
+ */
+export interface Started {
+  readonly conn: Conn
+  /** The socket opened: `welcome` and the rooms go live on it now (in the 101's write when called in Bun's open). */
+  attach(ws: ServerWebSocket<unknown>): void
+  /** The socket never opened (or may not stay): the connection ends here, as a close would end it. */
+  abandon(): void
+}
+
 /** A connection's life on this node (see createSession). */
 export interface Session {
   /** A socket that passed the door: registered, then started (memberships, `welcome`). */
   open(ws: ServerWebSocket<unknown>, identity: Identity, meta: OpenMeta): Conn
+  /**
+   * A connection that passed the door and has no socket yet: registered and started as `open`
+   * would, resolved once only the socket is missing. An upgrade made after it answers the 101
+   * and `welcome` in one write, a syscall (and a wake-up of the client) fewer per connect.
+   */
+  start(identity: Identity, meta: OpenMeta): Promise<Started>
   /** A frame from a client, JSON-parsed. Returns a promise only when the frame needs one. */
   message(c: Conn, raw: unknown): Promise<void> | void
   close(c: Conn, code: number, reason: string): void
@@ -73,6 +91,44 @@ export function createSession(d: SessionDeps): Session {
   const checks = upkeep(config, conns, delivery)
 
   function open(ws: ServerWebSocket<unknown>, identity: Identity, meta: OpenMeta): Conn {
+    const c = register(ws, identity, meta)
+    c.loading = welcome(h, d.nodeId, c, meta.since, meta.transport ?? 'ws').finally(() => (c.loading = undefined))
+    return c
+  }
+
+  async function start(identity: Identity, meta: OpenMeta): Promise<Started> {
+    const pending = pendingSocket()
+    const c = register(pending, identity, meta)
+    let loaded!: () => void
+    c.loading = new Promise<void>((r) => (loaded = r))
+    const finish = await prepareWelcome(h, d.nodeId, c, meta.since, meta.transport ?? 'ws').catch((err) => {
+      log.error('connection not started', { conn: c.id, err })
+      return () => void delivery.closeConn(c, 1011, 'internal error')
+    })
+    const settle = () => {
+      c.loading = undefined
+      loaded()
+    }
+    return {
+      conn: c,
+      attach(ws) {
+        c.ws = ws
+        // Closed while it had no socket (kicked, drained, a token expired): it closes now.
+        if (pending.closedWith) ws.close(...pending.closedWith)
+        finish()
+        if (!pending.closedWith) for (const f of pending.queued) ws.send(f)
+        settle()
+      },
+      abandon() {
+        close(c, 1006, 'never opened')
+        finish()
+        settle()
+      },
+    }
+  }
+
+  /** A connection's record, registered on the node (its socket may come later: start). */
+  function register(ws: ServerWebSocket<unknown>, identity: Identity, meta: OpenMeta): Conn {
     identity.user.id = flat(identity.user.id)
     identity.user.name = flat(identity.user.name)
     const full = bucket.full()
@@ -99,7 +155,6 @@ export function createSession(d: SessionDeps): Session {
     metrics.connections.inc()
     const u = identity.user
     delivery.addMember(userTopic(u.id), c)
-    c.loading = welcome(h, d.nodeId, c, meta.since, meta.transport ?? 'ws').finally(() => (c.loading = undefined))
     log.info('connected', { conn: c.id, user: u.id, remote: meta.remote })
     if (store) {
       store.userSeen(u)
@@ -128,6 +183,7 @@ export function createSession(d: SessionDeps): Session {
 
   return {
     open,
+    start,
     message,
     close,
     control: (topic, frame, except) => control(h, delivery, topic, frame, except),
@@ -140,3 +196,29 @@ export function createSession(d: SessionDeps): Session {
     },
   }
 }
+
+/**
+ * The socket of a connection started before its upgrade (Session.start): nothing is sent on it
+ * until `attach` (everything for the connection is held until then), and a close asked for
+ * meanwhile is kept for the real socket.
+ */
+function pendingSocket(): PendingSocket {
+  const s = {
+    closedWith: undefined as [number, string] | undefined,
+    queued: [] as string[],
+    // Nothing should be sent before `welcome`; what is goes right after it, in order.
+    send: (frame: string) => (s.queued.push(frame), frame.length),
+    cork: (f: () => unknown) => f(),
+    subscribe() {},
+    unsubscribe() {},
+    publish: () => 0,
+    ping: () => 0,
+    getBufferedAmount: () => 0,
+    close(code = 1000, reason = '') {
+      s.closedWith ??= [code, reason]
+    },
+  }
+  return s as unknown as PendingSocket
+}
+
+type PendingSocket = ServerWebSocket<unknown> & { closedWith?: [number, string]; queued: string[] }

@@ -13,6 +13,22 @@ import type { HubContext } from './context'
  * asked for (performance.now()), for chat_connect_seconds{transport}.
  */
 export async function welcome(h: HubContext, nodeId: string, c: Conn, since: number | undefined, transport: 'ws' | 'sse' = 'ws') {
+  ;(await prepareWelcome(h, nodeId, c, since, transport))()
+}
+
+/**
+ * The asynchronous half of `welcome`: everything read and prepared, the user's frames and its
+ * rooms' still held. Resolves with the synchronous half, which sends `welcome` and lets the
+ * rooms go live on `c.ws`: /ws calls it in the socket's open, so that `welcome` leaves in the
+ * same write as the 101 (see Session.start). Until it is called nothing for the user is lost.
+ */
+export async function prepareWelcome(
+  h: HubContext,
+  nodeId: string,
+  c: Conn,
+  since: number | undefined,
+  transport: 'ws' | 'sse' = 'ws',
+): Promise<() => void> {
   const { config, broker, metrics, members: memberships } = h
   const u = c.identity.user
   const mine = userTopic(u.id)
@@ -66,32 +82,34 @@ export async function welcome(h: HubContext, nodeId: string, c: Conn, since: num
     adding,
   ])
   if (homeTopic) broker.unwatch(homeTopic)
-  if (c.closing) {
-    held.release()
-    for (const p of prepared) p?.()
-    return
+  return () => {
+    if (c.closing) {
+      held.release()
+      for (const p of prepared) p?.()
+      return
+    }
+    c.ws.cork(() => {
+      const joined = list.filter((_, i) => prepared[i])
+      h.send(
+        c,
+        frames.welcome(
+          c.id,
+          u,
+          nodeId,
+          joined.map((m) => m.room),
+          unread.reduce((a, b) => a + (b ?? 0), 0),
+        ),
+        'welcome',
+      )
+      for (const p of prepared) p?.()
+      for (const f of held) h.send(c, f, 'chat')
+      held.release()
+      c.ws.subscribe(mine)
+      for (const s of sendLater) s()
+    })
+    if (since !== undefined) metrics.connect[transport].observe((performance.now() - since) / 1000)
+    // The joins of the start are done: a map that held entries would keep its grown table
+    // (~220 bytes) for the socket's life.
+    if (c.joining.size === 0) c.joining = NO_JOINS
   }
-  c.ws.cork(() => {
-    const joined = list.filter((_, i) => prepared[i])
-    h.send(
-      c,
-      frames.welcome(
-        c.id,
-        u,
-        nodeId,
-        joined.map((m) => m.room),
-        unread.reduce((a, b) => a + (b ?? 0), 0),
-      ),
-      'welcome',
-    )
-    for (const p of prepared) p?.()
-    for (const f of held) h.send(c, f, 'chat')
-    held.release()
-    c.ws.subscribe(mine)
-    for (const s of sendLater) s()
-  })
-  if (since !== undefined) metrics.connect[transport].observe((performance.now() - since) / 1000)
-  // The joins of the start are done: a map that held entries would keep its grown table
-  // (~220 bytes) for the socket's life.
-  if (c.joining.size === 0) c.joining = NO_JOINS
 }
