@@ -88,7 +88,11 @@ export async function startServer(
   const prof = opts.cpuProfDir
     ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`, `--cpu-prof-name=${kind}-${Date.now()}.cpuprofile`]
     : []
-  const proc = Bun.spawn([BUN, ...prof, entry], {
+  // BENCH_SERVER_WRAP='perf record -k 1 -g -o /tmp/x.data --': chat-server under another
+  // command, from its first instruction (a profiler attached later misses the JIT's symbols).
+  // Its RSS figures are then the wrapper's.
+  const wrap = kind === 'chat' ? (process.env.BENCH_SERVER_WRAP?.split(' ').filter(Boolean) ?? []) : []
+  const proc = Bun.spawn([...wrap, BUN, ...prof, entry], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', ...env },
     stdin: 'ignore',
