@@ -146,7 +146,8 @@ async function runConfig(config: string, o: ConnectionsOptions): Promise<ConnRow
   const gens: Worker<ConnCommand, ConnEvent>[] = []
   try {
     // On every loopback address when the sockets go to them (dst).
-    const env: Record<string, string> = { ...o.env, API_KEY, LOG_LEVEL: 'info', HOST: o.spread === 'dst' ? '0.0.0.0' : '127.0.0.1' }
+    // --server-env may set LOG_LEVEL (it used to be overridden here: a LOG_LEVEL=warn pair ran with its lines on).
+    const env: Record<string, string> = { LOG_LEVEL: 'info', ...o.env, API_KEY, HOST: o.spread === 'dst' ? '0.0.0.0' : '127.0.0.1' }
     if (redis) Object.assign(env, { REDIS_URL: redis.url, REDIS_PREFIX: `bench-conn-${process.pid}:` })
     const names = config === 'redis' && !o.workers ? ['a', 'b'] : ['a']
     for (const name of names) {
