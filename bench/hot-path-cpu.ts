@@ -1,7 +1,8 @@
 /**
  * bench/hot-path.ts timed in CPU (process.cpuUsage), not wall time, so that other processes on a
  * shared machine weigh less; the SSE face's delivery hook is registered as app.ts does when the
- * checkout has one. Written to compare checkouts: copy it into an export's bench/ and run it there.
+ * checkout has one. Written to compare checkouts: copy it (and bench/lib/fake-socket.ts) into an
+ * export's bench/ and run it there.
  *
  *   bun run bench/hot-path-cpu.ts [--n=200000] [--rounds=7]     (NOHOOK=1: without the SSE hook)
  */
@@ -13,6 +14,7 @@ import { parseFrame } from '../src/app'
 import { createMetrics } from '../src/metrics'
 import { memoryMembers } from '../src/members/memory'
 import { existsSync } from 'node:fs'
+import { fakeSocket } from './lib/fake-socket'
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d)
 const N = arg('n', 200_000)
@@ -33,15 +35,7 @@ if (!process.env.NOHOOK && hooks.onDeliver && existsSync(`${import.meta.dir}/../
   hooked = 'sse'
 }
 await broker.start(hub.deliver, hub.reset)
-const ws = {
-  send: () => 1,
-  publish: () => 1,
-  subscribe() {},
-  unsubscribe() {},
-  cork: (f: () => void) => f(),
-  getBufferedAmount: () => 0,
-  close() {},
-}
+const ws = fakeSocket()
 const c = hub.open(ws as never, { user: { id: 'bench-s-0', name: 'bench-s-0' } }, { remote: '127.0.0.1', userAgent: '' })
 await Bun.sleep(10)
 const text = '{"type":"chat","body":"~1795781979100000~ bench message ........"}'

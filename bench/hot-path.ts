@@ -13,6 +13,7 @@ import { configureLog } from '../src/log'
 import { parseFrame } from '../src/app'
 import { createMetrics } from '../src/metrics'
 import { memoryMembers } from '../src/members/memory'
+import { fakeSocket } from './lib/fake-socket'
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d)
 const N = arg('n', 200_000)
@@ -24,15 +25,7 @@ let published = 0
 const server = { publish: () => (published++, 1), subscriberCount: () => 10 }
 const hub = createHub({ config, broker, metrics: createMetrics(), nodeId: 'hot', server: () => server as never, members: memoryMembers() })
 await broker.start(hub.deliver, hub.reset)
-const ws = {
-  send: () => 1,
-  publish: () => 1,
-  subscribe() {},
-  unsubscribe() {},
-  cork: (f: () => void) => f(),
-  getBufferedAmount: () => 0,
-  close() {},
-}
+const ws = fakeSocket()
 const c = hub.open(ws as never, { user: { id: 'bench-s-0', name: 'bench-s-0' } }, { remote: '127.0.0.1', userAgent: '' })
 await Bun.sleep(10) // the join of the default room
 const text = '{"type":"chat","body":"~1795781979100000~ bench message ........"}'

@@ -38,6 +38,7 @@ import { browserKeys, serviceAccount } from '../test/helpers/push-receivers'
 import { cpuSeconds, startServer } from './lib/proc'
 import { redisConnections } from '../src/broker/redis-connect'
 import { redisCluster } from '../src/cluster/heartbeat'
+import { fakeSocket } from './lib/fake-socket'
 
 const argv = process.argv.slice(2)
 const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -77,15 +78,7 @@ async function hotpath() {
     await broker.start(hub.deliver, hub.reset)
     await p?.start()
     const room = 'bench-room'
-    const ws = () => ({
-      send: () => 1,
-      publish: () => 1,
-      subscribe() {},
-      unsubscribe() {},
-      cork: (f: () => void) => f(),
-      getBufferedAmount: () => 0,
-      close() {},
-    })
+    const ws = () => fakeSocket()
     for (let i = 0; i <= MEMBERS; i++) {
       const user = { id: `m-${i}`, name: `m-${i}` }
       await members.add(room, user, 0, 1000)

@@ -13,6 +13,7 @@ import { configureLog } from '../src/log'
 import { parseFrame } from '../src/app'
 import { createMetrics } from '../src/metrics'
 import { memoryMembers } from '../src/members/memory'
+import { fakeSocket } from './lib/fake-socket'
 
 const arg = (k: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${k}=`))?.split('=')[1] ?? d)
 const N = arg('n', 19_000)
@@ -28,16 +29,11 @@ await broker.start(hub.deliver, hub.reset)
 
 let sent = 0
 let lastFrame = ''
-const fakeWs = () => ({
-  send: (f: string) => ((lastFrame = f), sent++, 1),
-  publish: () => 1,
-  subscribe() {},
-  unsubscribe() {},
-  cork: (f: () => void) => f(),
-  getBufferedAmount: () => 0,
-  close() {},
-  ping() {},
-})
+const fakeWs = () =>
+  fakeSocket((f) => {
+    lastFrame = f
+    sent++
+  })
 type C = ReturnType<typeof hub.open>
 const conns: C[] = new Array(N)
 const meta = { remote: '127.0.0.1', userAgent: 'bench' }

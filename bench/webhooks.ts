@@ -32,6 +32,7 @@ import type { Server } from './lib/proc'
 import { Histogram } from './lib/histogram'
 import { listening } from '../test/helpers/services'
 import { memoryMembers } from '../src/members/memory'
+import { fakeSocket } from './lib/fake-socket'
 
 const argv = process.argv.slice(2)
 const flag = (name: string) => {
@@ -154,15 +155,7 @@ async function hotpath() {
       members: memoryMembers(),
     })
     await broker.start(hub.deliver, hub.reset)
-    const ws = {
-      send: () => 1,
-      publish: () => 1,
-      subscribe() {},
-      unsubscribe() {},
-      cork: (f: () => void) => f(),
-      getBufferedAmount: () => 0,
-      close() {},
-    }
+    const ws = fakeSocket()
     const c = hub.open(ws as never, { user: { id: 'bench-s-0', name: 'bench-s-0' } }, { remote: '127.0.0.1', userAgent: '' })
     await Bun.sleep(10)
     return { hub, c, metrics }
