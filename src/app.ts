@@ -229,9 +229,10 @@ export function createApp(deps: AppDeps) {
         ws.close(CLOSE.goingAway, 'admission expired: reconnect')
         return
       }
-      // Synchronous here: `welcome` goes out in the 101's write.
-      started.attach(ws)
+      // Set first: a close asked for while it had no socket closes it in attach, and Bun's
+      // close event must find its connection. Synchronous here: `welcome` goes out in the 101's write.
       this.conn = started.conn
+      started.attach(ws)
     }
     message(_ws: unknown, message: string | Buffer) {
       if (!this.conn) return
