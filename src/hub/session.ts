@@ -99,15 +99,15 @@ export function createSession(d: SessionDeps): Session {
   async function start(identity: Identity, meta: OpenMeta): Promise<Started> {
     const pending = pendingSocket()
     const c = register(pending, identity, meta)
-    let loaded!: () => void
-    c.loading = new Promise<void>((r) => (loaded = r))
+    const loading = Promise.withResolvers<void>()
+    c.loading = loading.promise
     const finish = await prepareWelcome(h, d.nodeId, c, meta.since, meta.transport ?? 'ws').catch((err) => {
       log.error('connection not started', { conn: c.id, err })
       return () => void delivery.closeConn(c, 1011, 'internal error')
     })
     const settle = () => {
       c.loading = undefined
-      loaded()
+      loading.resolve()
     }
     return {
       conn: c,
